@@ -1,0 +1,78 @@
+import secrets
+from typing import Any
+
+from django import forms
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.models import Group
+
+from aspweb.roles import ROLES
+
+from .models import User
+
+ROLE_HELP = {
+    "Admin": "providers, models, prices, users, keys, audit log",
+    "Finance": "cost dashboards, budgets and alerts",
+    "Member": "playground and their own usage",
+}
+
+
+class SignInForm(AuthenticationForm):
+    username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True,
+                                                                            "autocomplete": "email"}))
+
+
+class UserForm(forms.ModelForm):
+    roles = forms.MultipleChoiceField(
+        choices=[(r, f"{r} — {ROLE_HELP[r]}") for r in ROLES], required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = User
+        fields = ["email", "name", "is_active"]
+        labels = {"is_active": "Active (may sign in)"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["roles"].initial = list(
+                self.instance.groups.filter(name__in=ROLES).values_list("name", flat=True)
+            )
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip().lower()
+        if User.objects.filter(email__iexact=email).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("A user with this e-mail already exists.")
+        return email
+
+    def save_roles(self, user: User) -> tuple[set[str], set[str]]:
+        """Set the user's role groups; returns (added, removed)."""
+        wanted = set(self.cleaned_data["roles"])
+        current = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+        user.groups.remove(*Group.objects.filter(name__in=current - wanted))
+        user.groups.add(*Group.objects.filter(name__in=wanted - current))
+        return wanted - current, current - wanted
+
+
+class SetPasswordForm(forms.Form):
+    """An admin sets a password, or leaves it blank to have one generated and shown once."""
+
+    password = forms.CharField(
+        required=False, strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="Leave blank to generate a strong password, shown once.",
+    )
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not password:
+            self.generated = True
+            return secrets.token_urlsafe(12)
+        self.generated = False
+        password_validation.validate_password(password, self.user)
+        return password

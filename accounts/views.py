@@ -1,0 +1,98 @@
+from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from aspweb.roles import ADMIN, role_required
+
+from .audit import audit_log
+from .forms import SetPasswordForm, UserForm
+from .models import AuditEvent, User
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return redirect("login")
+    return render(request, "home.html")
+
+
+@role_required(ADMIN)
+def user_list(request: HttpRequest) -> HttpResponse:
+    users = User.objects.prefetch_related("groups")
+    return render(request, "accounts/user_list.html", {"users": users})
+
+
+@role_required(ADMIN)
+def user_add(request: HttpRequest) -> HttpResponse:
+    form = UserForm(request.POST or None, initial={"roles": ["Member"], "is_active": True})
+    password_form = SetPasswordForm(request.POST or None, user=form.instance)
+    if request.method == "POST" and form.is_valid() and password_form.is_valid():
+        with transaction.atomic():
+            user = form.save(commit=False)
+            user.set_password(password_form.cleaned_data["password"])
+            user.save()
+            added, _ = form.save_roles(user)
+            audit_log(request.user, "user.create", user, roles=sorted(added))
+        return _password_shown_once(request, user, password_form, created=True)
+    return render(request, "accounts/user_form.html", {"form": form, "password_form": password_form,
+                                                       "editing": None})
+
+
+@role_required(ADMIN)
+def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    user = get_object_or_404(User, pk=pk)
+    form = UserForm(request.POST or None, instance=user)
+    if request.method == "POST" and form.is_valid():
+        if user == request.user and (ADMIN not in form.cleaned_data["roles"] and not user.is_superuser
+                                     or not form.cleaned_data["is_active"]):
+            form.add_error(None, "You cannot remove your own Admin role or deactivate yourself.")
+        else:
+            with transaction.atomic():
+                form.save()
+                added, removed = form.save_roles(user)
+                changed = [f for f in form.changed_data if f != "roles"]
+                if changed:
+                    audit_log(request.user, "user.update", user, fields=changed)
+                if added or removed:
+                    audit_log(request.user, "user.roles", user, added=sorted(added), removed=sorted(removed))
+            messages.success(request, f"{user.email} saved.")
+            return redirect("user_list")
+    return render(request, "accounts/user_form.html", {"form": form, "editing": user})
+
+
+@role_required(ADMIN)
+def user_password(request: HttpRequest, pk: int) -> HttpResponse:
+    user = get_object_or_404(User, pk=pk)
+    form = SetPasswordForm(request.POST or None, user=user)
+    if request.method == "POST" and form.is_valid():
+        user.set_password(form.cleaned_data["password"])
+        user.save(update_fields=["password"])
+        if user == request.user:
+            update_session_auth_hash(request, user)
+        audit_log(request.user, "user.password_reset", user)
+        return _password_shown_once(request, user, form, created=False)
+    return render(request, "accounts/user_password.html", {"form": form, "editing": user})
+
+
+def _password_shown_once(request: HttpRequest, user: User, form: SetPasswordForm, *, created: bool) -> HttpResponse:
+    # Rendered straight from the POST, never stored or redirected through a URL, so it is shown once.
+    response = render(request, "accounts/password_shown.html", {
+        "editing": user, "created": created,
+        "password": form.cleaned_data["password"] if form.generated else None,
+    })
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@role_required(ADMIN)
+def audit_list(request: HttpRequest) -> HttpResponse:
+    events = AuditEvent.objects.all()
+    target_type = request.GET.get("type", "")
+    if target_type:
+        events = events.filter(target_type=target_type)
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    types = AuditEvent.objects.order_by().values_list("target_type", flat=True).distinct()
+    return render(request, "accounts/audit_list.html", {"page": page, "types": sorted(types),
+                                                        "target_type": target_type})

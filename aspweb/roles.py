@@ -1,0 +1,99 @@
+"""The three roles (Django groups) and the decorator that checks them.
+
+Superusers count as admins. Views name every role they admit; there is no implied hierarchy, so the
+role matrix test reads the same as the decorators.
+"""
+
+import functools
+from collections.abc import Callable
+from inspect import iscoroutinefunction
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+
+ADMIN = "Admin"
+FINANCE = "Finance"
+MEMBER = "Member"
+ROLES = (ADMIN, FINANCE, MEMBER)
+
+
+def user_roles(user: Any) -> frozenset[str]:
+    if not user or not user.is_authenticated or not user.is_active:
+        return frozenset()
+    cached = getattr(user, "_aspweb_roles", None)
+    if cached is None:
+        names = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+        if user.is_superuser:
+            names.add(ADMIN)
+        cached = user._aspweb_roles = frozenset(names)
+    return cached
+
+
+def has_role(user: Any, *roles: str) -> bool:
+    return bool(user_roles(user) & set(roles))
+
+
+def _check(request: HttpRequest, roles: tuple[str, ...]) -> None:
+    if not has_role(request.user, *roles):
+        raise PermissionDenied(f"This page is for {' or '.join(roles)} users.")
+
+
+def role_required(*roles: str) -> Callable:
+    """Sign-in first (redirect), then one of `roles` (403 otherwise). Works on sync and async views."""
+    unknown = set(roles) - set(ROLES)
+    if unknown or not roles:
+        raise ValueError(f"Unknown roles: {sorted(unknown)}")
+
+    def decorator(view: Callable) -> Callable:
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                user = await request.auser()
+                if not user.is_authenticated:
+                    return redirect_to_login(request.get_full_path())
+                await sync_to_async(_check)(request, roles)
+                return await view(request, *args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            _check(request, roles)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+class _Roles:
+    """Template-facing view of the current user's roles (`roles.admin`, `roles.finance`, ...)."""
+
+    def __init__(self, user: Any) -> None:
+        self._user = user
+
+    @functools.cached_property
+    def names(self) -> frozenset[str]:
+        return user_roles(self._user)
+
+    @property
+    def admin(self) -> bool:
+        return ADMIN in self.names
+
+    @property
+    def finance(self) -> bool:
+        return FINANCE in self.names
+
+    @property
+    def member(self) -> bool:
+        return MEMBER in self.names
+
+
+def roles_context(request: HttpRequest) -> dict[str, Any]:
+    return {"roles": _Roles(getattr(request, "user", None))}

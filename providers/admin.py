@@ -1,0 +1,63 @@
+from django import forms
+from django.contrib import admin
+
+from .models import Model, Price, Provider
+
+
+class ProviderAdminForm(forms.ModelForm):
+    """The key is write-only here too: the field never renders the stored value."""
+
+    api_key = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False),
+        help_text="Leave blank to keep the stored key.",
+    )
+
+    class Meta:
+        model = Provider
+        exclude = ["api_key"]
+
+    def save(self, commit: bool = True) -> Provider:
+        provider = super().save(commit=False)
+        if self.cleaned_data.get("api_key"):
+            provider.api_key = self.cleaned_data["api_key"]
+        if commit:
+            provider.save()
+        return provider
+
+
+class ModelInline(admin.TabularInline):
+    model = Model
+    extra = 0
+    fields = ["name", "display_name", "enabled", "context_window"]
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderAdminForm
+    list_display = ["name", "kind", "enabled", "archived_at", "masked_key", "last_check_ok"]
+    list_filter = ["kind", "enabled"]
+    readonly_fields = ["masked_key", "last_checked_at", "last_check_ok", "last_check_latency_ms",
+                       "last_check_message"]
+    inlines = [ModelInline]
+
+    @admin.display(description="API key")
+    def masked_key(self, obj: Provider) -> str:
+        return str(obj.api_key) if obj.api_key else "—"
+
+
+class PriceInline(admin.TabularInline):
+    model = Price
+    extra = 0
+    fields = ["effective_from", "input", "output", "cache_read", "cache_write", "source", "created_by"]
+    readonly_fields = fields
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(Model)
+class ModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "provider", "enabled", "context_window"]
+    list_filter = ["provider", "enabled"]
+    search_fields = ["name", "display_name"]
+    inlines = [PriceInline]

@@ -1,0 +1,114 @@
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from .kinds import EXTRA_FIELDS, Kind
+from .models import Model, Price, Provider, price_field_kwargs
+
+
+class ProviderForm(forms.ModelForm):
+    """Asks only what the provider's kind needs. On edit, a blank key keeps the stored key."""
+
+    api_key = forms.CharField(
+        label="API key", required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+    )
+
+    class Meta:
+        model = Provider
+        fields = ["name", "base_url", "enabled", "timeout_seconds", "max_retries"]
+        help_texts = {"name": "Short and unique: it is how applications address this provider (NAME/model)."}
+
+    def __init__(self, *args: Any, kind: Kind, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+        self.instance.kind = kind.name
+        editing = self.instance.pk is not None
+        stored_key = self.instance.api_key if editing else ""
+
+        if kind.asks_base_url:
+            url = self.fields["base_url"]
+            url.label = kind.base_url_label
+            url.required = kind.base_url_need == "required"
+            url.help_text = kind.base_url_help or (f"Leave blank for {kind.base_url}" if kind.base_url else "")
+            url.widget.attrs["placeholder"] = kind.base_url or "https://…"
+        else:
+            del self.fields["base_url"]
+
+        if kind.asks_key:
+            key = self.fields["api_key"]
+            key.required = kind.needs_key and not stored_key
+            if stored_key:
+                key.help_text = f"Stored key ends in {stored_key.last4 or '…'}; leave blank to keep it."
+            elif kind.key_env:
+                key.help_text = f"The key you would put in {kind.key_env}. Stored encrypted."
+        else:
+            del self.fields["api_key"]
+
+        for name in kind.extra:
+            spec = EXTRA_FIELDS[name]
+            self.fields[name] = forms.CharField(
+                label=spec.label, required=spec.required, help_text=spec.help, max_length=300,
+                initial=self.instance.extra.get(name, spec.default),
+            )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        self.key_changed = bool(data.get("api_key"))
+        return data
+
+    def save(self, commit: bool = True) -> Provider:
+        provider = super().save(commit=False)
+        if self.key_changed:
+            provider.api_key = self.cleaned_data["api_key"]
+        provider.extra = {
+            **{k: v for k, v in provider.extra.items() if k not in self.kind.extra},
+            **{name: self.cleaned_data[name] for name in self.kind.extra if self.cleaned_data.get(name)},
+        }
+        if commit:
+            provider.save()
+        return provider
+
+    def changed_settings(self) -> list[str]:
+        changed = [f for f in self.changed_data if f != "api_key"]
+        return ["extra" if f in self.kind.extra else f for f in changed]
+
+
+price_kwargs = {"max_digits": price_field_kwargs["max_digits"], "decimal_places": price_field_kwargs["decimal_places"],
+                "min_value": Decimal(0)}
+
+
+class PriceForm(forms.Form):
+    """A new price version, in USD per 1M tokens."""
+
+    input = forms.DecimalField(label="Input", **price_kwargs)
+    output = forms.DecimalField(label="Output", **price_kwargs)
+    cache_read = forms.DecimalField(label="Cache read", required=False, **price_kwargs,
+                                    help_text="Blank: cached reads cost the input price.")
+    cache_write = forms.DecimalField(label="Cache write", required=False, **price_kwargs,
+                                     help_text="Blank: cache writes cost the input price.")
+    effective_from = forms.DateTimeField(
+        required=False, help_text="Blank: from now. Calls already recorded keep the price they had.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+
+    def prices(self) -> dict[str, Decimal | None]:
+        return {name: self.cleaned_data.get(name) for name in Price.PRICE_FIELDS}
+
+    def clean_effective_from(self) -> Any:
+        return self.cleaned_data.get("effective_from") or timezone.now()
+
+
+class CatalogModelForm(forms.ModelForm):
+    class Meta:
+        model = Model
+        fields = ["name", "display_name", "enabled", "context_window"]
+
+    def __init__(self, *args: Any, provider: Provider, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance.provider = provider
+        if self.instance.pk:
+            # Usage and routes point at the model by its provider-side id; it is not renamed.
+            self.fields["name"].disabled = True

@@ -1,0 +1,173 @@
+"""The registry of provider kinds: one entry per kind, naming its adapter and preset.
+
+Adding a provider is one entry here plus, at most, one adapter module. Nothing outside this module and
+the adapters branches on a kind's name.
+"""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Need = Literal["required", "optional", "none"]
+
+
+@dataclass(frozen=True)
+class ExtraField:
+    label: str
+    required: bool = False
+    help: str = ""
+    default: str = ""
+    # Sent as this HTTP header on every request when set.
+    header: str = ""
+
+
+# Settings a kind may need beyond a key and a base URL; stored in Provider.extra.
+EXTRA_FIELDS: dict[str, ExtraField] = {
+    "account_id": ExtraField("Cloudflare account ID", required=True,
+                             help="The account that owns Workers AI (dashboard URL or `wrangler whoami`)."),
+    "api_version": ExtraField("API version", required=True, default="2024-10-21",
+                              help="Azure OpenAI data-plane API version, e.g. 2024-10-21."),
+    "referer": ExtraField("HTTP-Referer", header="HTTP-Referer", help="Optional: your site's URL, shown in OpenRouter's rankings."),
+    "title": ExtraField("X-Title", header="X-Title", help="Optional: your app's name, shown in OpenRouter's rankings."),
+}
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    label: str
+    adapter: Literal["openai_compat", "anthropic", "cloudflare", "claude_cli"]
+    base_url: str = ""
+    api_key: Need = "required"
+    base_url_need: Need = "optional"
+    key_env: str = ""
+    extra: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    # genai-prices provider id used for default prices; None when it has no data for this kind.
+    prices_provider: str | None = None
+    # Prefix the provider puts on model ids that genai-prices does not use.
+    prices_strip_prefix: str = ""
+    free: bool = False
+    base_url_label: str = "Base URL"
+    base_url_help: str = ""
+    help: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def needs_key(self) -> bool:
+        return self.api_key == "required"
+
+    @property
+    def asks_key(self) -> bool:
+        return self.api_key != "none"
+
+    @property
+    def asks_base_url(self) -> bool:
+        return self.base_url_need != "none"
+
+
+def _kinds(*kinds: Kind) -> dict[str, Kind]:
+    return {kind.name: kind for kind in kinds}
+
+
+KINDS: dict[str, Kind] = _kinds(
+    Kind(
+        "anthropic", "Anthropic", "anthropic", base_url="https://api.anthropic.com",
+        key_env="ANTHROPIC_API_KEY", prices_provider="anthropic",
+        models=("claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-sonnet-4-20250514"),
+        help="Claude models through the official Anthropic SDK.",
+    ),
+    Kind(
+        "openai", "OpenAI", "openai_compat", base_url="https://api.openai.com/v1",
+        key_env="OPENAI_API_KEY", prices_provider="openai",
+        models=("gpt-4o", "gpt-4o-mini", "gpt-4-turbo", "o1", "o1-mini"),
+        help="GPT and o-series models through the official OpenAI SDK.",
+    ),
+    Kind(
+        "azure_openai", "Azure OpenAI", "openai_compat", base_url_need="required",
+        key_env="AZURE_OPENAI_API_KEY", extra=("api_version",), prices_provider="azure",
+        base_url_label="Azure endpoint", base_url_help="https://RESOURCE.openai.azure.com",
+        help="Each model is a deployment: name models after their Azure deployment names.",
+    ),
+    Kind(
+        "openrouter", "OpenRouter", "openai_compat", base_url="https://openrouter.ai/api/v1",
+        key_env="OPENROUTER_API_KEY", extra=("referer", "title"), prices_provider="openrouter",
+        models=("anthropic/claude-3-haiku", "openai/gpt-4o-mini"),
+        help="Hundreds of models behind one key; model ids carry the vendor prefix.",
+    ),
+    Kind(
+        "gemini", "Google Gemini", "openai_compat",
+        base_url="https://generativelanguage.googleapis.com/v1beta/openai/",
+        key_env="GEMINI_API_KEY", prices_provider="google",
+        models=("gemini-2.0-flash", "gemini-1.5-pro", "gemini-1.5-flash"),
+        help="Gemini through Google's OpenAI-compatible endpoint (GOOGLE_API_KEY works too).",
+    ),
+    Kind(
+        "groq", "Groq", "openai_compat", base_url="https://api.groq.com/openai/v1",
+        key_env="GROQ_API_KEY", prices_provider="groq",
+        models=("llama-3.3-70b-versatile", "llama-3.1-8b-instant", "gemma2-9b-it", "mixtral-8x7b-32768"),
+    ),
+    Kind(
+        "together", "Together AI", "openai_compat", base_url="https://api.together.xyz/v1",
+        key_env="TOGETHER_API_KEY", prices_provider="together",
+        models=("meta-llama/Llama-3.3-70B-Instruct-Turbo", "Qwen/Qwen2.5-72B-Instruct-Turbo",
+                "deepseek-ai/DeepSeek-R1-Distill-Llama-70B"),
+    ),
+    Kind(
+        "fireworks", "Fireworks AI", "openai_compat", base_url="https://api.fireworks.ai/inference/v1",
+        key_env="FIREWORKS_API_KEY", prices_provider="fireworks",
+        prices_strip_prefix="accounts/fireworks/models/",
+        models=("accounts/fireworks/models/llama-v3p3-70b-instruct",
+                "accounts/fireworks/models/qwen2p5-72b-instruct", "accounts/fireworks/models/deepseek-r1"),
+    ),
+    Kind(
+        "deepinfra", "DeepInfra", "openai_compat", base_url="https://api.deepinfra.com/v1/openai",
+        key_env="DEEPINFRA_API_KEY",
+        models=("meta-llama/Llama-3.3-70B-Instruct", "deepseek-ai/DeepSeek-V3"),
+        help="No public price data: enter prices on each model's page.",
+    ),
+    Kind(
+        "cohere", "Cohere", "openai_compat", base_url="https://api.cohere.ai/compatibility/v1",
+        key_env="COHERE_API_KEY", prices_provider="cohere",
+        models=("command-a-03-2025", "command-r-plus", "command-r"),
+        help="Command models through Cohere's Compatibility API (CO_API_KEY works too).",
+    ),
+    Kind(
+        "cloudflare", "Cloudflare Workers AI", "cloudflare",
+        base_url="https://api.cloudflare.com/client/v4", key_env="CLOUDFLARE_API_TOKEN",
+        extra=("account_id",), prices_provider="cloudflare",
+        models=("@cf/meta/llama-3.3-70b-instruct-fp8-fast", "@cf/meta/llama-3.1-8b-instruct-fast",
+                "@cf/qwen/qwq-32b"),
+        help="Workers AI over REST with an API token that can run Workers AI.",
+    ),
+    Kind(
+        "ollama", "Ollama", "openai_compat", base_url="http://localhost:11434/v1", api_key="none",
+        free=True,
+        help="A local Ollama server; models come from the server and cost nothing.",
+    ),
+    Kind(
+        "vllm", "vLLM", "openai_compat", base_url="http://localhost:8000/v1", api_key="none",
+        free=True,
+        base_url_help="vLLM listens on port 8000 by default, the same port as aspweb's development server: "
+        "start one of them on another port.",
+        help="A local vLLM server; models come from the server and cost nothing.",
+    ),
+    Kind(
+        "openai_compatible", "OpenAI-compatible URL", "openai_compat", api_key="optional",
+        base_url_need="required", base_url_help="The URL that ends before /chat/completions, e.g. …/v1",
+        help="Any server speaking the OpenAI chat-completions format: LM Studio, llama.cpp, a proxy.",
+    ),
+    Kind(
+        "claude_cli", "Claude CLI", "claude_cli", api_key="none", base_url_need="none",
+        prices_provider="anthropic", models=("claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5"),
+        help="Runs the `claude` command on this server with its own login; needs the CLI installed.",
+    ),
+)
+
+KIND_CHOICES = [(kind.name, kind.label) for kind in KINDS.values()]
+
+
+def get_kind(name: str) -> Kind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"Unknown provider kind {name!r}; known kinds: {', '.join(KINDS)}") from None

@@ -1,0 +1,162 @@
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .crypto import EncryptedField
+from .kinds import KIND_CHOICES, Kind, get_kind
+
+name_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    "Use letters, digits, dots, dashes and underscores, starting with a letter or digit "
+    "(the name is used in model addresses like NAME/model).",
+)
+
+
+class ProviderQuerySet(models.QuerySet["Provider"]):
+    def active(self) -> "ProviderQuerySet":
+        return self.filter(archived_at__isnull=True)
+
+
+class Provider(models.Model):
+    """A configured account at an LLM provider: kind, where to reach it, and its encrypted key."""
+
+    name = models.CharField(max_length=64, validators=[name_validator])
+    kind = models.CharField(max_length=32, choices=KIND_CHOICES)
+    base_url = models.URLField(max_length=500, blank=True)
+    api_key = EncryptedField(blank=True)
+    # Kind-specific settings (account_id, api_version, referer, title); never secrets.
+    extra = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    timeout_seconds = models.PositiveIntegerField(
+        default=120, validators=[MinValueValidator(1)], help_text="Whole-call time limit in seconds."
+    )
+    max_retries = models.PositiveSmallIntegerField(
+        default=3, help_text="Retries of a failed call before the first token (rate limits, 5xx, timeouts)."
+    )
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_check_ok = models.BooleanField(null=True)
+    last_check_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_check_message = models.CharField(max_length=500, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProviderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # Archived providers keep their name for the ledger; a new provider may reuse it.
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(archived_at__isnull=True), name="provider_name_unique_active",
+                violation_error_message="A provider with this name already exists.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def kind_preset(self) -> Kind:
+        return get_kind(self.kind)
+
+    @property
+    def effective_base_url(self) -> str:
+        return self.base_url or self.kind_preset.base_url
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+    @property
+    def health(self) -> str:
+        if self.last_check_ok is None:
+            return "unknown"
+        return "ok" if self.last_check_ok else "failing"
+
+
+class Model(models.Model):
+    """One model offered by a provider, named as the provider's API names it."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(max_length=200, help_text="The model id the provider's API expects.")
+    display_name = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=True)
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "name"], name="model_unique_per_provider",
+                violation_error_message="This provider already has a model with this name.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}/{self.name}"
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+    def price_at(self, when: datetime) -> "Price | None":
+        """The price version in force at `when`: the latest one effective at or before it."""
+        return self.prices.filter(effective_from__lte=when).order_by("-effective_from", "-id").first()
+
+    def current_price(self) -> "Price | None":
+        return self.price_at(timezone.now())
+
+
+price_field_kwargs = {
+    "max_digits": 14,
+    "decimal_places": 6,
+    "validators": [MinValueValidator(Decimal(0), "Prices cannot be negative.")],
+}
+
+
+class Price(models.Model):
+    """A version of a model's prices in USD per 1M tokens, in force from `effective_from` until the next.
+
+    Prices are never edited in place: a change is a new version, so every usage record keeps pointing at
+    the version it was priced with. Empty cache prices mean cached tokens cost the input price.
+    """
+
+    class Source(models.TextChoices):
+        DEFAULT = "default", "genai-prices default"
+        ADMIN = "admin", "Set by an admin"
+        CONFIG = "config", "Config file"
+        FREE = "free", "Local model (free)"
+
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="prices")
+    effective_from = models.DateTimeField(default=timezone.now)
+    input = models.DecimalField(**price_field_kwargs)
+    output = models.DecimalField(**price_field_kwargs)
+    cache_read = models.DecimalField(null=True, blank=True, **price_field_kwargs)
+    cache_write = models.DecimalField(null=True, blank=True, **price_field_kwargs)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.ADMIN)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "effective_from"], name="price_unique_effective_from"),
+        ]
+
+    PRICE_FIELDS = ("input", "output", "cache_read", "cache_write")
+
+    def __str__(self) -> str:
+        return f"{self.model} from {self.effective_from:%Y-%m-%d %H:%M}"
+
+    def as_dict(self) -> dict[str, Decimal | None]:
+        return {name: getattr(self, name) for name in self.PRICE_FIELDS}

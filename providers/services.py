@@ -1,0 +1,221 @@
+"""Writes that cross models, and the provider operations the UI, commands and config import share."""
+
+import logging
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.audit import audit_log
+
+from .adapters import get_adapter
+from .adapters.base import Connection, Health, ModelInfo, ProviderError
+from .kinds import EXTRA_FIELDS, Kind
+from .models import Model, Price, Provider
+
+logger = logging.getLogger(__name__)
+
+# Fields whose changes are audited by name (values only where they are not secret).
+AUDITED_FIELDS = ("name", "kind", "base_url", "extra", "enabled", "timeout_seconds", "max_retries")
+
+
+def connection_for(provider: Provider) -> Connection:
+    kind = provider.kind_preset
+    headers = dict(kind.headers)
+    for key, spec in EXTRA_FIELDS.items():
+        if spec.header and provider.extra.get(key):
+            headers[spec.header] = str(provider.extra[key])
+    api_key = provider.api_key.reveal() if provider.api_key else ""
+    return Connection(
+        kind=provider.kind,
+        label=f"{kind.label} ({provider.name})" if kind.label != provider.name else kind.label,
+        base_url=provider.effective_base_url,
+        api_key=api_key,
+        extra=dict(provider.extra),
+        headers=headers,
+        timeout=float(provider.timeout_seconds),
+        connect_timeout=float(settings.PROVIDER_CONNECT_TIMEOUT_SECONDS),
+    )
+
+
+def provider_save(*, provider: Provider, actor: Any, changed: list[str] | None = None,
+                  key_changed: bool = False) -> Provider:
+    """Create or update a provider from a validated form or config entry, and audit it."""
+    creating = provider.pk is None
+    with transaction.atomic():
+        provider.save()
+        if creating:
+            audit_log(actor, "provider.create", provider, kind=provider.kind)
+        else:
+            fields = [f for f in (changed or []) if f in AUDITED_FIELDS]
+            if key_changed:
+                fields.append("api_key")
+            if fields:
+                audit_log(actor, "provider.update", provider, fields=sorted(fields))
+    return provider
+
+
+def provider_set_enabled(*, provider: Provider, enabled: bool, actor: Any) -> None:
+    with transaction.atomic():
+        provider.enabled = enabled
+        provider.save(update_fields=["enabled", "updated_at"])
+        audit_log(actor, "provider.enable" if enabled else "provider.disable", provider)
+
+
+def provider_delete(*, provider: Provider, actor: Any) -> str:
+    """Erase a provider, or archive it when the ledger refers to it. Returns "deleted" or "archived"."""
+    with transaction.atomic():
+        if provider.usage_records.exists():
+            provider.archived_at = timezone.now()
+            provider.enabled = False
+            provider.save(update_fields=["archived_at", "enabled", "updated_at"])
+            audit_log(actor, "provider.archive", provider)
+            return "archived"
+        audit_log(actor, "provider.delete", provider)
+        provider.delete()
+        return "deleted"
+
+
+def provider_test(*, provider: Provider, actor: Any) -> Health:
+    """Check key and URL against the provider, record the outcome on the provider, and audit it."""
+    adapter = get_adapter(provider.kind)
+    try:
+        health = async_to_sync(adapter.health_check)(connection_for(provider))
+    except ProviderError as exc:
+        health = Health(False, 0, exc.message)
+    provider.last_checked_at = timezone.now()
+    provider.last_check_ok = health.ok
+    provider.last_check_latency_ms = health.latency_ms if health.ok else None
+    provider.last_check_message = health.message[:500]
+    with transaction.atomic():
+        provider.save(update_fields=["last_checked_at", "last_check_ok", "last_check_latency_ms",
+                                     "last_check_message", "updated_at"])
+        audit_log(actor, "provider.test", provider, ok=health.ok)
+    return health
+
+
+def default_price(kind: Kind, model_name: str, when: datetime | None = None) -> dict[str, Decimal] | None:
+    """Prices per 1M tokens from genai-prices' offline data, or None where it has none."""
+    if kind.free:
+        return {"input": Decimal(0), "output": Decimal(0), "cache_read": Decimal(0), "cache_write": Decimal(0)}
+    if not kind.prices_provider:
+        return None
+    from genai_prices.data_snapshot import get_snapshot
+
+    ref = model_name.removeprefix(kind.prices_strip_prefix)
+    try:
+        _, info = get_snapshot().find_provider_model(ref, None, kind.prices_provider, None)
+    except LookupError:
+        return None
+    prices = info.get_prices(when or datetime.now(tz=UTC))
+
+    def per_mtok(name: str) -> Decimal | None:
+        value = getattr(prices, name, None)
+        # Tiered prices (long-context surcharges) start from their base tier.
+        value = getattr(value, "base", value)
+        return Decimal(str(value)) if value is not None else None
+
+    input_price, output_price = per_mtok("input_mtok"), per_mtok("output_mtok")
+    if input_price is None or output_price is None:
+        return None
+    return {
+        "input": input_price,
+        "output": output_price,
+        "cache_read": per_mtok("cache_read_mtok"),
+        "cache_write": per_mtok("cache_write_mtok"),
+    }
+
+
+def default_context_window(kind: Kind, model_name: str) -> int | None:
+    if not kind.prices_provider:
+        return None
+    from genai_prices.data_snapshot import get_snapshot
+
+    try:
+        _, info = get_snapshot().find_provider_model(
+            model_name.removeprefix(kind.prices_strip_prefix), None, kind.prices_provider, None
+        )
+    except LookupError:
+        return None
+    return info.context_window
+
+
+def price_set(*, model: Model, prices: dict[str, Decimal | None], actor: Any, source: str = Price.Source.ADMIN,
+              effective_from: datetime | None = None) -> Price | None:
+    """Add a price version unless it equals the one in force then. Returns the new version or None."""
+    effective_from = effective_from or timezone.now()
+    values = {name: prices.get(name) for name in Price.PRICE_FIELDS}
+    with transaction.atomic():
+        current = model.price_at(effective_from)
+        if current is not None and current.as_dict() == values:
+            return None
+        price = Price.objects.create(
+            model=model, effective_from=effective_from, source=source,
+            created_by=actor if getattr(actor, "is_authenticated", False) else None, **values,
+        )
+        audit_log(actor, "price.create", model, target_label=str(model),
+                  effective_from=effective_from.isoformat(),
+                  **{k: str(v) if v is not None else None for k, v in values.items()})
+    return price
+
+
+def model_add(*, provider: Provider, name: str, actor: Any, display_name: str = "",
+              context_window: int | None = None, enabled: bool = True) -> Model:
+    """Add a model to the catalog with genai-prices' default price when it knows one."""
+    kind = provider.kind_preset
+    with transaction.atomic():
+        model = Model.objects.create(
+            provider=provider, name=name, display_name=display_name, enabled=enabled,
+            context_window=context_window or default_context_window(kind, name),
+        )
+        audit_log(actor, "model.create", model)
+        defaults = default_price(kind, name)
+        if defaults is not None:
+            price_set(model=model, prices=defaults, actor=actor,
+                      source=Price.Source.FREE if kind.free else Price.Source.DEFAULT)
+    return model
+
+
+def model_update(*, model: Model, changed: dict[str, Any], actor: Any) -> None:
+    editable = {k: v for k, v in changed.items() if k in ("display_name", "enabled", "context_window")}
+    if not editable:
+        return
+    with transaction.atomic():
+        for name, value in editable.items():
+            setattr(model, name, value)
+        model.save(update_fields=[*editable, "updated_at"])
+        audit_log(actor, "model.update", model, **editable)
+
+
+def models_sync(*, provider: Provider, actor: Any) -> tuple[list[str], list[str]]:
+    """Add the models the provider lists (or, for providers without a listing, the preset's).
+
+    Returns (added, already_known). Models the provider no longer lists are kept: usage and prices
+    point at them, and an admin may disable them.
+    """
+    adapter = get_adapter(provider.kind)
+    try:
+        listed: list[ModelInfo] = async_to_sync(adapter.list_models)(connection_for(provider))
+    except ProviderError as exc:
+        # A server without a model listing answers 404; the preset's list stands in for it.
+        if exc.kind != "model_not_found" or not provider.kind_preset.models:
+            raise
+        listed = []
+    if not listed:
+        listed = [ModelInfo(name) for name in provider.kind_preset.models]
+    known = set(provider.models.values_list("name", flat=True))
+    added = []
+    with transaction.atomic():
+        for info in listed:
+            if info.id in known:
+                continue
+            model_add(provider=provider, name=info.id, actor=actor, display_name=info.display_name,
+                      context_window=info.context_window)
+            known.add(info.id)
+            added.append(info.id)
+        audit_log(actor, "provider.sync_models", provider, added=len(added))
+    return added, sorted(known - set(added))

@@ -1,0 +1,183 @@
+from django.contrib import messages
+from django.db.models import Count, Prefetch, Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from aspweb.roles import ADMIN, role_required
+
+from . import services
+from .adapters.base import ProviderError
+from .forms import CatalogModelForm, PriceForm, ProviderForm
+from .kinds import KINDS, get_kind
+from .models import Model, Price, Provider
+
+
+def _get_provider(pk: int, *, active: bool = True) -> Provider:
+    queryset = Provider.objects.active() if active else Provider.objects.all()
+    return get_object_or_404(queryset, pk=pk)
+
+
+def _models_with_prices(provider: Provider) -> list[Model]:
+    models = list(provider.models.prefetch_related(Prefetch("prices", queryset=Price.objects.order_by())))
+    for model in models:
+        model.price_now = model.current_price()
+    return models
+
+
+@role_required(ADMIN)
+def provider_list(request: HttpRequest) -> HttpResponse:
+    show_archived = request.GET.get("archived") == "1"
+    providers = Provider.objects.defer("api_key").annotate(
+        model_count=Count("models"), enabled_model_count=Count("models", filter=Q(models__enabled=True))
+    )
+    providers = providers.filter(archived_at__isnull=not show_archived)
+    return render(request, "providers/list.html", {"providers": providers, "show_archived": show_archived})
+
+
+@role_required(ADMIN)
+def provider_add_choose(request: HttpRequest) -> HttpResponse:
+    return render(request, "providers/add_choose.html", {"kinds": KINDS.values()})
+
+
+@role_required(ADMIN)
+def provider_add(request: HttpRequest, kind: str) -> HttpResponse:
+    try:
+        preset = get_kind(kind)
+    except ValueError:
+        raise Http404("Unknown provider kind") from None
+    form = ProviderForm(request.POST or None, kind=preset)
+    if request.method == "POST" and form.is_valid():
+        provider = form.save(commit=False)
+        services.provider_save(provider=provider, actor=request.user)
+        messages.success(request, f"Provider {provider.name} added. Test the connection, then sync its models.")
+        return redirect("provider_detail", pk=provider.pk)
+    return render(request, "providers/form.html", {"form": form, "kind": preset, "provider": None})
+
+
+@role_required(ADMIN)
+def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    provider = _get_provider(pk, active=False)
+    return render(request, "providers/detail.html", {
+        "provider": provider,
+        "kind": provider.kind_preset,
+        "models": _models_with_prices(provider),
+    })
+
+
+@role_required(ADMIN)
+def provider_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    provider = _get_provider(pk)
+    form = ProviderForm(request.POST or None, instance=provider, kind=provider.kind_preset)
+    if request.method == "POST" and form.is_valid():
+        provider = form.save(commit=False)
+        services.provider_save(provider=provider, actor=request.user, changed=form.changed_settings(),
+                               key_changed=form.key_changed)
+        messages.success(request, f"Provider {provider.name} saved.")
+        return redirect("provider_detail", pk=provider.pk)
+    return render(request, "providers/form.html", {"form": form, "kind": provider.kind_preset, "provider": provider})
+
+
+@require_POST
+@role_required(ADMIN)
+def provider_set_enabled(request: HttpRequest, pk: int) -> HttpResponse:
+    provider = _get_provider(pk)
+    enabled = request.POST.get("enabled") == "1"
+    services.provider_set_enabled(provider=provider, enabled=enabled, actor=request.user)
+    messages.success(request, f"Provider {provider.name} {'enabled' if enabled else 'disabled'}.")
+    return redirect("provider_detail", pk=provider.pk)
+
+
+@role_required(ADMIN)
+def provider_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    provider = _get_provider(pk)
+    if request.method == "POST":
+        name = provider.name
+        outcome = services.provider_delete(provider=provider, actor=request.user)
+        if outcome == "archived":
+            messages.success(request, f"Provider {name} has usage history, so it was archived, not erased.")
+        else:
+            messages.success(request, f"Provider {name} deleted.")
+        return redirect("provider_list")
+    has_usage = provider.usage_records.exists()
+    return render(request, "providers/delete.html", {"provider": provider, "has_usage": has_usage})
+
+
+@require_POST
+@role_required(ADMIN)
+def provider_test(request: HttpRequest, pk: int) -> HttpResponse:
+    provider = _get_provider(pk)
+    health = services.provider_test(provider=provider, actor=request.user)
+    context = {"provider": provider, "health": health}
+    if request.htmx:
+        return render(request, "providers/detail.html#health", context)
+    messages.info(request, health.message)
+    return redirect("provider_detail", pk=provider.pk)
+
+
+@require_POST
+@role_required(ADMIN)
+def provider_sync(request: HttpRequest, pk: int) -> HttpResponse:
+    provider = _get_provider(pk)
+    sync_error, added = "", []
+    try:
+        added, _ = services.models_sync(provider=provider, actor=request.user)
+    except ProviderError as exc:
+        sync_error = exc.message
+    if not request.htmx:
+        if sync_error:
+            messages.error(request, sync_error)
+        else:
+            messages.success(request, f"{len(added)} models added.")
+        return redirect("provider_detail", pk=provider.pk)
+    return render(request, "providers/detail.html#models", {
+        "provider": provider, "models": _models_with_prices(provider), "sync_error": sync_error,
+        "sync_added": added, "synced": True,
+    })
+
+
+@role_required(ADMIN)
+def model_add(request: HttpRequest, pk: int) -> HttpResponse:
+    provider = _get_provider(pk)
+    form = CatalogModelForm(request.POST or None, provider=provider)
+    if request.method == "POST" and form.is_valid():
+        model = services.model_add(provider=provider, actor=request.user, **{
+            k: form.cleaned_data[k] for k in ("name", "display_name", "context_window", "enabled")
+        })
+        messages.success(request, f"Model {model.name} added.")
+        return redirect("model_detail", pk=model.pk)
+    return render(request, "providers/model_add.html", {"form": form, "provider": provider})
+
+
+@role_required(ADMIN)
+def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    model = get_object_or_404(Model.objects.select_related("provider"), pk=pk)
+    form = CatalogModelForm(instance=model, provider=model.provider, prefix="model")
+    price_form = PriceForm(prefix="price", initial=(p.as_dict() if (p := model.current_price()) else None))
+    if request.method == "POST" and "model-display_name" in request.POST:
+        form = CatalogModelForm(request.POST, instance=model, provider=model.provider, prefix="model")
+        if form.is_valid():
+            services.model_update(model=model, changed={f: form.cleaned_data[f] for f in form.changed_data},
+                                  actor=request.user)
+            messages.success(request, "Model saved.")
+            return redirect("model_detail", pk=model.pk)
+    elif request.method == "POST":
+        price_form = PriceForm(request.POST, prefix="price")
+        if price_form.is_valid():
+            created = services.price_set(model=model, prices=price_form.prices(), actor=request.user,
+                                         effective_from=price_form.cleaned_data["effective_from"])
+            if created:
+                messages.success(request, "New price version saved.")
+            else:
+                messages.info(request, "Those are already the prices in force; nothing changed.")
+            return redirect("model_detail", pk=model.pk)
+    return render(request, "providers/model_detail.html", {
+        "model": model,
+        "provider": model.provider,
+        "form": form,
+        "price_form": price_form,
+        "prices": model.prices.select_related("created_by").order_by("-effective_from", "-id"),
+        "price_now": model.current_price(),
+        "now": timezone.now(),
+    })
