@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
@@ -12,9 +13,8 @@ from .forms import SetPasswordForm, UserForm
 from .models import AuditEvent, User
 
 
+@login_required
 def home(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_authenticated:
-        return redirect("login")
     return render(request, "home.html")
 
 

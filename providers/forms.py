@@ -54,6 +54,14 @@ class ProviderForm(forms.ModelForm):
                 initial=self.instance.extra.get(name, spec.default),
             )
 
+    def clean_name(self) -> str:
+        # The unique constraint only covers active providers, which the form cannot check by itself
+        # (archived_at is not one of its fields).
+        name = self.cleaned_data["name"]
+        if Provider.objects.active().filter(name=name).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("A provider with this name already exists.")
+        return name
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         self.key_changed = bool(data.get("api_key"))
@@ -112,3 +120,10 @@ class CatalogModelForm(forms.ModelForm):
         if self.instance.pk:
             # Usage and routes point at the model by its provider-side id; it is not renamed.
             self.fields["name"].disabled = True
+
+    def clean_name(self) -> str:
+        # `provider` is not a form field, so the form alone would not check the unique constraint.
+        name = self.cleaned_data["name"]
+        if Model.objects.filter(provider=self.instance.provider, name=name).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("This provider already has a model with this name.")
+        return name

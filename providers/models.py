@@ -1,5 +1,6 @@
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
@@ -17,6 +18,13 @@ name_validator = RegexValidator(
 )
 
 
+class URLField(models.URLField):
+    """A URL field whose forms assume https:// when a scheme is left out (Django 6's default)."""
+
+    def formfield(self, **kwargs: Any) -> Any:
+        return super().formfield(**{"assume_scheme": "https", **kwargs})
+
+
 class ProviderQuerySet(models.QuerySet["Provider"]):
     def active(self) -> "ProviderQuerySet":
         return self.filter(archived_at__isnull=True)
@@ -27,7 +35,7 @@ class Provider(models.Model):
 
     name = models.CharField(max_length=64, validators=[name_validator])
     kind = models.CharField(max_length=32, choices=KIND_CHOICES)
-    base_url = models.URLField(max_length=500, blank=True)
+    base_url = URLField(max_length=500, blank=True)
     api_key = EncryptedField(blank=True)
     # Kind-specific settings (account_id, api_version, referer, title); never secrets.
     extra = models.JSONField(default=dict, blank=True)

@@ -1,0 +1,80 @@
+"""Shared fixtures: one user per role, clients signed in as them, and a fake upstream on loopback."""
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from accounts.models import User
+from aspweb.roles import ADMIN, FINANCE, MEMBER
+from tests.fakes.upstream import FakeUpstream
+
+PASSWORD = "correct-horse-battery-staple"  # noqa: S105 - test users only
+
+# Role name -> groups; "superuser" has no group and is an admin through is_superuser; "none" has no role.
+ROLE_GROUPS: dict[str, tuple[str, ...]] = {
+    "admin": (ADMIN,),
+    "superuser": (),
+    "finance": (FINANCE,),
+    "member": (MEMBER,),
+    "none": (),
+}
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings: object) -> None:
+    # Tests that need a real worker opt out explicitly.
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    # Password hashing is deliberately slow; tests create a user per role per case.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., User]:
+    def make(role: str = "member", email: str | None = None) -> User:
+        user = User.objects.create_user(email or f"{role}@example.com", PASSWORD, name=role.title(),
+                                        is_superuser=role == "superuser", is_staff=role == "superuser")
+        user.groups.add(*Group.objects.filter(name__in=ROLE_GROUPS[role]))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def admin_user(make_user: Callable[..., User]) -> User:
+    return make_user("admin")
+
+
+@pytest.fixture
+def member_user(make_user: Callable[..., User]) -> User:
+    return make_user("member")
+
+
+@pytest.fixture
+def finance_user(make_user: Callable[..., User]) -> User:
+    return make_user("finance")
+
+
+@pytest.fixture
+def client_as(make_user: Callable[..., User]) -> Callable[[str], Client]:
+    """client_as("admin") -> a test client signed in as a fresh user with that role."""
+
+    def make(role: str) -> Client:
+        client = Client()
+        if role != "anonymous":
+            client.force_login(make_user(role))
+        return client
+
+    return make
+
+
+@pytest.fixture
+def admin_client(client_as: Callable[[str], Client]) -> Client:
+    return client_as("admin")
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        yield fake
