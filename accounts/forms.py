@@ -18,6 +18,10 @@ ROLE_HELP = {
 
 
 class SignInForm(AuthenticationForm):
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "Please enter a correct e-mail and password. The password is case-sensitive.",
+    }
     username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True,
                                                                             "autocomplete": "email"}))
 

@@ -42,7 +42,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         ordering = ["email"]
 
     def __str__(self) -> str:
-        return self.name or self.email
+        return self.email
 
     def get_full_name(self) -> str:
         return self.name or self.email

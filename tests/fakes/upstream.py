@@ -1,0 +1,721 @@
+"""A fake LLM provider (OpenAI, Azure OpenAI, Anthropic) served over real loopback HTTP.
+
+The test-suite talks to it through the official SDKs, so everything here mimics the
+providers' wire formats closely enough for those SDKs to parse: JSON bodies, SSE
+streams sent with chunked transfer encoding, error bodies and status codes.
+
+Behaviour is driven from the tests by plain attribute assignment (``reply``,
+``chunk_delay``, ``models``, ``usage``, ``api_key``, ``mode``) and by a queue of
+one-shot faults (``fail_next``). Each request takes a snapshot of that configuration
+when it starts, so changing it mid-stream never produces a half-old, half-new answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import re
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+Provider = Literal["openai", "azure", "anthropic"]
+
+DEFAULT_REPLY = "Hello from the fake upstream."
+DEFAULT_MODELS = ("fake-model-a", "fake-model-b")
+DEFAULT_RETRY_AFTER = 1
+DEFAULT_SLOW_DELAY = 0.5
+
+USAGE_KEYS = frozenset(
+    {"input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens"}
+)
+
+# Error vocabulary per status: (OpenAI error type, OpenAI error code, Anthropic error type, message).
+# The strings are the ones the real services use, so code that inspects them behaves as in production.
+_ERRORS: dict[int, tuple[str, str | None, str, str]] = {
+    400: ("invalid_request_error", None, "invalid_request_error", "Invalid request."),
+    401: ("invalid_request_error", "invalid_api_key", "authentication_error", "Incorrect API key provided."),
+    403: (
+        "invalid_request_error",
+        "unsupported_country_region_territory",
+        "permission_error",
+        "Permission denied.",
+    ),
+    404: ("invalid_request_error", None, "not_found_error", "Not found."),
+    429: (
+        "requests",
+        "rate_limit_exceeded",
+        "rate_limit_error",
+        "Rate limit reached. Please try again later.",
+    ),
+    500: ("server_error", None, "api_error", "The server had an error while processing your request."),
+    503: ("server_error", None, "api_error", "The service is temporarily unavailable."),
+    529: ("server_error", None, "overloaded_error", "Overloaded"),
+}
+FAULT_KINDS = frozenset({"ok", "cut", "slow", *(str(status) for status in _ERRORS)})
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How to (mis)behave for one request.
+
+    ``kind`` is "ok", "cut" (stream some chunks then drop the connection), "slow"
+    (wait ``delay`` seconds between streamed events, or before a non-streamed answer)
+    or an HTTP status such as "429" (error body in the provider's shape).
+    """
+
+    kind: str = "ok"
+    retry_after: int = DEFAULT_RETRY_AFTER
+    delay: float = DEFAULT_SLOW_DELAY
+    cut_after: int | None = None  # content chunks sent before a cut; None means half of them
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {sorted(FAULT_KINDS)}")
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake received it, for assertions in tests."""
+
+    method: str
+    path: str  # without the query string
+    query: dict[str, str]
+    headers: dict[str, str]  # names lower-cased
+    body: Any  # parsed JSON, or None when there was no body
+    provider: Provider | None  # None for paths the fake does not serve
+    api_key: str | None
+    client_disconnected: bool = False  # set when the client hung up while we were still writing
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The configuration one request works with (see the module docstring)."""
+
+    reply: str
+    chunk_delay: float
+    models: tuple[str, ...]
+    usage: dict[str, int]
+    api_key: str | None
+
+
+class _ClientGone(Exception):
+    """The client closed the connection before the response was complete."""
+
+
+class _StreamCut(Exception):
+    """Raised by the writers when a "cut" fault says to stop mid-stream."""
+
+
+class FakeUpstream:
+    """Fake OpenAI / Azure OpenAI / Anthropic server on 127.0.0.1, in a background thread.
+
+    Use as a context manager, or call ``start()`` and ``stop()``.
+    """
+
+    def __init__(self, *, api_key: str | None = None) -> None:
+        self.api_key = api_key
+        self.reply = DEFAULT_REPLY
+        self.chunk_delay = 0.0
+        self.models: list[str] = list(DEFAULT_MODELS)
+        self._usage: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._faults: deque[Fault] = deque()
+        self._mode = Fault()
+        self._requests: list[RecordedRequest] = []
+        self._ids = itertools.count(1)
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FakeUpstream:
+        if self._server is not None:
+            raise RuntimeError("FakeUpstream is already running")
+        self._stopping.clear()
+        self._server = _Server(("127.0.0.1", 0), self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-upstream",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        # Wake handlers sleeping in slow mode, then drop keep-alive connections: their handler
+        # threads would otherwise sit waiting for a next request that never comes.
+        self._stopping.set()
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """Root URL, e.g. "http://127.0.0.1:PORT" (what the Anthropic SDK and Azure endpoint want)."""
+        if self._server is None:
+            raise RuntimeError("FakeUpstream is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        """Base URL for the OpenAI SDK, which expects the /v1 prefix in it."""
+        return self.base_url + "/v1"
+
+    # -- behaviour control ------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        kind: str | int,
+        *,
+        retry_after: int = DEFAULT_RETRY_AFTER,
+        delay: float = DEFAULT_SLOW_DELAY,
+        cut_after: int | None = None,
+    ) -> None:
+        """Queue a fault for the next served request; queued faults are used one per request, in order."""
+        fault = Fault(str(kind), retry_after=retry_after, delay=delay, cut_after=cut_after)
+        with self._lock:
+            self._faults.append(fault)
+
+    @property
+    def mode(self) -> str:
+        """Persistent fault kind used when the one-shot queue is empty ("ok" by default)."""
+        return self._mode.kind
+
+    @mode.setter
+    def mode(self, kind: str | int) -> None:
+        self.set_mode(kind)
+
+    def set_mode(
+        self,
+        kind: str | int,
+        *,
+        retry_after: int = DEFAULT_RETRY_AFTER,
+        delay: float = DEFAULT_SLOW_DELAY,
+        cut_after: int | None = None,
+    ) -> None:
+        """Like assigning ``mode``, with the same options as ``fail_next``."""
+        self._mode = Fault(str(kind), retry_after=retry_after, delay=delay, cut_after=cut_after)
+
+    @property
+    def usage(self) -> dict[str, int]:
+        """Token counts to report instead of the computed defaults.
+
+        Keys: input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens.
+        Missing keys keep their defaults: input from the prompt length, output from the reply
+        chunk count, the others 0. See ``_Usage`` for how they map onto each provider's fields.
+        """
+        return self._usage
+
+    @usage.setter
+    def usage(self, values: dict[str, int]) -> None:
+        unknown = set(values) - USAGE_KEYS
+        if unknown:
+            raise ValueError(f"unknown usage keys {sorted(unknown)}; expected some of {sorted(USAGE_KEYS)}")
+        self._usage = dict(values)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Copy of the requests received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def last_request(self) -> RecordedRequest:
+        with self._lock:
+            if not self._requests:
+                raise LookupError("FakeUpstream has received no request")
+            return self._requests[-1]
+
+    def reset(self) -> None:
+        """Back to the defaults (except ``api_key``), with no queued faults and no recorded requests.
+
+        Lets one server be shared by many tests.
+        """
+        with self._lock:
+            self.reply = DEFAULT_REPLY
+            self.chunk_delay = 0.0
+            self.models = list(DEFAULT_MODELS)
+            self._usage = {}
+            self._mode = Fault()
+            self._faults.clear()
+            self._requests.clear()
+
+    # -- used by the request handler -------------------------------------------------------
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _next_fault(self) -> Fault:
+        with self._lock:
+            return self._faults.popleft() if self._faults else self._mode
+
+    def _snapshot(self) -> _Snapshot:
+        with self._lock:
+            return _Snapshot(
+                reply=self.reply,
+                chunk_delay=self.chunk_delay,
+                models=tuple(self.models),
+                usage=dict(self._usage),
+                api_key=self.api_key,
+            )
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}fake{next(self._ids):08d}"
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], fake: FakeUpstream) -> None:
+        self.fake = fake
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def track(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(connection)
+
+    def untrack(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by the peer
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+def _chunks(text: str) -> list[str]:
+    """Split a reply word by word, keeping the whitespace so the chunks join back to ``text``."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+def _request_text(body: dict[str, Any]) -> str:
+    """All prompt text of a chat request (OpenAI or Anthropic shape), for token estimates."""
+    parts: list[Any] = [body.get("system") or ""]
+    parts.extend(
+        message.get("content") for message in body.get("messages") or [] if isinstance(message, dict)
+    )
+    texts: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, list):  # content blocks: [{"type": "text", "text": ...}, ...]
+            texts.extend(block.get("text", "") for block in part if isinstance(block, dict))
+    return "".join(texts)
+
+
+@dataclass
+class _Usage:
+    """Token counts; each value goes verbatim into the provider's own field.
+
+    So ``input_tokens`` is OpenAI's ``prompt_tokens`` (which includes cached tokens) but
+    Anthropic's ``input_tokens`` (which excludes cache reads and writes), as with the real APIs.
+    """
+
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def build(cls, snapshot: _Snapshot, body: dict[str, Any], chunks: list[str]) -> _Usage:
+        # Deterministic defaults: about four characters per prompt token, one token per reply chunk.
+        defaults = {"input_tokens": max(1, len(_request_text(body)) // 4), "output_tokens": len(chunks)}
+        return cls(**{**defaults, **snapshot.usage})
+
+    def openai(self) -> dict[str, Any]:
+        prompt_details: dict[str, int] = {"cached_tokens": self.cached_tokens, "audio_tokens": 0}
+        if self.cache_write_tokens:  # only newer responses carry this field, and only when non-zero
+            prompt_details["cache_write_tokens"] = self.cache_write_tokens
+        return {
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+            "prompt_tokens_details": prompt_details,
+            "completion_tokens_details": {
+                "reasoning_tokens": self.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+
+    def anthropic(self, output_tokens: int) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": self.cache_write_tokens,
+            "cache_read_input_tokens": self.cached_tokens,
+        }
+
+
+_AZURE_CHAT = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/chat/completions$")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 gives keep-alive and chunked transfer encoding, which is how the real APIs stream.
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        self.server.untrack(self.connection)
+        super().finish()
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except ConnectionError:
+            # Clients hang up between requests, often with a reset rather than a clean close
+            # (the OpenAI SDK stops reading at [DONE] and closes with the chunk terminator unread).
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output clean; ``FakeUpstream.requests`` is the log."""
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        fake = self.server.fake
+        url = urlsplit(self.path)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        raw_body = self.rfile.read(int(headers.get("content-length") or 0))
+        try:
+            body = json.loads(raw_body) if raw_body else None
+        except ValueError:
+            body = raw_body.decode("utf-8", "replace")
+        route = self._route(self.command, url.path, headers)
+        provider = route[0] if route else None
+        record = RecordedRequest(
+            method=self.command,
+            path=url.path,
+            query=dict(parse_qsl(url.query)),
+            headers=headers,
+            body=body,
+            provider=provider,
+            api_key=self._api_key(provider, headers),
+        )
+        fake._record(record)
+        try:
+            self._respond(record, route)
+        except _ClientGone:
+            record.client_disconnected = True
+            self.close_connection = True
+
+    @staticmethod
+    def _route(method: str, path: str, headers: dict[str, str]) -> tuple[Provider, str] | None:
+        # /v1/models is shared by OpenAI and Anthropic; Anthropic clients must send anthropic-version.
+        anthropic = "anthropic-version" in headers or "x-api-key" in headers
+        if method == "GET" and path == "/v1/models":
+            return ("anthropic", "models") if anthropic else ("openai", "models")
+        if method == "POST" and path == "/v1/chat/completions":
+            return ("openai", "chat")
+        if method == "POST" and path == "/v1/messages":
+            return ("anthropic", "messages")
+        if method == "POST" and _AZURE_CHAT.match(path):
+            return ("azure", "chat")
+        return None
+
+    @staticmethod
+    def _api_key(provider: Provider | None, headers: dict[str, str]) -> str | None:
+        bearer = headers.get("authorization", "")
+        bearer_key = bearer[len("Bearer ") :] if bearer.startswith("Bearer ") else None
+        # Anthropic documents x-api-key, but recent SDKs send the key as a Bearer token.
+        if provider == "anthropic":
+            return headers.get("x-api-key") or bearer_key
+        if provider == "azure":
+            return headers.get("api-key") or bearer_key
+        return bearer_key
+
+    def _respond(self, record: RecordedRequest, route: tuple[Provider, str] | None) -> None:
+        if route is None:
+            provider: Provider = "anthropic" if "anthropic-version" in record.headers else "openai"
+            self._error(provider, 404, f"Invalid URL ({record.method} {record.path})")
+            return
+        provider, endpoint = route
+        fake = self.server.fake
+        fault = fake._next_fault()
+        snapshot = fake._snapshot()
+        if fault.kind.isdigit():
+            self._error(provider, int(fault.kind), retry_after=fault.retry_after)
+            return
+        if snapshot.api_key is not None and record.api_key != snapshot.api_key:
+            self._error(provider, 401)
+            return
+        if provider == "azure" and "api-version" not in record.query:
+            self._error(provider, 400, "Missing required query parameter: api-version")
+            return
+        if endpoint == "models":
+            self._send_json(200, self._models_body(provider, snapshot), fault)
+            return
+        body = record.body if isinstance(record.body, dict) else None
+        if body is None:
+            self._error(provider, 400, "The request body must be a JSON object.")
+            return
+        if provider == "anthropic":
+            self._messages(body, snapshot, fault)
+        else:
+            deployment = _AZURE_CHAT.match(record.path)
+            model = body.get("model") or (deployment["deployment"] if deployment else "")
+            self._chat_completions(body, str(model), snapshot, fault)
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _models_body(provider: Provider, snapshot: _Snapshot) -> dict[str, Any]:
+        if provider == "anthropic":
+            data = [
+                {
+                    "type": "model",
+                    "id": model,
+                    "display_name": model.replace("-", " ").title(),
+                    "created_at": "2025-01-01T00:00:00Z",
+                    "lifecycle": "active",
+                }
+                for model in snapshot.models
+            ]
+            return {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        return {
+            "object": "list",
+            "data": [
+                {"id": model, "object": "model", "created": 1_735_689_600, "owned_by": "fake-upstream"}
+                for model in snapshot.models
+            ],
+        }
+
+    def _chat_completions(self, body: dict[str, Any], model: str, snapshot: _Snapshot, fault: Fault) -> None:
+        fake = self.server.fake
+        chunks = _chunks(snapshot.reply)
+        usage = _Usage.build(snapshot, body, chunks).openai()
+        completion_id = fake._new_id("chatcmpl-")
+        created = int(time.time())
+        if not body.get("stream"):
+            self._send_json(
+                200,
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": snapshot.reply, "refusal": None},
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                    "system_fingerprint": None,
+                },
+                fault,
+            )
+            return
+
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            payload: dict[str, Any] = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": None,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            }
+            if include_usage:  # the real API then adds "usage": null to every chunk but the last
+                payload["usage"] = None
+            return payload
+
+        def events() -> Iterator[tuple[str | None, Any]]:
+            yield None, chunk({"role": "assistant", "content": "", "refusal": None})
+            for index, text in enumerate(chunks):
+                self._maybe_cut(fault, index, len(chunks))
+                yield None, chunk({"content": text})
+            yield None, chunk({}, "stop")
+            if include_usage:
+                yield None, {**chunk({}), "choices": [], "usage": usage}
+            yield None, "[DONE]"
+
+        self._stream(events(), snapshot, fault)
+
+    def _messages(self, body: dict[str, Any], snapshot: _Snapshot, fault: Fault) -> None:
+        fake = self.server.fake
+        chunks = _chunks(snapshot.reply)
+        usage = _Usage.build(snapshot, body, chunks)
+        message: dict[str, Any] = {
+            "id": fake._new_id("msg_"),
+            "type": "message",
+            "role": "assistant",
+            "model": str(body.get("model", "")),
+            "content": [{"type": "text", "text": snapshot.reply}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage.anthropic(usage.output_tokens),
+        }
+        if not body.get("stream"):
+            self._send_json(200, message, fault)
+            return
+
+        def events() -> Iterator[tuple[str | None, Any]]:
+            # message_start carries the input side of the usage and a provisional output count,
+            # as the real API does; the final output count comes with message_delta.
+            start = {**message, "content": [], "stop_reason": None, "usage": usage.anthropic(1)}
+            yield "message_start", {"type": "message_start", "message": start}
+            yield (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
+            yield "ping", {"type": "ping"}
+            for index, text in enumerate(chunks):
+                self._maybe_cut(fault, index, len(chunks))
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": text},
+                    },
+                )
+            yield "content_block_stop", {"type": "content_block_stop", "index": 0}
+            yield (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": usage.output_tokens},
+                },
+            )
+            yield "message_stop", {"type": "message_stop"}
+
+        self._stream(events(), snapshot, fault)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _maybe_cut(fault: Fault, index: int, total: int) -> None:
+        if fault.kind != "cut":
+            return
+        cut_after = fault.cut_after if fault.cut_after is not None else max(1, total // 2)
+        if index >= cut_after:
+            raise _StreamCut
+
+    def _error(
+        self, provider: Provider, status: int, message: str | None = None, *, retry_after: int = 0
+    ) -> None:
+        openai_type, openai_code, anthropic_type, default_message = _ERRORS[status]
+        text = message or default_message
+        if provider == "anthropic":
+            body: dict[str, Any] = {"type": "error", "error": {"type": anthropic_type, "message": text}}
+        else:
+            body = {"error": {"message": text, "type": openai_type, "param": None, "code": openai_code}}
+        extra = {"Retry-After": str(retry_after)} if status == 429 else {}
+        self._send_json(status, body, headers=extra)
+
+    def _send_json(
+        self, status: int, payload: Any, fault: Fault | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        data = json.dumps(payload).encode()
+        if fault is not None and fault.kind == "slow":
+            self.server.fake._sleep(fault.delay)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-request-id", self.server.fake._new_id("req_"))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            if fault is not None and fault.kind == "cut":
+                # Promise the whole body, deliver half: the client sees a truncated response.
+                self.wfile.write(data[: len(data) // 2])
+                self._abort()
+                return
+            self.wfile.write(data)
+        except ConnectionError as exc:
+            raise _ClientGone from exc
+
+    def _stream(self, events: Iterator[tuple[str | None, Any]], snapshot: _Snapshot, fault: Fault) -> None:
+        delay = fault.delay if fault.kind == "slow" else snapshot.chunk_delay
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("x-request-id", self.server.fake._new_id("req_"))
+            self.end_headers()
+            for position, (event, data) in enumerate(events):
+                if position:
+                    self.server.fake._sleep(delay)
+                text = data if isinstance(data, str) else json.dumps(data)
+                frame = (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
+                self._write_chunk(frame.encode())
+            self.wfile.write(b"0\r\n\r\n")
+        except _StreamCut:
+            self._abort()
+        except ConnectionError as exc:
+            raise _ClientGone from exc
+
+    def _write_chunk(self, data: bytes) -> None:
+        # Each SSE frame is one HTTP chunk, flushed at once (wfile is unbuffered), so the
+        # client sees events as they are produced.
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _abort(self) -> None:
+        """Drop the connection without finishing the body, like a crashed or cut-off upstream."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):  # the client may already be gone
+            self.connection.shutdown(socket.SHUT_RDWR)
