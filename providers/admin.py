@@ -14,7 +14,7 @@ class ProviderAdminForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        exclude = ["api_key"]
+        fields = ["name", "kind", "base_url", "extra", "enabled", "timeout_seconds", "max_retries", "archived_at"]
 
     def save(self, commit: bool = True) -> Provider:
         provider = super().save(commit=False)
@@ -51,7 +51,7 @@ class PriceInline(admin.TabularInline):
     fields = ["effective_from", "input", "output", "cache_read", "cache_write", "source", "created_by"]
     readonly_fields = fields
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
 

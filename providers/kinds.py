@@ -26,7 +26,8 @@ EXTRA_FIELDS: dict[str, ExtraField] = {
                              help="The account that owns Workers AI (dashboard URL or `wrangler whoami`)."),
     "api_version": ExtraField("API version", required=True, default="2024-10-21",
                               help="Azure OpenAI data-plane API version, e.g. 2024-10-21."),
-    "referer": ExtraField("HTTP-Referer", header="HTTP-Referer", help="Optional: your site's URL, shown in OpenRouter's rankings."),
+    "referer": ExtraField("HTTP-Referer", header="HTTP-Referer",
+                          help="Optional: your site's URL, shown in OpenRouter's rankings."),
     "title": ExtraField("X-Title", header="X-Title", help="Optional: your app's name, shown in OpenRouter's rankings."),
 }
 

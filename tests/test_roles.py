@@ -67,7 +67,7 @@ def _url(name: str, objects: dict[str, int | str]) -> str:
         "user_edit": {"pk": objects["user"]}, "user_password": {"pk": objects["user"]},
         "provider_add": {"kind": objects["kind"]}, "model_detail": {"pk": objects["model"]},
     }.get(name)
-    if kwargs is None and (name.startswith("provider_") and name not in ("provider_list", "provider_add_choose")
+    if kwargs is None and ((name.startswith("provider_") and name not in ("provider_list", "provider_add_choose"))
                            or name == "model_add"):
         kwargs = {"pk": objects["provider"]}
     return reverse(name, kwargs=kwargs)
@@ -83,7 +83,7 @@ def _expected(policy: str, role: str) -> str:
     return "allowed" if role in ("admin", "superuser") else "forbidden"
 
 
-def _outcome(response) -> str:  # noqa: ANN001
+def _outcome(response) -> str:
     if response.status_code == 403:
         return "forbidden"
     if response.status_code == 302 and response["Location"].startswith(reverse("login") + "?next="):
