@@ -45,7 +45,7 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(User, pk=pk)
     form = UserForm(request.POST or None, instance=user)
     if request.method == "POST" and form.is_valid():
-        if user == request.user and (ADMIN not in form.cleaned_data["roles"] and not user.is_superuser
+        if user == request.user and ((ADMIN not in form.cleaned_data["roles"] and not user.is_superuser)
                                      or not form.cleaned_data["is_active"]):
             form.add_error(None, "You cannot remove your own Admin role or deactivate yourself.")
         else:

@@ -72,22 +72,29 @@ def encrypt(plaintext: str) -> str:
     return PREFIX + fernet().encrypt(plaintext.encode()).decode()
 
 
+_UNDECRYPTABLE = (
+    "A stored secret cannot be decrypted with the configured keys: "
+    "was a key removed from ASPWEB_ENCRYPTION_KEYS before `rotate_encryption_key` ran?"
+)
+
+
 def decrypt(stored: str) -> str:
     if not stored.startswith(PREFIX):
         raise DecryptionError("Stored secret has no known format prefix.")
     try:
         return fernet().decrypt(stored[len(PREFIX):].encode()).decode()
     except InvalidToken:
-        raise DecryptionError(
-            "A stored secret cannot be decrypted with the configured keys: "
-            "was a key removed from ASPWEB_ENCRYPTION_KEYS before `rotate_encryption_key` ran?"
-        ) from None
+        raise DecryptionError(_UNDECRYPTABLE) from None
 
 
 def rotate(stored: str) -> str:
+    """The same secret re-encrypted under the newest key."""
     if not stored.startswith(PREFIX):
         raise DecryptionError("Stored secret has no known format prefix.")
-    return PREFIX + fernet().rotate(stored[len(PREFIX):].encode()).decode()
+    try:
+        return PREFIX + fernet().rotate(stored[len(PREFIX):].encode()).decode()
+    except InvalidToken:
+        raise DecryptionError(_UNDECRYPTABLE) from None
 
 
 class EncryptedField(models.TextField):

@@ -124,6 +124,8 @@ class CatalogModelForm(forms.ModelForm):
     def clean_name(self) -> str:
         # `provider` is not a form field, so the form alone would not check the unique constraint.
         name = self.cleaned_data["name"]
+        if self.instance.provider.pk is None:  # a provider being created has no models yet
+            return name
         if Model.objects.filter(provider=self.instance.provider, name=name).exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError("This provider already has a model with this name.")
         return name

@@ -164,8 +164,13 @@ def price_set(*, model: Model, prices: dict[str, Decimal | None], actor: Any, so
 
 
 def model_add(*, provider: Provider, name: str, actor: Any, display_name: str = "",
-              context_window: int | None = None, enabled: bool = True) -> Model:
-    """Add a model to the catalog with genai-prices' default price when it knows one."""
+              context_window: int | None = None, enabled: bool = True,
+              with_default_price: bool = True) -> Model:
+    """Add a model to the catalog with genai-prices' default price when it knows one.
+
+    Callers that set the price themselves (config import) pass with_default_price=False, so the history
+    does not start with a version that is superseded at once.
+    """
     kind = provider.kind_preset
     with transaction.atomic():
         model = Model.objects.create(
@@ -173,7 +178,7 @@ def model_add(*, provider: Provider, name: str, actor: Any, display_name: str = 
             context_window=context_window or default_context_window(kind, name),
         )
         audit_log(actor, "model.create", model)
-        defaults = default_price(kind, name)
+        defaults = default_price(kind, name) if with_default_price else None
         if defaults is not None:
             price_set(model=model, prices=defaults, actor=actor,
                       source=Price.Source.FREE if kind.free else Price.Source.DEFAULT)

@@ -10,7 +10,7 @@ from accounts.models import User
 from aspweb.roles import ADMIN, FINANCE, MEMBER
 from tests.fakes.upstream import FakeUpstream
 
-PASSWORD = "correct-horse-battery-staple"  # noqa: S105 - test users only
+PASSWORD = "correct-horse-battery-staple"
 
 # Role name -> groups; "superuser" has no group and is an admin through is_superuser; "none" has no role.
 ROLE_GROUPS: dict[str, tuple[str, ...]] = {

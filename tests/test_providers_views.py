@@ -15,7 +15,7 @@ from usage.models import UsageRecord
 pytestmark = pytest.mark.django_db
 
 
-def _add(client: Client, kind: str, **data: str):  # noqa: ANN202
+def _add(client: Client, kind: str, **data: str):
     return client.post(reverse("provider_add", args=[kind]), data)
 
 

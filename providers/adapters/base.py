@@ -21,7 +21,7 @@ class Connection:
     kind: str
     label: str
     base_url: str
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float = 120.0

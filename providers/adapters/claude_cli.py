@@ -6,8 +6,8 @@ import time
 
 from django.conf import settings
 
-from .base import Connection, Health, ModelInfo, ProviderError
 from ..kinds import get_kind
+from .base import Connection, Health, ModelInfo, ProviderError
 
 
 def executable() -> str:

@@ -44,7 +44,7 @@ def map_error(exc: Exception, conn: Connection) -> ProviderError:
     return ProviderError("server", plain_message("server", conn.label, None, redact(str(exc), conn.api_key)))
 
 
-def _kind_for(status: int, code: str):  # noqa: ANN202 - returns an ErrorKind literal
+def _kind_for(status: int, code: str):
     if status in (401, 403):
         return "auth"
     if status == 402 or code == "insufficient_quota":

@@ -1,0 +1,453 @@
+"""Config as code: providers, models and prices from a YAML file, and back.
+
+The file is checked with the forms the UI uses, so each rule lives in one place. Nothing is written
+unless the whole file is valid, and importing the same file again changes nothing. API keys never appear
+in a file: they are ``${NAME}`` references to environment variables, resolved by `load_yaml`.
+
+Settings a file leaves out keep their current value (or the default for a new provider or model), the
+way a blank key keeps the stored key in the UI; providers and models the file does not name are left alone.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import yaml
+from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.db import transaction
+
+from . import services
+from .forms import CatalogModelForm, PriceForm, ProviderForm
+from .kinds import EXTRA_FIELDS, KINDS, Kind
+from .models import Model, Price, Provider
+
+# Top-level sections a file may have; budgets and routes will join them.
+SECTIONS = ("providers",)
+DEFAULT_ACTOR = "import_config"
+PROVIDER_KEYS = ("name", "kind", *ProviderForm._meta.fields[1:], "api_key", *EXTRA_FIELDS, "models")
+MODEL_KEYS = ("name", "display_name", "enabled", "context_window", "prices")
+
+# `${NAME}` is replaced by an environment variable; `$${NAME}` stands for a literal `${NAME}`.
+_REFERENCE = re.compile(r"\$(\$?)\{([^}]*)(\}?)")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be imported; `errors` holds every problem, each with where it is."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@dataclass
+class Report:
+    """What an import did (or, in a dry run, would do), one line per provider and model."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated)
+
+    def summary(self) -> str:
+        text = f"{len(self.created)} created, {len(self.updated)} updated, {len(self.unchanged)} unchanged"
+        return f"{text} (dry run: nothing was written)" if self.dry_run else text
+
+
+# Reading ---------------------------------------------------------------------------------------------
+
+
+def load_yaml(text: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Parse a config file and resolve `${NAME}` in every string from `environ`."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"invalid YAML: {exc}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"the file must be a mapping of sections ({', '.join(SECTIONS)}), "
+                           f"not {_type_name(data)}"])
+    errors: list[str] = []
+    data = _substitute(data, "", environ, errors)
+    if errors:
+        raise ConfigError(errors)
+    return data
+
+
+def _substitute(value: Any, where: str, environ: Mapping[str, str], errors: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {key: _substitute(item, _key_path(where, key), environ, errors) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, _item_path(where, index, item), environ, errors)
+                for index, item in enumerate(value)]
+    if isinstance(value, str):
+        return _REFERENCE.sub(lambda match: _resolve(match, where, environ, errors), value)
+    return value
+
+
+def _resolve(match: re.Match[str], where: str, environ: Mapping[str, str], errors: list[str]) -> str:
+    escaped, name, closed = match.groups()
+    if escaped:
+        return match.group(0)[1:]
+    if not closed or not _ENV_NAME.fullmatch(name):
+        # A typo here would otherwise be stored as the key itself.
+        errors.append(f"{where}: malformed reference {match.group(0)!r}: "
+                      "write ${NAME}, or $${ for a literal ${")
+        return match.group(0)
+    if name not in environ:
+        errors.append(f"{where}: environment variable {name} is not set")
+        return ""
+    return environ[name]
+
+
+# Importing -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _ModelPlan:
+    existing: Model | None
+    form: CatalogModelForm
+    prices: dict[str, Decimal | None] | None
+
+
+@dataclass
+class _ProviderPlan:
+    existing: Provider | None
+    form: ProviderForm
+    models: list[_ModelPlan]
+
+
+def config_import(data: Mapping[str, Any], *, actor: Any, dry_run: bool = False) -> Report:
+    """Create or update the providers, models and prices `data` describes, all or nothing.
+
+    Raises ConfigError with every problem found; nothing is written then. A dry run does the whole
+    import and rolls it back, so its report is exactly what a real import would do.
+    """
+    actor = actor or DEFAULT_ACTOR
+    if not isinstance(data, Mapping):
+        raise ConfigError([f"the config must be a mapping of sections ({', '.join(SECTIONS)}), "
+                           f"not {_type_name(data)}"])
+    errors = [f"{key}: unknown section; supported sections: {', '.join(SECTIONS)}"
+              for key in data if key not in SECTIONS]
+    report = Report(dry_run=dry_run)
+    with transaction.atomic():
+        plans = _check_providers(data.get("providers"), errors)
+        if errors:
+            raise ConfigError(errors)
+        for plan in plans:
+            _apply_provider(plan, actor, report)
+        if dry_run:
+            transaction.set_rollback(True)
+    return report
+
+
+def _check_providers(entries: Any, errors: list[str]) -> list[_ProviderPlan]:
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        errors.append(f"providers: expected a list of providers, not {_type_name(entries)}")
+        return []
+    plans, seen = [], {}
+    for index, entry in enumerate(entries):
+        where = _item_path("providers", index, entry)
+        if not isinstance(entry, dict):
+            errors.append(f"{where}: expected a mapping (name: ..., kind: ...), not {_type_name(entry)}")
+            continue
+        name = _name_of(entry)
+        if name in seen:
+            errors.append(f"{where}.name: provider {name!r} appears twice in the file (also {seen[name]})")
+        elif name:
+            seen[name] = where
+        plan = _check_provider(entry, name, where, errors)
+        if plan is not None:
+            plans.append(plan)
+    return plans
+
+
+def _check_provider(entry: dict[str, Any], name: str | None, where: str,
+                    errors: list[str]) -> _ProviderPlan | None:
+    kind = _check_kind(entry.get("kind"), where, errors)
+    existing = Provider.objects.active().filter(name=name).first() if name else None
+    if kind is not None and existing is not None and existing.kind != kind.name:
+        errors.append(f"{where}.kind: provider {name!r} exists with kind {existing.kind!r}, and a provider's "
+                      "kind cannot change: archive it and add a new one")
+        kind = None
+
+    if kind is None:
+        # The kind decides which settings exist; without it, only catch what no kind takes.
+        _check_keys(entry, PROVIDER_KEYS, where, "provider settings are", errors)
+        _check_models(entry.get("models"), where, existing, errors)
+        return None
+
+    blank = ProviderForm(instance=existing, kind=kind)
+    allowed = ("name", "kind", *(f for f in blank.fields if f != "name"), "models")
+    _check_keys(entry, allowed, where, f"kind {kind.name} takes", errors)
+    data = _form_data(blank, entry, where, errors)
+    api_key = data.get("api_key")
+    # A blank key keeps the stored one, as in the UI. An unchanged key is not rewritten either: each
+    # encryption gives new ciphertext, and the save a new audit event.
+    if api_key is None or (existing is not None and existing.api_key
+                           and existing.api_key.reveal() == str(api_key).strip()):
+        data["api_key"] = ""
+    form = ProviderForm(data, instance=existing, kind=kind)
+    _form_errors(form, where, errors)
+    models = _check_models(entry.get("models"), where, existing, errors)
+    return _ProviderPlan(existing, form, models)
+
+
+def _check_kind(value: Any, where: str, errors: list[str]) -> Kind | None:
+    known = f"known kinds: {', '.join(KINDS)}"
+    if value is None or value == "":
+        errors.append(f"{where}.kind: This field is required; {known}")
+        return None
+    if not isinstance(value, str) or value not in KINDS:
+        errors.append(f"{where}.kind: unknown kind {value!r}; {known}")
+        return None
+    return KINDS[value]
+
+
+def _check_models(entries: Any, where: str, provider: Provider | None, errors: list[str]) -> list[_ModelPlan]:
+    where = f"{where}.models"
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        errors.append(f"{where}: expected a list of models, not {_type_name(entries)}")
+        return []
+    plans, seen = [], {}
+    for index, entry in enumerate(entries):
+        model_where = _item_path(where, index, entry)
+        if not isinstance(entry, dict):
+            errors.append(f"{model_where}: expected a mapping (name: ..., prices: ...), "
+                          f"not {_type_name(entry)}")
+            continue
+        _check_keys(entry, MODEL_KEYS, model_where, "model settings are", errors)
+        name = _name_of(entry)
+        if name in seen:
+            errors.append(f"{model_where}.name: model {name!r} appears twice for this provider "
+                          f"(also {seen[name]})")
+        elif name:
+            seen[name] = model_where
+        existing = provider.models.filter(name=name).first() if provider is not None and name else None
+        # A new provider has no row yet; the form only needs one to hang the model on.
+        parent = provider or Provider()
+        blank = CatalogModelForm(instance=existing, provider=parent)
+        data = _form_data(blank, entry, model_where, errors)
+        form = CatalogModelForm(data, instance=existing, provider=parent)
+        _form_errors(form, model_where, errors)
+        prices = _check_prices(entry.get("prices"), f"{model_where}.prices", errors)
+        plans.append(_ModelPlan(existing, form, prices))
+    return plans
+
+
+def _check_prices(value: Any, where: str, errors: list[str]) -> dict[str, Decimal | None] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        errors.append(f"{where}: expected a mapping of {', '.join(Price.PRICE_FIELDS)}, "
+                      f"not {_type_name(value)}")
+        return None
+    _check_keys(value, Price.PRICE_FIELDS, where, "prices (USD per 1M tokens) are", errors)
+    data = {}
+    for name in Price.PRICE_FIELDS:
+        price = value.get(name)
+        if isinstance(price, dict | list):
+            errors.append(f"{where}.{name}: expected a number, not {_type_name(price)}")
+            price = None
+        # Through str(), a YAML float keeps the digits written in the file: Decimal(0.15) would not.
+        data[name] = "" if price is None else str(price)
+    form = PriceForm(data)
+    _form_errors(form, where, errors)
+    return form.prices() if form.is_valid() else None
+
+
+def _check_keys(entry: Mapping[str, Any], allowed: tuple[str, ...], where: str, what: str,
+                errors: list[str]) -> None:
+    for key in entry:
+        if key not in allowed:
+            errors.append(f"{_key_path(where, key)}: unknown setting; {what}: {', '.join(allowed)}")
+
+
+def _form_data(blank: forms.BaseForm, entry: Mapping[str, Any], where: str,
+               errors: list[str]) -> dict[str, Any]:
+    """The form's current values overlaid with the file's, so what the file leaves out stays as it is."""
+    data = {name: blank[name].initial for name in blank.fields}
+    for name, form_field in blank.fields.items():
+        if name not in entry:
+            continue
+        value = entry[name]
+        if isinstance(value, dict | list):
+            errors.append(f"{where}.{name}: expected a single value, not {_type_name(value)}")
+        elif isinstance(form_field, forms.BooleanField) and not isinstance(value, bool):
+            # A checkbox reads any non-empty text as ticked; in a file that would hide typos.
+            errors.append(f"{where}.{name}: expected true or false, not {value!r}")
+        else:
+            data[name] = value
+    return data
+
+
+def _form_errors(form: forms.BaseForm, where: str, errors: list[str]) -> None:
+    if form.is_valid():
+        return
+    for name, messages in form.errors.items():
+        target = where if name == NON_FIELD_ERRORS else f"{where}.{name}"
+        errors.extend(f"{target}: {message}" for message in messages)
+
+
+def _apply_provider(plan: _ProviderPlan, actor: Any, report: Report) -> None:
+    form = plan.form
+    if plan.existing is None:
+        provider = services.provider_save(provider=form.save(commit=False), actor=actor)
+        report.created.append(f"provider {provider.name}")
+    else:
+        changed = sorted({*form.changed_settings(), *(["api_key"] if form.key_changed else [])})
+        if changed:
+            provider = services.provider_save(provider=form.save(commit=False), actor=actor,
+                                              changed=changed, key_changed=form.key_changed)
+            report.updated.append(f"provider {provider.name} ({', '.join(changed)})")
+        else:
+            # Not saved: saving would move updated_at although nothing changed.
+            provider = plan.existing
+            report.unchanged.append(f"provider {provider.name}")
+    for model_plan in plan.models:
+        _apply_model(provider, model_plan, actor, report)
+
+
+def _apply_model(provider: Provider, plan: _ModelPlan, actor: Any, report: Report) -> None:
+    data = plan.form.cleaned_data
+    if plan.existing is None:
+        model = services.model_add(
+            provider=provider, name=data["name"], actor=actor, display_name=data["display_name"],
+            context_window=data["context_window"], enabled=data["enabled"],
+            with_default_price=plan.prices is None,
+        )
+        if plan.prices is not None:
+            services.price_set(model=model, prices=plan.prices, actor=actor, source=Price.Source.CONFIG)
+        note = "" if model.prices.exists() else " (no price known: add prices to the file or on its page)"
+        report.created.append(f"model {model}{note}")
+        return
+    model, changed = plan.existing, list(plan.form.changed_data)
+    if changed:
+        services.model_update(model=model, changed={name: data[name] for name in changed}, actor=actor)
+    if plan.prices is not None and services.price_set(model=model, prices=plan.prices, actor=actor,
+                                                      source=Price.Source.CONFIG) is not None:
+        changed.append("prices")
+    if changed:
+        report.updated.append(f"model {model} ({', '.join(changed)})")
+    else:
+        report.unchanged.append(f"model {model}")
+
+
+# Exporting -------------------------------------------------------------------------------------------
+
+
+def config_export() -> dict[str, Any]:
+    """Every active provider with its settings, models and current prices, ready for `dump_yaml`.
+
+    API keys are `${PROVIDER_NAME_API_KEY}` placeholders, never the secret.
+    """
+    providers, placeholders = [], set()
+    for provider in Provider.objects.active().prefetch_related("models"):
+        kind = provider.kind_preset
+        entry: dict[str, Any] = {"name": provider.name, "kind": provider.kind}
+        if kind.asks_base_url and provider.base_url:
+            entry["base_url"] = _literal(provider.base_url)
+        if kind.asks_key and provider.api_key:
+            placeholder = key_placeholder(provider.name, taken=placeholders)
+            placeholders.add(placeholder)
+            entry["api_key"] = f"${{{placeholder}}}"
+        entry.update(enabled=provider.enabled, timeout_seconds=provider.timeout_seconds,
+                     max_retries=provider.max_retries)
+        entry.update({name: _literal(str(provider.extra[name]))
+                      for name in kind.extra if provider.extra.get(name)})
+        entry["models"] = [_export_model(model) for model in provider.models.all()]
+        providers.append(entry)
+    return {"providers": providers}
+
+
+def _export_model(model: Model) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": _literal(model.name)}
+    if model.display_name:
+        entry["display_name"] = _literal(model.display_name)
+    entry["enabled"] = model.enabled
+    if model.context_window is not None:
+        entry["context_window"] = model.context_window
+    price = model.current_price()
+    if price is not None:
+        entry["prices"] = {name: _plain(value)
+                           for name, value in price.as_dict().items() if value is not None}
+    return entry
+
+
+def key_placeholder(provider_name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """The variable an exported file names for a provider's key: local-llm -> LOCAL_LLM_API_KEY."""
+    stem = re.sub(r"[^A-Za-z0-9]", "_", provider_name).upper()
+    if stem[:1].isdigit():
+        stem = f"_{stem}"  # a shell variable cannot start with a digit
+    placeholder, number = f"{stem}_API_KEY", 2
+    # Names like a-b and a.b map to the same stem; each key needs its own variable.
+    while placeholder in taken:
+        placeholder, number = f"{stem}_{number}_API_KEY", number + 1
+    return placeholder
+
+
+def _literal(text: str) -> str:
+    """Escape text so that load_yaml gives it back unchanged."""
+    return text.replace("${", "$${")
+
+
+def _plain(value: Decimal) -> Decimal:
+    """0.150000 -> 0.15 and 2.000000 -> 2, without the exponent normalize() gives 100 (1E+2)."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_decimal(dumper: yaml.SafeDumper, value: Decimal) -> yaml.ScalarNode:
+    # As YAML numbers written digit for digit; reading one back through str() gives the same Decimal.
+    if value == value.to_integral_value():
+        return dumper.represent_int(int(value))
+    return dumper.represent_scalar("tag:yaml.org,2002:float", format(value.normalize(), "f"))
+
+
+_Dumper.add_representer(Decimal, _represent_decimal)
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+# Paths in messages -----------------------------------------------------------------------------------
+
+
+def _name_of(entry: Any) -> str | None:
+    name = entry.get("name") if isinstance(entry, dict) else None
+    if isinstance(name, bool) or not isinstance(name, str | int):
+        return None
+    return str(name).strip() or None
+
+
+def _key_path(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _item_path(where: str, index: int, item: Any) -> str:
+    name = _name_of(item)
+    return f"{where}[{index}]" + (f" ({name})" if name else "")
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r}"
