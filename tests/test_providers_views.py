@@ -300,3 +300,26 @@ def test_provider_list_shows_health_counts_and_last_check(admin_client: Client, 
     html = admin_client.get(reverse("provider_list")).content.decode()
     assert ">fake</a>" in html and "OpenAI-compatible URL" in html
     assert "1 / 2" in html and "health-ok" in html and "ago" in html
+
+
+def test_claude_cli_missing_binary_is_explained(admin_client: Client, settings: object) -> None:
+    settings.CLAUDE_CLI_PATH = "/nonexistent/claude"
+    provider = Provider.objects.create(name="cli", kind="claude_cli")
+    html = admin_client.post(reverse("provider_test", args=[provider.pk]), headers={"HX-Request": "true"}).content
+    assert "The Claude CLI (&#x27;/nonexistent/claude&#x27;) is not installed on this server" in html.decode()
+    html = admin_client.post(reverse("provider_sync", args=[provider.pk]), headers={"HX-Request": "true"}).content
+    assert "is not installed on this server" in html.decode()
+    assert not Model.objects.exists()
+
+
+def test_claude_cli_present_reports_its_version(admin_client: Client, settings: object, tmp_path) -> None:  # noqa: ANN001
+    cli = tmp_path / "claude"
+    cli.write_text("#!/bin/sh\necho '2.1.0 (Claude Code)'\n")
+    cli.chmod(0o755)
+    settings.CLAUDE_CLI_PATH = str(cli)
+    provider = Provider.objects.create(name="cli", kind="claude_cli")
+    html = admin_client.post(reverse("provider_test", args=[provider.pk]), headers={"HX-Request": "true"}).content
+    assert "Claude CLI 2.1.0 (Claude Code) is installed." in html.decode()
+    admin_client.post(reverse("provider_sync", args=[provider.pk]))
+    assert set(Model.objects.values_list("name", flat=True)) == {"claude-sonnet-4-5", "claude-opus-4-5",
+                                                                 "claude-haiku-4-5"}
