@@ -4,6 +4,7 @@ Adapters know wire formats and nothing else: no database, no budgets, no retries
 """
 
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,6 +30,103 @@ class Connection:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """Token counts, normalised: `input_tokens` excludes cache reads and writes; `output_tokens`
+    includes reasoning tokens (reasoning is billed once, as output)."""
+
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image in a user message: an https URL or a data: URL (base64)."""
+
+    url: str
+
+
+ContentPart = TextPart | ImagePart
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn. Roles: user, assistant (text and/or tool calls) and tool (a result for tool_call_id)."""
+
+    role: Literal["user", "assistant", "tool"]
+    content: str | tuple[ContentPart, ...] = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A provider-neutral chat request. `tools` are in the OpenAI function format
+    ({"type": "function", "function": {"name", "description", "parameters"}})."""
+
+    model: str
+    messages: tuple[Message, ...]
+    system: str = ""
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: str | dict[str, Any] | None = None
+    # Anthropic: mark the system prompt with cache_control so it is cached.
+    cache_system: bool = False
+    # Extended thinking / reasoning budget in tokens, on models that support it.
+    thinking_budget: int | None = None
+    # Provider-specific body parameters, passed through as they are.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call; `index` ties the pieces of one call together."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One streamed event: a text, reasoning or tool-call delta, or the final usage / finish reason."""
+
+    text: str = ""
+    reasoning: str = ""
+    tool_call: ToolCallDelta | None = None
+    usage: Usage | None = None
+    finish_reason: FinishReason | None = None
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     id: str
     display_name: str = ""
@@ -43,17 +141,39 @@ class Health:
     models: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Usage:
-    """Token counts, normalised: `input_tokens` excludes cache reads and writes; `output_tokens`
-    includes reasoning tokens (reasoning is billed once, as output)."""
+@dataclass
+class Completion:
+    """A whole answer, as `complete()` returns it (built from the stream by `collect`)."""
 
-    input_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
-    estimated: bool = False
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: FinishReason | None = None
+
+
+async def collect(chunks: AsyncIterator[Chunk]) -> Completion:
+    result = Completion()
+    calls: dict[int, dict[str, str]] = {}
+    async for chunk in chunks:
+        result.text += chunk.text
+        result.reasoning += chunk.reasoning
+        if chunk.tool_call is not None:
+            call = calls.setdefault(chunk.tool_call.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] = call["id"] or chunk.tool_call.id
+            call["name"] = call["name"] or chunk.tool_call.name
+            call["arguments"] += chunk.tool_call.arguments
+        if chunk.usage is not None:
+            result.usage = chunk.usage
+        if chunk.finish_reason is not None:
+            result.finish_reason = chunk.finish_reason
+    result.tool_calls = [ToolCall(**calls[index]) for index in sorted(calls)]
+    return result
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough count (about 4 characters a token) for providers that report none; flagged as estimated."""
+    return max(1, round(len(text) / 4)) if text else 0
 
 
 class ProviderError(Exception):
