@@ -253,7 +253,10 @@ LOGGING = {
     },
 }
 
-# Provider calls: defaults a provider may override.
-PROVIDER_TIMEOUT_SECONDS = env_int("ASPWEB_PROVIDER_TIMEOUT", 120)
+# Provider calls; each provider sets its own whole-call timeout and retry count.
 PROVIDER_CONNECT_TIMEOUT_SECONDS = env_int("ASPWEB_PROVIDER_CONNECT_TIMEOUT", 10)
+PROVIDER_FIRST_TOKEN_TIMEOUT_SECONDS = env_int("ASPWEB_PROVIDER_FIRST_TOKEN_TIMEOUT", 60)
+# Retries: capped exponential backoff with jitter (1 s, 2 s, 4 s ... at most 30 s); Retry-After wins.
+PROVIDER_RETRY_BASE_SECONDS = 1.0
+PROVIDER_RETRY_MAX_SECONDS = 30.0
 CLAUDE_CLI_PATH = env_str("ASPWEB_CLAUDE_CLI", "claude")
