@@ -51,6 +51,13 @@ class Secret:
     __repr__ = __str__
 
 
+def reveal(value: "Secret | str | None") -> str:
+    """The plaintext of a field value, whether loaded (a Secret) or just assigned (a str)."""
+    if isinstance(value, Secret):
+        return value.reveal()
+    return value or ""
+
+
 @lru_cache(maxsize=4)
 def _fernet(keys: tuple[str, ...]) -> MultiFernet:
     if not keys:

@@ -14,6 +14,7 @@ from accounts.audit import audit_log
 
 from .adapters import get_adapter
 from .adapters.base import Connection, Health, ModelInfo, ProviderError
+from .crypto import reveal
 from .kinds import EXTRA_FIELDS, Kind
 from .models import Model, Price, Provider
 
@@ -29,12 +30,11 @@ def connection_for(provider: Provider) -> Connection:
     for key, spec in EXTRA_FIELDS.items():
         if spec.header and provider.extra.get(key):
             headers[spec.header] = str(provider.extra[key])
-    api_key = provider.api_key.reveal() if provider.api_key else ""
     return Connection(
         kind=provider.kind,
         label=f"{kind.label} ({provider.name})" if kind.label != provider.name else kind.label,
         base_url=provider.effective_base_url,
-        api_key=api_key,
+        api_key=reveal(provider.api_key),
         extra=dict(provider.extra),
         headers=headers,
         timeout=float(provider.timeout_seconds),
