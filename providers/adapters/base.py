@@ -6,6 +6,7 @@ Adapters know wire formats and nothing else: no database, no budgets, no retries
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 ErrorKind = Literal[
@@ -40,6 +41,8 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    # The cost as the provider itself reported it (the Claude CLI does), beside aspweb's own pricing.
+    reported_cost: Decimal | None = None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,51 @@
-"""Cloudflare Workers AI over REST: /accounts/{account_id}/ai/run/{model} and the model search API."""
+"""Cloudflare Workers AI over REST: /accounts/{account_id}/ai/run/{model} and the model search API.
+
+The body is Workers AI's own (`messages`, `stream`, `max_tokens`, `temperature`, `top_p`; anything else,
+such as `top_k`, `seed` or `repetition_penalty`, through `ChatRequest.extra`). Workers AI has no `stop`
+parameter, so stop sequences are not sent; Workers AI's default `max_tokens` is small (256 on most
+models), so callers wanting long answers must set it. Streams are SSE `data: {"response": "..."}` lines
+ending with `data: [DONE]`; some models add a `usage` object near the end. Where no usage comes back,
+counts are estimated and flagged.
+"""
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
-from .base import Connection, Health, ModelInfo, ProviderError, plain_message, redact, timed_listing
+from .base import (
+    ChatRequest,
+    Chunk,
+    Completion,
+    Connection,
+    ErrorKind,
+    Health,
+    ImagePart,
+    ModelInfo,
+    ProviderError,
+    TextPart,
+    Usage,
+    estimate_tokens,
+    plain_message,
+    redact,
+    timed_listing,
+)
 from .openai_compat import _kind_for, _retry_after
+
+# Workers AI's internal error codes whose meaning the HTTP status alone gets wrong
+# (https://developers.cloudflare.com/workers-ai/platform/errors/).
+_CODE_KINDS: dict[int, ErrorKind] = {
+    5007: "model_not_found",  # 400 "No such model ... or task"
+    3042: "model_not_found",  # 404 "The model name is invalid"
+    5018: "model_not_found",  # 403 account not allowed to use a private model
+    3041: "model_not_found",
+    5016: "invalid_request",  # 403 the account has not agreed to the model's terms
+    3036: "quota",  # 429 daily free allocation used up: waiting a few seconds will not help
+    3040: "server",  # 429 out of capacity: Cloudflare's side, worth retrying
+    3007: "timeout",  # 408
+    3008: "timeout",
+}
 
 
 def _client(conn: Connection) -> httpx.AsyncClient:
@@ -16,12 +58,15 @@ def _client(conn: Connection) -> httpx.AsyncClient:
 
 def error_from_response(response: httpx.Response, conn: Connection) -> ProviderError:
     try:
-        errors = response.json().get("errors") or []
+        payload = response.json()
     except ValueError:
-        errors = []
-    detail = "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict))
+        payload = {}
+    errors = payload.get("errors") if isinstance(payload, dict) else None
+    errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    detail = "; ".join(str(e.get("message", "")) for e in errors)
     retry_after = _retry_after(response.headers.get("retry-after"))
-    kind = _kind_for(response.status_code, "")
+    codes = [e.get("code") for e in errors]
+    kind = next((_CODE_KINDS[c] for c in codes if c in _CODE_KINDS), None) or _kind_for(response.status_code, "")
     return ProviderError(
         kind, plain_message(kind, conn.label, response.status_code, redact(detail, conn.api_key), retry_after),
         status=response.status_code, retry_after=retry_after,
@@ -31,7 +76,117 @@ def error_from_response(response: httpx.Response, conn: Connection) -> ProviderE
 def map_transport_error(exc: httpx.HTTPError, conn: Connection) -> ProviderError:
     if isinstance(exc, httpx.TimeoutException):
         return ProviderError("timeout", plain_message("timeout", conn.label, None))
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return _cut(conn)
     return ProviderError("network", plain_message("network", conn.label, None))
+
+
+def _cut(conn: Connection) -> ProviderError:
+    return ProviderError(
+        "network", f"The connection to {conn.label} broke before the answer was complete; retrying usually helps."
+    )
+
+
+def _malformed(conn: Connection, what: str) -> ProviderError:
+    return ProviderError("server", f"{conn.label} sent {what} that aspweb could not read; it is usually temporary.")
+
+
+def _content(message_content: str | tuple) -> str | list[dict[str, Any]]:
+    if isinstance(message_content, str):
+        return message_content
+    if not any(isinstance(part, ImagePart) for part in message_content):
+        return "".join(part.text for part in message_content)
+    return [
+        {"type": "text", "text": part.text} if isinstance(part, TextPart)
+        else {"type": "image_url", "image_url": {"url": part.url}}
+        for part in message_content
+    ]
+
+
+def _body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": request.system}] if request.system else []
+    messages += [{"role": m.role, "content": _content(m.content)} for m in request.messages]
+    body: dict[str, Any] = {"messages": messages, "stream": stream}
+    for name in ("max_tokens", "temperature", "top_p"):
+        if getattr(request, name) is not None:
+            body[name] = getattr(request, name)
+    return {**body, **request.extra}
+
+
+def _check(conn: Connection, request: ChatRequest) -> None:
+    if request.tools:
+        raise ProviderError(
+            "invalid_request",
+            f"{conn.label}: aspweb does not send tool definitions to Cloudflare Workers AI. "
+            "Remove the tools from the request or use another provider.",
+        )
+
+
+def _usage(raw: Any, request: ChatRequest, text: str) -> Usage:
+    if isinstance(raw, dict) and isinstance(raw.get("prompt_tokens"), int) \
+            and isinstance(raw.get("completion_tokens"), int):
+        return Usage(input_tokens=raw["prompt_tokens"], output_tokens=raw["completion_tokens"])
+    prompt = request.system + "".join(m.text for m in request.messages)
+    return Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(text), estimated=True)
+
+
+async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]:
+    _check(conn, request)
+    text, usage, done = "", None, False
+    try:
+        async with _client(conn) as http, \
+                http.stream("POST", f"run/{request.model}", json=_body(request, stream=True)) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise error_from_response(response, conn)
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[len("data:"):].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    raise _malformed(conn, "a stream event") from None
+                if not isinstance(event, dict):
+                    raise _malformed(conn, "a stream event")
+                usage = event.get("usage") or usage
+                delta = event.get("response")
+                if isinstance(delta, str) and delta:
+                    text += delta
+                    yield Chunk(text=delta)
+    except httpx.HTTPError as exc:
+        raise map_transport_error(exc, conn) from None
+    if not done:
+        # A clean close without [DONE]: the answer may be cut short, so it is not passed off as complete.
+        raise _cut(conn)
+    yield Chunk(usage=_usage(usage, request, text), finish_reason="stop")
+
+
+async def complete(conn: Connection, request: ChatRequest) -> Completion:
+    _check(conn, request)
+    try:
+        async with _client(conn) as http:
+            response = await http.post(f"run/{request.model}", json=_body(request, stream=False))
+    except httpx.HTTPError as exc:
+        raise map_transport_error(exc, conn) from None
+    if response.status_code >= 400:
+        raise error_from_response(response, conn)
+    try:
+        payload = response.json()
+    except ValueError:
+        raise _malformed(conn, "an answer") from None
+    if not isinstance(payload, dict):
+        raise _malformed(conn, "an answer")
+    if payload.get("success") is False:
+        raise error_from_response(response, conn)
+    result = payload.get("result")
+    if not isinstance(result, dict) or not isinstance(result.get("response"), str):
+        raise _malformed(conn, "an answer without text")
+    text = result["response"]
+    return Completion(text=text, usage=_usage(result.get("usage"), request, text), finish_reason="stop")
 
 
 def _context_window(model: dict) -> int | None:
