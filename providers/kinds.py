@@ -52,6 +52,10 @@ class Kind:
     base_url_help: str = ""
     help: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    # OpenAI-compatible servers that reject `stream_options` say False; their streamed usage is estimated.
+    stream_usage: bool = True
+    # The body field capping the answer: OpenAI's reasoning models accept only max_completion_tokens.
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
 
     @property
     def needs_key(self) -> bool:
@@ -79,13 +83,14 @@ KINDS: dict[str, Kind] = _kinds(
     ),
     Kind(
         "openai", "OpenAI", "openai_compat", base_url="https://api.openai.com/v1",
-        key_env="OPENAI_API_KEY", prices_provider="openai",
+        key_env="OPENAI_API_KEY", prices_provider="openai", max_tokens_param="max_completion_tokens",
         models=("gpt-4o", "gpt-4o-mini", "gpt-4-turbo", "o1", "o1-mini"),
         help="GPT and o-series models through the official OpenAI SDK.",
     ),
     Kind(
         "azure_openai", "Azure OpenAI", "openai_compat", base_url_need="required",
         key_env="AZURE_OPENAI_API_KEY", extra=("api_version",), prices_provider="azure",
+        max_tokens_param="max_completion_tokens",
         base_url_label="Azure endpoint", base_url_help="https://RESOURCE.openai.azure.com",
         help="Each model is a deployment: name models after their Azure deployment names.",
     ),
@@ -128,7 +133,7 @@ KINDS: dict[str, Kind] = _kinds(
     ),
     Kind(
         "cohere", "Cohere", "openai_compat", base_url="https://api.cohere.ai/compatibility/v1",
-        key_env="COHERE_API_KEY", prices_provider="cohere",
+        key_env="COHERE_API_KEY", prices_provider="cohere", stream_usage=False,
         models=("command-a-03-2025", "command-r-plus", "command-r"),
         help="Command models through Cohere's Compatibility API (CO_API_KEY works too).",
     ),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from decimal import Decimal
 import os
 import sys
 import tempfile
@@ -12,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import replace as changed
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 

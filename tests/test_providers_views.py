@@ -312,7 +312,7 @@ def test_claude_cli_missing_binary_is_explained(admin_client: Client, settings: 
     assert not Model.objects.exists()
 
 
-def test_claude_cli_present_reports_its_version(admin_client: Client, settings: object, tmp_path) -> None:  # noqa: ANN001
+def test_claude_cli_present_reports_its_version(admin_client: Client, settings: object, tmp_path) -> None:
     cli = tmp_path / "claude"
     cli.write_text("#!/bin/sh\necho '2.1.0 (Claude Code)'\n")
     cli.chmod(0o755)

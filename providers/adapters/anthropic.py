@@ -1,9 +1,36 @@
 """Anthropic messages wire format, through the official anthropic SDK."""
 
-import anthropic
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
-from .base import Connection, Health, ModelInfo, ProviderError, plain_message, redact, timed_listing
-from .openai_compat import _kind_for, _retry_after
+import anthropic
+import httpx2
+
+from .base import (
+    ChatRequest,
+    Chunk,
+    Completion,
+    Connection,
+    ErrorKind,
+    FinishReason,
+    Health,
+    ImagePart,
+    Message,
+    ModelInfo,
+    ProviderError,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    plain_message,
+    redact,
+    timed_listing,
+)
+from .openai_compat import _count, _kind_for, _retry_after, estimated_usage, malformed_error, transport_error
+
+# The API requires max_tokens; this is the cap when the request sets none (thinking budgets come on top).
+DEFAULT_MAX_TOKENS = 4096
 
 
 def client(conn: Connection) -> anthropic.AsyncAnthropic:
@@ -16,30 +43,274 @@ def client(conn: Connection) -> anthropic.AsyncAnthropic:
     )
 
 
+# -- the call -----------------------------------------------------------------------------------
+
+
+async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]:
+    """Text, thinking and tool-call deltas as they arrive, then one chunk with usage and finish reason."""
+    params = _params(conn, request)
+    start_usage: dict[str, Any] | None = None  # input and cache counts come with message_start
+    delta_usage: dict[str, Any] | None = None  # the last message_delta's counts are cumulative
+    stop_reason: str | None = None
+    tools: dict[int, int] = {}  # content block index -> tool call index, counted from 0
+    arguments: dict[int, str] = {}
+    output: list[str] = []
+    try:
+        async with client(conn) as api, await api.messages.create(**params, stream=True) as events:
+            async for event in events:
+                if event.type == "message_start":
+                    start_usage = event.message.usage.model_dump() if event.message.usage else None
+                elif event.type == "content_block_start" and event.content_block.type == "tool_use":
+                    index = tools.setdefault(event.index, len(tools))
+                    arguments[index] = ""
+                    block = event.content_block
+                    yield Chunk(tool_call=ToolCallDelta(index, id=block.id, name=block.name))
+                elif event.type == "content_block_delta":
+                    delta = event.delta
+                    if delta.type == "text_delta" and delta.text:
+                        output.append(delta.text)
+                        yield Chunk(text=delta.text)
+                    elif delta.type == "thinking_delta" and delta.thinking:
+                        output.append(delta.thinking)
+                        yield Chunk(reasoning=delta.thinking)
+                    elif delta.type == "input_json_delta" and event.index in tools and delta.partial_json:
+                        index = tools[event.index]
+                        arguments[index] += delta.partial_json
+                        output.append(delta.partial_json)
+                        yield Chunk(tool_call=ToolCallDelta(index, arguments=delta.partial_json))
+                elif event.type == "content_block_stop" and event.index in tools:
+                    if not arguments[tools[event.index]]:  # a call without arguments streams no JSON at all
+                        yield Chunk(tool_call=ToolCallDelta(tools[event.index], arguments="{}"))
+                elif event.type == "message_delta":
+                    delta_usage = event.usage.model_dump() if event.usage else delta_usage
+                    stop_reason = event.delta.stop_reason or stop_reason
+    except Exception as exc:
+        raise map_error(exc, conn) from None
+    reported = start_usage is not None or delta_usage is not None
+    usage = usage_from_anthropic(start_usage, delta_usage) if reported else estimated_usage(request, "".join(output))
+    yield Chunk(usage=usage, finish_reason=finish_reason_from_anthropic(stop_reason))
+
+
+async def complete(conn: Connection, request: ChatRequest) -> Completion:
+    """One non-streamed call, mapped to the same types as the stream."""
+    try:
+        async with client(conn) as api:
+            message = await api.messages.create(**_params(conn, request))
+    except Exception as exc:
+        raise map_error(exc, conn) from None
+    result = Completion(finish_reason=finish_reason_from_anthropic(message.stop_reason))
+    for block in message.content:
+        if block.type == "text":
+            result.text += block.text
+        elif block.type == "thinking":
+            result.reasoning += block.thinking
+        elif block.type == "tool_use":
+            result.tool_calls.append(ToolCall(block.id, block.name, json.dumps(block.input)))
+    output = result.text + result.reasoning + "".join(call.arguments for call in result.tool_calls)
+    reported = message.usage is not None
+    result.usage = usage_from_anthropic(message.usage.model_dump()) if reported else estimated_usage(request, output)
+    return result
+
+
+def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:
+    budget = request.thinking_budget
+    max_tokens = request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS + (budget or 0)
+    params: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": max_tokens,
+        "messages": _messages(conn, request.messages),
+    }
+    if request.system:
+        params["system"] = (
+            [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
+            if request.cache_system
+            else request.system
+        )
+    if request.stop:
+        params["stop_sequences"] = list(request.stop)
+    if request.tools:
+        params["tools"] = [_tool(tool) for tool in request.tools]
+    if request.tool_choice is not None:
+        params["tool_choice"] = _tool_choice(request.tool_choice)
+    if budget:
+        params["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    # The SDK no longer takes temperature and top_p as arguments (newer models refuse them); the API
+    # still accepts them for the models that do.
+    body = {name: value for name, value in (("temperature", request.temperature), ("top_p", request.top_p))
+            if value is not None}
+    body.update(request.extra)
+    if body:
+        params["extra_body"] = body
+    return params
+
+
+def _messages(conn: Connection, messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """Anthropic's turns alternate: tool results travel in a user turn, and consecutive turns of one
+    role (several tool results, or a result then a question) are merged into one."""
+    wire: list[dict[str, Any]] = []
+    for message in messages:
+        role = "assistant" if message.role == "assistant" else "user"
+        content = _content(conn, message)
+        if wire and wire[-1]["role"] == role:
+            wire[-1]["content"] = _blocks(wire[-1]["content"]) + _blocks(content)
+        else:
+            wire.append({"role": role, "content": content})
+    return wire
+
+
+def _content(conn: Connection, message: Message) -> str | list[dict[str, Any]]:
+    if message.role == "tool":
+        return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.text}]
+    if message.role == "assistant" and message.tool_calls:
+        return _blocks(message.text) + [
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(conn, call)}
+            for call in message.tool_calls
+        ]
+    if isinstance(message.content, str):
+        return message.content
+    return [_image(part.url) if isinstance(part, ImagePart) else {"type": "text", "text": part.text}
+            for part in message.content]
+
+
+def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(content, list):
+        return content
+    return [{"type": "text", "text": content}] if content else []
+
+
+def _tool_input(conn: Connection, call: ToolCall) -> Any:
+    try:
+        return json.loads(call.arguments or "{}")
+    except ValueError:
+        raise ProviderError(
+            "invalid_request",
+            f"The conversation holds a call of tool {call.name!r} whose arguments are not JSON; "
+            f"{conn.label} accepts only JSON tool input.",
+        ) from None
+
+
+_DATA_URL = re.compile(r"^data:(?P<media_type>[^;,]+);base64,(?P<data>.*)$", re.DOTALL)
+
+
+def _image(url: str) -> dict[str, Any]:
+    if match := _DATA_URL.match(url):
+        source = {"type": "base64", "media_type": match["media_type"], "data": match["data"]}
+    else:
+        source = {"type": "url", "url": url}
+    return {"type": "image", "source": source}
+
+
+def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's function format to Anthropic's; anything else (Anthropic's own tools) passes through."""
+    if tool.get("type") != "function":
+        return tool
+    function = tool.get("function") or {}
+    wire = {
+        "name": function.get("name", ""),
+        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+    }
+    if function.get("description"):
+        wire["description"] = function["description"]
+    return wire
+
+
+def _tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(choice, dict):
+        if choice.get("type") == "function":
+            return {"type": "tool", "name": (choice.get("function") or {}).get("name", "")}
+        return choice  # already Anthropic's shape
+    return {"type": {"required": "any"}.get(choice, choice)}  # "auto" and "none" are spelled alike
+
+
+# -- normalisation ------------------------------------------------------------------------------
+
+
+def usage_from_anthropic(*usages: Mapping[str, Any] | None) -> Usage:
+    """Normalise Anthropic `usage` objects: one from a message, or message_start's then the last
+    message_delta's from a stream (a later non-null count wins: message_delta's are cumulative).
+
+    `input_tokens` already excludes cache reads (`cache_read_input_tokens`) and writes
+    (`cache_creation_input_tokens`); `output_tokens` includes thinking
+    (`output_tokens_details.thinking_tokens`), recorded but not added again.
+    """
+    merged: dict[str, Any] = {}
+    for usage in usages:
+        merged.update({name: value for name, value in (usage or {}).items() if value is not None})
+    details = merged.get("output_tokens_details") or {}
+    return Usage(
+        input_tokens=_count(merged.get("input_tokens")),
+        cache_read_tokens=_count(merged.get("cache_read_input_tokens")),
+        cache_write_tokens=_count(merged.get("cache_creation_input_tokens")),
+        output_tokens=_count(merged.get("output_tokens")),
+        reasoning_tokens=_count(details.get("thinking_tokens")),
+    )
+
+
+_STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",  # a server tool paused a long turn; what came so far is complete
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def finish_reason_from_anthropic(value: str | None) -> FinishReason | None:
+    return None if value is None else _STOP_REASONS.get(value, "stop")
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+# Anthropic's error types say more than the status, and are all an error event inside a stream has.
+_ERROR_TYPES: dict[str, ErrorKind] = {
+    "authentication_error": "auth",
+    "permission_error": "auth",
+    "billing_error": "quota",
+    "not_found_error": "model_not_found",
+    "rate_limit_error": "rate_limit",
+    "invalid_request_error": "invalid_request",
+    "request_too_large": "invalid_request",
+    "timeout_error": "timeout",
+    "api_error": "server",
+    "overloaded_error": "server",
+}
+
+
 def map_error(exc: Exception, conn: Connection) -> ProviderError:
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(exc, anthropic.APITimeoutError):
         return ProviderError("timeout", plain_message("timeout", conn.label, None))
     if isinstance(exc, anthropic.APIConnectionError):
-        return ProviderError("network", plain_message("network", conn.label, None))
+        return transport_error(exc.__cause__, conn)
+    if isinstance(exc, httpx2.TransportError):  # the SDK does not wrap what breaks mid-stream
+        return transport_error(exc, conn)
     if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
+        # An error event inside a stream arrives with the stream's 200: then only the type tells.
+        status = exc.status_code if exc.status_code >= 400 else None
         body = exc.body if isinstance(exc.body, dict) else {}
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        error_type = str(error.get("type") or "")
         detail = redact(str(error.get("message") or ""), conn.api_key)
         retry_after = _retry_after(exc.response.headers.get("retry-after"))
         # 529 is Anthropic's "overloaded": a server condition, retryable.
-        kind = "server" if status == 529 else _kind_for(status, str(error.get("type") or ""))
+        kind = _ERROR_TYPES.get(error_type) or ("server" if status in (None, 529) else _kind_for(status, error_type))
         return ProviderError(kind, plain_message(kind, conn.label, status, detail, retry_after),
                              status=status, retry_after=retry_after)
+    if isinstance(exc, anthropic.APIResponseValidationError | json.JSONDecodeError):
+        return malformed_error(conn)
     return ProviderError("server", plain_message("server", conn.label, None, redact(str(exc), conn.api_key)))
+
+
+# -- catalog ------------------------------------------------------------------------------------
 
 
 async def list_models(conn: Connection) -> list[ModelInfo]:
     try:
-        page = await client(conn).models.list(limit=100)
-        return [ModelInfo(m.id, display_name=m.display_name or "") async for m in page]
+        async with client(conn) as api:
+            return [ModelInfo(m.id, display_name=m.display_name or "") async for m in await api.models.list(limit=100)]
     except Exception as exc:
         raise map_error(exc, conn) from None
 

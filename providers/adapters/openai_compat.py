@@ -1,12 +1,38 @@
 """OpenAI chat-completions wire format, through the official openai SDK.
 
 Serves every OpenAI-compatible kind; Azure differs only in its client (endpoint, API version,
-deployment names as model names).
+deployment names as model names). Server quirks come from the kind's preset (`stream_usage`,
+`max_tokens_param`).
 """
 
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx2
 import openai
 
-from .base import Connection, Health, ModelInfo, ProviderError, plain_message, redact, timed_listing
+from ..kinds import get_kind
+from .base import (
+    ChatRequest,
+    Chunk,
+    Completion,
+    Connection,
+    ErrorKind,
+    FinishReason,
+    Health,
+    ImagePart,
+    Message,
+    ModelInfo,
+    ProviderError,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    estimate_tokens,
+    plain_message,
+    redact,
+    timed_listing,
+)
 
 
 def client(conn: Connection) -> openai.AsyncOpenAI:
@@ -25,13 +51,201 @@ def client(conn: Connection) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=conn.base_url, **common)
 
 
+# -- the call -----------------------------------------------------------------------------------
+
+
+async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]:
+    """Text, reasoning and tool-call deltas as they arrive, then one chunk with usage and finish reason."""
+    params = _params(conn, request)
+    if get_kind(conn.kind).stream_usage:
+        params["stream_options"] = {"include_usage": True}
+    usage: Usage | None = None
+    finish: FinishReason | None = None
+    output: list[str] = []  # for an estimate when the server reports no usage
+    try:
+        async with client(conn) as api, await api.chat.completions.create(**params, stream=True) as events:
+            async for event in events:
+                if event.usage is not None:
+                    usage = usage_from_openai(event.usage.model_dump())
+                for choice in event.choices:
+                    if choice.index:  # only one answer is asked for; some servers leave the index out
+                        continue
+                    finish = finish_reason_from_openai(choice.finish_reason) or finish
+                    delta = choice.delta
+                    if reasoning := _reasoning(delta):
+                        output.append(reasoning)
+                        yield Chunk(reasoning=reasoning)
+                    if delta.content:
+                        output.append(delta.content)
+                        yield Chunk(text=delta.content)
+                    for position, call in enumerate(delta.tool_calls or ()):
+                        function = call.function
+                        piece = ToolCallDelta(
+                            # Some servers leave out the index of a call sent whole in one delta.
+                            index=call.index if isinstance(call.index, int) else position,
+                            id=call.id or "",
+                            name=(function.name if function else "") or "",
+                            arguments=(function.arguments if function else "") or "",
+                        )
+                        output.append(piece.arguments)
+                        yield Chunk(tool_call=piece)
+    except Exception as exc:
+        raise map_error(exc, conn) from None
+    yield Chunk(usage=usage or estimated_usage(request, "".join(output)), finish_reason=finish)
+
+
+async def complete(conn: Connection, request: ChatRequest) -> Completion:
+    """One non-streamed call, mapped to the same types as the stream."""
+    try:
+        async with client(conn) as api:
+            response = await api.chat.completions.create(**_params(conn, request))
+    except Exception as exc:
+        raise map_error(exc, conn) from None
+    choice = next((choice for choice in response.choices or () if not choice.index), None)
+    if choice is None:
+        raise ProviderError("server", f"{conn.label} answered without a message; it is usually temporary.")
+    message = choice.message
+    calls = [
+        ToolCall(call.id, call.function.name, call.function.arguments)
+        for call in message.tool_calls or ()
+        if getattr(call, "function", None) is not None
+    ]
+    text, reasoning = message.content or "", _reasoning(message)
+    output = text + reasoning + "".join(call.arguments for call in calls)
+    usage = usage_from_openai(response.usage.model_dump()) if response.usage else estimated_usage(request, output)
+    return Completion(text=text, reasoning=reasoning, tool_calls=calls, usage=usage,
+                      finish_reason=finish_reason_from_openai(choice.finish_reason))
+
+
+def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:
+    # Azure routes by deployment: the SDK puts `model` into the URL, so a model's name is its deployment's.
+    params: dict[str, Any] = {"model": request.model, "messages": _messages(request)}
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.top_p is not None:
+        params["top_p"] = request.top_p
+    if request.max_tokens is not None:
+        params[get_kind(conn.kind).max_tokens_param] = request.max_tokens
+    if request.stop:
+        params["stop"] = list(request.stop)
+    if request.tools:
+        params["tools"] = list(request.tools)
+    if request.tool_choice is not None:
+        params["tool_choice"] = request.tool_choice
+    if request.extra:
+        params["extra_body"] = dict(request.extra)
+    return params
+
+
+def _messages(request: ChatRequest) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": request.system}] if request.system else []
+    messages.extend(_message(message) for message in request.messages)
+    return messages
+
+
+def _message(message: Message) -> dict[str, Any]:
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text}
+    if message.role == "assistant":
+        # A turn that only calls tools has null content, as the API itself returns it.
+        wire: dict[str, Any] = {"role": "assistant", "content": message.text or (None if message.tool_calls else "")}
+        if message.tool_calls:
+            wire["tool_calls"] = [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                for call in message.tool_calls
+            ]
+        return wire
+    if isinstance(message.content, str):
+        return {"role": "user", "content": message.content}
+    return {
+        "role": "user",
+        "content": [
+            {"type": "image_url", "image_url": {"url": part.url}}
+            if isinstance(part, ImagePart)
+            else {"type": "text", "text": part.text}
+            for part in message.content
+        ],
+    }
+
+
+def _reasoning(delta_or_message: Any) -> str:
+    """Reasoning text from the fields OpenAI-compatible servers add: DeepSeek (and vLLM, Together, ...)
+    send `reasoning_content`, OpenRouter (and Groq, Ollama) send `reasoning`."""
+    extra = getattr(delta_or_message, "model_extra", None) or {}
+    for name in ("reasoning_content", "reasoning"):
+        if isinstance(extra.get(name), str) and extra[name]:
+            return extra[name]
+    return ""
+
+
+# -- normalisation ------------------------------------------------------------------------------
+
+
+def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
+    """Normalise a chat-completions `usage` object.
+
+    `prompt_tokens` includes the cached tokens (`prompt_tokens_details.cached_tokens`) and, where a
+    server reports them, the tokens written to the cache (`prompt_tokens_details.cache_write_tokens`),
+    so both are taken out of the uncached input. `completion_tokens` already includes
+    `completion_tokens_details.reasoning_tokens`, which are recorded but not added again.
+    """
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    cache_read = _count(prompt_details.get("cached_tokens"))
+    cache_write = _count(prompt_details.get("cache_write_tokens"))
+    return Usage(
+        input_tokens=max(0, _count(usage.get("prompt_tokens")) - cache_read - cache_write),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        output_tokens=_count(usage.get("completion_tokens")),
+        reasoning_tokens=_count(completion_details.get("reasoning_tokens")),
+    )
+
+
+def _count(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and value > 0 else 0
+
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",  # the deprecated single-function form
+    "content_filter": "content_filter",
+    "max_tokens": "length",  # some compatible servers say it Anthropic's way
+}
+
+
+def finish_reason_from_openai(value: str | None) -> FinishReason | None:
+    """None while the answer goes on; a reason no table knows ends the answer normally."""
+    return None if value is None else _FINISH_REASONS.get(value, "stop")
+
+
+def prompt_text(request: ChatRequest) -> str:
+    """Everything the model reads, as plain text, for estimating tokens when the provider reports none."""
+    parts = [request.system]
+    for message in request.messages:
+        parts.append(message.text)
+        parts.extend(call.name + call.arguments for call in message.tool_calls)
+    parts.extend(json.dumps(tool) for tool in request.tools)
+    return "\n".join(part for part in parts if part)
+
+
+def estimated_usage(request: ChatRequest, output: str) -> Usage:
+    return Usage(input_tokens=estimate_tokens(prompt_text(request)), output_tokens=estimate_tokens(output),
+                 estimated=True)
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
 def map_error(exc: Exception, conn: Connection) -> ProviderError:
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(exc, openai.APITimeoutError):
         return ProviderError("timeout", plain_message("timeout", conn.label, None))
     if isinstance(exc, openai.APIConnectionError):
-        return ProviderError("network", plain_message("network", conn.label, None))
+        return transport_error(exc.__cause__, conn)
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         body = exc.body if isinstance(exc.body, dict) else {}
@@ -41,17 +255,46 @@ def map_error(exc: Exception, conn: Connection) -> ProviderError:
         kind = _kind_for(status, code)
         return ProviderError(kind, plain_message(kind, conn.label, status, detail, retry_after),
                              status=status, retry_after=retry_after)
+    if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError):
+        return malformed_error(conn)
+    if isinstance(exc, openai.APIError):
+        # An error event inside a stream that had started with 200 (OpenRouter and others send them);
+        # OpenRouter puts the HTTP status it would have used into `code`.
+        body = exc.body if isinstance(exc.body, dict) else {}
+        code = str(body.get("code") or body.get("type") or "")
+        status = int(code) if code.isdigit() else None
+        kind = _kind_for(status or 500, code)
+        detail = redact(str(body.get("message") or exc.message), conn.api_key)
+        return ProviderError(kind, plain_message(kind, conn.label, status, detail), status=status)
+    if isinstance(exc, httpx2.TransportError):
+        return transport_error(exc, conn)
     return ProviderError("server", plain_message("server", conn.label, None, redact(str(exc), conn.api_key)))
 
 
-def _kind_for(status: int, code: str):
+def transport_error(exc: BaseException | None, conn: Connection) -> ProviderError:
+    """A failure below HTTP, from the httpx2 error both SDKs use (the openai SDK wraps it; the anthropic
+    SDK lets a stream's through as it is)."""
+    if isinstance(exc, httpx2.TimeoutException):
+        return ProviderError("timeout", plain_message("timeout", conn.label, None))
+    if exc is None or isinstance(exc, httpx2.ConnectError):
+        return ProviderError("network", plain_message("network", conn.label, None))
+    return ProviderError("network", f"The connection to {conn.label} broke before the answer was complete; "
+                                    "it is usually temporary.")
+
+
+def malformed_error(conn: Connection) -> ProviderError:
+    return ProviderError("server", f"{conn.label} sent a malformed response (not the JSON its API promises); "
+                                   "it is usually temporary.")
+
+
+def _kind_for(status: int, code: str) -> ErrorKind:
     if status in (401, 403):
         return "auth"
     if status == 402 or code == "insufficient_quota":
         return "quota"
     if status == 429:
         return "rate_limit"
-    if status == 404:
+    if status == 404 or code == "model_not_found":
         return "model_not_found"
     if code == "content_filter" or code == "content_policy_violation":
         return "content_filter"
@@ -69,16 +312,19 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+# -- catalog ------------------------------------------------------------------------------------
+
+
 async def list_models(conn: Connection) -> list[ModelInfo]:
     try:
-        page = await client(conn).models.list()
-        models = [
-            ModelInfo(
-                m.id,
-                context_window=getattr(m, "context_length", None) or getattr(m, "context_window", None),
-            )
-            async for m in page
-        ]
+        async with client(conn) as api:
+            models = [
+                ModelInfo(
+                    m.id,
+                    context_window=getattr(m, "context_length", None) or getattr(m, "context_window", None),
+                )
+                async for m in await api.models.list()
+            ]
     except Exception as exc:
         raise map_error(exc, conn) from None
     return models

@@ -5,9 +5,10 @@ providers' wire formats closely enough for those SDKs to parse: JSON bodies, SSE
 streams sent with chunked transfer encoding, error bodies and status codes.
 
 Behaviour is driven from the tests by plain attribute assignment (``reply``,
-``chunk_delay``, ``models``, ``usage``, ``api_key``, ``mode``) and by a queue of
-one-shot faults (``fail_next``). Each request takes a snapshot of that configuration
-when it starts, so changing it mid-stream never produces a half-old, half-new answer.
+``chunk_delay``, ``models``, ``usage``, ``api_key``, ``mode``, ``tool_call``, ``reasoning``,
+``reasoning_field``) and by a queue of one-shot faults (``fail_next``). Each request takes a
+snapshot of that configuration when it starts, so changing it mid-stream never produces a
+half-old, half-new answer.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ _ERRORS: dict[int, tuple[str, str | None, str, str]] = {
     503: ("server_error", None, "api_error", "The service is temporarily unavailable."),
     529: ("server_error", None, "overloaded_error", "Overloaded"),
 }
-FAULT_KINDS = frozenset({"ok", "cut", "slow", *(str(status) for status in _ERRORS)})
+FAULT_KINDS = frozenset({"ok", "cut", "slow", "malformed", *(str(status) for status in _ERRORS)})
+# Tool-call arguments are streamed in pieces of this many characters, as models emit them token by token.
+ARGUMENT_PIECE = 8
 
 
 @dataclass(frozen=True)
@@ -68,14 +71,16 @@ class Fault:
     """How to (mis)behave for one request.
 
     ``kind`` is "ok", "cut" (stream some chunks then drop the connection), "slow"
-    (wait ``delay`` seconds between streamed events, or before a non-streamed answer)
-    or an HTTP status such as "429" (error body in the provider's shape).
+    (wait ``delay`` seconds between streamed events, or before a non-streamed answer),
+    "malformed" (stream some chunks, then a data line that is not JSON, then end the stream;
+    a non-streamed answer is a truncated JSON body) or an HTTP status such as "429"
+    (error body in the provider's shape).
     """
 
     kind: str = "ok"
     retry_after: int = DEFAULT_RETRY_AFTER
     delay: float = DEFAULT_SLOW_DELAY
-    cut_after: int | None = None  # content chunks sent before a cut; None means half of them
+    cut_after: int | None = None  # content chunks sent before a cut or malformed line; None: half of them
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -105,6 +110,9 @@ class _Snapshot:
     models: tuple[str, ...]
     usage: dict[str, int]
     api_key: str | None
+    tool_calls: tuple[dict[str, Any], ...]
+    reasoning: str
+    reasoning_field: str
 
 
 class _ClientGone(Exception):
@@ -127,6 +135,12 @@ class FakeUpstream:
         self.chunk_delay = 0.0
         self.models: list[str] = list(DEFAULT_MODELS)
         self._usage: dict[str, int] = {}
+        self._tool_calls: tuple[dict[str, Any], ...] = ()
+        # Reasoning streamed before the answer: in the OpenAI-compatible delta field `reasoning_field`
+        # ("reasoning_content" as DeepSeek sends it, "reasoning" as OpenRouter does), and as an Anthropic
+        # thinking block only when the request enables thinking, as with the real API.
+        self.reasoning = ""
+        self.reasoning_field = "reasoning_content"
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
         self._mode = Fault()
@@ -239,6 +253,25 @@ class FakeUpstream:
         self._usage = dict(values)
 
     @property
+    def tool_call(self) -> dict[str, Any] | list[dict[str, Any]] | None:
+        """Makes the answers tool calls instead of text, until set back to None.
+
+        A dict ``{"name": ..., "arguments": {...}}`` (optionally ``"id"``), or a list of them for
+        parallel calls. Streamed as OpenAI ``tool_calls`` deltas / Anthropic ``tool_use`` blocks
+        with ``input_json_delta`` pieces; ``reply`` is not sent while this is set.
+        """
+        calls = [dict(call) for call in self._tool_calls]
+        return calls[0] if len(calls) == 1 else (calls or None)
+
+    @tool_call.setter
+    def tool_call(self, value: dict[str, Any] | list[dict[str, Any]] | None) -> None:
+        calls = [value] if isinstance(value, dict) else list(value or [])
+        for call in calls:
+            if not isinstance(call.get("name"), str) or not isinstance(call.get("arguments", {}), dict):
+                raise ValueError(f"a tool call needs a string name and a dict of arguments, got {call!r}")
+        self._tool_calls = tuple(dict(call) for call in calls)
+
+    @property
     def requests(self) -> list[RecordedRequest]:
         """Copy of the requests received so far, oldest first."""
         with self._lock:
@@ -261,6 +294,9 @@ class FakeUpstream:
             self.chunk_delay = 0.0
             self.models = list(DEFAULT_MODELS)
             self._usage = {}
+            self._tool_calls = ()
+            self.reasoning = ""
+            self.reasoning_field = "reasoning_content"
             self._mode = Fault()
             self._faults.clear()
             self._requests.clear()
@@ -283,6 +319,9 @@ class FakeUpstream:
                 models=tuple(self.models),
                 usage=dict(self._usage),
                 api_key=self.api_key,
+                tool_calls=self._tool_calls,
+                reasoning=self.reasoning,
+                reasoning_field=self.reasoning_field,
             )
 
     def _new_id(self, prefix: str) -> str:
@@ -338,6 +377,50 @@ def _request_text(body: dict[str, Any]) -> str:
     return "".join(texts)
 
 
+def _pieces(text: str, size: int = ARGUMENT_PIECE) -> list[str]:
+    return [text[start : start + size] for start in range(0, len(text), size)]
+
+
+@dataclass(frozen=True)
+class _ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text
+
+    @property
+    def pieces(self) -> list[str]:
+        return _pieces(self.arguments)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What the fake says to one request: reasoning pieces, then text chunks or tool calls."""
+
+    reasoning: list[str]
+    text: list[str]
+    tool_calls: list[_ToolCall]
+
+    @classmethod
+    def build(cls, fake: FakeUpstream, snapshot: _Snapshot, id_prefix: str, *, reasoning: bool = True) -> _Answer:
+        calls = [
+            _ToolCall(
+                id=str(call.get("id") or fake._new_id(id_prefix)),
+                name=call["name"],
+                arguments=json.dumps(call.get("arguments", {})),
+            )
+            for call in snapshot.tool_calls
+        ]
+        return cls(
+            reasoning=_chunks(snapshot.reasoning) if reasoning else [],
+            text=[] if calls else _chunks(snapshot.reply),
+            tool_calls=calls,
+        )
+
+    @property
+    def output_pieces(self) -> int:
+        return len(self.reasoning) + len(self.text) + sum(len(call.pieces) for call in self.tool_calls)
+
+
 @dataclass
 class _Usage:
     """Token counts; each value goes verbatim into the provider's own field.
@@ -353,9 +436,14 @@ class _Usage:
     reasoning_tokens: int = 0
 
     @classmethod
-    def build(cls, snapshot: _Snapshot, body: dict[str, Any], chunks: list[str]) -> _Usage:
-        # Deterministic defaults: about four characters per prompt token, one token per reply chunk.
-        defaults = {"input_tokens": max(1, len(_request_text(body)) // 4), "output_tokens": len(chunks)}
+    def build(cls, snapshot: _Snapshot, body: dict[str, Any], answer: _Answer) -> _Usage:
+        # Deterministic defaults: about four characters per prompt token, one token per streamed piece;
+        # reasoning is part of the output, as the real APIs count it.
+        defaults = {
+            "input_tokens": max(1, len(_request_text(body)) // 4),
+            "output_tokens": answer.output_pieces,
+            "reasoning_tokens": len(answer.reasoning),
+        }
         return cls(**{**defaults, **snapshot.usage})
 
     def openai(self) -> dict[str, Any]:
@@ -534,31 +622,34 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chat_completions(self, body: dict[str, Any], model: str, snapshot: _Snapshot, fault: Fault) -> None:
         fake = self.server.fake
-        chunks = _chunks(snapshot.reply)
-        usage = _Usage.build(snapshot, body, chunks).openai()
+        answer = _Answer.build(fake, snapshot, "call_")
+        usage = _Usage.build(snapshot, body, answer).openai()
         completion_id = fake._new_id("chatcmpl-")
         created = int(time.time())
+        finish_reason = "tool_calls" if answer.tool_calls else "stop"
         if not body.get("stream"):
-            self._send_json(
-                200,
-                {
-                    "id": completion_id,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": snapshot.reply, "refusal": None},
-                            "logprobs": None,
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": usage,
-                    "system_fingerprint": None,
-                },
-                fault,
-            )
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": None if answer.tool_calls else snapshot.reply,
+                "refusal": None,
+            }
+            if answer.reasoning:
+                message[snapshot.reasoning_field] = snapshot.reasoning
+            if answer.tool_calls:
+                message["tool_calls"] = [
+                    {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                    for call in answer.tool_calls
+                ]
+            payload = {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+                "usage": usage,
+                "system_fingerprint": None,
+            }
+            self._send_json(200, payload, fault)
             return
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -576,12 +667,29 @@ class _Handler(BaseHTTPRequestHandler):
                 payload["usage"] = None
             return payload
 
+        # (delta, whether a cut or malformed fault counts it): reasoning and text chunks and argument
+        # pieces count; the delta that opens a tool call (its id and name) does not.
+        deltas = [({snapshot.reasoning_field: piece}, True) for piece in answer.reasoning]
+        deltas += [({"content": text}, True) for text in answer.text]
+        for index, call in enumerate(answer.tool_calls):
+            head = {"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            deltas.append(({"tool_calls": [head]}, False))
+            deltas += [
+                ({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}, True) for piece in call.pieces
+            ]
+        counted = sum(1 for _, counts in deltas if counts)
+
         def events() -> Iterator[tuple[str | None, Any]]:
-            yield None, chunk({"role": "assistant", "content": "", "refusal": None})
-            for index, text in enumerate(chunks):
-                self._maybe_cut(fault, index, len(chunks))
-                yield None, chunk({"content": text})
-            yield None, chunk({}, "stop")
+            yield None, chunk({"role": "assistant", "content": "" if answer.text else None, "refusal": None})
+            position = 0
+            for delta, counts in deltas:
+                if counts:
+                    if self._breaks(fault, position, counted):
+                        yield None, json.dumps(chunk(delta))[:40]  # a data line cut off mid-JSON
+                        return
+                    position += 1
+                yield None, chunk(delta)
+            yield None, chunk({}, finish_reason)
             if include_usage:
                 yield None, {**chunk({}), "choices": [], "usage": usage}
             yield None, "[DONE]"
@@ -590,52 +698,74 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _messages(self, body: dict[str, Any], snapshot: _Snapshot, fault: Fault) -> None:
         fake = self.server.fake
-        chunks = _chunks(snapshot.reply)
-        usage = _Usage.build(snapshot, body, chunks)
+        thinking = (body.get("thinking") or {}).get("type") == "enabled"
+        answer = _Answer.build(fake, snapshot, "toolu_", reasoning=thinking)
+        usage = _Usage.build(snapshot, body, answer)
+        signature = "fake-signature-" + fake._new_id("sig_")
+        # Each block: (as it starts, its deltas, as it ends up in a non-streamed message).
+        blocks: list[tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]] = []
+        if answer.reasoning:
+            deltas = [{"type": "thinking_delta", "thinking": piece} for piece in answer.reasoning]
+            blocks.append((
+                {"type": "thinking", "thinking": "", "signature": ""},
+                [*deltas, {"type": "signature_delta", "signature": signature}],
+                {"type": "thinking", "thinking": snapshot.reasoning, "signature": signature},
+            ))
+        if answer.text:
+            blocks.append((
+                {"type": "text", "text": ""},
+                [{"type": "text_delta", "text": text} for text in answer.text],
+                {"type": "text", "text": snapshot.reply},
+            ))
+        for call in answer.tool_calls:
+            # The first piece of input JSON is empty, as the real API sends it; a call without input
+            # sends nothing more (never "{}").
+            pieces = ["", *(call.pieces if call.arguments != "{}" else [])]
+            blocks.append((
+                {"type": "tool_use", "id": call.id, "name": call.name, "input": {}},
+                [{"type": "input_json_delta", "partial_json": piece} for piece in pieces],
+                {"type": "tool_use", "id": call.id, "name": call.name, "input": json.loads(call.arguments)},
+            ))
+        stop_reason = "tool_use" if answer.tool_calls else "end_turn"
         message: dict[str, Any] = {
             "id": fake._new_id("msg_"),
             "type": "message",
             "role": "assistant",
             "model": str(body.get("model", "")),
-            "content": [{"type": "text", "text": snapshot.reply}],
-            "stop_reason": "end_turn",
+            "content": [final for _, _, final in blocks],
+            "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": usage.anthropic(usage.output_tokens),
         }
         if not body.get("stream"):
             self._send_json(200, message, fault)
             return
+        counted = sum(1 for _, deltas, _ in blocks for delta in deltas if delta["type"] != "signature_delta")
 
         def events() -> Iterator[tuple[str | None, Any]]:
             # message_start carries the input side of the usage and a provisional output count,
             # as the real API does; the final output count comes with message_delta.
             start = {**message, "content": [], "stop_reason": None, "usage": usage.anthropic(1)}
             yield "message_start", {"type": "message_start", "message": start}
-            yield (
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            )
-            yield "ping", {"type": "ping"}
-            for index, text in enumerate(chunks):
-                self._maybe_cut(fault, index, len(chunks))
-                yield (
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "text_delta", "text": text},
-                    },
-                )
-            yield "content_block_stop", {"type": "content_block_stop", "index": 0}
+            position = 0
+            for index, (head, deltas, _) in enumerate(blocks):
+                yield "content_block_start", {"type": "content_block_start", "index": index, "content_block": head}
+                if index == 0:
+                    yield "ping", {"type": "ping"}
+                for delta in deltas:
+                    event = {"type": "content_block_delta", "index": index, "delta": delta}
+                    if delta["type"] != "signature_delta":
+                        if self._breaks(fault, position, counted):
+                            yield "content_block_delta", json.dumps(event)[:40]  # a data line cut off mid-JSON
+                            return
+                        position += 1
+                    yield "content_block_delta", event
+                yield "content_block_stop", {"type": "content_block_stop", "index": index}
             yield (
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                     "usage": {"output_tokens": usage.output_tokens},
                 },
             )
@@ -646,12 +776,16 @@ class _Handler(BaseHTTPRequestHandler):
     # -- writing -----------------------------------------------------------------------------
 
     @staticmethod
-    def _maybe_cut(fault: Fault, index: int, total: int) -> None:
-        if fault.kind != "cut":
-            return
+    def _breaks(fault: Fault, position: int, total: int) -> bool:
+        """True where a "malformed" fault puts its bad line; raises where a "cut" fault drops the connection."""
+        if fault.kind not in ("cut", "malformed"):
+            return False
         cut_after = fault.cut_after if fault.cut_after is not None else max(1, total // 2)
-        if index >= cut_after:
+        if position < cut_after:
+            return False
+        if fault.kind == "cut":
             raise _StreamCut
+        return True
 
     def _error(
         self, provider: Provider, status: int, message: str | None = None, *, retry_after: int = 0
@@ -671,6 +805,8 @@ class _Handler(BaseHTTPRequestHandler):
         data = json.dumps(payload).encode()
         if fault is not None and fault.kind == "slow":
             self.server.fake._sleep(fault.delay)
+        if fault is not None and fault.kind == "malformed":
+            data = data[: len(data) // 2]  # a complete body that is not JSON: cut off mid-object
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

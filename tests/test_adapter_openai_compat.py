@@ -1,0 +1,465 @@
+"""The OpenAI-compatible adapter against the fake upstream: real HTTP on loopback, the openai SDK inside."""
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+
+from providers.adapters import openai_compat
+from providers.adapters.base import (
+    ChatRequest,
+    Chunk,
+    Completion,
+    Connection,
+    ImagePart,
+    Message,
+    ProviderError,
+    TextPart,
+    Usage,
+    collect,
+    estimate_tokens,
+)
+from providers.adapters.openai_compat import finish_reason_from_openai, usage_from_openai
+from tests.fakes.upstream import FakeUpstream
+
+KEY = "sk-adapter-test-0123456789abcdef"
+HELLO = ChatRequest(model="gpt-test", messages=(Message("user", "Say hello."),))
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def connection(fake: FakeUpstream, kind: str = "openai", **overrides: Any) -> Connection:
+    values: dict[str, Any] = {"kind": kind, "label": "Fake OpenAI", "base_url": fake.openai_base_url,
+                              "api_key": KEY}
+    return Connection(**{**values, **overrides})
+
+
+def chunks(conn: Connection, request: ChatRequest = HELLO) -> list[Chunk]:
+    async def run() -> list[Chunk]:
+        return [chunk async for chunk in openai_compat.stream(conn, request)]
+
+    return asyncio.run(run())
+
+
+def streamed(conn: Connection, request: ChatRequest = HELLO) -> Completion:
+    return asyncio.run(collect(openai_compat.stream(conn, request)))
+
+
+def completed(conn: Connection, request: ChatRequest = HELLO) -> Completion:
+    return asyncio.run(openai_compat.complete(conn, request))
+
+
+def failure(call: Callable[[], Any]) -> tuple[ProviderError, list[Chunk]]:
+    """The ProviderError a stream or a `complete()` ends with, and the chunks that arrived before it."""
+    received: list[Chunk] = []
+
+    async def run() -> None:
+        result = call()
+        if hasattr(result, "__aiter__"):
+            async for chunk in result:
+                received.append(chunk)
+        else:
+            await result
+
+    with pytest.raises(ProviderError) as error:
+        asyncio.run(run())
+    return error.value, received
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+
+def test_stream_sends_text_in_several_chunks_then_usage_once(upstream: FakeUpstream) -> None:
+    upstream.reply = "one two three four"
+    upstream.usage = {"input_tokens": 20, "output_tokens": 4}
+
+    received = chunks(connection(upstream))
+
+    texts = [chunk.text for chunk in received if chunk.text]
+    assert texts == ["one ", "two ", "three ", "four"]
+    assert [chunk.usage for chunk in received if chunk.usage] == [Usage(input_tokens=20, output_tokens=4)]
+    assert received[-1].usage is not None and received[-1].finish_reason == "stop"
+    body = upstream.last_request.body
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+
+
+def test_complete_is_a_native_non_streamed_call(upstream: FakeUpstream) -> None:
+    upstream.reply = "Bonjour"
+    upstream.usage = {"input_tokens": 9, "output_tokens": 1}
+
+    result = completed(connection(upstream))
+
+    assert result == Completion(text="Bonjour", usage=Usage(input_tokens=9, output_tokens=1), finish_reason="stop")
+    assert "stream" not in upstream.last_request.body
+    assert "stream_options" not in upstream.last_request.body
+
+
+def test_request_is_translated_with_system_first_and_every_setting(upstream: FakeUpstream) -> None:
+    request = ChatRequest(
+        model="gpt-test",
+        system="You are terse.",
+        messages=(
+            Message("user", "What is 2+2?"),
+            Message("assistant", "4"),
+            Message("user", "And 3+3?"),
+        ),
+        temperature=0.2,
+        top_p=0.9,
+        max_tokens=64,
+        stop=("END",),
+        extra={"seed": 7, "user": "alice"},
+    )
+
+    chunks(connection(upstream), request)
+
+    body = upstream.last_request.body
+    assert body["model"] == "gpt-test"
+    assert body["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "And 3+3?"},
+    ]
+    assert (body["temperature"], body["top_p"], body["stop"]) == (0.2, 0.9, ["END"])
+    assert (body["seed"], body["user"]) == (7, "alice")
+    # OpenAI's reasoning models accept only max_completion_tokens; the preset says so.
+    assert body["max_completion_tokens"] == 64 and "max_tokens" not in body
+    assert upstream.last_request.api_key == KEY
+
+
+def test_other_compatible_servers_get_max_tokens(upstream: FakeUpstream) -> None:
+    chunks(connection(upstream, "groq"), ChatRequest(model="llama", messages=HELLO.messages, max_tokens=32))
+
+    body = upstream.last_request.body
+    assert body["max_tokens"] == 32 and "max_completion_tokens" not in body
+
+
+def test_images_travel_as_image_url_parts(upstream: FakeUpstream) -> None:
+    picture = "data:image/png;base64,iVBORw0KGgo="
+    request = ChatRequest(model="gpt-4o", messages=(
+        Message("user", (TextPart("What is in these?"), ImagePart(picture), ImagePart("https://example.com/a.jpg"))),
+    ))
+
+    chunks(connection(upstream), request)
+
+    assert upstream.last_request.body["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "What is in these?"},
+        {"type": "image_url", "image_url": {"url": picture}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}},
+    ]}]
+
+
+# -- tools and reasoning ------------------------------------------------------------------------
+
+
+def test_tool_call_round_trip(upstream: FakeUpstream) -> None:
+    conn = connection(upstream)
+    upstream.tool_call = {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}
+    ask = ChatRequest(model="gpt-test", messages=(Message("user", "Weather in Paris?"),),
+                      tools=(WEATHER_TOOL,), tool_choice="auto")
+
+    received = chunks(conn, ask)
+
+    pieces = [chunk.tool_call for chunk in received if chunk.tool_call]
+    assert len(pieces) > 2  # the id and name, then the arguments in several pieces
+    assert {piece.index for piece in pieces} == {0}
+    first = asyncio.run(collect(_replay(received)))
+    [call] = first.tool_calls
+    assert call.id.startswith("call_") and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Paris", "unit": "celsius"}
+    assert first.finish_reason == "tool_calls" and first.text == ""
+    assert upstream.last_request.body["tools"] == [WEATHER_TOOL]
+    assert upstream.last_request.body["tool_choice"] == "auto"
+
+    upstream.tool_call = None
+    upstream.reply = "It is 18 degrees in Paris."
+    answer = streamed(conn, ChatRequest(model="gpt-test", tools=(WEATHER_TOOL,), messages=(
+        *ask.messages,
+        Message("assistant", tool_calls=(call,)),
+        Message("tool", '{"temperature": 18}', tool_call_id=call.id),
+    )))
+
+    assert answer.text == "It is 18 degrees in Paris." and answer.finish_reason == "stop"
+    assert upstream.last_request.body["messages"][1:] == [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": call.arguments}},
+        ]},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 18}'},
+    ]
+
+
+async def _replay(received: list[Chunk]) -> AsyncIterator[Chunk]:
+    for chunk in received:
+        yield chunk
+
+
+def test_complete_returns_tool_calls(upstream: FakeUpstream) -> None:
+    upstream.tool_call = [{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {}}]
+
+    result = completed(connection(upstream))
+
+    assert [(call.name, json.loads(call.arguments)) for call in result.tool_calls] == [("a", {"x": 1}), ("b", {})]
+    assert result.finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])  # DeepSeek's, OpenRouter's
+def test_reasoning_deltas_from_compatible_servers(upstream: FakeUpstream, field: str) -> None:
+    upstream.reasoning_field = field
+    upstream.reasoning = "Two plus two is four."
+    upstream.reply = "4"
+    conn = connection(upstream, "openai_compatible")
+
+    received = chunks(conn)
+    result = completed(conn)
+
+    assert "".join(chunk.reasoning for chunk in received) == "Two plus two is four."
+    assert len([chunk for chunk in received if chunk.reasoning]) > 1
+    assert "".join(chunk.text for chunk in received) == "4"
+    assert (result.reasoning, result.text) == ("Two plus two is four.", "4")
+    # Reasoning is part of the output count, recorded once more on its own.
+    assert received[-1].usage == Usage(input_tokens=2, output_tokens=6, reasoning_tokens=5)
+
+
+# -- usage --------------------------------------------------------------------------------------
+
+
+def test_streamed_usage_with_cache_and_reasoning_tokens(upstream: FakeUpstream) -> None:
+    upstream.usage = {"input_tokens": 2006, "output_tokens": 300, "cached_tokens": 1920, "reasoning_tokens": 64}
+
+    assert streamed(connection(upstream)).usage == Usage(
+        input_tokens=86, cache_read_tokens=1920, output_tokens=300, reasoning_tokens=64)
+
+
+USAGE_VECTORS = [
+    pytest.param(
+        # OpenAI's prompt caching guide, its example usage block.
+        {"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+         "prompt_tokens_details": {"cached_tokens": 1920},
+         "completion_tokens_details": {"reasoning_tokens": 0, "accepted_prediction_tokens": 0,
+                                       "rejected_prediction_tokens": 0}},
+        Usage(input_tokens=86, cache_read_tokens=1920, output_tokens=300),
+        id="openai-prompt-caching-guide",
+    ),
+    pytest.param(
+        # OpenAI's reasoning guide (75 in, 1186 out of which 1024 reasoning), in chat-completions fields.
+        {"prompt_tokens": 75, "completion_tokens": 1186, "total_tokens": 1261,
+         "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 1024}},
+        Usage(input_tokens=75, output_tokens=1186, reasoning_tokens=1024),
+        id="openai-reasoning-guide",
+    ),
+    pytest.param(
+        # OpenAI's usage API example splits 1000 input tokens into 400 cached, 100 written, 500 uncached.
+        {"prompt_tokens": 1000, "completion_tokens": 10,
+         "prompt_tokens_details": {"cached_tokens": 400, "cache_write_tokens": 100}},
+        Usage(input_tokens=500, cache_read_tokens=400, cache_write_tokens=100, output_tokens=10),
+        id="cache-writes",
+    ),
+    pytest.param(
+        {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17, "prompt_tokens_details": None,
+         "completion_tokens_details": None},
+        Usage(input_tokens=12, output_tokens=5),
+        id="server-without-details",
+    ),
+]
+
+
+@pytest.mark.parametrize(("usage", "expected"), USAGE_VECTORS)
+def test_usage_from_openai(usage: dict[str, Any], expected: Usage) -> None:
+    assert usage_from_openai(usage) == expected
+
+
+@pytest.mark.parametrize(("wire", "expected"), [
+    ("stop", "stop"), ("length", "length"), ("tool_calls", "tool_calls"), ("function_call", "tool_calls"),
+    ("content_filter", "content_filter"), ("max_tokens", "length"), ("eos", "stop"), (None, None),
+])
+def test_finish_reasons(wire: str | None, expected: str | None) -> None:
+    assert finish_reason_from_openai(wire) == expected
+
+
+# -- presets ------------------------------------------------------------------------------------
+
+
+def test_cohere_gets_no_stream_options_and_an_estimated_usage(upstream: FakeUpstream) -> None:
+    upstream.reply = "Hello there, friend."
+    request = ChatRequest(model="command-r", system="Be kind.", messages=HELLO.messages)
+
+    received = chunks(connection(upstream, "cohere"), request)
+
+    assert "stream_options" not in upstream.last_request.body
+    assert received[-1].usage == Usage(
+        input_tokens=estimate_tokens("Be kind.\nSay hello."),
+        output_tokens=estimate_tokens("Hello there, friend."),
+        estimated=True,
+    )
+
+
+def test_openrouter_headers_and_prefixed_model_ids_reach_the_server(upstream: FakeUpstream) -> None:
+    conn = connection(upstream, "openrouter", headers={"HTTP-Referer": "https://aspweb.example", "X-Title": "aspweb"})
+
+    streamed(conn, ChatRequest(model="anthropic/claude-3-haiku", messages=HELLO.messages))
+
+    request = upstream.last_request
+    assert (request.headers["http-referer"], request.headers["x-title"]) == ("https://aspweb.example", "aspweb")
+    assert request.body["model"] == "anthropic/claude-3-haiku"
+
+
+def test_azure_calls_the_deployment_with_its_api_version(upstream: FakeUpstream) -> None:
+    upstream.usage = {"input_tokens": 5, "output_tokens": 5}
+    conn = connection(upstream, "azure_openai", base_url=upstream.base_url, extra={"api_version": "2024-10-21"})
+
+    result = streamed(conn, ChatRequest(model="my-gpt4o-deployment", messages=HELLO.messages))
+
+    assert result.text == "Hello from the fake upstream."
+    assert result.usage == Usage(input_tokens=5, output_tokens=5)
+    request = upstream.last_request
+    assert request.path == "/openai/deployments/my-gpt4o-deployment/chat/completions"
+    assert request.query == {"api-version": "2024-10-21"}
+    assert request.headers["api-key"] == KEY
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "kind", "retryable"), [
+    (401, "auth", False),
+    (403, "auth", False),
+    (404, "model_not_found", False),
+    (400, "invalid_request", False),
+    (500, "server", True),
+    (503, "server", True),
+])
+def test_http_errors_map_to_kinds(upstream: FakeUpstream, status: int, kind: str, retryable: bool) -> None:
+    upstream.fail_next(status)
+    conn = connection(upstream)
+
+    error, received = failure(lambda: openai_compat.stream(conn, HELLO))
+
+    assert (error.kind, error.status, error.retryable) == (kind, status, retryable)
+    assert received == []
+    assert error.message.startswith("Fake OpenAI ") and f"(HTTP {status})" in error.message
+    assert KEY not in error.message
+
+
+def test_429_carries_retry_after(upstream: FakeUpstream) -> None:
+    upstream.fail_next(429, retry_after=7)
+    upstream.fail_next(429, retry_after=3)
+    conn = connection(upstream)
+
+    streamed_error, _ = failure(lambda: openai_compat.stream(conn, HELLO))
+    completed_error, _ = failure(lambda: openai_compat.complete(conn, HELLO))
+
+    assert (streamed_error.kind, streamed_error.retry_after, streamed_error.retryable) == ("rate_limit", 7.0, True)
+    assert "retry in 7 seconds" in streamed_error.message
+    assert (completed_error.kind, completed_error.retry_after) == ("rate_limit", 3.0)
+
+
+def test_timeout(upstream: FakeUpstream) -> None:
+    upstream.fail_next("slow", delay=2)
+    upstream.fail_next("slow", delay=2)
+    conn = connection(upstream, timeout=0.2)
+
+    started = time.monotonic()
+    streamed_error, _ = failure(lambda: openai_compat.stream(conn, HELLO))
+    completed_error, _ = failure(lambda: openai_compat.complete(conn, HELLO))
+
+    assert (streamed_error.kind, completed_error.kind) == ("timeout", "timeout")
+    assert streamed_error.retryable and "did not answer in time" in streamed_error.message
+    assert time.monotonic() - started < 1.5
+
+
+def test_connection_refused_is_a_network_error() -> None:
+    conn = Connection(kind="openai", label="Fake OpenAI", base_url=f"http://127.0.0.1:{closed_port()}/v1",
+                      api_key=KEY)
+
+    error, _ = failure(lambda: openai_compat.stream(conn, HELLO))
+
+    assert (error.kind, error.retryable) == ("network", True)
+    assert "Could not connect to Fake OpenAI" in error.message
+
+
+def test_connection_cut_mid_stream_is_a_retryable_network_error(upstream: FakeUpstream) -> None:
+    upstream.reply = "a b c d e f"
+    upstream.fail_next("cut", cut_after=2)
+    conn = connection(upstream)
+
+    error, received = failure(lambda: openai_compat.stream(conn, HELLO))
+
+    assert "".join(chunk.text for chunk in received) == "a b "
+    assert all(chunk.usage is None for chunk in received)
+    assert (error.kind, error.retryable) == ("network", True)
+    assert "broke before the answer was complete" in error.message
+
+
+def test_malformed_chunk_is_a_server_error_in_plain_words(upstream: FakeUpstream) -> None:
+    upstream.reply = "a b c d"
+    upstream.fail_next("malformed", cut_after=1)
+    upstream.fail_next("malformed")
+    conn = connection(upstream)
+
+    error, received = failure(lambda: openai_compat.stream(conn, HELLO))
+    completed_error, _ = failure(lambda: openai_compat.complete(conn, HELLO))
+
+    assert "".join(chunk.text for chunk in received) == "a "
+    assert error.kind == "server" and completed_error.kind == "server"
+    assert error.message == "Fake OpenAI sent a malformed response (not the JSON its API promises); " \
+                            "it is usually temporary."
+
+
+def _status_error(cls: type[openai.APIStatusError], status: int, error: dict[str, Any]) -> openai.APIStatusError:
+    request = httpx2.Request("POST", "https://api.example.com/v1/chat/completions")
+    response = httpx2.Response(status, request=request, json={"error": error})
+    return cls(f"Error code: {status}", response=response, body=error)
+
+
+@pytest.mark.parametrize(("exc", "kind"), [
+    (_status_error(openai.RateLimitError, 429, {"message": "You exceeded your current quota.",
+                                                "type": "insufficient_quota", "code": "insufficient_quota"}),
+     "quota"),
+    (_status_error(openai.BadRequestError, 400, {"message": "The response was filtered.", "type": None,
+                                                 "code": "content_filter"}), "content_filter"),
+    (_status_error(openai.BadRequestError, 400, {"message": "This model's maximum context length is 128000 tokens.",
+                                                 "type": "invalid_request_error",
+                                                 "code": "context_length_exceeded"}), "invalid_request"),
+    (_status_error(openai.APIStatusError, 402, {"message": "Insufficient credits", "code": 402}), "quota"),
+    # An error event inside a stream that started with 200, as OpenRouter sends them.
+    (openai.APIError("Provider returned error", httpx2.Request("POST", "https://openrouter.ai/api/v1"),
+                     body={"code": 429, "message": "Rate limited upstream"}), "rate_limit"),
+])
+def test_error_bodies_map_to_kinds(exc: Exception, kind: str) -> None:
+    error = openai_compat.map_error(exc, Connection(kind="openai", label="OpenAI", base_url="", api_key=KEY))
+
+    assert error.kind == kind
+
+
+def test_messages_never_hold_the_key() -> None:
+    conn = Connection(kind="openai", label="OpenAI", base_url="", api_key="not-shaped-like-a-key")
+    exc = _status_error(openai.AuthenticationError, 401, {
+        "message": "Incorrect API key provided: not-shaped-like-a-key. You can find your API key in your "
+                   "dashboard, and sk-proj-abcdefghijklmnop is not it either.",
+        "type": "invalid_request_error", "code": "invalid_api_key"})
+
+    error = openai_compat.map_error(exc, conn)
+
+    assert error.kind == "auth"
+    assert "not-shaped-like-a-key" not in error.message and "sk-proj-abcdefghijklmnop" not in error.message
+    assert "[redacted]" in error.message
+
