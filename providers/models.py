@@ -168,3 +168,30 @@ class Price(models.Model):
 
     def as_dict(self) -> dict[str, Decimal | None]:
         return {name: getattr(self, name) for name in self.PRICE_FIELDS}
+
+
+class ApiKey(models.Model):
+    """A key an application (or a person's script) uses to call the gateway. Only a hash is stored;
+    the full key is shown once, when it is made. `prefix` is the visible part that names it in lists."""
+
+    name = models.CharField(max_length=100)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="api_keys", help_text="The person the key belongs to or acts for.")
+    prefix = models.CharField(max_length=24, unique=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    allowed_models = models.JSONField(default=list, blank=True,
+                                      help_text="Model addresses and route names it may use; empty: all.")
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute.")
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

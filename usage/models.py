@@ -25,7 +25,11 @@ class UsageRecord(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices)
     status = models.CharField(max_length=16, choices=Status.choices)
     error_kind = models.CharField(max_length=32, blank=True)
+    error_message = models.CharField(max_length=500, blank=True, help_text="Plain words; never a secret.")
+    finish_reason = models.CharField(max_length=32, blank=True)
 
+    api_key = models.ForeignKey("providers.ApiKey", null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="usage_records")
     provider = models.ForeignKey("providers.Provider", null=True, on_delete=models.PROTECT,
                                  related_name="usage_records")
     model = models.ForeignKey("providers.Model", null=True, on_delete=models.PROTECT,
@@ -41,6 +45,10 @@ class UsageRecord(models.Model):
     reasoning_tokens = models.PositiveIntegerField(default=0)
     usage_estimated = models.BooleanField(default=False)
     cost = models.DecimalField(max_digits=18, decimal_places=10, default=0)
+    # What the provider itself said the call cost, where it says (the Claude CLI does).
+    reported_cost = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    # Answered from the gateway's response cache: no provider was called.
+    cached = models.BooleanField(default=False)
 
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -48,6 +56,10 @@ class UsageRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"]),
+            models.Index(fields=["provider", "-created_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider_name}/{self.model_name} {self.status} {self.created_at:%Y-%m-%d %H:%M}"
