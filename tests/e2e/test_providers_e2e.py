@@ -1,0 +1,166 @@
+"""Provider pages in a real browser: add a provider, test it and sync its models over HTMX, set a price."""
+
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from accounts.models import User
+from tests.fakes.upstream import FakeUpstream
+
+API_KEY = "sk-e2e-secret-key-7f3a9c"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "providers.png"
+
+
+class HtmlLog:
+    """The HTML of every state of the page a test looked at, to check nothing leaked into any of them."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.pages: list[tuple[str, str]] = []
+
+    def take(self) -> None:
+        self.pages.append((self.page.url, self.page.content()))
+
+    def assert_absent(self, secret: str) -> None:
+        assert self.pages
+        leaks = [url for url, html in self.pages if secret in html]
+        assert not leaks, f"the API key appears in the HTML of {leaks}"
+
+
+def _add_provider(page: Page, html: HtmlLog, *, kind_label: str, name: str, base_url: str) -> None:
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Providers").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Providers")
+    html.take()
+    page.get_by_role("link", name="Add provider", exact=True).click()
+    html.take()
+    page.locator("a.tile").filter(has=page.get_by_role("heading", name=kind_label, exact=True)).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Add {kind_label}")
+    html.take()
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Base URL").fill(base_url)
+    page.get_by_label("API key").fill(API_KEY)
+    page.get_by_role("button", name="Add provider").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(name)
+    expect(page.locator(".messages")).to_contain_text(f"Provider {name} added.")
+    # The page says which key is stored without showing it.
+    expect(page.locator("dl.facts")).to_contain_text(f"stored, ends in {API_KEY[-4:]}")
+    html.take()
+
+
+def _test_connection_in_place(page: Page, html: HtmlLog, upstream: FakeUpstream) -> None:
+    """Click "Test connection" and check HTMX swapped the result in without reloading the page."""
+    health = page.locator("#health")
+    expect(health).to_contain_text("Not tested yet.")
+    page.evaluate("window.e2eMarker = 'same document'")
+    with page.expect_response(re.compile(r"/providers/\d+/test/?$")) as response_info:
+        health.get_by_role("button", name="Test connection").click()
+    response = response_info.value
+    assert response.request.headers.get("hx-request") == "true"
+    assert response.status == 200
+    expect(health.get_by_role("status")).to_contain_text("Connected; 2 models listed.")
+    expect(health.get_by_role("status")).to_have_text(re.compile(r"\d+ ms\s*$"))
+    assert page.evaluate("window.e2eMarker") == "same document", "the page was reloaded"
+    # The fake only answers to the stored key, so this also proves the key reached it.
+    assert upstream.last_request.path == "/v1/models"
+    assert upstream.last_request.api_key == API_KEY
+    html.take()
+
+
+def _sync_models_in_place(page: Page, html: HtmlLog) -> None:
+    models = page.locator("#models")
+    expect(models).to_contain_text("No models yet.")
+    page.evaluate("window.e2eMarker = 'before sync'")
+    models.get_by_role("button", name="Sync models").click()
+    expect(models.get_by_role("status")).to_have_text("Sync done: 2 models added.")
+    assert page.evaluate("window.e2eMarker") == "before sync", "the page was reloaded"
+    expect(models.locator("tbody tr")).to_have_count(2)
+    html.take()
+
+
+def _price_cells(page: Page, model: str) -> list[str]:
+    row = page.locator("#models tbody tr").filter(has=page.get_by_role("link", name=model, exact=True))
+    return [text.strip() for text in row.locator("td").all_inner_texts()]
+
+
+def _dollars(cell: str) -> Decimal:
+    assert cell.startswith("$"), cell
+    return Decimal(cell.removeprefix("$"))
+
+
+def test_admin_adds_openai_compatible_provider_tests_it_syncs_and_prices_a_model(
+    make_user: Callable[..., User],
+    sign_in: Callable[..., Page],
+    upstream: FakeUpstream,
+) -> None:
+    upstream.api_key = API_KEY
+    upstream.models = ["gpt-4o-mini", "local-small"]
+    page = sign_in(make_user("admin"))
+    html = HtmlLog(page)
+    html.take()
+
+    _add_provider(page, html, kind_label="OpenAI-compatible URL", name="lab", base_url=upstream.openai_base_url)
+    _test_connection_in_place(page, html, upstream)
+    _sync_models_in_place(page, html)
+
+    # genai-prices has no data for an arbitrary OpenAI-compatible server: no model has a price yet.
+    for model in ("gpt-4o-mini", "local-small"):
+        assert _price_cells(page, model)[3] == "no price yet: set one"
+
+    page.get_by_role("link", name="local-small", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("lab/local-small")
+    html.take()
+    page.get_by_label("Input").fill("0.25")
+    page.get_by_label("Output").fill("1.75")
+    page.get_by_role("button", name="Save prices").click()
+    expect(page.locator(".messages")).to_contain_text("New price version saved.")
+    html.take()
+    page.locator(".crumbs").get_by_role("link", name="lab").click()
+    cells = _price_cells(page, "local-small")
+    assert (_dollars(cells[3]), _dollars(cells[4])) == (Decimal("0.25"), Decimal("1.75"))
+    assert _price_cells(page, "gpt-4o-mini")[3] == "no price yet: set one"
+    html.take()
+
+    html.assert_absent(API_KEY)
+
+
+def test_openai_provider_pointed_at_the_fake_gets_default_prices_on_sync(
+    make_user: Callable[..., User],
+    sign_in: Callable[..., Page],
+    upstream: FakeUpstream,
+) -> None:
+    upstream.api_key = API_KEY
+    upstream.models = ["gpt-4o-mini", "local-small"]
+    page = sign_in(make_user("admin"))
+    html = HtmlLog(page)
+
+    _add_provider(page, html, kind_label="OpenAI", name="openai", base_url=upstream.openai_base_url)
+    _test_connection_in_place(page, html, upstream)
+    _sync_models_in_place(page, html)
+
+    cells = _price_cells(page, "gpt-4o-mini")
+    assert (_dollars(cells[3]), _dollars(cells[4])) == (Decimal("0.15"), Decimal("0.6"))
+    # genai-prices does not know the fake's own model.
+    assert _price_cells(page, "local-small")[3] == "no price yet: set one"
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOT, full_page=True)
+    html.assert_absent(API_KEY)
+
+
+def test_member_sees_no_providers_link_and_is_refused_the_providers_page(
+    make_user: Callable[..., User],
+    sign_in: Callable[..., Page],
+) -> None:
+    member = make_user("member")
+    page = sign_in(member)
+    expect(page.locator(".who")).to_contain_text(member.email)
+    expect(page.get_by_role("link", name="Providers")).to_have_count(0)
+
+    response = page.goto("/providers/")
+    assert response is not None
+    assert response.status == 403
+    expect(page.get_by_role("heading", level=1)).to_have_text("You do not have access to this page")
+    expect(page.get_by_role("main")).to_contain_text("This page is for Admin users.")
