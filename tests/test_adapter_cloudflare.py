@@ -135,7 +135,7 @@ def test_usage_is_estimated_and_flagged_when_the_model_reports_none(fake: FakeCl
     fake.reply = "Twelve chars" * 10
     request = replace(HELLO, system="Be kind.")
     usage = stream(connection(fake), request)[-1].usage if streamed else complete(connection(fake), request).usage
-    assert usage == Usage(input_tokens=estimate_tokens("Be kind.Say hello."),
+    assert usage == Usage(input_tokens=estimate_tokens("Be kind.\nSay hello."),
                           output_tokens=estimate_tokens(fake.reply), estimated=True)
 
 

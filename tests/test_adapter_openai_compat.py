@@ -420,7 +420,7 @@ def test_malformed_chunk_is_a_server_error_in_plain_words(upstream: FakeUpstream
 
     assert "".join(chunk.text for chunk in received) == "a "
     assert error.kind == "server" and completed_error.kind == "server"
-    assert error.message == "Fake OpenAI sent a malformed response (not the JSON its API promises); " \
+    assert error.message == "Fake OpenAI sent a malformed response that aspweb could not read; " \
                             "it is usually temporary."
 
 

@@ -23,11 +23,16 @@ from .base import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    estimated_usage,
+    kind_for_status,
+    malformed_error,
     plain_message,
     redact,
+    retry_after_seconds,
     timed_listing,
+    token_count,
 )
-from .openai_compat import _count, _kind_for, _retry_after, estimated_usage, malformed_error, transport_error
+from .openai_compat import transport_error
 
 # The API requires max_tokens; this is the cap when the request sets none (thinking budgets come on top).
 DEFAULT_MAX_TOKENS = 4096
@@ -238,11 +243,11 @@ def usage_from_anthropic(*usages: Mapping[str, Any] | None) -> Usage:
         merged.update({name: value for name, value in (usage or {}).items() if value is not None})
     details = merged.get("output_tokens_details") or {}
     return Usage(
-        input_tokens=_count(merged.get("input_tokens")),
-        cache_read_tokens=_count(merged.get("cache_read_input_tokens")),
-        cache_write_tokens=_count(merged.get("cache_creation_input_tokens")),
-        output_tokens=_count(merged.get("output_tokens")),
-        reasoning_tokens=_count(details.get("thinking_tokens")),
+        input_tokens=token_count(merged.get("input_tokens")),
+        cache_read_tokens=token_count(merged.get("cache_read_input_tokens")),
+        cache_write_tokens=token_count(merged.get("cache_creation_input_tokens")),
+        output_tokens=token_count(merged.get("output_tokens")),
+        reasoning_tokens=token_count(details.get("thinking_tokens")),
     )
 
 
@@ -294,9 +299,10 @@ def map_error(exc: Exception, conn: Connection) -> ProviderError:
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
         error_type = str(error.get("type") or "")
         detail = redact(str(error.get("message") or ""), conn.api_key)
-        retry_after = _retry_after(exc.response.headers.get("retry-after"))
+        retry_after = retry_after_seconds(exc.response.headers.get("retry-after"))
         # 529 is Anthropic's "overloaded": a server condition, retryable.
-        kind = _ERROR_TYPES.get(error_type) or ("server" if status in (None, 529) else _kind_for(status, error_type))
+        kind = _ERROR_TYPES.get(error_type) or (
+            "server" if status in (None, 529) else kind_for_status(status, error_type))
         return ProviderError(kind, plain_message(kind, conn.label, status, detail, retry_after),
                              status=status, retry_after=retry_after)
     if isinstance(exc, anthropic.APIResponseValidationError | json.JSONDecodeError):

@@ -3,6 +3,7 @@
 Adapters know wire formats and nothing else: no database, no budgets, no retries.
 """
 
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -228,6 +229,62 @@ def plain_message(kind: ErrorKind, label: str, status: int | None, detail: str =
     if detail:
         text += f" {label} said: {detail[:300]}"
     return text
+
+
+# -- shared by the adapters ----------------------------------------------------------------------
+
+
+def token_count(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and value > 0 else 0
+
+
+def prompt_text(request: ChatRequest) -> str:
+    """Everything the model reads, as plain text, for estimating tokens when the provider reports none."""
+    parts = [request.system]
+    for message in request.messages:
+        parts.append(message.text)
+        parts.extend(call.name + call.arguments for call in message.tool_calls)
+    parts.extend(json.dumps(tool) for tool in request.tools)
+    return "\n".join(part for part in parts if part)
+
+
+def estimated_usage(request: ChatRequest, output: str) -> Usage:
+    return Usage(input_tokens=estimate_tokens(prompt_text(request)), output_tokens=estimate_tokens(output),
+                 estimated=True)
+
+
+def malformed_error(conn: Connection, what: str = "a malformed response") -> ProviderError:
+    return ProviderError("server", f"{conn.label} sent {what} that aspweb could not read; it is usually temporary.")
+
+
+def cut_error(conn: Connection) -> ProviderError:
+    return ProviderError("network", f"The connection to {conn.label} broke before the answer was complete; "
+                                    "retrying usually helps.")
+
+
+def kind_for_status(status: int, code: str) -> ErrorKind:
+    if status in (401, 403):
+        return "auth"
+    if status == 402 or code == "insufficient_quota":
+        return "quota"
+    if status == 429:
+        return "rate_limit"
+    if status == 404 or code == "model_not_found":
+        return "model_not_found"
+    if code == "content_filter" or code == "content_policy_violation":
+        return "content_filter"
+    if status == 408:
+        return "timeout"
+    if 400 <= status < 500:
+        return "invalid_request"
+    return "server"
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 async def timed_listing(conn: Connection, list_models: Any) -> Health:

@@ -26,12 +26,15 @@ from .base import (
     ProviderError,
     TextPart,
     Usage,
-    estimate_tokens,
+    cut_error,
+    estimated_usage,
+    kind_for_status,
+    malformed_error,
     plain_message,
     redact,
+    retry_after_seconds,
     timed_listing,
 )
-from .openai_compat import _kind_for, _retry_after
 
 # Workers AI's internal error codes whose meaning the HTTP status alone gets wrong
 # (https://developers.cloudflare.com/workers-ai/platform/errors/).
@@ -64,9 +67,9 @@ def error_from_response(response: httpx.Response, conn: Connection) -> ProviderE
     errors = payload.get("errors") if isinstance(payload, dict) else None
     errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
     detail = "; ".join(str(e.get("message", "")) for e in errors)
-    retry_after = _retry_after(response.headers.get("retry-after"))
+    retry_after = retry_after_seconds(response.headers.get("retry-after"))
     codes = [e.get("code") for e in errors]
-    kind = next((_CODE_KINDS[c] for c in codes if c in _CODE_KINDS), None) or _kind_for(response.status_code, "")
+    kind = next((_CODE_KINDS[c] for c in codes if c in _CODE_KINDS), None) or kind_for_status(response.status_code, "")
     return ProviderError(
         kind, plain_message(kind, conn.label, response.status_code, redact(detail, conn.api_key), retry_after),
         status=response.status_code, retry_after=retry_after,
@@ -77,18 +80,8 @@ def map_transport_error(exc: httpx.HTTPError, conn: Connection) -> ProviderError
     if isinstance(exc, httpx.TimeoutException):
         return ProviderError("timeout", plain_message("timeout", conn.label, None))
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
-        return _cut(conn)
+        return cut_error(conn)
     return ProviderError("network", plain_message("network", conn.label, None))
-
-
-def _cut(conn: Connection) -> ProviderError:
-    return ProviderError(
-        "network", f"The connection to {conn.label} broke before the answer was complete; retrying usually helps."
-    )
-
-
-def _malformed(conn: Connection, what: str) -> ProviderError:
-    return ProviderError("server", f"{conn.label} sent {what} that aspweb could not read; it is usually temporary.")
 
 
 def _content(message_content: str | tuple) -> str | list[dict[str, Any]]:
@@ -126,8 +119,7 @@ def _usage(raw: Any, request: ChatRequest, text: str) -> Usage:
     if isinstance(raw, dict) and isinstance(raw.get("prompt_tokens"), int) \
             and isinstance(raw.get("completion_tokens"), int):
         return Usage(input_tokens=raw["prompt_tokens"], output_tokens=raw["completion_tokens"])
-    prompt = request.system + "".join(m.text for m in request.messages)
-    return Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(text), estimated=True)
+    return estimated_usage(request, text)
 
 
 async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]:
@@ -149,9 +141,9 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
                 try:
                     event = json.loads(data)
                 except ValueError:
-                    raise _malformed(conn, "a stream event") from None
+                    raise malformed_error(conn, "a stream event") from None
                 if not isinstance(event, dict):
-                    raise _malformed(conn, "a stream event")
+                    raise malformed_error(conn, "a stream event")
                 usage = event.get("usage") or usage
                 delta = event.get("response")
                 if isinstance(delta, str) and delta:
@@ -161,7 +153,7 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
         raise map_transport_error(exc, conn) from None
     if not done:
         # A clean close without [DONE]: the answer may be cut short, so it is not passed off as complete.
-        raise _cut(conn)
+        raise cut_error(conn)
     yield Chunk(usage=_usage(usage, request, text), finish_reason="stop")
 
 
@@ -177,14 +169,14 @@ async def complete(conn: Connection, request: ChatRequest) -> Completion:
     try:
         payload = response.json()
     except ValueError:
-        raise _malformed(conn, "an answer") from None
+        raise malformed_error(conn, "an answer") from None
     if not isinstance(payload, dict):
-        raise _malformed(conn, "an answer")
+        raise malformed_error(conn, "an answer")
     if payload.get("success") is False:
         raise error_from_response(response, conn)
     result = payload.get("result")
     if not isinstance(result, dict) or not isinstance(result.get("response"), str):
-        raise _malformed(conn, "an answer without text")
+        raise malformed_error(conn, "an answer without text")
     text = result["response"]
     return Completion(text=text, usage=_usage(result.get("usage"), request, text), finish_reason="stop")
 

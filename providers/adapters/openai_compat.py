@@ -18,7 +18,6 @@ from .base import (
     Chunk,
     Completion,
     Connection,
-    ErrorKind,
     FinishReason,
     Health,
     ImagePart,
@@ -28,10 +27,15 @@ from .base import (
     ToolCall,
     ToolCallDelta,
     Usage,
-    estimate_tokens,
+    cut_error,
+    estimated_usage,
+    kind_for_status,
+    malformed_error,
     plain_message,
     redact,
+    retry_after_seconds,
     timed_listing,
+    token_count,
 )
 
 
@@ -191,19 +195,15 @@ def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
     """
     prompt_details = usage.get("prompt_tokens_details") or {}
     completion_details = usage.get("completion_tokens_details") or {}
-    cache_read = _count(prompt_details.get("cached_tokens"))
-    cache_write = _count(prompt_details.get("cache_write_tokens"))
+    cache_read = token_count(prompt_details.get("cached_tokens"))
+    cache_write = token_count(prompt_details.get("cache_write_tokens"))
     return Usage(
-        input_tokens=max(0, _count(usage.get("prompt_tokens")) - cache_read - cache_write),
+        input_tokens=max(0, token_count(usage.get("prompt_tokens")) - cache_read - cache_write),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
-        output_tokens=_count(usage.get("completion_tokens")),
-        reasoning_tokens=_count(completion_details.get("reasoning_tokens")),
+        output_tokens=token_count(usage.get("completion_tokens")),
+        reasoning_tokens=token_count(completion_details.get("reasoning_tokens")),
     )
-
-
-def _count(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and value > 0 else 0
 
 
 _FINISH_REASONS: dict[str, FinishReason] = {
@@ -221,21 +221,6 @@ def finish_reason_from_openai(value: str | None) -> FinishReason | None:
     return None if value is None else _FINISH_REASONS.get(value, "stop")
 
 
-def prompt_text(request: ChatRequest) -> str:
-    """Everything the model reads, as plain text, for estimating tokens when the provider reports none."""
-    parts = [request.system]
-    for message in request.messages:
-        parts.append(message.text)
-        parts.extend(call.name + call.arguments for call in message.tool_calls)
-    parts.extend(json.dumps(tool) for tool in request.tools)
-    return "\n".join(part for part in parts if part)
-
-
-def estimated_usage(request: ChatRequest, output: str) -> Usage:
-    return Usage(input_tokens=estimate_tokens(prompt_text(request)), output_tokens=estimate_tokens(output),
-                 estimated=True)
-
-
 # -- errors -------------------------------------------------------------------------------------
 
 
@@ -251,8 +236,8 @@ def map_error(exc: Exception, conn: Connection) -> ProviderError:
         body = exc.body if isinstance(exc.body, dict) else {}
         code = str(body.get("code") or body.get("type") or "")
         detail = redact(str(body.get("message") or ""), conn.api_key)
-        retry_after = _retry_after(exc.response.headers.get("retry-after"))
-        kind = _kind_for(status, code)
+        retry_after = retry_after_seconds(exc.response.headers.get("retry-after"))
+        kind = kind_for_status(status, code)
         return ProviderError(kind, plain_message(kind, conn.label, status, detail, retry_after),
                              status=status, retry_after=retry_after)
     if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError):
@@ -263,7 +248,7 @@ def map_error(exc: Exception, conn: Connection) -> ProviderError:
         body = exc.body if isinstance(exc.body, dict) else {}
         code = str(body.get("code") or body.get("type") or "")
         status = int(code) if code.isdigit() else None
-        kind = _kind_for(status or 500, code)
+        kind = kind_for_status(status or 500, code)
         detail = redact(str(body.get("message") or exc.message), conn.api_key)
         return ProviderError(kind, plain_message(kind, conn.label, status, detail), status=status)
     if isinstance(exc, httpx2.TransportError):
@@ -278,38 +263,7 @@ def transport_error(exc: BaseException | None, conn: Connection) -> ProviderErro
         return ProviderError("timeout", plain_message("timeout", conn.label, None))
     if exc is None or isinstance(exc, httpx2.ConnectError):
         return ProviderError("network", plain_message("network", conn.label, None))
-    return ProviderError("network", f"The connection to {conn.label} broke before the answer was complete; "
-                                    "it is usually temporary.")
-
-
-def malformed_error(conn: Connection) -> ProviderError:
-    return ProviderError("server", f"{conn.label} sent a malformed response (not the JSON its API promises); "
-                                   "it is usually temporary.")
-
-
-def _kind_for(status: int, code: str) -> ErrorKind:
-    if status in (401, 403):
-        return "auth"
-    if status == 402 or code == "insufficient_quota":
-        return "quota"
-    if status == 429:
-        return "rate_limit"
-    if status == 404 or code == "model_not_found":
-        return "model_not_found"
-    if code == "content_filter" or code == "content_policy_violation":
-        return "content_filter"
-    if status == 408:
-        return "timeout"
-    if 400 <= status < 500:
-        return "invalid_request"
-    return "server"
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
+    return cut_error(conn)
 
 
 # -- catalog ------------------------------------------------------------------------------------
