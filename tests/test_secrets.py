@@ -161,3 +161,39 @@ def test_a_rejected_key_is_in_neither_logs_nor_page(
     assert caplog.records  # something was logged, so the check below has something to look at
     assert_no_secret(caplog.text)
     assert_no_secret(" ".join(repr(record.__dict__) for record in caplog.records))
+
+
+def test_a_key_from_yaml_stays_secret_and_survives_rotation(
+    admin_client: Client, upstream: FakeUpstream, settings: object, tmp_path: object, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cryptography.fernet import Fernet
+
+    upstream.api_key = KEY
+    monkeypatch.setenv("LOCAL_LLM_KEY", KEY)
+    config = tmp_path / "aspweb.yaml"
+    config.write_text(
+        "providers:\n  - name: yaml-llm\n    kind: openai_compatible\n"
+        f"    base_url: {upstream.openai_base_url}\n    api_key: ${{LOCAL_LLM_KEY}}\n"
+        "    models:\n      - name: fake-model-a\n        prices: {input: 0.15, output: 0.60}\n"
+    )
+    call_command("import_config", str(config), stdout=StringIO())
+    provider = Provider.objects.get(name="yaml-llm")
+
+    dump = StringIO()
+    call_command("dumpdata", stdout=dump)
+    assert_no_secret(dump.getvalue())
+    exported = StringIO()
+    call_command("export_config", stdout=exported)
+    assert_no_secret(exported.getvalue())
+    assert "${YAML_LLM_API_KEY}" in exported.getvalue()
+    for url in ("/providers/", f"/providers/{provider.pk}/", f"/providers/{provider.pk}/edit/", "/audit/"):
+        assert_no_secret(admin_client.get(url).content.decode())
+
+    old_keys = list(settings.ENCRYPTION_KEYS)
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode(), *old_keys]
+    call_command("rotate_encryption_key", stdout=StringIO())
+    settings.ENCRYPTION_KEYS = settings.ENCRYPTION_KEYS[:1]  # the old key is gone
+
+    response = admin_client.post(f"/providers/{provider.pk}/test/", headers={"HX-Request": "true"})
+    assert "Connected; 2 models listed." in response.content.decode()
+    assert upstream.last_request.api_key == KEY
