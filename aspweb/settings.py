@@ -259,4 +259,7 @@ PROVIDER_FIRST_TOKEN_TIMEOUT_SECONDS = env_int("ASPWEB_PROVIDER_FIRST_TOKEN_TIME
 # Retries: capped exponential backoff with jitter (1 s, 2 s, 4 s ... at most 30 s); Retry-After wins.
 PROVIDER_RETRY_BASE_SECONDS = 1.0
 PROVIDER_RETRY_MAX_SECONDS = 30.0
+# Routes: a deployment failing this many times in a row is skipped for the cool-down, then tried again.
+CIRCUIT_FAILURE_THRESHOLD = env_int("ASPWEB_CIRCUIT_FAILURES", 5)
+CIRCUIT_COOLDOWN_SECONDS = env_int("ASPWEB_CIRCUIT_COOLDOWN", 30)
 CLAUDE_CLI_PATH = env_str("ASPWEB_CLAUDE_CLI", "claude")

@@ -195,3 +195,56 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+route_name_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+    "Use letters, digits, dots, colons, dashes and underscores, and no slash (a slash means PROVIDER/MODEL).",
+)
+
+
+class Route(models.Model):
+    """A public model name that applications ask for, served by one of several deployments."""
+
+    class Strategy(models.TextChoices):
+        PRIORITY = "priority", "Priority, with fallback"
+        WEIGHTED = "weighted", "Weighted round-robin"
+        LATENCY = "latency", "Lowest latency (moving average)"
+        COST = "cost", "Lowest cost"
+
+    name = models.CharField(max_length=100, unique=True, validators=[route_name_validator],
+                            help_text="What applications put in `model`, e.g. fast-chat.")
+    strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.PRIORITY)
+    enabled = models.BooleanField(default=True)
+    cache_ttl_seconds = models.PositiveIntegerField(
+        default=0, help_text="Answer identical requests from the cache for this long; 0 turns caching off."
+    )
+    description = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Deployment(models.Model):
+    """One catalog model serving a route. Lower priority numbers are tried first."""
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="deployments")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="deployments")
+    priority = models.PositiveSmallIntegerField(default=1)
+    weight = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)],
+                                              help_text="Share of traffic under weighted round-robin.")
+
+    class Meta:
+        ordering = ["route", "priority", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["route", "model"], name="deployment_unique_per_route",
+                                    violation_error_message="This model already serves the route."),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.route.name} -> {self.model}"
