@@ -5,7 +5,7 @@ from django import forms
 from django.utils import timezone
 
 from .kinds import EXTRA_FIELDS, Kind
-from .models import Model, Price, Provider, price_field_kwargs
+from .models import Deployment, Model, Price, Provider, Route, price_field_kwargs
 
 
 class ProviderForm(forms.ModelForm):
@@ -129,3 +129,29 @@ class CatalogModelForm(forms.ModelForm):
         if Model.objects.filter(provider=self.instance.provider, name=name).exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError("This provider already has a model with this name.")
         return name
+
+
+class RouteForm(forms.ModelForm):
+    class Meta:
+        model = Route
+        fields = ["name", "strategy", "enabled", "cache_ttl_seconds", "description"]
+
+
+class DeploymentForm(forms.ModelForm):
+    class Meta:
+        model = Deployment
+        fields = ["model", "priority", "weight"]
+
+    def __init__(self, *args: Any, route: Route, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance.route = route
+        self.fields["model"].queryset = Model.objects.filter(
+            enabled=True, provider__enabled=True, provider__archived_at__isnull=True
+        ).select_related("provider").order_by("provider__name", "name")
+
+    def clean_model(self) -> Model:
+        # `route` is not a form field, so the form alone would not check the unique constraint.
+        model = self.cleaned_data["model"]
+        if Deployment.objects.filter(route=self.instance.route, model=model).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("This model already serves the route.")
+        return model
