@@ -20,15 +20,17 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import transaction
 
 from . import services
-from .forms import CatalogModelForm, PriceForm, ProviderForm
+from .forms import CatalogModelForm, PriceForm, ProviderForm, RouteForm
 from .kinds import EXTRA_FIELDS, KINDS, Kind
-from .models import Model, Price, Provider
+from .models import Deployment, Model, Price, Provider, Route
 
-# Top-level sections a file may have; budgets and routes will join them.
-SECTIONS = ("providers",)
+# Top-level sections a file may have; budgets will join them.
+SECTIONS = ("providers", "routes")
 DEFAULT_ACTOR = "import_config"
 PROVIDER_KEYS = ("name", "kind", *ProviderForm._meta.fields[1:], "api_key", *EXTRA_FIELDS, "models")
 MODEL_KEYS = ("name", "display_name", "enabled", "context_window", "prices")
+ROUTE_KEYS = (*RouteForm._meta.fields, "deployments")
+DEPLOYMENT_KEYS = ("model", "priority", "weight")
 
 # `${NAME}` is replaced by an environment variable; `$${NAME}` stands for a literal `${NAME}`.
 _REFERENCE = re.compile(r"\$(\$?)\{([^}]*)(\}?)")
@@ -125,6 +127,14 @@ class _ProviderPlan:
     models: list[_ModelPlan]
 
 
+@dataclass
+class _RoutePlan:
+    existing: Route | None
+    form: RouteForm
+    # (provider name, model name, priority, weight), in the file's order
+    deployments: list[tuple[str, str, int, int]]
+
+
 def config_import(data: Mapping[str, Any], *, actor: Any, dry_run: bool = False) -> Report:
     """Create or update the providers, models and prices `data` describes, all or nothing.
 
@@ -140,10 +150,15 @@ def config_import(data: Mapping[str, Any], *, actor: Any, dry_run: bool = False)
     report = Report(dry_run=dry_run)
     with transaction.atomic():
         plans = _check_providers(data.get("providers"), errors)
+        declared = {(plan.form.data.get("name"), model.form.data.get("name"))
+                    for plan in plans for model in plan.models}
+        route_plans = _check_routes(data.get("routes"), declared, errors)
         if errors:
             raise ConfigError(errors)
         for plan in plans:
             _apply_provider(plan, actor, report)
+        for route_plan in route_plans:
+            _apply_route(route_plan, actor, report)
         if dry_run:
             transaction.set_rollback(True)
     return report
@@ -201,6 +216,72 @@ def _check_provider(entry: dict[str, Any], name: str | None, where: str,
     _form_errors(form, where, errors)
     models = _check_models(entry.get("models"), where, existing, errors)
     return _ProviderPlan(existing, form, models)
+
+
+def _check_routes(entries: Any, declared: set[tuple[str, str]], errors: list[str]) -> list[_RoutePlan]:
+    """Routes name their deployments as PROVIDER/MODEL: a model in the catalog or in this file."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        errors.append(f"routes: expected a list of routes, not {_type_name(entries)}")
+        return []
+    plans, seen = [], {}
+    for index, entry in enumerate(entries):
+        where = _item_path("routes", index, entry)
+        if not isinstance(entry, dict):
+            errors.append(f"{where}: expected a mapping (name: ..., deployments: ...), not {_type_name(entry)}")
+            continue
+        _check_keys(entry, ROUTE_KEYS, where, "route settings are", errors)
+        name = _name_of(entry)
+        if name in seen:
+            errors.append(f"{where}.name: route {name!r} appears twice in the file (also {seen[name]})")
+        elif name:
+            seen[name] = where
+        existing = Route.objects.filter(name=name).first() if name else None
+        blank = RouteForm(instance=existing)
+        form = RouteForm(_form_data(blank, entry, where, errors), instance=existing)
+        _form_errors(form, where, errors)
+        plans.append(_RoutePlan(existing, form, _check_deployments(entry.get("deployments"), where, declared,
+                                                                   errors)))
+    return plans
+
+
+def _check_deployments(entries: Any, where: str, declared: set[tuple[str, str]],
+                       errors: list[str]) -> list[tuple[str, str, int, int]]:
+    where = f"{where}.deployments"
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        errors.append(f"{where}: expected a list of deployments, not {_type_name(entries)}")
+        return []
+    deployments, seen = [], set()
+    for index, entry in enumerate(entries):
+        item = f"{where}[{index}]"
+        if not isinstance(entry, dict):
+            errors.append(f"{item}: expected a mapping (model: PROVIDER/MODEL, priority: ..., weight: ...)")
+            continue
+        _check_keys(entry, DEPLOYMENT_KEYS, item, "deployment settings are", errors)
+        address = entry.get("model")
+        provider_name, _, model_name = str(address or "").partition("/")
+        if not isinstance(address, str) or not provider_name or not model_name:
+            errors.append(f"{item}.model: expected PROVIDER/MODEL, not {address!r}")
+            continue
+        known = (provider_name, model_name) in declared or Model.objects.filter(
+            provider__archived_at__isnull=True, provider__name=provider_name, name=model_name).exists()
+        if not known:
+            errors.append(f"{item}.model: {address!r} is neither in the catalog nor in this file")
+        if (provider_name, model_name) in seen:
+            errors.append(f"{item}.model: {address!r} appears twice in this route")
+        seen.add((provider_name, model_name))
+        numbers = {}
+        for key, default, least in (("priority", 1, 0), ("weight", 1, 1)):
+            value = entry.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                errors.append(f"{item}.{key}: expected a whole number of at least {least}, not {value!r}")
+                value = default
+            numbers[key] = value
+        deployments.append((provider_name, model_name, numbers["priority"], numbers["weight"]))
+    return deployments
 
 
 def _check_kind(value: Any, where: str, errors: list[str]) -> Kind | None:
@@ -345,6 +426,41 @@ def _apply_model(provider: Provider, plan: _ModelPlan, actor: Any, report: Repor
         report.unchanged.append(f"model {model}")
 
 
+def _apply_route(plan: _RoutePlan, actor: Any, report: Report) -> None:
+    """A route's deployments become exactly the file's list: a route is defined by what serves it."""
+    if plan.existing is None:
+        route = services.route_save(route=plan.form.save(commit=False), actor=actor)
+        changes = ["created"]
+    else:
+        route, changes = plan.existing, list(plan.form.changed_data)
+        if changes:
+            services.route_save(route=plan.form.save(commit=False), actor=actor, changed=changes)
+    current = {d.model_id: d for d in route.deployments.select_related("model")}
+    wanted = set()
+    for provider_name, model_name, priority, weight in plan.deployments:
+        model = Model.objects.get(provider__archived_at__isnull=True, provider__name=provider_name, name=model_name)
+        wanted.add(model.pk)
+        deployment = current.get(model.pk)
+        if deployment is None:
+            services.deployment_add(deployment=Deployment(route=route, model=model, priority=priority,
+                                                          weight=weight), actor=actor)
+            changes.append(f"+{model}")
+        elif (deployment.priority, deployment.weight) != (priority, weight):
+            deployment.priority, deployment.weight = priority, weight
+            services.deployment_add(deployment=deployment, actor=actor)
+            changes.append(f"~{model}")
+    for model_id, deployment in current.items():
+        if model_id not in wanted:
+            services.deployment_remove(deployment=deployment, actor=actor)
+            changes.append(f"-{deployment.model}")
+    if plan.existing is None:
+        report.created.append(f"route {route.name}")
+    elif changes:
+        report.updated.append(f"route {route.name} ({', '.join(changes)})")
+    else:
+        report.unchanged.append(f"route {route.name}")
+
+
 # Exporting -------------------------------------------------------------------------------------------
 
 
@@ -369,7 +485,15 @@ def config_export() -> dict[str, Any]:
                       for name in kind.extra if provider.extra.get(name)})
         entry["models"] = [_export_model(model) for model in provider.models.all()]
         providers.append(entry)
-    return {"providers": providers}
+    routes = [
+        {"name": route.name, "strategy": route.strategy, "enabled": route.enabled,
+         "cache_ttl_seconds": route.cache_ttl_seconds,
+         **({"description": _literal(route.description)} if route.description else {}),
+         "deployments": [{"model": _literal(str(d.model)), "priority": d.priority, "weight": d.weight}
+                         for d in route.deployments.select_related("model__provider")]}
+        for route in Route.objects.all()
+    ]
+    return {"providers": providers, **({"routes": routes} if routes else {})}
 
 
 def _export_model(model: Model) -> dict[str, Any]:

@@ -266,7 +266,7 @@ def test_unknown_keys_at_every_level_are_errors(db: None) -> None:
 
     errors = errors_of(text)
 
-    assert errors[0] == "budgets: unknown section; supported sections: providers"
+    assert errors[0] == "budgets: unknown section; supported sections: providers, routes"
     assert errors[1].startswith("providers[0] (x).base_ulr: unknown setting; kind openai_compatible takes: "
                                 "name, kind, base_url, ")
     # The base_url the file misspelt is still missing, and that is said too.
@@ -632,3 +632,82 @@ def test_export_command_output_file_round_trips_through_import(
     assert SECRET not in exported.read_text()
     assert "0 created, 0 updated, 2 unchanged" in out.getvalue()
     assert snapshot() == before
+
+
+ROUTES_YAML = """
+providers:
+  - name: local-llm
+    kind: openai_compatible
+    base_url: http://127.0.0.1:9100/v1
+    models:
+      - name: small-model
+        prices: {input: 0.15, output: 0.60}
+      - name: big-model
+        prices: {input: 1, output: 2}
+routes:
+  - name: fast-chat
+    strategy: cost
+    cache_ttl_seconds: 60
+    deployments:
+      - model: local-llm/small-model
+        priority: 1
+      - model: local-llm/big-model
+        priority: 2
+        weight: 3
+"""
+
+
+def test_routes_import_with_models_declared_in_the_same_file(db: None) -> None:
+    from providers.models import Route
+
+    report = config_import(load_yaml(ROUTES_YAML, {}), actor=None)
+    route = Route.objects.get(name="fast-chat")
+    assert (route.strategy, route.cache_ttl_seconds) == ("cost", 60)
+    assert [(str(d.model), d.priority, d.weight) for d in route.deployments.all()] == [
+        ("local-llm/small-model", 1, 1), ("local-llm/big-model", 2, 3)]
+    assert "route fast-chat" in report.created
+    again = config_import(load_yaml(ROUTES_YAML, {}), actor=None)
+    assert not again.changed and "route fast-chat" in again.unchanged
+
+
+def test_routes_deployments_follow_the_file(db: None) -> None:
+    from providers.models import Route
+
+    config_import(load_yaml(ROUTES_YAML, {}), actor=None)
+    changed = ROUTES_YAML.replace("""      - model: local-llm/small-model
+        priority: 1
+""", "").replace("weight: 3", "weight: 5")
+    report = config_import(load_yaml(changed, {}), actor=None)
+    route = Route.objects.get(name="fast-chat")
+    assert [(str(d.model), d.weight) for d in route.deployments.all()] == [("local-llm/big-model", 5)]
+    assert report.updated == ["route fast-chat (~local-llm/big-model, -local-llm/small-model)"]
+
+
+def test_route_errors_name_the_place(db: None) -> None:
+    bad = """
+routes:
+  - name: has/slash
+    strategy: fastest
+    deployments:
+      - model: nowhere/nothing
+      - model: no-slash
+      - model: nowhere/nothing
+        weight: 0
+"""
+    with pytest.raises(ConfigError) as caught:
+        config_import(load_yaml(bad, {}), actor=None)
+    errors = caught.value.errors
+    assert any(e.startswith("routes[0] (has/slash).name: Use letters") for e in errors)
+    assert any(e.startswith("routes[0] (has/slash).strategy: Select a valid choice") for e in errors)
+    assert "routes[0] (has/slash).deployments[0].model: 'nowhere/nothing' is neither in the catalog nor in " \
+           "this file" in errors
+    assert "routes[0] (has/slash).deployments[1].model: expected PROVIDER/MODEL, not 'no-slash'" in errors
+    assert "routes[0] (has/slash).deployments[2].model: 'nowhere/nothing' appears twice in this route" in errors
+    assert "routes[0] (has/slash).deployments[2].weight: expected a whole number of at least 1, not 0" in errors
+
+
+def test_routes_round_trip_through_export(db: None) -> None:
+    config_import(load_yaml(ROUTES_YAML, {}), actor=None)
+    exported = dump_yaml(config_export())
+    assert "fast-chat" in exported and "local-llm/big-model" in exported
+    assert not config_import(load_yaml(exported, {}), actor=None).changed
