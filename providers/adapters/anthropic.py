@@ -27,6 +27,7 @@ from .base import (
     kind_for_status,
     malformed_error,
     plain_message,
+    pooled,
     redact,
     retry_after_seconds,
     timed_listing,
@@ -61,7 +62,8 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
     arguments: dict[int, str] = {}
     output: list[str] = []
     try:
-        async with client(conn) as api, await api.messages.create(**params, stream=True) as events:
+        api = pooled(conn, client)
+        async with await api.messages.create(**params, stream=True) as events:
             async for event in events:
                 if event.type == "message_start":
                     start_usage = event.message.usage.model_dump() if event.message.usage else None
@@ -99,8 +101,8 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
 async def complete(conn: Connection, request: ChatRequest) -> Completion:
     """One non-streamed call, mapped to the same types as the stream."""
     try:
-        async with client(conn) as api:
-            message = await api.messages.create(**_params(conn, request))
+        api = pooled(conn, client)
+        message = await api.messages.create(**_params(conn, request))
     except Exception as exc:
         raise map_error(exc, conn) from None
     result = Completion(finish_reason=finish_reason_from_anthropic(message.stop_reason))
@@ -315,8 +317,8 @@ def map_error(exc: Exception, conn: Connection) -> ProviderError:
 
 async def list_models(conn: Connection) -> list[ModelInfo]:
     try:
-        async with client(conn) as api:
-            return [ModelInfo(m.id, display_name=m.display_name or "") async for m in await api.models.list(limit=100)]
+        api = pooled(conn, client)
+        return [ModelInfo(m.id, display_name=m.display_name or "") async for m in await api.models.list(limit=100)]
     except Exception as exc:
         raise map_error(exc, conn) from None
 

@@ -3,12 +3,16 @@
 Adapters know wire formats and nothing else: no database, no budgets, no retries.
 """
 
+import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
 
 ErrorKind = Literal[
     "auth", "rate_limit", "quota", "timeout", "network", "server",
@@ -285,6 +289,28 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+# One client per connection settings and event loop. Building an SDK client builds an SSL context
+# (tens of milliseconds, on the event loop), and a kept client reuses its open connections between
+# calls. Keyed by the loop because a client's pooled connections belong to the loop that opened them.
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Any]]" = weakref.WeakKeyDictionary()
+_CLIENTS_PER_LOOP = 64
+
+
+def pooled(conn: Connection, make: Callable[[Connection], T]) -> T:
+    loop = asyncio.get_running_loop()
+    clients = _clients.setdefault(loop, {})
+    key = (make.__module__, make.__qualname__, conn.kind, conn.base_url, conn.api_key,
+           tuple(sorted(conn.headers.items())), json.dumps(conn.extra, sort_keys=True, default=str),
+           conn.timeout, conn.connect_timeout)
+    client = clients.get(key)
+    if client is None:
+        if len(clients) >= _CLIENTS_PER_LOOP:
+            # Settings changed often (keys rotated, URLs edited): drop the oldest; it closes when collected.
+            clients.pop(next(iter(clients)))
+        client = clients[key] = make(conn)
+    return client
 
 
 async def timed_listing(conn: Connection, list_models: Any) -> Health:

@@ -31,6 +31,7 @@ from .base import (
     kind_for_status,
     malformed_error,
     plain_message,
+    pooled,
     redact,
     retry_after_seconds,
     timed_listing,
@@ -126,8 +127,8 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
     _check(conn, request)
     text, usage, done = "", None, False
     try:
-        async with _client(conn) as http, \
-                http.stream("POST", f"run/{request.model}", json=_body(request, stream=True)) as response:
+        http = pooled(conn, _client)
+        async with http.stream("POST", f"run/{request.model}", json=_body(request, stream=True)) as response:
             if response.status_code >= 400:
                 await response.aread()
                 raise error_from_response(response, conn)
@@ -160,8 +161,8 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
 async def complete(conn: Connection, request: ChatRequest) -> Completion:
     _check(conn, request)
     try:
-        async with _client(conn) as http:
-            response = await http.post(f"run/{request.model}", json=_body(request, stream=False))
+        http = pooled(conn, _client)
+        response = await http.post(f"run/{request.model}", json=_body(request, stream=False))
     except httpx.HTTPError as exc:
         raise map_transport_error(exc, conn) from None
     if response.status_code >= 400:
@@ -193,8 +194,8 @@ def _context_window(model: dict) -> int | None:
 
 async def list_models(conn: Connection) -> list[ModelInfo]:
     try:
-        async with _client(conn) as http:
-            response = await http.get("models/search", params={"task": "Text Generation", "per_page": 100})
+        http = pooled(conn, _client)
+        response = await http.get("models/search", params={"task": "Text Generation", "per_page": 100})
     except httpx.HTTPError as exc:
         raise map_transport_error(exc, conn) from None
     if response.status_code >= 400:

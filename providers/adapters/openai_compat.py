@@ -32,6 +32,7 @@ from .base import (
     kind_for_status,
     malformed_error,
     plain_message,
+    pooled,
     redact,
     retry_after_seconds,
     timed_listing,
@@ -67,7 +68,8 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
     finish: FinishReason | None = None
     output: list[str] = []  # for an estimate when the server reports no usage
     try:
-        async with client(conn) as api, await api.chat.completions.create(**params, stream=True) as events:
+        api = pooled(conn, client)
+        async with await api.chat.completions.create(**params, stream=True) as events:
             async for event in events:
                 if event.usage is not None:
                     usage = usage_from_openai(event.usage.model_dump())
@@ -101,8 +103,8 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
 async def complete(conn: Connection, request: ChatRequest) -> Completion:
     """One non-streamed call, mapped to the same types as the stream."""
     try:
-        async with client(conn) as api:
-            response = await api.chat.completions.create(**_params(conn, request))
+        api = pooled(conn, client)
+        response = await api.chat.completions.create(**_params(conn, request))
     except Exception as exc:
         raise map_error(exc, conn) from None
     choice = next((choice for choice in response.choices or () if not choice.index), None)
@@ -271,8 +273,8 @@ def transport_error(exc: BaseException | None, conn: Connection) -> ProviderErro
 
 async def list_models(conn: Connection) -> list[ModelInfo]:
     try:
-        async with client(conn) as api:
-            models = [
+        api = pooled(conn, client)
+        models = [
                 ModelInfo(
                     m.id,
                     context_window=getattr(m, "context_length", None) or getattr(m, "context_window", None),
