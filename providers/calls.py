@@ -27,11 +27,24 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from usage import pricing
+from budgets import services as budget_services
+from usage import services as usage_services
 
+from . import routing
 from .adapters import get_adapter
-from .adapters.base import ChatRequest, Chunk, Completion, Connection, ProviderError, Usage, collect
-from .models import Model, Price, Provider
+from .adapters.base import (
+    ChatRequest,
+    Chunk,
+    Completion,
+    Connection,
+    ProviderError,
+    Usage,
+    collect,
+    estimate_tokens,
+    estimated_usage,
+    prompt_text,
+)
+from .models import Model, Price, Provider, Route
 from .services import connection_for
 
 logger = logging.getLogger(__name__)
@@ -40,12 +53,17 @@ Source = Literal["playground", "gateway", "cli"]
 
 
 class CallError(Exception):
-    """The call could not start: unknown or disabled provider or model. `code` says which."""
+    """The call could not start: unknown or disabled provider or model, or a hard-limit budget it does not
+    fit in (`budget_exceeded`; the gateway answers 429). `code` says which. A disabled provider's or
+    model's rows come along, for the ledger."""
 
-    def __init__(self, code: Literal["not_found", "disabled"], message: str) -> None:
+    def __init__(self, code: Literal["not_found", "disabled", "budget_exceeded"], message: str, *,
+                 provider: Provider | None = None, model: Model | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.provider = provider
+        self.model = model
 
 
 @dataclass(frozen=True)
@@ -88,6 +106,17 @@ class CallRecord:
     cost: Decimal | None = None
     price: Price | None = None
     output_chars: int = 0
+    # Everything streamed to the caller (text, reasoning, tool-call arguments), to estimate the output
+    # tokens of a call that ended before the provider reported its usage.
+    streamed: list[str] = field(default_factory=list, repr=False)
+    # Why the call could not start, when it could not.
+    refused: CallError | None = None
+    # The route asked for, the target that served (or last failed), deployments skipped while cooling down.
+    route: str = ""
+    target: "Target | None" = field(default=None, repr=False)
+    skipped: list[str] = field(default_factory=list)
+    # Anything reached the caller: from then on neither a retry nor a fallback may happen.
+    delivered: bool = False
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -97,25 +126,56 @@ class CallRecord:
         return self.usage.output_tokens / generating if generating > 0 else None
 
 
-def _resolve_sync(address: str) -> Target:
+def _target(provider: Provider, model: Model) -> Target:
+    return Target(provider, model, connection_for(provider), get_adapter(provider.kind), model.current_price())
+
+
+def _resolve_sync(address: str) -> "Plan":
+    """PROVIDER/MODEL names one catalog model; a name without a slash is a route."""
     provider_name, sep, model_name = address.partition("/")
-    if not sep or not provider_name or not model_name:
-        raise CallError("not_found", f"{address!r} is not a model address: use PROVIDER/MODEL.")
+    if not sep:
+        return _resolve_route(address)
+    if not provider_name or not model_name:
+        raise CallError("not_found", f"{address!r} is not a model address: use PROVIDER/MODEL or a route name.")
     provider = Provider.objects.active().filter(name=provider_name).first()
     if provider is None:
         raise CallError("not_found", f"There is no provider named {provider_name!r}.")
     if not provider.enabled:
-        raise CallError("disabled", f"Provider {provider_name!r} is disabled.")
+        raise CallError("disabled", f"Provider {provider_name!r} is disabled.", provider=provider,
+                        model=provider.models.filter(name=model_name).first())
     model = provider.models.filter(name=model_name).first()
     if model is None:
         raise CallError("not_found", f"Provider {provider_name!r} has no model {model_name!r} in its catalog: "
                                      "sync its models or add the model on the provider's page.")
     if not model.enabled:
-        raise CallError("disabled", f"Model {address!r} is disabled.")
-    return Target(provider, model, connection_for(provider), get_adapter(provider.kind), model.current_price())
+        raise CallError("disabled", f"Model {address!r} is disabled.", provider=provider, model=model)
+    return Plan([_target(provider, model)])
 
 
-async def resolve(address: str) -> Target:
+def _resolve_route(name: str) -> "Plan":
+    route = Route.objects.filter(name=name).first()
+    if route is None:
+        raise CallError("not_found", f"There is no route or model named {name!r} (models are PROVIDER/MODEL).")
+    if not route.enabled:
+        raise CallError("disabled", f"Route {name!r} is disabled.")
+    deployments = [
+        d for d in route.deployments.select_related("model__provider")
+        if d.model.enabled and d.model.provider.enabled and d.model.provider.archived_at is None
+    ]
+    if not deployments:
+        raise CallError("disabled", f"Route {name!r} has no enabled deployment.")
+    return Plan([_target(d.model.provider, d.model) for d in routing.order(route, deployments)], route)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The deployments to try, in order: one for a model address, the route's for a route."""
+
+    targets: list[Target]
+    route: Route | None = None
+
+
+async def resolve(address: str) -> Plan:
     return await sync_to_async(_resolve_sync)(address)
 
 
@@ -129,28 +189,104 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
 
 
 async def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
-    """Budgets reserve the call's worst-case cost here, before any provider is contacted."""
+    """Hard-limit budgets reserve the call's worst-case cost here, before any provider is contacted: the
+    estimated prompt at the input price plus max_tokens at the output price (BUDGET_DEFAULT_MAX_TOKENS, plus
+    any thinking budget, when the request sets none). The transaction that writes the call's usage record
+    releases the reservation and adds the real cost (usage_record_create, by request id)."""
+    output_tokens = (request.max_tokens if request.max_tokens is not None
+                     else settings.BUDGET_DEFAULT_MAX_TOKENS + (request.thinking_budget or 0))
+    cost = budget_services.worst_case_cost(target.price, input_tokens=estimate_tokens(prompt_text(request)),
+                                           output_tokens=output_tokens)
+    try:
+        await sync_to_async(budget_services.budget_reserve)(
+            request_id=record.request_id, provider=target.provider, model=target.model, user=caller.user,
+            api_key=caller.api_key, cost=cost, ttl=budget_services.reservation_ttl(target.provider.timeout_seconds),
+        )
+    except budget_services.BudgetExceeded as exc:
+        raise CallError("budget_exceeded", exc.message, provider=target.provider, model=target.model) from None
+
+
+# Ledger writes under way: the event loop keeps only weak references to tasks.
+_ledger_writes: set[asyncio.Task] = set()
 
 
 async def _record(target: Target | None, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
-    """The usage ledger writes its one record per call here (and settles the reservation)."""
+    """Write the call's one usage record, which also settles the call's budget reservations.
+
+    The write runs in a task of its own, shielded: when the caller's task is cancelled (the client went
+    away) while the write is under way, the write still completes, and this waits for it before letting
+    the cancellation go on, so the record is on disk by the time the stream has ended.
+    """
+    write = asyncio.ensure_future(sync_to_async(_record_sync)(target, request, caller, record))
+    _ledger_writes.add(write)
+    write.add_done_callback(_ledger_writes.discard)
+    cancelled: asyncio.CancelledError | None = None
+    while not write.done():
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if not write.cancelled() and write.exception() is not None:
+        # The caller keeps its answer or its own error; the log keeps what the ledger could not.
+        logger.error("Could not write the usage record of call %s: %r", record.request_id, record,
+                     exc_info=write.exception())
+    if cancelled is not None:
+        raise cancelled
+
+
+def _record_sync(target: Target | None, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
+    if target is not None:
+        provider, model = target.provider, target.model
+    elif record.refused is not None and record.refused.provider is not None and record.refused.model is not None:
+        # A disabled provider or model refused the call: recorded, so that admins see who still calls it.
+        provider, model = record.refused.provider, record.refused.model
+    else:
+        return  # no provider or model to charge: an unknown address is the caller's error alone
+    usage = record.usage
+    if usage is None and (record.streamed or (record.status == "cancelled" and record.attempts)):
+        # The provider was sent the prompt but the stream ended before its usage: bill what was
+        # streamed, estimated and flagged so.
+        usage = record.usage = estimated_usage(request, "".join(record.streamed))
+    usage = usage or Usage()
+    if record.status == "error" and record.error is not None:
+        error_kind, error_message = record.error.kind, record.error.message
+    elif record.status == "error" and record.refused is not None:
+        error_kind, error_message = record.refused.code, record.refused.message
+    elif record.status == "pending":  # an exception that is neither the provider's nor the caller's
+        error_kind, error_message = "internal", "The call stopped on an unexpected error in aspweb."
+    else:
+        error_kind, error_message = "", ""
+    row = usage_services.usage_record_create(
+        request_id=record.request_id, created_at=record.started_at, source=caller.source,
+        user=caller.user, api_key=caller.api_key, provider=provider, model=model,
+        status="error" if record.status == "pending" else record.status,
+        error_kind=error_kind, error_message=error_message, finish_reason=record.finish_reason or "",
+        input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens, output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens, usage_estimated=usage.estimated,
+        reported_cost=usage.reported_cost, attempts=record.attempts,
+        latency_ms=round(record.latency_ms) if record.latency_ms is not None else None,
+        ttft_ms=round(record.ttft_ms) if record.ttft_ms is not None else None,
+    )
+    record.price = row.price
+    record.cost = row.cost if row.price is not None else None
 
 
 async def stream_chat(request: ChatRequest, *, caller: Caller, provider: str | None = None,
                       record: CallRecord | None = None,
                       sleep: Callable[[float], Any] = asyncio.sleep) -> AsyncIterator[Chunk]:
-    """Stream one chat call. `request.model` is "provider/model", or the provider's model name when
-    `provider` is given. Raises CallError before starting, ProviderError when the call fails."""
+    """Stream one chat call. `request.model` is "provider/model" or a route name, or the provider's model
+    name when `provider` is given. Raises CallError before starting, ProviderError when the call fails."""
     record = record if record is not None else CallRecord()
     record.started_at = timezone.now()
     started = time.perf_counter()
-    target: Target | None = None
     try:
-        target = await resolve(f"{provider}/{request.model}" if provider else request.model)
-        record.provider, record.model, record.price = target.provider.name, target.model.name, target.price
-        upstream_request = replace(request, model=target.model.name)
-        await _reserve(target, upstream_request, caller, record)
-        async for chunk in _stream_with_retries(target, upstream_request, record, started, sleep):
+        plan = await resolve(f"{provider}/{request.model}" if provider else request.model)
+        record.route = plan.route.name if plan.route else ""
+        first = plan.targets[0]
+        _serve_from(first, record)
+        await _reserve(first, replace(request, model=first.model.name), caller, record)
+        async for chunk in _stream_with_fallback(plan, request, caller, record, started, sleep):
             yield chunk
         record.status = "ok"
     except ProviderError as exc:
@@ -159,23 +295,69 @@ async def stream_chat(request: ChatRequest, *, caller: Caller, provider: str | N
     except (asyncio.CancelledError, GeneratorExit):
         record.status = "cancelled"
         raise
-    except CallError:
-        record.status = "error"
+    except CallError as exc:
+        record.status, record.refused = "error", exc
         raise
     finally:
         record.latency_ms = (time.perf_counter() - started) * 1000
-        if record.usage is not None and target is not None and target.price is not None:
-            record.cost = pricing.cost(record.usage, target.price)
-        await _record(target, request, caller, record)
+        await _record(record.target, request, caller, record)
+
+
+async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller, record: CallRecord,
+                                started: float, sleep: Callable[[float], Any]) -> AsyncIterator[Chunk]:
+    """Try the plan's targets in order. A retryable failure before anything reached the caller moves on
+    to the next one (a route's circuit breaker skips deployments that keep failing); on the last
+    target the provider's own retries apply."""
+    candidates = list(plan.targets)
+    while candidates:
+        target = candidates.pop(0)
+        if plan.route is not None and not await sync_to_async(routing.admit)(target.model.pk):
+            record.skipped.append(target.address)
+            continue
+        upstream_request = replace(request, model=target.model.name)
+        if target is not plan.targets[0]:
+            # A fallback deployment may fall under hard budgets the first one did not.
+            await _reserve(target, upstream_request, caller, record)
+        _serve_from(target, record)
+        retries = 0 if candidates else target.provider.max_retries
+        try:
+            async for chunk in _stream_with_retries(target, upstream_request, record, started, sleep, retries):
+                yield chunk
+        except ProviderError as exc:
+            if plan.route is not None and exc.retryable:
+                await sync_to_async(routing.record_failure)(target.model.pk)
+            if record.delivered or not exc.retryable or not candidates:
+                raise
+            logger.info("Falling back from %s after %s", target.address, exc.kind)
+            continue
+        if plan.route is not None:
+            await sync_to_async(_observe_success)(target, record)
+        return
+    cooling = [routing.circuit(t.model.pk).retry_in for t in plan.targets]
+    raise ProviderError(
+        "server", f"Every deployment of route {plan.route.name!r} is cooling down after repeated failures.",
+        retry_after=max(1.0, min(cooling)) if cooling else None,
+    )
+
+
+def _serve_from(target: Target, record: CallRecord) -> None:
+    record.target = target
+    record.provider, record.model, record.price = target.provider.name, target.model.name, target.price
+
+
+def _observe_success(target: Target, record: CallRecord) -> None:
+    routing.record_success(target.model.pk)
+    if record.latency_ms is not None or record.ttft_ms is not None:
+        routing.latency_observe(target.model.pk, record.ttft_ms or record.latency_ms)
 
 
 async def _stream_with_retries(target: Target, request: ChatRequest, record: CallRecord, started: float,
-                               sleep: Callable[[float], Any]) -> AsyncIterator[Chunk]:
+                               sleep: Callable[[float], Any], max_retries: int) -> AsyncIterator[Chunk]:
     deadline = started + target.provider.timeout_seconds
-    max_retries = target.provider.max_retries
+    attempt = 0
     while True:
+        attempt += 1
         record.attempts += 1
-        delivered = False
         try:
             async for chunk in _guarded(target, request, deadline):
                 if chunk.usage is not None:
@@ -185,17 +367,18 @@ async def _stream_with_retries(target: Target, request: ChatRequest, record: Cal
                 if record.ttft_ms is None and (chunk.text or chunk.reasoning or chunk.tool_call):
                     record.ttft_ms = (time.perf_counter() - started) * 1000
                 record.output_chars += len(chunk.text)
-                delivered = True
+                if streamed := chunk.text + chunk.reasoning + (chunk.tool_call.arguments if chunk.tool_call else ""):
+                    record.streamed.append(streamed)
+                record.delivered = True
                 yield chunk
             return
         except ProviderError as exc:
             # Once anything reached the caller a retry would repeat it: fail instead.
-            retries_left = record.attempts <= max_retries
-            delay = backoff_delay(record.attempts, exc.retry_after) if exc.retryable else 0.0
-            if delivered or not exc.retryable or not retries_left or time.perf_counter() + delay >= deadline:
+            delay = backoff_delay(attempt, exc.retry_after) if exc.retryable else 0.0
+            if (record.delivered or not exc.retryable or attempt > max_retries
+                    or time.perf_counter() + delay >= deadline):
                 raise
-            logger.info("Retrying %s after %s (attempt %d, waiting %.2fs)", target.address, exc.kind,
-                        record.attempts, delay)
+            logger.info("Retrying %s after %s (attempt %d, waiting %.2fs)", target.address, exc.kind, attempt, delay)
             await sleep(delay)
 
 

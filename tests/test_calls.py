@@ -1,10 +1,14 @@
-"""The call path against the fake upstream: resolution, retries, timeouts, cancellation, metrics."""
+"""The call path against the fake upstream: resolution, retries, timeouts, cancellation, metrics.
 
-import asyncio
+async_to_sync, not asyncio.run: the ORM work inside then runs on this thread's connection, which the
+test database teardown knows about.
+"""
+
 from decimal import Decimal
 from io import StringIO
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.management import CommandError, call_command
 
 from providers import calls
@@ -50,7 +54,7 @@ def _run(request: ChatRequest, record: calls.CallRecord, sleep: Sleeps | None = 
                 break
         return chunks
 
-    return asyncio.run(go())
+    return async_to_sync(go)()
 
 
 def test_stream_fills_the_record(provider: Provider, upstream: FakeUpstream) -> None:
@@ -108,7 +112,7 @@ def test_an_error_after_the_first_token_is_not_retried(provider: Provider, upstr
             received.append(chunk)
 
     with pytest.raises(ProviderError) as caught:
-        asyncio.run(go())
+        async_to_sync(go)()
     assert caught.value.retryable
     assert [c.text for c in received if c.text]  # something reached the caller...
     assert record.attempts == 1 and len(upstream.requests) == 1  # ...so it was not asked again
@@ -140,7 +144,7 @@ def test_stopping_the_stream_marks_the_call_cancelled(provider: Provider, upstre
     [
         ("nobody/fake-model-a", None, "not_found", "no provider named 'nobody'"),
         ("local/unknown", None, "not_found", "has no model 'unknown' in its catalog"),
-        ("no-slash", None, "not_found", "use PROVIDER/MODEL"),
+        ("no-slash", None, "not_found", "no route or model named 'no-slash'"),
         ("local/fake-model-a", "disable_provider", "disabled", "Provider 'local' is disabled"),
         ("local/fake-model-a", "disable_model", "disabled", "Model 'local/fake-model-a' is disabled"),
     ],

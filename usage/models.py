@@ -10,14 +10,14 @@ class UsageRecord(models.Model):
     ledger stays readable after a rename; the foreign keys protect history from deletion."""
 
     class Source(models.TextChoices):
-        PLAYGROUND = "playground"
-        GATEWAY = "gateway"
-        CLI = "cli"
+        PLAYGROUND = "playground", "Playground"
+        GATEWAY = "gateway", "Gateway"
+        CLI = "cli", "CLI"
 
     class Status(models.TextChoices):
-        OK = "ok"
-        ERROR = "error"
-        CANCELLED = "cancelled"
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+        CANCELLED = "cancelled", "Cancelled"
 
     request_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -63,3 +63,70 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider_name}/{self.model_name} {self.status} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def prompt_tokens(self) -> int:
+        """All input tokens, cached or not."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Output speed once the first token arrived."""
+        if not self.output_tokens or self.latency_ms is None or self.ttft_ms is None:
+            return None
+        generating = (self.latency_ms - self.ttft_ms) / 1000
+        return self.output_tokens / generating if generating > 0 else None
+
+
+class DailyUsage(models.Model):
+    """The ledger summed per day (in settings.TIME_ZONE) and per (provider, model, user, API key, source),
+    so dashboards never scan raw records. Written only by usage.services, in the same transaction as the
+    records it sums, so it always equals the raw records.
+
+    `key` spells out the whole dimension tuple (absent user or key as 0): NULLs never collide in a UNIQUE
+    constraint, so the nullable foreign keys cannot be the constraint themselves. Averages: latency is
+    `latency_ms_sum / latency_count`, time to first token `ttft_ms_sum / ttft_count`.
+    """
+
+    # The summable columns, for aggregate(**{name: Sum(name) for name in SUM_FIELDS}).
+    SUM_FIELDS = (
+        "requests", "errors", "cancelled", "estimated",
+        "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
+        "cost", "latency_ms_sum", "latency_count", "ttft_ms_sum", "ttft_count",
+    )
+
+    key = models.CharField(max_length=120, unique=True)
+    day = models.DateField()
+    provider = models.ForeignKey("providers.Provider", null=True, on_delete=models.PROTECT, related_name="+")
+    model = models.ForeignKey("providers.Model", null=True, on_delete=models.PROTECT, related_name="+")
+    # A deleted user's rows keep their key and lose the user, as the user's records do.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey("providers.ApiKey", null=True, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(max_length=16, choices=UsageRecord.Source.choices)
+
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    cancelled = models.BigIntegerField(default=0)
+    estimated = models.BigIntegerField(default=0, help_text="Records whose token counts were estimated.")
+    input_tokens = models.BigIntegerField(default=0, help_text="Uncached input tokens.")
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0, help_text="Output tokens, reasoning included.")
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=22, decimal_places=10, default=0)
+    latency_ms_sum = models.BigIntegerField(default=0)
+    latency_count = models.BigIntegerField(default=0)
+    ttft_ms_sum = models.BigIntegerField(default=0)
+    ttft_count = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        verbose_name_plural = "daily usage"
+        indexes = [
+            models.Index(fields=["day", "provider", "model"]),
+            models.Index(fields=["day", "user"]),
+            models.Index(fields=["day", "api_key"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.key

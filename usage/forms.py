@@ -1,0 +1,68 @@
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django import forms
+from django.db.models import QuerySet
+
+from accounts.models import User
+from providers.models import Model, Provider
+
+from .models import UsageRecord
+from .services import day_start
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+
+class CallFilterForm(forms.Form):
+    """The filters of the calls list and the raw-records export. Dates are days in settings.TIME_ZONE,
+    both ends included."""
+
+    provider = forms.ModelChoiceField(Provider.objects.all(), required=False, empty_label="All providers")
+    model = forms.ModelChoiceField(Model.objects.select_related("provider"), required=False,
+                                   empty_label="All models")
+    user = forms.ModelChoiceField(User.objects.all(), required=False, empty_label="All users")
+    source = forms.ChoiceField(choices=[("", "All sources"), *UsageRecord.Source.choices], required=False)
+    status = forms.ChoiceField(choices=[("", "All outcomes"), *UsageRecord.Status.choices], required=False)
+    date_from = forms.DateField(required=False, label="From", widget=DateInput)
+    date_to = forms.DateField(required=False, label="To", widget=DateInput)
+
+    def __init__(self, *args: Any, with_user: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not with_user:  # people who see only their own calls have no one else to pick
+            del self.fields["user"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            raise forms.ValidationError("The start date is after the end date.")
+        return data
+
+    def filter(self, records: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:
+        data = self.cleaned_data
+        for name in ("provider", "model", "user", "source", "status"):
+            if data.get(name):
+                records = records.filter(**{name: data[name]})
+        if data.get("date_from"):
+            records = records.filter(created_at__gte=day_start(data["date_from"]))
+        if data.get("date_to"):
+            records = records.filter(created_at__lt=day_start(data["date_to"] + timedelta(days=1)))
+        return records
+
+
+class RepriceForm(forms.Form):
+    since = forms.DateField(label="From", widget=DateInput, help_text="Days in the server's time zone.")
+    until = forms.DateField(label="To (included)", required=False, widget=DateInput,
+                            help_text="Empty: up to now.")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise forms.ValidationError("The start date is after the end date.")
+        return data
+
+    def range(self) -> tuple[datetime, datetime | None]:
+        """[since, until) as instants: from the start of the first day to the end of the last."""
+        until: date | None = self.cleaned_data["until"]
+        return day_start(self.cleaned_data["since"]), day_start(until + timedelta(days=1)) if until else None

@@ -1,0 +1,370 @@
+import csv
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib import messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from accounts.models import User
+from aspweb.roles import ADMIN, FINANCE, MEMBER, has_role, role_required
+from providers.models import ApiKey, Model, Provider
+from providers.templatetags.money import usd
+
+from . import charts, dashboards, services
+from .forms import CallFilterForm, RepriceForm
+from .models import UsageRecord
+from .pricing import cost_breakdown
+
+CALLS_PER_PAGE = 50
+EXPORT_BATCH = 2000
+
+
+def _records_for(user: Any, *, everyone: bool) -> QuerySet[UsageRecord]:
+    records = UsageRecord.objects.all()
+    return records if everyone else records.filter(user=user)
+
+
+@role_required(ADMIN, FINANCE, MEMBER)
+def call_list(request: HttpRequest) -> HttpResponse:
+    """Recent calls, newest first: admins see everyone's, others their own."""
+    sees_all = has_role(request.user, ADMIN)
+    form = CallFilterForm(request.GET, with_user=sees_all)
+    records = _records_for(request.user, everyone=sees_all)
+    records = form.filter(records) if form.is_valid() else records.none()
+    try:
+        number = max(1, int(request.GET.get("page", 1)))
+    except ValueError:
+        number = 1
+    # One row past the page says whether there is another, without counting a table of millions.
+    start = (number - 1) * CALLS_PER_PAGE
+    rows = list(records.select_related("user").order_by("-created_at", "-id")[start:start + CALLS_PER_PAGE + 1])
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form, "calls": rows[:CALLS_PER_PAGE], "page": number, "has_next": len(rows) > CALLS_PER_PAGE,
+        "query": query.urlencode(), "sees_all": sees_all, "exports_all": has_role(request.user, ADMIN, FINANCE),
+    }
+    if request.htmx:
+        return render(request, "usage/call_list.html#results", context)
+    return render(request, "usage/call_list.html", context)
+
+
+@role_required(ADMIN, FINANCE, MEMBER)
+def call_detail(request: HttpRequest, request_id: UUID) -> HttpResponse:
+    records = _records_for(request.user, everyone=has_role(request.user, ADMIN))
+    record = get_object_or_404(records.select_related("user", "api_key", "price"), request_id=request_id)
+    return render(request, "usage/call_detail.html", {
+        "call": record,
+        "breakdown": cost_breakdown(record, record.price) if record.price else None,
+    })
+
+
+# -- CSV export of raw records ------------------------------------------------------------------
+
+# (column, field). Documented in the README's "CSV columns" table.
+CSV_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("request_id", "request_id"),
+    ("started_at_utc", "created_at"),
+    ("user", "user__email"),
+    ("api_key", "api_key__prefix"),
+    ("source", "source"),
+    ("provider", "provider_name"),
+    ("model", "model_name"),
+    ("status", "status"),
+    ("error_kind", "error_kind"),
+    ("error_message", "error_message"),
+    ("finish_reason", "finish_reason"),
+    ("input_tokens", "input_tokens"),
+    ("cache_read_tokens", "cache_read_tokens"),
+    ("cache_write_tokens", "cache_write_tokens"),
+    ("output_tokens", "output_tokens"),
+    ("reasoning_tokens", "reasoning_tokens"),
+    ("usage_estimated", "usage_estimated"),
+    ("cost_usd", "cost"),
+    ("price_effective_from_utc", "price__effective_from"),
+    ("reported_cost_usd", "reported_cost"),
+    ("latency_ms", "latency_ms"),
+    ("ttft_ms", "ttft_ms"),
+    ("attempts", "attempts"),
+    ("cached", "cached"),
+)
+_FIELDS = [field for _, field in CSV_COLUMNS]
+_AT, _ID = len(_FIELDS), len(_FIELDS) + 1  # the keyset columns appended to each row
+
+
+@role_required(ADMIN, FINANCE, MEMBER)
+def call_export(request: HttpRequest) -> HttpResponse:
+    """Raw records as CSV, oldest first, streamed in batches: admins and finance export everyone's
+    calls, members their own."""
+    exports_all = has_role(request.user, ADMIN, FINANCE)
+    form = CallFilterForm(request.GET, with_user=exports_all)
+    if not form.is_valid():
+        errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
+        return HttpResponseBadRequest(f"Cannot export: {errors}", content_type="text/plain")
+    records = form.filter(_records_for(request.user, everyone=exports_all))
+    data = form.cleaned_data
+    span = "-".join(d.isoformat() for d in (data["date_from"], data["date_to"]) if d) or "all"
+    response = StreamingHttpResponse(_csv_stream(records), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="aspweb-calls-{span}.csv"'
+    return response
+
+
+class _Line:
+    """csv.writer's file: hands back each line instead of storing it."""
+
+    def write(self, line: str) -> str:
+        return line
+
+
+async def _csv_stream(records: QuerySet[UsageRecord]) -> AsyncIterator[str]:
+    """An async generator, so that under ASGI Django streams it as it goes (a sync iterator would be read
+    whole into memory first). Each batch is one keyset query on (created_at, id): no server-side cursor
+    to keep open between batches, and no OFFSET that slows down as the export goes on."""
+    writer = csv.writer(_Line())
+    yield writer.writerow([column for column, _ in CSV_COLUMNS])
+    after: tuple[datetime, int] | None = None
+    while True:
+        rows = await sync_to_async(_csv_batch)(records, after)
+        if not rows:
+            return
+        yield "".join(writer.writerow(_csv_cells(row[:_AT])) for row in rows)
+        after = rows[-1][_AT], rows[-1][_ID]
+
+
+def _csv_batch(records: QuerySet[UsageRecord], after: tuple[datetime, int] | None) -> list[tuple]:
+    if after is not None:
+        records = records.filter(created_at__gte=after[0]).exclude(created_at=after[0], id__lte=after[1])
+    return list(records.order_by("created_at", "id").values_list(*_FIELDS, "created_at", "id")[:EXPORT_BATCH])
+
+
+def _csv_cells(row: Iterable[Any]) -> list[str]:
+    return [_csv_cell(value) for value in row]
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")  # never 1E-7
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    text = str(value)
+    # A cell starting like a formula would run as one in a spreadsheet (provider messages, names).
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+# -- re-pricing ---------------------------------------------------------------------------------
+
+
+@role_required(ADMIN)
+def usage_reprice(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET with a range: the difference a re-pricing would make (a dry run). POST: do it."""
+    model = get_object_or_404(Model.objects.select_related("provider"), pk=pk)
+    form = RepriceForm(request.POST if request.method == "POST" else (request.GET or None))
+    preview = None
+    if form.is_valid():
+        since, until = form.range()
+        if request.method == "POST":
+            result = services.usage_reprice(model=model, since=since, until=until, actor=request.user)
+            messages.success(request, f"Re-priced {result.changed} of {result.records} calls: "
+                                      f"{usd(result.old_total, 10)} became {usd(result.new_total, 10)} "
+                                      f"(difference {_signed_usd(result.delta)}).")
+            return redirect("model_detail", pk=model.pk)
+        preview = services.usage_reprice(model=model, since=since, until=until, actor=request.user, dry_run=True)
+    return render(request, "usage/reprice.html", {
+        "model": model, "provider": model.provider, "form": form, "preview": preview,
+        "delta": _signed_usd(preview.delta) if preview else "",
+        "prices": model.prices.order_by("-effective_from", "-id"), "now": timezone.now(),
+    })
+
+
+def _signed_usd(amount: Decimal) -> str:
+    return ("+" if amount >= 0 else "-") + usd(abs(amount), 10)
+
+
+# -- cost dashboards ----------------------------------------------------------------------------
+
+# The group table's columns, sortable: (sort key, heading).
+DASHBOARD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("requests", "Requests"), ("error_rate", "Errors"), ("input_tokens", "Input"), ("output_tokens", "Output"),
+    ("cache_read_tokens", "Cache read"), ("cache_write_tokens", "Cache write"), ("cost", "Cost"),
+    ("latency", "Avg latency"), ("ttft", "Avg TTFT"),
+)
+
+
+@role_required(ADMIN, FINANCE)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """Everyone's costs: totals, charts and a grouped, sortable table for a range of days."""
+    return _dashboard(request, mine=None)
+
+
+@role_required(ADMIN, FINANCE, MEMBER)
+def my_usage(request: HttpRequest) -> HttpResponse:
+    """The same dashboard over the signed-in person's own calls only."""
+    return _dashboard(request, mine=request.user)
+
+
+@role_required(ADMIN, FINANCE)
+def dashboard_export(request: HttpRequest) -> HttpResponse:
+    return _dashboard_export(request, mine=None)
+
+
+@role_required(ADMIN, FINANCE, MEMBER)
+def my_usage_export(request: HttpRequest) -> HttpResponse:
+    return _dashboard_export(request, mine=request.user)
+
+
+def _dashboard(request: HttpRequest, *, mine: Any) -> HttpResponse:
+    form = dashboards.DashboardForm(request.GET, on=dashboards.today(), mine=mine)
+    valid = form.is_valid()
+    selection = form.selection() if valid else form.fallback()
+    context: dict[str, Any] = {
+        "form": form, "valid": valid, "selection": selection, "mine": mine is not None,
+        "filter_fields": _filter_selects(form, mine=mine),
+        "time_zone": settings.TIME_ZONE,
+        "page_url": reverse("my_usage" if mine is not None else "dashboard"),
+        "export_url": reverse("my_usage_export" if mine is not None else "dashboard_export"),
+        "presets": [(label, selection.query(range=key), key == selection.range.preset)
+                    for key, label in dashboards.PRESETS.items()],
+    }
+    if valid:
+        context |= _dashboard_figures(selection, mine=mine is not None)
+    template = "usage/dashboard.html#dashboard" if request.htmx else "usage/dashboard.html"
+    return render(request, template, context)
+
+
+def _filter_selects(form: dashboards.DashboardForm, *, mine: Any) -> list[SafeString]:
+    """The filter form's selects, written here from (id, name) rows: Django's widgets render a template per
+    option, which for a few hundred people and keys costs more than every query of the page."""
+    keys = ApiKey.objects.filter(user=mine) if mine is not None else ApiKey.objects.all()
+    options: dict[str, tuple[str, Iterable[tuple[Any, str]]]] = {
+        "provider": ("All providers", Provider.objects.order_by("name").values_list("pk", "name")),
+        "model": ("All models", ((pk, f"{provider}/{name}") for pk, provider, name in Model.objects.order_by(
+            "provider__name", "name").values_list("pk", "provider__name", "name"))),
+        "user": ("All users", User.objects.order_by("email").values_list("pk", "email")),
+        "api_key": ("All API keys", ((pk, f"{name} ({prefix}…)") for pk, name, prefix in
+                                     keys.order_by("name", "prefix").values_list("pk", "name", "prefix"))),
+        "source": ("All sources", UsageRecord.Source.choices),
+        "group": ("", form.fields["group"].choices),
+    }
+    return [_select(form[name], empty, choices) for name, (empty, choices) in options.items() if name in form.fields]
+
+
+def _select(field: Any, empty: str, choices: Iterable[tuple[Any, str]]) -> SafeString:
+    current = str(field.value() or (dashboards.DEFAULT_GROUP if field.name == "group" else ""))
+    first = format_html('<option value="">{}</option>', empty) if empty else ""
+    return format_html(
+        '<label for="{}">{}</label><select name="{}" id="{}">{}{}</select>',
+        field.id_for_label, field.label, field.html_name, field.id_for_label, first,
+        format_html_join("", "{}", ((
+            format_html('<option value="{}" selected>{}</option>', value, label) if str(value) == current
+            else format_html('<option value="{}">{}</option>', value, label),) for value, label in choices)),
+    )
+
+
+def _dashboard_figures(selection: dashboards.Selection, *, mine: bool) -> dict[str, Any]:
+    r = selection.range
+    span = r.start.isoformat() if r.start == r.end else f"{r.start.isoformat()} to {r.end.isoformat()}"
+    daily = dashboards.daily_cost_by_provider(selection)
+    models = dashboards.groups(selection, group="model", sort="-cost", limit=dashboards.TOP)
+    users = [] if mine else dashboards.groups(selection, group="user", sort="-cost", limit=dashboards.TOP)
+    # Calls without a key (the playground, the CLI) are no API key's cost.
+    keys = dashboards.groups(selection, group="api_key", sort="-cost", limit=dashboards.TOP, named=True)
+    table = dashboards.groups(selection)
+    drill = selection.group == "provider" and selection.provider is None
+    rows = [(group, selection.query(provider=group.key, group="model", sort=None) if drill and group.key else "")
+            for group in table]
+    sort_key = selection.sort.lstrip("-")
+    descending = selection.sort.startswith("-")
+    headings = [
+        # Clicking the current column flips it; a new column starts at the largest (names: A first).
+        (key, label, selection.query(sort=("" if descending else "-") + key if key == sort_key else
+                                     ("name" if key == "name" else f"-{key}")),
+         ("descending" if descending else "ascending") if key == sort_key else "")
+        for key, label in (("name", dashboards.DIMENSIONS[selection.group].label), *DASHBOARD_COLUMNS)
+    ]
+    return {
+        "span": span,
+        "totals": dashboards.totals(selection),
+        "daily": daily,
+        "legend": [(charts.colour(i), name, selection.query(provider=pk, group="model", sort=None) if pk else "")
+                   for i, (pk, name) in enumerate(daily.providers)],
+        "daily_chart": charts.stacked_daily_cost(daily, title=f"Daily cost by provider, {span}"),
+        "models": models, "models_chart": _bars(models, f"Cost by model, {span}"),
+        "users": users, "users_chart": "" if mine else _bars(users, f"Top users by cost, {span}", charts.HALF_WIDTH),
+        "keys": keys, "keys_chart": _bars(keys, f"Top API keys by cost, {span}", charts.HALF_WIDTH),
+        "rows": rows, "headings": headings, "drill": drill,
+        "dimension": dashboards.DIMENSIONS[selection.group],
+        "crumbs": [(str(selection.provider), selection.query(provider=None, model=None, group="provider",
+                                                                 sort=None))] if selection.provider else [],
+        "export_query": selection.query(),
+    }
+
+
+def _bars(groups: list[dashboards.Group], title: str, width: int = charts.WIDTH) -> SafeString:
+    return charts.bar_chart([
+        charts.Bar(g.label, g.figures.cost, f"{g.label}: {usd(g.figures.cost)} in {g.figures.requests:,} requests")
+        for g in groups
+    ], title=title, width=width)
+
+
+# (column, value of a group's figures) in the CSV of a dashboard view, after the group's own columns
+# (dashboards.Dimension.columns). Documented in the README's "Cost dashboards" section.
+DASHBOARD_CSV_COLUMNS: tuple[tuple[str, Callable[[dashboards.Figures], Any]], ...] = (
+    ("requests", lambda f: f.requests),
+    ("errors", lambda f: f.errors),
+    ("cancelled", lambda f: f.cancelled),
+    ("estimated", lambda f: f.estimated),
+    ("input_tokens", lambda f: f.input_tokens),
+    ("cache_read_tokens", lambda f: f.cache_read_tokens),
+    ("cache_write_tokens", lambda f: f.cache_write_tokens),
+    ("output_tokens", lambda f: f.output_tokens),
+    ("reasoning_tokens", lambda f: f.reasoning_tokens),
+    ("cost_usd", lambda f: f.cost),
+    ("avg_latency_ms", lambda f: _rounded(f.avg_latency_ms)),
+    ("avg_ttft_ms", lambda f: _rounded(f.avg_ttft_ms)),
+)
+def _rounded(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(value).quantize(Decimal("0.1"))
+
+
+def _dashboard_export(request: HttpRequest, *, mine: Any) -> HttpResponse:
+    """The current view's group table as CSV: the same range, filters, grouping and order, streamed."""
+    form = dashboards.DashboardForm(request.GET, on=dashboards.today(), mine=mine)
+    if not form.is_valid():
+        errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
+        return HttpResponseBadRequest(f"Cannot export: {errors}", content_type="text/plain")
+    selection = form.selection()
+    r = selection.range
+    name = f"aspweb-{'my-usage' if mine is not None else 'costs'}-by-{selection.group}-{r.start}-{r.end}.csv"
+    response = StreamingHttpResponse(_dashboard_csv(selection), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+async def _dashboard_csv(selection: dashboards.Selection) -> AsyncIterator[str]:
+    """An async generator, as for the raw records: the groups are one aggregate query (as many rows as
+    there are providers, users, keys...), written out in slices."""
+    writer = csv.writer(_Line())
+    own = dashboards.DIMENSIONS[selection.group].columns
+    yield writer.writerow([*own, *(column for column, _ in DASHBOARD_CSV_COLUMNS)])
+    groups = await sync_to_async(dashboards.groups)(selection)
+    for start in range(0, len(groups), EXPORT_BATCH):
+        yield "".join(
+            writer.writerow(_csv_cells([g.names.get(column) for column in own]
+                                       + [value(g.figures) for _, value in DASHBOARD_CSV_COLUMNS]))
+            for g in groups[start:start + EXPORT_BATCH]
+        )
