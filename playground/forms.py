@@ -1,0 +1,90 @@
+from collections.abc import Sequence
+from typing import Any
+
+from django import forms
+
+from providers.models import Model
+from providers.templatetags.money import usd
+
+from .services import MAX_LANES, Params
+
+MAX_STOP_SEQUENCES = 4
+COMPARE_FIELDS = tuple(f"compare_{n}" for n in range(1, MAX_LANES))
+
+
+def model_label(model: Model) -> str:
+    price = model.price_now
+    prices = f"{usd(price.input)} in / {usd(price.output)} out per 1M" if price else "no price set"
+    return f"{model.label} · {prices}"
+
+
+class ChatForm(forms.Form):
+    """The composer: one model, or up to four to compare, the parameters, and the prompt."""
+
+    conversation = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    # Set by the page's script when the member edits the last prompt: the send replaces that turn.
+    edit_last = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    model = forms.TypedChoiceField(label="Model", coerce=int)
+    compare_1 = forms.TypedChoiceField(label="Model 2", coerce=int, required=False, empty_value=None)
+    compare_2 = forms.TypedChoiceField(label="Model 3", coerce=int, required=False, empty_value=None)
+    compare_3 = forms.TypedChoiceField(label="Model 4", coerce=int, required=False, empty_value=None)
+    system = forms.CharField(label="System prompt", required=False,
+                             widget=forms.Textarea(attrs={"rows": 2, "placeholder": "You are a helpful assistant."}))
+    temperature = forms.FloatField(label="Temperature", required=False, min_value=0, max_value=2,
+                                   widget=forms.NumberInput(attrs={"step": "0.1", "placeholder": "default"}))
+    max_tokens = forms.IntegerField(label="Max tokens", min_value=1, max_value=1_000_000, initial=1024)
+    top_p = forms.FloatField(label="Top p", required=False, min_value=0, max_value=1,
+                             widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "default"}))
+    stop = forms.CharField(label="Stop sequences", required=False, strip=False, help_text="One per line, at most 4.",
+                           widget=forms.Textarea(attrs={"rows": 2}))
+    prompt = forms.CharField(label="Prompt", widget=forms.Textarea(attrs={
+        "rows": 3, "placeholder": "Ask something. Enter sends, Shift+Enter starts a new line.",
+    }))
+
+    def __init__(self, *args: Any, catalog: Sequence[Model], prompt_required: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.catalog = {model.pk: model for model in catalog}
+        groups: dict[str, list[tuple[int, str]]] = {}
+        for model in catalog:
+            groups.setdefault(model.provider.name, []).append((model.pk, model_label(model)))
+        choices = list(groups.items())
+        self.fields["model"].choices = [("", "Choose a model…"), *choices]
+        for name in COMPARE_FIELDS:
+            self.fields[name].choices = [("", "—"), *choices]
+        self.fields["prompt"].required = prompt_required
+
+    def compare_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in COMPARE_FIELDS]
+
+    def number_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in ("temperature", "max_tokens", "top_p")]
+
+    def clean_stop(self) -> list[str]:
+        sequences = [line for line in self.cleaned_data["stop"].splitlines() if line.strip()]
+        if len(sequences) > MAX_STOP_SEQUENCES:
+            raise forms.ValidationError(f"At most {MAX_STOP_SEQUENCES} stop sequences.")
+        return sequences
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        chosen = [data[name] for name in ("model", *COMPARE_FIELDS) if data.get(name) is not None]
+        if len(set(chosen)) != len(chosen):
+            raise forms.ValidationError("Pick each model once: the panes compare different models.")
+        self.models = [self.catalog[pk] for pk in chosen]
+        return data
+
+    @property
+    def params(self) -> Params:
+        data = self.cleaned_data
+        return Params(system=data["system"], temperature=data["temperature"], top_p=data["top_p"],
+                      max_tokens=data["max_tokens"], stop=tuple(data["stop"]))
+
+    @staticmethod
+    def initial_for(conversation: Any, models: Sequence[Model]) -> dict[str, Any]:
+        """The composer as a conversation was last sent: its parameters and the models of its last turn."""
+        initial: dict[str, Any] = {"conversation": conversation.pk, "system": conversation.system,
+                                   "temperature": conversation.temperature, "top_p": conversation.top_p,
+                                   "max_tokens": conversation.max_tokens, "stop": "\n".join(conversation.stop)}
+        for name, model in zip(("model", *COMPARE_FIELDS), models, strict=False):
+            initial[name] = model.pk
+        return initial

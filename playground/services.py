@@ -1,0 +1,298 @@
+"""The playground's reads and writes: the catalog it offers, conversations, turns and their answers, and
+what a prompt would cost before it is sent."""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Prefetch
+from django.utils import timezone
+
+from providers.adapters.base import ChatRequest, Message, ProviderError, Usage, estimate_tokens
+from providers.calls import CallError, CallRecord
+from providers.models import Model, Price
+from usage import pricing
+
+from .models import Answer, Conversation, Turn
+
+TITLE_LENGTH = 60
+MAX_LANES = 4
+
+
+@dataclass(frozen=True)
+class Params:
+    """What a turn is sent with besides the prompt."""
+
+    system: str = ""
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int = 1024
+    stop: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> "Params":
+        return cls(conversation.system, conversation.temperature, conversation.top_p, conversation.max_tokens,
+                   tuple(conversation.stop))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The cost range of sending a prompt to one model: all of the input, and from none to all of
+    max_tokens of output. `low` and `high` are None when the model has no price."""
+
+    model: Model
+    input_tokens: int
+    max_output_tokens: int
+    low: Decimal | None
+    high: Decimal | None
+
+
+def catalog() -> list[Model]:
+    """The models a member may pick: enabled models of enabled providers, each with `price_now`, the price
+    in force, ordered by provider then name."""
+    in_force = Price.objects.filter(effective_from__lte=timezone.now()).order_by("-effective_from", "-id")
+    models = list(
+        Model.objects.filter(enabled=True, provider__enabled=True, provider__archived_at__isnull=True)
+        .select_related("provider")
+        .prefetch_related(Prefetch("prices", queryset=in_force, to_attr="prices_in_force"))
+    )
+    for model in models:
+        model.price_now = model.prices_in_force[0] if model.prices_in_force else None
+    return models
+
+
+def address(model: Model) -> str:
+    return f"{model.provider.name}/{model.name}"
+
+
+# -- conversations -------------------------------------------------------------------------------
+
+
+def _apply(conversation: Conversation, params: Params) -> None:
+    conversation.system = params.system
+    conversation.temperature = params.temperature
+    conversation.top_p = params.top_p
+    conversation.max_tokens = params.max_tokens
+    conversation.stop = list(params.stop)
+
+
+def _answers_create(turn: Turn, models: Sequence[Model]) -> None:
+    Answer.objects.bulk_create(
+        Answer(turn=turn, lane=lane, model=model, model_address=address(model)) for lane, model in enumerate(models)
+    )
+
+
+@transaction.atomic
+def turn_create(*, user: Any, conversation: Conversation | None, models: Sequence[Model], params: Params,
+                prompt: str) -> Turn:
+    """A new turn with one pending answer per model; the first turn starts the conversation."""
+    if conversation is None:
+        conversation = Conversation(user=user, title=title_for(prompt))
+    _apply(conversation, params)
+    conversation.save()
+    turn = Turn.objects.create(conversation=conversation, prompt=prompt)
+    _answers_create(turn, models)
+    return turn
+
+
+@transaction.atomic
+def turn_redo(*, turn: Turn, models: Sequence[Model], params: Params, prompt: str | None = None) -> Turn:
+    """Answer the last turn again: regenerate (same prompt) or resend it with an edited prompt. The old
+    answers go; their calls stay in the usage ledger. A stream still running for one of them finds
+    nothing to save and ends."""
+    conversation = turn.conversation
+    _apply(conversation, params)
+    conversation.save()
+    if prompt is not None:
+        turn.prompt = prompt
+        turn.save(update_fields=["prompt"])
+    turn.answers.all().delete()
+    _answers_create(turn, models)
+    return turn
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> None:
+    conversation.title = title
+    conversation.save(update_fields=["title", "updated_at"])
+
+
+def title_for(prompt: str) -> str:
+    words = " ".join(prompt.split())
+    return words if len(words) <= TITLE_LENGTH else words[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+def last_turn(conversation: Conversation) -> Turn | None:
+    return conversation.turns.order_by("-id").first()
+
+
+def transcript(conversation: Conversation) -> list[Turn]:
+    answers = Answer.objects.select_related("model__provider")
+    turns = list(conversation.turns.prefetch_related(Prefetch("answers", queryset=answers)))
+    for turn in turns:
+        mark_best(turn.answers.all())
+    return turns
+
+
+def transcript_turn(turn: Turn) -> Turn:
+    """One turn as the transcript shows it: fresh answers, the best of them marked."""
+    answers = Answer.objects.select_related("model__provider")
+    turn = Turn.objects.prefetch_related(Prefetch("answers", queryset=answers)).get(pk=turn.pk)
+    mark_best(turn.answers.all())
+    return turn
+
+
+def mark_best(answers: Iterable[Answer]) -> None:
+    """Mark the cheapest and the fastest (lowest total latency) of two or more finished answers."""
+    finished = [answer for answer in answers if answer.status == Answer.Status.OK]
+    for answer in answers:
+        answer.cheapest = answer.fastest = False
+    priced = [answer for answer in finished if answer.cost is not None]
+    if len(priced) >= 2:
+        min(priced, key=lambda answer: answer.cost).cheapest = True
+    timed = [answer for answer in finished if answer.latency_ms is not None]
+    if len(timed) >= 2:
+        min(timed, key=lambda answer: answer.latency_ms).fastest = True
+
+
+# -- the request an answer is streamed with ------------------------------------------------------
+
+
+def _reply(turn: Turn, lane: int) -> Answer | None:
+    """The answer a lane's thread continues from: its own, or the first answer with text when that lane
+    had none (the models compared changed between turns)."""
+    answers = [answer for answer in turn.answers.all() if answer.content]
+    return next((answer for answer in answers if answer.lane == lane), answers[0] if answers else None)
+
+
+def history(turns: Iterable[Turn], lane: int) -> list[Message]:
+    """Earlier turns as messages; turns that got no answer with text are left out."""
+    messages: list[Message] = []
+    for turn in turns:
+        reply = _reply(turn, lane)
+        if reply is not None:
+            messages += [Message("user", turn.prompt), Message("assistant", reply.content)]
+    return messages
+
+
+def chat_request(answer: Answer) -> ChatRequest:
+    turn = answer.turn
+    conversation = turn.conversation
+    earlier = conversation.turns.filter(id__lt=turn.id).prefetch_related("answers")
+    params = Params.of(conversation)
+    return ChatRequest(
+        model=address(answer.model) if answer.model else answer.model_address,
+        messages=(*history(earlier, answer.lane), Message("user", turn.prompt)),
+        system=params.system,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        max_tokens=params.max_tokens,
+        stop=params.stop,
+    )
+
+
+def prompt_tokens(request: ChatRequest) -> int:
+    return estimate_tokens("\n".join(part for part in (request.system, *(m.text for m in request.messages)) if part))
+
+
+# -- one answer's life ---------------------------------------------------------------------------
+
+
+def answer_claim(*, answer_id: int) -> ChatRequest | None:
+    """Claim a pending answer for one stream and build its request. None when it is not pending: it was
+    answered, stopped, or another stream holds it (an EventSource reconnecting lands here)."""
+    if not Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(status=Answer.Status.STREAMING):
+        return None
+    answer = Answer.objects.select_related("turn__conversation", "model__provider").get(pk=answer_id)
+    return chat_request(answer)
+
+
+def answer_finish(*, answer_id: int, status: str, text: str, request: ChatRequest, record: CallRecord,
+                  error: BaseException | None = None) -> None:
+    """Save how a stream ended. Only a streaming answer is written: one that was regenerated away, or
+    marked stopped by a Stop that gave up waiting, stays as it is."""
+    usage = record.usage
+    fields: dict[str, Any] = {
+        "status": status,
+        "content": text,
+        "finish_reason": record.finish_reason or "",
+        "latency_ms": round(record.latency_ms) if record.latency_ms is not None else None,
+        "ttft_ms": round(record.ttft_ms) if record.ttft_ms is not None else None,
+        "request_id": record.request_id,
+        "finished_at": timezone.now(),
+    }
+    if usage is None and status == Answer.Status.STOPPED:
+        # Cut off before the provider reported usage: count what was sent and what arrived, flagged.
+        usage = Usage(input_tokens=prompt_tokens(request), output_tokens=estimate_tokens(text), estimated=True)
+    if usage is not None:
+        cost = record.cost
+        if cost is None and record.price is not None:
+            cost = pricing.cost(usage, record.price)
+        fields.update(
+            input_tokens=usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens,
+            output_tokens=usage.output_tokens,
+            usage_estimated=usage.estimated,
+            cost=cost,
+            tokens_per_second=_tokens_per_second(usage.output_tokens, record),
+        )
+    if error is not None:
+        kind = error.kind if isinstance(error, ProviderError) else error.code if isinstance(error, CallError) else ""
+        fields.update(error_kind=kind or "internal",
+                      error_message=describe_error(error, request.model.partition("/")[0])[:500])
+    Answer.objects.filter(pk=answer_id, status=Answer.Status.STREAMING).update(**fields)
+
+
+def _tokens_per_second(output_tokens: int, record: CallRecord) -> float | None:
+    if not output_tokens or record.latency_ms is None or record.ttft_ms is None:
+        return None
+    generating = (record.latency_ms - record.ttft_ms) / 1000
+    return output_tokens / generating if generating > 0 else None
+
+
+def answer_settle_stop(*, answer_id: int, give_up: bool) -> bool:
+    """For Stop: True once the answer has ended. A pending answer (its stream never opened) is stopped
+    here; a streaming one is left to its stream, which saves the partial text when it sees the browser
+    go, unless `give_up` (that stream is gone too, e.g. its worker died)."""
+    stopped = {"status": Answer.Status.STOPPED, "finished_at": timezone.now()}
+    if Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(**stopped):
+        return True
+    if give_up:
+        Answer.objects.filter(pk=answer_id, status=Answer.Status.STREAMING).update(**stopped)
+        return True
+    return not Answer.objects.filter(pk=answer_id, status=Answer.Status.STREAMING).exists()
+
+
+def describe_error(error: BaseException, provider: str) -> str:
+    """What went wrong, in words a member can act on; never a stack trace or a secret."""
+    if isinstance(error, ProviderError):
+        if error.kind == "auth":
+            return f"{provider} rejected its API key. Ask an admin to check the key of provider {provider}."
+        if error.kind == "rate_limit":
+            when = f"in {error.retry_after:g} seconds" if error.retry_after else "in a minute"
+            return f"{provider} is rate limiting requests. Retry {when}."
+        if error.kind == "timeout":
+            return f"Timed out: {error.message}"
+        return error.message
+    if isinstance(error, CallError):
+        return error.message
+    return "Something went wrong in aspweb while streaming this answer. Try again; if it keeps happening, " \
+           "tell an admin."
+
+
+# -- before sending ------------------------------------------------------------------------------
+
+
+def estimate(*, models: Sequence[Model], params: Params, prompt: str, turns: Sequence[Turn] = ()) -> list[Estimate]:
+    """The cost range per model of sending `prompt` after `turns`: estimated input tokens at the input
+    price, plus up to max_tokens at the output price. Models need `price_now` (see `catalog`)."""
+    estimates = []
+    for lane, model in enumerate(models):
+        messages = (*history(turns, lane), Message("user", prompt))
+        tokens = prompt_tokens(ChatRequest(model="", messages=messages, system=params.system))
+        low = high = None
+        if model.price_now is not None:
+            low = pricing.cost(Usage(input_tokens=tokens), model.price_now)
+            high = low + pricing.cost(Usage(output_tokens=params.max_tokens), model.price_now)
+        estimates.append(Estimate(model, tokens, params.max_tokens, low, high))
+    return estimates

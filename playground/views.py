@@ -1,0 +1,275 @@
+"""The playground: a page that sends prompts, and the async stream each answer arrives through.
+
+Sending (`send`, `regenerate`) is a plain sync view: it saves the turn with one pending answer per model
+and returns the turn, whose panes open `answer_stream` with the htmx SSE extension. `answer_stream` is an
+async view streaming `delta` events (escaped text) as the provider sends them, then one `done` event
+whose HTML swaps the finished pane (Markdown, metrics) in out of band. Stop closes the EventSource;
+the stream sees the disconnect as a cancellation and saves the partial answer as stopped.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import escape
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget, trigger_client_event
+
+from aspweb.roles import ADMIN, FINANCE, MEMBER, has_role, role_required
+from providers import calls
+from providers.adapters.base import ChatRequest, ProviderError
+
+from . import services
+from .forms import ChatForm
+from .models import Answer, Conversation, Turn
+
+logger = logging.getLogger(__name__)
+
+# Finance may look (the catalog, prices, estimates); members and admins send prompts.
+VIEWERS = (MEMBER, ADMIN, FINANCE)
+SENDERS = (MEMBER, ADMIN)
+HISTORY_LENGTH = 50
+PAGE = "playground/index.html"
+# How long Stop waits for the stream to notice the browser left and save the partial answer.
+STOP_WAIT_SECONDS = 5.0
+STOP_POLL_SECONDS = 0.05
+
+
+def _get_conversation_for_user(pk: int, user: Any) -> Conversation:
+    return get_object_or_404(Conversation, pk=pk, user=user)
+
+
+def _get_answer_for_user(pk: int, user: Any) -> Answer:
+    return get_object_or_404(Answer.objects.only("pk"), pk=pk, turn__conversation__user=user)
+
+
+def _history(user: Any) -> list[Conversation]:
+    return list(Conversation.objects.filter(user=user).only("pk", "title", "updated_at")[:HISTORY_LENGTH])
+
+
+def _page(request: HttpRequest, conversation: Conversation | None, form: ChatForm | None = None) -> HttpResponse:
+    catalog = services.catalog()
+    turns = services.transcript(conversation) if conversation else []
+    if form is None:
+        last_models = [answer.model for answer in turns[-1].answers.all() if answer.model] if turns else []
+        initial = ChatForm.initial_for(conversation, last_models) if conversation else {}
+        form = ChatForm(initial=initial, catalog=catalog)
+    return render(request, PAGE, {
+        "conversation": conversation, "turns": turns, "form": form, "history": _history(request.user),
+        "can_send": has_role(request.user, *SENDERS), "catalog_empty": not catalog,
+    })
+
+
+@role_required(*VIEWERS)
+def index(request: HttpRequest) -> HttpResponse:
+    return _page(request, None)
+
+
+@role_required(*VIEWERS)
+def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return _page(request, _get_conversation_for_user(pk, request.user))
+
+
+def _turn_response(request: HttpRequest, turn: Turn, *, created: bool) -> HttpResponse:
+    """The turn's HTML for the transcript and, out of band, the composer's conversation id and errors
+    (none now), the history list (a new conversation appears in it, a continued one moves to the top), and
+    for a new conversation its title."""
+    conversation = turn.conversation
+    turn = services.transcript_turn(turn)
+    context = {"turn": turn, "conversation": conversation, "history": _history(request.user), "oob": True,
+               "can_send": True}
+    html = render_to_string(f"{PAGE}#turn", context, request)
+    html += render_to_string(f"{PAGE}#conversation-id", context, request)
+    html += render_to_string(f"{PAGE}#composer-errors", context, request)
+    html += render_to_string(f"{PAGE}#history", context, request)
+    if created:
+        html += render_to_string(f"{PAGE}#head", context, request)
+    response = HttpResponse(html)
+    if created:
+        push_url(response, reverse("playground_conversation", args=[conversation.pk]))
+    return response
+
+
+def _form_errors(request: HttpRequest, form: ChatForm) -> HttpResponse:
+    response = render(request, f"{PAGE}#composer-errors", {"form": form})
+    return reswap(retarget(response, "#composer-errors"), "outerHTML")
+
+
+@require_POST
+@role_required(*SENDERS)
+def send(request: HttpRequest) -> HttpResponse:
+    """A new turn, or with edit_last the last prompt edited and sent again (its answers replaced)."""
+    form = ChatForm(request.POST, catalog=services.catalog())
+    if not form.is_valid():
+        return _form_errors(request, form) if request.htmx else _page_with_errors(request, form)
+    data = form.cleaned_data
+    conversation = _get_conversation_for_user(data["conversation"], request.user) if data["conversation"] else None
+    last = services.last_turn(conversation) if conversation and data["edit_last"] else None
+    if last is not None:
+        turn = services.turn_redo(turn=last, models=form.models, params=form.params, prompt=data["prompt"])
+    else:
+        turn = services.turn_create(user=request.user, conversation=conversation, models=form.models,
+                                    params=form.params, prompt=data["prompt"])
+    if not request.htmx:
+        return redirect("playground_conversation", pk=turn.conversation_id)
+    response = trigger_client_event(_turn_response(request, turn, created=conversation is None), "pg:sent")
+    if last is not None:
+        reswap(retarget(response, f"#turn-{last.pk}"), "outerHTML")
+    return response
+
+
+def _page_with_errors(request: HttpRequest, form: ChatForm) -> HttpResponse:
+    """Without JavaScript: the page again, with the composer's errors."""
+    pk = form.cleaned_data.get("conversation")
+    return _page(request, _get_conversation_for_user(pk, request.user) if pk else None, form=form)
+
+
+@require_POST
+@role_required(*SENDERS)
+def regenerate(request: HttpRequest, pk: int) -> HttpResponse:
+    """The last turn answered again, with the models and parameters now in the composer."""
+    conversation = _get_conversation_for_user(pk, request.user)
+    form = ChatForm(request.POST, catalog=services.catalog(), prompt_required=False)
+    last = services.last_turn(conversation)
+    if last is None:
+        return redirect("playground_conversation", pk=conversation.pk)
+    if not form.is_valid():
+        return _form_errors(request, form) if request.htmx else redirect("playground_conversation", pk=pk)
+    turn = services.turn_redo(turn=last, models=form.models, params=form.params)
+    if not request.htmx:
+        return redirect("playground_conversation", pk=conversation.pk)
+    return reswap(retarget(_turn_response(request, turn, created=False), f"#turn-{turn.pk}"), "outerHTML")
+
+
+@require_POST
+@role_required(*SENDERS)
+def rename(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = _get_conversation_for_user(pk, request.user)
+    title = " ".join(request.POST.get("title", "").split())[:200]
+    if title:
+        services.conversation_rename(conversation=conversation, title=title)
+    if not request.htmx:
+        return redirect("playground_conversation", pk=conversation.pk)
+    context = {"conversation": conversation, "history": _history(request.user), "oob": True, "can_send": True}
+    return HttpResponse(render_to_string(f"{PAGE}#head", context, request)
+                        + render_to_string(f"{PAGE}#history", context, request))
+
+
+@require_POST
+@role_required(*SENDERS)
+def delete(request: HttpRequest, pk: int) -> HttpResponse:
+    _get_conversation_for_user(pk, request.user).delete()
+    if request.htmx:
+        return HttpResponseClientRedirect(reverse("playground"))
+    return redirect("playground")
+
+
+@require_POST
+@role_required(*VIEWERS)
+def estimate(request: HttpRequest) -> HttpResponse:
+    """The cost range of the prompt being typed, per selected model (the composer asks as you type)."""
+    form = ChatForm(request.POST, catalog=services.catalog(), prompt_required=False)
+    estimates: list[services.Estimate] = []
+    if form.is_valid():
+        data = form.cleaned_data
+        turns: list[Turn] = []
+        if data["conversation"]:
+            conversation = _get_conversation_for_user(data["conversation"], request.user)
+            turns = list(conversation.turns.prefetch_related("answers"))
+            if data["edit_last"]:
+                turns = turns[:-1]
+        estimates = services.estimate(models=form.models, params=form.params, prompt=data["prompt"], turns=turns)
+    return render(request, f"{PAGE}#estimate", {"estimates": estimates})
+
+
+# -- streaming -----------------------------------------------------------------------------------
+
+
+def sse_event(name: str, data: str) -> str:
+    """One server-sent event; every line of `data` gets its own data: field (the browser joins them)."""
+    lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return f"event: {name}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+
+
+def _final_html(answer_id: int) -> str:
+    """The finished pane, out of band; once every pane of a compared turn has finished, the whole row,
+    with the cheapest and fastest marked."""
+    answer = Answer.objects.select_related("turn").filter(pk=answer_id).first()
+    if answer is None:  # regenerated away while it streamed
+        return ""
+    turn = services.transcript_turn(answer.turn)
+    answers = list(turn.answers.all())
+    if len(answers) > 1 and all(a.is_finished for a in answers):
+        return render_to_string(f"{PAGE}#answers", {"turn": turn, "answers_oob": True})
+    answer = next(a for a in answers if a.pk == answer_id)
+    return render_to_string(f"{PAGE}#pane", {"answer": answer, "pane_oob": True})
+
+
+def _finish(answer_id: int, **outcome: Any) -> str:
+    services.answer_finish(answer_id=answer_id, **outcome)
+    return _final_html(answer_id)
+
+
+async def _answer_events(answer_id: int, user: Any) -> AsyncIterator[str]:
+    chat: ChatRequest | None = await sync_to_async(services.answer_claim)(answer_id=answer_id)
+    if chat is None:
+        yield sse_event("done", await sync_to_async(_final_html)(answer_id))
+        return
+    record = calls.CallRecord()
+    parts: list[str] = []
+    error: BaseException | None = None
+    try:
+        stream = calls.stream_chat(chat, caller=calls.Caller(source="playground", user=user), record=record)
+        async with contextlib.aclosing(stream) as chunks:
+            async for chunk in chunks:
+                if chunk.text:
+                    parts.append(chunk.text)
+                    yield sse_event("delta", escape(chunk.text))
+    except (asyncio.CancelledError, GeneratorExit):
+        # The browser went away or pressed Stop (Django cancels us, or closes us at a yield): keep what
+        # arrived, marked stopped. Shielded, so the save completes even as the cancellation unwinds.
+        save = sync_to_async(services.answer_finish)(answer_id=answer_id, status=Answer.Status.STOPPED,
+                                                     text="".join(parts), request=chat, record=record)
+        await asyncio.shield(save)
+        raise
+    except (ProviderError, calls.CallError) as exc:
+        error = exc
+    except Exception as exc:
+        logger.exception("Playground answer %s failed while streaming", answer_id)
+        error = exc
+    status = Answer.Status.ERROR if error is not None else Answer.Status.OK
+    html = await sync_to_async(_finish)(answer_id, status=status, text="".join(parts), request=chat,
+                                        record=record, error=error)
+    yield sse_event("done", html)
+
+
+@role_required(*SENDERS)
+async def answer_stream(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    user = await request.auser()
+    answer = await sync_to_async(_get_answer_for_user)(pk, user)
+    response = StreamingHttpResponse(_answer_events(answer.pk, user), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # proxies such as nginx: pass each event on at once
+    return response
+
+
+@require_POST
+@role_required(*SENDERS)
+async def answer_stop(request: HttpRequest, pk: int) -> HttpResponse:
+    """The page closed the answer's EventSource before posting here; wait for its stream to save the
+    partial answer, then return the stopped pane (out of band)."""
+    user = await request.auser()
+    answer = await sync_to_async(_get_answer_for_user)(pk, user)
+    give_up_at = time.monotonic() + STOP_WAIT_SECONDS
+    settle = sync_to_async(services.answer_settle_stop)
+    while not await settle(answer_id=answer.pk, give_up=time.monotonic() > give_up_at):
+        await asyncio.sleep(STOP_POLL_SECONDS)
+    return HttpResponse(await sync_to_async(_final_html)(answer.pk))

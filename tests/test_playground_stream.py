@@ -1,0 +1,373 @@
+"""The answer stream through the real ASGI application: deltas then done, Stop, errors, ownership.
+
+Requests go straight into `aspweb.asgi.application` with a scripted `receive`, so a client disconnect is
+the `http.disconnect` message Django turns into a cancellation, as under uvicorn. async_to_sync, not
+asyncio.run: the ORM work then runs on this thread's connection, inside the test's transaction.
+"""
+
+import asyncio
+import functools
+import html
+import re
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from django.test import AsyncClient, Client
+
+from accounts.models import User
+from playground import views
+from playground.models import Answer, Turn
+from providers import calls
+from providers.models import Model
+from tests.fakes.upstream import FakeUpstream
+from tests.playground_support import API_KEY, REPLY, Event, answers_of, make_catalog, parse_events, send_data
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def catalog(upstream: FakeUpstream) -> tuple[Model, Model]:
+    return make_catalog(upstream)
+
+
+@pytest.fixture
+def member(make_user: Callable[..., User]) -> User:
+    return make_user("member")
+
+
+class Stream:
+    """One GET through the ASGI app: status, headers and the raw body, read like a browser would."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: str) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    @property
+    def events(self) -> list[Event]:
+        return parse_events(self.body)
+
+    @property
+    def deltas(self) -> list[str]:
+        return [html.unescape(event.data) for event in self.events if event.name == "delta"]
+
+    @property
+    def done(self) -> str:
+        names = [event.name for event in self.events]
+        assert names.count("done") == 1 and names[-1] == "done", names
+        return self.events[-1].data
+
+
+def _session_cookie(user: User) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+async def _asgi_get(path: str, cookie: str, disconnect_after_deltas: int | None = None) -> Stream:
+    from aspweb.asgi import application
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"cookie", cookie.encode()), (b"accept", b"text/event-stream")],
+        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+    }
+    gone = asyncio.Event()
+    requested = False
+    status, headers, body = 0, {}, []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers.update({k.decode().lower(): v.decode() for k, v in message["headers"]})
+        elif message["type"] == "http.response.body":
+            body.append(message.get("body", b""))
+            if disconnect_after_deltas is not None and b"".join(body).count(b"event: delta") >= disconnect_after_deltas:
+                gone.set()  # the browser closes the EventSource (Stop) or goes away
+
+    await asyncio.wait_for(application(scope, receive, send), timeout=20)
+    return Stream(status, headers, b"".join(body).decode())
+
+
+def run_asgi(coroutine_function: Callable[[], Any]) -> Any:
+    """Run requests through the ASGI app from this (sync) test. As Django's test clients do, keep the
+    handler from closing the test's database connection, and with it the test's transaction."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        return async_to_sync(coroutine_function)()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+def stream(user: User, answer: Answer, disconnect_after_deltas: int | None = None) -> Stream:
+    cookie = _session_cookie(user)
+    return run_asgi(functools.partial(_asgi_get, f"/playground/answers/{answer.pk}/stream/", cookie,
+                                      disconnect_after_deltas))
+
+
+def send(user: User, data: dict) -> Turn:
+    client = Client()
+    client.force_login(user)
+    response = client.post("/playground/send/", data, headers={"HX-Request": "true"})
+    assert response.status_code == 200, response.content
+    return Turn.objects.latest("id")
+
+
+def _pane(done_html: str, answer: Answer) -> str:
+    """The <article> of one answer inside a done event's HTML."""
+    match = re.search(rf'<article[^>]*id="answer-{answer.pk}".*?</article>', done_html, re.S)
+    assert match, done_html
+    return match.group(0)
+
+
+def test_deltas_stream_then_done_swaps_in_the_rendered_answer_with_metrics(
+    member: User, catalog: tuple[Model, Model], upstream: FakeUpstream
+) -> None:
+    cheap, _ = catalog
+    turn = send(member, send_data(cheap, prompt="Say hello", system="Be brief", temperature="0.3", top_p="0.9",
+                                  stop="END\nSTOP"))
+    [answer] = answers_of(turn.pk)
+
+    result = stream(member, answer)
+
+    assert result.status == 200
+    assert result.headers["content-type"] == "text/event-stream"
+    assert result.headers["cache-control"] == "no-cache"
+    assert len(result.deltas) >= 5  # token by token, not one block
+    assert "".join(result.deltas) == REPLY
+    done = result.done
+    assert f'id="answer-{answer.pk}"' in done and 'hx-swap-oob="true"' in done
+    assert "<strong>token by token</strong>" in done and "<code>code</code>" in done  # Markdown once done
+    for label in ("Input", "Output", "Cost", "Latency", "TTFT", "Speed"):
+        assert f"<dt>{label}</dt>" in done
+
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.OK and answer.content == REPLY
+    assert answer.input_tokens > 0 and answer.output_tokens == len(result.deltas) and not answer.usage_estimated
+    assert answer.cost == (Decimal(answer.input_tokens) * 1 + Decimal(answer.output_tokens) * 2) / 1_000_000
+    assert 0 < answer.ttft_ms <= answer.latency_ms and answer.tokens_per_second
+    assert answer.request_id is not None
+    body = upstream.last_request.body
+    assert body["model"] == "fake-model-a" and body["stream"] is True
+    assert body["messages"] == [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Say hello"}]
+    assert (body["temperature"], body["top_p"], body["max_tokens"], body["stop"]) == (0.3, 0.9, 256, ["END", "STOP"])
+
+
+def test_text_is_escaped_while_it_streams(member: User, catalog: tuple[Model, Model], upstream: FakeUpstream) -> None:
+    upstream.reply = "<script>alert(1)</script> two\nlines"
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    result = stream(member, answer)
+    assert "<script>" not in result.body
+    assert "".join(result.deltas) == upstream.reply  # escaped on the wire, the same text on screen
+    assert "<script>" not in result.done and "&lt;script&gt;" in result.done
+
+
+def test_a_later_turn_sends_the_earlier_turns_of_its_lane(member: User, catalog: tuple[Model, Model],
+                                                          upstream: FakeUpstream) -> None:
+    cheap, _ = catalog
+    first = send(member, send_data(cheap, prompt="First question"))
+    stream(member, answers_of(first.pk)[0])
+    second = send(member, send_data(cheap, prompt="Second question", conversation=first.conversation_id))
+    assert second.conversation_id == first.conversation_id
+    stream(member, answers_of(second.pk)[0])
+    assert upstream.last_request.body["messages"] == [
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": REPLY},
+        {"role": "user", "content": "Second question"},
+    ]
+
+
+def test_compared_models_stream_at_once_and_the_last_done_marks_cheapest_and_fastest(
+    member: User, catalog: tuple[Model, Model], upstream: FakeUpstream
+) -> None:
+    upstream.chunk_delay = 0.01
+    cheap, dear = catalog
+    turn = send(member, send_data(cheap, dear))
+    first, second = answers_of(turn.pk)
+    cookie = _session_cookie(member)
+
+    async def both() -> list[Stream]:
+        paths = [f"/playground/answers/{answer.pk}/stream/" for answer in (first, second)]
+        return await asyncio.gather(*(_asgi_get(path, cookie) for path in paths))
+
+    results = run_asgi(both)
+
+    for result in results:
+        assert "".join(result.deltas) == REPLY
+    rows = [result.done for result in results if f'id="answers-{turn.pk}"' in result.done]
+    assert rows, "the answer that finished last sends the whole row, marked"
+    row = rows[-1]
+    assert "mark-cheapest" in _pane(row, first) and "mark-cheapest" not in _pane(row, second)
+    assert row.count("mark-fastest") == 1
+    assert {a.status for a in answers_of(turn.pk)} == {Answer.Status.OK}
+    assert answers_of(turn.pk)[0].cost < answers_of(turn.pk)[1].cost
+
+
+def test_a_disconnect_saves_the_partial_answer_as_stopped(member: User, catalog: tuple[Model, Model],
+                                                          upstream: FakeUpstream) -> None:
+    upstream.chunk_delay = 0.05
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+
+    result = stream(member, answer, disconnect_after_deltas=3)
+
+    assert "done" not in [event.name for event in result.events]
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.STOPPED
+    assert answer.content == "".join(result.deltas)
+    assert 0 < len(answer.content) < len(REPLY) and REPLY.startswith(answer.content)
+    # The provider gave no usage for a cut-off stream: estimated, and flagged.
+    assert answer.usage_estimated and answer.output_tokens > 0 and answer.input_tokens > 0
+    assert answer.cost > 0 and answer.latency_ms is not None and answer.ttft_ms is not None
+    # ...and the upstream call was really closed, not left running to the end.
+    deadline = time.monotonic() + 5
+    while not upstream.last_request.client_disconnected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.last_request.client_disconnected
+
+
+def test_closing_the_stream_at_a_yield_also_saves_it_as_stopped(member: User, catalog: tuple[Model, Model],
+                                                                upstream: FakeUpstream) -> None:
+    # Django closes the generator (GeneratorExit) instead of cancelling it when the disconnect lands while
+    # an event is being sent.
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+
+    async def two_deltas_then_close() -> list[str]:
+        events = views._answer_events(answer.pk, member)
+        received = [await anext(events), await anext(events)]
+        await events.aclose()
+        return received
+
+    received = async_to_sync(two_deltas_then_close)()
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.STOPPED
+    assert answer.content == "".join(html.unescape(e.data) for e in parse_events("".join(received)))
+
+
+def test_stop_returns_the_stopped_pane_once_the_stream_saved_it(member: User, catalog: tuple[Model, Model],
+                                                                upstream: FakeUpstream) -> None:
+    upstream.chunk_delay = 0.05
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    result = stream(member, answer, disconnect_after_deltas=2)
+
+    async def stop() -> Any:
+        client = AsyncClient()
+        await client.aforce_login(member)
+        return await client.post(f"/playground/answers/{answer.pk}/stop/", headers={"HX-Request": "true"})
+
+    response = async_to_sync(stop)()
+    assert response.status_code == 200
+    pane = response.content.decode()
+    assert f'id="answer-{answer.pk}"' in pane and 'hx-swap-oob="true"' in pane
+    assert "mark-stopped" in pane and "sse-connect" not in pane
+    assert html.escape("".join(result.deltas).split()[0]) in pane
+
+
+def test_stopping_an_answer_before_its_stream_opens_means_it_is_never_asked(
+    member: User, catalog: tuple[Model, Model], upstream: FakeUpstream
+) -> None:
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    client = Client()
+    client.force_login(member)
+    assert client.post(f"/playground/answers/{answer.pk}/stop/").status_code == 200
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.STOPPED
+
+    result = stream(member, answer)  # the EventSource connecting late
+    assert [event.name for event in result.events] == ["done"]
+    assert "Stopped before the first token." in result.done
+    assert upstream.requests == []
+
+
+def test_a_reconnecting_event_source_gets_the_final_answer_and_no_second_call(
+    member: User, catalog: tuple[Model, Model], upstream: FakeUpstream
+) -> None:
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    stream(member, answer)
+    again = stream(member, answer)
+    assert [event.name for event in again.events] == ["done"]
+    assert "<strong>token by token</strong>" in again.done
+    assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("401", "lab rejected its API key. Ask an admin to check the key of provider lab."),
+        ("429", "lab is rate limiting requests. Retry in 7 seconds."),
+    ],
+)
+def test_provider_errors_are_plain_words_in_the_pane(fault: str, expected: str, member: User,
+                                                     catalog: tuple[Model, Model], upstream: FakeUpstream) -> None:
+    upstream.fail_next(fault, retry_after=7)
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+
+    result = stream(member, answer)
+
+    assert result.deltas == []
+    assert expected in html.unescape(result.done)
+    assert "Traceback" not in result.body and API_KEY not in result.body
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.ERROR and answer.error_message == expected
+
+
+def test_a_timeout_says_so(member: User, catalog: tuple[Model, Model], upstream: FakeUpstream,
+                           settings: Any) -> None:
+    settings.PROVIDER_FIRST_TOKEN_TIMEOUT_SECONDS = 0.3
+    upstream.fail_next("slow", delay=2)
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    done = html.unescape(stream(member, answer).done)
+    assert "Timed out: " in done and "sent nothing for 0.3 seconds" in done
+
+
+def test_a_model_disabled_after_sending_is_explained(member: User, catalog: tuple[Model, Model],
+                                                     upstream: FakeUpstream) -> None:
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    Model.objects.filter(pk=catalog[0].pk).update(enabled=False)
+    assert "Model &#x27;lab/fake-model-a&#x27; is disabled." in stream(member, answer).done
+    assert upstream.requests == []
+
+
+def test_an_unexpected_failure_shows_no_details(member: User, catalog: tuple[Model, Model],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"internal detail {API_KEY}")
+        yield  # an async generator, like the real one
+
+    monkeypatch.setattr(calls, "stream_chat", broken)
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    result = stream(member, answer)
+    assert "Something went wrong in aspweb" in result.done
+    assert "internal detail" not in result.body and API_KEY not in result.body
+
+
+def test_only_the_owner_can_stream_or_stop_an_answer(member: User, make_user: Callable[..., User],
+                                                     catalog: tuple[Model, Model], upstream: FakeUpstream) -> None:
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    other = make_user("member", email="other@example.com")
+    admin = make_user("admin")
+
+    for intruder in (other, admin):
+        assert stream(intruder, answer).status == 404
+        client = Client()
+        client.force_login(intruder)
+        assert client.post(f"/playground/answers/{answer.pk}/stop/").status_code == 404
+    assert stream(make_user("finance"), answer).status == 403
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.PENDING and upstream.requests == []
