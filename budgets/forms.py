@@ -1,0 +1,104 @@
+import re
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from providers.models import ApiKey, Model, Provider
+
+from .models import Budget
+
+_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+class ThresholdsField(forms.CharField):
+    """Percentages as people type them ("50, 80, 100"), as a sorted list of distinct whole numbers."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(str(v) for v in value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value: Any) -> list[int]:
+        if isinstance(value, list | tuple):
+            value = ", ".join(str(v) for v in value)
+        numbers = set()
+        for part in _SEPARATORS.split(str(value or "").replace("%", " ")):
+            if not part:
+                continue
+            if not part.isdigit() or not 1 <= int(part) <= 1000:
+                raise ValidationError(f"{part!r} is not a percentage from 1 to 1000.")
+            numbers.add(int(part))
+        return sorted(numbers)
+
+
+class EmailsField(forms.CharField):
+    """Addresses separated by commas or new lines, as a list."""
+
+    widget = forms.Textarea(attrs={"rows": 2})
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list | tuple):
+            value = ", ".join(str(v) for v in value)
+        addresses = []
+        for address in _SEPARATORS.split(str(value or "")):
+            if address and address not in addresses:
+                validate_email(address)
+                addresses.append(address)
+        return addresses
+
+
+class BudgetForm(forms.ModelForm):
+    """The scope picks which target field counts; the others are cleared. `with_target=False` leaves the
+    target out, for config files that name a provider or model the same file creates."""
+
+    thresholds = ThresholdsField(required=False, initial="50, 80, 100",
+                                 help_text="Percentages of the amount that raise an alert, e.g. 50, 80, 100.")
+    emails = EmailsField(required=False, label="E-mail recipients",
+                         help_text="Separated by commas or new lines. Finance users and admins always get "
+                                   "in-app alerts.")
+
+    class Meta:
+        model = Budget
+        fields = ["name", "scope", "provider", "model", "user", "api_key", "period", "amount", "thresholds",
+                  "forecast", "hard_limit", "emails", "webhook_url"]
+        labels = {"amount": "Amount (USD)", "api_key": "API key", "hard_limit": "Hard limit",
+                  "forecast": "Forecast alert", "webhook_url": "Webhook URL"}
+        help_texts = {
+            "forecast": "Alert once when the run-rate projects the period's spend above the amount "
+                        "(from a quarter of the way through the period).",
+            "hard_limit": "Refuse calls that could take spend past the amount, before any provider is called.",
+            "webhook_url": "A Slack-compatible incoming webhook: it receives JSON with a text field.",
+        }
+
+    def __init__(self, *args: Any, with_target: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.with_target = with_target
+        if not with_target:
+            for name in Budget.TARGETS.values():
+                del self.fields[name]
+            return
+        self.fields["provider"].queryset = Provider.objects.active()
+        self.fields["model"].queryset = (Model.objects.filter(provider__archived_at__isnull=True)
+                                         .select_related("provider").order_by("provider__name", "name"))
+        self.fields["user"].queryset = get_user_model().objects.filter(is_active=True).order_by("email")
+        self.fields["api_key"].queryset = ApiKey.objects.filter(revoked_at__isnull=True).order_by("name")
+        for name in Budget.TARGETS.values():
+            self.fields[name].help_text = f"For the “One {name.replace('_', ' ')}” scope."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        scope = data.get("scope")
+        if self.with_target and scope:
+            wanted = Budget.TARGETS.get(scope)
+            for name in Budget.TARGETS.values():
+                if name != wanted:
+                    data[name] = None
+            if wanted and not data.get(wanted) and wanted not in self.errors:
+                self.add_error(wanted, f"Choose the {wanted.replace('_', ' ')} this budget is for.")
+        if data.get("forecast") and data.get("period") == Budget.Period.TOTAL:
+            self.add_error("forecast", "A total budget never ends, so there is no period end to forecast.")
+        return data

@@ -1,0 +1,138 @@
+"""Alert channels: the words of an alert, and sending it by e-mail or to a Slack-compatible webhook.
+
+In-app notifications are rows written with the alert (budgets.services); the channels here talk to the
+outside world, so they run in the alert_deliver task, which retries what DeliveryError says is worth it.
+"""
+
+import smtplib
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.core.mail import send_mail
+from django.urls import reverse
+
+from providers.templatetags.money import usd
+
+from .models import AlertEvent, Delivery
+
+
+class DeliveryError(Exception):
+    """A channel could not deliver. `retryable`: the next try may work (network, timeout, 5xx, 429)."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+# -- words ------------------------------------------------------------------------------------------
+
+
+def title(event: AlertEvent) -> str:
+    name = event.budget.name
+    if event.kind == AlertEvent.Kind.THRESHOLD:
+        return f"Budget {name}: {event.threshold}% reached"
+    if event.kind == AlertEvent.Kind.FORECAST:
+        return f"Budget {name}: on course to go over"
+    return f"Budget {name}: test alert"
+
+
+def describe(event: AlertEvent, *, requested_by: str = "") -> str:
+    """One plain sentence or two, the same on every channel."""
+    budget, span = event.budget, event.period.span
+    spent, amount = event.spent, event.amount
+    what = f"Budget “{budget.name}” ({budget.target_label})"
+    if event.kind == AlertEvent.Kind.THRESHOLD:
+        text = (f"{what} reached {event.threshold}% of its {usd(amount, 2)} for {span.label()}: "
+                f"{usd(spent, 2)} spent, {usd(max(amount - spent, Decimal(0)), 2)} left.")
+        if budget.hard_limit and event.threshold >= 100:
+            text += " Calls that could go past it are refused."
+        return text
+    if event.kind == AlertEvent.Kind.FORECAST:
+        return (f"{what} is on course to spend {usd(event.projected, 2)} in {span.label()}, above its "
+                f"{usd(amount, 2)}: {usd(spent, 2)} spent so far.")
+    by = f", sent by {requested_by}" if requested_by else ""
+    return (f"Test alert for {what}{by}: {usd(spent, 2)} of {usd(amount, 2)} spent in {span.label()}. "
+            "Real alerts arrive here the same way.")
+
+
+def link(event: AlertEvent) -> str:
+    """The budget's page as an absolute URL, when ASPWEB_SITE_URL says where aspweb is served."""
+    base = settings.SITE_URL.rstrip("/")
+    return f"{base}{reverse('budget_detail', args=[event.budget_id])}" if base else ""
+
+
+def _money(value: Decimal | None) -> str | None:
+    # Strings, not floats: receivers get the exact amounts.
+    return None if value is None else format(value.normalize(), "f")
+
+
+def payload(event: AlertEvent) -> dict[str, Any]:
+    """Slack-compatible JSON: Slack (and Mattermost, Discord's /slack endpoint, Teams workflows) show
+    `text`; everything else is for receivers that want the numbers."""
+    budget, span = event.budget, event.period.span
+    url = link(event)
+    text = f"*{title(event)}*\n{event.message}" + (f"\n<{url}|Open the budget in aspweb>" if url else "")
+    return {
+        "text": text,
+        "event": f"budget.{event.kind}",
+        "alert_id": event.pk,
+        "created_at": event.created_at.isoformat(),
+        "budget": {
+            "id": budget.pk, "name": budget.name, "scope": budget.scope, "target": budget.target_label,
+            "period": budget.period, "amount": _money(event.amount), "hard_limit": budget.hard_limit,
+        },
+        "period": {"start": span.start.isoformat() if span.end else None,
+                   "end": span.end.isoformat() if span.end else None, "label": span.label()},
+        "threshold": event.threshold if event.kind == AlertEvent.Kind.THRESHOLD else None,
+        "spent": _money(event.spent),
+        "remaining": _money(max(event.amount - event.spent, Decimal(0))),
+        "projected": _money(event.projected),
+        "currency": "USD",
+        "url": url or None,
+    }
+
+
+# -- sending ----------------------------------------------------------------------------------------
+
+
+def deliver(delivery: Delivery) -> None:
+    """Send one queued delivery; raises DeliveryError."""
+    if delivery.channel == Delivery.Channel.EMAIL:
+        _email(delivery.alert)
+    elif delivery.channel == Delivery.Channel.WEBHOOK:
+        _webhook(delivery.alert)
+    else:
+        raise DeliveryError(f"Channel {delivery.channel!r} is not sent by a task.", retryable=False)
+
+
+def _email(event: AlertEvent) -> None:
+    recipients = event.budget.emails
+    if not recipients:
+        raise DeliveryError("The budget has no e-mail recipients any more.", retryable=False)
+    url = link(event)
+    body = event.message + (f"\n\n{url}" if url else "") + "\n\n-- aspweb budgets"
+    try:
+        send_mail(f"[aspweb] {title(event)}", body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise DeliveryError(f"The mail server refused or could not be reached: {exc}", retryable=True) from None
+
+
+def _webhook(event: AlertEvent) -> None:
+    budget = event.budget
+    url, host = budget.webhook_url, budget.webhook_host
+    if not url:
+        raise DeliveryError("The budget has no webhook URL any more.", retryable=False)
+    try:
+        response = httpx.post(url, json=payload(event), timeout=settings.ALERT_WEBHOOK_TIMEOUT_SECONDS,
+                              follow_redirects=False, headers={"User-Agent": "aspweb-alerts"})
+    except httpx.HTTPError as exc:
+        # The URL is a credential: messages name the host only.
+        detail = str(exc).replace(url, host) or type(exc).__name__
+        raise DeliveryError(f"Could not post to {host}: {detail}", retryable=True) from None
+    if response.is_success:
+        return
+    status = response.status_code
+    retryable = status in (408, 429) or status >= 500
+    raise DeliveryError(f"{host} answered HTTP {status}: {response.text[:200]}", retryable=retryable)

@@ -1,0 +1,114 @@
+"""What the budget tests share: a priced model nobody calls, spending an exact amount through the ledger,
+budgets, a loopback webhook receiver, and the clock in the ledger's time zone."""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from aspweb.roles import ROLES
+from budgets.models import Budget, BudgetPeriod
+from providers.models import Model, Price, Provider
+from usage import services as usage_services
+from usage.models import UsageRecord
+
+ON_POSTGRESQL = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+SQLITE_REASON = ("SQLite serialises writers with a database lock; the race this guards against exists only on "
+                 "PostgreSQL")
+
+
+def ensure_role_groups() -> None:
+    """The role groups come from a migration, and the flush after an earlier transactional test empties
+    them; tests of their own transactions that need a role put them back."""
+    for name in ROLES:
+        Group.objects.get_or_create(name=name)
+
+
+def local(*args: int) -> datetime:
+    """An instant given as wall-clock time in settings.TIME_ZONE."""
+    return datetime(*args, tzinfo=ZoneInfo(settings.TIME_ZONE))
+
+
+def make_model(name: str = "m1", provider: str = "p1") -> Model:
+    """A model at $1 input and $2 output per 1M tokens, on a provider at a dead address."""
+    provider_row, _ = Provider.objects.get_or_create(name=provider, kind="openai_compatible",
+                                                     base_url="http://127.0.0.1:9/v1")
+    model = Model.objects.create(provider=provider_row, name=name)
+    Price.objects.create(model=model, effective_from=datetime(2020, 1, 1, tzinfo=ZoneInfo("UTC")),
+                         input=Decimal("1"), output=Decimal("2"))
+    return model
+
+
+def spend(model: Model, amount: str | Decimal, *, when: datetime | None = None, **fields: Any) -> UsageRecord:
+    """Write a usage record that costs exactly `amount` dollars (input tokens at $1 per 1M)."""
+    tokens = int(Decimal(amount) * 1_000_000)
+    return usage_services.usage_record_create(provider=model.provider, model=model, source="cli", status="ok",
+                                              created_at=when, input_tokens=tokens, **fields)
+
+
+def make_budget(name: str = "Team", **fields: Any) -> Budget:
+    fields.setdefault("amount", Decimal("1"))
+    return Budget.objects.create(name=name, **fields)
+
+
+def period_of(budget: Budget, when: datetime | None = None) -> BudgetPeriod:
+    return BudgetPeriod.objects.get(budget=budget, start=budget.span_at(when or timezone.now()).start)
+
+
+class Receiver:
+    """A webhook receiver on loopback: records each POST's JSON and answers with the scripted statuses in
+    turn (the last one repeats)."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.statuses = list(statuses or [200])
+        self.posts: list[dict[str, Any]] = []
+        self.times: list[float] = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T000/B000/s3cr3t-token"
+
+    def __enter__(self) -> "Receiver":
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    receiver.posts.append({"path": self.path, "content_type": self.headers.get("Content-Type"),
+                                           "json": json.loads(body)})
+                    receiver.times.append(time.monotonic())
+                    status = receiver.statuses[min(len(receiver.posts), len(receiver.statuses)) - 1]
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok" if status < 300 else b"try later")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextmanager
+def receiver(statuses: list[int] | None = None) -> Iterator[Receiver]:
+    with Receiver(statuses) as running:
+        yield running

@@ -1,0 +1,138 @@
+"""Alert channels: a Slack-compatible webhook posted to a real HTTP receiver on loopback (retried while it
+fails, given up on when it refuses), e-mail through Django's mail, and test alerts per channel. Tasks run
+eagerly here, so retries follow one another at once; tests/test_budgets_worker.py waits out the backoff
+with a real worker."""
+
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+from django.core import mail
+
+from accounts.models import User
+from budgets import services
+from budgets.models import AlertEvent, Delivery, Notification
+from tests.budgets_support import make_budget, make_model, period_of, receiver, spend
+
+
+@pytest.fixture
+def finance(make_user: Callable[..., User]) -> User:
+    return make_user("finance")
+
+
+def _cross_half(budget_fields: dict, capture: Callable) -> AlertEvent:
+    """Spend 55% of a $1 budget and evaluate, running what is dispatched on commit."""
+    model = make_model()
+    budget = make_budget(amount=Decimal(1), thresholds=[50], **budget_fields)
+    spend(model, "0.55")
+    with capture(execute=True):
+        [event] = services.budget_periods_evaluate(period_ids=[period_of(budget).pk])
+    return event
+
+
+def test_the_webhook_gets_slack_compatible_json_with_structured_fields(
+        db: None, django_capture_on_commit_callbacks: Callable, settings: object) -> None:
+    settings.SITE_URL = "https://aspweb.example.com"
+    with receiver([200]) as hook:
+        model = make_model()
+        budget = make_budget("Team", amount=Decimal(1), thresholds=[50], webhook_url=hook.url, hard_limit=True)
+        spend(model, "0.55")
+        with django_capture_on_commit_callbacks(execute=True):
+            [event] = services.budget_periods_evaluate(period_ids=[period_of(budget).pk])
+
+    [post] = hook.posts
+    body = post["json"]
+    assert post["path"] == "/hooks/T000/B000/s3cr3t-token"
+    assert post["content_type"] == "application/json"
+    assert body["text"] == (f"*Budget Team: 50% reached*\n{event.message}\n"
+                            f"<https://aspweb.example.com/budgets/{budget.pk}/|Open the budget in aspweb>")
+    assert body["event"] == "budget.threshold"
+    assert body["threshold"] == 50
+    assert (body["spent"], body["remaining"], body["currency"]) == ("0.55", "0.45", "USD")
+    assert body["budget"] == {"id": budget.pk, "name": "Team", "scope": "global", "target": "every call",
+                              "period": "monthly", "amount": "1", "hard_limit": True}
+    assert body["period"]["label"] == period_of(budget).span.label()
+    delivery = Delivery.objects.get(alert=event, channel="webhook")
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("sent", 1, "")
+    assert delivery.sent_at is not None
+
+
+def test_a_receiver_that_fails_twice_then_succeeds(db: None, django_capture_on_commit_callbacks: Callable) -> None:
+    with receiver([500, 503, 200]) as hook:
+        event = _cross_half({"webhook_url": hook.url}, django_capture_on_commit_callbacks)
+
+    assert len(hook.posts) == 3
+    assert [p["json"]["alert_id"] for p in hook.posts] == [event.pk] * 3
+    delivery = Delivery.objects.get(alert=event, channel="webhook")
+    assert (delivery.status, delivery.attempts) == ("sent", 3)
+    assert delivery.last_error == f"127.0.0.1:{hook.server.server_address[1]} answered HTTP 503: try later"
+
+
+def test_a_refusing_receiver_is_not_retried(db: None, django_capture_on_commit_callbacks: Callable) -> None:
+    with receiver([404]) as hook:
+        event = _cross_half({"webhook_url": hook.url}, django_capture_on_commit_callbacks)
+
+    assert len(hook.posts) == 1
+    delivery = Delivery.objects.get(alert=event, channel="webhook")
+    assert (delivery.status, delivery.attempts) == ("failed", 1)
+    assert "HTTP 404" in delivery.last_error
+
+
+def test_an_unreachable_receiver_is_retried_then_given_up_without_leaking_the_url(
+        db: None, django_capture_on_commit_callbacks: Callable, settings: object) -> None:
+    with receiver() as hook:
+        url, host = hook.url, f"127.0.0.1:{hook.server.server_address[1]}"
+    # The receiver is gone: every attempt finds the port closed.
+    event = _cross_half({"webhook_url": url}, django_capture_on_commit_callbacks)
+
+    delivery = Delivery.objects.get(alert=event, channel="webhook")
+    assert delivery.status == "failed"
+    assert delivery.attempts == settings.ALERT_DELIVERY_RETRIES + 1
+    assert delivery.last_error.startswith(f"Could not post to {host}")
+    assert "s3cr3t-token" not in delivery.last_error
+
+
+def test_backoff_doubles_up_to_its_cap(settings: object) -> None:
+    settings.ALERT_RETRY_BASE_SECONDS, settings.ALERT_RETRY_MAX_SECONDS = 10, 600
+    assert [services.delivery_backoff(n) for n in range(8)] == [10, 20, 40, 80, 160, 320, 600, 600]
+
+
+def test_e_mail_goes_to_the_budgets_recipients(db: None, django_capture_on_commit_callbacks: Callable) -> None:
+    event = _cross_half({"emails": ["cfo@example.com", "ops@example.com"]}, django_capture_on_commit_callbacks)
+
+    [message] = mail.outbox
+    assert message.to == ["cfo@example.com", "ops@example.com"]
+    assert message.subject == "[aspweb] Budget Team: 50% reached"
+    assert event.message in message.body
+    assert Delivery.objects.get(alert=event, channel="email").status == "sent"
+
+
+def test_test_alerts_go_through_one_channel_each(db: None, finance: User, make_user: Callable[..., User],
+                                                 django_capture_on_commit_callbacks: Callable) -> None:
+    admin = make_user("admin")
+    with receiver([200]) as hook:
+        budget = make_budget(amount=Decimal(1), emails=["cfo@example.com"], webhook_url=hook.url)
+        with django_capture_on_commit_callbacks(execute=True):
+            in_app = services.budget_test_alert(budget=budget, channel="in_app", actor=finance)
+            email = services.budget_test_alert(budget=budget, channel="email", actor=finance)
+            webhook = services.budget_test_alert(budget=budget, channel="webhook", actor=finance)
+
+    # In-app goes to the person testing only, not to every finance user and admin.
+    assert list(Notification.objects.values_list("user", flat=True)) == [finance.pk]
+    assert not Notification.objects.filter(user=admin).exists()
+    assert [m.subject for m in mail.outbox] == ["[aspweb] Budget Team: test alert"]
+    [post] = hook.posts
+    assert post["json"]["event"] == "budget.test"
+    assert "sent by finance@example.com" in post["json"]["text"]
+    for delivery in (in_app, email, webhook):
+        delivery.refresh_from_db()
+        assert delivery.status == "sent"
+
+
+def test_a_channel_without_recipients_cannot_be_tested(db: None, finance: User) -> None:
+    budget = make_budget(amount=Decimal(1))
+    with pytest.raises(ValueError, match="no e-mail recipients"):
+        services.budget_test_alert(budget=budget, channel="email", actor=finance)
+    with pytest.raises(ValueError, match="no webhook URL"):
+        services.budget_test_alert(budget=budget, channel="webhook", actor=finance)
+    assert not AlertEvent.objects.exists()

@@ -1,0 +1,243 @@
+"""Hard limits through the real call path against the fake upstream: the worst case is reserved before any
+provider is contacted, a call that does not fit is refused in plain words, the usage record settles the
+reservation in its own transaction, and a call that never records cannot hold money for ever."""
+
+import threading
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connections
+from django.utils import timezone
+
+from budgets import services
+from budgets.models import BudgetPeriod, Reservation
+from providers import calls
+from providers.adapters.base import ChatRequest, Message, estimate_tokens, prompt_text
+from providers.models import Model, Price, Provider
+from tests import gateway_support
+from tests.budgets_support import ON_POSTGRESQL, SQLITE_REASON, make_budget, period_of, spend
+from tests.fakes.upstream import FakeUpstream
+from usage.models import DailyUsage, UsageRecord
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CALLER = calls.Caller(source="cli")
+PROMPT = "Say hello to the budget"
+INPUT_PRICE, OUTPUT_PRICE = Decimal("1"), Decimal("2")  # per 1M tokens
+
+
+@pytest.fixture
+def model(upstream: FakeUpstream) -> Model:
+    provider = Provider.objects.create(name="local", kind="openai_compatible", base_url=upstream.openai_base_url,
+                                       api_key="sk-local-0001", max_retries=0)
+    model = Model.objects.create(provider=provider, name="fake-model-a")
+    Price.objects.create(model=model, input=INPUT_PRICE, output=OUTPUT_PRICE)
+    return model
+
+
+def _request(**kwargs: object) -> ChatRequest:
+    return ChatRequest(model="local/fake-model-a", messages=(Message("user", PROMPT),), **kwargs)
+
+
+def worst_case(request: ChatRequest, output_tokens: int) -> Decimal:
+    """Worked out here independently: estimated input at $1 per 1M plus output at $2 per 1M."""
+    return (estimate_tokens(prompt_text(request)) * INPUT_PRICE + output_tokens * OUTPUT_PRICE) / 1_000_000
+
+
+def _reservations_during(request: ChatRequest, caller: calls.Caller = CALLER) -> tuple[list[Decimal], calls.CallRecord]:
+    """Run a call and return the reservations held while its first chunk arrives."""
+    record, held = calls.CallRecord(), []
+
+    async def go() -> None:
+        async for _ in calls.stream_chat(request, caller=caller, record=record):
+            if not held:
+                held.extend(await sync_to_async(lambda: list(
+                    Reservation.objects.filter(request_id=record.request_id).values_list("amount", flat=True)))())
+
+    async_to_sync(go)()
+    return held, record
+
+
+def test_a_call_reserves_its_worst_case_and_its_usage_record_settles_it(model: Model, upstream: FakeUpstream) -> None:
+    budget = make_budget(amount=Decimal(1), hard_limit=True)
+    request = _request(max_tokens=100)
+    upstream.usage = {"input_tokens": 40, "output_tokens": 25}
+
+    held, record = _reservations_during(request)
+
+    assert held == [worst_case(request, 100)]
+    period = period_of(budget)
+    row = UsageRecord.objects.get(request_id=record.request_id)
+    assert row.cost == Decimal("0.00009")  # 40 x $1 + 25 x $2 per 1M: the real cost replaced the worst case
+    assert (period.spent, period.reserved) == (row.cost, 0)
+    assert not Reservation.objects.exists()
+
+
+def test_without_max_tokens_the_default_cap_is_reserved(model: Model, settings: object) -> None:
+    settings.BUDGET_DEFAULT_MAX_TOKENS = 1000
+    make_budget(amount=Decimal(1), hard_limit=True)
+    request = _request()
+
+    held, _ = _reservations_during(request)
+
+    assert held == [worst_case(request, 1000)]
+
+
+def test_a_call_that_does_not_fit_is_refused_before_any_provider_is_contacted(model: Model,
+                                                                                  upstream: FakeUpstream) -> None:
+    budget = make_budget("Lab monthly", scope="model", model=model, amount=Decimal("0.001"), hard_limit=True)
+    spend(model, "0.0004")
+    request = _request(max_tokens=1000)  # could cost about $0.002
+
+    with pytest.raises(calls.CallError) as caught:
+        calls.complete_chat(request, caller=CALLER)
+
+    assert caught.value.code == "budget_exceeded"
+    assert caught.value.message.startswith("Budget “Lab monthly” (model local/fake-model-a, monthly) has $0.0006 left "
+                                           "of $0.001, and this call could cost up to $0.002")
+    assert upstream.requests == []
+    refused = UsageRecord.objects.get(error_kind="budget_exceeded")
+    assert (refused.status, refused.cost, refused.error_message) == ("error", 0, caught.value.message)
+    assert (period_of(budget).spent, period_of(budget).reserved) == (Decimal("0.0004"), 0)
+    assert not Reservation.objects.exists()
+
+
+def test_reservations_are_all_or_none(model: Model, upstream: FakeUpstream) -> None:
+    roomy = make_budget("Everything", amount=Decimal(10), hard_limit=True)
+    tight = make_budget("This model", scope="model", model=model, amount=Decimal("0.0001"), hard_limit=True)
+    soft = make_budget("Soft", scope="provider", provider=model.provider, amount=Decimal("0.0001"))
+
+    with pytest.raises(calls.CallError, match="This model"):
+        calls.complete_chat(_request(max_tokens=1000), caller=CALLER)
+
+    # The roomy budget's hold was rolled back with the tight one's refusal; the soft one holds nothing ever.
+    assert [p.reserved for p in BudgetPeriod.objects.filter(budget__in=[roomy, tight])] == [0, 0]
+    assert not BudgetPeriod.objects.filter(budget=soft, reserved__gt=0).exists()
+    assert not Reservation.objects.exists()
+    assert upstream.requests == []
+
+
+def test_a_soft_budget_is_charged_but_never_refuses(model: Model, upstream: FakeUpstream) -> None:
+    soft = make_budget(amount=Decimal("0.00001"))
+    upstream.usage = {"input_tokens": 1000, "output_tokens": 1000}
+
+    completion, record = calls.complete_chat(_request(max_tokens=2000), caller=CALLER)
+
+    assert completion.text == upstream.reply
+    assert period_of(soft).spent == record.cost == Decimal("0.003") > soft.amount
+    assert not Reservation.objects.exists()
+
+
+def test_an_api_key_budget_answers_429_budget_exceeded_at_the_gateway(upstream: FakeUpstream,
+                                                                       make_user: object) -> None:
+    gateway_support.make_providers(upstream)
+    key, secret = gateway_support.make_key(make_user("member"))
+    make_budget("Key budget", scope="api_key", api_key=key, amount=Decimal("0.0001"), hard_limit=True)
+
+    answer = gateway_support.call("/v1/chat/completions", gateway_support.chat_body(max_tokens=1000), key=secret)
+
+    assert answer.status == 429
+    assert answer.json["error"]["code"] == "budget_exceeded"
+    assert "Key budget" in answer.json["error"]["message"]
+    assert upstream.requests == []
+
+
+def test_the_reservation_of_a_call_that_never_recorded_expires(model: Model, upstream: FakeUpstream) -> None:
+    budget = make_budget(amount=Decimal("0.003"), hard_limit=True)
+    request = _request(max_tokens=1000)
+    cost = worst_case(request, 1000)
+    # A call that reserved and whose worker died: no usage record will ever settle it.
+    crashed = uuid.uuid4()
+    services.budget_reserve(request_id=crashed, provider=model.provider, model=model, user=None, api_key=None,
+                            cost=cost, ttl=timedelta(minutes=15), now=timezone.now() - timedelta(minutes=20))
+    live = uuid.uuid4()
+    services.budget_reserve(request_id=live, provider=model.provider, model=model, user=None, api_key=None,
+                            cost=Decimal("0.0001"), ttl=timedelta(minutes=15))
+    assert period_of(budget).reserved == cost + Decimal("0.0001")
+
+    # Nothing else fits beside the dead call's hold; the refused reservation releases what expired, then fits.
+    completion, record = calls.complete_chat(request, caller=CALLER)
+
+    assert completion.text == upstream.reply
+    assert not Reservation.objects.filter(request_id=crashed).exists()
+    assert Reservation.objects.filter(request_id=live).exists()
+    period = period_of(budget)
+    assert (period.spent, period.reserved) == (record.cost, Decimal("0.0001"))
+
+
+def test_the_sweep_releases_expired_reservations_and_a_late_record_does_not_release_twice(model: Model) -> None:
+    budget = make_budget(amount=Decimal(1), hard_limit=True)
+    late = uuid.uuid4()
+    services.budget_reserve(request_id=late, provider=model.provider, model=model, user=None, api_key=None,
+                            cost=Decimal("0.5"), ttl=timedelta(minutes=15), now=timezone.now() - timedelta(hours=1))
+    services.budget_reserve(request_id=uuid.uuid4(), provider=model.provider, model=model, user=None,
+                            api_key=None, cost=Decimal("0.25"), ttl=timedelta(minutes=15))
+
+    result = services.budgets_sweep()
+    assert result.released == 1
+    assert period_of(budget).reserved == Decimal("0.25")
+    assert services.budgets_sweep().released == 0
+
+    # The call was only slow after all: its record adds its cost and takes nothing more off `reserved`.
+    spend(model, "0.1", request_id=late)
+    assert (period_of(budget).spent, period_of(budget).reserved) == (Decimal("0.1"), Decimal("0.25"))
+
+
+def test_a_budget_made_mid_month_counts_the_month_so_far_and_the_sweep_reconciles(model: Model) -> None:
+    spend(model, "0.2")
+    spend(model, "0.3")
+    budget = make_budget(amount=Decimal(1))
+    spend(model, "0.05")
+    assert period_of(budget).spent == Decimal("0.55")
+
+    # A counter that drifted (re-pricing, a rebuilt rollup) is set back to the ledger by the sweep.
+    BudgetPeriod.objects.filter(budget=budget).update(spent=Decimal("9"), reserved=Decimal("1"))
+    assert services.budgets_sweep().reconciled == 1
+    assert (period_of(budget).spent, period_of(budget).reserved) == (Decimal("0.55"), 0)
+    assert period_of(budget).spent == DailyUsage.objects.get().cost
+
+
+@pytest.mark.skipif(not ON_POSTGRESQL, reason=SQLITE_REASON)
+def test_fifty_concurrent_calls_against_a_budget_for_ten(model: Model, upstream: FakeUpstream) -> None:
+    request = _request(max_tokens=500)
+    cost = worst_case(request, 500)
+    # The fake reports the worst case as the real usage, so no finished call leaves room for another.
+    upstream.usage = {"input_tokens": estimate_tokens(prompt_text(request)), "output_tokens": 500}
+    upstream.chunk_delay = 0.01
+    budget = make_budget(amount=cost * 10, hard_limit=True)
+    callers = 50
+    start = threading.Barrier(callers)
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            start.wait()
+            calls.complete_chat(request, caller=CALLER)
+            outcomes.append("ok")
+        except calls.CallError as exc:
+            outcomes.append(exc.code)
+        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    assert sorted(set(outcomes)) == ["budget_exceeded", "ok"]
+    assert outcomes.count("ok") == 10
+    assert outcomes.count("budget_exceeded") == 40
+    assert len(upstream.requests) == 10  # the refused 40 never reached the provider
+    period = period_of(budget)
+    recorded = sum(r.cost for r in UsageRecord.objects.filter(status="ok"))
+    assert period.spent == recorded <= budget.amount + cost
+    assert period.reserved == 0 and not Reservation.objects.exists()
+    assert UsageRecord.objects.filter(error_kind="budget_exceeded").count() == 40
