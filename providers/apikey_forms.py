@@ -1,0 +1,56 @@
+from datetime import datetime
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from accounts.models import User
+
+from . import apikeys
+
+
+def allowed_model_choices() -> list[tuple[str, list[tuple[str, str]]]]:
+    """Routes, whole providers (PROVIDER/*) and single models, grouped, for the allowed-models boxes."""
+    models, routes = apikeys.addressable()
+    providers = sorted({model.provider.name for model in models})
+    groups = [
+        ("Routes", [(route.name, route.name) for route in routes]),
+        ("Every model of a provider", [(f"{name}/*", f"{name}/*") for name in providers]),
+        ("Single models", sorted((str(model), str(model)) for model in models)),
+    ]
+    return [(label, choices) for label, choices in groups if choices]
+
+
+class ApiKeyForm(forms.Form):
+    """A new key. Admins choose its owner; others make keys for themselves only (no owner field)."""
+
+    name = forms.CharField(max_length=100, help_text="What will use it: an application, a script, a laptop.")
+    user = forms.ModelChoiceField(
+        User.objects.filter(is_active=True), required=False, label="Owner",
+        help_text="The person it belongs to or acts for; leave empty for an application's key.",
+    )
+    allowed_models = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, label="Allowed models and routes",
+        help_text="None ticked: every model and route, including ones added later.",
+    )
+    rpm_limit = forms.IntegerField(min_value=1, required=False, label="Requests per minute",
+                                   help_text="Empty: no limit.")
+    tpm_limit = forms.IntegerField(min_value=1, required=False, label="Tokens per minute",
+                                   help_text="Input and output tokens; empty: no limit.")
+    expires_at = forms.DateTimeField(
+        required=False, label="Expires",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="Empty: never (revoke it when it is no longer needed).",
+    )
+
+    def __init__(self, *args: Any, choose_owner: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not choose_owner:
+            del self.fields["user"]
+        self.fields["allowed_models"].choices = allowed_model_choices()
+
+    def clean_expires_at(self) -> datetime | None:
+        expires_at = self.cleaned_data["expires_at"]
+        if expires_at is not None and expires_at <= timezone.now():
+            raise forms.ValidationError("Choose a time in the future.")
+        return expires_at

@@ -1,0 +1,166 @@
+"""Gateway keys: made, checked, revoked. Writes that touch keys live here (the services of `ApiKey`).
+
+A key reads `ask-` + 8 lowercase letters or digits + 40 letters or digits, e.g.
+`ask-3f9k2m7q` + `Xb3…`. The first 12 characters are its prefix: stored in clear, unique, shown in
+lists and logs to name the key. The whole key is stored only as its SHA-256, which is enough for a key
+with 238 random bits (a slow password hash protects guessable secrets, not random ones). Checking a key
+finds the row by prefix and compares hashes in constant time.
+
+Members may make keys for themselves when an admin allows it: the allowance is Django's own
+`providers.add_apikey` permission on the user, set from the API keys page (or the Django admin).
+"""
+
+import hashlib
+import hmac
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from django.contrib.auth.models import Permission
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.audit import audit_log
+from aspweb.roles import ADMIN, has_role
+
+from .models import ApiKey, Model, Route
+
+KEY_START = "ask-"
+PREFIX_LENGTH = len(KEY_START) + 8
+SECRET_LENGTH = 40
+_PREFIX_ALPHABET = string.ascii_lowercase + string.digits
+_SECRET_ALPHABET = string.ascii_letters + string.digits
+KEY_LENGTH = PREFIX_LENGTH + SECRET_LENGTH
+# last_used_at is written at most this often per key: a busy key would otherwise write on every call.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+SELF_SERVICE_PERMISSION = "add_apikey"
+
+
+def _hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _new_key() -> str:
+    return (KEY_START + "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(PREFIX_LENGTH - len(KEY_START)))
+            + "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(SECRET_LENGTH)))
+
+
+def api_key_create(*, name: str, user: Any, actor: Any, allowed_models: list[str] | None = None,
+                   rpm_limit: int | None = None, tpm_limit: int | None = None,
+                   expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+    """Make a key and return it with its full text, which is never available again."""
+    with transaction.atomic():
+        while True:
+            raw = _new_key()
+            if not ApiKey.objects.filter(prefix=raw[:PREFIX_LENGTH]).exists():
+                break
+        key = ApiKey.objects.create(
+            name=name, user=user, prefix=raw[:PREFIX_LENGTH], key_hash=_hash(raw),
+            allowed_models=sorted(set(allowed_models or [])), rpm_limit=rpm_limit, tpm_limit=tpm_limit,
+            expires_at=expires_at, created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        )
+        audit_log(actor, "apikey.create", key, owner=user.email if user else "", models=key.allowed_models,
+                  rpm_limit=rpm_limit, tpm_limit=tpm_limit,
+                  expires_at=expires_at.isoformat() if expires_at else "")
+    return key, raw
+
+
+def api_key_revoke(*, key: ApiKey, actor: Any) -> bool:
+    """Revoke a key; False when it already was."""
+    with transaction.atomic():
+        revoked = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if revoked:
+            key.refresh_from_db(fields=["revoked_at"])
+            audit_log(actor, "apikey.revoke", key)
+    return bool(revoked)
+
+
+class KeyRefused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def api_key_authenticate(raw: str | None) -> ApiKey:
+    """The live key `raw` names, with its user; KeyRefused (a 401 for the gateway) otherwise."""
+    if not raw:
+        raise KeyRefused("No API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.")
+    if not raw.startswith(KEY_START) or len(raw) != KEY_LENGTH:
+        raise KeyRefused("This is not an aspweb API key (they start with `ask-`).")
+    key = ApiKey.objects.select_related("user").filter(prefix=raw[:PREFIX_LENGTH]).first()
+    # The comparison runs whether or not the prefix matched, so timing tells nothing either way.
+    expected = key.key_hash if key is not None else "0" * 64
+    if not hmac.compare_digest(expected, _hash(raw)) or key is None:
+        raise KeyRefused("Incorrect API key.")
+    now = timezone.now()
+    if key.revoked_at is not None:
+        raise KeyRefused(f"API key {key.prefix}… was revoked.")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise KeyRefused(f"API key {key.prefix}… expired on {key.expires_at:%Y-%m-%d %H:%M} UTC.")
+    if key.user is not None and not key.user.is_active:
+        raise KeyRefused(f"The owner of API key {key.prefix}… is deactivated.")
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+        # Conditional, so that concurrent requests on several workers write it once.
+        ApiKey.objects.filter(pk=key.pk).exclude(last_used_at__gt=now - LAST_USED_RESOLUTION).update(
+            last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+def key_allows(key: ApiKey, address: str) -> bool:
+    """Whether the key may ask for `address` (a route name or PROVIDER/MODEL). An empty list allows all;
+    `PROVIDER/*` allows every model of that provider."""
+    allowed = key.allowed_models
+    if not allowed or address in allowed:
+        return True
+    provider, sep, _ = address.partition("/")
+    return bool(sep) and f"{provider}/*" in allowed
+
+
+def key_status(key: ApiKey, now: datetime | None = None) -> Literal["active", "revoked", "expired"]:
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= (now or timezone.now()):
+        return "expired"
+    return "active"
+
+
+def addressable() -> tuple[list[Model], list[Route]]:
+    """Enabled models of enabled providers, and enabled routes: what a key can be allowed to use."""
+    models = list(Model.objects.select_related("provider").filter(
+        enabled=True, provider__enabled=True, provider__archived_at__isnull=True))
+    routes = list(Route.objects.filter(enabled=True))
+    return models, routes
+
+
+# -- self-service ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyRights:
+    """What a signed-in person may do with keys."""
+
+    manage_all: bool  # see, make (for anyone) and revoke every key
+    create_own: bool  # make keys for themselves
+
+
+def key_rights(user: Any) -> KeyRights:
+    if has_role(user, ADMIN):
+        return KeyRights(manage_all=True, create_own=True)
+    return KeyRights(manage_all=False, create_own=user.has_perm(f"providers.{SELF_SERVICE_PERMISSION}"))
+
+
+def self_service_set(*, user: Any, allowed: bool, actor: Any) -> None:
+    """Allow or stop a person making their own keys (their existing keys stay as they are)."""
+    permission = Permission.objects.get(content_type__app_label="providers", codename=SELF_SERVICE_PERMISSION)
+    with transaction.atomic():
+        if allowed:
+            user.user_permissions.add(permission)
+        else:
+            user.user_permissions.remove(permission)
+        audit_log(actor, "apikey.self_service", user, allowed=allowed)
+    # has_perm caches per user object.
+    for cache in ("_perm_cache", "_user_perm_cache"):
+        user.__dict__.pop(cache, None)
