@@ -1,0 +1,538 @@
+"""The cost dashboards and "My usage": their numbers against direct sums over the raw records, the date
+presets in a non-UTC time zone, filters, drill-down, sorting, the CSV of a view, who sees what, and the
+charts (SVG with hover titles, each followed by a table)."""
+
+import csv
+import io
+import random
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncDate
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import User
+from providers.models import ApiKey, Model, Price, Provider
+from tests.usage_support import write
+from usage import charts, dashboards, views
+from usage.models import UsageRecord
+from usage.services import day_start, ledger_timezone
+
+pytestmark = pytest.mark.django_db
+
+TIME_ZONE = "America/Los_Angeles"
+# 21:00 on Friday 28 February in Los Angeles: "today" there is not today in UTC, and "this month" ends today.
+NOW = datetime(2025, 3, 1, 5, 0, tzinfo=UTC)
+TODAY = date(2025, 2, 28)
+
+
+@pytest.fixture(autouse=True)
+def clock(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.TIME_ZONE = TIME_ZONE
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+
+
+def _model(provider: Provider, name: str, input_price: str, output_price: str) -> Model:
+    model = Model.objects.create(provider=provider, name=name)
+    Price.objects.create(model=model, effective_from=datetime(2024, 1, 1, tzinfo=UTC), input=Decimal(input_price),
+                         output=Decimal(output_price), cache_read=Decimal("0.3"), cache_write=Decimal("3.75"))
+    return model
+
+
+@pytest.fixture
+def people(make_user: Callable[..., User]) -> dict[str, User]:
+    return {
+        "admin": make_user("admin"), "finance": make_user("finance"), "member": make_user("member"),
+        "other": make_user("member", email="other@example.com"),
+        "third": make_user("member", email="third@example.com"),
+    }
+
+
+@pytest.fixture
+def ledger(people: dict[str, User]) -> dict[str, Any]:
+    """Some 300 calls over 75 days (into the future too) from three people, two keys and no one, across two
+    providers, three models, three sources and every outcome, written the one way the app writes them."""
+    alpha = Provider.objects.create(name="alpha", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
+    beta = Provider.objects.create(name="beta", kind="anthropic", base_url="http://127.0.0.1:9/v1")
+    models = [_model(alpha, "a-small", "0.15", "0.6"), _model(alpha, "a-large", "2.5", "10"),
+              _model(beta, "b-mid", "3", "15")]
+    keys = [ApiKey.objects.create(name="ci", user=people["member"], prefix="asp_ci01", key_hash="1" * 64),
+            ApiKey.objects.create(name="<b>batch</b>", user=people["other"], prefix="asp_bt02", key_hash="2" * 64)]
+    users = [people["member"], people["other"], people["third"], None]
+    rng = random.Random(5)
+    start = NOW - timedelta(days=70)
+    for _ in range(300):
+        user = rng.choice(users)
+        source = rng.choice(["playground", "gateway", "gateway", "cli"])
+        own_keys = [k for k in keys if k.user == user]
+        key = own_keys[0] if source == "gateway" and own_keys else None
+        status = rng.choice(["ok"] * 6 + ["error", "cancelled"])
+        latency = None if rng.random() < 0.1 else rng.randint(200, 9000)
+        write(
+            rng.choice(models), user=user, api_key=key, source=source, status=status,
+            error_kind="server" if status == "error" else "",
+            created_at=start + timedelta(minutes=rng.randint(0, 75 * 24 * 60)),
+            input_tokens=rng.randint(0, 5000), cache_read_tokens=rng.choice([0, 0, rng.randint(1, 9000)]),
+            cache_write_tokens=rng.choice([0, 0, 0, rng.randint(1, 2000)]), output_tokens=rng.randint(0, 3000),
+            reasoning_tokens=rng.choice([0, rng.randint(0, 100)]), usage_estimated=status == "cancelled",
+            latency_ms=latency, ttft_ms=None if latency is None or rng.random() < 0.2 else latency // 5,
+        )
+    return {"alpha": alpha, "beta": beta, "models": models, "keys": keys}
+
+
+def _client(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+# -- the truth: direct sums over the raw records ------------------------------------------------
+
+
+def _raw(start: date, end: date, **filters: Any) -> QuerySet[UsageRecord]:
+    return UsageRecord.objects.filter(created_at__gte=day_start(start),
+                                      created_at__lt=day_start(end + timedelta(days=1)), **filters)
+
+
+RAW_SUMS = {
+    "requests": Count("id"),
+    "errors": Count("id", filter=Q(status="error")),
+    "cancelled": Count("id", filter=Q(status="cancelled")),
+    "estimated": Count("id", filter=Q(usage_estimated=True)),
+    "input_tokens": Coalesce(Sum("input_tokens"), 0),
+    "cache_read_tokens": Coalesce(Sum("cache_read_tokens"), 0),
+    "cache_write_tokens": Coalesce(Sum("cache_write_tokens"), 0),
+    "output_tokens": Coalesce(Sum("output_tokens"), 0),
+    "reasoning_tokens": Coalesce(Sum("reasoning_tokens"), 0),
+    "cost": Coalesce(Sum("cost"), Decimal(0)),
+    "latency_ms_sum": Coalesce(Sum("latency_ms"), 0),
+    "latency_count": Count("latency_ms"),
+    "ttft_ms_sum": Coalesce(Sum("ttft_ms"), 0),
+    "ttft_count": Count("ttft_ms"),
+}
+# The raw-record column of each dimension.
+RAW_DIMENSION = {"provider": "provider_id", "model": "model_id", "user": "user_id", "api_key": "api_key_id",
+                 "source": "source", "day": "day"}
+
+
+def _raw_figures(records: QuerySet[UsageRecord]) -> dashboards.Figures:
+    return dashboards.Figures(**records.aggregate(**RAW_SUMS))
+
+
+def _raw_groups(records: QuerySet[UsageRecord], dimension: str) -> dict[Any, dashboards.Figures]:
+    column = RAW_DIMENSION[dimension]
+    if column == "day":
+        records = records.annotate(day=TruncDate("created_at", tzinfo=ledger_timezone()))
+    return {row.pop(column): dashboards.Figures(**row)
+            for row in records.order_by().values(column).annotate(**RAW_SUMS)}
+
+
+FILTER_CASES = [
+    {},
+    {"provider": "alpha"},
+    {"model": 2},
+    {"user": "other"},
+    {"user": "member", "source": "gateway"},
+    {"api_key": 0},
+    {"source": "cli"},
+    {"provider": "beta", "source": "playground"},
+]
+
+
+def _resolve(case: dict[str, Any], ledger: dict[str, Any], people: dict[str, User]) -> tuple[dict, dict]:
+    """A filter case as query parameters and as raw-record filters."""
+    params: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
+    for name, value in case.items():
+        obj = {"provider": lambda v: ledger[v], "model": lambda v: ledger["models"][v],
+               "user": lambda v: people[v], "api_key": lambda v: ledger["keys"][v],
+               "source": lambda v: v}[name](value)
+        params[name] = getattr(obj, "pk", obj)
+        raw[name] = obj
+    return params, raw
+
+
+@pytest.mark.parametrize("case", FILTER_CASES, ids=lambda c: ",".join(map(str, c.items())) or "everything")
+def test_every_total_and_group_equals_a_direct_sum_over_the_raw_records(
+        ledger: dict[str, Any], people: dict[str, User], case: dict[str, Any]) -> None:
+    params, raw_filters = _resolve(case, ledger, people)
+    client = _client(people["finance"])
+    for range_params, (start, end) in [({}, (TODAY - timedelta(days=29), TODAY)),
+                                       ({"range": "last_month"}, (date(2025, 1, 1), date(2025, 1, 31))),
+                                       ({"from": "2024-12-01", "to": "2025-03-31"}, (date(2024, 12, 1),
+                                                                                     date(2025, 3, 31)))]:
+        records = _raw(start, end, **raw_filters)
+        response = client.get(reverse("dashboard"), {**params, **range_params})
+        assert response.status_code == 200
+        assert response.context["totals"] == _raw_figures(records), (case, range_params)
+        assert response.context["totals"].requests > 0 or case  # the fixture puts calls in every range
+        for dimension in dashboards.DIMENSIONS:
+            shown = client.get(reverse("dashboard"), {**params, **range_params, "group": dimension})
+            groups = {group.key: group.figures for group, _ in shown.context["rows"]}
+            assert groups == _raw_groups(records, dimension), (case, range_params, dimension)
+
+
+def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    records = _raw(TODAY - timedelta(days=29), TODAY)
+    figures = _raw_figures(records)
+    html = _client(people["finance"]).get(reverse("dashboard")).content.decode()
+    totals = html.split('aria-label="Totals"', 1)[1].split("</dl>", 1)[0]
+    from providers.templatetags.money import usd
+
+    assert f"<dd>{usd(figures.cost, 4)}</dd>" in totals
+    assert f"<dd>{figures.requests:,}</dd>" in totals
+    assert f"<dd>{100 * figures.errors / figures.requests:.2f}&nbsp;%</dd>" in totals
+    assert f"<dd>{round(figures.latency_ms_sum / figures.latency_count):,}&nbsp;ms</dd>" in totals
+    assert f"<dd>{round(figures.ttft_ms_sum / figures.ttft_count):,}&nbsp;ms</dd>" in totals
+    for tokens in (figures.input_tokens, figures.output_tokens, figures.cache_read_tokens,
+                   figures.cache_write_tokens):
+        assert f"<dd>{tokens:,}</dd>" in totals
+
+
+def test_charts_sum_what_the_tables_sum(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    start, end = TODAY - timedelta(days=29), TODAY
+    records = _raw(start, end)
+    context = _client(people["finance"]).get(reverse("dashboard")).context
+    daily = context["daily"]
+    raw_daily = {
+        (row["day"], row["provider_id"]): row["cost"]
+        for row in records.annotate(day=TruncDate("created_at", tzinfo=ledger_timezone()))
+        .values("day", "provider_id").annotate(cost=Sum("cost"))
+    }
+    assert daily.cost == raw_daily
+    assert daily.days == [start + timedelta(days=n) for n in range(30)]
+    by_model = _raw_groups(records, "model")
+    assert [g.figures for g in context["models"]] == sorted(by_model.values(), key=lambda f: -f.cost)
+    by_user = _raw_groups(records, "user")
+    assert [g.figures for g in context["users"]] == sorted(by_user.values(), key=lambda f: -f.cost)
+    by_key = _raw_groups(records.filter(api_key__isnull=False), "api_key")  # calls without a key left out
+    assert [g.figures for g in context["keys"]] == sorted(by_key.values(), key=lambda f: -f.cost)
+    assert None not in {g.key for g in context["keys"]}
+
+
+# -- date ranges ----------------------------------------------------------------------------------
+
+
+def test_presets_are_days_in_the_configured_time_zone() -> None:
+    assert dashboards.today() == TODAY  # 05:00 UTC on 1 March is still 28 February in Los Angeles
+    expected = {
+        "today": (TODAY, TODAY),
+        "7d": (date(2025, 2, 22), TODAY),
+        "30d": (date(2025, 1, 30), TODAY),
+        "month": (date(2025, 2, 1), TODAY),
+        "last_month": (date(2025, 1, 1), date(2025, 1, 31)),
+    }
+    for preset, (start, end) in expected.items():
+        r = dashboards.preset_range(preset, dashboards.today())
+        assert (r.start, r.end, r.preset) == (start, end, preset)
+    # Last month from a 31st into a shorter month, and across a year.
+    assert dashboards.preset_range("last_month", date(2025, 3, 31)).start == date(2025, 2, 1)
+    assert dashboards.preset_range("last_month", date(2025, 1, 15)) == dashboards.DateRange(
+        date(2024, 12, 1), date(2024, 12, 31), "last_month")
+
+
+def test_preset_boundaries_follow_local_midnight(people: dict[str, User]) -> None:
+    provider = Provider.objects.create(name="edge", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
+    model = _model(provider, "m", "1", "1")
+    for when in (
+        datetime(2025, 3, 1, 4, 30, tzinfo=UTC),   # 20:30 on 28 Feb there: today
+        datetime(2025, 2, 28, 8, 30, tzinfo=UTC),  # 00:30 on 28 Feb: today
+        datetime(2025, 2, 28, 7, 30, tzinfo=UTC),  # 23:30 on 27 Feb: 7 days, not today
+        datetime(2025, 2, 1, 8, 30, tzinfo=UTC),   # 00:30 on 1 Feb: this month
+        datetime(2025, 2, 1, 7, 30, tzinfo=UTC),   # 23:30 on 31 Jan: last month
+        datetime(2025, 1, 1, 8, 30, tzinfo=UTC),   # 00:30 on 1 Jan: last month
+        datetime(2025, 1, 1, 7, 30, tzinfo=UTC),   # 23:30 on 31 Dec: none of them
+    ):
+        write(model, user=people["member"], created_at=when)
+    client = _client(people["finance"])
+
+    def requests(**query: str) -> int:
+        return client.get(reverse("dashboard"), query).context["totals"].requests
+
+    assert requests(range="today") == 2
+    assert requests(range="7d") == 3
+    assert requests(range="month") == 4
+    assert requests(range="last_month") == 2
+    assert requests() == 5  # 30 days: 30 January to 28 February
+    assert requests(range="custom", **{"from": "2024-12-31", "to": "2024-12-31"}) == 1
+
+
+def test_custom_ranges_and_their_mistakes(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    client = _client(people["finance"])
+    url = reverse("dashboard")
+
+    def shown(**query: str) -> dashboards.DateRange:
+        response = client.get(url, query)
+        assert response.status_code == 200 and response.context["valid"], response.context["form"].errors
+        return response.context["selection"].range
+
+    assert shown() == dashboards.DateRange(date(2025, 1, 30), TODAY, "30d")
+    # The filter form always sends the days shown: the same days keep the preset (and it keeps rolling)...
+    assert shown(range="7d", **{"from": "2025-02-22", "to": "2025-02-28"}).preset == "7d"
+    # ...an edited day makes it custom.
+    assert shown(range="7d", **{"from": "2025-02-20", "to": "2025-02-28"}) == dashboards.DateRange(
+        date(2025, 2, 20), TODAY, "custom")
+    assert shown(**{"from": "2025-02-01"}) == dashboards.DateRange(date(2025, 2, 1), TODAY, "custom")
+    assert shown(**{"to": "2025-01-31"}) == dashboards.DateRange(date(2025, 1, 2), date(2025, 1, 31), "custom")
+    assert shown(range="custom", **{"from": "2025-02-10", "to": "2025-02-10"}).start == date(2025, 2, 10)
+
+    backwards = client.get(url, {"from": "2025-02-10", "to": "2025-02-01"})
+    assert not backwards.context["valid"] and "totals" not in backwards.context
+    assert "The start date is after the end date." in backwards.content.decode()
+    nonsense = client.get(url, {"from": "last tuesday", "range": "fortnight", "sort": "whim"})
+    assert set(nonsense.context["form"].errors) == {"date_from", "range", "sort"}
+
+
+def test_the_page_names_the_range_and_links_every_preset(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    html = _client(people["finance"]).get(reverse("dashboard"), {"source": "cli"}).content.decode()
+    presets = html.split('aria-label="Date range"', 1)[1].split("</nav>", 1)[0]
+    assert '<a href="/costs/?source=cli" aria-current="true">30 days</a>' in presets
+    for key in ("today", "7d", "month", "last_month"):
+        assert f'href="/costs/?range={key}&amp;source=cli"' in presets  # filters kept, dates dropped
+    assert "30 days: <strong>2025-01-30 to 2025-02-28</strong>" in html
+    assert 'name="from" id="id_from" value="2025-01-30"' in html
+    assert "days in America/Los_Angeles" in html
+
+
+# -- filters, drill-down, sorting -----------------------------------------------------------------
+
+
+def test_drilling_into_a_provider_shows_its_models(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    client = _client(people["finance"])
+    html = client.get(reverse("dashboard"), {"range": "last_month"}).content.decode()
+    alpha = ledger["alpha"]
+    drill = f"/costs/?range=last_month&amp;provider={alpha.pk}&amp;group=model"
+    table = html.split('id="groups-h"', 1)[1]
+    assert f'<a href="{drill}">alpha</a>' in table
+    assert f'<a href="{drill}" title="Cost by model at alpha">alpha</a>' in html  # the chart's legend too
+
+    response = client.get(reverse("dashboard"), {"range": "last_month", "provider": alpha.pk, "group": "model"})
+    shown = {group.key: group.figures for group, link in response.context["rows"]}
+    assert set(shown) == {m.pk for m in ledger["models"] if m.provider == alpha}
+    assert shown == _raw_groups(_raw(date(2025, 1, 1), date(2025, 1, 31), provider=alpha), "model")
+    assert all(link == "" for _, link in response.context["rows"])  # models are the bottom
+    html = response.content.decode()
+    assert '<a href="/costs/?range=last_month">All providers</a> \u203a <strong>alpha</strong>' in html
+    assert 'selected>alpha</option>' in html  # the form shows the filter it applies
+
+
+def test_sorting_is_done_by_the_server_through_links(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    client = _client(people["finance"])
+    records = _raw(TODAY - timedelta(days=29), TODAY)
+    raw = _raw_groups(records, "model")
+    names = {m.pk: f"{m.provider.name}/{m.name}" for m in ledger["models"]}
+
+    def order(sort: str) -> list[int]:
+        response = client.get(reverse("dashboard"), {"group": "model", "sort": sort})
+        return [group.key for group, _ in response.context["rows"]]
+
+    assert order("name") == sorted(raw, key=lambda pk: names[pk])
+    assert order("-name") == sorted(raw, key=lambda pk: names[pk], reverse=True)
+    assert order("-cost") == sorted(raw, key=lambda pk: -raw[pk].cost)
+    assert order("cost") == sorted(raw, key=lambda pk: raw[pk].cost)
+    assert order("-requests") == sorted(raw, key=lambda pk: -raw[pk].requests)
+    assert order("-output_tokens") == sorted(raw, key=lambda pk: -raw[pk].output_tokens)
+    assert order("error_rate") == sorted(raw, key=lambda pk: raw[pk].errors / raw[pk].requests)
+    assert order("-latency") == sorted(raw, key=lambda pk: -raw[pk].avg_latency_ms)
+    assert order("ttft") == sorted(raw, key=lambda pk: raw[pk].avg_ttft_ms)
+
+    html = client.get(reverse("dashboard"), {"group": "model", "sort": "-requests"}).content.decode()
+    head = html.split('id="groups-h"', 1)[1].split("</thead>", 1)[0]
+    # The current column flips; another starts from its largest; names from A.
+    assert '<th class="num" aria-sort="descending"><a href="/costs/?group=model&amp;sort=requests">Requests ▼</a>' \
+        in head
+    assert '<a href="/costs/?group=model">Cost</a>' in head  # -cost is the default, left out of the link
+    assert '<a href="/costs/?group=model&amp;sort=name">Model</a>' in head
+
+
+def test_users_without_a_name_and_calls_without_a_key_are_groups_too(ledger: dict[str, Any],
+                                                                      people: dict[str, User]) -> None:
+    client = _client(people["finance"])
+    rows = client.get(reverse("dashboard"), {"group": "user"}).context["rows"]
+    labels = {group.label for group, _ in rows}
+    assert {"No user", "member@example.com", "other@example.com", "third@example.com"} <= labels
+    rows = client.get(reverse("dashboard"), {"group": "api_key"}).context["rows"]
+    assert {group.label for group, _ in rows} == {"No API key", "ci (asp_ci01…)", "<b>batch</b> (asp_bt02…)"}
+
+
+def test_the_filter_form_swaps_only_the_dashboard_over_htmx(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    response = _client(people["finance"]).get(reverse("dashboard"), {"range": "7d"}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="dashboard"') and "<html" not in html
+    assert 'hx-get="/costs/" hx-trigger="change, submit"' in html
+    assert 'hx-boost="true" hx-target="this" hx-swap="outerHTML"' in html
+
+
+# -- CSV of the view ------------------------------------------------------------------------------
+
+
+def _csv(response: Any) -> list[dict[str, str]]:
+    assert response.status_code == 200 and response.streaming
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+
+    async def collect() -> list[bytes]:
+        return [part async for part in response.streaming_content]
+
+    rows = list(csv.reader(io.StringIO(b"".join(async_to_sync(collect)()).decode())))
+    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+def test_the_csv_is_the_view_with_the_same_grouping_filters_and_order(ledger: dict[str, Any],
+                                                                      people: dict[str, User]) -> None:
+    alpha = ledger["alpha"]
+    query = {"range": "last_month", "provider": alpha.pk, "group": "model", "sort": "-requests"}
+    client = _client(people["finance"])
+    response = client.get(reverse("dashboard_export"), query)
+    assert response["Content-Disposition"] == \
+        'attachment; filename="aspweb-costs-by-model-2025-01-01-2025-01-31.csv"'
+    rows = _csv(response)
+    shown = [group for group, _ in client.get(reverse("dashboard"), query).context["rows"]]
+    assert [(row["provider"], row["model"]) for row in rows] == [("alpha", g.names["model"]) for g in shown]
+    raw = _raw_groups(_raw(date(2025, 1, 1), date(2025, 1, 31), provider=alpha), "model")
+    by_name = {m.name: m.pk for m in ledger["models"]}
+    for row in rows:
+        figures = raw[by_name[row["model"]]]
+        assert Decimal(row["cost_usd"]) == figures.cost
+        assert "E" not in row["cost_usd"] and len(row["cost_usd"].split(".")[1]) == 10
+        assert int(row["requests"]) == figures.requests and int(row["errors"]) == figures.errors
+        assert int(row["input_tokens"]) == figures.input_tokens
+        assert int(row["cache_read_tokens"]) == figures.cache_read_tokens
+        assert Decimal(row["avg_latency_ms"]) == Decimal(figures.avg_latency_ms).quantize(Decimal("0.1"))
+    assert sum(Decimal(row["cost_usd"]) for row in rows) == _raw_figures(
+        _raw(date(2025, 1, 1), date(2025, 1, 31), provider=alpha)).cost
+    html = client.get(reverse("dashboard"), query).content.decode()
+    assert f'href="/costs/export.csv?range=last_month&amp;provider={alpha.pk}&amp;group=model&amp;sort=-requests"' \
+        in html
+
+
+@pytest.mark.parametrize("group", list(dashboards.DIMENSIONS))
+def test_the_csv_has_the_columns_of_each_grouping(ledger: dict[str, Any], people: dict[str, User], group: str) -> None:
+    rows = _csv(_client(people["admin"]).get(reverse("dashboard_export"), {"group": group}))
+    own = list(dashboards.DIMENSIONS[group].columns)
+    assert list(rows[0]) == own + [column for column, _ in views.DASHBOARD_CSV_COLUMNS]
+    assert sum(Decimal(row["cost_usd"]) for row in rows) == _raw_figures(_raw(TODAY - timedelta(days=29),
+                                                                              TODAY)).cost
+
+
+def test_a_csv_of_an_invalid_view_is_refused(people: dict[str, User]) -> None:
+    response = _client(people["finance"]).get(reverse("dashboard_export"), {"from": "2025-02-10", "to": "2025-02-01"})
+    assert response.status_code == 400 and b"The start date is after the end date." in response.content
+
+
+# -- who sees what ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["finance", "admin"])
+def test_finance_and_admins_see_everyone(ledger: dict[str, Any], people: dict[str, User], role: str) -> None:
+    response = _client(people[role]).get(reverse("dashboard"))
+    assert response.status_code == 200
+    assert response.context["totals"] == _raw_figures(_raw(TODAY - timedelta(days=29), TODAY))
+
+
+def test_members_may_not_open_the_cost_dashboard(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    client = _client(people["member"])
+    assert client.get(reverse("dashboard")).status_code == 403
+    assert client.get(reverse("dashboard_export")).status_code == 403
+
+
+@pytest.mark.parametrize("who", ["member", "other", "finance", "admin"])
+def test_my_usage_is_the_same_dashboard_over_ones_own_calls(ledger: dict[str, Any], people: dict[str, User],
+                                                           who: str) -> None:
+    me = people[who]
+    client = _client(me)
+    response = client.get(reverse("my_usage"), {"range": "last_month"})
+    assert response.status_code == 200
+    mine = _raw(date(2025, 1, 1), date(2025, 1, 31), user=me)
+    assert response.context["totals"] == _raw_figures(mine)
+    for dimension in ("provider", "model", "api_key", "source", "day"):
+        rows = client.get(reverse("my_usage"), {"range": "last_month", "group": dimension}).context["rows"]
+        assert {g.key: g.figures for g, _ in rows} == _raw_groups(mine, dimension)
+    rows = _csv(client.get(reverse("my_usage_export"), {"range": "last_month", "group": "source"}))
+    assert sum(int(row["requests"]) for row in rows) == mine.count()
+
+
+def test_a_member_never_sees_anyone_elses_numbers(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    member, other = people["member"], people["other"]
+    client = _client(member)
+    mine = _raw(TODAY - timedelta(days=29), TODAY, user=member)
+    assert _raw(TODAY - timedelta(days=29), TODAY).exclude(user=member).exists()
+
+    # Asking for someone else's rows changes nothing: there is no user filter on this page...
+    response = client.get(reverse("my_usage"), {"user": other.pk})
+    assert response.context["totals"] == _raw_figures(mine)
+    html = response.content.decode()
+    for text in ("other@example.com", "third@example.com", "asp_bt02", "batch", "Top users"):
+        assert text not in html, text
+    # ...no grouping by user, and no one else's key to filter on.
+    assert not client.get(reverse("my_usage"), {"group": "user"}).context["valid"]
+    theirs = client.get(reverse("my_usage"), {"api_key": ledger["keys"][1].pk})
+    assert not theirs.context["valid"] and "totals" not in theirs.context
+    assert client.get(reverse("my_usage_export"), {"api_key": ledger["keys"][1].pk}).status_code == 400
+    assert client.get(reverse("my_usage_export"), {"group": "user"}).status_code == 400
+    rows = _csv(client.get(reverse("my_usage_export"), {"user": other.pk, "group": "api_key"}))
+    assert {row["api_key_prefix"] for row in rows} <= {"asp_ci01", ""}
+    assert sum(Decimal(row["cost_usd"]) for row in rows) == _raw_figures(mine).cost
+
+
+@pytest.mark.parametrize(("role", "costs"), [("member", False), ("finance", True), ("admin", True)])
+def test_navigation_links_the_dashboards(people: dict[str, User], role: str, costs: bool) -> None:
+    html = _client(people[role]).get(reverse("home")).content.decode()
+    nav = html.split('<nav aria-label="Main">', 1)[1].split("</nav>", 1)[0]
+    assert ">My usage</a>" in nav
+    assert (">Costs</a>" in nav) is costs
+
+
+# -- charts ---------------------------------------------------------------------------------------
+
+
+def test_each_chart_is_svg_with_hover_titles_and_a_table_after_it(ledger: dict[str, Any],
+                                                                  people: dict[str, User]) -> None:
+    response = _client(people["finance"]).get(reverse("dashboard"))
+    html = response.content.decode()
+    daily = response.context["daily"]
+    day = next(d for d in daily.days if daily.day_total(d))
+    for section, title in (("daily-h", "Daily cost by provider, 2025-01-30 to 2025-02-28"),
+                           ("models-h", "Cost by model, 2025-01-30 to 2025-02-28"),
+                           ("users-h", "Top users by cost, 2025-01-30 to 2025-02-28"),
+                           ("keys-h", "Top API keys by cost, 2025-01-30 to 2025-02-28")):
+        part = html.split(f'id="{section}"', 1)[1].split("</section>", 1)[0]
+        svg = part.split("<svg", 1)[1].split("</svg>", 1)[0]
+        assert f"<title>{title}</title>" in svg
+        assert svg.count("<title>") > 2  # the chart's own and one per mark
+        assert part.index("</svg>") < part.index('<details class="table-alt">') < part.index("<table")
+    assert f"<title>{day.isoformat()}: " in html and " in all</title>" in html
+    # No script, and a name from the database is text, not markup, in the SVG and the table.
+    assert "<script" not in html.split("<main>", 1)[1]
+    assert "&lt;b&gt;batch&lt;/b&gt;" in html and "<b>batch</b>" not in html
+
+
+def test_a_segment_title_names_the_day_provider_and_cost() -> None:
+    series = dashboards.DailySeries(days=[date(2025, 2, 1), date(2025, 2, 2)], providers=[(1, "alpha"), (2, "beta")],
+                                    cost={(date(2025, 2, 1), 1): Decimal("1.25"),
+                                          (date(2025, 2, 1), 2): Decimal("0.0005")})
+    svg = str(charts.stacked_daily_cost(series, title="t"))
+    assert "<title>2025-02-01 · alpha: $1.25</title>" in svg
+    assert "<title>2025-02-01 · beta: $0.0005</title>" in svg
+    assert "<title>2025-02-01: $1.2505 in all</title>" in svg
+    assert "<title>2025-02-02: $0.00 in all</title>" in svg  # an empty day is still there to hover
+    assert svg.count("<rect class=\"s") == 2
+    assert ">$2.00</text>" in svg  # the axis tops out at a round amount above the largest day
+
+
+def test_charts_of_nothing_still_draw() -> None:
+    empty = dashboards.DailySeries(days=[date(2025, 2, 1)], providers=[], cost={})
+    assert "<svg" in charts.stacked_daily_cost(empty, title="t")
+    assert "Nothing in this range." in charts.bar_chart([], title="t")
+
+
+@pytest.mark.parametrize(("value", "top"), [(0, 1), (0.7, 1), (1, 1), (1.01, 2), (2.2, 2.5), (3, 5), (7, 10),
+                                            (0.00042, 0.0005), (1234, 2000)])
+def test_axes_end_on_round_amounts(value: float, top: float) -> None:
+    assert charts.nice_ceiling(value) == pytest.approx(top)

@@ -1,0 +1,394 @@
+"""The cost dashboards' numbers. Every figure is a SUM over DailyUsage rows computed by the database, never a
+scan of the raw records: a 30-day dashboard reads at most 30 days of rollup rows, however many calls they sum.
+
+A `Selection` says which rollup rows (a range of days in settings.TIME_ZONE, filters, and for "My usage"
+one person), how to group them and how to sort the groups; `DashboardForm` reads one from query parameters.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django import forms
+from django.db.models import Expression, F, FloatField, QuerySet, Sum, Value
+from django.db.models.functions import Cast, Coalesce, NullIf
+from django.utils import timezone
+
+from accounts.models import User
+from providers.models import ApiKey, Model, Provider
+
+from .models import DailyUsage, UsageRecord
+from .services import COST_PLACES, ledger_timezone
+
+PRESETS: dict[str, str] = {
+    "today": "Today",
+    "7d": "7 days",
+    "30d": "30 days",
+    "month": "This month",
+    "last_month": "Last month",
+}
+DEFAULT_PRESET = "30d"
+CUSTOM = "custom"
+TOP = 10  # bars in the "cost by model", "top users" and "top API keys" charts
+
+
+def today() -> date:
+    """Today in the ledger's time zone: the day the rollup is writing to now."""
+    return timezone.localtime(timezone.now(), ledger_timezone()).date()
+
+
+@dataclass(frozen=True)
+class DateRange:
+    start: date
+    end: date  # included
+    preset: str  # a key of PRESETS, or CUSTOM
+
+    @property
+    def label(self) -> str:
+        return PRESETS.get(self.preset, "Custom")
+
+    @property
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
+
+
+def preset_range(preset: str, on: date) -> DateRange:
+    """The days of a preset on day `on` (both ends included)."""
+    if preset == "today":
+        return DateRange(on, on, preset)
+    if preset == "7d":
+        return DateRange(on - timedelta(days=6), on, preset)
+    if preset == "month":
+        return DateRange(on.replace(day=1), on, preset)
+    if preset == "last_month":
+        end = on.replace(day=1) - timedelta(days=1)
+        return DateRange(end.replace(day=1), end, preset)
+    if preset == DEFAULT_PRESET:
+        return DateRange(on - timedelta(days=29), on, preset)
+    raise ValueError(f"Unknown preset {preset!r}")
+
+
+# -- dimensions ---------------------------------------------------------------------------------
+
+
+def _provider_names(keys: list[Any]) -> dict[Any, dict[str, str]]:
+    return {pk: {"provider": name} for pk, name in Provider.objects.filter(pk__in=keys).values_list("pk", "name")}
+
+
+def _model_names(keys: list[Any]) -> dict[Any, dict[str, str]]:
+    rows = Model.objects.filter(pk__in=keys).values_list("pk", "provider__name", "name")
+    return {pk: {"provider": provider, "model": name} for pk, provider, name in rows}
+
+
+def _user_names(keys: list[Any]) -> dict[Any, dict[str, str]]:
+    return {pk: {"user": email} for pk, email in User.objects.filter(pk__in=keys).values_list("pk", "email")}
+
+
+def _api_key_names(keys: list[Any]) -> dict[Any, dict[str, str]]:
+    rows = ApiKey.objects.filter(pk__in=keys).values_list("pk", "prefix", "name")
+    return {pk: {"api_key_prefix": prefix, "api_key_name": name} for pk, prefix, name in rows}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """What rows can be grouped by. Groups are summed by the rollup's own column (an id, a source, a day),
+    without joins, and named afterwards with one small query: `names(keys)` -> {key: {column: text}}, the
+    columns of the CSV. `empty` names the group of rows without a value (no user, no API key)."""
+
+    name: str
+    label: str
+    column: str
+    names: Callable[[list[Any]], dict[Any, dict[str, str]]]
+    columns: tuple[str, ...]
+    empty: str = "—"
+
+    def label_of(self, key: Any, names: dict[str, str]) -> str:
+        if key is None or not names:
+            return self.empty
+        if self.name == "model":
+            return f"{names['provider']}/{names['model']}"
+        if self.name == "api_key":
+            return f"{names['api_key_name']} ({names['api_key_prefix']}…)"
+        return next(iter(names.values()))
+
+
+DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
+    Dimension("provider", "Provider", "provider_id", _provider_names, ("provider",)),
+    Dimension("model", "Model", "model_id", _model_names, ("provider", "model")),
+    Dimension("user", "User", "user_id", _user_names, ("user",), empty="No user"),
+    Dimension("api_key", "API key", "api_key_id", _api_key_names, ("api_key_prefix", "api_key_name"),
+              empty="No API key"),
+    Dimension("source", "Source", "source",
+              lambda keys: {k: {"source": str(UsageRecord.Source(k).label)} for k in keys}, ("source",)),
+    Dimension("day", "Day", "day", lambda keys: {k: {"day": k.isoformat()} for k in keys}, ("day",)),
+)}
+DEFAULT_GROUP = "provider"
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+# Annotations cannot reuse the rollup's column names, so sums are annotated as sum_<column>.
+_SUMS: dict[str, Expression] = {
+    f"sum_{name}": Coalesce(Sum(name), Value(Decimal(0)) if name == "cost" else Value(0))
+    for name in DailyUsage.SUM_FIELDS
+}
+
+
+def _ratio(numerator: str, denominator: str) -> Expression:
+    return Cast(F(numerator), FloatField()) / NullIf(F(denominator), Value(0))
+
+
+# Sort keys of the group tables -> the expression they order by (direction from a leading "-").
+_SORT_EXPRESSIONS: dict[str, Any] = {
+    "requests": F("sum_requests"),
+    "error_rate": _ratio("sum_errors", "sum_requests"),
+    "input_tokens": F("sum_input_tokens"),
+    "output_tokens": F("sum_output_tokens"),
+    "cache_read_tokens": F("sum_cache_read_tokens"),
+    "cache_write_tokens": F("sum_cache_write_tokens"),
+    "cost": F("sum_cost"),
+    "latency": _ratio("sum_latency_ms_sum", "sum_latency_count"),
+    "ttft": _ratio("sum_ttft_ms_sum", "sum_ttft_count"),
+}
+SORT_KEYS = ("name", *_SORT_EXPRESSIONS)
+DEFAULT_SORT = "-cost"
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Summed rollup columns, and the rates and averages they make."""
+
+    requests: int = 0
+    errors: int = 0
+    cancelled: int = 0
+    estimated: int = 0
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    latency_ms_sum: int = 0
+    latency_count: int = 0
+    ttft_ms_sum: int = 0
+    ttft_count: int = 0
+
+    @classmethod
+    def from_sums(cls, values: dict[str, Any]) -> "Figures":
+        figures = {name: values[f"sum_{name}"] for name in DailyUsage.SUM_FIELDS}
+        # Sums of ten-place amounts have ten places; SQLite's may come back with more digits, all zeros.
+        figures["cost"] = figures["cost"].quantize(COST_PLACES)
+        return cls(**figures)
+
+    @property
+    def error_percent(self) -> float | None:
+        """Errors per hundred requests."""
+        return 100 * self.errors / self.requests if self.requests else None
+
+    @property
+    def avg_latency_ms(self) -> float | None:
+        return self.latency_ms_sum / self.latency_count if self.latency_count else None
+
+    @property
+    def avg_ttft_ms(self) -> float | None:
+        return self.ttft_ms_sum / self.ttft_count if self.ttft_count else None
+
+
+@dataclass(frozen=True)
+class Group:
+    """One row of a grouped table: what it is and its figures."""
+
+    dimension: Dimension
+    key: Any  # the filter value that selects this group (an id, a source, a day); None: no user or no key
+    names: dict[str, str]  # the dimension's columns, e.g. {"provider": "openai", "model": "gpt-4.1"}
+    figures: Figures
+
+    @property
+    def label(self) -> str:
+        return self.dimension.label_of(self.key, self.names)
+
+
+# -- the selection ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which rollup rows a dashboard shows and how it groups and sorts them."""
+
+    range: DateRange
+    provider: Provider | None = None
+    model: Model | None = None
+    user: User | None = None
+    api_key: ApiKey | None = None
+    source: str = ""
+    group: str = DEFAULT_GROUP
+    sort: str = DEFAULT_SORT
+    # "My usage": only this person's rows, whatever the other filters say.
+    mine: User | None = field(default=None, compare=False)
+
+    def rows(self) -> QuerySet[DailyUsage]:
+        rows = DailyUsage.objects.filter(day__gte=self.range.start, day__lte=self.range.end)
+        if self.mine is not None:
+            rows = rows.filter(user=self.mine)
+        for name in ("provider", "model", "user", "api_key"):
+            if getattr(self, name) is not None:
+                rows = rows.filter(**{name: getattr(self, name)})
+        if self.source:
+            rows = rows.filter(source=self.source)
+        return rows.order_by()
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        """The query parameters that select this view, with `changes` applied: `range` a preset's key,
+        the filters an object or its id, None to remove one. Defaults are left out, so links stay short."""
+        values: dict[str, Any] = {"range": self.range.preset}
+        if self.range.preset == CUSTOM:
+            values |= {"from": self.range.start.isoformat(), "to": self.range.end.isoformat()}
+        for name in ("provider", "model", "user", "api_key"):
+            values[name] = getattr(self, name)
+        values |= {"source": self.source, "group": self.group, "sort": self.sort}
+        if "range" in changes:
+            values.pop("from", None), values.pop("to", None)
+        values |= changes
+        defaults = {"range": DEFAULT_PRESET, "group": DEFAULT_GROUP, "sort": DEFAULT_SORT}
+        return {name: str(getattr(value, "pk", value)) for name, value in values.items()
+                if value not in (None, "") and defaults.get(name) != value}
+
+    def query(self, **changes: Any) -> str:
+        """`?` and the urlencoded params(**changes)."""
+        return "?" + urlencode(self.params(**changes))
+
+
+def totals(selection: Selection) -> Figures:
+    return Figures.from_sums(selection.rows().aggregate(**_SUMS))
+
+
+def groups(selection: Selection, *, group: str | None = None, sort: str | None = None,
+           limit: int | None = None, named: bool = False) -> list[Group]:
+    """The selection's rows summed per group of `group` (default: the selection's), sorted by `sort`;
+    `named`: leave out the group of rows without one (no user, no API key)."""
+    dimension = DIMENSIONS[group or selection.group]
+    sort = sort or selection.sort
+    descending, key = sort.startswith("-"), sort.lstrip("-")
+    rows = selection.rows()
+    if named:
+        rows = rows.filter(**{f"{dimension.column}__isnull": False})
+    rows = rows.values(dimension.column).annotate(**_SUMS)
+    if key != "name":
+        expression = _SORT_EXPRESSIONS[key]
+        # Ties and empty values in a stable order: a sort that moves rows between requests confuses.
+        rows = rows.order_by(expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True),
+                             F(dimension.column).asc(nulls_last=True))
+        if limit is not None:
+            rows = rows[:limit]
+    rows = list(rows)
+    names = dimension.names([row[dimension.column] for row in rows if row[dimension.column] is not None])
+    result = [Group(dimension, row[dimension.column], names.get(row[dimension.column], {}), Figures.from_sums(row))
+              for row in rows]
+    if key == "name":
+        # Names live in other tables; sorted here, the empty group last.
+        result.sort(key=lambda g: (g.key is None, g.label.casefold(), str(g.key)), reverse=False)
+        if descending:
+            result = [g for g in reversed(result) if g.key is not None] + [g for g in result if g.key is None]
+        result = result[:limit] if limit is not None else result
+    return result
+
+
+@dataclass(frozen=True)
+class DailySeries:
+    """Cost per day per provider: the stacked chart's data."""
+
+    days: list[date]
+    providers: list[tuple[int | None, str]]  # (id, name), the most expensive first
+    cost: dict[tuple[date, int | None], Decimal]
+
+    def day_total(self, day: date) -> Decimal:
+        return sum((self.cost.get((day, pk), Decimal(0)) for pk, _ in self.providers), Decimal(0))
+
+    def rows(self) -> list[tuple[date, list[Decimal], Decimal]]:
+        """(day, cost per provider in `providers` order, the day's total) for each day: the table alternative."""
+        return [(day, [self.cost.get((day, pk), Decimal(0)) for pk, _ in self.providers], self.day_total(day))
+                for day in self.days]
+
+
+def daily_cost_by_provider(selection: Selection) -> DailySeries:
+    rows = selection.rows().values("day", "provider_id").annotate(cost=Sum("cost"))
+    cost = {(row["day"], row["provider_id"]): row["cost"] for row in rows}
+    names = {pk: n["provider"] for pk, n in _provider_names([pk for _, pk in cost if pk is not None]).items()}
+    by_total: dict[int | None, Decimal] = defaultdict(Decimal)
+    for (_, pk), amount in cost.items():
+        by_total[pk] += amount  # only to order the legend
+    providers = sorted(((pk, names.get(pk, "—")) for pk in by_total), key=lambda p: (-by_total[p[0]], p[1]))
+    return DailySeries(days=selection.range.days, providers=providers, cost=cost)
+
+
+# -- reading a selection from a request ---------------------------------------------------------
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+
+class DashboardForm(forms.Form):
+    """The dashboard's query parameters. `range` picks a preset; `from`/`to` pick days (in TIME_ZONE, both
+    included) and win over the preset when they differ from its days, so that the filter form, which
+    always carries the days shown, turns into a custom range exactly when someone edits a date."""
+
+    range = forms.ChoiceField(choices=[*PRESETS.items(), (CUSTOM, "Custom")], required=False)
+    date_from = forms.DateField(required=False, label="From", widget=DateInput)
+    date_to = forms.DateField(required=False, label="To", widget=DateInput)
+    provider = forms.ModelChoiceField(Provider.objects.order_by("name"), required=False, empty_label="All providers")
+    model = forms.ModelChoiceField(Model.objects.select_related("provider").order_by("provider__name", "name"),
+                                   required=False, empty_label="All models")
+    user = forms.ModelChoiceField(User.objects.order_by("email"), required=False, empty_label="All users")
+    api_key = forms.ModelChoiceField(ApiKey.objects.order_by("name", "prefix"), required=False, label="API key",
+                                     empty_label="All API keys")
+    source = forms.ChoiceField(choices=[("", "All sources"), *UsageRecord.Source.choices], required=False)
+    group = forms.ChoiceField(choices=[(d.name, d.label) for d in DIMENSIONS.values()], required=False,
+                              label="Group by")
+    sort = forms.ChoiceField(choices=[(f"{d}{k}", k) for k in SORT_KEYS for d in ("", "-")], required=False)
+
+    def __init__(self, data: Any, *, on: date, mine: User | None = None) -> None:
+        super().__init__(data)
+        self.on, self.mine = on, mine
+        if mine is not None:
+            # Their own rows only: no one else to pick or group by, and only their own keys.
+            del self.fields["user"]
+            self.fields["group"].choices = [c for c in self.fields["group"].choices if c[0] != "user"]
+            self.fields["api_key"].queryset = ApiKey.objects.filter(user=mine).order_by("name", "prefix")
+
+    def add_prefix(self, field_name: str) -> str:
+        # `from` and `to` in URLs: short, and what people type; a field cannot be called `from`.
+        return {"date_from": "from", "date_to": "to"}.get(field_name, field_name)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        preset = data.get("range") or DEFAULT_PRESET
+        shown = preset_range(DEFAULT_PRESET if preset == CUSTOM else preset, self.on)
+        start, end = data.get("date_from"), data.get("date_to")
+        if preset == CUSTOM or (start or shown.start, end or shown.end) != (shown.start, shown.end):
+            end = end or (self.on if start is None or start <= self.on else start)
+            start = start or end - timedelta(days=29)
+            if start > end:
+                raise forms.ValidationError("The start date is after the end date.")
+            data["range_value"] = DateRange(start, end, CUSTOM)
+        else:
+            data["range_value"] = shown
+        return data
+
+    def selection(self) -> Selection:
+        """The valid selection; call after is_valid()."""
+        data = self.cleaned_data
+        return Selection(
+            range=data["range_value"], provider=data.get("provider"), model=data.get("model"),
+            user=data.get("user"), api_key=data.get("api_key"), source=data.get("source") or "",
+            group=data.get("group") or DEFAULT_GROUP, sort=data.get("sort") or DEFAULT_SORT, mine=self.mine,
+        )
+
+    def fallback(self) -> Selection:
+        """The links of a page whose parameters are invalid: the default range, nothing else."""
+        return Selection(range=preset_range(DEFAULT_PRESET, self.on), mine=self.mine)
+
