@@ -106,6 +106,8 @@ INSTALLED_APPS = [
     "accounts",
     "providers",
     "usage",
+    "playground",
+    "budgets",
 ]
 
 MIDDLEWARE = [
@@ -134,6 +136,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "aspweb.roles.roles_context",
+                "budgets.context.unread_notifications",
             ],
         },
     },
@@ -177,6 +180,12 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = env_str("TIME_ZONE", "UTC")
+# Run by `celery -A aspweb worker -B` (or a separate `celery -A aspweb beat`). The embedded default has no
+# beat: usage records evaluate alerts inline, and a refused reservation first releases expired ones; cron
+# `manage.py sweep_budgets` for forecasts and roll-overs on quiet days.
+CELERY_BEAT_SCHEDULE = {
+    "budgets-sweep": {"task": "budgets.tasks.budgets_sweep", "schedule": env_int("ASPWEB_BUDGET_SWEEP_SECONDS", 60)},
+}
 
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
@@ -263,3 +272,19 @@ PROVIDER_RETRY_MAX_SECONDS = 30.0
 CIRCUIT_FAILURE_THRESHOLD = env_int("ASPWEB_CIRCUIT_FAILURES", 5)
 CIRCUIT_COOLDOWN_SECONDS = env_int("ASPWEB_CIRCUIT_COOLDOWN", 30)
 CLAUDE_CLI_PATH = env_str("ASPWEB_CLAUDE_CLI", "claude")
+
+# Budgets. A hard limit reserves a call's worst case: its estimated input plus max_tokens of output, or this
+# many output tokens when the request sets no max_tokens (the Anthropic adapter's own default).
+BUDGET_DEFAULT_MAX_TOKENS = env_int("ASPWEB_BUDGET_DEFAULT_MAX_TOKENS", 4096)
+# A reservation whose call never recorded (a crashed worker) is released after this long (at least the
+# provider's timeout plus a minute).
+BUDGET_RESERVATION_TTL_SECONDS = env_int("ASPWEB_BUDGET_RESERVATION_TTL", 900)
+# Forecast alerts wait until this share of the period has passed: 6 hours of a day, 7.5 days of a month.
+BUDGET_FORECAST_MIN_ELAPSED = 0.25
+# Alert deliveries (e-mail, webhook): retries after 10 s, 20 s, 40 s ... at most 10 minutes apart.
+ALERT_DELIVERY_RETRIES = env_int("ASPWEB_ALERT_RETRIES", 5)
+ALERT_RETRY_BASE_SECONDS = env_int("ASPWEB_ALERT_RETRY_BASE", 10)
+ALERT_RETRY_MAX_SECONDS = 600
+ALERT_WEBHOOK_TIMEOUT_SECONDS = 10
+# Where aspweb is served, for links in e-mails and webhooks (e.g. https://aspweb.example.com); none if unset.
+SITE_URL = env_str("ASPWEB_SITE_URL")

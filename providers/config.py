@@ -1,4 +1,4 @@
-"""Config as code: providers, models and prices from a YAML file, and back.
+"""Config as code: providers, models, prices, routes and budgets from a YAML file, and back.
 
 The file is checked with the forms the UI uses, so each rule lives in one place. Nothing is written
 unless the whole file is valid, and importing the same file again changes nothing. API keys never appear
@@ -19,18 +19,28 @@ from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import transaction
 
+from accounts.models import User
+from budgets import services as budget_services
+from budgets.forms import BudgetForm
+from budgets.models import Budget
+
 from . import services
 from .forms import CatalogModelForm, PriceForm, ProviderForm, RouteForm
 from .kinds import EXTRA_FIELDS, KINDS, Kind
-from .models import Deployment, Model, Price, Provider, Route
+from .models import ApiKey, Deployment, Model, Price, Provider, Route
 
-# Top-level sections a file may have; budgets will join them.
-SECTIONS = ("providers", "routes")
+# Top-level sections a file may have.
+SECTIONS = ("providers", "routes", "budgets")
 DEFAULT_ACTOR = "import_config"
 PROVIDER_KEYS = ("name", "kind", *ProviderForm._meta.fields[1:], "api_key", *EXTRA_FIELDS, "models")
 MODEL_KEYS = ("name", "display_name", "enabled", "context_window", "prices")
 ROUTE_KEYS = (*RouteForm._meta.fields, "deployments")
 DEPLOYMENT_KEYS = ("model", "priority", "weight")
+BUDGET_KEYS = ("name", "scope", "target", "period", "amount", "thresholds", "forecast", "hard_limit", "emails",
+               "webhook_url")
+# What names a budget's target in a file, by scope.
+BUDGET_TARGETS = {"provider": "a provider name", "model": "PROVIDER/MODEL", "user": "a user's e-mail",
+                  "api_key": "an API key's prefix"}
 
 # `${NAME}` is replaced by an environment variable; `$${NAME}` stands for a literal `${NAME}`.
 _REFERENCE = re.compile(r"\$(\$?)\{([^}]*)(\}?)")
@@ -135,8 +145,16 @@ class _RoutePlan:
     deployments: list[tuple[str, str, int, int]]
 
 
+@dataclass
+class _BudgetPlan:
+    existing: Budget | None
+    form: BudgetForm
+    # A target this file creates (a provider or model): looked up once the file's providers are written.
+    pending_target: str | None = None
+
+
 def config_import(data: Mapping[str, Any], *, actor: Any, dry_run: bool = False) -> Report:
-    """Create or update the providers, models and prices `data` describes, all or nothing.
+    """Create or update the providers, models, prices, routes and budgets `data` describes, all or nothing.
 
     Raises ConfigError with every problem found; nothing is written then. A dry run does the whole
     import and rolls it back, so its report is exactly what a real import would do.
@@ -153,12 +171,16 @@ def config_import(data: Mapping[str, Any], *, actor: Any, dry_run: bool = False)
         declared = {(plan.form.data.get("name"), model.form.data.get("name"))
                     for plan in plans for model in plan.models}
         route_plans = _check_routes(data.get("routes"), declared, errors)
+        budget_plans = _check_budgets(data.get("budgets"), {plan.form.data.get("name") for plan in plans}, declared,
+                                      errors)
         if errors:
             raise ConfigError(errors)
         for plan in plans:
             _apply_provider(plan, actor, report)
         for route_plan in route_plans:
             _apply_route(route_plan, actor, report)
+        for budget_plan in budget_plans:
+            _apply_budget(budget_plan, actor, report)
         if dry_run:
             transaction.set_rollback(True)
     return report
@@ -282,6 +304,93 @@ def _check_deployments(entries: Any, where: str, declared: set[tuple[str, str]],
             numbers[key] = value
         deployments.append((provider_name, model_name, numbers["priority"], numbers["weight"]))
     return deployments
+
+
+def _check_budgets(entries: Any, declared_providers: set[str], declared: set[tuple[str, str]],
+                   errors: list[str]) -> list[_BudgetPlan]:
+    """Budgets, by name, checked with the form the UI uses. A budget names its target as people see it
+    (BUDGET_TARGETS); a provider or model may be one this file creates."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        errors.append(f"budgets: expected a list of budgets, not {_type_name(entries)}")
+        return []
+    plans, seen = [], {}
+    for index, entry in enumerate(entries):
+        where = _item_path("budgets", index, entry)
+        if not isinstance(entry, dict):
+            errors.append(f"{where}: expected a mapping (name: ..., scope: ..., amount: ...), not {_type_name(entry)}")
+            continue
+        _check_keys(entry, BUDGET_KEYS, where, "budget settings are", errors)
+        name = _name_of(entry)
+        if name in seen:
+            errors.append(f"{where}.name: budget {name!r} appears twice in the file (also {seen[name]})")
+        elif name:
+            seen[name] = where
+        existing = Budget.objects.filter(name=name).first() if name else None
+        values = {key: value for key, value in entry.items() if key in BUDGET_KEYS and key != "target"}
+        for key, kind in (("thresholds", int), ("emails", str)):
+            if key not in values:
+                continue
+            items = values[key]
+            if not isinstance(items, list) or any(isinstance(i, bool) or not isinstance(i, kind) for i in items):
+                what = "whole-number percentages" if kind is int else "e-mail addresses"
+                errors.append(f"{where}.{key}: expected a list of {what}, not {items!r}")
+                values.pop(key)
+            else:
+                values[key] = ", ".join(str(i) for i in items)
+        if "amount" in values and not isinstance(values["amount"], dict | list | bool):
+            values["amount"] = str(values["amount"])  # through str(): a YAML float keeps the digits written
+        scope = values.get("scope", existing.scope if existing else Budget.Scope.GLOBAL)
+        known = len(errors)
+        target, pending = _budget_target(entry, scope, existing, where, declared_providers, declared, errors)
+        # A target still to be created, or one already reported: the form checks the rest.
+        with_target = not pending and len(errors) == known
+        blank = BudgetForm(instance=existing, with_target=with_target)
+        data = _form_data(blank, values, where, errors)
+        if with_target:
+            for column in Budget.TARGETS.values():
+                data[column] = target.pk if target is not None and Budget.TARGETS.get(scope) == column else ""
+        form = BudgetForm(data, instance=existing, with_target=with_target)
+        _form_errors(form, where, errors)
+        plans.append(_BudgetPlan(existing, form, pending))
+    return plans
+
+
+def _budget_target(entry: dict[str, Any], scope: Any, existing: Budget | None, where: str,
+                   declared_providers: set[str], declared: set[tuple[str, str]],
+                   errors: list[str]) -> tuple[Any, str | None]:
+    """The budget's target row, or (None, the target) when it is a provider or model this file creates."""
+    if scope not in BUDGET_TARGETS:
+        if entry.get("target") not in (None, ""):
+            errors.append(f"{where}.target: a {scope} budget has no target")
+        return None, None
+    if "target" not in entry and existing is not None and existing.scope == scope:
+        return existing.target, None
+    target = entry.get("target")
+    if not isinstance(target, str) or not target.strip():
+        errors.append(f"{where}.target: a {scope} budget needs a target: {BUDGET_TARGETS[scope]}")
+        return None, None
+    target = target.strip()
+    if scope == Budget.Scope.PROVIDER:
+        row = Provider.objects.active().filter(name=target).first()
+        if row is None and target in declared_providers:
+            return None, target
+    elif scope == Budget.Scope.MODEL:
+        provider_name, _, model_name = target.partition("/")
+        row = Model.objects.filter(provider__archived_at__isnull=True, provider__name=provider_name,
+                                   name=model_name).first()
+        if row is None and (provider_name, model_name) in declared:
+            return None, target
+    elif scope == Budget.Scope.USER:
+        row = User.objects.filter(email__iexact=target, is_active=True).first()
+    else:
+        row = ApiKey.objects.filter(prefix=target, revoked_at__isnull=True).first()
+    if row is None:
+        known = " in the catalog or in this file" if scope in (Budget.Scope.PROVIDER, Budget.Scope.MODEL) else ""
+        errors.append(f"{where}.target: no {scope.replace('_', ' ')} {target!r}{known} "
+                      f"(a {scope} budget's target is {BUDGET_TARGETS[scope]})")
+    return row, None
 
 
 def _check_kind(value: Any, where: str, errors: list[str]) -> Kind | None:
@@ -461,6 +570,29 @@ def _apply_route(plan: _RoutePlan, actor: Any, report: Report) -> None:
         report.unchanged.append(f"route {route.name}")
 
 
+def _apply_budget(plan: _BudgetPlan, actor: Any, report: Report) -> None:
+    budget, changed = plan.form.save(commit=False), list(plan.form.changed_data)
+    if plan.pending_target is not None:
+        column = Budget.TARGETS[budget.scope]
+        if column == "provider":
+            target = Provider.objects.active().get(name=plan.pending_target)
+        else:
+            provider_name, _, model_name = plan.pending_target.partition("/")
+            target = Model.objects.get(provider__archived_at__isnull=True, provider__name=provider_name,
+                                       name=model_name)
+        for name in Budget.TARGETS.values():
+            setattr(budget, name, target if name == column else None)
+        changed.append(column)
+    if plan.existing is None:
+        budget_services.budget_save(budget=budget, actor=actor)
+        report.created.append(f"budget {budget.name}")
+    elif changed:
+        budget_services.budget_save(budget=budget, actor=actor, changed=changed)
+        report.updated.append(f"budget {budget.name} ({', '.join(changed)})")
+    else:
+        report.unchanged.append(f"budget {budget.name}")
+
+
 # Exporting -------------------------------------------------------------------------------------------
 
 
@@ -493,7 +625,32 @@ def config_export() -> dict[str, Any]:
                          for d in route.deployments.select_related("model__provider")]}
         for route in Route.objects.all()
     ]
-    return {"providers": providers, **({"routes": routes} if routes else {})}
+    budgets = [_export_budget(budget, placeholders) for budget in
+               Budget.objects.select_related("provider", "model__provider", "user", "api_key")]
+    return {"providers": providers, **({"routes": routes} if routes else {}),
+            **({"budgets": budgets} if budgets else {})}
+
+
+def _export_budget(budget: Budget, placeholders: set[str]) -> dict[str, Any]:
+    """A budget as the file names it. A webhook URL is a credential (Slack's are), so it is a placeholder."""
+    entry: dict[str, Any] = {"name": _literal(budget.name), "scope": budget.scope}
+    target = budget.target
+    if target is not None:
+        entry["target"] = _literal({
+            Budget.Scope.PROVIDER: lambda: target.name,
+            Budget.Scope.MODEL: lambda: f"{target.provider.name}/{target.name}",
+            Budget.Scope.USER: lambda: target.email,
+            Budget.Scope.API_KEY: lambda: target.prefix,
+        }[budget.scope]())
+    entry.update(period=budget.period, amount=_plain(budget.amount), thresholds=list(budget.thresholds),
+                 forecast=budget.forecast, hard_limit=budget.hard_limit)
+    if budget.emails:
+        entry["emails"] = [_literal(address) for address in budget.emails]
+    if budget.webhook_url:
+        placeholder = env_placeholder(f"budget {budget.name}", "WEBHOOK_URL", taken=placeholders)
+        placeholders.add(placeholder)
+        entry["webhook_url"] = f"${{{placeholder}}}"
+    return entry
 
 
 def _export_model(model: Model) -> dict[str, Any]:
@@ -512,13 +669,19 @@ def _export_model(model: Model) -> dict[str, Any]:
 
 def key_placeholder(provider_name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
     """The variable an exported file names for a provider's key: local-llm -> LOCAL_LLM_API_KEY."""
-    stem = re.sub(r"[^A-Za-z0-9]", "_", provider_name).upper()
+    return env_placeholder(provider_name, "API_KEY", taken)
+
+
+def env_placeholder(name: str, suffix: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """The variable an exported file names for a secret of `name`: ("budget team a", "WEBHOOK_URL") ->
+    BUDGET_TEAM_A_WEBHOOK_URL."""
+    stem = re.sub(r"[^A-Za-z0-9]", "_", name).upper()
     if stem[:1].isdigit():
         stem = f"_{stem}"  # a shell variable cannot start with a digit
-    placeholder, number = f"{stem}_API_KEY", 2
-    # Names like a-b and a.b map to the same stem; each key needs its own variable.
+    placeholder, number = f"{stem}_{suffix}", 2
+    # Names like a-b and a.b map to the same stem; each secret needs its own variable.
     while placeholder in taken:
-        placeholder, number = f"{stem}_{number}_API_KEY", number + 1
+        placeholder, number = f"{stem}_{number}_{suffix}", number + 1
     return placeholder
 
 

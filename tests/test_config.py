@@ -259,14 +259,14 @@ def test_missing_output_price_is_required(db: None) -> None:
 
 
 def test_unknown_keys_at_every_level_are_errors(db: None) -> None:
-    text = "budgets: []\n" + provider_file(
+    text = "alerts: []\n" + provider_file(
         "name: x", "kind: openai_compatible", "base_ulr: http://localhost:1/v1", "models:",
         "  - name: m", "    context_windw: 8", "    prices: {input: 1, output: 2, cached: 1}",
     )
 
     errors = errors_of(text)
 
-    assert errors[0] == "budgets: unknown section; supported sections: providers, routes"
+    assert errors[0] == "alerts: unknown section; supported sections: providers, routes, budgets"
     assert errors[1].startswith("providers[0] (x).base_ulr: unknown setting; kind openai_compatible takes: "
                                 "name, kind, base_url, ")
     # The base_url the file misspelt is still missing, and that is said too.

@@ -10,9 +10,30 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from providers.models import Model, Provider
+from budgets.models import Budget, Notification
+from playground.models import Answer, Conversation, Turn
+from providers.apikeys import api_key_create
+from providers.models import Deployment, Model, Provider, Route
+from usage.services import usage_record_create
 
 ROLES = ["anonymous", "none", "member", "finance", "admin", "superuser"]
+# Policies admitting more than admins, by the roles they admit. A policy ending in ":others" is checked
+# on another member's object: a role that passes the check gets a 404, never the object.
+ROLE_POLICIES = {
+    "playground": {"member", "finance", "admin", "superuser"},
+    "playground_send": {"member", "admin", "superuser"},
+    "calls": {"member", "finance", "admin", "superuser"},
+    "apikeys": {"member", "finance", "admin", "superuser"},
+    "budgets": {"member", "finance", "admin", "superuser"},
+    "budgets_manage": {"finance", "admin", "superuser"},
+    "costs": {"finance", "admin", "superuser"},
+    "my_usage": {"member", "finance", "admin", "superuser"},
+    # Every signed-in person has notifications, and only ever sees their own.
+    "notifications": {"none", "member", "finance", "admin", "superuser"},
+}
+# Roles that see other people's objects under a policy all the same: admins see every call.
+SEES_OTHERS = {"calls": {"admin", "superuser"}, "apikeys": {"admin", "superuser"},
+               "budgets_manage": {"finance", "admin", "superuser"}, "budgets": {"finance", "admin", "superuser"}}
 
 # url name -> (who may use it, HTTP method the matrix uses)
 POLICY: dict[str, tuple[str, str]] = {
@@ -35,6 +56,46 @@ POLICY: dict[str, tuple[str, str]] = {
     "provider_sync": ("admin", "POST"),
     "model_add": ("admin", "GET"),
     "model_detail": ("admin", "GET"),
+    "call_list": ("calls", "GET"),
+    "call_export": ("calls", "GET"),
+    "call_detail": ("calls:others", "GET"),
+    "usage_reprice": ("admin", "GET"),
+    "dashboard": ("costs", "GET"),
+    "dashboard_export": ("costs", "GET"),
+    "my_usage": ("my_usage", "GET"),
+    "my_usage_export": ("my_usage", "GET"),
+    "playground": ("playground", "GET"),
+    "playground_estimate": ("playground", "POST"),
+    "playground_send": ("playground_send", "POST"),
+    "playground_conversation": ("playground:others", "GET"),
+    "playground_regenerate": ("playground_send:others", "POST"),
+    "playground_rename": ("playground_send:others", "POST"),
+    "playground_delete": ("playground_send:others", "POST"),
+    "playground_stream": ("playground_send:others", "GET"),
+    "playground_stop": ("playground_send:others", "POST"),
+    "route_list": ("admin", "GET"),
+    "route_add": ("admin", "GET"),
+    "route_detail": ("admin", "GET"),
+    "route_edit": ("admin", "GET"),
+    "route_delete": ("admin", "POST"),
+    "deployment_remove": ("admin", "POST"),
+    "deployment_reset": ("admin", "POST"),
+    # Making keys needs the admin's allowance, which fresh members and finance users do not have.
+    "apikey_list": ("apikeys", "GET"),
+    "apikey_add": ("admin", "GET"),
+    "apikey_access": ("admin", "GET"),
+    "apikey_revoke": ("apikeys:others", "POST"),
+    # The matrix's budget is another member's user budget: members do not see it.
+    "budget_list": ("budgets", "GET"),
+    "budget_detail": ("budgets:others", "GET"),
+    "budget_add": ("budgets_manage", "GET"),
+    "budget_edit": ("budgets_manage:others", "GET"),
+    "budget_delete": ("budgets_manage:others", "POST"),
+    "budget_test_alert": ("budgets_manage:others", "POST"),
+    "notification_list": ("signed_in", "GET"),
+    "notification_bell": ("signed_in", "GET"),
+    "notification_read_all": ("signed_in", "POST"),
+    "notification_read": ("notifications:others", "POST"),
 }
 
 
@@ -58,15 +119,38 @@ def test_every_url_has_a_policy() -> None:
 def objects(db: None, make_user: Callable) -> dict[str, int | str]:
     provider = Provider.objects.create(name="matrix", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
     model = Model.objects.create(provider=provider, name="m1")
+    route = Route.objects.create(name="matrix-route")
+    deployment = Deployment.objects.create(route=route, model=model)
     other = make_user("member", email="someone@example.com")
-    return {"provider": provider.pk, "model": model.pk, "user": other.pk, "kind": "openai"}
+    call = usage_record_create(provider=provider, model=model, user=other, source="playground", status="ok")
+    turn = Turn.objects.create(conversation=Conversation.objects.create(user=other, title="theirs"), prompt="Hi")
+    answer = Answer.objects.create(turn=turn, model=model, model_address="matrix/m1")
+    apikey, _ = api_key_create(name="theirs", user=other, actor=None)
+    budget = Budget.objects.create(name="theirs", scope="user", user=other, amount=10)
+    notification = Notification.objects.create(user=other, title="Theirs", body="Not yours.")
+    return {"apikey": apikey.pk, "conversation": turn.conversation_id, "answer": answer.pk,
+            "provider": provider.pk, "model": model.pk, "user": other.pk, "kind": "openai", "route": route.pk,
+            "deployment": deployment.pk, "call": call.request_id, "budget": budget.pk,
+            "notification": notification.pk}
 
 
 def _url(name: str, objects: dict[str, int | str]) -> str:
+    if name in ("playground_stream", "playground_stop"):
+        return reverse(name, kwargs={"pk": objects["answer"]})
+    if name.startswith("playground_") and name not in ("playground_estimate", "playground_send"):
+        return reverse(name, kwargs={"pk": objects["conversation"]})
     kwargs = {
         "user_edit": {"pk": objects["user"]}, "user_password": {"pk": objects["user"]},
         "provider_add": {"kind": objects["kind"]}, "model_detail": {"pk": objects["model"]},
+        "call_detail": {"request_id": objects["call"]}, "usage_reprice": {"pk": objects["model"]},
+        "apikey_revoke": {"pk": objects["apikey"]}, "notification_read": {"pk": objects["notification"]},
     }.get(name)
+    if kwargs is None and name.startswith("budget_") and name not in ("budget_list", "budget_add"):
+        kwargs = {"pk": objects["budget"]}
+    if kwargs is None and name.startswith("route_") and name not in ("route_list", "route_add"):
+        kwargs = {"pk": objects["route"]}
+    if kwargs is None and name.startswith("deployment_"):
+        kwargs = {"pk": objects["deployment"]}
     if kwargs is None and ((name.startswith("provider_") and name not in ("provider_list", "provider_add_choose"))
                            or name == "model_add"):
         kwargs = {"pk": objects["provider"]}
@@ -80,6 +164,11 @@ def _expected(policy: str, role: str) -> str:
         return "login"
     if policy == "signed_in":
         return "allowed"
+    base, _, others = policy.partition(":")
+    if base in ROLE_POLICIES:
+        if role not in ROLE_POLICIES[base]:
+            return "forbidden"
+        return "not_found" if others and role not in SEES_OTHERS.get(base, ()) else "allowed"
     return "allowed" if role in ("admin", "superuser") else "forbidden"
 
 
@@ -90,6 +179,8 @@ def _outcome(response) -> str:
         return "login"
     if response.status_code in (200, 302):
         return "allowed"
+    if response.status_code == 404:
+        return "not_found"
     return f"status {response.status_code}"
 
 
@@ -108,9 +199,10 @@ def test_role_matrix(name: str, role: str, objects: dict, client_as: Callable[[s
 @pytest.mark.parametrize(
     ("role", "visible", "hidden"),
     [
-        ("admin", ["Providers", "Users", "Audit log"], []),
-        ("member", [], ["Providers", "Users", "Audit log"]),
-        ("finance", [], ["Providers", "Users", "Audit log"]),
+        ("admin", ["Calls", "API keys", "Budgets", "Providers", "Users", "Audit log"], []),
+        ("member", ["Calls", "API keys"], ["Budgets", "Providers", "Users", "Audit log"]),
+        ("finance", ["Calls", "API keys", "Budgets"], ["Providers", "Users", "Audit log"]),
+        ("none", [], ["Calls", "API keys", "Budgets", "Providers", "Users", "Audit log"]),
     ],
 )
 def test_navigation_shows_each_role_only_what_it_may_use(role: str, visible: list[str], hidden: list[str],

@@ -9,8 +9,8 @@ from providers.config import config_export, dump_yaml
 
 class Command(BaseCommand):
     help = (
-        "Write every active provider, its models and their current prices as YAML for import_config. "
-        "API keys are written as ${NAME} placeholders, never the keys themselves."
+        "Write every active provider, its models and their current prices, the routes and the budgets as YAML "
+        "for import_config. API keys and webhook URLs are written as ${NAME} placeholders, never the secrets."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -19,10 +19,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, output: str | None, **options: Any) -> None:
         data = config_export()
         placeholders = [p["api_key"][2:-1] for p in data["providers"] if "api_key" in p]
-        header = ["# aspweb providers, models and current prices (USD per 1M tokens), for import_config."]
+        webhooks = [b["webhook_url"][2:-1] for b in data.get("budgets", []) if "webhook_url" in b]
+        header = ["# aspweb providers, models and current prices (USD per 1M tokens), routes and budgets, "
+                  "for import_config."]
         if placeholders:
             header.append("# API keys are not in this file: set these environment variables to import it:")
             header.extend(f"#   {name}" for name in placeholders)
+        if webhooks:
+            header.append("# Budget webhook URLs are not in this file either: set these environment variables:")
+            header.extend(f"#   {name}" for name in webhooks)
         text = "\n".join(header) + "\n" + dump_yaml(data)
         if output:
             Path(output).write_text(text, encoding="utf-8")
