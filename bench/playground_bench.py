@@ -238,7 +238,7 @@ def ttft(args: argparse.Namespace) -> dict[str, Any]:
 
 def breakdown(args: argparse.Namespace) -> dict[str, Any]:
     """Time to first token in this process, layer by layer: the adapter alone, the call path, and the
-    playground's event generator; then the same with the SDK client kept between calls."""
+    playground's event generator."""
     with environment(args, 2 * (args.requests + args.warmup)) as env:
         from accounts.models import User
         from playground import views
@@ -279,14 +279,11 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
                 medians[name] = statistics.median([await first_of(make()) for _ in range(args.requests)])
             return medians
 
-        shipped = asyncio.run(measure())
-        import bench.sdk_client_reuse  # noqa: F401 - keeps one SDK client per connection from here on
-
-        reused = asyncio.run(measure())
-    print(f"time to first token in-process, median of {args.requests}:   as shipped   SDK client kept")
-    for name in shipped:
-        print(f"  {name:22}                    {shipped[name]:8.2f} ms   {reused[name]:8.2f} ms")
-    return {"as_shipped_ms": shipped, "sdk_client_kept_ms": reused}
+        medians = asyncio.run(measure())
+    print(f"time to first token in-process, median of {args.requests}:")
+    for name, value in medians.items():
+        print(f"  {name:22} {value:8.2f} ms")
+    return {"median_ms": medians}
 
 
 async def _stream_one(client: httpx.AsyncClient, answer: int, expected: str, delay: float) -> dict[str, Any]:
