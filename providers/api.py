@@ -30,6 +30,8 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from usage import services as usage_services
+
 from . import apikeys, calls
 from .adapters.base import (
     ChatRequest,
@@ -45,7 +47,7 @@ from .adapters.base import (
 from .gateway import anthropic_format, openai_format, openapi, ratelimit
 from .gateway import cache as response_cache
 from .gateway.checks import BadRequest
-from .models import ApiKey, Route
+from .models import ApiKey, Model, Route
 
 logger = logging.getLogger(__name__)
 
@@ -293,6 +295,7 @@ async def _admit(request: HttpRequest, parse: Callable[[Any], Any]) -> tuple[Adm
 
 def _chunks(admission: Admission, chat: ChatRequest, record: calls.CallRecord) -> AsyncIterator[Chunk]:
     if admission.hit is not None:
+        # No provider is called, so the call path writes no record: _after_call writes the hit's (cost 0).
         record.provider, record.model = admission.hit.provider, admission.hit.model
         record.usage, record.cost, record.status = admission.hit.completion.usage, Decimal(0), "ok"
         return response_cache.replay(admission.hit.completion)
@@ -307,6 +310,8 @@ def _tokens(usage: Usage | None) -> int:
 
 
 def _after_call_sync(admission: Admission, record: calls.CallRecord, completion: Completion | None) -> None:
+    if admission.hit is not None:
+        _record_cache_hit(admission, record)
     if admission.reservation is not None:
         ratelimit.settle(admission.reservation, 0 if admission.hit else _tokens(record.usage))
     if completion is not None and admission.cache_key and admission.hit is None and record.status == "ok":
@@ -314,10 +319,26 @@ def _after_call_sync(admission: Admission, record: calls.CallRecord, completion:
                              ttl=admission.cache_ttl or response_cache.DEFAULT_TTL)
 
 
+def _record_cache_hit(admission: Admission, record: calls.CallRecord) -> None:
+    hit = admission.hit
+    model = Model.objects.select_related("provider").filter(
+        provider__archived_at__isnull=True, provider__name=hit.provider, name=hit.model).first()
+    if model is None:  # the model left the catalog since the answer was cached: nothing to charge it to
+        return
+    usage = hit.completion.usage
+    usage_services.usage_record_create(
+        request_id=record.request_id, provider=model.provider, model=model, source="gateway", status="ok",
+        user=admission.key.user, api_key=admission.key, cached=True, finish_reason=hit.completion.finish_reason or "",
+        input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens, output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens, usage_estimated=usage.estimated, attempts=0,
+    )
+
+
 async def _after_call(admission: Admission, record: calls.CallRecord, completion: Completion | None) -> None:
-    """Settle the token reservation and fill the cache: only for keys with a token limit or requests that
-    asked for the cache, so that other calls pay no extra trip."""
-    if admission.reservation is not None or (admission.cache_key and admission.hit is None):
+    """Settle the token reservation, fill the cache and record cache hits: only for keys with a token limit
+    or requests that use the cache, so that other calls pay no extra trip."""
+    if admission.reservation is not None or admission.cache_key:
         await sync_to_async(_after_call_sync)(admission, record, completion)
 
 
@@ -384,7 +405,7 @@ async def _events(first: Chunk | None, chunks: AsyncIterator[Chunk], admission: 
             output = completion.text + completion.reasoning + "".join(c.arguments for c in completion.tool_calls)
             completion.usage = estimated_usage(chat, output)
         yield writer.end(completion.usage, completion.finish_reason)
-    except (ProviderError, calls.CallError) as exc:
+    except Exception as exc:  # headers are gone: the stream ends with an error event instead
         yield writer.error(_error_body(_as_api_error(exc), flavor))
     finally:
         await chunks.aclose()

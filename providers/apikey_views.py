@@ -77,7 +77,8 @@ def apikey_access(request: HttpRequest) -> HttpResponse:
     people = (User.objects.filter(is_active=True, is_superuser=False).exclude(groups__name=ADMIN)
               .prefetch_related("groups").order_by("email"))
     if request.method == "POST":
-        person = get_object_or_404(people, pk=request.POST.get("user") or 0)
+        user_id = request.POST.get("user", "")
+        person = get_object_or_404(people, pk=int(user_id) if user_id.isdigit() else 0)
         allowed = request.POST.get("allowed") == "1"
         apikeys.self_service_set(user=person, allowed=allowed, actor=request.user)
         messages.success(request, f"{person.email} {'may now make' if allowed else 'may no longer make'} "

@@ -1,7 +1,7 @@
 """The /v1 endpoints in process against the fake upstream: wire formats, headers, errors and their statuses."""
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from decimal import Decimal
 
@@ -9,6 +9,8 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
+from providers import calls
+from providers.adapters.base import Chunk
 from providers.models import ApiKey, Model, Provider
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import (
@@ -359,6 +361,23 @@ def test_a_failure_after_the_first_chunk_ends_the_stream_with_an_error_event(key
         name, data = answer.events[-1]
         assert name == "error" and data["type"] == "error" and data["error"]["type"] == "api_error"
     assert UsageRecord.objects.get().status == "error"
+
+
+def test_a_budget_refusal_is_429_budget_exceeded(key: str, monkeypatch: pytest.MonkeyPatch,
+                                                  upstream: FakeUpstream) -> None:
+    async def over_budget(*args: object, **kwargs: object) -> AsyncIterator[Chunk]:
+        raise calls.CallError("budget_exceeded", "The team's monthly budget is spent.")
+        yield Chunk()
+
+    monkeypatch.setattr(calls, "stream_chat", over_budget)
+    for path, body in ((CHAT, chat_body()), (CHAT, chat_body(stream=True)), (MESSAGES, messages_body())):
+        answer = call(path, body, key=key)
+        assert answer.status == 429, path
+        assert "budget is spent" in answer.json["error"]["message"]
+        if path == CHAT:
+            assert answer.json["error"]["code"] == "budget_exceeded"
+        else:
+            assert answer.json["error"]["type"] == "rate_limit_error"
 
 
 # -- requests that are wrong -----------------------------------------------------------------------

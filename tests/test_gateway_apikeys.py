@@ -190,6 +190,8 @@ def test_members_make_keys_only_when_an_admin_allowed_it(admin_client: Client, c
     assert key.user == person and key.created_by == person
 
     admin_client.post(reverse("apikey_access"), {"user": person.pk, "allowed": "0"})
+    for wrong in ("abc", "", str(person.pk + 1000)):
+        assert admin_client.post(reverse("apikey_access"), {"user": wrong, "allowed": "1"}).status_code == 404
     assert member.get(reverse("apikey_add")).status_code == 403
     assert apikeys.key_status(ApiKey.objects.get(pk=key.pk)) == "active"  # stopping keeps existing keys
 
@@ -205,7 +207,7 @@ def test_people_see_and_revoke_only_their_own_keys(client_as: Callable[[str], Cl
     assert member.post(reverse("apikey_revoke", args=[mine.pk])).status_code == 302
     assert apikeys.key_status(ApiKey.objects.get(pk=mine.pk)) == "revoked"
     assert apikeys.key_status(ApiKey.objects.get(pk=theirs.pk)) == "active"
-    listed = f"<code>{mine.prefix}…</code>"
+    listed = f"<code class=\"key-prefix\">{mine.prefix}…</code>"
     assert listed not in member.get(reverse("apikey_list")).content.decode()
     assert listed in member.get(reverse("apikey_list") + "?all=1").content.decode()
 

@@ -10,6 +10,7 @@ from providers.adapters.base import ChatRequest, Message
 from providers.models import Route
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import OPENAI_MODEL, call, chat_body, make_key, make_providers, messages_body
+from usage.models import UsageRecord
 
 CHAT = "/v1/chat/completions"
 CACHE = {"x-aspweb-cache": "true"}
@@ -38,6 +39,12 @@ def test_an_identical_request_is_answered_from_the_cache(key: str, upstream: Fak
     assert second.json["id"] != first.json["id"] and second.headers["x-request-id"] != first.headers["x-request-id"]
     assert second.headers["x-aspweb-cost"] == "0" and first.headers["x-aspweb-cost"] != "0"
     assert second.headers["x-aspweb-provider"] == "local" and second.headers["x-aspweb-model"] == "fake-model-a"
+    # Both land in the ledger; the hit as cached, at cost 0, with the tokens it replayed.
+    hit = UsageRecord.objects.get(request_id=second.headers["x-request-id"])
+    assert (hit.cached, hit.cost, hit.price, hit.input_tokens, hit.output_tokens) == (True, 0, None, 40, 9)
+    assert hit.api_key is not None and hit.source == "gateway"
+    miss = UsageRecord.objects.get(request_id=first.headers["x-request-id"])
+    assert not miss.cached and miss.cost > 0
 
 
 def test_a_cached_answer_replays_as_a_stream(key: str, upstream: FakeUpstream) -> None:

@@ -2,9 +2,11 @@
 loopback), talking to the fake upstream: what applications will really see."""
 
 import json
+import time
 from collections.abc import Iterator
 
 import anthropic
+import httpx
 import openai
 import pytest
 from django.core.cache import cache
@@ -175,3 +177,19 @@ def test_sdk_cache_hit_and_model_lists(oai: openai.OpenAI, claude: anthropic.Ant
     assert len(upstream.requests) == 1
     assert [m.id for m in oai.models.list()] == [ANTHROPIC_MODEL, OPENAI_MODEL, "local/fake-model-b"]
     assert [m.id for m in claude.models.list()] == [ANTHROPIC_MODEL, OPENAI_MODEL, "local/fake-model-b"]
+
+
+def test_a_client_that_leaves_mid_stream_leaves_one_cancelled_record(gateway: str, key: tuple[ApiKey, str],
+                                                                      upstream: FakeUpstream) -> None:
+    upstream.chunk_delay = 0.2
+    body = {"model": OPENAI_MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+    with httpx.stream("POST", f"{gateway}/v1/chat/completions", json=body,
+                      headers={"Authorization": f"Bearer {key[1]}"}) as response:
+        lines = response.iter_lines()
+        assert '"content":""' in next(line for line in lines if line.startswith("data: "))
+        assert '"content":"Hello ' in next(line for line in lines if line.startswith("data: "))
+    deadline = time.monotonic() + 10
+    while not UsageRecord.objects.filter(api_key=key[0]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [record] = _records(key[0])
+    assert record.status == "cancelled" and record.usage_estimated and record.output_tokens > 0

@@ -197,3 +197,10 @@ def test_a_key_from_yaml_stays_secret_and_survives_rotation(
     response = admin_client.post(f"/providers/{provider.pk}/test/", headers={"HX-Request": "true"})
     assert "Connected; 2 models listed." in response.content.decode()
     assert upstream.last_request.api_key == KEY
+
+
+@pytest.mark.parametrize("key", ["ask-abcd1234" + "x" * 40, "sk-proj-" + "y" * 30, "gsk_" + "z" * 30])
+def test_key_shaped_text_is_redacted_from_messages(key: str) -> None:
+    from providers.adapters.base import redact
+
+    assert redact(f"The upstream said: invalid key {key}.") == "The upstream said: invalid key [redacted]."

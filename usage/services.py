@@ -50,10 +50,11 @@ def usage_record_create(*, provider: Any, model: Any, source: str, status: str, 
                         input_tokens: int = 0, cache_read_tokens: int = 0, cache_write_tokens: int = 0,
                         output_tokens: int = 0, reasoning_tokens: int = 0, usage_estimated: bool = False,
                         reported_cost: Decimal | None = None, latency_ms: int | None = None,
-                        ttft_ms: int | None = None, attempts: int = 1) -> UsageRecord:
+                        ttft_ms: int | None = None, attempts: int = 1, cached: bool = False) -> UsageRecord:
     """Write one call's record, priced at the model's price version in force at `created_at` (the call's
-    start), and add it to its daily rollup row and to the budgets that cover it, in one transaction. The
-    budgets also release the reservations their hard limits hold under the record's `request_id`."""
+    start; a `cached` answer, replayed without calling the provider, costs 0), and add it to its daily
+    rollup row and to the budgets that cover it, in one transaction. The budgets also release the
+    reservations their hard limits hold under the record's `request_id`."""
     # Here, not at the top: budgets build on this module (its time zone and rollup).
     from budgets.services import usage_record_charge
 
@@ -64,13 +65,13 @@ def usage_record_create(*, provider: Any, model: Any, source: str, status: str, 
         error_kind=error_kind, error_message=error_message[:500], finish_reason=finish_reason or "",
         input_tokens=input_tokens, cache_read_tokens=cache_read_tokens, cache_write_tokens=cache_write_tokens,
         output_tokens=output_tokens, reasoning_tokens=reasoning_tokens, usage_estimated=usage_estimated,
-        reported_cost=reported_cost, latency_ms=latency_ms, ttft_ms=ttft_ms, attempts=attempts,
+        reported_cost=reported_cost, latency_ms=latency_ms, ttft_ms=ttft_ms, attempts=attempts, cached=cached,
     )
     if request_id is not None:
         record.request_id = request_id
     with transaction.atomic():
-        record.price = model.price_at(record.created_at)
-        record.cost = record_cost(record, record.price)
+        record.price = None if cached else model.price_at(record.created_at)
+        record.cost = Decimal(0) if cached else record_cost(record, record.price)
         record.save(force_insert=True)
         _daily_usage_add(record, _contribution(record))
         usage_record_charge(record)

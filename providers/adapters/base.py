@@ -201,7 +201,7 @@ class ProviderError(Exception):
         return f"ProviderError({self.kind!r}, {self.message!r}, status={self.status})"
 
 
-_KEYLIKE = re.compile(r"\b(sk|pk|rk|key|api|tok|ghp|xai|gsk|AIza)[-_A-Za-z0-9*]{12,}", re.IGNORECASE)
+_KEYLIKE = re.compile(r"\b(ask|sk|pk|rk|key|api|tok|ghp|xai|gsk|AIza)[-_A-Za-z0-9*]{12,}", re.IGNORECASE)
 
 
 def redact(text: str, *secrets: str) -> str:

@@ -269,6 +269,13 @@ DESCRIPTION: dict[str, Any] = {
                                   "content": {"application/json": {"schema": _ref("ModelList")}}},
                           "401": _errors("Error")["401"]},
         }},
+        "/v1/models/{model_id}": {"get": {
+            "summary": "One model or route the key may use.",
+            "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": _STRING,
+                            "description": "PROVIDER/MODEL (the slash stays as it is) or a route name."}],
+            "responses": {"200": {"description": "The model."}, "401": _errors("Error")["401"],
+                          "404": _errors("Error")["404"]},
+        }},
         "/v1/openapi.json": {"get": {"summary": "This description.", "security": [],
                                      "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     },

@@ -1,0 +1,506 @@
+"""Gateway benchmarks: what /v1/chat/completions adds to a call, how many calls one worker serves, and
+whether its memory stays flat. Results, commands and how to read them are in docs/benchmarks.md.
+
+Three processes, as in production: the fake upstream (tests/fakes/upstream.py) answering at once, one
+uvicorn worker serving aspweb with DEBUG off on a fresh SQLite database (or --database-url), and this
+client. Every call through aspweb writes its usage record, as in production.
+
+    .venv/bin/python -m bench.gateway_bench latency --requests 500
+    .venv/bin/python -m bench.gateway_bench throughput --seconds 20 --concurrency 16
+    .venv/bin/python -m bench.gateway_bench memory --calls 100000 --concurrency 16
+    .venv/bin/python -m bench.gateway_bench breakdown --requests 300
+
+Options for all three:
+    --app bench.sdk_client_reuse:application   aspweb with the adapter keeping its SDK clients (an experiment)
+    --litellm /tmp/litellm-venv/bin/litellm    also measure LiteLLM's proxy (one worker, same upstream)
+    --database-url postgres://...              aspweb on PostgreSQL (an existing database, emptied first)
+
+latency: one client, sequential requests on kept-alive connections, each request sent straight to the
+upstream and then through the gateway, interleaved; "added" is the median of the per-pair differences.
+Streamed, the same for the time to the first content chunk (TTFT).
+
+throughput: N connections sending non-streamed requests back to back for S seconds (a small HTTP/1.1
+client on asyncio streams, so that the client costs little of the machine's CPU); the upstream alone is
+measured the same way, to show its own ceiling.
+
+memory: the worker's resident size (VmRSS) every 10,000 calls up to --calls.
+
+breakdown: in this process, the ASGI handler called directly, sequentially: the whole call, then with the
+provider's HTTP, the usage record and the call path taken away one by one (CPU and wall time per call).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+UPSTREAM_KEY = "sk-bench-0001"
+LITELLM_KEY = "sk-litellm-bench-0001"
+PROMPT = "Say hello"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One place to send chat completions to."""
+
+    name: str
+    base_url: str  # ends in /v1
+    key: str
+    model: str
+    pid: int | None = None
+
+    def body(self, **fields: Any) -> dict[str, Any]:
+        return {"model": self.model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64, **fields}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+def serve_upstream() -> None:
+    """The fake upstream in this process until killed; its base URL goes to stdout (runs in its own process)."""
+    from tests.fakes import upstream
+
+    # Real APIs answer with TCP_NODELAY; without it small writes meet delayed ACKs on kept-alive
+    # connections and both sides measure 40 ms stalls.
+    setup = upstream._Handler.setup
+
+    def setup_nodelay(handler: Any) -> None:
+        setup(handler)
+        handler.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    upstream._Handler.setup = setup_nodelay
+    upstream._Server.request_queue_size = 1024  # socketserver's default backlog of 5 refuses bursts
+    fake = upstream.FakeUpstream(api_key=UPSTREAM_KEY).start()
+    fake.usage = {"input_tokens": 12, "output_tokens": 7}
+    print(fake.openai_base_url, flush=True)
+    threading.Event().wait()
+
+
+@contextmanager
+def _processes() -> Iterator[list[subprocess.Popen]]:
+    processes: list[subprocess.Popen] = []
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@contextmanager
+def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
+    """The upstream, aspweb (and LiteLLM when asked) running; yields the targets, upstream first."""
+    from cryptography.fernet import Fernet
+
+    data_dir = tempfile.mkdtemp(prefix="aspweb-gateway-bench-")
+    Path(data_dir, "static").mkdir()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "aspweb.settings", "ASPWEB_DATA_DIR": data_dir, "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50), "ASPWEB_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "ALLOWED_HOSTS": "127.0.0.1", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    if args.database_url:
+        env["DATABASE_URL"] = args.database_url
+    try:
+        with _processes() as processes:
+            upstream = subprocess.Popen([PYTHON, "-m", "bench.gateway_bench", "upstream"], cwd=ROOT, env=env,
+                                        stdout=subprocess.PIPE, text=True)
+            processes.append(upstream)
+            upstream_url = upstream.stdout.readline().strip()
+            targets = [Target("upstream", upstream_url, UPSTREAM_KEY, "fake-model-a", upstream.pid)]
+
+            subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+            if args.database_url:  # rows of an earlier run are encrypted with another run's key
+                subprocess.run([PYTHON, "manage.py", "flush", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+            os.environ.clear()
+            os.environ.update(env)  # this process seeds the same database with the same settings
+            key = _seed(upstream_url)
+            port = _free_port()
+            app = subprocess.Popen(
+                [PYTHON, "-m", "uvicorn", args.app, "--host", "127.0.0.1", "--port", str(port),
+                 "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
+            processes.append(app)
+            _wait_for_port(port, app)
+            targets.append(Target("aspweb", f"http://127.0.0.1:{port}/v1", key, "bench/fake-model-a", app.pid))
+
+            if args.litellm:
+                port = _free_port()
+                config = Path(data_dir, "litellm.yaml")
+                config.write_text(json.dumps({
+                    "model_list": [{"model_name": "fake-model-a", "litellm_params": {
+                        "model": "openai/fake-model-a", "api_base": upstream_url, "api_key": UPSTREAM_KEY}}],
+                    "general_settings": {"master_key": LITELLM_KEY},
+                }))
+                litellm_env = {name: value for name, value in env.items()
+                               if name not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
+                litellm = subprocess.Popen(
+                    [args.litellm, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+                     "--num_workers", "1"], cwd=data_dir, env={**litellm_env, "LITELLM_LOG": "ERROR"},
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                processes.append(litellm)
+                _wait_for_port(port, litellm)
+                targets.append(Target("litellm", f"http://127.0.0.1:{port}/v1", LITELLM_KEY, "fake-model-a",
+                                      litellm.pid))
+            for target in targets:  # warm up: imports, connections, first-call caches
+                with httpx.Client(timeout=30) as client:
+                    for _ in range(20):
+                        response = client.post(f"{target.base_url}/chat/completions", headers=target.headers,
+                                               json=target.body())
+                        assert response.status_code == 200, (target.name, response.status_code, response.text)
+            yield targets
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _seed(upstream_url: str) -> str:
+    import django
+
+    django.setup()
+    from decimal import Decimal
+
+    from providers import apikeys
+    from providers.models import Model, Price, Provider
+
+    provider, _ = Provider.objects.update_or_create(
+        name="bench", archived_at=None,
+        defaults={"kind": "openai_compatible", "base_url": upstream_url, "api_key": UPSTREAM_KEY, "max_retries": 0})
+    model, created = Model.objects.get_or_create(provider=provider, name="fake-model-a")
+    if created:
+        Price.objects.create(model=model, input=Decimal("1"), output=Decimal("2"))
+    return apikeys.api_key_create(name="bench", user=None, actor="bench")[1]
+
+
+# -- latency ----------------------------------------------------------------------------------------------
+
+
+def _timed_call(client: httpx.Client, target: Target) -> float:
+    started = time.perf_counter()
+    response = client.post(f"{target.base_url}/chat/completions", headers=target.headers, json=target.body())
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, (target.name, response.status_code, response.text)
+    return elapsed * 1000
+
+
+def _timed_first_token(client: httpx.Client, target: Target) -> float:
+    body = target.body(stream=True, stream_options={"include_usage": True})
+    started = time.perf_counter()
+    first = None
+    with client.stream("POST", f"{target.base_url}/chat/completions", headers=target.headers, json=body) as response:
+        assert response.status_code == 200, (target.name, response.status_code)
+        for line in response.iter_lines():
+            if first is None and line.startswith("data: {"):
+                choices = json.loads(line[len("data: "):]).get("choices") or [{}]
+                if (choices[0].get("delta") or {}).get("content"):
+                    first = time.perf_counter() - started
+    assert first is not None, f"{target.name} streamed no content"
+    return first * 1000
+
+
+def _percentiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return f"p50 {statistics.median(ordered):7.2f}  p90 {at(0.9):7.2f}  p99 {at(0.99):7.2f} ms"
+
+
+def latency(args: argparse.Namespace) -> None:
+    with environment(args) as targets:
+        upstream, gateways = targets[0], targets[1:]
+        measures = (("non-streamed, whole answer", _timed_call), ("streamed, first token", _timed_first_token))
+        for label, measure in measures:
+            print(f"\n{label} ({args.requests} sequential requests, one client)")
+            clients = {target.name: httpx.Client(timeout=30) for target in targets}
+            times: dict[str, list[float]] = {target.name: [] for target in targets}
+            added: dict[str, list[float]] = {target.name: [] for target in gateways}
+            for _ in range(args.requests):
+                for target in gateways:
+                    direct = measure(clients[upstream.name], upstream)
+                    through = measure(clients[target.name], target)
+                    times[upstream.name].append(direct)
+                    times[target.name].append(through)
+                    added[target.name].append(through - direct)
+            for client in clients.values():
+                client.close()
+            for target in targets:
+                print(f"  {target.name:9} {_percentiles(times[target.name])}")
+            for target in gateways:
+                median = statistics.median(added[target.name])
+                print(f"  {target.name:9} added: median of paired differences {median:.2f} ms")
+
+
+# -- throughput and memory -------------------------------------------------------------------------------
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Status and whether the server keeps the connection, after reading the whole response."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])
+               if name}
+    if "content-length" in headers:
+        await reader.readexactly(int(headers["content-length"]))
+    elif headers.get("transfer-encoding") == "chunked":
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    return status, headers.get("connection", "").lower() != "close"
+
+
+def _request_bytes(target: Target) -> tuple[str, int, bytes]:
+    url = urlsplit(target.base_url)
+    body = json.dumps(target.body()).encode()
+    head = (f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.hostname}:{url.port}\r\n"
+            f"Authorization: Bearer {target.key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return url.hostname or "127.0.0.1", url.port or 80, head.encode() + body
+
+
+async def _load(target: Target, *, concurrency: int, seconds: float | None = None,
+                calls: int | None = None, on_progress: Any = None) -> tuple[Counter, float]:
+    """Send requests back to back on `concurrency` connections, for `seconds` or until `calls` are done."""
+    host, port, request = _request_bytes(target)
+    statuses: Counter = Counter()
+    started = time.perf_counter()
+    deadline = started + seconds if seconds else None
+    remaining = [calls or 0]
+
+    async def worker() -> None:
+        reader = writer = None
+        while True:
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            if calls is not None:
+                if remaining[0] <= 0:
+                    break
+                remaining[0] -= 1
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
+                writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            writer.write(request)
+            try:
+                status, keep = await _read_response(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                status, keep = 0, False
+            statuses[status] += 1
+            if on_progress is not None:
+                on_progress(sum(statuses.values()))
+            if not keep:
+                writer.close()
+                reader = writer = None
+        if writer is not None:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses, time.perf_counter() - started
+
+
+def throughput(args: argparse.Namespace) -> None:
+    with environment(args) as targets:
+        print(f"\nnon-streamed requests, {args.concurrency} connections, {args.seconds} s each")
+        for target in targets:
+            statuses, elapsed = asyncio.run(_load(target, concurrency=args.concurrency, seconds=args.seconds))
+            ok = statuses.pop(200, 0)
+            print(f"  {target.name:9} {ok / elapsed:8.1f} req/s ({ok} answers; "
+                  f"other statuses: {dict(statuses) or 'none'})")
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def memory(args: argparse.Namespace) -> None:
+    with environment(args) as targets:
+        for target in targets[1:]:
+            print(f"\n{target.name}: worker RSS by calls made ({args.concurrency} connections)")
+            samples: dict[int, int] = {}
+
+            def progress(done: int, target: Target = target, samples: dict[int, int] = samples) -> None:
+                if done % 10_000 == 0 and done not in samples:
+                    samples[done] = _rss_kib(target.pid)
+                    print(f"  {done:7} calls  {samples[done] / 1024:7.1f} MiB", flush=True)
+
+            statuses, elapsed = asyncio.run(_load(target, concurrency=args.concurrency, calls=args.calls,
+                                                  on_progress=progress))
+            ok = statuses.pop(200, 0)
+            print(f"  {ok} answers in {elapsed:.0f} s ({ok / elapsed:.1f} req/s); other statuses: "
+                  f"{dict(statuses) or 'none'}")
+            if 10_000 in samples and samples:
+                last = max(samples)
+                print(f"  from 10,000 to {last:,} calls: {samples[last] / samples[10_000] * 100 - 100:+.1f}%")
+
+
+# -- breakdown -------------------------------------------------------------------------------------------
+
+
+def breakdown(args: argparse.Namespace) -> None:
+    """In this process, no HTTP in front: Django's ASGI handler called directly, sequentially, with parts of
+    the call taken away one by one (patched, for measurement only)."""
+    from cryptography.fernet import Fernet
+
+    data_dir = tempfile.mkdtemp(prefix="aspweb-gateway-bench-")
+    Path(data_dir, "static").mkdir()
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "aspweb.settings", "ASPWEB_DATA_DIR": data_dir, "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50), "ASPWEB_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "ALLOWED_HOSTS": "127.0.0.1", "LOG_LEVEL": "WARNING",
+    })
+    os.environ.pop("REDIS_URL", None)
+    if args.database_url:
+        os.environ["DATABASE_URL"] = args.database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    with _processes() as processes:
+        upstream = subprocess.Popen([PYTHON, "-m", "bench.gateway_bench", "upstream"], cwd=ROOT,
+                                    env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+        processes.append(upstream)
+        upstream_url = upstream.stdout.readline().strip()
+        import django
+
+        django.setup()
+        from django.core.handlers.asgi import ASGIHandler
+        from django.core.management import call_command
+
+        from providers import calls
+        from providers.adapters import openai_compat
+        from providers.adapters.base import Chunk, Usage
+
+        call_command("migrate", verbosity=0)
+        if args.database_url:
+            call_command("flush", interactive=False, verbosity=0)
+        key = _seed(upstream_url)
+        handler = ASGIHandler()
+        body = json.dumps(Target("aspweb", "", key, "bench/fake-model-a").body()).encode()
+
+        async def one(method: str, path: str) -> int:
+            headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {key}".encode()),
+                       (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
+                     "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "scheme": "http",
+                     "http_version": "1.1", "asgi": {"version": "3.0"}}
+            pending = [{"type": "http.request", "body": body if method == "POST" else b"", "more_body": False}]
+            done = asyncio.Event()
+            status = []
+
+            async def receive() -> dict[str, Any]:
+                if pending:
+                    return pending.pop()
+                await done.wait()
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    status.append(message["status"])
+                elif not message.get("more_body"):
+                    done.set()
+
+            await handler(scope, receive, send)
+            return status[0]
+
+        async def measure(label: str, method: str = "POST", path: str = "/v1/chat/completions") -> None:
+            for _ in range(20):
+                assert await one(method, path) == 200, label
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(args.requests):
+                await one(method, path)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            print(f"  {label:52} {wall / args.requests * 1000:6.2f} ms wall  {cpu / args.requests * 1000:6.2f} ms CPU")
+
+        async def no_http(conn: Any, request: Any) -> Any:
+            yield Chunk(text="Hello from the fake upstream.")
+            yield Chunk(usage=Usage(input_tokens=12, output_tokens=7), finish_reason="stop")
+
+        async def no_ledger(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        async def no_call(request: Any, *, caller: Any, record: Any, **kwargs: Any) -> Any:
+            record.provider, record.model = "bench", "fake-model-a"
+            async for chunk in no_http(None, request):
+                yield chunk
+
+        print(f"\nper call, mean of {args.requests} sequential calls in process")
+        asyncio.run(measure("the whole call"))
+        openai_compat.stream = no_http
+        asyncio.run(measure("without the provider's HTTP (adapter replaced)"))
+        calls._record = no_ledger
+        asyncio.run(measure("... and without the usage record"))
+        calls.stream_chat = no_call
+        asyncio.run(measure("gateway alone (call path replaced)"))
+        asyncio.run(measure("Django alone: GET /v1/openapi.json", "GET", "/v1/openapi.json"))
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("upstream", help="(internal) serve the fake upstream")
+    for name, runner in (("latency", latency), ("throughput", throughput), ("memory", memory),
+                         ("breakdown", breakdown)):
+        command = commands.add_parser(name)
+        command.set_defaults(run=runner)
+        command.add_argument("--app", default="aspweb.asgi:application")
+        command.add_argument("--litellm", help="the litellm executable of a separate virtualenv")
+        command.add_argument("--database-url")
+        command.add_argument("--requests", type=int, default=300)
+        command.add_argument("--seconds", type=float, default=20)
+        command.add_argument("--concurrency", type=int, default=16)
+        command.add_argument("--calls", type=int, default=100_000)
+    args = parser.parse_args()
+    if args.command == "upstream":
+        serve_upstream()
+    else:
+        args.run(args)
+
+
+if __name__ == "__main__":
+    main()
