@@ -142,6 +142,7 @@ def main() -> None:
           f"{connection.vendor} {connection.pg_version if connection.vendor == 'postgresql' else ''}")
     print(f"{args.repeat} timed requests per case after {args.warmup} warm-up ones, round-robin over the cases\n")
 
+    before = os.getloadavg()
     queries: dict[str, int] = {}
     for name, url_name, query, who in cases:
         for _ in range(args.warmup):
@@ -157,6 +158,7 @@ def main() -> None:
             start = time.perf_counter()
             _get(clients[who], reverse(url_name), query)
             times[name].append(time.perf_counter() - start)
+    print(f"load average before {before[0]:.2f}, after {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)\n")
     width = max(len(name) for name, *_ in cases)
     for name, *_ in cases:
         print(f"  {name:{width}}  {_percentiles(times[name])}  ({queries[name]} queries)")

@@ -3,17 +3,20 @@ several threads, each record with its rollup row in one transaction, and whether
 the raw records afterwards. Results, commands and how to read them are in docs/benchmarks.md.
 
     .venv/bin/python -m bench.record_bench --database-url postgres://postgres@127.0.0.1:5432/aspweb_bench \\
-        --threads 8 --seconds 20 --combos 200
+        --processes 2 --threads 4 --seconds 20 --combos 200
 
-Threads write for --seconds through usage.services.usage_record_create, the function the call path uses,
-each on its own connection. --combos is how many distinct rollup rows (model, person, key, source) the
-writes go to: few means many writers updating the same row at once (its lock is held until commit), many
-means little contention. The records go to a provider of their own (recbench), emptied before the run, so
-that afterwards its rollup rows can be compared, row by row and column by column, with sums computed from
-its raw records.
+--processes worker processes (as uvicorn workers are) each run --threads threads that write for --seconds
+through usage.services.usage_record_create, the function the call path uses, each thread on its own
+connection. --combos is how many distinct rollup rows (model, person, key, source) the writes go to: few
+means many writers updating the same row at once (its lock is held until commit), many means little
+contention. The records go to a provider of their own (recbench), emptied before the run, so that
+afterwards its rollup rows can be compared, row by row and column by column, with sums computed from its
+raw records. The load average before and after is printed: on a shared machine it says how much of the
+CPU the benchmark had.
 """
 
 import argparse
+import multiprocessing
 import os
 import random
 import statistics
@@ -66,6 +69,25 @@ def _catalog(combos: int) -> list[dict[str, Any]]:
              "source": s} for m, p, k, s in sorted(tuples, key=str)]
 
 
+def _process(combos: list[dict[str, Any]], threads: int, number: int, ready: Any, go: Any, seconds: float,
+             results: Any) -> None:
+    """One worker process: `threads` writers, started together, stopped after `seconds`."""
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    barrier, stop = threading.Barrier(threads + 1), threading.Event()
+    writers = [threading.Thread(target=_writer, args=(combos, number * 1000 + n, latencies[n], barrier, stop))
+               for n in range(threads)]
+    for writer in writers:
+        writer.start()
+    barrier.wait()
+    ready.wait()
+    go.wait()
+    time.sleep(seconds)
+    stop.set()
+    for writer in writers:
+        writer.join()
+    results.put([t for times in latencies for t in times])
+
+
 def _writer(combos: list[dict[str, Any]], seed: int, latencies: list[float], start: threading.Barrier,
             stop: threading.Event) -> None:
     from django.db import connection
@@ -73,6 +95,7 @@ def _writer(combos: list[dict[str, Any]], seed: int, latencies: list[float], sta
     from usage.services import usage_record_create
 
     rng = random.Random(seed)
+    connection.ensure_connection()
     start.wait()
     try:
         while not stop.is_set():
@@ -124,7 +147,8 @@ def _verify(provider: Any) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/aspweb_bench")
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4, help="per process")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--combos", type=int, default=200, help="distinct rollup rows written to")
     args = parser.parse_args()
@@ -134,25 +158,28 @@ def main() -> None:
     if connection.vendor != "postgresql":
         raise SystemExit("The recording benchmark is for PostgreSQL.")
     combos = _catalog(args.combos)
-    connection.close()
-    latencies: list[list[float]] = [[] for _ in range(args.threads)]
-    barrier, stop = threading.Barrier(args.threads + 1), threading.Event()
-    threads = [threading.Thread(target=_writer, args=(combos, n, latencies[n], barrier, stop))
-               for n in range(args.threads)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
+    before = os.getloadavg()
+    connection.close()  # a forked worker must not share the parent's connection
+    context = multiprocessing.get_context("fork")
+    ready, go, results = context.Barrier(args.processes + 1), context.Event(), context.Queue()
+    workers = [context.Process(target=_process, args=(combos, args.threads, n, ready, go, args.seconds, results))
+               for n in range(args.processes)]
+    for worker in workers:
+        worker.start()
+    ready.wait()  # every worker has its threads connected and waiting
     began = time.perf_counter()
-    time.sleep(args.seconds)
-    stop.set()
-    for thread in threads:
-        thread.join()
+    go.set()
+    latencies = [t for _ in workers for t in results.get()]
     elapsed = time.perf_counter() - began
-    written = sum(len(t) for t in latencies)
-    ms = sorted(t * 1000 for times in latencies for t in times)
+    for worker in workers:
+        worker.join()
+    written = len(latencies)
+    ms = sorted(t * 1000 for t in latencies)
     q = statistics.quantiles(ms, n=100, method="inclusive")
     rows, records = _verify(combos[0]["provider"])
-    print(f"{args.threads} threads, {args.combos} rollup rows written to, {elapsed:.1f} s: {written:,} records, "
+    print(f"load average before {before[0]:.2f}, after {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    print(f"{args.processes} processes x {args.threads} threads, {args.combos} rollup rows written to, "
+          f"{elapsed:.1f} s: {written:,} records, "
           f"{written / elapsed:,.0f} records/s; per write p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, "
           f"p99 {q[98]:.1f} ms")
     print(f"rollup == raw sums: {rows} rollup rows checked column by column against {records:,} records")

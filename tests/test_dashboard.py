@@ -208,12 +208,17 @@ def test_charts_sum_what_the_tables_sum(ledger: dict[str, Any], people: dict[str
     }
     assert daily.cost == raw_daily
     assert daily.days == [start + timedelta(days=n) for n in range(30)]
-    by_model = _raw_groups(records, "model")
-    assert [g.figures for g in context["models"]] == sorted(by_model.values(), key=lambda f: -f.cost)
-    by_user = _raw_groups(records, "user")
-    assert [g.figures for g in context["users"]] == sorted(by_user.values(), key=lambda f: -f.cost)
-    by_key = _raw_groups(records.filter(api_key__isnull=False), "api_key")  # calls without a key left out
-    assert [g.figures for g in context["keys"]] == sorted(by_key.values(), key=lambda f: -f.cost)
+
+    def bars(chart: str) -> list[tuple]:
+        return [(g.key, g.cost, g.requests) for g in context[chart]]
+
+    def expected(groups: dict[Any, dashboards.Figures]) -> list[tuple]:
+        return sorted(((key, f.cost, f.requests) for key, f in groups.items()), key=lambda bar: -bar[1])[:10]
+
+    assert bars("models") == expected(_raw_groups(records, "model"))
+    assert bars("users") == expected(_raw_groups(records, "user"))
+    # Calls without a key are left out of the keys' chart.
+    assert bars("keys") == expected(_raw_groups(records.filter(api_key__isnull=False), "api_key"))
     assert None not in {g.key for g in context["keys"]}
 
 
@@ -286,6 +291,10 @@ def test_custom_ranges_and_their_mistakes(ledger: dict[str, Any], people: dict[s
     backwards = client.get(url, {"from": "2025-02-10", "to": "2025-02-01"})
     assert not backwards.context["valid"] and "totals" not in backwards.context
     assert "The start date is after the end date." in backwards.content.decode()
+    too_long = client.get(url, {"from": "2020-01-01", "to": "2025-02-28"})
+    assert not too_long.context["valid"] and "Choose at most 1,096 days." in too_long.content.decode()
+    assert shown(**{"from": "2022-03-01", "to": "2025-02-28"}).start == date(2022, 3, 1)  # 1,096 days
+    assert shown(**{"to": "0001-01-02"}) == dashboards.DateRange(date(1, 1, 1), date(1, 1, 2), "custom")
     nonsense = client.get(url, {"from": "last tuesday", "range": "fortnight", "sort": "whim"})
     assert set(nonsense.context["form"].errors) == {"date_from", "range", "sort"}
 
@@ -368,6 +377,10 @@ def test_the_filter_form_swaps_only_the_dashboard_over_htmx(ledger: dict[str, An
     assert html.lstrip().startswith('<div id="dashboard"') and "<html" not in html
     assert 'hx-get="/costs/" hx-trigger="change, submit"' in html
     assert 'hx-boost="true" hx-target="this" hx-swap="outerHTML"' in html
+    # Going back to a pushed URL whose snapshot htmx no longer has asks for the whole page.
+    restore = _client(people["finance"]).get(reverse("dashboard"), {"range": "7d"}, HTTP_HX_REQUEST="true",
+                                               HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    assert "<html" in restore.content.decode()
 
 
 # -- CSV of the view ------------------------------------------------------------------------------

@@ -122,10 +122,13 @@ class DailyUsage(models.Model):
     class Meta:
         ordering = ["-day"]
         verbose_name_plural = "daily usage"
+        # A range of days, everyone's: the first. One person's or one key's days ("My usage", a filter, a
+        # budget): the others, led by the person or key, so that they read those rows only, not every row
+        # of the range.
         indexes = [
             models.Index(fields=["day", "provider", "model"]),
-            models.Index(fields=["day", "user"]),
-            models.Index(fields=["day", "api_key"]),
+            models.Index(fields=["user", "day"]),
+            models.Index(fields=["api_key", "day"]),
         ]
 
     def __str__(self) -> str:

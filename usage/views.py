@@ -241,9 +241,10 @@ def _dashboard(request: HttpRequest, *, mine: Any) -> HttpResponse:
                     for key, label in dashboards.PRESETS.items()],
     }
     if valid:
-        context |= _dashboard_figures(selection, mine=mine is not None)
-    template = "usage/dashboard.html#dashboard" if request.htmx else "usage/dashboard.html"
-    return render(request, template, context)
+        context |= _dashboard_figures(selection, own_only=mine is not None)
+    # Back and forward after HTMX pushed a URL may ask for the whole page again (history restore).
+    region = request.htmx and not request.htmx.history_restore_request
+    return render(request, "usage/dashboard.html#dashboard" if region else "usage/dashboard.html", context)
 
 
 def _filter_selects(form: dashboards.DashboardForm, *, mine: Any) -> list[SafeString]:
@@ -275,27 +276,20 @@ def _select(field: Any, empty: str, choices: Iterable[tuple[Any, str]]) -> SafeS
     )
 
 
-def _dashboard_figures(selection: dashboards.Selection, *, mine: bool) -> dict[str, Any]:
+def _dashboard_figures(selection: dashboards.Selection, *, own_only: bool) -> dict[str, Any]:
     r = selection.range
     span = r.start.isoformat() if r.start == r.end else f"{r.start.isoformat()} to {r.end.isoformat()}"
     daily = dashboards.daily_cost_by_provider(selection)
-    models = dashboards.groups(selection, group="model", sort="-cost", limit=dashboards.TOP)
-    users = [] if mine else dashboards.groups(selection, group="user", sort="-cost", limit=dashboards.TOP)
+    models = dashboards.top(selection, "model")
+    users = [] if own_only else dashboards.top(selection, "user")
     # Calls without a key (the playground, the CLI) are no API key's cost.
-    keys = dashboards.groups(selection, group="api_key", sort="-cost", limit=dashboards.TOP, named=True)
+    keys = dashboards.top(selection, "api_key", named=True)
     table = dashboards.groups(selection)
     drill = selection.group == "provider" and selection.provider is None
     rows = [(group, selection.query(provider=group.key, group="model", sort=None) if drill and group.key else "")
             for group in table]
-    sort_key = selection.sort.lstrip("-")
-    descending = selection.sort.startswith("-")
-    headings = [
-        # Clicking the current column flips it; a new column starts at the largest (names: A first).
-        (key, label, selection.query(sort=("" if descending else "-") + key if key == sort_key else
-                                     ("name" if key == "name" else f"-{key}")),
-         ("descending" if descending else "ascending") if key == sort_key else "")
-        for key, label in (("name", dashboards.DIMENSIONS[selection.group].label), *DASHBOARD_COLUMNS)
-    ]
+    headings = [(key, label, selection.query(sort=_next_sort(key, selection.sort)), _direction(key, selection.sort))
+                for key, label in (("name", dashboards.DIMENSIONS[selection.group].label), *DASHBOARD_COLUMNS)]
     return {
         "span": span,
         "totals": dashboards.totals(selection),
@@ -304,7 +298,8 @@ def _dashboard_figures(selection: dashboards.Selection, *, mine: bool) -> dict[s
                    for i, (pk, name) in enumerate(daily.providers)],
         "daily_chart": charts.stacked_daily_cost(daily, title=f"Daily cost by provider, {span}"),
         "models": models, "models_chart": _bars(models, f"Cost by model, {span}"),
-        "users": users, "users_chart": "" if mine else _bars(users, f"Top users by cost, {span}", charts.HALF_WIDTH),
+        "users": users,
+        "users_chart": "" if own_only else _bars(users, f"Top users by cost, {span}", charts.HALF_WIDTH),
         "keys": keys, "keys_chart": _bars(keys, f"Top API keys by cost, {span}", charts.HALF_WIDTH),
         "rows": rows, "headings": headings, "drill": drill,
         "dimension": dashboards.DIMENSIONS[selection.group],
@@ -314,10 +309,23 @@ def _dashboard_figures(selection: dashboards.Selection, *, mine: bool) -> dict[s
     }
 
 
-def _bars(groups: list[dashboards.Group], title: str, width: int = charts.WIDTH) -> SafeString:
+def _next_sort(key: str, current: str) -> str:
+    """A heading's link: the current column flips; another starts with the largest, names with A."""
+    if key == current.lstrip("-"):
+        return key if current.startswith("-") else f"-{key}"
+    return key if key == "name" else f"-{key}"
+
+
+def _direction(key: str, current: str) -> str:
+    """aria-sort of a heading: empty unless the table is sorted by it."""
+    if key != current.lstrip("-"):
+        return ""
+    return "descending" if current.startswith("-") else "ascending"
+
+
+def _bars(groups: list[dashboards.Top], title: str, width: int = charts.WIDTH) -> SafeString:
     return charts.bar_chart([
-        charts.Bar(g.label, g.figures.cost, f"{g.label}: {usd(g.figures.cost)} in {g.figures.requests:,} requests")
-        for g in groups
+        charts.Bar(g.label, g.cost, f"{g.label}: {usd(g.cost)} in {g.requests:,} requests") for g in groups
     ], title=title, width=width)
 
 
@@ -337,6 +345,8 @@ DASHBOARD_CSV_COLUMNS: tuple[tuple[str, Callable[[dashboards.Figures], Any]], ..
     ("avg_latency_ms", lambda f: _rounded(f.avg_latency_ms)),
     ("avg_ttft_ms", lambda f: _rounded(f.avg_ttft_ms)),
 )
+
+
 def _rounded(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(value).quantize(Decimal("0.1"))
 
