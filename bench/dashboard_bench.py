@@ -12,8 +12,10 @@ streamed body. --explain prints EXPLAIN (ANALYZE, BUFFERS) of every query of the
 """
 
 import argparse
+import atexit
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -33,7 +35,9 @@ def _setup(database_url: str) -> None:
 
         os.environ["ASPWEB_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
     # Static files as production serves them: collected, with a manifest, into a throwaway folder.
-    os.environ["ASPWEB_DATA_DIR"] = tempfile.mkdtemp(prefix="aspweb-dashboard-bench-")
+    data_dir = tempfile.mkdtemp(prefix="aspweb-dashboard-bench-")
+    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
+    os.environ["ASPWEB_DATA_DIR"] = data_dir
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import django
     from django.core.management import call_command
