@@ -52,6 +52,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bench.net import free_port, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 UPSTREAM_KEY = "sk-bench-0001"
@@ -77,22 +79,6 @@ class Target:
         return {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
 
 
 def serve_upstream() -> None:
@@ -161,16 +147,16 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
             os.environ.clear()
             os.environ.update(env)  # this process seeds the same database with the same settings
             key = _seed(upstream_url)
-            port = _free_port()
+            port = free_port()
             app = subprocess.Popen(
                 [PYTHON, "-m", "uvicorn", args.app, "--host", "127.0.0.1", "--port", str(port),
                  "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
             processes.append(app)
-            _wait_for_port(port, app)
+            wait_for_port(port, app, timeout=90)
             targets.append(Target("aspweb", f"http://127.0.0.1:{port}/v1", key, "bench/fake-model-a", app.pid))
 
             if args.litellm:
-                port = _free_port()
+                port = free_port()
                 config = Path(data_dir, "litellm.yaml")
                 config.write_text(json.dumps({
                     "model_list": [{"model_name": "fake-model-a", "litellm_params": {
@@ -184,7 +170,7 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
                      "--num_workers", "1"], cwd=data_dir, env={**litellm_env, "LITELLM_LOG": "ERROR"},
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 processes.append(litellm)
-                _wait_for_port(port, litellm)
+                wait_for_port(port, litellm, timeout=90)
                 targets.append(Target("litellm", f"http://127.0.0.1:{port}/v1", LITELLM_KEY, "fake-model-a",
                                       litellm.pid))
             for target in targets:  # warm up: imports, connections, first-call caches

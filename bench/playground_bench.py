@@ -39,28 +39,14 @@ from typing import Any
 
 import httpx
 
+from bench.net import free_port, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 API_KEY = "sk-bench-0001"
 PROMPT = "Say hello"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -113,7 +99,7 @@ def environment(args: argparse.Namespace, answers: int) -> Iterator[dict[str, An
     else:
         env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
-    app_port = _free_port()
+    app_port = free_port()
     processes: list[subprocess.Popen] = []
     try:
         upstream = subprocess.Popen(
@@ -130,7 +116,7 @@ def environment(args: argparse.Namespace, answers: int) -> Iterator[dict[str, An
             [PYTHON, "-m", "uvicorn", args.app, "--host", "127.0.0.1", "--port", str(app_port),
              "--workers", "1", "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
         processes.append(app)
-        _wait_for_port(app_port, app)
+        wait_for_port(app_port, app, timeout=20)
         yield {"upstream": upstream_url, "app": f"http://127.0.0.1:{app_port}", "app_pid": app.pid, **seeded}
     finally:
         for process in processes:
