@@ -105,7 +105,6 @@ class CallRecord:
     finish_reason: str | None = None
     cost: Decimal | None = None
     price: Price | None = None
-    output_chars: int = 0
     # Everything streamed to the caller (text, reasoning, tool-call arguments), to estimate the output
     # tokens of a call that ended before the provider reported its usage.
     streamed: list[str] = field(default_factory=list, repr=False)
@@ -117,6 +116,11 @@ class CallRecord:
     skipped: list[str] = field(default_factory=list)
     # Anything reached the caller: from then on neither a retry nor a fallback may happen.
     delivered: bool = False
+
+    @property
+    def output_chars(self) -> int:
+        """How much reached the caller: text, reasoning and tool-call arguments."""
+        return sum(len(piece) for piece in self.streamed)
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -366,7 +370,6 @@ async def _stream_with_retries(target: Target, request: ChatRequest, record: Cal
                     record.finish_reason = chunk.finish_reason
                 if record.ttft_ms is None and (chunk.text or chunk.reasoning or chunk.tool_call):
                     record.ttft_ms = (time.perf_counter() - started) * 1000
-                record.output_chars += len(chunk.text)
                 if streamed := chunk.text + chunk.reasoning + (chunk.tool_call.arguments if chunk.tool_call else ""):
                     record.streamed.append(streamed)
                 record.delivered = True

@@ -21,9 +21,12 @@ def _get_provider(pk: int, *, active: bool = True) -> Provider:
 
 
 def _models_with_prices(provider: Provider) -> list[Model]:
-    models = list(provider.models.prefetch_related(Prefetch("prices", queryset=Price.objects.order_by())))
+    """The catalog with each model's price in force now, from one prefetch rather than a query a model."""
+    now = timezone.now()
+    prices = Price.objects.filter(effective_from__lte=now).order_by("-effective_from", "-id")
+    models = list(provider.models.prefetch_related(Prefetch("prices", queryset=prices, to_attr="prices_in_force")))
     for model in models:
-        model.price_now = model.current_price()
+        model.price_now = model.prices_in_force[0] if model.prices_in_force else None
     return models
 
 
@@ -155,7 +158,8 @@ def model_add(request: HttpRequest, pk: int) -> HttpResponse:
 def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
     model = get_object_or_404(Model.objects.select_related("provider"), pk=pk)
     form = CatalogModelForm(instance=model, provider=model.provider, prefix="model")
-    price_form = PriceForm(prefix="price", initial=(p.as_dict() if (p := model.current_price()) else None))
+    price_now = model.current_price()
+    price_form = PriceForm(prefix="price", initial=price_now.as_dict() if price_now else None)
     if request.method == "POST" and "model-display_name" in request.POST:
         form = CatalogModelForm(request.POST, instance=model, provider=model.provider, prefix="model")
         if form.is_valid():
@@ -179,7 +183,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "form": form,
         "price_form": price_form,
         "prices": model.prices.select_related("created_by").order_by("-effective_from", "-id"),
-        "price_now": model.current_price(),
+        "price_now": price_now,
         "now": timezone.now(),
     })
 

@@ -323,3 +323,22 @@ def test_claude_cli_present_reports_its_version(admin_client: Client, settings: 
     admin_client.post(reverse("provider_sync", args=[provider.pk]))
     assert set(Model.objects.values_list("name", flat=True)) == {"claude-sonnet-4-5", "claude-opus-4-5",
                                                                  "claude-haiku-4-5"}
+
+
+def test_provider_page_prices_the_catalog_in_a_fixed_number_of_queries(
+        admin_client: Client, django_assert_max_num_queries: object) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    provider = Provider.objects.create(name="many", kind="ollama")
+    for index in range(20):
+        model = Model.objects.create(provider=provider, name=f"m{index}")
+        Price.objects.create(model=model, input=Decimal(index), output=Decimal(1))
+        # A version scheduled for tomorrow must not count as in force.
+        Price.objects.create(model=model, input=Decimal(99), output=Decimal(99),
+                             effective_from=timezone.now() + timedelta(days=1))
+    admin_client.get(reverse("provider_detail", args=[provider.pk]))  # warm the session
+    with django_assert_max_num_queries(12):
+        html = admin_client.get(reverse("provider_detail", args=[provider.pk])).content.decode()
+    assert "$19.00" in html and "$99.00" not in html
