@@ -23,10 +23,11 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .loopback import LoopbackFake, TrackingServer
 
 DEFAULT_REPLY = "Hello from the fake Workers AI."
 DEFAULT_MODELS = ("@cf/meta/llama-3.1-8b-instruct-fast", "@cf/meta/llama-3.3-70b-instruct-fp8-fast")
@@ -100,14 +101,20 @@ class _StreamCut(Exception):
     pass
 
 
-class FakeCloudflare:
+class FakeCloudflare(LoopbackFake):
     """Fake Workers AI on 127.0.0.1 in a background thread; a context manager, or ``start()``/``stop()``.
 
     ``api_key`` and ``account_id``: when set, requests must carry that Bearer token (else 401) and
     account (else Cloudflare's 404 "could not route"). Adapters take ``base_url + "/client/v4"``.
     """
 
+    thread_name = "fake-cloudflare"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
+
     def __init__(self, *, api_key: str | None = None, account_id: str | None = DEFAULT_ACCOUNT) -> None:
+        super().__init__()
         self.api_key = api_key
         self.account_id = account_id
         self.reply = DEFAULT_REPLY
@@ -120,47 +127,6 @@ class FakeCloudflare:
         self._faults: deque[Fault] = deque()
         self._mode = Fault()
         self._requests: list[RecordedRequest] = []
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> FakeCloudflare:
-        if self._server is not None:
-            raise RuntimeError("FakeCloudflare is already running")
-        self._stopping.clear()
-        self._server = _Server(("127.0.0.1", 0), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-cloudflare", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        self._stopping.set()  # wakes handlers sleeping in slow mode
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeCloudflare:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """Root URL, "http://127.0.0.1:PORT"; the API lives under /client/v4 as on api.cloudflare.com."""
-        if self._server is None:
-            raise RuntimeError("FakeCloudflare is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     @property
     def api_base_url(self) -> str:
@@ -213,31 +179,6 @@ class FakeCloudflare:
             return _Snapshot(self.reply, self.chunk_delay, tuple(self.models), self.send_usage, dict(self.usage),
                              self.api_key, self.account_id)
 
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeCloudflare) -> None:
-        self.fake = fake
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def track(self, connection: socket.socket, keep: bool) -> None:
-        with self._connections_lock:
-            (self._connections.add if keep else self._connections.discard)(connection)
-
-    def close_connections(self) -> None:
-        # Keep-alive handler threads would otherwise wait for a next request that never comes.
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
 
 def _chunks(text: str) -> list[str]:
@@ -258,14 +199,14 @@ def _prompt_text(body: dict[str, Any]) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive and chunked transfer encoding, as the real API
-    server: _Server
+    server: TrackingServer
 
     def setup(self) -> None:
         super().setup()
-        self.server.track(self.connection, True)
+        self.server.track(self.connection)
 
     def finish(self) -> None:
-        self.server.track(self.connection, False)
+        self.server.untrack(self.connection)
         super().finish()
 
     def handle_one_request(self) -> None:

@@ -23,10 +23,11 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
+
+from .loopback import LoopbackFake, TrackingServer
 
 Provider = Literal["openai", "azure", "anthropic"]
 
@@ -123,13 +124,19 @@ class _StreamCut(Exception):
     """Raised by the writers when a "cut" fault says to stop mid-stream."""
 
 
-class FakeUpstream:
+class FakeUpstream(LoopbackFake):
     """Fake OpenAI / Azure OpenAI / Anthropic server on 127.0.0.1, in a background thread.
 
     Use as a context manager, or call ``start()`` and ``stop()``.
     """
 
+    thread_name = "fake-upstream"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
+
     def __init__(self, *, api_key: str | None = None) -> None:
+        super().__init__()
         self.api_key = api_key
         self.reply = DEFAULT_REPLY
         self.chunk_delay = 0.0
@@ -146,54 +153,6 @@ class FakeUpstream:
         self._mode = Fault()
         self._requests: list[RecordedRequest] = []
         self._ids = itertools.count(1)
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> FakeUpstream:
-        if self._server is not None:
-            raise RuntimeError("FakeUpstream is already running")
-        self._stopping.clear()
-        self._server = _Server(("127.0.0.1", 0), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-upstream",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        # Wake handlers sleeping in slow mode, then drop keep-alive connections: their handler
-        # threads would otherwise sit waiting for a next request that never comes.
-        self._stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeUpstream:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """Root URL, e.g. "http://127.0.0.1:PORT" (what the Anthropic SDK and Azure endpoint want)."""
-        if self._server is None:
-            raise RuntimeError("FakeUpstream is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     @property
     def openai_base_url(self) -> str:
@@ -327,34 +286,6 @@ class FakeUpstream:
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}fake{next(self._ids):08d}"
 
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeUpstream) -> None:
-        self.fake = fake
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def track(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.add(connection)
-
-    def untrack(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):  # already closed by the peer
-                connection.shutdown(socket.SHUT_RDWR)
 
 
 def _chunks(text: str) -> list[str]:
@@ -478,7 +409,7 @@ _AZURE_CHAT = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/chat/compl
 class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 gives keep-alive and chunked transfer encoding, which is how the real APIs stream.
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: TrackingServer
 
     def setup(self) -> None:
         super().setup()
