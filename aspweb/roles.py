@@ -41,8 +41,18 @@ def _check(request: HttpRequest, roles: tuple[str, ...]) -> None:
         raise PermissionDenied(f"This page is for {' or '.join(roles)} users.")
 
 
+def _signed_in(request: HttpRequest, roles: tuple[str, ...]) -> bool:
+    """Whether someone is signed in (PermissionDenied when they lack `roles`). Loads `request.user`, so
+    that an async view reads it afterwards without going back to the database."""
+    if not request.user.is_authenticated:
+        return False
+    _check(request, roles)
+    return True
+
+
 def role_required(*roles: str) -> Callable:
-    """Sign-in first (redirect), then one of `roles` (403 otherwise). Works on sync and async views."""
+    """Sign-in first (redirect), then one of `roles` (403 otherwise). Works on sync and async views; an
+    async view finds `request.user` loaded (the session, the user and their roles in one thread hop)."""
     unknown = set(roles) - set(ROLES)
     if unknown or not roles:
         raise ValueError(f"Unknown roles: {sorted(unknown)}")
@@ -52,19 +62,16 @@ def role_required(*roles: str) -> Callable:
 
             @functools.wraps(view)
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                user = await request.auser()
-                if not user.is_authenticated:
+                if not await sync_to_async(_signed_in)(request, roles):
                     return redirect_to_login(request.get_full_path())
-                await sync_to_async(_check)(request, roles)
                 return await view(request, *args, **kwargs)
 
             return async_wrapper
 
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            if not request.user.is_authenticated:
+            if not _signed_in(request, roles):
                 return redirect_to_login(request.get_full_path())
-            _check(request, roles)
             return view(request, *args, **kwargs)
 
         return wrapper

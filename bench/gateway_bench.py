@@ -85,16 +85,6 @@ def serve_upstream() -> None:
     """The fake upstream in this process until killed; its base URL goes to stdout (runs in its own process)."""
     from tests.fakes import upstream
 
-    # Real APIs answer with TCP_NODELAY; without it small writes meet delayed ACKs on kept-alive
-    # connections and both sides measure 40 ms stalls.
-    setup = upstream._Handler.setup
-
-    def setup_nodelay(handler: Any) -> None:
-        setup(handler)
-        handler.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    upstream._Handler.setup = setup_nodelay
-    upstream._Server.request_queue_size = 1024  # socketserver's default backlog of 5 refuses bursts
     fake = upstream.FakeUpstream(api_key=UPSTREAM_KEY).start()
     fake.usage = {"input_tokens": 12, "output_tokens": 7}
     print(fake.openai_base_url, flush=True)
@@ -454,6 +444,14 @@ def breakdown(args: argparse.Namespace) -> None:
             async for chunk in no_http(None, request):
                 yield chunk
 
+        if args.profile:
+            import cProfile
+
+            with cProfile.Profile() as profile:
+                asyncio.run(measure("the whole call, profiled"))
+            profile.dump_stats(args.profile)
+            print(f"profile of the whole call written to {args.profile} (python -m pstats {args.profile})")
+            return
         print(f"\nper call, mean of {args.requests} sequential calls in process")
         asyncio.run(measure("the whole call"))
         openai_compat.stream = no_http
@@ -461,6 +459,7 @@ def breakdown(args: argparse.Namespace) -> None:
         calls._record = no_ledger
         asyncio.run(measure("... and without the usage record"))
         calls.stream_chat = no_call
+        calls.prepare = lambda request, **kwargs: calls.Prepared(time.perf_counter())
         asyncio.run(measure("gateway alone (call path replaced)"))
         asyncio.run(measure("Django alone: GET /v1/openapi.json", "GET", "/v1/openapi.json"))
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -481,6 +480,7 @@ def main() -> None:
         command.add_argument("--seconds", type=float, default=20)
         command.add_argument("--concurrency", type=int, default=16)
         command.add_argument("--calls", type=int, default=100_000)
+        command.add_argument("--profile", help="breakdown: write a cProfile of the whole call to this file")
     args = parser.parse_args()
     if args.command == "upstream":
         serve_upstream()

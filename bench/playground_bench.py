@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -63,17 +62,6 @@ def serve_upstream(chunk_delay: float, words: int) -> None:
     """The fake upstream in this process until killed; its base URL goes to stdout (runs in its own process)."""
     from tests.fakes import upstream
 
-    # Real APIs answer with TCP_NODELAY (nginx, envoy and the like set it); without it the fake's small
-    # writes meet the client's delayed ACKs on a kept-alive connection, and both sides measure 40 ms stalls.
-    setup = upstream._Handler.setup
-
-    def setup_nodelay(handler: Any) -> None:
-        setup(handler)
-        handler.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    upstream._Handler.setup = setup_nodelay
-    # socketserver's default listen backlog is 5: a hundred calls at once would find connections refused.
-    upstream._Server.request_queue_size = 1024
     fake = upstream.FakeUpstream(api_key=API_KEY).start()
     fake.reply = _reply(words)
     fake.chunk_delay = chunk_delay

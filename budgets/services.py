@@ -150,6 +150,8 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
     budgets = budgets_applying(provider_id=provider.pk, model_id=model.pk, user_id=user_id,
                                api_key_id=api_key.pk if api_key is not None else None).filter(hard_limit=True)
     held = [(budget, budget_period_get(budget, budget.span_at(now))[0]) for budget in budgets]
+    if not held:
+        return []
     # A route's fallback reserves again for its own deployment: periods this call already holds stay as held.
     already = set(Reservation.objects.filter(request_id=request_id).values_list("period_id", flat=True))
     held = [(budget, period) for budget, period in held if period.pk not in already]

@@ -218,16 +218,23 @@ def _finish(answer_id: int, **outcome: Any) -> str:
     return _final_html(answer_id)
 
 
+def _claim(answer_id: int, caller: calls.Caller, record: calls.CallRecord) -> tuple[ChatRequest | None,
+                                                                                   calls.Prepared | None]:
+    """Claim the answer and prepare its call, in one thread hop."""
+    chat = services.answer_claim(answer_id=answer_id)
+    return chat, calls.prepare(chat, caller=caller, record=record) if chat is not None else None
+
+
 async def _answer_events(answer_id: int, user: Any) -> AsyncIterator[str]:
-    chat: ChatRequest | None = await sync_to_async(services.answer_claim)(answer_id=answer_id)
+    caller, record = calls.Caller(source="playground", user=user), calls.CallRecord()
+    chat, prepared = await sync_to_async(_claim)(answer_id, caller, record)
     if chat is None:
         yield sse_event("done", await sync_to_async(_final_html)(answer_id))
         return
-    record = calls.CallRecord()
     parts: list[str] = []
     error: BaseException | None = None
     try:
-        stream = calls.stream_chat(chat, caller=calls.Caller(source="playground", user=user), record=record)
+        stream = calls.stream_chat(chat, caller=caller, record=record, prepared=prepared)
         async with contextlib.aclosing(stream) as chunks:
             async for chunk in chunks:
                 if chunk.text:
@@ -253,7 +260,7 @@ async def _answer_events(answer_id: int, user: Any) -> AsyncIterator[str]:
 
 @role_required(*SENDERS)
 async def answer_stream(request: HttpRequest, pk: int) -> StreamingHttpResponse:
-    user = await request.auser()
+    user = request.user  # loaded by role_required
     answer = await sync_to_async(_get_answer_for_user)(pk, user)
     response = StreamingHttpResponse(_answer_events(answer.pk, user), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -266,7 +273,7 @@ async def answer_stream(request: HttpRequest, pk: int) -> StreamingHttpResponse:
 async def answer_stop(request: HttpRequest, pk: int) -> HttpResponse:
     """The page closed the answer's EventSource before posting here; wait for its stream to save the
     partial answer, then return the stopped pane (out of band)."""
-    user = await request.auser()
+    user = request.user  # loaded by role_required
     answer = await sync_to_async(_get_answer_for_user)(pk, user)
     give_up_at = time.monotonic() + STOP_WAIT_SECONDS
     settle = sync_to_async(services.answer_settle_stop)

@@ -239,11 +239,18 @@ class Admission:
     cache_key: str | None = None
     cache_ttl: int | None = None
     hit: response_cache.CachedAnswer | None = None
+    prepared: calls.Prepared | None = None
+
+    @property
+    def caller(self) -> calls.Caller:
+        return calls.Caller(source="gateway", user=self.key.user, api_key=self.key)
 
 
-def _admit_sync(raw_key: str | None, chat: ChatRequest | None, ask: CacheAsk | None) -> Admission:
-    """Key, then permission, then limits, then the cache: everything before the call that needs the database
-    or the cache, in one thread hop. Without `chat`, only the key."""
+def _admit_sync(raw_key: str | None, chat: ChatRequest | None, ask: CacheAsk | None,
+                record: calls.CallRecord | None = None) -> Admission:
+    """Key, then permission, then limits, then the cache, then the call's own preparation (resolution and
+    budget reservation): everything before the call that needs the database or the cache, in one thread
+    hop. Without `chat`, only the key."""
     try:
         key = apikeys.api_key_authenticate(raw_key)
     except apikeys.KeyRefused as exc:
@@ -263,6 +270,8 @@ def _admit_sync(raw_key: str | None, chat: ChatRequest | None, ask: CacheAsk | N
     if ttl:
         admission.cache_key, admission.cache_ttl = response_cache.key_for(chat), ttl
         admission.hit = response_cache.lookup(admission.cache_key)
+    if admission.hit is None and record is not None:
+        admission.prepared = calls.prepare(chat, caller=admission.caller, record=record)
     return admission
 
 
@@ -277,7 +286,8 @@ def _cache_ttl(chat: ChatRequest, ask: CacheAsk | None) -> int | None:
     return route_ttl or None
 
 
-async def _admit(request: HttpRequest, parse: Callable[[Any], Any]) -> tuple[Admission, Any]:
+async def _admit(request: HttpRequest, record: calls.CallRecord,
+                 parse: Callable[[Any], Any]) -> tuple[Admission, Any]:
     """Authenticate, read and admit a call. A key problem outranks a body problem: callers without a
     valid key learn nothing about their requests."""
     raw_key = _raw_key(request)
@@ -287,7 +297,7 @@ async def _admit(request: HttpRequest, parse: Callable[[Any], Any]) -> tuple[Adm
     except (ApiError, BadRequest) as problem:
         await sync_to_async(_admit_sync)(raw_key, None, None)
         raise problem from None
-    return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask), parsed
+    return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask, record), parsed
 
 
 # -- calling ----------------------------------------------------------------------------------------
@@ -299,8 +309,7 @@ def _chunks(admission: Admission, chat: ChatRequest, record: calls.CallRecord) -
         record.provider, record.model = admission.hit.provider, admission.hit.model
         record.usage, record.cost, record.status = admission.hit.completion.usage, Decimal(0), "ok"
         return response_cache.replay(admission.hit.completion)
-    caller = calls.Caller(source="gateway", user=admission.key.user, api_key=admission.key)
-    return calls.stream_chat(chat, caller=caller, record=record)
+    return calls.stream_chat(chat, caller=admission.caller, record=record, prepared=admission.prepared)
 
 
 def _tokens(usage: Usage | None) -> int:
@@ -422,7 +431,7 @@ async def _replay(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
 
 @gateway_view("openai", "POST")
 async def chat_completions(request: HttpRequest, record: calls.CallRecord) -> HttpResponse:
-    admission, parsed = await _admit(request, openai_format.parse_chat)
+    admission, parsed = await _admit(request, record, openai_format.parse_chat)
     chat: ChatRequest = parsed.request
     completion_id, created = f"chatcmpl-{record.request_id.hex}", int(time.time())
     if parsed.stream:
@@ -436,7 +445,7 @@ async def chat_completions(request: HttpRequest, record: calls.CallRecord) -> Ht
 
 @gateway_view("anthropic", "POST")
 async def messages(request: HttpRequest, record: calls.CallRecord) -> HttpResponse:
-    admission, parsed = await _admit(request, anthropic_format.parse_messages)
+    admission, parsed = await _admit(request, record, anthropic_format.parse_messages)
     chat: ChatRequest = parsed.request
     message_id = f"msg_{record.request_id.hex}"
     if parsed.stream:

@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class ProvidersConfig(AppConfig):
     name = "providers"
     verbose_name = "Providers and models"
+
+    def ready(self) -> None:
+        from . import plans
+
+        plans.connect()

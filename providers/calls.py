@@ -30,7 +30,7 @@ from django.utils import timezone
 from budgets import services as budget_services
 from usage import services as usage_services
 
-from . import routing
+from . import plans, routing
 from .adapters import get_adapter
 from .adapters.base import (
     ChatRequest,
@@ -44,7 +44,7 @@ from .adapters.base import (
     estimated_usage,
     prompt_text,
 )
-from .models import Model, Price, Provider, Route
+from .models import Deployment, Model, Price, Provider, Route
 from .services import connection_for
 
 logger = logging.getLogger(__name__)
@@ -130,15 +130,54 @@ class CallRecord:
         return self.usage.output_tokens / generating if generating > 0 else None
 
 
-def _target(provider: Provider, model: Model) -> Target:
-    return Target(provider, model, connection_for(provider), get_adapter(provider.kind), model.current_price())
+def _target(provider: Provider, model: Model, now: Any) -> tuple[Target, Any]:
+    """The model's target, and when its price in force changes next (None: no version is scheduled)."""
+    prices = list(model.prices.order_by("effective_from", "id"))  # Model.price_at's order, one query
+    in_force = [price for price in prices if price.effective_from <= now]
+    next_change = next((price.effective_from for price in prices if price.effective_from > now), None)
+    target = Target(provider, model, connection_for(provider), get_adapter(provider.kind),
+                    in_force[-1] if in_force else None)
+    return target, next_change
+
+
+@dataclass(frozen=True)
+class _Resolution:
+    """What an address resolves to, kept between calls (providers/plans.py): a model's one target, or a
+    route with its eligible deployments and their targets; a route's order is decided at every call."""
+
+    targets: tuple[Target, ...]
+    route: Route | None = None
+    deployments: tuple[Deployment, ...] = ()
+
+    def plan(self) -> "Plan":
+        if self.route is None:
+            return Plan(list(self.targets))
+        by_id = {deployment.pk: target for deployment, target in zip(self.deployments, self.targets, strict=True)}
+        prices = {pk: target.price for pk, target in by_id.items()}
+        return Plan([by_id[d.pk] for d in routing.order(self.route, list(self.deployments), prices)], self.route)
 
 
 def _resolve_sync(address: str) -> "Plan":
     """PROVIDER/MODEL names one catalog model; a name without a slash is a route."""
+    return plans.cached(address, plans.version(), lambda: _resolve_uncached(address)).plan()
+
+
+def _resolve_uncached(address: str) -> tuple[_Resolution, float | None]:
+    """The resolution and how long it may be kept: until the next price version comes into force."""
+    now = timezone.now()
     provider_name, sep, model_name = address.partition("/")
     if not sep:
-        return _resolve_route(address)
+        route, deployments = _route(address)
+        resolved = [_target(d.model.provider, d.model, now) for d in deployments]
+        resolution = _Resolution(tuple(target for target, _ in resolved), route, tuple(deployments))
+        changes = [change for _, change in resolved if change is not None]
+    else:
+        target, change = _target(*_catalog_model(address, provider_name, model_name), now)
+        resolution, changes = _Resolution((target,)), [change] if change is not None else []
+    return resolution, (min(changes) - now).total_seconds() if changes else None
+
+
+def _catalog_model(address: str, provider_name: str, model_name: str) -> tuple[Provider, Model]:
     if not provider_name or not model_name:
         raise CallError("not_found", f"{address!r} is not a model address: use PROVIDER/MODEL or a route name.")
     provider = Provider.objects.active().filter(name=provider_name).first()
@@ -153,10 +192,10 @@ def _resolve_sync(address: str) -> "Plan":
                                      "sync its models or add the model on the provider's page.")
     if not model.enabled:
         raise CallError("disabled", f"Model {address!r} is disabled.", provider=provider, model=model)
-    return Plan([_target(provider, model)])
+    return provider, model
 
 
-def _resolve_route(name: str) -> "Plan":
+def _route(name: str) -> tuple[Route, list[Deployment]]:
     route = Route.objects.filter(name=name).first()
     if route is None:
         raise CallError("not_found", f"There is no route or model named {name!r} (models are PROVIDER/MODEL).")
@@ -168,7 +207,7 @@ def _resolve_route(name: str) -> "Plan":
     ]
     if not deployments:
         raise CallError("disabled", f"Route {name!r} has no enabled deployment.")
-    return Plan([_target(d.model.provider, d.model) for d in routing.order(route, deployments)], route)
+    return route, deployments
 
 
 @dataclass(frozen=True)
@@ -179,8 +218,33 @@ class Plan:
     route: Route | None = None
 
 
-async def resolve(address: str) -> Plan:
-    return await sync_to_async(_resolve_sync)(address)
+@dataclass
+class Prepared:
+    """A call resolved and its first deployment's hard budgets reserved: what a call needs from the
+    database before its provider is asked, in one thread hop. Callers with a trip of their own to make
+    first (the gateway's key check, the playground's claim) prepare in that same trip."""
+
+    started: float  # time.perf_counter() when the call began, for its latency
+    plan: Plan | None = None
+    refused: CallError | None = None
+
+
+def prepare(request: ChatRequest, *, caller: Caller, record: CallRecord, provider: str | None = None,
+            started: float | None = None) -> Prepared:
+    """Resolve `request.model` (or `provider`/`request.model`) and reserve the first deployment's worst
+    case. Sync; a refusal is kept in the result for stream_chat to raise, so that it is recorded."""
+    prepared = Prepared(started if started is not None else time.perf_counter())
+    record.started_at = timezone.now()
+    try:
+        plan = _resolve_sync(f"{provider}/{request.model}" if provider else request.model)
+        record.route = plan.route.name if plan.route else ""
+        first = plan.targets[0]
+        _serve_from(first, record)
+        _reserve(first, replace(request, model=first.model.name), caller, record)
+        prepared.plan = plan
+    except CallError as exc:
+        prepared.refused = exc
+    return prepared
 
 
 def backoff_delay(attempt: int, retry_after: float | None) -> float:
@@ -192,7 +256,7 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
     return min(settings.PROVIDER_RETRY_MAX_SECONDS, base) * (0.5 + random.random() / 2)
 
 
-async def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
+def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
     """Hard-limit budgets reserve the call's worst-case cost here, before any provider is contacted: the
     estimated prompt at the input price plus max_tokens at the output price (BUDGET_DEFAULT_MAX_TOKENS, plus
     any thinking budget, when the request sets none). The transaction that writes the call's usage record
@@ -202,7 +266,7 @@ async def _reserve(target: Target, request: ChatRequest, caller: Caller, record:
     cost = budget_services.worst_case_cost(target.price, input_tokens=estimate_tokens(prompt_text(request)),
                                            output_tokens=output_tokens)
     try:
-        await sync_to_async(budget_services.budget_reserve)(
+        budget_services.budget_reserve(
             request_id=record.request_id, provider=target.provider, model=target.model, user=caller.user,
             api_key=caller.api_key, cost=cost, ttl=budget_services.reservation_ttl(target.provider.timeout_seconds),
         )
@@ -277,20 +341,20 @@ def _record_sync(target: Target | None, request: ChatRequest, caller: Caller, re
 
 
 async def stream_chat(request: ChatRequest, *, caller: Caller, provider: str | None = None,
-                      record: CallRecord | None = None,
+                      record: CallRecord | None = None, prepared: Prepared | None = None,
                       sleep: Callable[[float], Any] = asyncio.sleep) -> AsyncIterator[Chunk]:
     """Stream one chat call. `request.model` is "provider/model" or a route name, or the provider's model
-    name when `provider` is given. Raises CallError before starting, ProviderError when the call fails."""
+    name when `provider` is given. Raises CallError before starting, ProviderError when the call fails.
+    `prepared`: the result of `prepare` for this very request and record, when the caller made it."""
     record = record if record is not None else CallRecord()
-    record.started_at = timezone.now()
-    started = time.perf_counter()
+    started = prepared.started if prepared is not None else time.perf_counter()
     try:
-        plan = await resolve(f"{provider}/{request.model}" if provider else request.model)
-        record.route = plan.route.name if plan.route else ""
-        first = plan.targets[0]
-        _serve_from(first, record)
-        await _reserve(first, replace(request, model=first.model.name), caller, record)
-        async for chunk in _stream_with_fallback(plan, request, caller, record, started, sleep):
+        if prepared is None:
+            prepared = await sync_to_async(prepare)(request, caller=caller, record=record, provider=provider,
+                                                    started=started)
+        if prepared.refused is not None:
+            raise prepared.refused
+        async for chunk in _stream_with_fallback(prepared.plan, request, caller, record, started, sleep):
             yield chunk
         record.status = "ok"
     except ProviderError as exc:
@@ -321,7 +385,7 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
         upstream_request = replace(request, model=target.model.name)
         if target is not plan.targets[0]:
             # A fallback deployment may fall under hard budgets the first one did not.
-            await _reserve(target, upstream_request, caller, record)
+            await sync_to_async(_reserve)(target, upstream_request, caller, record)
         _serve_from(target, record)
         retries = 0 if candidates else target.provider.max_retries
         try:

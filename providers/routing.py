@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.cache import cache
 
-from .models import Deployment, Route
+from .models import Deployment, Price, Route
 
 LATENCY_WEIGHT = 0.2  # how much one new sample moves the moving average
 
@@ -23,8 +23,10 @@ def _key(*parts: object) -> str:
 # -- ordering -------------------------------------------------------------------------------------
 
 
-def order(route: Route, deployments: list[Deployment]) -> list[Deployment]:
-    """The deployments in the order to try them, by the route's strategy. Later ones are fallbacks."""
+def order(route: Route, deployments: list[Deployment],
+          prices: dict[int, Price | None] | None = None) -> list[Deployment]:
+    """The deployments in the order to try them, by the route's strategy. Later ones are fallbacks.
+    `prices`: each deployment's price in force by its id, when the caller has them (else they are read)."""
     by_priority = sorted(deployments, key=lambda d: (d.priority, d.pk))
     if route.strategy == Route.Strategy.WEIGHTED and by_priority:
         first = _weighted_pick(route, by_priority)
@@ -33,7 +35,8 @@ def order(route: Route, deployments: list[Deployment]) -> list[Deployment]:
         # Unmeasured deployments go first, so every one gets measured.
         return sorted(by_priority, key=lambda d: latency_average(d.model_id) or 0.0)
     if route.strategy == Route.Strategy.COST:
-        return sorted(by_priority, key=_blended_price)
+        return sorted(by_priority, key=lambda d: _blended_price(
+            prices[d.pk] if prices is not None and d.pk in prices else d.model.current_price()))
     return by_priority
 
 
@@ -54,8 +57,7 @@ def _weighted_pick(route: Route, deployments: list[Deployment]) -> Deployment:
     return deployments[0]
 
 
-def _blended_price(deployment: Deployment) -> tuple[int, Decimal]:
-    price = deployment.model.current_price()
+def _blended_price(price: Price | None) -> tuple[int, Decimal]:
     if price is None:
         return (1, Decimal(0))  # unpriced deployments last
     return (0, price.input + price.output)

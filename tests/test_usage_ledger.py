@@ -256,7 +256,7 @@ def test_a_disabled_model_is_recorded_as_refused_and_an_unknown_one_is_not(model
 
 def test_an_unexpected_failure_is_still_one_error_record(model: Model, caller: calls.Caller, upstream: FakeUpstream,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    async def broken_reserve(*args: object) -> None:
+    def broken_reserve(*args: object) -> None:
         raise RuntimeError("a bug before the provider is called")
 
     monkeypatch.setattr(calls, "_reserve", broken_reserve)

@@ -69,29 +69,36 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
     output: list[str] = []  # for an estimate when the server reports no usage
     try:
         api = pooled(conn, client)
-        async with await api.chat.completions.create(**params, stream=True) as events:
+        # The SDK's request path (client, auth, headers, status errors, server-sent events, error events)
+        # with each event left as the JSON object it is: building the SDK's typed chunk per event cost
+        # more CPU than the rest of a gateway call (bench/gateway_bench.py breakdown).
+        events = await api.post("/chat/completions", body={**params, "stream": True}, cast_to=object,
+                                stream=True, stream_cls=openai.AsyncStream[object])
+        async with events:
             async for event in events:
-                if event.usage is not None:
-                    usage = usage_from_openai(event.usage.model_dump())
-                for choice in event.choices:
-                    if choice.index:  # only one answer is asked for; some servers leave the index out
+                event = _object(event)
+                if usage_fields := _object(event.get("usage")):
+                    usage = usage_from_openai(usage_fields)
+                for choice in _list(event.get("choices")):
+                    choice = _object(choice)
+                    if choice.get("index"):  # only one answer is asked for; some servers leave the index out
                         continue
-                    finish = finish_reason_from_openai(choice.finish_reason) or finish
-                    delta = choice.delta
+                    finish = finish_reason_from_openai(choice.get("finish_reason")) or finish
+                    delta = _object(choice.get("delta"))
                     if reasoning := _reasoning(delta):
                         output.append(reasoning)
                         yield Chunk(reasoning=reasoning)
-                    if delta.content:
-                        output.append(delta.content)
-                        yield Chunk(text=delta.content)
-                    for position, call in enumerate(delta.tool_calls or ()):
-                        function = call.function
+                    if (content := delta.get("content")) and isinstance(content, str):
+                        output.append(content)
+                        yield Chunk(text=content)
+                    for position, call in enumerate(_list(delta.get("tool_calls"))):
+                        call, function = _object(call), _object(_object(call).get("function"))
                         piece = ToolCallDelta(
                             # Some servers leave out the index of a call sent whole in one delta.
-                            index=call.index if isinstance(call.index, int) else position,
-                            id=call.id or "",
-                            name=(function.name if function else "") or "",
-                            arguments=(function.arguments if function else "") or "",
+                            index=call["index"] if isinstance(call.get("index"), int) else position,
+                            id=_text(call.get("id")),
+                            name=_text(function.get("name")),
+                            arguments=_text(function.get("arguments")),
                         )
                         output.append(piece.arguments)
                         yield Chunk(tool_call=piece)
@@ -104,7 +111,8 @@ async def complete(conn: Connection, request: ChatRequest) -> Completion:
     """One non-streamed call, mapped to the same types as the stream."""
     try:
         api = pooled(conn, client)
-        response = await api.chat.completions.create(**_params(conn, request))
+        response = await api.post("/chat/completions", body=_params(conn, request),
+                                  cast_to=openai.types.chat.ChatCompletion)
     except Exception as exc:
         raise map_error(exc, conn) from None
     choice = next((choice for choice in response.choices or () if not choice.index), None)
@@ -138,8 +146,7 @@ def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:
         params["tools"] = list(request.tools)
     if request.tool_choice is not None:
         params["tool_choice"] = request.tool_choice
-    if request.extra:
-        params["extra_body"] = dict(request.extra)
+    params.update(request.extra)  # provider-specific parameters, as they are
     return params
 
 
@@ -174,10 +181,25 @@ def _message(message: Message) -> dict[str, Any]:
     }
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object from the server, or an empty one where it sent something else."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def _reasoning(delta_or_message: Any) -> str:
     """Reasoning text from the fields OpenAI-compatible servers add: DeepSeek (and vLLM, Together, ...)
-    send `reasoning_content`, OpenRouter (and Groq, Ollama) send `reasoning`."""
-    extra = getattr(delta_or_message, "model_extra", None) or {}
+    send `reasoning_content`, OpenRouter (and Groq, Ollama) send `reasoning`. A streamed delta is a
+    JSON object, a whole message the SDK's model (with these as extra fields)."""
+    extra = delta_or_message if isinstance(delta_or_message, dict) else (
+        getattr(delta_or_message, "model_extra", None) or {})
     for name in ("reasoning_content", "reasoning"):
         if isinstance(extra.get(name), str) and extra[name]:
             return extra[name]

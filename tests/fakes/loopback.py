@@ -13,15 +13,25 @@ from typing import Any, Self
 
 class TrackingServer(ThreadingHTTPServer):
     """Remembers its open connections so that stopping can close them: keep-alive handler threads would
-    otherwise wait for a next request that never comes."""
+    otherwise wait for a next request that never comes.
+
+    Like a real API front it answers with TCP_NODELAY (otherwise its small writes meet the client's
+    delayed ACKs on kept-alive connections: 40 ms stalls) and a listen backlog that takes a burst of a
+    hundred connections (socketserver's default of 5 refuses them)."""
 
     daemon_threads = True
+    request_queue_size = 1024
 
     def __init__(self, fake: Any, handler: type[BaseHTTPRequestHandler]) -> None:
         self.fake = fake
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection, address
 
     def track(self, connection: socket.socket) -> None:
         with self._connections_lock:

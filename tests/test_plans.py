@@ -1,0 +1,124 @@
+"""Resolved addresses kept between calls (providers/plans.py): reused while nothing changes, never stale.
+
+Each change below goes through the same code an admin's page or the config import uses (model saves
+and deletes), and the very next resolution must see it.
+"""
+
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from providers import calls, plans
+from providers.adapters.base import ChatRequest, Message
+from providers.crypto import reveal
+from providers.models import Deployment, Model, Price, Provider, Route
+
+pytestmark = pytest.mark.django_db
+
+CALLER = calls.Caller(source="cli")
+
+
+@pytest.fixture
+def model() -> Model:
+    provider = Provider.objects.create(name="plans", kind="openai_compatible", base_url="http://127.0.0.1:9/v1",
+                                       api_key="sk-plans-0001")
+    model = Model.objects.create(provider=provider, name="m")
+    Price.objects.create(model=model, input=Decimal("1"), output=Decimal("2"),
+                         effective_from=timezone.now() - timedelta(days=1))
+    return model
+
+
+def _resolve(address: str = "plans/m") -> calls.Plan:
+    return calls._resolve_sync(address)
+
+
+def _queries(address: str = "plans/m") -> int:
+    with CaptureQueriesContext(connection) as captured:
+        _resolve(address)
+    return len(captured)
+
+
+def test_a_resolved_address_is_reused_without_queries(model: Model) -> None:
+    assert _queries() >= 3  # provider, model, prices
+    assert _queries() == 0
+    first, second = _resolve(), _resolve()
+    assert first.targets[0] is second.targets[0]
+
+
+def test_a_cleared_cache_resolves_again(model: Model) -> None:
+    _resolve()
+    cache.delete(plans.VERSION_KEY)
+    assert _queries() >= 3
+
+
+@pytest.mark.parametrize("change", ["disable provider", "disable model", "rotate key", "new price", "delete model"])
+def test_a_catalog_change_takes_effect_at_the_next_call(model: Model, change: str) -> None:
+    assert _resolve().targets[0].connection.api_key == "sk-plans-0001"
+    provider = model.provider
+    if change == "disable provider":
+        provider.enabled = False
+        provider.save()
+    elif change == "disable model":
+        model.enabled = False
+        model.save()
+    elif change == "rotate key":
+        provider.api_key = "sk-plans-0002"
+        provider.save()
+        assert _resolve().targets[0].connection.api_key == reveal(Provider.objects.get().api_key) == "sk-plans-0002"
+        return
+    elif change == "new price":
+        Price.objects.create(model=model, input=Decimal("5"), output=Decimal("6"))
+        assert _resolve().targets[0].price.input == Decimal("5")
+        return
+    else:
+        model.delete()
+        with pytest.raises(calls.CallError) as refused:
+            _resolve()
+        assert refused.value.code == "not_found"
+        return
+    with pytest.raises(calls.CallError) as refused:
+        _resolve()
+    assert refused.value.code == "disabled"
+
+
+def test_an_entry_lasts_until_the_next_price_version(model: Model) -> None:
+    Price.objects.create(model=model, input=Decimal("9"), output=Decimal("9"),
+                         effective_from=timezone.now() + timedelta(seconds=30))
+    resolution, keep_for = calls._resolve_uncached("plans/m")
+    assert resolution.targets[0].price.input == Decimal("1")  # the scheduled version is not in force yet
+    assert 25 < keep_for <= 30
+
+
+def test_an_entry_without_scheduled_prices_lasts_the_ttl(model: Model) -> None:
+    _, keep_for = calls._resolve_uncached("plans/m")
+    assert keep_for is None
+    plans._entries.clear()
+    _resolve()
+    _, expires_at, _ = plans._entries["plans/m"]
+    assert expires_at - time.monotonic() <= plans.TTL_SECONDS
+
+
+def test_a_route_keeps_its_deployments_and_orders_them_at_every_call(model: Model) -> None:
+    other = Model.objects.create(provider=model.provider, name="n")
+    Price.objects.create(model=other, input=Decimal("0.1"), output=Decimal("0.1"))
+    route = Route.objects.create(name="cheap", strategy=Route.Strategy.WEIGHTED)
+    Deployment.objects.create(route=route, model=model, weight=1)
+    Deployment.objects.create(route=route, model=other, weight=1)
+    firsts = [_resolve("cheap").targets[0].model.name for _ in range(4)]
+    assert sorted(firsts) == ["m", "m", "n", "n"]  # round-robin goes on from the kept entry
+    route.deployments.filter(model=other).get().delete()
+    assert [t.model.name for t in _resolve("cheap").targets] == ["m"]
+
+
+def test_prepare_reserves_with_the_kept_price(model: Model) -> None:
+    request = ChatRequest(model="plans/m", messages=(Message("user", "hi"),))
+    prepared = calls.prepare(request, caller=CALLER, record=calls.CallRecord())
+    assert prepared.refused is None and prepared.plan.targets[0].price.input == Decimal("1")
+    refused = calls.prepare(ChatRequest(model="plans/nope", messages=()), caller=CALLER, record=calls.CallRecord())
+    assert refused.plan is None and refused.refused.code == "not_found"
