@@ -6,4 +6,6 @@ class AspwebConfig(AppConfig):
     verbose_name = "aspweb"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import checks, sqlite  # noqa: F401  (importing checks registers them)
+
+        sqlite.connect()

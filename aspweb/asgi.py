@@ -1,7 +1,10 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aspweb.settings")
+django.setup(set_prefix=False)
 
-application = get_asgi_application()
+from aspweb.handler import ASGIHandler  # noqa: E402  (after setup: it reads settings)
+
+application = ASGIHandler()

@@ -50,9 +50,13 @@ def _signed_in(request: HttpRequest, roles: tuple[str, ...]) -> bool:
     return True
 
 
-def role_required(*roles: str) -> Callable:
+def role_required(*roles: str, fetch: Callable[..., Any] | None = None) -> Callable:
     """Sign-in first (redirect), then one of `roles` (403 otherwise). Works on sync and async views; an
-    async view finds `request.user` loaded (the session, the user and their roles in one thread hop)."""
+    async view finds `request.user` loaded (the session, the user and their roles in one thread hop).
+
+    `fetch` (async views only): `fetch(request, *args, **kwargs)`, sync, runs in that same hop once the
+    check passed, and what it returns comes to the view as its second argument: what the view needs from
+    the database before it answers (a get_object_or_404 there still answers 404)."""
     unknown = set(roles) - set(ROLES)
     if unknown or not roles:
         raise ValueError(f"Unknown roles: {sorted(unknown)}")
@@ -60,13 +64,23 @@ def role_required(*roles: str) -> Callable:
     def decorator(view: Callable) -> Callable:
         if iscoroutinefunction(view):
 
+            def admit(request: HttpRequest, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+                if not _signed_in(request, roles):
+                    return False, None
+                return True, fetch(request, *args, **kwargs) if fetch is not None else None
+
             @functools.wraps(view)
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                if not await sync_to_async(_signed_in)(request, roles):
+                signed_in, fetched = await sync_to_async(admit)(request, *args, **kwargs)
+                if not signed_in:
                     return redirect_to_login(request.get_full_path())
+                if fetch is not None:
+                    return await view(request, fetched, *args, **kwargs)
                 return await view(request, *args, **kwargs)
 
             return async_wrapper
+        if fetch is not None:
+            raise TypeError("role_required(fetch=...) is for async views")
 
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:

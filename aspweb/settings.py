@@ -111,6 +111,9 @@ INSTALLED_APPS = [
     "aspweb",
 ]
 
+# Request threads kept between requests, each with its database connection (aspweb/handler.py).
+ASPWEB_IDLE_THREADS = env_int("ASPWEB_IDLE_THREADS", 16)
+
 # Django's checks for these three look for Django's dotted paths; aspweb/checks.py checks by class.
 SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
 
@@ -167,10 +170,13 @@ else:
             # A file, not memory, so the browser tests' server thread sees the test's data; one per
             # process, so test runs side by side do not share it.
             "TEST": {"NAME": DATA_DIR / f"test-{os.getpid()}.sqlite3"},
+            # Kept open by the threads that serve requests (aspweb/handler.py): opening one per request
+            # cost more than most requests' queries.
+            "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600),
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "init_command": "PRAGMA synchronous=NORMAL;",
             },
         }
     }

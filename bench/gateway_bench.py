@@ -384,9 +384,9 @@ def breakdown(args: argparse.Namespace) -> None:
         import django
 
         django.setup()
-        from django.core.handlers.asgi import ASGIHandler
         from django.core.management import call_command
 
+        from aspweb.handler import ASGIHandler
         from providers import calls
         from providers.adapters import openai_compat
         from providers.adapters.base import Chunk, Usage

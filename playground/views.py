@@ -47,8 +47,9 @@ def _get_conversation_for_user(pk: int, user: Any) -> Conversation:
     return get_object_or_404(Conversation, pk=pk, user=user)
 
 
-def _get_answer_for_user(pk: int, user: Any) -> Answer:
-    return get_object_or_404(Answer.objects.only("pk"), pk=pk, turn__conversation__user=user)
+def _own_answer(request: HttpRequest, pk: int) -> Answer:
+    """The signed-in user's answer `pk`; 404 for anyone else's."""
+    return get_object_or_404(Answer.objects.only("pk"), pk=pk, turn__conversation__user=request.user)
 
 
 def _history(user: Any) -> list[Conversation]:
@@ -258,23 +259,19 @@ async def _answer_events(answer_id: int, user: Any) -> AsyncIterator[str]:
     yield sse_event("done", html)
 
 
-@role_required(*SENDERS)
-async def answer_stream(request: HttpRequest, pk: int) -> StreamingHttpResponse:
-    user = request.user  # loaded by role_required
-    answer = await sync_to_async(_get_answer_for_user)(pk, user)
-    response = StreamingHttpResponse(_answer_events(answer.pk, user), content_type="text/event-stream")
+@role_required(*SENDERS, fetch=_own_answer)
+async def answer_stream(request: HttpRequest, answer: Answer, pk: int) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(_answer_events(answer.pk, request.user), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies such as nginx: pass each event on at once
     return response
 
 
 @require_POST
-@role_required(*SENDERS)
-async def answer_stop(request: HttpRequest, pk: int) -> HttpResponse:
+@role_required(*SENDERS, fetch=_own_answer)
+async def answer_stop(request: HttpRequest, answer: Answer, pk: int) -> HttpResponse:
     """The page closed the answer's EventSource before posting here; wait for its stream to save the
     partial answer, then return the stopped pane (out of band)."""
-    user = request.user  # loaded by role_required
-    answer = await sync_to_async(_get_answer_for_user)(pk, user)
     give_up_at = time.monotonic() + STOP_WAIT_SECONDS
     settle = sync_to_async(services.answer_settle_stop)
     while not await settle(answer_id=answer.pk, give_up=time.monotonic() > give_up_at):

@@ -76,3 +76,20 @@ def test_database_and_redis_urls_switch_backends(tmp_path: Path) -> None:
     assert "redis" in _setting("settings.CACHES['default']['BACKEND']", env, tmp_path)
     assert _setting("settings.CELERY_BROKER_URL", env, tmp_path) == "'redis://127.0.0.1:6379/3'"
     assert _setting("settings.CELERY_TASK_ALWAYS_EAGER", env, tmp_path) == "False"
+
+
+@pytest.mark.django_db
+def test_sqlite_runs_in_write_ahead_log_mode() -> None:
+    import sqlite3
+
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only: the embedded default")
+    connection.ensure_connection()
+    # Another connection, not Django's: the mode is the file's, set once, not each connection's.
+    other = sqlite3.connect(connection.settings_dict["NAME"])
+    try:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        other.close()

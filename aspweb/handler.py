@@ -1,0 +1,89 @@
+"""Django's ASGI handler, with its request threads kept between requests.
+
+Django runs each request's sync work (sync views, the ORM calls of async views) in a thread of the
+request's own: a new thread per request, and with it a new database connection, since connections
+belong to threads. On the gateway and the playground's streams that was a thread start and, on SQLite,
+a connection with its settings before anything else could happen. Here each request borrows a thread
+(a one-thread executor, so its sync work still runs on one thread, in order) from a pool and gives it
+back when it ends; the thread keeps its connection, as a WSGI server's threads do. Connections still
+follow Django's rules at the end of every request (closed when unusable, when CONN_MAX_AGE says so,
+or, with PostgreSQL's pool, returned to it).
+
+Threads beyond ASPWEB_IDLE_THREADS (requests at once beyond that, such as many streams) are not kept:
+their connections are closed and the thread ends.
+
+It also answers the ASGI lifespan protocol, which Django's handler refuses: at shutdown, the idle
+threads close their connections.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import AsyncToSync, ThreadSensitiveContext
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
+from django.db import connections
+
+
+class ThreadPool:
+    """One-thread executors, lent one per request."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.idle: list[ThreadPoolExecutor] = []
+        self.made = 0
+
+    def borrow(self) -> ThreadPoolExecutor:
+        if self.idle:
+            return self.idle.pop()
+        self.made += 1
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"aspweb-request-{self.made}")
+
+    def give_back(self, executor: ThreadPoolExecutor) -> None:
+        if len(self.idle) < self.keep:
+            self.idle.append(executor)
+        else:
+            self.retire(executor)
+
+    def retire(self, executor: ThreadPoolExecutor) -> None:
+        executor.submit(connections.close_all)
+        executor.shutdown(wait=False)
+
+    def close(self) -> None:
+        idle, self.idle = self.idle, []
+        for executor in idle:
+            self.retire(executor)
+
+
+class ASGIHandler(DjangoASGIHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads = ThreadPool(settings.ASPWEB_IDLE_THREADS)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            raise ValueError(f"aspweb serves HTTP, not {scope['type']}.")
+        if getattr(AsyncToSync.executors, "current", None) is not None:
+            # Called from sync code through async_to_sync (tests, management commands): its thread does
+            # the sync work, as with Django's handler, so that it sees that thread's transaction.
+            await super().__call__(scope, receive, send)
+            return
+        executor = self.threads.borrow()
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            self.threads.give_back(executor)
+
+    async def lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.threads.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

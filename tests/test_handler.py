@@ -1,0 +1,104 @@
+"""The ASGI handler keeps request threads (and their database connections) between requests, and
+answers the lifespan protocol (aspweb/handler.py)."""
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from django.core.signals import request_started
+from django.db import connection
+
+from aspweb.handler import ASGIHandler, ThreadPool
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _get(app: ASGIHandler, path: str) -> int:
+    """One GET as uvicorn sends it: from a plain event loop, no sync caller above it."""
+    statuses: list[int] = []
+    pending = [{"type": "http.request", "body": b"", "more_body": False}]
+    done = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            return pending.pop()
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+        elif not message.get("more_body"):
+            done.set()
+
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+             "scheme": "http", "http_version": "1.1", "asgi": {"version": "3.0"}}
+    outcome: list[BaseException] = []
+
+    def run() -> None:  # a thread of its own, as uvicorn's loop is: no async_to_sync above the handler
+        try:
+            asyncio.run(app(scope, receive, send))
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if outcome:
+        raise outcome[0]
+    return statuses[0]
+
+
+def test_requests_reuse_a_thread_and_its_connection(settings: Any) -> None:
+    settings.ASPWEB_IDLE_THREADS = 4
+    app = ASGIHandler()
+    seen: list[tuple[str, int | None]] = []
+
+    def note(**kwargs: Any) -> None:
+        connection.ensure_connection()
+        seen.append((threading.current_thread().name, id(connection.connection)))
+
+    request_started.connect(note, dispatch_uid="test-handler-note")
+    try:
+        assert _get(app, "/v1/openapi.json") == 200
+        assert _get(app, "/v1/openapi.json") == 200
+    finally:
+        request_started.disconnect(dispatch_uid="test-handler-note")
+        app.threads.close()
+    assert len(seen) == 2 and seen[0][0].startswith("aspweb-request-")
+    assert seen[0] == seen[1]  # the same thread, the same open connection
+    assert app.threads.made == 1
+
+
+def test_the_pool_keeps_only_so_many_idle_threads() -> None:
+    pool = ThreadPool(keep=1)
+    first, second = pool.borrow(), pool.borrow()
+    assert first is not second and pool.made == 2
+    pool.give_back(first)
+    pool.give_back(second)  # one more than it keeps: retired
+    assert pool.idle == [first]
+    with pytest.raises(RuntimeError):
+        second.submit(print)  # shut down
+    assert pool.borrow() is first
+    pool.give_back(first)
+    pool.close()
+    assert pool.idle == []
+
+
+def test_lifespan_starts_and_shuts_down() -> None:
+    app = ASGIHandler()
+    app.threads.give_back(app.threads.borrow())
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert app.threads.idle == []
