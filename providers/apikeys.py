@@ -25,6 +25,7 @@ from django.utils import timezone
 from accounts.audit import audit_log
 from aspweb.roles import ADMIN, has_role
 
+from . import kept
 from .models import ApiKey, Model, Route
 
 KEY_START = "ask-"
@@ -72,6 +73,7 @@ def api_key_revoke(*, key: ApiKey, actor: Any) -> bool:
     with transaction.atomic():
         revoked = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         if revoked:
+            kept.api_keys.changed()  # an update sends no signal: workers drop the key they kept
             key.refresh_from_db(fields=["revoked_at"])
             audit_log(actor, "apikey.revoke", key)
     return bool(revoked)
@@ -89,11 +91,8 @@ def api_key_authenticate(raw: str | None) -> ApiKey:
         raise KeyRefused("No API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.")
     if not raw.startswith(KEY_START) or len(raw) != KEY_LENGTH:
         raise KeyRefused("This is not an aspweb API key (they start with `ask-`).")
-    key = ApiKey.objects.select_related("user").filter(prefix=raw[:PREFIX_LENGTH]).first()
-    # The comparison runs whether or not the prefix matched, so timing tells nothing either way.
-    expected = key.key_hash if key is not None else "0" * 64
-    if not hmac.compare_digest(expected, _hash(raw)) or key is None:
-        raise KeyRefused("Incorrect API key.")
+    digest = _hash(raw)
+    key = kept.api_keys.get(digest, kept.api_keys.version(), lambda: (_key_of(raw, digest), None))
     now = timezone.now()
     if key.revoked_at is not None:
         raise KeyRefused(f"API key {key.prefix}… was revoked.")
@@ -106,6 +105,17 @@ def api_key_authenticate(raw: str | None) -> ApiKey:
         ApiKey.objects.filter(pk=key.pk).exclude(last_used_at__gt=now - LAST_USED_RESOLUTION).update(
             last_used_at=now)
         key.last_used_at = now
+    return key
+
+
+def _key_of(raw: str, digest: str) -> ApiKey:
+    """The key row `raw` names, with its user. Kept by the worker under the key's hash
+    (providers/kept.py), so that a check does not need the database; a wrong key raises, and is not kept."""
+    key = ApiKey.objects.select_related("user").filter(prefix=raw[:PREFIX_LENGTH]).first()
+    # The comparison runs whether or not the prefix matched, so timing tells nothing either way.
+    expected = key.key_hash if key is not None else "0" * 64
+    if not hmac.compare_digest(expected, digest) or key is None:
+        raise KeyRefused("Incorrect API key.")
     return key
 
 

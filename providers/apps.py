@@ -6,6 +6,6 @@ class ProvidersConfig(AppConfig):
     verbose_name = "Providers and models"
 
     def ready(self) -> None:
-        from . import plans
+        from . import kept
 
-        plans.connect()
+        kept.connect()

@@ -30,7 +30,7 @@ from django.utils import timezone
 from budgets import services as budget_services
 from usage import services as usage_services
 
-from . import plans, routing
+from . import kept, routing
 from .adapters import get_adapter
 from .adapters.base import (
     ChatRequest,
@@ -142,7 +142,7 @@ def _target(provider: Provider, model: Model, now: Any) -> tuple[Target, Any]:
 
 @dataclass(frozen=True)
 class _Resolution:
-    """What an address resolves to, kept between calls (providers/plans.py): a model's one target, or a
+    """What an address resolves to, kept between calls (providers/kept.py): a model's one target, or a
     route with its eligible deployments and their targets; a route's order is decided at every call."""
 
     targets: tuple[Target, ...]
@@ -159,7 +159,7 @@ class _Resolution:
 
 def _resolve_sync(address: str) -> "Plan":
     """PROVIDER/MODEL names one catalog model; a name without a slash is a route."""
-    return plans.cached(address, plans.version(), lambda: _resolve_uncached(address)).plan()
+    return kept.resolutions.get(address, kept.resolutions.version(), lambda: _resolve_uncached(address)).plan()
 
 
 def _resolve_uncached(address: str) -> tuple[_Resolution, float | None]:

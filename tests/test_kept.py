@@ -1,4 +1,4 @@
-"""Resolved addresses kept between calls (providers/plans.py): reused while nothing changes, never stale.
+"""Resolved addresses kept between calls (providers/kept.py): reused while nothing changes, never stale.
 
 Each change below goes through the same code an admin's page or the config import uses (model saves
 and deletes), and the very next resolution must see it.
@@ -14,7 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from providers import calls, plans
+from providers import calls, kept
 from providers.adapters.base import ChatRequest, Message
 from providers.crypto import reveal
 from providers.models import Deployment, Model, Price, Provider, Route
@@ -53,7 +53,7 @@ def test_a_resolved_address_is_reused_without_queries(model: Model) -> None:
 
 def test_a_cleared_cache_resolves_again(model: Model) -> None:
     _resolve()
-    cache.delete(plans.VERSION_KEY)
+    cache.delete(kept.resolutions.version_key)
     assert _queries() >= 3
 
 
@@ -98,10 +98,10 @@ def test_an_entry_lasts_until_the_next_price_version(model: Model) -> None:
 def test_an_entry_without_scheduled_prices_lasts_the_ttl(model: Model) -> None:
     _, keep_for = calls._resolve_uncached("plans/m")
     assert keep_for is None
-    plans._entries.clear()
+    kept.resolutions.entries.clear()
     _resolve()
-    _, expires_at, _ = plans._entries["plans/m"]
-    assert expires_at - time.monotonic() <= plans.TTL_SECONDS
+    _, expires_at, _ = kept.resolutions.entries["plans/m"]
+    assert expires_at - time.monotonic() <= kept.resolutions.ttl
 
 
 def test_a_route_keeps_its_deployments_and_orders_them_at_every_call(model: Model) -> None:
@@ -122,3 +122,54 @@ def test_prepare_reserves_with_the_kept_price(model: Model) -> None:
     assert prepared.refused is None and prepared.plan.targets[0].price.input == Decimal("1")
     refused = calls.prepare(ChatRequest(model="plans/nope", messages=()), caller=CALLER, record=calls.CallRecord())
     assert refused.plan is None and refused.refused.code == "not_found"
+
+
+# -- API keys -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_key(make_user: object) -> tuple[object, str]:
+    from providers import apikeys
+
+    owner = make_user("member")
+    return apikeys.api_key_create(name="kept", user=owner, actor=owner)
+
+
+def test_a_checked_key_is_reused_without_queries(api_key: tuple[object, str]) -> None:
+    from providers import apikeys
+
+    _, raw = api_key
+    with CaptureQueriesContext(connection) as first:
+        apikeys.api_key_authenticate(raw)
+    with CaptureQueriesContext(connection) as second:
+        assert apikeys.api_key_authenticate(raw).name == "kept"
+    assert len(first) >= 1 and len(second) == 0
+
+
+@pytest.mark.parametrize("change", ["revoke", "deactivate owner", "delete"])
+def test_a_kept_key_is_refused_at_the_next_call_after_a_change(api_key: tuple[object, str], change: str) -> None:
+    from providers import apikeys
+
+    key, raw = api_key
+    apikeys.api_key_authenticate(raw)
+    if change == "revoke":
+        apikeys.api_key_revoke(key=key, actor=None)
+    elif change == "deactivate owner":
+        key.user.is_active = False
+        key.user.save()
+    else:
+        key.delete()
+    with pytest.raises(apikeys.KeyRefused):
+        apikeys.api_key_authenticate(raw)
+
+
+def test_a_wrong_key_is_not_kept(api_key: tuple[object, str]) -> None:
+    from providers import apikeys
+
+    _, raw = api_key
+    wrong = raw[:-1] + ("a" if raw[-1] != "a" else "b")
+    for _ in range(2):
+        with pytest.raises(apikeys.KeyRefused):
+            apikeys.api_key_authenticate(wrong)
+    assert all(value is not None for _, _, value in kept.api_keys.entries.values())
+    assert apikeys._hash(wrong) not in kept.api_keys.entries
