@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_log
 from aspweb.roles import ADMIN, FINANCE, has_role
+from providers.kept import Kept
 from providers.templatetags.money import usd
 from usage.models import DailyUsage, UsageRecord
 
@@ -146,9 +147,11 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
     """Hold `cost` on every hard-limit budget covering the call, all or none. Raises BudgetExceeded (naming
     the first budget it does not fit in) and holds nothing when it does not fit everywhere."""
     now = now or timezone.now()
-    user_id = user.pk if getattr(user, "is_authenticated", False) else None
-    budgets = budgets_applying(provider_id=provider.pk, model_id=model.pk, user_id=user_id,
-                               api_key_id=api_key.pk if api_key is not None else None).filter(hard_limit=True)
+    targets = {Budget.Scope.PROVIDER: provider.pk, Budget.Scope.MODEL: model.pk,
+               Budget.Scope.USER: user.pk if getattr(user, "is_authenticated", False) else None,
+               Budget.Scope.API_KEY: api_key.pk if api_key is not None else None}
+    budgets = [budget for budget in _hard_budgets() if budget.scope == Budget.Scope.GLOBAL
+               or getattr(budget, f"{Budget.TARGETS[budget.scope]}_id") == targets[budget.scope]]
     held = [(budget, budget_period_get(budget, budget.span_at(now))[0]) for budget in budgets]
     if not held:
         return []
@@ -166,6 +169,16 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
         if not reservations_release_expired(now=now, period_ids=[period.pk for _, period in held]):
             raise
     return _hold(held, request_id, cost, now + ttl)
+
+
+# Every hard-limit budget, kept per worker and dropped when any budget is saved or deleted (apps.py): most
+# calls fall under none, and then reserving costs no query at all.
+hard_budgets = Kept("hard-budgets", ttl=60.0)
+
+
+def _hard_budgets() -> list[Budget]:
+    return hard_budgets.get("all", hard_budgets.version(),
+                            lambda: (list(Budget.objects.filter(hard_limit=True).order_by("pk")), None))
 
 
 def _hold(held: list[tuple[Budget, BudgetPeriod]], request_id: UUID, cost: Decimal,

@@ -173,3 +173,26 @@ def test_a_wrong_key_is_not_kept(api_key: tuple[object, str]) -> None:
             apikeys.api_key_authenticate(wrong)
     assert all(value is not None for _, _, value in kept.api_keys.entries.values())
     assert apikeys._hash(wrong) not in kept.api_keys.entries
+
+
+# -- hard budgets --------------------------------------------------------------------------------------
+
+
+def test_reserving_under_no_hard_budget_costs_no_query_and_a_new_one_counts_at_once(model: Model) -> None:
+    import uuid
+
+    from budgets import services as budget_services
+    from tests.budgets_support import make_budget
+
+    def reserve() -> list:
+        return budget_services.budget_reserve(request_id=uuid.uuid4(), provider=model.provider, model=model,
+                                              user=None, api_key=None, cost=Decimal("1"), ttl=timedelta(minutes=5))
+
+    make_budget("soft", amount=Decimal("100"), hard_limit=False)
+    reserve()
+    with CaptureQueriesContext(connection) as quiet:
+        assert reserve() == []
+    assert len(quiet) == 0
+    make_budget("hard", amount=Decimal("100"), hard_limit=True, scope="model", model=model)
+    held = reserve()
+    assert [reservation.amount for reservation in held] == [Decimal("1")]
