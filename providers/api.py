@@ -39,6 +39,7 @@ from .adapters.base import (
     Completion,
     ProviderError,
     Usage,
+    chunks_of,
     collect,
     estimate_tokens,
     estimated_usage,
@@ -308,7 +309,7 @@ def _chunks(admission: Admission, chat: ChatRequest, record: calls.CallRecord) -
         # No provider is called, so the call path writes no record: _after_call writes the hit's (cost 0).
         record.provider, record.model = admission.hit.provider, admission.hit.model
         record.usage, record.cost, record.status = admission.hit.completion.usage, Decimal(0), "ok"
-        return response_cache.replay(admission.hit.completion)
+        return chunks_of(admission.hit.completion)
     return calls.stream_chat(chat, caller=admission.caller, record=record, prepared=admission.prepared)
 
 

@@ -457,7 +457,8 @@ async def _guarded(target: Target, request: ChatRequest, deadline: float) -> Asy
         waiting_first = True
         while True:
             remaining = deadline - time.perf_counter()
-            limit = min(remaining, first_token_timeout) if waiting_first else remaining
+            # A whole answer asked for at once has no first token before its end: only the deadline applies.
+            limit = min(remaining, first_token_timeout) if waiting_first and request.stream else remaining
             try:
                 async with asyncio.timeout(max(limit, 0)):
                     chunk = await anext(chunks)

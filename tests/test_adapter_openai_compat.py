@@ -5,6 +5,7 @@ import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx2
@@ -463,3 +464,19 @@ def test_messages_never_hold_the_key() -> None:
     assert "not-shaped-like-a-key" not in error.message and "sk-proj-abcdefghijklmnop" not in error.message
     assert "[redacted]" in error.message
 
+
+
+def test_a_request_not_to_stream_gets_the_whole_answer_as_chunks(upstream: FakeUpstream) -> None:
+    upstream.tool_call = [{"name": "a", "arguments": {"x": 1}}]
+    conn = connection(upstream)
+    request = replace(HELLO, stream=False)
+
+    received = chunks(conn, request)
+
+    assert "stream" not in upstream.last_request.body
+    assert [(c.tool_call.index, c.tool_call.name, json.loads(c.tool_call.arguments))
+            for c in received if c.tool_call] == [(0, "a", {"x": 1})]
+    assert received[-1].finish_reason == "tool_calls" and received[-1].usage is not None
+    whole, again = asyncio.run(collect(_replay(received))), completed(conn, request)
+    assert (whole.text, [(c.name, c.arguments) for c in whole.tool_calls], whole.usage, whole.finish_reason) == (
+        again.text, [(c.name, c.arguments) for c in again.tool_calls], again.usage, again.finish_reason)

@@ -209,3 +209,18 @@ def test_ask_errors_are_one_plain_line(provider: Provider, upstream: FakeUpstrea
 def test_ask_unknown_model_is_a_clear_error(provider: Provider) -> None:
     with pytest.raises(CommandError, match="has no model 'nope' in its catalog"):
         call_command("ask", "Hi", provider="local", model="nope", stdout=StringIO())
+
+
+def test_a_whole_answer_is_asked_for_at_once_and_only_the_deadline_applies(provider: Provider, upstream: FakeUpstream,
+                                                                           settings: object) -> None:
+    """The gateway's non-streamed calls: the provider is asked without `stream`, and answering after the
+    first-token timeout is no failure, since there is no first token before the whole answer."""
+    settings.PROVIDER_FIRST_TOKEN_TIMEOUT_SECONDS = 0.2
+    upstream.fail_next("slow", delay=0.4)
+    upstream.usage = {"input_tokens": 10, "output_tokens": 5}
+    record = calls.CallRecord()
+    chunks = _run(_request(stream=False), record)
+    assert "stream" not in upstream.last_request.body
+    assert "".join(c.text for c in chunks) == upstream.reply
+    assert record.status == "ok" and record.usage.output_tokens == 5
+    assert 350 < record.ttft_ms <= record.latency_ms  # the whole answer is its first token

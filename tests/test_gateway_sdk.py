@@ -10,8 +10,8 @@ import httpx
 import openai
 import pytest
 from django.core.cache import cache
-from django.utils import timezone
 
+from providers import apikeys
 from providers.models import ApiKey
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import ANTHROPIC_MODEL, OPENAI_MODEL, live_server, make_key, make_providers
@@ -159,7 +159,7 @@ def test_sdk_errors(gateway: str, oai: openai.OpenAI, key: tuple[ApiKey, str], u
         oai.chat.completions.create(model=OPENAI_MODEL, messages=hello)
     assert caught.value.status_code == 503
 
-    ApiKey.objects.filter(pk=key[0].pk).update(revoked_at=timezone.now())
+    apikeys.api_key_revoke(key=key[0], actor=None)
     with pytest.raises(openai.AuthenticationError):
         oai.chat.completions.create(model=OPENAI_MODEL, messages=hello)
     with pytest.raises(anthropic.AuthenticationError):

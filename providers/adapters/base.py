@@ -108,6 +108,9 @@ class ChatRequest:
     thinking_budget: int | None = None
     # Provider-specific body parameters, passed through as they are.
     extra: dict[str, Any] = field(default_factory=dict)
+    # False when the caller wants the whole answer at once (the gateway's non-streamed calls): an adapter
+    # may then ask its provider for the whole answer, and send it as the chunks of `chunks_of`.
+    stream: bool = True
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,17 @@ class Completion:
     tool_calls: list[ToolCall] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     finish_reason: FinishReason | None = None
+
+
+async def chunks_of(completion: Completion) -> AsyncIterator[Chunk]:
+    """A whole answer as the chunks a provider would have streamed: one per part."""
+    if completion.reasoning:
+        yield Chunk(reasoning=completion.reasoning)
+    if completion.text:
+        yield Chunk(text=completion.text)
+    for index, call in enumerate(completion.tool_calls):
+        yield Chunk(tool_call=ToolCallDelta(index, id=call.id, name=call.name, arguments=call.arguments))
+    yield Chunk(usage=completion.usage, finish_reason=completion.finish_reason)
 
 
 async def collect(chunks: AsyncIterator[Chunk]) -> Completion:

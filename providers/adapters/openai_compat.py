@@ -27,6 +27,7 @@ from .base import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    chunks_of,
     cut_error,
     estimated_usage,
     kind_for_status,
@@ -60,7 +61,12 @@ def client(conn: Connection) -> openai.AsyncOpenAI:
 
 
 async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]:
-    """Text, reasoning and tool-call deltas as they arrive, then one chunk with usage and finish reason."""
+    """Text, reasoning and tool-call deltas as they arrive, then one chunk with usage and finish reason.
+    For a request that is not to stream, the whole answer asked for at once, as the same chunks."""
+    if not request.stream:
+        async for chunk in chunks_of(await complete(conn, request)):
+            yield chunk
+        return
     params = _params(conn, request)
     if get_kind(conn.kind).stream_usage:
         params["stream_options"] = {"include_usage": True}
@@ -108,27 +114,29 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
 
 
 async def complete(conn: Connection, request: ChatRequest) -> Completion:
-    """One non-streamed call, mapped to the same types as the stream."""
+    """One non-streamed call, mapped to the same types as the stream (the JSON read as it is, like the
+    stream's events)."""
     try:
         api = pooled(conn, client)
-        response = await api.post("/chat/completions", body=_params(conn, request),
-                                  cast_to=openai.types.chat.ChatCompletion)
+        response = _object(await api.post("/chat/completions", body=_params(conn, request), cast_to=object))
     except Exception as exc:
         raise map_error(exc, conn) from None
-    choice = next((choice for choice in response.choices or () if not choice.index), None)
+    choice = next((choice for choice in map(_object, _list(response.get("choices"))) if not choice.get("index")),
+                  None)
     if choice is None:
         raise ProviderError("server", f"{conn.label} answered without a message; it is usually temporary.")
-    message = choice.message
+    message = _object(choice.get("message"))
     calls = [
-        ToolCall(call.id, call.function.name, call.function.arguments)
-        for call in message.tool_calls or ()
-        if getattr(call, "function", None) is not None
+        ToolCall(_text(call.get("id")), _text(function.get("name")), _text(function.get("arguments")))
+        for call in map(_object, _list(message.get("tool_calls")))
+        if (function := _object(call.get("function")))
     ]
-    text, reasoning = message.content or "", _reasoning(message)
+    text, reasoning = _text(message.get("content")), _reasoning(message)
     output = text + reasoning + "".join(call.arguments for call in calls)
-    usage = usage_from_openai(response.usage.model_dump()) if response.usage else estimated_usage(request, output)
+    usage_fields = _object(response.get("usage"))
+    usage = usage_from_openai(usage_fields) if usage_fields else estimated_usage(request, output)
     return Completion(text=text, reasoning=reasoning, tool_calls=calls, usage=usage,
-                      finish_reason=finish_reason_from_openai(choice.finish_reason))
+                      finish_reason=finish_reason_from_openai(choice.get("finish_reason")))
 
 
 def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:
@@ -194,12 +202,10 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _reasoning(delta_or_message: Any) -> str:
+def _reasoning(delta_or_message: dict[str, Any]) -> str:
     """Reasoning text from the fields OpenAI-compatible servers add: DeepSeek (and vLLM, Together, ...)
-    send `reasoning_content`, OpenRouter (and Groq, Ollama) send `reasoning`. A streamed delta is a
-    JSON object, a whole message the SDK's model (with these as extra fields)."""
-    extra = delta_or_message if isinstance(delta_or_message, dict) else (
-        getattr(delta_or_message, "model_extra", None) or {})
+    send `reasoning_content`, OpenRouter (and Groq, Ollama) send `reasoning`."""
+    extra = delta_or_message
     for name in ("reasoning_content", "reasoning"):
         if isinstance(extra.get(name), str) and extra[name]:
             return extra[name]

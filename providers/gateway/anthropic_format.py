@@ -50,6 +50,7 @@ def parse_messages(body: Any) -> ParsedMessages:
     if "service_tier" in values:
         text(values["service_tier"], "service_tier")
     extra = {"top_k": integer(values["top_k"], "top_k", 0)} if "top_k" in values else {}
+    stream = boolean(values["stream"], "stream") if "stream" in values else False
     request = ChatRequest(
         model=model, messages=messages, system=system, cache_system=cache_system, max_tokens=max_tokens,
         temperature=number(values["temperature"], "temperature", 0, 1) if "temperature" in values else None,
@@ -59,9 +60,9 @@ def parse_messages(body: Any) -> ParsedMessages:
         tools=tools,
         tool_choice=_tool_choice(values["tool_choice"]) if "tool_choice" in values else None,
         thinking_budget=_thinking(values["thinking"], max_tokens) if "thinking" in values else None,
-        extra=extra,
+        extra=extra, stream=stream,
     )
-    return ParsedMessages(request, boolean(values["stream"], "stream") if "stream" in values else False)
+    return ParsedMessages(request, stream)
 
 
 def _system(system: Any) -> tuple[str, bool]:

@@ -11,13 +11,12 @@ answer replays as a stream when a stream is asked for. Only answers that ended n
 import dataclasses
 import hashlib
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
 
-from ..adapters.base import ChatRequest, Chunk, Completion, ToolCall, ToolCallDelta, Usage
+from ..adapters.base import ChatRequest, Completion, ToolCall, Usage
 
 DEFAULT_TTL = 300
 MAX_TTL = 7 * 24 * 3600
@@ -25,7 +24,9 @@ _VERSION = 1  # bump when the stored shape changes
 
 
 def key_for(request: ChatRequest) -> str:
-    normalised = json.dumps(dataclasses.asdict(request), sort_keys=True, separators=(",", ":"), default=str)
+    fields = dataclasses.asdict(request)
+    del fields["stream"]  # a streamed and a whole answer to the same request are the same answer
+    normalised = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return f"gw:answer:{_VERSION}:{hashlib.sha256(normalised.encode()).hexdigest()}"
 
 
@@ -60,14 +61,3 @@ def store(key: str, completion: Completion, *, provider: str, model: str, ttl: i
         "usage": usage, "finish_reason": completion.finish_reason, "provider": provider, "model": model,
     }
     cache.set(key, value, ttl)
-
-
-async def replay(completion: Completion) -> AsyncIterator[Chunk]:
-    """A stored answer as the chunks a provider would have streamed: one per part."""
-    if completion.reasoning:
-        yield Chunk(reasoning=completion.reasoning)
-    if completion.text:
-        yield Chunk(text=completion.text)
-    for index, call in enumerate(completion.tool_calls):
-        yield Chunk(tool_call=ToolCallDelta(index, id=call.id, name=call.name, arguments=call.arguments))
-    yield Chunk(usage=completion.usage, finish_reason=completion.finish_reason)

@@ -103,7 +103,7 @@ def parse_chat(body: Any) -> ParsedChat:
         temperature=number(values["temperature"], "temperature", 0, 2) if "temperature" in values else None,
         top_p=number(values["top_p"], "top_p", 0, 1) if "top_p" in values else None,
         max_tokens=max_tokens, stop=_stop(values.get("stop")), tools=tools, tool_choice=tool_choice,
-        extra=extra,
+        extra=extra, stream=stream,
     )
     return ParsedChat(request, stream, include_usage)
 
