@@ -12,6 +12,11 @@ or, with PostgreSQL's pool, returned to it).
 Threads beyond ASPWEB_IDLE_THREADS (requests at once beyond that, such as many streams) are not kept:
 their connections are closed and the thread ends.
 
+Django tidies a thread's connections when a request starts and again when it ends (closing obsolete
+ones, clearing DEBUG's query log), in the request's thread: a thread hop before the view runs. Here a
+request thread's next request starts where its last one ended, so the tidying at the start goes: it
+happens at every end, in the same thread. Before the first token of a stream, that was one hop of two.
+
 It also answers the ASGI lifespan protocol, which Django's handler refuses: at shutdown, the idle
 threads close their connections.
 """
@@ -22,7 +27,8 @@ from typing import Any
 from asgiref.sync import AsyncToSync, ThreadSensitiveContext
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
-from django.db import connections
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connections, reset_queries
 
 
 class ThreadPool:
@@ -59,6 +65,9 @@ class ASGIHandler(DjangoASGIHandler):
     def __init__(self) -> None:
         super().__init__()
         self.threads = ThreadPool(settings.ASPWEB_IDLE_THREADS)
+        request_started.disconnect(close_old_connections)
+        request_started.disconnect(reset_queries)
+        request_finished.connect(reset_queries)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":

@@ -6,8 +6,8 @@ import threading
 from typing import Any
 
 import pytest
-from django.core.signals import request_started
-from django.db import connection
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connection, reset_queries
 
 from aspweb.handler import ASGIHandler, ThreadPool
 
@@ -103,3 +103,12 @@ def test_lifespan_starts_and_shuts_down() -> None:
     asyncio.run(app({"type": "lifespan"}, receive, send))
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert app.threads.idle == []
+
+
+def test_a_request_starts_without_a_thread_hop() -> None:
+    """Connections are tidied when requests end, in the request's thread; nothing runs at the start."""
+    app = ASGIHandler()
+    assert not [receiver for receiver in request_started._live_receivers(None)[0]
+                if getattr(receiver, "__module__", "").startswith("django.db")]
+    assert {close_old_connections, reset_queries} <= set(request_finished._live_receivers(None)[0])
+    app.threads.close()
