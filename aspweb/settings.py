@@ -191,6 +191,9 @@ if REDIS_URL:
             "KEY_PREFIX": CACHE_KEY_PREFIX,
         }
     }
+    # Sessions read from Redis, written through to the database: a signed-in request costs no session
+    # query. (Not with each worker's own memory: a session ended on one worker would live on in another's.)
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

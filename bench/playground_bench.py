@@ -216,6 +216,7 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
     with environment(args, 2 * (args.requests + args.warmup)) as env:
         from accounts.models import User
         from playground import views
+        from playground.models import Answer
         from providers import calls
         from providers.adapters import openai_compat
         from providers.adapters.base import ChatRequest, Message
@@ -224,7 +225,8 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
 
         connection = connection_for(Provider.objects.get())
         user = User.objects.get()
-        answers = iter(env["answers"])
+        answers = iter(Answer.objects.select_related("turn__conversation", "model__provider")
+                       .filter(pk__in=env["answers"]).order_by("pk"))
 
         async def first_of(stream: Any) -> float:
             started = time.perf_counter()

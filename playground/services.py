@@ -199,12 +199,12 @@ def prompt_tokens(request: ChatRequest) -> int:
 # -- one answer's life ---------------------------------------------------------------------------
 
 
-def answer_claim(*, answer_id: int) -> ChatRequest | None:
-    """Claim a pending answer for one stream and build its request. None when it is not pending: it was
-    answered, stopped, or another stream holds it (an EventSource reconnecting lands here)."""
-    if not Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(status=Answer.Status.STREAMING):
+def answer_claim(*, answer: Answer) -> ChatRequest | None:
+    """Claim a pending answer (loaded with its turn, conversation and model) for one stream and build its
+    request. None when it is not pending: it was answered, stopped, or another stream holds it (an
+    EventSource reconnecting lands here)."""
+    if not Answer.objects.filter(pk=answer.pk, status=Answer.Status.PENDING).update(status=Answer.Status.STREAMING):
         return None
-    answer = Answer.objects.select_related("turn__conversation", "model__provider").get(pk=answer_id)
     return chat_request(answer)
 
 

@@ -48,8 +48,9 @@ def _get_conversation_for_user(pk: int, user: Any) -> Conversation:
 
 
 def _own_answer(request: HttpRequest, pk: int) -> Answer:
-    """The signed-in user's answer `pk`; 404 for anyone else's."""
-    return get_object_or_404(Answer.objects.only("pk"), pk=pk, turn__conversation__user=request.user)
+    """The signed-in user's answer `pk`, with what its request is built from; 404 for anyone else's."""
+    return get_object_or_404(Answer.objects.select_related("turn__conversation", "model__provider"),
+                             pk=pk, turn__conversation__user=request.user)
 
 
 def _history(user: Any) -> list[Conversation]:
@@ -219,16 +220,17 @@ def _finish(answer_id: int, **outcome: Any) -> str:
     return _final_html(answer_id)
 
 
-def _claim(answer_id: int, caller: calls.Caller, record: calls.CallRecord) -> tuple[ChatRequest | None,
+def _claim(answer: Answer, caller: calls.Caller, record: calls.CallRecord) -> tuple[ChatRequest | None,
                                                                                    calls.Prepared | None]:
     """Claim the answer and prepare its call, in one thread hop."""
-    chat = services.answer_claim(answer_id=answer_id)
+    chat = services.answer_claim(answer=answer)
     return chat, calls.prepare(chat, caller=caller, record=record) if chat is not None else None
 
 
-async def _answer_events(answer_id: int, user: Any) -> AsyncIterator[str]:
+async def _answer_events(answer: Answer, user: Any) -> AsyncIterator[str]:
+    answer_id = answer.pk
     caller, record = calls.Caller(source="playground", user=user), calls.CallRecord()
-    chat, prepared = await sync_to_async(_claim)(answer_id, caller, record)
+    chat, prepared = await sync_to_async(_claim)(answer, caller, record)
     if chat is None:
         yield sse_event("done", await sync_to_async(_final_html)(answer_id))
         return
@@ -261,7 +263,7 @@ async def _answer_events(answer_id: int, user: Any) -> AsyncIterator[str]:
 
 @role_required(*SENDERS, fetch=_own_answer)
 async def answer_stream(request: HttpRequest, answer: Answer, pk: int) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(_answer_events(answer.pk, request.user), content_type="text/event-stream")
+    response = StreamingHttpResponse(_answer_events(answer, request.user), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies such as nginx: pass each event on at once
     return response

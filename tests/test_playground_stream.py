@@ -249,7 +249,7 @@ def test_closing_the_stream_at_a_yield_also_saves_it_as_stopped(member: User, ca
     [answer] = answers_of(send(member, send_data(catalog[0])).pk)
 
     async def two_deltas_then_close() -> list[str]:
-        events = views._answer_events(answer.pk, member)
+        events = views._answer_events(answer, member)
         received = [await anext(events), await anext(events)]
         await events.aclose()
         return received
