@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "accounts"
     verbose_name = "Accounts and audit"
+
+    def ready(self) -> None:
+        from django.contrib.auth.models import Group
+
+        from .backends import users
+        from .models import User
+
+        users.follow(User, User.groups.through, Group)

@@ -210,6 +210,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 AUTH_USER_MODEL = "accounts.User"
+# Django's model backend with signed-in people kept per worker (accounts/backends.py); Django's own stays
+# listed so that sessions it signed keep working.
+AUTHENTICATION_BACKENDS = ["accounts.backends.KeptUserBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

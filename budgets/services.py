@@ -35,8 +35,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.audit import audit_log
+from aspweb.kept import Kept
 from aspweb.roles import ADMIN, FINANCE, has_role
-from providers.kept import Kept
 from providers.templatetags.money import usd
 from usage.models import DailyUsage, UsageRecord
 

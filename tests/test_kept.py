@@ -196,3 +196,48 @@ def test_reserving_under_no_hard_budget_costs_no_query_and_a_new_one_counts_at_o
     make_budget("hard", amount=Decimal("100"), hard_limit=True, scope="model", model=model)
     held = reserve()
     assert [reservation.amount for reservation in held] == [Decimal("1")]
+
+
+# -- signed-in people -----------------------------------------------------------------------------------
+
+
+def test_a_signed_in_page_reads_no_user_or_roles_once_kept(client_as: object) -> None:
+    client = client_as("admin")
+    assert client.get("/providers/").status_code == 200
+    with CaptureQueriesContext(connection) as second:
+        assert client.get("/providers/").status_code == 200
+    tables = " ".join(query["sql"] for query in second)
+    assert "accounts_user" not in tables and "auth_group" not in tables
+
+
+@pytest.mark.parametrize("change", ["role removed", "deactivated", "password changed"])
+def test_a_change_to_a_kept_person_counts_at_the_next_request(client_as: object, change: str) -> None:
+    from django.contrib.auth.models import Group
+
+    from accounts.models import User
+    from aspweb.roles import ADMIN
+
+    client = client_as("admin")
+    assert client.get("/providers/").status_code == 200
+    person = User.objects.get(email="admin@example.com")
+    if change == "role removed":
+        person.groups.remove(Group.objects.get(name=ADMIN))
+        assert client.get("/providers/").status_code == 403
+        return
+    if change == "deactivated":
+        person.is_active = False
+    else:
+        person.set_password("another-long-passphrase")
+    person.save()
+    assert client.get("/providers/").status_code == 302  # signed out: to the sign-in page
+
+
+def test_each_request_gets_its_own_copy_of_a_kept_person(make_user: object) -> None:
+    from accounts.backends import KeptUserBackend
+
+    person = make_user("member")
+    backend = KeptUserBackend()
+    first, second = backend.get_user(person.pk), backend.get_user(person.pk)
+    assert first is not second and first == second
+    first.name = "Changed in one request"
+    assert second.name == "Member" and backend.get_user(person.pk).name == "Member"

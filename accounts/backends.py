@@ -1,0 +1,33 @@
+"""Signing in: Django's model backend, with signed-in people kept per worker between requests."""
+
+import copy
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.backends import ModelBackend
+
+from aspweb.kept import Kept
+from aspweb.roles import user_roles
+
+# Signed-in people by id, with their roles: a user, a group or anyone's group membership changes them.
+users = Kept("users", ttl=300.0)
+
+
+class KeptUserBackend(ModelBackend):
+    """Every request of someone signed in loads them, and every page their roles: two queries before any
+    page, and before a stream's first token. Here a worker keeps both (aspweb/kept.py) and hands each
+    request its own copy, so that what a request changes on its user stays its own. A password change
+    saves the user, so sessions signed with the old one still end at once."""
+
+    def get_user(self, user_id: Any) -> Any:
+        kept = users.get(user_id, users.version(), lambda: (self._load(user_id), None))
+        return copy.copy(kept) if kept is not None else None
+
+    async def aget_user(self, user_id: Any) -> Any:
+        return await sync_to_async(self.get_user)(user_id)
+
+    def _load(self, user_id: Any) -> Any:
+        user = super().get_user(user_id)  # None when unknown or inactive
+        if user is not None:
+            user_roles(user)  # read now, so that every copy carries them
+        return user

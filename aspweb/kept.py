@@ -1,0 +1,79 @@
+"""Read-mostly rows kept in each worker between requests, dropped everywhere when they change.
+
+A busy gateway or page reads the same few rows on every request: a resolved address, an API key, the
+hard budgets, the signed-in user and their roles. A `Kept` store keeps what a worker read under a
+version kept in Django's cache (Redis in production, so every worker sees it): saving or deleting any
+row the store follows replaces the version, and every worker's entries made under the old one are
+dropped at their next use.
+
+The version is read before the rows, so an entry is never stored under a version newer than what it
+read; it is replaced both at once and again when the transaction commits, so that a request reading
+between the write and its commit cannot keep the old rows either. Entries also expire after `ttl`
+seconds, or sooner when the reader says so (a scheduled price version coming into force).
+
+Writes that send no signal (a queryset's update()) call the store's `changed()` themselves.
+"""
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.core.cache import cache
+from django.core.signals import setting_changed
+from django.db import transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
+
+
+class Kept:
+    def __init__(self, name: str, ttl: float) -> None:
+        self.version_key = f"aspweb:kept:{name}"
+        self.ttl = ttl
+        # key -> (version, expires at on time.monotonic(), value)
+        self.entries: dict[Any, tuple[str, float, Any]] = {}
+
+    def version(self) -> str:
+        """The current version, made when there is none yet (a fresh or cleared cache)."""
+        current = cache.get(self.version_key)
+        if current is None:
+            cache.add(self.version_key, uuid.uuid4().hex, None)
+            current = cache.get(self.version_key)
+        return current
+
+    def get(self, key: Any, current: str, read: Callable[[], tuple[Any, float | None]]) -> Any:
+        """The value kept for `key` under version `current`, or `read()`'s, which returns the value and
+        how many seconds at most it may be kept (None: the store's ttl)."""
+        entry = self.entries.get(key)
+        now = time.monotonic()
+        if entry is not None and entry[0] == current and entry[1] > now:
+            return entry[2]
+        value, keep_for = read()
+        keep_for = self.ttl if keep_for is None else min(keep_for, self.ttl)
+        self.entries[key] = (current, now + keep_for, value)
+        return value
+
+    def _new_version(self) -> None:
+        cache.set(self.version_key, uuid.uuid4().hex, None)
+
+    def changed(self, **kwargs: Any) -> None:
+        """A row this store depends on was saved or deleted (a signal receiver, or called directly after
+        a queryset update, which sends no signal)."""
+        self._new_version()
+        transaction.on_commit(self._new_version, using=kwargs.get("using"), robust=True)
+
+    def forget(self, **kwargs: Any) -> None:
+        """Drop this worker's entries."""
+        self.entries.clear()
+
+    def follow(self, *models: Any) -> None:
+        """Drop every worker's entries when a row of `models` is saved or deleted, or (for a many-to-many
+        table, such as User.groups.through) when a relation is added or removed."""
+        for model in models:
+            uid = f"{self.version_key}:{model._meta.label}"
+            if model._meta.auto_created:
+                m2m_changed.connect(self.changed, sender=model, dispatch_uid=f"{uid}:m2m", weak=False)
+                continue
+            post_save.connect(self.changed, sender=model, dispatch_uid=f"{uid}:save", weak=False)
+            post_delete.connect(self.changed, sender=model, dispatch_uid=f"{uid}:delete", weak=False)
+        # Connections carry timeouts from settings: tests that change settings start afresh.
+        setting_changed.connect(self.forget, dispatch_uid=f"{self.version_key}:settings", weak=False)
