@@ -12,8 +12,10 @@ batch instead of once per call.
 One batch at a time per event loop, through `sync_to_async(thread_sensitive=True)` like the rest of the
 app's ORM work. The batches run in a task of their own, started with an empty context: not in the
 thread-sensitive context of whichever request happened to queue first, which ends with that request
-while the task goes on writing other requests' records. Under `async_to_sync` (tests, the CLI) they
-therefore still run in the calling thread, on its connection and inside its transaction.
+while the task goes on writing other requests' records (every batch after that would start a thread,
+and a database connection, of its own). So under ASGI they run in asgiref's one thread for
+thread-sensitive work outside requests, on one long-lived connection; under `async_to_sync` (tests, the
+CLI) in the calling thread, on its connection and inside its transaction.
 """
 
 import asyncio
