@@ -168,7 +168,9 @@ class DailyUserUsage(Rollup):
 
     DIMENSIONS = ("user_id",)
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # Indexed by (user, day) below, which serves what an index of its own would.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+",
+                             db_index=False)
 
     class Meta(Rollup.Meta):
         verbose_name_plural = "daily usage per user"
@@ -181,7 +183,9 @@ class DailyApiKeyUsage(Rollup):
 
     DIMENSIONS = ("api_key_id",)
 
-    api_key = models.ForeignKey("providers.ApiKey", null=True, on_delete=models.PROTECT, related_name="+")
+    # Indexed by (api_key, day) below, which serves what an index of its own would.
+    api_key = models.ForeignKey("providers.ApiKey", null=True, on_delete=models.PROTECT, related_name="+",
+                                db_index=False)
 
     class Meta(Rollup.Meta):
         verbose_name_plural = "daily usage per API key"

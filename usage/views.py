@@ -16,9 +16,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from accounts.models import User
 from aspweb.roles import ADMIN, FINANCE, MEMBER, has_role, role_required
-from providers.models import ApiKey, Model, Provider
+from providers.models import Model
 from providers.templatetags.money import usd
 
 from . import charts, dashboards, services
@@ -233,7 +232,7 @@ def _dashboard(request: HttpRequest, *, mine: Any) -> HttpResponse:
     selection = form.selection() if valid else form.fallback()
     context: dict[str, Any] = {
         "form": form, "valid": valid, "selection": selection, "mine": mine is not None,
-        "filter_fields": _filter_selects(form, mine=mine),
+        "filter_fields": _filter_selects(form, selection.names),
         "time_zone": settings.TIME_ZONE,
         "page_url": reverse("my_usage" if mine is not None else "dashboard"),
         "export_url": reverse("my_usage_export" if mine is not None else "dashboard_export"),
@@ -247,17 +246,15 @@ def _dashboard(request: HttpRequest, *, mine: Any) -> HttpResponse:
     return render(request, "usage/dashboard.html#dashboard" if region else "usage/dashboard.html", context)
 
 
-def _filter_selects(form: dashboards.DashboardForm, *, mine: Any) -> list[SafeString]:
-    """The filter form's selects, written here from (id, name) rows: Django's widgets render a template per
-    option, which for a few hundred people and keys costs more than every query of the page."""
-    keys = ApiKey.objects.filter(user=mine) if mine is not None else ApiKey.objects.all()
+def _filter_selects(form: dashboards.DashboardForm, names: dashboards.Names) -> list[SafeString]:
+    """The filter form's selects, written here from the page's (id, name) rows, which also name the table's
+    and charts' groups: Django's widgets render a template per option, which for a few hundred people and
+    keys costs more than every query of the page."""
     options: dict[str, tuple[str, Iterable[tuple[Any, str]]]] = {
-        "provider": ("All providers", Provider.objects.order_by("name").values_list("pk", "name")),
-        "model": ("All models", ((pk, f"{provider}/{name}") for pk, provider, name in Model.objects.order_by(
-            "provider__name", "name").values_list("pk", "provider__name", "name"))),
-        "user": ("All users", User.objects.order_by("email").values_list("pk", "email")),
-        "api_key": ("All API keys", ((pk, f"{name} ({prefix}…)") for pk, name, prefix in
-                                     keys.order_by("name", "prefix").values_list("pk", "name", "prefix"))),
+        "provider": ("All providers", names.rows("provider")),
+        "model": ("All models", ((pk, f"{provider}/{name}") for pk, provider, name in names.rows("model"))),
+        "user": ("All users", names.rows("user") if "user" in form.fields else []),
+        "api_key": ("All API keys", ((pk, f"{name} ({prefix}…)") for pk, name, prefix in names.rows("api_key"))),
         "source": ("All sources", UsageRecord.Source.choices),
         "group": ("", form.fields["group"].choices),
     }

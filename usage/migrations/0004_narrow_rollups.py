@@ -68,7 +68,7 @@ class Migration(migrations.Migration):
                 ('latency_count', models.BigIntegerField(default=0)),
                 ('ttft_ms_sum', models.BigIntegerField(default=0)),
                 ('ttft_count', models.BigIntegerField(default=0)),
-                ('api_key', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='providers.apikey')),
+                ('api_key', models.ForeignKey(db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='providers.apikey')),
             ],
             options={
                 'verbose_name_plural': 'daily usage per API key',
@@ -128,7 +128,7 @@ class Migration(migrations.Migration):
                 ('latency_count', models.BigIntegerField(default=0)),
                 ('ttft_ms_sum', models.BigIntegerField(default=0)),
                 ('ttft_count', models.BigIntegerField(default=0)),
-                ('user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('user', models.ForeignKey(db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
                 'verbose_name_plural': 'daily usage per user',
