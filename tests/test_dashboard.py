@@ -15,6 +15,8 @@ from asgiref.sync import async_to_sync
 from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
+from django.template import Context, Template
+from django.template.defaultfilters import floatformat
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -218,6 +220,32 @@ def test_the_default_view_reads_each_name_table_once(ledger: dict[str, Any], peo
         assert sum(f'FROM "{table}"' in query["sql"] for query in queries) == reads, table
     sums = [query for query in queries if "usage_daily" in query["sql"]]
     assert len(sums) == 6  # totals, the table, the daily chart and three "top" charts
+
+
+# The group table's rows as the template wrote them with Django's filters, before the view wrote them itself.
+REFERENCE_ROW = Template("""{% load money humanize %}{% for group, drill_query in rows %}{% with f=group.figures %}\
+<tr><td>{% if drill_query %}<a href="{{ page_url }}{{ drill_query }}">{{ group.label }}</a>{% else %}{{ group.label }}\
+{% endif %}</td><td class="num">{{ f.requests|intcomma }}</td><td class="num">{% if f.error_percent is not None %}\
+{{ f.error_percent|floatformat:1 }}&nbsp;%{% else %}—{% endif %}</td><td class="num">{{ f.input_tokens|intcomma }}</td>\
+<td class="num">{{ f.output_tokens|intcomma }}</td><td class="num">{{ f.cache_read_tokens|intcomma }}</td>\
+<td class="num">{{ f.cache_write_tokens|intcomma }}</td><td class="num">{{ f.cost|usd:4 }}</td><td class="num">\
+{% if f.avg_latency_ms is not None %}{{ f.avg_latency_ms|floatformat:0|intcomma }}&nbsp;ms{% else %}—{% endif %}</td>\
+<td class="num">{% if f.avg_ttft_ms is not None %}{{ f.avg_ttft_ms|floatformat:0|intcomma }}&nbsp;ms\
+{% else %}—{% endif %}</td></tr>
+{% endwith %}{% endfor %}""")
+
+
+@pytest.mark.parametrize("group", ["provider", "model", "user", "api_key", "day"])
+def test_the_table_rows_read_as_the_template_filters_wrote_them(ledger: dict[str, Any], people: dict[str, User],
+                                                                group: str) -> None:
+    response = _client(people["finance"]).get(reverse("dashboard"), {"group": group, "range": "last_month"})
+    rows = response.context["rows"]
+    assert len(rows) > 1 and any(drill for _, drill in rows) is (group == "provider")
+    expected = REFERENCE_ROW.render(Context({"rows": rows, "page_url": reverse("dashboard")}))
+    assert str(response.context["table_rows"]) == expected
+    assert expected in response.content.decode()
+    for value, unit in ((12.25, "0.1"), (2.5, "1"), (1999.5, "1"), (0.05, "0.1")):  # halves round up
+        assert str(views._places(value, unit)) == floatformat(value, len(unit) - 2 if "." in unit else 0)
 
 
 def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], people: dict[str, User]) -> None:
