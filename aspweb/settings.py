@@ -298,6 +298,10 @@ CIRCUIT_FAILURE_THRESHOLD = env_int("ASPWEB_CIRCUIT_FAILURES", 5)
 CIRCUIT_COOLDOWN_SECONDS = env_int("ASPWEB_CIRCUIT_COOLDOWN", 30)
 CLAUDE_CLI_PATH = env_str("ASPWEB_CLAUDE_CLI", "claude")
 
+# The most usage records the call path writes in one transaction (usage.writer): concurrent calls' records
+# are written together, up to this many.
+USAGE_WRITE_BATCH = env_int("ASPWEB_USAGE_WRITE_BATCH", 500)
+
 # Budgets. A hard limit reserves a call's worst case: its estimated input plus max_tokens of output, or this
 # many output tokens when the request sets no max_tokens (the Anthropic adapter's own default).
 BUDGET_DEFAULT_MAX_TOKENS = env_int("ASPWEB_BUDGET_DEFAULT_MAX_TOKENS", 4096)

@@ -8,7 +8,8 @@ Each case is a GET through Django's test client in this process: middleware, ses
 form, every query, the SVG charts and the template, as a worker does it (DEBUG off), but no HTTP. Each case
 gets --warmup requests first, then --repeat timed ones, interleaved round-robin with the other cases so
 that no case gets a warmer cache than the rest; the percentiles are over those. A CSV case reads its whole
-streamed body. --explain prints EXPLAIN (ANALYZE, BUFFERS) of every query of the default view.
+streamed body. --explain prints EXPLAIN (ANALYZE, BUFFERS) of every query of the default view. It waits
+(up to ten minutes) for a load average under --max-load first, and prints the load before and after.
 """
 
 import argparse
@@ -22,6 +23,8 @@ import tempfile
 import time
 import warnings
 from typing import Any
+
+from bench.load import wait_for_quiet
 
 
 def _setup(database_url: str) -> None:
@@ -120,6 +123,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--max-load", type=float, default=1.3, help="wait for a load average under this")
     args = parser.parse_args()
     _setup(args.database_url)
     from datetime import timedelta
@@ -129,7 +133,7 @@ def main() -> None:
     from django.urls import reverse
 
     from usage import dashboards
-    from usage.models import DailyUsage, UsageRecord
+    from usage.models import ROLLUPS, UsageRecord
 
     # The CSV streams from an async generator; the sync test client reads it through async_to_sync.
     warnings.filterwarnings("ignore", "StreamingHttpResponse must consume asynchronous iterators")
@@ -140,12 +144,15 @@ def main() -> None:
         if query.get("range") == "custom":
             query.update({"from": (today - timedelta(days=364)).isoformat(), "to": today.isoformat()})
     records = UsageRecord.objects.count()
-    rows = DailyUsage.objects.count()
-    in_30 = DailyUsage.objects.filter(day__gt=today - timedelta(days=30)).count()
-    print(f"{records:,} usage records, {rows:,} rollup rows, {in_30:,} of them in the last 30 days; "
-          f"{connection.vendor} {connection.pg_version if connection.vendor == 'postgresql' else ''}")
+    print(f"{records:,} usage records; {connection.vendor} "
+          f"{connection.pg_version if connection.vendor == 'postgresql' else ''}")
+    for table in ROLLUPS:
+        rows = table.objects.count()
+        in_30 = table.objects.filter(day__gt=today - timedelta(days=30)).count()
+        print(f"  {table.__name__}: {rows:,} rows, {in_30:,} of them in the last 30 days")
     print(f"{args.repeat} timed requests per case after {args.warmup} warm-up ones, round-robin over the cases\n")
 
+    wait_for_quiet(args.max_load)
     before = os.getloadavg()
     queries: dict[str, int] = {}
     for name, url_name, query, who in cases:

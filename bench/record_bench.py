@@ -1,21 +1,25 @@
-"""Recording benchmark: how many usage records a second `usage_record_create` writes on PostgreSQL from
-several threads, each record with its rollup row in one transaction, and whether the rollup still equals
-the raw records afterwards. Results, commands and how to read them are in docs/benchmarks.md.
+"""Recording benchmark: how many usage records a second the ledger writes on PostgreSQL, each with its rows
+in every rollup table in the same transaction, and whether every rollup table still equals the raw records
+afterwards. Results, commands and how to read them are in docs/benchmarks.md.
 
     .venv/bin/python -m bench.record_bench --database-url postgres://postgres@127.0.0.1:5432/aspweb_bench \\
-        --processes 2 --threads 4 --seconds 20 --combos 200
+        --processes 2 --tasks 64 --seconds 20 --combos 200
 
---processes worker processes (as uvicorn workers are) each run --threads threads that write for --seconds
-through usage.services.usage_record_create, the function the call path uses, each thread on its own
-connection. --combos is how many distinct rollup rows (model, person, key, source) the writes go to: few
-means many writers updating the same row at once (its lock is held until commit), many means little
-contention. The records go to a provider of their own (recbench), emptied before the run, so that
-afterwards its rollup rows can be compared, row by row and column by column, with sums computed from its
-raw records. The load average before and after is printed: on a shared machine it says how much of the
-CPU the benchmark had.
+--processes worker processes (as uvicorn workers are) write for --seconds. In the default mode, `writer`,
+each runs an event loop with --tasks concurrent callers of usage.writer.usage_record_write, the call
+path's write (a caller waits for its record's batch to commit, then writes the next); in mode `direct`,
+--threads threads each call usage.services.usage_record_create in a loop on a connection of their own
+(one record, one transaction, as before group commit). --combos is how many distinct rollup rows (model,
+person, key, source) the writes go to: few means many writers updating the same rows at once (locked
+until commit), many means little contention. The records go to a provider of their own (recbench), whose
+earlier records are removed first. Afterwards every row of every rollup table on the days written is
+compared, column by column, with sums computed from the raw records of those days. The benchmark waits
+(up to ten minutes) for a load average under --max-load before it starts, and prints the load before and
+after: on a shared machine it says how much of the CPU the benchmark had.
 """
 
 import argparse
+import asyncio
 import multiprocessing
 import os
 import random
@@ -23,9 +27,11 @@ import statistics
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from bench.load import wait_for_quiet
 
 
 def _setup(database_url: str) -> None:
@@ -39,14 +45,22 @@ def _setup(database_url: str) -> None:
 
 def _catalog(combos: int) -> list[dict[str, Any]]:
     """A fresh provider with four models, 50 people and 20 keys; `combos` distinct dimension tuples."""
+    from django.db.models import Max, Min
+
     from accounts.models import User
     from providers.models import ApiKey, Model, Price, Provider
-    from usage.models import DailyUsage, UsageRecord
+    from usage.models import UsageRecord
+    from usage.services import daily_usage_rebuild, ledger_timezone
 
     provider, _ = Provider.objects.get_or_create(name="recbench", kind="openai_compatible",
                                                  base_url="http://127.0.0.1:9/v1")
-    DailyUsage.objects.filter(provider=provider).delete()
-    UsageRecord.objects.filter(provider=provider).delete()
+    earlier = UsageRecord.objects.filter(provider=provider)
+    span = earlier.aggregate(first=Min("created_at"), last=Max("created_at"))
+    if span["first"] is not None:
+        # The earlier run's records go, and every rollup table of their days is summed again without them.
+        earlier.delete()
+        tz = ledger_timezone()
+        daily_usage_rebuild(since=span["first"].astimezone(tz).date(), until=span["last"].astimezone(tz).date())
     models = []
     for n, (inp, out) in enumerate([("3", "15"), ("0.15", "0.6"), ("1", "5"), ("0.05", "0.08")]):
         model, created = Model.objects.get_or_create(provider=provider, name=f"recbench-model-{n}")
@@ -69,9 +83,12 @@ def _catalog(combos: int) -> list[dict[str, Any]]:
              "source": s} for m, p, k, s in sorted(tuples, key=str)]
 
 
-def _process(combos: list[dict[str, Any]], threads: int, number: int, ready: Any, go: Any, seconds: float,
-             results: Any) -> None:
-    """One worker process: `threads` writers, started together, stopped after `seconds`."""
+def _process(mode: str, combos: list[dict[str, Any]], threads: int, tasks: int, number: int, ready: Any, go: Any,
+             seconds: float, results: Any) -> None:
+    """One worker process: `tasks` callers in an event loop, or `threads` threads, stopped after `seconds`."""
+    if mode == "writer":
+        results.put(asyncio.run(_callers(combos, tasks, number, ready, go, seconds)))
+        return
     latencies: list[list[float]] = [[] for _ in range(threads)]
     barrier, stop = threading.Barrier(threads + 1), threading.Event()
     writers = [threading.Thread(target=_writer, args=(combos, number * 1000 + n, latencies[n], barrier, stop))
@@ -88,6 +105,47 @@ def _process(combos: list[dict[str, Any]], threads: int, number: int, ready: Any
     results.put([t for times in latencies for t in times])
 
 
+def _call(combos: list[dict[str, Any]], rng: random.Random) -> dict[str, Any]:
+    """The keyword arguments of one call's record."""
+    status = rng.choice(["ok"] * 18 + ["error", "cancelled"])
+    return {
+        **rng.choice(combos), "status": status, "error_kind": "server" if status == "error" else "",
+        "input_tokens": rng.randint(10, 5000), "cache_read_tokens": rng.choice([0, rng.randint(0, 9000)]),
+        "output_tokens": rng.randint(0, 1500), "reasoning_tokens": rng.choice([0, 0, rng.randint(0, 100)]),
+        "usage_estimated": status == "cancelled", "latency_ms": rng.randint(200, 9000),
+        "ttft_ms": rng.choice([None, rng.randint(50, 900)]),
+    }
+
+
+async def _callers(combos: list[dict[str, Any]], tasks: int, number: int, ready: Any, go: Any,
+                   seconds: float) -> list[float]:
+    """`tasks` concurrent callers of usage_record_write in this process's event loop, as a worker's
+    concurrent calls are; each writes its next record once the last one is committed."""
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+
+    from usage.writer import usage_record_write
+
+    # The writer's batches run in asgiref's thread for thread-sensitive work, and so does this.
+    await sync_to_async(lambda: connection.ensure_connection())()
+    await asyncio.to_thread(ready.wait)
+    await asyncio.to_thread(go.wait)
+    deadline = time.perf_counter() + seconds
+    latencies: list[float] = []
+
+    async def caller(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.perf_counter() < deadline:
+            fields = _call(combos, rng)
+            began = time.perf_counter()
+            await usage_record_write(**fields)
+            latencies.append(time.perf_counter() - began)
+
+    await asyncio.gather(*(caller(number * 1000 + n) for n in range(tasks)))
+    await sync_to_async(lambda: connection.close())()
+    return latencies
+
+
 def _writer(combos: list[dict[str, Any]], seed: int, latencies: list[float], start: threading.Barrier,
             stop: threading.Event) -> None:
     from django.db import connection
@@ -99,56 +157,63 @@ def _writer(combos: list[dict[str, Any]], seed: int, latencies: list[float], sta
     start.wait()
     try:
         while not stop.is_set():
-            status = rng.choice(["ok"] * 18 + ["error", "cancelled"])
+            fields = _call(combos, rng)
             began = time.perf_counter()
-            usage_record_create(
-                **rng.choice(combos), status=status, error_kind="server" if status == "error" else "",
-                input_tokens=rng.randint(10, 5000), cache_read_tokens=rng.choice([0, rng.randint(0, 9000)]),
-                output_tokens=rng.randint(0, 1500), reasoning_tokens=rng.choice([0, 0, rng.randint(0, 100)]),
-                usage_estimated=status == "cancelled", latency_ms=rng.randint(200, 9000),
-                ttft_ms=rng.choice([None, rng.randint(50, 900)]),
-            )
+            usage_record_create(**fields)
             latencies.append(time.perf_counter() - began)
     finally:
         connection.close()
 
 
 def _verify(provider: Any) -> tuple[int, int]:
-    """(rollup rows, records) after checking every rollup row of the provider against raw sums."""
-    from django.db.models import Count, Q, Sum
+    """(rollup rows, records) after checking every row of every rollup table on the days the provider's
+    records are on against sums computed from all the raw records of those days."""
+    from django.db.models import Count, Max, Min, Q, Sum
     from django.db.models.functions import Coalesce, TruncDate
 
-    from usage.models import DailyUsage, UsageRecord
-    from usage.services import ledger_timezone
+    from usage.models import ROLLUPS, Rollup, UsageRecord
+    from usage.services import day_start, ledger_timezone
 
-    dimensions = ("day", "provider_id", "model_id", "user_id", "api_key_id", "source")
-    raw = {
-        tuple(row[d] for d in dimensions): {name: row[name] for name in DailyUsage.SUM_FIELDS}
-        for row in UsageRecord.objects.filter(provider=provider).order_by()
-        .annotate(day=TruncDate("created_at", tzinfo=ledger_timezone())).values(*dimensions).annotate(
-            requests=Count("id"), errors=Count("id", filter=Q(status="error")),
-            cancelled=Count("id", filter=Q(status="cancelled")), estimated=Count("id", filter=Q(usage_estimated=True)),
-            input_tokens=Sum("input_tokens"), cache_read_tokens=Sum("cache_read_tokens"),
-            cache_write_tokens=Sum("cache_write_tokens"), output_tokens=Sum("output_tokens"),
-            reasoning_tokens=Sum("reasoning_tokens"), cost=Sum("cost"),
-            latency_ms_sum=Coalesce(Sum("latency_ms"), 0), latency_count=Count("latency_ms"),
-            ttft_ms_sum=Coalesce(Sum("ttft_ms"), 0), ttft_count=Count("ttft_ms"))
-    }
-    rollup = {
-        tuple(getattr(row, d) for d in dimensions): {name: getattr(row, name) for name in DailyUsage.SUM_FIELDS}
-        for row in DailyUsage.objects.filter(provider=provider)
-    }
-    if rollup != raw:
-        wrong = [k for k in raw.keys() | rollup.keys() if raw.get(k) != rollup.get(k)]
-        raise SystemExit(f"ROLLUP DIFFERS from the raw records in {len(wrong)} rows, e.g. {wrong[:2]}")
-    return len(rollup), sum(row["requests"] for row in raw.values())
+    tz = ledger_timezone()
+    span = UsageRecord.objects.filter(provider=provider).aggregate(first=Min("created_at"), last=Max("created_at"))
+    first, last = span["first"].astimezone(tz).date(), span["last"].astimezone(tz).date()
+    records = UsageRecord.objects.filter(created_at__gte=day_start(first),
+                                         created_at__lt=day_start(last + timedelta(days=1)))
+    checked = 0
+    for table in ROLLUPS:
+        dimensions = ("day", *table.DIMENSIONS)
+        raw = {
+            tuple(row[d] for d in dimensions): {name: row[name] for name in Rollup.SUM_FIELDS}
+            for row in records.order_by().annotate(day=TruncDate("created_at", tzinfo=tz)).values(*dimensions)
+            .annotate(
+                requests=Count("id"), errors=Count("id", filter=Q(status="error")),
+                cancelled=Count("id", filter=Q(status="cancelled")),
+                estimated=Count("id", filter=Q(usage_estimated=True)),
+                input_tokens=Sum("input_tokens"), cache_read_tokens=Sum("cache_read_tokens"),
+                cache_write_tokens=Sum("cache_write_tokens"), output_tokens=Sum("output_tokens"),
+                reasoning_tokens=Sum("reasoning_tokens"), cost=Sum("cost"),
+                latency_ms_sum=Coalesce(Sum("latency_ms"), 0), latency_count=Count("latency_ms"),
+                ttft_ms_sum=Coalesce(Sum("ttft_ms"), 0), ttft_count=Count("ttft_ms"))
+        }
+        rollup = {
+            tuple(getattr(row, d) for d in dimensions): {name: getattr(row, name) for name in Rollup.SUM_FIELDS}
+            for row in table.objects.filter(day__gte=first, day__lte=last)
+        }
+        if rollup != raw:
+            wrong = [k for k in raw.keys() | rollup.keys() if raw.get(k) != rollup.get(k)]
+            raise SystemExit(f"{table.__name__} DIFFERS from the raw records in {len(wrong)} rows, e.g. {wrong[:2]}")
+        checked += len(rollup)
+    return checked, records.count()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/aspweb_bench")
+    parser.add_argument("--mode", choices=["writer", "direct"], default="writer")
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4, help="per process")
+    parser.add_argument("--tasks", type=int, default=64, help="concurrent callers per process (mode writer)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per process (mode direct)")
+    parser.add_argument("--max-load", type=float, default=1.3, help="wait for a load average under this")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--combos", type=int, default=200, help="distinct rollup rows written to")
     args = parser.parse_args()
@@ -158,18 +223,20 @@ def main() -> None:
     if connection.vendor != "postgresql":
         raise SystemExit("The recording benchmark is for PostgreSQL.")
     combos = _catalog(args.combos)
+    wait_for_quiet(args.max_load)
     before = os.getloadavg()
     connection.close()  # a forked worker must not share the parent's connection
     context = multiprocessing.get_context("fork")
     ready, go, results = context.Barrier(args.processes + 1), context.Event(), context.Queue()
-    workers = [context.Process(target=_process, args=(combos, args.threads, n, ready, go, args.seconds, results))
+    workers = [context.Process(target=_process, args=(args.mode, combos, args.threads, args.tasks, n, ready, go,
+                                                      args.seconds, results))
                for n in range(args.processes)]
     for worker in workers:
         worker.start()
     ready.wait()  # every worker has its threads connected and waiting
     began = time.perf_counter()
     go.set()
-    latencies = [t for _ in workers for t in results.get()]
+    latencies = [t for _ in workers for t in results.get(timeout=args.seconds + 300)]
     elapsed = time.perf_counter() - began
     for worker in workers:
         worker.join()
@@ -178,11 +245,14 @@ def main() -> None:
     q = statistics.quantiles(ms, n=100, method="inclusive")
     rows, records = _verify(combos[0]["provider"])
     print(f"load average before {before[0]:.2f}, after {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
-    print(f"{args.processes} processes x {args.threads} threads, {args.combos} rollup rows written to, "
+    each = f"{args.tasks} callers of usage_record_write" if args.mode == "writer" else \
+        f"{args.threads} threads calling usage_record_create"
+    print(f"{args.processes} processes x {each}, {args.combos} distinct full-rollup rows written to, "
           f"{elapsed:.1f} s: {written:,} records, "
           f"{written / elapsed:,.0f} records/s; per write p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, "
           f"p99 {q[98]:.1f} ms")
-    print(f"rollup == raw sums: {rows} rollup rows checked column by column against {records:,} records")
+    print(f"every rollup table == raw sums: {rows:,} rows of the days written checked column by column against "
+          f"{records:,} records")
 
 
 if __name__ == "__main__":

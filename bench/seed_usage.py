@@ -1,4 +1,4 @@
-"""Seed a PostgreSQL database with millions of usage records, and their daily rollup, for the dashboard
+"""Seed a PostgreSQL database with millions of usage records, and their rollup tables, for the dashboard
 benchmarks (bench/dashboard_bench.py). Results, commands and how to read them are in docs/benchmarks.md.
 
     .venv/bin/python -m bench.seed_usage --database-url postgres://postgres@127.0.0.1:5432/aspweb_bench \\
@@ -202,6 +202,13 @@ FROM (SELECT (created_at AT TIME ZONE %(tz)s)::date AS day, * FROM usage_usagere
 GROUP BY day, provider_id, model_id, user_id, api_key_id, source
 """
 
+# A narrow rollup table from the full one: the full rollup's rows summed over the dimensions it lacks.
+NARROW_SQL = """
+INSERT INTO {table} (key, day, {dimensions}, {sums})
+SELECT concat(to_char(day, 'YYYY-MM-DD'), {key}), day, {dimensions}, {summed}
+FROM usage_dailyusage GROUP BY day, {dimensions}
+"""
+
 SUMS = ("count(*)", "count(*) FILTER (WHERE status = 'error')", "count(*) FILTER (WHERE status = 'cancelled')",
         "count(*) FILTER (WHERE usage_estimated)", "sum(input_tokens)", "sum(cache_read_tokens)",
         "sum(cache_write_tokens)", "sum(output_tokens)", "sum(reasoning_tokens)", "sum(cost)",
@@ -210,12 +217,21 @@ ROLLUP_SUMS = ("requests", "errors", "cancelled", "estimated", "input_tokens", "
                "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost", "latency_ms_sum",
                "latency_count", "ttft_ms_sum", "ttft_count")
 
-# Every day's sums, from the raw records and from the rollup: rows in one and not in the other.
+# Every day's sums, from the raw records and from a rollup table: rows in one and not in the other.
 VERIFY_SQL = """
 WITH raw AS (SELECT (created_at AT TIME ZONE %(tz)s)::date AS day, {raw} FROM usage_usagerecord GROUP BY 1),
-     rollup AS (SELECT day, {rollup} FROM usage_dailyusage GROUP BY 1)
+     rollup AS (SELECT day, {rollup} FROM {{table}} GROUP BY 1)
 (SELECT * FROM raw EXCEPT SELECT * FROM rollup) UNION ALL (SELECT * FROM rollup EXCEPT SELECT * FROM raw)
 """.format(raw=", ".join(SUMS), rollup=", ".join(f"sum({c})" for c in ROLLUP_SUMS))  # noqa: S608 - constants
+
+
+def _narrow_sql(model) -> str:
+    """NARROW_SQL for one narrow table, its key spelled as usage.rollups.row_key spells it."""
+    key = ", ".join(f"'|', {column}" if column == "source"
+                    else f"'|{column[0] if column != 'api_key_id' else 'k'}', coalesce({column}, 0)"
+                    for column in model.DIMENSIONS)
+    return NARROW_SQL.format(table=model._meta.db_table, dimensions=", ".join(model.DIMENSIONS), key=key,
+                             sums=", ".join(ROLLUP_SUMS), summed=", ".join(f"sum({c})" for c in ROLLUP_SUMS))
 
 
 def _check_columns() -> None:
@@ -232,19 +248,20 @@ def _seed(args: argparse.Namespace) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from usage.models import DailyUsage, UsageRecord
+    from usage.models import ROLLUPS, DailyUsage, UsageRecord
     from usage.services import day_start, ledger_timezone
 
     _check_columns()
     clock = Clock()
-    if (UsageRecord.objects.exists() or DailyUsage.objects.exists()) and not args.reset:
+    if (UsageRecord.objects.exists() or any(t.objects.exists() for t in ROLLUPS)) and not args.reset:
         raise SystemExit("The database already holds usage records; --reset empties the usage tables first.")
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit = off")
         cursor.execute("SET maintenance_work_mem = '1GB'")
         cursor.execute("SET work_mem = '256MB'")
         if args.reset:
-            cursor.execute("TRUNCATE usage_dailyusage, usage_usagerecord RESTART IDENTITY CASCADE")
+            tables = ", ".join(t._meta.db_table for t in ROLLUPS)
+            cursor.execute(f"TRUNCATE {tables}, usage_usagerecord RESTART IDENTITY CASCADE")
             clock.lap("emptied the usage tables")
         from providers.models import Provider
 
@@ -300,38 +317,57 @@ def _seed(args: argparse.Namespace) -> None:
         _build_indexes(cursor, "usage_dailyusage", saved, clock)
         cursor.execute("VACUUM ANALYZE usage_dailyusage")
         clock.lap("VACUUM ANALYZE usage_dailyusage")
+        for table in ROLLUPS:
+            if table is DailyUsage:
+                continue
+            name = table._meta.db_table
+            saved = _drop_indexes(cursor, name)
+            cursor.execute(_narrow_sql(table))
+            _build_indexes(cursor, name, saved, clock)
+            cursor.execute(f"VACUUM ANALYZE {name}")
+            clock.lap(f"{name}, from the full rollup")
         _verify(cursor, tz, last_day)
         clock.lap("verified")
         cursor.execute("SELECT count(*) FROM usage_usagerecord")
         records = cursor.fetchone()[0]
-        cursor.execute("SELECT count(*), count(DISTINCT day) FROM usage_dailyusage")
-        rows, days = cursor.fetchone()
-        cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('usage_usagerecord')), "
-                       "pg_size_pretty(pg_total_relation_size('usage_dailyusage'))")
-        record_size, rollup_size = cursor.fetchone()
-    print(f"\n{records:,} usage records ({record_size}), {rows:,} rollup rows over {days} days "
-          f"({rows // max(days, 1):,} a day, {rollup_size}); seeded in {time.monotonic() - clock.start:.0f} s")
+        cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('usage_usagerecord'))")
+        record_size = cursor.fetchone()[0]
+        print(f"\n{records:,} usage records ({record_size})")
+        for table in ROLLUPS:
+            name = table._meta.db_table
+            count = f"SELECT count(*), count(DISTINCT day), pg_size_pretty(pg_total_relation_size(%s)) FROM {name}"  # noqa: S608 - a model's table
+            cursor.execute(count, [name])
+            rows, days, size = cursor.fetchone()
+            print(f"{name}: {rows:,} rows over {days} days ({rows // max(days, 1):,} a day, {size})")
+    print(f"seeded in {time.monotonic() - clock.start:.0f} s")
 
 
 def _verify(cursor, tz, last_day) -> None:
-    """Every day's sums in the rollup equal the raw records', and the service rebuilds one day identically."""
-    from usage.models import DailyUsage
+    """Every day's sums in every rollup table equal the raw records', and the service rebuilds one day
+    identically in each."""
+    from usage.models import ROLLUPS
     from usage.services import daily_usage_rebuild
 
-    cursor.execute(VERIFY_SQL, {"tz": str(tz)})
-    if differences := cursor.fetchall():
-        raise SystemExit(f"The rollup differs from the raw records on {len(differences)} days: {differences[:3]}")
+    for table in ROLLUPS:
+        cursor.execute(VERIFY_SQL.format(table=table._meta.db_table), {"tz": str(tz)})
+        if differences := cursor.fetchall():
+            raise SystemExit(f"{table.__name__} differs from the raw records on {len(differences)} days: "
+                             f"{differences[:3]}")
     day = last_day - timedelta(days=1)
 
     def rows() -> dict:
-        fields = ("key", "day", "provider_id", "model_id", "user_id", "api_key_id", "source", *ROLLUP_SUMS)
-        return {row[0]: row for row in DailyUsage.objects.filter(day=day).values_list(*fields)}
+        found = {}
+        for table in ROLLUPS:
+            fields = ("key", "day", *table.DIMENSIONS, *ROLLUP_SUMS)
+            found |= {(table.__name__, row[0]): row for row in table.objects.filter(day=day).values_list(*fields)}
+        return found
 
     before = rows()
     daily_usage_rebuild(since=day, until=day)
     if rows() != before:
-        raise SystemExit(f"The SQL rollup of {day} differs from usage.services.daily_usage_rebuild's")
-    print(f"  rollup == raw sums on every day; {day} rebuilt by the service: {len(before):,} identical rows")
+        raise SystemExit(f"The SQL rollups of {day} differ from usage.services.daily_usage_rebuild's")
+    print(f"  every rollup table == raw sums on every day; {day} rebuilt by the service: {len(before):,} "
+          "identical rows")
 
 
 def main() -> None:

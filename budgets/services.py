@@ -6,8 +6,8 @@ The money flow of one call through a hard-limit budget:
    conditional UPDATE per period: `reserved += cost WHERE spent + reserved + cost <= amount`. On
    PostgreSQL the UPDATE re-checks its condition against the row as committed by whoever held it last,
    so concurrent calls cannot all squeeze under the limit.
-2. `usage_record_charge` (from usage.services.usage_record_create, in the usage record's transaction)
-   deletes the call's reservations, takes them off `reserved`, and adds the record's real cost to
+2. `usage_records_charge` (from usage.services.usage_records_create, in the usage records' transaction)
+   deletes the calls' reservations, takes them off `reserved`, and adds each record's real cost to
    `spent` of every budget that covers it, hard or not.
 3. A call that never records (its worker crashed) leaves reservations behind; they expire and
    `reservations_release_expired` (the sweep, and any refused reservation first) gives them back.
@@ -38,7 +38,8 @@ from accounts.audit import audit_log
 from aspweb.kept import Kept
 from aspweb.roles import ADMIN, FINANCE, has_role
 from providers.templatetags.money import usd
-from usage.models import DailyUsage, UsageRecord
+from usage import rollups
+from usage.models import UsageRecord
 
 from . import notify, periods, tasks
 from .models import AlertEvent, Budget, BudgetPeriod, Delivery, Notification, Reservation
@@ -97,8 +98,10 @@ def budgets_visible_to(user: Any) -> QuerySet[Budget]:
 
 
 def ledger_spend(budget: Budget, span: periods.Span) -> Decimal:
-    """What the ledger says the budget's scope spent in `span`, from the daily rollup."""
-    rows = DailyUsage.objects.filter(budget.ledger_filter())
+    """What the ledger says the budget's scope spent in `span`, from the narrowest rollup table that has the
+    budget's target column."""
+    column = Budget.TARGETS.get(budget.scope)
+    rows = rollups.table_for([f"{column}_id"] if column else []).objects.filter(budget.ledger_filter())
     if span.end is not None:
         rows = rows.filter(day__gte=span.start, day__lt=span.end)
     return rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)
@@ -223,24 +226,66 @@ def reservations_release_expired(*, now: datetime | None = None, period_ids: lis
 # -- charging ---------------------------------------------------------------------------------------
 
 
+def budgets_covering(records: list[UsageRecord]) -> QuerySet[Budget]:
+    """The budgets that cover at least one of `records` (one query for a whole batch); `_covers` says which
+    record each covers."""
+    covers = Q(scope=Budget.Scope.GLOBAL)
+    for scope, column in Budget.TARGETS.items():
+        ids = {getattr(record, f"{column}_id") for record in records} - {None}
+        if ids:
+            covers |= Q(scope=scope, **{f"{column}_id__in": ids})
+    return Budget.objects.filter(covers).order_by("pk")
+
+
+def _covers(budget: Budget, record: UsageRecord) -> bool:
+    column = Budget.TARGETS.get(budget.scope)
+    return column is None or getattr(budget, f"{column}_id") == getattr(record, f"{column}_id")
+
+
 def usage_record_charge(record: UsageRecord) -> None:
-    """Settle a usage record against the budgets, in its transaction (usage_record_create calls this): its
-    call's reservations are released and its cost is added to every budget that covers it. Alert evaluation
-    of the periods it added to is dispatched once the transaction commits."""
+    """`usage_records_charge` for one record."""
+    usage_records_charge([record])
+
+
+def usage_records_charge(records: list[UsageRecord]) -> None:
+    """Settle usage records against the budgets, in their transaction (usage_records_create calls this, after
+    adding them to the rollups): their calls' reservations are released and each record's cost is added
+    to every budget that covers it. Alert evaluation of the periods it added to is dispatched once the
+    transaction commits.
+
+    A few queries per batch, not per record, and one when no budget exists at all: then no reservation
+    exists either (they go with their budget's periods), and this is a query, not a cached answer, so a
+    budget made a moment ago, in any process, is charged from the next record on."""
+    if not records or not Budget.objects.exists():
+        return
     deltas: dict[int, dict[str, Decimal]] = defaultdict(lambda: {"reserved": Decimal(0), "spent": Decimal(0)})
-    reservations = list(Reservation.objects.select_for_update().filter(request_id=record.request_id))
+    reservations = list(Reservation.objects.select_for_update()
+                        .filter(request_id__in=[record.request_id for record in records]).order_by("pk"))
     for reservation in reservations:
         deltas[reservation.period_id]["reserved"] -= reservation.amount
     if reservations:
         Reservation.objects.filter(pk__in=[r.pk for r in reservations]).delete()
+    costly = [record for record in records if record.cost]
+    budgets = list(budgets_covering(costly)) if costly else []
+    # Which period of which budget each record goes to; the periods fetched (or made) once each, in one
+    # order for every writer, so that two batches opening the same new periods cannot deadlock.
+    charges: dict[tuple[int, Any], list[UsageRecord]] = defaultdict(list)
+    spans: dict[tuple[int, Any], Any] = {}
+    for record in costly:
+        for budget in budgets:
+            if _covers(budget, record):
+                span = budget.span_at(record.created_at)
+                charges[(budget.pk, span.start)].append(record)
+                spans[(budget.pk, span.start)] = (budget, span)
     charged = []
-    if record.cost:
-        for budget in budgets_applying(provider_id=record.provider_id, model_id=record.model_id,
-                                       user_id=record.user_id, api_key_id=record.api_key_id):
-            period, created = budget_period_get(budget, budget.span_at(record.created_at))
-            if not created:  # a row created just now already counts the record (see budget_period_get)
-                deltas[period.pk]["spent"] += record.cost
-            charged.append(period.pk)
+    for key in sorted(charges):
+        budget, span = spans[key]
+        period, created = budget_period_get(budget, span)
+        # A row created just now already counts the batch's records: they are in the rollups it summed
+        # (see budget_period_get).
+        if not created:
+            deltas[period.pk]["spent"] += sum((record.cost for record in charges[key]), Decimal(0))
+        charged.append(period.pk)
     for period_id in sorted(deltas):
         changes = {name: F(name) + value for name, value in deltas[period_id].items() if value}
         if changes:

@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
+from django.template import Context, Template
+from django.template.defaultfilters import floatformat
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,7 +26,7 @@ from accounts.models import User
 from providers.models import ApiKey, Model, Price, Provider
 from tests.usage_support import write
 from usage import charts, dashboards, views
-from usage.models import UsageRecord
+from usage.models import ROLLUPS, DailyApiKeyUsage, DailyModelUsage, DailyUsage, DailyUserUsage, UsageRecord
 from usage.services import day_start, ledger_timezone
 
 pytestmark = pytest.mark.django_db
@@ -177,6 +181,71 @@ def test_every_total_and_group_equals_a_direct_sum_over_the_raw_records(
             shown = client.get(reverse("dashboard"), {**params, **range_params, "group": dimension})
             groups = {group.key: group.figures for group, _ in shown.context["rows"]}
             assert groups == _raw_groups(records, dimension), (case, range_params, dimension)
+
+
+def _tables_read(client: Client, url: str, params: dict[str, Any]) -> set[str]:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url, params).status_code == 200
+    return {table._meta.db_table for table in ROLLUPS
+            if any(f'"{table._meta.db_table}"' in query["sql"] for query in queries)}
+
+
+@pytest.mark.parametrize(("params", "tables"), [
+    # Totals, the daily chart, the model chart and the table by provider: per model; the two "top" charts:
+    # per person, per key.
+    ({}, {DailyModelUsage, DailyUserUsage, DailyApiKeyUsage}),
+    ({"group": "model"}, {DailyModelUsage, DailyUserUsage, DailyApiKeyUsage}),
+    ({"group": "day", "source": "cli"}, {DailyModelUsage, DailyUsage}),  # the two "top" charts by source
+    ({"user": "other"}, {DailyUsage, DailyUserUsage}),  # one person's models and keys: the full table
+    ({"api_key": 0, "group": "api_key"}, {DailyUsage, DailyApiKeyUsage}),
+])
+def test_each_figure_reads_the_narrowest_table_that_answers_it(ledger: dict[str, Any], people: dict[str, User],
+                                                               params: dict[str, Any], tables: set) -> None:
+    """Which tables a view reads; that each gives the raw records' numbers is the test above."""
+    params = {name: (people[value].pk if name == "user" else ledger["keys"][value].pk if name == "api_key"
+                     else value) for name, value in params.items()}
+    read = _tables_read(_client(people["finance"]), reverse("dashboard"), params)
+    assert read == {table._meta.db_table for table in tables}
+
+
+def test_the_default_view_reads_each_name_table_once(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    """The filter form lists every provider, model, person and key; the charts and table name their groups
+    from the same rows instead of asking again."""
+    client = _client(people["finance"])
+    client.get(reverse("dashboard"))
+    with CaptureQueriesContext(connection) as queries:
+        client.get(reverse("dashboard"))
+    for table, reads in (("providers_provider", 1), ("providers_model", 1), ("providers_apikey", 1),
+                         ("accounts_user", 2)):  # and the signed-in user, for the session
+        assert sum(f'FROM "{table}"' in query["sql"] for query in queries) == reads, table
+    sums = [query for query in queries if "usage_daily" in query["sql"]]
+    assert len(sums) == 6  # totals, the table, the daily chart and three "top" charts
+
+
+# The group table's rows as the template wrote them with Django's filters, before the view wrote them itself.
+REFERENCE_ROW = Template("""{% load money humanize %}{% for group, drill_query in rows %}{% with f=group.figures %}\
+<tr><td>{% if drill_query %}<a href="{{ page_url }}{{ drill_query }}">{{ group.label }}</a>{% else %}{{ group.label }}\
+{% endif %}</td><td class="num">{{ f.requests|intcomma }}</td><td class="num">{% if f.error_percent is not None %}\
+{{ f.error_percent|floatformat:1 }}&nbsp;%{% else %}—{% endif %}</td><td class="num">{{ f.input_tokens|intcomma }}</td>\
+<td class="num">{{ f.output_tokens|intcomma }}</td><td class="num">{{ f.cache_read_tokens|intcomma }}</td>\
+<td class="num">{{ f.cache_write_tokens|intcomma }}</td><td class="num">{{ f.cost|usd:4 }}</td><td class="num">\
+{% if f.avg_latency_ms is not None %}{{ f.avg_latency_ms|floatformat:0|intcomma }}&nbsp;ms{% else %}—{% endif %}</td>\
+<td class="num">{% if f.avg_ttft_ms is not None %}{{ f.avg_ttft_ms|floatformat:0|intcomma }}&nbsp;ms\
+{% else %}—{% endif %}</td></tr>
+{% endwith %}{% endfor %}""")
+
+
+@pytest.mark.parametrize("group", ["provider", "model", "user", "api_key", "day"])
+def test_the_table_rows_read_as_the_template_filters_wrote_them(ledger: dict[str, Any], people: dict[str, User],
+                                                                group: str) -> None:
+    response = _client(people["finance"]).get(reverse("dashboard"), {"group": group, "range": "last_month"})
+    rows = response.context["rows"]
+    assert len(rows) > 1 and any(drill for _, drill in rows) is (group == "provider")
+    expected = REFERENCE_ROW.render(Context({"rows": rows, "page_url": reverse("dashboard")}))
+    assert str(response.context["table_rows"]) == expected
+    assert expected in response.content.decode()
+    for value, unit in ((12.25, "0.1"), (2.5, "1"), (1999.5, "1"), (0.05, "0.1")):  # halves round up
+        assert str(views._places(value, unit)) == floatformat(value, len(unit) - 2 if "." in unit else 0)
 
 
 def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], people: dict[str, User]) -> None:

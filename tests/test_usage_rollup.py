@@ -15,9 +15,9 @@ from django.db.models import Sum
 
 from accounts.models import User
 from providers.models import ApiKey, Model, Price, Provider
-from tests.usage_support import raw_sums, rollup_sums, write
-from usage import services
-from usage.models import DailyUsage, UsageRecord
+from tests.usage_support import assert_rollups_exact, raw_sums, rollup_sums, write
+from usage import rollups, services
+from usage.models import DailyApiKeyUsage, DailyModelUsage, DailyUsage, DailyUserUsage, UsageRecord
 
 ON_POSTGRESQL = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 
@@ -55,6 +55,8 @@ def test_rollup_equals_raw_sums_after_many_mixed_writes(model: Model, make_user:
     rollup, raw = rollup_sums(), raw_sums()
     assert rollup == raw
     assert len(rollup) > 20  # many distinct rows, not one big bucket
+    assert_rollups_exact()
+    assert DailyModelUsage.objects.count() < len(rollup)  # narrower: fewer rows
     totals = DailyUsage.objects.aggregate(requests=Sum("requests"), cost=Sum("cost"))
     assert totals["requests"] == 60
     assert totals["cost"] == UsageRecord.objects.aggregate(cost=Sum("cost"))["cost"] > 0
@@ -86,7 +88,7 @@ def test_record_and_rollup_commit_or_roll_back_together(model: Model, monkeypatc
     def broken(*args: object) -> None:
         raise RuntimeError("rollup write fails")
 
-    monkeypatch.setattr(services, "_daily_usage_add", broken)
+    monkeypatch.setattr(rollups.Additions, "write", broken)
     with pytest.raises(RuntimeError):
         write(model)
     assert not UsageRecord.objects.exists()
@@ -116,8 +118,10 @@ def test_rebuild_recomputes_the_rollup_from_raw_records(model: Model, make_user:
     DailyUsage.objects.filter(day=date(2025, 5, 1)).update(requests=99)  # and a damaged row
     assert services.daily_usage_rebuild(since=date(2025, 5, 2), until=date(2025, 5, 2)) == 2
     assert DailyUsage.objects.get(day=date(2025, 5, 1)).requests == 99  # outside the range: untouched
+    DailyUserUsage.objects.update(requests=5)
     services.daily_usage_rebuild()
     assert rollup_sums() == raw_sums() != expected
+    assert_rollups_exact()
 
 
 def test_the_rebuild_command(model: Model) -> None:
@@ -162,4 +166,24 @@ def test_concurrent_writers_keep_the_rollup_exact_on_postgresql() -> None:
     row = DailyUsage.objects.get()
     assert row.requests == threads * per_thread
     assert row.input_tokens == per_thread * sum(range(1, threads + 1))
-    assert rollup_sums() == raw_sums()
+    assert_rollups_exact()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_fills_the_narrow_tables_from_the_full_rollup(make_user: Callable[..., User]) -> None:
+    """A ledger that predates the narrow tables gets them equal to its records when it migrates."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    model, alice = _model(), make_user("member")
+    key = ApiKey.objects.create(name="ci", user=alice, prefix="asp_ci", key_hash="1" * 64)
+    for i in range(12):
+        write(model, created_at=datetime(2025, 5, 1 + i % 40, tzinfo=UTC) + timedelta(days=5 * i),
+              user=alice if i % 2 else None, api_key=key if i % 3 == 0 else None,
+              source=("playground", "gateway", "cli")[i % 3], input_tokens=10 * i)
+    executor = MigrationExecutor(connection)
+    executor.migrate([("usage", "0003_daily_usage_person_and_key_indexes")])
+    executor.loader.build_graph()
+    executor.migrate([("usage", "0004_narrow_rollups")])
+    assert_rollups_exact()
+    assert DailyUserUsage.objects.count() > 1 and DailyApiKeyUsage.objects.filter(api_key=key).exists()

@@ -1,5 +1,5 @@
-"""Helpers for the usage tests: write records the one way the app does, and compare the rollup with the
-raw records group by group."""
+"""Helpers for the usage tests: write records the one way the app does, and compare each rollup table with
+the raw records group by group."""
 
 from collections import defaultdict
 from decimal import Decimal
@@ -8,22 +8,27 @@ from typing import Any
 from django.utils import timezone
 
 from usage import services
-from usage.models import DailyUsage, UsageRecord
+from usage.models import ROLLUPS, DailyUsage, Rollup, UsageRecord
+
+
+def spec(model: Any, **fields: Any) -> dict[str, Any]:
+    """The keyword arguments of a plain successful call to `model`, with `fields` changed."""
+    defaults: dict[str, Any] = {"source": "playground", "status": "ok", "input_tokens": 100, "output_tokens": 20,
+                                "latency_ms": 900, "ttft_ms": 150}
+    return {"provider": model.provider, "model": model, **defaults, **fields}
 
 
 def write(model: Any, **fields: Any) -> UsageRecord:
     """usage_record_create with defaults for a plain successful call."""
-    defaults: dict[str, Any] = {"source": "playground", "status": "ok", "input_tokens": 100, "output_tokens": 20,
-                                "latency_ms": 900, "ttft_ms": 150}
-    return services.usage_record_create(provider=model.provider, model=model, **{**defaults, **fields})
+    return services.usage_record_create(**spec(model, **fields))
 
 
-def raw_sums() -> dict[tuple, dict[str, Any]]:
-    """The rollup computed by hand in Python from every raw record, keyed like DailyUsage rows."""
-    sums: dict[tuple, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(DailyUsage.SUM_FIELDS, 0))
+def raw_sums(table: type[Rollup] = DailyUsage) -> dict[tuple, dict[str, Any]]:
+    """`table` computed by hand in Python from every raw record, keyed (day, *its dimensions)."""
+    sums: dict[tuple, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(Rollup.SUM_FIELDS, 0))
     for r in UsageRecord.objects.all():
         day = timezone.localtime(r.created_at, services.ledger_timezone()).date()
-        row = sums[(day, r.provider_id, r.model_id, r.user_id, r.api_key_id, r.source)]
+        row = sums[(day, *(getattr(r, column) for column in table.DIMENSIONS))]
         row["requests"] += 1
         row["errors"] += r.status == "error"
         row["cancelled"] += r.status == "cancelled"
@@ -40,9 +45,15 @@ def raw_sums() -> dict[tuple, dict[str, Any]]:
     return dict(sums)
 
 
-def rollup_sums() -> dict[tuple, dict[str, Any]]:
+def rollup_sums(table: type[Rollup] = DailyUsage) -> dict[tuple, dict[str, Any]]:
     return {
-        (row.day, row.provider_id, row.model_id, row.user_id, row.api_key_id, row.source):
-            {name: getattr(row, name) for name in DailyUsage.SUM_FIELDS}
-        for row in DailyUsage.objects.all()
+        (row.day, *(getattr(row, column) for column in table.DIMENSIONS)):
+            {name: getattr(row, name) for name in Rollup.SUM_FIELDS}
+        for row in table.objects.all()
     }
+
+
+def assert_rollups_exact() -> None:
+    """Every rollup table equals the raw records, row by row and column by column."""
+    for table in ROLLUPS:
+        assert rollup_sums(table) == raw_sums(table), table.__name__

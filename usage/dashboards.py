@@ -1,5 +1,9 @@
-"""The cost dashboards' numbers. Every figure is a SUM over DailyUsage rows computed by the database, never a
+"""The cost dashboards' numbers. Every figure is a SUM over rollup rows computed by the database, never a
 scan of the raw records: a 30-day dashboard reads at most 30 days of rollup rows, however many calls they sum.
+Each figure reads the narrowest rollup table that has the columns its filters and grouping need
+(usage.rollups.table_for): the per-model table for totals, the daily chart and groupings by provider,
+model, source or day, the per-person and per-key tables for those groupings, the full table only when a
+filter and a grouping need dimensions no narrower table has together (one person's costs per model).
 
 A `Selection` says which rollup rows (a range of days in settings.TIME_ZONE, filters, and for "My usage"
 one person), how to group them and how to sort the groups; `DashboardForm` reads one from query parameters.
@@ -21,7 +25,8 @@ from django.utils import timezone
 from accounts.models import User
 from providers.models import ApiKey, Model, Provider
 
-from .models import DailyUsage, UsageRecord
+from .models import Rollup, UsageRecord
+from .rollups import table_for
 from .services import COST_PLACES, ledger_timezone
 
 PRESETS: dict[str, str] = {
@@ -77,36 +82,75 @@ def preset_range(preset: str, on: date) -> DateRange:
 # -- dimensions ---------------------------------------------------------------------------------
 
 
-def _provider_names(keys: list[Any]) -> dict[Any, dict[str, str]]:
-    return {pk: {"provider": name} for pk, name in Provider.objects.filter(pk__in=keys).values_list("pk", "name")}
+def _provider_names(rows: list[tuple]) -> dict[Any, dict[str, str]]:
+    return {pk: {"provider": name} for pk, name in rows}
 
 
-def _model_names(keys: list[Any]) -> dict[Any, dict[str, str]]:
-    rows = Model.objects.filter(pk__in=keys).values_list("pk", "provider__name", "name")
+def _model_names(rows: list[tuple]) -> dict[Any, dict[str, str]]:
     return {pk: {"provider": provider, "model": name} for pk, provider, name in rows}
 
 
-def _user_names(keys: list[Any]) -> dict[Any, dict[str, str]]:
-    return {pk: {"user": email} for pk, email in User.objects.filter(pk__in=keys).values_list("pk", "email")}
+def _user_names(rows: list[tuple]) -> dict[Any, dict[str, str]]:
+    return {pk: {"user": email} for pk, email in rows}
 
 
-def _api_key_names(keys: list[Any]) -> dict[Any, dict[str, str]]:
-    rows = ApiKey.objects.filter(pk__in=keys).values_list("pk", "prefix", "name")
-    return {pk: {"api_key_prefix": prefix, "api_key_name": name} for pk, prefix, name in rows}
+def _api_key_names(rows: list[tuple]) -> dict[Any, dict[str, str]]:
+    return {pk: {"api_key_prefix": prefix, "api_key_name": name} for pk, name, prefix in rows}
+
+
+class Names:
+    """The (id, name) rows of a page's providers, models, people and API keys, each table read once per page:
+    the filter form's selects list them, and the table and charts name their groups from the same rows.
+    `keys`: the API keys the page lists (a member's own on "My usage")."""
+
+    def __init__(self, keys: QuerySet[ApiKey] | None = None) -> None:
+        self.keys = keys if keys is not None else ApiKey.objects.all()
+        self._rows: dict[str, list[tuple]] = {}
+
+    def rows(self, name: str) -> list[tuple]:
+        """Every row of a dimension, in the order the selects list them."""
+        if name not in self._rows:
+            self._rows[name] = list(self._query(name))
+        return self._rows[name]
+
+    def _query(self, name: str, pks: list[Any] | None = None) -> QuerySet:
+        queries = {
+            "provider": lambda: Provider.objects.order_by("name").values_list("pk", "name"),
+            "model": lambda: Model.objects.order_by("provider__name", "name").values_list("pk", "provider__name",
+                                                                                          "name"),
+            "user": lambda: User.objects.order_by("email").values_list("pk", "email"),
+            "api_key": lambda: self.keys.order_by("name", "prefix").values_list("pk", "name", "prefix"),
+        }
+        rows = queries[name]()
+        if pks is not None:  # a key someone else made, in one person's calls: not among `keys`
+            rows = rows.model.objects.filter(pk__in=pks).values_list(*rows._fields)
+        return rows
+
+    def of(self, dimension: "Dimension", keys: list[Any]) -> dict[Any, dict[str, str]]:
+        """{group key: {column: text}} for the groups `keys` of `dimension`."""
+        if dimension.rows_named is None:
+            return {key: dimension.names_of(key) for key in keys}
+        known = dimension.rows_named(self.rows(dimension.name))
+        missing = [key for key in keys if key not in known]
+        if missing:
+            known = known | dimension.rows_named(list(self._query(dimension.name, missing)))
+        return {key: known[key] for key in keys if key in known}
 
 
 @dataclass(frozen=True)
 class Dimension:
     """What rows can be grouped by. Groups are summed by the rollup's own column (an id, a source, a day),
-    without joins, and named afterwards with one small query: `names(keys)` -> {key: {column: text}}, the
-    columns of the CSV. `empty` names the group of rows without a value (no user, no API key)."""
+    without joins, and named afterwards from the page's `Names`: `rows_named(rows)` turns a table's
+    (id, ...) rows into {id: {column: text}}, the columns of the CSV; sources and days name themselves
+    (`names_of`). `empty` names the group of rows without a value (no user, no API key)."""
 
     name: str
     label: str
     column: str
-    names: Callable[[list[Any]], dict[Any, dict[str, str]]]
+    rows_named: Callable[[list[tuple]], dict[Any, dict[str, str]]] | None
     columns: tuple[str, ...]
     empty: str = "—"
+    names_of: Callable[[Any], dict[str, str]] = dict
 
     def label_of(self, key: Any, names: dict[str, str]) -> str:
         if key is None or not names:
@@ -124,9 +168,9 @@ DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
     Dimension("user", "User", "user_id", _user_names, ("user",), empty="No user"),
     Dimension("api_key", "API key", "api_key_id", _api_key_names, ("api_key_prefix", "api_key_name"),
               empty="No API key"),
-    Dimension("source", "Source", "source",
-              lambda keys: {k: {"source": str(UsageRecord.Source(k).label)} for k in keys}, ("source",)),
-    Dimension("day", "Day", "day", lambda keys: {k: {"day": k.isoformat()} for k in keys}, ("day",)),
+    Dimension("source", "Source", "source", None, ("source",),
+              names_of=lambda key: {"source": str(UsageRecord.Source(key).label)}),
+    Dimension("day", "Day", "day", None, ("day",), names_of=lambda key: {"day": key.isoformat()}),
 )}
 DEFAULT_GROUP = "provider"
 
@@ -136,7 +180,7 @@ DEFAULT_GROUP = "provider"
 # Annotations cannot reuse the rollup's column names, so sums are annotated as sum_<column>.
 _SUMS: dict[str, Expression] = {
     f"sum_{name}": Coalesce(Sum(name), Value(Decimal(0)) if name == "cost" else Value(0))
-    for name in DailyUsage.SUM_FIELDS
+    for name in Rollup.SUM_FIELDS
 }
 
 
@@ -181,7 +225,7 @@ class Figures:
 
     @classmethod
     def from_sums(cls, values: dict[str, Any]) -> "Figures":
-        figures = {name: values[f"sum_{name}"] for name in DailyUsage.SUM_FIELDS}
+        figures = {name: values[f"sum_{name}"] for name in Rollup.SUM_FIELDS}
         # Sums of ten-place amounts have ten places; SQLite's may come back with more digits, all zeros.
         figures["cost"] = figures["cost"].quantize(COST_PLACES)
         return cls(**figures)
@@ -231,17 +275,26 @@ class Selection:
     sort: str = DEFAULT_SORT
     # "My usage": only this person's rows, whatever the other filters say.
     mine: User | None = field(default=None, compare=False)
+    names: Names = field(default_factory=Names, compare=False, repr=False)
 
-    def rows(self) -> QuerySet[DailyUsage]:
-        rows = DailyUsage.objects.filter(day__gte=self.range.start, day__lte=self.range.end)
+    def filters(self) -> dict[str, Any]:
+        """The rollup columns this selection filters on, and their values."""
+        filters: dict[str, Any] = {}
         if self.mine is not None:
-            rows = rows.filter(user=self.mine)
+            filters["user_id"] = self.mine.pk
         for name in ("provider", "model", "user", "api_key"):
             if getattr(self, name) is not None:
-                rows = rows.filter(**{name: getattr(self, name)})
+                filters[f"{name}_id"] = getattr(self, name).pk
         if self.source:
-            rows = rows.filter(source=self.source)
-        return rows.order_by()
+            filters["source"] = self.source
+        return filters
+
+    def rows(self, *columns: str) -> QuerySet[Rollup]:
+        """The selection's rows, from the narrowest rollup table that has its filters' columns and
+        `columns` (what the caller groups by)."""
+        filters = self.filters()
+        table = table_for([*filters, *columns])
+        return table.objects.filter(day__gte=self.range.start, day__lte=self.range.end, **filters).order_by()
 
     def params(self, **changes: Any) -> dict[str, str]:
         """The query parameters that select this view, with `changes` applied: `range` a preset's key,
@@ -275,7 +328,7 @@ def groups(selection: Selection, *, group: str | None = None, sort: str | None =
     dimension = DIMENSIONS[group or selection.group]
     sort = sort or selection.sort
     descending, key = sort.startswith("-"), sort.lstrip("-")
-    rows = selection.rows()
+    rows = selection.rows(dimension.column)
     if named:
         rows = rows.filter(**{f"{dimension.column}__isnull": False})
     rows = rows.values(dimension.column).annotate(**_SUMS)
@@ -287,7 +340,7 @@ def groups(selection: Selection, *, group: str | None = None, sort: str | None =
         if limit is not None:
             rows = rows[:limit]
     rows = list(rows)
-    names = dimension.names([row[dimension.column] for row in rows if row[dimension.column] is not None])
+    names = selection.names.of(dimension, [row[dimension.column] for row in rows if row[dimension.column] is not None])
     result = [Group(dimension, row[dimension.column], names.get(row[dimension.column], {}), Figures.from_sums(row))
               for row in rows]
     if key == "name":
@@ -318,12 +371,12 @@ class Top:
 def top(selection: Selection, group: str, *, limit: int = TOP, named: bool = False) -> list[Top]:
     """The `limit` most expensive groups of `group`; `named`: without the group of rows without one."""
     dimension = DIMENSIONS[group]
-    rows = selection.rows()
+    rows = selection.rows(dimension.column)
     if named:
         rows = rows.filter(**{f"{dimension.column}__isnull": False})
     rows = list(rows.values(dimension.column).annotate(cost=Sum("cost"), requests=Sum("requests"))
                 .order_by(F("cost").desc(nulls_last=True), F(dimension.column).asc(nulls_last=True))[:limit])
-    names = dimension.names([row[dimension.column] for row in rows if row[dimension.column] is not None])
+    names = selection.names.of(dimension, [row[dimension.column] for row in rows if row[dimension.column] is not None])
     return [Top(dimension, row[dimension.column], names.get(row[dimension.column], {}),
                 row["cost"].quantize(COST_PLACES), row["requests"]) for row in rows]
 
@@ -346,9 +399,10 @@ class DailySeries:
 
 
 def daily_cost_by_provider(selection: Selection) -> DailySeries:
-    rows = selection.rows().values("day", "provider_id").annotate(cost=Sum("cost"))
+    rows = selection.rows("provider_id").values("day", "provider_id").annotate(cost=Sum("cost"))
     cost = {(row["day"], row["provider_id"]): row["cost"] for row in rows}
-    names = {pk: n["provider"] for pk, n in _provider_names([pk for _, pk in cost if pk is not None]).items()}
+    names = {pk: n["provider"] for pk, n in selection.names.of(DIMENSIONS["provider"],
+                                                               list({pk for _, pk in cost if pk is not None})).items()}
     by_total: dict[int | None, Decimal] = defaultdict(Decimal)
     for (_, pk), amount in cost.items():
         by_total[pk] += amount  # only to order the legend
@@ -419,9 +473,14 @@ class DashboardForm(forms.Form):
             range=data["range_value"], provider=data.get("provider"), model=data.get("model"),
             user=data.get("user"), api_key=data.get("api_key"), source=data.get("source") or "",
             group=data.get("group") or DEFAULT_GROUP, sort=data.get("sort") or DEFAULT_SORT, mine=self.mine,
+            names=self.names(),
         )
 
     def fallback(self) -> Selection:
         """The links of a page whose parameters are invalid: the default range, nothing else."""
-        return Selection(range=preset_range(DEFAULT_PRESET, self.on), mine=self.mine)
+        return Selection(range=preset_range(DEFAULT_PRESET, self.on), mine=self.mine, names=self.names())
+
+    def names(self) -> Names:
+        """The page's names: of everyone's API keys, or on "My usage" the person's own."""
+        return Names(ApiKey.objects.filter(user=self.mine) if self.mine is not None else None)
 

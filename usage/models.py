@@ -78,14 +78,14 @@ class UsageRecord(models.Model):
         return self.output_tokens / generating if generating > 0 else None
 
 
-class DailyUsage(models.Model):
-    """The ledger summed per day (in settings.TIME_ZONE) and per (provider, model, user, API key, source),
-    so dashboards never scan raw records. Written only by usage.services, in the same transaction as the
-    records it sums, so it always equals the raw records.
+class Rollup(models.Model):
+    """The ledger summed per day (in settings.TIME_ZONE) and per the values of the table's `DIMENSIONS`, so
+    that dashboards never scan raw records. Written only by usage.services, in the same transaction as the
+    records it sums, so that every rollup table always equals the raw records.
 
-    `key` spells out the whole dimension tuple (absent user or key as 0): NULLs never collide in a UNIQUE
-    constraint, so the nullable foreign keys cannot be the constraint themselves. Averages: latency is
-    `latency_ms_sum / latency_count`, time to first token `ttft_ms_sum / ttft_count`.
+    `key` spells out the day and the whole dimension tuple (an absent user or key as 0): NULLs never
+    collide in a UNIQUE constraint, so the nullable foreign keys cannot be the constraint themselves.
+    Averages: latency is `latency_ms_sum / latency_count`, time to first token `ttft_ms_sum / ttft_count`.
     """
 
     # The summable columns, for aggregate(**{name: Sum(name) for name in SUM_FIELDS}).
@@ -94,15 +94,11 @@ class DailyUsage(models.Model):
         "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
         "cost", "latency_ms_sum", "latency_count", "ttft_ms_sum", "ttft_count",
     )
+    # The record's columns a row is per, besides its day, in the order `key` spells them.
+    DIMENSIONS: tuple[str, ...] = ()
 
     key = models.CharField(max_length=120, unique=True)
     day = models.DateField()
-    provider = models.ForeignKey("providers.Provider", null=True, on_delete=models.PROTECT, related_name="+")
-    model = models.ForeignKey("providers.Model", null=True, on_delete=models.PROTECT, related_name="+")
-    # A deleted user's rows keep their key and lose the user, as the user's records do.
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    api_key = models.ForeignKey("providers.ApiKey", null=True, on_delete=models.PROTECT, related_name="+")
-    source = models.CharField(max_length=16, choices=UsageRecord.Source.choices)
 
     requests = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
@@ -120,7 +116,27 @@ class DailyUsage(models.Model):
     ttft_count = models.BigIntegerField(default=0)
 
     class Meta:
+        abstract = True
         ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class DailyUsage(Rollup):
+    """The full rollup: per day and (provider, model, user, API key, source). It answers any view; the
+    narrow tables below answer most of them from far fewer rows."""
+
+    DIMENSIONS = ("provider_id", "model_id", "user_id", "api_key_id", "source")
+
+    provider = models.ForeignKey("providers.Provider", null=True, on_delete=models.PROTECT, related_name="+")
+    model = models.ForeignKey("providers.Model", null=True, on_delete=models.PROTECT, related_name="+")
+    # A deleted user's rows keep their key and lose the user, as the user's records do.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey("providers.ApiKey", null=True, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(max_length=16, choices=UsageRecord.Source.choices)
+
+    class Meta(Rollup.Meta):
         verbose_name_plural = "daily usage"
         # A range of days, everyone's: the first. One person's or one key's days ("My usage", a filter, a
         # budget): the others, led by the person or key, so that they read those rows only, not every row
@@ -131,5 +147,51 @@ class DailyUsage(models.Model):
             models.Index(fields=["api_key", "day"]),
         ]
 
-    def __str__(self) -> str:
-        return self.key
+
+class DailyModelUsage(Rollup):
+    """Per day and (provider, model, source): at most a row per model and source a day, however many people
+    call them. Totals, the daily chart and every grouping by provider, model, source or day read this."""
+
+    DIMENSIONS = ("provider_id", "model_id", "source")
+
+    provider = models.ForeignKey("providers.Provider", null=True, on_delete=models.PROTECT, related_name="+")
+    model = models.ForeignKey("providers.Model", null=True, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(max_length=16, choices=UsageRecord.Source.choices)
+
+    class Meta(Rollup.Meta):
+        verbose_name_plural = "daily usage per model"
+        indexes = [models.Index(fields=["day", "provider", "model"])]
+
+
+class DailyUserUsage(Rollup):
+    """Per day and person: the "top users" chart and the grouping by user."""
+
+    DIMENSIONS = ("user_id",)
+
+    # Indexed by (user, day) below, which serves what an index of its own would.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+",
+                             db_index=False)
+
+    class Meta(Rollup.Meta):
+        verbose_name_plural = "daily usage per user"
+        indexes = [models.Index(fields=["day"]), models.Index(fields=["user", "day"])]
+
+
+class DailyApiKeyUsage(Rollup):
+    """Per day and API key (calls without one in one row a day): the "top API keys" chart and the grouping
+    by key."""
+
+    DIMENSIONS = ("api_key_id",)
+
+    # Indexed by (api_key, day) below, which serves what an index of its own would.
+    api_key = models.ForeignKey("providers.ApiKey", null=True, on_delete=models.PROTECT, related_name="+",
+                                db_index=False)
+
+    class Meta(Rollup.Meta):
+        verbose_name_plural = "daily usage per API key"
+        indexes = [models.Index(fields=["day"]), models.Index(fields=["api_key", "day"])]
+
+
+# Every rollup table, narrowest first (fewest rows a day in a typical ledger): the order in which the
+# dashboards pick the table that answers a view, and the one order in which writers lock their rows.
+ROLLUPS: tuple[type[Rollup], ...] = (DailyModelUsage, DailyApiKeyUsage, DailyUserUsage, DailyUsage)

@@ -1,8 +1,12 @@
-"""Writes to the ledger. `usage_record_create` is the one way a usage record is written; it keeps the daily
-rollup equal to the raw records by changing both in one transaction. Re-pricing goes through here too."""
+"""Writes to the ledger. `usage_records_create` (and its one-record form `usage_record_create`) is the one
+way usage records are written; it keeps every rollup table equal to the raw records by changing them in
+the records' transaction. Re-pricing and rebuilding the rollups go through here too. The call path writes
+through `usage.writer.usage_record_write`, which gathers concurrent calls' records into batches."""
 
 import bisect
+import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -11,15 +15,17 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db import connection, transaction
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.audit import audit_log
 
-from . import pricing
-from .models import DailyUsage, UsageRecord
+from . import pricing, rollups
+from .models import ROLLUPS, DailyUsage, UsageRecord
+
+logger = logging.getLogger(__name__)
 
 # Stored costs have ten decimal places; costs are rounded to them once, before the record and its rollup
 # row are written, so that both add up the very same numbers.
@@ -44,20 +50,15 @@ def record_cost(usage: pricing.UsageLike, price: Any) -> Decimal:
     return pricing.cost(usage, price).quantize(COST_PLACES)
 
 
-def usage_record_create(*, provider: Any, model: Any, source: str, status: str, created_at: datetime | None = None,
-                        request_id: UUID | None = None, user: Any = None, api_key: Any = None,
-                        error_kind: str = "", error_message: str = "", finish_reason: str = "",
-                        input_tokens: int = 0, cache_read_tokens: int = 0, cache_write_tokens: int = 0,
-                        output_tokens: int = 0, reasoning_tokens: int = 0, usage_estimated: bool = False,
-                        reported_cost: Decimal | None = None, latency_ms: int | None = None,
-                        ttft_ms: int | None = None, attempts: int = 1, cached: bool = False) -> UsageRecord:
-    """Write one call's record, priced at the model's price version in force at `created_at` (the call's
-    start; a `cached` answer, replayed without calling the provider, costs 0), and add it to its daily
-    rollup row and to the budgets that cover it, in one transaction. The budgets also release the
-    reservations their hard limits hold under the record's `request_id`."""
-    # Here, not at the top: budgets build on this module (its time zone and rollup).
-    from budgets.services import usage_record_charge
-
+def usage_record_build(*, provider: Any, model: Any, source: str, status: str, created_at: datetime | None = None,
+                       request_id: UUID | None = None, user: Any = None, api_key: Any = None,
+                       error_kind: str = "", error_message: str = "", finish_reason: str = "",
+                       input_tokens: int = 0, cache_read_tokens: int = 0, cache_write_tokens: int = 0,
+                       output_tokens: int = 0, reasoning_tokens: int = 0, usage_estimated: bool = False,
+                       reported_cost: Decimal | None = None, latency_ms: int | None = None,
+                       ttft_ms: int | None = None, attempts: int = 1, cached: bool = False) -> UsageRecord:
+    """One call's record, not yet priced nor saved: the keyword arguments of `usage_record_create` (and of
+    `usage_records_create`'s specs and `usage.writer.usage_record_write`) are these."""
     record = UsageRecord(
         created_at=created_at or timezone.now(), source=source, status=status,
         user=user if getattr(user, "is_authenticated", False) else None, api_key=api_key,
@@ -69,67 +70,109 @@ def usage_record_create(*, provider: Any, model: Any, source: str, status: str, 
     )
     if request_id is not None:
         record.request_id = request_id
-    with transaction.atomic():
-        record.price = None if cached else model.price_at(record.created_at)
-        record.cost = Decimal(0) if cached else record_cost(record, record.price)
-        record.save(force_insert=True)
-        _daily_usage_add(record, _contribution(record))
-        usage_record_charge(record)
     return record
 
 
-def _contribution(record: UsageRecord) -> dict[str, Any]:
-    """What one record adds to its rollup row."""
-    return {
-        "requests": 1,
-        "errors": int(record.status == UsageRecord.Status.ERROR),
-        "cancelled": int(record.status == UsageRecord.Status.CANCELLED),
-        "estimated": int(record.usage_estimated),
-        "input_tokens": record.input_tokens,
-        "cache_read_tokens": record.cache_read_tokens,
-        "cache_write_tokens": record.cache_write_tokens,
-        "output_tokens": record.output_tokens,
-        "reasoning_tokens": record.reasoning_tokens,
-        "cost": record.cost,
-        "latency_ms_sum": record.latency_ms or 0,
-        "latency_count": int(record.latency_ms is not None),
-        "ttft_ms_sum": record.ttft_ms or 0,
-        "ttft_count": int(record.ttft_ms is not None),
-    }
+def usage_record_create(**fields: Any) -> UsageRecord:
+    """Write one call's record (the keyword arguments of `usage_record_build`), priced at the model's price
+    version in force at `created_at` (the call's start; a `cached` answer, replayed without calling the
+    provider, costs 0), and add it to its rollup rows and to the budgets that cover it, in one transaction.
+    The budgets also release the reservations their hard limits hold under the record's `request_id`.
+    A batch of one: see `usage_records_create`."""
+    record = usage_record_build(**fields)
+    _records_write([record])
+    return record
 
 
-def _dimensions(record: UsageRecord) -> dict[str, Any]:
-    return {
-        "day": timezone.localtime(record.created_at, ledger_timezone()).date(),
-        "provider_id": record.provider_id, "model_id": record.model_id, "user_id": record.user_id,
-        "api_key_id": record.api_key_id, "source": record.source,
-    }
+class UsageRecordsFailed(Exception):
+    """Some records of a batch could not be written; every other one was. `records` follows the specs'
+    order, None where one failed; `errors` maps those positions to what went wrong."""
+
+    def __init__(self, records: list[UsageRecord | None], errors: dict[int, Exception]) -> None:
+        self.records, self.errors = records, errors
+        first = next(iter(errors.values()))
+        super().__init__(f"{len(errors)} of {len(records)} usage records could not be written, e.g.: {first!r}")
 
 
-def _key(dimensions: dict[str, Any]) -> str:
-    d = dimensions
-    return (f"{d['day'].isoformat()}|p{d['provider_id'] or 0}|m{d['model_id'] or 0}|u{d['user_id'] or 0}"
-            f"|k{d['api_key_id'] or 0}|{d['source']}")
+def usage_records_create(specs: Iterable[dict[str, Any]]) -> list[UsageRecord]:
+    """Write many calls' records (each spec: the keyword arguments of `usage_record_build`) in one
+    transaction: priced as `usage_record_create` prices one, inserted in one statement, added to each
+    rollup table with one statement and charged to the budgets with a few queries for the whole batch.
 
-
-def _daily_usage_add(record: UsageRecord, amounts: dict[str, Any]) -> None:
-    """Add `amounts` to the record's rollup row, race-free with concurrent writers: an UPDATE with F()
-    increments first (the common case, one statement); on a miss an INSERT in a savepoint; and when a
-    concurrent writer inserted the row first, that INSERT fails on the unique key and the UPDATE, run
-    again, finds the row."""
-    dimensions = _dimensions(record)
-    key = _key(dimensions)
-    increments = {name: F(name) + value for name, value in amounts.items() if value}
-    if increments and DailyUsage.objects.filter(key=key).update(**increments):
-        return
+    A batch stands or falls as one transaction, but no record is lost for another's sake: when it fails
+    (a record's model was deleted meanwhile, a deadlock), the records are written again one by one, and
+    UsageRecordsFailed then names the ones that still failed, after every other one was written."""
+    records: list[UsageRecord | None] = []
+    errors: dict[int, Exception] = {}
+    for n, spec in enumerate(specs):
+        try:
+            records.append(usage_record_build(**spec))
+        except Exception as exc:  # reported with the others below: one caller's mistake is not all of theirs
+            records.append(None)
+            errors[n] = exc
+    ready = [record for record in records if record is not None]
     try:
-        with transaction.atomic():
-            DailyUsage.objects.create(key=key, **dimensions, **amounts)
+        _records_write(ready)
+    except Exception as exc:
+        if len(ready) == 1 and not errors:
+            raise
+        logger.warning("A batch of %d usage records failed (%r); writing them one by one", len(ready), exc)
+        if not connection.in_atomic_block and not connection.is_usable():
+            connection.close()  # the next query reconnects
+        for n, record in enumerate(records):
+            if record is None:
+                continue
+            record.pk, record._state.adding, record._state.db = None, True, None
+            try:
+                _records_write([record])
+            except Exception as own:
+                records[n], errors[n] = None, own
+    if errors:
+        raise UsageRecordsFailed(records, errors)
+    return ready
+
+
+def _records_write(records: list[UsageRecord]) -> None:
+    # Here, not at the top: budgets build on this module (its time zone and rollups).
+    from budgets.services import usage_records_charge
+
+    if not records:
         return
-    except IntegrityError:
-        pass
-    if increments and not DailyUsage.objects.filter(key=key).update(**increments):
-        raise RuntimeError(f"Rollup row {key} neither updates nor inserts.")
+    with transaction.atomic():
+        _price(records)
+        UsageRecord.objects.bulk_create(records)
+        additions = rollups.Additions()
+        for record in records:
+            additions.add(record)
+        additions.write()
+        usage_records_charge(records)
+
+
+def _price(records: list[UsageRecord]) -> None:
+    """Set each record's price version and cost, from one query for the price versions of all their models."""
+    from providers.models import Price
+
+    billed = [record for record in records if not record.cached]
+    versions: dict[int, list[Any]] = defaultdict(list)
+    if billed:
+        prices = Price.objects.filter(model_id__in={record.model_id for record in billed})
+        for price in prices.order_by("model_id", "effective_from", "id"):
+            versions[price.model_id].append(price)
+    starts = {model_id: [price.effective_from for price in prices] for model_id, prices in versions.items()}
+    for record in records:
+        if record.cached:
+            record.price, record.cost = None, Decimal(0)
+            continue
+        record.price = _price_at(versions.get(record.model_id, []), starts.get(record.model_id, []),
+                                 record.created_at)
+        record.cost = record_cost(record, record.price)
+
+
+def _price_at(prices: list[Any], starts: list[datetime], when: datetime) -> Any:
+    """The version in force at `when` among `prices` (ordered by effective_from, then id), as Model.price_at
+    picks it: the latest effective at or before `when`, the newest of several effective at once."""
+    position = bisect.bisect_right(starts, when)
+    return prices[position - 1] if position else None
 
 
 # -- re-pricing ---------------------------------------------------------------------------------
@@ -161,8 +204,7 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
     fields = ("id", "created_at", "provider_id", "model_id", "user_id", "api_key_id", "source", "price_id", "cost",
               "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
     count, changed, old_total, new_total = 0, 0, Decimal(0), Decimal(0)
-    deltas: dict[str, Decimal] = defaultdict(Decimal)
-    rows: dict[str, UsageRecord] = {}  # a record per rollup row, to name the row
+    additions = rollups.Additions()
     records = records.only(*fields)
     with transaction.atomic():
         if not dry_run:
@@ -175,9 +217,7 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
             last_id = batch[-1].id
             updates = []
             for record in batch:
-                # The latest version effective at or before the record's time, as Model.price_at picks it.
-                position = bisect.bisect_right(starts, record.created_at)
-                price = prices[position - 1] if position else None
+                price = _price_at(prices, starts, record.created_at)
                 cost = record_cost(record, price)
                 count += 1
                 old_total += record.cost
@@ -185,9 +225,7 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
                 if cost == record.cost and record.price_id == (price.pk if price else None):
                     continue
                 changed += 1
-                key = _key(_dimensions(record))
-                deltas[key] += cost - record.cost
-                rows.setdefault(key, record)
+                additions.add(record, rollups.cost_amounts(cost - record.cost))
                 record.cost, record.price = cost, price
                 updates.append(record)
             if updates and not dry_run:
@@ -196,9 +234,7 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
                                applied=not dry_run)
         if dry_run or not changed:
             return result
-        for key, delta in deltas.items():
-            if delta:
-                _daily_usage_add(rows[key], {"cost": delta})
+        additions.write()
         audit_log(actor, "usage.reprice", model, since=since.isoformat(),
                   until=until.isoformat() if until else "", records=count, changed=changed,
                   old_total=str(old_total), new_total=str(new_total), delta=str(result.delta))
@@ -209,39 +245,50 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
 
 
 def daily_usage_rebuild(*, since: date | None = None, until: date | None = None) -> int:
-    """Recompute the rollup rows of the days from `since` to `until` (inclusive; open ends: all) from the
-    raw records. For records written in bulk outside `usage_record_create` (seeding a benchmark) or after
-    TIME_ZONE changed. Returns the number of rollup rows written."""
+    """Recompute every rollup table's rows of the days from `since` to `until` (inclusive; open ends: all)
+    from the raw records. For records written in bulk outside `usage_records_create` (seeding a benchmark),
+    after TIME_ZONE changed, or to fill a new rollup table. Returns the number of rows written to the full
+    table (DailyUsage)."""
     tz = ledger_timezone()
     records = UsageRecord.objects.all()
-    rows = DailyUsage.objects.all()
     if since is not None:
-        records, rows = records.filter(created_at__gte=day_start(since)), rows.filter(day__gte=since)
+        records = records.filter(created_at__gte=day_start(since))
     if until is not None:
         records = records.filter(created_at__lt=day_start(until + timedelta(days=1)))
-        rows = rows.filter(day__lte=until)
-    sums = (
-        records.order_by()
-        .annotate(day=TruncDate("created_at", tzinfo=tz))
-        .values("day", "provider_id", "model_id", "user_id", "api_key_id", "source")
-        .annotate(
-            requests=Count("id"),
-            errors=Count("id", filter=Q(status=UsageRecord.Status.ERROR)),
-            cancelled=Count("id", filter=Q(status=UsageRecord.Status.CANCELLED)),
-            estimated=Count("id", filter=Q(usage_estimated=True)),
-            input_tokens=Sum("input_tokens"), cache_read_tokens=Sum("cache_read_tokens"),
-            cache_write_tokens=Sum("cache_write_tokens"), output_tokens=Sum("output_tokens"),
-            reasoning_tokens=Sum("reasoning_tokens"), cost=Sum("cost"),
-            latency_ms_sum=Coalesce(Sum("latency_ms"), 0), latency_count=Count("latency_ms"),
-            ttft_ms_sum=Coalesce(Sum("ttft_ms"), 0), ttft_count=Count("ttft_ms"),
-        )
-    )
+    written = 0
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            # Writers wait until the rebuild commits, then add to the rebuilt rows.
+            # Writers wait until the rebuild commits, then add to the rebuilt rows; locked in the order
+            # writers lock them.
             with connection.cursor() as cursor:
-                cursor.execute(f"LOCK TABLE {DailyUsage._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
-        rows.delete()
-        built = [DailyUsage(key=_key(values), **values) for values in sums.iterator(chunk_size=2000)]
-        DailyUsage.objects.bulk_create(built, batch_size=1000)
-    return len(built)
+                for model in ROLLUPS:
+                    cursor.execute(f"LOCK TABLE {model._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
+        for model in ROLLUPS:
+            rows = model.objects.all()
+            if since is not None:
+                rows = rows.filter(day__gte=since)
+            if until is not None:
+                rows = rows.filter(day__lte=until)
+            rows.delete()
+            sums = (
+                records.order_by()
+                .annotate(day=TruncDate("created_at", tzinfo=tz))
+                .values("day", *model.DIMENSIONS)
+                .annotate(
+                    requests=Count("id"),
+                    errors=Count("id", filter=Q(status=UsageRecord.Status.ERROR)),
+                    cancelled=Count("id", filter=Q(status=UsageRecord.Status.CANCELLED)),
+                    estimated=Count("id", filter=Q(usage_estimated=True)),
+                    input_tokens=Sum("input_tokens"), cache_read_tokens=Sum("cache_read_tokens"),
+                    cache_write_tokens=Sum("cache_write_tokens"), output_tokens=Sum("output_tokens"),
+                    reasoning_tokens=Sum("reasoning_tokens"), cost=Sum("cost"),
+                    latency_ms_sum=Coalesce(Sum("latency_ms"), 0), latency_count=Count("latency_ms"),
+                    ttft_ms_sum=Coalesce(Sum("ttft_ms"), 0), ttft_count=Count("ttft_ms"),
+                )
+            )
+            built = [model(key=rollups.row_key(model, values["day"], values), **values)
+                     for values in sums.iterator(chunk_size=2000)]
+            model.objects.bulk_create(built, batch_size=1000)
+            if model is DailyUsage:
+                written = len(built)
+    return written

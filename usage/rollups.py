@@ -1,0 +1,141 @@
+"""The rollup tables' arithmetic: which row of each table a record adds to, what it adds, the one statement
+per table that adds a whole batch of records, and which table can answer a dashboard's question.
+
+A batch's amounts are summed first per row of the full table (`Additions`), then projected onto each
+narrower table, so that every table gets one `INSERT ... ON CONFLICT (key) DO UPDATE SET col = col +
+EXCLUDED.col` with each of its rows once. Tables are written in `ROLLUPS` order and rows in key order: two
+batches that touch the same rows lock them in the same order, so they wait for each other but never
+deadlock.
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from .models import ROLLUPS, DailyUsage, Rollup, UsageRecord
+
+SUM_FIELDS = Rollup.SUM_FIELDS
+COST = SUM_FIELDS.index("cost")
+# The full table's dimensions: every narrower table's are a subset of them.
+FULL = DailyUsage.DIMENSIONS
+# How `key` spells an id column (source is spelled as it is); the full table's keys predate the narrow
+# tables and keep their shape: 2025-05-01|p3|m17|u0|k0|gateway.
+_KEY_PREFIX = {"provider_id": "p", "model_id": "m", "user_id": "u", "api_key_id": "k"}
+
+
+def row_key(model: type[Rollup], day: date, values: dict[str, Any]) -> str:
+    """The `key` of `model`'s row for `day` and the dimension `values` (a dict of at least its columns)."""
+    parts = [day.isoformat()]
+    for column in model.DIMENSIONS:
+        value = values[column]
+        parts.append(value if column == "source" else f"{_KEY_PREFIX[column]}{value or 0}")
+    return "|".join(parts)
+
+
+def record_amounts(record: UsageRecord) -> list[Any]:
+    """What one record adds to its rows, in SUM_FIELDS order."""
+    return [
+        1,
+        int(record.status == UsageRecord.Status.ERROR),
+        int(record.status == UsageRecord.Status.CANCELLED),
+        int(record.usage_estimated),
+        record.input_tokens,
+        record.cache_read_tokens,
+        record.cache_write_tokens,
+        record.output_tokens,
+        record.reasoning_tokens,
+        record.cost,
+        record.latency_ms or 0,
+        int(record.latency_ms is not None),
+        record.ttft_ms or 0,
+        int(record.ttft_ms is not None),
+    ]
+
+
+def cost_amounts(delta: Any) -> list[Any]:
+    """Amounts that change the cost only (re-pricing)."""
+    amounts: list[Any] = [0] * len(SUM_FIELDS)
+    amounts[COST] = delta
+    return amounts
+
+
+class Additions:
+    """Amounts to add to the rollup tables, summed per row of the full table as they come."""
+
+    def __init__(self) -> None:
+        from .services import ledger_timezone  # services builds on this module
+
+        self.tz = ledger_timezone()
+        # (day, *FULL values) -> amounts in SUM_FIELDS order
+        self.rows: dict[tuple, list[Any]] = {}
+
+    def add(self, record: UsageRecord, amounts: Sequence[Any] | None = None) -> None:
+        """Add `amounts` (default: the record's own) to the rows of `record`'s day and dimensions."""
+        amounts = record_amounts(record) if amounts is None else amounts
+        day = timezone.localtime(record.created_at, self.tz).date()
+        dimensions = (day, *(getattr(record, column) for column in FULL))
+        row = self.rows.get(dimensions)
+        if row is None:
+            self.rows[dimensions] = list(amounts)
+        else:
+            for n, value in enumerate(amounts):
+                row[n] += value
+
+    def table_rows(self, model: type[Rollup]) -> list[tuple[str, date, tuple, list[Any]]]:
+        """(key, day, dimension values, amounts) of each of `model`'s rows that this adds to, by key."""
+        positions = [FULL.index(column) + 1 for column in model.DIMENSIONS]
+        rows: dict[str, tuple[str, date, tuple, list[Any]]] = {}
+        for dimensions, amounts in self.rows.items():
+            values = tuple(dimensions[p] for p in positions)
+            key = row_key(model, dimensions[0], dict(zip(model.DIMENSIONS, values, strict=True)))
+            row = rows.get(key)
+            if row is None:
+                rows[key] = (key, dimensions[0], values, list(amounts))
+            else:
+                for n, value in enumerate(amounts):
+                    row[3][n] += value
+        return [rows[key] for key in sorted(rows)]
+
+    def write(self) -> None:
+        """Add everything to every rollup table: one upsert per table (more where a database limits the
+        parameters of one statement), tables in ROLLUPS order, rows in key order."""
+        if not self.rows:
+            return
+        with connection.cursor() as cursor:
+            for model in ROLLUPS:
+                _upsert(cursor, model, self.table_rows(model))
+
+
+def _upsert(cursor: Any, model: type[Rollup], rows: list[tuple[str, date, tuple, list[Any]]]) -> None:
+    ops, quote = connection.ops, connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = ["key", "day", *model.DIMENSIONS, *SUM_FIELDS]
+    cost_field = model._meta.get_field("cost")
+    increments = ", ".join(f"{quote(name)} = {table}.{quote(name)} + EXCLUDED.{quote(name)}" for name in SUM_FIELDS)
+    limit = connection.features.max_query_params or 60000
+    per_statement = max(1, min(len(rows), limit // len(columns)))
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start:start + per_statement]
+        params: list[Any] = []
+        for key, day, values, amounts in chunk:
+            amounts = list(amounts)
+            amounts[COST] = ops.adapt_decimalfield_value(amounts[COST], cost_field.max_digits,
+                                                         cost_field.decimal_places)
+            params.extend((key, ops.adapt_datefield_value(day), *values, *amounts))
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608 - names from the models
+            f"VALUES {', '.join([placeholders] * len(chunk))} "
+            f"ON CONFLICT ({quote('key')}) DO UPDATE SET {increments}",
+            params,
+        )
+
+
+def table_for(columns: Iterable[str]) -> type[Rollup]:
+    """The narrowest rollup table that has every one of `columns` (record columns: provider_id, model_id,
+    user_id, api_key_id, source; the day is in every table): the one a question about them reads."""
+    needed = set(columns) - {"day"}
+    return next(model for model in ROLLUPS if needed <= set(model.DIMENSIONS))
