@@ -28,7 +28,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from budgets import services as budget_services
-from usage import services as usage_services
+from usage import writer as usage_writer
 
 from . import kept, routing
 from .adapters import get_adapter
@@ -274,42 +274,40 @@ def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallR
         raise CallError("budget_exceeded", exc.message, provider=target.provider, model=target.model) from None
 
 
-# Ledger writes under way: the event loop keeps only weak references to tasks.
-_ledger_writes: set[asyncio.Task] = set()
-
-
 async def _record(target: Target | None, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
     """Write the call's one usage record, which also settles the call's budget reservations.
 
-    The write runs in a task of its own, shielded: when the caller's task is cancelled (the client went
-    away) while the write is under way, the write still completes, and this waits for it before letting
-    the cancellation go on, so the record is on disk by the time the stream has ended.
+    Through the ledger's group-commit writer (usage/writer.py): concurrent calls' records share one
+    transaction, and each call goes on once its own record is committed. A cancelled caller (the client
+    went away) still waits for its record, then the cancellation goes on, so the record is on disk by
+    the time the stream has ended.
     """
-    write = asyncio.ensure_future(sync_to_async(_record_sync)(target, request, caller, record))
-    _ledger_writes.add(write)
-    write.add_done_callback(_ledger_writes.discard)
-    cancelled: asyncio.CancelledError | None = None
-    while not write.done():
-        try:
-            await asyncio.shield(write)
-        except asyncio.CancelledError as exc:
-            cancelled = exc
-    if not write.cancelled() and write.exception() is not None:
+    fields = _record_fields(target, request, caller, record)
+    if fields is None:
+        return
+    try:
+        row = await usage_writer.usage_record_write(**fields)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
         # The caller keeps its answer or its own error; the log keeps what the ledger could not.
-        logger.error("Could not write the usage record of call %s: %r", record.request_id, record,
-                     exc_info=write.exception())
-    if cancelled is not None:
-        raise cancelled
+        logger.exception("Could not write the usage record of call %s: %r", record.request_id, record)
+        return
+    record.price = row.price
+    record.cost = row.cost if row.price is not None else None
 
 
-def _record_sync(target: Target | None, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
+def _record_fields(target: Target | None, request: ChatRequest, caller: Caller,
+                   record: CallRecord) -> dict[str, Any] | None:
+    """The usage record of the call, as usage_record_create's arguments; None when there is nothing to
+    charge it to."""
     if target is not None:
         provider, model = target.provider, target.model
     elif record.refused is not None and record.refused.provider is not None and record.refused.model is not None:
         # A disabled provider or model refused the call: recorded, so that admins see who still calls it.
         provider, model = record.refused.provider, record.refused.model
     else:
-        return  # no provider or model to charge: an unknown address is the caller's error alone
+        return None  # no provider or model to charge: an unknown address is the caller's error alone
     usage = record.usage
     if usage is None and (record.streamed or (record.status == "cancelled" and record.attempts)):
         # The provider was sent the prompt but the stream ended before its usage: bill what was
@@ -324,20 +322,18 @@ def _record_sync(target: Target | None, request: ChatRequest, caller: Caller, re
         error_kind, error_message = "internal", "The call stopped on an unexpected error in aspweb."
     else:
         error_kind, error_message = "", ""
-    row = usage_services.usage_record_create(
-        request_id=record.request_id, created_at=record.started_at, source=caller.source,
-        user=caller.user, api_key=caller.api_key, provider=provider, model=model,
-        status="error" if record.status == "pending" else record.status,
-        error_kind=error_kind, error_message=error_message, finish_reason=record.finish_reason or "",
-        input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens, output_tokens=usage.output_tokens,
-        reasoning_tokens=usage.reasoning_tokens, usage_estimated=usage.estimated,
-        reported_cost=usage.reported_cost, attempts=record.attempts,
-        latency_ms=round(record.latency_ms) if record.latency_ms is not None else None,
-        ttft_ms=round(record.ttft_ms) if record.ttft_ms is not None else None,
-    )
-    record.price = row.price
-    record.cost = row.cost if row.price is not None else None
+    return {
+        "request_id": record.request_id, "created_at": record.started_at, "source": caller.source,
+        "user": caller.user, "api_key": caller.api_key, "provider": provider, "model": model,
+        "status": "error" if record.status == "pending" else record.status,
+        "error_kind": error_kind, "error_message": error_message, "finish_reason": record.finish_reason or "",
+        "input_tokens": usage.input_tokens, "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens, "output_tokens": usage.output_tokens,
+        "reasoning_tokens": usage.reasoning_tokens, "usage_estimated": usage.estimated,
+        "reported_cost": usage.reported_cost, "attempts": record.attempts,
+        "latency_ms": round(record.latency_ms) if record.latency_ms is not None else None,
+        "ttft_ms": round(record.ttft_ms) if record.ttft_ms is not None else None,
+    }
 
 
 async def stream_chat(request: ChatRequest, *, caller: Caller, provider: str | None = None,

@@ -20,7 +20,7 @@ from providers.adapters.base import ChatRequest, Message, ProviderError, estimat
 from providers.models import ApiKey, Model, Price, Provider
 from tests.fakes.upstream import FakeUpstream
 from tests.usage_support import raw_sums, rollup_sums
-from usage import services as usage_services
+from usage import writer as usage_writer
 from usage.models import DailyUsage, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -185,15 +185,15 @@ def test_a_client_that_goes_away_cancels_the_task_and_the_record_is_still_writte
     while the ledger is being written: the record must be complete by the time the task ends."""
     upstream.chunk_delay = 0.05
     written: list = []
-    create = usage_services.usage_record_create
+    create = usage_writer.usage_records_create
 
-    def slow_create(**fields: object) -> UsageRecord:
+    def slow_create(specs: list) -> list[UsageRecord]:
         time.sleep(0.3)  # a slow database
-        row = create(**fields)
-        written.append(row.request_id)
-        return row
+        rows = create(specs)
+        written.extend(row.request_id for row in rows)
+        return rows
 
-    monkeypatch.setattr(usage_services, "usage_record_create", slow_create)
+    monkeypatch.setattr(usage_writer, "usage_records_create", slow_create)
     record = calls.CallRecord()
 
     async def go() -> list:
