@@ -208,6 +208,22 @@ def test_each_figure_reads_the_narrowest_table_that_answers_it(ledger: dict[str,
     assert read == {table._meta.db_table for table in tables}
 
 
+@pytest.mark.parametrize("group", ["model", "user", "api_key"])
+@pytest.mark.parametrize("sort", ["-cost", "name", "requests"])
+def test_a_chart_by_the_tables_grouping_shows_the_bars_it_would_sum_itself(
+        ledger: dict[str, Any], people: dict[str, User], group: str, sort: str) -> None:
+    client = _client(people["finance"])
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("dashboard"), {"group": group, "sort": sort})
+    selection = response.context["selection"]
+    chart = {"model": "models", "user": "users", "api_key": "keys"}[group]
+    summed = dashboards.top(selection, group, named=group == "api_key")
+    assert len(summed) > 1
+    assert [(t.key, t.cost, t.requests) for t in response.context[chart]] == [
+        (t.key, t.cost, t.requests) for t in summed]
+    assert sum("usage_daily" in query["sql"] for query in queries) == 5  # the table's sums serve its chart
+
+
 def test_the_default_view_reads_each_name_table_once(ledger: dict[str, Any], people: dict[str, User]) -> None:
     """The filter form lists every provider, model, person and key; the charts and table name their groups
     from the same rows instead of asking again."""

@@ -277,11 +277,18 @@ def _dashboard_figures(selection: dashboards.Selection, *, own_only: bool) -> di
     r = selection.range
     span = r.start.isoformat() if r.start == r.end else f"{r.start.isoformat()} to {r.end.isoformat()}"
     daily = dashboards.daily_cost_by_provider(selection)
-    models = dashboards.top(selection, "model")
-    users = [] if own_only else dashboards.top(selection, "user")
-    # Calls without a key (the playground, the CLI) are no API key's cost.
-    keys = dashboards.top(selection, "api_key", named=True)
     table = dashboards.groups(selection)
+
+    def top(group: str, *, named: bool = False) -> list[dashboards.Top]:
+        # A chart by the table's own grouping takes its bars from the table's sums.
+        if group == selection.group:
+            return dashboards.top_of(table, named=named)
+        return dashboards.top(selection, group, named=named)
+
+    models = top("model")
+    users = [] if own_only else top("user")
+    # Calls without a key (the playground, the CLI) are no API key's cost.
+    keys = top("api_key", named=True)
     drill = selection.group == "provider" and selection.provider is None
     rows = [(group, selection.query(provider=group.key, group="model", sort=None) if drill and group.key else "")
             for group in table]
