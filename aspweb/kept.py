@@ -6,6 +6,11 @@ version kept in Django's cache (Redis in production, so every worker sees it): s
 row the store follows replaces the version, and every worker's entries made under the old one are
 dropped at their next use.
 
+Where Django's cache is each process's own memory (the embedded default, without Redis), the version is
+a file under the data folder instead, so that a change made by another process on the machine (a
+management command revoking a key, importing a config) counts in the server at once: replacing the file
+gives it a new inode, and reading the version is one stat().
+
 The version is read before the rows, so an entry is never stored under a version newer than what it
 read; it is replaced both at once and again when the transaction commits, so that a request reading
 between the write and its commit cannot keep the old rows either. Entries also expire after `ttl`
@@ -14,19 +19,29 @@ seconds, or sooner when the reader says so (a scheduled price version coming int
 Writes that send no signal (a queryset's update()) call the store's `changed()` themselves.
 """
 
+import os
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.signals import setting_changed
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 
+def _cache_is_shared() -> bool:
+    """Whether every process reads the same Django cache (Redis, a database, files), not its own memory."""
+    backend = settings.CACHES["default"]["BACKEND"]
+    return not backend.endswith(("LocMemCache", "DummyCache"))
+
+
 class Kept:
     def __init__(self, name: str, ttl: float) -> None:
+        self.name = name
         self.version_key = f"aspweb:kept:{name}"
         self.ttl = ttl
         # key -> (version, expires at on time.monotonic(), value)
@@ -34,11 +49,31 @@ class Kept:
 
     def version(self) -> str:
         """The current version, made when there is none yet (a fresh or cleared cache)."""
+        if not _cache_is_shared():
+            return self._file_version()
         current = cache.get(self.version_key)
         if current is None:
             cache.add(self.version_key, uuid.uuid4().hex, None)
             current = cache.get(self.version_key)
         return current
+
+    def _file(self) -> Path:
+        return Path(settings.DATA_DIR) / "kept" / self.name
+
+    def _file_version(self) -> str:
+        try:
+            stat = os.stat(self._file())
+        except FileNotFoundError:
+            self._new_file_version()
+            stat = os.stat(self._file())
+        return f"{stat.st_ino}:{stat.st_mtime_ns}"
+
+    def _new_file_version(self) -> None:
+        path = self._file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{self.name}.{uuid.uuid4().hex}")
+        temporary.write_text(uuid.uuid4().hex)
+        os.replace(temporary, path)  # a new inode: a new version, for every process at its next stat()
 
     def get(self, key: Any, current: str, read: Callable[[], tuple[Any, float | None]]) -> Any:
         """The value kept for `key` under version `current`, or `read()`'s, which returns the value and
@@ -53,7 +88,10 @@ class Kept:
         return value
 
     def _new_version(self) -> None:
-        cache.set(self.version_key, uuid.uuid4().hex, None)
+        if _cache_is_shared():
+            cache.set(self.version_key, uuid.uuid4().hex, None)
+        else:
+            self._new_file_version()
 
     def changed(self, **kwargs: Any) -> None:
         """A row this store depends on was saved or deleted (a signal receiver, or called directly after

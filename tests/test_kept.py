@@ -9,11 +9,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from aspweb.kept import Kept
 from providers import calls, kept
 from providers.adapters.base import ChatRequest, Message
 from providers.crypto import reveal
@@ -51,9 +51,13 @@ def test_a_resolved_address_is_reused_without_queries(model: Model) -> None:
     assert first.targets[0] is second.targets[0]
 
 
-def test_a_cleared_cache_resolves_again(model: Model) -> None:
+def test_a_change_made_by_another_process_counts_at_once(model: Model) -> None:
+    """Another process (a management command, another worker) has stores of its own under the same names;
+    its change replaces the shared version (a file without Redis, a key in Redis with it)."""
     _resolve()
-    cache.delete(kept.resolutions.version_key)
+    assert _queries() == 0
+    elsewhere = Kept(kept.resolutions.name, ttl=60.0)
+    elsewhere._new_version()  # what its changed() does, after its own commit
     assert _queries() >= 3
 
 
@@ -241,3 +245,21 @@ def test_each_request_gets_its_own_copy_of_a_kept_person(make_user: object) -> N
     assert first is not second and first == second
     first.name = "Changed in one request"
     assert second.name == "Member" and backend.get_user(person.pk).name == "Member"
+
+
+# -- price versions in the ledger -------------------------------------------------------------------------
+
+
+def test_the_ledger_prices_with_kept_versions_and_a_new_version_counts_at_once(model: Model) -> None:
+    from usage import services as usage_services
+
+    def record() -> object:
+        return usage_services.usage_record_create(provider=model.provider, model=model, source="cli", status="ok",
+                                                  input_tokens=1_000_000, output_tokens=0)
+
+    assert record().cost == Decimal("1")
+    with CaptureQueriesContext(connection) as quiet:
+        record()
+    assert not [query for query in quiet if "providers_price" in query["sql"]]
+    Price.objects.create(model=model, input=Decimal("3"), output=Decimal("6"))
+    assert record().cost == Decimal("3")

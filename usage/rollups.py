@@ -8,6 +8,7 @@ batches that touch the same rows lock them in the same order, so they wait for e
 deadlock.
 """
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
@@ -110,14 +111,11 @@ class Additions:
 
 
 def _upsert(cursor: Any, model: type[Rollup], rows: list[tuple[str, date, tuple, list[Any]]]) -> None:
-    ops, quote = connection.ops, connection.ops.quote_name
-    table = quote(model._meta.db_table)
-    columns = ["key", "day", *model.DIMENSIONS, *SUM_FIELDS]
+    ops = connection.ops
     cost_field = model._meta.get_field("cost")
-    increments = ", ".join(f"{quote(name)} = {table}.{quote(name)} + EXCLUDED.{quote(name)}" for name in SUM_FIELDS)
+    columns = 2 + len(model.DIMENSIONS) + len(SUM_FIELDS)
     limit = connection.features.max_query_params or 60000
-    per_statement = max(1, min(len(rows), limit // len(columns)))
-    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    per_statement = max(1, min(len(rows), limit // columns))
     for start in range(0, len(rows), per_statement):
         chunk = rows[start:start + per_statement]
         params: list[Any] = []
@@ -126,12 +124,21 @@ def _upsert(cursor: Any, model: type[Rollup], rows: list[tuple[str, date, tuple,
             amounts[COST] = ops.adapt_decimalfield_value(amounts[COST], cost_field.max_digits,
                                                          cost_field.decimal_places)
             params.extend((key, ops.adapt_datefield_value(day), *values, *amounts))
-        cursor.execute(
-            f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608 - names from the models
-            f"VALUES {', '.join([placeholders] * len(chunk))} "
-            f"ON CONFLICT ({quote('key')}) DO UPDATE SET {increments}",
-            params,
-        )
+        cursor.execute(_statement(connection.vendor, model, len(chunk)), params)
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(vendor: str, model: type[Rollup], rows: int) -> str:
+    """The upsert of `rows` rows into `model`'s table, written once per shape: building it cost as much as
+    running it for a batch of one."""
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = ["key", "day", *model.DIMENSIONS, *SUM_FIELDS]
+    increments = ", ".join(f"{quote(name)} = {table}.{quote(name)} + EXCLUDED.{quote(name)}" for name in SUM_FIELDS)
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return (f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608 - names from the models
+            f"VALUES {', '.join([placeholders] * rows)} "
+            f"ON CONFLICT ({quote('key')}) DO UPDATE SET {increments}")
 
 
 def table_for(columns: Iterable[str]) -> type[Rollup]:

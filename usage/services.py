@@ -5,7 +5,6 @@ through `usage.writer.usage_record_write`, which gathers concurrent calls' recor
 
 import bisect
 import logging
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -21,6 +20,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.audit import audit_log
+from aspweb.kept import Kept
 
 from . import pricing, rollups
 from .models import ROLLUPS, DailyUsage, UsageRecord
@@ -148,16 +148,21 @@ def _records_write(records: list[UsageRecord]) -> None:
         usage_records_charge(records)
 
 
+# Each model's price versions, kept per worker and dropped when any price is saved or deleted (apps.py):
+# a batch of records prices them without asking the database.
+price_versions = Kept("price-versions", ttl=60.0)
+
+
 def _price(records: list[UsageRecord]) -> None:
-    """Set each record's price version and cost, from one query for the price versions of all their models."""
+    """Set each record's price version and cost: the versions of each model in the batch, kept per
+    worker (one query for a model when they are not)."""
     from providers.models import Price
 
-    billed = [record for record in records if not record.cached]
-    versions: dict[int, list[Any]] = defaultdict(list)
-    if billed:
-        prices = Price.objects.filter(model_id__in={record.model_id for record in billed})
-        for price in prices.order_by("model_id", "effective_from", "id"):
-            versions[price.model_id].append(price)
+    current = price_versions.version()
+    versions: dict[int, list[Any]] = {}
+    for model_id in {record.model_id for record in records if not record.cached}:
+        versions[model_id] = price_versions.get(model_id, current, lambda model_id=model_id: (
+            list(Price.objects.filter(model_id=model_id).order_by("effective_from", "id")), None))
     starts = {model_id: [price.effective_from for price in prices] for model_id, prices in versions.items()}
     for record in records:
         if record.cached:
