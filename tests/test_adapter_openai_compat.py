@@ -25,6 +25,7 @@ from providers.adapters.base import (
     Usage,
     collect,
     estimate_tokens,
+    pooled,
 )
 from providers.adapters.openai_compat import finish_reason_from_openai, usage_from_openai
 from tests.fakes.upstream import FakeUpstream
@@ -480,3 +481,18 @@ def test_a_request_not_to_stream_gets_the_whole_answer_as_chunks(upstream: FakeU
     whole, again = asyncio.run(collect(_replay(received))), completed(conn, request)
     assert (whole.text, [(c.name, c.arguments) for c in whole.tool_calls], whole.usage, whole.finish_reason) == (
         again.text, [(c.name, c.arguments) for c in again.tool_calls], again.usage, again.finish_reason)
+
+
+def test_kept_clients_are_closed_when_their_event_loop_ends(upstream: FakeUpstream) -> None:
+    """The SDK clients run on aiohttp, whose sessions must be closed on their own loop: the pool closes
+    them as the loop shuts down."""
+    conn = connection(upstream)
+    kept: list[Any] = []
+
+    async def run() -> None:
+        async for _ in openai_compat.stream(conn, HELLO):
+            pass
+        kept.append(pooled(conn, openai_compat.client))
+
+    asyncio.run(run())
+    assert kept[0].is_closed()

@@ -33,7 +33,7 @@ from .base import (
     timed_listing,
     token_count,
 )
-from .openai_compat import transport_error
+from .openai_compat import could_not_connect, transport_error
 
 # The API requires max_tokens; this is the cap when the request sets none (thinking budgets come on top).
 DEFAULT_MAX_TOKENS = 4096
@@ -46,6 +46,7 @@ def client(conn: Connection) -> anthropic.AsyncAnthropic:
         timeout=anthropic.Timeout(conn.timeout, connect=conn.connect_timeout),
         max_retries=0,
         default_headers=conn.headers or None,
+        http_client=anthropic.DefaultAioHttpClient(),  # as the OpenAI adapter's (openai_compat.client)
     )
 
 
@@ -288,7 +289,7 @@ _ERROR_TYPES: dict[str, ErrorKind] = {
 def map_error(exc: Exception, conn: Connection) -> ProviderError:
     if isinstance(exc, ProviderError):
         return exc
-    if isinstance(exc, anthropic.APITimeoutError):
+    if isinstance(exc, anthropic.APITimeoutError) and not could_not_connect(exc):
         return ProviderError("timeout", plain_message("timeout", conn.label, None))
     if isinstance(exc, anthropic.APIConnectionError):
         return transport_error(exc.__cause__, conn)

@@ -4,6 +4,7 @@ Adapters know wire formats and nothing else: no database, no budgets, no retries
 """
 
 import asyncio
+import contextlib
 import json
 import re
 import weakref
@@ -308,23 +309,48 @@ def retry_after_seconds(value: str | None) -> float | None:
 # One client per connection settings and event loop. Building an SDK client builds an SSL context
 # (tens of milliseconds, on the event loop), and a kept client reuses its open connections between
 # calls. Keyed by the loop because a client's pooled connections belong to the loop that opened them.
+# The SDKs' clients run on aiohttp (their DefaultAioHttpClient), whose sessions must be closed on their
+# loop: each loop's clients are closed by an async generator of the loop's own, which the loop closes
+# when it ends (asyncio.run, asgiref and uvicorn shut down a loop's async generators before closing it).
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Any]]" = weakref.WeakKeyDictionary()
+_closers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]]" = weakref.WeakKeyDictionary()
+_closing: set[asyncio.Future] = set()  # clients dropped from a full pool, being closed
 _CLIENTS_PER_LOOP = 64
 
 
 def pooled(conn: Connection, make: Callable[[Connection], T]) -> T:
     loop = asyncio.get_running_loop()
-    clients = _clients.setdefault(loop, {})
+    clients = _clients.get(loop)
+    if clients is None:
+        clients = _clients[loop] = {}
+        closer = _closers[loop] = _close_at_loop_end(clients)
+        _in_background(closer.asend(None))  # runs to its `yield`; the loop closes it when it ends
     key = (make.__module__, make.__qualname__, conn.kind, conn.base_url, conn.api_key,
            tuple(sorted(conn.headers.items())), json.dumps(conn.extra, sort_keys=True, default=str),
            conn.timeout, conn.connect_timeout)
     client = clients.get(key)
     if client is None:
         if len(clients) >= _CLIENTS_PER_LOOP:
-            # Settings changed often (keys rotated, URLs edited): drop the oldest; it closes when collected.
-            clients.pop(next(iter(clients)))
+            # Settings changed often (keys rotated, URLs edited): close the oldest.
+            _in_background(clients.pop(next(iter(clients))).close())
         client = clients[key] = make(conn)
     return client
+
+
+def _in_background(awaitable: Any) -> None:
+    future = asyncio.ensure_future(awaitable)
+    _closing.add(future)
+    future.add_done_callback(_closing.discard)
+
+
+async def _close_at_loop_end(clients: dict[tuple, Any]) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        for client in list(clients.values()):
+            with contextlib.suppress(Exception):  # a client that cannot close cleanly is dropped anyway
+                await client.close()
+        clients.clear()
 
 
 async def timed_listing(conn: Connection, list_models: Any) -> Health:
