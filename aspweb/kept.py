@@ -19,6 +19,7 @@ seconds, or sooner when the reader says so (a scheduled price version coming int
 Writes that send no signal (a queryset's update()) call the store's `changed()` themselves.
 """
 
+import logging
 import os
 import time
 import uuid
@@ -32,11 +33,27 @@ from django.core.signals import setting_changed
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
+logger = logging.getLogger(__name__)
+
 
 def _cache_is_shared() -> bool:
     """Whether every process reads the same Django cache (Redis, a database, files), not its own memory."""
     backend = settings.CACHES["default"]["BACKEND"]
     return not backend.endswith(("LocMemCache", "DummyCache"))
+
+
+# Set when the data folder cannot be written: versions then live in this process's cache alone.
+_files_unusable: list[str] = []
+
+
+def _by_file() -> bool:
+    return not _files_unusable and not _cache_is_shared()
+
+
+def _files_failed(exc: OSError) -> None:
+    _files_unusable.append(str(exc))
+    logger.warning("Kept rows: cannot write versions under %s (%s); without Redis, changes made by other "
+                   "processes now count only when kept rows expire.", settings.DATA_DIR, exc)
 
 
 class Kept:
@@ -49,8 +66,11 @@ class Kept:
 
     def version(self) -> str:
         """The current version, made when there is none yet (a fresh or cleared cache)."""
-        if not _cache_is_shared():
-            return self._file_version()
+        if _by_file():
+            try:
+                return self._file_version()
+            except OSError as exc:
+                _files_failed(exc)
         current = cache.get(self.version_key)
         if current is None:
             cache.add(self.version_key, uuid.uuid4().hex, None)
@@ -88,10 +108,13 @@ class Kept:
         return value
 
     def _new_version(self) -> None:
-        if _cache_is_shared():
-            cache.set(self.version_key, uuid.uuid4().hex, None)
-        else:
-            self._new_file_version()
+        if _by_file():
+            try:
+                self._new_file_version()
+                return
+            except OSError as exc:
+                _files_failed(exc)
+        cache.set(self.version_key, uuid.uuid4().hex, None)
 
     def changed(self, **kwargs: Any) -> None:
         """A row this store depends on was saved or deleted (a signal receiver, or called directly after

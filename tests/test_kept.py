@@ -263,3 +263,18 @@ def test_the_ledger_prices_with_kept_versions_and_a_new_version_counts_at_once(m
     assert not [query for query in quiet if "providers_price" in query["sql"]]
     Price.objects.create(model=model, input=Decimal("3"), output=Decimal("6"))
     assert record().cost == Decimal("3")
+
+
+def test_an_unwritable_data_folder_falls_back_to_the_cache(model: Model, settings: object, tmp_path: object,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from aspweb import kept as kept_module
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    settings.DATA_DIR = blocked  # kept/ cannot be made under a file
+    monkeypatch.setattr(kept_module, "_files_unusable", [])
+    store = Kept("fallback-test", ttl=60.0)
+    first = store.version()
+    assert first == store.version() and kept_module._files_unusable
+    store.changed()
+    assert store.version() != first
