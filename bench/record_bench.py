@@ -225,7 +225,8 @@ def main() -> None:
     combos = _catalog(args.combos)
     wait_for_quiet(args.max_load)
     before = os.getloadavg()
-    connection.close()  # a forked worker must not share the parent's connection
+    connection.close()  # a forked worker must share neither the parent's connection
+    connection.close_pool()  # nor the connections of its pool (DB_POOL, on by default)
     context = multiprocessing.get_context("fork")
     ready, go, results = context.Barrier(args.processes + 1), context.Event(), context.Queue()
     workers = [context.Process(target=_process, args=(args.mode, combos, args.threads, args.tasks, n, ready, go,
