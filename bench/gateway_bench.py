@@ -390,6 +390,7 @@ def breakdown(args: argparse.Namespace) -> None:
         from providers import calls
         from providers.adapters import openai_compat
         from providers.adapters.base import Chunk, Usage
+        from tests.asgi_support import asgi_request
 
         call_command("migrate", verbosity=0)
         if args.database_url:
@@ -399,29 +400,11 @@ def breakdown(args: argparse.Namespace) -> None:
         body = json.dumps(Target("aspweb", "", key, "bench/fake-model-a").body()).encode()
 
         async def one(method: str, path: str) -> int:
-            headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {key}".encode()),
-                       (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
-                     "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "scheme": "http",
-                     "http_version": "1.1", "asgi": {"version": "3.0"}}
-            pending = [{"type": "http.request", "body": body if method == "POST" else b"", "more_body": False}]
-            done = asyncio.Event()
-            status = []
-
-            async def receive() -> dict[str, Any]:
-                if pending:
-                    return pending.pop()
-                await done.wait()
-                return {"type": "http.disconnect"}
-
-            async def send(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    status.append(message["status"])
-                elif not message.get("more_body"):
-                    done.set()
-
-            await handler(scope, receive, send)
-            return status[0]
+            headers = [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json"),
+                       (b"content-length", str(len(body)).encode())]
+            received = await asgi_request(handler, method, path, headers=headers,
+                                          body=body if method == "POST" else b"")
+            return received.status
 
         async def measure(label: str, method: str = "POST", path: str = "/v1/chat/completions") -> None:
             for _ in range(20):

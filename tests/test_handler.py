@@ -10,45 +10,27 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection, reset_queries
 
 from aspweb.handler import ASGIHandler, ThreadPool
+from tests.asgi_support import asgi_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _get(app: ASGIHandler, path: str) -> int:
     """One GET as uvicorn sends it: from a plain event loop, no sync caller above it."""
-    statuses: list[int] = []
-    pending = [{"type": "http.request", "body": b"", "more_body": False}]
-    done = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        if pending:
-            return pending.pop()
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-        elif not message.get("more_body"):
-            done.set()
-
-    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
-             "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
-             "scheme": "http", "http_version": "1.1", "asgi": {"version": "3.0"}}
-    outcome: list[BaseException] = []
+    outcome: list[Any] = []
 
     def run() -> None:  # a thread of its own, as uvicorn's loop is: no async_to_sync above the handler
         try:
-            asyncio.run(app(scope, receive, send))
+            outcome.append(asyncio.run(asgi_request(app, "GET", path)).status)
         except BaseException as exc:  # handed to the test
             outcome.append(exc)
 
     thread = threading.Thread(target=run)
     thread.start()
     thread.join()
-    if outcome:
+    if isinstance(outcome[0], BaseException):
         raise outcome[0]
-    return statuses[0]
+    return outcome[0]
 
 
 def test_requests_reuse_a_thread_and_its_connection(settings: Any) -> None:

@@ -26,6 +26,7 @@ from playground import views
 from playground.models import Answer, Turn
 from providers import calls
 from providers.models import Model
+from tests.asgi_support import Received, asgi_request
 from tests.fakes.upstream import FakeUpstream
 from tests.playground_support import API_KEY, REPLY, Event, answers_of, make_catalog, parse_events, send_data
 
@@ -72,36 +73,15 @@ def _session_cookie(user: User) -> str:
 async def _asgi_get(path: str, cookie: str, disconnect_after_deltas: int | None = None) -> Stream:
     from aspweb.asgi import application
 
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-        "headers": [(b"host", b"testserver"), (b"cookie", cookie.encode()), (b"accept", b"text/event-stream")],
-        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
-    }
-    gone = asyncio.Event()
-    requested = False
-    status, headers, body = 0, {}, []
+    def disconnect_when(received: Received, finished: bool) -> bool:
+        # The browser closes the EventSource (Stop) or goes away.
+        return (disconnect_after_deltas is not None
+                and received.body.count(b"event: delta") >= disconnect_after_deltas)
 
-    async def receive() -> dict[str, Any]:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            headers.update({k.decode().lower(): v.decode() for k, v in message["headers"]})
-        elif message["type"] == "http.response.body":
-            body.append(message.get("body", b""))
-            if disconnect_after_deltas is not None and b"".join(body).count(b"event: delta") >= disconnect_after_deltas:
-                gone.set()  # the browser closes the EventSource (Stop) or goes away
-
-    await asyncio.wait_for(application(scope, receive, send), timeout=20)
-    return Stream(status, headers, b"".join(body).decode())
+    received = await asyncio.wait_for(asgi_request(
+        application, "GET", path, headers=[(b"cookie", cookie.encode()), (b"accept", b"text/event-stream")],
+        disconnect_when=disconnect_when), timeout=20)
+    return Stream(received.status, received.headers, received.body.decode())
 
 
 def run_asgi(coroutine_function: Callable[[], Any]) -> Any:
