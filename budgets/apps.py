@@ -7,6 +7,6 @@ class BudgetsConfig(AppConfig):
 
     def ready(self) -> None:
         from .models import Budget
-        from .services import hard_budgets
+        from .services import budgets_kept
 
-        hard_budgets.follow(Budget)
+        budgets_kept.follow(Budget)

@@ -24,6 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_UP, Decimal
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -70,17 +71,6 @@ class BudgetExceeded(Exception):
 
 
 # -- which budgets ----------------------------------------------------------------------------------
-
-
-def budgets_applying(*, provider_id: int | None, model_id: int | None, user_id: int | None,
-                     api_key_id: int | None) -> QuerySet[Budget]:
-    """The budgets that cover a call to `model_id` of `provider_id` by `user_id` through `api_key_id`."""
-    covers = Q(scope=Budget.Scope.GLOBAL)
-    for scope, value in ((Budget.Scope.PROVIDER, provider_id), (Budget.Scope.MODEL, model_id),
-                         (Budget.Scope.USER, user_id), (Budget.Scope.API_KEY, api_key_id)):
-        if value is not None:
-            covers |= Q(scope=scope, **{f"{Budget.TARGETS[scope]}_id": value})
-    return Budget.objects.filter(covers)
 
 
 def budgets_visible_to(user: Any) -> QuerySet[Budget]:
@@ -150,11 +140,10 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
     """Hold `cost` on every hard-limit budget covering the call, all or none. Raises BudgetExceeded (naming
     the first budget it does not fit in) and holds nothing when it does not fit everywhere."""
     now = now or timezone.now()
-    targets = {Budget.Scope.PROVIDER: provider.pk, Budget.Scope.MODEL: model.pk,
-               Budget.Scope.USER: user.pk if getattr(user, "is_authenticated", False) else None,
-               Budget.Scope.API_KEY: api_key.pk if api_key is not None else None}
-    budgets = [budget for budget in _hard_budgets() if budget.scope == Budget.Scope.GLOBAL
-               or getattr(budget, f"{Budget.TARGETS[budget.scope]}_id") == targets[budget.scope]]
+    call = SimpleNamespace(provider_id=provider.pk, model_id=model.pk,
+                           user_id=user.pk if getattr(user, "is_authenticated", False) else None,
+                           api_key_id=api_key.pk if api_key is not None else None)
+    budgets = [budget for budget in _budgets() if budget.hard_limit and _covers(budget, call)]
     held = [(budget, budget_period_get(budget, budget.span_at(now))[0]) for budget in budgets]
     if not held:
         return []
@@ -174,14 +163,19 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
     return _hold(held, request_id, cost, now + ttl)
 
 
-# Every hard-limit budget, kept per worker and dropped when any budget is saved or deleted (apps.py): most
-# calls fall under none, and then reserving costs no query at all.
-hard_budgets = Kept("hard-budgets", ttl=60.0)
+# Every budget, kept per worker and dropped in every process when any budget is saved or deleted (apps.py):
+# most calls fall under no hard limit, and then reserving costs no query, nor charging when no budget exists.
+budgets_kept = Kept("budgets", ttl=60.0)
 
 
-def _hard_budgets() -> list[Budget]:
-    return hard_budgets.get("all", hard_budgets.version(),
-                            lambda: (list(Budget.objects.filter(hard_limit=True).order_by("pk")), None))
+def _budgets() -> list[Budget]:
+    return budgets_kept.get("all", budgets_kept.version(), lambda: (list(Budget.objects.order_by("pk")), None))
+
+
+def _covers(budget: Budget, call: Any) -> bool:
+    """Whether `budget` covers a call (a usage record, or anything with its four ids)."""
+    column = Budget.TARGETS.get(budget.scope)
+    return column is None or getattr(budget, f"{column}_id") == getattr(call, f"{column}_id")
 
 
 def _hold(held: list[tuple[Budget, BudgetPeriod]], request_id: UUID, cost: Decimal,
@@ -226,22 +220,6 @@ def reservations_release_expired(*, now: datetime | None = None, period_ids: lis
 # -- charging ---------------------------------------------------------------------------------------
 
 
-def budgets_covering(records: list[UsageRecord]) -> QuerySet[Budget]:
-    """The budgets that cover at least one of `records` (one query for a whole batch); `_covers` says which
-    record each covers."""
-    covers = Q(scope=Budget.Scope.GLOBAL)
-    for scope, column in Budget.TARGETS.items():
-        ids = {getattr(record, f"{column}_id") for record in records} - {None}
-        if ids:
-            covers |= Q(scope=scope, **{f"{column}_id__in": ids})
-    return Budget.objects.filter(covers).order_by("pk")
-
-
-def _covers(budget: Budget, record: UsageRecord) -> bool:
-    column = Budget.TARGETS.get(budget.scope)
-    return column is None or getattr(budget, f"{column}_id") == getattr(record, f"{column}_id")
-
-
 def usage_record_charge(record: UsageRecord) -> None:
     """`usage_records_charge` for one record."""
     usage_records_charge([record])
@@ -253,10 +231,11 @@ def usage_records_charge(records: list[UsageRecord]) -> None:
     to every budget that covers it. Alert evaluation of the periods it added to is dispatched once the
     transaction commits.
 
-    A few queries per batch, not per record, and one when no budget exists at all: then no reservation
-    exists either (they go with their budget's periods), and this is a query, not a cached answer, so a
-    budget made a moment ago, in any process, is charged from the next record on."""
-    if not records or not Budget.objects.exists():
+    A few queries per batch, not per record, and none when no budget exists at all: then no reservation
+    exists either (they go with their budget's periods). The budgets are kept per worker, and a budget
+    made a moment ago, in any process, is charged from the next record on (aspweb/kept.py)."""
+    budgets = _budgets()
+    if not records or not budgets:
         return
     deltas: dict[int, dict[str, Decimal]] = defaultdict(lambda: {"reserved": Decimal(0), "spent": Decimal(0)})
     reservations = list(Reservation.objects.select_for_update()
@@ -266,7 +245,6 @@ def usage_records_charge(records: list[UsageRecord]) -> None:
     if reservations:
         Reservation.objects.filter(pk__in=[r.pk for r in reservations]).delete()
     costly = [record for record in records if record.cost]
-    budgets = list(budgets_covering(costly)) if costly else []
     # Which period of which budget each record goes to; the periods fetched (or made) once each, in one
     # order for every writer, so that two batches opening the same new periods cannot deadlock.
     charges: dict[tuple[int, Any], list[UsageRecord]] = defaultdict(list)

@@ -84,7 +84,9 @@ def test_a_batch_costs_the_same_queries_however_many_records_it_holds(models: li
     # SQLite takes at most 999 parameters a statement: beyond 30 records its inserts come in several.
     for n, size in enumerate((5, 200) if ON_POSTGRESQL else (5, 30)):
         specs = _specs(models, people, size, seed=n)
-        services.price_versions.forget()  # each batch reads its models' prices (one query a model) afresh
+        # Each batch reads its models' prices (one query a model) and the budgets afresh.
+        services.price_versions.forget()
+        budget_services.budgets_kept.forget()
         with CaptureQueriesContext(connection) as queries:
             services.usage_records_create(specs)
         counts.append(len(queries))
