@@ -28,6 +28,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from budgets import services as budget_services
+from usage import services as usage_services
 from usage import writer as usage_writer
 
 from . import kept, routing
@@ -132,11 +133,10 @@ class CallRecord:
 
 def _target(provider: Provider, model: Model, now: Any) -> tuple[Target, Any]:
     """The model's target, and when its price in force changes next (None: no version is scheduled)."""
-    prices = list(model.prices.order_by("effective_from", "id"))  # Model.price_at's order, one query
-    in_force = [price for price in prices if price.effective_from <= now]
+    prices = usage_services.model_prices(model.pk)
     next_change = next((price.effective_from for price in prices if price.effective_from > now), None)
     target = Target(provider, model, connection_for(provider), get_adapter(provider.kind),
-                    in_force[-1] if in_force else None)
+                    usage_services.price_in_force(prices, now))
     return target, next_change
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -153,30 +154,33 @@ def _records_write(records: list[UsageRecord]) -> None:
 price_versions = Kept("price-versions", ttl=60.0)
 
 
-def _price(records: list[UsageRecord]) -> None:
-    """Set each record's price version and cost: the versions of each model in the batch, kept per
-    worker (one query for a model when they are not)."""
+def model_prices(model_id: int, current: str | None = None) -> list[Any]:
+    """The model's price versions in the order Model.price_at reads them (effective_from, then id), kept
+    per worker: a query only when they changed or were not read yet. `current`: the store's version,
+    when the caller already has it."""
     from providers.models import Price
 
+    return price_versions.get(model_id, current or price_versions.version(), lambda: (
+        list(Price.objects.filter(model_id=model_id).order_by("effective_from", "id")), None))
+
+
+def _price(records: list[UsageRecord]) -> None:
+    """Set each record's price version and cost."""
     current = price_versions.version()
-    versions: dict[int, list[Any]] = {}
-    for model_id in {record.model_id for record in records if not record.cached}:
-        versions[model_id] = price_versions.get(model_id, current, lambda model_id=model_id: (
-            list(Price.objects.filter(model_id=model_id).order_by("effective_from", "id")), None))
-    starts = {model_id: [price.effective_from for price in prices] for model_id, prices in versions.items()}
+    versions = {model_id: model_prices(model_id, current)
+                for model_id in {record.model_id for record in records if not record.cached}}
     for record in records:
         if record.cached:
             record.price, record.cost = None, Decimal(0)
             continue
-        record.price = _price_at(versions.get(record.model_id, []), starts.get(record.model_id, []),
-                                 record.created_at)
+        record.price = price_in_force(versions[record.model_id], record.created_at)
         record.cost = record_cost(record, record.price)
 
 
-def _price_at(prices: list[Any], starts: list[datetime], when: datetime) -> Any:
-    """The version in force at `when` among `prices` (ordered by effective_from, then id), as Model.price_at
-    picks it: the latest effective at or before `when`, the newest of several effective at once."""
-    position = bisect.bisect_right(starts, when)
+def price_in_force(prices: list[Any], when: datetime) -> Any:
+    """The version in force at `when` among `prices` (ordered as model_prices orders them), as
+    Model.price_at picks it: the latest effective at or before `when`, the newest of several at once."""
+    position = bisect.bisect_right(prices, when, key=attrgetter("effective_from"))
     return prices[position - 1] if position else None
 
 
@@ -202,7 +206,6 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
     version in force at its own time, and adjust the rollups in the same transaction; audited. A dry run
     computes the same difference and changes nothing."""
     prices = list(model.prices.order_by("effective_from", "id"))
-    starts = [price.effective_from for price in prices]
     records = UsageRecord.objects.filter(model=model, created_at__gte=since).order_by("id")
     if until is not None:
         records = records.filter(created_at__lt=until)
@@ -222,7 +225,7 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
             last_id = batch[-1].id
             updates = []
             for record in batch:
-                price = _price_at(prices, starts, record.created_at)
+                price = price_in_force(prices, record.created_at)
                 cost = record_cost(record, price)
                 count += 1
                 old_total += record.cost
