@@ -8,7 +8,9 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.models import Group
 
+        from . import sessions
         from .backends import users
         from .models import User
 
         users.follow(User, User.groups.through, Group)
+        sessions.follow()

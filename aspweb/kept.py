@@ -33,13 +33,9 @@ from django.core.signals import setting_changed
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
+from aspweb import inline
+
 logger = logging.getLogger(__name__)
-
-
-def _cache_is_shared() -> bool:
-    """Whether every process reads the same Django cache (Redis, a database, files), not its own memory."""
-    backend = settings.CACHES["default"]["BACKEND"]
-    return not backend.endswith(("LocMemCache", "DummyCache"))
 
 
 # Set when the data folder cannot be written: versions then live in this process's cache alone.
@@ -47,7 +43,7 @@ _files_unusable: list[str] = []
 
 
 def _by_file() -> bool:
-    return not _files_unusable and not _cache_is_shared()
+    return not _files_unusable and inline.cache_is_local()
 
 
 def _files_failed(exc: OSError) -> None:
@@ -57,10 +53,12 @@ def _files_failed(exc: OSError) -> None:
 
 
 class Kept:
-    def __init__(self, name: str, ttl: float) -> None:
+    def __init__(self, name: str, ttl: float, most: int | None = None) -> None:
         self.name = name
         self.version_key = f"aspweb:kept:{name}"
         self.ttl = ttl
+        # At most this many entries: when full, expired ones go, and if none had, all of them.
+        self.most = most
         # key -> (version, expires at on time.monotonic(), value)
         self.entries: dict[Any, tuple[str, float, Any]] = {}
 
@@ -97,15 +95,29 @@ class Kept:
 
     def get(self, key: Any, current: str, read: Callable[[], tuple[Any, float | None]]) -> Any:
         """The value kept for `key` under version `current`, or `read()`'s, which returns the value and
-        how many seconds at most it may be kept (None: the store's ttl)."""
+        how many seconds at most it may be kept (None: the store's ttl; 0: not at all)."""
         entry = self.entries.get(key)
         now = time.monotonic()
         if entry is not None and entry[0] == current and entry[1] > now:
             return entry[2]
+        if inline.running_inline():
+            raise inline.NotKept(self.name)
         value, keep_for = read()
         keep_for = self.ttl if keep_for is None else min(keep_for, self.ttl)
+        if keep_for <= 0:  # not to be kept
+            self.entries.pop(key, None)
+            return value
+        if self.most is not None and len(self.entries) >= self.most:
+            self._make_room(now)
         self.entries[key] = (current, now + keep_for, value)
         return value
+
+    def _make_room(self, now: float) -> None:
+        for key, entry in list(self.entries.items()):
+            if entry[1] <= now:
+                self.entries.pop(key, None)
+        if len(self.entries) >= self.most:
+            self.entries.clear()
 
     def _new_version(self) -> None:
         if _by_file():

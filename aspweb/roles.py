@@ -9,10 +9,11 @@ from collections.abc import Callable
 from inspect import iscoroutinefunction
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
+
+from aspweb.inline import inline_or_hop
 
 ADMIN = "Admin"
 FINANCE = "Finance"
@@ -52,11 +53,13 @@ def _signed_in(request: HttpRequest, roles: tuple[str, ...]) -> bool:
 
 def role_required(*roles: str, fetch: Callable[..., Any] | None = None) -> Callable:
     """Sign-in first (redirect), then one of `roles` (403 otherwise). Works on sync and async views; an
-    async view finds `request.user` loaded (the session, the user and their roles in one thread hop).
+    async view finds `request.user` loaded: the session, the user and their roles, read on the event loop
+    when kept (aspweb/inline.py), else in one thread hop.
 
-    `fetch` (async views only): `fetch(request, *args, **kwargs)`, sync, runs in that same hop once the
-    check passed, and what it returns comes to the view as its second argument: what the view needs from
-    the database before it answers (a get_object_or_404 there still answers 404)."""
+    `fetch` (async views only): `fetch(request, *args, **kwargs)`, sync, runs right after the check passed,
+    the same way (inline, or in that same hop), and what it returns comes to the view as its second
+    argument: what the view needs from the database before it answers (a get_object_or_404 there still
+    answers 404). Like everything run inline, it must read before it changes anything."""
     unknown = set(roles) - set(ROLES)
     if unknown or not roles:
         raise ValueError(f"Unknown roles: {sorted(unknown)}")
@@ -71,7 +74,7 @@ def role_required(*roles: str, fetch: Callable[..., Any] | None = None) -> Calla
 
             @functools.wraps(view)
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                signed_in, fetched = await sync_to_async(admit)(request, *args, **kwargs)
+                signed_in, fetched = await inline_or_hop(admit, request, *args, **kwargs)
                 if not signed_in:
                     return redirect_to_login(request.get_full_path())
                 if fetch is not None:

@@ -192,10 +192,15 @@ if REDIS_URL:
         }
     }
     # Sessions read from Redis, written through to the database: a signed-in request costs no session
-    # query. (Not with each worker's own memory: a session ended on one worker would live on in another's.)
+    # query.
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Each process's own memory. Rate-limit counters live here beside cached answers and the playground's
+    # prepared requests: room enough that culling never reaches a counter in use.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                          "OPTIONS": {"MAX_ENTRIES": 100_000}}}
+    # Sessions from the database, kept per worker and dropped in every process when any session changes.
+    SESSION_ENGINE = "accounts.sessions"
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None

@@ -10,8 +10,9 @@ docs/benchmarks.md.
 ttft: per request, the time from sending the request to reading the first token, measured straight
 against the fake upstream (a streamed chat completion, as the SDK sends it) and through the playground
 (GET of an answer's stream until its first `delta` event), interleaved, sequential, on kept-alive
-connections. The difference is what the app adds: session and role checks, claiming the answer, loading
-the conversation, resolving the model, the adapter (the OpenAI SDK), and writing the event.
+connections. The difference is what the app adds: session and role checks, claiming the answer, resolving
+the model, the adapter, and writing the event. Each answer is first sent as the page sends it (a POST of
+the composer, timed apart: it saves the turn and builds the answer's request).
 
 concurrent: N answers streamed at once through one worker while the upstream sends a chunk every
 `--chunk-delay` seconds; an error is any status but 200, a missing `done` event or a wrong text; a stall
@@ -23,6 +24,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import secrets
 import shutil
 import statistics
@@ -70,8 +72,8 @@ def serve_upstream(chunk_delay: float, words: int) -> None:
 
 
 @contextmanager
-def environment(args: argparse.Namespace, answers: int) -> Iterator[dict[str, Any]]:
-    """Fake upstream and uvicorn running, a member with `answers` pending answers; yields what to call."""
+def environment(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """Fake upstream and uvicorn running, a member signed in; yields what to call."""
     from cryptography.fernet import Fernet
 
     data_dir = tempfile.mkdtemp(prefix="aspweb-bench-")
@@ -96,10 +98,12 @@ def environment(args: argparse.Namespace, answers: int) -> Iterator[dict[str, An
         processes.append(upstream)
         upstream_url = upstream.stdout.readline().strip()
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+        # The page (for its CSRF cookie) renders static URLs, from the manifest as in production.
+        subprocess.run([PYTHON, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
         # This process seeds the same database with the same settings.
         os.environ.clear()
         os.environ.update(env)
-        seeded = _seed(upstream_url, answers)
+        seeded = _seed(upstream_url)
         app = subprocess.Popen(
             [PYTHON, "-m", "uvicorn", args.app, "--host", "127.0.0.1", "--port", str(app_port),
              "--workers", "1", "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
@@ -114,7 +118,7 @@ def environment(args: argparse.Namespace, answers: int) -> Iterator[dict[str, An
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _seed(upstream_url: str, answers: int) -> dict[str, Any]:
+def _seed(upstream_url: str) -> dict[str, Any]:
     import django
 
     django.setup()
@@ -125,7 +129,6 @@ def _seed(upstream_url: str, answers: int) -> dict[str, Any]:
     from django.test import Client
 
     from accounts.models import User
-    from playground.models import Answer, Conversation, Turn
     from providers.models import Model, Price, Provider
 
     user = User.objects.create_user("bench@example.com", secrets.token_urlsafe(12))
@@ -134,16 +137,28 @@ def _seed(upstream_url: str, answers: int) -> dict[str, Any]:
                                        api_key=API_KEY, max_retries=0)
     model = Model.objects.create(provider=provider, name="fake-model-a")
     Price.objects.create(model=model, input=Decimal("1"), output=Decimal("2"))
-    # One conversation per answer: every request is the same one-message prompt, with no history.
-    ids = []
-    for _ in range(answers):
-        conversation = Conversation.objects.create(user=user, title="bench", max_tokens=256)
-        turn = Turn.objects.create(conversation=conversation, prompt=PROMPT)
-        ids.append(Answer.objects.create(turn=turn, model=model, model_address="bench/fake-model-a").pk)
     client = Client()
     client.force_login(user)
     return {"cookies": {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value},
-            "answers": ids}
+            "model": model.pk}
+
+
+def _signed_in(client: httpx.Client, env: dict[str, Any]) -> None:
+    """The playground page once, for the CSRF cookie its form posts with."""
+    for name, value in env["cookies"].items():
+        client.cookies.set(name, value)
+    response = httpx.get(f"{env['app']}/playground/", cookies=env["cookies"])
+    assert response.status_code == 200, response.status_code
+    client.cookies.set("csrftoken", response.cookies["csrftoken"])
+    client.headers["X-CSRFToken"] = response.cookies["csrftoken"]
+
+
+def _send(client: httpx.Client, env: dict[str, Any]) -> int:
+    """A new conversation with one answer, sent as the page sends it; the answer's id."""
+    response = client.post("/playground/send/", headers={"HX-Request": "true"},
+                           data={"model": env["model"], "max_tokens": 256, "prompt": PROMPT})
+    assert response.status_code == 200, response.status_code
+    return int(re.search(r"/playground/answers/(\d+)/stream/", response.text).group(1))
 
 
 def _upstream_ttft(client: httpx.Client, url: str) -> float:
@@ -183,17 +198,20 @@ def _summary(values: list[float]) -> str:
 
 
 def ttft(args: argparse.Namespace) -> dict[str, Any]:
-    with environment(args, args.requests + args.warmup) as env, \
-            httpx.Client(timeout=30) as upstream, \
-            httpx.Client(base_url=env["app"], cookies=env["cookies"], timeout=30) as app:
-        answers = iter(env["answers"])
+    with environment(args) as env, httpx.Client(timeout=30) as upstream, \
+            httpx.Client(base_url=env["app"], timeout=30) as app:
+        _signed_in(app, env)
         for _ in range(args.warmup):
+            answer = _send(app, env)
             _upstream_ttft(upstream, env["upstream"])
-            _app_ttft(app, next(answers))
-        direct, headers, through_app = [], [], []
+            _app_ttft(app, answer)
+        sending, direct, headers, through_app = [], [], [], []
         for _ in range(args.requests):
+            started = time.perf_counter()
+            answer = _send(app, env)
+            sending.append((time.perf_counter() - started) * 1000)
             direct.append(_upstream_ttft(upstream, env["upstream"]))
-            to_headers, to_first = _app_ttft(app, next(answers))
+            to_headers, to_first = _app_ttft(app, answer)
             headers.append(to_headers)
             through_app.append(to_first)
     added = [a - d for a, d in zip(through_app, direct, strict=True)]
@@ -201,32 +219,45 @@ def ttft(args: argparse.Namespace) -> dict[str, Any]:
         "requests": args.requests, "app": args.app,
         "upstream_alone_ms": statistics.median(direct), "through_playground_ms": statistics.median(through_app),
         "playground_headers_ms": statistics.median(headers), "added_ms_median": statistics.median(added),
+        "sending_ms": statistics.median(sending),
     }
     print(f"requests                 {args.requests} sequential (after {args.warmup} warm-up), app {args.app}")
     print(f"upstream alone           {_summary(direct)}")
     print(f"through the playground   {_summary(through_app)}")
     print(f"  of which to headers    {_summary(headers)}")
     print(f"added by the app         {_summary(added)}  (per request: playground minus upstream)")
+    print(f"sending (the POST before each stream, not in the above) {_summary(sending)}")
     return result
 
 
 def breakdown(args: argparse.Namespace) -> dict[str, Any]:
     """Time to first token in this process, layer by layer: the adapter alone, the call path, and the
     playground's event generator."""
-    with environment(args, 2 * (args.requests + args.warmup)) as env:
+    with environment(args):
+        from asgiref.sync import sync_to_async
+        from django.test import RequestFactory
+
         from accounts.models import User
-        from playground import views
-        from playground.models import Answer
+        from playground import services, views
         from providers import calls
         from providers.adapters import openai_compat
         from providers.adapters.base import ChatRequest, Message
-        from providers.models import Provider
+        from providers.models import Model, Provider
         from providers.services import connection_for
 
         connection = connection_for(Provider.objects.get())
-        user = User.objects.get()
-        answers = iter(Answer.objects.select_related("turn__conversation", "model__provider")
-                       .filter(pk__in=env["answers"]).order_by("pk"))
+        request = RequestFactory().get("/")
+        request.user = User.objects.get()
+        model = Model.objects.select_related("provider").get()
+        # Turns saved here keep their requests in this process, as the worker's own sends do.
+        answers = iter([services.turn_create(user=request.user, conversation=None, models=[model],
+                                             params=services.Params(max_tokens=256), prompt=PROMPT).answers.get().pk
+                        for _ in range(2 * (args.requests + args.warmup))])
+
+        async def playground_events() -> Any:
+            claim = await sync_to_async(views._claim)(request, next(answers))
+            async for event in views._answer_events(claim):
+                yield event
 
         async def first_of(stream: Any) -> float:
             started = time.perf_counter()
@@ -244,7 +275,7 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
                 "calls.stream_chat": lambda: calls.stream_chat(
                     ChatRequest(model="bench/fake-model-a", messages=message, max_tokens=256),
                     caller=calls.Caller(source="cli")),
-                "playground events": lambda: views._answer_events(next(answers), user),
+                "playground events": playground_events,
             }
 
         async def measure() -> dict[str, float]:
@@ -293,14 +324,18 @@ async def _stream_one(client: httpx.AsyncClient, answer: int, expected: str, del
 
 def concurrent(args: argparse.Namespace) -> dict[str, Any]:
     expected = _reply(args.words)
-    with environment(args, args.streams) as env:
+    with environment(args) as env:
+        with httpx.Client(base_url=env["app"], timeout=30) as sender:
+            _signed_in(sender, env)
+            answers = [_send(sender, env) for _ in range(args.streams)]
+
         async def run() -> list[dict[str, Any]]:
             limits = httpx.Limits(max_connections=args.streams + 10, max_keepalive_connections=args.streams + 10)
             async with httpx.AsyncClient(base_url=env["app"], cookies=env["cookies"], timeout=120,
                                          limits=limits) as client:
                 step = args.ramp / args.streams
                 return await asyncio.gather(*(_stream_one(client, answer, expected, n * step)
-                                              for n, answer in enumerate(env["answers"])))
+                                              for n, answer in enumerate(answers)))
 
         cpu_before = _cpu_seconds(env["app_pid"])
         started = time.perf_counter()
@@ -309,7 +344,7 @@ def concurrent(args: argparse.Namespace) -> dict[str, Any]:
         cpu = _cpu_seconds(env["app_pid"]) - cpu_before
         from playground.models import Answer
 
-        saved = Answer.objects.filter(pk__in=env["answers"])
+        saved = Answer.objects.filter(pk__in=answers)
         saved_ok = saved.filter(status="ok", content=expected).count()
         failures = sorted({answer.error_message for answer in saved.exclude(status="ok")})
     errors = [r["error"] for r in results if r["error"]]

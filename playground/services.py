@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Prefetch
 from django.utils import timezone
@@ -19,6 +20,8 @@ from .models import Answer, Conversation, Turn
 
 TITLE_LENGTH = 60
 MAX_LANES = 4
+# How long a new answer's request waits in the cache for its stream to open (see `requests_keep`).
+REQUEST_KEPT_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,8 @@ def _apply(conversation: Conversation, params: Params) -> None:
     conversation.stop = list(params.stop)
 
 
-def _answers_create(turn: Turn, models: Sequence[Model]) -> None:
-    Answer.objects.bulk_create(
+def _answers_create(turn: Turn, models: Sequence[Model]) -> list[Answer]:
+    return Answer.objects.bulk_create(
         Answer(turn=turn, lane=lane, model=model, model_address=address(model)) for lane, model in enumerate(models)
     )
 
@@ -88,12 +91,14 @@ def _answers_create(turn: Turn, models: Sequence[Model]) -> None:
 def turn_create(*, user: Any, conversation: Conversation | None, models: Sequence[Model], params: Params,
                 prompt: str) -> Turn:
     """A new turn with one pending answer per model; the first turn starts the conversation."""
+    new = conversation is None
     if conversation is None:
         conversation = Conversation(user=user, title=title_for(prompt))
     _apply(conversation, params)
     conversation.save()
     turn = Turn.objects.create(conversation=conversation, prompt=prompt)
-    _answers_create(turn, models)
+    answers = _answers_create(turn, models)
+    transaction.on_commit(lambda: requests_keep(turn, answers, first=new))
     return turn
 
 
@@ -108,8 +113,11 @@ def turn_redo(*, turn: Turn, models: Sequence[Model], params: Params, prompt: st
     if prompt is not None:
         turn.prompt = prompt
         turn.save(update_fields=["prompt"])
+    old = list(turn.answers.values_list("pk", flat=True))
     turn.answers.all().delete()
-    _answers_create(turn, models)
+    transaction.on_commit(lambda: _forget_kept(old))
+    answers = _answers_create(turn, models)
+    transaction.on_commit(lambda: requests_keep(turn, answers))
     return turn
 
 
@@ -177,10 +185,13 @@ def history(turns: Iterable[Turn], lane: int) -> list[Message]:
 
 
 def chat_request(answer: Answer) -> ChatRequest:
+    """The request `answer` (loaded with its turn, conversation and model) is streamed with."""
     turn = answer.turn
-    conversation = turn.conversation
-    earlier = conversation.turns.filter(id__lt=turn.id).prefetch_related("answers")
-    params = Params.of(conversation)
+    return _request(answer, turn, list(turn.conversation.turns.filter(id__lt=turn.id).prefetch_related("answers")))
+
+
+def _request(answer: Answer, turn: Turn, earlier: list[Turn]) -> ChatRequest:
+    params = Params.of(turn.conversation)
     return ChatRequest(
         model=address(answer.model) if answer.model else answer.model_address,
         messages=(*history(earlier, answer.lane), Message("user", turn.prompt)),
@@ -192,6 +203,28 @@ def chat_request(answer: Answer) -> ChatRequest:
     )
 
 
+def _kept_key(answer_id: int) -> str:
+    return f"playground:request:{answer_id}"
+
+
+def _claims_key(answer_id: int) -> str:
+    return f"playground:claims:{answer_id}"
+
+
+def requests_keep(turn: Turn, answers: Sequence[Answer], *, first: bool = False) -> None:
+    """Build the requests of a turn's new answers as the turn is saved (the conversation so far read once
+    for every pane, and not at all for a first turn), and keep them in Django's cache with their owner for
+    the streams the page opens a moment later, with a count of the streams that claimed each: a stream
+    then claims its answer and starts its call without the database (`answer_claim_kept`). A stream that
+    finds none (opened later, or on another worker without Redis) claims and builds from the database."""
+    earlier = [] if first else list(turn.conversation.turns.filter(id__lt=turn.id).prefetch_related("answers"))
+    kept: dict[str, Any] = {}
+    for answer in answers:
+        kept[_kept_key(answer.pk)] = (turn.conversation.user_id, _request(answer, turn, earlier))
+        kept[_claims_key(answer.pk)] = 0
+    cache.set_many(kept, REQUEST_KEPT_SECONDS)
+
+
 def prompt_tokens(request: ChatRequest) -> int:
     return estimate_tokens("\n".join(part for part in (request.system, *(m.text for m in request.messages)) if part))
 
@@ -199,13 +232,50 @@ def prompt_tokens(request: ChatRequest) -> int:
 # -- one answer's life ---------------------------------------------------------------------------
 
 
-def answer_claim(*, answer: Answer) -> ChatRequest | None:
-    """Claim a pending answer (loaded with its turn, conversation and model) for one stream and build its
-    request. None when it is not pending: it was answered, stopped, or another stream holds it (an
-    EventSource reconnecting lands here)."""
-    if not Answer.objects.filter(pk=answer.pk, status=Answer.Status.PENDING).update(status=Answer.Status.STREAMING):
+def kept_request(*, answer_id: int, user: Any) -> ChatRequest | None:
+    """The kept request of `user`'s answer (see requests_keep), if there is one."""
+    kept = cache.get(_kept_key(answer_id))
+    return kept[1] if kept is not None and kept[0] == user.pk else None
+
+
+def answer_claim_kept(*, answer_id: int) -> bool | None:
+    """Claim an answer whose request is kept: True for the first stream to ask (an atomic count in the
+    cache), False for any later one (an EventSource reconnecting). The claimer then marks the answer
+    streaming (`answer_mark_streaming`). None when the count has gone: claim from the database."""
+    try:
+        return cache.incr(_claims_key(answer_id)) == 1
+    except ValueError:
+        return None
+
+
+def answer_mark_streaming(*, answer_id: int) -> bool:
+    """Mark an answer claimed from the cache as streaming; False when it is no longer pending (Stop came
+    first, or the turn was answered again): its stream then ends without saving."""
+    cache.delete(_kept_key(answer_id))
+    return bool(Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(
+        status=Answer.Status.STREAMING))
+
+
+def answer_claim(*, answer_id: int, user: Any) -> ChatRequest | None:
+    """Claim `user`'s pending answer for one stream in the database and build its request. None when it is
+    not pending: it was answered, stopped, or another stream holds it. Answer.DoesNotExist when it is not
+    theirs, or gone."""
+    answer = Answer.objects.select_related("turn__conversation", "model__provider").get(
+        pk=answer_id, turn__conversation__user=user)
+    if not Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(status=Answer.Status.STREAMING):
         return None
     return chat_request(answer)
+
+
+def _forget_kept(answer_ids: Iterable[int]) -> None:
+    cache.delete_many([key for pk in answer_ids for key in (_kept_key(pk), _claims_key(pk))])
+
+
+def answer_release(*, answer_id: int) -> None:
+    """Hand a claimed answer back, unasked: its stream ended before it began. The next stream claims it
+    from the database."""
+    _forget_kept([answer_id])
+    Answer.objects.filter(pk=answer_id, status=Answer.Status.STREAMING).update(status=Answer.Status.PENDING)
 
 
 def answer_finish(*, answer_id: int, status: str, text: str, request: ChatRequest, record: CallRecord,
@@ -256,6 +326,7 @@ def answer_settle_stop(*, answer_id: int, give_up: bool) -> bool:
     go, unless `give_up` (that stream is gone too, e.g. its worker died)."""
     stopped = {"status": Answer.Status.STOPPED, "finished_at": timezone.now()}
     if Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(**stopped):
+        _forget_kept([answer_id])  # a stream opening late finds nothing to claim, and asks no provider
         return True
     if give_up:
         Answer.objects.filter(pk=answer_id, status=Answer.Status.STREAMING).update(**stopped)

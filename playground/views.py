@@ -12,10 +12,11 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -23,6 +24,7 @@ from django.utils.html import escape
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget, trigger_client_event
 
+from aspweb import inline
 from aspweb.roles import ADMIN, FINANCE, MEMBER, has_role, role_required
 from providers import calls
 from providers.adapters.base import ChatRequest, ProviderError
@@ -215,55 +217,110 @@ def _final_html(answer_id: int) -> str:
     return render_to_string(f"{PAGE}#pane", {"answer": answer, "pane_oob": True})
 
 
-def _finish(answer_id: int, **outcome: Any) -> str:
+def _finish(answer_id: int, *, render: bool = True, **outcome: Any) -> str:
     services.answer_finish(answer_id=answer_id, **outcome)
-    return _final_html(answer_id)
+    return _final_html(answer_id) if render else ""
 
 
-def _claim(answer: Answer, caller: calls.Caller, record: calls.CallRecord) -> tuple[ChatRequest | None,
-                                                                                   calls.Prepared | None]:
-    """Claim the answer and prepare its call, in one thread hop."""
-    chat = services.answer_claim(answer=answer)
-    return chat, calls.prepare(chat, caller=caller, record=record) if chat is not None else None
+@dataclass
+class _Claim:
+    """An answer claimed for its stream, and its call prepared."""
+
+    answer_id: int
+    caller: calls.Caller
+    record: calls.CallRecord
+    chat: ChatRequest | None  # None: not pending (finished, stopped, or streaming elsewhere)
+    prepared: calls.Prepared | None
+    marked: bool  # False: claimed from the cache; the stream marks it streaming in the database
 
 
-async def _answer_events(answer: Answer, user: Any) -> AsyncIterator[str]:
-    answer_id = answer.pk
-    caller, record = calls.Caller(source="playground", user=user), calls.CallRecord()
-    chat, prepared = await sync_to_async(_claim)(answer, caller, record)
+def _claim(request: HttpRequest, pk: int) -> _Claim:
+    """Claim the signed-in user's answer `pk` and prepare its call, in role_required's fetch: on the event
+    loop when the answer's request is kept (aspweb/inline.py), else in the sign-in check's thread hop. 404
+    for anyone else's answer."""
+    caller, record = calls.Caller(source="playground", user=request.user), calls.CallRecord()
+    chat = services.kept_request(answer_id=pk, user=request.user)
+    if chat is not None:
+        # Prepared before claiming: a preparation that needs the database starts this again in a thread,
+        # and the claim must be counted once.
+        prepared = calls.prepare(chat, caller=caller, record=record)
+        won = services.answer_claim_kept(answer_id=pk)
+        if won is not None:
+            return _Claim(pk, caller, record, chat if won else None, prepared if won else None, marked=False)
+    if inline.running_inline():
+        raise inline.NotKept("the answer's request")
+    try:
+        chat = services.answer_claim(answer_id=pk, user=request.user)
+    except Answer.DoesNotExist:
+        raise Http404("No such answer.") from None
+    prepared = calls.prepare(chat, caller=caller, record=record) if chat is not None else None
+    return _Claim(pk, caller, record, chat, prepared, marked=True)
+
+
+async def _answer_events(claim: _Claim) -> AsyncIterator[str]:
+    answer_id, chat, record = claim.answer_id, claim.chat, claim.record
     if chat is None:
         yield sse_event("done", await sync_to_async(_final_html)(answer_id))
         return
+    # Claimed from the cache: marked streaming while the provider is asked. The saves below wait for it,
+    # and save nothing when the answer was no longer pending (they only write a streaming answer).
+    marking = None if claim.marked else asyncio.ensure_future(
+        sync_to_async(services.answer_mark_streaming)(answer_id=answer_id))
+
+    async def save(**outcome: Any) -> str:
+        if marking is not None:
+            await marking
+        return await sync_to_async(_finish)(answer_id, text="".join(parts), request=chat, record=record, **outcome)
+
     parts: list[str] = []
     error: BaseException | None = None
     try:
-        stream = calls.stream_chat(chat, caller=caller, record=record, prepared=prepared)
+        stream = calls.stream_chat(chat, caller=claim.caller, record=record, prepared=claim.prepared)
         async with contextlib.aclosing(stream) as chunks:
             async for chunk in chunks:
+                if marking is not None and marking.done() and not marking.result():
+                    break  # stopped or answered again before the stream began: nothing here is saved
                 if chunk.text:
                     parts.append(chunk.text)
                     yield sse_event("delta", escape(chunk.text))
     except (asyncio.CancelledError, GeneratorExit):
         # The browser went away or pressed Stop (Django cancels us, or closes us at a yield): keep what
         # arrived, marked stopped. Shielded, so the save completes even as the cancellation unwinds.
-        save = sync_to_async(services.answer_finish)(answer_id=answer_id, status=Answer.Status.STOPPED,
-                                                     text="".join(parts), request=chat, record=record)
-        await asyncio.shield(save)
+        await asyncio.shield(save(status=Answer.Status.STOPPED, render=False))
         raise
     except (ProviderError, calls.CallError) as exc:
         error = exc
     except Exception as exc:
         logger.exception("Playground answer %s failed while streaming", answer_id)
         error = exc
-    status = Answer.Status.ERROR if error is not None else Answer.Status.OK
-    html = await sync_to_async(_finish)(answer_id, status=status, text="".join(parts), request=chat,
-                                        record=record, error=error)
-    yield sse_event("done", html)
+    yield sse_event("done", await save(status=Answer.Status.ERROR if error is not None else Answer.Status.OK,
+                                       error=error))
 
 
-@role_required(*SENDERS, fetch=_own_answer)
-async def answer_stream(request: HttpRequest, answer: Answer, pk: int) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(_answer_events(answer, request.user), content_type="text/event-stream")
+class _AnswerEvents:
+    """The claimed answer's events, started at the first read. Closed unread (the browser left as the
+    response began), the answer goes back to pending, and is streamed when the page opens it again."""
+
+    def __init__(self, claim: _Claim) -> None:
+        self.claim = claim
+        self.events: AsyncIterator[str] | None = None
+
+    def __aiter__(self) -> "_AnswerEvents":
+        return self
+
+    async def __anext__(self) -> str:
+        if self.events is None:
+            self.events = _answer_events(self.claim)
+        return await anext(self.events)
+
+    def close(self) -> None:  # Django calls it, in a thread, when the response is done with
+        if self.events is None and self.claim.chat is not None:
+            services.answer_release(answer_id=self.claim.answer_id)
+
+
+@role_required(*SENDERS, fetch=_claim)
+async def answer_stream(request: HttpRequest, claim: _Claim, pk: int) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(_AnswerEvents(claim), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies such as nginx: pass each event on at once
     return response

@@ -11,8 +11,10 @@ Every answer carries `x-request-id` (the ledger's request id for calls); answers
 streamed), `x-aspweb-cost` in USD. Errors always come in the endpoint's own error shape with the status
 a client can act on (see `_UPSTREAM` and `_REFUSALS`); an unexpected bug is a JSON 500, never a page.
 
-A request is admitted in one trip to a worker thread: the key is checked, the model must be one the key
-may use, the rate limits are counted and the response cache is looked up (`_admit_sync`).
+A request is admitted before its call: the key is checked, the model must be one the key may use, the
+rate limits are counted, the response cache is looked up and the call is prepared (`_admit`). Without
+Redis and with everything it reads kept in the worker, that runs on the event loop; otherwise in one trip
+to a worker thread.
 """
 
 import functools
@@ -30,6 +32,8 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from aspweb import inline
+from aspweb.inline import inline_or_hop
 from usage import services as usage_services
 
 from . import apikeys, calls
@@ -48,7 +52,7 @@ from .adapters.base import (
 from .gateway import anthropic_format, openai_format, openapi, ratelimit
 from .gateway import cache as response_cache
 from .gateway.checks import BadRequest
-from .models import ApiKey, Model, Route
+from .models import ApiKey, Model
 
 logger = logging.getLogger(__name__)
 
@@ -249,9 +253,10 @@ class Admission:
 
 def _admit_sync(raw_key: str | None, chat: ChatRequest | None, ask: CacheAsk | None,
                 record: calls.CallRecord | None = None) -> Admission:
-    """Key, then permission, then limits, then the cache, then the call's own preparation (resolution and
-    budget reservation): everything before the call that needs the database or the cache, in one thread
-    hop. Without `chat`, only the key."""
+    """Key, then permission, then limits, then the cache, then (with `record`) the call's own preparation
+    (resolution and budget reservation): everything before the call that needs the database or the cache.
+    Without `chat`, only the key. Reads come before the one change (the rate-limit count), so that an
+    inline attempt that needs the database can start again in a thread (aspweb/inline.py)."""
     try:
         key = apikeys.api_key_authenticate(raw_key)
     except apikeys.KeyRefused as exc:
@@ -283,8 +288,8 @@ def _cache_ttl(chat: ChatRequest, ask: CacheAsk | None) -> int | None:
         return ask.ttl or response_cache.DEFAULT_TTL
     if "/" in chat.model:
         return None
-    route_ttl = Route.objects.filter(name=chat.model, enabled=True).values_list("cache_ttl_seconds", flat=True).first()
-    return route_ttl or None
+    route = calls.route_named(chat.model)
+    return route.cache_ttl_seconds or None if route is not None else None
 
 
 async def _admit(request: HttpRequest, record: calls.CallRecord,
@@ -296,9 +301,21 @@ async def _admit(request: HttpRequest, record: calls.CallRecord,
         ask = _cache_ask(request)
         parsed = parse(_json_body(request))
     except (ApiError, BadRequest) as problem:
-        await sync_to_async(_admit_sync)(raw_key, None, None)
+        await inline_or_hop(_admit_sync, raw_key, None, None)
         raise problem from None
-    return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask, record), parsed
+    if not inline.cache_is_local():  # one thread hop for all of it
+        return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask, record), parsed
+    # On the event loop when everything is kept; preparing the call is tried apart, after the rate-limit
+    # count, so that only it starts again in a thread when it needs the database.
+    try:
+        with inline.only_kept():
+            admission = _admit_sync(raw_key, parsed.request, ask)
+    except inline.NEEDS_THREAD:
+        return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask, record), parsed
+    if admission.hit is None:
+        admission.prepared = await inline_or_hop(calls.prepare, parsed.request, caller=admission.caller,
+                                                 record=record)
+    return admission, parsed
 
 
 # -- calling ----------------------------------------------------------------------------------------
@@ -483,7 +500,7 @@ def _model_entry(item: _Listed, flavor: Flavor) -> dict[str, Any]:
 @gateway_view(None, "GET")
 async def model_list(request: HttpRequest, record: calls.CallRecord) -> HttpResponse:
     """The models and routes the key may use."""
-    admission = await sync_to_async(_admit_sync)(_raw_key(request), None, None)
+    admission = await inline_or_hop(_admit_sync, _raw_key(request), None, None)
     listed = await sync_to_async(_listed_sync)(admission.key)
     flavor = _flavor_of(request)
     data = [_model_entry(item, flavor) for item in listed]
@@ -495,7 +512,7 @@ async def model_list(request: HttpRequest, record: calls.CallRecord) -> HttpResp
 
 @gateway_view(None, "GET")
 async def model_retrieve(request: HttpRequest, record: calls.CallRecord, model_id: str) -> HttpResponse:
-    admission = await sync_to_async(_admit_sync)(_raw_key(request), None, None)
+    admission = await inline_or_hop(_admit_sync, _raw_key(request), None, None)
     listed = await sync_to_async(_listed_sync)(admission.key)
     item = next((item for item in listed if item.id == model_id), None)
     if item is None:

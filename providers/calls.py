@@ -159,7 +159,19 @@ class _Resolution:
 
 def _resolve_sync(address: str) -> "Plan":
     """PROVIDER/MODEL names one catalog model; a name without a slash is a route."""
-    return kept.resolutions.get(address, kept.resolutions.version(), lambda: _resolve_uncached(address)).plan()
+    return _resolution(address).plan()
+
+
+def _resolution(address: str) -> _Resolution:
+    return kept.resolutions.get(address, kept.resolutions.version(), lambda: _resolve_uncached(address))
+
+
+def route_named(name: str) -> Route | None:
+    """The route `name` as calls find it (kept); None when there is none that can serve."""
+    try:
+        return _resolution(name).route
+    except CallError:
+        return None
 
 
 def _resolve_uncached(address: str) -> tuple[_Resolution, float | None]:

@@ -3,6 +3,7 @@
 from collections.abc import Callable, Iterator
 
 import pytest
+from asgiref import sync
 from django.contrib.auth.models import Group
 from django.test import Client
 
@@ -78,3 +79,18 @@ def admin_client(client_as: Callable[[str], Client]) -> Client:
 def upstream() -> Iterator[FakeUpstream]:
     with FakeUpstream() as fake:
         yield fake
+
+
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The functions handed to sync_to_async meanwhile (thread hops), as module.qualname."""
+    seen: list[str] = []
+    original = sync.SyncToAsync.__init__
+
+    def recording(self: sync.SyncToAsync, func: object, *args: object, **kwargs: object) -> None:
+        target = getattr(func, "__func__", func)
+        seen.append(f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}")
+        original(self, func, *args, **kwargs)
+
+    monkeypatch.setattr(sync.SyncToAsync, "__init__", recording)
+    yield seen

@@ -7,7 +7,7 @@ from django.core.cache import cache
 
 from providers import api
 from providers.adapters.base import ChatRequest, Message
-from providers.models import Route
+from providers.models import Deployment, Route
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import OPENAI_MODEL, call, chat_body, make_key, make_providers, messages_body
 from usage.models import UsageRecord
@@ -119,9 +119,11 @@ def test_a_cached_answer_still_needs_a_key_that_may_use_the_model(key: str, upst
     assert call(CHAT, chat_body(), key="ask-unknown", headers=CACHE).status == 401
 
 
-def test_a_route_with_a_cache_ttl_caches_unless_the_request_says_no(db: None) -> None:
-    Route.objects.create(name="cached-route", cache_ttl_seconds=120)
-    Route.objects.create(name="plain-route")
+def test_a_route_with_a_cache_ttl_caches_unless_the_request_says_no(db: None, upstream: FakeUpstream) -> None:
+    model = make_providers(upstream)[OPENAI_MODEL]
+    for route in (Route.objects.create(name="cached-route", cache_ttl_seconds=120),
+                  Route.objects.create(name="plain-route")):
+        Deployment.objects.create(route=route, model=model)
     ask = api.CacheAsk(enabled=None, ttl=None)
 
     def request(model: str) -> ChatRequest:

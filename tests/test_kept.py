@@ -267,9 +267,10 @@ def test_the_ledger_prices_with_kept_versions_and_a_new_version_counts_at_once(m
 
 def test_an_unwritable_data_folder_falls_back_to_the_cache(model: Model, settings: object, tmp_path: object,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from aspweb import inline
     from aspweb import kept as kept_module
 
-    if kept_module._cache_is_shared():
+    if not inline.cache_is_local():
         pytest.skip("with Redis, versions are kept in Redis, never in the data folder")
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
@@ -280,3 +281,71 @@ def test_an_unwritable_data_folder_falls_back_to_the_cache(model: Model, setting
     assert first == store.version() and kept_module._files_unusable
     store.changed()
     assert store.version() != first
+
+
+# -- sessions (the engine without Redis) ---------------------------------------------------------------
+
+
+@pytest.fixture
+def kept_sessions(settings: object) -> None:
+    settings.SESSION_ENGINE = "accounts.sessions"
+
+
+def _session_queries(client: object) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get("/providers/").status_code == 200
+    return sum("django_session" in query["sql"] for query in captured)
+
+
+def test_a_signed_in_page_reads_no_session_once_kept(kept_sessions: None, client_as: object) -> None:
+    client = client_as("admin")
+    assert _session_queries(client) == 1
+    assert _session_queries(client) == 0
+
+
+def test_signing_out_in_another_process_ends_the_kept_session_at_once(kept_sessions: None,
+                                                                     client_as: object) -> None:
+    from django.contrib.sessions.models import Session
+
+    from accounts import sessions
+
+    client = client_as("admin")
+    assert _session_queries(client) == 1
+    # The other process deletes the row, and its store replaces the shared version as its signal would.
+    Session.objects.filter(session_key=client.session.session_key)._raw_delete("default")
+    assert client.get("/providers/").status_code == 200  # still kept: nothing told this worker
+    Kept(sessions.sessions.name, ttl=60.0)._new_version()
+    assert client.get("/providers/").status_code == 302
+
+
+def test_a_kept_session_ends_at_its_expiry(kept_sessions: None, client_as: object, monkeypatch: object) -> None:
+    from accounts import sessions
+
+    client = client_as("admin")
+    assert client.get("/providers/").status_code == 200
+    later = timezone.now() + timedelta(days=400)
+    monkeypatch.setattr(sessions.timezone, "now", lambda: later)
+    assert client.get("/providers/").status_code == 302
+
+
+def test_unknown_session_keys_are_not_kept(kept_sessions: None, db: None) -> None:
+    from django.test import Client
+
+    from accounts import sessions
+
+    client = Client()
+    client.cookies["sessionid"] = "made-up-key-0123456789abcdef0123"
+    assert client.get("/providers/").status_code == 302
+    assert "made-up-key-0123456789abcdef0123" not in sessions.sessions.entries
+
+
+def test_a_full_store_drops_expired_entries_first_then_everything() -> None:
+    store = Kept("test-most", ttl=60.0, most=3)
+    store.get("short", "v", lambda: ("s", 0.001))
+    store.get("a", "v", lambda: ("a", None))
+    store.get("b", "v", lambda: ("b", None))
+    time.sleep(0.01)
+    store.get("c", "v", lambda: ("c", None))
+    assert set(store.entries) == {"a", "b", "c"}
+    store.get("d", "v", lambda: ("d", None))
+    assert set(store.entries) == {"d"}

@@ -1,10 +1,7 @@
 """The middleware runs on the event loop under ASGI (aspweb/middleware.py): an async view is reached, and
 its response leaves, without a thread hop for any middleware; the hops that remain are needed ones."""
 
-from collections.abc import Iterator
-
 import pytest
-from asgiref import sync
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.test import AsyncClient
@@ -16,21 +13,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 MIDDLEWARE_MODULES = ("django.middleware", "django.contrib.sessions.middleware", "django.contrib.auth.middleware",
                       "django.contrib.messages.middleware", "whitenoise", "aspweb.middleware")
-
-
-@pytest.fixture
-def hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """The functions handed to sync_to_async meanwhile, as module.qualname."""
-    seen: list[str] = []
-    original = sync.SyncToAsync.__init__
-
-    def recording(self: sync.SyncToAsync, func: object, *args: object, **kwargs: object) -> None:
-        target = getattr(func, "__func__", func)
-        seen.append(f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}")
-        original(self, func, *args, **kwargs)
-
-    monkeypatch.setattr(sync.SyncToAsync, "__init__", recording)
-    yield seen
 
 
 def test_every_middleware_is_the_event_loop_kind() -> None:

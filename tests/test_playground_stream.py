@@ -15,14 +15,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
+from django.core.cache import cache
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from django.test import AsyncClient, Client
+from django.test import AsyncClient, Client, RequestFactory, TestCase
 
 from accounts.models import User
-from playground import views
+from aspweb import inline
+from playground import services, views
 from playground.models import Answer, Turn
 from providers import calls
 from providers.models import Model
@@ -102,11 +104,16 @@ def stream(user: User, answer: Answer, disconnect_after_deltas: int | None = Non
                                       disconnect_after_deltas))
 
 
-def send(user: User, data: dict) -> Turn:
+def send(user: User, data: dict, *, keep: bool = True) -> Turn:
+    """Send a prompt as the page does. The answers' requests are kept for their streams once the turn is
+    committed (keep=False: as if the stream opened on a worker that does not have them)."""
     client = Client()
     client.force_login(user)
-    response = client.post("/playground/send/", data, headers={"HX-Request": "true"})
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post("/playground/send/", data, headers={"HX-Request": "true"})
     assert response.status_code == 200, response.content
+    if not keep:
+        cache.clear()
     return Turn.objects.latest("id")
 
 
@@ -159,14 +166,19 @@ def test_text_is_escaped_while_it_streams(member: User, catalog: tuple[Model, Mo
     assert "<script>" not in result.done and "&lt;script&gt;" in result.done
 
 
+@pytest.mark.parametrize("keep", [True, False], ids=["kept request", "request built by the stream"])
 def test_a_later_turn_sends_the_earlier_turns_of_its_lane(member: User, catalog: tuple[Model, Model],
-                                                          upstream: FakeUpstream) -> None:
+                                                          upstream: FakeUpstream, keep: bool) -> None:
     cheap, _ = catalog
-    first = send(member, send_data(cheap, prompt="First question"))
+    first = send(member, send_data(cheap, prompt="First question"), keep=keep)
     stream(member, answers_of(first.pk)[0])
-    second = send(member, send_data(cheap, prompt="Second question", conversation=first.conversation_id))
+    second = send(member, send_data(cheap, prompt="Second question", conversation=first.conversation_id),
+                  keep=keep)
     assert second.conversation_id == first.conversation_id
-    stream(member, answers_of(second.pk)[0])
+    [answer] = answers_of(second.pk)
+    assert (cache.get(services._kept_key(answer.pk)) is not None) == keep
+    stream(member, answer)
+    assert cache.get(services._kept_key(answer.pk)) is None
     assert upstream.last_request.body["messages"] == [
         {"role": "user", "content": "First question"},
         {"role": "assistant", "content": REPLY},
@@ -228,8 +240,11 @@ def test_closing_the_stream_at_a_yield_also_saves_it_as_stopped(member: User, ca
     # an event is being sent.
     [answer] = answers_of(send(member, send_data(catalog[0])).pk)
 
+    request = RequestFactory().get("/")
+    request.user = member
+
     async def two_deltas_then_close() -> list[str]:
-        events = views._answer_events(answer, member)
+        events = views._answer_events(await sync_to_async(views._claim)(request, answer.pk))
         received = [await anext(events), await anext(events)]
         await events.aclose()
         return received
@@ -337,9 +352,11 @@ def test_an_unexpected_failure_shows_no_details(member: User, catalog: tuple[Mod
     assert "internal detail" not in result.body and API_KEY not in result.body
 
 
+@pytest.mark.parametrize("keep", [True, False], ids=["kept request", "request built by the stream"])
 def test_only_the_owner_can_stream_or_stop_an_answer(member: User, make_user: Callable[..., User],
-                                                     catalog: tuple[Model, Model], upstream: FakeUpstream) -> None:
-    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+                                                     catalog: tuple[Model, Model], upstream: FakeUpstream,
+                                                     keep: bool) -> None:
+    [answer] = answers_of(send(member, send_data(catalog[0]), keep=keep).pk)
     other = make_user("member", email="other@example.com")
     admin = make_user("admin")
 
@@ -351,3 +368,63 @@ def test_only_the_owner_can_stream_or_stop_an_answer(member: User, make_user: Ca
     assert stream(make_user("finance"), answer).status == 403
     answer.refresh_from_db()
     assert answer.status == Answer.Status.PENDING and upstream.requests == []
+
+
+def test_a_response_closed_before_its_first_event_hands_the_answer_back(
+    member: User, catalog: tuple[Model, Model], upstream: FakeUpstream
+) -> None:
+    # The browser left as the response began: the claimed answer is pending again, and streams later.
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    request = RequestFactory().get("/")
+    request.user = member
+
+    views._AnswerEvents(views._claim(request, answer.pk)).close()
+
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.PENDING and upstream.requests == []
+    assert "".join(stream(member, answer).deltas) == REPLY
+
+
+def _claim(user: User, answer: Answer) -> Any:
+    request = RequestFactory().get("/")
+    request.user = user
+    return views._claim(request, answer.pk)
+
+
+def test_an_answer_is_claimed_once_from_the_cache(member: User, catalog: tuple[Model, Model],
+                                                  upstream: FakeUpstream) -> None:
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    first, second = _claim(member, answer), _claim(member, answer)
+    assert first.chat is not None and not first.marked  # from the cache: marked by its stream
+    assert second.chat is None  # a second stream for it (an EventSource reconnecting) only gets the end
+
+
+def test_a_stop_between_the_claim_and_the_stream_wins(member: User, catalog: tuple[Model, Model],
+                                                      upstream: FakeUpstream) -> None:
+    upstream.chunk_delay = 0.02
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    claim = _claim(member, answer)
+    assert services.answer_settle_stop(answer_id=answer.pk, give_up=False)  # pending: stopped at once
+
+    async def events() -> list[str]:
+        return [event async for event in views._answer_events(claim)]
+
+    received = parse_events("".join(async_to_sync(events)()))
+    assert [event.name for event in received] == ["done"]
+    assert "Stopped before the first token." in received[0].data
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.STOPPED and answer.content == ""
+
+
+@pytest.mark.skipif(not inline.cache_is_local(), reason="with Redis, the sign-in check makes one thread hop")
+def test_a_kept_answer_streams_without_a_thread_hop_before_its_call(member: User, catalog: tuple[Model, Model],
+                                                                    upstream: FakeUpstream, hops: list[str]) -> None:
+    [first] = answers_of(send(member, send_data(catalog[0])).pk)
+    [second] = answers_of(send(member, send_data(catalog[0])).pk)
+    cookie = _session_cookie(member)
+    run_asgi(functools.partial(_asgi_get, f"/playground/answers/{first.pk}/stream/", cookie))
+    hops.clear()  # the session, the person and the model are kept from now on
+    result = run_asgi(functools.partial(_asgi_get, f"/playground/answers/{second.pk}/stream/", cookie))
+    assert "".join(result.deltas) == REPLY
+    assert not [hop for hop in hops if ".admit" in hop], hops  # the sign-in check and the claim: inline
+    assert any(hop.endswith("answer_mark_streaming") for hop in hops), hops
