@@ -1,6 +1,11 @@
-"""The OpenAI-compatible adapter against the fake upstream: real HTTP on loopback, the openai SDK inside."""
+"""The OpenAI-compatible adapter against the fake upstream: real HTTP on loopback, through the openai SDK
+(OpenAI, Azure OpenAI) and directly on aiohttp (every other kind).
+
+The behavioural tests take `provider_kind` and run once over each transport: "openai" for the SDK,
+"openai_compatible" for the direct one."""
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -12,7 +17,7 @@ import httpx2
 import openai
 import pytest
 
-from providers.adapters import openai_compat
+from providers.adapters import openai_compat, wire
 from providers.adapters.base import (
     ChatRequest,
     Chunk,
@@ -28,7 +33,8 @@ from providers.adapters.base import (
     pooled,
 )
 from providers.adapters.openai_compat import finish_reason_from_openai, usage_from_openai
-from tests.fakes.upstream import FakeUpstream
+from providers.kinds import KINDS
+from tests.fakes.upstream import DEFAULT_REPLY, FakeUpstream
 
 KEY = "sk-adapter-test-0123456789abcdef"
 HELLO = ChatRequest(model="gpt-test", messages=(Message("user", "Say hello."),))
@@ -86,14 +92,20 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(params=["openai", "openai_compatible"], ids=["sdk", "direct"])
+def provider_kind(request: pytest.FixtureRequest) -> str:
+    """A kind called through the openai SDK, then one spoken to directly: the same behaviour is expected."""
+    return request.param
+
+
 # -- text ---------------------------------------------------------------------------------------
 
 
-def test_stream_sends_text_in_several_chunks_then_usage_once(upstream: FakeUpstream) -> None:
+def test_stream_sends_text_in_several_chunks_then_usage_once(upstream: FakeUpstream, provider_kind: str) -> None:
     upstream.reply = "one two three four"
     upstream.usage = {"input_tokens": 20, "output_tokens": 4}
 
-    received = chunks(connection(upstream))
+    received = chunks(connection(upstream, provider_kind))
 
     texts = [chunk.text for chunk in received if chunk.text]
     assert texts == ["one ", "two ", "three ", "four"]
@@ -104,18 +116,18 @@ def test_stream_sends_text_in_several_chunks_then_usage_once(upstream: FakeUpstr
     assert body["stream_options"] == {"include_usage": True}
 
 
-def test_complete_is_a_native_non_streamed_call(upstream: FakeUpstream) -> None:
+def test_complete_is_a_native_non_streamed_call(upstream: FakeUpstream, provider_kind: str) -> None:
     upstream.reply = "Bonjour"
     upstream.usage = {"input_tokens": 9, "output_tokens": 1}
 
-    result = completed(connection(upstream))
+    result = completed(connection(upstream, provider_kind))
 
     assert result == Completion(text="Bonjour", usage=Usage(input_tokens=9, output_tokens=1), finish_reason="stop")
     assert "stream" not in upstream.last_request.body
     assert "stream_options" not in upstream.last_request.body
 
 
-def test_request_is_translated_with_system_first_and_every_setting(upstream: FakeUpstream) -> None:
+def test_request_is_translated_with_system_first_and_every_setting(upstream: FakeUpstream, provider_kind: str) -> None:
     request = ChatRequest(
         model="gpt-test",
         system="You are terse.",
@@ -131,7 +143,7 @@ def test_request_is_translated_with_system_first_and_every_setting(upstream: Fak
         extra={"seed": 7, "user": "alice"},
     )
 
-    chunks(connection(upstream), request)
+    chunks(connection(upstream, provider_kind), request)
 
     body = upstream.last_request.body
     assert body["model"] == "gpt-test"
@@ -144,7 +156,9 @@ def test_request_is_translated_with_system_first_and_every_setting(upstream: Fak
     assert (body["temperature"], body["top_p"], body["stop"]) == (0.2, 0.9, ["END"])
     assert (body["seed"], body["user"]) == (7, "alice")
     # OpenAI's reasoning models accept only max_completion_tokens; the preset says so.
-    assert body["max_completion_tokens"] == 64 and "max_tokens" not in body
+    cap, other = ("max_completion_tokens", "max_tokens") if provider_kind == "openai" else \
+        ("max_tokens", "max_completion_tokens")
+    assert body[cap] == 64 and other not in body
     assert upstream.last_request.api_key == KEY
 
 
@@ -155,13 +169,13 @@ def test_other_compatible_servers_get_max_tokens(upstream: FakeUpstream) -> None
     assert body["max_tokens"] == 32 and "max_completion_tokens" not in body
 
 
-def test_images_travel_as_image_url_parts(upstream: FakeUpstream) -> None:
+def test_images_travel_as_image_url_parts(upstream: FakeUpstream, provider_kind: str) -> None:
     picture = "data:image/png;base64,iVBORw0KGgo="
     request = ChatRequest(model="gpt-4o", messages=(
         Message("user", (TextPart("What is in these?"), ImagePart(picture), ImagePart("https://example.com/a.jpg"))),
     ))
 
-    chunks(connection(upstream), request)
+    chunks(connection(upstream, provider_kind), request)
 
     assert upstream.last_request.body["messages"] == [{"role": "user", "content": [
         {"type": "text", "text": "What is in these?"},
@@ -173,8 +187,8 @@ def test_images_travel_as_image_url_parts(upstream: FakeUpstream) -> None:
 # -- tools and reasoning ------------------------------------------------------------------------
 
 
-def test_tool_call_round_trip(upstream: FakeUpstream) -> None:
-    conn = connection(upstream)
+def test_tool_call_round_trip(upstream: FakeUpstream, provider_kind: str) -> None:
+    conn = connection(upstream, provider_kind)
     upstream.tool_call = {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}
     ask = ChatRequest(model="gpt-test", messages=(Message("user", "Weather in Paris?"),),
                       tools=(WEATHER_TOOL,), tool_choice="auto")
@@ -214,21 +228,21 @@ async def _replay(received: list[Chunk]) -> AsyncIterator[Chunk]:
         yield chunk
 
 
-def test_complete_returns_tool_calls(upstream: FakeUpstream) -> None:
+def test_complete_returns_tool_calls(upstream: FakeUpstream, provider_kind: str) -> None:
     upstream.tool_call = [{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {}}]
 
-    result = completed(connection(upstream))
+    result = completed(connection(upstream, provider_kind))
 
     assert [(call.name, json.loads(call.arguments)) for call in result.tool_calls] == [("a", {"x": 1}), ("b", {})]
     assert result.finish_reason == "tool_calls"
 
 
 @pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])  # DeepSeek's, OpenRouter's
-def test_reasoning_deltas_from_compatible_servers(upstream: FakeUpstream, field: str) -> None:
+def test_reasoning_deltas_from_compatible_servers(upstream: FakeUpstream, provider_kind: str, field: str) -> None:
     upstream.reasoning_field = field
     upstream.reasoning = "Two plus two is four."
     upstream.reply = "4"
-    conn = connection(upstream, "openai_compatible")
+    conn = connection(upstream, provider_kind)
 
     received = chunks(conn)
     result = completed(conn)
@@ -244,10 +258,10 @@ def test_reasoning_deltas_from_compatible_servers(upstream: FakeUpstream, field:
 # -- usage --------------------------------------------------------------------------------------
 
 
-def test_streamed_usage_with_cache_and_reasoning_tokens(upstream: FakeUpstream) -> None:
+def test_streamed_usage_with_cache_and_reasoning_tokens(upstream: FakeUpstream, provider_kind: str) -> None:
     upstream.usage = {"input_tokens": 2006, "output_tokens": 300, "cached_tokens": 1920, "reasoning_tokens": 64}
 
-    assert streamed(connection(upstream)).usage == Usage(
+    assert streamed(connection(upstream, provider_kind)).usage == Usage(
         input_tokens=86, cache_read_tokens=1920, output_tokens=300, reasoning_tokens=64)
 
 
@@ -349,9 +363,10 @@ def test_azure_calls_the_deployment_with_its_api_version(upstream: FakeUpstream)
     (500, "server", True),
     (503, "server", True),
 ])
-def test_http_errors_map_to_kinds(upstream: FakeUpstream, status: int, kind: str, retryable: bool) -> None:
+def test_http_errors_map_to_kinds(upstream: FakeUpstream, provider_kind: str, status: int, kind: str,
+                                  retryable: bool) -> None:
     upstream.fail_next(status)
-    conn = connection(upstream)
+    conn = connection(upstream, provider_kind)
 
     error, received = failure(lambda: openai_compat.stream(conn, HELLO))
 
@@ -361,10 +376,10 @@ def test_http_errors_map_to_kinds(upstream: FakeUpstream, status: int, kind: str
     assert KEY not in error.message
 
 
-def test_429_carries_retry_after(upstream: FakeUpstream) -> None:
+def test_429_carries_retry_after(upstream: FakeUpstream, provider_kind: str) -> None:
     upstream.fail_next(429, retry_after=7)
     upstream.fail_next(429, retry_after=3)
-    conn = connection(upstream)
+    conn = connection(upstream, provider_kind)
 
     streamed_error, _ = failure(lambda: openai_compat.stream(conn, HELLO))
     completed_error, _ = failure(lambda: openai_compat.complete(conn, HELLO))
@@ -374,10 +389,10 @@ def test_429_carries_retry_after(upstream: FakeUpstream) -> None:
     assert (completed_error.kind, completed_error.retry_after) == ("rate_limit", 3.0)
 
 
-def test_timeout(upstream: FakeUpstream) -> None:
+def test_timeout(upstream: FakeUpstream, provider_kind: str) -> None:
     upstream.fail_next("slow", delay=2)
     upstream.fail_next("slow", delay=2)
-    conn = connection(upstream, timeout=0.2)
+    conn = connection(upstream, provider_kind, timeout=0.2)
 
     started = time.monotonic()
     streamed_error, _ = failure(lambda: openai_compat.stream(conn, HELLO))
@@ -388,8 +403,8 @@ def test_timeout(upstream: FakeUpstream) -> None:
     assert time.monotonic() - started < 1.5
 
 
-def test_connection_refused_is_a_network_error() -> None:
-    conn = Connection(kind="openai", label="Fake OpenAI", base_url=f"http://127.0.0.1:{closed_port()}/v1",
+def test_connection_refused_is_a_network_error(provider_kind: str) -> None:
+    conn = Connection(kind=provider_kind, label="Fake OpenAI", base_url=f"http://127.0.0.1:{closed_port()}/v1",
                       api_key=KEY)
 
     error, _ = failure(lambda: openai_compat.stream(conn, HELLO))
@@ -398,10 +413,10 @@ def test_connection_refused_is_a_network_error() -> None:
     assert "Could not connect to Fake OpenAI" in error.message
 
 
-def test_connection_cut_mid_stream_is_a_retryable_network_error(upstream: FakeUpstream) -> None:
+def test_connection_cut_mid_stream_is_a_retryable_network_error(upstream: FakeUpstream, provider_kind: str) -> None:
     upstream.reply = "a b c d e f"
     upstream.fail_next("cut", cut_after=2)
-    conn = connection(upstream)
+    conn = connection(upstream, provider_kind)
 
     error, received = failure(lambda: openai_compat.stream(conn, HELLO))
 
@@ -411,11 +426,11 @@ def test_connection_cut_mid_stream_is_a_retryable_network_error(upstream: FakeUp
     assert "broke before the answer was complete" in error.message
 
 
-def test_malformed_chunk_is_a_server_error_in_plain_words(upstream: FakeUpstream) -> None:
+def test_malformed_chunk_is_a_server_error_in_plain_words(upstream: FakeUpstream, provider_kind: str) -> None:
     upstream.reply = "a b c d"
     upstream.fail_next("malformed", cut_after=1)
     upstream.fail_next("malformed")
-    conn = connection(upstream)
+    conn = connection(upstream, provider_kind)
 
     error, received = failure(lambda: openai_compat.stream(conn, HELLO))
     completed_error, _ = failure(lambda: openai_compat.complete(conn, HELLO))
@@ -445,6 +460,14 @@ def _status_error(cls: type[openai.APIStatusError], status: int, error: dict[str
     # An error event inside a stream that started with 200, as OpenRouter sends them.
     (openai.APIError("Provider returned error", httpx2.Request("POST", "https://openrouter.ai/api/v1"),
                      body={"code": 429, "message": "Rate limited upstream"}), "rate_limit"),
+    # The same, as the direct transport raises them.
+    (wire.StatusError(429, {"message": "You exceeded your current quota.", "type": "insufficient_quota",
+                            "code": "insufficient_quota"}, {}), "quota"),
+    (wire.StatusError(400, {"message": "The response was filtered.", "code": "content_filter"}, {}),
+     "content_filter"),
+    (wire.StatusError(402, {"message": "Insufficient credits", "code": 402}, {}), "quota"),
+    (wire.StatusError(502, "<html>Bad gateway</html>", {}), "server"),
+    (wire.EventError({"code": 429, "message": "Rate limited upstream"}), "rate_limit"),
 ])
 def test_error_bodies_map_to_kinds(exc: Exception, kind: str) -> None:
     error = openai_compat.map_error(exc, Connection(kind="openai", label="OpenAI", base_url="", api_key=KEY))
@@ -452,9 +475,13 @@ def test_error_bodies_map_to_kinds(exc: Exception, kind: str) -> None:
     assert error.kind == kind
 
 
-def test_messages_never_hold_the_key() -> None:
+@pytest.mark.parametrize("status_error", [
+    lambda body: _status_error(openai.AuthenticationError, 401, body),
+    lambda body: wire.StatusError(401, body, {}),
+], ids=["sdk", "direct"])
+def test_messages_never_hold_the_key(status_error: Callable[[dict[str, Any]], Exception]) -> None:
     conn = Connection(kind="openai", label="OpenAI", base_url="", api_key="not-shaped-like-a-key")
-    exc = _status_error(openai.AuthenticationError, 401, {
+    exc = status_error({
         "message": "Incorrect API key provided: not-shaped-like-a-key. You can find your API key in your "
                    "dashboard, and sk-proj-abcdefghijklmnop is not it either.",
         "type": "invalid_request_error", "code": "invalid_api_key"})
@@ -466,10 +493,9 @@ def test_messages_never_hold_the_key() -> None:
     assert "[redacted]" in error.message
 
 
-
-def test_a_request_not_to_stream_gets_the_whole_answer_as_chunks(upstream: FakeUpstream) -> None:
+def test_a_request_not_to_stream_gets_the_whole_answer_as_chunks(upstream: FakeUpstream, provider_kind: str) -> None:
     upstream.tool_call = [{"name": "a", "arguments": {"x": 1}}]
-    conn = connection(upstream)
+    conn = connection(upstream, provider_kind)
     request = replace(HELLO, stream=False)
 
     received = chunks(conn, request)
@@ -483,16 +509,180 @@ def test_a_request_not_to_stream_gets_the_whole_answer_as_chunks(upstream: FakeU
         again.text, [(c.name, c.arguments) for c in again.tool_calls], again.usage, again.finish_reason)
 
 
-def test_kept_clients_are_closed_when_their_event_loop_ends(upstream: FakeUpstream) -> None:
-    """The SDK clients run on aiohttp, whose sessions must be closed on their own loop: the pool closes
-    them as the loop shuts down."""
-    conn = connection(upstream)
+def test_kept_clients_are_closed_when_their_event_loop_ends(upstream: FakeUpstream, provider_kind: str) -> None:
+    """Both transports' clients run on aiohttp, whose sessions must be closed on their own loop: the pool
+    closes them as the loop shuts down."""
+    conn = connection(upstream, provider_kind)
+    make = openai_compat.client if provider_kind in openai_compat.SDK_KINDS else wire.Client
     kept: list[Any] = []
 
     async def run() -> None:
         async for _ in openai_compat.stream(conn, HELLO):
             pass
-        kept.append(pooled(conn, openai_compat.client))
+        kept.append(pooled(conn, make))
+        assert not kept[0].is_closed()
 
     asyncio.run(run())
     assert kept[0].is_closed()
+
+
+def test_an_error_event_inside_a_started_stream_is_mapped_like_an_error_status(upstream: FakeUpstream,
+                                                                                provider_kind: str) -> None:
+    """OpenRouter answers 200 and starts streaming (an SSE comment first), then reports its provider's failure
+    as an event."""
+    upstream.reply = "a b c d"
+    upstream.fail_next("error_event", cut_after=2)
+    conn = connection(upstream, provider_kind)
+
+    error, received = failure(lambda: openai_compat.stream(conn, HELLO))
+
+    assert "".join(chunk.text for chunk in received) == "a b "
+    assert all(chunk.usage is None for chunk in received)
+    assert (error.kind, error.status, error.retryable) == ("server", None, True)
+    assert error.message == "Fake OpenAI had a server error; it is usually temporary. " \
+                            "Fake OpenAI said: Provider disconnected unexpectedly"
+
+
+@pytest.mark.parametrize("fault", ["401", "404", "429", "503", "cut", "malformed", "error_event", "slow"])
+def test_both_transports_say_the_same_about_a_failure(upstream: FakeUpstream, fault: str) -> None:
+    upstream.reply = "a b c d"
+    said = []
+    for kind in ("openai", "openai_compatible"):
+        upstream.fail_next(fault, retry_after=4, delay=2)
+        conn = connection(upstream, kind, timeout=0.2)
+        error, _ = failure(lambda conn=conn: openai_compat.stream(conn, HELLO))
+        said.append((error.kind, error.status, error.retry_after, error.message))
+
+    assert said[0] == said[1]
+
+
+# -- the transports -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [name for name, kind in KINDS.items() if kind.adapter == "openai_compat"])
+def test_only_openai_and_azure_are_called_through_the_sdk(upstream: FakeUpstream, kind: str) -> None:
+    """The SDK announces itself in its headers (User-Agent, x-stainless-*); the direct transport does not."""
+    azure = {"base_url": upstream.base_url, "extra": {"api_version": "2024-10-21"}} if kind == "azure_openai" else {}
+
+    assert streamed(connection(upstream, kind, **azure)).text == DEFAULT_REPLY
+
+    headers = upstream.last_request.headers
+    through_sdk = kind in ("openai", "azure_openai")
+    assert any(name.startswith("x-stainless-") for name in headers) == through_sdk
+    assert headers["user-agent"].startswith("AsyncAzureOpenAI/" if kind == "azure_openai" else "AsyncOpenAI/") \
+        if through_sdk else "aiohttp" in headers["user-agent"]
+
+
+def test_keyless_servers_get_no_authorization_header(upstream: FakeUpstream) -> None:
+    streamed(connection(upstream, "ollama", api_key=""))
+    assert "authorization" not in upstream.last_request.headers
+
+    streamed(connection(upstream, "ollama"))
+    assert upstream.last_request.headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_list_models(upstream: FakeUpstream, provider_kind: str) -> None:
+    upstream.models = ["model-one", "model-two"]
+    conn = connection(upstream, provider_kind)
+
+    models = asyncio.run(openai_compat.list_models(conn))
+    upstream.fail_next(401)
+    error, _ = failure(lambda: openai_compat.list_models(conn))
+
+    assert [model.id for model in models] == ["model-one", "model-two"]
+    assert (upstream.last_request.method, upstream.last_request.path) == ("GET", "/v1/models")
+    assert (error.kind, error.status) == ("auth", 401)
+
+
+def test_listed_models_keep_their_context_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def listing(client: wire.Client, path: str) -> Any:
+        return {"data": [{"id": "a", "context_length": 200000}, {"id": "b", "context_window": 8192}, {"id": "c"},
+                         {"object": "model"}, "junk"]}
+
+    monkeypatch.setattr(wire.Client, "get", listing)
+    conn = Connection(kind="openrouter", label="OpenRouter", base_url="http://127.0.0.1:9/v1", api_key=KEY)
+
+    models = asyncio.run(openai_compat.list_models(conn))
+
+    assert [(model.id, model.context_window) for model in models] == [("a", 200000), ("b", 8192), ("c", None)]
+
+
+def test_finished_calls_leave_their_connection_to_the_next(upstream: FakeUpstream, provider_kind: str) -> None:
+    """A stream is read to the end of its body after `data: [DONE]`, so its connection goes back to the pool."""
+    conn = connection(upstream, provider_kind)
+
+    async def run() -> None:
+        for _ in range(3):
+            await collect(openai_compat.stream(conn, HELLO))
+            await openai_compat.complete(conn, HELLO)
+
+    asyncio.run(run())
+
+    assert (len(upstream.requests), upstream.connections_accepted) == (6, 1)
+
+
+def test_a_stream_left_early_lets_its_connection_go(upstream: FakeUpstream, provider_kind: str) -> None:
+    """A caller that stops reading (a member who stops the answer, a timeout) closes the connection: the
+    server stops sending at once instead of streaming into a buffer nobody reads."""
+    upstream.reply = " ".join(["word"] * 100)
+    upstream.chunk_delay = 0.02
+    conn = connection(upstream, provider_kind)
+
+    async def run() -> None:
+        async with contextlib.aclosing(openai_compat.stream(conn, HELLO)) as stream:
+            async for chunk in stream:
+                if chunk.text:
+                    break
+        # Still inside the loop, so the pool has closed nothing yet.
+        deadline = time.monotonic() + 1
+        while not upstream.last_request.client_disconnected and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    asyncio.run(run())
+
+    assert upstream.last_request.client_disconnected
+
+
+def test_a_proxy_from_the_environment_is_used(upstream: FakeUpstream, provider_kind: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", upstream.base_url)  # the fake answers requests sent to it as a proxy too
+    conn = connection(upstream, provider_kind, base_url="http://provider.invalid/v1")
+
+    assert streamed(conn).text == DEFAULT_REPLY
+    assert upstream.last_request.headers["host"] == "provider.invalid"
+
+
+# -- server-sent events -------------------------------------------------------------------------
+
+EVENTS = (
+    b": OPENROUTER PROCESSING\n\n"
+    b'data: {"a": 1}\n\n'
+    b"event: ping\n\n"  # no data: nothing to read
+    b'event: message\nid: 7\nretry: 100\ndata: {"b":\ndata\ndata:  2}\n\n'  # one value over three lines
+    b'data:{"c":\r\ndata: 3}\r\n\r\n'  # CRLF, the colon without its space
+    b'data: {"d": 4}\r\rdata: [DONE]\n\n'
+    b'data: {"e": 5}\n'  # the body ends before the event does
+)
+
+
+def decoded(pieces: list[bytes]) -> list[bytes]:
+    decoder = wire.EventDecoder()
+    return [data for piece in pieces for data in decoder.feed(piece)]
+
+
+def test_event_data_is_read_as_the_format_says() -> None:
+    events = decoded([EVENTS])
+
+    assert events == [b'{"a": 1}', b'{"b":\n\n 2}', b'{"c":\n3}', b'{"d": 4}', b"[DONE]"]
+    assert [json.loads(data) for data in events[:-1]] == [{"a": 1}, {"b": 2}, {"c": 3}, {"d": 4}]
+
+
+def test_event_data_is_the_same_however_the_body_arrives_in_pieces() -> None:
+    whole = decoded([EVENTS])
+
+    for cut in range(len(EVENTS) + 1):
+        assert decoded([EVENTS[:cut], EVENTS[cut:]]) == whole, cut
+    assert decoded([EVENTS[i:i + 1] for i in range(len(EVENTS))]) == whole

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import pairwise
@@ -416,6 +417,50 @@ def test_cut_anthropic_stream_raises_before_message_stop(fake: FakeUpstream) -> 
             events.append(event.type)
 
     assert events == ["message_start", "content_block_start", "content_block_delta"]
+
+
+def test_error_event_fault_reports_an_error_inside_a_200_stream(fake: FakeUpstream) -> None:
+    fake.reply = "a b c d e f"
+    fake.fail_next("error_event", cut_after=2)
+    fake.fail_next("error_event", cut_after=1)
+    chunks, events = [], []
+
+    with pytest.raises(openai.APIError, match="Provider disconnected unexpectedly"):
+        for chunk in openai_stream(fake):
+            chunks.append(chunk)
+    with pytest.raises(anthropic.APIError, match="Overloaded"):
+        for event in anthropic_client(fake).messages.create(
+            model="claude-test", max_tokens=100, messages=MESSAGES, stream=True
+        ):
+            events.append(event.type)
+
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "a b "
+    assert events == ["message_start", "content_block_start", "content_block_delta"]
+
+
+def test_openai_error_event_stream_wire_format(fake: FakeUpstream) -> None:
+    """As OpenRouter's: an SSE comment first, and the error in a chunk that finishes with "error"."""
+    fake.fail_next("error_event", cut_after=0)
+    response = httpx.post(
+        fake.openai_base_url + "/chat/completions",
+        json={"model": "gpt-test", "messages": MESSAGES, "stream": True},
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+
+    frames = response.text.split("\n\n")
+    assert response.status_code == 200
+    assert frames[0] == ": OPENROUTER PROCESSING" and frames[-1] == ""
+    last = json.loads(frames[-2].removeprefix("data: "))
+    assert last["error"] == {"code": "server_error", "message": "Provider disconnected unexpectedly"}
+    assert last["choices"][0]["finish_reason"] == "error"
+
+
+def test_connections_accepted_counts_kept_alive_connections_once(fake: FakeUpstream) -> None:
+    client = openai_client(fake)
+    for _ in range(3):
+        client.models.list()
+
+    assert (len(fake.requests), fake.connections_accepted) == (3, 1)
 
 
 def test_cut_non_streaming_response_fails(fake: FakeUpstream) -> None:

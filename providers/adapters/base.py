@@ -309,9 +309,10 @@ def retry_after_seconds(value: str | None) -> float | None:
 # One client per connection settings and event loop. Building an SDK client builds an SSL context
 # (tens of milliseconds, on the event loop), and a kept client reuses its open connections between
 # calls. Keyed by the loop because a client's pooled connections belong to the loop that opened them.
-# The SDKs' clients run on aiohttp (their DefaultAioHttpClient), whose sessions must be closed on their
-# loop: each loop's clients are closed by an async generator of the loop's own, which the loop closes
-# when it ends (asyncio.run, asgiref and uvicorn shut down a loop's async generators before closing it).
+# The SDKs' clients run on aiohttp (their DefaultAioHttpClient), as do the direct ones (`wire.Client`),
+# and aiohttp sessions must be closed on their loop: each loop's clients are closed by an async generator
+# of the loop's own, which the loop closes when it ends (asyncio.run, asgiref and uvicorn shut down a
+# loop's async generators before closing it).
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Any]]" = weakref.WeakKeyDictionary()
 _closers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]]" = weakref.WeakKeyDictionary()
 _closing: set[asyncio.Future] = set()  # clients dropped from a full pool, being closed

@@ -1,10 +1,14 @@
-"""OpenAI chat-completions wire format, through the official openai SDK.
+"""OpenAI chat-completions wire format, for every OpenAI-compatible kind.
 
-Serves every OpenAI-compatible kind; Azure differs only in its client (endpoint, API version,
-deployment names as model names). Server quirks come from the kind's preset (`stream_usage`,
-`max_tokens_param`).
+OpenAI and Azure OpenAI are called through the official openai SDK; Azure differs only in its client
+(endpoint, API version, deployment names as model names). Every other kind speaks the same format
+directly on aiohttp (`wire`): the SDK's request path alone costs about 0.85 ms a call, most of aspweb's
+budget of 2 ms added to the time to the first token. After the transport all is shared: events and
+answers are read as the JSON objects they are, and failures of both transports map to the same errors.
+Server quirks come from the kind's preset (`stream_usage`, `max_tokens_param`).
 """
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -14,6 +18,7 @@ import httpx2
 import openai
 
 from ..kinds import get_kind
+from . import wire
 from .base import (
     ChatRequest,
     Chunk,
@@ -40,6 +45,9 @@ from .base import (
     timed_listing,
     token_count,
 )
+
+# Called through the official SDK: a product requirement for OpenAI's own API (and Azure's, the same API).
+SDK_KINDS = frozenset({"openai", "azure_openai"})
 
 
 def client(conn: Connection) -> openai.AsyncOpenAI:
@@ -77,15 +85,20 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
     usage: Usage | None = None
     finish: FinishReason | None = None
     output: list[str] = []  # for an estimate when the server reports no usage
+    params["stream"] = True
     try:
-        api = pooled(conn, client)
-        # The SDK's request path (client, auth, headers, status errors, server-sent events, error events)
-        # with each event left as the JSON object it is: building the SDK's typed chunk per event cost
-        # more CPU than the rest of a gateway call (bench/gateway_bench.py breakdown).
-        events = await api.post("/chat/completions", body={**params, "stream": True}, cast_to=object,
-                                stream=True, stream_cls=openai.AsyncStream[object])
-        async with events:
-            async for event in events:
+        events: openai.AsyncStream[object] | contextlib.aclosing[AsyncIterator[Any]]
+        if conn.kind in SDK_KINDS:
+            # The SDK's request path (client, auth, headers, status errors, server-sent events, error events)
+            # with each event left as the JSON object it is: building the SDK's typed chunk per event cost
+            # more CPU than the rest of a gateway call (bench/gateway_bench.py breakdown).
+            events = await pooled(conn, client).post("/chat/completions", body=params, cast_to=object, stream=True,
+                                                     stream_cls=openai.AsyncStream[object])
+        else:
+            events = contextlib.aclosing(pooled(conn, wire.Client).events("chat/completions", params))
+        # Either way the connection is let go when the stream is: at its end, or when the caller stops early.
+        async with events as received:
+            async for event in received:
                 event = _object(event)
                 if usage_fields := _object(event.get("usage")):
                     usage = usage_from_openai(usage_fields)
@@ -121,10 +134,13 @@ async def complete(conn: Connection, request: ChatRequest) -> Completion:
     """One non-streamed call, mapped to the same types as the stream (the JSON read as it is, like the
     stream's events)."""
     try:
-        api = pooled(conn, client)
-        response = _object(await api.post("/chat/completions", body=_params(conn, request), cast_to=object))
+        if conn.kind in SDK_KINDS:
+            answer = await pooled(conn, client).post("/chat/completions", body=_params(conn, request), cast_to=object)
+        else:
+            answer = await pooled(conn, wire.Client).post("chat/completions", _params(conn, request))
     except Exception as exc:
         raise map_error(exc, conn) from None
+    response = _object(answer)
     choice = next((choice for choice in map(_object, _list(response.get("choices"))) if not choice.get("index")),
                   None)
     if choice is None:
@@ -259,35 +275,60 @@ def finish_reason_from_openai(value: str | None) -> FinishReason | None:
 
 
 def map_error(exc: Exception, conn: Connection) -> ProviderError:
+    """A failure of either transport (the SDK's exceptions, or `wire`'s and aiohttp's) as the ProviderError
+    it is, in the same words whichever transport met it."""
     if isinstance(exc, ProviderError):
         return exc
+    if isinstance(exc, wire.StatusError):
+        return status_error(exc.status, exc.body, exc.headers.get("retry-after"), conn)
+    if isinstance(exc, wire.EventError):
+        return event_error(exc.body, exc.message, conn)
     if isinstance(exc, openai.APITimeoutError) and not could_not_connect(exc):
         return ProviderError("timeout", plain_message("timeout", conn.label, None))
     if isinstance(exc, openai.APIConnectionError):
         return transport_error(exc.__cause__, conn)
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        body = exc.body if isinstance(exc.body, dict) else {}
-        code = str(body.get("code") or body.get("type") or "")
-        detail = redact(str(body.get("message") or ""), conn.api_key)
-        retry_after = retry_after_seconds(exc.response.headers.get("retry-after"))
-        kind = kind_for_status(status, code)
-        return ProviderError(kind, plain_message(kind, conn.label, status, detail, retry_after),
-                             status=status, retry_after=retry_after)
+        return status_error(exc.status_code, exc.body, exc.response.headers.get("retry-after"), conn)
     if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError):
         return malformed_error(conn)
     if isinstance(exc, openai.APIError):
-        # An error event inside a stream that had started with 200 (OpenRouter and others send them);
-        # OpenRouter puts the HTTP status it would have used into `code`.
-        body = exc.body if isinstance(exc.body, dict) else {}
-        code = str(body.get("code") or body.get("type") or "")
-        status = int(code) if code.isdigit() else None
-        kind = kind_for_status(status or 500, code)
-        detail = redact(str(body.get("message") or exc.message), conn.api_key)
-        return ProviderError(kind, plain_message(kind, conn.label, status, detail), status=status)
+        return event_error(exc.body, exc.message, conn)
     if isinstance(exc, httpx2.TransportError):
         return transport_error(exc, conn)
+    if isinstance(exc, aiohttp.ClientError | OSError):  # OSError: TimeoutError and ConnectionError among them
+        return connection_error(exc, conn)
     return ProviderError("server", plain_message("server", conn.label, None, redact(str(exc), conn.api_key)))
+
+
+def status_error(status: int, body: Any, retry_after_header: str | None, conn: Connection) -> ProviderError:
+    """An answer with an error status; `body` the error object, as both transports unwrap it."""
+    body = _object(body)
+    code = str(body.get("code") or body.get("type") or "")
+    detail = redact(str(body.get("message") or ""), conn.api_key)
+    retry_after = retry_after_seconds(retry_after_header)
+    kind = kind_for_status(status, code)
+    return ProviderError(kind, plain_message(kind, conn.label, status, detail, retry_after),
+                         status=status, retry_after=retry_after)
+
+
+def event_error(body: Any, message: str, conn: Connection) -> ProviderError:
+    """An error event inside a stream that had started with 200 (OpenRouter and others send them);
+    OpenRouter puts the HTTP status it would have used into `code`."""
+    body = _object(body)
+    code = str(body.get("code") or body.get("type") or "")
+    status = int(code) if code.isdigit() else None
+    kind = kind_for_status(status or 500, code)
+    detail = redact(str(body.get("message") or message), conn.api_key)
+    return ProviderError(kind, plain_message(kind, conn.label, status, detail), status=status)
+
+
+def connection_error(exc: Exception, conn: Connection) -> ProviderError:
+    """A failure below HTTP on the direct transport, from aiohttp."""
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.InvalidURL):
+        return ProviderError("network", plain_message("network", conn.label, None))
+    if isinstance(exc, TimeoutError):  # aiohttp's connect and read timeouts among them
+        return ProviderError("timeout", plain_message("timeout", conn.label, None))
+    return cut_error(conn)
 
 
 def transport_error(exc: BaseException | None, conn: Connection) -> ProviderError:
@@ -314,18 +355,21 @@ def could_not_connect(exc: BaseException | None) -> bool:
 
 
 async def list_models(conn: Connection) -> list[ModelInfo]:
+    """The server's `/models`, read as the JSON it is on both transports. OpenRouter adds `context_length`,
+    some servers `context_window`."""
     try:
-        api = pooled(conn, client)
-        models = [
-                ModelInfo(
-                    m.id,
-                    context_window=getattr(m, "context_length", None) or getattr(m, "context_window", None),
-                )
-                async for m in await api.models.list()
-            ]
+        if conn.kind in SDK_KINDS:
+            listing = await pooled(conn, client).get("/models", cast_to=object)
+        else:
+            listing = await pooled(conn, wire.Client).get("models")
     except Exception as exc:
         raise map_error(exc, conn) from None
-    return models
+    return [
+        ModelInfo(model["id"],
+                  context_window=token_count(model.get("context_length") or model.get("context_window")) or None)
+        for model in map(_object, _list(_object(listing).get("data")))
+        if isinstance(model.get("id"), str)
+    ]
 
 
 async def health_check(conn: Connection) -> Health:

@@ -24,12 +24,14 @@ class TrackingServer(ThreadingHTTPServer):
 
     def __init__(self, fake: Any, handler: type[BaseHTTPRequestHandler]) -> None:
         self.fake = fake
+        self.accepted = 0  # connections accepted so far: fewer than requests when clients keep them alive
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = super().get_request()
+        self.accepted += 1
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection, address
 
@@ -96,6 +98,13 @@ class LoopbackFake:
             raise RuntimeError(f"{type(self).__name__} is not running")
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted since the start: shows whether clients reuse their connections."""
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} is not running")
+        return self._server.accepted
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, but wake when the server stops."""

@@ -62,7 +62,11 @@ _ERRORS: dict[int, tuple[str, str | None, str, str]] = {
     503: ("server_error", None, "api_error", "The service is temporarily unavailable."),
     529: ("server_error", None, "overloaded_error", "Overloaded"),
 }
-FAULT_KINDS = frozenset({"ok", "cut", "slow", "malformed", *(str(status) for status in _ERRORS)})
+FAULT_KINDS = frozenset({"ok", "cut", "slow", "malformed", "error_event", *(str(status) for status in _ERRORS)})
+# What "error_event" sends: OpenRouter's example of a failure after the stream had started with 200 (its
+# error-handling docs), and Anthropic's error event (its streaming docs).
+OPENAI_ERROR_EVENT = {"code": "server_error", "message": "Provider disconnected unexpectedly"}
+ANTHROPIC_ERROR_EVENT = {"type": "overloaded_error", "message": "Overloaded"}
 # Tool-call arguments are streamed in pieces of this many characters, as models emit them token by token.
 ARGUMENT_PIECE = 8
 
@@ -74,14 +78,16 @@ class Fault:
     ``kind`` is "ok", "cut" (stream some chunks then drop the connection), "slow"
     (wait ``delay`` seconds between streamed events, or before a non-streamed answer),
     "malformed" (stream some chunks, then a data line that is not JSON, then end the stream;
-    a non-streamed answer is a truncated JSON body) or an HTTP status such as "429"
+    a non-streamed answer is a truncated JSON body), "error_event" (stream some chunks, then an
+    error event inside the 200 stream, then end it; OpenAI-format streams open with an SSE comment, as
+    OpenRouter's do; a non-streamed answer is unaffected) or an HTTP status such as "429"
     (error body in the provider's shape).
     """
 
     kind: str = "ok"
     retry_after: int = DEFAULT_RETRY_AFTER
     delay: float = DEFAULT_SLOW_DELAY
-    cut_after: int | None = None  # content chunks sent before a cut or malformed line; None: half of them
+    cut_after: int | None = None  # content chunks sent before a cut, malformed line or error event; None: half
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -611,12 +617,17 @@ class _Handler(BaseHTTPRequestHandler):
         counted = sum(1 for _, counts in deltas if counts)
 
         def events() -> Iterator[tuple[str | None, Any]]:
+            if fault.kind == "error_event":
+                yield ":", "OPENROUTER PROCESSING"
             yield None, chunk({"role": "assistant", "content": "" if answer.text else None, "refusal": None})
             position = 0
             for delta, counts in deltas:
                 if counts:
                     if self._breaks(fault, position, counted):
-                        yield None, json.dumps(chunk(delta))[:40]  # a data line cut off mid-JSON
+                        if fault.kind == "error_event":
+                            yield None, {**chunk({"content": ""}, "error"), "error": OPENAI_ERROR_EVENT}
+                        else:
+                            yield None, json.dumps(chunk(delta))[:40]  # a data line cut off mid-JSON
                         return
                     position += 1
                 yield None, chunk(delta)
@@ -687,7 +698,10 @@ class _Handler(BaseHTTPRequestHandler):
                     event = {"type": "content_block_delta", "index": index, "delta": delta}
                     if delta["type"] != "signature_delta":
                         if self._breaks(fault, position, counted):
-                            yield "content_block_delta", json.dumps(event)[:40]  # a data line cut off mid-JSON
+                            if fault.kind == "error_event":
+                                yield "error", {"type": "error", "error": ANTHROPIC_ERROR_EVENT}
+                            else:
+                                yield "content_block_delta", json.dumps(event)[:40]  # a data line cut off mid-JSON
                             return
                         position += 1
                     yield "content_block_delta", event
@@ -708,8 +722,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _breaks(fault: Fault, position: int, total: int) -> bool:
-        """True where a "malformed" fault puts its bad line; raises where a "cut" fault drops the connection."""
-        if fault.kind not in ("cut", "malformed"):
+        """True where a "malformed" or "error_event" fault puts its bad line or error event; raises where a
+        "cut" fault drops the connection."""
+        if fault.kind not in ("cut", "malformed", "error_event"):
             return False
         cut_after = fault.cut_after if fault.cut_after is not None else max(1, total // 2)
         if position < cut_after:
@@ -768,7 +783,10 @@ class _Handler(BaseHTTPRequestHandler):
                 if position:
                     self.server.fake._sleep(delay)
                 text = data if isinstance(data, str) else json.dumps(data)
-                frame = (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
+                if event == ":":  # a comment, as servers send to keep a connection open
+                    frame = f": {text}\n\n"
+                else:
+                    frame = (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
                 self._write_chunk(frame.encode())
             self.wfile.write(b"0\r\n\r\n")
         except _StreamCut:
