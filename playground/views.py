@@ -262,14 +262,20 @@ async def _answer_events(claim: _Claim) -> AsyncIterator[str]:
     if chat is None:
         yield sse_event("done", await sync_to_async(_final_html)(answer_id))
         return
-    # Claimed from the cache: marked streaming while the provider is asked. The saves below wait for it,
-    # and save nothing when the answer was no longer pending (they only write a streaming answer).
-    marking = None if claim.marked else asyncio.ensure_future(
-        sync_to_async(services.answer_mark_streaming)(answer_id=answer_id))
+    # Claimed from the cache, the answer is marked streaming in the database once the first token is on its
+    # way (the thread's work would hold up the first token for the interpreter), or before saving. The
+    # saves wait for it, and save nothing when the answer was no longer pending: Stop came first.
+    marking: asyncio.Future[bool] | None = None
+
+    def mark() -> asyncio.Future[bool] | None:
+        nonlocal marking
+        if marking is None and not claim.marked:
+            marking = asyncio.ensure_future(sync_to_async(services.answer_mark_streaming)(answer_id=answer_id))
+        return marking
 
     async def save(**outcome: Any) -> str:
-        if marking is not None:
-            await marking
+        if (pending := mark()) is not None:
+            await pending
         return await sync_to_async(_finish)(answer_id, text="".join(parts), request=chat, record=record, **outcome)
 
     parts: list[str] = []
@@ -283,6 +289,7 @@ async def _answer_events(claim: _Claim) -> AsyncIterator[str]:
                 if chunk.text:
                     parts.append(chunk.text)
                     yield sse_event("delta", escape(chunk.text))
+                    mark()
     except (asyncio.CancelledError, GeneratorExit):
         # The browser went away or pressed Stop (Django cancels us, or closes us at a yield): keep what
         # arrived, marked stopped. Shielded, so the save completes even as the cancellation unwinds.
