@@ -19,6 +19,7 @@ seconds, or sooner when the reader says so (a scheduled price version coming int
 Writes that send no signal (a queryset's update()) call the store's `changed()` themselves.
 """
 
+import functools
 import logging
 import os
 import time
@@ -52,6 +53,11 @@ def _files_failed(exc: OSError) -> None:
                    "processes now count only when kept rows expire.", settings.DATA_DIR, exc)
 
 
+@functools.lru_cache(maxsize=8)
+def _folder(data_dir: str) -> Path:
+    return Path(data_dir) / "kept"
+
+
 class Kept:
     def __init__(self, name: str, ttl: float, most: int | None = None) -> None:
         self.name = name
@@ -76,7 +82,7 @@ class Kept:
         return current
 
     def _file(self) -> Path:
-        return Path(settings.DATA_DIR) / "kept" / self.name
+        return _folder(str(settings.DATA_DIR)) / self.name
 
     def _file_version(self) -> str:
         try:
