@@ -23,10 +23,11 @@ from decimal import Decimal
 from types import ModuleType
 from typing import Any, Literal
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 
+from aspweb.inline import inline_or_hop
 from budgets import services as budget_services
 from usage import services as usage_services
 from usage import writer as usage_writer
@@ -358,8 +359,8 @@ async def stream_chat(request: ChatRequest, *, caller: Caller, provider: str | N
     started = prepared.started if prepared is not None else time.perf_counter()
     try:
         if prepared is None:
-            prepared = await sync_to_async(prepare)(request, caller=caller, record=record, provider=provider,
-                                                    started=started)
+            prepared = await inline_or_hop(prepare, request, caller=caller, record=record, provider=provider,
+                                           started=started)
         if prepared.refused is not None:
             raise prepared.refused
         async for chunk in _stream_with_fallback(prepared.plan, request, caller, record, started, sleep):
@@ -387,13 +388,13 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
     candidates = list(plan.targets)
     while candidates:
         target = candidates.pop(0)
-        if plan.route is not None and not await sync_to_async(routing.admit)(target.model.pk):
+        if plan.route is not None and not await inline_or_hop(routing.admit, target.model.pk):
             record.skipped.append(target.address)
             continue
         upstream_request = replace(request, model=target.model.name)
         if target is not plan.targets[0]:
             # A fallback deployment may fall under hard budgets the first one did not.
-            await sync_to_async(_reserve)(target, upstream_request, caller, record)
+            await inline_or_hop(_reserve, target, upstream_request, caller, record)
         _serve_from(target, record)
         retries = 0 if candidates else target.provider.max_retries
         try:
@@ -401,13 +402,13 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
                 yield chunk
         except ProviderError as exc:
             if plan.route is not None and exc.retryable:
-                await sync_to_async(routing.record_failure)(target.model.pk)
+                await inline_or_hop(routing.record_failure, target.model.pk)
             if record.delivered or not exc.retryable or not candidates:
                 raise
             logger.info("Falling back from %s after %s", target.address, exc.kind)
             continue
         if plan.route is not None:
-            await sync_to_async(_observe_success)(target, record)
+            await inline_or_hop(_observe_success, target, record)
         return
     cooling = [routing.circuit(t.model.pk).retry_in for t in plan.targets]
     raise ProviderError(

@@ -561,7 +561,7 @@ def test_both_transports_say_the_same_about_a_failure(upstream: FakeUpstream, fa
 
 @pytest.mark.parametrize("kind", [name for name, kind in KINDS.items() if kind.adapter == "openai_compat"])
 def test_only_openai_and_azure_are_called_through_the_sdk(upstream: FakeUpstream, kind: str) -> None:
-    """The SDK announces itself in its headers (User-Agent, x-stainless-*); the direct transport does not."""
+    """The SDK announces itself in its headers (User-Agent, x-stainless-*); the direct transport as aspweb."""
     azure = {"base_url": upstream.base_url, "extra": {"api_version": "2024-10-21"}} if kind == "azure_openai" else {}
 
     assert streamed(connection(upstream, kind, **azure)).text == DEFAULT_REPLY
@@ -570,7 +570,7 @@ def test_only_openai_and_azure_are_called_through_the_sdk(upstream: FakeUpstream
     through_sdk = kind in ("openai", "azure_openai")
     assert any(name.startswith("x-stainless-") for name in headers) == through_sdk
     assert headers["user-agent"].startswith("AsyncAzureOpenAI/" if kind == "azure_openai" else "AsyncOpenAI/") \
-        if through_sdk else "aiohttp" in headers["user-agent"]
+        if through_sdk else headers["user-agent"] == "aspweb"
 
 
 def test_keyless_servers_get_no_authorization_header(upstream: FakeUpstream) -> None:

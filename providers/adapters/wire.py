@@ -64,7 +64,7 @@ class Client:
         self._root = root.rstrip("/") + "/"
         self._query = "?" + query if query else ""
         self._urls: dict[str, URL] = {}
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "User-Agent": "aspweb"}
         if conn.api_key:  # keyless servers (Ollama, vLLM) get no Authorization header at all
             headers["Authorization"] = f"Bearer {conn.api_key}"
         headers.update(conn.headers)
