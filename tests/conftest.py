@@ -94,3 +94,9 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
     monkeypatch.setattr(sync.SyncToAsync, "__init__", recording)
     yield seen
+
+
+@pytest.fixture
+def local_cache(settings: object) -> None:
+    """The embedded default's cache (this process's own memory), whatever the suite runs with."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -31,7 +31,7 @@ def run(function: object) -> object:
     return async_to_sync(go)()
 
 
-def test_kept_reads_run_on_the_event_loop_and_misses_in_a_thread(hops: list[str]) -> None:
+def test_kept_reads_run_on_the_event_loop_and_misses_in_a_thread(local_cache: None, hops: list[str]) -> None:
     store.forget()
     assert run(_kept_value) == "read"  # a miss: read in a thread
     assert hops == [f"{__name__}._kept_value"]
@@ -39,7 +39,7 @@ def test_kept_reads_run_on_the_event_loop_and_misses_in_a_thread(hops: list[str]
     assert hops == [f"{__name__}._kept_value"]
 
 
-def test_a_query_goes_to_a_thread(hops: list[str]) -> None:
+def test_a_query_goes_to_a_thread(local_cache: None, hops: list[str]) -> None:
     assert run(_query) == 0
     assert hops == [f"{__name__}._query"]
 
@@ -48,7 +48,7 @@ def _nothing() -> str:
     return "done"
 
 
-def test_with_a_shared_cache_everything_goes_to_a_thread(hops: list[str], settings: object) -> None:
+def test_with_a_shared_cache_everything_goes_to_a_thread(local_cache: None, hops: list[str], settings: object) -> None:
     assert run(_nothing) == "done" and hops == []
     # Every kept version would be a trip to Redis (nothing here connects to it).
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -57,8 +57,8 @@ def test_with_a_shared_cache_everything_goes_to_a_thread(hops: list[str], settin
     assert run(_nothing) == "done" and hops == [f"{__name__}._nothing"]
 
 
-@pytest.mark.skipif(not inline.cache_is_local(), reason="with Redis, admission always makes one thread hop")
-def test_a_gateway_call_is_admitted_without_a_thread_hop_once_kept(hops: list[str], upstream: FakeUpstream) -> None:
+def test_a_gateway_call_is_admitted_without_a_thread_hop_once_kept(local_cache: None, hops: list[str],
+                                                                   upstream: FakeUpstream) -> None:
     make_providers(upstream)
     _, key = make_key()
     assert call("/v1/chat/completions", chat_body(), key=key).status == 200

@@ -23,7 +23,6 @@ from django.db import close_old_connections
 from django.test import AsyncClient, Client, RequestFactory, TestCase
 
 from accounts.models import User
-from aspweb import inline
 from playground import services, views
 from playground.models import Answer, Turn
 from providers import calls
@@ -419,9 +418,9 @@ def test_a_stop_between_the_claim_and_the_stream_wins(member: User, catalog: tup
     assert answer.status == Answer.Status.STOPPED and answer.content == ""
 
 
-@pytest.mark.skipif(not inline.cache_is_local(), reason="with Redis, the sign-in check makes one thread hop")
-def test_a_kept_answer_streams_without_a_thread_hop_before_its_call(member: User, catalog: tuple[Model, Model],
-                                                                    upstream: FakeUpstream, hops: list[str]) -> None:
+def test_a_kept_answer_streams_without_a_thread_hop_before_its_call(
+    local_cache: None, member: User, catalog: tuple[Model, Model], upstream: FakeUpstream, hops: list[str]
+) -> None:
     [first] = answers_of(send(member, send_data(catalog[0])).pk)
     [second] = answers_of(send(member, send_data(catalog[0])).pk)
     cookie = _session_cookie(member)
