@@ -19,7 +19,6 @@ seconds, or sooner when the reader says so (a scheduled price version coming int
 Writes that send no signal (a queryset's update()) call the store's `changed()` themselves.
 """
 
-import functools
 import logging
 import os
 import time
@@ -53,11 +52,6 @@ def _files_failed(exc: OSError) -> None:
                    "processes now count only when kept rows expire.", settings.DATA_DIR, exc)
 
 
-@functools.lru_cache(maxsize=8)
-def _folder(data_dir: str) -> Path:
-    return Path(data_dir) / "kept"
-
-
 class Kept:
     def __init__(self, name: str, ttl: float, most: int | None = None) -> None:
         self.name = name
@@ -67,6 +61,7 @@ class Kept:
         self.most = most
         # key -> (version, expires at on time.monotonic(), value)
         self.entries: dict[Any, tuple[str, float, Any]] = {}
+        self._path: tuple[str, Path] | None = None  # the data folder, and the version file under it
 
     def version(self) -> str:
         """The current version, made when there is none yet (a fresh or cleared cache)."""
@@ -82,7 +77,10 @@ class Kept:
         return current
 
     def _file(self) -> Path:
-        return _folder(str(settings.DATA_DIR)) / self.name
+        data_dir = str(settings.DATA_DIR)
+        if self._path is None or self._path[0] != data_dir:
+            self._path = (data_dir, Path(data_dir) / "kept" / self.name)
+        return self._path[1]
 
     def _file_version(self) -> str:
         try:
