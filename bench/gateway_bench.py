@@ -136,7 +136,7 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
                 subprocess.run([PYTHON, "manage.py", "flush", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
             os.environ.clear()
             os.environ.update(env)  # this process seeds the same database with the same settings
-            key = _seed(upstream_url)
+            key = _seed(upstream_url, args.kind)
             port = free_port()
             app = subprocess.Popen(
                 [PYTHON, "-m", "uvicorn", args.app, "--host", "127.0.0.1", "--port", str(port),
@@ -174,7 +174,7 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _seed(upstream_url: str) -> str:
+def _seed(upstream_url: str, kind: str) -> str:
     import django
 
     django.setup()
@@ -185,7 +185,7 @@ def _seed(upstream_url: str) -> str:
 
     provider, _ = Provider.objects.update_or_create(
         name="bench", archived_at=None,
-        defaults={"kind": "openai_compatible", "base_url": upstream_url, "api_key": UPSTREAM_KEY, "max_retries": 0})
+        defaults={"kind": kind, "base_url": upstream_url, "api_key": UPSTREAM_KEY, "max_retries": 0})
     model, created = Model.objects.get_or_create(provider=provider, name="fake-model-a")
     if created:
         Price.objects.create(model=model, input=Decimal("1"), output=Decimal("2"))
@@ -395,7 +395,7 @@ def breakdown(args: argparse.Namespace) -> None:
         call_command("migrate", verbosity=0)
         if args.database_url:
             call_command("flush", interactive=False, verbosity=0)
-        key = _seed(upstream_url)
+        key = _seed(upstream_url, args.kind)
         handler = ASGIHandler()
         body = json.dumps(Target("aspweb", "", key, "bench/fake-model-a").body()).encode()
 
@@ -459,6 +459,8 @@ def main() -> None:
         command.add_argument("--app", default="aspweb.asgi:application")
         command.add_argument("--litellm", help="the litellm executable of a separate virtualenv")
         command.add_argument("--database-url")
+        command.add_argument("--kind", default="openai_compatible", choices=["openai_compatible", "openai"],
+                             help="the provider's kind: openai_compatible is called directly, openai through its SDK")
         command.add_argument("--requests", type=int, default=300)
         command.add_argument("--seconds", type=float, default=20)
         command.add_argument("--concurrency", type=int, default=16)
