@@ -79,8 +79,6 @@ class Target:
         return {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
 
 
-
-
 def serve_upstream() -> None:
     """The fake upstream in this process until killed; its base URL goes to stdout (runs in its own process)."""
     from tests.fakes import upstream
