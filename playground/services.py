@@ -98,7 +98,7 @@ def turn_create(*, user: Any, conversation: Conversation | None, models: Sequenc
     conversation.save()
     turn = Turn.objects.create(conversation=conversation, prompt=prompt)
     answers = _answers_create(turn, models)
-    transaction.on_commit(lambda: requests_keep(turn, answers, first=new))
+    transaction.on_commit(lambda: requests_keep(turn, answers, first=new), robust=True)
     return turn
 
 
@@ -115,9 +115,9 @@ def turn_redo(*, turn: Turn, models: Sequence[Model], params: Params, prompt: st
         turn.save(update_fields=["prompt"])
     old = list(turn.answers.values_list("pk", flat=True))
     turn.answers.all().delete()
-    transaction.on_commit(lambda: _forget_kept(old))
+    transaction.on_commit(lambda: _forget_kept(old), robust=True)
     answers = _answers_create(turn, models)
-    transaction.on_commit(lambda: requests_keep(turn, answers))
+    transaction.on_commit(lambda: requests_keep(turn, answers), robust=True)
     return turn
 
 
@@ -216,7 +216,8 @@ def requests_keep(turn: Turn, answers: Sequence[Answer], *, first: bool = False)
     for every pane, and not at all for a first turn), and keep them in Django's cache with their owner for
     the streams the page opens a moment later, with a count of the streams that claimed each: a stream
     then claims its answer and starts its call without the database (`answer_claim_kept`). A stream that
-    finds none (opened later, or on another worker without Redis) claims and builds from the database."""
+    finds none (opened later, on another worker without Redis, or after this failed: it runs on commit,
+    robust, so that a send never fails for it) claims and builds from the database."""
     earlier = [] if first else list(turn.conversation.turns.filter(id__lt=turn.id).prefetch_related("answers"))
     kept: dict[str, Any] = {}
     for answer in answers:
