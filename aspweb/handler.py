@@ -22,6 +22,7 @@ threads close their connections.
 """
 
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import AsyncToSync, ThreadSensitiveContext
@@ -29,6 +30,15 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connections, reset_queries
+
+# Set while this handler serves a request: the query log is cleared at the end of its requests only, so
+# that a request made otherwise (a test client's, under Django's CaptureQueriesContext) keeps its log.
+_serving: ContextVar[bool] = ContextVar("aspweb_serving", default=False)
+
+
+def reset_queries_at_the_end(**kwargs: Any) -> None:
+    if _serving.get():
+        reset_queries()
 
 
 class ThreadPool:
@@ -67,7 +77,7 @@ class ASGIHandler(DjangoASGIHandler):
         self.threads = ThreadPool(settings.ASPWEB_IDLE_THREADS)
         request_started.disconnect(close_old_connections)
         request_started.disconnect(reset_queries)
-        request_finished.connect(reset_queries)
+        request_finished.connect(reset_queries_at_the_end)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -81,10 +91,12 @@ class ASGIHandler(DjangoASGIHandler):
             await super().__call__(scope, receive, send)
             return
         executor = self.threads.borrow()
+        serving = _serving.set(True)
         try:
             async with ThreadSensitiveContext(executor=executor):
                 await self.handle(scope, receive, send)
         finally:
+            _serving.reset(serving)
             self.threads.give_back(executor)
 
     async def lifespan(self, receive: Any, send: Any) -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, connection, reset_queries
+from django.db import close_old_connections, connection
 
-from aspweb.handler import ASGIHandler, ThreadPool
+from aspweb.handler import ASGIHandler, ThreadPool, reset_queries_at_the_end
 from tests.asgi_support import asgi_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,5 +92,18 @@ def test_a_request_starts_without_a_thread_hop() -> None:
     app = ASGIHandler()
     assert not [receiver for receiver in request_started._live_receivers(None)[0]
                 if getattr(receiver, "__module__", "").startswith("django.db")]
-    assert {close_old_connections, reset_queries} <= set(request_finished._live_receivers(None)[0])
+    assert {close_old_connections, reset_queries_at_the_end} <= set(request_finished._live_receivers(None)[0])
+    app.threads.close()
+
+
+def test_a_test_clients_queries_stay_in_the_log_once_the_handler_exists(client_as: Any) -> None:
+    """The handler clears the query log at the end of its own requests only: a request made otherwise
+    keeps its queries for Django's CaptureQueriesContext."""
+    from django.test.utils import CaptureQueriesContext
+
+    app = ASGIHandler()
+    client = client_as("superuser")  # an admin by the flag: this module's flushes take the role groups away
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get("/providers/").status_code == 200
+    assert any("providers_provider" in query["sql"] for query in captured)
     app.threads.close()
