@@ -8,8 +8,10 @@ dropped at their next use.
 
 Where Django's cache is each process's own memory (the embedded default, without Redis), the version is
 a file under the data folder instead, so that a change made by another process on the machine (a
-management command revoking a key, importing a config) counts in the server at once: replacing the file
-gives it a new inode, and reading the version is one stat().
+management command revoking a key, importing a config) counts in the server at once. Each change appends
+a byte to the file and the version is its size, read with one stat(): a size only grows, so a version
+never comes back, however close together changes come (a file's time could: many file systems stamp
+times at a clock tick of milliseconds, and a replaced file's inode is soon used again).
 
 The version is read before the rows, so an entry is never stored under a version newer than what it
 read; it is replaced both at once and again when the transaction commits, so that a request reading
@@ -37,6 +39,9 @@ from aspweb import inline
 
 logger = logging.getLogger(__name__)
 
+
+# A version file is started afresh at this size (a million changes).
+_START_AFRESH_AT = 1 << 20
 
 # Set when the data folder cannot be written: versions then live in this process's cache alone.
 _files_unusable: list[str] = []
@@ -88,14 +93,19 @@ class Kept:
         except FileNotFoundError:
             self._new_file_version()
             stat = os.stat(self._file())
-        return f"{stat.st_ino}:{stat.st_mtime_ns}"
+        return f"{stat.st_ino}:{stat.st_size}"
 
     def _new_file_version(self) -> None:
         path = self._file()
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{self.name}.{uuid.uuid4().hex}")
-        temporary.write_text(uuid.uuid4().hex)
-        os.replace(temporary, path)  # a new inode: a new version, for every process at its next stat()
+        with open(path, "ab") as file:  # appending: every process's byte lands, and the size only grows
+            file.write(b"+")
+            size = file.tell()
+        if size >= _START_AFRESH_AT:
+            # A new file, under a new inode, long after any entry kept under the old one has expired.
+            temporary = path.with_name(f".{self.name}.{uuid.uuid4().hex}")
+            temporary.write_bytes(b"+")
+            os.replace(temporary, path)
 
     def get(self, key: Any, current: str, read: Callable[[], tuple[Any, float | None]]) -> Any:
         """The value kept for `key` under version `current`, or `read()`'s, which returns the value and

@@ -349,3 +349,29 @@ def test_a_full_store_drops_expired_entries_first_then_everything() -> None:
     assert set(store.entries) == {"a", "b", "c"}
     store.get("d", "v", lambda: ("d", None))
     assert set(store.entries) == {"d"}
+
+
+def test_a_file_version_counts_changes_and_never_comes_back(settings: object, tmp_path: object,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Redis the version is the file's size: changes in the same clock tick still count, and a
+    file's time going back (or standing still) cannot bring an old version back."""
+    import os
+
+    from aspweb import inline
+    from aspweb import kept as kept_module
+
+    if not inline.cache_is_local():
+        pytest.skip("with Redis, versions are kept in Redis, never in the data folder")
+    settings.DATA_DIR = tmp_path
+    store = Kept("count-test", ttl=60.0)
+    seen = [store.version()]
+    for _ in range(50):
+        store._new_version()
+        os.utime(store._file(), ns=(0, 0))  # every change stamped with the same time
+        seen.append(store.version())
+    assert len(set(seen)) == len(seen)
+    monkeypatch.setattr(kept_module, "_START_AFRESH_AT", 60)
+    for _ in range(20):  # past the size at which the file starts afresh
+        store._new_version()
+        seen.append(store.version())
+    assert len(set(seen)) == len(seen) and os.path.getsize(store._file()) < 60
