@@ -186,8 +186,12 @@ def history(turns: Iterable[Turn], lane: int) -> list[Message]:
 
 def chat_request(answer: Answer) -> ChatRequest:
     """The request `answer` (loaded with its turn, conversation and model) is streamed with."""
-    turn = answer.turn
-    return _request(answer, turn, list(turn.conversation.turns.filter(id__lt=turn.id).prefetch_related("answers")))
+    return _request(answer, answer.turn, _earlier(answer.turn))
+
+
+def _earlier(turn: Turn) -> list[Turn]:
+    """The conversation's turns before `turn`, with their answers (the history a request carries)."""
+    return list(turn.conversation.turns.filter(id__lt=turn.id).prefetch_related("answers"))
 
 
 def _request(answer: Answer, turn: Turn, earlier: list[Turn]) -> ChatRequest:
@@ -218,7 +222,7 @@ def requests_keep(turn: Turn, answers: Sequence[Answer], *, first: bool = False)
     then claims its answer and starts its call without the database (`answer_claim_kept`). A stream that
     finds none (opened later, on another worker without Redis, or after this failed: it runs on commit,
     robust, so that a send never fails for it) claims and builds from the database."""
-    earlier = [] if first else list(turn.conversation.turns.filter(id__lt=turn.id).prefetch_related("answers"))
+    earlier = [] if first else _earlier(turn)
     kept: dict[str, Any] = {}
     for answer in answers:
         kept[_kept_key(answer.pk)] = (turn.conversation.user_id, _request(answer, turn, earlier))

@@ -303,19 +303,20 @@ async def _admit(request: HttpRequest, record: calls.CallRecord,
     except (ApiError, BadRequest) as problem:
         await inline_or_hop(_admit_sync, raw_key, None, None)
         raise problem from None
-    if not inline.cache_is_local():  # one thread hop for all of it
-        return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask, record), parsed
-    # On the event loop when everything is kept; preparing the call is tried apart, after the rate-limit
-    # count, so that only it starts again in a thread when it needs the database.
-    try:
-        with inline.only_kept():
-            admission = _admit_sync(raw_key, parsed.request, ask)
-    except inline.NEEDS_THREAD:
-        return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask, record), parsed
-    if admission.hit is None:
-        admission.prepared = await inline_or_hop(calls.prepare, parsed.request, caller=admission.caller,
-                                                 record=record)
-    return admission, parsed
+    if inline.cache_is_local():
+        # On the event loop when everything is kept; preparing the call is tried apart, after the rate-limit
+        # count, so that only it starts again in a thread when it needs the database.
+        try:
+            with inline.only_kept():
+                admission = _admit_sync(raw_key, parsed.request, ask)
+        except inline.NEEDS_THREAD:
+            pass
+        else:
+            if admission.hit is None:
+                admission.prepared = await inline_or_hop(calls.prepare, parsed.request, caller=admission.caller,
+                                                         record=record)
+            return admission, parsed
+    return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask, record), parsed  # all in one hop
 
 
 # -- calling ----------------------------------------------------------------------------------------
