@@ -39,7 +39,7 @@ from accounts.audit import audit_log
 from aspweb.kept import Kept
 from aspweb.roles import ADMIN, FINANCE, has_role
 from providers.templatetags.money import usd
-from usage import rollups
+from usage import pricing, rollups
 from usage.models import UsageRecord
 
 from . import notify, periods, tasks
@@ -47,7 +47,6 @@ from .models import AlertEvent, Budget, BudgetPeriod, Delivery, Notification, Re
 
 logger = logging.getLogger(__name__)
 
-MILLION = Decimal(1_000_000)
 # Counters keep ten decimal places, like the ledger's costs.
 MONEY_PLACES = Decimal("1e-10")
 # Added to the limit in the reservation's condition. Every stored amount is a multiple of 1e-10, so on
@@ -121,12 +120,11 @@ def budget_period_get(budget: Budget, span: periods.Span) -> tuple[BudgetPeriod,
 
 
 def worst_case_cost(price: Any, *, input_tokens: int, output_tokens: int) -> Decimal:
-    """The most a call can cost at `price`: every input token at the dearer of the input and cache-write
-    prices, plus `output_tokens` at the output price. No price, no cost."""
+    """The most a call can cost at `price` (usage.pricing.worst_case_cost), rounded up to the ledger's
+    places. No price, no cost."""
     if price is None:
         return Decimal(0)
-    input_price = max(p for p in (price.input, price.cache_write) if p is not None)
-    cost = (Decimal(input_tokens) * input_price + Decimal(output_tokens) * price.output) / MILLION
+    cost = pricing.worst_case_cost(price, input_tokens=input_tokens, output_tokens=output_tokens)
     return cost.quantize(MONEY_PLACES, rounding=ROUND_UP)
 
 

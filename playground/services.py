@@ -305,7 +305,7 @@ def answer_finish(*, answer_id: int, status: str, text: str, request: ChatReques
         if cost is None and record.price is not None:
             cost = pricing.cost(usage, record.price)
         fields.update(
-            input_tokens=usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens,
+            input_tokens=usage.prompt_tokens,
             output_tokens=usage.output_tokens,
             usage_estimated=usage.estimated,
             cost=cost,

@@ -334,7 +334,7 @@ def _chunks(admission: Admission, chat: ChatRequest, record: calls.CallRecord) -
 def _tokens(usage: Usage | None) -> int:
     if usage is None:
         return 0
-    return usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens + usage.output_tokens
+    return usage.prompt_tokens + usage.output_tokens
 
 
 def _after_call_sync(admission: Admission, record: calls.CallRecord, completion: Completion | None) -> None:
@@ -358,7 +358,8 @@ def _record_cache_hit(admission: Admission, record: calls.CallRecord) -> None:
         request_id=record.request_id, provider=model.provider, model=model, source="gateway", status="ok",
         user=admission.key.user, api_key=admission.key, cached=True, finish_reason=hit.completion.finish_reason or "",
         input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens, output_tokens=usage.output_tokens,
+        cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        output_tokens=usage.output_tokens,
         reasoning_tokens=usage.reasoning_tokens, usage_estimated=usage.estimated, attempts=0,
     )
 

@@ -45,8 +45,9 @@ class Kind:
     models: tuple[str, ...] = ()
     # genai-prices provider id used for default prices; None when it has no data for this kind.
     prices_provider: str | None = None
-    # Prefix the provider puts on model ids that genai-prices does not use.
-    prices_strip_prefix: str = ""
+    # Model ids genai-prices knows under another name, or only as served through another of its
+    # providers: {the provider's id: (genai-prices provider id, its model id)}.
+    prices_aliases: dict[str, tuple[str, str]] = field(default_factory=dict)
     free: bool = False
     base_url_label: str = "Base URL"
     base_url_help: str = ""
@@ -56,6 +57,12 @@ class Kind:
     stream_usage: bool = True
     # The body field capping the answer: OpenAI's reasoning models accept only max_completion_tokens.
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # The provider is the billing party and reports what it charged for each call (OpenRouter's
+    # `usage.cost`, the Claude CLI's `total_cost_usd`): that charge is the call's cost.
+    bills_reported_cost: bool = False
+    # False where a request's max_tokens is not honoured (the Claude CLI has no such option): a worst case
+    # then reserves the model's whole output.
+    caps_output: bool = True
 
     @property
     def needs_key(self) -> bool:
@@ -97,6 +104,7 @@ KINDS: dict[str, Kind] = _kinds(
     Kind(
         "openrouter", "OpenRouter", "openai_compat", base_url="https://openrouter.ai/api/v1",
         key_env="OPENROUTER_API_KEY", extra=("referer", "title"), prices_provider="openrouter",
+        bills_reported_cost=True,
         models=("anthropic/claude-3-haiku", "openai/gpt-4o-mini"),
         help="Hundreds of models behind one key; model ids carry the vendor prefix.",
     ),
@@ -115,15 +123,19 @@ KINDS: dict[str, Kind] = _kinds(
     Kind(
         "together", "Together AI", "openai_compat", base_url="https://api.together.xyz/v1",
         key_env="TOGETHER_API_KEY", prices_provider="together",
-        models=("meta-llama/Llama-3.3-70B-Instruct-Turbo", "Qwen/Qwen2.5-72B-Instruct-Turbo",
-                "deepseek-ai/DeepSeek-R1-Distill-Llama-70B"),
+        models=("meta-llama/Llama-3.3-70B-Instruct-Turbo", "deepseek-ai/DeepSeek-V3", "openai/gpt-oss-120b"),
+        # Together's own prices for these are in genai-prices' data for Together as a Hugging Face provider.
+        prices_aliases={"deepseek-ai/DeepSeek-V3": ("huggingface_together", "deepseek-ai/DeepSeek-V3")},
     ),
     Kind(
         "fireworks", "Fireworks AI", "openai_compat", base_url="https://api.fireworks.ai/inference/v1",
         key_env="FIREWORKS_API_KEY", prices_provider="fireworks",
-        prices_strip_prefix="accounts/fireworks/models/",
         models=("accounts/fireworks/models/llama-v3p3-70b-instruct",
-                "accounts/fireworks/models/qwen2p5-72b-instruct", "accounts/fireworks/models/deepseek-r1"),
+                "accounts/fireworks/models/qwen3-235b-a22b", "accounts/fireworks/models/deepseek-r1-0528"),
+        # Fireworks' own price for Llama 3.3 70B is in genai-prices' data for Fireworks as a Hugging Face
+        # provider, under the model's Hugging Face name.
+        prices_aliases={"accounts/fireworks/models/llama-v3p3-70b-instruct":
+                        ("huggingface_fireworks-ai", "meta-llama/Llama-3.3-70B-Instruct")},
     ),
     Kind(
         "deepinfra", "DeepInfra", "openai_compat", base_url="https://api.deepinfra.com/v1/openai",
@@ -165,6 +177,7 @@ KINDS: dict[str, Kind] = _kinds(
     Kind(
         "claude_cli", "Claude CLI", "claude_cli", api_key="none", base_url_need="none",
         prices_provider="anthropic", models=("claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5"),
+        bills_reported_cost=True, caps_output=False,
         help="Runs the `claude` command on this server with its own login; needs the CLI installed.",
     ),
 )

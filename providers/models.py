@@ -136,7 +136,10 @@ class Price(models.Model):
     """A version of a model's prices in USD per 1M tokens, in force from `effective_from` until the next.
 
     Prices are never edited in place: a change is a new version, so every usage record keeps pointing at
-    the version it was priced with. Empty cache prices mean cached tokens cost the input price.
+    the version it was priced with. One price per token class the providers bill: uncached input, output
+    (reasoning included), cache reads, cache writes kept 5 minutes (or a provider's only write duration)
+    and cache writes kept 1 hour. An empty cache price means those tokens cost the input price (an empty
+    1-hour write price: the 5-minute one, where set). `tiers` hold long-context prices (PriceTier).
     """
 
     class Source(models.TextChoices):
@@ -151,6 +154,7 @@ class Price(models.Model):
     output = models.DecimalField(**price_field_kwargs)
     cache_read = models.DecimalField(null=True, blank=True, **price_field_kwargs)
     cache_write = models.DecimalField(null=True, blank=True, **price_field_kwargs)
+    cache_write_1h = models.DecimalField(null=True, blank=True, **price_field_kwargs)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.ADMIN)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -161,13 +165,53 @@ class Price(models.Model):
             models.UniqueConstraint(fields=["model", "effective_from"], name="price_unique_effective_from"),
         ]
 
-    PRICE_FIELDS = ("input", "output", "cache_read", "cache_write")
+    PRICE_FIELDS = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
 
     def __str__(self) -> str:
         return f"{self.model} from {self.effective_from:%Y-%m-%d %H:%M}"
 
-    def as_dict(self) -> dict[str, Decimal | None]:
-        return {name: getattr(self, name) for name in self.PRICE_FIELDS}
+    @property
+    def tier_list(self) -> list["PriceTier"]:
+        """The long-context tiers, lowest threshold first. Read from the prefetch where there is one (the
+        kept price versions have theirs, usage.services.model_prices); an unsaved version has none."""
+        if self.pk is None:
+            return []
+        return sorted(self.tiers.all(), key=lambda tier: tier.above)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The prices and tiers, comparable between versions (price_set adds no version equal to the one
+        in force)."""
+        return {**{name: getattr(self, name) for name in self.PRICE_FIELDS},
+                "tiers": [tier.as_dict() for tier in self.tier_list]}
+
+
+class PriceTier(models.Model):
+    """A long-context tier of a price version: a call whose prompt is above `above` tokens is priced, every
+    token of it, at this tier's prices (the highest tier whose threshold the prompt passes). The prompt is
+    counted as the providers count it for their tiers: every input token, cached or not. Empty cache prices
+    fall back as in Price, to this tier's input (or 5-minute write) price."""
+
+    price = models.ForeignKey(Price, on_delete=models.CASCADE, related_name="tiers")
+    above = models.PositiveIntegerField(help_text="Prompt tokens (cached ones included) above which this tier "
+                                                  "prices the whole call.")
+    input = models.DecimalField(**price_field_kwargs)
+    output = models.DecimalField(**price_field_kwargs)
+    cache_read = models.DecimalField(null=True, blank=True, **price_field_kwargs)
+    cache_write = models.DecimalField(null=True, blank=True, **price_field_kwargs)
+    cache_write_1h = models.DecimalField(null=True, blank=True, **price_field_kwargs)
+
+    class Meta:
+        ordering = ["price", "above"]
+        constraints = [
+            models.UniqueConstraint(fields=["price", "above"], name="price_tier_unique_threshold",
+                                    violation_error_message="Two tiers of one price cannot share a threshold."),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.price} above {self.above} tokens"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"above": self.above, **{name: getattr(self, name) for name in Price.PRICE_FIELDS}}
 
 
 class ApiKey(models.Model):

@@ -16,7 +16,7 @@ from .adapters import get_adapter
 from .adapters.base import Connection, Health, ModelInfo, ProviderError
 from .crypto import reveal
 from .kinds import EXTRA_FIELDS, Kind
-from .models import Deployment, Model, Price, Provider, Route
+from .models import Deployment, Model, Price, PriceTier, Provider, Route
 
 logger = logging.getLogger(__name__)
 
@@ -98,68 +98,85 @@ def provider_test(*, provider: Provider, actor: Any) -> Health:
     return health
 
 
-def default_price(kind: Kind, model_name: str, when: datetime | None = None) -> dict[str, Decimal] | None:
-    """Prices per 1M tokens from genai-prices' offline data, or None where it has none."""
-    if kind.free:
-        return {"input": Decimal(0), "output": Decimal(0), "cache_read": Decimal(0), "cache_write": Decimal(0)}
-    if not kind.prices_provider:
-        return None
-    from genai_prices.data_snapshot import get_snapshot
+def default_price(kind: Kind, model_name: str, when: datetime | None = None) -> dict[str, Any] | None:
+    """Prices per 1M tokens from genai-prices' offline data (Price.as_dict's shape, tiers included), or
+    None where it has none.
 
-    ref = model_name.removeprefix(kind.prices_strip_prefix)
-    try:
-        _, info = get_snapshot().find_provider_model(ref, None, kind.prices_provider, None)
-    except LookupError:
+    genai-prices' `cache_write_mtok` is the 5-minute write (or a provider's only duration) and
+    `cache_write_1h_mtok` the 1-hour write. A price of its may be tiered by the prompt's size; each tier
+    here holds every class's price from that threshold on (a class without tiers keeps its base price)."""
+    if kind.free:
+        return {**dict.fromkeys(Price.PRICE_FIELDS, Decimal(0)), "tiers": []}
+    info = _prices_model(kind, model_name)
+    if info is None:
         return None
     prices = info.get_prices(when or datetime.now(tz=UTC))
-
-    def per_mtok(name: str) -> Decimal | None:
-        value = getattr(prices, name, None)
-        # Tiered prices (long-context surcharges) start from their base tier.
-        value = getattr(value, "base", value)
-        return Decimal(str(value)) if value is not None else None
-
-    input_price, output_price = per_mtok("input_mtok"), per_mtok("output_mtok")
-    if input_price is None or output_price is None:
+    keys = {"input": "input_mtok", "output": "output_mtok", "cache_read": "cache_read_mtok",
+            "cache_write": "cache_write_mtok", "cache_write_1h": "cache_write_1h_mtok"}
+    values = {name: getattr(prices, key, None) for name, key in keys.items()}
+    if values["input"] is None or values["output"] is None:
         return None
+
+    def at(value: Any, tokens: int | None) -> Decimal | None:
+        """The price of one class for a prompt above `tokens` (None: the base)."""
+        if value is None:
+            return None
+        if not hasattr(value, "tiers"):
+            return Decimal(str(value))
+        applied = value.base
+        for tier in value.tiers:
+            if tokens is not None and tokens >= tier.start:
+                applied = tier.price
+        return Decimal(str(applied))
+
+    thresholds = sorted({tier.start for value in values.values() for tier in getattr(value, "tiers", ())})
     return {
-        "input": input_price,
-        "output": output_price,
-        "cache_read": per_mtok("cache_read_mtok"),
-        "cache_write": per_mtok("cache_write_mtok"),
+        **{name: at(value, None) for name, value in values.items()},
+        "tiers": [{"above": start, **{name: at(value, start) for name, value in values.items()}}
+                  for start in thresholds],
     }
 
 
-def default_context_window(kind: Kind, model_name: str) -> int | None:
+def _prices_model(kind: Kind, model_name: str) -> Any:
+    """genai-prices' model for a catalog model of `kind`, or None."""
     if not kind.prices_provider:
         return None
     from genai_prices.data_snapshot import get_snapshot
 
+    provider_id, ref = kind.prices_aliases.get(model_name, (kind.prices_provider, model_name))
     try:
-        _, info = get_snapshot().find_provider_model(
-            model_name.removeprefix(kind.prices_strip_prefix), None, kind.prices_provider, None
-        )
+        return get_snapshot().find_provider_model(ref, None, provider_id, None)[1]
     except LookupError:
         return None
-    return info.context_window
 
 
-def price_set(*, model: Model, prices: dict[str, Decimal | None], actor: Any, source: str = Price.Source.ADMIN,
+def default_context_window(kind: Kind, model_name: str) -> int | None:
+    info = _prices_model(kind, model_name)
+    return info.context_window if info is not None else None
+
+
+def price_set(*, model: Model, prices: dict[str, Any], actor: Any, source: str = Price.Source.ADMIN,
               effective_from: datetime | None = None) -> Price | None:
-    """Add a price version unless it equals the one in force then. Returns the new version or None."""
+    """Add a price version unless it equals the one in force then. `prices`: Price.as_dict's shape (a
+    missing class is empty; `tiers`, optional, a list of {"above": tokens, class: price, ...}). Returns
+    the new version or None."""
     effective_from = effective_from or timezone.now()
+    tiers = sorted(({"above": int(tier["above"]), **{name: tier.get(name) for name in Price.PRICE_FIELDS}}
+                    for tier in prices.get("tiers") or ()), key=lambda tier: tier["above"])
     values = {name: prices.get(name) for name in Price.PRICE_FIELDS}
     with transaction.atomic():
         current = model.price_at(effective_from)
-        if current is not None and current.as_dict() == values:
+        if current is not None and current.as_dict() == {**values, "tiers": tiers}:
             return None
         price = Price.objects.create(
             model=model, effective_from=effective_from, source=source,
             created_by=actor if getattr(actor, "is_authenticated", False) else None, **values,
         )
+        PriceTier.objects.bulk_create([PriceTier(price=price, **tier) for tier in tiers])
         audit_log(actor, "price.create", model, target_label=str(model),
                   effective_from=effective_from.isoformat(),
-                  **{k: str(v) if v is not None else None for k, v in values.items()})
+                  **{k: str(v) if v is not None else None for k, v in values.items()},
+                  tiers=[{k: str(v) if v is not None else None for k, v in tier.items()} for tier in tiers])
     return price
 
 

@@ -1,4 +1,5 @@
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -40,13 +41,22 @@ class UsageRecord(models.Model):
 
     input_tokens = models.PositiveIntegerField(default=0, help_text="Uncached input tokens.")
     cache_read_tokens = models.PositiveIntegerField(default=0)
-    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Written to the cache for 5 minutes "
+                                                                          "(or the provider's only duration).")
+    cache_write_1h_tokens = models.PositiveIntegerField(default=0, db_default=0, help_text="Written to the cache for 1 hour.")
     output_tokens = models.PositiveIntegerField(default=0, help_text="Output tokens, reasoning included.")
     reasoning_tokens = models.PositiveIntegerField(default=0)
     usage_estimated = models.BooleanField(default=False)
+    # What the call costs: the provider's reported charge where the provider is the billing party and
+    # reports one (OpenRouter, the Claude CLI), else `computed_cost`.
     cost = models.DecimalField(max_digits=18, decimal_places=10, default=0)
-    # What the provider itself said the call cost, where it says (the Claude CLI does).
+    # aspweb's own computation: the tokens at the price version in force; None without a price.
+    computed_cost = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    # What the provider itself said the call cost, where it says.
     reported_cost = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
+    # Tokens were used but nothing prices them: no price version, no reported charge. Such a call is
+    # counted apart in every total, never silently free.
+    unpriced = models.BooleanField(default=False, db_default=False)
     # Answered from the gateway's response cache: no provider was called.
     cached = models.BooleanField(default=False)
 
@@ -67,7 +77,18 @@ class UsageRecord(models.Model):
     @property
     def prompt_tokens(self) -> int:
         """All input tokens, cached or not."""
-        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens + self.cache_write_1h_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.output_tokens
+
+    @property
+    def cost_difference(self) -> "Decimal | None":
+        """The provider's reported charge less aspweb's own computation, where both exist."""
+        if self.reported_cost is None or self.computed_cost is None:
+            return None
+        return self.reported_cost - self.computed_cost
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -93,6 +114,7 @@ class Rollup(models.Model):
         "requests", "errors", "cancelled", "estimated",
         "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
         "cost", "latency_ms_sum", "latency_count", "ttft_ms_sum", "ttft_count",
+        "cache_write_1h_tokens", "unpriced", "unpriced_tokens",
     )
     # The record's columns a row is per, besides its day, in the order `key` spells them.
     DIMENSIONS: tuple[str, ...] = ()
@@ -106,10 +128,13 @@ class Rollup(models.Model):
     estimated = models.BigIntegerField(default=0, help_text="Records whose token counts were estimated.")
     input_tokens = models.BigIntegerField(default=0, help_text="Uncached input tokens.")
     cache_read_tokens = models.BigIntegerField(default=0)
-    cache_write_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0, help_text="Cache writes kept 5 minutes.")
+    cache_write_1h_tokens = models.BigIntegerField(default=0, db_default=0, help_text="Cache writes kept 1 hour.")
     output_tokens = models.BigIntegerField(default=0, help_text="Output tokens, reasoning included.")
     reasoning_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=22, decimal_places=10, default=0)
+    unpriced = models.BigIntegerField(default=0, db_default=0, help_text="Records that used tokens with nothing to price them.")
+    unpriced_tokens = models.BigIntegerField(default=0, db_default=0, help_text="All the tokens of the unpriced records.")
     latency_ms_sum = models.BigIntegerField(default=0)
     latency_count = models.BigIntegerField(default=0)
     ttft_ms_sum = models.BigIntegerField(default=0)

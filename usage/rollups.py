@@ -53,14 +53,15 @@ def record_amounts(record: UsageRecord) -> list[Any]:
         int(record.latency_ms is not None),
         record.ttft_ms or 0,
         int(record.ttft_ms is not None),
+        record.cache_write_1h_tokens,
+        int(record.unpriced),
+        record.total_tokens if record.unpriced else 0,
     ]
 
 
-def cost_amounts(delta: Any) -> list[Any]:
-    """Amounts that change the cost only (re-pricing)."""
-    amounts: list[Any] = [0] * len(SUM_FIELDS)
-    amounts[COST] = delta
-    return amounts
+def repricing_amounts(before: UsageRecord, after: UsageRecord) -> list[Any]:
+    """What re-pricing a record changes in its rows: its cost, and whether it counts as unpriced."""
+    return [new - old for old, new in zip(record_amounts(before), record_amounts(after), strict=True)]
 
 
 class Additions:

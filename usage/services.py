@@ -4,6 +4,7 @@ the records' transaction. Re-pricing and rebuilding the rollups go through here 
 through `usage.writer.usage_record_write`, which gathers concurrent calls' records into batches."""
 
 import bisect
+import copy
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -51,11 +52,35 @@ def record_cost(usage: pricing.UsageLike, price: Any) -> Decimal:
     return pricing.cost(usage, price).quantize(COST_PLACES)
 
 
+def record_price(record: UsageRecord, price: Any, *, bills_reported_cost: bool) -> None:
+    """Set what a record costs at `price` (the version in force at its start, or None): its computed cost,
+    its cost, and whether it is unpriced.
+
+    - An answer replayed from the gateway's response cache called no provider: it costs 0, unpriced or not.
+    - Where the provider is the billing party (`bills_reported_cost`) and reported its charge, that charge
+      is the cost; aspweb's computation stays beside it in `computed_cost`.
+    - A record that used tokens and has neither a price nor a reported charge is `unpriced`: its cost is 0,
+      and every total counts it apart.
+    """
+    if record.cached:
+        record.price, record.computed_cost, record.cost, record.unpriced = None, None, Decimal(0), False
+        return
+    record.price = price
+    record.computed_cost = record_cost(record, price) if price is not None else None
+    reported = record.reported_cost if bills_reported_cost else None
+    if reported is not None:
+        record.cost = reported.quantize(COST_PLACES)
+    else:
+        record.cost = record.computed_cost if record.computed_cost is not None else Decimal(0).quantize(COST_PLACES)
+    record.unpriced = price is None and reported is None and record.total_tokens > 0
+
+
 def usage_record_build(*, provider: Any, model: Any, source: str, status: str, created_at: datetime | None = None,
                        request_id: UUID | None = None, user: Any = None, api_key: Any = None,
                        error_kind: str = "", error_message: str = "", finish_reason: str = "",
                        input_tokens: int = 0, cache_read_tokens: int = 0, cache_write_tokens: int = 0,
-                       output_tokens: int = 0, reasoning_tokens: int = 0, usage_estimated: bool = False,
+                       cache_write_1h_tokens: int = 0, output_tokens: int = 0, reasoning_tokens: int = 0,
+                       usage_estimated: bool = False,
                        reported_cost: Decimal | None = None, latency_ms: int | None = None,
                        ttft_ms: int | None = None, attempts: int = 1, cached: bool = False) -> UsageRecord:
     """One call's record, not yet priced nor saved: the keyword arguments of `usage_record_create` (and of
@@ -66,7 +91,7 @@ def usage_record_build(*, provider: Any, model: Any, source: str, status: str, c
         provider=provider, model=model, provider_name=provider.name, model_name=model.name,
         error_kind=error_kind, error_message=error_message[:500], finish_reason=finish_reason or "",
         input_tokens=input_tokens, cache_read_tokens=cache_read_tokens, cache_write_tokens=cache_write_tokens,
-        output_tokens=output_tokens, reasoning_tokens=reasoning_tokens, usage_estimated=usage_estimated,
+        cache_write_1h_tokens=cache_write_1h_tokens, output_tokens=output_tokens, reasoning_tokens=reasoning_tokens, usage_estimated=usage_estimated,
         reported_cost=reported_cost, latency_ms=latency_ms, ttft_ms=ttft_ms, attempts=attempts, cached=cached,
     )
     if request_id is not None:
@@ -161,20 +186,18 @@ def model_prices(model_id: int, current: str | None = None) -> list[Any]:
     from providers.models import Price
 
     return price_versions.get(model_id, current or price_versions.version(), lambda: (
-        list(Price.objects.filter(model_id=model_id).order_by("effective_from", "id")), None))
+        list(Price.objects.filter(model_id=model_id).prefetch_related("tiers").order_by("effective_from", "id")),
+        None))
 
 
 def _price(records: list[UsageRecord]) -> None:
-    """Set each record's price version and cost."""
+    """Set each record's price version and cost (record_price)."""
     current = price_versions.version()
     versions = {model_id: model_prices(model_id, current)
                 for model_id in {record.model_id for record in records if not record.cached}}
     for record in records:
-        if record.cached:
-            record.price, record.cost = None, Decimal(0)
-            continue
-        record.price = price_in_force(versions[record.model_id], record.created_at)
-        record.cost = record_cost(record, record.price)
+        price = None if record.cached else price_in_force(versions[record.model_id], record.created_at)
+        record_price(record, price, bills_reported_cost=record.provider.kind_preset.bills_reported_cost)
 
 
 def price_in_force(prices: list[Any], when: datetime) -> Any:
@@ -203,14 +226,20 @@ class RepriceResult:
 def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None, actor: Any,
                   dry_run: bool = False) -> RepriceResult:
     """Re-price the model's records from `since` (inclusive) to `until` (exclusive), each at the price
-    version in force at its own time, and adjust the rollups in the same transaction; audited. A dry run
-    computes the same difference and changes nothing."""
-    prices = list(model.prices.order_by("effective_from", "id"))
+    version in force at its own time (record_price: a cached answer stays at 0, a reported charge of the
+    billing party stays the cost), and adjust the rollups in the same transaction; audited. Records that
+    used no tokens (errors before anything was generated) have nothing to re-price and are left alone. A
+    dry run computes the same difference and changes nothing."""
+    prices = list(model.prices.prefetch_related("tiers").order_by("effective_from", "id"))
+    bills_reported_cost = model.provider.kind_preset.bills_reported_cost
     records = UsageRecord.objects.filter(model=model, created_at__gte=since).order_by("id")
     if until is not None:
         records = records.filter(created_at__lt=until)
-    fields = ("id", "created_at", "provider_id", "model_id", "user_id", "api_key_id", "source", "price_id", "cost",
-              "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
+    fields = ("id", "created_at", "provider_id", "model_id", "user_id", "api_key_id", "source", "status",
+              "usage_estimated", "price_id", "cost", "computed_cost", "reported_cost", "unpriced", "cached",
+              "input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
+              "reasoning_tokens", "latency_ms", "ttft_ms")
+    updated = ("cost", "computed_cost", "price", "unpriced")
     count, changed, old_total, new_total = 0, 0, Decimal(0), Decimal(0)
     additions = rollups.Additions()
     records = records.only(*fields)
@@ -225,19 +254,23 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
             last_id = batch[-1].id
             updates = []
             for record in batch:
-                price = price_in_force(prices, record.created_at)
-                cost = record_cost(record, price)
                 count += 1
                 old_total += record.cost
-                new_total += cost
-                if cost == record.cost and record.price_id == (price.pk if price else None):
+                if record.cached or not record.total_tokens:
+                    new_total += record.cost
+                    continue
+                before = copy.copy(record)
+                record_price(record, price_in_force(prices, record.created_at),
+                             bills_reported_cost=bills_reported_cost)
+                new_total += record.cost
+                if all(getattr(record, name) == getattr(before, name)
+                       for name in ("cost", "computed_cost", "price_id", "unpriced")):
                     continue
                 changed += 1
-                additions.add(record, rollups.cost_amounts(cost - record.cost))
-                record.cost, record.price = cost, price
+                additions.add(record, rollups.repricing_amounts(before, record))
                 updates.append(record)
             if updates and not dry_run:
-                UsageRecord.objects.bulk_update(updates, ["cost", "price"])
+                UsageRecord.objects.bulk_update(updates, list(updated))
         result = RepriceResult(records=count, changed=changed, old_total=old_total, new_total=new_total,
                                applied=not dry_run)
         if dry_run or not changed:
@@ -283,12 +316,19 @@ def daily_usage_rebuild(*, since: date | None = None, until: date | None = None)
                 .annotate(day=TruncDate("created_at", tzinfo=tz))
                 .values("day", *model.DIMENSIONS)
                 .annotate(
+                    # First: the token columns below are shadowed by their sums once annotated.
+                    unpriced_tokens=Coalesce(Sum(F("input_tokens") + F("cache_read_tokens") + F("cache_write_tokens")
+                                                 + F("cache_write_1h_tokens") + F("output_tokens"),
+                                                 filter=Q(unpriced=True)), 0),
+                    unpriced=Count("id", filter=Q(unpriced=True)),
                     requests=Count("id"),
                     errors=Count("id", filter=Q(status=UsageRecord.Status.ERROR)),
                     cancelled=Count("id", filter=Q(status=UsageRecord.Status.CANCELLED)),
                     estimated=Count("id", filter=Q(usage_estimated=True)),
                     input_tokens=Sum("input_tokens"), cache_read_tokens=Sum("cache_read_tokens"),
-                    cache_write_tokens=Sum("cache_write_tokens"), output_tokens=Sum("output_tokens"),
+                    cache_write_tokens=Sum("cache_write_tokens"), cache_write_1h_tokens=Sum("cache_write_1h_tokens"),
+                    output_tokens=Sum("output_tokens"),
+
                     reasoning_tokens=Sum("reasoning_tokens"), cost=Sum("cost"),
                     latency_ms_sum=Coalesce(Sum("latency_ms"), 0), latency_count=Count("latency_ms"),
                     ttft_ms_sum=Coalesce(Sum("ttft_ms"), 0), ttft_count=Count("ttft_ms"),

@@ -38,8 +38,11 @@ class Connection:
 
 @dataclass(frozen=True)
 class Usage:
-    """Token counts, normalised: `input_tokens` excludes cache reads and writes; `output_tokens`
-    includes reasoning tokens (reasoning is billed once, as output)."""
+    """Token counts, normalised into classes that do not overlap, each billed at its own price:
+    `input_tokens` is the uncached input (cache reads and writes excluded); `cache_write_tokens` the
+    tokens written to the prompt cache for 5 minutes (or for a provider's only duration) and
+    `cache_write_1h_tokens` those written for 1 hour; `output_tokens` includes reasoning tokens (reasoning
+    is billed once, as output; `reasoning_tokens` says how much of the output it was)."""
 
     input_tokens: int = 0
     cache_read_tokens: int = 0
@@ -47,8 +50,15 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
-    # The cost as the provider itself reported it (the Claude CLI does), beside aspweb's own pricing.
+    # The cost as the provider itself reported it (OpenRouter's usage.cost, the Claude CLI's
+    # total_cost_usd), beside aspweb's own pricing.
     reported_cost: Decimal | None = None
+    cache_write_1h_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token, cached or not: what long-context tiers are decided by."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens + self.cache_write_1h_tokens
 
 
 @dataclass(frozen=True)

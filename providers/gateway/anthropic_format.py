@@ -193,12 +193,16 @@ def _thinking(thinking: Any, max_tokens: int) -> int | None:
 # -- answers ----------------------------------------------------------------------------------------
 
 
-def usage_body(usage: Usage) -> dict[str, int]:
+def usage_body(usage: Usage) -> dict[str, Any]:
+    """Anthropic's usage object: `cache_creation_input_tokens` counts both write durations, which
+    `cache_creation` splits."""
     return {
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
-        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens + usage.cache_write_1h_tokens,
         "cache_read_input_tokens": usage.cache_read_tokens,
+        "cache_creation": {"ephemeral_5m_input_tokens": usage.cache_write_tokens,
+                           "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens},
     }
 
 

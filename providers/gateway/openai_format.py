@@ -237,10 +237,10 @@ def _response_format(value: Any, param: str) -> dict[str, Any]:
 
 def usage_body(usage: Usage) -> dict[str, Any]:
     """OpenAI counts cached input inside prompt_tokens, and reasoning inside completion_tokens."""
-    prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+    prompt = usage.prompt_tokens
     details: dict[str, int] = {"cached_tokens": usage.cache_read_tokens}
-    if usage.cache_write_tokens:
-        details["cache_write_tokens"] = usage.cache_write_tokens
+    if writes := usage.cache_write_tokens + usage.cache_write_1h_tokens:
+        details["cache_write_tokens"] = writes
     return {
         "prompt_tokens": prompt,
         "completion_tokens": usage.output_tokens,

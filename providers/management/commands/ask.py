@@ -54,9 +54,10 @@ def _summary(record: calls.CallRecord) -> str:
     usage = record.usage
     parts = []
     if usage is not None:
-        tokens = f"{usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens} in"
-        if usage.cache_read_tokens or usage.cache_write_tokens:
-            tokens += f" ({usage.cache_read_tokens} cache read, {usage.cache_write_tokens} cache write)"
+        tokens = f"{usage.prompt_tokens} in"
+        writes = usage.cache_write_tokens + usage.cache_write_1h_tokens
+        if usage.cache_read_tokens or writes:
+            tokens += f" ({usage.cache_read_tokens} cache read, {writes} cache write)"
         tokens += f" / {usage.output_tokens} out tokens"
         parts.append(tokens + (" (estimated)" if usage.estimated else ""))
     parts.append(f"{record.latency_ms / 1000:.2f} s" + (f" (first token {record.ttft_ms / 1000:.2f} s)"
