@@ -43,7 +43,8 @@ class UsageRecord(models.Model):
     cache_read_tokens = models.PositiveIntegerField(default=0)
     cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Written to the cache for 5 minutes "
                                                                           "(or the provider's only duration).")
-    cache_write_1h_tokens = models.PositiveIntegerField(default=0, db_default=0, help_text="Written to the cache for 1 hour.")
+    cache_write_1h_tokens = models.PositiveIntegerField(default=0, db_default=0,
+                                                        help_text="Written to the cache for 1 hour.")
     output_tokens = models.PositiveIntegerField(default=0, help_text="Output tokens, reasoning included.")
     reasoning_tokens = models.PositiveIntegerField(default=0)
     usage_estimated = models.BooleanField(default=False)
@@ -133,8 +134,10 @@ class Rollup(models.Model):
     output_tokens = models.BigIntegerField(default=0, help_text="Output tokens, reasoning included.")
     reasoning_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=22, decimal_places=10, default=0)
-    unpriced = models.BigIntegerField(default=0, db_default=0, help_text="Records that used tokens with nothing to price them.")
-    unpriced_tokens = models.BigIntegerField(default=0, db_default=0, help_text="All the tokens of the unpriced records.")
+    unpriced = models.BigIntegerField(default=0, db_default=0,
+                                      help_text="Records that used tokens with nothing to price them.")
+    unpriced_tokens = models.BigIntegerField(default=0, db_default=0,
+                                             help_text="All the tokens of the unpriced records.")
     latency_ms_sum = models.BigIntegerField(default=0)
     latency_count = models.BigIntegerField(default=0)
     ttft_ms_sum = models.BigIntegerField(default=0)

@@ -91,7 +91,8 @@ def usage_record_build(*, provider: Any, model: Any, source: str, status: str, c
         provider=provider, model=model, provider_name=provider.name, model_name=model.name,
         error_kind=error_kind, error_message=error_message[:500], finish_reason=finish_reason or "",
         input_tokens=input_tokens, cache_read_tokens=cache_read_tokens, cache_write_tokens=cache_write_tokens,
-        cache_write_1h_tokens=cache_write_1h_tokens, output_tokens=output_tokens, reasoning_tokens=reasoning_tokens, usage_estimated=usage_estimated,
+        cache_write_1h_tokens=cache_write_1h_tokens, output_tokens=output_tokens, reasoning_tokens=reasoning_tokens,
+        usage_estimated=usage_estimated,
         reported_cost=reported_cost, latency_ms=latency_ms, ttft_ms=ttft_ms, attempts=attempts, cached=cached,
     )
     if request_id is not None:
