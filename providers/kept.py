@@ -12,7 +12,7 @@ api_keys = Kept("api-keys", ttl=60.0)
 def connect() -> None:
     from accounts.models import User
 
-    from .models import ApiKey, Deployment, Model, Price, Provider, Route
+    from .models import ApiKey, Deployment, Model, Price, PriceTier, Provider, Route
 
-    resolutions.follow(Provider, Model, Price, Route, Deployment)
+    resolutions.follow(Provider, Model, Price, PriceTier, Route, Deployment)
     api_keys.follow(ApiKey, User)

@@ -6,8 +6,8 @@ class UsageConfig(AppConfig):
     verbose_name = "Usage and cost"
 
     def ready(self) -> None:
-        from providers.models import Price
+        from providers.models import Price, PriceTier
 
         from .services import price_versions
 
-        price_versions.follow(Price)
+        price_versions.follow(Price, PriceTier)
