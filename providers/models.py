@@ -125,9 +125,10 @@ class Model(models.Model):
         return self.price_at(timezone.now())
 
 
+# Twelve places: some published prices per 1M tokens have more than six (OpenRouter's $0.0833333 writes).
 price_field_kwargs = {
-    "max_digits": 14,
-    "decimal_places": 6,
+    "max_digits": 20,
+    "decimal_places": 12,
     "validators": [MinValueValidator(Decimal(0), "Prices cannot be negative.")],
 }
 

@@ -121,13 +121,11 @@ def default_price(kind: Kind, model_name: str, when: datetime | None = None) -> 
         """The price of one class for a prompt above `tokens` (None: the base)."""
         if value is None:
             return None
-        if not hasattr(value, "tiers"):
-            return Decimal(str(value))
-        applied = value.base
-        for tier in value.tiers:
+        applied = getattr(value, "base", value)
+        for tier in getattr(value, "tiers", ()):
             if tokens is not None and tokens >= tier.start:
                 applied = tier.price
-        return Decimal(str(applied))
+        return _price_places(Decimal(str(applied)))
 
     thresholds = sorted({tier.start for value in values.values() for tier in getattr(value, "tiers", ())})
     return {
@@ -135,6 +133,13 @@ def default_price(kind: Kind, model_name: str, when: datetime | None = None) -> 
         "tiers": [{"above": start, **{name: at(value, start) for name, value in values.items()}}
                   for start in thresholds],
     }
+
+
+def _price_places(value: Decimal) -> Decimal:
+    """A price as a version stores it: at most Price's places (a few published prices, such as $1/12 per
+    1M tokens, have endless ones)."""
+    places = Decimal(1).scaleb(-Price._meta.get_field("input").decimal_places)
+    return value.quantize(places) if value.as_tuple().exponent < places.as_tuple().exponent else value
 
 
 def _prices_model(kind: Kind, model_name: str) -> Any:

@@ -1,6 +1,7 @@
 """Cost truth: from each wire format's raw usage object, through the adapter's normaliser, to dollars; and
 aspweb's cost of every preset model that genai-prices knows equals genai-prices' own total."""
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,10 +12,10 @@ from providers.adapters.anthropic import usage_from_anthropic
 from providers.adapters.base import Usage
 from providers.adapters.openai_compat import usage_from_openai
 from providers.kinds import KINDS
-from providers.models import Price
-from providers.services import default_price
+from providers.models import Model, Price, Provider
+from providers.services import default_price, price_set
 from usage.pricing import cost, cost_breakdown
-from usage.services import record_cost
+from usage.services import COST_PLACES, record_cost
 
 # $ per 1M tokens: input 3, output 15, cache read 0.30, cache write 3.75 (Claude Sonnet's prices).
 PRICE = Price(input=Decimal("3"), output=Decimal("15"), cache_read=Decimal("0.3"), cache_write=Decimal("3.75"))
@@ -91,32 +92,99 @@ def test_the_stored_cost_keeps_ten_decimal_places_and_no_price_costs_nothing() -
     assert record_cost(Usage(input_tokens=1, output_tokens=1), None) == 0
 
 
-# aspweb counts input tokens without the cached ones, genai-prices counts them with:
-# genai-prices input_tokens = aspweb input + cache read + cache write.
-USAGE = Usage(input_tokens=1000, cache_read_tokens=200, cache_write_tokens=100, output_tokens=500)
-GENAI_USAGE = genai_prices.Usage(
-    input_tokens=USAGE.input_tokens + USAGE.cache_read_tokens + USAGE.cache_write_tokens,
-    cache_read_tokens=USAGE.cache_read_tokens, cache_write_tokens=USAGE.cache_write_tokens,
-    output_tokens=USAGE.output_tokens,
-)
+# -- cross-check with genai-prices ----------------------------------------------------------------
+
+NOW = datetime.now(tz=UTC)
+# The token prices aspweb keeps (Price.PRICE_FIELDS), as genai-prices names them.
+OUR_PRICE_KEYS = {"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok"}
+
+
+def mixed_usages(prices: dict[str, Any]) -> list[Usage]:
+    """Usage with every token class aspweb bills (uncached input, cache reads, both write durations,
+    output with reasoning inside), and for each long-context tier a prompt exactly at its threshold (still
+    the tier below) and one token above it."""
+    usages = [Usage(input_tokens=1000, cache_read_tokens=200, cache_write_tokens=100, cache_write_1h_tokens=50,
+                    output_tokens=500, reasoning_tokens=120)]
+    for tier in prices["tiers"]:
+        for prompt in (tier["above"], tier["above"] + 1):
+            usages.append(Usage(input_tokens=prompt - 7000, cache_read_tokens=4000, cache_write_tokens=2000,
+                                cache_write_1h_tokens=1000, output_tokens=900, reasoning_tokens=300))
+    return usages
+
+
+def genai_usage(usage: Usage) -> genai_prices.Usage:
+    """The same usage as genai-prices counts it: its input_tokens are every input token, cached or not, and
+    its cache_write_tokens every write, of which cache_write_1h_tokens are the 1-hour ones."""
+    return genai_prices.Usage(
+        input_tokens=usage.prompt_tokens, cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        output_tokens=usage.output_tokens, output_reasoning_tokens=usage.reasoning_tokens,
+    )
+
+
+def saved_price(model: Model, prices: dict[str, Any]) -> Price:
+    """The default price as the catalog stores it (a version and its tier rows), read back as the ledger
+    reads it."""
+    price = price_set(model=model, prices=prices, actor=None, source=Price.Source.DEFAULT)
+    assert price is not None
+    return Price.objects.prefetch_related("tiers").get(pk=price.pk)
+
+
+def assert_costs_equal(model: Model, prices: dict[str, Any], ref: str, provider_id: str) -> int:
+    price = saved_price(model, prices)
+    checked = 0
+    for usage in mixed_usages(prices):
+        theirs = genai_prices.calc_price(genai_usage(usage), ref, provider_id=provider_id,
+                                         genai_request_timestamp=NOW).total_price
+        # As the ledger stores it (ten places): a few published prices have endless places ($1/12 per
+        # 1M tokens), which a price version keeps to twelve.
+        assert record_cost(usage, price) == theirs.quantize(COST_PLACES) and theirs > 0, (ref, usage, theirs)
+        checked += 1
+    return checked
+
+
 PRICED_PRESETS = [
     (kind, model) for kind in KINDS.values() if kind.prices_provider and not kind.free for model in kind.models
 ]
 
 
-@pytest.mark.parametrize(("kind", "model"), PRICED_PRESETS, ids=[f"{k.name}:{m}" for k, m in PRICED_PRESETS])
-def test_aspweb_cost_equals_genai_prices_for_every_preset_model(kind: Any, model: str) -> None:
-    prices = default_price(kind, model)
-    if prices is None:
-        pytest.skip(f"genai-prices has no price for {kind.prices_provider} {model}")
-    ours = cost(USAGE, Price(**prices))
-    theirs = genai_prices.calc_price(GENAI_USAGE, model.removeprefix(kind.prices_strip_prefix),
-                                     provider_id=kind.prices_provider).total_price
-    assert ours == theirs > 0
+@pytest.mark.parametrize(("kind", "model_name"), PRICED_PRESETS, ids=[f"{k.name}:{m}" for k, m in PRICED_PRESETS])
+def test_aspweb_cost_equals_genai_prices_for_every_preset_model(db: None, kind: Any, model_name: str) -> None:
+    """Every preset model of a kind with price data gets a default price, and aspweb's cost of mixed usage
+    at it equals genai-prices' own, tiers and both write durations included."""
+    prices = default_price(kind, model_name, NOW)
+    assert prices is not None, f"genai-prices has no price for {kind.name} {model_name}"
+    provider = Provider.objects.create(name=kind.name.replace("_", "-"), kind=kind.name)
+    model = Model.objects.create(provider=provider, name=model_name)
+    provider_id, ref = kind.prices_aliases.get(model_name, (kind.prices_provider, model_name))
+    assert assert_costs_equal(model, prices, ref, provider_id) == 1 + 2 * len(prices["tiers"])
 
 
-def test_the_cross_check_covers_most_preset_models() -> None:
-    known = [(kind, model) for kind, model in PRICED_PRESETS if default_price(kind, model) is not None]
-    assert len(known) >= 25
-    assert {kind.name for kind, _ in known} >= {"anthropic", "openai", "openrouter", "gemini", "groq", "cohere",
-                                                 "cloudflare", "claude_cli"}
+def test_every_model_genai_prices_knows_for_the_kinds_costs_the_same(db: None) -> None:
+    """Beyond the presets: every model genai-prices lists for a kind's provider (an admin may add any of
+    them to the catalog) whose prices are all token classes aspweb keeps costs the same in aspweb."""
+    from genai_prices.data_snapshot import get_snapshot
+
+    snapshot = get_snapshot()
+    checked, tiered, with_1h = 0, 0, 0
+    for kind in KINDS.values():
+        if not kind.prices_provider or kind.free:
+            continue
+        provider = Provider.objects.create(name=kind.name.replace("_", "-"), kind=kind.name)
+        genai_provider = next(p for p in snapshot.providers if p.id == kind.prices_provider)
+        for info in genai_provider.models:
+            current = info.get_prices(NOW)
+            keys = {key for key, value in current.__dict__.items() if value is not None and not key.startswith("_")}
+            if not keys <= OUR_PRICE_KEYS or "input_mtok" not in keys or "output_mtok" not in keys:
+                continue  # audio, images, searches or per-request fees: outside the token classes aspweb bills
+            if not info.is_match(info.id):
+                continue  # an entry for a family of ids (fine-tunes "ft:gpt-4o:..."), not a model id itself
+            prices = default_price(kind, info.id, NOW)
+            assert prices is not None, info.id
+            model = Model.objects.create(provider=provider, name=info.id)
+            checked += assert_costs_equal(model, prices, info.id, kind.prices_provider)
+            tiered += bool(prices["tiers"])
+            with_1h += prices["cache_write_1h"] is not None
+    # The sweep reaches the data that matters: hundreds of models, tiered ones and 1-hour writes among them.
+    assert checked > 1000 and tiered >= 50 and with_1h >= 15, (checked, tiered, with_1h)
