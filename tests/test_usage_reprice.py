@@ -105,6 +105,42 @@ def test_calls_recorded_without_a_price_get_one_from_a_backdated_version(admin_u
     assert rollup_sums() == raw_sums()
 
 
+def test_an_unpriced_call_priced_later_leaves_the_unpriced_counts(admin_user: User) -> None:
+    provider = Provider.objects.create(name="new", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
+    model = Model.objects.create(provider=provider, name="m")
+    record = write(model, created_at=datetime(2025, 5, 2, tzinfo=UTC), input_tokens=300, output_tokens=200)
+    assert record.unpriced and DailyUsage.objects.get().unpriced == 1
+    assert DailyUsage.objects.get().unpriced_tokens == 500
+    provider_services.price_set(model=model, prices={"input": Decimal("1"), "output": Decimal("1")},
+                                actor=admin_user, effective_from=MAY)
+    services.usage_reprice(model=model, since=MAY, actor=admin_user)
+    record.refresh_from_db()
+    assert (record.unpriced, record.cost, record.computed_cost) == (False, Decimal("0.0005"), Decimal("0.0005"))
+    row = DailyUsage.objects.get()
+    assert (row.unpriced, row.unpriced_tokens, row.cost) == (0, 0, Decimal("0.0005"))
+    assert rollup_sums() == raw_sums()
+
+
+def test_a_cached_answer_stays_free_and_calls_without_tokens_are_not_changes(model: Model, admin_user: User) -> None:
+    """A response-cache hit called no provider: re-pricing leaves it at $0. An error before anything was
+    generated used no tokens: nothing to re-price, so it is no change, even though a correction puts
+    another version in force at its time."""
+    may_11 = datetime(2025, 5, 11, tzinfo=UTC)
+    hit = write(model, created_at=may_11.replace(hour=13), cached=True, input_tokens=1000, output_tokens=1000)
+    error = write(model, created_at=may_11.replace(hour=14), status="error", error_kind="server",
+                  input_tokens=0, output_tokens=0)
+    provider_services.price_set(model=model, prices={"input": Decimal("2"), "output": Decimal("4")},
+                                actor=admin_user, effective_from=may_11)
+    result = services.usage_reprice(model=model, since=may_11, actor=admin_user)
+    assert (result.records, result.changed, result.delta) == (2, 0, 0)
+    hit.refresh_from_db()
+    error.refresh_from_db()
+    assert (hit.cost, hit.price) == (0, None)
+    assert error.price.effective_from == datetime(2025, 4, 1, tzinfo=UTC)
+    assert not AuditEvent.objects.filter(action="usage.reprice").exists()
+    assert rollup_sums() == raw_sums()
+
+
 def test_the_command_prints_the_difference_and_audits_as_reprice(model: Model, admin_user: User) -> None:
     _correct_price_from_may_6(model, admin_user)
     out = StringIO()
