@@ -114,6 +114,8 @@ def default_price(kind: Kind, model_name: str, when: datetime | None = None) -> 
     keys = {"input": "input_mtok", "output": "output_mtok", "cache_read": "cache_read_mtok",
             "cache_write": "cache_write_mtok", "cache_write_1h": "cache_write_1h_mtok"}
     values = {name: getattr(prices, key, None) for name, key in keys.items()}
+    if getattr(prices, "cache_write_5m_mtok", None) is not None:  # the 5-minute write, where named apart
+        values["cache_write"] = prices.cache_write_5m_mtok
     if values["input"] is None or values["output"] is None:
         return None
 
