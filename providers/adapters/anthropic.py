@@ -235,23 +235,44 @@ def _tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
 
 def usage_from_anthropic(*usages: Mapping[str, Any] | None) -> Usage:
     """Normalise Anthropic `usage` objects: one from a message, or message_start's then the last
-    message_delta's from a stream (a later non-null count wins: message_delta's are cumulative).
+    message_delta's from a stream (a later non-null count wins: message_delta's are cumulative, and may
+    repeat the input side message_start carried). The Claude CLI's result carries the same object.
 
     `input_tokens` already excludes cache reads (`cache_read_input_tokens`) and writes
     (`cache_creation_input_tokens`); `output_tokens` includes thinking
-    (`output_tokens_details.thinking_tokens`), recorded but not added again.
+    (`output_tokens_details.thinking_tokens`), recorded but not added again. Writes come in two durations,
+    billed apart, which `_cache_writes` splits.
     """
     merged: dict[str, Any] = {}
     for usage in usages:
         merged.update({name: value for name, value in (usage or {}).items() if value is not None})
     details = merged.get("output_tokens_details") or {}
+    five_minutes, one_hour = _cache_writes(merged)
     return Usage(
         input_tokens=token_count(merged.get("input_tokens")),
         cache_read_tokens=token_count(merged.get("cache_read_input_tokens")),
-        cache_write_tokens=token_count(merged.get("cache_creation_input_tokens")),
+        cache_write_tokens=five_minutes,
+        cache_write_1h_tokens=one_hour,
         output_tokens=token_count(merged.get("output_tokens")),
         reasoning_tokens=token_count(details.get("thinking_tokens")),
     )
+
+
+def _cache_writes(usage: Mapping[str, Any]) -> tuple[int, int]:
+    """The tokens written to the cache for 5 minutes and for 1 hour.
+
+    `cache_creation_input_tokens` is their total, `cache_creation` ({ephemeral_5m_input_tokens,
+    ephemeral_1h_input_tokens}) splits it ("the current cache_creation_input_tokens field equals the sum of
+    the values in the cache_creation object", Anthropic's prompt caching docs). Without the split every
+    write is a 5-minute one, the default duration; so are writes a later cumulative total counts beyond
+    the split (message_delta repeats the total, never the split). No token is lost where the two disagree.
+    """
+    split = usage.get("cache_creation")
+    split = split if isinstance(split, Mapping) else {}
+    one_hour = token_count(split.get("ephemeral_1h_input_tokens"))
+    five_minutes = token_count(split.get("ephemeral_5m_input_tokens"))
+    total = max(token_count(usage.get("cache_creation_input_tokens")), five_minutes + one_hour)
+    return total - one_hour, one_hour
 
 
 _STOP_REASONS: dict[str, FinishReason] = {

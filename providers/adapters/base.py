@@ -6,6 +6,7 @@ Adapters know wire formats and nothing else: no database, no budgets, no retries
 import asyncio
 import contextlib
 import json
+import math
 import re
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -265,6 +266,23 @@ def plain_message(kind: ErrorKind, label: str, status: int | None, detail: str =
 
 def token_count(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and value > 0 else 0
+
+
+def uncounted_output(total: Any, prompt: int, completion: int) -> int:
+    """Tokens a provider counts in its `total_tokens` but in neither `prompt_tokens` nor `completion_tokens`.
+    Gemini's OpenAI-compatible endpoint leaves the model's thoughts out of `completion_tokens` while its total
+    counts them, and bills them as output: so does aspweb, as reasoning. 0 where the total adds up or is
+    missing."""
+    return max(0, token_count(total) - prompt - completion)
+
+
+def reported_cost(value: Any) -> Decimal | None:
+    """What a provider says it charged for a call (OpenRouter's `usage.cost`, the Claude CLI's
+    `total_cost_usd`): a JSON number, kept with the digits it was sent with (through str(), as the JSON
+    parser made it a float). None where it sent no number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return Decimal(str(value))
 
 
 def prompt_text(request: ChatRequest) -> str:

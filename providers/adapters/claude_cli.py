@@ -32,12 +32,13 @@ import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from decimal import Decimal
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
 
 from ..kinds import get_kind
+from .anthropic import usage_from_anthropic
 from .base import (
     ChatRequest,
     Chunk,
@@ -54,6 +55,7 @@ from .base import (
     estimate_tokens,
     plain_message,
     redact,
+    reported_cost,
 )
 
 # stream-json lines hold whole messages; asyncio's default 64 KiB line limit is too small for long answers.
@@ -137,20 +139,16 @@ def _argv(request: ChatRequest) -> list[str]:
 
 
 def _usage(result: dict[str, Any], prompt: str, text: str) -> Usage:
+    """The result's `usage` (the Messages API's usage object, its 5-minute and 1-hour cache writes apart)
+    and `total_cost_usd`, the CLI's cost of the whole run. That cost covers every model the run called (its
+    `modelUsage` lists them, side calls to a small model among them) while `usage` counts the main model's
+    tokens only, so the reported cost may exceed what those tokens cost."""
     raw = result.get("usage")
-    cost = result.get("total_cost_usd")
-    # Through str(): the JSON number arrives as a float, the ledger wants the digits the CLI printed.
-    reported_cost = Decimal(str(cost)) if isinstance(cost, int | float) else None
+    cost = reported_cost(result.get("total_cost_usd"))
     if not isinstance(raw, dict) or not isinstance(raw.get("output_tokens"), int):
         return Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(text), estimated=True,
-                     reported_cost=reported_cost)
-    return Usage(
-        reported_cost=reported_cost,
-        input_tokens=int(raw.get("input_tokens") or 0),
-        cache_read_tokens=int(raw.get("cache_read_input_tokens") or 0),
-        cache_write_tokens=int(raw.get("cache_creation_input_tokens") or 0),
-        output_tokens=raw["output_tokens"],
-    )
+                     reported_cost=cost)
+    return replace(usage_from_anthropic(raw), reported_cost=cost)
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:

@@ -35,6 +35,7 @@ from .base import (
     redact,
     retry_after_seconds,
     timed_listing,
+    uncounted_output,
 )
 
 # Workers AI's internal error codes whose meaning the HTTP status alone gets wrong
@@ -117,9 +118,13 @@ def _check(conn: Connection, request: ChatRequest) -> None:
 
 
 def _usage(raw: Any, request: ChatRequest, text: str) -> Usage:
+    """Workers AI's `usage` (`prompt_tokens`, `completion_tokens`, `total_tokens`), or an estimate without
+    it. Tokens its total counts beyond its parts are output, as for every provider (`uncounted_output`)."""
     if isinstance(raw, dict) and isinstance(raw.get("prompt_tokens"), int) \
             and isinstance(raw.get("completion_tokens"), int):
-        return Usage(input_tokens=raw["prompt_tokens"], output_tokens=raw["completion_tokens"])
+        thoughts = uncounted_output(raw.get("total_tokens"), raw["prompt_tokens"], raw["completion_tokens"])
+        return Usage(input_tokens=raw["prompt_tokens"], output_tokens=raw["completion_tokens"] + thoughts,
+                     reasoning_tokens=thoughts)
     return estimated_usage(request, text)
 
 

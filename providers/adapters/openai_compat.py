@@ -41,9 +41,11 @@ from .base import (
     plain_message,
     pooled,
     redact,
+    reported_cost,
     retry_after_seconds,
     timed_listing,
     token_count,
+    uncounted_output,
 )
 
 # Called through the official SDK: a product requirement for OpenAI's own API (and Azure's, the same API).
@@ -100,7 +102,7 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
         async with events as received:
             async for event in received:
                 event = _object(event)
-                if usage_fields := _object(event.get("usage")):
+                if usage_fields := _usage_fields(event):
                     usage = usage_from_openai(usage_fields)
                 for choice in _list(event.get("choices")):
                     choice = _object(choice)
@@ -153,7 +155,7 @@ async def complete(conn: Connection, request: ChatRequest) -> Completion:
     ]
     text, reasoning = _text(message.get("content")), _reasoning(message)
     output = text + reasoning + "".join(call.arguments for call in calls)
-    usage_fields = _object(response.get("usage"))
+    usage_fields = _usage_fields(response)
     usage = usage_from_openai(usage_fields) if usage_fields else estimated_usage(request, output)
     return Completion(text=text, reasoning=reasoning, tool_calls=calls, usage=usage,
                       finish_reason=finish_reason_from_openai(choice.get("finish_reason")))
@@ -235,24 +237,39 @@ def _reasoning(delta_or_message: dict[str, Any]) -> str:
 # -- normalisation ------------------------------------------------------------------------------
 
 
+def _usage_fields(event_or_answer: dict[str, Any]) -> dict[str, Any]:
+    """The usage object of a stream event or an answer, where the server put it: `usage`, as OpenAI sends
+    it (in a stream, on the last event only; Gemini's endpoint on every event, its counts so far, so the
+    last one read wins), else `x_groq.usage`, where Groq's streams put it on their last event."""
+    return _object(event_or_answer.get("usage")) or _object(_object(event_or_answer.get("x_groq")).get("usage"))
+
+
 def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
     """Normalise a chat-completions `usage` object.
 
-    `prompt_tokens` includes the cached tokens (`prompt_tokens_details.cached_tokens`) and, where a
-    server reports them, the tokens written to the cache (`prompt_tokens_details.cache_write_tokens`),
-    so both are taken out of the uncached input. `completion_tokens` already includes
-    `completion_tokens_details.reasoning_tokens`, which are recorded but not added again.
+    - `prompt_tokens` includes the tokens read from the cache (`prompt_tokens_details.cached_tokens`) and,
+      where a server reports them (OpenRouter), those written to it (`prompt_tokens_details.
+      cache_write_tokens`): both are taken out of the uncached input.
+    - `completion_tokens` includes `completion_tokens_details.reasoning_tokens`, recorded but not added
+      again. Where `total_tokens` exceeds prompt plus completion (Gemini's thoughts), the difference is
+      output too, and reasoning: a server that also names those thoughts in `reasoning_tokens` names the
+      same tokens, so the larger of the two counts is the reasoning.
+    - `cost` (OpenRouter: "the total amount charged to your account", in USD) is the reported cost.
     """
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
+    prompt_details = _object(usage.get("prompt_tokens_details"))
+    completion_details = _object(usage.get("completion_tokens_details"))
+    prompt = token_count(usage.get("prompt_tokens"))
+    completion = token_count(usage.get("completion_tokens"))
     cache_read = token_count(prompt_details.get("cached_tokens"))
     cache_write = token_count(prompt_details.get("cache_write_tokens"))
+    thoughts = uncounted_output(usage.get("total_tokens"), prompt, completion)
     return Usage(
-        input_tokens=max(0, token_count(usage.get("prompt_tokens")) - cache_read - cache_write),
+        input_tokens=max(0, prompt - cache_read - cache_write),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
-        output_tokens=token_count(usage.get("completion_tokens")),
-        reasoning_tokens=token_count(completion_details.get("reasoning_tokens")),
+        output_tokens=completion + thoughts,
+        reasoning_tokens=max(token_count(completion_details.get("reasoning_tokens")), thoughts),
+        reported_cost=reported_cost(usage.get("cost")),
     )
 
 
