@@ -176,7 +176,8 @@ def test_messages_answer_in_anthropic_shape(key: str, upstream: FakeUpstream) ->
     assert body["type"] == "message" and body["model"] == ANTHROPIC_MODEL
     assert body["content"] == [{"type": "text", "text": upstream.reply}] and body["stop_reason"] == "end_turn"
     assert body["usage"] == {"input_tokens": 20, "output_tokens": 6, "cache_creation_input_tokens": 0,
-                             "cache_read_input_tokens": 10}
+                             "cache_read_input_tokens": 10,
+                             "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}}
     assert upstream.last_request.body["system"] == "Be brief."
 
 
