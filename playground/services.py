@@ -59,7 +59,7 @@ def catalog() -> list[Model]:
     models = list(
         Model.objects.filter(enabled=True, provider__enabled=True, provider__archived_at__isnull=True)
         .select_related("provider")
-        .prefetch_related(Prefetch("prices", queryset=in_force, to_attr="prices_in_force"))
+        .prefetch_related(Prefetch("prices", queryset=in_force.prefetch_related("tiers"), to_attr="prices_in_force"))
     )
     for model in models:
         model.price_now = model.prices_in_force[0] if model.prices_in_force else None
@@ -368,7 +368,8 @@ def estimate(*, models: Sequence[Model], params: Params, prompt: str, turns: Seq
         tokens = prompt_tokens(ChatRequest(model="", messages=messages, system=params.system))
         low = high = None
         if model.price_now is not None:
+            # At the tier the prompt selects, output included (a long prompt makes every token dearer).
             low = pricing.cost(Usage(input_tokens=tokens), model.price_now)
-            high = low + pricing.cost(Usage(output_tokens=params.max_tokens), model.price_now)
+            high = pricing.cost(Usage(input_tokens=tokens, output_tokens=params.max_tokens), model.price_now)
         estimates.append(Estimate(model, tokens, params.max_tokens, low, high))
     return estimates
