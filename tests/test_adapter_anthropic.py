@@ -264,6 +264,22 @@ def test_extended_thinking_streams_reasoning(upstream: FakeUpstream) -> None:
 
 # -- usage --------------------------------------------------------------------------------------
 
+# Anthropic's prompt caching docs, "1-hour cache duration": a response mixing both durations.
+ONE_HOUR_DOCS_USAGE = {
+    "input_tokens": 2048, "cache_read_input_tokens": 1800, "cache_creation_input_tokens": 248, "output_tokens": 503,
+    "cache_creation": {"ephemeral_5m_input_tokens": 148, "ephemeral_1h_input_tokens": 100},
+}
+
+
+def test_cache_writes_of_both_durations_streamed_and_not(upstream: FakeUpstream) -> None:
+    upstream.raw_usage = ONE_HOUR_DOCS_USAGE
+    expected = Usage(input_tokens=2048, cache_read_tokens=1800, cache_write_tokens=148, cache_write_1h_tokens=100,
+                     output_tokens=503)
+
+    assert [chunk.usage for chunk in chunks(connection(upstream)) if chunk.usage] == [expected]
+    assert completed(connection(upstream)).usage == expected
+
+
 USAGE_VECTORS = [
     pytest.param(
         # Anthropic's streaming docs: message_start then message_delta; the provisional output count
@@ -285,6 +301,35 @@ USAGE_VECTORS = [
           "output_tokens_details": {"thinking_tokens": 300}}],
         Usage(input_tokens=3, cache_write_tokens=1842, output_tokens=412, reasoning_tokens=300),
         id="cache-write-and-thinking",
+    ),
+    pytest.param(
+        # Anthropic's prompt caching docs ("1-hour cache duration"): cache_creation_input_tokens is the
+        # sum of the two durations in cache_creation.
+        [ONE_HOUR_DOCS_USAGE],
+        Usage(input_tokens=2048, cache_read_tokens=1800, cache_write_tokens=148, cache_write_1h_tokens=100,
+              output_tokens=503),
+        id="anthropic-prompt-caching-docs-1h",
+    ),
+    pytest.param(
+        # The split by duration comes with message_start only; message_delta repeats the cumulative total.
+        [{**ONE_HOUR_DOCS_USAGE, "output_tokens": 1},
+         {"input_tokens": 2048, "cache_creation_input_tokens": 248, "cache_read_input_tokens": 1800,
+          "output_tokens": 503}],
+        Usage(input_tokens=2048, cache_read_tokens=1800, cache_write_tokens=148, cache_write_1h_tokens=100,
+              output_tokens=503),
+        id="split-from-message-start",
+    ),
+    pytest.param(
+        # Writes a later cumulative total counts beyond the split are 5-minute ones, the default duration.
+        [{**ONE_HOUR_DOCS_USAGE, "output_tokens": 1}, {"cache_creation_input_tokens": 300, "output_tokens": 503}],
+        Usage(input_tokens=2048, cache_read_tokens=1800, cache_write_tokens=200, cache_write_1h_tokens=100,
+              output_tokens=503),
+        id="writes-beyond-the-split",
+    ),
+    pytest.param(
+        [{"input_tokens": 5, "cache_creation_input_tokens": 40, "cache_creation": None, "output_tokens": 2}],
+        Usage(input_tokens=5, cache_write_tokens=40, output_tokens=2),
+        id="null-split",
     ),
     pytest.param(
         # Newer streams repeat cumulative input counts in message_delta; nulls there erase nothing.

@@ -113,6 +113,18 @@ def test_text_streams_word_by_word_then_usage_from_the_result(fake: FakeClaude) 
     )
 
 
+def test_the_results_cache_writes_are_split_by_duration(fake: FakeClaude) -> None:
+    # The result's usage as Claude Code 2.1 prints it, cache_creation splitting the 8982 written tokens.
+    fake.env(cost="0.0745213", usage=json.dumps({
+        "input_tokens": 6, "cache_creation_input_tokens": 8982, "cache_read_input_tokens": 42853, "output_tokens": 583,
+        "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0}, "service_tier": "standard",
+        "cache_creation": {"ephemeral_1h_input_tokens": 6000, "ephemeral_5m_input_tokens": 2982},
+    }))
+    assert stream()[-1].usage == Usage(input_tokens=6, cache_read_tokens=42853, cache_write_tokens=2982,
+                                       cache_write_1h_tokens=6000, output_tokens=583,
+                                       reported_cost=Decimal("0.0745213"))
+
+
 def test_text_is_passed_on_as_the_cli_prints_it(fake: FakeClaude) -> None:
     fake.env(reply="one two three four", delay="0.1")
 

@@ -130,6 +130,14 @@ def test_complete_reads_result_response_and_its_usage(fake: FakeCloudflare) -> N
 
 
 @pytest.mark.parametrize("streamed", [True, False])
+def test_tokens_the_total_counts_beyond_its_parts_are_output(fake: FakeCloudflare, streamed: bool) -> None:
+    # A reasoning model whose 300 thinking tokens only the total counts: 40 + 12 + 300 = 352.
+    fake.usage = {"prompt_tokens": 40, "completion_tokens": 12, "total_tokens": 352}
+    usage = stream(connection(fake))[-1].usage if streamed else complete(connection(fake)).usage
+    assert usage == Usage(input_tokens=40, output_tokens=312, reasoning_tokens=300)
+
+
+@pytest.mark.parametrize("streamed", [True, False])
 def test_usage_is_estimated_and_flagged_when_the_model_reports_none(fake: FakeCloudflare, streamed: bool) -> None:
     fake.send_usage = False
     fake.reply = "Twelve chars" * 10

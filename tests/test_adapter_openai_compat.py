@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 import httpx2
@@ -265,6 +266,39 @@ def test_streamed_usage_with_cache_and_reasoning_tokens(upstream: FakeUpstream, 
         input_tokens=86, cache_read_tokens=1920, output_tokens=300, reasoning_tokens=64)
 
 
+# Gemini's OpenAI-compatible endpoint, thoughts left out of completion_tokens but counted in total_tokens.
+GEMINI_THINKING_USAGE = {"prompt_tokens": 20, "completion_tokens": 151, "total_tokens": 553}
+# OpenRouter's usage accounting docs, "Response Format".
+OPENROUTER_DOCS_USAGE = {
+    "completion_tokens": 2, "completion_tokens_details": {"reasoning_tokens": 0}, "cost": 0.95,
+    "cost_details": {"upstream_inference_cost": 19}, "prompt_tokens": 194,
+    "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 100, "audio_tokens": 0}, "total_tokens": 196,
+}
+# Groq's last streamed event carries the usage in x_groq, with its timings (seconds).
+GROQ_USAGE = {"queue_time": 0.061348671, "prompt_tokens": 18, "prompt_time": 0.000211569, "completion_tokens": 439,
+              "completion_time": 0.798181818, "total_tokens": 457, "total_time": 0.798393387}
+
+
+@pytest.mark.parametrize(("style", "raw", "expected"), [
+    pytest.param("gemini", GEMINI_THINKING_USAGE, Usage(input_tokens=20, output_tokens=533, reasoning_tokens=382),
+                 id="gemini-on-every-event"),
+    pytest.param("groq", GROQ_USAGE, Usage(input_tokens=18, output_tokens=439), id="groq-in-x_groq"),
+    pytest.param("openrouter", OPENROUTER_DOCS_USAGE,
+                 Usage(input_tokens=94, cache_write_tokens=100, output_tokens=2, reported_cost=Decimal("0.95")),
+                 id="openrouter-cost"),
+])
+def test_usage_is_read_where_each_provider_puts_it(upstream: FakeUpstream, provider_kind: str, style: str,
+                                                   raw: dict[str, Any], expected: Usage) -> None:
+    upstream.usage_style, upstream.raw_usage = style, raw
+
+    received = chunks(connection(upstream, provider_kind))
+    whole = completed(connection(upstream, provider_kind))
+
+    # Gemini's running counts on the events before the last are not the call's usage: the last one is.
+    assert [chunk.usage for chunk in received if chunk.usage] == [expected]
+    assert whole.usage == expected
+
+
 USAGE_VECTORS = [
     pytest.param(
         # OpenAI's prompt caching guide, its example usage block.
@@ -294,6 +328,38 @@ USAGE_VECTORS = [
          "completion_tokens_details": None},
         Usage(input_tokens=12, output_tokens=5),
         id="server-without-details",
+    ),
+    pytest.param(
+        # Gemini's OpenAI-compatible endpoint: a gemini-2.5-flash answer of 151 tokens after 382 thought
+        # tokens, which only the total counts (20 + 151 + 382 = 553). Thoughts are billed as output.
+        GEMINI_THINKING_USAGE,
+        Usage(input_tokens=20, output_tokens=533, reasoning_tokens=382),
+        id="gemini-thoughts-only-in-the-total",
+    ),
+    pytest.param(
+        # The same thoughts also named in reasoning_tokens, still left out of completion_tokens: counted once.
+        {"prompt_tokens": 21, "completion_tokens": 0, "total_tokens": 81,
+         "completion_tokens_details": {"reasoning_tokens": 60}},
+        Usage(input_tokens=21, output_tokens=60, reasoning_tokens=60),
+        id="thoughts-named-and-left-out",
+    ),
+    pytest.param(
+        # OpenRouter's usage accounting docs, their example usage object: `cost` is "the total amount charged
+        # to your account"; prompt_tokens includes the 100 tokens written to the cache.
+        OPENROUTER_DOCS_USAGE,
+        Usage(input_tokens=94, cache_write_tokens=100, output_tokens=2, reported_cost=Decimal("0.95")),
+        id="openrouter-usage-accounting-docs",
+    ),
+    pytest.param(
+        # A free model: OpenRouter charged nothing, and says so.
+        {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13, "cost": 0},
+        Usage(input_tokens=10, output_tokens=3, reported_cost=Decimal("0")),
+        id="openrouter-free-model",
+    ),
+    pytest.param(
+        {"prompt_tokens": 10, "completion_tokens": 3, "cost": "0.5", "is_byok": False},
+        Usage(input_tokens=10, output_tokens=3),
+        id="a-cost-that-is-not-a-number-is-not-one",
     ),
 ]
 

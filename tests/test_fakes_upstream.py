@@ -387,6 +387,96 @@ def test_invalid_settings_are_rejected(fake: FakeUpstream) -> None:
         fake.mode = "sometimes"
     with pytest.raises(ValueError):
         fake.usage = {"prompt_tokens": 3}
+    with pytest.raises(ValueError):
+        fake.usage_style = "mistral"
+
+
+# -- raw usage objects, placed as each provider places them -------------------------------------
+
+RAW_OPENAI_USAGE = {"prompt_tokens": 20, "completion_tokens": 151, "total_tokens": 553, "cost": 0.5}
+
+
+def test_gemini_style_puts_usage_so_far_on_every_chunk_and_the_whole_on_the_last(fake: FakeUpstream) -> None:
+    fake.reply, fake.usage_style, fake.raw_usage = "one two three", "gemini", RAW_OPENAI_USAGE
+
+    chunks = list(openai_stream(fake, stream_options={"include_usage": True}))
+
+    assert all(chunk.choices and chunk.usage is not None for chunk in chunks)
+    assert [chunk.usage.completion_tokens for chunk in chunks[:-1]] == [0, 1, 2, 3]
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].usage.model_dump(exclude_none=True) == RAW_OPENAI_USAGE
+
+
+def test_gemini_style_sends_no_usage_unasked(fake: FakeUpstream) -> None:
+    fake.usage_style, fake.raw_usage = "gemini", RAW_OPENAI_USAGE
+
+    assert all(chunk.usage is None for chunk in openai_stream(fake))
+
+
+def test_groq_style_puts_usage_only_in_x_groq_of_the_finishing_chunk(fake: FakeUpstream) -> None:
+    fake.usage_style, fake.raw_usage = "groq", RAW_OPENAI_USAGE
+
+    chunks = list(openai_stream(fake, stream_options={"include_usage": True}))
+
+    assert all(chunk.usage is None for chunk in chunks)
+    first, last = chunks[0].model_extra["x_groq"], chunks[-1].model_extra["x_groq"]
+    assert last == {"id": first["id"], "usage": RAW_OPENAI_USAGE} and first["id"].startswith("req_")
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert all("x_groq" not in (chunk.model_extra or {}) for chunk in chunks[1:-1])
+
+
+def test_openrouter_style_always_ends_with_a_usage_chunk(fake: FakeUpstream) -> None:
+    fake.usage_style, fake.raw_usage = "openrouter", RAW_OPENAI_USAGE
+
+    chunks = list(openai_stream(fake))
+
+    assert chunks[-1].choices == [] and chunks[-1].usage.model_dump(exclude_none=True) == RAW_OPENAI_USAGE
+    assert all(chunk.usage is None for chunk in chunks[:-1])
+
+
+@pytest.mark.parametrize("style", ["openai", "gemini", "groq", "openrouter"])
+def test_a_whole_answer_carries_the_raw_usage_in_every_style(fake: FakeUpstream, style: str) -> None:
+    fake.usage_style, fake.raw_usage = style, RAW_OPENAI_USAGE
+
+    completion = openai_client(fake).chat.completions.create(model="gpt-test", messages=MESSAGES)
+
+    assert completion.usage.model_dump(exclude_none=True) == RAW_OPENAI_USAGE
+
+
+RAW_ANTHROPIC_USAGE = {
+    "input_tokens": 2048, "cache_read_input_tokens": 1800, "cache_creation_input_tokens": 248, "output_tokens": 503,
+    "cache_creation": {"ephemeral_5m_input_tokens": 148, "ephemeral_1h_input_tokens": 100},
+}
+
+
+def test_anthropic_raw_usage_split_between_message_start_and_message_delta(fake: FakeUpstream) -> None:
+    fake.raw_usage = RAW_ANTHROPIC_USAGE
+
+    events = list(anthropic_create(fake, stream=True))
+    message = anthropic_create(fake)
+
+    start, delta = events[0].message.usage, events[-2].usage
+    assert start.model_dump(exclude_none=True) == {**RAW_ANTHROPIC_USAGE, "output_tokens": 1}
+    assert delta.model_dump(exclude_none=True) == {
+        "input_tokens": 2048, "cache_creation_input_tokens": 248, "cache_read_input_tokens": 1800, "output_tokens": 503}
+    assert message.usage.model_dump(exclude_none=True) == RAW_ANTHROPIC_USAGE
+
+
+def test_anthropic_counts_split_writes_by_duration(fake: FakeUpstream) -> None:
+    fake.usage = {"input_tokens": 7, "output_tokens": 2, "cache_write_tokens": 30, "cache_write_1h_tokens": 12}
+
+    usage = anthropic_create(fake).usage
+
+    assert usage.cache_creation_input_tokens == 42
+    assert (usage.cache_creation.ephemeral_5m_input_tokens, usage.cache_creation.ephemeral_1h_input_tokens) == (30, 12)
+
+
+def test_reset_forgets_the_raw_usage_and_its_style(fake: FakeUpstream) -> None:
+    fake.usage_style, fake.raw_usage = "groq", RAW_OPENAI_USAGE
+
+    fake.reset()
+
+    assert (fake.usage_style, fake.raw_usage) == ("openai", None)
 
 
 # -- cut and slow streams ----------------------------------------------------------------------

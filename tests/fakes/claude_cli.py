@@ -6,7 +6,11 @@ Speaks what the real CLI speaks for the flags aspweb uses: `--version`; and `-p`
 [--append-system-prompt S] [--tools T] [--input-format text]`, the prompt as an argument or on stdin.
 Like the real CLI it refuses unknown options and stream-json without --verbose, then prints one JSON
 event per line: system/init; with --include-partial-messages, stream_event lines wrapping the Messages
-API's streaming events; the whole assistant message; and the result with usage and total_cost_usd.
+API's streaming events (message_start with the input side of the usage, message_delta with the cumulative
+counts); the whole assistant message; and the result with usage, total_cost_usd and modelUsage. The
+result's usage is the Messages API's usage object as the CLI prints it: input_tokens (uncached),
+cache_creation_input_tokens (all writes) split by duration in cache_creation {ephemeral_1h_input_tokens,
+ephemeral_5m_input_tokens}, cache_read_input_tokens, output_tokens, server_tool_use and service_tier.
 
 Driven by environment variables:
 - FAKE_CLAUDE_MODE: ok (default) | error (a result with is_error, exit 1) | not_logged_in (the CLI's
@@ -14,7 +18,7 @@ Driven by environment variables:
   FAKE_CLAUDE_HANG seconds, default 30) | crash (some text, then a message on stderr and exit 1, no result)
 - FAKE_CLAUDE_REPLY: the answer (default DEFAULT_REPLY), streamed word by word
 - FAKE_CLAUDE_DELAY: seconds between events (default 0)
-- FAKE_CLAUDE_USAGE: JSON object for the result's usage, or "null" to leave usage out
+- FAKE_CLAUDE_USAGE: JSON object for the result's usage, sent as it is, or "null" to leave usage out
 - FAKE_CLAUDE_COST: total_cost_usd (default 0.0123)
 - FAKE_CLAUDE_ERROR: the error text of the error mode (default an "API Error: 500 ..." line)
 - FAKE_CLAUDE_THINKING: when set, a thinking block with this text comes before the answer
@@ -73,6 +77,22 @@ def emit(event: dict, delay: float) -> None:
         time.sleep(delay)
 
 
+def cumulative(usage: dict) -> dict:
+    """A message_delta's usage: the counts so far, input side included; never the split by duration."""
+    names = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+    return {name: usage[name] for name in names if name in usage}
+
+
+def model_usage(model: str, usage: dict, cost: float) -> dict:
+    """The result's modelUsage: the same counts per model, in the CLI's camelCase, with its cost."""
+    return {model: {
+        "inputTokens": usage.get("input_tokens", 0), "outputTokens": usage.get("output_tokens", 0),
+        "cacheReadInputTokens": usage.get("cache_read_input_tokens", 0),
+        "cacheCreationInputTokens": usage.get("cache_creation_input_tokens", 0), "webSearchRequests": 0,
+        "costUSD": cost, "contextWindow": 200000, "maxOutputTokens": 64000,
+    }}
+
+
 def main() -> None:
     if sys.argv[1:] == ["--version"]:
         print(VERSION)
@@ -100,9 +120,11 @@ def main() -> None:
     model = str(options.get("--model") or DEFAULT_MODEL)
     session = str(uuid.uuid4())
     usage = json.loads(os.environ.get("FAKE_CLAUDE_USAGE") or json.dumps({
-        "input_tokens": max(1, len(prompt) // 4), "output_tokens": len(reply.split()),
-        "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0,
+        "input_tokens": max(1, len(prompt) // 4), "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+        "output_tokens": len(reply.split()), "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+        "service_tier": "standard", "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
     }))
+    cost = float(os.environ.get("FAKE_CLAUDE_COST", "0.0123"))
     partial = bool(options.get("--include-partial-messages"))
     base = {"session_id": session, "parent_tool_use_id": None}
 
@@ -150,8 +172,7 @@ def main() -> None:
                 fail("Error: the fake CLI crashed: ECONNRESET")
         emit({"type": "stream_event", "event": {"type": "content_block_stop", "index": index}, **base}, delay)
         emit({"type": "stream_event", "event": {"type": "message_delta", "delta": {"stop_reason": "end_turn",
-              "stop_sequence": None}, "usage": {"output_tokens": (usage or {}).get("output_tokens", 0)}},
-              **base}, delay)
+              "stop_sequence": None}, "usage": cumulative(usage or {})}, **base}, delay)
         emit({"type": "stream_event", "event": {"type": "message_stop"}, **base}, delay)
     elif mode == "slow":
         time.sleep(float(os.environ.get("FAKE_CLAUDE_HANG", "30")))
@@ -161,8 +182,8 @@ def main() -> None:
           "usage": usage or {}}, **base}, delay)
     result = {"type": "result", "subtype": "success", "is_error": False, "duration_ms": 900,
               "duration_api_ms": 850, "num_turns": 1, "result": reply, "stop_reason": "end_turn",
-              "session_id": session, "total_cost_usd": float(os.environ.get("FAKE_CLAUDE_COST", "0.0123")),
-              "modelUsage": {}, "permission_denials": [], "uuid": str(uuid.uuid4())}
+              "session_id": session, "total_cost_usd": cost, "modelUsage": model_usage(model, usage or {}, cost),
+              "permission_denials": [], "uuid": str(uuid.uuid4())}
     if usage is not None:
         result["usage"] = usage
     emit(result, 0)

@@ -120,7 +120,8 @@ class FakeCloudflare(LoopbackFake):
         self.reply = DEFAULT_REPLY
         self.chunk_delay = 0.0
         self.models: list[str] = list(DEFAULT_MODELS)
-        # Some models report usage, some do not; ``usage`` overrides prompt_tokens / completion_tokens.
+        # Some models report usage, some do not; ``usage`` overrides prompt_tokens, completion_tokens and
+        # total_tokens (by default their sum).
         self.send_usage = True
         self.usage: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -274,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _usage(self, body: dict[str, Any], snapshot: _Snapshot, chunks: list[str]) -> dict[str, int]:
         usage = {"prompt_tokens": max(1, len(_prompt_text(body)) // 4), "completion_tokens": len(chunks),
                  **snapshot.usage}
-        return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+        return {**usage, "total_tokens": usage.get("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])}
 
     def _models(self, snapshot: _Snapshot, fault: Fault) -> None:
         result = [

@@ -5,15 +5,20 @@ providers' wire formats closely enough for those SDKs to parse: JSON bodies, SSE
 streams sent with chunked transfer encoding, error bodies and status codes.
 
 Behaviour is driven from the tests by plain attribute assignment (``reply``,
-``chunk_delay``, ``models``, ``usage``, ``api_key``, ``mode``, ``tool_call``, ``reasoning``,
-``reasoning_field``) and by a queue of one-shot faults (``fail_next``). Each request takes a
-snapshot of that configuration when it starts, so changing it mid-stream never produces a
-half-old, half-new answer.
+``chunk_delay``, ``models``, ``usage``, ``raw_usage``, ``usage_style``, ``api_key``, ``mode``,
+``tool_call``, ``reasoning``, ``reasoning_field``) and by a queue of one-shot faults (``fail_next``).
+Each request takes a snapshot of that configuration when it starts, so changing it mid-stream never
+produces a half-old, half-new answer.
+
+``usage`` sets token counts that the fake writes into each provider's fields; ``raw_usage`` is a
+provider's own usage object, sent as it is, and ``usage_style`` places it in an OpenAI-format stream
+the way a given provider does (see ``FakeUpstream.usage_style``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import json
 import re
@@ -30,6 +35,8 @@ from urllib.parse import parse_qsl, urlsplit
 from .loopback import LoopbackFake, TrackingServer
 
 Provider = Literal["openai", "azure", "anthropic"]
+UsageStyle = Literal["openai", "gemini", "groq", "openrouter"]
+USAGE_STYLES: tuple[str, ...] = ("openai", "gemini", "groq", "openrouter")
 
 DEFAULT_REPLY = "Hello from the fake upstream."
 DEFAULT_MODELS = ("fake-model-a", "fake-model-b")
@@ -37,8 +44,13 @@ DEFAULT_RETRY_AFTER = 1
 DEFAULT_SLOW_DELAY = 0.5
 
 USAGE_KEYS = frozenset(
-    {"input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens"}
+    {"input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+     "reasoning_tokens"}
 )
+# The counts a message_delta event's usage repeats, cumulative (the Messages API's MessageDeltaUsage):
+# never the split of the cache writes by duration, which only message_start carries.
+ANTHROPIC_DELTA_USAGE = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+                         "output_tokens", "output_tokens_details", "server_tool_use")
 
 # Error vocabulary per status: (OpenAI error type, OpenAI error code, Anthropic error type, message).
 # The strings are the ones the real services use, so code that inspects them behaves as in production.
@@ -116,6 +128,8 @@ class _Snapshot:
     chunk_delay: float
     models: tuple[str, ...]
     usage: dict[str, int]
+    raw_usage: dict[str, Any] | None
+    usage_style: str
     api_key: str | None
     tool_calls: tuple[dict[str, Any], ...]
     reasoning: str
@@ -148,6 +162,8 @@ class FakeUpstream(LoopbackFake):
         self.chunk_delay = 0.0
         self.models: list[str] = list(DEFAULT_MODELS)
         self._usage: dict[str, int] = {}
+        self.raw_usage: dict[str, Any] | None = None
+        self._usage_style = "openai"
         self._tool_calls: tuple[dict[str, Any], ...] = ()
         # Reasoning streamed before the answer: in the OpenAI-compatible delta field `reasoning_field`
         # ("reasoning_content" as DeepSeek sends it, "reasoning" as OpenRouter does), and as an Anthropic
@@ -218,6 +234,33 @@ class FakeUpstream(LoopbackFake):
         self._usage = dict(values)
 
     @property
+    def usage_style(self) -> str:
+        """Where an OpenAI-format answer carries its usage (``raw_usage``, or the one ``usage`` makes):
+
+        - "openai" (the default): in a stream, only when the request asks with
+          ``stream_options.include_usage``, on a last event with no choices (the others say
+          ``"usage": null``);
+        - "gemini": in a stream that asks for it, on every event: the counts so far, the whole usage on
+          the event that finishes the answer (Google's OpenAI-compatible endpoint);
+        - "groq": never at the top of a stream: in ``x_groq.usage`` of the event that finishes it (the
+          first event's ``x_groq`` holds only the request id);
+        - "openrouter": on a last event with no choices whether the request asks or not (OpenRouter
+          calls ``include_usage`` deprecated and always sends it).
+
+        A whole answer carries it as ``usage`` in every style. Anthropic's messages always carry theirs as
+        the Messages API does: the input side in message_start (with a provisional output count), then
+        the cumulative counts in message_delta (``ANTHROPIC_DELTA_USAGE``), and a non-streamed message the
+        whole object.
+        """
+        return self._usage_style
+
+    @usage_style.setter
+    def usage_style(self, style: str) -> None:
+        if style not in USAGE_STYLES:
+            raise ValueError(f"unknown usage style {style!r}; expected one of {list(USAGE_STYLES)}")
+        self._usage_style = style
+
+    @property
     def tool_call(self) -> dict[str, Any] | list[dict[str, Any]] | None:
         """Makes the answers tool calls instead of text, until set back to None.
 
@@ -259,6 +302,8 @@ class FakeUpstream(LoopbackFake):
             self.chunk_delay = 0.0
             self.models = list(DEFAULT_MODELS)
             self._usage = {}
+            self.raw_usage = None
+            self._usage_style = "openai"
             self._tool_calls = ()
             self.reasoning = ""
             self.reasoning_field = "reasoning_content"
@@ -283,6 +328,8 @@ class FakeUpstream(LoopbackFake):
                 chunk_delay=self.chunk_delay,
                 models=tuple(self.models),
                 usage=dict(self._usage),
+                raw_usage=copy.deepcopy(self.raw_usage),
+                usage_style=self._usage_style,
                 api_key=self.api_key,
                 tool_calls=self._tool_calls,
                 reasoning=self.reasoning,
@@ -364,12 +411,14 @@ class _Usage:
 
     So ``input_tokens`` is OpenAI's ``prompt_tokens`` (which includes cached tokens) but
     Anthropic's ``input_tokens`` (which excludes cache reads and writes), as with the real APIs.
+    ``cache_write_1h_tokens`` are Anthropic's 1-hour writes; the OpenAI format has no such class.
     """
 
     input_tokens: int
     output_tokens: int
     cached_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     reasoning_tokens: int = 0
 
     @classmethod
@@ -400,12 +449,17 @@ class _Usage:
             },
         }
 
-    def anthropic(self, output_tokens: int) -> dict[str, Any]:
+    def anthropic(self) -> dict[str, Any]:
         return {
             "input_tokens": self.input_tokens,
-            "output_tokens": output_tokens,
-            "cache_creation_input_tokens": self.cache_write_tokens,
+            "cache_creation_input_tokens": self.cache_write_tokens + self.cache_write_1h_tokens,
             "cache_read_input_tokens": self.cached_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": self.cache_write_tokens,
+                "ephemeral_1h_input_tokens": self.cache_write_1h_tokens,
+            },
+            "output_tokens": self.output_tokens,
+            "service_tier": "standard",
         }
 
 
@@ -560,7 +614,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat_completions(self, body: dict[str, Any], model: str, snapshot: _Snapshot, fault: Fault) -> None:
         fake = self.server.fake
         answer = _Answer.build(fake, snapshot, "call_")
-        usage = _Usage.build(snapshot, body, answer).openai()
+        usage = snapshot.raw_usage
+        if usage is None:
+            usage = _Usage.build(snapshot, body, answer).openai()
+        style = snapshot.usage_style
+        groq_id = {"id": fake._new_id("req_")}
         completion_id = fake._new_id("chatcmpl-")
         created = int(time.time())
         finish_reason = "tool_calls" if answer.tool_calls else "stop"
@@ -586,12 +644,22 @@ class _Handler(BaseHTTPRequestHandler):
                 "usage": usage,
                 "system_fingerprint": None,
             }
+            if style == "groq":
+                payload["x_groq"] = groq_id
             self._send_json(200, payload, fault)
             return
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        # Where the usage goes (FakeUpstream.usage_style): on every chunk, on the finishing one, or after it.
+        every_chunk = style == "gemini" and include_usage
+        usage_chunk = style == "openrouter" or (style == "openai" and include_usage)
 
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        def so_far(pieces: int) -> dict[str, Any]:
+            """Gemini's usage on a chunk before the last: the prompt, and the output counted so far."""
+            prompt = usage.get("prompt_tokens", 0)
+            return {"usage": {"prompt_tokens": prompt, "completion_tokens": pieces, "total_tokens": prompt + pieces}}
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> dict[str, Any]:
             payload: dict[str, Any] = {
                 "id": completion_id,
                 "object": "chat.completion.chunk",
@@ -600,9 +668,16 @@ class _Handler(BaseHTTPRequestHandler):
                 "system_fingerprint": None,
                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
             }
-            if include_usage:  # the real API then adds "usage": null to every chunk but the last
+            if style == "openai" and include_usage:  # the real API adds "usage": null to every chunk but the last
                 payload["usage"] = None
-            return payload
+            return {**payload, **extra}
+
+        if every_chunk:
+            opening, finishing = so_far(0), {"usage": usage}
+        elif style == "groq":
+            opening, finishing = {"x_groq": groq_id}, {"x_groq": {**groq_id, "usage": usage}}
+        else:
+            opening, finishing = {}, {}
 
         # (delta, whether a cut or malformed fault counts it): reasoning and text chunks and argument
         # pieces count; the delta that opens a tool call (its id and name) does not.
@@ -619,7 +694,8 @@ class _Handler(BaseHTTPRequestHandler):
         def events() -> Iterator[tuple[str | None, Any]]:
             if fault.kind == "error_event":
                 yield ":", "OPENROUTER PROCESSING"
-            yield None, chunk({"role": "assistant", "content": "" if answer.text else None, "refusal": None})
+            yield None, chunk({"role": "assistant", "content": "" if answer.text else None, "refusal": None},
+                              **opening)
             position = 0
             for delta, counts in deltas:
                 if counts:
@@ -630,9 +706,9 @@ class _Handler(BaseHTTPRequestHandler):
                             yield None, json.dumps(chunk(delta))[:40]  # a data line cut off mid-JSON
                         return
                     position += 1
-                yield None, chunk(delta)
-            yield None, chunk({}, finish_reason)
-            if include_usage:
+                yield None, chunk(delta, **(so_far(position) if every_chunk else {}))
+            yield None, chunk({}, finish_reason, **finishing)
+            if usage_chunk:
                 yield None, {**chunk({}), "choices": [], "usage": usage}
             yield None, "[DONE]"
 
@@ -642,7 +718,9 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         thinking = (body.get("thinking") or {}).get("type") == "enabled"
         answer = _Answer.build(fake, snapshot, "toolu_", reasoning=thinking)
-        usage = _Usage.build(snapshot, body, answer)
+        usage = snapshot.raw_usage
+        if usage is None:
+            usage = _Usage.build(snapshot, body, answer).anthropic()
         signature = "fake-signature-" + fake._new_id("sig_")
         # Each block: (as it starts, its deltas, as it ends up in a non-streamed message).
         blocks: list[tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]] = []
@@ -677,7 +755,7 @@ class _Handler(BaseHTTPRequestHandler):
             "content": [final for _, _, final in blocks],
             "stop_reason": stop_reason,
             "stop_sequence": None,
-            "usage": usage.anthropic(usage.output_tokens),
+            "usage": usage,
         }
         if not body.get("stream"):
             self._send_json(200, message, fault)
@@ -685,9 +763,9 @@ class _Handler(BaseHTTPRequestHandler):
         counted = sum(1 for _, deltas, _ in blocks for delta in deltas if delta["type"] != "signature_delta")
 
         def events() -> Iterator[tuple[str | None, Any]]:
-            # message_start carries the input side of the usage and a provisional output count,
-            # as the real API does; the final output count comes with message_delta.
-            start = {**message, "content": [], "stop_reason": None, "usage": usage.anthropic(1)}
+            # message_start carries the input side of the usage and a provisional output count, as the real
+            # API does; message_delta the cumulative counts, the final output count among them.
+            start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
             yield "message_start", {"type": "message_start", "message": start}
             position = 0
             for index, (head, deltas, _) in enumerate(blocks):
@@ -711,7 +789,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                    "usage": {"output_tokens": usage.output_tokens},
+                    "usage": {name: usage[name] for name in ANTHROPIC_DELTA_USAGE if name in usage},
                 },
             )
             yield "message_stop", {"type": "message_stop"}
