@@ -5,12 +5,14 @@ The money flow of one call through a hard-limit budget:
    cost on the current period of every hard-limit budget that covers the call, all or none, with one
    conditional UPDATE per period: `reserved += cost WHERE spent + reserved + cost <= amount`. On
    PostgreSQL the UPDATE re-checks its condition against the row as committed by whoever held it last,
-   so concurrent calls cannot all squeeze under the limit.
+   so concurrent calls cannot all squeeze under the limit. A call to a model without a price has no worst
+   case: a hard-limit budget that covers it refuses it (`BudgetUnpriced`).
 2. `usage_records_charge` (from usage.services.usage_records_create, in the usage records' transaction)
    deletes the calls' reservations, takes them off `reserved`, and adds each record's real cost to
    `spent` of every budget that covers it, hard or not.
 3. A call that never records (its worker crashed) leaves reservations behind; they expire and
-   `reservations_release_expired` (the sweep, and any refused reservation first) gives them back.
+   `reservations_release_expired` (the sweep, and any refused reservation first) gives them back. A call
+   prepared but then not made gives its own back at once (`reservations_release`).
 
 `spent` is always the ledger's sum for the budget's scope and period: a period row starts from the daily
 rollup, each record adds its cost in its own transaction, and the sweep reconciles the two under the
@@ -67,6 +69,20 @@ class BudgetExceeded(Exception):
             "Ask a finance user to raise the budget, or use a smaller max_tokens."
         )
         super().__init__(self.message)
+
+
+class BudgetUnpriced(BudgetExceeded):
+    """A hard-limit budget covers a call to a model without a price. Nothing bounds what such a call costs,
+    so it is refused rather than let through unseen, until an admin sets the model's price."""
+
+    def __init__(self, budget: Budget, model: Any) -> None:
+        self.budget, self.remaining, self.cost = budget, None, None
+        self.message = (
+            f"Model {model} has no price, and budget “{budget.name}” ({budget.target_label}, {budget.period}) "
+            "is a hard limit: a call whose cost cannot be known in advance is refused. An admin must set the "
+            f"model's price on its page ({reverse('model_detail', args=[model.pk])}) before it can be called."
+        )
+        Exception.__init__(self, self.message)
 
 
 # -- which budgets ----------------------------------------------------------------------------------
@@ -133,18 +149,27 @@ def reservation_ttl(timeout_seconds: int) -> timedelta:
     return timedelta(seconds=max(settings.BUDGET_RESERVATION_TTL_SECONDS, timeout_seconds + 60))
 
 
-def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, api_key: Any, cost: Decimal,
-                   ttl: timedelta, now: datetime | None = None) -> list[Reservation]:
-    """Hold `cost` on every hard-limit budget covering the call, all or none. Raises BudgetExceeded (naming
-    the first budget it does not fit in) and holds nothing when it does not fit everywhere."""
-    now = now or timezone.now()
+def hard_budgets_covering(*, provider: Any, model: Any, user: Any, api_key: Any) -> list[Budget]:
+    """The hard-limit budgets a call of `user` (or `api_key`) to `model` falls under; read from the budgets
+    kept in this worker, without a query."""
     call = SimpleNamespace(provider_id=provider.pk, model_id=model.pk,
                            user_id=user.pk if getattr(user, "is_authenticated", False) else None,
                            api_key_id=api_key.pk if api_key is not None else None)
-    budgets = [budget for budget in _budgets() if budget.hard_limit and _covers(budget, call)]
-    held = [(budget, budget_period_get(budget, budget.span_at(now))[0]) for budget in budgets]
-    if not held:
+    return [budget for budget in _budgets() if budget.hard_limit and _covers(budget, call)]
+
+
+def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, api_key: Any, cost: Decimal | None,
+                   ttl: timedelta, now: datetime | None = None) -> list[Reservation]:
+    """Hold `cost` on every hard-limit budget covering the call, all or none. Raises BudgetExceeded (naming
+    the first budget it does not fit in) and holds nothing when it does not fit everywhere. `cost` None: the
+    model has no price, and any hard-limit budget covering the call refuses it (BudgetUnpriced)."""
+    now = now or timezone.now()
+    budgets = hard_budgets_covering(provider=provider, model=model, user=user, api_key=api_key)
+    if not budgets:
         return []
+    if cost is None:
+        raise BudgetUnpriced(budgets[0], model)
+    held = [(budget, budget_period_get(budget, budget.span_at(now))[0]) for budget in budgets]
     # A route's fallback reserves again for its own deployment: periods this call already holds stay as held.
     already = set(Reservation.objects.filter(request_id=request_id).values_list("period_id", flat=True))
     held = [(budget, period) for budget, period in held if period.pk not in already]
@@ -191,6 +216,19 @@ def _hold(held: list[tuple[Budget, BudgetPeriod]], request_id: UUID, cost: Decim
             Reservation(request_id=request_id, period=period, amount=cost, expires_at=expires_at)
             for _, period in held
         ])
+
+
+def reservations_release(*, request_id: UUID) -> int:
+    """Give back what a call holds that will not be made after all (a playground stream closed before it
+    began). Its reservations are locked first, as a settling record and the sweep lock them, so that none
+    of them gives the same reservation back twice. Returns how many were released."""
+    with transaction.atomic():
+        reservations = list(Reservation.objects.select_for_update().filter(request_id=request_id)
+                            .order_by("period_id"))
+        for reservation in reservations:
+            BudgetPeriod.objects.filter(pk=reservation.period_id).update(reserved=F("reserved") - reservation.amount)
+        Reservation.objects.filter(pk__in=[reservation.pk for reservation in reservations]).delete()
+    return len(reservations)
 
 
 def reservations_release_expired(*, now: datetime | None = None, period_ids: list[int] | None = None) -> int:

@@ -4,7 +4,7 @@
         ...
 
 1. resolve: "provider/model" (or a provider name plus the request's model) -> a Target
-2. reserve: budgets reserve the worst-case cost here (see `_reserve`)
+2. reserve: budgets reserve the worst-case cost here (see `_reserve`, and providers/bounds.py for the bound)
 3. stream: the adapter's chunks, with a first-token timeout, a whole-call deadline, and retries of
    retryable errors (capped exponential backoff with jitter; Retry-After wins) until the first chunk
    reaches the caller, never after
@@ -27,12 +27,12 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 
-from aspweb.inline import inline_or_hop
+from aspweb.inline import NotKept, inline_or_hop, running_inline
 from budgets import services as budget_services
 from usage import services as usage_services
 from usage import writer as usage_writer
 
-from . import kept, routing
+from . import bounds, kept, routing
 from .adapters import get_adapter
 from .adapters.base import (
     ChatRequest,
@@ -42,9 +42,7 @@ from .adapters.base import (
     ProviderError,
     Usage,
     collect,
-    estimate_tokens,
     estimated_usage,
-    prompt_text,
 )
 from .models import Deployment, Model, Price, Provider, Route
 from .services import connection_for
@@ -118,6 +116,9 @@ class CallRecord:
     skipped: list[str] = field(default_factory=list)
     # Anything reached the caller: from then on neither a retry nor a fallback may happen.
     delivered: bool = False
+    # The max_tokens a hard limit's reservation counted on for a request that set none: sent in its place,
+    # so that the answer cannot outgrow what was reserved.
+    output_cap: int | None = None
 
     @property
     def output_chars(self) -> int:
@@ -246,6 +247,16 @@ def prepare(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
             started: float | None = None) -> Prepared:
     """Resolve `request.model` (or `provider`/`request.model`) and reserve the first deployment's worst
     case. Sync; a refusal is kept in the result for stream_chat to raise, so that it is recorded."""
+    return reserve(resolve(request, caller=caller, record=record, provider=provider, started=started), request,
+                   caller=caller, record=record)
+
+
+def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provider: str | None = None,
+            started: float | None = None) -> Prepared:
+    """The reads of `prepare`, nothing reserved yet: for a caller with a change of its own to make before the
+    reservation (the playground's claim of its answer, made once, then reserved by the stream that won it).
+    Run inline (aspweb/inline.py), it asks for a thread now when the reservation to come would need the
+    database: so everything that follows it runs once."""
     prepared = Prepared(started if started is not None else time.perf_counter())
     record.started_at = timezone.now()
     try:
@@ -253,11 +264,29 @@ def prepare(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
         record.route = plan.route.name if plan.route else ""
         first = plan.targets[0]
         _serve_from(first, record)
-        _reserve(first, replace(request, model=first.model.name), caller, record)
+        if running_inline() and _hard_budgets(first, caller):
+            raise NotKept("the budget periods a reservation holds")
         prepared.plan = plan
     except CallError as exc:
         prepared.refused = exc
     return prepared
+
+
+def reserve(prepared: Prepared, request: ChatRequest, *, caller: Caller, record: CallRecord) -> Prepared:
+    """Reserve the worst case of a resolved call's first deployment; a refusal is kept, as in `prepare`."""
+    if prepared.plan is None:
+        return prepared
+    first = prepared.plan.targets[0]
+    try:
+        _reserve(first, replace(request, model=first.model.name), caller, record)
+    except CallError as exc:
+        prepared.plan, prepared.refused = None, exc
+    return prepared
+
+
+def release(record: CallRecord) -> None:
+    """Give back what a prepared call reserved, when it will not be made after all (sync)."""
+    budget_services.reservations_release(request_id=record.request_id)
 
 
 def backoff_delay(attempt: int, retry_after: float | None) -> float:
@@ -269,22 +298,34 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
     return min(settings.PROVIDER_RETRY_MAX_SECONDS, base) * (0.5 + random.random() / 2)
 
 
+def _hard_budgets(target: Target, caller: Caller) -> list[Any]:
+    return budget_services.hard_budgets_covering(provider=target.provider, model=target.model, user=caller.user,
+                                                 api_key=caller.api_key)
+
+
 def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
-    """Hard-limit budgets reserve the call's worst-case cost here, before any provider is contacted: the
-    estimated prompt at the input price plus max_tokens at the output price (BUDGET_DEFAULT_MAX_TOKENS, plus
-    any thinking budget, when the request sets none). The transaction that writes the call's usage record
-    releases the reservation and adds the real cost (usage_record_create, by request id)."""
-    output_tokens = (request.max_tokens if request.max_tokens is not None
-                     else settings.BUDGET_DEFAULT_MAX_TOKENS + (request.thinking_budget or 0))
-    cost = budget_services.worst_case_cost(target.price, input_tokens=estimate_tokens(prompt_text(request)),
-                                           output_tokens=output_tokens)
+    """Hard-limit budgets reserve the call's worst-case cost here, before any provider is contacted: a bound
+    on its prompt that no tokenizer exceeds (providers/bounds.py) at the dearest input-side price of the tier
+    it reaches, plus its output cap at the output price. The cap is the request's max_tokens; a request that
+    sets none is sent with BUDGET_DEFAULT_MAX_TOKENS (plus any thinking budget) in its place; a provider that
+    ignores max_tokens (the Claude CLI) reserves the model's whole output. A model without a price has no
+    worst case: a hard limit refuses it. The transaction that writes the call's usage record releases the
+    reservation and adds the real cost (usage_record_create, by request id)."""
+    if not _hard_budgets(target, caller):
+        return  # most calls fall under no hard limit: nothing to bound, and no query
+    kind = target.provider.kind_preset
+    output_tokens = bounds.output_token_bound(request, target.model, caps_output=kind.caps_output)
+    cost = None if target.price is None else budget_services.worst_case_cost(
+        target.price, input_tokens=bounds.input_token_bound(request), output_tokens=output_tokens)
     try:
-        budget_services.budget_reserve(
+        held = budget_services.budget_reserve(
             request_id=record.request_id, provider=target.provider, model=target.model, user=caller.user,
             api_key=caller.api_key, cost=cost, ttl=budget_services.reservation_ttl(target.provider.timeout_seconds),
         )
     except budget_services.BudgetExceeded as exc:
         raise CallError("budget_exceeded", exc.message, provider=target.provider, model=target.model) from None
+    if held and kind.caps_output and request.max_tokens is None:
+        record.output_cap = output_tokens
 
 
 async def _record(target: Target | None, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
@@ -396,6 +437,8 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
         if target is not plan.targets[0]:
             # A fallback deployment may fall under hard budgets the first one did not.
             await inline_or_hop(_reserve, target, upstream_request, caller, record)
+        if request.max_tokens is None and record.output_cap is not None:
+            upstream_request = replace(upstream_request, max_tokens=record.output_cap)
         _serve_from(target, record)
         retries = 0 if candidates else target.provider.max_retries
         try:

@@ -63,6 +63,8 @@ class Kind:
     # False where a request's max_tokens is not honoured (the Claude CLI has no such option): a worst case
     # then reserves the model's whole output.
     caps_output: bool = True
+    # The published maximum output of preset models, in tokens: {model id: tokens}.
+    max_output_tokens: dict[str, int] = field(default_factory=dict)
 
     @property
     def needs_key(self) -> bool:
@@ -77,6 +79,13 @@ class Kind:
         return self.base_url_need != "none"
 
 
+# Anthropic's models overview: "Max output" of each model, the same through the API and the Claude CLI.
+CLAUDE_MAX_OUTPUT_TOKENS = {
+    "claude-opus-4-5": 64_000, "claude-sonnet-4-5": 64_000, "claude-haiku-4-5": 64_000,
+    "claude-sonnet-4-20250514": 64_000,
+}
+
+
 def _kinds(*kinds: Kind) -> dict[str, Kind]:
     return {kind.name: kind for kind in kinds}
 
@@ -86,6 +95,7 @@ KINDS: dict[str, Kind] = _kinds(
         "anthropic", "Anthropic", "anthropic", base_url="https://api.anthropic.com",
         key_env="ANTHROPIC_API_KEY", prices_provider="anthropic",
         models=("claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-sonnet-4-20250514"),
+        max_output_tokens=CLAUDE_MAX_OUTPUT_TOKENS,
         help="Claude models through the official Anthropic SDK.",
     ),
     Kind(
@@ -177,7 +187,7 @@ KINDS: dict[str, Kind] = _kinds(
     Kind(
         "claude_cli", "Claude CLI", "claude_cli", api_key="none", base_url_need="none",
         prices_provider="anthropic", models=("claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5"),
-        bills_reported_cost=True, caps_output=False,
+        bills_reported_cost=True, caps_output=False, max_output_tokens=CLAUDE_MAX_OUTPUT_TOKENS,
         help="Runs the `claude` command on this server with its own login; needs the CLI installed.",
     ),
 )

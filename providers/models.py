@@ -98,6 +98,9 @@ class Model(models.Model):
     display_name = models.CharField(max_length=200, blank=True)
     enabled = models.BooleanField(default=True)
     context_window = models.PositiveIntegerField(null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The most tokens one answer can have, as the provider publishes it. "
+        "Hard-limit budgets reserve it for providers that cannot cap an answer (the Claude CLI).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -188,9 +188,10 @@ def price_set(*, model: Model, prices: dict[str, Any], actor: Any, source: str =
 
 
 def model_add(*, provider: Provider, name: str, actor: Any, display_name: str = "",
-              context_window: int | None = None, enabled: bool = True,
+              context_window: int | None = None, max_output_tokens: int | None = None, enabled: bool = True,
               with_default_price: bool = True) -> Model:
-    """Add a model to the catalog with genai-prices' default price when it knows one.
+    """Add a model to the catalog with genai-prices' default price when it knows one, and the maximum output
+    its kind's preset publishes (hard-limit budgets reserve it where answers cannot be capped).
 
     Callers that set the price themselves (config import) pass with_default_price=False, so the history
     does not start with a version that is superseded at once.
@@ -200,6 +201,7 @@ def model_add(*, provider: Provider, name: str, actor: Any, display_name: str = 
         model = Model.objects.create(
             provider=provider, name=name, display_name=display_name, enabled=enabled,
             context_window=context_window or default_context_window(kind, name),
+            max_output_tokens=max_output_tokens or kind.max_output_tokens.get(name),
         )
         audit_log(actor, "model.create", model)
         defaults = default_price(kind, name) if with_default_price else None
@@ -210,7 +212,8 @@ def model_add(*, provider: Provider, name: str, actor: Any, display_name: str = 
 
 
 def model_update(*, model: Model, changed: dict[str, Any], actor: Any) -> None:
-    editable = {k: v for k, v in changed.items() if k in ("display_name", "enabled", "context_window")}
+    editable = {k: v for k, v in changed.items()
+                if k in ("display_name", "enabled", "context_window", "max_output_tokens")}
     if not editable:
         return
     with transaction.atomic():

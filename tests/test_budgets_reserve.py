@@ -15,8 +15,8 @@ from django.utils import timezone
 from budgets import services
 from budgets.models import BudgetPeriod, Reservation
 from providers import calls
-from providers.adapters.base import ChatRequest, Message, estimate_tokens, prompt_text
-from providers.models import Model, Price, Provider
+from providers.adapters.base import ChatRequest, Message
+from providers.models import Model, Price, PriceTier, Provider
 from tests import gateway_support
 from tests.budgets_support import ON_POSTGRESQL, SQLITE_REASON, make_budget, period_of, spend
 from tests.fakes.upstream import FakeUpstream
@@ -26,6 +26,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 CALLER = calls.Caller(source="cli")
 PROMPT = "Say hello to the budget"
+# The prompt's bound (providers/bounds.py): its 23 UTF-8 bytes, one message's allowance (32) and the
+# request's (256).
+PROMPT_BOUND = 23 + 32 + 256
 INPUT_PRICE, OUTPUT_PRICE = Decimal("1"), Decimal("2")  # per 1M tokens
 
 
@@ -42,9 +45,9 @@ def _request(**kwargs: object) -> ChatRequest:
     return ChatRequest(model="local/fake-model-a", messages=(Message("user", PROMPT),), **kwargs)
 
 
-def worst_case(request: ChatRequest, output_tokens: int) -> Decimal:
-    """Worked out here independently: estimated input at $1 per 1M plus output at $2 per 1M."""
-    return (estimate_tokens(prompt_text(request)) * INPUT_PRICE + output_tokens * OUTPUT_PRICE) / 1_000_000
+def worst_case(output_tokens: int, input_tokens: int = PROMPT_BOUND) -> Decimal:
+    """Worked out here independently: the prompt's bound at $1 per 1M plus output at $2 per 1M."""
+    return (input_tokens * INPUT_PRICE + output_tokens * OUTPUT_PRICE) / 1_000_000
 
 
 def _reservations_during(request: ChatRequest, caller: calls.Caller = CALLER) -> tuple[list[Decimal], calls.CallRecord]:
@@ -68,7 +71,7 @@ def test_a_call_reserves_its_worst_case_and_its_usage_record_settles_it(model: M
 
     held, record = _reservations_during(request)
 
-    assert held == [worst_case(request, 100)]
+    assert held == [worst_case(100)]
     period = period_of(budget)
     row = UsageRecord.objects.get(request_id=record.request_id)
     assert row.cost == Decimal("0.00009")  # 40 x $1 + 25 x $2 per 1M: the real cost replaced the worst case
@@ -76,14 +79,54 @@ def test_a_call_reserves_its_worst_case_and_its_usage_record_settles_it(model: M
     assert not Reservation.objects.exists()
 
 
-def test_without_max_tokens_the_default_cap_is_reserved(model: Model, settings: object) -> None:
+def test_without_max_tokens_the_default_cap_is_reserved_and_sent(model: Model, upstream: FakeUpstream,
+                                                                 settings: object) -> None:
     settings.BUDGET_DEFAULT_MAX_TOKENS = 1000
     make_budget(amount=Decimal(1), hard_limit=True)
-    request = _request()
+
+    held, _ = _reservations_during(_request())
+
+    assert held == [worst_case(1000)]
+    # The provider is held to the cap that was reserved: the answer cannot outgrow it.
+    assert upstream.last_request.body["max_tokens"] == 1000
+
+
+def test_without_a_hard_limit_a_request_without_max_tokens_is_sent_as_it_is(model: Model, upstream: FakeUpstream,
+                                                                            settings: object) -> None:
+    settings.BUDGET_DEFAULT_MAX_TOKENS = 1000
+    make_budget(amount=Decimal(1))  # soft: nothing reserved, nothing capped
+
+    calls.complete_chat(_request(), caller=CALLER)
+
+    assert "max_tokens" not in upstream.last_request.body
+
+
+@pytest.mark.parametrize(("prompt", "utf8_bytes"), [
+    ("a" * 600, 600),  # one letter repeated: 600 tokens at one a byte, 150 at four characters a token
+    ("预算" * 100, 600),  # CJK: 3 bytes a character
+    ("💸" * 150, 600),  # emoji: 4 bytes each
+    ("1234567890" * 60, 600),  # a long digit run
+])
+def test_the_reservation_bounds_the_prompt_by_its_bytes(model: Model, prompt: str, utf8_bytes: int) -> None:
+    make_budget(amount=Decimal(1), hard_limit=True)
+    request = ChatRequest(model="local/fake-model-a", messages=(Message("user", prompt),), max_tokens=100)
 
     held, _ = _reservations_during(request)
 
-    assert held == [worst_case(request, 1000)]
+    assert held == [worst_case(100, input_tokens=utf8_bytes + 32 + 256)]
+
+
+@pytest.mark.parametrize(("above", "expected"), [
+    (PROMPT_BOUND - 1, (PROMPT_BOUND * 4 + 100 * 8) / Decimal(1_000_000)),  # the bound reaches the tier
+    (PROMPT_BOUND, worst_case(100)),  # a tier applies strictly above its threshold: the base prices
+])
+def test_the_reservation_prices_the_tier_the_bound_reaches(model: Model, above: int, expected: Decimal) -> None:
+    PriceTier.objects.create(price=model.prices.get(), above=above, input=Decimal(4), output=Decimal(8))
+    make_budget(amount=Decimal(1), hard_limit=True)
+
+    held, _ = _reservations_during(_request(max_tokens=100))
+
+    assert held == [expected]
 
 
 def test_a_call_that_does_not_fit_is_refused_before_any_provider_is_contacted(model: Model,
@@ -148,7 +191,7 @@ def test_an_api_key_budget_answers_429_budget_exceeded_at_the_gateway(upstream: 
 def test_the_reservation_of_a_call_that_never_recorded_expires(model: Model, upstream: FakeUpstream) -> None:
     budget = make_budget(amount=Decimal("0.003"), hard_limit=True)
     request = _request(max_tokens=1000)
-    cost = worst_case(request, 1000)
+    cost = worst_case(1000)
     # A call that reserved and whose worker died: no usage record will ever settle it.
     crashed = uuid.uuid4()
     services.budget_reserve(request_id=crashed, provider=model.provider, model=model, user=None, api_key=None,
@@ -203,9 +246,9 @@ def test_a_budget_made_mid_month_counts_the_month_so_far_and_the_sweep_reconcile
 @pytest.mark.skipif(not ON_POSTGRESQL, reason=SQLITE_REASON)
 def test_fifty_concurrent_calls_against_a_budget_for_ten(model: Model, upstream: FakeUpstream) -> None:
     request = _request(max_tokens=500)
-    cost = worst_case(request, 500)
+    cost = worst_case(500)
     # The fake reports the worst case as the real usage, so no finished call leaves room for another.
-    upstream.usage = {"input_tokens": estimate_tokens(prompt_text(request)), "output_tokens": 500}
+    upstream.usage = {"input_tokens": PROMPT_BOUND, "output_tokens": 500}
     upstream.chunk_delay = 0.01
     budget = make_budget(amount=cost * 10, hard_limit=True)
     callers = 50
