@@ -241,12 +241,16 @@ def _claim(request: HttpRequest, pk: int) -> _Claim:
     caller, record = calls.Caller(source="playground", user=request.user), calls.CallRecord()
     chat = services.kept_request(answer_id=pk, user=request.user)
     if chat is not None:
-        # Prepared before claiming: a preparation that needs the database starts this again in a thread,
-        # and the claim must be counted once.
-        prepared = calls.prepare(chat, caller=caller, record=record)
+        # Resolved before claiming: what needs the database starts this again in a thread before the claim,
+        # which must be counted once. Reserved after it, by the winner only: a second stream for the answer
+        # (opened twice, or a fast reconnect) holds nothing.
+        resolved = calls.resolve(chat, caller=caller, record=record)
         won = services.answer_claim_kept(answer_id=pk)
+        if won:
+            return _Claim(pk, caller, record, chat, calls.reserve(resolved, chat, caller=caller, record=record),
+                          marked=False)
         if won is not None:
-            return _Claim(pk, caller, record, chat if won else None, prepared if won else None, marked=False)
+            return _Claim(pk, caller, record, None, None, marked=False)
     if inline.running_inline():
         raise inline.NotKept("the answer's request")
     try:
@@ -306,7 +310,8 @@ async def _answer_events(claim: _Claim) -> AsyncIterator[str]:
 
 class _AnswerEvents:
     """The claimed answer's events, started at the first read. Closed unread (the browser left as the
-    response began), the answer goes back to pending, and is streamed when the page opens it again."""
+    response began), the answer goes back to pending, and is streamed when the page opens it again; its
+    call's reservation is given back."""
 
     def __init__(self, claim: _Claim) -> None:
         self.claim = claim
@@ -323,6 +328,7 @@ class _AnswerEvents:
     def close(self) -> None:  # Django calls it, in a thread, when the response is done with
         if self.events is None and self.claim.chat is not None:
             services.answer_release(answer_id=self.claim.answer_id)
+            calls.release(self.claim.record)
 
 
 @role_required(*SENDERS, fetch=_claim)

@@ -1,0 +1,102 @@
+"""Playground streams under a hard limit: an answer opened twice before its first token (a double open, or an
+EventSource reconnecting fast) reserves once, for the stream that won its claim, and a stream closed before
+it began gives its reservation back, instead of holding the worst case until the reservation expires."""
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+from django.test import RequestFactory
+
+from accounts.models import User
+from budgets import services as budget_services
+from budgets.models import Budget, Reservation
+from playground import views
+from playground.models import Answer
+from providers.models import Model
+from tests.budgets_support import ensure_role_groups, make_budget, period_of
+from tests.fakes.upstream import FakeUpstream
+from tests.playground_support import REPLY, answers_of, make_catalog, send_data
+from tests.test_playground_stream import Stream, _asgi_get, _session_cookie, run_asgi, send
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def member(make_user: Callable[..., User]) -> User:
+    ensure_role_groups()  # an earlier transactional test's flush emptied them
+    return make_user("member")
+
+
+@pytest.fixture
+def model(upstream: FakeUpstream) -> Model:
+    return make_catalog(upstream)[0]
+
+
+@pytest.fixture
+def budget(db: None) -> Budget:
+    return make_budget(amount=Decimal(10), hard_limit=True)
+
+
+@pytest.fixture
+def reserved_for(monkeypatch: pytest.MonkeyPatch) -> list[uuid.UUID]:
+    """The request id of every call that was given a reservation, as the call path asks for them."""
+    made: list[uuid.UUID] = []
+    reserve = budget_services.budget_reserve
+
+    def spy(**kwargs: object) -> list[Reservation]:
+        held = reserve(**kwargs)
+        made.extend(reservation.request_id for reservation in held)
+        return held
+
+    monkeypatch.setattr(budget_services, "budget_reserve", spy)
+    return made
+
+
+def _open_at_once(user: User, answer: Answer, streams: int) -> list[Stream]:
+    cookie = _session_cookie(user)
+    path = f"/playground/answers/{answer.pk}/stream/"
+
+    async def together() -> list[Stream]:
+        return await asyncio.gather(*(_asgi_get(path, cookie) for _ in range(streams)))
+
+    return run_asgi(together)
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["kept request", "request built by the stream"])
+def test_an_answer_opened_twice_at_once_reserves_once_and_keeps_nothing(
+    member: User, model: Model, budget: Budget, upstream: FakeUpstream, reserved_for: list[uuid.UUID], keep: bool
+) -> None:
+    upstream.chunk_delay = 0.02  # both are open before the first token
+    [answer] = answers_of(send(member, send_data(model), keep=keep).pk)
+
+    results = _open_at_once(member, answer, streams=2)
+
+    assert sorted("".join(result.deltas) for result in results) == ["", REPLY]
+    assert len(upstream.requests) == 1
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.OK
+    assert reserved_for == [answer.request_id]  # the winner's call, once; the other stream held nothing
+    assert not Reservation.objects.exists()
+    period = period_of(budget)
+    assert (period.spent, period.reserved) == (answer.cost, 0)
+
+
+def test_a_stream_closed_before_its_first_event_gives_its_reservation_back(
+    member: User, model: Model, budget: Budget, upstream: FakeUpstream
+) -> None:
+    [answer] = answers_of(send(member, send_data(model)).pk)
+    request = RequestFactory().get("/")
+    request.user = member
+    claim = views._claim(request, answer.pk)
+    assert Reservation.objects.filter(request_id=claim.record.request_id).count() == 1
+    assert period_of(budget).reserved > 0
+
+    views._AnswerEvents(claim).close()  # the browser left as the response began
+
+    assert not Reservation.objects.exists()
+    assert period_of(budget).reserved == 0
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.PENDING and upstream.requests == []
