@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Case, Count, F, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 from django.template import Context, Template
 from django.template.defaultfilters import floatformat
@@ -61,12 +61,16 @@ def people(make_user: Callable[..., User]) -> dict[str, User]:
 
 @pytest.fixture
 def ledger(people: dict[str, User]) -> dict[str, Any]:
-    """Some 300 calls over 75 days (into the future too) from three people, two keys and no one, across two
-    providers, three models, three sources and every outcome, written the one way the app writes them."""
+    """Some 300 calls over 75 days (into the future too) from three people, two keys and no one, across three
+    providers, five models, three sources and every outcome, written the one way the app writes them. Two
+    models have no price: beta's, whose calls are unpriced, and gamma's (OpenRouter, the billing party),
+    whose answers are priced by the charge it reports and whose failures without one are unpriced."""
     alpha = Provider.objects.create(name="alpha", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
     beta = Provider.objects.create(name="beta", kind="anthropic", base_url="http://127.0.0.1:9/v1")
+    gamma = Provider.objects.create(name="gamma", kind="openrouter", base_url="http://127.0.0.1:9/v1")
     models = [_model(alpha, "a-small", "0.15", "0.6"), _model(alpha, "a-large", "2.5", "10"),
-              _model(beta, "b-mid", "3", "15")]
+              _model(beta, "b-mid", "3", "15"), Model.objects.create(provider=beta, name="b-new"),
+              Model.objects.create(provider=gamma, name="g-routed")]
     keys = [ApiKey.objects.create(name="ci", user=people["member"], prefix="asp_ci01", key_hash="1" * 64),
             ApiKey.objects.create(name="<b>batch</b>", user=people["other"], prefix="asp_bt02", key_hash="2" * 64)]
     users = [people["member"], people["other"], people["third"], None]
@@ -79,16 +83,19 @@ def ledger(people: dict[str, User]) -> dict[str, Any]:
         key = own_keys[0] if source == "gateway" and own_keys else None
         status = rng.choice(["ok"] * 6 + ["error", "cancelled"])
         latency = None if rng.random() < 0.1 else rng.randint(200, 9000)
+        model = rng.choice(models)
+        reported = Decimal(rng.randint(1, 90_000)) / 10**7 if model.provider == gamma and status == "ok" else None
         write(
-            rng.choice(models), user=user, api_key=key, source=source, status=status,
+            model, user=user, api_key=key, source=source, status=status, reported_cost=reported,
             error_kind="server" if status == "error" else "",
             created_at=start + timedelta(minutes=rng.randint(0, 75 * 24 * 60)),
             input_tokens=rng.randint(0, 5000), cache_read_tokens=rng.choice([0, 0, rng.randint(1, 9000)]),
-            cache_write_tokens=rng.choice([0, 0, 0, rng.randint(1, 2000)]), output_tokens=rng.randint(0, 3000),
+            cache_write_tokens=rng.choice([0, 0, 0, rng.randint(1, 2000)]),
+            cache_write_1h_tokens=rng.choice([0, 0, 0, rng.randint(1, 4000)]), output_tokens=rng.randint(0, 3000),
             reasoning_tokens=rng.choice([0, rng.randint(0, 100)]), usage_estimated=status == "cancelled",
             latency_ms=latency, ttft_ms=None if latency is None or rng.random() < 0.2 else latency // 5,
         )
-    return {"alpha": alpha, "beta": beta, "models": models, "keys": keys}
+    return {"alpha": alpha, "beta": beta, "gamma": gamma, "models": models, "keys": keys}
 
 
 def _client(user: User) -> Client:
@@ -101,8 +108,13 @@ def _client(user: User) -> Client:
 
 
 def _raw(start: date, end: date, **filters: Any) -> QuerySet[UsageRecord]:
+    """The records of the days from `start` to `end`; an unpriced one with all its tokens as
+    `unpriced_record_tokens` (0 for the others)."""
+    tokens = (F("input_tokens") + F("cache_read_tokens") + F("cache_write_tokens") + F("cache_write_1h_tokens")
+              + F("output_tokens"))
     return UsageRecord.objects.filter(created_at__gte=day_start(start),
-                                      created_at__lt=day_start(end + timedelta(days=1)), **filters)
+                                      created_at__lt=day_start(end + timedelta(days=1)), **filters).annotate(
+        unpriced_record_tokens=Case(When(unpriced=True, then=tokens), default=Value(0)))
 
 
 RAW_SUMS = {
@@ -113,9 +125,12 @@ RAW_SUMS = {
     "input_tokens": Coalesce(Sum("input_tokens"), 0),
     "cache_read_tokens": Coalesce(Sum("cache_read_tokens"), 0),
     "cache_write_tokens": Coalesce(Sum("cache_write_tokens"), 0),
+    "cache_write_1h_tokens": Coalesce(Sum("cache_write_1h_tokens"), 0),
     "output_tokens": Coalesce(Sum("output_tokens"), 0),
     "reasoning_tokens": Coalesce(Sum("reasoning_tokens"), 0),
     "cost": Coalesce(Sum("cost"), Decimal(0)),
+    "unpriced": Count("id", filter=Q(unpriced=True)),
+    "unpriced_tokens": Coalesce(Sum("unpriced_record_tokens"), 0),
     "latency_ms_sum": Coalesce(Sum("latency_ms"), 0),
     "latency_count": Count("latency_ms"),
     "ttft_ms_sum": Coalesce(Sum("ttft_ms"), 0),
@@ -147,6 +162,8 @@ FILTER_CASES = [
     {"api_key": 0},
     {"source": "cli"},
     {"provider": "beta", "source": "playground"},
+    {"model": 3},
+    {"provider": "gamma", "user": "third"},
 ]
 
 
@@ -244,7 +261,10 @@ REFERENCE_ROW = Template("""{% load money humanize %}{% for group, drill_query i
 {% endif %}</td><td class="num">{{ f.requests|intcomma }}</td><td class="num">{% if f.error_percent is not None %}\
 {{ f.error_percent|floatformat:1 }}&nbsp;%{% else %}—{% endif %}</td><td class="num">{{ f.input_tokens|intcomma }}</td>\
 <td class="num">{{ f.output_tokens|intcomma }}</td><td class="num">{{ f.cache_read_tokens|intcomma }}</td>\
-<td class="num">{{ f.cache_write_tokens|intcomma }}</td><td class="num">{{ f.cost|usd:4 }}</td><td class="num">\
+<td class="num">{{ f.cache_write_tokens|intcomma }}</td><td class="num">{{ f.cache_write_1h_tokens|intcomma }}</td>\
+<td class="num">{{ f.cost|usd:4 }}</td><td class="num">{% if f.unpriced %}<span class="warn">{{ f.unpriced|intcomma }} \
+call{{ f.unpriced|pluralize }}</span><br><small>{{ f.unpriced_tokens|intcomma }} tokens</small>{% else %}—{% endif %}\
+</td><td class="num">\
 {% if f.avg_latency_ms is not None %}{{ f.avg_latency_ms|floatformat:0|intcomma }}&nbsp;ms{% else %}—{% endif %}</td>\
 <td class="num">{% if f.avg_ttft_ms is not None %}{{ f.avg_ttft_ms|floatformat:0|intcomma }}&nbsp;ms\
 {% else %}—{% endif %}</td></tr>
@@ -276,9 +296,76 @@ def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], peo
     assert f"<dd>{100 * figures.errors / figures.requests:.2f}&nbsp;%</dd>" in totals
     assert f"<dd>{round(figures.latency_ms_sum / figures.latency_count):,}&nbsp;ms</dd>" in totals
     assert f"<dd>{round(figures.ttft_ms_sum / figures.ttft_count):,}&nbsp;ms</dd>" in totals
-    for tokens in (figures.input_tokens, figures.output_tokens, figures.cache_read_tokens,
-                   figures.cache_write_tokens):
-        assert f"<dd>{tokens:,}</dd>" in totals
+    for label, tokens in (("Input tokens", figures.input_tokens), ("Output tokens", figures.output_tokens),
+                          ("Cache read", figures.cache_read_tokens), ("Cache write 5m", figures.cache_write_tokens),
+                          ("Cache write 1h", figures.cache_write_1h_tokens)):
+        assert f"<dt>{label}</dt><dd>{tokens:,}</dd>" in totals, label
+    # Beside the cost, the calls it leaves out: those without a price, and their tokens.
+    assert figures.unpriced > 1 and figures.unpriced_tokens > 0 and figures.cache_write_1h_tokens > 0
+    notice = html.split('id="unpriced-notice">', 1)[1].split("</p>", 1)[0]
+    assert f"{figures.unpriced:,} calls without a price, {figures.unpriced_tokens:,} tokens, not in the cost" \
+        in notice
+    assert html.index('id="unpriced-notice"') < html.index('aria-label="Totals"')
+
+
+def test_a_view_without_unpriced_calls_has_no_notice(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    html = _client(people["finance"]).get(reverse("dashboard"), {"provider": ledger["alpha"].pk}).content.decode()
+    assert 'aria-label="Totals"' in html and "unpriced-notice" not in html and "without a price</a>" not in html
+
+
+def _notice_link(html: str) -> str:
+    """The URL of the link in the dashboard's notice of unpriced calls."""
+    notice = html.split('id="unpriced-notice">', 1)[1].split("</p>", 1)[0]
+    return notice.split('<a href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+
+
+def _listed_request_ids(client: Client, url: str) -> list[str]:
+    """Every call the calls list shows at `url`, page after page."""
+    ids: list[str] = []
+    page = 1
+    while True:
+        response = client.get(url + f"&page={page}")
+        assert response.status_code == 200
+        ids += [str(call.request_id) for call in response.context["calls"]]
+        if not response.context["has_next"]:
+            return ids
+        page += 1
+
+
+@pytest.mark.parametrize("case", [{}, {"provider": "beta"}, {"model": 4, "source": "gateway"},
+                                  {"user": "other", "api_key": 1}, {"provider": "gamma", "user": "third"}],
+                         ids=lambda c: ",".join(map(str, c.items())) or "everything")
+def test_the_notice_links_to_exactly_the_unpriced_calls_it_counts(ledger: dict[str, Any], people: dict[str, User],
+                                                                   case: dict[str, Any]) -> None:
+    params, raw_filters = _resolve(case, ledger, people)
+    params |= {"range": "last_month"}
+    expected = sorted(str(r.request_id) for r in _raw(date(2025, 1, 1), date(2025, 1, 31), unpriced=True,
+                                                       **raw_filters))
+    assert expected, case
+    # Admins: the calls list, filtered to them.
+    admin = _client(people["admin"])
+    link = _notice_link(admin.get(reverse("dashboard"), params).content.decode())
+    assert link.startswith("/calls/?unpriced=true&date_from=2025-01-01&date_to=2025-01-31")
+    assert sorted(_listed_request_ids(admin, link)) == expected
+    # Finance sees only their own calls in that list: everyone's unpriced calls come as the CSV export.
+    finance = _client(people["finance"])
+    html = finance.get(reverse("dashboard"), params).content.decode()
+    link = _notice_link(html)
+    assert link.startswith("/calls/export.csv?unpriced=true&") and "download>Export them as CSV</a>" in html
+    assert sorted(row["request_id"] for row in _csv(finance.get(link))) == expected
+
+
+def test_my_usage_notice_links_to_my_own_unpriced_calls(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    for who in ("other", "admin"):  # an admin's list shows everyone's calls: the link names them
+        me = people[who]
+        write(ledger["models"][3], user=me, created_at=NOW - timedelta(hours=1), input_tokens=700, output_tokens=50)
+        client = _client(me)
+        html = client.get(reverse("my_usage"), {"range": "today"}).content.decode()
+        mine = _raw(TODAY, TODAY, user=me, unpriced=True)
+        assert f"{mine.count()} call{'s' if mine.count() > 1 else ''} without a price</a>" in html
+        link = _notice_link(html)
+        assert link.startswith("/calls/?unpriced=true&date_from=2025-02-28&date_to=2025-02-28")
+        assert sorted(_listed_request_ids(client, link)) == sorted(str(r.request_id) for r in mine)
 
 
 def test_charts_sum_what_the_tables_sum(ledger: dict[str, Any], people: dict[str, User]) -> None:
@@ -436,6 +523,11 @@ def test_sorting_is_done_by_the_server_through_links(ledger: dict[str, Any], peo
     assert order("error_rate") == sorted(raw, key=lambda pk: raw[pk].errors / raw[pk].requests)
     assert order("-latency") == sorted(raw, key=lambda pk: -raw[pk].avg_latency_ms)
     assert order("ttft") == sorted(raw, key=lambda pk: raw[pk].avg_ttft_ms)
+    assert order("-cache_write_1h_tokens") == sorted(raw, key=lambda pk: -raw[pk].cache_write_1h_tokens)
+    # Models with as many unpriced calls (none, mostly) in the order of their ids.
+    assert order("-unpriced") == sorted(raw, key=lambda pk: (-raw[pk].unpriced, pk))
+    assert order("unpriced") == sorted(raw, key=lambda pk: (raw[pk].unpriced, pk))
+    assert raw[ledger["models"][3].pk].unpriced > raw[ledger["models"][4].pk].unpriced > 0
 
     html = client.get(reverse("dashboard"), {"group": "model", "sort": "-requests"}).content.decode()
     head = html.split('id="groups-h"', 1)[1].split("</thead>", 1)[0]
@@ -514,9 +606,31 @@ def test_the_csv_is_the_view_with_the_same_grouping_filters_and_order(ledger: di
 def test_the_csv_has_the_columns_of_each_grouping(ledger: dict[str, Any], people: dict[str, User], group: str) -> None:
     rows = _csv(_client(people["admin"]).get(reverse("dashboard_export"), {"group": group}))
     own = list(dashboards.DIMENSIONS[group].columns)
-    assert list(rows[0]) == own + [column for column, _ in views.DASHBOARD_CSV_COLUMNS]
+    assert list(rows[0]) == [
+        *own, "requests", "errors", "cancelled", "estimated", "input_tokens", "cache_read_tokens",
+        "cache_write_tokens", "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "unpriced",
+        "unpriced_tokens", "avg_latency_ms", "avg_ttft_ms"]
     assert sum(Decimal(row["cost_usd"]) for row in rows) == _raw_figures(_raw(TODAY - timedelta(days=29),
                                                                               TODAY)).cost
+
+
+def test_every_csv_cell_is_the_raw_records_sum(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    rows = _csv(_client(people["finance"]).get(reverse("dashboard_export"), {"group": "model", "range": "last_month"}))
+    raw = _raw_groups(_raw(date(2025, 1, 1), date(2025, 1, 31)), "model")
+    by_name = {(m.provider.name, m.name): m.pk for m in ledger["models"]}
+    assert sorted(by_name[row["provider"], row["model"]] for row in rows) == sorted(raw)
+    for row in rows:
+        f = raw[by_name[row["provider"], row["model"]]]
+        for column in ("requests", "errors", "cancelled", "estimated", "input_tokens", "cache_read_tokens",
+                       "cache_write_tokens", "cache_write_1h_tokens", "output_tokens", "reasoning_tokens",
+                       "unpriced", "unpriced_tokens"):
+            assert int(row[column]) == getattr(f, column), (row["model"], column)
+        assert Decimal(row["cost_usd"]) == f.cost
+    unpriced = {row["model"]: (row["unpriced"], row["cost_usd"]) for row in rows if row["unpriced"] != "0"}
+    # Beta's new model has no price at all: its calls count $0. OpenRouter's reports its charge for answers,
+    # so only its failures without one are unpriced.
+    assert set(unpriced) == {"b-new", "g-routed"} and unpriced["b-new"][1] == "0.0000000000"
+    assert Decimal(unpriced["g-routed"][1]) > 0
 
 
 def test_a_csv_of_an_invalid_view_is_refused(people: dict[str, User]) -> None:

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
-from providers.models import ApiKey, Model, Price, Provider
+from providers.models import ApiKey, Model, Price, PriceTier, Provider
 from tests.usage_support import write
 from usage import views
 from usage.models import UsageRecord
@@ -124,10 +124,36 @@ def test_htmx_filtering_returns_only_the_results(model: Model, people: dict[str,
     assert "local/fake-model-a" in html
 
 
-def test_calls_without_a_price_say_so(model: Model, people: dict[str, User]) -> None:
-    model.prices.all().delete()
+def test_unpriced_calls_are_marked_and_can_be_listed_alone(model: Model, people: dict[str, User]) -> None:
+    priced = write(model, user=people["member"], created_at=NOON)
+    new = Model.objects.create(provider=model.provider, name="no-price-yet")
+    unpriced = write(new, user=people["member"], created_at=NOON + timedelta(minutes=1))
+    # Nothing to price: no tokens. Not counted apart.
+    empty = write(new, user=people["member"], created_at=NOON + timedelta(minutes=2), status="error",
+                  error_kind="network", input_tokens=0, output_tokens=0)
+    client = _client(people["member"])
+    response = client.get(reverse("call_list"))
+    assert _listed(response) == [empty, unpriced, priced]
+    rows = response.content.decode().split("<tbody>", 1)[1].split("</tbody>", 1)[0].split("<tr>")[1:]
+    assert ['<span class="badge warn"' in row for row in rows] == [False, True, False]
+    assert "$0.00</td>" in rows[0] and "$0.0006</td>" in rows[2]  # 100 in at $3, 20 out at $15 per 1M
+    assert _listed(client.get(reverse("call_list"), {"unpriced": "true"})) == [unpriced]
+    assert 'value="true">Without a price</option>' in response.content.decode()
+    assert _listed(client.get(reverse("call_list"), {"unpriced": "maybe"})) == []  # not a choice: an error
+
+
+def test_the_list_filters_by_api_key_and_members_pick_only_their_own(model: Model, people: dict[str, User]) -> None:
+    mine = ApiKey.objects.create(name="mine", user=people["member"], prefix="asp_mi01", key_hash="3" * 64)
+    theirs = ApiKey.objects.create(name="theirs", user=people["other"], prefix="asp_th02", key_hash="4" * 64)
+    a = write(model, user=people["member"], api_key=mine, source="gateway", created_at=NOON)
+    b = write(model, user=people["other"], api_key=theirs, source="gateway", created_at=NOON)
     write(model, user=people["member"], created_at=NOON)
-    assert "no price" in _client(people["member"]).get(reverse("call_list")).content.decode()
+    assert _listed(_client(people["admin"]).get(reverse("call_list"), {"api_key": theirs.pk})) == [b]
+    member = _client(people["member"])
+    response = member.get(reverse("call_list"), {"api_key": mine.pk})
+    assert _listed(response) == [a]
+    assert "asp_th02" not in response.content.decode() and "theirs" not in response.content.decode()
+    assert _listed(member.get(reverse("call_list"), {"api_key": theirs.pk})) == []  # not theirs to pick
 
 
 # -- a call's page -----------------------------------------------------------------------------
@@ -138,12 +164,20 @@ def test_a_call_page_shows_tokens_cost_per_class_and_timings(model: Model, peopl
                  output_tokens=500, reasoning_tokens=200, latency_ms=2500, ttft_ms=500, attempts=2)
     response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
     assert response.status_code == 200
-    assert response.context["breakdown"] == {"input": Decimal("0.003"), "cache_read": Decimal("0.0006"),
-                                             "cache_write": Decimal(0), "output": Decimal("0.0075")}
+    assert _classes(response) == [
+        ("Input (uncached)", 1000, Decimal("3"), "", Decimal("0.003")),
+        ("Cache read", 2000, Decimal("0.3"), "", Decimal("0.0006")),
+        ("Cache write, kept 5 minutes", 0, Decimal("3"), "the input price", Decimal(0)),
+        ("Cache write, kept 1 hour", 0, Decimal("3"), "the input price", Decimal(0)),
+        ("Output, reasoning included", 500, Decimal("15"), "", Decimal("0.0075")),
+    ]
     html = response.content.decode()
-    for text in ("$0.003", "$0.0006", "$0.0075", "$0.0111", "2,000", "200 of them reasoning", "2,500 ms",
-                 "500 ms", "250.0 tokens/s", "<dd>2</dd>", str(call.request_id), "from 2025-01-01 00:00"):
+    for text in ("$0.003", "$0.0006", "$0.0075", "<b>$0.0111</b> <small class=\"muted\">aspweb's computation",
+                 "2,000", "200 of them reasoning", "2,500 ms", "500 ms", "250.0 tokens/s", "<dd>2</dd>",
+                 str(call.request_id), "from 2025-01-01 00:00"):
         assert text in html, text
+    for text in ('id="tier"', 'id="cost-comparison"', 'id="unpriced-notice"'):
+        assert text not in html, text
     assert reverse("model_detail", args=[model.pk]) not in html  # the price's page is for admins
     admin_html = _client(people["admin"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
     assert reverse("model_detail", args=[model.pk]) in admin_html
@@ -156,6 +190,143 @@ def test_a_failed_estimated_call_page_says_what_happened(model: Model, people: d
     html = _client(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
     assert "<code>network</code> The connection to local broke" in html
     assert "Estimated counts" in html
+
+
+def _classes(response) -> list[tuple]:
+    """A call page's rows per token class: (label, tokens, rate per 1M, what it fell back to, cost)."""
+    assert response.status_code == 200
+    return [(c.label, c.tokens, c.rate, c.fallback, c.cost) for c in response.context["classes"]]
+
+
+def _tiered(model: Model) -> None:
+    price = Price.objects.create(model=model, effective_from=datetime(2025, 3, 1, tzinfo=UTC), input=Decimal("3"),
+                                 output=Decimal("15"), cache_read=Decimal("0.3"), cache_write=Decimal("3.75"),
+                                 cache_write_1h=Decimal("6"))
+    PriceTier.objects.create(price=price, above=200_000, input=Decimal("6"), output=Decimal("22.5"),
+                             cache_read=Decimal("0.6"), cache_write=Decimal("7.5"), cache_write_1h=Decimal("12"))
+
+
+def test_a_call_whose_prompt_selects_a_tier_shows_the_tiers_rates(model: Model, people: dict[str, User]) -> None:
+    _tiered(model)
+    # 150,000 + 40,000 + 10,000 + 5,000 = 205,000 prompt tokens: above 200,000, so every token at the tier.
+    call = write(model, user=people["member"], created_at=NOON, input_tokens=150_000, cache_read_tokens=40_000,
+                 cache_write_tokens=10_000, cache_write_1h_tokens=5_000, output_tokens=2_000)
+    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    assert _classes(response) == [
+        ("Input (uncached)", 150_000, Decimal("6"), "", Decimal("0.9")),
+        ("Cache read", 40_000, Decimal("0.6"), "", Decimal("0.024")),
+        ("Cache write, kept 5 minutes", 10_000, Decimal("7.5"), "", Decimal("0.075")),
+        ("Cache write, kept 1 hour", 5_000, Decimal("12"), "", Decimal("0.06")),
+        ("Output, reasoning included", 2_000, Decimal("22.5"), "", Decimal("0.045")),
+    ]
+    html = response.content.decode()
+    assert "long-context tier: above 200,000 prompt tokens. This call's prompt had 205,000" in html
+    for text in ("$6.00", "$0.60", "$7.50", "$12.00", "$22.50", "$0.90", "$0.024", "$0.075", "$0.06", "$0.045",
+                 "<b>$1.104</b>", "205,000", "207,000"):
+        assert text in html, text
+
+
+def test_a_prompt_at_the_threshold_pays_the_base_rates(model: Model, people: dict[str, User]) -> None:
+    _tiered(model)
+    call = write(model, user=people["member"], created_at=NOON, input_tokens=145_000, cache_read_tokens=40_000,
+                 cache_write_tokens=10_000, cache_write_1h_tokens=5_000, output_tokens=2_000)
+    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    assert [(rate, cost) for _, _, rate, _, cost in _classes(response)] == [
+        (Decimal("3"), Decimal("0.435")), (Decimal("0.3"), Decimal("0.012")), (Decimal("3.75"), Decimal("0.0375")),
+        (Decimal("6"), Decimal("0.03")), (Decimal("15"), Decimal("0.03"))]
+    html = response.content.decode()
+    assert "<b>$0.5445</b>" in html and 'id="tier"' not in html
+
+
+def test_a_call_with_1_hour_cache_writes_prices_them_apart(model: Model, people: dict[str, User]) -> None:
+    Price.objects.create(model=model, effective_from=datetime(2025, 3, 1, tzinfo=UTC), input=Decimal("3"),
+                         output=Decimal("15"), cache_read=Decimal("0.3"), cache_write=Decimal("3.75"))
+    call = write(model, user=people["member"], created_at=NOON, input_tokens=1000, cache_write_tokens=2000,
+                 cache_write_1h_tokens=4000, output_tokens=100)
+    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    # No 1-hour price in this version: those writes cost the 5-minute write price, and the page says so.
+    assert _classes(response)[2:4] == [
+        ("Cache write, kept 5 minutes", 2000, Decimal("3.75"), "", Decimal("0.0075")),
+        ("Cache write, kept 1 hour", 4000, Decimal("3.75"), "the 5-minute write price", Decimal("0.015")),
+    ]
+    html = response.content.decode()
+    assert "<td>Cache write, kept 1 hour</td><td class=\"num\">4,000</td>" in html
+    assert "$3.75 <small class=\"muted\">(the 5-minute write price)</small>" in html
+    # 1,000 x $3 + 2,000 x $3.75 + 4,000 x $3.75 + 100 x $15, per million
+    assert "<b>$0.027</b>" in html
+
+    Price.objects.create(model=model, effective_from=datetime(2025, 4, 1, tzinfo=UTC), input=Decimal("3"),
+                         output=Decimal("15"), cache_write=Decimal("3.75"), cache_write_1h=Decimal("6"))
+    call = write(model, user=people["member"], created_at=NOON, input_tokens=1000, cache_write_tokens=2000,
+                 cache_write_1h_tokens=4000, output_tokens=100)
+    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    assert _classes(response)[3] == ("Cache write, kept 1 hour", 4000, Decimal("6"), "", Decimal("0.024"))
+    assert "<b>$0.036</b>" in response.content.decode()
+
+
+@pytest.mark.parametrize("kind", ["openrouter", "claude_cli"])
+def test_a_billing_partys_reported_charge_is_the_cost_beside_aspwebs_computation(
+        kind: str, people: dict[str, User]) -> None:
+    provider = Provider.objects.create(name="billed", kind=kind, base_url="http://127.0.0.1:9/v1")
+    model = Model.objects.create(provider=provider, name="routed")
+    Price.objects.create(model=model, effective_from=datetime(2025, 1, 1, tzinfo=UTC), input=Decimal("3"),
+                         output=Decimal("15"))
+    # Computed: 1,000 x $3 + 500 x $15 per million = $0.0105; the provider charged $0.0099.
+    call = write(model, user=people["member"], created_at=NOON, input_tokens=1000, output_tokens=500,
+                 reported_cost=Decimal("0.0099"))
+    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    assert response.context["reported_is_cost"] is True
+    html = response.content.decode()
+    assert '<b>$0.0099</b> <small class="muted">reported by billed</small>' in html
+    comparison = html.split('id="cost-comparison">', 1)[1].split("</table>", 1)[0]
+    assert "<th class=\"num\">Reported by billed</th><th class=\"num\">aspweb's computation</th>" in comparison
+    assert '$0.0099 <span class="badge">the call\'s cost</span></td>' in comparison
+    assert '<td class="num">$0.0105</td>' in comparison  # aspweb's, not the cost here
+    assert "-$0.0006 <small" in comparison
+    assert "billed is the billing party" in html
+
+    # Without a price, the reported charge still prices the call: it is not unpriced.
+    new = Model.objects.create(provider=provider, name="no-price-yet")
+    call = write(new, user=people["member"], created_at=NOON, input_tokens=1000, output_tokens=500,
+                 reported_cost=Decimal("0.0099"))
+    html = _client(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
+    comparison = html.split('id="cost-comparison">', 1)[1].split("</table>", 1)[0]
+    assert '<span class="warn">no price</span>' in comparison and "reported less computed" not in comparison
+    assert '<b>$0.0099</b> <small class="muted">reported by billed</small>' in html
+    assert 'id="unpriced-notice"' not in html
+
+
+def test_a_charge_reported_by_a_provider_that_does_not_bill_is_shown_but_not_the_cost(
+        model: Model, people: dict[str, User]) -> None:
+    call = write(model, user=people["member"], created_at=NOON, input_tokens=1000, output_tokens=500,
+                 reported_cost=Decimal("0.02"))
+    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    assert response.context["reported_is_cost"] is False
+    html = response.content.decode()
+    assert "<b>$0.0105</b> <small class=\"muted\">aspweb's computation" in html
+    comparison = html.split('id="cost-comparison">', 1)[1].split("</table>", 1)[0]
+    assert '<td class="num">$0.02</td>' in comparison
+    assert '$0.0105 <span class="badge">the call\'s cost</span>' in comparison
+    assert "+$0.0095 <small" in comparison
+
+
+def test_an_unpriced_call_says_it_counts_nothing_and_is_listed_apart(model: Model, people: dict[str, User]) -> None:
+    model.prices.all().delete()
+    call = write(model, user=people["member"], created_at=NOON, input_tokens=1000, output_tokens=500)
+    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    assert _classes(response) == [
+        ("Input (uncached)", 1000, None, "", None), ("Cache read", 0, None, "", None),
+        ("Cache write, kept 5 minutes", 0, None, "", None), ("Cache write, kept 1 hour", 0, None, "", None),
+        ("Output, reasoning included", 500, None, "", None)]
+    html = response.content.decode()
+    assert '<dd id="call-cost"><span class="badge warn">unpriced</span> counted as $0.00</dd>' in html
+    notice = html.split('id="unpriced-notice">', 1)[1].split("</p>", 1)[0]
+    assert "No price was set for local/fake-model-a when this call was made" in notice
+    assert "counts $0 and is listed apart" in notice
+    model_page = reverse("model_detail", args=[model.pk])
+    assert model_page not in html  # the model's page is for admins
+    admin_html = _client(people["admin"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
+    assert f'Set a price on the <a href="{model_page}">model\'s page</a>, then re-price the range' in admin_html
 
 
 @pytest.mark.parametrize("role", ["member", "finance"])
@@ -182,11 +353,44 @@ def test_the_export_streams_raw_records_with_plain_decimals_and_utc_times(model:
         "user": "member@example.com", "api_key": "asp_ci01", "source": "gateway",
         "provider": "local", "model": "fake-model-a", "status": "ok", "error_kind": "", "error_message": "",
         "finish_reason": "", "input_tokens": "1", "cache_read_tokens": "0", "cache_write_tokens": "0",
-        "output_tokens": "0", "reasoning_tokens": "0", "usage_estimated": "false",
+        "cache_write_1h_tokens": "0", "output_tokens": "0", "reasoning_tokens": "0", "usage_estimated": "false",
         "cost_usd": "0.0000030000",  # 1 token at $3 per million: never 3E-6
+        "computed_cost_usd": "0.0000030000", "unpriced": "false",
         "price_effective_from_utc": "2025-01-01T00:00:00Z", "reported_cost_usd": "0.0000001000",
         "latency_ms": "812", "ttft_ms": "", "attempts": "1", "cached": "false",
     }]
+
+
+def test_the_export_names_its_columns() -> None:
+    assert [column for column, _ in views.CSV_COLUMNS] == [
+        "request_id", "started_at_utc", "user", "api_key", "source", "provider", "model", "status", "error_kind",
+        "error_message", "finish_reason", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+        "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "usage_estimated", "cost_usd",
+        "computed_cost_usd", "unpriced", "price_effective_from_utc", "reported_cost_usd", "latency_ms", "ttft_ms",
+        "attempts", "cached"]
+
+
+def test_the_export_keeps_1_hour_writes_the_computed_cost_and_unpriced_calls(model: Model,
+                                                                             people: dict[str, User]) -> None:
+    router = Provider.objects.create(name="router", kind="openrouter", base_url="http://127.0.0.1:9/v1")
+    routed = Model.objects.create(provider=router, name="routed")
+    Price.objects.create(model=routed, effective_from=datetime(2025, 1, 1, tzinfo=UTC), input=Decimal("3"),
+                         output=Decimal("15"), cache_write=Decimal("3.75"), cache_write_1h=Decimal("6"))
+    write(routed, user=people["member"], created_at=NOON, input_tokens=1000, cache_write_tokens=2000,
+          cache_write_1h_tokens=4000, output_tokens=100, reported_cost=Decimal("0.04"))
+    unpriced = Model.objects.create(provider=model.provider, name="no-price-yet")
+    write(unpriced, user=people["member"], created_at=NOON + timedelta(seconds=1), input_tokens=700,
+          output_tokens=30)
+    client = _client(people["member"])
+    billed, free = _csv(client.get(reverse("call_export")))
+    assert (billed["cache_write_tokens"], billed["cache_write_1h_tokens"]) == ("2000", "4000")
+    # Computed: 1,000 x $3 + 2,000 x $3.75 + 4,000 x $6 + 100 x $15 per million = $0.036; OpenRouter charged $0.04.
+    assert (billed["cost_usd"], billed["computed_cost_usd"], billed["reported_cost_usd"], billed["unpriced"]) == (
+        "0.0400000000", "0.0360000000", "0.0400000000", "false")
+    assert (free["cost_usd"], free["computed_cost_usd"], free["price_effective_from_utc"], free["unpriced"]) == (
+        "0.0000000000", "", "", "true")
+    only = _csv(client.get(reverse("call_export"), {"unpriced": "true"}))
+    assert [row["model"] for row in only] == ["no-price-yet"]
 
 
 def test_who_exports_what(model: Model, people: dict[str, User]) -> None:

@@ -33,9 +33,13 @@ def raw_sums(table: type[Rollup] = DailyUsage) -> dict[tuple, dict[str, Any]]:
         row["errors"] += r.status == "error"
         row["cancelled"] += r.status == "cancelled"
         row["estimated"] += r.usage_estimated
-        for name in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
-                     "cost"):
+        for name in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+                     "output_tokens", "reasoning_tokens", "cost"):
             row[name] += getattr(r, name)
+        if r.unpriced:
+            row["unpriced"] += 1
+            row["unpriced_tokens"] += (r.input_tokens + r.cache_read_tokens + r.cache_write_tokens
+                                       + r.cache_write_1h_tokens + r.output_tokens)
         row["latency_ms_sum"] += r.latency_ms or 0
         row["latency_count"] += r.latency_ms is not None
         row["ttft_ms_sum"] += r.ttft_ms or 0

@@ -196,7 +196,9 @@ _SORT_EXPRESSIONS: dict[str, Any] = {
     "output_tokens": F("sum_output_tokens"),
     "cache_read_tokens": F("sum_cache_read_tokens"),
     "cache_write_tokens": F("sum_cache_write_tokens"),
+    "cache_write_1h_tokens": F("sum_cache_write_1h_tokens"),
     "cost": F("sum_cost"),
+    "unpriced": F("sum_unpriced"),
     "latency": _ratio("sum_latency_ms_sum", "sum_latency_count"),
     "ttft": _ratio("sum_ttft_ms_sum", "sum_ttft_count"),
 }
@@ -206,7 +208,8 @@ DEFAULT_SORT = "-cost"
 
 @dataclass(frozen=True)
 class Figures:
-    """Summed rollup columns, and the rates and averages they make."""
+    """Summed rollup columns, and the rates and averages they make. `cost` leaves out the `unpriced` calls
+    (counted at 0): they and their `unpriced_tokens` are shown beside it, never silently added as free."""
 
     requests: int = 0
     errors: int = 0
@@ -214,10 +217,13 @@ class Figures:
     estimated: int = 0
     input_tokens: int = 0
     cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
+    cache_write_tokens: int = 0  # kept 5 minutes, or the provider's only duration
+    cache_write_1h_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
     cost: Decimal = Decimal(0)
+    unpriced: int = 0
+    unpriced_tokens: int = 0
     latency_ms_sum: int = 0
     latency_count: int = 0
     ttft_ms_sum: int = 0
@@ -355,7 +361,7 @@ def groups(selection: Selection, *, group: str | None = None, sort: str | None =
 @dataclass(frozen=True)
 class Top:
     """A bar of a "top" chart: a group's cost and requests only, which is all a chart shows, and two sums
-    instead of fourteen to compute."""
+    to compute instead of every column's."""
 
     dimension: Dimension
     key: Any

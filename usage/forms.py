@@ -5,7 +5,7 @@ from django import forms
 from django.db.models import QuerySet
 
 from accounts.models import User
-from providers.models import Model, Provider
+from providers.models import ApiKey, Model, Provider
 
 from .models import UsageRecord
 from .services import day_start
@@ -17,21 +17,27 @@ class DateInput(forms.DateInput):
 
 class CallFilterForm(forms.Form):
     """The filters of the calls list and the raw-records export. Dates are days in settings.TIME_ZONE,
-    both ends included."""
+    both ends included. They can select what a dashboard view counts (its days, provider, model, person,
+    API key and source), so that the dashboard's count of unpriced calls links to exactly those calls."""
 
     provider = forms.ModelChoiceField(Provider.objects.all(), required=False, empty_label="All providers")
     model = forms.ModelChoiceField(Model.objects.select_related("provider"), required=False,
                                    empty_label="All models")
     user = forms.ModelChoiceField(User.objects.all(), required=False, empty_label="All users")
+    api_key = forms.ModelChoiceField(ApiKey.objects.order_by("name", "prefix"), required=False, label="API key",
+                                     empty_label="All API keys")
     source = forms.ChoiceField(choices=[("", "All sources"), *UsageRecord.Source.choices], required=False)
     status = forms.ChoiceField(choices=[("", "All outcomes"), *UsageRecord.Status.choices], required=False)
+    unpriced = forms.ChoiceField(choices=[("", "Priced or not"), ("true", "Without a price")], required=False,
+                                 label="Price")
     date_from = forms.DateField(required=False, label="From", widget=DateInput)
     date_to = forms.DateField(required=False, label="To", widget=DateInput)
 
-    def __init__(self, *args: Any, with_user: bool, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, with_user: bool, owner: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not with_user:  # people who see only their own calls have no one else to pick
+        if not with_user:  # people who see only their own calls have no one else to pick, nor others' keys
             del self.fields["user"]
+            self.fields["api_key"].queryset = ApiKey.objects.filter(user=owner).order_by("name", "prefix")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -41,9 +47,11 @@ class CallFilterForm(forms.Form):
 
     def filter(self, records: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:
         data = self.cleaned_data
-        for name in ("provider", "model", "user", "source", "status"):
+        for name in ("provider", "model", "user", "api_key", "source", "status"):
             if data.get(name):
                 records = records.filter(**{name: data[name]})
+        if data.get("unpriced"):
+            records = records.filter(unpriced=True)
         if data.get("date_from"):
             records = records.filter(created_at__gte=day_start(data["date_from"]))
         if data.get("date_to"):

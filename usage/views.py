@@ -1,8 +1,10 @@
 import csv
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
@@ -23,7 +25,7 @@ from providers.templatetags.money import usd
 from . import charts, dashboards, services
 from .forms import CallFilterForm, RepriceForm
 from .models import UsageRecord
-from .pricing import cost_breakdown
+from .pricing import Rates, cost_breakdown, rates
 
 CALLS_PER_PAGE = 50
 EXPORT_BATCH = 2000
@@ -38,7 +40,7 @@ def _records_for(user: Any, *, everyone: bool) -> QuerySet[UsageRecord]:
 def call_list(request: HttpRequest) -> HttpResponse:
     """Recent calls, newest first: admins see everyone's, others their own."""
     sees_all = has_role(request.user, ADMIN)
-    form = CallFilterForm(request.GET, with_user=sees_all)
+    form = CallFilterForm(request.GET, with_user=sees_all, owner=request.user)
     records = _records_for(request.user, everyone=sees_all)
     records = form.filter(records) if form.is_valid() else records.none()
     try:
@@ -61,12 +63,68 @@ def call_list(request: HttpRequest) -> HttpResponse:
 
 @role_required(ADMIN, FINANCE, MEMBER)
 def call_detail(request: HttpRequest, request_id: UUID) -> HttpResponse:
+    """One call: its tokens per class at the rate it paid and what each class cost, and where the provider
+    reported a charge, that charge and aspweb's computation side by side, saying which is the call's cost."""
     records = _records_for(request.user, everyone=has_role(request.user, ADMIN))
-    record = get_object_or_404(records.select_related("user", "api_key", "price"), request_id=request_id)
+    record = get_object_or_404(records.select_related("user", "api_key", "price", "provider")
+                               .prefetch_related("price__tiers"), request_id=request_id)
+    applied = rates(record.price, record.prompt_tokens) if record.price else None
     return render(request, "usage/call_detail.html", {
         "call": record,
-        "breakdown": cost_breakdown(record, record.price) if record.price else None,
+        "classes": _token_classes(record, applied),
+        "tier_above": applied.tier_above if applied else None,
+        "reported_is_cost": _reported_is_cost(record),
+        "difference": _signed_usd(record.cost_difference) if record.cost_difference is not None else "",
     })
+
+
+@dataclass(frozen=True)
+class TokenClass:
+    """A row of a call's page: a token class, its count, the rate per 1M tokens it paid and its cost (both
+    None without a price), and where an empty cache price fell back to another, which one."""
+
+    label: str
+    tokens: int
+    rate: Decimal | None
+    cost: Decimal | None
+    fallback: str = ""
+
+
+# (token class, label, the record's count of it)
+_CLASSES: tuple[tuple[str, str, str], ...] = (
+    ("input", "Input (uncached)", "input_tokens"),
+    ("cache_read", "Cache read", "cache_read_tokens"),
+    ("cache_write", "Cache write, kept 5 minutes", "cache_write_tokens"),
+    ("cache_write_1h", "Cache write, kept 1 hour", "cache_write_1h_tokens"),
+    ("output", "Output, reasoning included", "output_tokens"),
+)
+
+
+def _token_classes(record: UsageRecord, applied: Rates | None) -> list[TokenClass]:
+    if applied is None:
+        return [TokenClass(label, getattr(record, count), None, None) for _, label, count in _CLASSES]
+    costs = cost_breakdown(record, record.price)
+    # The prices that were applied, as set: the tier the prompt selected, or the version's base prices.
+    prices = next((t for t in record.price.tier_list if t.above == applied.tier_above), record.price)
+    return [TokenClass(label, getattr(record, count), getattr(applied, name), costs[name], _fallback(prices, name))
+            for name, label, count in _CLASSES]
+
+
+def _fallback(prices: Any, name: str) -> str:
+    """The price an empty cache price stands for (see providers.models.Price), so the page explains a rate
+    that was never set."""
+    if name in ("input", "output") or getattr(prices, name) is not None:
+        return ""
+    if name == "cache_write_1h" and prices.cache_write is not None:
+        return "the 5-minute write price"
+    return "the input price"
+
+
+def _reported_is_cost(record: UsageRecord) -> bool:
+    """Whether the provider's reported charge is the call's cost: the provider is the billing party
+    (OpenRouter, the Claude CLI) and reported one, and the answer did not come from the gateway's cache."""
+    return (record.reported_cost is not None and not record.cached and record.provider is not None
+            and record.provider.kind_preset.bills_reported_cost)
 
 
 # -- CSV export of raw records ------------------------------------------------------------------
@@ -87,10 +145,13 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("input_tokens", "input_tokens"),
     ("cache_read_tokens", "cache_read_tokens"),
     ("cache_write_tokens", "cache_write_tokens"),
+    ("cache_write_1h_tokens", "cache_write_1h_tokens"),
     ("output_tokens", "output_tokens"),
     ("reasoning_tokens", "reasoning_tokens"),
     ("usage_estimated", "usage_estimated"),
     ("cost_usd", "cost"),
+    ("computed_cost_usd", "computed_cost"),
+    ("unpriced", "unpriced"),
     ("price_effective_from_utc", "price__effective_from"),
     ("reported_cost_usd", "reported_cost"),
     ("latency_ms", "latency_ms"),
@@ -107,7 +168,7 @@ def call_export(request: HttpRequest) -> HttpResponse:
     """Raw records as CSV, oldest first, streamed in batches: admins and finance export everyone's
     calls, members their own."""
     exports_all = has_role(request.user, ADMIN, FINANCE)
-    form = CallFilterForm(request.GET, with_user=exports_all)
+    form = CallFilterForm(request.GET, with_user=exports_all, owner=request.user)
     if not form.is_valid():
         errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
         return HttpResponseBadRequest(f"Cannot export: {errors}", content_type="text/plain")
@@ -199,7 +260,8 @@ def _signed_usd(amount: Decimal) -> str:
 # The group table's columns, sortable: (sort key, heading).
 DASHBOARD_COLUMNS: tuple[tuple[str, str], ...] = (
     ("requests", "Requests"), ("error_rate", "Errors"), ("input_tokens", "Input"), ("output_tokens", "Output"),
-    ("cache_read_tokens", "Cache read"), ("cache_write_tokens", "Cache write"), ("cost", "Cost"),
+    ("cache_read_tokens", "Cache read"), ("cache_write_tokens", "Cache write 5m"),
+    ("cache_write_1h_tokens", "Cache write 1h"), ("cost", "Cost"), ("unpriced", "Without a price"),
     ("latency", "Avg latency"), ("ttft", "Avg TTFT"),
 )
 
@@ -241,9 +303,27 @@ def _dashboard(request: HttpRequest, *, mine: Any) -> HttpResponse:
     }
     if valid:
         context |= _dashboard_figures(selection, own_only=mine is not None)
+        # Finance sees only their own calls in the calls list: everyone's unpriced calls are theirs as CSV.
+        context["unpriced_listed"] = mine is not None or has_role(request.user, ADMIN)
+        context["unpriced_url"] = reverse("call_list" if context["unpriced_listed"] else "call_export") \
+            + _unpriced_calls_query(selection)
     # Back and forward after HTMX pushed a URL may ask for the whole page again (history restore).
     region = request.htmx and not request.htmx.history_restore_request
     return render(request, "usage/dashboard.html#dashboard" if region else "usage/dashboard.html", context)
+
+
+def _unpriced_calls_query(selection: dashboards.Selection) -> str:
+    """The calls list's (and its export's) query for exactly the unpriced calls a dashboard view counts."""
+    r = selection.range
+    params = {"unpriced": "true", "date_from": r.start.isoformat(), "date_to": r.end.isoformat()}
+    for name in ("provider", "model", "user", "api_key"):
+        if getattr(selection, name) is not None:
+            params[name] = getattr(selection, name).pk
+    if selection.mine is not None:
+        params["user"] = selection.mine.pk
+    if selection.source:
+        params["source"] = selection.source
+    return "?" + urlencode(params)
 
 
 def _filter_selects(form: dashboards.DashboardForm, names: dashboards.Names) -> list[SafeString]:
@@ -315,7 +395,7 @@ def _dashboard_figures(selection: dashboards.Selection, *, own_only: bool) -> di
 
 
 def _table_rows(rows: list[tuple[dashboards.Group, str]], page_url: str) -> SafeString:
-    """The group table's rows, written here rather than by the template: a row is ten cells through
+    """The group table's rows, written here rather than by the template: a row is a dozen cells through
     filters, and a table of 500 people rendered by the template engine cost more than every query of
     the page. Names are escaped; every other cell is digits this writes itself."""
     lines = []
@@ -329,9 +409,18 @@ def _table_rows(rows: list[tuple[dashboards.Group, str]], page_url: str) -> Safe
             f'<tr><td>{name}</td><td class="num">{f.requests:,}</td><td class="num">{errors}</td>'
             f'<td class="num">{f.input_tokens:,}</td><td class="num">{f.output_tokens:,}</td>'
             f'<td class="num">{f.cache_read_tokens:,}</td><td class="num">{f.cache_write_tokens:,}</td>'
-            f'<td class="num">{usd(f.cost, 4)}</td><td class="num">{latency}</td><td class="num">{ttft}</td></tr>\n'
+            f'<td class="num">{f.cache_write_1h_tokens:,}</td><td class="num">{usd(f.cost, 4)}</td>'
+            f'<td class="num">{_unpriced_cell(f)}</td><td class="num">{latency}</td><td class="num">{ttft}</td></tr>\n'
         )
     return mark_safe("".join(lines))  # noqa: S308 - every name escaped above
+
+
+def _unpriced_cell(f: dashboards.Figures) -> str:
+    """A group's calls without a price and their tokens, which its cost leaves out; a dash when none."""
+    if not f.unpriced:
+        return "—"
+    calls = "1 call" if f.unpriced == 1 else f"{f.unpriced:,} calls"
+    return f'<span class="warn">{calls}</span><br><small>{f.unpriced_tokens:,} tokens</small>'
 
 
 def _places(value: float, unit: str) -> Decimal:
@@ -369,9 +458,12 @@ DASHBOARD_CSV_COLUMNS: tuple[tuple[str, Callable[[dashboards.Figures], Any]], ..
     ("input_tokens", lambda f: f.input_tokens),
     ("cache_read_tokens", lambda f: f.cache_read_tokens),
     ("cache_write_tokens", lambda f: f.cache_write_tokens),
+    ("cache_write_1h_tokens", lambda f: f.cache_write_1h_tokens),
     ("output_tokens", lambda f: f.output_tokens),
     ("reasoning_tokens", lambda f: f.reasoning_tokens),
     ("cost_usd", lambda f: f.cost),
+    ("unpriced", lambda f: f.unpriced),
+    ("unpriced_tokens", lambda f: f.unpriced_tokens),
     ("avg_latency_ms", lambda f: _rounded(f.avg_latency_ms)),
     ("avg_ttft_ms", lambda f: _rounded(f.avg_ttft_ms)),
 )
