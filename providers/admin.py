@@ -1,5 +1,7 @@
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from .models import Model, Price, Provider
 
@@ -48,11 +50,23 @@ class ProviderAdmin(admin.ModelAdmin):
 class PriceInline(admin.TabularInline):
     model = Price
     extra = 0
-    fields = ["effective_from", "input", "output", "cache_read", "cache_write", "source", "created_by"]
+    fields = ["effective_from", "input", "output", "cache_read", "cache_write", "cache_write_1h", "tier_summary",
+              "source", "created_by"]
     readonly_fields = fields
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Price]:
+        return super().get_queryset(request).prefetch_related("tiers")
+
+    @admin.display(description="Long-context tiers")
+    def tier_summary(self, obj: Price) -> str:
+        return "; ".join(
+            f"above {tier.above:,}: " + ", ".join(f"{name} {getattr(tier, name)}" for name in Price.PRICE_FIELDS
+                                                 if getattr(tier, name) is not None)
+            for tier in obj.tier_list
+        ) or "—"
 
 
 @admin.register(Model)

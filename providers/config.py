@@ -25,15 +25,17 @@ from budgets.forms import BudgetForm
 from budgets.models import Budget
 
 from . import services
-from .forms import CatalogModelForm, PriceForm, ProviderForm, RouteForm
+from .forms import CatalogModelForm, PriceForm, ProviderForm, RouteForm, plain
 from .kinds import EXTRA_FIELDS, KINDS, Kind
-from .models import ApiKey, Deployment, Model, Price, Provider, Route
+from .models import ApiKey, Deployment, Model, Price, PriceTier, Provider, Route
 
 # Top-level sections a file may have.
 SECTIONS = ("providers", "routes", "budgets")
 DEFAULT_ACTOR = "import_config"
 PROVIDER_KEYS = ("name", "kind", *ProviderForm._meta.fields[1:], "api_key", *EXTRA_FIELDS, "models")
-MODEL_KEYS = ("name", "display_name", "enabled", "context_window", "prices")
+MODEL_KEYS = ("name", "display_name", "enabled", "context_window", "max_output_tokens", "prices")
+PRICE_KEYS = (*Price.PRICE_FIELDS, "tiers")
+TIER_KEYS = ("above", *Price.PRICE_FIELDS)
 ROUTE_KEYS = (*RouteForm._meta.fields, "deployments")
 DEPLOYMENT_KEYS = ("model", "priority", "weight")
 BUDGET_KEYS = ("name", "scope", "target", "period", "amount", "thresholds", "forecast", "hard_limit", "emails",
@@ -127,7 +129,7 @@ def _resolve(match: re.Match[str], where: str, environ: Mapping[str, str], error
 class _ModelPlan:
     existing: Model | None
     form: CatalogModelForm
-    prices: dict[str, Decimal | None] | None
+    prices: dict[str, Any] | None  # price_set's shape
 
 
 @dataclass
@@ -437,25 +439,57 @@ def _check_models(entries: Any, where: str, provider: Provider | None, errors: l
     return plans
 
 
-def _check_prices(value: Any, where: str, errors: list[str]) -> dict[str, Decimal | None] | None:
+def _check_prices(value: Any, where: str, errors: list[str]) -> dict[str, Any] | None:
+    """A model's `prices`: the whole new version, checked with the price form and its tier formset. A class
+    or `tiers` the mapping leaves out is empty, as a blank field is in the UI."""
     if value is None:
         return None
     if not isinstance(value, dict):
-        errors.append(f"{where}: expected a mapping of {', '.join(Price.PRICE_FIELDS)}, "
-                      f"not {_type_name(value)}")
+        errors.append(f"{where}: expected a mapping of {', '.join(PRICE_KEYS)}, not {_type_name(value)}")
         return None
-    _check_keys(value, Price.PRICE_FIELDS, where, "prices (USD per 1M tokens) are", errors)
-    data = {}
-    for name in Price.PRICE_FIELDS:
-        price = value.get(name)
-        if isinstance(price, dict | list):
-            errors.append(f"{where}.{name}: expected a number, not {_type_name(price)}")
-            price = None
-        # Through str(), a YAML float keeps the digits written in the file: Decimal(0.15) would not.
-        data[name] = "" if price is None else str(price)
+    _check_keys(value, PRICE_KEYS, where, "prices (USD per 1M tokens) are", errors)
+    data = {**_numbers(value, Price.PRICE_FIELDS, where, errors),
+            **_tier_data(value.get("tiers"), f"{where}.tiers", errors)}
     form = PriceForm(data)
     _form_errors(form, where, errors)
+    for index, tier_form in enumerate(form.tiers.forms):
+        _form_errors(tier_form, f"{where}.tiers[{index}]", errors)
+    errors.extend(f"{where}.tiers: {message}" for message in form.tiers.non_form_errors())
     return form.prices() if form.is_valid() else None
+
+
+def _tier_data(value: Any, where: str, errors: list[str]) -> dict[str, str]:
+    """The file's tiers as the tier formset's data, row i being the file's tier i (so that errors name it)."""
+    tiers = [] if value is None else value
+    if not isinstance(tiers, list):
+        errors.append(f"{where}: expected a list of tiers, each a mapping of {', '.join(TIER_KEYS)}, "
+                      f"not {_type_name(tiers)}")
+        tiers = []
+    data = {"tiers-TOTAL_FORMS": str(len(tiers)), "tiers-INITIAL_FORMS": "0"}
+    for index, tier in enumerate(tiers):
+        item = f"{where}[{index}]"
+        # The formset takes a blank row for no tier; in a file, an empty entry is a mistake.
+        if not isinstance(tier, dict) or not tier:
+            errors.append(f"{item}: expected a mapping of {', '.join(TIER_KEYS)} (above, input and output at "
+                          f"least), not {tier!r}")
+            continue
+        _check_keys(tier, TIER_KEYS, item, "a tier's settings are", errors)
+        data.update({f"tiers-{index}-{name}": number for name, number in
+                     _numbers(tier, TIER_KEYS, item, errors).items()})
+    return data
+
+
+def _numbers(value: Mapping[str, Any], names: tuple[str, ...], where: str, errors: list[str]) -> dict[str, str]:
+    """The numbers `names` of a mapping as a form's data ("" where left out)."""
+    data = {}
+    for name in names:
+        number = value.get(name)
+        if isinstance(number, dict | list):
+            errors.append(f"{where}.{name}: expected a number, not {_type_name(number)}")
+            number = None
+        # Through str(), a YAML float keeps the digits written in the file: Decimal(0.15) would not.
+        data[name] = "" if number is None else str(number)
+    return data
 
 
 def _check_keys(entry: Mapping[str, Any], allowed: tuple[str, ...], where: str, what: str,
@@ -515,7 +549,7 @@ def _apply_model(provider: Provider, plan: _ModelPlan, actor: Any, report: Repor
     if plan.existing is None:
         model = services.model_add(
             provider=provider, name=data["name"], actor=actor, display_name=data["display_name"],
-            context_window=data["context_window"], enabled=data["enabled"],
+            context_window=data["context_window"], max_output_tokens=data["max_output_tokens"], enabled=data["enabled"],
             with_default_price=plan.prices is None,
         )
         if plan.prices is not None:
@@ -642,7 +676,7 @@ def _export_budget(budget: Budget, placeholders: set[str]) -> dict[str, Any]:
             Budget.Scope.USER: lambda: target.email,
             Budget.Scope.API_KEY: lambda: target.prefix,
         }[budget.scope]())
-    entry.update(period=budget.period, amount=_plain(budget.amount), thresholds=list(budget.thresholds),
+    entry.update(period=budget.period, amount=plain(budget.amount), thresholds=list(budget.thresholds),
                  forecast=budget.forecast, hard_limit=budget.hard_limit)
     if budget.emails:
         entry["emails"] = [_literal(address) for address in budget.emails]
@@ -660,11 +694,18 @@ def _export_model(model: Model) -> dict[str, Any]:
     entry["enabled"] = model.enabled
     if model.context_window is not None:
         entry["context_window"] = model.context_window
+    if model.max_output_tokens is not None:
+        entry["max_output_tokens"] = model.max_output_tokens
     price = model.current_price()
     if price is not None:
-        entry["prices"] = {name: _plain(value)
-                           for name, value in price.as_dict().items() if value is not None}
+        tiers = [{"above": tier.above, **_export_classes(tier)} for tier in price.tier_list]
+        entry["prices"] = {**_export_classes(price), **({"tiers": tiers} if tiers else {})}
     return entry
+
+
+def _export_classes(prices: Price | PriceTier) -> dict[str, Decimal]:
+    """The prices a version or tier sets; an empty one is left out, and means empty when read back."""
+    return {name: plain(value) for name in Price.PRICE_FIELDS if (value := getattr(prices, name)) is not None}
 
 
 def key_placeholder(provider_name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
@@ -688,11 +729,6 @@ def env_placeholder(name: str, suffix: str, taken: set[str] | frozenset[str] = f
 def _literal(text: str) -> str:
     """Escape text so that load_yaml gives it back unchanged."""
     return text.replace("${", "$${")
-
-
-def _plain(value: Decimal) -> Decimal:
-    """0.150000 -> 0.15 and 2.000000 -> 2, without the exponent normalize() gives 100 (1E+2)."""
-    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
 
 
 class _Dumper(yaml.SafeDumper):

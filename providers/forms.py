@@ -86,24 +86,96 @@ class ProviderForm(forms.ModelForm):
 
 price_kwargs = {"max_digits": price_field_kwargs["max_digits"], "decimal_places": price_field_kwargs["decimal_places"],
                 "min_value": Decimal(0)}
+# A tier's threshold is stored in a PositiveIntegerField, which PostgreSQL holds in 32 bits.
+MAX_TIER_THRESHOLD = 2_147_483_647
 
 
-class PriceForm(forms.Form):
-    """A new price version, in USD per 1M tokens."""
+def plain(value: Decimal) -> Decimal:
+    """0.150000 -> 0.15 and 2.000000 -> 2, without the exponent normalize() gives 100 (1E+2)."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
+def _plain_prices(prices: dict[str, Any]) -> dict[str, Any]:
+    return {name: plain(value) if isinstance(value, Decimal) else value for name, value in prices.items()}
+
+
+class PricesForm(forms.Form):
+    """The five prices of a version or of one of its tiers, in USD per 1M tokens."""
 
     input = forms.DecimalField(label="Input", **price_kwargs)
-    output = forms.DecimalField(label="Output", **price_kwargs)
+    output = forms.DecimalField(label="Output", help_text="Reasoning tokens are billed as output.", **price_kwargs)
     cache_read = forms.DecimalField(label="Cache read", required=False, **price_kwargs,
                                     help_text="Blank: cached reads cost the input price.")
-    cache_write = forms.DecimalField(label="Cache write", required=False, **price_kwargs,
-                                     help_text="Blank: cache writes cost the input price.")
+    cache_write = forms.DecimalField(
+        label="Cache write (5 minutes)", required=False, **price_kwargs,
+        help_text="Writes kept 5 minutes, or a provider's only cache writes. Blank: the input price.",
+    )
+    cache_write_1h = forms.DecimalField(
+        label="Cache write (1 hour)", required=False, **price_kwargs,
+        help_text="Writes kept 1 hour (Anthropic's extended cache). Blank: the 5-minute write price.",
+    )
+
+
+class PriceTierForm(PricesForm):
+    """A long-context tier: once a call's prompt is above the threshold, every token of it is priced here."""
+
+    above = forms.IntegerField(
+        label="Above (prompt tokens)", min_value=1, max_value=MAX_TIER_THRESHOLD,
+        error_messages={"min_value": "A threshold is a number of prompt tokens, at least 1."},
+    )
+    field_order = ["above"]
+
+
+class BasePriceTierFormSet(forms.BaseFormSet):
+    """The tiers of a new price version. Every row may be left blank, the prefilled ones too: a blank row
+    is no tier, so clearing a row removes that tier from the new version."""
+
+    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
+        return {"empty_permitted": True}
+
+    def clean(self) -> None:
+        seen: set[int] = set()
+        for form in self.forms:
+            above = form.cleaned_data.get("above")
+            if above is None:
+                continue
+            if above in seen:
+                form.add_error("above", f"Another tier already starts above {above:,} prompt tokens.")
+            seen.add(above)
+
+    def tiers(self) -> list[dict[str, Any]]:
+        """The filled rows, in price_set's shape."""
+        return [{name: form.cleaned_data.get(name) for name in ("above", *Price.PRICE_FIELDS)}
+                for form in self.forms if form.cleaned_data]
+
+
+PriceTierFormSet = forms.formset_factory(PriceTierForm, formset=BasePriceTierFormSet, extra=1)
+
+
+class PriceForm(PricesForm):
+    """A new price version with its long-context tiers (`self.tiers`). The form is valid only with its
+    tiers: a version is saved whole or not at all."""
+
     effective_from = forms.DateTimeField(
         required=False, help_text="Blank: from now. Calls already recorded keep the price they had.",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
 
-    def prices(self) -> dict[str, Decimal | None]:
-        return {name: self.cleaned_data.get(name) for name in Price.PRICE_FIELDS}
+    def __init__(self, data: Any = None, *args: Any, initial: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """`initial`: a version in price_set's shape (Price.as_dict), shown as written: 6, not 6.000000000000."""
+        initial = initial or {}
+        super().__init__(data, *args, initial=_plain_prices(initial), **kwargs)
+        # Posted rows get no initial values: compared with nothing, any filled row is a tier.
+        tiers = [_plain_prices(tier) for tier in initial.get("tiers", ())] if data is None else None
+        self.tiers = PriceTierFormSet(data, prefix=self.add_prefix("tiers"), initial=tiers)
+
+    def is_valid(self) -> bool:
+        tiers_valid = self.tiers.is_valid()
+        return super().is_valid() and tiers_valid
+
+    def prices(self) -> dict[str, Any]:
+        """The version in price_set's shape."""
+        return {**{name: self.cleaned_data.get(name) for name in Price.PRICE_FIELDS}, "tiers": self.tiers.tiers()}
 
     def clean_effective_from(self) -> Any:
         return self.cleaned_data.get("effective_from") or timezone.now()
@@ -112,7 +184,7 @@ class PriceForm(forms.Form):
 class CatalogModelForm(forms.ModelForm):
     class Meta:
         model = Model
-        fields = ["name", "display_name", "enabled", "context_window"]
+        fields = ["name", "display_name", "enabled", "context_window", "max_output_tokens"]
 
     def __init__(self, *args: Any, provider: Provider, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -1,5 +1,5 @@
 from django.contrib import messages
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -7,6 +7,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.audit import audit_log
 from aspweb.roles import ADMIN, role_required
+from usage.models import DailyModelUsage
 
 from . import routing, services
 from .adapters.base import ProviderError
@@ -23,10 +24,27 @@ def _get_provider(pk: int, *, active: bool = True) -> Provider:
 def _models_with_prices(provider: Provider) -> list[Model]:
     """The catalog with each model's price in force now, from one prefetch rather than a query a model."""
     now = timezone.now()
-    prices = Price.objects.filter(effective_from__lte=now).order_by("-effective_from", "-id")
+    prices = Price.objects.filter(effective_from__lte=now).order_by("-effective_from", "-id").prefetch_related("tiers")
     models = list(provider.models.prefetch_related(Prefetch("prices", queryset=prices, to_attr="prices_in_force")))
     for model in models:
         model.price_now = model.prices_in_force[0] if model.prices_in_force else None
+    return models
+
+
+def _unpriced_models(provider: Provider | None = None) -> list[Model]:
+    """The catalog's models that were called while nothing priced them, each with its count of such calls,
+    their tokens and their first and last day, summed from the daily rollups over all days. Those calls
+    count $0 in every total until an admin sets a price in force at their time and re-prices them."""
+    rows = DailyModelUsage.objects.filter(unpriced__gt=0, model__isnull=False)
+    if provider is not None:
+        rows = rows.filter(provider=provider)
+    totals = {row["model"]: row for row in rows.order_by().values("model").annotate(
+        calls=Sum("unpriced"), tokens=Sum("unpriced_tokens"), first_day=Min("day"), last_day=Max("day"))}
+    priced = Price.objects.filter(model=OuterRef("pk"), effective_from__lte=timezone.now())
+    models = list(Model.objects.filter(pk__in=totals).select_related("provider")
+                  .annotate(priced_now=Exists(priced)).order_by("provider__name", "name"))
+    for model in models:
+        model.unpriced_usage = totals[model.pk]
     return models
 
 
@@ -37,7 +55,8 @@ def provider_list(request: HttpRequest) -> HttpResponse:
         model_count=Count("models"), enabled_model_count=Count("models", filter=Q(models__enabled=True))
     )
     providers = providers.filter(archived_at__isnull=not show_archived)
-    return render(request, "providers/list.html", {"providers": providers, "show_archived": show_archived})
+    return render(request, "providers/list.html", {"providers": providers, "show_archived": show_archived,
+                                                   "unpriced_models": _unpriced_models()})
 
 
 @role_required(ADMIN)
@@ -67,6 +86,7 @@ def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "provider": provider,
         "kind": provider.kind_preset,
         "models": _models_with_prices(provider),
+        "unpriced_models": _unpriced_models(provider),
     })
 
 
@@ -147,7 +167,7 @@ def model_add(request: HttpRequest, pk: int) -> HttpResponse:
     form = CatalogModelForm(request.POST or None, provider=provider)
     if request.method == "POST" and form.is_valid():
         model = services.model_add(provider=provider, actor=request.user, **{
-            k: form.cleaned_data[k] for k in ("name", "display_name", "context_window", "enabled")
+            k: form.cleaned_data[k] for k in ("name", "display_name", "context_window", "max_output_tokens", "enabled")
         })
         messages.success(request, f"Model {model.name} added.")
         return redirect("model_detail", pk=model.pk)
@@ -182,7 +202,8 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "provider": model.provider,
         "form": form,
         "price_form": price_form,
-        "prices": model.prices.select_related("created_by").order_by("-effective_from", "-id"),
+        "prices": model.prices.select_related("created_by").prefetch_related("tiers")
+                              .order_by("-effective_from", "-id"),
         "price_now": price_now,
         "now": timezone.now(),
     })

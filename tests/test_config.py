@@ -90,7 +90,8 @@ def test_example_creates_provider_with_encrypted_key_and_config_price(db: None) 
     assert model.name == "small-model"
     price = model.prices.get()
     assert price.as_dict() == {"input": Decimal("0.15"), "output": Decimal("0.60"),
-                               "cache_read": Decimal("0.075"), "cache_write": None}
+                               "cache_read": Decimal("0.075"), "cache_write": None, "cache_write_1h": None,
+                               "tiers": []}
     assert price.source == Price.Source.CONFIG
     assert report.created == ["provider local-llm", "model local-llm/small-model"]
     assert report.updated == [] and report.unchanged == []
@@ -241,13 +242,13 @@ def test_duplicate_model_in_file(db: None) -> None:
 def test_negative_and_non_numeric_prices(db: None) -> None:
     text = provider_file("name: x", "kind: ollama", "models:",
                          "  - name: a", "  - name: b", "  - name: gpt-4o",
-                         "    prices: {input: -1, output: lots, cache_read: 0.1234567}")
+                         "    prices: {input: -1, output: lots, cache_read: 0.1234567890123}")
 
     assert errors_of(text) == [
         "providers[0] (x).models[2] (gpt-4o).prices.input: Ensure this value is greater than or equal to 0.",
         "providers[0] (x).models[2] (gpt-4o).prices.output: Enter a number.",
         "providers[0] (x).models[2] (gpt-4o).prices.cache_read: "
-        "Ensure that there are no more than 6 decimal places.",
+        "Ensure that there are no more than 12 decimal places.",
     ]
     assert Model.objects.count() == 0
 
@@ -272,9 +273,10 @@ def test_unknown_keys_at_every_level_are_errors(db: None) -> None:
     # The base_url the file misspelt is still missing, and that is said too.
     assert errors[2] == "providers[0] (x).base_url: This field is required."
     assert errors[3] == ("providers[0] (x).models[0] (m).context_windw: unknown setting; "
-                         "model settings are: name, display_name, enabled, context_window, prices")
+                         "model settings are: name, display_name, enabled, context_window, max_output_tokens, prices")
     assert errors[4] == ("providers[0] (x).models[0] (m).prices.cached: unknown setting; "
-                         "prices (USD per 1M tokens) are: input, output, cache_read, cache_write")
+                         "prices (USD per 1M tokens) are: input, output, cache_read, cache_write, cache_write_1h, "
+                         "tiers")
     assert len(errors) == 5
 
 
@@ -421,6 +423,79 @@ def test_yaml_numbers_become_exact_decimals(db: None) -> None:
                                                               Decimal("0.000001"))
 
 
+TIER = "{above: 200000, input: 6, output: 22.5, cache_read: 0.6, cache_write: 7.5, cache_write_1h: 12}"
+TIERED = provider_file(
+    "name: x", "kind: ollama", "models:", "  - name: m", "    prices:",
+    "      input: 3", "      output: 15", "      cache_read: 0.3", "      cache_write: 3.75",
+    "      cache_write_1h: 6", f"      tiers: [{TIER}]",
+)
+
+
+def test_prices_take_the_1h_write_and_long_context_tiers(db: None) -> None:
+    report = run_import(TIERED)
+
+    price = Price.objects.get()
+    assert price.as_dict() == {
+        "input": Decimal(3), "output": Decimal(15), "cache_read": Decimal("0.3"), "cache_write": Decimal("3.75"),
+        "cache_write_1h": Decimal(6),
+        "tiers": [{"above": 200000, "input": Decimal(6), "output": Decimal("22.5"), "cache_read": Decimal("0.6"),
+                   "cache_write": Decimal("7.5"), "cache_write_1h": Decimal(12)}],
+    }
+    assert price.source == Price.Source.CONFIG
+    assert report.created == ["provider x", "model x/m"]
+
+
+def test_tiers_version_only_when_they_change(db: None) -> None:
+    run_import(TIERED)
+
+    assert not run_import(TIERED).changed
+    higher = "{above: 1000000, input: 9, output: 30}"
+    assert run_import(TIERED.replace(f"[{TIER}]", f"[{higher}, {TIER}]")).updated == ["model x/m (prices)"]
+    # Tiers in another order are the same tiers.
+    assert not run_import(TIERED.replace(f"[{TIER}]", f"[{TIER}, {higher}]")).changed
+    # A file that leaves the tiers out means a version without them, as it does for a cache price.
+    report = run_import(TIERED.replace(f"      tiers: [{TIER}]\n", ""))
+    assert report.updated == ["model x/m (prices)"]
+    model = Model.objects.get()
+    assert [len(p.tier_list) for p in model.prices.order_by("effective_from", "id")] == [1, 2, 0]
+    assert model.current_price().as_dict()["tiers"] == []
+
+
+@pytest.mark.parametrize(
+    ("tiers", "expected"),
+    [
+        ("{above: 1000, input: 1, output: 2}",
+         ["prices.tiers: expected a list of tiers, each a mapping of above, input, output, cache_read, cache_write, "
+          "cache_write_1h, not a mapping"]),
+        ("[5]", ["prices.tiers[0]: expected a mapping of above, input, output, cache_read, cache_write, "
+                 "cache_write_1h (above, input and output at least), not 5"]),
+        ("[{}]", ["prices.tiers[0]: expected a mapping of above, input, output, cache_read, cache_write, "
+                  "cache_write_1h (above, input and output at least), not {}"]),
+        ("[{above: 1000, input: 1, output: 2, cache_write_2h: 3}]",
+         ["prices.tiers[0].cache_write_2h: unknown setting; a tier's settings are: above, input, output, cache_read, "
+          "cache_write, cache_write_1h"]),
+        ("[{input: 1, output: 2}]", ["prices.tiers[0].above: This field is required."]),
+        ("[{above: 0, input: 1, output: 2}]",
+         ["prices.tiers[0].above: A threshold is a number of prompt tokens, at least 1."]),
+        ("[{above: 1000.5, input: 1, output: 2}]", ["prices.tiers[0].above: Enter a whole number."]),
+        ("[{above: 1000, input: 1}]", ["prices.tiers[0].output: This field is required."]),
+        ("[{above: 1000, output: 1}]", ["prices.tiers[0].input: This field is required."]),
+        ("[{above: 1000, input: 1, output: [2]}]", ["prices.tiers[0].output: expected a number, not a list",
+                                                     "prices.tiers[0].output: This field is required."]),
+        ("[{above: 1000, input: 1, output: 2, cache_read: -1}]",
+         ["prices.tiers[0].cache_read: Ensure this value is greater than or equal to 0."]),
+        ("[{above: 1000, input: 1, output: 2}, {above: 1000, input: 3, output: 4}]",
+         ["prices.tiers[1].above: Another tier already starts above 1,000 prompt tokens."]),
+    ],
+)
+def test_bad_tiers_are_errors_naming_the_tier(db: None, tiers: str, expected: list[str]) -> None:
+    text = provider_file("name: x", "kind: ollama", "models:", "  - name: m",
+                         f"    prices: {{input: 1, output: 2, tiers: {tiers}}}")
+
+    assert errors_of(text) == [f"providers[0] (x).models[0] (m).{error}" for error in expected]
+    assert Model.objects.count() == 0
+
+
 # Export ----------------------------------------------------------------------------------------------
 
 
@@ -441,6 +516,24 @@ def test_export_writes_placeholders_never_keys(db: None) -> None:
          "prices": {"input": Decimal("0.15"), "output": Decimal("0.6"), "cache_read": Decimal("0.075")}},
     ]
     assert "input: 0.15\n" in text and "output: 0.6\n" in text
+
+
+def test_export_writes_the_1h_write_and_tiers_as_the_file_gives_them(db: None) -> None:
+    run_import(TIERED)
+
+    data = config_export()
+    text = dump_yaml(data)
+
+    assert data["providers"][0]["models"][0]["prices"] == {
+        "input": 3, "output": 15, "cache_read": Decimal("0.3"), "cache_write": Decimal("3.75"), "cache_write_1h": 6,
+        "tiers": [{"above": 200000, "input": 6, "output": Decimal("22.5"), "cache_read": Decimal("0.6"),
+                   "cache_write": Decimal("7.5"), "cache_write_1h": 12}],
+    }
+    assert ("      cache_write_1h: 6\n      tiers:\n      - above: 200000\n        input: 6\n"
+            "        output: 22.5\n") in text
+    # Read back, it is the same version.
+    assert load_yaml(text, {})["providers"][0]["models"][0]["prices"]["tiers"][0]["output"] == 22.5
+    assert not run_import(text, env={}).changed
 
 
 def test_export_leaves_out_archived_providers(db: None) -> None:
@@ -467,7 +560,16 @@ providers:
       - name: small-model
         display_name: Small $${HOME} model
         context_window: 32768
-        prices: {input: 0.15, output: 0.60, cache_read: 0.075, cache_write: 0.000001}
+        max_output_tokens: 8192
+        prices:
+          input: 0.15
+          output: 0.60
+          cache_read: 0.075
+          cache_write: 0.000001
+          cache_write_1h: 0.3
+          tiers:
+            - {above: 1000000, input: 0.6, output: 2.4}
+            - {above: 200000, input: 0.3, output: 1.2, cache_read: 0.15, cache_write: 0.375, cache_write_1h: 0.6}
       - name: big-model
         enabled: false
         prices: {input: 1234.123456, output: 100, cache_read: 0}
@@ -520,7 +622,9 @@ def test_export_into_an_empty_database_recreates_the_same_config(db: None) -> No
 
     assert config_export() == exported
     assert Provider.objects.get(name="oa").api_key.reveal() == "sk-oa-secret-1"
-    assert Model.objects.get(name="small-model").display_name == "Small ${HOME} model"
+    small = Model.objects.get(name="small-model")
+    assert (small.display_name, small.max_output_tokens) == ("Small ${HOME} model", 8192)
+    assert [tier.above for tier in small.current_price().tier_list] == [200000, 1000000]
 
 
 # Commands --------------------------------------------------------------------------------------------

@@ -1,15 +1,21 @@
 """Provider pages: add per kind, edit, disable, delete or archive, test connection, sync, prices."""
 
+import re
+from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import AuditEvent
 from providers.kinds import KINDS
 from providers.models import Model, Price, Provider
 from tests.fakes.upstream import FakeUpstream
+from tests.usage_support import write
+from usage import services as usage_services
 from usage.models import UsageRecord
 
 pytestmark = pytest.mark.django_db
@@ -246,13 +252,45 @@ def test_sync_error_is_shown_in_plain_words(admin_client: Client, upstream: Fake
     assert not Model.objects.exists()
 
 
+def _rows(html: str, cell: str = "td") -> list[list[str]]:
+    """The text of each table row's cells, tags stripped."""
+    return [[re.sub(r"<[^>]+>", "", text).strip() for text in re.findall(rf"<{cell}[^>]*>(.*?)</{cell}>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html, re.S)]
+
+
+def _row_cells(html: str, marker: str, cell: str = "td") -> list[str]:
+    """The cells of the one row that holds `marker`."""
+    rows = [row for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html, re.S) if marker in row]
+    assert len(rows) == 1, rows
+    return _rows(f"<tr>{rows[0]}</tr>", cell)[0]
+
+
+def _prices(tiers: list[dict[str, str]] = (), **fields: str) -> dict[str, str]:
+    """The price form's POST data: `fields` without their "price-" prefix, and one row per tier."""
+    data = {f"price-{name}": value for name, value in fields.items()}
+    data.update({"price-tiers-TOTAL_FORMS": str(len(tiers)), "price-tiers-INITIAL_FORMS": "0"})
+    for index, tier in enumerate(tiers):
+        data.update({f"price-tiers-{index}-{name}": value for name, value in tier.items()})
+    return data
+
+
+GEMINI_TIER = {"above": "200000", "input": "2.5", "output": "15", "cache_read": "0.625", "cache_write": "",
+               "cache_write_1h": ""}
+
+
+@pytest.fixture
+def priced_model() -> Model:
+    provider = Provider.objects.create(name="ol", kind="ollama")
+    return Model.objects.create(provider=provider, name="m")
+
+
 def test_price_edit_creates_a_new_version_and_keeps_history(admin_client: Client, upstream: FakeUpstream) -> None:
     provider = Provider.objects.create(name="ol", kind="openai_compatible", base_url=upstream.openai_base_url)
     model = Model.objects.create(provider=provider, name="m")
     url = reverse("model_detail", args=[model.pk])
-    admin_client.post(url, {"price-input": "1.5", "price-output": "2", "price-cache_read": ""})
-    admin_client.post(url, {"price-input": "1.25", "price-output": "2", "price-cache_read": "0.1"})
-    admin_client.post(url, {"price-input": "1.25", "price-output": "2", "price-cache_read": "0.1"})  # same: no-op
+    admin_client.post(url, _prices(input="1.5", output="2", cache_read=""))
+    admin_client.post(url, _prices(input="1.25", output="2", cache_read="0.1"))
+    admin_client.post(url, _prices(input="1.25", output="2", cache_read="0.1"))  # same: no-op
     versions = list(model.prices.order_by("effective_from"))
     assert [(p.input, p.cache_read) for p in versions] == [(Decimal("1.5"), None), (Decimal("1.25"), Decimal("0.1"))]
     html = admin_client.get(url).content.decode()
@@ -260,21 +298,138 @@ def test_price_edit_creates_a_new_version_and_keeps_history(admin_client: Client
     assert AuditEvent.objects.filter(action="price.create").count() == 2
 
 
+def test_price_with_both_write_durations_and_tiers_is_one_version(admin_client: Client, priced_model: Model) -> None:
+    url = reverse("model_detail", args=[priced_model.pk])
+    response = admin_client.post(url, _prices(
+        input="3", output="15", cache_read="0.3", cache_write="3.75", cache_write_1h="6",
+        tiers=[{"above": "200000", "input": "6", "output": "22.5", "cache_read": "0.6", "cache_write": "7.5",
+                "cache_write_1h": "12"},
+               {"above": "", "input": "", "output": "", "cache_read": "", "cache_write": "",
+                "cache_write_1h": ""}],
+    ))
+    assert response.status_code == 302
+    price = priced_model.prices.get()
+    assert price.as_dict() == {
+        "input": Decimal(3), "output": Decimal(15), "cache_read": Decimal("0.3"), "cache_write": Decimal("3.75"),
+        "cache_write_1h": Decimal(6),
+        "tiers": [{"above": 200000, "input": Decimal(6), "output": Decimal("22.5"), "cache_read": Decimal("0.6"),
+                   "cache_write": Decimal("7.5"), "cache_write_1h": Decimal(12)}],
+    }
+    assert price.created_by is not None and price.source == Price.Source.ADMIN
+    event = AuditEvent.objects.get(action="price.create")
+    assert event.details["cache_write_1h"] == "6" and event.details["tiers"][0]["above"] == "200000"
+
+
+def test_history_shows_the_1h_write_and_each_versions_tiers(admin_client: Client, priced_model: Model) -> None:
+    url = reverse("model_detail", args=[priced_model.pk])
+    admin_client.post(url, _prices(input="1.25", output="10", cache_write_1h="2.5", tiers=[GEMINI_TIER]))
+    admin_client.post(url, _prices(input="1.5", output="10"))
+
+    html = admin_client.get(url).content.decode()
+
+    head = _row_cells(html, "<th>Effective from</th>", cell="th")
+    assert head[1:6] == ["Input", "Output", "Cache read", "Cache write 5 min", "Cache write 1 h"]
+    versions = [cells for cells in _rows(html) if "Set by an admin" in cells]
+    assert [cells[1:6] for cells in versions] == [["$1.50", "$10.00", "—", "—", "—"],
+                                                 ["$1.25", "$10.00", "—", "—", "$2.50"]]
+    # The tier is listed once, under the older version it belongs to.
+    assert [cells[:6] for cells in _rows(html) if cells and cells[0].startswith("above")] == [
+        ["above 200,000 prompt tokens", "$2.50", "$15.00", "$0.625", "—", "—"]]
+    assert html.index("$1.25") < html.index("above 200,000 prompt tokens")
+
+
+def test_price_form_is_prefilled_with_the_version_in_force_and_its_tiers(admin_client: Client,
+                                                                        priced_model: Model) -> None:
+    url = reverse("model_detail", args=[priced_model.pk])
+    admin_client.post(url, _prices(input="1.25", output="10", cache_write_1h="2.5", tiers=[GEMINI_TIER]))
+
+    form = admin_client.get(url).context["price_form"]
+
+    assert form["input"].value() == Decimal("1.25") and form["cache_write_1h"].value() == Decimal("2.5")
+    assert form.tiers.total_form_count() == 2  # the tier in force and an empty row for another
+    first, empty = form.tiers.forms
+    assert first["above"].value() == 200000 and first["output"].value() == Decimal(15)
+    assert first["cache_write"].value() is None
+    assert empty["above"].value() is None and empty["input"].value() is None
+
+
+def test_resubmitting_the_prefilled_form_adds_no_version(admin_client: Client, priced_model: Model) -> None:
+    url = reverse("model_detail", args=[priced_model.pk])
+    admin_client.post(url, _prices(input="1.25", output="10", tiers=[GEMINI_TIER]))
+    # As a browser sends the prefilled form back: the stored digits, the empty row, INITIAL_FORMS as rendered.
+    data = _prices(input="1.250000000000", output="10.000000000000",
+                   tiers=[{**GEMINI_TIER, "above": "200000", "input": "2.500000"}, {}])
+    data["price-tiers-INITIAL_FORMS"] = "1"
+
+    response = admin_client.post(url, data, follow=True)
+
+    assert "already the prices in force" in response.content.decode()
+    assert priced_model.prices.count() == 1
+
+
+def test_clearing_a_tier_row_drops_the_tier_from_the_new_version(admin_client: Client, priced_model: Model) -> None:
+    url = reverse("model_detail", args=[priced_model.pk])
+    admin_client.post(url, _prices(input="1.25", output="10", tiers=[GEMINI_TIER]))
+    cleared = dict.fromkeys(GEMINI_TIER, "")
+    data = _prices(input="1.25", output="10", tiers=[cleared])
+    data["price-tiers-INITIAL_FORMS"] = "1"  # the cleared row was a prefilled one
+
+    assert admin_client.post(url, data).status_code == 302
+
+    assert priced_model.prices.count() == 2
+    assert priced_model.current_price().as_dict()["tiers"] == []
+
+
+@pytest.mark.parametrize(
+    ("tiers", "message"),
+    [
+        ([{"above": "0", "input": "1", "output": "2"}], "A threshold is a number of prompt tokens, at least 1."),
+        ([{"above": "-5", "input": "1", "output": "2"}], "A threshold is a number of prompt tokens, at least 1."),
+        ([{"above": "1.5", "input": "1", "output": "2"}], "Enter a whole number."),
+        ([{"input": "1", "output": "2"}], "This field is required."),
+        ([{"above": "1000", "input": "1"}], "This field is required."),
+        ([{"above": "1000", "output": "2"}], "This field is required."),
+        ([{"above": "1000", "input": "1", "output": "2", "cache_write_1h": "-1"}],
+         "Ensure this value is greater than or equal to 0."),
+        ([{"above": "1000", "input": "1", "output": "2"}, {"above": "1000", "input": "3", "output": "4"}],
+         "Another tier already starts above 1,000 prompt tokens."),
+    ],
+)
+def test_bad_tiers_are_form_errors_and_nothing_is_saved(admin_client: Client, priced_model: Model,
+                                                        tiers: list[dict[str, str]], message: str) -> None:
+    response = admin_client.post(reverse("model_detail", args=[priced_model.pk]),
+                                 _prices(input="1", output="2", tiers=tiers))
+    assert response.status_code == 200
+    errors = [error for form in response.context["price_form"].tiers.forms for field in form.errors.values()
+              for error in field]
+    assert message in errors
+    assert message.replace("'", "&#x27;") in response.content.decode()
+    assert not priced_model.prices.exists()
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"price-input": "-1", "price-output": "2"}, "greater than or equal to 0"),
-        ({"price-input": "cheap", "price-output": "2"}, "Enter a number."),
-        ({"price-output": "2"}, "This field is required."),
+        ({"input": "-1", "output": "2"}, "greater than or equal to 0"),
+        ({"input": "cheap", "output": "2"}, "Enter a number."),
+        ({"output": "2"}, "This field is required."),
+        ({"input": "1", "output": "2", "cache_write_1h": "-0.5"}, "greater than or equal to 0"),
+        ({"input": "1", "output": "2", "cache_read": "0.0000000000001"}, "no more than 12 decimal places"),
     ],
 )
-def test_bad_prices_are_form_errors(admin_client: Client, data: dict, message: str) -> None:
-    provider = Provider.objects.create(name="ol", kind="ollama")
-    model = Model.objects.create(provider=provider, name="m")
-    response = admin_client.post(reverse("model_detail", args=[model.pk]), data)
+def test_bad_prices_are_form_errors(admin_client: Client, priced_model: Model, data: dict, message: str) -> None:
+    response = admin_client.post(reverse("model_detail", args=[priced_model.pk]), _prices(**data))
     assert response.status_code == 200
     assert message in response.content.decode()
-    assert not model.prices.exists()
+    assert not priced_model.prices.exists()
+
+
+def test_a_valid_version_with_a_bad_tier_is_not_saved_in_part(admin_client: Client, priced_model: Model) -> None:
+    response = admin_client.post(reverse("model_detail", args=[priced_model.pk]),
+                                 _prices(input="1", output="2", tiers=[{"above": "1000", "input": "1"}]))
+    assert response.status_code == 200
+    assert response.context["price_form"].errors == {}
+    assert not priced_model.prices.exists()
 
 
 def test_add_model_by_hand_and_edit_it(admin_client: Client) -> None:
@@ -327,10 +482,6 @@ def test_claude_cli_present_reports_its_version(admin_client: Client, settings: 
 
 def test_provider_page_prices_the_catalog_in_a_fixed_number_of_queries(
         admin_client: Client, django_assert_max_num_queries: object) -> None:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     provider = Provider.objects.create(name="many", kind="ollama")
     for index in range(20):
         model = Model.objects.create(provider=provider, name=f"m{index}")
@@ -342,3 +493,88 @@ def test_provider_page_prices_the_catalog_in_a_fixed_number_of_queries(
     with django_assert_max_num_queries(12):
         html = admin_client.get(reverse("provider_detail", args=[provider.pk])).content.decode()
     assert "$19.00" in html and "$99.00" not in html
+
+
+def test_catalog_shows_the_1h_write_price_and_which_models_are_tiered(admin_client: Client,
+                                                                      priced_model: Model) -> None:
+    url = reverse("model_detail", args=[priced_model.pk])
+    admin_client.post(url, _prices(input="1.25", output="10", cache_write="1.5625", cache_write_1h="2.5",
+                                   tiers=[GEMINI_TIER, {**GEMINI_TIER, "above": "1000000"}]))
+    plain = Model.objects.create(provider=priced_model.provider, name="plain")
+    Price.objects.create(model=plain, input=Decimal(1), output=Decimal(2))
+
+    html = admin_client.get(reverse("provider_detail", args=[priced_model.provider.pk])).content.decode()
+
+    assert _row_cells(html, "<th>Model</th>", cell="th")[3:] == ["Input", "Output", "Cache read", "Cache write 5 min",
+                                                                  "Cache write 1 h"]
+    tiered = _row_cells(html, f'href="{url}"')
+    assert tiered[3:] == ["$1.25", "$10.00", "—", "$1.5625", "$2.50"]
+    assert "priced higher above 200,000, 1,000,000 prompt tokens" in " ".join(tiered[0].split())
+    untiered = _row_cells(html, f'href="{reverse("model_detail", args=[plain.pk])}"')
+    assert untiered[3:] == ["$1.00", "$2.00", "—", "—", "—"] and "priced higher" not in untiered[0]
+
+
+def _unpriced_calls(model: Model, days_ago: int, calls: int, tokens: int = 100) -> None:
+    for _ in range(calls):
+        write(model, created_at=timezone.now() - timedelta(days=days_ago), input_tokens=tokens - 20,
+              output_tokens=20)
+
+
+def test_catalog_lists_the_models_called_without_a_price(admin_client: Client) -> None:
+    first = Provider.objects.create(name="first", kind="openai_compatible", base_url="http://127.0.0.1:1/v1")
+    second = Provider.objects.create(name="second", kind="openai_compatible", base_url="http://127.0.0.1:1/v1")
+    never_priced = Model.objects.create(provider=first, name="never-priced")
+    priced_later = Model.objects.create(provider=second, name="priced-later")
+    always_priced = Model.objects.create(provider=second, name="always-priced")
+    Price.objects.create(model=always_priced, input=Decimal(1), output=Decimal(1),
+                         effective_from=timezone.now().replace(year=2000))
+    _unpriced_calls(never_priced, days_ago=3, calls=2, tokens=1000)
+    _unpriced_calls(never_priced, days_ago=1, calls=1, tokens=500)
+    _unpriced_calls(priced_later, days_ago=0, calls=1, tokens=70)
+    _unpriced_calls(always_priced, days_ago=0, calls=4)
+    Price.objects.create(model=priced_later, input=Decimal(1), output=Decimal(1))
+
+    html = admin_client.get(reverse("provider_list")).content.decode()
+
+    notice = html[html.index('id="unpriced"'):]
+    notice = notice[:notice.index("</section>")]
+    rows = [cells for cells in _rows(notice) if cells]
+    days = [timezone.localdate() - timedelta(days=n) for n in (3, 1, 0)]
+    assert [cells[:4] for cells in rows] == [
+        ["first/never-priced", "3", "2,500", f"{days[0]:%Y-%m-%d} to {days[1]:%Y-%m-%d}"],
+        ["second/priced-later", "1", "70", f"{days[2]:%Y-%m-%d}"],
+    ]
+    assert rows[0][4] == "Set a price"
+    assert " ".join(rows[1][4].split()) == "Change the price Preview re-pricing"
+    assert f'href="{reverse("model_detail", args=[never_priced.pk])}#price-form"' in notice
+    assert (f'href="{reverse("usage_reprice", args=[priced_later.pk])}?since={days[2]:%Y-%m-%d}&amp;'
+            f'until={days[2]:%Y-%m-%d}"') in notice
+
+    # A provider's page lists only its own models.
+    html = admin_client.get(reverse("provider_detail", args=[second.pk])).content.decode()
+    assert "second/priced-later" in html and "first/never-priced" not in html
+    html = admin_client.get(reverse("provider_detail", args=[first.pk])).content.decode()
+    assert "first/never-priced" in html and "second/priced-later" not in html
+
+
+def test_the_unpriced_notice_goes_once_the_calls_are_repriced(admin_client: Client) -> None:
+    provider = Provider.objects.create(name="p", kind="openai_compatible", base_url="http://127.0.0.1:1/v1")
+    model = Model.objects.create(provider=provider, name="m")
+    _unpriced_calls(model, days_ago=1, calls=2)
+    assert 'id="unpriced"' in admin_client.get(reverse("provider_list")).content.decode()
+
+    since = timezone.now() - timedelta(days=2)
+    Price.objects.create(model=model, input=Decimal(1), output=Decimal(1), effective_from=since)
+    usage_services.usage_reprice(model=model, since=since, actor=None)
+
+    assert 'id="unpriced"' not in admin_client.get(reverse("provider_list")).content.decode()
+    assert 'id="unpriced"' not in admin_client.get(reverse("provider_detail", args=[provider.pk])).content.decode()
+
+
+@pytest.mark.parametrize("role", ["finance", "member"])
+def test_only_admins_see_the_catalog_and_its_notice(client_as: Callable[[str], Client], role: str) -> None:
+    provider = Provider.objects.create(name="p", kind="openai_compatible", base_url="http://127.0.0.1:1/v1")
+    _unpriced_calls(Model.objects.create(provider=provider, name="m"), days_ago=0, calls=1)
+    client = client_as(role)
+    assert client.get(reverse("provider_list")).status_code == 403
+    assert client.get(reverse("provider_detail", args=[provider.pk])).status_code == 403
