@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from .forms import plain
 from .models import Model, Price, Provider
 
 
@@ -63,7 +64,7 @@ class PriceInline(admin.TabularInline):
     @admin.display(description="Long-context tiers")
     def tier_summary(self, obj: Price) -> str:
         return "; ".join(
-            f"above {tier.above:,}: " + ", ".join(f"{name} {getattr(tier, name)}" for name in Price.PRICE_FIELDS
+            f"above {tier.above:,}: " + ", ".join(f"{name} {plain(getattr(tier, name))}" for name in Price.PRICE_FIELDS
                                                  if getattr(tier, name) is not None)
             for tier in obj.tier_list
         ) or "—"

@@ -578,3 +578,15 @@ def test_only_admins_see_the_catalog_and_its_notice(client_as: Callable[[str], C
     client = client_as(role)
     assert client.get(reverse("provider_list")).status_code == 403
     assert client.get(reverse("provider_detail", args=[provider.pk])).status_code == 403
+
+
+def test_django_admin_lists_each_versions_1h_write_and_tiers(client_as: Callable[[str], Client],
+                                                             priced_model: Model) -> None:
+    client = client_as("superuser")
+    client.post(reverse("model_detail", args=[priced_model.pk]),
+                _prices(input="1.25", output="10", cache_write_1h="2.5", tiers=[GEMINI_TIER]))
+
+    html = client.get(reverse("admin:providers_model_change", args=[priced_model.pk])).content.decode()
+
+    assert "Cache write 1h" in html and "2.500000000000" in html
+    assert "above 200,000: input 2.5, output 15, cache_read 0.625" in html
