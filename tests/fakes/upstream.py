@@ -29,14 +29,14 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, urlsplit
 
 from .loopback import LoopbackFake, TrackingServer
 
 Provider = Literal["openai", "azure", "anthropic"]
 UsageStyle = Literal["openai", "gemini", "groq", "openrouter"]
-USAGE_STYLES: tuple[str, ...] = ("openai", "gemini", "groq", "openrouter")
+USAGE_STYLES: tuple[UsageStyle, ...] = get_args(UsageStyle)
 
 DEFAULT_REPLY = "Hello from the fake upstream."
 DEFAULT_MODELS = ("fake-model-a", "fake-model-b")
@@ -129,7 +129,7 @@ class _Snapshot:
     models: tuple[str, ...]
     usage: dict[str, int]
     raw_usage: dict[str, Any] | None
-    usage_style: str
+    usage_style: UsageStyle
     api_key: str | None
     tool_calls: tuple[dict[str, Any], ...]
     reasoning: str
@@ -163,7 +163,7 @@ class FakeUpstream(LoopbackFake):
         self.models: list[str] = list(DEFAULT_MODELS)
         self._usage: dict[str, int] = {}
         self.raw_usage: dict[str, Any] | None = None
-        self._usage_style = "openai"
+        self._usage_style: UsageStyle = "openai"
         self._tool_calls: tuple[dict[str, Any], ...] = ()
         # Reasoning streamed before the answer: in the OpenAI-compatible delta field `reasoning_field`
         # ("reasoning_content" as DeepSeek sends it, "reasoning" as OpenRouter does), and as an Anthropic
@@ -234,7 +234,7 @@ class FakeUpstream(LoopbackFake):
         self._usage = dict(values)
 
     @property
-    def usage_style(self) -> str:
+    def usage_style(self) -> UsageStyle:
         """Where an OpenAI-format answer carries its usage (``raw_usage``, or the one ``usage`` makes):
 
         - "openai" (the default): in a stream, only when the request asks with
@@ -255,7 +255,7 @@ class FakeUpstream(LoopbackFake):
         return self._usage_style
 
     @usage_style.setter
-    def usage_style(self, style: str) -> None:
+    def usage_style(self, style: UsageStyle) -> None:
         if style not in USAGE_STYLES:
             raise ValueError(f"unknown usage style {style!r}; expected one of {list(USAGE_STYLES)}")
         self._usage_style = style
@@ -618,7 +618,7 @@ class _Handler(BaseHTTPRequestHandler):
         if usage is None:
             usage = _Usage.build(snapshot, body, answer).openai()
         style = snapshot.usage_style
-        groq_id = {"id": fake._new_id("req_")}
+        groq_id = {"id": fake._new_id("req_")} if style == "groq" else {}
         completion_id = fake._new_id("chatcmpl-")
         created = int(time.time())
         finish_reason = "tool_calls" if answer.tool_calls else "stop"
