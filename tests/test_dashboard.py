@@ -262,8 +262,9 @@ REFERENCE_ROW = Template("""{% load money humanize %}{% for group, drill_query i
 {{ f.error_percent|floatformat:1 }}&nbsp;%{% else %}—{% endif %}</td><td class="num">{{ f.input_tokens|intcomma }}</td>\
 <td class="num">{{ f.output_tokens|intcomma }}</td><td class="num">{{ f.cache_read_tokens|intcomma }}</td>\
 <td class="num">{{ f.cache_write_tokens|intcomma }}</td><td class="num">{{ f.cache_write_1h_tokens|intcomma }}</td>\
-<td class="num">{{ f.cost|usd:4 }}</td><td class="num">{% if f.unpriced %}<span class="warn">{{ f.unpriced|intcomma }} \
-call{{ f.unpriced|pluralize }}</span><br><small>{{ f.unpriced_tokens|intcomma }} tokens</small>{% else %}—{% endif %}\
+<td class="num">{{ f.cost|usd:4 }}</td><td class="num">{% if f.unpriced %}<span class="warn">{{ f.unpriced|intcomma }}\
+&nbsp;call{{ f.unpriced|pluralize }}</span><br><small>{{ f.unpriced_tokens|intcomma }}&nbsp;tokens</small>\
+{% else %}—{% endif %}\
 </td><td class="num">\
 {% if f.avg_latency_ms is not None %}{{ f.avg_latency_ms|floatformat:0|intcomma }}&nbsp;ms{% else %}—{% endif %}</td>\
 <td class="num">{% if f.avg_ttft_ms is not None %}{{ f.avg_ttft_ms|floatformat:0|intcomma }}&nbsp;ms\
@@ -277,6 +278,8 @@ def test_the_table_rows_read_as_the_template_filters_wrote_them(ledger: dict[str
     response = _client(people["finance"]).get(reverse("dashboard"), {"group": group, "range": "last_month"})
     rows = response.context["rows"]
     assert len(rows) > 1 and any(drill for _, drill in rows) is (group == "provider")
+    if group == "day":  # days with one call without a price, several, and none
+        assert {min(g.figures.unpriced, 2) for g, _ in rows} == {0, 1, 2}
     expected = REFERENCE_ROW.render(Context({"rows": rows, "page_url": reverse("dashboard")}))
     assert str(response.context["table_rows"]) == expected
     assert expected in response.content.decode()

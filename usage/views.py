@@ -19,7 +19,7 @@ from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from aspweb.roles import ADMIN, FINANCE, MEMBER, has_role, role_required
-from providers.models import Model
+from providers.models import Model, Price, PriceTier
 from providers.templatetags.money import usd
 
 from . import charts, dashboards, services
@@ -110,7 +110,7 @@ def _token_classes(record: UsageRecord, applied: Rates | None) -> list[TokenClas
             for name, label, count in _CLASSES]
 
 
-def _fallback(prices: Any, name: str) -> str:
+def _fallback(prices: Price | PriceTier, name: str) -> str:
     """The price an empty cache price stands for (see providers.models.Price), so the page explains a rate
     that was never set."""
     if name in ("input", "output") or getattr(prices, name) is not None:
@@ -419,8 +419,8 @@ def _unpriced_cell(f: dashboards.Figures) -> str:
     """A group's calls without a price and their tokens, which its cost leaves out; a dash when none."""
     if not f.unpriced:
         return "—"
-    calls = "1 call" if f.unpriced == 1 else f"{f.unpriced:,} calls"
-    return f'<span class="warn">{calls}</span><br><small>{f.unpriced_tokens:,} tokens</small>'
+    calls = "1&nbsp;call" if f.unpriced == 1 else f"{f.unpriced:,}&nbsp;calls"
+    return f'<span class="warn">{calls}</span><br><small>{f.unpriced_tokens:,}&nbsp;tokens</small>'
 
 
 def _places(value: float, unit: str) -> Decimal:
