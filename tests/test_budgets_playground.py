@@ -6,6 +6,8 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.test import RequestFactory
@@ -55,8 +57,7 @@ def reserved_for(monkeypatch: pytest.MonkeyPatch) -> list[uuid.UUID]:
     return made
 
 
-def _open_at_once(user: User, answer: Answer, streams: int) -> list[Stream]:
-    cookie = _session_cookie(user)
+def _open_at_once(cookie: str, answer: Answer, streams: int) -> list[Stream]:
     path = f"/playground/answers/{answer.pk}/stream/"
 
     async def together() -> list[Stream]:
@@ -72,7 +73,7 @@ def test_an_answer_opened_twice_at_once_reserves_once_and_keeps_nothing(
     upstream.chunk_delay = 0.02  # both are open before the first token
     [answer] = answers_of(send(member, send_data(model), keep=keep).pk)
 
-    results = _open_at_once(member, answer, streams=2)
+    results = _open_at_once(_session_cookie(member), answer, streams=2)
 
     assert sorted("".join(result.deltas) for result in results) == ["", REPLY]
     assert len(upstream.requests) == 1
@@ -100,3 +101,25 @@ def test_a_stream_closed_before_its_first_event_gives_its_reservation_back(
     assert period_of(budget).reserved == 0
     answer.refresh_from_db()
     assert answer.status == Answer.Status.PENDING and upstream.requests == []
+
+
+def test_a_kept_answer_is_claimed_once_though_its_reservation_needs_the_database(
+    local_cache: None, settings: Any, tmp_path: Path, member: User, model: Model, budget: Budget,
+    upstream: FakeUpstream, reserved_for: list[uuid.UUID]
+) -> None:
+    # With everything kept, the claim is made on the event loop; the reservation then needs the database,
+    # and a claim made before finding that out would be counted again in the thread: the stream would lose
+    # its own answer. The thread is asked for before the claim.
+    settings.DATA_DIR = tmp_path  # kept versions of its own: other processes' writes drop nothing it keeps
+    [first] = answers_of(send(member, send_data(model)).pk)
+    [second] = answers_of(send(member, send_data(model)).pk)
+    cookie = _session_cookie(member)
+    _open_at_once(cookie, first, streams=1)  # the session, the person, the model and the budgets are kept now
+
+    [result] = _open_at_once(cookie, second, streams=1)
+
+    assert "".join(result.deltas) == REPLY
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert reserved_for == [first.request_id, second.request_id]
+    assert not Reservation.objects.exists()
