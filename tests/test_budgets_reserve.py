@@ -15,6 +15,7 @@ from django.utils import timezone
 from budgets import services
 from budgets.models import BudgetPeriod, Reservation
 from providers import calls
+from providers import services as provider_services
 from providers.adapters.base import ChatRequest, Message
 from providers.models import Model, Price, PriceTier, Provider
 from tests import gateway_support
@@ -127,6 +128,30 @@ def test_the_reservation_prices_the_tier_the_bound_reaches(model: Model, above: 
     held, _ = _reservations_during(_request(max_tokens=100))
 
     assert held == [expected]
+
+
+@pytest.mark.parametrize(("fields", "output_tokens"), [
+    ({"name": "claude-sonnet-4-5"}, 64_000),  # the published maximum the preset gives the model
+    ({"name": "my-claude", "context_window": 200_000}, 200_000),  # no maximum known: the context window
+    ({"name": "my-claude"}, 128_000),  # nothing known: the largest maximum any Claude model publishes
+])
+def test_a_provider_that_ignores_max_tokens_reserves_the_models_whole_output(fields: dict,
+                                                                            output_tokens: int) -> None:
+    provider = Provider.objects.create(name="cli", kind="claude_cli")
+    model = provider_services.model_add(provider=provider, actor=None, with_default_price=False, **fields)
+    Price.objects.create(model=model, input=Decimal(3), output=Decimal(15))
+    budget = make_budget(amount=Decimal(10), hard_limit=True)
+    request = ChatRequest(model=f"cli/{model.name}", messages=(Message("user", PROMPT),), max_tokens=100)
+    record = calls.CallRecord()
+
+    prepared = calls.prepare(request, caller=CALLER, record=record)
+
+    assert prepared.refused is None
+    held = list(Reservation.objects.values_list("amount", flat=True))
+    assert held == [(PROMPT_BOUND * 3 + output_tokens * 15) / Decimal(1_000_000)]
+    # Not made after all: what it held goes back at once.
+    calls.release(record)
+    assert not Reservation.objects.exists() and period_of(budget).reserved == 0
 
 
 def test_a_call_that_does_not_fit_is_refused_before_any_provider_is_contacted(model: Model,
@@ -284,3 +309,65 @@ def test_fifty_concurrent_calls_against_a_budget_for_ten(model: Model, upstream:
     assert period.spent == recorded <= budget.amount + cost
     assert period.reserved == 0 and not Reservation.objects.exists()
     assert UsageRecord.objects.filter(error_kind="budget_exceeded").count() == 40
+
+
+# Prompts whose tokens outnumber the four-characters-a-token estimate, each of exactly 600 UTF-8 bytes.
+ADVERSARIAL = (
+    "a" * 600,  # one letter repeated: 150 tokens by the estimate, up to 600 for a byte-level tokenizer
+    "预算" * 100,  # CJK: 200 characters, 3 bytes each
+    "💸" * 150,  # emoji: 150 characters, 4 bytes each
+    "1234567890" * 60,  # a long digit run
+    "for(i=0;i<n;i++){a[i]^=b[i];}\n" * 20,  # code
+)
+ADVERSARIAL_BOUND = 600 + 32 + 256  # the bytes, one message's allowance and the request's
+
+
+@pytest.mark.skipif(not ON_POSTGRESQL, reason=SQLITE_REASON)
+def test_fifty_concurrent_gateway_calls_with_adversarial_prompts_stay_within_the_hard_limit(
+    upstream: FakeUpstream, make_user: object
+) -> None:
+    assert {len(prompt.encode("utf-8")) for prompt in ADVERSARIAL} == {600}
+    model = gateway_support.make_providers(upstream)[gateway_support.OPENAI_MODEL]
+    model.prices.all().delete()
+    Price.objects.create(model=model, input=Decimal("0.1"), output=Decimal("0.2"))
+    _, secret = gateway_support.make_key(make_user("member"))
+    budget = make_budget(amount=Decimal("0.002"), hard_limit=True)
+    # Every prompt billed as a real tokenizer at its worst could bill it, one token a byte, with every
+    # template allowance used up too, and every answer as long as its cap.
+    upstream.usage = {"input_tokens": ADVERSARIAL_BOUND, "output_tokens": 50}
+    upstream.chunk_delay = 0.01
+    worst = (ADVERSARIAL_BOUND * Decimal("0.1") + 50 * Decimal("0.2")) / 1_000_000  # $0.0000988 a call
+    callers = 50
+    start = threading.Barrier(callers)
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+
+    def caller(n: int) -> None:
+        body = {"model": gateway_support.OPENAI_MODEL, "max_tokens": 50,
+                "messages": [{"role": "user", "content": ADVERSARIAL[n % len(ADVERSARIAL)]}]}
+        try:
+            start.wait()
+            answer = gateway_support.call("/v1/chat/completions", body, key=secret)
+            statuses.append(answer.status)
+            if answer.status == 429:
+                assert answer.json["error"]["code"] == "budget_exceeded"
+        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    assert len(statuses) == callers and set(statuses) == {200, 429}
+    period = period_of(budget)
+    ok = UsageRecord.objects.filter(status="ok")
+    assert period.spent == sum(record.cost for record in ok) <= budget.amount
+    # Each call really cost its reservation, so exactly as many fit as twenty worst cases do in $0.002.
+    assert statuses.count(200) == ok.count() == len(upstream.requests) == 20
+    assert all(record.cost == worst for record in ok)
+    assert period.reserved == 0 and not Reservation.objects.exists()
