@@ -307,8 +307,9 @@ CLAUDE_CLI_PATH = env_str("ASPWEB_CLAUDE_CLI", "claude")
 # are written together, up to this many.
 USAGE_WRITE_BATCH = env_int("ASPWEB_USAGE_WRITE_BATCH", 500)
 
-# Budgets. A hard limit reserves a call's worst case: its estimated input plus max_tokens of output, or this
-# many output tokens when the request sets no max_tokens (the Anthropic adapter's own default).
+# Budgets. A hard limit reserves a call's worst case: a bound on its input (providers/bounds.py) plus
+# max_tokens of output; a request under a hard limit that sets no max_tokens is sent with this many (the
+# Anthropic adapter's own default) as its cap.
 BUDGET_DEFAULT_MAX_TOKENS = env_int("ASPWEB_BUDGET_DEFAULT_MAX_TOKENS", 4096)
 # A reservation whose call never recorded (a crashed worker) is released after this long (at least the
 # provider's timeout plus a minute).
