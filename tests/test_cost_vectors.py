@@ -239,6 +239,25 @@ def test_openrouter_usage_cost_is_the_cost_and_aspweb_s_own_stands_beside_it(ups
     assert record.cost_difference == Decimal("-0.00171")
 
 
+def test_openrouter_with_the_customer_s_own_key_costs_its_fee_and_the_upstream_charge(upstream: FakeUpstream,
+                                                                                      stream: bool) -> None:
+    # With BYOK (`is_byok`), `cost` is OpenRouter's fee for the call and `cost_details.upstream_inference_cost`
+    # "the actual cost charged by the upstream AI provider", billed on the customer's own key: the call costs both.
+    upstream.usage_style = "openrouter"
+    upstream.raw_usage = {
+        "prompt_tokens": 10_000, "completion_tokens": 200, "total_tokens": 10_200, "cost": 0.000052, "is_byok": True,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "cost_details": {"upstream_inference_cost": 0.00275}, "completion_tokens_details": {"reasoning_tokens": 0},
+    }
+    model = priced_model("openrouter", upstream.openai_base_url, "anthropic/claude-3-haiku",
+                         OPENROUTER_CLAUDE_3_HAIKU)
+
+    record = call(model, stream)
+
+    assert (record.cost, record.reported_cost, record.computed_cost) == (
+        Decimal("0.002802"), Decimal("0.002802"), Decimal("0.00275"))
+
+
 def test_a_reported_cost_is_kept_where_the_provider_does_not_bill(upstream: FakeUpstream, stream: bool) -> None:
     # A proxy that adds OpenRouter's `cost` to its usage: recorded beside aspweb's pricing, which stays the cost.
     upstream.raw_usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100, "cost": 0.5}

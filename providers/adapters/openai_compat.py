@@ -11,6 +11,7 @@ Server quirks come from the kind's preset (`stream_usage`, `max_tokens_param`).
 import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -254,7 +255,10 @@ def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
       again. Where `total_tokens` exceeds prompt plus completion (Gemini's thoughts), the difference is
       output too, and reasoning: a server that also names those thoughts in `reasoning_tokens` names the
       same tokens, so the larger of the two counts is the reasoning.
-    - `cost` (OpenRouter: "the total amount charged to your account", in USD) is the reported cost.
+    - `cost` (OpenRouter: "the total amount charged to your account", in USD) is the reported cost. With
+      the customer's own provider key (`is_byok`), that is OpenRouter's fee alone and the provider bills
+      `cost_details.upstream_inference_cost` on that key: the call cost both. (Without it, the upstream
+      cost is sent too, as part of `cost`, and is not added.)
     """
     prompt_details = _object(usage.get("prompt_tokens_details"))
     completion_details = _object(usage.get("completion_tokens_details"))
@@ -269,8 +273,16 @@ def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
         cache_write_tokens=cache_write,
         output_tokens=completion + thoughts,
         reasoning_tokens=max(token_count(completion_details.get("reasoning_tokens")), thoughts),
-        reported_cost=reported_cost(usage.get("cost")),
+        reported_cost=_charged(usage),
     )
+
+
+def _charged(usage: Mapping[str, Any]) -> Decimal | None:
+    charged = reported_cost(usage.get("cost"))
+    if charged is not None and usage.get("is_byok") is True:
+        upstream = reported_cost(_object(usage.get("cost_details")).get("upstream_inference_cost"))
+        charged += upstream or 0
+    return charged
 
 
 _FINISH_REASONS: dict[str, FinishReason] = {
