@@ -241,6 +241,8 @@ class Prepared:
     started: float  # time.perf_counter() when the call began, for its latency
     plan: Plan | None = None
     refused: CallError | None = None
+    # The first deployment falls under a hard-limit budget: reserving needs the database.
+    hard_limited: bool = False
 
 
 def prepare(request: ChatRequest, *, caller: Caller, record: CallRecord, provider: str | None = None,
@@ -264,7 +266,8 @@ def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
         record.route = plan.route.name if plan.route else ""
         first = plan.targets[0]
         _serve_from(first, record)
-        if running_inline() and _hard_budgets(first, caller):
+        prepared.hard_limited = bool(_hard_budgets(first, caller))
+        if prepared.hard_limited and running_inline():
             raise NotKept("the budget periods a reservation holds")
         prepared.plan = plan
     except CallError as exc:
@@ -273,8 +276,10 @@ def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
 
 
 def reserve(prepared: Prepared, request: ChatRequest, *, caller: Caller, record: CallRecord) -> Prepared:
-    """Reserve the worst case of a resolved call's first deployment; a refusal is kept, as in `prepare`."""
-    if prepared.plan is None:
+    """Reserve the worst case of a resolved call's first deployment; a refusal is kept, as in `prepare`. It
+    reads nothing more when no hard limit covered the call as it was resolved, so that run inline after the
+    caller's own change it cannot need a thread."""
+    if prepared.plan is None or not prepared.hard_limited:
         return prepared
     first = prepared.plan.targets[0]
     try:
