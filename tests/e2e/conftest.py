@@ -38,6 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 HERE = Path(__file__).parent
+SCREENSHOTS = HERE.parents[1] / "docs" / "screenshots"
 SERVER_START_TIMEOUT = 10.0
 # Long enough for a request in flight to finish; a stream still open after it is cancelled, as when
 # a browser goes away.
@@ -154,3 +155,11 @@ def sign_in(page: Page) -> Callable[..., Page]:
         return page
 
     return sign_in
+
+
+def readme_screenshot(page: Page, name: str) -> None:
+    """Redraw one of the README's pictures under docs/screenshots/. They are tracked files, so they are
+    redrawn only when asked (ASPWEB_SCREENSHOTS=1): a test run leaves the tree as it was."""
+    if os.environ.get("ASPWEB_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / name, full_page=True)

@@ -2,16 +2,14 @@
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
+from tests.e2e.conftest import readme_screenshot
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import make_providers
-
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "apikeys.png"
 
 
 def test_an_admin_issues_a_key_that_works_until_revoked(make_user: Callable[..., User], sign_in: Callable[..., Page],
@@ -44,8 +42,7 @@ def test_an_admin_issues_a_key_that_works_until_revoked(make_user: Callable[...,
     expect(row).to_contain_text("30 req/min")
     expect(row.locator("td").nth(6)).to_have_text(re.compile(r"^(now|\d+ seconds? ago|a second ago)$"))
     assert raw not in page.content()
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    readme_screenshot(page, "apikeys.png")
 
     row.get_by_role("button", name="Revoke billing app").click()
     expect(page.locator(".messages")).to_contain_text("revoked")

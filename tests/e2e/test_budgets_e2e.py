@@ -4,7 +4,6 @@ words; once the hard limit is reached, the playground refuses the next answer an
 
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -13,10 +12,9 @@ from accounts.models import User
 from budgets.models import AlertEvent, Budget
 from providers.models import Model
 from tests.conftest import PASSWORD
+from tests.e2e.conftest import readme_screenshot
 from tests.fakes.upstream import FakeUpstream
 from tests.playground_support import make_catalog
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @pytest.fixture
@@ -87,8 +85,7 @@ def test_finance_sees_the_alert_when_a_member_spends_past_half(
     expect(card.locator("dd.spent")).to_have_text("$0.20")
     expect(card.locator("dd.used")).to_have_text("66.7%")
     expect(card.locator("svg polyline.chart-spend")).to_have_count(1)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    finance.screenshot(path=SCREENSHOTS / "budgets.png", full_page=True)
+    readme_screenshot(finance, "budgets.png")
 
     # A second answer still fits the worst case ($0.10 left), and takes spend to $0.40; the third cannot.
     _ask(member, cheap, "And then?")

@@ -18,11 +18,11 @@ from playwright.sync_api import Page, expect
 from accounts.models import User
 from providers.models import ApiKey, Model, Price, Provider
 from providers.templatetags.money import usd
+from tests.e2e.conftest import readme_screenshot
 from usage import dashboards
 from usage.models import UsageRecord
 from usage.services import day_start, usage_record_create
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "dashboard.png"
 CATALOG = {  # provider -> kind, models with (input, output) prices per 1M tokens
     "claude": ("anthropic", {"claude-sonnet-4-5": ("3", "15"), "claude-haiku-4-5": ("1", "5")}),
     "openai": ("openai", {"gpt-4.1": ("2", "8"), "gpt-4.1-mini": ("0.4", "1.6")}),
@@ -100,7 +100,7 @@ def test_finance_changes_the_range_drills_into_a_provider_and_exports(
     presets.get_by_role("link", name="30 days").click()
     expect(presets.locator("[aria-current]")).to_have_text("30 days")
     expect(page.locator("#daily-h + svg.chart rect.s0").first).to_be_attached()
-    page.screenshot(path=SCREENSHOT, full_page=True)
+    readme_screenshot(page, "dashboard.png")
 
     # Drill into a provider from the grouped table: its models.
     groups = page.locator("section:has(#groups-h)")

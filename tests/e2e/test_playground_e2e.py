@@ -4,7 +4,6 @@ answers grow on screen token by token, Stop keeps a partial answer, compared mod
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
@@ -12,10 +11,10 @@ from playwright.sync_api import Locator, Page, expect
 from accounts.models import User
 from playground.models import Answer
 from providers.models import Model
+from tests.e2e.conftest import readme_screenshot
 from tests.fakes.upstream import FakeUpstream
 from tests.playground_support import make_catalog
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHUNK_DELAY = 0.1
 REPLY = (
     "Server-sent events keep one HTTP response open and write each token as it arrives. "
@@ -114,8 +113,7 @@ def test_an_answer_streams_token_by_token_then_renders_with_its_metrics(
     expect(page.locator("section.turn")).to_have_count(2)
     expect(page.locator("section.turn").nth(1).locator("article.pane")).to_have_attribute("data-status", "ok",
                                                                                           timeout=20_000)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / "playground.png", full_page=True)
+    readme_screenshot(page, "playground.png")
 
     page.get_by_role("button", name="Regenerate").click()
     expect(page.locator("section.turn").nth(1).locator("article.pane")).to_have_attribute("data-status", "pending")
@@ -214,5 +212,4 @@ def test_compare_streams_two_models_at_once_and_marks_the_cheapest_and_fastest(
     estimate = page.locator("#estimate .estimate").first
     expect(estimate).to_contain_text(re.compile(r"≈(\d{2,}) tokens in"))
     assert int(re.search(r"≈(\d+) tokens in", estimate.inner_text())[1]) > 60
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / "playground-compare.png", full_page=True)
+    readme_screenshot(page, "playground-compare.png")

@@ -1,20 +1,18 @@
 """Provider pages in a real browser: add a provider, test it and sync its models over HTMX, set a price with
 long-context tiers."""
 
-import os
 import re
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
 
 from accounts.models import User
 from providers.models import Model, Provider
+from tests.e2e.conftest import readme_screenshot
 from tests.fakes.upstream import FakeUpstream
 
 API_KEY = "sk-e2e-secret-key-7f3a9c"
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "providers.png"
 
 
 class HtmlLog:
@@ -148,10 +146,7 @@ def test_openai_provider_pointed_at_the_fake_gets_default_prices_on_sync(
     # genai-prices does not know the fake's own model.
     assert _price_cells(page, "local-small")[3] == "no price yet: set one"
 
-    # The README's picture is tracked: it is redrawn only when asked, so a test run leaves the tree as it was.
-    if os.environ.get("ASPWEB_SCREENSHOTS") == "1":
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=SCREENSHOT, full_page=True)
+    readme_screenshot(page, "providers.png")
     html.assert_absent(API_KEY)
 
 
