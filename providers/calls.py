@@ -277,13 +277,13 @@ def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
 
 def reserve(prepared: Prepared, request: ChatRequest, *, caller: Caller, record: CallRecord) -> Prepared:
     """Reserve the worst case of a resolved call's first deployment; a refusal is kept, as in `prepare`. It
-    reads nothing more when no hard limit covered the call as it was resolved, so that run inline after the
-    caller's own change it cannot need a thread."""
-    if prepared.plan is None or not prepared.hard_limited:
+    goes by the hard limits found as the call was resolved, so that run inline after the caller's own change
+    it reads nothing that could send it to a thread."""
+    if prepared.plan is None:
         return prepared
     first = prepared.plan.targets[0]
     try:
-        _reserve(first, replace(request, model=first.model.name), caller, record)
+        _reserve(first, replace(request, model=first.model.name), caller, record, prepared.hard_limited)
     except CallError as exc:
         prepared.plan, prepared.refused = None, exc
     return prepared
@@ -308,15 +308,17 @@ def _hard_budgets(target: Target, caller: Caller) -> list[Any]:
                                                  api_key=caller.api_key)
 
 
-def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
+def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallRecord,
+             hard_limited: bool | None = None) -> None:
     """Hard-limit budgets reserve the call's worst-case cost here, before any provider is contacted: a bound
     on its prompt that no tokenizer exceeds (providers/bounds.py) at the dearest input-side price of the tier
     it reaches, plus its output cap at the output price. The cap is the request's max_tokens; a request that
     sets none is sent with BUDGET_DEFAULT_MAX_TOKENS (plus any thinking budget) in its place; a provider that
     ignores max_tokens (the Claude CLI) reserves the model's whole output. A model without a price has no
     worst case: a hard limit refuses it. The transaction that writes the call's usage record releases the
-    reservation and adds the real cost (usage_record_create, by request id)."""
-    if not _hard_budgets(target, caller):
+    reservation and adds the real cost (usage_record_create, by request id). `hard_limited`: whether a hard
+    limit covers the call, when the caller has read that already."""
+    if not (_hard_budgets(target, caller) if hard_limited is None else hard_limited):
         return  # most calls fall under no hard limit: nothing to bound, and no query
     kind = target.provider.kind_preset
     output_tokens = bounds.output_token_bound(request, target.model, caps_output=kind.caps_output)
