@@ -16,9 +16,9 @@ or not) is at most `input_token_bound(request)`, as long as what it adds on its 
 allowances below: PER_MESSAGE_TOKENS per message (role markers and separators of its chat template),
 PER_REQUEST_TOKENS per call (begin-of-text, the answer's priming, a template's own system lines),
 PER_TOOL_CALL_TOKENS per tool call, IMAGE_TOKENS per image, and TOOLS_TOKENS once when tools are sent (its
-tool-use instructions). Not covered: a server that adds a long system prompt of its own (the Claude CLI adds
-Claude Code's when the request has no system prompt), and a tokenizer that normalises text into longer text
-(NFKC) before splitting it.
+tool-use instructions). Not covered: a server that adds a long system prompt of its own (the Claude CLI would
+add Claude Code's to a request without one, so its adapter always sends one), and a tokenizer that normalises
+text into longer text (NFKC) before splitting it.
 
 The output bound is the answer's cap: the request's max_tokens where the provider honours it (reasoning
 included: Anthropic, OpenAI and Google count it against the cap), or the default cap the call is then sent

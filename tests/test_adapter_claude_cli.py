@@ -146,10 +146,12 @@ def test_flags_and_the_prompt_on_stdin(fake: FakeClaude) -> None:
     assert os.path.realpath(fake.record["cwd"]) == os.path.realpath(tempfile.gettempdir())
 
 
-def test_no_system_prompt_and_no_model_leave_their_flags_out(fake: FakeClaude) -> None:
+def test_no_model_leaves_its_flag_out_and_no_system_prompt_replaces_claude_code_s_all_the_same(
+        fake: FakeClaude) -> None:
     stream(changed(HELLO, model=""))
     assert fake.record["argv"] == [
         "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages", "--tools", "",
+        "--system-prompt", "You are a helpful assistant.",
     ]
 
 

@@ -3,13 +3,15 @@
 One call is one process, never through a shell:
 
     claude -p --output-format stream-json --verbose --include-partial-messages --tools "" \
-        [--model M] [--system-prompt S]
+        [--model M] --system-prompt S
 
 with the prompt written to stdin: `-p` reads it from there when no prompt argument is given, which keeps
 long conversations clear of the argument-length limit and of option parsing (`--tools` takes several
 values and would swallow a prompt that follows it). `--tools ""` turns off Claude Code's built-in tools:
 this is a chat model, not an agent with the server's files and shell. `--system-prompt` replaces Claude
-Code's own system prompt, so the model answers as the request asks. The process runs in the temporary
+Code's own system prompt, so the model answers as the request asks; a request without one gets
+DEFAULT_SYSTEM_PROMPT instead of Claude Code's, which is long, written for an agent, billed on every call
+and beyond what a hard limit's reservation can see (providers/bounds.py). The process runs in the temporary
 directory so that no project's CLAUDE.md or settings join the conversation.
 
 The CLI takes one prompt, so earlier turns are rendered into it, each in a <user> or <assistant> tag,
@@ -128,14 +130,15 @@ def _prompt(conn: Connection, request: ChatRequest) -> str:
     )
 
 
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+
+
 def _argv(request: ChatRequest) -> list[str]:
     argv = [executable(), "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
             "--tools", ""]
     if request.model:
         argv += ["--model", request.model]
-    if request.system:
-        argv += ["--system-prompt", request.system]
-    return argv
+    return [*argv, "--system-prompt", request.system or DEFAULT_SYSTEM_PROMPT]
 
 
 def _usage(result: dict[str, Any], prompt: str, text: str) -> Usage:
