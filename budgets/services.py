@@ -80,7 +80,8 @@ class BudgetUnpriced(BudgetExceeded):
         self.message = (
             f"Model {model} has no price, and budget “{budget.name}” ({budget.target_label}, {budget.period}) "
             "is a hard limit: a call whose cost cannot be known in advance is refused. An admin must set the "
-            f"model's price on its page ({reverse('model_detail', args=[model.pk])}) before it can be called."
+            f"model's price in aspweb's catalog (Providers, {model.provider.name}, {model.name}) before it can "
+            "be called."
         )
         Exception.__init__(self, self.message)
 
@@ -102,14 +103,44 @@ def budgets_visible_to(user: Any) -> QuerySet[Budget]:
 # -- period rows ------------------------------------------------------------------------------------
 
 
-def ledger_spend(budget: Budget, span: periods.Span) -> Decimal:
-    """What the ledger says the budget's scope spent in `span`, from the narrowest rollup table that has the
-    budget's target column."""
+def _ledger_rows(budget: Budget, span: periods.Span) -> QuerySet:
+    """The budget's rollup rows in `span`, from the narrowest rollup table that has its target column."""
     column = Budget.TARGETS.get(budget.scope)
     rows = rollups.table_for([f"{column}_id"] if column else []).objects.filter(budget.ledger_filter())
     if span.end is not None:
         rows = rows.filter(day__gte=span.start, day__lt=span.end)
-    return rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)
+    return rows
+
+
+def ledger_spend(budget: Budget, span: periods.Span) -> Decimal:
+    """What the ledger says the budget's scope spent in `span`."""
+    return _ledger_rows(budget, span).aggregate(total=Sum("cost"))["total"] or Decimal(0)
+
+
+@dataclass(frozen=True)
+class Unpriced:
+    """What a budget's spend cannot count: its scope's calls without a price in the period (recorded at 0),
+    and, for a hard limit, the models it refuses for want of a price."""
+
+    calls: int
+    tokens: int
+    refused_models: list[Any]
+
+
+def budget_unpriced(budget: Budget, span: periods.Span, *, now: datetime | None = None) -> Unpriced:
+    from providers.models import Model, Price
+
+    sums = _ledger_rows(budget, span).aggregate(calls=Sum("unpriced"), tokens=Sum("unpriced_tokens"))
+    refused: list[Any] = []
+    if budget.hard_limit:
+        models = Model.objects.filter(enabled=True, provider__enabled=True, provider__archived_at__isnull=True)
+        if budget.scope == Budget.Scope.PROVIDER:
+            models = models.filter(provider_id=budget.provider_id)
+        elif budget.scope == Budget.Scope.MODEL:
+            models = models.filter(pk=budget.model_id)
+        priced = Price.objects.filter(effective_from__lte=now or timezone.now()).values("model_id")
+        refused = list(models.exclude(pk__in=priced).select_related("provider").order_by("provider__name", "name"))
+    return Unpriced(sums["calls"] or 0, sums["tokens"] or 0, refused)
 
 
 def budget_period_get(budget: Budget, span: periods.Span) -> tuple[BudgetPeriod, bool]:

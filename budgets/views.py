@@ -45,8 +45,10 @@ def budget_detail(request: HttpRequest, pk: int) -> HttpResponse:
     channels = [(Delivery.Channel.IN_APP, "In-app (to you)", True),
                 (Delivery.Channel.EMAIL, "E-mail", bool(budget.emails)),
                 (Delivery.Channel.WEBHOOK, "Webhook", bool(budget.webhook_url))]
-    context = {"budget": budget, "status": budget_status(budget), "alerts": alerts, "manages": manages,
-               "channels": channels}
+    status = budget_status(budget)
+    context = {"budget": budget, "status": status, "alerts": alerts, "manages": manages, "channels": channels,
+               "unpriced": services.budget_unpriced(budget, status.span),
+               "prices_editable": has_role(request.user, ADMIN)}
     if request.htmx and request.GET.get("part") == "alerts":
         return render(request, "budgets/budget_detail.html#alerts", context)
     return render(request, "budgets/budget_detail.html", context)

@@ -101,6 +101,9 @@ _REFUSALS: dict[str, tuple[int, str]] = {
     "disabled": (403, "model_disabled"),
     # Budgets: a call over a hard budget is refused before any provider is contacted.
     "budget_exceeded": (429, "budget_exceeded"),
+    # A model without a price under a hard limit: no retry helps until an admin sets its price (a 429 would
+    # have the SDKs retry it).
+    "unpriced": (403, "model_unpriced"),
 }
 
 

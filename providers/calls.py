@@ -57,7 +57,7 @@ class CallError(Exception):
     fit in (`budget_exceeded`; the gateway answers 429). `code` says which. A disabled provider's or
     model's rows come along, for the ledger."""
 
-    def __init__(self, code: Literal["not_found", "disabled", "budget_exceeded"], message: str, *,
+    def __init__(self, code: Literal["not_found", "disabled", "budget_exceeded", "unpriced"], message: str, *,
                  provider: Provider | None = None, model: Model | None = None) -> None:
         super().__init__(message)
         self.code = code
@@ -329,6 +329,8 @@ def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallR
             request_id=record.request_id, provider=target.provider, model=target.model, user=caller.user,
             api_key=caller.api_key, cost=cost, ttl=budget_services.reservation_ttl(target.provider.timeout_seconds),
         )
+    except budget_services.BudgetUnpriced as exc:
+        raise CallError("unpriced", exc.message, provider=target.provider, model=target.model) from None
     except budget_services.BudgetExceeded as exc:
         raise CallError("budget_exceeded", exc.message, provider=target.provider, model=target.model) from None
     if held and kind.caps_output and request.max_tokens is None:

@@ -26,7 +26,7 @@ CALLER = calls.Caller(source="cli")
 def _refusal(model: Model, budget: str, covers: str) -> str:
     return (f"Model {model.provider.name}/{model.name} has no price, and budget “{budget}” ({covers}, monthly) is a "
             "hard limit: a call whose cost cannot be known in advance is refused. An admin must set the model's "
-            f"price on its page (/models/{model.pk}/) before it can be called.")
+            f"price in aspweb's catalog (Providers, {model.provider.name}, {model.name}) before it can be called.")
 
 
 @pytest.fixture
@@ -46,12 +46,12 @@ def test_a_hard_limit_refuses_an_unpriced_model_before_any_provider_is_contacted
     with pytest.raises(calls.CallError) as caught:
         calls.complete_chat(_request(), caller=CALLER)
 
-    assert caught.value.code == "budget_exceeded"
+    assert caught.value.code == "unpriced"
     assert caught.value.message == _refusal(unpriced, "Lab", "model local/fake-model-b")
     assert upstream.requests == []
     assert not Reservation.objects.exists()
     refused = UsageRecord.objects.get()
-    assert (refused.status, refused.error_kind, refused.cost) == ("error", "budget_exceeded", 0)
+    assert (refused.status, refused.error_kind, refused.cost) == ("error", "unpriced", 0)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -79,7 +79,7 @@ def test_a_priced_model_beside_it_is_not_refused(unpriced: Model, upstream: Fake
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_gateway_answers_429_budget_exceeded_in_openai_s_error_shape(unpriced: Model, upstream: FakeUpstream,
+def test_the_gateway_answers_403_model_unpriced_in_openai_s_error_shape(unpriced: Model, upstream: FakeUpstream,
                                                                          make_user: Callable[..., User]) -> None:
     _, secret = gateway_support.make_key(make_user("member"))
     make_budget("Team", amount=Decimal(100), hard_limit=True)
@@ -87,9 +87,10 @@ def test_the_gateway_answers_429_budget_exceeded_in_openai_s_error_shape(unprice
     answer = gateway_support.call("/v1/chat/completions",
                                   gateway_support.chat_body("local/fake-model-b", max_tokens=10), key=secret)
 
-    assert answer.status == 429
-    assert answer.json == {"error": {"message": _refusal(unpriced, "Team", "every call"), "type": "rate_limit_error",
-                                     "param": None, "code": "budget_exceeded"}}
+    # 403, not 429: no retry helps until an admin sets the price, and the SDKs retry a 429.
+    assert answer.status == 403
+    assert answer.json == {"error": {"message": _refusal(unpriced, "Team", "every call"),
+                                     "type": "permission_error", "param": None, "code": "model_unpriced"}}
     assert upstream.requests == []
 
 
@@ -106,7 +107,7 @@ def test_the_playground_shows_the_refusal_in_the_pane(unpriced: Model, upstream:
 
     assert result.deltas == []
     answer.refresh_from_db()
-    assert (answer.status, answer.error_kind) == (Answer.Status.ERROR, "budget_exceeded")
+    assert (answer.status, answer.error_kind) == (Answer.Status.ERROR, "unpriced")
     assert answer.error_message == _refusal(unpriced, "Team", "every call")
     assert "has no price" in result.done
     assert upstream.requests == [] and not Reservation.objects.exists()

@@ -13,8 +13,9 @@ from django.utils import timezone
 from accounts.models import AuditEvent, User
 from budgets import services
 from budgets.models import Budget, Notification
-from providers.models import ApiKey
+from providers.models import ApiKey, Model, Provider
 from tests.budgets_support import local, make_budget, make_model, spend
+from usage import services as usage_services
 
 
 @pytest.fixture
@@ -191,3 +192,31 @@ def test_the_bell_counts_unread_notifications_and_marking_read_clears_it(db: Non
     client.post(reverse("notification_read_all"))
     assert "bell-count" not in client.get(reverse("notification_bell")).content.decode()
     assert Notification.objects.filter(user=other, read_at__isnull=True).count() == 1
+
+
+def test_a_budget_page_counts_unpriced_calls_apart_and_names_the_models_a_hard_limit_refuses(
+        db: None, finance: User, make_user: Callable[..., User]) -> None:
+    priced = make_model("priced", provider="p1")
+    unpriced = Model.objects.create(provider=priced.provider, name="no-price")
+    Model.objects.create(provider=priced.provider, name="switched-off", enabled=False)
+    elsewhere = Model.objects.create(provider=Provider.objects.create(name="p2", kind="openai_compatible",
+                                                                      base_url="http://127.0.0.1:9/v1"), name="x")
+    spend(priced, "0.5")
+    usage_services.usage_record_create(provider=unpriced.provider, model=unpriced, source="cli", status="ok",
+                                       input_tokens=1200, output_tokens=300)
+    hard = make_budget("Lab", scope="provider", provider=priced.provider, amount=Decimal(10), hard_limit=True)
+    soft = make_budget("Watch", amount=Decimal(10))
+
+    page = _client(finance).get(reverse("budget_detail", args=[hard.pk])).content.decode()
+    assert "1 call in this period used 1,500 tokens of models without a price: they are not in what was spent." in page
+    refused = page.split('id="refused-h"', 1)[1].split("</section>", 1)[0]
+    # The provider's enabled model without a price; not the priced one, the disabled one, nor another provider's.
+    assert "p1/no-price" in refused and "p1/priced" not in refused
+    assert "switched-off" not in refused and str(elsewhere) not in refused
+    assert 'href="/models/' not in refused  # finance cannot set prices: no link to a page it may not open
+    admin_page = _client(make_user("admin")).get(reverse("budget_detail", args=[hard.pk])).content.decode()
+    assert f'href="{reverse("model_detail", args=[unpriced.pk])}#price-form">p1/no-price</a>' in admin_page
+
+    # A soft budget refuses nothing: it only counts the unpriced calls apart.
+    page = _client(finance).get(reverse("budget_detail", args=[soft.pk])).content.decode()
+    assert "1 call in this period used 1,500 tokens" in page and 'id="refused-h"' not in page
