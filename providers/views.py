@@ -206,6 +206,10 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
                               .order_by("-effective_from", "-id"),
         "price_now": price_now,
         "now": timezone.now(),
+        # Calls made while nothing priced the model: a version must be in force from their first day to price
+        # them, which the form says where it asks when the version takes effect.
+        "unpriced": DailyModelUsage.objects.filter(model=model, unpriced__gt=0).aggregate(
+            calls=Sum("unpriced"), tokens=Sum("unpriced_tokens"), first_day=Min("day")),
     })
 
 

@@ -204,3 +204,32 @@ def test_the_reprice_page_rejects_a_reversed_range(model: Model, admin_user: Use
                                                                               "until": "2025-05-01"})
     assert response.status_code == 200 and "The start date is after the end date." in response.content.decode()
     assert not AuditEvent.objects.filter(action="usage.reprice").exists()
+
+
+def test_a_price_set_from_now_leaves_earlier_unpriced_calls_and_the_pages_say_how_to_price_them(
+        admin_user: User) -> None:
+    provider = Provider.objects.create(name="new", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
+    model = Model.objects.create(provider=provider, name="m")
+    write(model, created_at=datetime(2025, 5, 2, 9, tzinfo=UTC), input_tokens=1000, output_tokens=200)
+    write(model, created_at=datetime(2025, 5, 3, 9, tzinfo=UTC), input_tokens=500, output_tokens=100)
+    client = _admin(admin_user)
+
+    page = client.get(reverse("model_detail", args=[model.pk])).content.decode()
+    assert ("2 calls (1,800 tokens) were made without a price, the first on 2025-05-02. A version prices only "
+            "calls made while it is in force: to price them, make this one effective from 2025-05-02 or earlier"
+            ) in page
+
+    # A version from May 10th prices nothing of before: the preview says so rather than "nothing to re-price".
+    provider_services.price_set(model=model, prices={"input": Decimal("1"), "output": Decimal("1")},
+                                actor=admin_user, effective_from=datetime(2025, 5, 10, tzinfo=UTC))
+    preview = client.get(reverse("usage_reprice", args=[model.pk]), {"since": "2025-05-01", "until": ""})
+    assert (preview.context["preview"].unpriced, preview.context["preview"].changed) == (2, 0)
+    assert ("2 calls in the range stay without a price: no price version was in force at their time (the first "
+            "on 2025-05-02)") in preview.content.decode()
+
+    # Backdated, it prices them, and the pages have nothing more to say.
+    provider_services.price_set(model=model, prices={"input": Decimal("1"), "output": Decimal("1")},
+                                actor=admin_user, effective_from=datetime(2025, 5, 2, tzinfo=UTC))
+    result = services.usage_reprice(model=model, since=MAY, actor=admin_user)
+    assert (result.changed, result.unpriced) == (2, 0)
+    assert 'id="unpriced-calls"' not in client.get(reverse("model_detail", args=[model.pk])).content.decode()

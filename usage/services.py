@@ -218,6 +218,8 @@ class RepriceResult:
     old_total: Decimal
     new_total: Decimal
     applied: bool  # False for a dry run
+    unpriced: int = 0  # still without a price after re-pricing: no version was in force at their time
+    first_unpriced: datetime | None = None
 
     @property
     def delta(self) -> Decimal:
@@ -242,6 +244,7 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
               "reasoning_tokens", "latency_ms", "ttft_ms")
     updated = ("cost", "computed_cost", "price", "unpriced")
     count, changed, old_total, new_total = 0, 0, Decimal(0), Decimal(0)
+    unpriced: list[datetime] = []
     additions = rollups.Additions()
     records = records.only(*fields)
     with transaction.atomic():
@@ -264,6 +267,8 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
                 record_price(record, price_in_force(prices, record.created_at),
                              bills_reported_cost=bills_reported_cost)
                 new_total += record.cost
+                if record.unpriced:
+                    unpriced.append(record.created_at)
                 if all(getattr(record, name) == getattr(before, name)
                        for name in ("cost", "computed_cost", "price_id", "unpriced")):
                     continue
@@ -273,7 +278,7 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
             if updates and not dry_run:
                 UsageRecord.objects.bulk_update(updates, list(updated))
         result = RepriceResult(records=count, changed=changed, old_total=old_total, new_total=new_total,
-                               applied=not dry_run)
+                               applied=not dry_run, unpriced=len(unpriced), first_unpriced=min(unpriced, default=None))
         if dry_run or not changed:
             return result
         additions.write()

@@ -247,7 +247,7 @@ def usage_reprice(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "usage/reprice.html", {
         "model": model, "provider": model.provider, "form": form, "preview": preview,
         "delta": _signed_usd(preview.delta) if preview else "",
-        "prices": model.prices.order_by("-effective_from", "-id"), "now": timezone.now(),
+        "prices": model.prices.prefetch_related("tiers").order_by("-effective_from", "-id"), "now": timezone.now(),
     })
 
 
