@@ -171,7 +171,21 @@ class PriceForm(PricesForm):
 
     def is_valid(self) -> bool:
         tiers_valid = self.tiers.is_valid()
-        return super().is_valid() and tiers_valid
+        return super().is_valid() and tiers_valid and self._tiers_keep_cache_prices()
+
+    def _tiers_keep_cache_prices(self) -> bool:
+        """A tier that leaves blank a cache price the version sets would charge those tokens at the tier's own
+        fallback, its input price: many times the cache price (Gemini's cache reads cost a quarter of its
+        input). Ask for the tier's price rather than guess it."""
+        complete = True
+        for form in self.tiers.forms:
+            tier = form.cleaned_data
+            for name in ("cache_read", "cache_write", "cache_write_1h"):
+                if tier and self.cleaned_data.get(name) is not None and tier.get(name) is None:
+                    form.add_error(name, f"The version sets a {self.fields[name].label.lower()} price: set this "
+                                         "tier's too (blank, it would be the tier's input price).")
+                    complete = False
+        return complete
 
     def prices(self) -> dict[str, Any]:
         """The version in price_set's shape."""

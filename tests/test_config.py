@@ -449,7 +449,7 @@ def test_tiers_version_only_when_they_change(db: None) -> None:
     run_import(TIERED)
 
     assert not run_import(TIERED).changed
-    higher = "{above: 1000000, input: 9, output: 30}"
+    higher = "{above: 1000000, input: 9, output: 30, cache_read: 0.9, cache_write: 11.25, cache_write_1h: 18}"
     assert run_import(TIERED.replace(f"[{TIER}]", f"[{higher}, {TIER}]")).updated == ["model x/m (prices)"]
     # Tiers in another order are the same tiers.
     assert not run_import(TIERED.replace(f"[{TIER}]", f"[{TIER}, {higher}]")).changed
@@ -568,7 +568,7 @@ providers:
           cache_write: 0.000001
           cache_write_1h: 0.3
           tiers:
-            - {above: 1000000, input: 0.6, output: 2.4}
+            - {above: 1000000, input: 0.6, output: 2.4, cache_read: 0.3, cache_write: 0.000004, cache_write_1h: 1.2}
             - {above: 200000, input: 0.3, output: 1.2, cache_read: 0.15, cache_write: 0.375, cache_write_1h: 0.6}
       - name: big-model
         enabled: false

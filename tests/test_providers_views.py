@@ -275,7 +275,7 @@ def _prices(tiers: list[dict[str, str]] = (), **fields: str) -> dict[str, str]:
 
 
 GEMINI_TIER = {"above": "200000", "input": "2.5", "output": "15", "cache_read": "0.625", "cache_write": "",
-               "cache_write_1h": ""}
+               "cache_write_1h": "5"}
 
 
 @pytest.fixture
@@ -334,7 +334,7 @@ def test_history_shows_the_1h_write_and_each_versions_tiers(admin_client: Client
                                                  ["$1.25", "$10.00", "—", "—", "$2.50"]]
     # The tier is listed once, under the older version it belongs to.
     assert [cells[:6] for cells in _rows(html) if cells and cells[0].startswith("above")] == [
-        ["above 200,000 prompt tokens", "$2.50", "$15.00", "$0.625", "—", "—"]]
+        ["above 200,000 prompt tokens", "$2.50", "$15.00", "$0.625", "—", "$5.00"]]
     assert html.index("$1.25") < html.index("above 200,000 prompt tokens")
 
 
@@ -404,6 +404,19 @@ def test_bad_tiers_are_form_errors_and_nothing_is_saved(admin_client: Client, pr
               for error in field]
     assert message in errors
     assert message.replace("'", "&#x27;") in response.content.decode()
+    assert not priced_model.prices.exists()
+
+
+def test_a_tier_must_price_each_cache_class_its_version_prices(admin_client: Client, priced_model: Model) -> None:
+    """Blank in a tier, a cache price would fall back to the tier's input price: Gemini's cache reads, a quarter
+    of its input price, would cost four times as much above the threshold."""
+    response = admin_client.post(reverse("model_detail", args=[priced_model.pk]), _prices(
+        input="0.1", output="0.4", cache_read="0.025",
+        tiers=[{"above": "100000", "input": "0.2", "output": "0.8"}]))
+    [tier] = response.context["price_form"].tiers.forms
+    assert tier.errors["cache_read"] == ["The version sets a cache read price: set this tier's too (blank, it would "
+                                         "be the tier's input price)."]
+    assert "cache_write" not in tier.errors  # the version sets none: the tier may leave it blank too
     assert not priced_model.prices.exists()
 
 
@@ -498,8 +511,9 @@ def test_provider_page_prices_the_catalog_in_a_fixed_number_of_queries(
 def test_catalog_shows_the_1h_write_price_and_which_models_are_tiered(admin_client: Client,
                                                                       priced_model: Model) -> None:
     url = reverse("model_detail", args=[priced_model.pk])
+    tier = {**GEMINI_TIER, "cache_write": "3.125"}
     admin_client.post(url, _prices(input="1.25", output="10", cache_write="1.5625", cache_write_1h="2.5",
-                                   tiers=[GEMINI_TIER, {**GEMINI_TIER, "above": "1000000"}]))
+                                   tiers=[tier, {**tier, "above": "1000000"}]))
     plain = Model.objects.create(provider=priced_model.provider, name="plain")
     Price.objects.create(model=plain, input=Decimal(1), output=Decimal(2))
 
