@@ -299,7 +299,7 @@ def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], peo
     assert f"<dd>{100 * figures.errors / figures.requests:.2f}&nbsp;%</dd>" in totals
     assert f"<dd>{round(figures.latency_ms_sum / figures.latency_count):,}&nbsp;ms</dd>" in totals
     assert f"<dd>{round(figures.ttft_ms_sum / figures.ttft_count):,}&nbsp;ms</dd>" in totals
-    for label, tokens in (("Input tokens", figures.input_tokens), ("Output tokens", figures.output_tokens),
+    for label, tokens in (("Input tokens, uncached", figures.input_tokens), ("Output tokens", figures.output_tokens),
                           ("Cache read", figures.cache_read_tokens), ("Cache write 5m", figures.cache_write_tokens),
                           ("Cache write 1h", figures.cache_write_1h_tokens)):
         assert f"<dt>{label}</dt><dd>{tokens:,}</dd>" in totals, label

@@ -277,12 +277,14 @@ def test_a_billing_partys_reported_charge_is_the_cost_beside_aspwebs_computation
     response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
     assert response.context["reported_is_cost"] is True
     html = response.content.decode()
+    assert '<time datetime="2025-05-10T12:00:00+00:00">2025-05-10 12:00:00 UTC</time>' in html
     assert '<b>$0.0099</b> <small class="muted">reported by billed</small>' in html
     comparison = html.split('id="cost-comparison">', 1)[1].split("</table>", 1)[0]
-    assert "<th class=\"num\">Reported by billed</th><th class=\"num\">aspweb's computation</th>" in comparison
+    assert ("<th class=\"num\">Reported by billed</th><th class=\"num\">aspweb's computation</th>"
+            "<th class=\"num\">Reported − computed</th>") in comparison
     assert '$0.0099 <span class="badge">the call\'s cost</span></td>' in comparison
     assert '<td class="num">$0.0105</td>' in comparison  # aspweb's, not the cost here
-    assert "-$0.0006 <small" in comparison
+    assert '<td class="num">-$0.0006</td>' in comparison
     assert "billed is the billing party" in html
 
     # Without a price, the reported charge still prices the call: it is not unpriced.
@@ -291,7 +293,8 @@ def test_a_billing_partys_reported_charge_is_the_cost_beside_aspwebs_computation
                  reported_cost=Decimal("0.0099"))
     html = _client(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
     comparison = html.split('id="cost-comparison">', 1)[1].split("</table>", 1)[0]
-    assert '<span class="warn">no price</span>' in comparison and "reported less computed" not in comparison
+    assert '<span class="warn">no price</span>' in comparison and '<td class="num">—</td>' in comparison
+    assert "the model has no price in aspweb to compare it with" in html
     assert '<b>$0.0099</b> <small class="muted">reported by billed</small>' in html
     assert 'id="unpriced-notice"' not in html
 
@@ -307,7 +310,7 @@ def test_a_charge_reported_by_a_provider_that_does_not_bill_is_shown_but_not_the
     comparison = html.split('id="cost-comparison">', 1)[1].split("</table>", 1)[0]
     assert '<td class="num">$0.02</td>' in comparison
     assert '$0.0105 <span class="badge">the call\'s cost</span>' in comparison
-    assert "+$0.0095 <small" in comparison
+    assert '<td class="num">+$0.0095</td>' in comparison
 
 
 def test_an_unpriced_call_says_it_counts_nothing_and_is_listed_apart(model: Model, people: dict[str, User]) -> None:

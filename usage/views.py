@@ -259,7 +259,8 @@ def _signed_usd(amount: Decimal) -> str:
 
 # The group table's columns, sortable: (sort key, heading).
 DASHBOARD_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("requests", "Requests"), ("error_rate", "Errors"), ("input_tokens", "Input"), ("output_tokens", "Output"),
+    ("requests", "Requests"), ("error_rate", "Errors"), ("input_tokens", "Input, uncached"),
+    ("output_tokens", "Output"),
     ("cache_read_tokens", "Cache read"), ("cache_write_tokens", "Cache write 5m"),
     ("cache_write_1h_tokens", "Cache write 1h"), ("cost", "Cost"), ("unpriced", "Without a price"),
     ("latency", "Avg latency"), ("ttft", "Avg TTFT"),
