@@ -281,7 +281,7 @@ def test_a_billing_partys_reported_charge_is_the_cost_beside_aspwebs_computation
     assert '<b>$0.0099</b> <small class="muted">reported by billed</small>' in html
     comparison = html.split('id="cost-comparison">', 1)[1].split("</table>", 1)[0]
     assert ("<th class=\"num\">Reported by billed</th><th class=\"num\">aspweb's computation</th>"
-            "<th class=\"num\">Reported − computed</th>") in comparison
+            "<th class=\"num\">Reported minus computed</th>") in comparison
     assert '$0.0099 <span class="badge">the call\'s cost</span></td>' in comparison
     assert '<td class="num">$0.0105</td>' in comparison  # aspweb's, not the cost here
     assert '<td class="num">-$0.0006</td>' in comparison
