@@ -447,3 +447,11 @@ def test_the_export_defuses_cells_that_spreadsheets_would_run(model: Model, peop
           error_message='=HYPERLINK("http://evil.example","click")')
     [row] = _csv(_client(people["member"]).get(reverse("call_export")))
     assert row["error_message"] == "'=HYPERLINK(\"http://evil.example\",\"click\")"
+
+
+def test_a_response_cache_hit_says_it_called_no_provider_rather_than_that_it_has_no_price(
+        model: Model, people: dict[str, User]) -> None:
+    call = write(model, user=people["member"], created_at=NOON, cached=True, input_tokens=1000, output_tokens=50)
+    html = _client(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
+    assert "answered from the gateway's cache: no provider was called" in html
+    assert "not priced: no provider was called" in html and '<span class="warn">no price</span>' not in html
