@@ -211,10 +211,17 @@ def test_admin_prices_a_model_with_a_1h_write_and_a_long_context_tier(
     expect(_price_field(page, "Tier 2 above (prompt tokens)")).to_have_value("")
 
     # A second tier on the same threshold is refused, next to its field, and nothing is saved.
-    _fill_tier(page, 2, "200000", "9", "30", "", "", "")
+    _fill_tier(page, 2, "200000", "9", "30", "0.9", "11.25", "18")
     page.get_by_role("button", name="Save prices").click()
     expect(page.get_by_role("alert")).to_have_text("Another tier already starts above 200,000 prompt tokens.")
     assert model.prices.count() == 1
+    # A tier that leaves out a cache price its version sets is refused too: it would charge the tier's input.
+    _price_field(page, "Tier 2 above (prompt tokens)").fill("1000000")
+    _price_field(page, "Tier 2 cache read").fill("")
+    page.get_by_role("button", name="Save prices").click()
+    expect(page.get_by_role("alert")).to_contain_text("set this tier's too")
+    assert model.prices.count() == 1
+    _price_field(page, "Tier 2 cache read").fill("0.9")
 
     # Moved above 1M, it is a second tier of a new version.
     _price_field(page, "Tier 2 above (prompt tokens)").fill("1000000")
