@@ -590,7 +590,8 @@ def test_slow_fault_slows_anthropic_stream_once(fake: FakeUpstream) -> None:
         anthropic_create(fake, stream=True), lambda e: e.type == "content_block_delta"
     )
 
-    assert sum(slow) >= 3 * 0.05
+    # Gaps are measured where the events arrive, so one that arrives late shortens the next: a tolerance.
+    assert sum(slow) >= 3 * 0.05 * 0.8
     assert min(slow) >= 0.05 * 0.8
     assert sum(fast) < 0.05
 
