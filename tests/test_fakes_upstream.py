@@ -575,8 +575,9 @@ def test_chunk_delay_slows_openai_stream(fake: FakeUpstream) -> None:
     )
 
     assert len(gaps) == 4
-    assert sum(gaps) >= 4 * 0.05
-    assert min(gaps) >= 0.05 * 0.8  # a little slack for scheduling jitter on the client side
+    # Slack for scheduling jitter on the client side: a gap measured late shortens the next.
+    assert sum(gaps) >= 4 * 0.05 * 0.8
+    assert min(gaps) >= 0.05 * 0.8
 
 
 def test_slow_fault_slows_anthropic_stream_once(fake: FakeUpstream) -> None:
