@@ -120,6 +120,7 @@ SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
 # Django's middleware, with hooks that run on the event loop under ASGI (aspweb/middleware.py).
 MIDDLEWARE = [
     "aspweb.middleware.SecurityMiddleware",
+    "aspweb.middleware.CSPMiddleware",
     "aspweb.middleware.StaticFilesMiddleware",
     "aspweb.middleware.SessionMiddleware",
     "aspweb.middleware.CommonMiddleware",
@@ -274,6 +275,21 @@ if env_bool("ASPWEB_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts and styles only from aspweb's own static files, so markup
+# that slipped past escaping cannot run; htmx's SSE streams are same-origin requests.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    },
+}
 
 LOGGING = {
     "version": 1,
