@@ -13,7 +13,7 @@ EXPECTED = {
     "default-src": ["'self'"],
     "script-src": ["'self'"],
     "style-src": ["'self'"],
-    "img-src": ["'self'", "data:"],
+    "img-src": ["'self'"],
     "connect-src": ["'self'"],
     "frame-ancestors": ["'none'"],
     "form-action": ["'self'"],
