@@ -17,6 +17,7 @@ change that breaks these assumptions shows up in the tests rather than as a bloc
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from csp import middleware as csp
 from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
@@ -71,6 +72,10 @@ class AuthenticationMiddleware(InlineHooks, auth.AuthenticationMiddleware):
 
 class XFrameOptionsMiddleware(InlineHooks, clickjacking.XFrameOptionsMiddleware):
     pass
+
+
+class CSPMiddleware(InlineHooks, csp.CSPMiddleware):
+    """django-csp: a lazy nonce on the request, the policy header built from settings on the response."""
 
 
 class SessionMiddleware(InlineHooks, sessions.SessionMiddleware):

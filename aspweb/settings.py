@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -120,6 +121,7 @@ SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
 # Django's middleware, with hooks that run on the event loop under ASGI (aspweb/middleware.py).
 MIDDLEWARE = [
     "aspweb.middleware.SecurityMiddleware",
+    "aspweb.middleware.CSPMiddleware",
     "aspweb.middleware.StaticFilesMiddleware",
     "aspweb.middleware.SessionMiddleware",
     "aspweb.middleware.CommonMiddleware",
@@ -274,6 +276,21 @@ if env_bool("ASPWEB_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts and styles only from aspweb's own static files, so markup
+# that slipped past escaping cannot run; htmx's SSE streams are same-origin requests.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "connect-src": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    },
+}
 
 LOGGING = {
     "version": 1,

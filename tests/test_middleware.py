@@ -12,7 +12,7 @@ from tests.conftest import PASSWORD
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MIDDLEWARE_MODULES = ("django.middleware", "django.contrib.sessions.middleware", "django.contrib.auth.middleware",
-                      "django.contrib.messages.middleware", "whitenoise", "aspweb.middleware")
+                      "django.contrib.messages.middleware", "whitenoise", "csp", "aspweb.middleware")
 
 
 def test_every_middleware_is_the_event_loop_kind() -> None:

@@ -5,7 +5,8 @@ Fixtures:
   transactional database (committed data, visible to the server's threads) restored to its migrated
   state (the role groups) before each test.
 - ``page``: a Playwright page in a new browser context whose base URL is the live server, so
-  ``page.goto("/providers/")`` works; uncaught JavaScript errors fail the test.
+  ``page.goto("/providers/")`` works; uncaught JavaScript errors and anything the Content-Security-Policy
+  refused fail the test.
 - ``sign_in(user)``: signs in through the real login page and returns the page.
 - ``browser``: the shared Chromium, for tests that need several contexts (two users at once).
 
@@ -22,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import uvicorn
 from django.db import connections
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from accounts.models import User
 from tests.conftest import PASSWORD
@@ -126,6 +127,19 @@ def browser(django_db_setup: None) -> Iterator[Browser]:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+def is_csp_violation(message: ConsoleMessage) -> bool:
+    """Chromium reports what the policy refused only on the console, worded by version ("Refused to ...",
+    "Applying inline style violates the following Content Security Policy directive ...")."""
+    return message.type == "error" and "Content Security Policy" in message.text
+
+
+def collect_csp_violations(page: Page) -> list[str]:
+    """The page's CSP violations from now on, as Chromium words them."""
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text) if is_csp_violation(message) else None)
+    return violations
+
+
 @pytest.fixture
 def page(browser: Browser, live_server_url: str) -> Iterator[Page]:
     # Depending on live_server_url makes the context close before the server stops.
@@ -134,9 +148,11 @@ def page(browser: Browser, live_server_url: str) -> Iterator[Page]:
     page = context.new_page()
     js_errors: list[str] = []
     page.on("pageerror", lambda error: js_errors.append(str(error)))
+    csp_violations = collect_csp_violations(page)
     yield page
     context.close()
     assert not js_errors, f"uncaught JavaScript errors: {js_errors}"
+    assert not csp_violations, f"refused by the Content-Security-Policy: {csp_violations}"
 
 
 @pytest.fixture
