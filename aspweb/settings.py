@@ -302,6 +302,9 @@ PROVIDER_RETRY_MAX_SECONDS = 30.0
 CIRCUIT_FAILURE_THRESHOLD = env_int("ASPWEB_CIRCUIT_FAILURES", 5)
 CIRCUIT_COOLDOWN_SECONDS = env_int("ASPWEB_CIRCUIT_COOLDOWN", 30)
 CLAUDE_CLI_PATH = env_str("ASPWEB_CLAUDE_CLI", "claude")
+# Names of further variables the Claude CLI gets from the server's environment, beyond its own few
+# (providers/adapters/claude_cli.py): it gets no other.
+CLAUDE_CLI_ENV = env_list("ASPWEB_CLAUDE_CLI_ENV")
 
 # The most usage records the call path writes in one transaction (usage.writer): concurrent calls' records
 # are written together, up to this many.
