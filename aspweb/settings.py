@@ -280,6 +280,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"one_line_refusals": {"()": "aspweb.logfilters.OneLineRefusals"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # The SDKs log request options (headers included) at DEBUG: keep them quiet whatever LOG_LEVEL says.
     "loggers": {
@@ -289,6 +290,7 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
         "httpcore2": {"level": "WARNING"},
+        "django.request": {"filters": ["one_line_refusals"]},
     },
 }
 
