@@ -2,7 +2,8 @@
 
 With no environment at all this is the embedded default: SQLite under var/, local-memory cache,
 Celery tasks run eagerly, e-mail to the console, and the Django secret key and the encryption key
-generated once into var/. Every variable read here is listed in the README's configuration table.
+generated once into var/; no debug pages, which list every URL to whoever asks. Every variable read here
+is listed in the README's configuration table.
 """
 
 import os
@@ -53,15 +54,21 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", True)
+# Django's debug pages, a developer's switch: they list every URL and much of the settings to whoever asks.
+DEBUG = env_bool("DEBUG", False)
+# DEBUG=false, as the README's production profile sets it, says this is production: secrets come from the
+# environment (several hosts must share them, and a lost var/ would leave the stored provider keys
+# unreadable), static files from collectstatic, host names from ALLOWED_HOSTS. Left unset, DEBUG is off and
+# this is the embedded default, which generates its secrets into var/ and answers on this machine.
+PRODUCTION = "DEBUG" in os.environ and not DEBUG
 DATA_DIR = Path(env_str("ASPWEB_DATA_DIR") or BASE_DIR / "var")
 
 
 def _embedded_secret(filename: str, make: Callable[[], str], env_name: str) -> str:
-    """Read a secret generated once into DATA_DIR; only the embedded (DEBUG) profile may do this."""
-    if not DEBUG:
+    """Read a secret generated once into DATA_DIR; production never may."""
+    if PRODUCTION:
         raise ImproperlyConfigured(
-            f"{env_name} is not set. With DEBUG off, aspweb needs its secrets from the environment "
+            f"{env_name} is not set. With DEBUG=false, aspweb needs its secrets from the environment "
             "(see the README's production profile); it never generates them on a production start."
         )
     path = DATA_DIR / filename
@@ -89,7 +96,7 @@ ENCRYPTION_KEYS = env_list("ASPWEB_ENCRYPTION_KEYS") or _embedded_secret(
     "encryption_keys", lambda: Fernet.generate_key().decode(), "ASPWEB_ENCRYPTION_KEYS"
 ).split()
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
@@ -236,18 +243,18 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or DATA_DIR / "static")
-if DEBUG:
+if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG
+        if PRODUCTION
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
 # Without collectstatic (the embedded default), serve straight from the apps' static folders.
-WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", not PRODUCTION)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
