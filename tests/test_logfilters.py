@@ -1,12 +1,11 @@
 """A refused page is logged as one line, with who was refused and why, never with a traceback."""
 
-import asyncio
 import logging
 import sys
 from collections.abc import Callable
 
 import pytest
-from django.test import AsyncClient, Client
+from django.test import Client
 
 from accounts.models import User
 from aspweb.logfilters import OneLineRefusals
@@ -29,24 +28,6 @@ def test_a_page_refused_for_a_role_logs_one_line(client_as: Callable[[str], Clie
     assert record.getMessage() == f"Forbidden (Permission denied): /audit/ for user {user.pk}: " \
                                   "This page is for Admin users."
     assert "Traceback" not in caplog.text
-
-
-@pytest.mark.django_db(transaction=True)
-def test_an_async_page_refused_for_a_role_logs_one_line(make_user: Callable[..., User],
-                                                        caplog: pytest.LogCaptureFixture) -> None:
-    user = make_user("finance")  # finance may read the playground, not send from it
-    client = AsyncClient()
-
-    async def refused() -> int:
-        await client.aforce_login(user)
-        return (await client.get("/playground/answers/1/stream/")).status_code
-
-    with caplog.at_level(logging.INFO):
-        assert asyncio.run(refused()) == 403
-    [record] = _warnings(caplog)
-    assert record.exc_info is None
-    assert record.getMessage().startswith(f"Forbidden (Permission denied): /playground/answers/1/stream/ "
-                                          f"for user {user.pk}: ")
 
 
 def test_other_errors_keep_their_traceback() -> None:
