@@ -2,7 +2,8 @@
 
 With no environment at all this is the embedded default: SQLite under var/, local-memory cache,
 Celery tasks run eagerly, e-mail to the console, and the Django secret key and the encryption key
-generated once into var/. Every variable read here is listed in the README's configuration table.
+generated once into var/; no debug pages, which list every URL to whoever asks. Every variable read here
+is listed in the README's configuration table.
 """
 
 import os
@@ -54,15 +55,21 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", True)
+# Django's debug pages, a developer's switch: they list every URL and much of the settings to whoever asks.
+DEBUG = env_bool("DEBUG", False)
+# DEBUG=false, as the README's production profile sets it, says this is production: secrets come from the
+# environment (several hosts must share them, and a lost var/ would leave the stored provider keys
+# unreadable), static files from collectstatic, host names from ALLOWED_HOSTS. Left unset, DEBUG is off and
+# this is the embedded default, which generates its secrets into var/ and answers on this machine.
+PRODUCTION = "DEBUG" in os.environ and not DEBUG
 DATA_DIR = Path(env_str("ASPWEB_DATA_DIR") or BASE_DIR / "var")
 
 
 def _embedded_secret(filename: str, make: Callable[[], str], env_name: str) -> str:
-    """Read a secret generated once into DATA_DIR; only the embedded (DEBUG) profile may do this."""
-    if not DEBUG:
+    """Read a secret generated once into DATA_DIR; production never may."""
+    if PRODUCTION:
         raise ImproperlyConfigured(
-            f"{env_name} is not set. With DEBUG off, aspweb needs its secrets from the environment "
+            f"{env_name} is not set. With DEBUG=false, aspweb needs its secrets from the environment "
             "(see the README's production profile); it never generates them on a production start."
         )
     path = DATA_DIR / filename
@@ -90,7 +97,7 @@ ENCRYPTION_KEYS = env_list("ASPWEB_ENCRYPTION_KEYS") or _embedded_secret(
     "encryption_keys", lambda: Fernet.generate_key().decode(), "ASPWEB_ENCRYPTION_KEYS"
 ).split()
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
@@ -238,18 +245,18 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or DATA_DIR / "static")
-if DEBUG:
+if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG
+        if PRODUCTION
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
 # Without collectstatic (the embedded default), serve straight from the apps' static folders.
-WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", not PRODUCTION)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -297,6 +304,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"one_line_refusals": {"()": "aspweb.logfilters.OneLineRefusals"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # The SDKs log request options (headers included) at DEBUG: keep them quiet whatever LOG_LEVEL says.
     "loggers": {
@@ -306,6 +314,7 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
         "httpcore2": {"level": "WARNING"},
+        "django.request": {"filters": ["one_line_refusals"]},
     },
 }
 
@@ -319,6 +328,9 @@ PROVIDER_RETRY_MAX_SECONDS = 30.0
 CIRCUIT_FAILURE_THRESHOLD = env_int("ASPWEB_CIRCUIT_FAILURES", 5)
 CIRCUIT_COOLDOWN_SECONDS = env_int("ASPWEB_CIRCUIT_COOLDOWN", 30)
 CLAUDE_CLI_PATH = env_str("ASPWEB_CLAUDE_CLI", "claude")
+# Names of further variables the Claude CLI gets from the server's environment, beyond its own few
+# (providers/adapters/claude_cli.py): it gets no other.
+CLAUDE_CLI_ENV = env_list("ASPWEB_CLAUDE_CLI_ENV")
 
 # The most usage records the call path writes in one transaction (usage.writer): concurrent calls' records
 # are written together, up to this many.

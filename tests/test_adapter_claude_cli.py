@@ -62,6 +62,7 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any) -> Fake
     record = tmp_path / "record.json"
     monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(record))
     settings.CLAUDE_CLI_PATH = str(wrapper)
+    settings.CLAUDE_CLI_ENV = fake_cli.ENV_NAMES
     return FakeClaude(bin_dir, record, monkeypatch)
 
 
@@ -144,6 +145,45 @@ def test_flags_and_the_prompt_on_stdin(fake: FakeClaude) -> None:
     ]
     assert fake.record["stdin"] == "Say hi."
     assert os.path.realpath(fake.record["cwd"]) == os.path.realpath(tempfile.gettempdir())
+
+
+# The server's secrets, as a production server's environment holds them.
+SERVER_SECRETS = {
+    "SECRET_KEY": "django-secret", "ASPWEB_ENCRYPTION_KEYS": "fernet-key", "DATABASE_URL": "postgres://u:p@db/a",
+    "REDIS_URL": "redis://redis:6379/0", "ASPWEB_ADMIN_PASSWORD": "admin-password", "ANTHROPIC_API_KEY": "sk-ant-x",
+    "OPENAI_API_KEY": "sk-openai-x", "EMAIL_HOST_PASSWORD": "smtp-password",
+}
+# What the CLI needs from it: where it runs, its language and temporary files, its login, proxy and CA.
+CLI_NEEDS = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/home/aspweb", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+    "LC_CTYPE": "C.UTF-8", "TMPDIR": "/tmp", "CLAUDE_CONFIG_DIR": "/home/aspweb/.claude",
+    "CLAUDE_CODE_OAUTH_TOKEN": "cli-login-token", "HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "localhost",
+    "NODE_EXTRA_CA_CERTS": "/etc/ssl/corp.pem", "DISABLE_AUTOUPDATER": "1",
+}
+
+
+def test_the_cli_gets_its_own_variables_and_none_of_the_servers_secrets(
+    fake: FakeClaude, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {**SERVER_SECRETS, **CLI_NEEDS}.items():
+        monkeypatch.setenv(name, value)
+    stream()
+    env = fake.record["env"]
+    assert not set(SERVER_SECRETS) & set(env)
+    assert {name: env.get(name) for name in CLI_NEEDS} == CLI_NEEDS
+    # Nothing else but who runs it, what the test passes on for the fake, and what its wrapper's shell sets.
+    others = {"USER", "LOGNAME", "SHELL", "LANGUAGE", "PWD", "SHLVL", "_", "OLDPWD"}
+    assert set(env) - set(CLI_NEEDS) - set(fake_cli.ENV_NAMES) <= others
+
+
+def test_a_variable_the_operator_names_is_passed_on(fake: FakeClaude, monkeypatch: pytest.MonkeyPatch,
+                                                    settings: Any) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "bedrock")
+    stream()
+    assert "AWS_PROFILE" not in fake.record["env"]
+    settings.CLAUDE_CLI_ENV = [*fake_cli.ENV_NAMES, "AWS_PROFILE"]
+    stream()
+    assert fake.record["env"]["AWS_PROFILE"] == "bedrock"
 
 
 def test_no_model_leaves_its_flag_out_and_no_system_prompt_replaces_claude_code_s_all_the_same(

@@ -167,6 +167,7 @@ def claude_cli_model(tmp_path: Path, settings: Any) -> Callable[[], Model]:
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake_cli.__file__}" "$@"\n')
     wrapper.chmod(0o755)
     settings.CLAUDE_CLI_PATH = str(wrapper)
+    settings.CLAUDE_CLI_ENV = fake_cli.ENV_NAMES
     return lambda: priced_model("claude_cli", "", "claude-sonnet-4-5", SONNET_45)
 
 

@@ -200,13 +200,13 @@ def test_generate_prints_a_new_valid_key(db: None, settings: Any) -> None:
 
 @pytest.fixture
 def embedded_keys(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
-    """Keys as the embedded default has them: from a file under var/, DEBUG on, no env variable."""
+    """Keys as the embedded default has them: from a file under var/, not production, no env variable."""
     key_a = new_key()
     path = tmp_path / "encryption_keys"
     path.write_text(key_a + "\n")
     path.chmod(0o600)
     monkeypatch.delenv("ASPWEB_ENCRYPTION_KEYS", raising=False)
-    settings.DEBUG = True
+    settings.PRODUCTION = False
     settings.ENCRYPTION_KEYS_FILE = path
     settings.ENCRYPTION_KEYS = [key_a]
     return path, key_a
@@ -238,7 +238,7 @@ def test_new_key_refuses_outside_the_embedded_default(
     if setup == "env":
         monkeypatch.setenv("ASPWEB_ENCRYPTION_KEYS", key_a)
     elif setup == "production":
-        settings.DEBUG = False
+        settings.PRODUCTION = True
     else:
         path.write_text(new_key() + "\n")
     before = path.read_text()

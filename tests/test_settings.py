@@ -70,6 +70,36 @@ def test_embedded_default_generates_secrets_once(tmp_path: Path) -> None:
     assert _setting("settings.CELERY_TASK_ALWAYS_EAGER", {}, tmp_path) == "True"
 
 
+# As `make run` serves: requests to 127.0.0.1 through the app and its middleware, static files included.
+_SERVE = """
+import django, os
+os.environ['DJANGO_SETTINGS_MODULE'] = 'aspweb.settings'
+django.setup()
+from django.test import Client
+client = Client(HTTP_HOST='127.0.0.1', raise_request_exception=False)
+page = client.get('/nope/')
+css = client.get('/static/css/app.css')
+print(page.status_code, css.status_code, 'URLconf' in page.content.decode())
+print(page.content.decode())
+"""
+
+
+def test_the_embedded_default_serves_no_debug_pages(tmp_path: Path) -> None:
+    result = _run(["-c", _SERVE], {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    status, page = result.stdout.split("\n", 1)
+    assert status == "404 200 False"  # no URL patterns listed; the CSS still served
+    assert "There is nothing at this address" in page
+    assert _setting("settings.DEBUG", {}, tmp_path) == "False"
+
+
+def test_debug_true_is_a_developers_switch_for_debug_pages(tmp_path: Path) -> None:
+    result = _run(["-c", _SERVE], {"DEBUG": "true"}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("404 200 True")
+    assert (tmp_path / "data" / "secret_key").exists()  # and its secrets are generated, as before
+
+
 def test_database_and_redis_urls_switch_backends(tmp_path: Path) -> None:
     env = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/aspweb", "REDIS_URL": "redis://127.0.0.1:6379/3"}
     assert "postgresql" in _setting("settings.DATABASES['default']['ENGINE']", env, tmp_path)

@@ -14,6 +14,11 @@ DEFAULT_SYSTEM_PROMPT instead of Claude Code's, which is long, written for an ag
 and beyond what a hard limit's reservation can see (providers/bounds.py). The process runs in the temporary
 directory so that no project's CLAUDE.md or settings join the conversation.
 
+The process gets an environment of its own (`environment()`), not the server's: the server's holds its
+secret key, encryption keys, database and Redis URLs and provider keys, none of which the CLI needs. The CLI
+signs in with its own login, so the server's ANTHROPIC_API_KEY is withheld too: passed on, it would bill
+that key instead of the login the operator set up.
+
 The CLI takes one prompt, so earlier turns are rendered into it, each in a <user> or <assistant> tag,
 before the message to answer. Sampling parameters (temperature, top_p, max_tokens, stop) have no CLI
 flag and are not sent; tool definitions and images are refused with a clear error.
@@ -77,6 +82,26 @@ _PATTERNS: tuple[tuple[re.Pattern[str], ErrorKind], ...] = (
     (re.compile(r"not_found_error|model.*not (found|exist)|invalid model|\b404\b", re.I), "model_not_found"),
     (re.compile(r"prompt is too long|invalid_request_error|unknown option|\b400\b", re.I), "invalid_request"),
 )
+
+
+# What the CLI runs on: where programs and its login live, the language, the temporary directory.
+_SYSTEM_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TMPDIR")
+# Claude Code's own settings (its docs' "network config" and "settings"): where its configuration and login
+# are, a long-lived login token from `claude setup-token`, a corporate proxy and CA, client certificates,
+# and the switches that keep a server's CLI from updating itself or phoning home.
+_CLI_ENV = (
+    "CLAUDE_CONFIG_DIR", "CLAUDE_CODE_OAUTH_TOKEN", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy",
+    "http_proxy", "no_proxy", "NODE_EXTRA_CA_CERTS", "CLAUDE_CODE_CLIENT_CERT", "CLAUDE_CODE_CLIENT_KEY",
+    "CLAUDE_CODE_CLIENT_KEY_PASSPHRASE", "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+)
+
+
+def environment() -> dict[str, str]:
+    """The CLI's environment: the variables above, every locale category (LC_*), and the names an operator
+    added with ASPWEB_CLAUDE_CLI_ENV, taken from the server's environment when set there; nothing else."""
+    names = {*_SYSTEM_ENV, *_CLI_ENV, *settings.CLAUDE_CLI_ENV}
+    return {name: value for name, value in os.environ.items() if name in names or name.startswith("LC_")}
 
 
 def executable() -> str:
@@ -176,7 +201,7 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
     try:
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            cwd=tempfile.gettempdir(), start_new_session=True, limit=_LINE_LIMIT,
+            cwd=tempfile.gettempdir(), env=environment(), start_new_session=True, limit=_LINE_LIMIT,
         )
     except OSError:  # gone or not executable since `executable()` looked
         executable()
@@ -249,7 +274,8 @@ async def list_models(conn: Connection) -> list[ModelInfo]:
 async def health_check(conn: Connection) -> Health:
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        executable(), "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        executable(), "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=environment(),
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=conn.timeout)

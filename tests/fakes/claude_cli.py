@@ -22,7 +22,10 @@ Driven by environment variables:
 - FAKE_CLAUDE_COST: total_cost_usd (default 0.0123)
 - FAKE_CLAUDE_ERROR: the error text of the error mode (default an "API Error: 500 ..." line)
 - FAKE_CLAUDE_THINKING: when set, a thinking block with this text comes before the answer
-- FAKE_CLAUDE_RECORD: a file to write {"argv", "stdin", "pid", "cwd"} to, as JSON, before answering
+- FAKE_CLAUDE_RECORD: a file to write {"argv", "stdin", "pid", "cwd", "env"} to, as JSON, before answering
+
+aspweb starts the CLI with an environment of its own: tests pass these variables on by naming ENV_NAMES in
+settings.CLAUDE_CLI_ENV, as an operator would name a variable their CLI needs.
 """
 
 import json
@@ -35,6 +38,8 @@ import uuid
 DEFAULT_REPLY = "Hello from the fake Claude CLI."
 DEFAULT_MODEL = "claude-sonnet-4-5-20250929"
 VERSION = "2.1.0 (Claude Code)"
+ENV_NAMES = tuple(f"FAKE_CLAUDE_{name}" for name in (
+    "MODE", "REPLY", "DELAY", "USAGE", "COST", "ERROR", "THINKING", "RECORD", "HANG"))
 # Option -> whether it takes a value.
 OPTIONS = {
     "-p": False, "--print": False, "--verbose": False, "--include-partial-messages": False,
@@ -109,7 +114,8 @@ def main() -> None:
     record = os.environ.get("FAKE_CLAUDE_RECORD")
     if record:
         with open(record, "w") as file:
-            json.dump({"argv": sys.argv[1:], "stdin": stdin, "pid": os.getpid(), "cwd": os.getcwd()}, file)
+            json.dump({"argv": sys.argv[1:], "stdin": stdin, "pid": os.getpid(), "cwd": os.getcwd(),
+                       "env": dict(os.environ)}, file)
     if not prompt:
         fail("Error: Input must be provided either through stdin or as a prompt argument when using --print")
 

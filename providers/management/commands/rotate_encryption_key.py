@@ -34,7 +34,7 @@ Rotating with keys from the environment (production):
   3. manage.py rotate_encryption_key              re-encrypts under NEW
   4. drop OLD from ASPWEB_ENCRYPTION_KEYS and restart again
 
-Rotating the embedded default (no ASPWEB_ENCRYPTION_KEYS, DEBUG on):
+Rotating the embedded default (no ASPWEB_ENCRYPTION_KEYS, DEBUG not false):
   manage.py rotate_encryption_key --new-key
   prepends a fresh key to the keys file under var/ and rotates; restart the
   server afterwards, since a process started before knows only the old keys.
@@ -94,9 +94,9 @@ class Command(BaseCommand):
 
     def _prepend_key_to_file(self) -> None:
         path = Path(settings.ENCRYPTION_KEYS_FILE)
-        if os.environ.get("ASPWEB_ENCRYPTION_KEYS", "").strip() or not settings.DEBUG:
+        if os.environ.get("ASPWEB_ENCRYPTION_KEYS", "").strip() or settings.PRODUCTION:
             raise CommandError(
-                "--new-key only rotates the embedded default (keys in var/, DEBUG on). With "
+                "--new-key only rotates the embedded default (keys in var/, DEBUG not false). With "
                 "ASPWEB_ENCRYPTION_KEYS set, use --generate and follow the steps in --help."
             )
         on_file = path.read_text().split() if path.exists() else []
