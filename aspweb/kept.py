@@ -18,14 +18,18 @@ read; it is replaced both at once and again when the transaction commits, so tha
 between the write and its commit cannot keep the old rows either. Entries also expire after `ttl`
 seconds, or sooner when the reader says so (a scheduled price version coming into force).
 
-Writes that send no signal (a queryset's update()) call the store's `changed()` themselves.
+Writes that send no model signal (a queryset's update(), bulk_create(), bulk_update(), and delete() of a
+many-to-many table's rows) replace the version too: every queryset tells the stores that follow its model
+(`_tell_stores`), so such a write cannot forget them, whichever manager or related manager made it. A write
+of fields no store reads (an API key's last use) can be declared `unread`, so that it keeps the entries.
 """
 
+import functools
 import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.signals import setting_changed
 from django.db import transaction
+from django.db.models import QuerySet
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from aspweb import inline
@@ -152,10 +157,12 @@ class Kept:
         """Drop this worker's entries."""
         self.entries.clear()
 
-    def follow(self, *models: Any) -> None:
+    def follow(self, *models: Any, unread: Mapping[Any, Collection[str]] | None = None) -> None:
         """Drop every worker's entries when a row of `models` is saved or deleted, or (for a many-to-many
-        table, such as User.groups.through) when a relation is added or removed."""
+        table, such as User.groups.through) when a relation is added or removed, or when a queryset writes
+        rows of them; `unread`: fields of a model this store does not read, whose updates alone keep it."""
         for model in models:
+            _followers.setdefault(model, []).append((self, frozenset((unread or {}).get(model, ()))))
             uid = f"{self.version_key}:{model._meta.label}"
             if model._meta.auto_created:
                 m2m_changed.connect(self.changed, sender=model, dispatch_uid=f"{uid}:m2m", weak=False)
@@ -164,3 +171,47 @@ class Kept:
             post_delete.connect(self.changed, sender=model, dispatch_uid=f"{uid}:delete", weak=False)
         # Connections carry timeouts from settings: tests that change settings start afresh.
         setting_changed.connect(self.forget, dispatch_uid=f"{self.version_key}:settings", weak=False)
+
+
+# Each followed model -> the stores that follow it, each with the fields it does not read.
+_followers: dict[Any, list[tuple[Kept, frozenset[str]]]] = {}
+
+
+def _tell_stores(write: Callable[..., Any], wrote: Callable[[Any], bool],
+                 fields: Callable[..., Collection[str] | None]) -> Callable[..., Any]:
+    """`write` (a QuerySet method), telling the stores that follow the queryset's model once it wrote rows
+    (`wrote` of its result), unless every field it wrote (`fields` of its arguments; None: whole rows) is
+    one the store does not read. A model no store follows costs one dict lookup: the ledger's bulk writes
+    stay as fast."""
+
+    @functools.wraps(write)
+    def telling(queryset: QuerySet, *args: Any, **kwargs: Any) -> Any:
+        result = write(queryset, *args, **kwargs)
+        stores = _followers.get(queryset.model)
+        if stores and wrote(result):
+            written = fields(*args, **kwargs)
+            for store, unread in stores:
+                if not (written and unread.issuperset(written)):
+                    store.changed(using=queryset.db)
+        return result
+
+    return telling
+
+
+def _updated(**values: Any) -> Collection[str]:
+    return values.keys()
+
+
+def _bulk_updated(objs: Any, fields: Collection[str], *args: Any, **kwargs: Any) -> Collection[str]:
+    return fields
+
+
+def _whole_rows(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+# Once for every queryset: managers, related managers and base managers all build QuerySet subclasses.
+QuerySet.update = _tell_stores(QuerySet.update, bool, _updated)
+QuerySet.bulk_update = _tell_stores(QuerySet.bulk_update, bool, _bulk_updated)
+QuerySet.bulk_create = _tell_stores(QuerySet.bulk_create, bool, _whole_rows)
+QuerySet.delete = _tell_stores(QuerySet.delete, lambda deleted: deleted[0] > 0, _whole_rows)

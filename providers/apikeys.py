@@ -73,7 +73,6 @@ def api_key_revoke(*, key: ApiKey, actor: Any) -> bool:
     with transaction.atomic():
         revoked = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         if revoked:
-            kept.api_keys.changed()  # an update sends no signal: workers drop the key they kept
             key.refresh_from_db(fields=["revoked_at"])
             audit_log(actor, "apikey.revoke", key)
     return bool(revoked)

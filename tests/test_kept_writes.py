@@ -1,0 +1,171 @@
+"""Writes that send no model signal still drop kept rows (aspweb/kept.py): a queryset's update(),
+bulk_update(), bulk_create() and delete() replace the version of every store that follows its model.
+
+The stores and their models are read from what `Kept.follow` registered, so a store or model followed later
+is covered here without a new test (and fails loudly until `ROW_OF` can make one of its rows).
+"""
+
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+from django.contrib.sessions.models import Session
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import User
+from aspweb import kept as kept_rows
+from budgets.models import Budget
+from providers import apikeys
+from providers import kept as provider_kept
+from providers.models import ApiKey, Deployment, Model, Price, PriceTier, Provider, Route
+from tests.fakes.upstream import FakeUpstream
+from tests.gateway_support import OPENAI_MODEL, call, chat_body, make_key, make_providers
+
+pytestmark = pytest.mark.django_db
+
+
+def _provider() -> Provider:
+    return Provider.objects.create(name="writes", kind="openai_compatible", base_url="http://127.0.0.1:9/v1",
+                                   api_key="sk-writes-0001")
+
+
+def _model() -> Model:
+    return Model.objects.create(provider=_provider(), name="m")
+
+
+def _price() -> Price:
+    return Price.objects.create(model=_model(), input=Decimal("1"), output=Decimal("2"))
+
+
+def _user() -> User:
+    return User.objects.create_user("writes@example.com", "a-long-enough-passphrase")
+
+
+def _membership() -> Any:
+    user = _user()
+    user.groups.add(Group.objects.create(name="writes"))
+    return User.groups.through.objects.get(user=user)
+
+
+# One saved row of each followed model, by its label.
+ROW_OF: dict[str, Callable[[], Any]] = {
+    "providers.Provider": _provider,
+    "providers.Model": _model,
+    "providers.Price": _price,
+    "providers.PriceTier": lambda: PriceTier.objects.create(price=_price(), above=1000, input=Decimal("2"),
+                                                            output=Decimal("4")),
+    "providers.Route": lambda: Route.objects.create(name="writes"),
+    "providers.Deployment": lambda: Deployment.objects.create(route=Route.objects.create(name="writes"),
+                                                              model=_model()),
+    "providers.ApiKey": lambda: make_key(name="writes")[0],
+    "accounts.User": _user,
+    "auth.Group": lambda: Group.objects.create(name="writes"),
+    "accounts.User_groups": _membership,
+    "budgets.Budget": lambda: Budget.objects.create(name="writes", amount=Decimal("10")),
+    "sessions.Session": lambda: Session.objects.create(session_key="w" * 32, session_data="",
+                                                       expire_date=timezone.now() + timedelta(days=1)),
+}
+
+FOLLOWED = sorted((store.name, model._meta.label, write)
+                  for model, stores in kept_rows._followers.items() for store, _ in stores
+                  for write in ("update", "bulk_update", "bulk_create", "delete"))
+
+
+def _store(name: str) -> kept_rows.Kept:
+    return next(store for stores in kept_rows._followers.values() for store, _ in stores if store.name == name)
+
+
+def _model_of(label: str) -> Any:
+    return next(model for model in kept_rows._followers if model._meta.label == label)
+
+
+def _write(model: Any, row: Any, write: str) -> None:
+    """`write` of `row` through a queryset, changing nothing a store reads, so that only the write counts."""
+    rows = model.objects.filter(pk=row.pk)
+    if write == "update":
+        rows.update(**{model._meta.pk.name: F(model._meta.pk.name)})
+    elif write == "bulk_update":
+        field = next(field.name for field in model._meta.concrete_fields if not field.primary_key)
+        model.objects.bulk_update([row], [field])
+    elif write == "bulk_create":
+        model.objects.bulk_create([row])
+    else:
+        rows.delete()
+
+
+def test_every_followed_model_is_covered() -> None:
+    assert {label for _, label, _ in FOLLOWED} == set(ROW_OF)
+    stores = {name for name, _, _ in FOLLOWED}
+    assert {"catalog", "api-keys", "price-versions", "budgets", "users", "sessions"} <= stores
+
+
+@pytest.mark.parametrize(("store_name", "label", "write"), FOLLOWED)
+def test_a_queryset_write_drops_every_store_that_follows_its_model(store_name: str, label: str, write: str) -> None:
+    store, model = _store(store_name), _model_of(label)
+    row = ROW_OF[label]()
+    if write == "bulk_create":
+        model.objects.filter(pk=row.pk).delete()  # put back below, as a bulk write
+    before = store.version()
+    store.get("probe", before, lambda: ("kept", None))
+    _write(model, row, write)
+    current = store.version()
+    assert current != before
+    assert store.get("probe", current, lambda: ("read again", None)) == "read again"
+
+
+def test_a_write_that_touches_no_row_keeps_the_stores() -> None:
+    before = provider_kept.resolutions.version()
+    assert Model.objects.filter(pk=-1).update(enabled=False) == 0
+    assert Model.objects.filter(pk=-1).delete()[0] == 0
+    assert Model.objects.bulk_create([]) == []
+    assert provider_kept.resolutions.version() == before
+
+
+def test_a_key_s_last_use_keeps_the_checked_keys(db: None) -> None:
+    """The gateway writes a key's last use once a minute per key: dropping every worker's checked keys for
+    it would send most calls back to the database."""
+    key, raw = make_key(name="writes")
+    apikeys.api_key_authenticate(raw)
+    before = provider_kept.api_keys.version()
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    assert provider_kept.api_keys.version() == before
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now(), revoked_at=timezone.now())
+    assert provider_kept.api_keys.version() != before
+
+
+def test_the_ledger_s_bulk_writes_tell_no_store() -> None:
+    from usage.models import UsageRecord
+
+    assert UsageRecord not in kept_rows._followers
+
+
+# -- the gateway --------------------------------------------------------------------------------------
+
+
+def test_a_model_disabled_by_a_queryset_update_is_refused_at_the_next_call(upstream: FakeUpstream) -> None:
+    model = make_providers(upstream)[OPENAI_MODEL]
+    _, raw = make_key()
+    assert call("/v1/chat/completions", chat_body(), key=raw).status == 200  # now kept
+    Model.objects.filter(pk=model.pk).update(enabled=False)
+    answer = call("/v1/chat/completions", chat_body(), key=raw)
+    assert answer.status == 403 and answer.json["error"]["code"] == "model_disabled"
+
+
+def test_models_disabled_through_their_provider_s_manager_are_refused_at_the_next_call(upstream: FakeUpstream) -> None:
+    model = make_providers(upstream)[OPENAI_MODEL]
+    _, raw = make_key()
+    assert call("/v1/chat/completions", chat_body(), key=raw).status == 200
+    model.provider.models.update(enabled=False)
+    assert call("/v1/chat/completions", chat_body(), key=raw).status == 403
+
+
+def test_a_key_revoked_by_a_queryset_update_is_refused_at_the_next_call(upstream: FakeUpstream) -> None:
+    make_providers(upstream)
+    key, raw = make_key()
+    assert call("/v1/chat/completions", chat_body(), key=raw).status == 200
+    ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+    assert call("/v1/chat/completions", chat_body(), key=raw).status == 401
