@@ -14,6 +14,7 @@ from accounts.models import User
 from budgets.models import Budget
 from providers.config import ConfigError, config_export, config_import, dump_yaml, load_yaml
 from providers.models import ApiKey
+from tests.budgets_support import PUBLIC_IP, fake_dns
 
 PROVIDERS = """\
 providers:
@@ -47,6 +48,12 @@ budgets:
 """
 HOOK = "https://hooks.slack.example/services/T0/B0/secret"
 ENV = {"SLACK_HOOK": HOOK}
+
+
+@pytest.fixture(autouse=True)
+def _hook_resolves(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The form checks that a webhook resolves to a public address; no test asks a real DNS server.
+    fake_dns(monkeypatch, {"hooks.slack.example": [PUBLIC_IP]})
 
 
 def run_import(text: str, env: dict[str, str] | None = None, **kwargs: Any) -> Any:

@@ -14,7 +14,7 @@ from accounts.models import AuditEvent, User
 from budgets import services
 from budgets.models import Budget, Notification
 from providers.models import ApiKey, Model, Provider
-from tests.budgets_support import local, make_budget, make_model, spend
+from tests.budgets_support import PUBLIC_IP, allow_loopback_webhooks, fake_dns, local, make_budget, make_model, spend
 from usage import services as usage_services
 
 
@@ -84,7 +84,8 @@ def test_members_see_only_the_budgets_that_apply_to_them(db: None, make_user: Ca
     assert "Send a test alert" not in mine and "Edit</a>" not in mine
 
 
-def test_finance_adds_a_budget_with_its_target(db: None, finance: User) -> None:
+def test_finance_adds_a_budget_with_its_target(db: None, finance: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_dns(monkeypatch, {"hooks.example.com": [PUBLIC_IP]})
     model = make_model()
     client = _client(finance)
     form = {"name": "Lab", "scope": "model", "model": model.pk, "provider": model.provider.pk, "period": "weekly",
@@ -151,8 +152,9 @@ def test_the_test_alert_button_reports_what_happened(db: None, finance: User) ->
     assert "This budget has no webhook URL to test." in response.content.decode()
 
 
-def test_delivery_status_shows_on_the_budget_page(db: None, finance: User,
+def test_delivery_status_shows_on_the_budget_page(db: None, finance: User, settings: object,
                                                   django_capture_on_commit_callbacks: Callable) -> None:
+    allow_loopback_webhooks(settings)
     model = make_model()
     # Nothing listens on port 9: every attempt fails, and the page says so.
     budget = make_budget(amount=Decimal(1), thresholds=[50], webhook_url="http://127.0.0.1:9/hook")
