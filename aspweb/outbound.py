@@ -130,7 +130,7 @@ def _allowed_internal(host: str, port: int) -> bool:
 def _judge(host: str, addresses: list[IPAddress], problem: Callable[[IPAddress], str | None]) -> None:
     for ip in addresses:
         if why := problem(ip):
-            raise Refused(f"{host} is {why}." if host == str(ip) else f"{host} resolves to {ip}, {why}.")
+            raise Refused(f"{host} is {why}." if _literal(host) == ip else f"{host} resolves to {ip}, {why}.")
 
 
 def check_public_url(url: str) -> IPAddress:
