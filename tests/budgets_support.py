@@ -89,7 +89,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
                     receiver.posts.append({"path": self.path, "content_type": self.headers.get("Content-Type"),
-                                           "json": json.loads(body)})
+                                           "host": self.headers.get("Host"), "json": json.loads(body)})
                     receiver.times.append(time.monotonic())
                     status = receiver.statuses[min(len(receiver.posts), len(receiver.statuses)) - 1]
                 self.send_response(status)
@@ -116,9 +116,9 @@ def allow_loopback_webhooks(settings: Any) -> None:
 
 
 class FakeDNS:
-    """socket.getaddrinfo for the names in `answers` (each name's list of answers is given out in turn, the
-    last one repeating, as a rebinding DNS server would); IP literals resolve as usual, other names fail, so
-    that no test asks a real DNS server."""
+    """socket.getaddrinfo for the names in `answers`: each name's answers (addresses separated by commas) are
+    given out in turn, the last one repeating, as a rebinding DNS server would. IP literals and localhost
+    resolve as usual and other names fail, so that no test asks a real DNS server."""
 
     def __init__(self, answers: dict[str, list[str]]) -> None:
         self.answers = {name: list(addresses) for name, addresses in answers.items()}
@@ -130,9 +130,10 @@ class FakeDNS:
         if name in self.answers:
             self.asked.append(name)
             queue = self.answers[name]
-            address = queue.pop(0) if len(queue) > 1 else queue[0]
-            family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
-            return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port or 0)))]
+            answer = queue.pop(0) if len(queue) > 1 else queue[0]
+            return [(socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET,
+                     socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port or 0)))
+                    for address in answer.split(",")]
         if name != "localhost" and not _is_ip(name):
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return self.real(host, port, *args, **kwargs)
