@@ -108,6 +108,11 @@ def _literal(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host)
     except ValueError:
+        pass
+    try:
+        # The C resolver also reads 2852039166 and 0251.0376.0251.0376 as 169.254.169.254.
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
         return None
 
 

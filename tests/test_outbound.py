@@ -52,6 +52,8 @@ def test_each_kind_of_address_that_is_not_public_is_named(address: str, words: s
     ("http://100.100.100.200/latest/meta-data", "100.100.100.200 is a cloud metadata address."),
     ("http://metadata.google.internal/computeMetadata/v1", "metadata.google.internal is a cloud metadata service."),
     ("http://METADATA.goog./v1", "metadata.goog is a cloud metadata service."),
+    ("http://2852039166/latest", "2852039166 is a link-local address"),  # past the form's URL check
+    ("http://0251.0376.0251.0376/latest", "0251.0376.0251.0376 is a link-local address"),
     ("file:///etc/passwd", "Only http:// and https:// URLs with a host are sent."),
 ])
 def test_provider_urls_never_reach_metadata(url: str, error: str) -> None:
