@@ -114,6 +114,15 @@ def test_users_and_api_keys_are_named_by_e_mail_and_prefix(db: None, make_user: 
     assert Budget.objects.get(name="CI").api_key == key
 
 
+def test_a_webhook_to_cloud_metadata_is_refused_on_import(db: None) -> None:
+    errors = errors_of(BUDGETS.replace("${SLACK_HOOK}", "http://169.254.169.254/latest/meta-data/").split(
+        "  - name: Lab weekly")[0])
+
+    assert len(errors) == 1
+    assert errors[0].startswith("budgets[0] (Everything).webhook_url: 169.254.169.254 is a link-local address.")
+    assert not Budget.objects.exists()
+
+
 def test_every_budget_error_names_its_place_and_nothing_is_written(db: None) -> None:
     text = PROVIDERS + """\
 budgets:
