@@ -72,7 +72,8 @@ class BudgetForm(forms.ModelForm):
             "forecast": "Alert once when the run-rate projects the period's spend above the amount "
                         "(from a quarter of the way through the period).",
             "hard_limit": "Refuse calls that could take spend past the amount, before any provider is called.",
-            "webhook_url": "A Slack-compatible incoming webhook: it receives JSON with a text field.",
+            "webhook_url": "A Slack-compatible incoming webhook at a public address: it receives JSON with a text "
+                           "field.",
         }
 
     def __init__(self, *args: Any, with_target: bool = True, **kwargs: Any) -> None:
