@@ -350,5 +350,8 @@ ALERT_DELIVERY_RETRIES = env_int("ASPWEB_ALERT_RETRIES", 5)
 ALERT_RETRY_BASE_SECONDS = env_int("ASPWEB_ALERT_RETRY_BASE", 10)
 ALERT_RETRY_MAX_SECONDS = 600
 ALERT_WEBHOOK_TIMEOUT_SECONDS = 10
+# Webhooks go only to public addresses (aspweb/outbound.py); these hosts (`host` or `host:port`, comma
+# separated) may be internal too, e.g. a chat server on the LAN.
+WEBHOOK_ALLOWED_HOSTS = env_list("ASPWEB_WEBHOOK_ALLOWED_HOSTS")
 # Where aspweb is served, for links in e-mails and webhooks (e.g. https://aspweb.example.com); none if unset.
 SITE_URL = env_str("ASPWEB_SITE_URL")

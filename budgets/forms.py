@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from aspweb import outbound
 from providers.models import ApiKey, Model, Provider
 
 from .models import Budget
@@ -71,7 +72,8 @@ class BudgetForm(forms.ModelForm):
             "forecast": "Alert once when the run-rate projects the period's spend above the amount "
                         "(from a quarter of the way through the period).",
             "hard_limit": "Refuse calls that could take spend past the amount, before any provider is called.",
-            "webhook_url": "A Slack-compatible incoming webhook: it receives JSON with a text field.",
+            "webhook_url": "A Slack-compatible incoming webhook at a public address: it receives JSON with a text "
+                           "field.",
         }
 
     def __init__(self, *args: Any, with_target: bool = True, **kwargs: Any) -> None:
@@ -88,6 +90,17 @@ class BudgetForm(forms.ModelForm):
         self.fields["api_key"].queryset = ApiKey.objects.filter(revoked_at__isnull=True).order_by("name")
         for name in Budget.TARGETS.values():
             self.fields[name].help_text = f"For the “One {name.replace('_', ' ')}” scope."
+
+    def clean_webhook_url(self) -> str:
+        """A webhook must reach a public address: aspweb posts to it on a Finance user's word."""
+        url = self.cleaned_data["webhook_url"]
+        if url:
+            try:
+                outbound.check_public_url(url)
+            except outbound.Refused as exc:
+                raise ValidationError(f"{exc} Webhooks go only to public addresses; an operator can allow an "
+                                      "internal receiver with ASPWEB_WEBHOOK_ALLOWED_HOSTS.") from None
+        return url
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
 
+from aspweb import outbound
 from providers.templatetags.money import usd
 
 from .models import AlertEvent, Delivery
@@ -119,20 +120,33 @@ def _email(event: AlertEvent) -> None:
         raise DeliveryError(f"The mail server refused or could not be reached: {exc}", retryable=True) from None
 
 
+# Fixed words for a failed connection: an exception's own text can quote what the receiver sent.
+_TRANSPORT_FAILURES = ((httpx.TimeoutException, "timed out"), (httpx.ConnectError, "could not connect"),
+                       (httpx.HTTPError, "the connection failed"))
+
+
 def _webhook(event: AlertEvent) -> None:
+    """POST to the budget's webhook at an address checked just now (aspweb.outbound), without redirects.
+    Errors name the host and the status only: the URL is a credential, and the receiver's body could be an
+    internal service's answer."""
     budget = event.budget
     url, host = budget.webhook_url, budget.webhook_host
     if not url:
         raise DeliveryError("The budget has no webhook URL any more.", retryable=False)
+    transport = outbound.PinnedTransport(outbound.check_public_url)
     try:
-        response = httpx.post(url, json=payload(event), timeout=settings.ALERT_WEBHOOK_TIMEOUT_SECONDS,
-                              follow_redirects=False, headers={"User-Agent": "aspweb-alerts"})
+        with httpx.Client(transport=transport, timeout=settings.ALERT_WEBHOOK_TIMEOUT_SECONDS,
+                          follow_redirects=False, headers={"User-Agent": "aspweb-alerts"}) as client:
+            response = client.post(url, json=payload(event))
+    except outbound.Refused as exc:
+        raise DeliveryError(f"Did not post to {host}: {exc}",
+                            retryable=isinstance(exc, outbound.Unresolved)) from None
     except httpx.HTTPError as exc:
-        # The URL is a credential: messages name the host only.
-        detail = str(exc).replace(url, host) or type(exc).__name__
-        raise DeliveryError(f"Could not post to {host}: {detail}", retryable=True) from None
+        words = next(words for kind, words in _TRANSPORT_FAILURES if isinstance(exc, kind))
+        raise DeliveryError(f"Could not post to {host}: {words}.", retryable=True) from None
     if response.is_success:
         return
     status = response.status_code
     retryable = status in (408, 429) or status >= 500
-    raise DeliveryError(f"{host} answered HTTP {status}: {response.text[:200]}", retryable=retryable)
+    raise DeliveryError(f"{host} answered HTTP {status} {httpx.codes.get_reason_phrase(status)}".rstrip() + ".",
+                        retryable=retryable)

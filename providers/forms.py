@@ -4,6 +4,8 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from aspweb import outbound
+
 from .kinds import EXTRA_FIELDS, Kind
 from .models import Deployment, Model, Price, Provider, Route, price_field_kwargs
 
@@ -61,6 +63,18 @@ class ProviderForm(forms.ModelForm):
         if Provider.objects.active().filter(name=name).exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError("A provider with this name already exists.")
         return name
+
+    def clean_base_url(self) -> str:
+        """Local servers (Ollama, vLLM) are fine; a cloud machine's metadata service, which hands out its
+        credentials, never is."""
+        url = self.cleaned_data["base_url"]
+        if url:
+            try:
+                outbound.check_not_metadata(url)
+            except outbound.Refused as exc:
+                raise forms.ValidationError(f"{exc} Provider URLs may be local or private, but never "
+                                            "link-local or a cloud metadata service.") from None
+        return url
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

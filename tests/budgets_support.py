@@ -1,7 +1,9 @@
 """What the budget tests share: a priced model nobody calls, spending an exact amount through the ledger,
 budgets, a loopback webhook receiver, and the clock in the ledger's time zone."""
 
+import ipaddress
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -87,7 +89,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
                     receiver.posts.append({"path": self.path, "content_type": self.headers.get("Content-Type"),
-                                           "json": json.loads(body)})
+                                           "host": self.headers.get("Host"), "json": json.loads(body)})
                     receiver.times.append(time.monotonic())
                     status = receiver.statuses[min(len(receiver.posts), len(receiver.statuses)) - 1]
                 self.send_response(status)
@@ -106,6 +108,53 @@ class Receiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def allow_loopback_webhooks(settings: Any) -> None:
+    """Webhooks go only to public addresses; the loopback receivers here are the operator's exception."""
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+
+
+class FakeDNS:
+    """socket.getaddrinfo for the names in `answers`: each name's answers (addresses separated by commas) are
+    given out in turn, the last one repeating, as a rebinding DNS server would. IP literals and localhost
+    resolve as usual and other names fail, so that no test asks a real DNS server."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = {name: list(addresses) for name, addresses in answers.items()}
+        self.asked: list[str] = []
+        self.real = socket.getaddrinfo
+
+    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name in self.answers:
+            self.asked.append(name)
+            queue = self.answers[name]
+            answer = queue.pop(0) if len(queue) > 1 else queue[0]
+            return [(socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET,
+                     socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port or 0)))
+                    for address in answer.split(",")]
+        if name != "localhost" and not _is_ip(name):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return self.real(host, port, *args, **kwargs)
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def fake_dns(monkeypatch: Any, answers: dict[str, list[str]]) -> FakeDNS:
+    dns = FakeDNS(answers)
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    return dns
+
+
+# A public address that no test connects to (example.com's, once).
+PUBLIC_IP = "93.184.215.14"
 
 
 @contextmanager

@@ -35,6 +35,7 @@ from providers.adapters.base import (
 )
 from providers.adapters.openai_compat import finish_reason_from_openai, usage_from_openai
 from providers.kinds import KINDS
+from tests.budgets_support import fake_dns
 from tests.fakes.upstream import DEFAULT_REPLY, FakeUpstream
 
 KEY = "sk-adapter-test-0123456789abcdef"
@@ -752,3 +753,19 @@ def test_event_data_is_the_same_however_the_body_arrives_in_pieces() -> None:
     for cut in range(len(EVENTS) + 1):
         assert decoded([EVENTS[:cut], EVENTS[cut:]]) == whole, cut
     assert decoded([EVENTS[i:i + 1] for i in range(len(EVENTS))]) == whole
+
+
+@pytest.mark.parametrize("provider_kind", ["openai", "openai_compatible"])
+def test_a_base_url_naming_a_metadata_service_is_never_called(
+        upstream: FakeUpstream, provider_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A row written past the form; the name answers on loopback here, so a call that went out would land.
+    fake_dns(monkeypatch, {"metadata.google.internal": ["127.0.0.1"]})
+    port = upstream.openai_base_url.split(":")[2].split("/")[0]
+    conn = connection(upstream, provider_kind, base_url=f"http://metadata.google.internal:{port}/v1")
+
+    with pytest.raises(ProviderError) as refused:
+        chunks(conn)
+
+    assert (refused.value.kind, refused.value.retryable) == ("invalid_request", False)
+    assert refused.value.message == "Fake OpenAI: metadata.google.internal is a cloud metadata service."
+    assert upstream.requests == []

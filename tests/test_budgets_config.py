@@ -14,6 +14,7 @@ from accounts.models import User
 from budgets.models import Budget
 from providers.config import ConfigError, config_export, config_import, dump_yaml, load_yaml
 from providers.models import ApiKey
+from tests.budgets_support import PUBLIC_IP, fake_dns
 
 PROVIDERS = """\
 providers:
@@ -47,6 +48,12 @@ budgets:
 """
 HOOK = "https://hooks.slack.example/services/T0/B0/secret"
 ENV = {"SLACK_HOOK": HOOK}
+
+
+@pytest.fixture(autouse=True)
+def _hook_resolves(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The form checks that a webhook resolves to a public address; no test asks a real DNS server.
+    fake_dns(monkeypatch, {"hooks.slack.example": [PUBLIC_IP]})
 
 
 def run_import(text: str, env: dict[str, str] | None = None, **kwargs: Any) -> Any:
@@ -105,6 +112,15 @@ def test_users_and_api_keys_are_named_by_e_mail_and_prefix(db: None, make_user: 
 
     assert Budget.objects.get(name="Ana").user == ana
     assert Budget.objects.get(name="CI").api_key == key
+
+
+def test_a_webhook_to_cloud_metadata_is_refused_on_import(db: None) -> None:
+    errors = errors_of(BUDGETS.replace("${SLACK_HOOK}", "http://169.254.169.254/latest/meta-data/").split(
+        "  - name: Lab weekly")[0])
+
+    assert len(errors) == 1
+    assert errors[0].startswith("budgets[0] (Everything).webhook_url: 169.254.169.254 is a link-local address.")
+    assert not Budget.objects.exists()
 
 
 def test_every_budget_error_names_its_place_and_nothing_is_written(db: None) -> None:

@@ -3,8 +3,11 @@ fails, given up on when it refuses), e-mail through Django's mail, and test aler
 eagerly here, so retries follow one another at once; tests/test_budgets_worker.py waits out the backoff
 with a real worker."""
 
+import ipaddress
+import socket
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -12,7 +15,21 @@ from django.core import mail
 from accounts.models import User
 from budgets import services
 from budgets.models import AlertEvent, Delivery, Notification
-from tests.budgets_support import make_budget, make_model, period_of, receiver, spend
+from tests.budgets_support import (
+    PUBLIC_IP,
+    allow_loopback_webhooks,
+    fake_dns,
+    make_budget,
+    make_model,
+    period_of,
+    receiver,
+    spend,
+)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_receivers(settings: object) -> None:
+    allow_loopback_webhooks(settings)
 
 
 @pytest.fixture
@@ -65,7 +82,8 @@ def test_a_receiver_that_fails_twice_then_succeeds(db: None, django_capture_on_c
     assert [p["json"]["alert_id"] for p in hook.posts] == [event.pk] * 3
     delivery = Delivery.objects.get(alert=event, channel="webhook")
     assert (delivery.status, delivery.attempts) == ("sent", 3)
-    assert delivery.last_error == f"127.0.0.1:{hook.server.server_address[1]} answered HTTP 503: try later"
+    # The status and its standard words, never the receiver's body.
+    assert delivery.last_error == f"127.0.0.1:{hook.server.server_address[1]} answered HTTP 503 Service Unavailable."
 
 
 def test_a_refusing_receiver_is_not_retried(db: None, django_capture_on_commit_callbacks: Callable) -> None:
@@ -136,3 +154,84 @@ def test_a_channel_without_recipients_cannot_be_tested(db: None, finance: User) 
     with pytest.raises(ValueError, match="no webhook URL"):
         services.budget_test_alert(budget=budget, channel="webhook", actor=finance)
     assert not AlertEvent.objects.exists()
+
+
+# -- where webhooks may go (aspweb.outbound) ---------------------------------------------------------
+
+
+def test_a_webhook_to_loopback_is_not_sent_without_the_operators_word(
+        db: None, finance: User, settings: object, django_capture_on_commit_callbacks: Callable) -> None:
+    settings.WEBHOOK_ALLOWED_HOSTS = []
+    with receiver([200]) as hook:
+        # Saved past the form (an old row, or config written before the check): the send checks again.
+        budget = make_budget(amount=Decimal(1), webhook_url=hook.url)
+        with django_capture_on_commit_callbacks(execute=True):
+            delivery = services.budget_test_alert(budget=budget, channel="webhook", actor=finance)
+
+    assert hook.posts == []
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", 1)  # refused, not retried
+    assert delivery.last_error == f"Did not post to {budget.webhook_host}: 127.0.0.1 is a loopback address."
+
+
+def test_the_operator_allows_an_internal_receiver_by_host_and_port(
+        db: None, finance: User, settings: object, django_capture_on_commit_callbacks: Callable) -> None:
+    with receiver([200]) as hook:
+        budget = make_budget(amount=Decimal(1), webhook_url=hook.url)
+        settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1:1"]  # another port is not this receiver
+        with django_capture_on_commit_callbacks(execute=True):
+            refused = services.budget_test_alert(budget=budget, channel="webhook", actor=finance)
+        settings.WEBHOOK_ALLOWED_HOSTS = ["chat.lan", budget.webhook_host]
+        with django_capture_on_commit_callbacks(execute=True):
+            sent = services.budget_test_alert(budget=budget, channel="webhook", actor=finance)
+
+    refused.refresh_from_db()
+    sent.refresh_from_db()
+    assert (refused.status, sent.status) == ("failed", "sent")
+    assert len(hook.posts) == 1
+
+
+def test_a_dns_answer_that_changes_after_the_check_is_not_connected_to(
+        db: None, finance: User, settings: object, monkeypatch: pytest.MonkeyPatch,
+        django_capture_on_commit_callbacks: Callable) -> None:
+    settings.WEBHOOK_ALLOWED_HOSTS = []
+    connected: list[tuple[str, int]] = []
+    real_connect = socket.create_connection
+
+    def connect(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        # Loopback is let through (the receiver listens there); anything else is refused, never reached.
+        connected.append(address)
+        answer = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)[0][4][0]
+        if not ipaddress.ip_address(answer).is_loopback:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return real_connect(address, *args, **kwargs)
+
+    with receiver([200]) as hook:
+        port = hook.server.server_address[1]
+        budget = make_budget(amount=Decimal(1), webhook_url=f"http://hooks.example.com:{port}/hook")
+        # A rebinding DNS server: public for the check, loopback for whoever asks next.
+        dns = fake_dns(monkeypatch, {"hooks.example.com": [PUBLIC_IP, "127.0.0.1"]})
+        monkeypatch.setattr(socket, "create_connection", connect)
+        with django_capture_on_commit_callbacks(execute=True):
+            delivery = services.budget_test_alert(budget=budget, channel="webhook", actor=finance)
+
+    # The first attempt connects to the address it checked, and fails; the retry's own lookup gets the loopback
+    # answer, which its check refuses. One lookup per attempt: nothing resolves the name a second time.
+    assert hook.posts == []
+    assert connected == [(PUBLIC_IP, port)]
+    assert dns.asked == ["hooks.example.com"] * 2
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", 2)
+    assert delivery.last_error == (f"Did not post to hooks.example.com:{port}: hooks.example.com resolves to "
+                                   "127.0.0.1, a loopback address.")
+
+
+def test_redirects_are_not_followed(db: None, finance: User, django_capture_on_commit_callbacks: Callable) -> None:
+    with receiver([302]) as hook:
+        budget = make_budget(amount=Decimal(1), webhook_url=hook.url)
+        with django_capture_on_commit_callbacks(execute=True):
+            delivery = services.budget_test_alert(budget=budget, channel="webhook", actor=finance)
+
+    assert len(hook.posts) == 1
+    delivery.refresh_from_db()
+    assert delivery.last_error == f"{budget.webhook_host} answered HTTP 302 Found."

@@ -14,7 +14,16 @@ from accounts.models import AuditEvent, User
 from budgets import services
 from budgets.models import Budget, Notification
 from providers.models import ApiKey, Model, Provider
-from tests.budgets_support import local, make_budget, make_model, spend
+from tests.budgets_support import (
+    PUBLIC_IP,
+    allow_loopback_webhooks,
+    fake_dns,
+    local,
+    make_budget,
+    make_model,
+    receiver,
+    spend,
+)
 from usage import services as usage_services
 
 
@@ -84,7 +93,8 @@ def test_members_see_only_the_budgets_that_apply_to_them(db: None, make_user: Ca
     assert "Send a test alert" not in mine and "Edit</a>" not in mine
 
 
-def test_finance_adds_a_budget_with_its_target(db: None, finance: User) -> None:
+def test_finance_adds_a_budget_with_its_target(db: None, finance: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_dns(monkeypatch, {"hooks.example.com": [PUBLIC_IP]})
     model = make_model()
     client = _client(finance)
     form = {"name": "Lab", "scope": "model", "model": model.pk, "provider": model.provider.pk, "period": "weekly",
@@ -122,6 +132,40 @@ def test_the_form_says_what_is_wrong(db: None, finance: User, changes: dict, fie
     assert not Budget.objects.exists()
 
 
+@pytest.mark.parametrize(("url", "dns", "error"), [
+    ("http://127.0.0.1:8080/hook", {}, "127.0.0.1 is a loopback address."),
+    ("http://169.254.169.254/latest/meta-data/", {}, "169.254.169.254 is a link-local address."),
+    ("http://[::ffff:10.0.0.1]/hook", {}, "::ffff:10.0.0.1 is a private address."),
+    ("https://hooks.example.com/x", {"hooks.example.com": ["10.1.2.3"]},
+     "hooks.example.com resolves to 10.1.2.3, a private address."),
+    ("https://hooks.example.com/x", {"hooks.example.com": ["100.64.0.7"]},
+     "hooks.example.com resolves to 100.64.0.7, a shared (CGNAT) address."),
+    ("https://hooks.example.com/x", {"hooks.example.com": ["fd12::1"]},
+     "hooks.example.com resolves to fd12::1, a unique local (private) address."),
+    ("https://nowhere.example/x", {}, "nowhere.example does not resolve to an address."),
+    ("ftp://files.example.com/x", {}, "Only http:// and https:// URLs with a host are sent."),
+])
+def test_a_webhook_that_does_not_reach_a_public_address_is_refused_with_the_reason(
+        db: None, finance: User, monkeypatch: pytest.MonkeyPatch, url: str, dns: dict, error: str) -> None:
+    fake_dns(monkeypatch, dns)
+    data = {"name": "X", "scope": "global", "period": "monthly", "amount": "10", "thresholds": "50",
+            "webhook_url": url}
+    response = _client(finance).post(reverse("budget_add"), data)
+    assert response.status_code == 200
+    [message] = response.context["form"].errors["webhook_url"]
+    assert message.startswith(error)
+    assert "ASPWEB_WEBHOOK_ALLOWED_HOSTS" in message
+    assert not Budget.objects.exists()
+
+
+def test_the_operator_allows_an_internal_webhook_host(db: None, finance: User, settings: object) -> None:
+    settings.WEBHOOK_ALLOWED_HOSTS = ["chat.lan", "127.0.0.1:8065"]
+    data = {"name": "X", "scope": "global", "period": "monthly", "amount": "10", "thresholds": "50",
+            "webhook_url": "http://127.0.0.1:8065/hooks/x"}
+    assert _client(finance).post(reverse("budget_add"), data).status_code == 302
+    assert Budget.objects.get().webhook_url == "http://127.0.0.1:8065/hooks/x"
+
+
 def test_editing_keeps_this_periods_alerts_fired(db: None, finance: User) -> None:
     model = make_model()
     budget = make_budget(amount=Decimal(1), thresholds=[50])
@@ -151,8 +195,23 @@ def test_the_test_alert_button_reports_what_happened(db: None, finance: User) ->
     assert "This budget has no webhook URL to test." in response.content.decode()
 
 
-def test_delivery_status_shows_on_the_budget_page(db: None, finance: User,
+def test_a_failed_test_webhook_shows_the_status_never_the_receivers_reply(
+        db: None, finance: User, settings: object, django_capture_on_commit_callbacks: Callable) -> None:
+    allow_loopback_webhooks(settings)
+    client = _client(finance)
+    with receiver([403]) as hook:
+        budget = make_budget(amount=Decimal(1), webhook_url=hook.url)
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(reverse("budget_test_alert", args=[budget.pk]), {"channel": "webhook"})
+
+    html = client.get(reverse("budget_detail", args=[budget.pk])).content.decode()
+    assert f"{budget.webhook_host} answered HTTP 403 Forbidden." in html
+    assert "try later" not in html  # what the receiver wrote
+
+
+def test_delivery_status_shows_on_the_budget_page(db: None, finance: User, settings: object,
                                                   django_capture_on_commit_callbacks: Callable) -> None:
+    allow_loopback_webhooks(settings)
     model = make_model()
     # Nothing listens on port 9: every attempt fails, and the page says so.
     budget = make_budget(amount=Decimal(1), thresholds=[50], webhook_url="http://127.0.0.1:9/hook")

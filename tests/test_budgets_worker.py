@@ -14,7 +14,7 @@ from celery.contrib.testing.worker import start_worker
 from aspweb.celery import app
 from budgets import tasks
 from budgets.models import AlertEvent, Delivery, Notification
-from tests.budgets_support import ensure_role_groups, make_budget, make_model, receiver, spend
+from tests.budgets_support import allow_loopback_webhooks, ensure_role_groups, make_budget, make_model, receiver, spend
 
 pytestmark = [
     pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis: set REDIS_URL (the embedded default "
@@ -34,6 +34,7 @@ def wait_for(check: Callable[[], bool], seconds: float = 20) -> None:
 def worker(settings: object) -> Iterator[None]:
     settings.CELERY_TASK_ALWAYS_EAGER = False  # dispatching sends to Redis now
     settings.ALERT_RETRY_BASE_SECONDS = 1
+    allow_loopback_webhooks(settings)
     assert app.conf.task_always_eager is False
     assert app.conf.broker_url.startswith("redis://")
     app.control.purge()  # nothing left over from an earlier run

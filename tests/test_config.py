@@ -308,6 +308,15 @@ def test_all_errors_are_collected_and_nothing_is_written(db: None) -> None:
     assert Provider.objects.count() == 0
 
 
+def test_a_metadata_base_url_is_refused_on_import(db: None) -> None:
+    errors = errors_of(provider_file("name: lab", "kind: ollama", "base_url: http://169.254.169.254/v1"))
+
+    assert errors == ["providers[0] (lab).base_url: 169.254.169.254 is a link-local address, where cloud metadata "
+                      "services answer. Provider URLs may be local or private, but never link-local or a cloud "
+                      "metadata service."]
+    assert Provider.objects.count() == 0
+
+
 def test_a_bad_provider_name_is_reported_by_the_form(db: None) -> None:
     errors = errors_of(provider_file("name: bad name", "kind: ollama"))
 

@@ -84,6 +84,12 @@ def test_add_provider_stores_encrypted_key_and_extras(admin_client: Client) -> N
                           "api_version": ""}, "api_version", "This field is required."),
         ("ollama", {"name": "bad name!"}, "name", "Use letters, digits"),
         ("ollama", {"name": "x", "timeout_seconds": "0"}, "timeout_seconds", "greater than or equal to 1"),
+        ("ollama", {"name": "x", "base_url": "http://169.254.169.254/latest"}, "base_url",
+         "169.254.169.254 is a link-local address, where cloud metadata services answer."),
+        ("vllm", {"name": "x", "base_url": "http://[fd00:ec2::254]/v1"}, "base_url",
+         "fd00:ec2::254 is a cloud metadata address."),
+        ("openai_compatible", {"name": "x", "base_url": "http://metadata.google.internal/v1"}, "base_url",
+         "metadata.google.internal is a cloud metadata service."),
     ],
 )
 def test_bad_input_gives_a_form_error_and_writes_nothing(admin_client: Client, kind: str, data: dict, field: str,
@@ -93,6 +99,14 @@ def test_bad_input_gives_a_form_error_and_writes_nothing(admin_client: Client, k
     assert response.status_code == 200
     assert message in " ".join(response.context["form"].errors[field])
     assert Provider.objects.count() == 0
+
+
+@pytest.mark.parametrize("url", ["http://localhost:11434/v1", "http://127.0.0.1:8001/v1", "http://10.0.0.5:8000/v1"])
+def test_local_and_private_provider_urls_stay_allowed(admin_client: Client, url: str) -> None:
+    response = _add(admin_client, "ollama", name="local", base_url=url, enabled="on", timeout_seconds="120",
+                    max_retries="3")
+    assert response.status_code == 302
+    assert Provider.objects.get().base_url == url
 
 
 def test_duplicate_name_is_a_form_error(admin_client: Client) -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
+from aspweb import outbound
+
 T = TypeVar("T")
 
 ErrorKind = Literal[
@@ -359,11 +361,22 @@ def pooled(conn: Connection, make: Callable[[Connection], T]) -> T:
            conn.timeout, conn.connect_timeout)
     client = clients.get(key)
     if client is None:
+        _refuse_metadata(conn)
         if len(clients) >= _CLIENTS_PER_LOOP:
             # Settings changed often (keys rotated, URLs edited): close the oldest.
             _in_background(clients.pop(next(iter(clients))).close())
         client = clients[key] = make(conn)
     return client
+
+
+def _refuse_metadata(conn: Connection) -> None:
+    """No client is built for a base URL that names a cloud metadata service or a link-local address. The
+    provider form refuses those too; this stops rows that got past it (older versions, the shell)."""
+    try:
+        if conn.base_url:
+            outbound.check_not_metadata(conn.base_url)
+    except outbound.Refused as exc:
+        raise ProviderError("invalid_request", f"{conn.label}: {exc}", retryable=False) from None
 
 
 def _in_background(awaitable: Any) -> None:
