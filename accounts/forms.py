@@ -5,9 +5,11 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 
 from aspweb.roles import ROLES
 
+from . import signin
 from .models import User
 
 ROLE_HELP = {
@@ -24,6 +26,12 @@ class SignInForm(AuthenticationForm):
     }
     username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True,
                                                                             "autocomplete": "email"}))
+
+    def get_invalid_login_error(self) -> ValidationError:
+        # A refused sign-in says when to try again, rather than blaming a password that may be right.
+        if signin.is_locked_out(self.request):
+            return ValidationError(signin.lockout_message(self.cleaned_data.get("username", "")), code="locked_out")
+        return super().get_invalid_login_error()
 
 
 class UserForm(forms.ModelForm):
