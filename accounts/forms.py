@@ -2,6 +2,7 @@ import secrets
 from typing import Any
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import Group
@@ -19,7 +20,17 @@ ROLE_HELP = {
 }
 
 
-class SignInForm(AuthenticationForm):
+class ThrottledSignIn(AuthenticationForm):
+    """A sign-in refused by the throttle (accounts/signin.py) says when to try again, rather than blaming a
+    password that may be right."""
+
+    def get_invalid_login_error(self) -> ValidationError:
+        if signin.is_locked_out(self.request):
+            return ValidationError(signin.lockout_message(self.cleaned_data.get("username", "")), code="locked_out")
+        return super().get_invalid_login_error()
+
+
+class SignInForm(ThrottledSignIn):
     error_messages = {
         **AuthenticationForm.error_messages,
         "invalid_login": "Please enter a correct e-mail and password. The password is case-sensitive.",
@@ -27,11 +38,9 @@ class SignInForm(AuthenticationForm):
     username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True,
                                                                             "autocomplete": "email"}))
 
-    def get_invalid_login_error(self) -> ValidationError:
-        # A refused sign-in says when to try again, rather than blaming a password that may be right.
-        if signin.is_locked_out(self.request):
-            return ValidationError(signin.lockout_message(self.cleaned_data.get("username", "")), code="locked_out")
-        return super().get_invalid_login_error()
+
+class AdminSignInForm(ThrottledSignIn, AdminAuthenticationForm):
+    """The Django admin's own sign-in page, throttled alike."""
 
 
 class UserForm(forms.ModelForm):

@@ -92,6 +92,7 @@ def test_the_lock_ends_after_a_cool_off_without_a_try(member_user: User) -> None
 
 def test_an_admin_unlocks_an_account(admin_client: Client, member_user: User, finance_user: User) -> None:
     _fail(member_user.email, LIMIT)
+    assert _sign_in(member_user.email, PASSWORD, address="198.51.100.2")[1].status_code == 429
     html = admin_client.get(reverse("user_list")).content.decode()
     assert html.count(">locked</span>") == 1 and reverse("user_unlock", args=[member_user.pk]) in html
 
@@ -114,6 +115,7 @@ def test_only_admins_unlock_and_only_by_post(client_as: Callable[[str], Client],
 
 def test_the_command_line_unlocks_an_account(member_user: User) -> None:
     _fail(member_user.email, LIMIT)
+    assert _sign_in(member_user.email, PASSWORD, address="198.51.100.2")[1].status_code == 429
     call_command("axes_reset_username", member_user.email, stdout=StringIO())
     client, response = _sign_in(member_user.email, PASSWORD, address="198.51.100.2")
     assert response.status_code == 302 and _signed_in(client)
@@ -146,3 +148,12 @@ def test_sign_ins_failures_and_lockouts_are_audited_without_passwords(member_use
 def test_a_limit_below_one_stops_start_up(name: str, tmp_path: Path) -> None:
     result = run_manage(["manage.py", "check"], {name: "0"}, tmp_path)
     assert result.returncode != 0 and name in result.stderr and "must be at least 1" in result.stderr
+
+
+def test_the_django_admin_sign_in_is_throttled_alike(make_user: Callable[..., User]) -> None:
+    user = make_user("superuser")
+    _fail(user.email, LIMIT)
+    client = Client(REMOTE_ADDR="198.51.100.2")
+    response = client.post(reverse("admin:login"), {"username": user.email, "password": PASSWORD})
+    assert ACCOUNT_LOCKED in response.content.decode()
+    assert client.get(reverse("admin:index")).status_code == 302
