@@ -22,7 +22,13 @@ ROLE_HELP = {
 
 class ThrottledSignIn(AuthenticationForm):
     """A sign-in refused by the throttle (accounts/signin.py) says when to try again, rather than blaming a
-    password that may be right."""
+    password that may be right. A sign-in accepted is audited here, where its password was checked: Django's
+    user_logged_in also fires for sessions that code starts (the test client's force_login)."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        signin.audit_sign_in(self.request, self.get_user())
+        return cleaned
 
     def get_invalid_login_error(self) -> ValidationError:
         if signin.is_locked_out(self.request):

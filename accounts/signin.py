@@ -25,7 +25,7 @@ from axes.helpers import get_client_ip_address
 from axes.models import AccessAttempt
 from axes.signals import user_locked_out
 from django.conf import settings
-from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.contrib.auth.signals import user_login_failed
 from django.db.models import Sum
 from django.http import HttpRequest
 from django.utils import timezone
@@ -76,7 +76,7 @@ def _address(request: HttpRequest | None) -> str:
     return address or "unknown address"
 
 
-def _signed_in(sender: Any, request: HttpRequest | None, user: User, **kwargs: Any) -> None:
+def audit_sign_in(request: HttpRequest | None, user: User) -> None:
     audit_log(user, "user.signin", user, address=_address(request))
 
 
@@ -98,6 +98,5 @@ def _locked_out(sender: Any, request: HttpRequest, username: str | None, ip_addr
 
 
 def follow() -> None:
-    user_logged_in.connect(_signed_in, dispatch_uid="accounts.signin.signed_in")
     user_login_failed.connect(_failed, dispatch_uid="accounts.signin.failed")
     user_locked_out.connect(_locked_out, dispatch_uid="accounts.signin.locked_out")
