@@ -38,23 +38,22 @@ def cooloff_minutes() -> int:
     return int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
 
 
-def _recent_attempts() -> Any:
-    return AccessAttempt.objects.filter(attempt_time__gte=timezone.now() - settings.AXES_COOLOFF_TIME)
+def _locked_accounts() -> Any:
+    """Accounts refused now by their own failures (not by their address's), counted as axes counts them."""
+    return (AccessAttempt.objects.filter(attempt_time__gte=timezone.now() - settings.AXES_COOLOFF_TIME)
+            .order_by().values("username").annotate(failures=Sum("failures_since_start"))
+            .filter(failures__gte=settings.AXES_FAILURE_LIMIT))
 
 
 def locked_emails() -> set[str]:
-    """The accounts refused now by their own failures (not by their address's), counted as axes counts."""
-    rows = (_recent_attempts().order_by().values("username")
-            .annotate(failures=Sum("failures_since_start"))
-            .filter(failures__gte=settings.AXES_FAILURE_LIMIT))
-    return {row["username"] for row in rows}
+    return {row["username"] for row in _locked_accounts()}
 
 
 def lockout_message(email: str) -> str:
     """What a refused person reads. The refused try restarted the cool-off, so it is the whole of it."""
     minutes = cooloff_minutes()
     when = f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
-    if email in locked_emails():
+    if _locked_accounts().filter(username=email).exists():
         return f"Too many failed sign-ins for this account. {when}"
     return f"Too many failed sign-ins from your network address. {when}"
 
