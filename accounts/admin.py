@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
+from .forms import AdminSignInForm
 from .models import AuditEvent, User
+
+admin.site.login_form = AdminSignInForm
 
 
 @admin.register(User)

@@ -8,9 +8,10 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.models import Group
 
-        from . import sessions
+        from . import sessions, signin
         from .backends import users
         from .models import User
 
         users.follow(User, User.groups.through, Group)
         sessions.follow()
+        signin.follow()

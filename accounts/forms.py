@@ -2,12 +2,15 @@ import secrets
 from typing import Any
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 
 from aspweb.roles import ROLES
 
+from . import signin
 from .models import User
 
 ROLE_HELP = {
@@ -17,13 +20,33 @@ ROLE_HELP = {
 }
 
 
-class SignInForm(AuthenticationForm):
+class ThrottledSignIn(AuthenticationForm):
+    """A sign-in refused by the throttle (accounts/signin.py) says when to try again, rather than blaming a
+    password that may be right. A sign-in accepted is audited here, where its password was checked: Django's
+    user_logged_in also fires for sessions that code starts (the test client's force_login)."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        signin.audit_sign_in(self.request, self.get_user())
+        return cleaned
+
+    def get_invalid_login_error(self) -> ValidationError:
+        if signin.is_locked_out(self.request):
+            return ValidationError(signin.lockout_message(self.cleaned_data.get("username", "")), code="locked_out")
+        return super().get_invalid_login_error()
+
+
+class SignInForm(ThrottledSignIn):
     error_messages = {
         **AuthenticationForm.error_messages,
         "invalid_login": "Please enter a correct e-mail and password. The password is case-sensitive.",
     }
     username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True,
                                                                             "autocomplete": "email"}))
+
+
+class AdminSignInForm(ThrottledSignIn, AdminAuthenticationForm):
+    """The Django admin's own sign-in page, throttled alike."""
 
 
 class UserForm(forms.ModelForm):

@@ -1,16 +1,35 @@
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from aspweb.roles import ADMIN, role_required
 
+from . import signin
 from .audit import audit_log
-from .forms import SetPasswordForm, UserForm
+from .forms import SetPasswordForm, SignInForm, UserForm
 from .models import AuditEvent, User
+
+
+class SignInView(auth_views.LoginView):
+    """Django's sign-in page; a throttled sign-in shows the page with its form error, as 429 Too Many
+    Requests, so that scripts see it too."""
+
+    template_name = "accounts/login.html"
+    authentication_form = SignInForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form: SignInForm) -> HttpResponse:
+        response = super().form_invalid(form)
+        if form.has_error(NON_FIELD_ERRORS, "locked_out"):
+            response.status_code = 429
+        return response
 
 
 @login_required
@@ -21,7 +40,16 @@ def home(request: HttpRequest) -> HttpResponse:
 @role_required(ADMIN)
 def user_list(request: HttpRequest) -> HttpResponse:
     users = User.objects.prefetch_related("groups")
-    return render(request, "accounts/user_list.html", {"users": users})
+    return render(request, "accounts/user_list.html", {"users": users, "locked": signin.locked_emails()})
+
+
+@role_required(ADMIN)
+@require_POST
+def user_unlock(request: HttpRequest, pk: int) -> HttpResponse:
+    user = get_object_or_404(User, pk=pk)
+    signin.user_unlock(actor=request.user, user=user)
+    messages.success(request, f"{user.email} may sign in again.")
+    return redirect("user_list")
 
 
 @role_required(ADMIN)

@@ -9,6 +9,7 @@ is listed in the README's configuration table.
 import os
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -111,6 +112,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "axes",
     "accounts",
     "providers",
     "usage",
@@ -124,6 +126,8 @@ ASPWEB_IDLE_THREADS = env_int("ASPWEB_IDLE_THREADS", 16)
 
 # Django's checks for these three look for Django's dotted paths; aspweb/checks.py checks by class.
 SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
+# The sign-in form shows axes's refusals itself; axes's middleware is left out (accounts/signin.py).
+SILENCED_SYSTEM_CHECKS += ["axes.W002"]
 
 # Django's middleware, with hooks that run on the event loop under ASGI (aspweb/middleware.py).
 MIDDLEWARE = [
@@ -225,8 +229,22 @@ CELERY_BEAT_SCHEDULE = {
 
 AUTH_USER_MODEL = "accounts.User"
 # Django's model backend with signed-in people kept per worker (accounts/backends.py); Django's own stays
-# listed so that sessions it signed keep working.
-AUTHENTICATION_BACKENDS = ["accounts.backends.KeptUserBackend", "django.contrib.auth.backends.ModelBackend"]
+# listed so that sessions it signed keep working. Axes's comes first, so that a throttled account or address is
+# refused before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "accounts.backends.KeptUserBackend",
+                           "django.contrib.auth.backends.ModelBackend"]
+# Sign-in throttling (accounts/signin.py): this many failed sign-ins for one account, or from one client
+# address, refuse it until the cool-off passes without a try. Counted in the database, in both profiles.
+AXES_FAILURE_LIMIT = env_int("ASPWEB_SIGNIN_FAILURE_LIMIT", 10)
+_cooloff_minutes = env_int("ASPWEB_SIGNIN_COOLOFF_MINUTES", 15)
+if AXES_FAILURE_LIMIT < 1 or _cooloff_minutes < 1:
+    raise ImproperlyConfigured("ASPWEB_SIGNIN_FAILURE_LIMIT and ASPWEB_SIGNIN_COOLOFF_MINUTES must be at least 1.")
+AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# The e-mail arrives as `username`, the name Django's sign-in form gives it (axes would look for `email`).
+AXES_USERNAME_FORM_FIELD = "username"
+# Sign-ins are in the audit log.
+AXES_DISABLE_ACCESS_LOG = True
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

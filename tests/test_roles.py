@@ -44,6 +44,7 @@ POLICY: dict[str, tuple[str, str]] = {
     "user_add": ("admin", "GET"),
     "user_edit": ("admin", "GET"),
     "user_password": ("admin", "GET"),
+    "user_unlock": ("admin", "POST"),
     "audit_list": ("admin", "GET"),
     "provider_list": ("admin", "GET"),
     "provider_add_choose": ("admin", "GET"),
@@ -141,6 +142,7 @@ def _url(name: str, objects: dict[str, int | str]) -> str:
         return reverse(name, kwargs={"pk": objects["conversation"]})
     kwargs = {
         "user_edit": {"pk": objects["user"]}, "user_password": {"pk": objects["user"]},
+        "user_unlock": {"pk": objects["user"]},
         "provider_add": {"kind": objects["kind"]}, "model_detail": {"pk": objects["model"]},
         "call_detail": {"request_id": objects["call"]}, "usage_reprice": {"pk": objects["model"]},
         "apikey_revoke": {"pk": objects["apikey"]}, "notification_read": {"pk": objects["notification"]},
