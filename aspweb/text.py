@@ -1,0 +1,75 @@
+"""Text the database cannot store, found before it gets there.
+
+PostgreSQL refuses a NUL character in text, and no database (nor UTF-8) can hold a lone surrogate: a
+Python string can carry both (JSON's `\\u0000` and `\\ud800` escapes, YAML's `\\0`, an environment
+variable's undecodable bytes), and left alone they end in a 500 on PostgreSQL while SQLite stores them.
+`text_problem` names what is wrong with a text, so that every way in (the gateway's request parsing,
+forms, config import) refuses it with a 4xx or a form error that says so, the same on both databases.
+"""
+
+import re
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.deconstruct import deconstructible
+
+_NUL = "\x00"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problem(value: str, *, nul: bool = True) -> str | None:
+    """What in `value` cannot be stored ("a NUL character", "a lone surrogate (U+D800)"), or None.
+
+    A well-formed surrogate pair never reaches Python as two halves (json and YAML join them), so any
+    surrogate left in a string is a lone one. `nul=False` lets NUL through, for text that is only passed on.
+    """
+    if nul and _NUL in value:
+        return "a NUL character"
+    if match := _SURROGATE.search(value):
+        return f"a lone surrogate (U+{ord(match.group()):04X})"
+    return None
+
+
+def first_text_problem(value: Any, path: tuple[str | int, ...] = (), *,
+                       nul: bool = True) -> tuple[tuple[str | int, ...], str] | None:
+    """The first string in a parsed JSON or YAML document (keys included) that cannot be stored: its path
+    and its problem."""
+    if isinstance(value, str):
+        problem = text_problem(value, nul=nul)
+        return (path, problem) if problem else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = first_text_problem(key, (*path, key), nul=nul) or first_text_problem(item, (*path, key), nul=nul)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if found := first_text_problem(item, (*path, index), nul=nul):
+                return found
+    return None
+
+
+@deconstructible
+class StorableTextValidator:
+    """A form field's validator: Django's own stops NUL only, not lone surrogates."""
+
+    code = "unstorable_text"
+
+    def __call__(self, value: Any) -> None:
+        if isinstance(value, str) and (problem := text_problem(value)):
+            raise ValidationError(f"This text contains {problem}, which cannot be stored.", code=self.code)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StorableTextValidator)
+
+
+class StorableTextForm:
+    """Mixed into every form that takes free text: each text field (CharField and its kinds: e-mail, URL,
+    slug...) refuses what the database cannot store, with a form error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():  # type: ignore[attr-defined]
+            if isinstance(field, forms.CharField) and StorableTextValidator() not in field.validators:
+                field.validators.append(StorableTextValidator())
