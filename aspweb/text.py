@@ -3,16 +3,17 @@
 PostgreSQL refuses a NUL character in text, and no database (nor UTF-8) can hold a lone surrogate: a
 Python string can carry both (JSON's `\\u0000` and `\\ud800` escapes, YAML's `\\0`, an environment
 variable's undecodable bytes), and left alone they end in a 500 on PostgreSQL while SQLite stores them.
-`text_problem` names what is wrong with a text, so that every way in (the gateway's request parsing,
-forms, config import) refuses it with a 4xx or a form error that says so, the same on both databases.
+`text_problem` names what is wrong with a text, so that every way in (the gateway's request parsing, pages'
+forms and fields, config import) refuses it with a 400 or an error that says so, the same on both databases.
 """
 
 import re
 from typing import Any
 
-from django import forms
-from django.core.exceptions import ValidationError
-from django.utils.deconstruct import deconstructible
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.utils.deprecation import MiddlewareMixin
+
+from .middleware import InlineHooks
 
 _NUL = "\x00"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -50,26 +51,30 @@ def first_text_problem(value: Any, path: tuple[str | int, ...] = (), *,
     return None
 
 
-@deconstructible
-class StorableTextValidator:
-    """A form field's validator: Django's own stops NUL only, not lone surrogates."""
+class StorableTextMiddleware(InlineHooks, MiddlewareMixin):
+    """Refuse, with a 400 naming the field, a page request whose address, query or form fields hold text
+    the database cannot store: one check for every form, filter and inline edit (a conversation's title),
+    before any of them looks the text up or writes it. Django's forms stop NUL on their own, not lone
+    surrogates, and the views that read a field themselves stop neither. The gateway (/v1/) reads JSON
+    and checks it itself, answering in its own error shape."""
 
-    code = "unstorable_text"
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        if request.path_info.startswith("/v1/"):
+            return None
+        if found := _request_text_problem(request):
+            where, problem = found
+            return HttpResponseBadRequest(f"{where} contains {problem}, which cannot be stored.",
+                                          content_type="text/plain; charset=utf-8")
+        return None
 
-    def __call__(self, value: Any) -> None:
-        if isinstance(value, str) and (problem := text_problem(value)):
-            raise ValidationError(f"This text contains {problem}, which cannot be stored.", code=self.code)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, StorableTextValidator)
-
-
-class StorableTextForm:
-    """Mixed into every form that takes free text: each text field (CharField and its kinds: e-mail, URL,
-    slug...) refuses what the database cannot store, with a form error."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for field in self.fields.values():  # type: ignore[attr-defined]
-            if isinstance(field, forms.CharField) and StorableTextValidator() not in field.validators:
-                field.validators.append(StorableTextValidator())
+def _request_text_problem(request: HttpRequest) -> tuple[str, str] | None:
+    if problem := text_problem(request.path_info):
+        return "The address", problem
+    for fields in (request.GET, request.POST):
+        for name, values in fields.lists():
+            # repr() escapes NUL and surrogates, so the answer can be encoded and the name read.
+            for text in (name, *values):
+                if problem := text_problem(text):
+                    return f"The field {name!r}", problem
+    return None
