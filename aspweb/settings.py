@@ -123,7 +123,7 @@ MIDDLEWARE = [
     "aspweb.middleware.StaticFilesMiddleware",
     "aspweb.middleware.SessionMiddleware",
     "aspweb.middleware.CommonMiddleware",
-    "aspweb.text.StorableTextMiddleware",
+    "aspweb.middleware.StorableTextMiddleware",
     "aspweb.middleware.CsrfViewMiddleware",
     "aspweb.middleware.AuthenticationMiddleware",
     "aspweb.middleware.MessageMiddleware",

@@ -10,10 +10,7 @@ forms and fields, config import) refuses it with a 400 or an error that says so,
 import re
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.utils.deprecation import MiddlewareMixin
-
-from .middleware import InlineHooks
+from django.http import HttpRequest
 
 _NUL = "\x00"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -51,24 +48,8 @@ def first_text_problem(value: Any, path: tuple[str | int, ...] = (), *,
     return None
 
 
-class StorableTextMiddleware(InlineHooks, MiddlewareMixin):
-    """Refuse, with a 400 naming the field, a page request whose address, query or form fields hold text
-    the database cannot store: one check for every form, filter and inline edit (a conversation's title),
-    before any of them looks the text up or writes it. Django's forms stop NUL on their own, not lone
-    surrogates, and the views that read a field themselves stop neither. The gateway (/v1/) reads JSON
-    and checks it itself, answering in its own error shape."""
-
-    def process_request(self, request: HttpRequest) -> HttpResponse | None:
-        if request.path_info.startswith("/v1/"):
-            return None
-        if found := _request_text_problem(request):
-            where, problem = found
-            return HttpResponseBadRequest(f"{where} contains {problem}, which cannot be stored.",
-                                          content_type="text/plain; charset=utf-8")
-        return None
-
-
-def _request_text_problem(request: HttpRequest) -> tuple[str, str] | None:
+def request_text_problem(request: HttpRequest) -> tuple[str, str] | None:
+    """Where in a page request's address, query or form fields is text that cannot be stored, and what."""
     if problem := text_problem(request.path_info):
         return "The address", problem
     for fields in (request.GET, request.POST):

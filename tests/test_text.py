@@ -5,7 +5,8 @@ answered a 500 (a NUL in a conversation's title, in the audit log's filter); els
 from collections.abc import Callable
 
 import pytest
-from django.test import Client
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient, Client
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -84,3 +85,10 @@ def test_clean_text_passes(client_as: Callable[[str], Client]) -> None:
     client.post(reverse("playground_rename", args=[conversation.pk]), {"title": "New 🙂 é"})
     conversation.refresh_from_db()
     assert conversation.title == "New 🙂 é"
+
+
+def test_under_asgi_too(db: None) -> None:
+    """The check runs on the event loop under ASGI: a form posted there is refused the same way."""
+    response = async_to_sync(AsyncClient().post)(reverse("login"), {"username": "a\x00@example.com", "password": "x"})
+    assert response.status_code == 400
+    assert "The field 'username' contains a NUL character" in response.content.decode()
