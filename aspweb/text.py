@@ -14,6 +14,7 @@ from django.http import HttpRequest
 
 _NUL = "\x00"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def text_problem(value: str, *, nul: bool = True) -> str | None:
@@ -27,6 +28,12 @@ def text_problem(value: str, *, nul: bool = True) -> str | None:
     if match := _SURROGATE.search(value):
         return f"a lone surrogate (U+{ord(match.group()):04X})"
     return None
+
+
+def storable(value: str) -> str:
+    """`value` with each NUL and lone surrogate replaced by U+FFFD, for text that is recorded, not refused: a
+    provider's error message goes into the ledger, and the call's record must not be lost for its sake."""
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def first_text_problem(value: Any, path: tuple[str | int, ...] = (), *,

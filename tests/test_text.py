@@ -15,6 +15,10 @@ from accounts.models import User
 from aspweb.text import first_text_problem, text_problem
 from playground.models import Conversation
 from providers.models import ApiKey
+from tests.fakes.upstream import FakeUpstream
+from tests.gateway_support import OPENAI_MODEL, make_providers
+from tests.usage_support import write
+from usage.models import UsageRecord
 
 PAGES = settings(max_examples=50, deadline=None, derandomize=True,
                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -92,3 +96,12 @@ def test_under_asgi_too(db: None) -> None:
     response = async_to_sync(AsyncClient().post)(reverse("login"), {"username": "a\x00@example.com", "password": "x"})
     assert response.status_code == 400
     assert "The field 'username' contains a NUL character" in response.content.decode()
+
+
+def test_a_provider_error_message_the_database_cannot_hold_is_recorded_cleaned(db: None,
+                                                                                upstream: FakeUpstream) -> None:
+    """A provider's words go into the ledger as they come: a NUL or a lone surrogate in them once lost the call's
+    record (PostgreSQL refused it; SQLite cannot encode a surrogate)."""
+    model = make_providers(upstream)[OPENAI_MODEL]
+    record = write(model, status="error", error_kind="server", error_message="bad \x00 byte and \ud800 half")
+    assert UsageRecord.objects.get(pk=record.pk).error_message == "bad \ufffd byte and \ufffd half"
