@@ -7,6 +7,7 @@ variable's undecodable bytes), and left alone they end in a 500 on PostgreSQL wh
 forms and fields, config import) refuses it with a 400 or an error that says so, the same on both databases.
 """
 
+import argparse
 import re
 from typing import Any
 
@@ -34,6 +35,14 @@ def storable(value: str) -> str:
     """`value` with each NUL and lone surrogate replaced by U+FFFD, for text that is recorded, not refused: a
     provider's error message goes into the ledger, and the call's record must not be lost for its sake."""
     return _UNSTORABLE.sub("\ufffd", value)
+
+
+def storable_argument(value: str) -> str:
+    """A command-line argument's `type`: Python decodes undecodable bytes of argv as lone surrogates, which
+    would fail the command when it looks the text up or stores it, rather than say what is wrong."""
+    if problem := text_problem(value):
+        raise argparse.ArgumentTypeError(f"contains {problem}, which cannot be stored")
+    return value
 
 
 def first_text_problem(value: Any, path: tuple[str | int, ...] = (), *,

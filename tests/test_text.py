@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import AsyncClient, Client
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
@@ -105,3 +107,16 @@ def test_a_provider_error_message_the_database_cannot_hold_is_recorded_cleaned(d
     model = make_providers(upstream)[OPENAI_MODEL]
     record = write(model, status="error", error_kind="server", error_message="bad \x00 byte and \ud800 half")
     assert UsageRecord.objects.get(pk=record.pk).error_message == "bad \ufffd byte and \ufffd half"
+
+
+@pytest.mark.parametrize("argv", [
+    ["apikey", "create", "--name", "ci \udcff"],
+    ["apikey", "revoke", "ask-\udcff"],
+    ["reprice", "--model", "local/\udcff", "--since", "2026-01-01"],
+    ["ask", "hello", "--provider", "lo\udcffcal", "--model", "m"],
+])
+def test_a_command_argument_of_undecodable_bytes_is_a_command_error(db: None, argv: list[str]) -> None:
+    """Python decodes argv bytes that are not UTF-8 as lone surrogates: the command says what is wrong."""
+    with pytest.raises(CommandError, match="contains a lone surrogate"):
+        call_command(*argv)
+    assert not ApiKey.objects.exists()
