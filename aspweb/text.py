@@ -1,10 +1,12 @@
 """Text the database cannot store, found before it gets there.
 
 PostgreSQL refuses a NUL character in text, and no database (nor UTF-8) can hold a lone surrogate: a
-Python string can carry both (JSON's `\\u0000` and `\\ud800` escapes, YAML's `\\0`, an environment
-variable's undecodable bytes), and left alone they end in a 500 on PostgreSQL while SQLite stores them.
-`text_problem` names what is wrong with a text, so that every way in (the gateway's request parsing, pages'
-forms and fields, config import) refuses it with a 400 or an error that says so, the same on both databases.
+Python string can carry both (JSON's `\\u0000` and `\\ud800` escapes, YAML's `\\0`, the undecodable bytes
+of an environment variable or a command argument), and left alone they end in a 500 on PostgreSQL (a lone
+surrogate on SQLite too). `text_problem` names what is wrong with a text, so that every way in (the
+gateway's request parsing, pages' forms and fields, config import, command arguments) refuses it with a
+400 or an error that says so, the same on both databases; `storable` cleans what is recorded rather than
+refused (a provider's error message in the ledger).
 """
 
 import argparse
