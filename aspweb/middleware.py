@@ -22,9 +22,12 @@ from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseBase
 from django.middleware import clickjacking, common, csrf, security
+from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware
+
+from .text import request_text_problem
 
 
 class InlineHooks:
@@ -122,3 +125,18 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
         if static_file is not None:
             return self.serve(static_file, request)
         return await self.get_response(request)
+
+
+class StorableTextMiddleware(InlineHooks, MiddlewareMixin):
+    """Refuse, with a 400 naming the field, a page request whose address, query or form fields hold text
+    the database cannot store (aspweb/text.py): one check for every form, filter and inline edit (a
+    conversation's title), before any of them looks the text up or writes it. Django's forms stop NUL on
+    their own, not lone surrogates, and views that read a field themselves stop neither. The gateway (/v1/)
+    reads JSON, checks it itself and answers in its own error shape."""
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        if request.path_info.startswith("/v1/") or not (found := request_text_problem(request)):
+            return None
+        where, problem = found
+        return HttpResponseBadRequest(f"{where} contains {problem}, which cannot be stored.",
+                                      content_type="text/plain; charset=utf-8")

@@ -136,6 +136,7 @@ MIDDLEWARE = [
     "aspweb.middleware.StaticFilesMiddleware",
     "aspweb.middleware.SessionMiddleware",
     "aspweb.middleware.CommonMiddleware",
+    "aspweb.middleware.StorableTextMiddleware",
     "aspweb.middleware.CsrfViewMiddleware",
     "aspweb.middleware.AuthenticationMiddleware",
     "aspweb.middleware.MessageMiddleware",

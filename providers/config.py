@@ -20,6 +20,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import transaction
 
 from accounts.models import User
+from aspweb.text import text_problem
 from budgets import services as budget_services
 from budgets.forms import BudgetForm
 from budgets.models import Budget
@@ -98,13 +99,24 @@ def load_yaml(text: str, environ: Mapping[str, str]) -> dict[str, Any]:
 
 def _substitute(value: Any, where: str, environ: Mapping[str, str], errors: list[str]) -> Any:
     if isinstance(value, dict):
+        for key in value:
+            _storable(key, f"{where or 'the file'}: a key", errors)
         return {key: _substitute(item, _key_path(where, key), environ, errors) for key, item in value.items()}
     if isinstance(value, list):
         return [_substitute(item, _item_path(where, index, item), environ, errors)
                 for index, item in enumerate(value)]
     if isinstance(value, str):
-        return _REFERENCE.sub(lambda match: _resolve(match, where, environ, errors), value)
+        value = _REFERENCE.sub(lambda match: _resolve(match, where, environ, errors), value)
+        _storable(value, where, errors)
+        return value
     return value
+
+
+def _storable(value: Any, where: str, errors: list[str]) -> None:
+    """YAML's escapes (and an environment variable's undecodable bytes) can give text no database can hold:
+    found here, before it is looked up or written anywhere."""
+    if isinstance(value, str) and (problem := text_problem(value)):
+        errors.append(f"{where}: contains {problem}, which cannot be stored")
 
 
 def _resolve(match: re.Match[str], where: str, environ: Mapping[str, str], errors: list[str]) -> str:

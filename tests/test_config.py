@@ -1,5 +1,6 @@
 """Config as code: load_yaml, config_import, config_export and the import_config / export_config commands."""
 
+import copy
 import io
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +13,8 @@ from django.core.management.base import CommandError
 from django.db import connections
 from django.db.models import TextField
 from django.db.models.functions import Cast
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from accounts.models import AuditEvent
 from providers import services
@@ -824,3 +827,60 @@ def test_routes_round_trip_through_export(db: None) -> None:
     exported = dump_yaml(config_export())
     assert "fast-chat" in exported and "local-llm/big-model" in exported
     assert not config_import(load_yaml(exported, {}), actor=None).changed
+
+
+FULL_FILE = {
+    "providers": [{"name": "local-llm", "kind": "openai_compatible", "base_url": "http://127.0.0.1:9100/v1",
+                   "api_key": "${LOCAL_LLM_KEY}",
+                   "models": [{"name": "small-model", "display_name": "Small", "prices": {"input": 1, "output": 2}}]}],
+    "routes": [{"name": "fast-chat", "strategy": "cost", "deployments": [{"model": "local-llm/small-model"}]}],
+    "budgets": [{"name": "Everything", "scope": "model", "target": "local-llm/small-model", "period": "monthly",
+                 "amount": 100, "emails": ["cfo@example.com"]}],
+}
+NUL_OR_SURROGATE = st.just("\x00") | st.integers(min_value=0xD800, max_value=0xDFFF).map(chr)
+
+
+def _text_paths(value: Any, path: tuple = ()) -> list[tuple]:
+    """Where the strings of a document are: (path, True) for a value, (path, False) for a key."""
+    if isinstance(value, dict):
+        return [found for key, item in value.items()
+                for found in [((*path, key), False), *_text_paths(item, (*path, key))]]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in _text_paths(item, (*path, index))]
+    return [(path, True)] if isinstance(value, str) else []
+
+
+def _spoiled(document: Any, path: tuple, is_value: bool, bad: str) -> Any:
+    """The document with `bad` put into the string at `path` (the value, or the key naming it)."""
+    spoiled = copy.deepcopy(document)
+    parent = spoiled
+    for part in path[:-1]:
+        parent = parent[part]
+    if is_value:
+        parent[path[-1]] += bad
+    else:
+        parent[path[-1] + bad] = parent.pop(path[-1])
+    return spoiled
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(_text_paths(FULL_FILE)), bad=NUL_OR_SURROGATE)
+def test_text_no_database_can_hold_is_an_error_where_it_is(db: None, where: tuple, bad: str) -> None:
+    """YAML's escapes ("\\0", "\\ud800") give text that PostgreSQL refuses with a 500-worthy error: every string
+    of the file, keys included, is checked before anything is looked up or written."""
+    text = yaml.safe_dump(_spoiled(FULL_FILE, *where, bad))
+    errors = errors_of(text)
+    assert any("cannot be stored" in error for error in errors), errors
+    assert not Provider.objects.exists()
+
+
+def test_the_file_spoiled_nowhere_imports(db: None) -> None:
+    """The document the test above spoils is valid as it is."""
+    run_import(yaml.safe_dump(FULL_FILE))
+    assert Model.objects.get(name="small-model").display_name == "Small"
+
+
+def test_an_environment_variable_that_is_not_text_is_an_error(db: None) -> None:
+    """Undecodable bytes in the environment become lone surrogates in os.environ."""
+    errors = errors_of(EXAMPLE, {"LOCAL_LLM_KEY": "sk-\udcff"})
+    assert errors == ["providers[0] (local-llm).api_key: contains a lone surrogate (U+DCFF), which cannot be stored"]

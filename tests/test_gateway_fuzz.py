@@ -1,6 +1,10 @@
 """Bad-input fuzzing of /v1/ with hypothesis: bodies drawn from the OpenAPI description's request schemas, the
 same bodies with one part swapped for arbitrary JSON, arbitrary JSON, and arbitrary bytes. Whatever comes in,
-the answer is never a 5xx, and an error is always in the endpoint's own JSON error shape."""
+the answer is never a 5xx, and an error is always in the endpoint's own JSON error shape.
+
+Strings carry what JSON's escapes can smuggle in and PostgreSQL cannot take: NUL characters and lone surrogates
+(hypothesis's text leaves surrogates out unless asked). Run on PostgreSQL, these are the inputs that once got a 500.
+"""
 
 import json
 from typing import Any
@@ -12,17 +16,38 @@ from hypothesis import strategies as st
 
 from providers.gateway.openapi import DESCRIPTION
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway_support import ANTHROPIC_MODEL, OPENAI_MODEL, Answer, call, make_key, make_providers
+from tests.gateway_support import (
+    ANTHROPIC_MODEL,
+    OPENAI_MODEL,
+    Answer,
+    call,
+    chat_body,
+    make_key,
+    make_providers,
+    messages_body,
+)
 
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
-MODELS = st.sampled_from([OPENAI_MODEL, ANTHROPIC_MODEL, "local/fake-model-b", "local/nope", "nope", "a/b/c", " "])
+NAMES = st.sampled_from([OPENAI_MODEL, ANTHROPIC_MODEL, "local/fake-model-b", "local/nope", "nope", "a/b/c", " "])
+NUL_OR_SURROGATE = st.just("\x00") | st.integers(min_value=0xD800, max_value=0xDFFF).map(chr)
+# Every character, lone surrogates included.
+TEXT = st.text(st.characters(exclude_categories=()), max_size=20)
+
+
+def spoiled(texts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """A text with a NUL or a lone surrogate put somewhere in it."""
+    return st.tuples(texts, st.integers(min_value=0, max_value=40), NUL_OR_SURROGATE).map(
+        lambda drawn: drawn[0][:drawn[1]] + drawn[2] + drawn[0][drawn[1]:])
+
+
+MODELS = NAMES | spoiled(NAMES)
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    | st.floats(allow_nan=False, allow_infinity=False) | TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(TEXT, children, max_size=4),
     max_leaves=12,
 )
 
@@ -63,7 +88,7 @@ def from_schema(schema: dict[str, Any], name: str = "") -> st.SearchStrategy[Any
         return st.lists(from_schema(schema.get("items", {}), name), min_size=schema.get("minItems", 0),
                         max_size=min(schema.get("maxItems", 3), 3))
     if kind == "object" and "properties" not in schema:
-        return st.dictionaries(st.text(max_size=12), JSON, max_size=3)
+        return st.dictionaries(TEXT, JSON, max_size=3)
     if kind == "object":
         properties = schema["properties"]
         required = set(schema.get("required", ()))
@@ -179,3 +204,52 @@ def test_the_fuzzing_reaches_both_successes_and_refusals(key: str) -> None:
 
     run()
     assert 200 in statuses and 400 in statuses
+
+
+@FUZZ
+@given(name=NAMES, spoil=st.integers(min_value=0, max_value=40), bad=NUL_OR_SURROGATE,
+       path=st.sampled_from(["/v1/chat/completions", "/v1/messages"]))
+def test_a_model_the_database_cannot_hold_is_a_400_naming_it(key: str, name: str, spoil: int, bad: str,
+                                                             path: str) -> None:
+    """The model is looked up in the database: a NUL or a lone surrogate in it was a 500 on PostgreSQL."""
+    model = name[:spoil] + bad + name[spoil:]
+    body = chat_body(model) if path == "/v1/chat/completions" else messages_body(model)
+    answer = call(path, body, key=key)
+    assert answer.status == 400, answer.content[:500]
+    if path == "/v1/messages":
+        assert answer.json["error"]["type"] == "invalid_request_error"
+        assert answer.json["error"]["message"].startswith("model contains")
+    else:
+        assert answer.json["error"]["param"] == "model" and answer.json["error"]["code"] == "invalid_text"
+
+
+def _strings(value: Any) -> list[tuple]:
+    return [path for path in _paths(value) if isinstance(_get(value, path), str)]
+
+
+@FUZZ
+@given(data=st.data(), schema=st.sampled_from(["ChatCompletionRequest", "MessagesRequest"]),
+       surrogate=st.integers(min_value=0xD800, max_value=0xDFFF).map(chr))
+def test_a_lone_surrogate_anywhere_is_a_400_naming_where(key: str, data: st.DataObject, schema: str,
+                                                         surrogate: str) -> None:
+    """No provider can be sent a lone surrogate (it is not Unicode), so it is the client's error, found
+    wherever it is in an otherwise valid request."""
+    body = {**data.draw(from_schema({"$ref": f"#/components/schemas/{schema}"})), "model": OPENAI_MODEL}
+    where = data.draw(st.sampled_from(_strings(body)))
+    # After a space: a high and a low surrogate side by side are a pair, which JSON reads as one character.
+    body = _replace(body, where, _get(body, where) + " " + surrogate)
+    openai = schema == "ChatCompletionRequest"
+    answer = call("/v1/chat/completions" if openai else "/v1/messages", body, key=key)
+    assert answer.status == 400, answer.content[:500]
+    param = "".join(f"[{part}]" if openai and isinstance(part, int) else f".{part}" for part in where)[1:]
+    if openai:
+        assert answer.json["error"]["param"] == param
+    else:
+        assert answer.json["error"]["message"].startswith(f"{param} contains a lone surrogate")
+
+
+@pytest.mark.parametrize(("path", "body"), [("/v1/chat/completions", chat_body()), ("/v1/messages", messages_body())])
+def test_a_nul_in_a_prompt_is_passed_on(key: str, path: str, body: dict[str, Any]) -> None:
+    """Prompts and tool results are sent to the provider and never stored, so NUL in them is no one's error."""
+    body["messages"][0]["content"] = "before\x00after"
+    assert call(path, body, key=key).status == 200

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_log
 from aspweb.kept import Kept
+from aspweb.text import storable
 
 from . import pricing, rollups
 from .models import ROLLUPS, DailyUsage, UsageRecord
@@ -89,7 +90,7 @@ def usage_record_build(*, provider: Any, model: Any, source: str, status: str, c
         created_at=created_at or timezone.now(), source=source, status=status,
         user=user if getattr(user, "is_authenticated", False) else None, api_key=api_key,
         provider=provider, model=model, provider_name=provider.name, model_name=model.name,
-        error_kind=error_kind, error_message=error_message[:500], finish_reason=finish_reason or "",
+        error_kind=error_kind, error_message=storable(error_message)[:500], finish_reason=finish_reason or "",
         input_tokens=input_tokens, cache_read_tokens=cache_read_tokens, cache_write_tokens=cache_write_tokens,
         cache_write_1h_tokens=cache_write_1h_tokens, output_tokens=output_tokens, reasoning_tokens=reasoning_tokens,
         usage_estimated=usage_estimated,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..adapters.base import ChatRequest, Chunk, Completion, FinishReason, ImagePart, Message, TextPart, ToolCall, Usage
-from .checks import BadRequest, array, boolean, image_url, integer, model_name, number, obj, one_of, text
+from .checks import BadRequest, array, boolean, image_url, integer, model_name, number, obj, one_of, text, unicode_text
 
 _KNOWN = {"model", "messages", "max_tokens", "system", "stop_sequences", "temperature", "top_p", "top_k",
           "stream", "tools", "tool_choice", "metadata", "thinking", "service_tier"}
@@ -32,6 +32,7 @@ class ParsedMessages:
 
 def parse_messages(body: Any) -> ParsedMessages:
     body = obj(body, "body")
+    unicode_text(body, dotted=True)
     for name in body:
         if name not in _KNOWN:
             raise BadRequest(f"{name}: Extra inputs are not permitted", name)

@@ -3,6 +3,8 @@ so that a wrong request is a 400 that says what to fix, never a 500."""
 
 from typing import Any
 
+from aspweb.text import first_text_problem, text_problem
+
 # Far above any model's limit, and below what a 32-bit column would refuse further down.
 MAX_INT = 2**31 - 1
 
@@ -92,4 +94,18 @@ def image_url(value: Any, param: str) -> str:
 def model_name(value: Any, param: str = "model") -> str:
     if value is None:
         raise BadRequest("model is required: a route name or PROVIDER/MODEL.", param, "missing_required_parameter")
-    return text(value, param, non_empty=True, longest=300).strip()
+    name = text(value, param, non_empty=True, longest=300).strip()
+    if problem := text_problem(name):  # looked up in the database, and written to it with a refusal
+        raise BadRequest(f"{param} contains {problem}, which no model or route name has.", param, "invalid_text")
+    return name
+
+
+def unicode_text(body: dict[str, Any], *, dotted: bool) -> None:
+    """Every string of the body, keys included, is Unicode: a lone surrogate cannot be encoded to be sent on
+    (Anthropic refuses one too), so it is the client's 400 here rather than a failed call. NUL is allowed:
+    prompts and tool results may hold it, and they are passed on, never stored. `dotted` writes array
+    indexes the Anthropic way (messages.0.content), else the OpenAI way (messages[0].content)."""
+    if found := first_text_problem(body, nul=False):
+        path, problem = found
+        param = "".join(f".{part}" if dotted or isinstance(part, str) else f"[{part}]" for part in path)[1:]
+        raise BadRequest(f"{param} contains {problem}, which is not Unicode text.", param, "invalid_text")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..adapters.base import ChatRequest, Chunk, Completion, ImagePart, Message, TextPart, ToolCall, Usage
-from .checks import BadRequest, array, boolean, image_url, integer, model_name, number, obj, one_of, text
+from .checks import BadRequest, array, boolean, image_url, integer, model_name, number, obj, one_of, text, unicode_text
 
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -60,6 +60,7 @@ class ParsedChat:
 
 def parse_chat(body: Any) -> ParsedChat:
     body = obj(body, "body")
+    unicode_text(body, dotted=False)
     for name, value in body.items():
         if name not in _KNOWN:
             raise BadRequest(f"Unrecognized request argument supplied: {name}", name, "unknown_parameter")

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from accounts.models import User
+from aspweb.text import storable_argument
 from providers import apikeys
 from providers.models import ApiKey
 
@@ -18,16 +19,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True)
         create = actions.add_parser("create", help="Make a key and print it.")
-        create.add_argument("--name", required=True, help="What will use the key.")
-        create.add_argument("--user", metavar="EMAIL", help="The person it belongs to; omit for an application.")
-        create.add_argument("--models", default="", metavar="A,B",
+        create.add_argument("--name", required=True, type=storable_argument, help="What will use the key.")
+        create.add_argument("--user", metavar="EMAIL", type=storable_argument,
+                            help="The person it belongs to; omit for an application.")
+        create.add_argument("--models", default="", metavar="A,B", type=storable_argument,
                             help="Comma-separated model addresses (PROVIDER/MODEL or PROVIDER/*) and route names; "
                                  "omit for all.")
         create.add_argument("--rpm", type=int, help="Requests per minute.")
         create.add_argument("--tpm", type=int, help="Tokens per minute.")
         create.add_argument("--expires-days", type=int, metavar="DAYS", help="Expire after this many days.")
         revoke = actions.add_parser("revoke", help="Revoke a key.")
-        revoke.add_argument("prefix", help="The key's prefix (ask-xxxxxxxx), or the whole key.")
+        revoke.add_argument("prefix", type=storable_argument, help="The key's prefix (ask-xxxxxxxx), or the whole key.")
         listing = actions.add_parser("list", help="List keys.")
         listing.add_argument("--all", action="store_true", help="Include revoked and expired keys.")
 

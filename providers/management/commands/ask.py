@@ -4,6 +4,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from aspweb.text import storable_argument
 from providers import calls
 from providers.adapters.base import ChatRequest, Message, ProviderError
 
@@ -15,10 +16,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("prompt", help='The prompt, or "-" to read it from standard input.')
-        parser.add_argument("--provider", required=True, help="The provider's name in aspweb.")
-        parser.add_argument("--model", required=True, help="The model's name in the provider's catalog.")
-        parser.add_argument("--system", default="", help="A system prompt.")
+        parser.add_argument("prompt", type=storable_argument, help='The prompt, or "-" to read it from standard input.')
+        parser.add_argument("--provider", required=True, type=storable_argument, help="The provider's name in aspweb.")
+        parser.add_argument("--model", required=True, type=storable_argument,
+                            help="The model's name in the provider's catalog.")
+        parser.add_argument("--system", default="", type=storable_argument, help="A system prompt.")
         parser.add_argument("--max-tokens", type=int, default=None, help="Most output tokens.")
         parser.add_argument("--temperature", type=float, default=None)
 

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import F
 
+from aspweb.text import storable_argument
 from providers.models import Model, Provider
 from providers.templatetags.money import usd
 from usage import services
@@ -24,7 +25,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--model", required=True, metavar="PROVIDER/MODEL", help="The model's address.")
+        parser.add_argument("--model", required=True, metavar="PROVIDER/MODEL", type=storable_argument,
+                            help="The model's address.")
         parser.add_argument("--since", required=True, metavar="YYYY-MM-DD",
                             help="First day (in TIME_ZONE), included.")
         parser.add_argument("--until", metavar="YYYY-MM-DD", help="Last day, included; default: up to now.")
