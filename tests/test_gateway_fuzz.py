@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from providers.gateway.openapi import DESCRIPTION
@@ -235,6 +235,8 @@ def test_a_lone_surrogate_anywhere_is_a_400_naming_where(key: str, data: st.Data
     """No provider can be sent a lone surrogate (it is not Unicode), so it is the client's error, found
     wherever it is in an otherwise valid request."""
     body = {**data.draw(from_schema({"$ref": f"#/components/schemas/{schema}"})), "model": OPENAI_MODEL}
+    # The one surrogate is the test's: a drawn body may hold one of its own already (in a schema's keys).
+    assume(not any(0xD800 <= ord(char) <= 0xDFFF for char in json.dumps(body, ensure_ascii=False)))
     where = data.draw(st.sampled_from(_strings(body)))
     # After a space: a high and a low surrogate side by side are a pair, which JSON reads as one character.
     body = _replace(body, where, _get(body, where) + " " + surrogate)
