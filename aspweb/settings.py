@@ -244,8 +244,9 @@ AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # The e-mail arrives as `username`, the name Django's sign-in form gives it (axes would look for `email`).
 AXES_USERNAME_FORM_FIELD = "username"
-# Sign-ins are in the audit log.
+# Sign-ins are in the audit log; and no banner of axes's own at every start of a process.
 AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
