@@ -64,3 +64,12 @@ def test_htmx_is_told_to_inject_no_style_and_evaluate_nothing(client_as: Callabl
 @pytest.mark.parametrize("template", sorted(TEMPLATES.rglob("*.html")), ids=lambda path: path.name)
 def test_no_template_needs_inline_script_or_style(template: Path) -> None:
     assert INLINE.findall(template.read_text()) == []
+
+
+@pytest.mark.django_db
+def test_the_gateways_json_goes_without_the_policy_a_page_needs() -> None:
+    from tests.gateway_support import call
+
+    answer = call("/v1/models", method="GET")  # no key: a JSON 401, built by the gateway like every answer of it
+    assert answer.status == 401 and answer.headers["content-type"].startswith("application/json")
+    assert "content-security-policy" not in answer.headers
