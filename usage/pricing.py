@@ -31,6 +31,10 @@ class UsageLike(Protocol):
     cache_write_1h_tokens: int
     output_tokens: int
 
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token, cached or not (Usage and UsageRecord both say it)."""
+
 
 @dataclass(frozen=True)
 class Rates:
@@ -59,7 +63,7 @@ def _resolve(prices: PriceLike, tier_above: int | None) -> Rates:
         input=prices.input,
         cache_read=_or(prices.cache_read, prices.input),
         cache_write=cache_write,
-        cache_write_1h=_or(getattr(prices, "cache_write_1h", None), cache_write),
+        cache_write_1h=_or(prices.cache_write_1h, cache_write),
         output=prices.output,
         tier_above=tier_above,
     )
@@ -78,19 +82,14 @@ def rates(price: PriceLike, prompt_tokens: int) -> Rates:
     return _resolve(price, None)
 
 
-def prompt_tokens(usage: UsageLike) -> int:
-    return (usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
-            + getattr(usage, "cache_write_1h_tokens", 0))
-
-
 def cost_breakdown(usage: UsageLike, price: PriceLike) -> dict[str, Decimal]:
     """Cost per token class, at the tier the usage's prompt selects."""
-    applied = rates(price, prompt_tokens(usage))
+    applied = rates(price, usage.prompt_tokens)
     return {
         "input": Decimal(usage.input_tokens) * applied.input / MILLION,
         "cache_read": Decimal(usage.cache_read_tokens) * applied.cache_read / MILLION,
         "cache_write": Decimal(usage.cache_write_tokens) * applied.cache_write / MILLION,
-        "cache_write_1h": Decimal(getattr(usage, "cache_write_1h_tokens", 0)) * applied.cache_write_1h / MILLION,
+        "cache_write_1h": Decimal(usage.cache_write_1h_tokens) * applied.cache_write_1h / MILLION,
         "output": Decimal(usage.output_tokens) * applied.output / MILLION,
     }
 
