@@ -31,13 +31,15 @@ def _models_with_prices(provider: Provider) -> list[Model]:
     return models
 
 
-def _unpriced_models(provider: Provider | None = None) -> list[Model]:
+def _unpriced_models(provider: Provider | None = None, model: Model | None = None) -> list[Model]:
     """The catalog's models that were called while nothing priced them, each with its count of such calls,
     their tokens and their first and last day, summed from the daily rollups over all days. Those calls
     count $0 in every total until an admin sets a price in force at their time and re-prices them."""
     rows = DailyModelUsage.objects.filter(unpriced__gt=0, model__isnull=False)
     if provider is not None:
         rows = rows.filter(provider=provider)
+    if model is not None:
+        rows = rows.filter(model=model)
     totals = {row["model"]: row for row in rows.order_by().values("model").annotate(
         calls=Sum("unpriced"), tokens=Sum("unpriced_tokens"), first_day=Min("day"), last_day=Max("day"))}
     priced = Price.objects.filter(model=OuterRef("pk"), effective_from__lte=timezone.now())
@@ -208,8 +210,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "now": timezone.now(),
         # Calls made while nothing priced the model: a version must be in force from their first day to price
         # them, which the form says where it asks when the version takes effect.
-        "unpriced": DailyModelUsage.objects.filter(model=model, unpriced__gt=0).aggregate(
-            calls=Sum("unpriced"), tokens=Sum("unpriced_tokens"), first_day=Min("day")),
+        "unpriced": next((m.unpriced_usage for m in _unpriced_models(model=model)), None),
     })
 
 
