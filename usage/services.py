@@ -245,7 +245,7 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
               "reasoning_tokens", "latency_ms", "ttft_ms")
     updated = ("cost", "computed_cost", "price", "unpriced")
     count, changed, old_total, new_total = 0, 0, Decimal(0), Decimal(0)
-    unpriced: list[datetime] = []
+    unpriced, first_unpriced = 0, None
     additions = rollups.Additions()
     records = records.only(*fields)
     with transaction.atomic():
@@ -269,7 +269,8 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
                              bills_reported_cost=bills_reported_cost)
                 new_total += record.cost
                 if record.unpriced:
-                    unpriced.append(record.created_at)
+                    unpriced += 1
+                    first_unpriced = min(first_unpriced or record.created_at, record.created_at)
                 if all(getattr(record, name) == getattr(before, name)
                        for name in ("cost", "computed_cost", "price_id", "unpriced")):
                     continue
@@ -279,7 +280,7 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
             if updates and not dry_run:
                 UsageRecord.objects.bulk_update(updates, list(updated))
         result = RepriceResult(records=count, changed=changed, old_total=old_total, new_total=new_total,
-                               applied=not dry_run, unpriced=len(unpriced), first_unpriced=min(unpriced, default=None))
+                               applied=not dry_run, unpriced=unpriced, first_unpriced=first_unpriced)
         if dry_run or not changed:
             return result
         additions.write()
