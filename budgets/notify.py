@@ -14,7 +14,7 @@ from django.core.mail import send_mail
 from django.urls import reverse
 
 from aspweb import outbound
-from providers.templatetags.money import usd
+from providers.templatetags.money import money
 
 from .models import AlertEvent, Delivery
 
@@ -45,16 +45,16 @@ def describe(event: AlertEvent, *, requested_by: str = "") -> str:
     spent, amount = event.spent, event.amount
     what = f"Budget “{budget.name}” ({budget.target_label})"
     if event.kind == AlertEvent.Kind.THRESHOLD:
-        text = (f"{what} reached {event.threshold}% of its {usd(amount, 2)} for {span.label()}: "
-                f"{usd(spent, 2)} spent, {usd(max(amount - spent, Decimal(0)), 2)} left.")
+        text = (f"{what} reached {event.threshold}% of its {money(amount)} for {span.label()}: "
+                f"{money(spent)} spent, {money(max(amount - spent, Decimal(0)))} left.")
         if budget.hard_limit and event.threshold >= 100:
             text += " Calls that could go past it are refused."
         return text
     if event.kind == AlertEvent.Kind.FORECAST:
-        return (f"{what} is on course to spend {usd(event.projected, 2)} in {span.label()}, above its "
-                f"{usd(amount, 2)}: {usd(spent, 2)} spent so far.")
+        return (f"{what} is on course to spend {money(event.projected)} in {span.label()}, above its "
+                f"{money(amount)}: {money(spent)} spent so far.")
     by = f", sent by {requested_by}" if requested_by else ""
-    return (f"Test alert for {what}{by}: {usd(spent, 2)} of {usd(amount, 2)} spent in {span.label()}. "
+    return (f"Test alert for {what}{by}: {money(spent)} of {money(amount)} spent in {span.label()}. "
             "Real alerts arrive here the same way.")
 
 

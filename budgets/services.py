@@ -40,7 +40,7 @@ from django.utils import timezone
 from accounts.audit import audit_log
 from aspweb.kept import Kept
 from aspweb.roles import ADMIN, FINANCE, has_role
-from providers.templatetags.money import usd
+from providers.templatetags.money import money
 from usage import pricing, rollups
 from usage.models import UsageRecord
 
@@ -64,8 +64,8 @@ class BudgetExceeded(Exception):
         left = max(remaining, Decimal(0))
         self.budget, self.remaining, self.cost = budget, left, cost
         self.message = (
-            f"Budget “{budget.name}” ({budget.target_label}, {budget.period}) has {usd(left)} left of "
-            f"{usd(budget.amount)}, and this call could cost up to {usd(cost)}. "
+            f"Budget “{budget.name}” ({budget.target_label}, {budget.period}) has {money(left)} left of "
+            f"{money(budget.amount)}, and this call could cost up to {money(cost)}. "
             "Ask a finance user to raise the budget, or use a smaller max_tokens."
         )
         super().__init__(self.message)

@@ -14,7 +14,7 @@ COMPARE_FIELDS = tuple(f"compare_{n}" for n in range(1, MAX_LANES))
 
 def model_label(model: Model) -> str:
     price = model.price_now
-    prices = f"{usd(price.input)} in / {usd(price.output)} out per 1M" if price else "no price set"
+    prices = f"{usd(price.input, 12)} in / {usd(price.output, 12)} out per 1M" if price else "no price set"
     return f"{model.label} · {prices}"
 
 

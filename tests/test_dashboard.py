@@ -262,7 +262,7 @@ REFERENCE_ROW = Template("""{% load money humanize %}{% for group, drill_query i
 {{ f.error_percent|floatformat:1 }}&nbsp;%{% else %}—{% endif %}</td><td class="num">{{ f.input_tokens|intcomma }}</td>\
 <td class="num">{{ f.output_tokens|intcomma }}</td><td class="num">{{ f.cache_read_tokens|intcomma }}</td>\
 <td class="num">{{ f.cache_write_tokens|intcomma }}</td><td class="num">{{ f.cache_write_1h_tokens|intcomma }}</td>\
-<td class="num">{{ f.cost|usd:4 }}</td><td class="num">{% if f.unpriced %}<span class="warn">{{ f.unpriced|intcomma }}\
+<td class="num">{{ f.cost|money }}</td><td class="num">{% if f.unpriced %}<span class="warn">{{ f.unpriced|intcomma }}\
 &nbsp;call{{ f.unpriced|pluralize }}</span><br><small>{{ f.unpriced_tokens|intcomma }}&nbsp;tokens</small>\
 {% else %}—{% endif %}\
 </td><td class="num">\
@@ -292,9 +292,9 @@ def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], peo
     figures = _raw_figures(records)
     html = _client(people["finance"]).get(reverse("dashboard")).content.decode()
     totals = html.split('aria-label="Totals"', 1)[1].split("</dl>", 1)[0]
-    from providers.templatetags.money import usd
+    from providers.templatetags.money import money
 
-    assert f"<dd>{usd(figures.cost, 4)}</dd>" in totals
+    assert f"<dd>{money(figures.cost)}</dd>" in totals
     assert f"<dd>{figures.requests:,}</dd>" in totals
     assert f"<dd>{100 * figures.errors / figures.requests:.2f}&nbsp;%</dd>" in totals
     assert f"<dd>{round(figures.latency_ms_sum / figures.latency_count):,}&nbsp;ms</dd>" in totals
@@ -735,7 +735,7 @@ def test_a_segment_title_names_the_day_provider_and_cost() -> None:
     svg = str(charts.stacked_daily_cost(series, title="t"))
     assert "<title>2025-02-01 · alpha: $1.25</title>" in svg
     assert "<title>2025-02-01 · beta: $0.0005</title>" in svg
-    assert "<title>2025-02-01: $1.2505 in all</title>" in svg
+    assert "<title>2025-02-01: $1.25 in all</title>"  # cents from a dollar up in svg
     assert "<title>2025-02-02: $0.00 in all</title>" in svg  # an empty day is still there to hover
     assert svg.count("<rect class=\"s") == 2
     assert ">$2.00</text>" in svg  # the axis tops out at a round amount above the largest day

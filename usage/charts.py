@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from providers.templatetags.money import usd
+from providers.templatetags.money import money
 
 from .dashboards import DailySeries
 
@@ -73,7 +73,7 @@ def stacked_daily_cost(series: DailySeries, *, title: str) -> SafeString:
         parts += (format_html(
             '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/><text class="axis" x="{}" y="{}" '
             'text-anchor="end">{}</text>',
-            AXIS_LEFT, WIDTH - 8, _n(y), _n(y), AXIS_LEFT - 6, _n(y + 4), usd(Decimal(str(amount))),
+            AXIS_LEFT, WIDTH - 8, _n(y), _n(y), AXIS_LEFT - 6, _n(y + 4), money(Decimal(str(amount))),
         ))
     every = max(1, math.ceil(len(days) / 10))
     for i, (day, total) in enumerate(zip(days, totals, strict=True)):
@@ -88,12 +88,12 @@ def stacked_daily_cost(series: DailySeries, *, title: str) -> SafeString:
             y -= h
             segments += (format_html(
                 '<rect class="{}" x="{}" y="{}" width="{}" height="{}"><title>{} · {}: {}</title></rect>',
-                colour(index), _n(x), _n(y), _n(bar), _n(max(h, 0.5)), day.isoformat(), name, usd(amount),
+                colour(index), _n(x), _n(y), _n(bar), _n(max(h, 0.5)), day.isoformat(), name, money(amount),
             ))
         # Hovering the column (between or above segments) still names the day and its total.
         parts += (format_html(
             '<g class="day"><title>{}: {} in all</title><rect class="hit" x="{}" y="{}" width="{}" height="{}"/>{}</g>',
-            day.isoformat(), usd(total), _n(AXIS_LEFT + slot * i), TOP_GAP, _n(slot), plot_h, segments,
+            day.isoformat(), money(total), _n(AXIS_LEFT + slot * i), TOP_GAP, _n(slot), plot_h, segments,
         ))
         if i % every == 0:
             parts += (format_html(
@@ -129,7 +129,7 @@ def bar_chart(bars: list[Bar], *, title: str, width: int = WIDTH) -> SafeString:
         '<g class="bar"><title>{}</title><text class="label" x="{}" y="{}" text-anchor="end">{}</text>'
         '<rect class="{}" x="{}" y="{}" width="{}" height="{}"/><text class="value" x="{}" y="{}">{}</text></g>',
         ((b.hover, label_width - 8, _n(y + BAR_ROW / 2 + 4), label, colour(0), label_width, _n(y + 3), _n(w),
-          BAR_ROW - 6, _n(label_width + w + 6), _n(y + BAR_ROW / 2 + 4), usd(b.value, 4))
+          BAR_ROW - 6, _n(label_width + w + 6), _n(y + BAR_ROW / 2 + 4), money(b.value))
          for y, w, label, b in rows),
     )
     if not bars:

@@ -20,7 +20,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from aspweb.roles import ADMIN, FINANCE, MEMBER, has_role, role_required
 from providers.models import Model, Price, PriceTier
-from providers.templatetags.money import usd
+from providers.templatetags.money import money, usd
 
 from . import charts, dashboards, services
 from .forms import CallFilterForm, RepriceForm
@@ -410,7 +410,7 @@ def _table_rows(rows: list[tuple[dashboards.Group, str]], page_url: str) -> Safe
             f'<tr><td>{name}</td><td class="num">{f.requests:,}</td><td class="num">{errors}</td>'
             f'<td class="num">{f.input_tokens:,}</td><td class="num">{f.output_tokens:,}</td>'
             f'<td class="num">{f.cache_read_tokens:,}</td><td class="num">{f.cache_write_tokens:,}</td>'
-            f'<td class="num">{f.cache_write_1h_tokens:,}</td><td class="num">{usd(f.cost, 4)}</td>'
+            f'<td class="num">{f.cache_write_1h_tokens:,}</td><td class="num">{money(f.cost)}</td>'
             f'<td class="num">{_unpriced_cell(f)}</td><td class="num">{latency}</td><td class="num">{ttft}</td></tr>\n'
         )
     return mark_safe("".join(lines))  # noqa: S308 - every name escaped above
@@ -445,7 +445,7 @@ def _direction(key: str, current: str) -> str:
 
 def _bars(groups: list[dashboards.Top], title: str, width: int = charts.WIDTH) -> SafeString:
     return charts.bar_chart([
-        charts.Bar(g.label, g.cost, f"{g.label}: {usd(g.cost)} in {g.requests:,} requests") for g in groups
+        charts.Bar(g.label, g.cost, f"{g.label}: {money(g.cost)} in {g.requests:,} requests") for g in groups
     ], title=title, width=width)
 
 
