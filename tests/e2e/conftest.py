@@ -5,8 +5,9 @@ Fixtures:
   transactional database (committed data, visible to the server's threads) restored to its migrated
   state (the role groups) before each test.
 - ``page``: a Playwright page in a new browser context whose base URL is the live server, so
-  ``page.goto("/providers/")`` works; uncaught JavaScript errors and anything the Content-Security-Policy
-  refused fail the test.
+  ``page.goto("/providers/")`` works; uncaught JavaScript errors and every error on the console (htmx's
+  among them, and anything the Content-Security-Policy refused) fail the test. A test that provokes
+  one on purpose names it: ``@pytest.mark.console_errors(r"regex", ...)``.
 - ``sign_in(user)``: signs in through the real login page and returns the page.
 - ``browser``: the shared Chromium, for tests that need several contexts (two users at once).
 
@@ -14,6 +15,7 @@ Every test in this folder gets the ``e2e`` marker (``make test-fast`` leaves the
 """
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +46,11 @@ SERVER_START_TIMEOUT = 10.0
 # Long enough for a request in flight to finish; a stream still open after it is cancelled, as when
 # a browser goes away.
 SERVER_STOP_TIMEOUT = 5
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "console_errors(*patterns): console errors the test provokes on purpose (regexes)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -140,19 +147,37 @@ def collect_csp_violations(page: Page) -> list[str]:
     return violations
 
 
+def watch_console(page: Page, allowed: tuple[str, ...] = ()) -> Callable[[], None]:
+    """Watch `page` for uncaught JavaScript errors and console errors; the returned check fails on any,
+    except console errors matching one of the `allowed` regexes."""
+    js_errors: list[str] = []
+    console_errors: list[str] = []
+    page.on("pageerror", lambda error: js_errors.append(str(error)))
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not any(re.search(pattern, message.text) for pattern in allowed):
+            console_errors.append(f"{message.text} ({message.location.get('url', '')})")
+
+    page.on("console", on_console)
+
+    def check() -> None:
+        assert not js_errors, f"uncaught JavaScript errors: {js_errors}"
+        assert not console_errors, f"errors on the browser's console: {console_errors}"
+
+    return check
+
+
 @pytest.fixture
-def page(browser: Browser, live_server_url: str) -> Iterator[Page]:
+def page(browser: Browser, live_server_url: str, request: pytest.FixtureRequest) -> Iterator[Page]:
     # Depending on live_server_url makes the context close before the server stops.
     context = browser.new_context(base_url=live_server_url)
     context.set_default_timeout(10_000)
     page = context.new_page()
-    js_errors: list[str] = []
-    page.on("pageerror", lambda error: js_errors.append(str(error)))
-    csp_violations = collect_csp_violations(page)
+    allowed = tuple(p for marker in request.node.iter_markers("console_errors") for p in marker.args)
+    check = watch_console(page, allowed)
     yield page
     context.close()
-    assert not js_errors, f"uncaught JavaScript errors: {js_errors}"
-    assert not csp_violations, f"refused by the Content-Security-Policy: {csp_violations}"
+    check()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 
+import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from accounts.models import User
@@ -150,6 +151,7 @@ def test_openai_provider_pointed_at_the_fake_gets_default_prices_on_sync(
     html.assert_absent(API_KEY)
 
 
+@pytest.mark.console_errors(r"status of 403 \(Forbidden\)")
 def test_member_sees_no_providers_link_and_is_refused_the_providers_page(
     make_user: Callable[..., User],
     sign_in: Callable[..., Page],

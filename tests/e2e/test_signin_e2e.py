@@ -10,6 +10,7 @@ from accounts.models import User
 from tests.conftest import PASSWORD
 
 
+@pytest.mark.console_errors(r"status of 429 \(Too Many Requests\)")
 def test_a_locked_account_is_told_when_to_try_again(make_user: Callable[..., User], sign_in: Callable[..., Page],
                                                     settings: object) -> None:
     settings.AXES_FAILURE_LIMIT = 3
