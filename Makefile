@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-fast lint migrate admin
+.PHONY: install run test test-fast lint migrate admin screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: install
 
 test-fast: install
 	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
+# Redraw the README's pictures under docs/screenshots/ (a plain test run never writes tracked files).
+screenshots: install
+	ASPWEB_SCREENSHOTS=1 $(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
