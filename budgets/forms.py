@@ -28,7 +28,7 @@ class ThresholdsField(forms.CharField):
             if not part:
                 continue
             if not part.isdigit() or not 1 <= int(part) <= 1000:
-                raise ValidationError(f"{part!r} is not a percentage from 1 to 1000.")
+                raise ValidationError(f"“{part}” is not a percentage from 1 to 1000.")
             numbers.add(int(part))
         return sorted(numbers)
 
@@ -69,6 +69,7 @@ class BudgetForm(forms.ModelForm):
         labels = {"amount": "Amount (USD)", "api_key": "API key", "hard_limit": "Hard limit",
                   "forecast": "Forecast alert", "webhook_url": "Webhook URL"}
         help_texts = {
+            "name": f"Up to {Budget._meta.get_field('name').max_length} characters; alerts name the budget by it.",
             "forecast": "Alert once when the run-rate projects the period's spend above the amount "
                         "(from a quarter of the way through the period).",
             "hard_limit": "Refuse calls that could take spend past the amount, before any provider is called.",
@@ -88,8 +89,11 @@ class BudgetForm(forms.ModelForm):
                                          .select_related("provider").order_by("provider__name", "name"))
         self.fields["user"].queryset = get_user_model().objects.filter(is_active=True).order_by("email")
         self.fields["api_key"].queryset = ApiKey.objects.filter(revoked_at__isnull=True).order_by("name")
-        for name in Budget.TARGETS.values():
-            self.fields[name].help_text = f"For the “One {name.replace('_', ' ')}” scope."
+        for scope, name in Budget.TARGETS.items():
+            self.fields[name].help_text = f"For the “{scope.label}” scope."
+            # static/js/forms.js shows the field only while that scope is chosen; without JavaScript every
+            # target shows, and clean() keeps only the scope's own.
+            self.fields[name].widget.attrs["data-show-when"] = f"scope={scope.value}"
 
     def clean_webhook_url(self) -> str:
         """A webhook must reach a public address: aspweb posts to it on a Finance user's word."""
@@ -111,7 +115,9 @@ class BudgetForm(forms.ModelForm):
                 if name != wanted:
                     data[name] = None
             if wanted and not data.get(wanted) and wanted not in self.errors:
-                self.add_error(wanted, f"Choose the {wanted.replace('_', ' ')} this budget is for.")
+                what = Budget.Scope(scope).label.removeprefix("One ")
+                self.add_error(wanted, f"Choose the {what} this budget is for: the “{Budget.Scope(scope).label}” "
+                                       f"scope needs one.")
         if data.get("forecast") and data.get("period") == Budget.Period.TOTAL:
             self.add_error("forecast", "A total budget never ends, so there is no period end to forecast.")
         return data

@@ -451,7 +451,7 @@ def _send(event: AlertEvent, *, channels: tuple[str, ...] | None = None, in_app_
             users = [in_app_to] if in_app_to is not None else list(alert_recipients(budget))
             title = notify.title(event)
             Notification.objects.bulk_create([
-                Notification(user=user, alert=event, title=title, body=event.message[:500],
+                Notification(user=user, alert=event, title=title, body=event.message,
                              url=reverse("budget_detail", args=[budget.pk]))
                 for user in users
             ])
