@@ -12,6 +12,8 @@ from providers.models import ApiKey, Model, Provider
 from .models import Budget
 
 _SEPARATORS = re.compile(r"[\s,;]+")
+MAX_THRESHOLDS = 20
+MAX_EMAILS = 50
 
 
 class ThresholdsField(forms.CharField):
@@ -30,6 +32,8 @@ class ThresholdsField(forms.CharField):
             if not part.isdigit() or not 1 <= int(part) <= 1000:
                 raise ValidationError(f"“{part}” is not a percentage from 1 to 1000.")
             numbers.add(int(part))
+        if len(numbers) > MAX_THRESHOLDS:
+            raise ValidationError(f"At most {MAX_THRESHOLDS} thresholds (this has {len(numbers)}).")
         return sorted(numbers)
 
 
@@ -47,8 +51,15 @@ class EmailsField(forms.CharField):
         addresses = []
         for address in _SEPARATORS.split(str(value or "")):
             if address and address not in addresses:
-                validate_email(address)
+                try:
+                    validate_email(address)
+                except ValidationError:
+                    shown = address if len(address) <= 60 else address[:59] + "…"
+                    raise ValidationError(f"“{shown}” is not an e-mail address.") from None
                 addresses.append(address)
+        if len(addresses) > MAX_EMAILS:
+            raise ValidationError(f"At most {MAX_EMAILS} recipients (this has {len(addresses)}); a mailing list "
+                                  "address reaches more.")
         return addresses
 
 
@@ -57,7 +68,8 @@ class BudgetForm(forms.ModelForm):
     target out, for config files that name a provider or model the same file creates."""
 
     thresholds = ThresholdsField(required=False, initial="50, 80, 100",
-                                 help_text="Percentages of the amount that raise an alert, e.g. 50, 80, 100.")
+                                 help_text=f"Percentages of the amount that raise an alert, e.g. 50, 80, 100 (at most "
+                                           f"{MAX_THRESHOLDS}).")
     emails = EmailsField(required=False, label="E-mail recipients",
                          help_text="Separated by commas or new lines. Finance users and admins always get "
                                    "in-app alerts.")

@@ -474,7 +474,7 @@ def budget_test_alert(*, budget: Budget, channel: str, actor: Any) -> Delivery:
     if channel == Delivery.Channel.WEBHOOK and not budget.webhook_url:
         raise ValueError("This budget has no webhook URL to test.")
     if channel not in Delivery.Channel.values:
-        raise ValueError(f"Unknown channel {channel!r}.")
+        raise ValueError("Choose a channel to test: in-app, e-mail or webhook.")
     now = timezone.now()
     with transaction.atomic():
         period, _ = budget_period_get(budget, budget.span_at(now))

@@ -1,19 +1,23 @@
 """The budget form and its words: each target field is marked with the scope it belongs to (forms.js shows it
 only then; without JavaScript all show and the server keeps the scope's own), errors name the field in
 people's words, and a name has a limit the form states. The longest name on the longest target still makes
-an alert that is stored and sent whole."""
+an alert that is stored and sent whole. And the budgets' other words: role lists, counts, mail failures and
+times read as sentences, not as Python."""
 
+import io
+import smtplib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from budgets import services
+from budgets import notify, services
 from budgets.forms import BudgetForm
 from budgets.models import AlertEvent, Budget, Notification
 from providers.models import Model, Price, Provider
@@ -124,3 +128,86 @@ def test_the_longest_name_on_the_longest_target_makes_a_whole_alert(db: None, ma
     assert len(message) > 500 and f"sent by {finance.email}" in message
     assert message.endswith("Real alerts arrive here the same way.")
     assert Notification.objects.get(alert=test.alert_id).body == message
+
+
+def test_a_page_for_several_roles_names_them_in_a_list(db: None, make_user: Callable[..., User]) -> None:
+    response = _client(make_user("none")).get(reverse("budget_list"))
+    assert response.status_code == 403
+    assert "This page is for Admin, Finance or Member users." in response.content.decode()
+    response = _client(make_user("member", email="m@example.com")).get(reverse("budget_add"))
+    assert "This page is for Admin or Finance users." in response.content.decode()
+
+
+def test_an_unknown_test_channel_is_refused_in_words(db: None, finance: User) -> None:
+    budget = make_budget()
+    response = _client(finance).post(reverse("budget_test_alert", args=[budget.pk]), {"channel": "<pigeon>"},
+                                     follow=True)
+    html = response.content.decode()
+    assert "Choose a channel to test: in-app, e-mail or webhook." in html and "pigeon" not in html
+
+
+@pytest.mark.parametrize(("counts", "words"), [
+    ((0, 0, 0), "0 reservations released, 0 periods reconciled, 0 alerts fired."),
+    ((1, 1, 1), "1 reservation released, 1 period reconciled, 1 alert fired."),
+    ((2, 3, 4), "2 reservations released, 3 periods reconciled, 4 alerts fired."),
+])
+def test_the_sweep_command_counts_in_words(monkeypatch: pytest.MonkeyPatch, counts: tuple[int, int, int],
+                                           words: str) -> None:
+    from budgets.management.commands import sweep_budgets
+
+    released, reconciled, fired = counts
+    monkeypatch.setattr(sweep_budgets, "budgets_sweep",
+                        lambda: services.SweepResult(released, reconciled, [object()] * fired))
+    out = io.StringIO()
+    call_command("sweep_budgets", stdout=out)
+    assert out.getvalue() == words + "\n"
+
+
+@pytest.mark.parametrize(("exc", "words"), [
+    (smtplib.SMTPRecipientsRefused({"cfo@example.com": (550, b"No such user"), "ops@example.com": (553, b"no")}),
+     "The mail server refused the recipients: cfo@example.com (550), ops@example.com (553)."),
+    (smtplib.SMTPSenderRefused(550, b"Sender\r\n rejected", "aspweb@example.com"),
+     "The mail server refused the message: 550 Sender rejected."),
+    (ConnectionRefusedError(111, "Connection refused"), "The mail server could not be reached: Connection refused."),
+    (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),
+     "The mail server refused or could not be reached: Connection unexpectedly closed."),
+])
+def test_a_mail_failure_reads_in_words(db: None, monkeypatch: pytest.MonkeyPatch, exc: Exception, words: str,
+                                       django_capture_on_commit_callbacks: Callable) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise exc
+
+    monkeypatch.setattr(notify, "send_mail", refuse)
+    budget = make_budget(emails=["cfo@example.com"])
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery = services.budget_test_alert(budget=budget, channel="email", actor=None)
+    delivery.refresh_from_db()
+    assert delivery.last_error == words
+    assert "(b'" not in delivery.last_error and "{" not in delivery.last_error
+
+
+def test_the_webhooks_time_is_to_the_second(db: None) -> None:
+    budget = make_budget()
+    event = services.budget_test_alert(budget=budget, channel="in_app", actor=None).alert
+    AlertEvent.objects.filter(pk=event.pk).update(created_at=datetime(2025, 5, 20, 9, 14, 3, 123456, tzinfo=UTC))
+    event.refresh_from_db()
+    assert notify.payload(event)["created_at"] == "2025-05-20T09:14:03+00:00"
+
+
+@pytest.mark.parametrize(("changes", "field", "error"), [
+    ({"thresholds": ", ".join(str(n) for n in range(1, 22))}, "thresholds", "At most 20 thresholds (this has 21)."),
+    ({"emails": ", ".join(f"p{n}@example.com" for n in range(51))}, "emails",
+     "At most 50 recipients (this has 51); a mailing list address reaches more."),
+    ({"emails": "cfo@example.com, ops at example"}, "emails", "“ops” is not an e-mail address."),
+    ({"emails": "x" * 100 + "@"}, "emails", f"“{'x' * 59}…” is not an e-mail address."),
+])
+def test_lists_are_bounded_and_their_errors_name_the_entry(db: None, changes: dict, field: str, error: str) -> None:
+    form = BudgetForm({**BASE, **changes})
+    assert form.errors[field] == [error]
+
+
+def test_twenty_thresholds_and_fifty_recipients_fit(db: None) -> None:
+    form = BudgetForm({**BASE, "thresholds": ", ".join(str(n * 5) for n in range(1, 21)),
+                       "emails": "\n".join(f"p{n}@example.com" for n in range(50))})
+    assert form.is_valid(), form.errors
+    assert len(form.cleaned_data["thresholds"]) == 20 and len(form.cleaned_data["emails"]) == 50
