@@ -18,6 +18,7 @@ from accounts.models import User
 from budgets import notify, services
 from budgets.models import AlertEvent, Budget, Notification
 from tests.budgets_support import allow_loopback_webhooks, local, make_budget, make_model, receiver, spend
+from usage import services as usage_services
 
 
 @pytest.fixture
@@ -61,7 +62,13 @@ def test_a_sub_cent_budgets_alert_names_its_amount_and_the_real_spend(db: None, 
 ])
 def test_threshold_words_read_every_amount(db: None, amount: str, spent: str, words: str) -> None:
     budget = make_budget(amount=Decimal(amount), thresholds=[50])
-    spend(make_model(), spent, when=local(2025, 5, 10, 12, 0))
+    model = make_model()
+    # Large spends at a thousand dollars per million input tokens, to fit a usage record's token count.
+    per_million = Decimal(1000) if Decimal(spent) > 1000 else Decimal(1)
+    model.prices.update(input=per_million)
+    usage_services.usage_record_create(provider=model.provider, model=model, source="cli", status="ok",
+                                       created_at=local(2025, 5, 10, 12, 0),
+                                       input_tokens=int(Decimal(spent) * 1_000_000 / per_million))
     [event] = services.budget_periods_evaluate(
         period_ids=[services.budget_period_get(budget, budget.span_at(local(2025, 5, 10)))[0].pk],
         now=local(2025, 5, 10, 13, 0))
