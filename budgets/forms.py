@@ -80,6 +80,7 @@ class BudgetForm(forms.ModelForm):
                   "forecast", "hard_limit", "emails", "webhook_url"]
         labels = {"amount": "Amount (USD)", "api_key": "API key", "hard_limit": "Hard limit",
                   "forecast": "Forecast alert", "webhook_url": "Webhook URL"}
+        error_messages = {"name": {"unique": "Another budget already has this name."}}
         help_texts = {
             "name": f"Up to {Budget._meta.get_field('name').max_length} characters; alerts name the budget by it.",
             "forecast": "Alert once when the run-rate projects the period's spend above the amount "

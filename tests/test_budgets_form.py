@@ -211,3 +211,9 @@ def test_twenty_thresholds_and_fifty_recipients_fit(db: None) -> None:
                        "emails": "\n".join(f"p{n}@example.com" for n in range(50))})
     assert form.is_valid(), form.errors
     assert len(form.cleaned_data["thresholds"]) == 20 and len(form.cleaned_data["emails"]) == 50
+
+
+def test_a_taken_name_is_refused_in_words(db: None) -> None:
+    make_budget("Lab")
+    form = BudgetForm({**BASE, "name": "Lab"})
+    assert form.errors["name"] == ["Another budget already has this name."]
