@@ -39,7 +39,8 @@ def has_role(user: Any, *roles: str) -> bool:
 
 def _check(request: HttpRequest, roles: tuple[str, ...]) -> None:
     if not has_role(request.user, *roles):
-        raise PermissionDenied(f"This page is for {' or '.join(roles)} users.")
+        names = ", ".join(roles[:-1]) + " or " + roles[-1] if len(roles) > 1 else roles[0]
+        raise PermissionDenied(f"This page is for {names} users.")
 
 
 def _signed_in(request: HttpRequest, roles: tuple[str, ...]) -> bool:

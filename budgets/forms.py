@@ -12,6 +12,8 @@ from providers.models import ApiKey, Model, Provider
 from .models import Budget
 
 _SEPARATORS = re.compile(r"[\s,;]+")
+MAX_THRESHOLDS = 20
+MAX_EMAILS = 50
 
 
 class ThresholdsField(forms.CharField):
@@ -28,8 +30,10 @@ class ThresholdsField(forms.CharField):
             if not part:
                 continue
             if not part.isdigit() or not 1 <= int(part) <= 1000:
-                raise ValidationError(f"{part!r} is not a percentage from 1 to 1000.")
+                raise ValidationError(f"“{part}” is not a percentage from 1 to 1000.")
             numbers.add(int(part))
+        if len(numbers) > MAX_THRESHOLDS:
+            raise ValidationError(f"At most {MAX_THRESHOLDS} thresholds (this has {len(numbers)}).")
         return sorted(numbers)
 
 
@@ -47,8 +51,15 @@ class EmailsField(forms.CharField):
         addresses = []
         for address in _SEPARATORS.split(str(value or "")):
             if address and address not in addresses:
-                validate_email(address)
+                try:
+                    validate_email(address)
+                except ValidationError:
+                    shown = address if len(address) <= 60 else address[:59] + "…"
+                    raise ValidationError(f"“{shown}” is not an e-mail address.") from None
                 addresses.append(address)
+        if len(addresses) > MAX_EMAILS:
+            raise ValidationError(f"At most {MAX_EMAILS} recipients (this has {len(addresses)}); a mailing list "
+                                  "address reaches more.")
         return addresses
 
 
@@ -57,7 +68,8 @@ class BudgetForm(forms.ModelForm):
     target out, for config files that name a provider or model the same file creates."""
 
     thresholds = ThresholdsField(required=False, initial="50, 80, 100",
-                                 help_text="Percentages of the amount that raise an alert, e.g. 50, 80, 100.")
+                                 help_text=f"Percentages of the amount that raise an alert, e.g. 50, 80, 100 (at most "
+                                           f"{MAX_THRESHOLDS}).")
     emails = EmailsField(required=False, label="E-mail recipients",
                          help_text="Separated by commas or new lines. Finance users and admins always get "
                                    "in-app alerts.")
@@ -68,7 +80,9 @@ class BudgetForm(forms.ModelForm):
                   "forecast", "hard_limit", "emails", "webhook_url"]
         labels = {"amount": "Amount (USD)", "api_key": "API key", "hard_limit": "Hard limit",
                   "forecast": "Forecast alert", "webhook_url": "Webhook URL"}
+        error_messages = {"name": {"unique": "Another budget already has this name."}}
         help_texts = {
+            "name": f"Up to {Budget._meta.get_field('name').max_length} characters; alerts name the budget by it.",
             "forecast": "Alert once when the run-rate projects the period's spend above the amount "
                         "(from a quarter of the way through the period).",
             "hard_limit": "Refuse calls that could take spend past the amount, before any provider is called.",
@@ -88,8 +102,11 @@ class BudgetForm(forms.ModelForm):
                                          .select_related("provider").order_by("provider__name", "name"))
         self.fields["user"].queryset = get_user_model().objects.filter(is_active=True).order_by("email")
         self.fields["api_key"].queryset = ApiKey.objects.filter(revoked_at__isnull=True).order_by("name")
-        for name in Budget.TARGETS.values():
-            self.fields[name].help_text = f"For the “One {name.replace('_', ' ')}” scope."
+        for scope, name in Budget.TARGETS.items():
+            self.fields[name].help_text = f"For the “{scope.label}” scope."
+            # static/js/forms.js shows the field only while that scope is chosen; without JavaScript every
+            # target shows, and clean() keeps only the scope's own.
+            self.fields[name].widget.attrs["data-show-when"] = f"scope={scope.value}"
 
     def clean_webhook_url(self) -> str:
         """A webhook must reach a public address: aspweb posts to it on a Finance user's word."""
@@ -111,7 +128,9 @@ class BudgetForm(forms.ModelForm):
                 if name != wanted:
                     data[name] = None
             if wanted and not data.get(wanted) and wanted not in self.errors:
-                self.add_error(wanted, f"Choose the {wanted.replace('_', ' ')} this budget is for.")
+                what = Budget.Scope(scope).label.removeprefix("One ")
+                self.add_error(wanted, f"Choose the {what} this budget is for: the “{Budget.Scope(scope).label}” "
+                                       f"scope needs one.")
         if data.get("forecast") and data.get("period") == Budget.Period.TOTAL:
             self.add_error("forecast", "A total budget never ends, so there is no period end to forecast.")
         return data

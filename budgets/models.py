@@ -180,7 +180,9 @@ class AlertEvent(models.Model):
     spent = models.DecimalField(max_digits=22, decimal_places=10)
     amount = models.DecimalField(max_digits=16, decimal_places=6)
     projected = models.DecimalField(max_digits=22, decimal_places=10, null=True, blank=True)
-    message = models.CharField(max_length=500)
+    # Text, not a bounded string: it quotes the budget's name and target and the amounts, which together can
+    # pass any round limit (a 100-character name on a model with a 200-character id).
+    message = models.TextField()
     # False when a higher threshold crossed in the same evaluation was sent instead: one message, not three.
     notified = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -237,7 +239,7 @@ class Notification(models.Model):
     alert = models.ForeignKey(AlertEvent, null=True, blank=True, on_delete=models.CASCADE,
                               related_name="notifications")
     title = models.CharField(max_length=200)
-    body = models.CharField(max_length=500)
+    body = models.TextField()
     url = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)

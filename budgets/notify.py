@@ -79,7 +79,7 @@ def payload(event: AlertEvent) -> dict[str, Any]:
         "text": text,
         "event": f"budget.{event.kind}",
         "alert_id": event.pk,
-        "created_at": event.created_at.isoformat(),
+        "created_at": event.created_at.replace(microsecond=0).isoformat(),
         "budget": {
             "id": budget.pk, "name": budget.name, "scope": budget.scope, "target": budget.target_label,
             "period": budget.period, "amount": _money(event.amount), "hard_limit": budget.hard_limit,
@@ -105,7 +105,8 @@ def deliver(delivery: Delivery) -> None:
     elif delivery.channel == Delivery.Channel.WEBHOOK:
         _webhook(delivery.alert)
     else:
-        raise DeliveryError(f"Channel {delivery.channel!r} is not sent by a task.", retryable=False)
+        raise DeliveryError(f"{delivery.get_channel_display()} alerts are written with the alert, not sent.",
+                            retryable=False)
 
 
 def _email(event: AlertEvent) -> None:
@@ -117,7 +118,20 @@ def _email(event: AlertEvent) -> None:
     try:
         send_mail(f"[aspweb] {title(event)}", body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
     except (smtplib.SMTPException, OSError) as exc:
-        raise DeliveryError(f"The mail server refused or could not be reached: {exc}", retryable=True) from None
+        raise DeliveryError(_mail_failure(exc), retryable=True) from None
+
+
+def _mail_failure(exc: Exception) -> str:
+    """What went wrong sending mail, in words: smtplib's exceptions print as Python tuples and dicts."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refused = ", ".join(f"{address} ({code})" for address, (code, _) in exc.recipients.items())
+        return f"The mail server refused the recipients: {refused}."
+    if isinstance(exc, smtplib.SMTPResponseException):
+        reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        return f"The mail server refused the message: {exc.smtp_code} {' '.join(reply.split())}".rstrip() + "."
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"The mail server could not be reached: {exc.strerror}."
+    return f"The mail server refused or could not be reached: {exc}".rstrip(".") + "."
 
 
 # Fixed words for a failed connection: an exception's own text can quote what the receiver sent.

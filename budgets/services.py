@@ -451,7 +451,7 @@ def _send(event: AlertEvent, *, channels: tuple[str, ...] | None = None, in_app_
             users = [in_app_to] if in_app_to is not None else list(alert_recipients(budget))
             title = notify.title(event)
             Notification.objects.bulk_create([
-                Notification(user=user, alert=event, title=title, body=event.message[:500],
+                Notification(user=user, alert=event, title=title, body=event.message,
                              url=reverse("budget_detail", args=[budget.pk]))
                 for user in users
             ])
@@ -474,7 +474,7 @@ def budget_test_alert(*, budget: Budget, channel: str, actor: Any) -> Delivery:
     if channel == Delivery.Channel.WEBHOOK and not budget.webhook_url:
         raise ValueError("This budget has no webhook URL to test.")
     if channel not in Delivery.Channel.values:
-        raise ValueError(f"Unknown channel {channel!r}.")
+        raise ValueError("Choose a channel to test: in-app, e-mail or webhook.")
     now = timezone.now()
     with transaction.atomic():
         period, _ = budget_period_get(budget, budget.span_at(now))
@@ -536,10 +536,27 @@ def budgets_sweep(*, now: datetime | None = None) -> SweepResult:
     now = now or timezone.now()
     result = SweepResult(released=reservations_release_expired(now=now))
     for budget in Budget.objects.order_by("pk"):
-        period, _ = budget_period_get(budget, budget.span_at(now))
-        result.reconciled += budget_period_reconcile(period_id=period.pk)
-        result.fired.extend(budget_periods_evaluate(period_ids=[period.pk], now=now))
+        reconciled, fired = budget_evaluate(budget, now=now)
+        result.reconciled += reconciled
+        result.fired.extend(fired)
     return result
+
+
+def budget_evaluate(budget: Budget, *, now: datetime | None = None) -> tuple[bool, list[AlertEvent]]:
+    """One budget's part of the sweep: open its current period (with what the ledger holds for it),
+    reconcile it with the ledger, and fire the alerts due. Also run once a budget is made or changed, so
+    that one made below what its scope already spent fires its crossed thresholds at once rather than at
+    the next paid call. Returns whether the period was reconciled, and the alerts fired."""
+    now = now or timezone.now()
+    period, _ = budget_period_get(budget, budget.span_at(now))
+    reconciled = budget_period_reconcile(period_id=period.pk)
+    return reconciled, budget_periods_evaluate(period_ids=[period.pk], now=now)
+
+
+def budget_evaluate_by_id(*, budget_id: int) -> list[AlertEvent]:
+    """`budget_evaluate` for the budget with this id, if it still exists."""
+    budget = Budget.objects.filter(pk=budget_id).first()
+    return [] if budget is None else budget_evaluate(budget)[1]
 
 
 # -- editing ----------------------------------------------------------------------------------------
@@ -547,7 +564,10 @@ def budgets_sweep(*, now: datetime | None = None) -> SweepResult:
 
 def budget_save(*, budget: Budget, actor: Any, changed: list[str] | None = None) -> Budget:
     """Create or update a budget, audited. Its current period's alerts stay fired: raising the amount does
-    not re-send the 50% alert this period."""
+    not re-send the 50% alert this period. Once saved (the transaction committed, like every other
+    dispatch here), the budget is evaluated as the sweep would (`budget_evaluate`): thresholds its scope's
+    spend already crossed fire now. `changed` is the form's changed fields; empty means nothing changed,
+    None that the caller does not know."""
     creating = budget.pk is None
     with transaction.atomic():
         if creating and getattr(actor, "is_authenticated", False):
@@ -559,6 +579,8 @@ def budget_save(*, budget: Budget, actor: Any, changed: list[str] | None = None)
                       period=budget.period, amount=str(budget.amount), hard_limit=budget.hard_limit)
         elif changed:
             audit_log(actor, "budget.update", budget, changed=sorted(changed))
+        if creating or changed is None or changed:
+            transaction.on_commit(lambda pk=budget.pk: tasks.budget_evaluate.delay(pk), robust=True)
     return budget
 
 

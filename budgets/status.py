@@ -32,7 +32,8 @@ class Chart:
     now_y: float = float(CHART_HEIGHT)
     projection_y: float | None = None
     limit_y: float = 0.0
-    threshold_ys: list[float] = field(default_factory=list)
+    # (y, percent, amount) of each threshold's line but 100% (the amount's own line); the amount titles it.
+    threshold_lines: list[tuple[float, int, Decimal]] = field(default_factory=list)
     start_label: str = ""
     end_label: str = ""
 
@@ -55,6 +56,21 @@ class BudgetStatus:
     @property
     def percent(self) -> Decimal:
         return (self.spent * 100 / self.budget.amount).quantize(Decimal("0.1"))
+
+    @property
+    def percent_label(self) -> str:
+        """The percent used as people read it: "66.7%", "1,200.0%", and "under 0.1%" for a spend too small
+        to show at one decimal, which is not nothing."""
+        percent = self.percent
+        if self.spent > 0 and percent < Decimal("0.1"):
+            return "under 0.1%"
+        return f"{percent:,.1f}%"
+
+    @property
+    def thresholds(self) -> list[tuple[int, Decimal, bool]]:
+        """Each threshold with the spend that reaches it and whether it fired this period."""
+        amount = self.budget.amount
+        return [(t, amount * t / 100, t in self.fired) for t in sorted(set(self.budget.thresholds))]
 
     @property
     def bar_percent(self) -> Decimal:
@@ -137,7 +153,8 @@ def _chart(budget: Budget, span: periods.Span, now: datetime, projected: Decimal
     points = " ".join(f"{round(i * step, 1)},{y(value)}" for i, value in enumerate(cumulative))
     chart = Chart(points=points, now_x=round((len(cumulative) - 1) * step, 1), now_y=y(total),
                   limit_y=y(budget.amount), projection_y=y(projected) if projected is not None else None,
-                  threshold_ys=[y(budget.amount * t / 100) for t in budget.thresholds if t != 100])
+                  threshold_lines=[(y(budget.amount * t / 100), t, budget.amount * t / 100)
+                                   for t in sorted(set(budget.thresholds)) if t != 100])
     chart.start_label, chart.end_label = _edge_labels(span, now)
     return chart
 

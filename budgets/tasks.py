@@ -15,6 +15,12 @@ def budgets_evaluate(period_ids: list[int]) -> None:
 
 
 @shared_task(ignore_result=True)
+def budget_evaluate(budget_id: int) -> None:
+    """After a budget is made or changed: fire the alerts its current period's spend already calls for."""
+    services.budget_evaluate_by_id(budget_id=budget_id)
+
+
+@shared_task(ignore_result=True)
 def budgets_sweep() -> None:
     """The beat's pass (CELERY_BEAT_SCHEDULE): roll-overs, forecasts, expired reservations."""
     services.budgets_sweep()

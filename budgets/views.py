@@ -67,12 +67,13 @@ def budget_add(request: HttpRequest) -> HttpResponse:
 @role_required(*MANAGERS)
 def budget_edit(request: HttpRequest, pk: int) -> HttpResponse:
     budget = get_object_or_404(Budget, pk=pk)
+    name = budget.name  # validating the form changes the instance; the page names the budget as saved
     form = BudgetForm(request.POST or None, instance=budget)
     if request.method == "POST" and form.is_valid():
         services.budget_save(budget=form.save(commit=False), actor=request.user, changed=form.changed_data)
         messages.success(request, f"Budget {budget.name} saved.")
         return redirect("budget_detail", pk=budget.pk)
-    return render(request, "budgets/budget_form.html", {"form": form, "budget": budget})
+    return render(request, "budgets/budget_form.html", {"form": form, "budget": budget, "budget_name": name})
 
 
 @require_POST

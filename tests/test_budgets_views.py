@@ -118,10 +118,11 @@ def test_finance_adds_a_budget_with_its_target(db: None, finance: User, monkeypa
 
 
 @pytest.mark.parametrize(("changes", "field", "error"), [
-    ({"scope": "user"}, "user", "Choose the user this budget is for."),
+    ({"scope": "user"}, "user", "Choose the user this budget is for: the “One user” scope needs one."),
+    ({"scope": "api_key"}, "api_key", "Choose the API key this budget is for: the “One API key” scope needs one."),
     ({"period": "total", "forecast": "on"}, "forecast", "A total budget never ends"),
-    ({"thresholds": "50, lots"}, "thresholds", "'lots' is not a percentage from 1 to 1000."),
-    ({"emails": "cfo@"}, "emails", "Enter a valid email address."),
+    ({"thresholds": "50, lots"}, "thresholds", "“lots” is not a percentage from 1 to 1000."),
+    ({"emails": "cfo@"}, "emails", "“cfo@” is not an e-mail address."),
     ({"amount": "0"}, "amount", "A budget must be above $0."),
 ])
 def test_the_form_says_what_is_wrong(db: None, finance: User, changes: dict, field: str, error: str) -> None:

@@ -12,8 +12,8 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 
 from aspweb.celery import app
-from budgets import tasks
-from budgets.models import AlertEvent, Delivery, Notification
+from budgets import services, tasks
+from budgets.models import AlertEvent, Budget, Delivery, Notification
 from tests.budgets_support import allow_loopback_webhooks, ensure_role_groups, make_budget, make_model, receiver, spend
 
 pytestmark = [
@@ -79,3 +79,17 @@ def test_the_sweep_task_runs_on_the_worker(worker: None) -> None:
     tasks.budgets_sweep.delay()
 
     wait_for(lambda: AlertEvent.objects.filter(budget=budget, threshold=80).exists())
+
+
+def test_a_budget_added_below_current_spend_gets_its_alert_from_the_worker(worker: None,
+                                                                            make_user: Callable) -> None:
+    ensure_role_groups()
+    finance = make_user("finance")
+    spend(make_model(), "0.6")
+    budget = services.budget_save(budget=Budget(name="Late", amount=Decimal(1), thresholds=[25, 50, 80]),
+                                  actor=finance)  # commits, and sends budget_evaluate to Redis
+
+    wait_for(lambda: Notification.objects.filter(user=finance).exists())
+    assert list(AlertEvent.objects.filter(budget=budget).order_by("threshold")
+                .values_list("threshold", "notified")) == [(25, False), (50, True)]
+    assert Notification.objects.get(user=finance).title == "Budget Late: 50% reached"

@@ -12,5 +12,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         result = budgets_sweep()
-        self.stdout.write(f"{result.released} reservations released, {result.reconciled} periods reconciled, "
-                          f"{len(result.fired)} alerts fired.")
+        counts = ((result.released, "reservation", "released"), (result.reconciled, "period", "reconciled"),
+                  (len(result.fired), "alert", "fired"))
+        self.stdout.write(", ".join(f"{n} {noun}{'' if n == 1 else 's'} {done}" for n, noun, done in counts) + ".")
