@@ -32,12 +32,14 @@ def connection_for(provider: Provider) -> Connection:
             headers[spec.header] = str(provider.extra[key])
     return Connection(
         kind=provider.kind,
-        label=f"{kind.label} ({provider.name})" if kind.label != provider.name else kind.label,
+        # Errors name the provider as its admin named it ("lab had a server error (HTTP 500)"): the kind is
+        # on the provider's page, and a team with two providers of one kind needs to know which failed.
+        label=provider.name,
         base_url=provider.effective_base_url,
         api_key=reveal(provider.api_key),
         extra=dict(provider.extra),
         headers=headers,
-        timeout=float(provider.timeout_seconds),
+        timeout=float(provider.time_limit),
         connect_timeout=float(settings.PROVIDER_CONNECT_TIMEOUT_SECONDS),
     )
 
