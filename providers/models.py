@@ -137,7 +137,8 @@ class Model(models.Model):
     context_window = models.PositiveIntegerField(null=True, blank=True, validators=bounded_validators(*TOKENS_RANGE),
                                                  help_text="Tokens, prompt and answer together.")
     max_output_tokens = models.PositiveIntegerField(
-        null=True, blank=True, validators=bounded_validators(*TOKENS_RANGE), help_text="The most tokens one answer can have, as the provider publishes it. "
+        null=True, blank=True, validators=bounded_validators(*TOKENS_RANGE),
+        help_text="The most tokens one answer can have, as the provider publishes it. "
         "Hard-limit budgets reserve it for providers that cannot cap an answer (the Claude CLI).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -448,7 +448,8 @@ def test_a_tier_must_price_each_cache_class_its_version_prices(admin_client: Cli
         ({"input": "cheap", "output": "2"}, "Enter a price in USD per 1M tokens, such as 0.15."),
         ({"input": "123456789", "output": "2"}, "Enter a price below 100,000,000 (USD per 1M tokens)."),
         ({"output": "2"}, "This field is required."),
-        ({"input": "1", "output": "2", "cache_write_1h": "-0.5"}, "Enter a price from 0 up: prices cannot be negative."),
+        ({"input": "1", "output": "2", "cache_write_1h": "-0.5"},
+         "Enter a price from 0 up: prices cannot be negative."),
         ({"input": "1", "output": "2", "cache_read": "0.0000000000001"}, "Use at most 12 decimal places."),
     ],
 )
