@@ -207,17 +207,19 @@ def test_test_connection_over_htmx_shows_latency(admin_client: Client, upstream:
 @pytest.mark.parametrize(
     ("fault", "words"),
     [
-        ("401", "rejected the API key (HTTP 401)"),
-        ("429", "rate limiting requests (HTTP 429); retry in 1 seconds"),
-        ("500", "server error (HTTP 500)"),
+        ("401", "fake rejected the API key (HTTP 401). An admin needs to check the provider&#x27;s key."),
+        ("429", "fake is rate limiting requests (HTTP 429); retry in 1 second."),
+        ("500", "fake had a server error (HTTP 500); it is usually temporary."),
     ],
 )
 def test_test_connection_failure_in_plain_words(admin_client: Client, upstream: FakeUpstream, fault: str,
                                                 words: str) -> None:
+    """Errors name the provider as its admin named it, not by its kind."""
     provider = _fake_provider(upstream)
     upstream.fail_next(fault)
     html = admin_client.post(reverse("provider_test", args=[provider.pk]), headers={"HX-Request": "true"}).content
     assert words in html.decode()
+    assert "OpenAI-compatible URL" not in html.decode()
     provider.refresh_from_db()
     assert provider.last_check_ok is False and provider.health == "failing"
 
@@ -225,7 +227,7 @@ def test_test_connection_failure_in_plain_words(admin_client: Client, upstream: 
 def test_test_connection_to_nothing_says_could_not_connect(admin_client: Client) -> None:
     provider = Provider.objects.create(name="dead", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
     html = admin_client.post(reverse("provider_test", args=[provider.pk]), headers={"HX-Request": "true"}).content
-    assert "Could not connect to" in html.decode()
+    assert "Could not connect to dead: check its base URL and that the server is running." in html.decode()
 
 
 def test_sync_models_adds_listed_models_with_default_prices(admin_client: Client, upstream: FakeUpstream) -> None:

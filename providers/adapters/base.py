@@ -249,7 +249,8 @@ def plain_message(kind: ErrorKind, label: str, status: int | None, detail: str =
         "auth": f"{label} rejected the API key{code}. An admin needs to check the provider's key.",
         "quota": f"{label} says the account is out of credit or quota{code}.",
         "rate_limit": f"{label} is rate limiting requests{code}"
-        + (f"; retry in {retry_after:g} seconds." if retry_after else "; retry in a moment."),
+        + (f"; retry in {retry_after:g} second{'' if retry_after == 1 else 's'}." if retry_after
+           else "; retry in a moment."),
         "timeout": f"{label} did not answer in time.",
         "network": f"Could not connect to {label}: check its base URL and that the server is running.",
         "server": f"{label} had a server error{code}; it is usually temporary.",
