@@ -492,7 +492,7 @@ def test_provider_list_shows_health_counts_and_last_check(admin_client: Client, 
     admin_client.post(reverse("provider_test", args=[provider.pk]))
     html = admin_client.get(reverse("provider_list")).content.decode()
     assert ">fake</a>" in html and "OpenAI-compatible URL" in html
-    assert "1 / 2" in html and "health-ok" in html and "ago" in html
+    assert "1 / 2" in html and "health-ok" in html and ">just now</time>" in html
 
 
 def test_claude_cli_missing_binary_is_explained(admin_client: Client, settings: object) -> None:
