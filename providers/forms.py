@@ -279,3 +279,18 @@ class DeploymentForm(forms.ModelForm):
         if Deployment.objects.filter(route=self.instance.route, model=model).exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError("This model already serves the route.")
         return model
+
+
+
+class CatalogChoiceForm(forms.Form):
+    """The models of one provider that the bulk price edit prices (its prices are a PriceForm's)."""
+
+    models = forms.ModelMultipleChoiceField(
+        queryset=Model.objects.none(), widget=forms.CheckboxSelectMultiple, label="Models",
+        error_messages={"required": "Choose at least one model to price.",
+                        "invalid_choice": "One of the chosen models is not in this provider's catalog."},
+    )
+
+    def __init__(self, *args: Any, provider: Provider, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["models"].queryset = provider.models.order_by("name")

@@ -235,7 +235,7 @@ def test_sync_models_adds_listed_models_with_default_prices(admin_client: Client
     provider = Provider.objects.create(name="oa", kind="openai", base_url=upstream.openai_base_url, api_key="sk-x")
     response = admin_client.post(reverse("provider_sync", args=[provider.pk]), headers={"HX-Request": "true"})
     html = response.content.decode()
-    assert "2 models added" in html
+    assert "Added 2 models: gpt-4o-mini, private-model; 1 has no price yet: private-model." in html
     known = Model.objects.get(provider=provider, name="gpt-4o-mini")
     price = known.current_price()
     assert (price.input, price.output, price.cache_read) == (Decimal("0.15"), Decimal("0.6"), Decimal("0.075"))
@@ -244,7 +244,7 @@ def test_sync_models_adds_listed_models_with_default_prices(admin_client: Client
     assert "no price yet" in html
     # A second sync adds nothing and keeps one price version.
     html = admin_client.post(reverse("provider_sync", args=[provider.pk]), headers={"HX-Request": "true"}).content
-    assert "0 models added" in html.decode()
+    assert "Sync done: no new models." in html.decode()
     assert known.prices.count() == 1
 
 
