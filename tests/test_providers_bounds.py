@@ -238,3 +238,17 @@ def test_upgrading_brings_absurd_rows_within_the_ranges() -> None:
     assert values(OldDeployment, deployment.pk, "priority", "weight") == (1_000, 1)
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db
+def test_config_import_refuses_names_longer_than_an_address_takes() -> None:
+    text = (f"providers:\n  - name: {'p' * 65}\n    kind: ollama\n    models:\n      - name: {'m' * 201}\n"
+            f"routes:\n  - name: {'r' * 101}\n")
+    with pytest.raises(ConfigError) as caught:
+        config_import(load_yaml(text, {}), actor="import_config")
+    assert caught.value.errors == [
+        f"providers[0] ({'p' * 65}).name: Ensure this value has at most 64 characters (it has 65).",
+        f"providers[0] ({'p' * 65}).models[0] ({'m' * 201}).name: Ensure this value has at most 200 characters "
+        "(it has 201).",
+        f"routes[0] ({'r' * 101}).name: Ensure this value has at most 100 characters (it has 101).",
+    ]
