@@ -61,12 +61,12 @@ class Provider(models.Model):
     extra = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
     timeout_seconds = models.PositiveIntegerField(
-        default=120, validators=bounded_validators(*TIMEOUT_SECONDS_RANGE),
+        "time limit (seconds)", default=120, validators=bounded_validators(*TIMEOUT_SECONDS_RANGE),
         help_text="Whole-call time limit, 1 to 600 seconds (10 minutes: a long reasoning answer takes a few). "
                   "Retries and their waits count against it.",
     )
     max_retries = models.PositiveSmallIntegerField(
-        default=3, validators=bounded_validators(*MAX_RETRIES_RANGE),
+        "retries", default=3, validators=bounded_validators(*MAX_RETRIES_RANGE),
         help_text="Retries of a failed call before the first token (rate limits, 5xx, timeouts), 0 to 10: "
                   "they all fit within the time limit, and a wait that would pass it is not made.",
     )

@@ -323,8 +323,8 @@ def test_out_of_range_settings_are_refused_in_words_next_to_their_fields(
 ) -> None:
     provider = Provider.objects.create(name="lab", kind="ollama", base_url="http://127.0.0.1:9/v1")
     page = sign_in(make_user("admin"), next_path=f"/providers/{provider.pk}/edit/")
-    page.get_by_label("Timeout seconds").fill("999999999")
-    page.get_by_label("Max retries").fill("-5")
+    page.get_by_label("Time limit (seconds)").fill("999999999")
+    page.get_by_label("Retries").fill("-5")
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".field.has-error")).to_have_count(2)
     expect(page.get_by_role("alert").filter(has_text="Enter a number from 1 to 600.")).to_have_count(1)
