@@ -1,7 +1,11 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+
+from aspweb.forms import bounded_formfield, integer_bounds
 
 from .forms import plain
 from .models import Model, Price, Provider
@@ -28,14 +32,24 @@ class ProviderAdminForm(forms.ModelForm):
         return provider
 
 
-class ModelInline(admin.TabularInline):
+class BoundedIntegersAdmin:
+    """Integer fields with bounds of their own get the product's form field: the same range, enforced and
+    worded as on aspweb's pages ("Enter a number from 1 to 600.")."""
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if integer_bounds(db_field) is not None:
+            return bounded_formfield(db_field, **kwargs)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+
+class ModelInline(BoundedIntegersAdmin, admin.TabularInline):
     model = Model
     extra = 0
     fields = ["name", "display_name", "enabled", "context_window"]
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(BoundedIntegersAdmin, admin.ModelAdmin):
     form = ProviderAdminForm
     list_display = ["name", "kind", "enabled", "archived_at", "masked_key", "last_check_ok"]
     list_filter = ["kind", "enabled"]
@@ -71,7 +85,7 @@ class PriceInline(admin.TabularInline):
 
 
 @admin.register(Model)
-class ModelAdmin(admin.ModelAdmin):
+class ModelAdmin(BoundedIntegersAdmin, admin.ModelAdmin):
     list_display = ["name", "provider", "enabled", "context_window"]
     list_filter = ["provider", "enabled"]
     search_fields = ["name", "display_name"]

@@ -7,7 +7,8 @@
 2. reserve: budgets reserve the worst-case cost here (see `_reserve`, and providers/bounds.py for the bound)
 3. stream: the adapter's chunks, with a first-token timeout, a whole-call deadline, and retries of
    retryable errors (capped exponential backoff with jitter; Retry-After wins) until the first chunk
-   reaches the caller, never after
+   reaches the caller, never after; at most the provider's retries (0 to 10), and never a wait that would
+   end past the deadline (a Retry-After longer than the time left fails the call at once)
 4. record: in `finally`, exactly once, the outcome lands in `record` (and the ledger, see `_record`)
 """
 
@@ -327,7 +328,7 @@ def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallR
     try:
         held = budget_services.budget_reserve(
             request_id=record.request_id, provider=target.provider, model=target.model, user=caller.user,
-            api_key=caller.api_key, cost=cost, ttl=budget_services.reservation_ttl(target.provider.timeout_seconds),
+            api_key=caller.api_key, cost=cost, ttl=budget_services.reservation_ttl(target.provider.time_limit),
         )
     except budget_services.BudgetUnpriced as exc:
         raise CallError("unpriced", exc.message, provider=target.provider, model=target.model) from None
@@ -449,7 +450,7 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
         if request.max_tokens is None and record.output_cap is not None:
             upstream_request = replace(upstream_request, max_tokens=record.output_cap)
         _serve_from(target, record)
-        retries = 0 if candidates else target.provider.max_retries
+        retries = 0 if candidates else target.provider.retry_limit
         try:
             async for chunk in _stream_with_retries(target, upstream_request, record, started, sleep, retries):
                 yield chunk
@@ -483,7 +484,7 @@ def _observe_success(target: Target, record: CallRecord) -> None:
 
 async def _stream_with_retries(target: Target, request: ChatRequest, record: CallRecord, started: float,
                                sleep: Callable[[float], Any], max_retries: int) -> AsyncIterator[Chunk]:
-    deadline = started + target.provider.timeout_seconds
+    deadline = started + target.provider.time_limit
     attempt = 0
     while True:
         attempt += 1
@@ -502,7 +503,8 @@ async def _stream_with_retries(target: Target, request: ChatRequest, record: Cal
                 yield chunk
             return
         except ProviderError as exc:
-            # Once anything reached the caller a retry would repeat it: fail instead.
+            # Once anything reached the caller a retry would repeat it: fail instead. A wait that would end
+            # past the call's deadline is not made either: the caller gets the provider's error now.
             delay = backoff_delay(attempt, exc.retry_after) if exc.retryable else 0.0
             if (record.delivered or not exc.retryable or attempt > max_retries
                     or time.perf_counter() + delay >= deadline):
@@ -531,7 +533,7 @@ async def _guarded(target: Target, request: ChatRequest, deadline: float) -> Asy
                     raise ProviderError("timeout", f"{label} sent nothing for {first_token_timeout:g} seconds.") \
                         from None
                 raise ProviderError("timeout", f"{label} did not finish within the provider's "
-                                               f"{target.provider.timeout_seconds} second limit.") from None
+                                               f"{target.provider.time_limit} second limit.") from None
             waiting_first = False
             yield chunk
 

@@ -28,7 +28,7 @@ from budgets.models import Budget
 from . import services
 from .forms import CatalogModelForm, PriceForm, ProviderForm, RouteForm, plain
 from .kinds import EXTRA_FIELDS, KINDS, Kind
-from .models import ApiKey, Deployment, Model, Price, PriceTier, Provider, Route
+from .models import PRIORITY_RANGE, WEIGHT_RANGE, ApiKey, Deployment, Model, Price, PriceTier, Provider, Route
 
 # Top-level sections a file may have.
 SECTIONS = ("providers", "routes", "budgets")
@@ -310,10 +310,10 @@ def _check_deployments(entries: Any, where: str, declared: set[tuple[str, str]],
             errors.append(f"{item}.model: {address!r} appears twice in this route")
         seen.add((provider_name, model_name))
         numbers = {}
-        for key, default, least in (("priority", 1, 0), ("weight", 1, 1)):
+        for key, default, (low, high) in (("priority", 1, PRIORITY_RANGE), ("weight", 1, WEIGHT_RANGE)):
             value = entry.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                errors.append(f"{item}.{key}: expected a whole number of at least {least}, not {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                errors.append(f"{item}.{key}: expected a whole number from {low:,} to {high:,}, not {value!r}")
                 value = default
             numbers[key] = value
         deployments.append((provider_name, model_name, numbers["priority"], numbers["weight"]))

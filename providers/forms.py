@@ -5,9 +5,20 @@ from django import forms
 from django.utils import timezone
 
 from aspweb import outbound
+from aspweb.forms import BoundedIntegerField, bounded_formfield
 
 from .kinds import EXTRA_FIELDS, Kind
-from .models import Deployment, Model, Price, Provider, Route, price_field_kwargs
+from .models import (
+    MODEL_NAME_MAX,
+    PROVIDER_NAME_MAX,
+    ROUTE_NAME_MAX,
+    Deployment,
+    Model,
+    Price,
+    Provider,
+    Route,
+    price_field_kwargs,
+)
 
 
 class ProviderForm(forms.ModelForm):
@@ -19,9 +30,11 @@ class ProviderForm(forms.ModelForm):
     )
 
     class Meta:
+        formfield_callback = bounded_formfield
         model = Provider
         fields = ["name", "base_url", "enabled", "timeout_seconds", "max_retries"]
-        help_texts = {"name": "Short and unique: it is how applications address this provider (NAME/model)."}
+        help_texts = {"name": f"Short and unique, at most {PROVIDER_NAME_MAX} characters: it is how applications "
+                              "address this provider (NAME/model)."}
 
     def __init__(self, *args: Any, kind: Kind, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -98,8 +111,15 @@ class ProviderForm(forms.ModelForm):
         return ["extra" if f in self.kind.extra else f for f in changed]
 
 
+# Prices have 8 digits before the point (below $100,000,000 per 1M tokens) and 12 after.
 price_kwargs = {"max_digits": price_field_kwargs["max_digits"], "decimal_places": price_field_kwargs["decimal_places"],
-                "min_value": Decimal(0)}
+                "min_value": Decimal(0), "error_messages": {
+                    "invalid": "Enter a price in USD per 1M tokens, such as 0.15.",
+                    "min_value": "Enter a price from 0 up: prices cannot be negative.",
+                    "max_whole_digits": "Enter a price below 100,000,000 (USD per 1M tokens).",
+                    "max_digits": "Enter a price below 100,000,000 with at most 12 decimal places.",
+                    "max_decimal_places": "Use at most 12 decimal places.",
+                }}
 # A tier's threshold is stored in a PositiveIntegerField, which PostgreSQL holds in 32 bits.
 MAX_TIER_THRESHOLD = 2_147_483_647
 
@@ -133,10 +153,7 @@ class PricesForm(forms.Form):
 class PriceTierForm(PricesForm):
     """A long-context tier: once a call's prompt is above the threshold, every token of it is priced here."""
 
-    above = forms.IntegerField(
-        label="Above (prompt tokens)", min_value=1, max_value=MAX_TIER_THRESHOLD,
-        error_messages={"min_value": "A threshold is a number of prompt tokens, at least 1."},
-    )
+    above = BoundedIntegerField(label="Above (prompt tokens)", min_value=1, max_value=MAX_TIER_THRESHOLD)
     field_order = ["above"]
 
 
@@ -211,8 +228,11 @@ class PriceForm(PricesForm):
 
 class CatalogModelForm(forms.ModelForm):
     class Meta:
+        formfield_callback = bounded_formfield
         model = Model
         fields = ["name", "display_name", "enabled", "context_window", "max_output_tokens"]
+        help_texts = {"name": f"The model id the provider's API expects, at most {MODEL_NAME_MAX} characters.",
+                      "display_name": f"A friendlier name for lists, at most {MODEL_NAME_MAX} characters."}
 
     def __init__(self, *args: Any, provider: Provider, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -233,12 +253,16 @@ class CatalogModelForm(forms.ModelForm):
 
 class RouteForm(forms.ModelForm):
     class Meta:
+        formfield_callback = bounded_formfield
         model = Route
         fields = ["name", "strategy", "enabled", "cache_ttl_seconds", "description"]
+        help_texts = {"name": f"What applications put in “model”, e.g. fast-chat; at most {ROUTE_NAME_MAX} "
+                              "characters."}
 
 
 class DeploymentForm(forms.ModelForm):
     class Meta:
+        formfield_callback = bounded_formfield
         model = Deployment
         fields = ["model", "priority", "weight"]
 
@@ -255,3 +279,18 @@ class DeploymentForm(forms.ModelForm):
         if Deployment.objects.filter(route=self.instance.route, model=model).exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError("This model already serves the route.")
         return model
+
+
+
+class CatalogChoiceForm(forms.Form):
+    """The models of one provider that the bulk price edit prices (its prices are a PriceForm's)."""
+
+    models = forms.ModelMultipleChoiceField(
+        queryset=Model.objects.none(), widget=forms.CheckboxSelectMultiple, label="Models",
+        error_messages={"required": "Choose at least one model to price.",
+                        "invalid_choice": "One of the chosen models is not in this provider's catalog."},
+    )
+
+    def __init__(self, *args: Any, provider: Provider, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["models"].queryset = provider.models.order_by("name")

@@ -23,7 +23,8 @@ class ExtraField:
 # Settings a kind may need beyond a key and a base URL; stored in Provider.extra.
 EXTRA_FIELDS: dict[str, ExtraField] = {
     "account_id": ExtraField("Cloudflare account ID", required=True,
-                             help="The account that owns Workers AI (dashboard URL or `wrangler whoami`)."),
+                             help="The account that owns Workers AI (in the dashboard's URL, or printed by "
+                                  "“wrangler whoami”)."),
     "api_version": ExtraField("API version", required=True, default="2024-10-21",
                               help="Azure OpenAI data-plane API version, e.g. 2024-10-21."),
     "referer": ExtraField("HTTP-Referer", header="HTTP-Referer",
@@ -188,7 +189,7 @@ KINDS: dict[str, Kind] = _kinds(
         "claude_cli", "Claude CLI", "claude_cli", api_key="none", base_url_need="none",
         prices_provider="anthropic", models=("claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5"),
         bills_reported_cost=True, caps_output=False, max_output_tokens=CLAUDE_MAX_OUTPUT_TOKENS,
-        help="Runs the `claude` command on this server with its own login; needs the CLI installed.",
+        help="Runs the “claude” command on this server with its own login; needs the CLI installed.",
     ),
 )
 

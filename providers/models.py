@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from aspweb.forms import bounded_validators
+
 from .crypto import EncryptedField
 from .kinds import KIND_CHOICES, Kind, get_kind
 
@@ -16,6 +18,24 @@ name_validator = RegexValidator(
     "Use letters, digits, dots, dashes and underscores, starting with a letter or digit "
     "(the name is used in model addresses like NAME/model).",
 )
+
+
+# The ranges a person may set. A whole call may take up to 10 minutes: a long reasoning answer takes a few,
+# and a hard-limit budget holds its reservation for as long. Ten retries is more than any provider's
+# rate limit needs (each waits up to PROVIDER_RETRY_MAX_SECONDS, all within the call's time limit).
+TIMEOUT_SECONDS_RANGE = (1, 600)
+MAX_RETRIES_RANGE = (0, 10)
+# The largest context window published is 10M tokens; a hundred million leaves room and catches a typo.
+TOKENS_RANGE = (1, 100_000_000)
+# A route's answers may be cached for up to 30 days.
+CACHE_TTL_RANGE = (0, 30 * 86_400)
+PRIORITY_RANGE = (0, 1_000)
+WEIGHT_RANGE = (1, 1_000)
+
+# Longest names. A provider's and a model's make up the address PROVIDER/MODEL that applications send.
+PROVIDER_NAME_MAX = 64
+MODEL_NAME_MAX = 200
+ROUTE_NAME_MAX = 100
 
 
 class URLField(models.URLField):
@@ -33,7 +53,7 @@ class ProviderQuerySet(models.QuerySet["Provider"]):
 class Provider(models.Model):
     """A configured account at an LLM provider: kind, where to reach it, and its encrypted key."""
 
-    name = models.CharField(max_length=64, validators=[name_validator])
+    name = models.CharField(max_length=PROVIDER_NAME_MAX, validators=[name_validator])
     kind = models.CharField(max_length=32, choices=KIND_CHOICES)
     base_url = URLField(max_length=500, blank=True)
     api_key = EncryptedField(blank=True)
@@ -41,10 +61,14 @@ class Provider(models.Model):
     extra = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
     timeout_seconds = models.PositiveIntegerField(
-        default=120, validators=[MinValueValidator(1)], help_text="Whole-call time limit in seconds."
+        "time limit (seconds)", default=120, validators=bounded_validators(*TIMEOUT_SECONDS_RANGE),
+        help_text="Whole-call time limit, 1 to 600 seconds (10 minutes: a long reasoning answer takes a few). "
+                  "Retries and their waits count against it.",
     )
     max_retries = models.PositiveSmallIntegerField(
-        default=3, help_text="Retries of a failed call before the first token (rate limits, 5xx, timeouts)."
+        "retries", default=3, validators=bounded_validators(*MAX_RETRIES_RANGE),
+        help_text="Retries of a failed call before the first token (rate limits, 5xx, timeouts), 0 to 10: "
+                  "they all fit within the time limit, and a wait that would pass it is not made.",
     )
     archived_at = models.DateTimeField(null=True, blank=True)
 
@@ -84,6 +108,19 @@ class Provider(models.Model):
         return self.archived_at is not None
 
     @property
+    def time_limit(self) -> int:
+        """The whole-call time limit calls go by: the setting, within its range even for a row that was
+        written past the form (the shell, an old version)."""
+        low, high = TIMEOUT_SECONDS_RANGE
+        return min(max(self.timeout_seconds, low), high)
+
+    @property
+    def retry_limit(self) -> int:
+        """The most retries a call makes, within its range likewise."""
+        low, high = MAX_RETRIES_RANGE
+        return min(max(self.max_retries, low), high)
+
+    @property
     def health(self) -> str:
         if self.last_check_ok is None:
             return "unknown"
@@ -94,12 +131,14 @@ class Model(models.Model):
     """One model offered by a provider, named as the provider's API names it."""
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
-    name = models.CharField(max_length=200, help_text="The model id the provider's API expects.")
-    display_name = models.CharField(max_length=200, blank=True)
+    name = models.CharField(max_length=MODEL_NAME_MAX, help_text="The model id the provider's API expects.")
+    display_name = models.CharField(max_length=MODEL_NAME_MAX, blank=True)
     enabled = models.BooleanField(default=True)
-    context_window = models.PositiveIntegerField(null=True, blank=True)
+    context_window = models.PositiveIntegerField(null=True, blank=True, validators=bounded_validators(*TOKENS_RANGE),
+                                                 help_text="Tokens, prompt and answer together.")
     max_output_tokens = models.PositiveIntegerField(
-        null=True, blank=True, help_text="The most tokens one answer can have, as the provider publishes it. "
+        null=True, blank=True, validators=bounded_validators(*TOKENS_RANGE),
+        help_text="The most tokens one answer can have, as the provider publishes it. "
         "Hard-limit budgets reserve it for providers that cannot cap an answer (the Claude CLI).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -260,12 +299,14 @@ class Route(models.Model):
         LATENCY = "latency", "Lowest latency (moving average)"
         COST = "cost", "Lowest cost"
 
-    name = models.CharField(max_length=100, unique=True, validators=[route_name_validator],
-                            help_text="What applications put in `model`, e.g. fast-chat.")
+    name = models.CharField(max_length=ROUTE_NAME_MAX, unique=True, validators=[route_name_validator],
+                            help_text="What applications put in “model”, e.g. fast-chat.")
     strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.PRIORITY)
     enabled = models.BooleanField(default=True)
     cache_ttl_seconds = models.PositiveIntegerField(
-        default=0, help_text="Answer identical requests from the cache for this long; 0 turns caching off."
+        default=0, validators=bounded_validators(*CACHE_TTL_RANGE),
+        help_text="Answer identical requests from the cache for this many seconds (at most 30 days, "
+                  "2,592,000); 0 turns caching off.",
     )
     description = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -283,9 +324,10 @@ class Deployment(models.Model):
 
     route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="deployments")
     model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="deployments")
-    priority = models.PositiveSmallIntegerField(default=1)
-    weight = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)],
-                                              help_text="Share of traffic under weighted round-robin.")
+    priority = models.PositiveSmallIntegerField(default=1, validators=bounded_validators(*PRIORITY_RANGE),
+                                                help_text="0 to 1,000; lower numbers are tried first.")
+    weight = models.PositiveSmallIntegerField(default=1, validators=bounded_validators(*WEIGHT_RANGE),
+                                              help_text="Share of traffic under weighted round-robin, 1 to 1,000.")
 
     class Meta:
         ordering = ["route", "priority", "id"]

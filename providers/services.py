@@ -16,7 +16,7 @@ from .adapters import get_adapter
 from .adapters.base import Connection, Health, ModelInfo, ProviderError
 from .crypto import reveal
 from .kinds import EXTRA_FIELDS, Kind
-from .models import Deployment, Model, Price, PriceTier, Provider, Route
+from .models import MODEL_NAME_MAX, TOKENS_RANGE, Deployment, Model, Price, PriceTier, Provider, Route
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +32,14 @@ def connection_for(provider: Provider) -> Connection:
             headers[spec.header] = str(provider.extra[key])
     return Connection(
         kind=provider.kind,
-        label=f"{kind.label} ({provider.name})" if kind.label != provider.name else kind.label,
+        # Errors name the provider as its admin named it ("lab had a server error (HTTP 500)"): the kind is
+        # on the provider's page, and a team with two providers of one kind needs to know which failed.
+        label=provider.name,
         base_url=provider.effective_base_url,
         api_key=reveal(provider.api_key),
         extra=dict(provider.extra),
         headers=headers,
-        timeout=float(provider.timeout_seconds),
+        timeout=float(provider.time_limit),
         connect_timeout=float(settings.PROVIDER_CONNECT_TIMEOUT_SECONDS),
     )
 
@@ -187,6 +189,23 @@ def price_set(*, model: Model, prices: dict[str, Any], actor: Any, source: str =
     return price
 
 
+def prices_set(*, models: list[Model], prices: dict[str, Any], actor: Any,
+               effective_from: datetime | None = None) -> list[Model]:
+    """One price version for each of `models` (the bulk edit): each through price_set, so each is validated,
+    compared with its own version in force and audited as a single edit is, all in one transaction.
+    Returns the models that got a new version (not those whose version in force was equal already)."""
+    effective_from = effective_from or timezone.now()
+    with transaction.atomic():
+        return [model for model in models
+                if price_set(model=model, prices=prices, actor=actor, effective_from=effective_from) is not None]
+
+
+def model_set_enabled(*, model: Model, enabled: bool, actor: Any) -> None:
+    """Turn a catalog model on or off (the catalog's toggle), audited as a model update."""
+    if model.enabled != enabled:
+        model_update(model=model, changed={"enabled": enabled}, actor=actor)
+
+
 def model_add(*, provider: Provider, name: str, actor: Any, display_name: str = "",
               context_window: int | None = None, max_output_tokens: int | None = None, enabled: bool = True,
               with_default_price: bool = True) -> Model:
@@ -245,8 +264,16 @@ def models_sync(*, provider: Provider, actor: Any) -> tuple[list[str], list[str]
         for info in listed:
             if info.id in known:
                 continue
-            model_add(provider=provider, name=info.id, actor=actor, display_name=info.display_name,
-                      context_window=info.context_window)
+            if not info.id or len(info.id) > MODEL_NAME_MAX:
+                # No address could name it (PROVIDER/MODEL is bounded); a listing's oddity, not a model.
+                logger.warning("Sync of %s skipped a listed model id of %d characters", provider.name, len(info.id))
+                continue
+            low, high = TOKENS_RANGE
+            window = info.context_window
+            context = window if isinstance(window, int) and low <= window <= high else None
+            model_add(provider=provider, name=info.id, actor=actor,
+                      display_name=(info.display_name or "")[:MODEL_NAME_MAX],
+                      context_window=context)
             known.add(info.id)
             added.append(info.id)
         audit_log(actor, "provider.sync_models", provider, added=len(added))

@@ -2,7 +2,9 @@ from django.contrib import messages
 from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from accounts.audit import audit_log
@@ -11,7 +13,7 @@ from usage.models import DailyModelUsage
 
 from . import routing, services
 from .adapters.base import ProviderError
-from .forms import CatalogModelForm, DeploymentForm, PriceForm, ProviderForm, RouteForm
+from .forms import CatalogChoiceForm, CatalogModelForm, DeploymentForm, PriceForm, ProviderForm, RouteForm
 from .kinds import KINDS, get_kind
 from .models import Deployment, Model, Price, Provider, Route
 
@@ -142,25 +144,109 @@ def provider_test(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("provider_detail", pk=provider.pk)
 
 
+# A sync names at most this many models in its message; the rest are counted.
+SYNC_NAMES_SHOWN = 10
+
+
+def _named(names: list[str]) -> str:
+    """a, b, c; past SYNC_NAMES_SHOWN, "a, b, … and 12 more"."""
+    shown = ", ".join(names[:SYNC_NAMES_SHOWN])
+    return shown + (f" and {len(names) - SYNC_NAMES_SHOWN:,} more" if len(names) > SYNC_NAMES_SHOWN else "")
+
+
+def _bulk_prices_url(provider: Provider, models: list[Model]) -> str:
+    return reverse("model_bulk_prices", args=[provider.pk]) + "?" + "&".join(f"model={m.pk}" for m in models)
+
+
+def sync_summary(provider: Provider, added: list[str]) -> str:
+    """What a sync did, in one sentence with a link to price what it added without a price: "Added 3 models:
+    a, b, c; 2 have no price yet: b, c. Set their prices." (HTML, escaped)."""
+    if not added:
+        return "Sync done: no new models."
+    now = timezone.now()
+    unpriced = list(provider.models.filter(name__in=added).exclude(prices__effective_from__lte=now).order_by("name"))
+    names = format_html("Added {} model{}: {}", len(added), pluralize(added), _named(added))
+    if not unpriced:
+        return format_html("{}.", names)
+    return format_html(
+        '{}; {} {} no price yet: {}. <a href="{}">Set {} price{}</a>.', names,
+        len(unpriced), "has" if len(unpriced) == 1 else "have", _named([m.name for m in unpriced]),
+        _bulk_prices_url(provider, unpriced), "its" if len(unpriced) == 1 else "their", pluralize(unpriced),
+    )
+
+
 @require_POST
 @role_required(ADMIN)
 def provider_sync(request: HttpRequest, pk: int) -> HttpResponse:
     provider = _get_provider(pk)
-    sync_error, added = "", []
+    sync_error, summary = "", ""
     try:
         added, _ = services.models_sync(provider=provider, actor=request.user)
+        summary = sync_summary(provider, added)
     except ProviderError as exc:
         sync_error = exc.message
     if not request.htmx:
         if sync_error:
             messages.error(request, sync_error)
         else:
-            messages.success(request, f"{len(added)} models added.")
+            messages.success(request, summary)
         return redirect("provider_detail", pk=provider.pk)
     return render(request, "providers/detail.html#models", {
         "provider": provider, "models": _models_with_prices(provider), "sync_error": sync_error,
-        "sync_added": added, "synced": True,
+        "sync_summary": summary, "synced": True,
     })
+
+
+@require_POST
+@role_required(ADMIN)
+def model_set_enabled(request: HttpRequest, pk: int) -> HttpResponse:
+    """The catalog's toggle: over HTMX, the model's row comes back in place; without it, the catalog."""
+    model = get_object_or_404(Model.objects.select_related("provider").filter(provider__archived_at__isnull=True),
+                              pk=pk)
+    enabled = request.POST.get("enabled") == "1"
+    services.model_set_enabled(model=model, enabled=enabled, actor=request.user)
+    if request.htmx:
+        return render(request, "providers/detail.html#model_row", {
+            "provider": model.provider, "m": next(m for m in _models_with_prices(model.provider) if m.pk == model.pk),
+        })
+    messages.success(request, f"Model {model.name} {'enabled' if enabled else 'disabled'}.")
+    return redirect(reverse("provider_detail", args=[model.provider_id]) + "#models")
+
+
+@role_required(ADMIN)
+def model_bulk_prices(request: HttpRequest, pk: int) -> HttpResponse:
+    """One new price version for several models of the provider at once, checked as the single model's form
+    checks it; each model gets its own version, audited as a single edit (services.prices_set)."""
+    provider = _get_provider(pk)
+    catalog = _models_with_prices(provider)
+    if request.method == "POST":
+        choice = CatalogChoiceForm(request.POST, provider=provider)
+        price_form = PriceForm(request.POST, prefix="price")
+        choice_valid = choice.is_valid()  # both, so that every error shows at once
+        if price_form.is_valid() and choice_valid:
+            chosen = list(choice.cleaned_data["models"])
+            priced = services.prices_set(models=chosen, prices=price_form.prices(), actor=request.user,
+                                         effective_from=price_form.cleaned_data["effective_from"])
+            unchanged = len(chosen) - len(priced)
+            messages.success(request, f"New price version saved for {len(priced)} model{pluralize(priced)}"
+                             + (f"; {unchanged} already had these prices." if unchanged else "."))
+            return redirect(reverse("provider_detail", args=[provider.pk]) + "#models")
+        chosen_ids = {str(v) for v in request.POST.getlist("models")}
+    else:
+        chosen_ids = {v for v in request.GET.getlist("model") if v.isdigit()}
+        choice = CatalogChoiceForm(provider=provider)
+        # Prefilled where every chosen model is priced alike now; blank otherwise.
+        versions = [m.price_now.as_dict() if m.price_now else None for m in catalog if str(m.pk) in chosen_ids]
+        shared = versions[0] if versions and all(v == versions[0] for v in versions) else None
+        price_form = PriceForm(prefix="price", initial=shared)
+    return render(request, "providers/bulk_prices.html", {
+        "provider": provider, "catalog": catalog, "chosen_ids": chosen_ids, "choice": choice,
+        "price_form": price_form,
+    })
+
+
+def pluralize(items: list) -> str:
+    return "" if len(items) == 1 else "s"
 
 
 @role_required(ADMIN)

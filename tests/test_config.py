@@ -248,10 +248,9 @@ def test_negative_and_non_numeric_prices(db: None) -> None:
                          "    prices: {input: -1, output: lots, cache_read: 0.1234567890123}")
 
     assert errors_of(text) == [
-        "providers[0] (x).models[2] (gpt-4o).prices.input: Ensure this value is greater than or equal to 0.",
-        "providers[0] (x).models[2] (gpt-4o).prices.output: Enter a number.",
-        "providers[0] (x).models[2] (gpt-4o).prices.cache_read: "
-        "Ensure that there are no more than 12 decimal places.",
+        "providers[0] (x).models[2] (gpt-4o).prices.input: Enter a price from 0 up: prices cannot be negative.",
+        "providers[0] (x).models[2] (gpt-4o).prices.output: Enter a price in USD per 1M tokens, such as 0.15.",
+        "providers[0] (x).models[2] (gpt-4o).prices.cache_read: Use at most 12 decimal places.",
     ]
     assert Model.objects.count() == 0
 
@@ -305,8 +304,8 @@ def test_all_errors_are_collected_and_nothing_is_written(db: None) -> None:
 
     assert errors[0].startswith("providers[1] (bad name).kind: unknown kind 'foo'")
     assert errors[1:] == [
+        "providers[2] (g).timeout_seconds: Enter a number from 1 to 600.",
         "providers[2] (g).api_key: This field is required.",
-        "providers[2] (g).timeout_seconds: Ensure this value is greater than or equal to 1.",
     ]
     assert Provider.objects.count() == 0
 
@@ -488,14 +487,14 @@ def test_tiers_version_only_when_they_change(db: None) -> None:
           "cache_write, cache_write_1h"]),
         ("[{input: 1, output: 2}]", ["prices.tiers[0].above: This field is required."]),
         ("[{above: 0, input: 1, output: 2}]",
-         ["prices.tiers[0].above: A threshold is a number of prompt tokens, at least 1."]),
+         ["prices.tiers[0].above: Enter a number from 1 to 2,147,483,647."]),
         ("[{above: 1000.5, input: 1, output: 2}]", ["prices.tiers[0].above: Enter a whole number."]),
         ("[{above: 1000, input: 1}]", ["prices.tiers[0].output: This field is required."]),
         ("[{above: 1000, output: 1}]", ["prices.tiers[0].input: This field is required."]),
         ("[{above: 1000, input: 1, output: [2]}]", ["prices.tiers[0].output: expected a number, not a list",
                                                      "prices.tiers[0].output: This field is required."]),
         ("[{above: 1000, input: 1, output: 2, cache_read: -1}]",
-         ["prices.tiers[0].cache_read: Ensure this value is greater than or equal to 0."]),
+         ["prices.tiers[0].cache_read: Enter a price from 0 up: prices cannot be negative."]),
         ("[{above: 1000, input: 1, output: 2}, {above: 1000, input: 3, output: 4}]",
          ["prices.tiers[1].above: Another tier already starts above 1,000 prompt tokens."]),
     ],
@@ -819,7 +818,7 @@ routes:
            "this file" in errors
     assert "routes[0] (has/slash).deployments[1].model: expected PROVIDER/MODEL, not 'no-slash'" in errors
     assert "routes[0] (has/slash).deployments[2].model: 'nowhere/nothing' appears twice in this route" in errors
-    assert "routes[0] (has/slash).deployments[2].weight: expected a whole number of at least 1, not 0" in errors
+    assert "routes[0] (has/slash).deployments[2].weight: expected a whole number from 1 to 1,000, not 0" in errors
 
 
 def test_routes_round_trip_through_export(db: None) -> None:

@@ -83,7 +83,13 @@ def test_add_provider_stores_encrypted_key_and_extras(admin_client: Client) -> N
         ("azure_openai", {"name": "az", "api_key": "k", "base_url": "https://r.openai.azure.com",
                           "api_version": ""}, "api_version", "This field is required."),
         ("ollama", {"name": "bad name!"}, "name", "Use letters, digits"),
-        ("ollama", {"name": "x", "timeout_seconds": "0"}, "timeout_seconds", "greater than or equal to 1"),
+        ("ollama", {"name": "x", "timeout_seconds": "0"}, "timeout_seconds", "Enter a number from 1 to 600."),
+        ("ollama", {"name": "x", "timeout_seconds": "-5"}, "timeout_seconds", "Enter a number from 1 to 600."),
+        ("ollama", {"name": "x", "timeout_seconds": "999999999"}, "timeout_seconds", "Enter a number from 1 to 600."),
+        ("ollama", {"name": "x", "timeout_seconds": "1.5"}, "timeout_seconds", "Enter a whole number."),
+        ("ollama", {"name": "x", "max_retries": "99999999999"}, "max_retries", "Enter a number from 0 to 10."),
+        ("ollama", {"name": "x", "max_retries": "-1"}, "max_retries", "Enter a number from 0 to 10."),
+        ("ollama", {"name": "x" * 65}, "name", "at most 64 characters (it has 65)"),
         ("ollama", {"name": "x", "base_url": "http://169.254.169.254/latest"}, "base_url",
          "169.254.169.254 is a link-local address, where cloud metadata services answer."),
         ("vllm", {"name": "x", "base_url": "http://[fd00:ec2::254]/v1"}, "base_url",
@@ -201,17 +207,19 @@ def test_test_connection_over_htmx_shows_latency(admin_client: Client, upstream:
 @pytest.mark.parametrize(
     ("fault", "words"),
     [
-        ("401", "rejected the API key (HTTP 401)"),
-        ("429", "rate limiting requests (HTTP 429); retry in 1 seconds"),
-        ("500", "server error (HTTP 500)"),
+        ("401", "fake rejected the API key (HTTP 401). An admin needs to check the provider&#x27;s key."),
+        ("429", "fake is rate limiting requests (HTTP 429); retry in 1 second."),
+        ("500", "fake had a server error (HTTP 500); it is usually temporary."),
     ],
 )
 def test_test_connection_failure_in_plain_words(admin_client: Client, upstream: FakeUpstream, fault: str,
                                                 words: str) -> None:
+    """Errors name the provider as its admin named it, not by its kind."""
     provider = _fake_provider(upstream)
     upstream.fail_next(fault)
     html = admin_client.post(reverse("provider_test", args=[provider.pk]), headers={"HX-Request": "true"}).content
     assert words in html.decode()
+    assert "OpenAI-compatible URL" not in html.decode()
     provider.refresh_from_db()
     assert provider.last_check_ok is False and provider.health == "failing"
 
@@ -219,7 +227,7 @@ def test_test_connection_failure_in_plain_words(admin_client: Client, upstream: 
 def test_test_connection_to_nothing_says_could_not_connect(admin_client: Client) -> None:
     provider = Provider.objects.create(name="dead", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
     html = admin_client.post(reverse("provider_test", args=[provider.pk]), headers={"HX-Request": "true"}).content
-    assert "Could not connect to" in html.decode()
+    assert "Could not connect to dead: check its base URL and that the server is running." in html.decode()
 
 
 def test_sync_models_adds_listed_models_with_default_prices(admin_client: Client, upstream: FakeUpstream) -> None:
@@ -227,7 +235,7 @@ def test_sync_models_adds_listed_models_with_default_prices(admin_client: Client
     provider = Provider.objects.create(name="oa", kind="openai", base_url=upstream.openai_base_url, api_key="sk-x")
     response = admin_client.post(reverse("provider_sync", args=[provider.pk]), headers={"HX-Request": "true"})
     html = response.content.decode()
-    assert "2 models added" in html
+    assert "Added 2 models: gpt-4o-mini, private-model; 1 has no price yet: private-model." in html
     known = Model.objects.get(provider=provider, name="gpt-4o-mini")
     price = known.current_price()
     assert (price.input, price.output, price.cache_read) == (Decimal("0.15"), Decimal("0.6"), Decimal("0.075"))
@@ -236,7 +244,7 @@ def test_sync_models_adds_listed_models_with_default_prices(admin_client: Client
     assert "no price yet" in html
     # A second sync adds nothing and keeps one price version.
     html = admin_client.post(reverse("provider_sync", args=[provider.pk]), headers={"HX-Request": "true"}).content
-    assert "0 models added" in html.decode()
+    assert "Sync done: no new models." in html.decode()
     assert known.prices.count() == 1
 
 
@@ -397,14 +405,15 @@ def test_clearing_a_tier_row_drops_the_tier_from_the_new_version(admin_client: C
 @pytest.mark.parametrize(
     ("tiers", "message"),
     [
-        ([{"above": "0", "input": "1", "output": "2"}], "A threshold is a number of prompt tokens, at least 1."),
-        ([{"above": "-5", "input": "1", "output": "2"}], "A threshold is a number of prompt tokens, at least 1."),
+        ([{"above": "0", "input": "1", "output": "2"}], "Enter a number from 1 to 2,147,483,647."),
+        ([{"above": "-5", "input": "1", "output": "2"}], "Enter a number from 1 to 2,147,483,647."),
+        ([{"above": "99999999999", "input": "1", "output": "2"}], "Enter a number from 1 to 2,147,483,647."),
         ([{"above": "1.5", "input": "1", "output": "2"}], "Enter a whole number."),
         ([{"input": "1", "output": "2"}], "This field is required."),
         ([{"above": "1000", "input": "1"}], "This field is required."),
         ([{"above": "1000", "output": "2"}], "This field is required."),
         ([{"above": "1000", "input": "1", "output": "2", "cache_write_1h": "-1"}],
-         "Ensure this value is greater than or equal to 0."),
+         "Enter a price from 0 up: prices cannot be negative."),
         ([{"above": "1000", "input": "1", "output": "2"}, {"above": "1000", "input": "3", "output": "4"}],
          "Another tier already starts above 1,000 prompt tokens."),
     ],
@@ -437,11 +446,13 @@ def test_a_tier_must_price_each_cache_class_its_version_prices(admin_client: Cli
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"input": "-1", "output": "2"}, "greater than or equal to 0"),
-        ({"input": "cheap", "output": "2"}, "Enter a number."),
+        ({"input": "-1", "output": "2"}, "Enter a price from 0 up: prices cannot be negative."),
+        ({"input": "cheap", "output": "2"}, "Enter a price in USD per 1M tokens, such as 0.15."),
+        ({"input": "123456789", "output": "2"}, "Enter a price below 100,000,000 (USD per 1M tokens)."),
         ({"output": "2"}, "This field is required."),
-        ({"input": "1", "output": "2", "cache_write_1h": "-0.5"}, "greater than or equal to 0"),
-        ({"input": "1", "output": "2", "cache_read": "0.0000000000001"}, "no more than 12 decimal places"),
+        ({"input": "1", "output": "2", "cache_write_1h": "-0.5"},
+         "Enter a price from 0 up: prices cannot be negative."),
+        ({"input": "1", "output": "2", "cache_read": "0.0000000000001"}, "Use at most 12 decimal places."),
     ],
 )
 def test_bad_prices_are_form_errors(admin_client: Client, priced_model: Model, data: dict, message: str) -> None:
@@ -481,7 +492,7 @@ def test_provider_list_shows_health_counts_and_last_check(admin_client: Client, 
     admin_client.post(reverse("provider_test", args=[provider.pk]))
     html = admin_client.get(reverse("provider_list")).content.decode()
     assert ">fake</a>" in html and "OpenAI-compatible URL" in html
-    assert "1 / 2" in html and "health-ok" in html and "ago" in html
+    assert "1 / 2" in html and "health-ok" in html and ">just now</time>" in html
 
 
 def test_claude_cli_missing_binary_is_explained(admin_client: Client, settings: object) -> None:

@@ -56,6 +56,8 @@ POLICY: dict[str, tuple[str, str]] = {
     "provider_test": ("admin", "POST"),
     "provider_sync": ("admin", "POST"),
     "model_add": ("admin", "GET"),
+    "model_bulk_prices": ("admin", "GET"),
+    "model_set_enabled": ("admin", "POST"),
     "model_detail": ("admin", "GET"),
     "call_list": ("calls", "GET"),
     "call_export": ("calls", "GET"),
@@ -144,6 +146,7 @@ def _url(name: str, objects: dict[str, int | str]) -> str:
         "user_edit": {"pk": objects["user"]}, "user_password": {"pk": objects["user"]},
         "user_unlock": {"pk": objects["user"]},
         "provider_add": {"kind": objects["kind"]}, "model_detail": {"pk": objects["model"]},
+        "model_set_enabled": {"pk": objects["model"]}, "model_bulk_prices": {"pk": objects["provider"]},
         "call_detail": {"request_id": objects["call"]}, "usage_reprice": {"pk": objects["model"]},
         "apikey_revoke": {"pk": objects["apikey"]}, "notification_read": {"pk": objects["notification"]},
     }.get(name)

@@ -30,6 +30,7 @@ class Connection:
     """What an adapter needs to reach one provider; built from a Provider row by the caller."""
 
     kind: str
+    # The provider's name as its admin set it: every error names the provider by it.
     label: str
     base_url: str
     api_key: str = field(default="", repr=False)
@@ -248,9 +249,10 @@ def plain_message(kind: ErrorKind, label: str, status: int | None, detail: str =
         "auth": f"{label} rejected the API key{code}. An admin needs to check the provider's key.",
         "quota": f"{label} says the account is out of credit or quota{code}.",
         "rate_limit": f"{label} is rate limiting requests{code}"
-        + (f"; retry in {retry_after:g} seconds." if retry_after else "; retry in a moment."),
+        + (f"; retry in {retry_after:g} second{'' if retry_after == 1 else 's'}." if retry_after
+           else "; retry in a moment."),
         "timeout": f"{label} did not answer in time.",
-        "network": f"Could not connect to {label}: check the base URL and that the server is running.",
+        "network": f"Could not connect to {label}: check its base URL and that the server is running.",
         "server": f"{label} had a server error{code}; it is usually temporary.",
         "model_not_found": f"{label} does not know this model{code}.",
         "invalid_request": f"{label} refused the request as invalid{code}.",

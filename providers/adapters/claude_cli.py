@@ -122,7 +122,7 @@ def _failure(conn: Connection, detail: str) -> ProviderError:
     if kind == "auth":
         return ProviderError(
             "auth",
-            f"The Claude CLI behind {conn.label} is not signed in: run `claude` once as the user that runs "
+            f"The Claude CLI behind {conn.label} is not signed in: run “claude” once as the user that runs "
             f"aspweb and sign in with /login. The CLI said: {detail}",
         )
     return ProviderError(kind, plain_message(kind, conn.label, None, detail or "it stopped without saying why."))
@@ -281,7 +281,7 @@ async def health_check(conn: Connection) -> Health:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=conn.timeout)
     except TimeoutError:
         process.kill()
-        raise ProviderError("timeout", "The Claude CLI did not answer `--version` in time.") from None
+        raise ProviderError("timeout", "The Claude CLI did not answer “claude --version” in time.") from None
     latency_ms = round((time.perf_counter() - started) * 1000)
     if process.returncode != 0:
         raise ProviderError("server", f"The Claude CLI failed: {stderr.decode(errors='replace')[:300]}",

@@ -71,12 +71,12 @@ def _test_connection_in_place(page: Page, html: HtmlLog, upstream: FakeUpstream)
     html.take()
 
 
-def _sync_models_in_place(page: Page, html: HtmlLog) -> None:
+def _sync_models_in_place(page: Page, html: HtmlLog, said: str) -> None:
     models = page.locator("#models")
     expect(models).to_contain_text("No models yet.")
     page.evaluate("window.e2eMarker = 'before sync'")
     models.get_by_role("button", name="Sync models").click()
-    expect(models.get_by_role("status")).to_have_text("Sync done: 2 models added.")
+    expect(models.get_by_role("status")).to_have_text(said)
     assert page.evaluate("window.e2eMarker") == "before sync", "the page was reloaded"
     expect(models.locator("tbody tr")).to_have_count(2)
     html.take()
@@ -105,7 +105,8 @@ def test_admin_adds_openai_compatible_provider_tests_it_syncs_and_prices_a_model
 
     _add_provider(page, html, kind_label="OpenAI-compatible URL", name="lab", base_url=upstream.openai_base_url)
     _test_connection_in_place(page, html, upstream)
-    _sync_models_in_place(page, html)
+    _sync_models_in_place(page, html, "Added 2 models: gpt-4o-mini, local-small; 2 have no price yet: "
+                                      "gpt-4o-mini, local-small. Set their prices.")
 
     # genai-prices has no data for an arbitrary OpenAI-compatible server: no model has a price yet.
     for model in ("gpt-4o-mini", "local-small"):
@@ -140,7 +141,8 @@ def test_openai_provider_pointed_at_the_fake_gets_default_prices_on_sync(
 
     _add_provider(page, html, kind_label="OpenAI", name="openai", base_url=upstream.openai_base_url)
     _test_connection_in_place(page, html, upstream)
-    _sync_models_in_place(page, html)
+    _sync_models_in_place(page, html, "Added 2 models: gpt-4o-mini, local-small; 1 has no price yet: local-small. "
+                                      "Set its price.")
 
     cells = _price_cells(page, "gpt-4o-mini")
     assert (_dollars(cells[3]), _dollars(cells[4])) == (Decimal("0.15"), Decimal("0.6"))
@@ -237,3 +239,95 @@ def test_admin_prices_a_model_with_a_1h_write_and_a_long_context_tier(
     assert [_dollars(cell) for cell in cells[3:8]] == [Decimal(3), Decimal(15), Decimal("0.3"), Decimal("3.75"),
                                                        Decimal(6)]
     assert "priced higher above 200,000, 1,000,000 prompt tokens" in " ".join(cells[0].split())
+
+
+def _catalog_row(page: Page, model: str) -> Locator:
+    return page.locator("#models tbody tr").filter(has=page.get_by_role("link", name=model, exact=True))
+
+
+def test_admin_syncs_then_prices_the_unpriced_models_at_once_and_toggles_one_in_place(
+    make_user: Callable[..., User],
+    sign_in: Callable[..., Page],
+    upstream: FakeUpstream,
+) -> None:
+    upstream.api_key = API_KEY
+    upstream.models = ["gpt-4o-mini", "local-small", "local-large"]
+    provider = Provider.objects.create(name="lab", kind="openai_compatible", base_url=upstream.openai_base_url,
+                                       api_key=API_KEY)
+    page = sign_in(make_user("admin"), next_path=f"/providers/{provider.pk}/")
+
+    models = page.locator("#models")
+    models.get_by_role("button", name="Sync models").click()
+    expect(models.get_by_role("status")).to_contain_text("Added 3 models: gpt-4o-mini, local-small, local-large; "
+                                                         "3 have no price yet")
+    # The sync's link opens the bulk edit with the unpriced models ticked.
+    models.get_by_role("status").get_by_role("link", name="Set their prices").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Set prices of several models")
+    for name in ("gpt-4o-mini", "local-large", "local-small"):
+        expect(page.get_by_role("checkbox", name=name)).to_be_checked()
+    page.get_by_role("checkbox", name="gpt-4o-mini").uncheck()
+    _price_field(page, "Input").fill("0.1")
+    _price_field(page, "Output").fill("0.4")
+    page.get_by_role("button", name="Save prices").click()
+    expect(page.locator(".messages")).to_contain_text("New price version saved for 2 models.")
+    for name in ("local-large", "local-small"):
+        cells = [text.strip() for text in _catalog_row(page, name).locator("td").all_inner_texts()]
+        assert (_dollars(cells[3]), _dollars(cells[4])) == (Decimal("0.1"), Decimal("0.4"))
+    expect(_catalog_row(page, "gpt-4o-mini")).to_contain_text("no price yet")
+
+    # Ticked in the catalog, the models go to the bulk edit too, prefilled with their shared price.
+    page.get_by_role("checkbox", name="Select local-large").check()
+    page.get_by_role("checkbox", name="Select local-small").check()
+    page.get_by_role("button", name="Set prices of selected").click()
+    expect(_price_field(page, "Input")).to_have_value("0.1")
+    expect(page.get_by_role("checkbox", name="gpt-4o-mini")).not_to_be_checked()
+    page.go_back()
+
+    # The switch turns a model off without leaving the page.
+    page.evaluate("window.e2eMarker = 'catalog'")
+    switch = _catalog_row(page, "local-small").get_by_role("switch")
+    expect(switch).to_have_attribute("aria-checked", "true")
+    switch.click()
+    expect(_catalog_row(page, "local-small").get_by_role("switch")).to_have_attribute("aria-checked", "false")
+    assert page.evaluate("window.e2eMarker") == "catalog", "the page was reloaded"
+    assert Model.objects.get(provider=provider, name="local-small").enabled is False
+    _catalog_row(page, "local-small").get_by_role("switch").click()
+    expect(_catalog_row(page, "local-small").get_by_role("switch")).to_have_attribute("aria-checked", "true")
+    assert Model.objects.get(provider=provider, name="local-small").enabled is True
+
+
+def test_a_long_model_name_is_cut_with_an_ellipsis_and_whole_in_its_title(
+    make_user: Callable[..., User],
+    sign_in: Callable[..., Page],
+) -> None:
+    long_name = "a-very-long-model-name-" * 8
+    provider = Provider.objects.create(name="p" * 64, kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
+    Model.objects.create(provider=provider, name=long_name)
+    page = sign_in(make_user("admin"), next_path=f"/providers/{provider.pk}/")
+    link = page.get_by_role("link", name=long_name, exact=True)
+    expect(link).to_have_attribute("title", long_name)
+    assert link.evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
+    assert link.evaluate("e => e.scrollWidth > e.clientWidth"), "the name is not cut"
+    # The table stays within the page.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+    page.goto("/providers/")
+    name = page.get_by_role("link", name="p" * 64, exact=True)
+    expect(name).to_have_attribute("title", "p" * 64)
+    assert name.evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
+
+
+def test_out_of_range_settings_are_refused_in_words_next_to_their_fields(
+    make_user: Callable[..., User],
+    sign_in: Callable[..., Page],
+) -> None:
+    provider = Provider.objects.create(name="lab", kind="ollama", base_url="http://127.0.0.1:9/v1")
+    page = sign_in(make_user("admin"), next_path=f"/providers/{provider.pk}/edit/")
+    page.get_by_label("Time limit (seconds)").fill("999999999")
+    page.get_by_label("Retries").fill("-5")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".field.has-error")).to_have_count(2)
+    expect(page.get_by_role("alert").filter(has_text="Enter a number from 1 to 600.")).to_have_count(1)
+    expect(page.get_by_role("alert").filter(has_text="Enter a number from 0 to 10.")).to_have_count(1)
+    provider.refresh_from_db()
+    assert (provider.timeout_seconds, provider.max_retries) == (120, 3)
