@@ -12,6 +12,7 @@ Members may make keys for themselves when an admin allows it: the allowance is D
 
 import hashlib
 import hmac
+import re
 import secrets
 import string
 from dataclasses import dataclass
@@ -37,6 +38,24 @@ KEY_LENGTH = PREFIX_LENGTH + SECRET_LENGTH
 # last_used_at is written at most this often per key: a busy key would otherwise write on every call.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 SELF_SERVICE_PERMISSION = "add_apikey"
+
+
+_KEY_SHAPE = re.compile(rf"{KEY_START}[a-z0-9]{{{PREFIX_LENGTH - len(KEY_START)}}}[A-Za-z0-9]{{{SECRET_LENGTH}}}")
+
+
+def malformed(raw: str) -> str | None:
+    """What is wrong with the shape of `raw` as an aspweb key, in words that name no part of it; None when
+    it has the shape of one (which says nothing of whether it is a key of this aspweb)."""
+    if not raw.startswith(KEY_START):
+        return "This is not an aspweb API key: aspweb keys start with ask-."
+    if len(raw) != KEY_LENGTH:
+        return (f"Malformed API key: an aspweb key is {KEY_LENGTH} characters long (ask- and "
+                f"{KEY_LENGTH - len(KEY_START)} letters and digits), this one is {len(raw)}. "
+                "Check that it was copied whole.")
+    if not _KEY_SHAPE.fullmatch(raw):
+        return (f"Malformed API key: after ask-, an aspweb key holds {PREFIX_LENGTH - len(KEY_START)} lowercase "
+                f"letters or digits, then {SECRET_LENGTH} letters or digits, and nothing else.")
+    return None
 
 
 def _hash(raw: str) -> str:
@@ -87,9 +106,9 @@ class KeyRefused(Exception):
 def api_key_authenticate(raw: str | None) -> ApiKey:
     """The live key `raw` names, with its user; KeyRefused (a 401 for the gateway) otherwise."""
     if not raw:
-        raise KeyRefused("No API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.")
-    if not raw.startswith(KEY_START) or len(raw) != KEY_LENGTH:
-        raise KeyRefused("This is not an aspweb API key (they start with `ask-`).")
+        raise KeyRefused("No API key: send it in an Authorization header (Bearer KEY) or an x-api-key header.")
+    if problem := malformed(raw):
+        raise KeyRefused(problem)
     digest = _hash(raw)
     key = kept.api_keys.get(digest, kept.api_keys.version(), lambda: (_key_of(raw, digest), None))
     now = timezone.now()
@@ -114,7 +133,8 @@ def _key_of(raw: str, digest: str) -> ApiKey:
     # The comparison runs whether or not the prefix matched, so timing tells nothing either way.
     expected = key.key_hash if key is not None else "0" * 64
     if not hmac.compare_digest(expected, digest) or key is None:
-        raise KeyRefused("Incorrect API key.")
+        raise KeyRefused("Unknown API key: it has the shape of an aspweb key, but no key of this aspweb matches it. "
+                         "Check that it was copied whole, or make a new one.")
     return key
 
 

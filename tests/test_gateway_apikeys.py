@@ -38,11 +38,16 @@ def test_authenticate_accepts_the_key_and_refuses_lookalikes(db: None, member_us
     key, raw = make_key(member_user)
     assert apikeys.api_key_authenticate(raw) == key
     for wrong, words in [(None, "No API key"), ("", "No API key"), ("sk-abc", "not an aspweb API key"),
-                         (raw[:-1], "not an aspweb API key"), (raw[:-1] + ("A" if raw[-1] != "A" else "B"),
-                                                               "Incorrect"),
-                         ("ask-zzzzzzzz" + raw[12:], "Incorrect")]:
-        with pytest.raises(apikeys.KeyRefused, match=words):
+                         (raw[:-1], "Malformed API key: .* this one is 51"), ("ask-nope", "Malformed .* this one is 8"),
+                         (raw[:4] + "Z" + raw[5:], "Malformed API key: after ask-"),
+                         (raw[:-1] + "-", "Malformed API key: after ask-"),
+                         (raw[:-1] + ("A" if raw[-1] != "A" else "B"), "Unknown API key"),
+                         ("ask-zzzzzzzz" + raw[12:], "Unknown API key")]:
+        with pytest.raises(apikeys.KeyRefused, match=words) as refused:
             apikeys.api_key_authenticate(wrong)
+        # The words name no part of the key sent, and never claim a key that starts with ask- does not.
+        assert not wrong or wrong[4:] not in refused.value.message
+        assert "start with" not in refused.value.message or not (wrong or "").startswith("ask-")
 
 
 def test_revoked_expired_and_ownerless_keys(db: None, member_user: User) -> None:
