@@ -54,6 +54,7 @@ def apikey_add(request: HttpRequest) -> HttpResponse:
         # Rendered from the POST, never stored or redirected through a URL: the key is shown this once.
         response = render(request, "providers/apikey_created.html", {
             "key": key, "raw": raw, "base_url": request.build_absolute_uri("/v1"),
+            "example_model": apikeys.example_model(key),
         })
         response["Cache-Control"] = "no-store"
         return response

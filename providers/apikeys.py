@@ -27,7 +27,7 @@ from accounts.audit import audit_log
 from aspweb.roles import ADMIN, has_role
 
 from . import kept
-from .models import ApiKey, Model, Route
+from .models import ApiKey, Model, Price, Route
 
 KEY_START = "ask-"
 PREFIX_LENGTH = len(KEY_START) + 8
@@ -162,6 +162,23 @@ def addressable() -> tuple[list[Model], list[Route]]:
         enabled=True, provider__enabled=True, provider__archived_at__isnull=True))
     routes = list(Route.objects.filter(enabled=True))
     return models, routes
+
+
+def example_model(key: ApiKey) -> str | None:
+    """A model address or route name the key may use, in the gateway's naming (PROVIDER/MODEL, or a route's
+    name), for the example shown with a new key: a model with a price in force first (a hard budget refuses
+    unpriced ones), then a route, then any model; None when the key may use nothing enabled now."""
+    models, routes = addressable()
+    priced = set(Price.objects.filter(model__in=models, effective_from__lte=timezone.now())
+                 .values_list("model_id", flat=True))
+    candidates = ([str(model) for model in models if model.pk in priced] + [route.name for route in routes]
+                  + [str(model) for model in models if model.pk not in priced])
+    if key.allowed_models:
+        # A model or route the key names outranks one it may use as one of a whole provider's.
+        allowed = [name for name in candidates if key_allows(key, name)]
+        named = [name for name in allowed if name in key.allowed_models]
+        return next(iter(named + allowed), None)
+    return next(iter(candidates), None)
 
 
 # -- self-service ---------------------------------------------------------------------------------

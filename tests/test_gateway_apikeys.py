@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, User
 from providers import apikeys
-from providers.models import ApiKey
+from providers.models import ApiKey, Model, Route
 from tests.conftest import PASSWORD
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import make_key, make_providers
@@ -227,3 +227,29 @@ def test_an_admin_revokes_any_key_and_it_is_audited(admin_client: Client, member
     assert AuditEvent.objects.filter(action="apikey.revoke", target_id=str(key.pk)).exists()
     with pytest.raises(apikeys.KeyRefused):
         apikeys.api_key_authenticate(raw)
+
+
+# -- the example shown with a new key ------------------------------------------------------------------
+
+
+def test_the_example_names_a_model_the_key_may_use(gateway_models: dict) -> None:
+    # Unrestricted: a priced model (local/fake-model-b has no price), in the gateway's naming.
+    assert apikeys.example_model(make_key()[0]) == "claude/fake-model-a"
+    # Restricted: one of its own, a priced one first; a named model or route before a whole provider's.
+    assert apikeys.example_model(make_key(allowed_models=["local/*"])[0]) == "local/fake-model-a"
+    assert apikeys.example_model(make_key(allowed_models=["local/fake-model-b"])[0]) == "local/fake-model-b"
+    Route.objects.create(name="fast-chat")
+    assert apikeys.example_model(make_key(allowed_models=["claude/*", "fast-chat"])[0]) == "fast-chat"
+    # Nothing it may use is enabled: the page falls back to the placeholder.
+    Model.objects.filter(provider__name="local").update(enabled=False)
+    assert apikeys.example_model(make_key(allowed_models=["local/*", "gone/x"])[0]) is None
+
+
+def test_the_new_key_page_fills_the_example_with_a_real_model(admin_client: Client, gateway_models: dict) -> None:
+    page = admin_client.post(reverse("apikey_add"), {"name": "x", "allowed_models": ["local/*"]}).content.decode()
+    raw = _new_key(page)
+    assert '"model": "local/fake-model-a"' in page and f"Bearer {raw}" in page
+    assert "PROVIDER/MODEL" not in page and 'data-copy="new-key"' in page and "js/copy.js" in page
+    Model.objects.update(enabled=False)
+    page = admin_client.post(reverse("apikey_add"), {"name": "y"}).content.decode()
+    assert '"model": "PROVIDER/MODEL"' in page
