@@ -16,15 +16,19 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from django.contrib.auth.models import Permission
 from django.db import transaction
+from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.audit import audit_log
 from aspweb.roles import ADMIN, has_role
+from usage.models import DailyApiKeyUsage
 
 from . import kept
 from .models import ApiKey, Model, Price, Route
@@ -146,6 +150,18 @@ def key_allows(key: ApiKey, address: str) -> bool:
         return True
     provider, sep, _ = address.partition("/")
     return bool(sep) and f"{provider}/*" in allowed
+
+
+def with_spend_since(keys: QuerySet[ApiKey], first_day: date) -> QuerySet[ApiKey]:
+    """`keys`, each with `spent` (its calls' cost from `first_day` on, a ledger day) and `unpriced` (its calls
+    in that time that nothing priced, which `spent` leaves out): summed by the database from the daily
+    rollup per key, in the query that lists the keys."""
+    days = DailyApiKeyUsage.objects.filter(api_key=OuterRef("pk"), day__gte=first_day).order_by().values("api_key")
+    zero = Value(Decimal(0), output_field=DecimalField(max_digits=22, decimal_places=10))
+    return keys.annotate(
+        spent=Coalesce(Subquery(days.annotate(total=Sum("cost")).values("total")), zero),
+        unpriced=Coalesce(Subquery(days.annotate(total=Sum("unpriced")).values("total")), 0),
+    )
 
 
 def key_status(key: ApiKey, now: datetime | None = None) -> Literal["active", "revoked", "expired"]:

@@ -4,11 +4,14 @@ import hashlib
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -18,6 +21,8 @@ from providers.models import ApiKey, Model, Route
 from tests.conftest import PASSWORD
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import make_key, make_providers
+from tests.usage_support import write
+from usage.services import day_start, ledger_timezone
 
 KEY_PATTERN = re.compile(r"^ask-[a-z0-9]{8}[A-Za-z0-9]{40}$")
 
@@ -253,3 +258,37 @@ def test_the_new_key_page_fills_the_example_with_a_real_model(admin_client: Clie
     Model.objects.update(enabled=False)
     page = admin_client.post(reverse("apikey_add"), {"name": "y"}).content.decode()
     assert '"model": "PROVIDER/MODEL"' in page
+
+
+def test_the_list_shows_each_keys_spend_this_month_in_its_one_query(admin_client: Client, gateway_models: dict,
+                                                                    django_assert_num_queries: Callable) -> None:
+    priced, unpriced = gateway_models["claude/fake-model-a"], gateway_models["local/fake-model-b"]
+    busy, _ = make_key(name="busy")
+    free, _ = make_key(name="free")
+    make_key(name="idle")
+    month = timezone.localtime(timezone.now(), ledger_timezone()).date().replace(day=1)
+    write(priced, api_key=busy, input_tokens=1_000_000, output_tokens=0)  # $1 at $1 per 1M input tokens
+    write(priced, api_key=busy, input_tokens=250_000, output_tokens=250_000)  # $0.25 + $0.50
+    write(priced, api_key=busy, input_tokens=9_000_000, output_tokens=0,  # last month's
+          created_at=day_start(month) - timedelta(minutes=1))
+    write(unpriced, api_key=free, input_tokens=100)
+
+    spent = {key.name: (key.spent, key.unpriced) for key in apikeys.with_spend_since(ApiKey.objects.all(), month)}
+    assert spent == {"busy": (Decimal("1.75"), 0), "free": (0, 1), "idle": (0, 0)}
+
+    admin_client.get(reverse("apikey_list"))  # the signed-in person and their rights, kept from now on
+    with CaptureQueriesContext(connection) as first:
+        page = admin_client.get(reverse("apikey_list")).content.decode()
+    rows = {name: re.search(rf"<tr>\s*<td>{name}<br>.*?</tr>", page, re.S).group(0) for name in spent}
+    assert '<td class="num">$1.75</td>' in rows["busy"]
+    assert '<td class="num">$0.00<br><small class="warn">+ 1 unpriced call</small></td>' in rows["free"]
+    assert '<td class="num">$0.00</td>' in rows["idle"]
+    assert f"Spent in {month:%B}" in page
+    listing = [q["sql"] for q in first.captured_queries if '"providers_apikey"' in q["sql"].split("WHERE")[0]]
+    assert len(listing) == 1 and "usage_dailyapikeyusage" in listing[0]
+
+    for n in range(5):  # more keys, more calls: not one query more
+        write(priced, api_key=make_key(name=f"more {n}")[0])
+    with django_assert_num_queries(len(first.captured_queries)):
+        page = admin_client.get(reverse("apikey_list")).content.decode()
+    assert page.count('<td class="num">$') == 8
