@@ -49,6 +49,34 @@ class AdminSignInForm(ThrottledSignIn, AdminAuthenticationForm):
     """The Django admin's own sign-in page, throttled alike."""
 
 
+class AuditFilterForm(forms.Form):
+    """The audit log's filters, all optional: who (part of an e-mail, an address or a command's name), what was
+    done, to what kind of object, and between which days (both included, in the server's time zone)."""
+
+    actor = forms.CharField(required=False, max_length=254, label="Who",
+                            widget=forms.TextInput(attrs={"placeholder": "e-mail or address", "type": "search"}))
+    action = forms.ChoiceField(required=False, label="Action",
+                               widget=forms.Select(attrs={"data-submit-on-change": True}))
+    type = forms.ChoiceField(required=False, label="Object type",
+                             widget=forms.Select(attrs={"data-submit-on-change": True}))
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, actions: list[str], types: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from .audit import action_words
+
+        self.fields["action"].choices = [("", "any action"), *((a, f"{action_words(a)} ({a})") for a in actions)]
+        self.fields["type"].choices = [("", "any object"), *((t, t) for t in types)]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since > until:
+            self.add_error("until", f"The last day ({until:%Y-%m-%d}) comes before the first ({since:%Y-%m-%d}).")
+        return cleaned
+
+
 class UserForm(forms.ModelForm):
     roles = forms.MultipleChoiceField(
         choices=[(r, f"{r} — {ROLE_HELP[r]}") for r in ROLES], required=False,

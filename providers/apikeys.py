@@ -87,7 +87,7 @@ def api_key_create(*, name: str, user: Any, actor: Any, allowed_models: list[str
         )
         audit_log(actor, "apikey.create", key, owner=user.email if user else "", models=key.allowed_models,
                   rpm_limit=rpm_limit, tpm_limit=tpm_limit,
-                  expires_at=expires_at.isoformat() if expires_at else "")
+                  expires_at=expires_at.isoformat(timespec="seconds") if expires_at else "")
     return key, raw
 
 
