@@ -13,6 +13,9 @@ from aspweb.roles import ROLES
 from . import signin
 from .models import User
 
+# Django's own words do not say which address they refuse.
+INVALID_EMAIL = "“%(value)s” is not a valid e-mail address."
+
 ROLE_HELP = {
     "Admin": "providers, models, prices, users, keys, audit log",
     "Finance": "cost dashboards, budgets and alerts",
@@ -42,7 +45,8 @@ class SignInForm(ThrottledSignIn):
         "invalid_login": "Please enter a correct e-mail and password. The password is case-sensitive.",
     }
     username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True,
-                                                                            "autocomplete": "email"}))
+                                                                            "autocomplete": "email"}),
+                                error_messages={"invalid": INVALID_EMAIL})
 
 
 class AdminSignInForm(ThrottledSignIn, AdminAuthenticationForm):
@@ -87,6 +91,7 @@ class UserForm(forms.ModelForm):
         model = User
         fields = ["email", "name", "is_active"]
         labels = {"is_active": "Active (may sign in)"}
+        error_messages = {"email": {"invalid": INVALID_EMAIL}}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -98,7 +103,7 @@ class UserForm(forms.ModelForm):
     def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip().lower()
         if User.objects.filter(email__iexact=email).exclude(pk=self.instance.pk).exists():
-            raise forms.ValidationError("A user with this e-mail already exists.")
+            raise forms.ValidationError(f"A user with the e-mail {email} already exists.")
         return email
 
     def save_roles(self, user: User) -> tuple[set[str], set[str]]:

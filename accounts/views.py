@@ -7,12 +7,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from aspweb.roles import ADMIN, role_required
+from aspweb.roles import ADMIN, ROLES, role_required
 
 from . import signin
 from .audit import audit_log
@@ -47,7 +48,20 @@ def home(request: HttpRequest) -> HttpResponse:
 @role_required(ADMIN)
 def user_list(request: HttpRequest) -> HttpResponse:
     users = User.objects.prefetch_related("groups")
-    return render(request, "accounts/user_list.html", {"users": users, "locked": signin.locked_emails()})
+    query = request.GET.get("q", "").strip()
+    if query:
+        users = users.filter(Q(email__icontains=query) | Q(name__icontains=query))
+    rows = [(user, _role_names(user)) for user in users]
+    return render(request, "accounts/user_list.html", {"rows": rows, "query": query,
+                                                       "locked": signin.locked_emails()})
+
+
+def _role_names(user: User) -> list[str]:
+    """The user's roles as the role matrix counts them: a superuser is an admin, whatever groups they have."""
+    names = {group.name for group in user.groups.all()} & set(ROLES)
+    if user.is_superuser:
+        names.add(ADMIN)
+    return [role for role in ROLES if role in names]
 
 
 @role_required(ADMIN)

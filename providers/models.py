@@ -240,6 +240,8 @@ class ApiKey(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -261,7 +263,7 @@ class Route(models.Model):
         COST = "cost", "Lowest cost"
 
     name = models.CharField(max_length=100, unique=True, validators=[route_name_validator],
-                            help_text="What applications put in `model`, e.g. fast-chat.")
+                            help_text="The model name applications ask for, e.g. fast-chat.")
     strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.PRIORITY)
     enabled = models.BooleanField(default=True)
     cache_ttl_seconds = models.PositiveIntegerField(

@@ -63,7 +63,7 @@ def test_duplicate_email_and_weak_password_are_form_errors(admin_client: Client,
     make_user("member", email="taken@example.com")
     response = admin_client.post(reverse("user_add"), {"email": "TAKEN@example.com", "roles": ["Member"],
                                                        "password": ""})
-    assert "A user with this e-mail already exists." in response.content.decode()
+    assert "A user with the e-mail taken@example.com already exists." in response.content.decode()
     response = admin_client.post(reverse("user_add"), {"email": "x@example.com", "roles": ["Member"],
                                                        "password": "123"})
     assert "This password is too short" in response.content.decode()
