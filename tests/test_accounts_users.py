@@ -74,3 +74,33 @@ def test_key_counts_read_one_api_key_and_two_api_keys(admin_client: Client) -> N
     make_key(name="two")
     assert "2 live API keys, everyone's" in admin_client.get(reverse("apikey_list")).content.decode()
     assert "2 API keys, everyone's" in admin_client.get(reverse("apikey_list"), {"all": "1"}).content.decode()
+
+
+def _forms() -> list[type]:
+    import importlib
+    import inspect
+    import pkgutil
+
+    from django import forms
+
+    found = []
+    for app in ("accounts", "budgets", "playground", "providers", "usage"):
+        for module in pkgutil.walk_packages(importlib.import_module(app).__path__, f"{app}."):
+            if ".migrations" in module.name or ".management" in module.name:
+                continue
+            for _, cls in inspect.getmembers(importlib.import_module(module.name), inspect.isclass):
+                if issubclass(cls, forms.BaseForm) and cls.__module__.startswith(app):
+                    found.append(cls)
+    return found
+
+
+def test_no_help_text_holds_literal_backticks() -> None:
+    from django.apps import apps
+
+    texts = {f"{model.__name__}.{field.name}": str(getattr(field, "help_text", ""))
+             for model in apps.get_models() for field in model._meta.get_fields()}
+    forms = _forms()
+    assert len(forms) > 5
+    texts |= {f"{form.__name__}.{name}": str(field.help_text) for form in forms
+              for name, field in form.base_fields.items()}
+    assert [name for name, text in texts.items() if "`" in text] == []
