@@ -52,6 +52,9 @@ ACTIONS = {
     "user.signout": "signed out",
 }
 
+# Kinds of object, as people say them; a kind not listed reads as its code.
+TARGETS = {"apikey": "API key", "deployment": "deployment", "notification": "notification"}
+
 # Detail names as people say them.
 LABELS = {
     "rpm_limit": "RPM limit", "tpm_limit": "TPM limit", "expires_at": "expires", "effective_from": "effective from",
@@ -72,6 +75,10 @@ _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 def action_words(action: str) -> str:
     return ACTIONS.get(action, action)
+
+
+def target_words(target_type: str) -> str:
+    return TARGETS.get(target_type, target_type)
 
 
 def label(name: str) -> str:

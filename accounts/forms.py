@@ -68,10 +68,10 @@ class AuditFilterForm(forms.Form):
 
     def __init__(self, *args: Any, actions: list[str], types: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from .audit import action_words
+        from .audit import action_words, target_words
 
         self.fields["action"].choices = [("", "any action"), *((a, f"{action_words(a)} ({a})") for a in actions)]
-        self.fields["type"].choices = [("", "any object"), *((t, t) for t in types)]
+        self.fields["type"].choices = [("", "any object"), *((t, target_words(t)) for t in types)]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -18,3 +18,8 @@ def audit_details(event: Any) -> list[tuple[str, str]]:
 @register.filter
 def audit_action(action: str) -> str:
     return audit.action_words(action)
+
+
+@register.filter
+def audit_target(target_type: str) -> str:
+    return audit.target_words(target_type)
