@@ -61,7 +61,8 @@ LABELS = {
     "cache_read": "cache read", "cache_write": "cache write", "cache_write_1h": "cache write (1 hour)",
     "hard_limit": "hard limit", "old_total": "cost before", "new_total": "cost after", "delta": "difference",
     "records": "calls", "changed": "changed", "fields": "changed", "ok": "connection works", "is_active": "active",
-    "added": "added", "removed": "removed", "minutes": "minutes",
+    "added": "added", "removed": "removed", "minutes": "minutes", "api_key": "API key", "base_url": "base URL",
+    "timeout_seconds": "timeout (seconds)", "cache_ttl_seconds": "cache time (seconds)",
 }
 # What an empty value means, where it means more than "none".
 EMPTY = {"models": "any", "expires_at": "never", "owner": "an application", "until": "no end"}

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from aspweb.roles import ROLES
 
 from . import signin
+from .audit import action_words, target_words
 from .models import User
 
 # Django's own words do not say which address they refuse.
@@ -68,8 +69,6 @@ class AuditFilterForm(forms.Form):
 
     def __init__(self, *args: Any, actions: list[str], types: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from .audit import action_words, target_words
-
         self.fields["action"].choices = [("", "any action"), *((a, f"{action_words(a)} ({a})") for a in actions)]
         self.fields["type"].choices = [("", "any object"), *((t, target_words(t)) for t in types)]
 

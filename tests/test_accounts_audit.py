@@ -47,7 +47,7 @@ def test_a_new_key_reads_in_plain_words(admin_user: User) -> None:
     ({"roles": []}, "roles: none"),
     ({"added": ["Finance"], "removed": ["Member"]}, "added: Finance; removed: Member"),
     ({"is_active": {"from": True, "to": False}}, "active: yes → no"),
-    ({"fields": ["base_url", "max_retries"]}, "changed: base url, max retries"),
+    ({"fields": ["base_url", "max_retries"]}, "changed: base URL, max retries"),
     ({"input": "1.250000000000", "amount": "1234.5"}, "input: $1.25 per 1M tokens; amount: $1,234.50"),
     ({"tiers": [{"above": "200000", "input": "2.5", "output": None}]},
      "tiers: above 200,000 tokens: input $2.50 per 1M tokens, output none"),
