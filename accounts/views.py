@@ -151,9 +151,10 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         events = events.filter(action=chosen["action"])
     if chosen.get("type"):
         events = events.filter(target_type=chosen["type"])
-    if chosen.get("since"):
+    # The first and last days a calendar holds mean no bound (and would overflow in another time zone).
+    if chosen.get("since") and chosen["since"] > date.min + timedelta(days=1):
         events = events.filter(created_at__gte=_day_start(chosen["since"]))
-    if chosen.get("until") and "until" not in form.errors:
+    if chosen.get("until") and chosen["until"] < date.max - timedelta(days=1):
         events = events.filter(created_at__lt=_day_start(chosen["until"] + timedelta(days=1)))
     page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
     filtered = any(chosen.get(name) for name in ("actor", "action", "type", "since", "until"))
