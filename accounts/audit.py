@@ -115,7 +115,7 @@ def value_words(name: str, value: Any) -> str:
         return ", ".join(f"{label(k)} {value_words(k, v)}" for k, v in value.items())
     if name in PRICES | AMOUNTS and (amount := _decimal(value)) is not None:
         return f"{usd(amount, 12)} per 1M tokens" if name in PRICES else money(amount)
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+    if isinstance(value, int) or (isinstance(value, str) and value.isascii() and value.isdigit()):
         return f"{int(value):,}"
     if isinstance(value, str) and _TIMESTAMP.match(value):
         try:

@@ -53,6 +53,7 @@ def test_a_new_key_reads_in_plain_words(admin_user: User) -> None:
      "tiers: above 200,000 tokens: input $2.50 per 1M tokens, output none"),
     ({"since": "2025-05-01T00:00:00+00:00", "until": ""}, "since: {may}; until: no end"),
     ({"ok": False}, "connection works: no"),
+    ({"name": "²", "amount": "NaN", "since": "2025-13-45T99:99"}, "name: ²; amount: —; since: 2025-13-45T99:99"),
 ])
 def test_details_read_without_python_reprs(details: dict, words: str) -> None:
     may = timezone.localtime(datetime(2025, 5, 1, tzinfo=UTC)).strftime("%Y-%m-%d %H:%M")
