@@ -11,7 +11,11 @@ from django.core.exceptions import ValidationError
 from aspweb.roles import ROLES
 
 from . import signin
+from .audit import action_words, target_words
 from .models import User
+
+# Django's own words do not say which address they refuse.
+INVALID_EMAIL = "“%(value)s” is not a valid e-mail address."
 
 ROLE_HELP = {
     "Admin": "providers, models, prices, users, keys, audit log",
@@ -42,11 +46,38 @@ class SignInForm(ThrottledSignIn):
         "invalid_login": "Please enter a correct e-mail and password. The password is case-sensitive.",
     }
     username = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True,
-                                                                            "autocomplete": "email"}))
+                                                                            "autocomplete": "email"}),
+                                error_messages={"invalid": INVALID_EMAIL})
 
 
 class AdminSignInForm(ThrottledSignIn, AdminAuthenticationForm):
     """The Django admin's own sign-in page, throttled alike."""
+
+
+class AuditFilterForm(forms.Form):
+    """The audit log's filters, all optional: who (part of an e-mail, an address or a command's name), what was
+    done, to what kind of object, and between which days (both included, in the server's time zone)."""
+
+    actor = forms.CharField(required=False, max_length=254, label="Who",
+                            widget=forms.TextInput(attrs={"placeholder": "e-mail or address", "type": "search"}))
+    action = forms.ChoiceField(required=False, label="Action",
+                               widget=forms.Select(attrs={"data-submit-on-change": True}))
+    type = forms.ChoiceField(required=False, label="Object type",
+                             widget=forms.Select(attrs={"data-submit-on-change": True}))
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, actions: list[str], types: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [("", "any action"), *((a, f"{action_words(a)} ({a})") for a in actions)]
+        self.fields["type"].choices = [("", "any object"), *((t, target_words(t)) for t in types)]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since > until:
+            self.add_error("until", f"The last day ({until:%Y-%m-%d}) comes before the first ({since:%Y-%m-%d}).")
+        return cleaned
 
 
 class UserForm(forms.ModelForm):
@@ -59,6 +90,7 @@ class UserForm(forms.ModelForm):
         model = User
         fields = ["email", "name", "is_active"]
         labels = {"is_active": "Active (may sign in)"}
+        error_messages = {"email": {"invalid": INVALID_EMAIL}}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -70,7 +102,7 @@ class UserForm(forms.ModelForm):
     def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip().lower()
         if User.objects.filter(email__iexact=email).exclude(pk=self.instance.pk).exists():
-            raise forms.ValidationError("A user with this e-mail already exists.")
+            raise forms.ValidationError(f"A user with the e-mail {email} already exists.")
         return email
 
     def save_roles(self, user: User) -> tuple[set[str], set[str]]:

@@ -1,4 +1,4 @@
-"""Sign-in throttling, with django-axes, and the audit log of sign-ins.
+"""Sign-in throttling, with django-axes, and the audit log of sign-ins and sign-outs.
 
 Axes counts failed sign-ins per account (the e-mail typed) and per client address. Once either reaches
 AXES_FAILURE_LIMIT within AXES_COOLOFF_TIME, its backend (first in AUTHENTICATION_BACKENDS) refuses that
@@ -25,7 +25,7 @@ from axes.helpers import get_client_ip_address
 from axes.models import AccessAttempt
 from axes.signals import user_locked_out
 from django.conf import settings
-from django.contrib.auth.signals import user_login_failed
+from django.contrib.auth.signals import user_logged_out, user_login_failed
 from django.db.models import Sum
 from django.http import HttpRequest
 from django.utils import timezone
@@ -96,6 +96,13 @@ def _locked_out(sender: Any, request: HttpRequest, username: str | None, ip_addr
               minutes=cooloff_minutes())
 
 
+def _signed_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    # Signing out of a session that had ended already (user None) ends nobody's.
+    if user is not None and getattr(user, "is_authenticated", False):
+        audit_log(user, "user.signout", user, address=_address(request))
+
+
 def follow() -> None:
     user_login_failed.connect(_failed, dispatch_uid="accounts.signin.failed")
+    user_logged_out.connect(_signed_out, dispatch_uid="accounts.signin.signed_out")
     user_locked_out.connect(_locked_out, dispatch_uid="accounts.signin.locked_out")

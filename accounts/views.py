@@ -1,3 +1,5 @@
+from datetime import date, datetime, time, timedelta
+
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
@@ -5,16 +7,22 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from aspweb.roles import ADMIN, role_required
+from aspweb.roles import ADMIN, ROLES, role_required
 
 from . import signin
 from .audit import audit_log
-from .forms import SetPasswordForm, SignInForm, UserForm
+from .forms import AuditFilterForm, SetPasswordForm, SignInForm, UserForm
 from .models import AuditEvent, User
+
+AUDIT_PAGE_SIZE = 50
+# A user's fields as the audit log names them.
+_FIELD_NAMES = {"email": "e-mail", "is_active": "active"}
 
 
 class SignInView(auth_views.LoginView):
@@ -40,7 +48,20 @@ def home(request: HttpRequest) -> HttpResponse:
 @role_required(ADMIN)
 def user_list(request: HttpRequest) -> HttpResponse:
     users = User.objects.prefetch_related("groups")
-    return render(request, "accounts/user_list.html", {"users": users, "locked": signin.locked_emails()})
+    query = request.GET.get("q", "").strip()
+    if query:
+        users = users.filter(Q(email__icontains=query) | Q(name__icontains=query))
+    rows = [(user, _role_names(user)) for user in users]
+    return render(request, "accounts/user_list.html", {"rows": rows, "query": query,
+                                                       "locked": signin.locked_emails()})
+
+
+def _role_names(user: User) -> list[str]:
+    """The user's roles as the role matrix counts them: a superuser is an admin, whatever groups they have."""
+    names = {group.name for group in user.groups.all()} & set(ROLES)
+    if user.is_superuser:
+        names.add(ADMIN)
+    return [role for role in ROLES if role in names]
 
 
 @role_required(ADMIN)
@@ -80,9 +101,10 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
             with transaction.atomic():
                 form.save()
                 added, removed = form.save_roles(user)
-                changed = [f for f in form.changed_data if f != "roles"]
+                changed = {_FIELD_NAMES.get(f, f): {"from": form.initial.get(f), "to": form.cleaned_data[f]}
+                           for f in form.changed_data if f != "roles"}
                 if changed:
-                    audit_log(request.user, "user.update", user, fields=changed)
+                    audit_log(request.user, "user.update", user, **changed)
                 if added or removed:
                     audit_log(request.user, "user.roles", user, added=sorted(added), removed=sorted(removed))
             messages.success(request, f"{user.email} saved.")
@@ -116,11 +138,30 @@ def _password_shown_once(request: HttpRequest, user: User, form: SetPasswordForm
 
 @role_required(ADMIN)
 def audit_list(request: HttpRequest) -> HttpResponse:
+    everything = AuditEvent.objects.order_by()
+    form = AuditFilterForm(request.GET or None,
+                           actions=sorted(everything.values_list("action", flat=True).distinct()),
+                           types=sorted(everything.values_list("target_type", flat=True).distinct()))
+    valid = form.is_valid() if form.is_bound else True
+    chosen = form.cleaned_data if form.is_bound else {}
     events = AuditEvent.objects.all()
-    target_type = request.GET.get("type", "")
-    if target_type:
-        events = events.filter(target_type=target_type)
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
-    types = AuditEvent.objects.order_by().values_list("target_type", flat=True).distinct()
-    return render(request, "accounts/audit_list.html", {"page": page, "types": sorted(types),
-                                                        "target_type": target_type})
+    if chosen.get("actor"):
+        events = events.filter(actor_label__icontains=chosen["actor"].strip())
+    if chosen.get("action"):
+        events = events.filter(action=chosen["action"])
+    if chosen.get("type"):
+        events = events.filter(target_type=chosen["type"])
+    # The first and last days a calendar holds mean no bound (and would overflow in another time zone).
+    if chosen.get("since") and chosen["since"] > date.min + timedelta(days=1):
+        events = events.filter(created_at__gte=_day_start(chosen["since"]))
+    if chosen.get("until") and chosen["until"] < date.max - timedelta(days=1):
+        events = events.filter(created_at__lt=_day_start(chosen["until"] + timedelta(days=1)))
+    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    filtered = any(chosen.get(name) for name in ("actor", "action", "type", "since", "until"))
+    return render(request, "accounts/audit_list.html", {"page": page, "form": form, "filtered": filtered},
+                  status=200 if valid else 400)
+
+
+def _day_start(day: date) -> datetime:
+    """The first instant of `day` in the server's time zone (settings.TIME_ZONE)."""
+    return timezone.make_aware(datetime.combine(day, time.min))

@@ -37,10 +37,19 @@ def has_role(user: Any, *roles: str) -> bool:
     return bool(user_roles(user) & set(roles))
 
 
+# The people of each role, as a sentence names them.
+PEOPLE = {ADMIN: "admins", FINANCE: "finance", MEMBER: "members"}
+
+
+def people(roles: tuple[str, ...]) -> str:
+    """The people of `roles` as a sentence lists them: "admins", "members, admins or finance"."""
+    names = [PEOPLE[role] for role in roles]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def _check(request: HttpRequest, roles: tuple[str, ...]) -> None:
     if not has_role(request.user, *roles):
-        names = ", ".join(roles[:-1]) + " or " + roles[-1] if len(roles) > 1 else roles[0]
-        raise PermissionDenied(f"This page is for {names} users.")
+        raise PermissionDenied(f"This page is for {people(roles)}.")
 
 
 def _signed_in(request: HttpRequest, roles: tuple[str, ...]) -> bool:

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import User
 from aspweb.roles import ADMIN, FINANCE, MEMBER, role_required
+from usage.services import ledger_timezone
 
 from . import apikeys
 from .apikey_forms import ApiKeyForm
@@ -34,8 +35,10 @@ def apikey_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     if not show_all:
         keys = keys.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True)
-    rows = [(key, apikeys.key_status(key, now)) for key in keys]
-    return render(request, "providers/apikey_list.html", {"rows": rows, "rights": rights, "show_all": show_all})
+    month = timezone.localtime(now, ledger_timezone()).date().replace(day=1)
+    rows = [(key, apikeys.key_status(key, now)) for key in apikeys.with_spend_since(keys, month)]
+    return render(request, "providers/apikey_list.html", {"rows": rows, "rights": rights, "show_all": show_all,
+                                                          "month": month})
 
 
 @role_required(ADMIN, FINANCE, MEMBER)
@@ -54,6 +57,7 @@ def apikey_add(request: HttpRequest) -> HttpResponse:
         # Rendered from the POST, never stored or redirected through a URL: the key is shown this once.
         response = render(request, "providers/apikey_created.html", {
             "key": key, "raw": raw, "base_url": request.build_absolute_uri("/v1"),
+            "example_model": apikeys.example_model(key),
         })
         response["Cache-Control"] = "no-store"
         return response

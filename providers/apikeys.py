@@ -12,21 +12,26 @@ Members may make keys for themselves when an admin allows it: the allowance is D
 
 import hashlib
 import hmac
+import re
 import secrets
 import string
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from django.contrib.auth.models import Permission
 from django.db import transaction
+from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.audit import audit_log
 from aspweb.roles import ADMIN, has_role
+from usage.models import DailyApiKeyUsage
 
 from . import kept
-from .models import ApiKey, Model, Route
+from .models import ApiKey, Model, Price, Route
 
 KEY_START = "ask-"
 PREFIX_LENGTH = len(KEY_START) + 8
@@ -37,6 +42,24 @@ KEY_LENGTH = PREFIX_LENGTH + SECRET_LENGTH
 # last_used_at is written at most this often per key: a busy key would otherwise write on every call.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 SELF_SERVICE_PERMISSION = "add_apikey"
+
+
+_KEY_SHAPE = re.compile(rf"{KEY_START}[a-z0-9]{{{PREFIX_LENGTH - len(KEY_START)}}}[A-Za-z0-9]{{{SECRET_LENGTH}}}")
+
+
+def malformed(raw: str) -> str | None:
+    """What is wrong with the shape of `raw` as an aspweb key, in words that name no part of it; None when
+    it has the shape of one (which says nothing of whether it is a key of this aspweb)."""
+    if not raw.startswith(KEY_START):
+        return "This is not an aspweb API key: aspweb keys start with ask-."
+    if len(raw) != KEY_LENGTH:
+        return (f"Malformed API key: an aspweb key is {KEY_LENGTH} characters long (ask- and "
+                f"{KEY_LENGTH - len(KEY_START)} letters and digits), this one is {len(raw)}. "
+                "Check that it was copied whole.")
+    if not _KEY_SHAPE.fullmatch(raw):
+        return (f"Malformed API key: after ask-, an aspweb key holds {PREFIX_LENGTH - len(KEY_START)} lowercase "
+                f"letters or digits, then {SECRET_LENGTH} letters or digits, and nothing else.")
+    return None
 
 
 def _hash(raw: str) -> str:
@@ -64,7 +87,7 @@ def api_key_create(*, name: str, user: Any, actor: Any, allowed_models: list[str
         )
         audit_log(actor, "apikey.create", key, owner=user.email if user else "", models=key.allowed_models,
                   rpm_limit=rpm_limit, tpm_limit=tpm_limit,
-                  expires_at=expires_at.isoformat() if expires_at else "")
+                  expires_at=expires_at.isoformat(timespec="seconds") if expires_at else "")
     return key, raw
 
 
@@ -87,9 +110,9 @@ class KeyRefused(Exception):
 def api_key_authenticate(raw: str | None) -> ApiKey:
     """The live key `raw` names, with its user; KeyRefused (a 401 for the gateway) otherwise."""
     if not raw:
-        raise KeyRefused("No API key: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.")
-    if not raw.startswith(KEY_START) or len(raw) != KEY_LENGTH:
-        raise KeyRefused("This is not an aspweb API key (they start with `ask-`).")
+        raise KeyRefused("No API key: send it in an Authorization header (Bearer KEY) or an x-api-key header.")
+    if problem := malformed(raw):
+        raise KeyRefused(problem)
     digest = _hash(raw)
     key = kept.api_keys.get(digest, kept.api_keys.version(), lambda: (_key_of(raw, digest), None))
     now = timezone.now()
@@ -114,7 +137,8 @@ def _key_of(raw: str, digest: str) -> ApiKey:
     # The comparison runs whether or not the prefix matched, so timing tells nothing either way.
     expected = key.key_hash if key is not None else "0" * 64
     if not hmac.compare_digest(expected, digest) or key is None:
-        raise KeyRefused("Incorrect API key.")
+        raise KeyRefused("Unknown API key: it has the shape of an aspweb key, but no key of this aspweb matches it. "
+                         "Check that it was copied whole, or make a new one.")
     return key
 
 
@@ -126,6 +150,18 @@ def key_allows(key: ApiKey, address: str) -> bool:
         return True
     provider, sep, _ = address.partition("/")
     return bool(sep) and f"{provider}/*" in allowed
+
+
+def with_spend_since(keys: QuerySet[ApiKey], first_day: date) -> QuerySet[ApiKey]:
+    """`keys`, each with `spent` (its calls' cost from `first_day` on, a ledger day) and `unpriced` (its calls
+    in that time that nothing priced, which `spent` leaves out): summed by the database from the daily
+    rollup per key, in the query that lists the keys."""
+    days = DailyApiKeyUsage.objects.filter(api_key=OuterRef("pk"), day__gte=first_day).order_by().values("api_key")
+    zero = Value(Decimal(0), output_field=DecimalField(max_digits=22, decimal_places=10))
+    return keys.annotate(
+        spent=Coalesce(Subquery(days.annotate(total=Sum("cost")).values("total")), zero),
+        unpriced=Coalesce(Subquery(days.annotate(total=Sum("unpriced")).values("total")), 0),
+    )
 
 
 def key_status(key: ApiKey, now: datetime | None = None) -> Literal["active", "revoked", "expired"]:
@@ -142,6 +178,23 @@ def addressable() -> tuple[list[Model], list[Route]]:
         enabled=True, provider__enabled=True, provider__archived_at__isnull=True))
     routes = list(Route.objects.filter(enabled=True))
     return models, routes
+
+
+def example_model(key: ApiKey) -> str | None:
+    """A model address or route name the key may use, in the gateway's naming (PROVIDER/MODEL, or a route's
+    name), for the example shown with a new key: a model with a price in force first (a hard budget refuses
+    unpriced ones), then a route, then any model; None when the key may use nothing enabled now."""
+    models, routes = addressable()
+    priced = set(Price.objects.filter(model__in=models, effective_from__lte=timezone.now())
+                 .values_list("model_id", flat=True))
+    candidates = ([str(model) for model in models if model.pk in priced] + [route.name for route in routes]
+                  + [str(model) for model in models if model.pk not in priced])
+    if key.allowed_models:
+        # A model or route the key names outranks one it may use as one of a whole provider's.
+        allowed = [name for name in candidates if key_allows(key, name)]
+        named = [name for name in allowed if name in key.allowed_models]
+        return next(iter(named + allowed), None)
+    return next(iter(candidates), None)
 
 
 # -- self-service ---------------------------------------------------------------------------------

@@ -240,8 +240,9 @@ def test_a_call_without_a_valid_key_is_401_in_the_endpoints_shape(models: dict, 
     revoked.save()
     expired, expired_raw = make_key(expires_at=timezone.now() + timedelta(hours=1))
     ApiKey.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    cases = {None: "No API key", "sk-not-ours": "not an aspweb API key", "ask-" + "x" * 48: "Incorrect API key",
-             revoked_raw: "was revoked", expired_raw: "expired"}
+    cases = {None: "No API key", "sk-not-ours": "not an aspweb API key: aspweb keys start with ask-",
+             "ask-nope": "Malformed API key: an aspweb key is 52 characters long", "ask-" + "x" * 47 + "!": "Malformed",
+             "ask-" + "x" * 48: "Unknown API key", revoked_raw: "was revoked", expired_raw: "expired"}
     for raw, words in cases.items():
         answer = call(path, body, key=raw)
         assert answer.status == 401, raw

@@ -4,20 +4,25 @@ import hashlib
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent, User
 from providers import apikeys
-from providers.models import ApiKey
+from providers.models import ApiKey, Model, Route
 from tests.conftest import PASSWORD
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import make_key, make_providers
+from tests.usage_support import write
+from usage.services import day_start, ledger_timezone
 
 KEY_PATTERN = re.compile(r"^ask-[a-z0-9]{8}[A-Za-z0-9]{40}$")
 
@@ -38,11 +43,16 @@ def test_authenticate_accepts_the_key_and_refuses_lookalikes(db: None, member_us
     key, raw = make_key(member_user)
     assert apikeys.api_key_authenticate(raw) == key
     for wrong, words in [(None, "No API key"), ("", "No API key"), ("sk-abc", "not an aspweb API key"),
-                         (raw[:-1], "not an aspweb API key"), (raw[:-1] + ("A" if raw[-1] != "A" else "B"),
-                                                               "Incorrect"),
-                         ("ask-zzzzzzzz" + raw[12:], "Incorrect")]:
-        with pytest.raises(apikeys.KeyRefused, match=words):
+                         (raw[:-1], "Malformed API key: .* this one is 51"), ("ask-nope", "Malformed .* this one is 8"),
+                         (raw[:4] + "Z" + raw[5:], "Malformed API key: after ask-"),
+                         (raw[:-1] + "-", "Malformed API key: after ask-"),
+                         (raw[:-1] + ("A" if raw[-1] != "A" else "B"), "Unknown API key"),
+                         ("ask-zzzzzzzz" + raw[12:], "Unknown API key")]:
+        with pytest.raises(apikeys.KeyRefused, match=words) as refused:
             apikeys.api_key_authenticate(wrong)
+        # The words name no part of the key sent, and never claim a key that starts with ask- does not.
+        assert not wrong or wrong[4:] not in refused.value.message
+        assert "start with" not in refused.value.message or not (wrong or "").startswith("ask-")
 
 
 def test_revoked_expired_and_ownerless_keys(db: None, member_user: User) -> None:
@@ -222,3 +232,63 @@ def test_an_admin_revokes_any_key_and_it_is_audited(admin_client: Client, member
     assert AuditEvent.objects.filter(action="apikey.revoke", target_id=str(key.pk)).exists()
     with pytest.raises(apikeys.KeyRefused):
         apikeys.api_key_authenticate(raw)
+
+
+# -- the example shown with a new key ------------------------------------------------------------------
+
+
+def test_the_example_names_a_model_the_key_may_use(gateway_models: dict) -> None:
+    # Unrestricted: a priced model (local/fake-model-b has no price), in the gateway's naming.
+    assert apikeys.example_model(make_key()[0]) == "claude/fake-model-a"
+    # Restricted: one of its own, a priced one first; a named model or route before a whole provider's.
+    assert apikeys.example_model(make_key(allowed_models=["local/*"])[0]) == "local/fake-model-a"
+    assert apikeys.example_model(make_key(allowed_models=["local/fake-model-b"])[0]) == "local/fake-model-b"
+    Route.objects.create(name="fast-chat")
+    assert apikeys.example_model(make_key(allowed_models=["claude/*", "fast-chat"])[0]) == "fast-chat"
+    # Nothing it may use is enabled: the page falls back to the placeholder.
+    Model.objects.filter(provider__name="local").update(enabled=False)
+    assert apikeys.example_model(make_key(allowed_models=["local/*", "gone/x"])[0]) is None
+
+
+def test_the_new_key_page_fills_the_example_with_a_real_model(admin_client: Client, gateway_models: dict) -> None:
+    page = admin_client.post(reverse("apikey_add"), {"name": "x", "allowed_models": ["local/*"]}).content.decode()
+    raw = _new_key(page)
+    assert '"model": "local/fake-model-a"' in page and f"Bearer {raw}" in page
+    assert "PROVIDER/MODEL" not in page and 'data-copy="new-key"' in page and "js/copy.js" in page
+    Model.objects.update(enabled=False)
+    page = admin_client.post(reverse("apikey_add"), {"name": "y"}).content.decode()
+    assert '"model": "PROVIDER/MODEL"' in page
+
+
+def test_the_list_shows_each_keys_spend_this_month_in_its_one_query(admin_client: Client, gateway_models: dict,
+                                                                    django_assert_num_queries: Callable) -> None:
+    priced, unpriced = gateway_models["claude/fake-model-a"], gateway_models["local/fake-model-b"]
+    busy, _ = make_key(name="busy")
+    free, _ = make_key(name="free")
+    make_key(name="idle")
+    month = timezone.localtime(timezone.now(), ledger_timezone()).date().replace(day=1)
+    write(priced, api_key=busy, input_tokens=1_000_000, output_tokens=0)  # $1 at $1 per 1M input tokens
+    write(priced, api_key=busy, input_tokens=250_000, output_tokens=250_000)  # $0.25 + $0.50
+    write(priced, api_key=busy, input_tokens=9_000_000, output_tokens=0,  # last month's
+          created_at=day_start(month) - timedelta(minutes=1))
+    write(unpriced, api_key=free, input_tokens=100)
+
+    spent = {key.name: (key.spent, key.unpriced) for key in apikeys.with_spend_since(ApiKey.objects.all(), month)}
+    assert spent == {"busy": (Decimal("1.75"), 0), "free": (0, 1), "idle": (0, 0)}
+
+    admin_client.get(reverse("apikey_list"))  # the signed-in person and their rights, kept from now on
+    with CaptureQueriesContext(connection) as first:
+        page = admin_client.get(reverse("apikey_list")).content.decode()
+    rows = {name: re.search(rf"<tr>\s*<td>{name}<br>.*?</tr>", page, re.S).group(0) for name in spent}
+    assert '<td class="num">$1.75</td>' in rows["busy"]
+    assert '<td class="num">$0.00<br><small class="warn">+ 1 unpriced call</small></td>' in rows["free"]
+    assert '<td class="num">$0.00</td>' in rows["idle"]
+    assert f"Spent in {month:%B}" in page
+    listing = [q["sql"] for q in first.captured_queries if '"providers_apikey"' in q["sql"].split("WHERE")[0]]
+    assert len(listing) == 1 and "usage_dailyapikeyusage" in listing[0]
+
+    for n in range(5):  # more keys, more calls: not one query more
+        write(priced, api_key=make_key(name=f"more {n}")[0])
+    with django_assert_num_queries(len(first.captured_queries)):
+        page = admin_client.get(reverse("apikey_list")).content.decode()
+    assert page.count('<td class="num">$') == 8

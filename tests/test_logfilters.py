@@ -26,7 +26,7 @@ def test_a_page_refused_for_a_role_logs_one_line(client_as: Callable[[str], Clie
     assert record.name == "django.request"
     assert record.exc_info is None and record.exc_text is None
     assert record.getMessage() == f"Forbidden (Permission denied): /audit/ for user {user.pk}: " \
-                                  "This page is for Admin users."
+                                  "This page is for admins."
     assert "Traceback" not in caplog.text
 
 

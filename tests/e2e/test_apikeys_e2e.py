@@ -4,9 +4,11 @@ import re
 from collections.abc import Callable
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Page, expect
 
 from accounts.models import User
+from providers import apikeys
+from providers.models import ApiKey
 from tests.e2e.conftest import readme_screenshot
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import make_providers
@@ -40,11 +42,71 @@ def test_an_admin_issues_a_key_that_works_until_revoked(make_user: Callable[...,
     expect(row).to_contain_text(raw[:12])
     expect(row).to_contain_text(owner.email)
     expect(row).to_contain_text("30 req/min")
-    expect(row.locator("td").nth(6)).to_have_text(re.compile(r"^(now|\d+ seconds? ago|a second ago)$"))
+    expect(row.locator("td").nth(7)).to_have_text(re.compile(r"^(now|\d+\s+seconds?\s+ago|a second ago)$"))
     assert raw not in page.content()
     readme_screenshot(page, "apikeys.png")
 
+    page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Revoke billing app").click()
     expect(page.locator(".messages")).to_contain_text("revoked")
     gone = httpx.get(f"{live_server_url}/v1/models", headers={"Authorization": f"Bearer {raw}"})
     assert gone.status_code == 401 and "revoked" in gone.json()["error"]["message"]
+
+
+def _page_width(page: Page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth")
+
+
+def test_the_new_key_fits_the_page_and_copies_exactly(make_user: Callable[..., User], sign_in: Callable[..., Page],
+                                                      upstream: FakeUpstream) -> None:
+    make_providers(upstream)
+    page = sign_in(make_user("admin"), next_path="/apikeys/add/")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.get_by_label("Name").fill("a script with a rather long name that goes on")
+    page.get_by_label("claude/fake-model-a").check()
+    page.get_by_role("button", name="Make the key").click()
+    key = page.locator("#new-key")
+    raw = key.inner_text()
+    assert re.fullmatch(r"ask-[a-z0-9]{8}[A-Za-z0-9]{40}", raw)
+
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 800})
+        assert _page_width(page) <= width, f"the page is wider than a {width} px window"
+        # The key stays inside its card, on as many lines as it takes.
+        card, box = page.locator("section.card").bounding_box(), key.bounding_box()
+        assert box["x"] >= card["x"] and box["x"] + box["width"] <= card["x"] + card["width"]
+
+    example = page.locator("#key-example").inner_text()
+    # The example uses the one model this key may use, named as the gateway names it.
+    assert '"model": "claude/fake-model-a"' in example and f"Bearer {raw}" in example
+    assert "PROVIDER/MODEL" not in example
+
+    page.get_by_role("button", name="Copy the key").click()
+    expect(page.get_by_role("button", name="Copy the key")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == raw
+    page.get_by_role("button", name="Copy the example").click()
+    assert page.evaluate("navigator.clipboard.readText()") == example
+
+
+def test_revoking_a_key_asks_first(make_user: Callable[..., User], sign_in: Callable[..., Page]) -> None:
+    key, _ = apikeys.api_key_create(name="ci <runner>", user=None, actor=None)
+    page = sign_in(make_user("admin"), next_path="/apikeys/")
+    questions: list[str] = []
+
+    def answer(dialog: Dialog, accept: bool) -> None:
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=False))
+    page.get_by_role("button", name="Revoke ci <runner>").click()
+    expect(page.get_by_role("row").filter(has_text="ci <runner>")).to_contain_text("active")
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is None
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=True))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Revoke ci <runner>").click()
+    expect(page.locator(".messages")).to_contain_text(f"Key ci <runner> ({key.prefix}…) revoked")
+    question = f"Revoke key ci <runner> ({key.prefix}…)? Whatever uses it is refused from then on."
+    assert questions == [question, question]
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None

@@ -167,7 +167,7 @@ def test_member_sees_no_providers_link_and_is_refused_the_providers_page(
     assert response is not None
     assert response.status == 403
     expect(page.get_by_role("heading", level=1)).to_have_text("You do not have access to this page")
-    expect(page.get_by_role("main")).to_contain_text("This page is for Admin users.")
+    expect(page.get_by_role("main")).to_contain_text("This page is for admins.")
 
 
 TIER_FIELDS = ("above (prompt tokens)", "input", "output", "cache read", "cache write (5 minutes)",
