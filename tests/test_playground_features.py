@@ -20,8 +20,9 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
-from playground import snippets
+from playground import services, snippets
 from playground.models import Answer, Conversation, Turn
+from providers.adapters.base import ProviderError
 from providers.models import Model, Price, Provider
 from providers.templatetags.money import money
 from tests.fakes.upstream import FakeUpstream
@@ -438,3 +439,20 @@ def test_pages_show_no_python_reprs(client: Client, member: User, catalog: tuple
     assert not re.search(r"\bNone\b|\bFalse\b|\bTrue\b", text)
     assert not re.search(r"\b1 tokens\b|\d{4}-\d\d-\d\dT\d\d:", text)
     assert answers_of(turn.pk)[0].status == Answer.Status.STOPPED
+
+
+@pytest.mark.parametrize(("retry_after", "words"), [(1, "Retry in 1 second."), (1.5, "Retry in 1.5 seconds."),
+                                                    (7, "Retry in 7 seconds."), (None, "Retry in a minute.")])
+def test_a_rate_limit_says_when_to_retry_in_plain_words(retry_after: float | None, words: str) -> None:
+    error = ProviderError("rate_limit", "slow down", status=429, retry_after=retry_after)
+    assert services.describe_error(error, "lab") == f"lab is rate limiting requests. {words}"
+
+
+def test_token_counts_are_grouped_in_thousands(client: Client, member: User, catalog: tuple[Model, Model]) -> None:
+    conversation = Conversation.objects.create(user=member, title="Big")
+    turn = Turn.objects.create(conversation=conversation, prompt="Hi")
+    _finished(turn, catalog[0], "a", input_tokens=123456, output_tokens=7890)
+    page = client.get(reverse("playground_conversation", args=[conversation.pk])).content.decode()
+    assert "<dd>123,456</dd>" in page and "<dd>7,890</dd>" in page
+    estimate = client.post(reverse("playground_estimate"), send_data(catalog[0], max_tokens=100000)).content.decode()
+    assert "up to 100,000 out" in estimate
