@@ -158,3 +158,19 @@ def test_a_long_title_keeps_to_one_line_and_an_overlong_one_is_refused(member_pa
     expect(page.get_by_role("alert").filter(has_text="at most 120 characters")).to_be_visible()
     expect(heading).to_have_attribute("title", title)
     assert Conversation.objects.get().title == title
+
+
+def test_a_stopped_answer_counts_in_the_running_cost(member_page: Page, catalog: tuple[Model, Model],
+                                                     upstream: FakeUpstream) -> None:
+    upstream.reply = "A long answer, word by word. " * 20
+    upstream.chunk_delay = 0.1
+    page = member_page
+    _send(page, catalog[0], "Tell me a long story")
+    pane = page.locator("article.pane")
+    expect(pane.locator(".answer-text")).to_contain_text("A long answer")
+    expect(page.locator("#pg-cost")).to_have_text("Nothing spent yet.")
+    pane.get_by_role("button", name="Stop").click()
+    expect(pane).to_have_attribute("data-status", "stopped")
+    record = UsageRecord.objects.get()
+    assert record.cost > 0
+    expect(page.locator("#pg-cost")).to_contain_text(f"{money(record.cost)} on 1 answer")
