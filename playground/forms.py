@@ -96,8 +96,8 @@ class ChatForm(forms.Form):
 class RenameForm(forms.Form):
     """A conversation's new title: spaces and line breaks collapse to single spaces, then it must fit."""
 
-    title = forms.CharField(label="Title", strip=False, widget=forms.TextInput(
-        attrs={"maxlength": Conversation.TITLE_MAX_LENGTH, "id": "pg-title"}))
+    # No max_length here: the limit counts the title once its spaces have collapsed.
+    title = forms.CharField(label="Title", strip=False, error_messages={"required": "Give the conversation a title."})
 
     def clean_title(self) -> str:
         title = " ".join(self.cleaned_data["title"].split())

@@ -13,6 +13,7 @@ from decimal import Decimal
 from html.parser import HTMLParser
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -20,6 +21,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
+from aspweb.roles import MEMBER
 from playground import services, snippets
 from playground.models import Answer, Conversation, Turn
 from providers.adapters.base import ProviderError
@@ -274,6 +276,7 @@ def test_the_python_snippet_runs_against_the_live_gateway(gateway: str, upstream
                                                           make_user: Callable[..., User],
                                                           settings: pytest.FixtureRequest) -> None:
     cheap, _ = make_catalog(upstream)
+    Group.objects.get_or_create(name=MEMBER)  # an earlier transactional test's flush may have taken it
     member = make_user("member")
     client = Client()
     client.force_login(member)
@@ -384,7 +387,8 @@ def test_a_title_too_long_is_refused_with_a_clear_error(client: Client, member: 
 
     response = client.post(url, {"title": "x" * 300})  # without JavaScript: the page, with the error
     assert response.status_code == 400 and "at most 120 characters" in response.content.decode()
-    assert "Give the conversation a title." in client.post(url, {"title": "  \n "}, headers=HTMX).content.decode()
+    for blank in ("", "  \n "):
+        assert "Give the conversation a title." in client.post(url, {"title": blank}, headers=HTMX).content.decode()
 
     fits = " ".join(["word"] * 24)  # 119 characters once the spaces collapse
     response = client.post(url, {"title": fits.replace(" ", "    ")}, headers=HTMX)
