@@ -84,7 +84,7 @@ def curl(body: dict[str, Any], base_url: str) -> str:
 
 def python(body: dict[str, Any], base_url: str) -> str:
     arguments = "".join(f"    {name}={_literal(value, 4)},\n" for name, value in body.items())
-    return ("import os\n\nfrom openai import OpenAI\n\n"
+    return ("# pip install openai\nimport os\n\nfrom openai import OpenAI\n\n"
             f"client = OpenAI(base_url={json.dumps(base_url + '/v1')}, "
             f"api_key=os.environ[{json.dumps(KEY_VARIABLE)}])\n\n"
             f"completion = client.chat.completions.create(\n{arguments})\n"
@@ -92,7 +92,8 @@ def python(body: dict[str, Any], base_url: str) -> str:
 
 
 def javascript(body: dict[str, Any], base_url: str) -> str:
-    return ('import OpenAI from "openai";\n\n'
+    return ("// npm install openai; run as an ES module (a .mjs file), which allows the top-level await\n"
+            'import OpenAI from "openai";\n\n'
             f"const client = new OpenAI({{\n  baseURL: {json.dumps(base_url + '/v1')},\n"
             f"  apiKey: process.env.{KEY_VARIABLE},\n}});\n\n"
             f"const completion = await client.chat.completions.create({_literal(body, 0)});\n"
