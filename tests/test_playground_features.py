@@ -6,11 +6,13 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -460,3 +462,15 @@ def test_token_counts_are_grouped_in_thousands(client: Client, member: User, cat
     assert "<dd>123,456</dd>" in page and "<dd>7,890</dd>" in page
     estimate = client.post(reverse("playground_estimate"), send_data(catalog[0], max_tokens=100000)).content.decode()
     assert "up to 100,000 out" in estimate
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to parse the JavaScript snippet")
+def test_the_javascript_snippet_parses_as_an_es_module(tmp_path: Path) -> None:
+    body = {"model": "a/b", "messages": [{"role": "user", "content": "It's \"quoted\" \\ and\nnew ${x} `y` \u2028"}],
+            "temperature": 0.5, "max_tokens": 10, "stop": ["END"]}
+    script = tmp_path / "snippet.mjs"
+    script.write_text(snippets.javascript(body, "http://h"))
+    result = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    script.write_text(snippets.javascript(body, "http://h").replace("create(", "create(]"))
+    assert subprocess.run(["node", "--check", str(script)], capture_output=True, timeout=60).returncode != 0
