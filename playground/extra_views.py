@@ -40,7 +40,7 @@ def request_code(request: HttpRequest) -> HttpResponse:
         if data["conversation"]:
             conversation = _get_conversation_for_user(data["conversation"], request.user)
             turns = list(conversation.turns.prefetch_related("answers"))
-            if data["edit_last"]:
+            if data["edit_last"] and data["prompt"].strip():  # the edited prompt replaces the last one
                 turns = turns[:-1]
         found = snippets.snippets(models=form.models, params=form.params, prompt=data["prompt"], turns=turns,
                                   base_url=_base_url(request))

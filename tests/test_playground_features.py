@@ -236,6 +236,8 @@ def test_view_code_without_a_prompt_shows_the_last_request_and_follows_the_site_
     # Editing the last prompt: the request replaces that turn.
     page = _code(client, send_data(catalog[0], prompt="Better", conversation=conversation.pk, edit_last="1"))
     assert _curl_body(_snippet(page, 1, "curl"))["messages"] == [{"role": "user", "content": "Better"}]
+    page = _code(client, send_data(catalog[0], prompt="", conversation=conversation.pk, edit_last="1"))
+    assert _curl_body(_snippet(page, 1, "curl"))["messages"] == [{"role": "user", "content": "What is SSE?"}]
 
 
 def test_view_code_says_what_it_needs_and_keeps_to_its_owner(client: Client, catalog: tuple[Model, Model],
