@@ -19,7 +19,7 @@ from .views import VIEWERS, _get_conversation_for_user
 def conversation_cost(request: HttpRequest, pk: int) -> HttpResponse:
     """The conversation's running cost; the heading asks again after each answer."""
     conversation = _get_conversation_for_user(pk, request.user)
-    return render(request, "playground/_cost.html", {"conversation": conversation})
+    return render(request, "playground/tools.html#cost", {"conversation": conversation})
 
 
 def _base_url(request: HttpRequest) -> str:
@@ -45,5 +45,5 @@ def request_code(request: HttpRequest) -> HttpResponse:
         found = snippets.snippets(models=form.models, params=form.params, prompt=data["prompt"], turns=turns,
                                   base_url=_base_url(request))
     keys_url = _base_url(request) + reverse("apikey_list")
-    return render(request, "playground/_code.html", {"snippets": found, "keys_url": keys_url,
+    return render(request, "playground/tools.html#code", {"snippets": found, "keys_url": keys_url,
                                                      "key_variable": snippets.KEY_VARIABLE})
