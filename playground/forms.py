@@ -6,6 +6,7 @@ from django import forms
 from providers.models import Model
 from providers.templatetags.money import usd
 
+from .models import Conversation
 from .services import MAX_LANES, Params
 
 MAX_STOP_SEQUENCES = 4
@@ -15,7 +16,9 @@ COMPARE_FIELDS = tuple(f"compare_{n}" for n in range(1, MAX_LANES))
 def model_label(model: Model) -> str:
     price = model.price_now
     prices = f"{usd(price.input, 12)} in / {usd(price.output, 12)} out per 1M" if price else "no price set"
-    return f"{model.label} · {prices}"
+    # The provider first: two providers may offer models of the same name, and a closed picker shows
+    # only the chosen option's text, not its group.
+    return f"{model.provider.name} · {model.label} · {prices}"
 
 
 class ChatForm(forms.Form):
@@ -88,3 +91,19 @@ class ChatForm(forms.Form):
         for name, model in zip(("model", *COMPARE_FIELDS), models, strict=False):
             initial[name] = model.pk
         return initial
+
+
+class RenameForm(forms.Form):
+    """A conversation's new title: spaces and line breaks collapse to single spaces, then it must fit."""
+
+    # No max_length here: the limit counts the title once its spaces have collapsed.
+    title = forms.CharField(label="Title", strip=False, error_messages={"required": "Give the conversation a title."})
+
+    def clean_title(self) -> str:
+        title = " ".join(self.cleaned_data["title"].split())
+        if not title:
+            raise forms.ValidationError("Give the conversation a title.")
+        limit = Conversation.TITLE_MAX_LENGTH
+        if len(title) > limit:
+            raise forms.ValidationError(f"A title has at most {limit} characters; this one has {len(title)}.")
+        return title

@@ -5,8 +5,11 @@ from django.db import models
 class Conversation(models.Model):
     """A person's saved chat, with the parameters it was last sent with. Only its owner ever sees it."""
 
+    # Long enough for a sentence; the heading and the history show one line of it, ellipsed.
+    TITLE_MAX_LENGTH = 120
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=TITLE_MAX_LENGTH)
     system = models.TextField(blank=True)
     temperature = models.FloatField(null=True, blank=True)
     top_p = models.FloatField(null=True, blank=True)
@@ -82,6 +85,13 @@ class Answer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_address} ({self.status})"
+
+    @property
+    def model_display(self) -> str:
+        """"provider · model" as the picker names it; from the address once the model is deleted."""
+        if self.model is not None:
+            return f"{self.model.provider.name} · {self.model.label}"
+        return " · ".join(self.model_address.split("/", 1))
 
     @property
     def is_pending(self) -> bool:

@@ -345,7 +345,8 @@ def describe_error(error: BaseException, provider: str) -> str:
         if error.kind == "auth":
             return f"{provider} rejected its API key. Ask an admin to check the key of provider {provider}."
         if error.kind == "rate_limit":
-            when = f"in {error.retry_after:g} seconds" if error.retry_after else "in a minute"
+            seconds = error.retry_after
+            when = f"in {seconds:g} second{'' if seconds == 1 else 's'}" if seconds else "in a minute"
             return f"{provider} is rate limiting requests. Retry {when}."
         if error.kind == "timeout":
             return f"Timed out: {error.message}"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import extra_views, views
 
 urlpatterns = [
     path("playground/", views.index, name="playground"),
@@ -12,4 +12,6 @@ urlpatterns = [
     path("playground/c/<int:pk>/delete/", views.delete, name="playground_delete"),
     path("playground/answers/<int:pk>/stream/", views.answer_stream, name="playground_stream"),
     path("playground/answers/<int:pk>/stop/", views.answer_stop, name="playground_stop"),
+    path("playground/code/", extra_views.request_code, name="playground_code"),
+    path("playground/c/<int:pk>/cost/", extra_views.conversation_cost, name="playground_cost"),
 ]

@@ -30,7 +30,7 @@ from providers import calls
 from providers.adapters.base import ChatRequest, ProviderError
 
 from . import services
-from .forms import ChatForm
+from .forms import ChatForm, RenameForm
 from .models import Answer, Conversation, Turn
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ def _history(user: Any) -> list[Conversation]:
     return list(Conversation.objects.filter(user=user).only("pk", "title", "updated_at")[:HISTORY_LENGTH])
 
 
-def _page(request: HttpRequest, conversation: Conversation | None, form: ChatForm | None = None) -> HttpResponse:
+def _page(request: HttpRequest, conversation: Conversation | None, form: ChatForm | None = None,
+          **extra: Any) -> HttpResponse:
     catalog = services.catalog()
     turns = services.transcript(conversation) if conversation else []
     if form is None:
@@ -68,7 +69,7 @@ def _page(request: HttpRequest, conversation: Conversation | None, form: ChatFor
         form = ChatForm(initial=initial, catalog=catalog)
     return render(request, PAGE, {
         "conversation": conversation, "turns": turns, "form": form, "history": _history(request.user),
-        "can_send": has_role(request.user, *SENDERS), "catalog_empty": not catalog,
+        "can_send": has_role(request.user, *SENDERS), "catalog_empty": not catalog, **extra,
     })
 
 
@@ -157,12 +158,18 @@ def regenerate(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(*SENDERS)
 def rename(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _get_conversation_for_user(pk, request.user)
-    title = " ".join(request.POST.get("title", "").split())[:200]
-    if title:
-        services.conversation_rename(conversation=conversation, title=title)
+    form = RenameForm(request.POST)
+    if form.is_valid():
+        services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
+    elif not request.htmx:
+        response = _page(request, conversation, rename_form=form)
+        response.status_code = 400
+        return response
     if not request.htmx:
         return redirect("playground_conversation", pk=conversation.pk)
-    context = {"conversation": conversation, "history": _history(request.user), "oob": True, "can_send": True}
+    # Refused, the heading comes back with the error under the title field (a 200: htmx swaps it).
+    context = {"conversation": conversation, "history": _history(request.user), "oob": True, "can_send": True,
+               "rename_form": None if form.is_valid() else form}
     return HttpResponse(render_to_string(f"{PAGE}#head", context, request)
                         + render_to_string(f"{PAGE}#history", context, request))
 

@@ -233,7 +233,7 @@ def test_the_estimate_is_input_at_the_input_price_up_to_max_tokens_at_the_output
     html = response.content.decode()
     # 400 characters ≈ 100 tokens: $1 x 100 / 1M = $0.0001, plus up to 1000 x $2 / 1M = $0.002.
     assert "$0.0001 \u2013 $0.0021" in html
-    assert "≈100 tokens in, up to 1000 out" in html
+    assert "≈100 tokens in, up to 1,000 out" in html
     assert "no price set" in html  # the model without a price
 
 

@@ -76,6 +76,8 @@ POLICY: dict[str, tuple[str, str]] = {
     "playground_delete": ("playground_send:others", "POST"),
     "playground_stream": ("playground_send:others", "GET"),
     "playground_stop": ("playground_send:others", "POST"),
+    "playground_code": ("playground", "POST"),
+    "playground_cost": ("playground:others", "GET"),
     "route_list": ("admin", "GET"),
     "route_add": ("admin", "GET"),
     "route_detail": ("admin", "GET"),
@@ -140,7 +142,7 @@ def objects(db: None, make_user: Callable) -> dict[str, int | str]:
 def _url(name: str, objects: dict[str, int | str]) -> str:
     if name in ("playground_stream", "playground_stop"):
         return reverse(name, kwargs={"pk": objects["answer"]})
-    if name.startswith("playground_") and name not in ("playground_estimate", "playground_send"):
+    if name.startswith("playground_") and name not in ("playground_estimate", "playground_send", "playground_code"):
         return reverse(name, kwargs={"pk": objects["conversation"]})
     kwargs = {
         "user_edit": {"pk": objects["user"]}, "user_password": {"pk": objects["user"]},

@@ -80,7 +80,7 @@ def test_an_answer_streams_token_by_token_then_renders_with_its_metrics(
     assert prompt.input_value() == "How do\nserver-sent events work?"
     # The estimate follows the typing: input at $1/1M, up to 1024 tokens out at $2/1M.
     expect(page.locator("#estimate")).to_contain_text("fake-model-a")
-    expect(page.locator("#estimate")).to_contain_text("up to 1024 out")
+    expect(page.locator("#estimate")).to_contain_text("up to 1,024 out")
 
     prompt.press("Enter")
     pane = page.locator("article.pane").first
