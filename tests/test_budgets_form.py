@@ -133,9 +133,9 @@ def test_the_longest_name_on_the_longest_target_makes_a_whole_alert(db: None, ma
 def test_a_page_for_several_roles_names_them_in_a_list(db: None, make_user: Callable[..., User]) -> None:
     response = _client(make_user("none")).get(reverse("budget_list"))
     assert response.status_code == 403
-    assert "This page is for Admin, Finance or Member users." in response.content.decode()
+    assert "This page is for admins, finance or members." in response.content.decode()
     response = _client(make_user("member", email="m@example.com")).get(reverse("budget_add"))
-    assert "This page is for Admin or Finance users." in response.content.decode()
+    assert "This page is for admins or finance." in response.content.decode()
 
 
 def test_an_unknown_test_channel_is_refused_in_words(db: None, finance: User) -> None:
