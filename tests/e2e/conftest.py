@@ -203,4 +203,4 @@ def readme_screenshot(page: Page, name: str) -> None:
     redrawn only when asked (ASPWEB_SCREENSHOTS=1): a test run leaves the tree as it was."""
     if os.environ.get("ASPWEB_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=SCREENSHOTS / name, full_page=True)
+        page.screenshot(path=SCREENSHOTS / name, full_page=True, caret="initial")
