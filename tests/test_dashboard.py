@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -256,19 +257,23 @@ def test_the_default_view_reads_each_name_table_once(ledger: dict[str, Any], peo
 
 
 # The group table's rows as the template wrote them with Django's filters, before the view wrote them itself.
-REFERENCE_ROW = Template("""{% load money humanize %}{% for group, drill_query in rows %}{% with f=group.figures %}\
+REFERENCE_ROW = Template("""{% load money humanize %}{% for group, drill_query, calls_query in rows %}\
+{% with f=group.figures %}\
 <tr><td>{% if drill_query %}<a href="{{ page_url }}{{ drill_query }}">{{ group.label }}</a>{% else %}{{ group.label }}\
 {% endif %}</td><td class="num">{{ f.requests|intcomma }}</td><td class="num">{% if f.error_percent is not None %}\
 {{ f.error_percent|floatformat:1 }}&nbsp;%{% else %}—{% endif %}</td><td class="num">{{ f.input_tokens|intcomma }}</td>\
 <td class="num">{{ f.output_tokens|intcomma }}</td><td class="num">{{ f.cache_read_tokens|intcomma }}</td>\
 <td class="num">{{ f.cache_write_tokens|intcomma }}</td><td class="num">{{ f.cache_write_1h_tokens|intcomma }}</td>\
-<td class="num">{{ f.cost|money }}</td><td class="num">{% if f.unpriced %}<span class="warn">{{ f.unpriced|intcomma }}\
+<td class="num">{{ f.cost|money }}{% if f.unpriced %} <span class="badge warn" title="Leaves out \
+{{ f.unpriced|intcomma }} call{{ f.unpriced|pluralize }} without a price">+&nbsp;unpriced</span>{% endif %}</td>\
+<td class="num">{% if f.unpriced %}<span class="warn">{{ f.unpriced|intcomma }}\
 &nbsp;call{{ f.unpriced|pluralize }}</span><br><small>{{ f.unpriced_tokens|intcomma }}&nbsp;tokens</small>\
 {% else %}—{% endif %}\
 </td><td class="num">\
 {% if f.avg_latency_ms is not None %}{{ f.avg_latency_ms|floatformat:0|intcomma }}&nbsp;ms{% else %}—{% endif %}</td>\
 <td class="num">{% if f.avg_ttft_ms is not None %}{{ f.avg_ttft_ms|floatformat:0|intcomma }}&nbsp;ms\
-{% else %}—{% endif %}</td></tr>
+{% else %}—{% endif %}</td><td>{% if group.key is not None %}<a class="calls-link" href="/calls/{{ calls_query }}\
+">Calls<span class="visually-hidden"> of {{ group.label }}</span></a>{% endif %}</td></tr>
 {% endwith %}{% endfor %}""")
 
 
@@ -280,7 +285,15 @@ def test_the_table_rows_read_as_the_template_filters_wrote_them(ledger: dict[str
     assert len(rows) > 1 and any(drill for _, drill in rows) is (group == "provider")
     if group == "day":  # days with one call without a price, several, and none
         assert {min(g.figures.unpriced, 2) for g, _ in rows} == {0, 1, 2}
-    expected = REFERENCE_ROW.render(Context({"rows": rows, "page_url": reverse("dashboard")}))
+    # Each row's calls: the view's days narrowed to the group (a day: that day); none for "No user", "No API key".
+    calls = []
+    for g, _ in rows:
+        narrower = {"date_from": g.key.isoformat(), "date_to": g.key.isoformat()} if group == "day" else {
+            "date_from": "2025-01-01", "date_to": "2025-01-31", group: g.key}
+        calls.append("?" + urlencode(narrower) if g.key is not None else "")
+    assert any(calls) and (group in ("user", "api_key")) is (not all(calls))
+    expected = REFERENCE_ROW.render(Context({"rows": [(*row, query) for row, query in zip(rows, calls, strict=True)],
+                                             "page_url": reverse("dashboard")}))
     assert str(response.context["table_rows"]) == expected
     assert expected in response.content.decode()
     for value, unit in ((12.25, "0.1"), (2.5, "1"), (1999.5, "1"), (0.05, "0.1")):  # halves round up
@@ -306,7 +319,7 @@ def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], peo
     # Beside the cost, the calls it leaves out: those without a price, and their tokens.
     assert figures.unpriced > 1 and figures.unpriced_tokens > 0 and figures.cache_write_1h_tokens > 0
     notice = html.split('id="unpriced-notice">', 1)[1].split("</p>", 1)[0]
-    assert f"{figures.unpriced:,} calls without a price, {figures.unpriced_tokens:,} tokens, not in the cost" \
+    assert f"{figures.unpriced:,} calls without a price</a>, {figures.unpriced_tokens:,} tokens, not in the cost" \
         in notice
     assert html.index('id="unpriced-notice"') < html.index('aria-label="Totals"')
 
@@ -350,12 +363,13 @@ def test_the_notice_links_to_exactly_the_unpriced_calls_it_counts(ledger: dict[s
     link = _notice_link(admin.get(reverse("dashboard"), params).content.decode())
     assert link.startswith("/calls/?unpriced=true&date_from=2025-01-01&date_to=2025-01-31")
     assert sorted(_listed_request_ids(admin, link)) == expected
-    # Finance sees only their own calls in that list: everyone's unpriced calls come as the CSV export.
+    # Finance lists everyone's calls too: the same link, the same calls; and the list's export is them as CSV.
     finance = _client(people["finance"])
     html = finance.get(reverse("dashboard"), params).content.decode()
-    link = _notice_link(html)
-    assert link.startswith("/calls/export.csv?unpriced=true&") and "download>Export them as CSV</a>" in html
-    assert sorted(row["request_id"] for row in _csv(finance.get(link))) == expected
+    assert _notice_link(html) == link and "Export them as CSV" not in html
+    assert sorted(_listed_request_ids(finance, link)) == expected
+    export = link.replace("/calls/?", "/calls/export.csv?")
+    assert sorted(row["request_id"] for row in _csv(finance.get(export))) == expected
 
 
 def test_my_usage_notice_links_to_my_own_unpriced_calls(ledger: dict[str, Any], people: dict[str, User]) -> None:
@@ -738,7 +752,10 @@ def test_a_segment_title_names_the_day_provider_and_cost() -> None:
     assert "<title>2025-02-01: $1.25 in all</title>"  # cents from a dollar up in svg
     assert "<title>2025-02-02: $0.00 in all</title>" in svg  # an empty day is still there to hover
     assert svg.count("<rect class=\"s") == 2
-    assert ">$2.00</text>" in svg  # the axis tops out at a round amount above the largest day
+    # The axis tops out at the first round tick above the largest day, in steps of $0.50.
+    assert [label for label in ("$0.00", "$0.50", "$1.00", "$1.50") if f">{label}</text>" in svg] == [
+        "$0.00", "$0.50", "$1.00", "$1.50"]
+    assert ">$2.00</text>" not in svg and ">$0.25</text>" not in svg
 
 
 def test_charts_of_nothing_still_draw() -> None:
@@ -747,7 +764,35 @@ def test_charts_of_nothing_still_draw() -> None:
     assert "Nothing in this range." in charts.bar_chart([], title="t")
 
 
-@pytest.mark.parametrize(("value", "top"), [(0, 1), (0.7, 1), (1, 1), (1.01, 2), (2.2, 2.5), (3, 5), (7, 10),
-                                            (0.00042, 0.0005), (1234, 2000)])
-def test_axes_end_on_round_amounts(value: float, top: float) -> None:
-    assert charts.nice_ceiling(value) == pytest.approx(top)
+@pytest.mark.parametrize(("value", "ticks"), [
+    ("0.01875", "0 0.005 0.01 0.015 0.02"), ("0", "0 0.25 0.5 0.75 1"), ("0.7", "0 0.2 0.4 0.6 0.8"),
+    ("1", "0 0.25 0.5 0.75 1"), ("1.01", "0 0.5 1 1.5"), ("2.2", "0 1 2 3"), ("7", "0 2 4 6 8"),
+    ("0.00042", "0 0.0002 0.0004 0.0006"), ("1234", "0 500 1000 1500"), ("9999", "0 2500 5000 7500 10000"),
+])
+def test_axis_ticks_are_round_steps_up_to_the_largest_value(value: str, ticks: str) -> None:
+    assert charts.axis_ticks(Decimal(value)) == [Decimal(t) for t in ticks.split()]
+
+
+@pytest.mark.parametrize("value", [Decimal(n) / 10**places for n in (1, 3, 7, 13, 1875, 4999, 5001, 99_999)
+                                   for places in (0, 2, 5)])
+def test_every_tick_is_a_multiple_of_a_round_step(value: Decimal) -> None:
+    ticks = charts.axis_ticks(value)
+    step = ticks[1]
+    assert ticks[0] == 0 and ticks[-1] >= value > ticks[-2] and 3 <= len(ticks) <= 5
+    assert all(tick == step * n for n, tick in enumerate(ticks))
+    # 1, 2, 2.5 or 5 times a power of ten.
+    assert step.normalize().as_tuple().digits in ((1,), (2,), (2, 5), (5,))
+
+
+def test_count_axes_step_by_whole_numbers() -> None:
+    assert charts.axis_ticks(0, least_step=Decimal(1)) == [0, 1]
+    assert charts.axis_ticks(3, least_step=Decimal(1)) == [0, 1, 2, 3]
+    assert charts.axis_ticks(13, least_step=Decimal(1)) == [0, 5, 10, 15]
+
+
+def test_the_daily_chart_labels_its_ticks_with_round_money() -> None:
+    series = dashboards.DailySeries(days=[date(2025, 2, 1)], providers=[(1, "alpha")],
+                                    cost={(date(2025, 2, 1), 1): Decimal("0.01875")})
+    svg = str(charts.stacked_daily_cost(series, title="t"))
+    labels = [part.split("<", 1)[0] for part in svg.split('text-anchor="end">')[1:]]
+    assert labels == ["$0.00", "$0.005", "$0.01", "$0.015", "$0.02"]
