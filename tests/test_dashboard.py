@@ -3,8 +3,10 @@ presets in a non-UTC time zone, filters, drill-down, sorting, the CSV of a view,
 charts (SVG with hover titles, each followed by a table)."""
 
 import csv
+import dataclasses
 import io
 import random
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -22,9 +24,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from accounts.models import User
 from providers.models import ApiKey, Model, Price, Provider
+from providers.templatetags.money import money
 from tests.usage_support import write
 from usage import charts, dashboards, views
 from usage.models import ROLLUPS, DailyApiKeyUsage, DailyModelUsage, DailyUsage, DailyUserUsage, UsageRecord
@@ -796,3 +800,138 @@ def test_the_daily_chart_labels_its_ticks_with_round_money() -> None:
     svg = str(charts.stacked_daily_cost(series, title="t"))
     labels = [part.split("<", 1)[0] for part in svg.split('text-anchor="end">')[1:]]
     assert labels == ["$0.00", "$0.005", "$0.01", "$0.015", "$0.02"]
+
+
+# -- from a row to its calls ----------------------------------------------------------------------
+
+
+def _calls_links(html: str) -> dict[str, str]:
+    """The group table's "Calls" links: {the row's label: URL}."""
+    table = html.split('id="groups-h"', 1)[1].split("</table>", 1)[0]
+    return {label: href.replace("&amp;", "&") for href, label in re.findall(
+        r'<a class="calls-link" href="([^"]+)">Calls<span class="visually-hidden"> of (.*?)</span></a>', table)}
+
+
+@pytest.mark.parametrize("dimension", list(dashboards.DIMENSIONS))
+@pytest.mark.parametrize("case", [{}, {"provider": "beta"}, {"user": "other", "source": "gateway"}],
+                         ids=lambda c: ",".join(map(str, c.items())) or "everything")
+def test_every_row_opens_exactly_its_calls(ledger: dict[str, Any], people: dict[str, User], dimension: str,
+                                           case: dict[str, Any]) -> None:
+    params, raw_filters = _resolve(case, ledger, people)
+    client = _client(people["finance"])
+    response = client.get(reverse("dashboard"), {**params, "range": "last_month", "group": dimension})
+    links = _calls_links(response.content.decode())
+    groups = [group for group, _ in response.context["rows"]]
+    assert len(links) == len([g for g in groups if g.key is not None]) > 0
+    records = _raw(date(2025, 1, 1), date(2025, 1, 31), **raw_filters)
+    column = RAW_DIMENSION[dimension]
+    if column == "day":
+        records = records.annotate(day=TruncDate("created_at", tzinfo=ledger_timezone()))
+    for group in groups:
+        if group.key is None:
+            continue
+        link = links[str(escape(group.label))]
+        assert link.startswith("/calls/?date_from=")
+        expected = sorted(str(r.request_id) for r in records.filter(**{column: group.key}))
+        assert len(expected) == group.figures.requests
+        assert sorted(_listed_request_ids(client, link)) == expected, (dimension, group.label)
+
+
+def test_my_usage_rows_open_my_own_calls(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    for who in ("member", "admin"):  # an admin's calls list holds everyone's: the link names the person
+        me = people[who]
+        write(ledger["models"][0], user=me, created_at=NOW - timedelta(days=40), source="cli")
+        client = _client(me)
+        response = client.get(reverse("my_usage"), {"range": "last_month", "group": "model"})
+        links = _calls_links(response.content.decode())
+        assert links
+        for group, _ in response.context["rows"]:
+            expected = _raw(date(2025, 1, 1), date(2025, 1, 31), user=me, model_id=group.key)
+            assert sorted(_listed_request_ids(client, links[str(escape(group.label))])) == sorted(
+                str(r.request_id) for r in expected)
+
+
+# -- requests, errors and latency -----------------------------------------------------------------
+
+
+def test_the_daily_requests_and_latency_are_the_raw_records_sums(ledger: dict[str, Any],
+                                                                 people: dict[str, User]) -> None:
+    start, end = TODAY - timedelta(days=29), TODAY
+    records = _raw(start, end).annotate(day=TruncDate("created_at", tzinfo=ledger_timezone()))
+    raw = {row.pop("day"): row for row in records.order_by().values("day").annotate(
+        requests=Count("id"), errors=Count("id", filter=Q(status="error")),
+        latency_ms_sum=Coalesce(Sum("latency_ms"), 0), latency_count=Count("latency_ms"),
+        unpriced=Count("id", filter=Q(unpriced=True)))}
+    response = _client(people["finance"]).get(reverse("dashboard"))
+    daily = response.context["daily"]
+    assert {day: dataclasses.asdict(a) for day, a in daily.activity.items()} == raw
+    assert sum(a.errors for a in daily.activity.values()) > 0
+    html = response.content.decode()
+    for section, title, summary in (
+            ("requests-h", "Daily requests and errors, 2025-01-30 to 2025-02-28",
+             "Daily requests and errors as a table"),
+            ("latency-h", "Daily average latency, 2025-01-30 to 2025-02-28", "Daily average latency as a table"),
+    ):
+        part = html.split(f'id="{section}"', 1)[1].split("</section>", 1)[0]
+        svg = part.split("<svg", 1)[1].split("</svg>", 1)[0]
+        assert f"<title>{title}</title>" in svg
+        assert part.index("</svg>") < part.index(f"<summary>{summary}</summary>")
+    busiest = max(raw, key=lambda day: raw[day]["requests"])
+    b = raw[busiest]
+    requests = html.split('id="requests-h"', 1)[1].split("</section>", 1)[0]
+    errors = f", {b['errors']:,} error{'s' if b['errors'] != 1 else ''}"
+    assert f"<title>{busiest.isoformat()}: {b['requests']:,} requests{errors}</title>" in requests
+    assert (f'<tr><td>{busiest.isoformat()}</td><td class="num">{b["requests"]:,}</td>'
+            f'<td class="num">{b["errors"]:,}</td></tr>') in requests
+    latency = html.split('id="latency-h"', 1)[1].split("</section>", 1)[0]
+    average = b["latency_ms_sum"] / b["latency_count"]
+    assert f"<title>{busiest.isoformat()}: {round(average):,} ms on average</title>" in latency
+    assert f'<td class="num">{views._places(average, "1"):,}&nbsp;ms</td>' in latency
+
+
+def test_count_and_latency_axes_tick_on_whole_round_numbers() -> None:
+    day = date(2025, 2, 1)
+    series = dashboards.DailySeries(days=[day], providers=[], cost={}, activity={
+        day: dashboards.DayActivity(requests=13, errors=2, latency_ms_sum=3 * 1875, latency_count=3)})
+    requests = str(charts.daily_requests(series, title="t"))
+    labels = [part.split("<", 1)[0] for part in requests.split('text-anchor="end">')[1:]]
+    assert labels == ["0", "5", "10", "15"]
+    latency = str(charts.daily_latency(series, title="t"))
+    labels = [part.split("<", 1)[0] for part in latency.split('text-anchor="end">')[1:]]
+    assert labels == ["0 ms", "500 ms", "1,000 ms", "1,500 ms", "2,000 ms"]
+    assert "<title>2025-02-01: 13 requests, 2 errors</title>" in requests
+    assert "<title>2025-02-01: 1,875 ms on average</title>" in latency
+    # A day without calls: an empty column to hover, and no latency to show.
+    quiet = dashboards.DailySeries(days=[day], providers=[], cost={})
+    assert "<title>2025-02-01: 0 requests</title>" in charts.daily_requests(quiet, title="t")
+    assert "<title>2025-02-01: no call timed</title>" in charts.daily_latency(quiet, title="t")
+
+
+# -- calls without a price in the charts ----------------------------------------------------------
+
+
+def test_charts_and_their_tables_mark_amounts_that_leave_unpriced_calls_out(ledger: dict[str, Any],
+                                                                         people: dict[str, User]) -> None:
+    response = _client(people["finance"]).get(reverse("dashboard"), {"range": "last_month"})
+    html = response.content.decode()
+    models = html.split('id="models-h"', 1)[1].split("</section>", 1)[0]
+    unpriced = _raw(date(2025, 1, 1), date(2025, 1, 31), model=ledger["models"][3], unpriced=True).count()
+    assert unpriced > 1
+    # b-new has no price: its bar and its row say that its $0.00 leaves calls out.
+    assert "<title>beta/b-new: $0.00 in " in models
+    assert f" requests; {unpriced} calls without a price, not in it</title>" in models
+    assert '$0.00<tspan class="unpriced-note"> + unpriced</tspan>' in models
+    row = models.split("<td>beta/b-new</td>", 1)[1].split("</tr>", 1)[0]
+    assert f'title="Leaves out {unpriced} calls without a price">+&nbsp;unpriced</span>' in row
+    # A priced model's bar has no such mark.
+    priced = models.split("<td>alpha/a-large</td>", 1)[1].split("</tr>", 1)[0]
+    assert "unpriced" not in priced
+    # Days: the column's title, a mark under it, and the table's total.
+    daily = response.context["daily"]
+    day = next(d for d in daily.days if daily.day_activity(d).unpriced == 1)
+    part = html.split('id="daily-h"', 1)[1].split("</section>", 1)[0]
+    assert f"<title>{day.isoformat()}: {money(daily.day_total(day))} in all; 1 call without a price, not in it" \
+           "</title>" in part
+    assert part.count('class="unpriced-mark"') == sum(1 for d in daily.days if daily.day_activity(d).unpriced)
+    assert (f'<td class="num">{money(daily.day_total(day))} <span class="badge warn" title="Leaves out 1 call '
+            'without a price">+&nbsp;unpriced</span></td></tr>') in part
