@@ -277,7 +277,7 @@ REFERENCE_ROW = Template("""{% load money humanize %}{% for group, drill_query, 
 {% if f.avg_latency_ms is not None %}{{ f.avg_latency_ms|floatformat:0|intcomma }}&nbsp;ms{% else %}—{% endif %}</td>\
 <td class="num">{% if f.avg_ttft_ms is not None %}{{ f.avg_ttft_ms|floatformat:0|intcomma }}&nbsp;ms\
 {% else %}—{% endif %}</td><td>{% if group.key is not None %}<a class="calls-link" href="/calls/{{ calls_query }}\
-">Calls<span class="visually-hidden"> of {{ group.label }}</span></a>{% endif %}</td></tr>
+" hx-boost="false">Calls<span class="visually-hidden"> of {{ group.label }}</span></a>{% endif %}</td></tr>
 {% endwith %}{% endfor %}""")
 
 
@@ -808,8 +808,8 @@ def test_the_daily_chart_labels_its_ticks_with_round_money() -> None:
 def _calls_links(html: str) -> dict[str, str]:
     """The group table's "Calls" links: {the row's label: URL}."""
     table = html.split('id="groups-h"', 1)[1].split("</table>", 1)[0]
-    return {label: href.replace("&amp;", "&") for href, label in re.findall(
-        r'<a class="calls-link" href="([^"]+)">Calls<span class="visually-hidden"> of (.*?)</span></a>', table)}
+    link = r'<a class="calls-link" href="([^"]+)" hx-boost="false">Calls<span class="visually-hidden"> of (.*?)</span>'
+    return {label: href.replace("&amp;", "&") for href, label in re.findall(link, table)}
 
 
 @pytest.mark.parametrize("dimension", list(dashboards.DIMENSIONS))

@@ -457,7 +457,7 @@ def _table_rows(rows: list[tuple[dashboards.Group, str]], page_url: str, selecti
         f, label = group.figures, escape(group.label)
         name = f'<a href="{escape(page_url + drill)}">{label}</a>' if drill else label
         query = group_calls_query(selection, group)
-        calls = (f'<a class="calls-link" href="{escape(calls_url + query)}">Calls'
+        calls = (f'<a class="calls-link" href="{escape(calls_url + query)}" hx-boost="false">Calls'
                  f'<span class="visually-hidden"> of {label}</span></a>') if query else ""
         errors = "—" if f.error_percent is None else f"{_places(f.error_percent, '0.1')}&nbsp;%"
         latency = "—" if f.avg_latency_ms is None else f"{_places(f.avg_latency_ms, '1'):,}&nbsp;ms"
