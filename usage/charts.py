@@ -93,13 +93,14 @@ def _day_labels(days: list[date], *, slot: float, bar: float, height: int, most:
         for i, day in enumerate(days) if i % every == 0))
 
 
-def _calls(count: int) -> str:
+def calls(count: int) -> str:
+    """A count of calls in words: "1 call", "1,234 calls"."""
     return "1 call" if count == 1 else f"{count:,} calls"
 
 
-def _unpriced_note(count: int) -> str:
+def unpriced_note(count: int) -> str:
     """What a day's or a group's amount leaves out, for its title; empty when nothing."""
-    return f"; {_calls(count)} without a price, not in it" if count else ""
+    return f"; {calls(count)} without a price, not in it" if count else ""
 
 
 def stacked_daily_cost(series: DailySeries, *, title: str) -> SafeString:
@@ -137,7 +138,7 @@ def stacked_daily_cost(series: DailySeries, *, title: str) -> SafeString:
         parts += (format_html(
             '<g class="day"><title>{}: {} in all{}</title><rect class="hit" x="{}" y="{}" width="{}" height="{}"/>'
             '{}</g>',
-            day.isoformat(), money(total), _unpriced_note(unpriced), _n(AXIS_LEFT + slot * i), TOP_GAP, _n(slot),
+            day.isoformat(), money(total), unpriced_note(unpriced), _n(AXIS_LEFT + slot * i), TOP_GAP, _n(slot),
             plot_h, segments,
         ))
     parts += _day_labels(days, slot=slot, bar=bar, height=STACK_HEIGHT)

@@ -477,12 +477,8 @@ def _cost_cell(f: dashboards.Figures) -> str:
     """A group's cost; where it leaves calls without a price out, marked so, never a bare "$0.00"."""
     if not f.unpriced:
         return money(f.cost)
-    return (f'{money(f.cost)} <span class="badge warn" title="Leaves out {_calls(f.unpriced)} without a price">'
+    return (f'{money(f.cost)} <span class="badge warn" title="Leaves out {charts.calls(f.unpriced)} without a price">'
             f'+&nbsp;unpriced</span>')
-
-
-def _calls(count: int) -> str:
-    return "1 call" if count == 1 else f"{count:,} calls"
 
 
 def _unpriced_cell(f: dashboards.Figures) -> str:
@@ -515,7 +511,7 @@ def _direction(key: str, current: str) -> str:
 def _bars(groups: list[dashboards.Top], title: str, width: int = charts.WIDTH) -> SafeString:
     return charts.bar_chart([
         charts.Bar(g.label, g.cost, f"{g.label}: {money(g.cost)} in {g.requests:,} requests"
-                   + (f"; {_calls(g.unpriced)} without a price, not in it" if g.unpriced else ""), g.unpriced)
+                   + charts.unpriced_note(g.unpriced), g.unpriced)
         for g in groups
     ], title=title, width=width)
 
