@@ -164,6 +164,10 @@ def test_dashboard_errors_name_the_label_not_the_field(make_user: Callable[..., 
     html = client.get(reverse(url), {"from": "2025-13-01"}).content.decode()
     errors = html.split('class="errors card" role="alert">', 1)[1].split("</div>", 1)[0]
     assert "<p>From: Enter a valid date.</p>" in errors and "date_from" not in errors
+    html = client.get(reverse(url), {"sort": "price", "from": "2025-02-10", "to": "2025-02-01"}).content.decode()
+    errors = html.split('class="errors card" role="alert">', 1)[1].split("</div>", 1)[0]
+    assert "<p>Sort: Select a valid choice. price is not one of the available choices.</p>" in errors
+    assert "<p>The start date is after the end date.</p>" in errors
     response = client.get(reverse(f"{url}_export" if url == "my_usage" else "dashboard_export"), {"to": "x"})
     assert response.status_code == 400
     assert response.content.decode() == 'Cannot export: parameter "to": Enter a valid date.'

@@ -48,8 +48,8 @@ def form_errors(form: Any) -> list[str]:
     never by its internal name (`date_from`)."""
     lines = []
     for name, errors in form.errors.items():
-        field = form.fields.get(name)
-        lines += [f"{field.label or name}: {e}" if field is not None else e for e in errors]
+        label = form[name].label if name in form.fields else ""
+        lines += [f"{label}: {e}" if label else e for e in errors]
     return lines
 
 
