@@ -15,6 +15,7 @@ from providers.adapters.base import ChatRequest, Message, ProviderError, Usage, 
 from providers.calls import CallError, CallRecord
 from providers.models import Model, Price
 from usage import pricing
+from usage.models import tokens_per_second
 
 from .models import Answer, Conversation, Turn
 
@@ -319,10 +320,9 @@ def answer_finish(*, answer_id: int, status: str, text: str, request: ChatReques
 
 
 def _tokens_per_second(output_tokens: int, record: CallRecord) -> float | None:
-    if not output_tokens or record.latency_ms is None or record.ttft_ms is None:
-        return None
-    generating = (record.latency_ms - record.ttft_ms) / 1000
-    return output_tokens / generating if generating > 0 else None
+    """The ledger's one definition, from the whole milliseconds the answer and its record keep."""
+    return tokens_per_second(output_tokens, round(record.latency_ms) if record.latency_ms is not None else None,
+                             round(record.ttft_ms) if record.ttft_ms is not None else None)
 
 
 def answer_settle_stop(*, answer_id: int, give_up: bool) -> bool:

@@ -126,13 +126,6 @@ class CallRecord:
         """How much reached the caller: text, reasoning and tool-call arguments."""
         return sum(len(piece) for piece in self.streamed)
 
-    @property
-    def tokens_per_second(self) -> float | None:
-        if not self.usage or not self.usage.output_tokens or self.latency_ms is None or self.ttft_ms is None:
-            return None
-        generating = (self.latency_ms - self.ttft_ms) / 1000
-        return self.usage.output_tokens / generating if generating > 0 else None
-
 
 def _target(provider: Provider, model: Model, now: Any) -> tuple[Target, Any]:
     """The model's target, and when its price in force changes next (None: no version is scheduled)."""

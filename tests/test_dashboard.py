@@ -3,12 +3,15 @@ presets in a non-UTC time zone, filters, drill-down, sorting, the CSV of a view,
 charts (SVG with hover titles, each followed by a table)."""
 
 import csv
+import dataclasses
 import io
 import random
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -21,9 +24,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from accounts.models import User
 from providers.models import ApiKey, Model, Price, Provider
+from providers.templatetags.money import money
 from tests.usage_support import write
 from usage import charts, dashboards, views
 from usage.models import ROLLUPS, DailyApiKeyUsage, DailyModelUsage, DailyUsage, DailyUserUsage, UsageRecord
@@ -256,19 +261,23 @@ def test_the_default_view_reads_each_name_table_once(ledger: dict[str, Any], peo
 
 
 # The group table's rows as the template wrote them with Django's filters, before the view wrote them itself.
-REFERENCE_ROW = Template("""{% load money humanize %}{% for group, drill_query in rows %}{% with f=group.figures %}\
+REFERENCE_ROW = Template("""{% load money humanize %}{% for group, drill_query, calls_query in rows %}\
+{% with f=group.figures %}\
 <tr><td>{% if drill_query %}<a href="{{ page_url }}{{ drill_query }}">{{ group.label }}</a>{% else %}{{ group.label }}\
 {% endif %}</td><td class="num">{{ f.requests|intcomma }}</td><td class="num">{% if f.error_percent is not None %}\
 {{ f.error_percent|floatformat:1 }}&nbsp;%{% else %}—{% endif %}</td><td class="num">{{ f.input_tokens|intcomma }}</td>\
 <td class="num">{{ f.output_tokens|intcomma }}</td><td class="num">{{ f.cache_read_tokens|intcomma }}</td>\
 <td class="num">{{ f.cache_write_tokens|intcomma }}</td><td class="num">{{ f.cache_write_1h_tokens|intcomma }}</td>\
-<td class="num">{{ f.cost|money }}</td><td class="num">{% if f.unpriced %}<span class="warn">{{ f.unpriced|intcomma }}\
+<td class="num">{{ f.cost|money }}{% if f.unpriced %} <span class="badge warn" title="Leaves out \
+{{ f.unpriced|intcomma }} call{{ f.unpriced|pluralize }} without a price">+&nbsp;unpriced</span>{% endif %}</td>\
+<td class="num">{% if f.unpriced %}<span class="warn">{{ f.unpriced|intcomma }}\
 &nbsp;call{{ f.unpriced|pluralize }}</span><br><small>{{ f.unpriced_tokens|intcomma }}&nbsp;tokens</small>\
 {% else %}—{% endif %}\
 </td><td class="num">\
 {% if f.avg_latency_ms is not None %}{{ f.avg_latency_ms|floatformat:0|intcomma }}&nbsp;ms{% else %}—{% endif %}</td>\
 <td class="num">{% if f.avg_ttft_ms is not None %}{{ f.avg_ttft_ms|floatformat:0|intcomma }}&nbsp;ms\
-{% else %}—{% endif %}</td></tr>
+{% else %}—{% endif %}</td><td>{% if group.key is not None %}<a class="calls-link" href="/calls/{{ calls_query }}\
+" hx-boost="false">Calls<span class="visually-hidden"> of {{ group.label }}</span></a>{% endif %}</td></tr>
 {% endwith %}{% endfor %}""")
 
 
@@ -280,7 +289,15 @@ def test_the_table_rows_read_as_the_template_filters_wrote_them(ledger: dict[str
     assert len(rows) > 1 and any(drill for _, drill in rows) is (group == "provider")
     if group == "day":  # days with one call without a price, several, and none
         assert {min(g.figures.unpriced, 2) for g, _ in rows} == {0, 1, 2}
-    expected = REFERENCE_ROW.render(Context({"rows": rows, "page_url": reverse("dashboard")}))
+    # Each row's calls: the view's days narrowed to the group (a day: that day); none for "No user", "No API key".
+    calls = []
+    for g, _ in rows:
+        narrower = {"date_from": g.key.isoformat(), "date_to": g.key.isoformat()} if group == "day" else {
+            "date_from": "2025-01-01", "date_to": "2025-01-31", group: g.key}
+        calls.append("?" + urlencode(narrower) if g.key is not None else "")
+    assert any(calls) and (group in ("user", "api_key")) is (not all(calls))
+    expected = REFERENCE_ROW.render(Context({"rows": [(*row, query) for row, query in zip(rows, calls, strict=True)],
+                                             "page_url": reverse("dashboard")}))
     assert str(response.context["table_rows"]) == expected
     assert expected in response.content.decode()
     for value, unit in ((12.25, "0.1"), (2.5, "1"), (1999.5, "1"), (0.05, "0.1")):  # halves round up
@@ -306,7 +323,7 @@ def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], peo
     # Beside the cost, the calls it leaves out: those without a price, and their tokens.
     assert figures.unpriced > 1 and figures.unpriced_tokens > 0 and figures.cache_write_1h_tokens > 0
     notice = html.split('id="unpriced-notice">', 1)[1].split("</p>", 1)[0]
-    assert f"{figures.unpriced:,} calls without a price, {figures.unpriced_tokens:,} tokens, not in the cost" \
+    assert f"{figures.unpriced:,} calls without a price</a>, {figures.unpriced_tokens:,} tokens, not in the cost" \
         in notice
     assert html.index('id="unpriced-notice"') < html.index('aria-label="Totals"')
 
@@ -350,12 +367,13 @@ def test_the_notice_links_to_exactly_the_unpriced_calls_it_counts(ledger: dict[s
     link = _notice_link(admin.get(reverse("dashboard"), params).content.decode())
     assert link.startswith("/calls/?unpriced=true&date_from=2025-01-01&date_to=2025-01-31")
     assert sorted(_listed_request_ids(admin, link)) == expected
-    # Finance sees only their own calls in that list: everyone's unpriced calls come as the CSV export.
+    # Finance lists everyone's calls too: the same link, the same calls; and the list's export is them as CSV.
     finance = _client(people["finance"])
     html = finance.get(reverse("dashboard"), params).content.decode()
-    link = _notice_link(html)
-    assert link.startswith("/calls/export.csv?unpriced=true&") and "download>Export them as CSV</a>" in html
-    assert sorted(row["request_id"] for row in _csv(finance.get(link))) == expected
+    assert _notice_link(html) == link and "Export them as CSV" not in html
+    assert sorted(_listed_request_ids(finance, link)) == expected
+    export = link.replace("/calls/?", "/calls/export.csv?")
+    assert sorted(row["request_id"] for row in _csv(finance.get(export))) == expected
 
 
 def test_my_usage_notice_links_to_my_own_unpriced_calls(ledger: dict[str, Any], people: dict[str, User]) -> None:
@@ -738,7 +756,10 @@ def test_a_segment_title_names_the_day_provider_and_cost() -> None:
     assert "<title>2025-02-01: $1.25 in all</title>"  # cents from a dollar up in svg
     assert "<title>2025-02-02: $0.00 in all</title>" in svg  # an empty day is still there to hover
     assert svg.count("<rect class=\"s") == 2
-    assert ">$2.00</text>" in svg  # the axis tops out at a round amount above the largest day
+    # The axis tops out at the first round tick above the largest day, in steps of $0.50.
+    assert [label for label in ("$0.00", "$0.50", "$1.00", "$1.50") if f">{label}</text>" in svg] == [
+        "$0.00", "$0.50", "$1.00", "$1.50"]
+    assert ">$2.00</text>" not in svg and ">$0.25</text>" not in svg
 
 
 def test_charts_of_nothing_still_draw() -> None:
@@ -747,7 +768,170 @@ def test_charts_of_nothing_still_draw() -> None:
     assert "Nothing in this range." in charts.bar_chart([], title="t")
 
 
-@pytest.mark.parametrize(("value", "top"), [(0, 1), (0.7, 1), (1, 1), (1.01, 2), (2.2, 2.5), (3, 5), (7, 10),
-                                            (0.00042, 0.0005), (1234, 2000)])
-def test_axes_end_on_round_amounts(value: float, top: float) -> None:
-    assert charts.nice_ceiling(value) == pytest.approx(top)
+@pytest.mark.parametrize(("value", "ticks"), [
+    ("0.01875", "0 0.005 0.01 0.015 0.02"), ("0", "0 0.25 0.5 0.75 1"), ("0.7", "0 0.2 0.4 0.6 0.8"),
+    ("1", "0 0.25 0.5 0.75 1"), ("1.01", "0 0.5 1 1.5"), ("2.2", "0 1 2 3"), ("7", "0 2 4 6 8"),
+    ("0.00042", "0 0.0002 0.0004 0.0006"), ("1234", "0 500 1000 1500"), ("9999", "0 2500 5000 7500 10000"),
+])
+def test_axis_ticks_are_round_steps_up_to_the_largest_value(value: str, ticks: str) -> None:
+    assert charts.axis_ticks(Decimal(value)) == [Decimal(t) for t in ticks.split()]
+
+
+@pytest.mark.parametrize("value", [Decimal(n) / 10**places for n in (1, 3, 7, 13, 1875, 4999, 5001, 99_999)
+                                   for places in (0, 2, 5)])
+def test_every_tick_is_a_multiple_of_a_round_step(value: Decimal) -> None:
+    ticks = charts.axis_ticks(value)
+    step = ticks[1]
+    assert ticks[0] == 0 and ticks[-1] >= value > ticks[-2] and 3 <= len(ticks) <= 5
+    assert all(tick == step * n for n, tick in enumerate(ticks))
+    # 1, 2, 2.5 or 5 times a power of ten.
+    assert step.normalize().as_tuple().digits in ((1,), (2,), (2, 5), (5,))
+
+
+def test_count_axes_step_by_whole_numbers() -> None:
+    assert charts.axis_ticks(0, least_step=Decimal(1)) == [0, 1]
+    assert charts.axis_ticks(3, least_step=Decimal(1)) == [0, 1, 2, 3]
+    assert charts.axis_ticks(13, least_step=Decimal(1)) == [0, 5, 10, 15]
+
+
+def test_the_daily_chart_labels_its_ticks_with_round_money() -> None:
+    series = dashboards.DailySeries(days=[date(2025, 2, 1)], providers=[(1, "alpha")],
+                                    cost={(date(2025, 2, 1), 1): Decimal("0.01875")})
+    svg = str(charts.stacked_daily_cost(series, title="t"))
+    labels = [part.split("<", 1)[0] for part in svg.split('text-anchor="end">')[1:]]
+    assert labels == ["$0.00", "$0.005", "$0.01", "$0.015", "$0.02"]
+
+
+# -- from a row to its calls ----------------------------------------------------------------------
+
+
+def _calls_links(html: str) -> dict[str, str]:
+    """The group table's "Calls" links: {the row's label: URL}."""
+    table = html.split('id="groups-h"', 1)[1].split("</table>", 1)[0]
+    link = r'<a class="calls-link" href="([^"]+)" hx-boost="false">Calls<span class="visually-hidden"> of (.*?)</span>'
+    return {label: href.replace("&amp;", "&") for href, label in re.findall(link, table)}
+
+
+@pytest.mark.parametrize("dimension", list(dashboards.DIMENSIONS))
+@pytest.mark.parametrize("case", [{}, {"provider": "beta"}, {"user": "other", "source": "gateway"}],
+                         ids=lambda c: ",".join(map(str, c.items())) or "everything")
+def test_every_row_opens_exactly_its_calls(ledger: dict[str, Any], people: dict[str, User], dimension: str,
+                                           case: dict[str, Any]) -> None:
+    params, raw_filters = _resolve(case, ledger, people)
+    client = _client(people["finance"])
+    response = client.get(reverse("dashboard"), {**params, "range": "last_month", "group": dimension})
+    links = _calls_links(response.content.decode())
+    groups = [group for group, _ in response.context["rows"]]
+    assert len(links) == len([g for g in groups if g.key is not None]) > 0
+    records = _raw(date(2025, 1, 1), date(2025, 1, 31), **raw_filters)
+    column = RAW_DIMENSION[dimension]
+    if column == "day":
+        records = records.annotate(day=TruncDate("created_at", tzinfo=ledger_timezone()))
+    for group in groups:
+        if group.key is None:
+            continue
+        link = links[str(escape(group.label))]
+        assert link.startswith("/calls/?date_from=")
+        expected = sorted(str(r.request_id) for r in records.filter(**{column: group.key}))
+        assert len(expected) == group.figures.requests
+        assert sorted(_listed_request_ids(client, link)) == expected, (dimension, group.label)
+
+
+def test_my_usage_rows_open_my_own_calls(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    for who in ("member", "admin"):  # an admin's calls list holds everyone's: the link names the person
+        me = people[who]
+        write(ledger["models"][0], user=me, created_at=NOW - timedelta(days=40), source="cli")
+        client = _client(me)
+        response = client.get(reverse("my_usage"), {"range": "last_month", "group": "model"})
+        links = _calls_links(response.content.decode())
+        assert links
+        for group, _ in response.context["rows"]:
+            expected = _raw(date(2025, 1, 1), date(2025, 1, 31), user=me, model_id=group.key)
+            assert sorted(_listed_request_ids(client, links[str(escape(group.label))])) == sorted(
+                str(r.request_id) for r in expected)
+
+
+# -- requests, errors and latency -----------------------------------------------------------------
+
+
+def test_the_daily_requests_and_latency_are_the_raw_records_sums(ledger: dict[str, Any],
+                                                                 people: dict[str, User]) -> None:
+    start, end = TODAY - timedelta(days=29), TODAY
+    records = _raw(start, end).annotate(day=TruncDate("created_at", tzinfo=ledger_timezone()))
+    raw = {row.pop("day"): row for row in records.order_by().values("day").annotate(
+        requests=Count("id"), errors=Count("id", filter=Q(status="error")),
+        latency_ms_sum=Coalesce(Sum("latency_ms"), 0), latency_count=Count("latency_ms"),
+        unpriced=Count("id", filter=Q(unpriced=True)))}
+    response = _client(people["finance"]).get(reverse("dashboard"))
+    daily = response.context["daily"]
+    assert {day: dataclasses.asdict(a) for day, a in daily.activity.items()} == raw
+    assert sum(a.errors for a in daily.activity.values()) > 0
+    html = response.content.decode()
+    for section, title, summary in (
+            ("requests-h", "Daily requests and errors, 2025-01-30 to 2025-02-28",
+             "Daily requests and errors as a table"),
+            ("latency-h", "Daily average latency, 2025-01-30 to 2025-02-28", "Daily average latency as a table"),
+    ):
+        part = html.split(f'id="{section}"', 1)[1].split("</section>", 1)[0]
+        svg = part.split("<svg", 1)[1].split("</svg>", 1)[0]
+        assert f"<title>{title}</title>" in svg
+        assert part.index("</svg>") < part.index(f"<summary>{summary}</summary>")
+    busiest = max(raw, key=lambda day: raw[day]["requests"])
+    b = raw[busiest]
+    requests = html.split('id="requests-h"', 1)[1].split("</section>", 1)[0]
+    errors = f", {b['errors']:,} error{'s' if b['errors'] != 1 else ''}"
+    assert f"<title>{busiest.isoformat()}: {b['requests']:,} requests{errors}</title>" in requests
+    assert (f'<tr><td>{busiest.isoformat()}</td><td class="num">{b["requests"]:,}</td>'
+            f'<td class="num">{b["errors"]:,}</td></tr>') in requests
+    latency = html.split('id="latency-h"', 1)[1].split("</section>", 1)[0]
+    average = b["latency_ms_sum"] / b["latency_count"]
+    assert f"<title>{busiest.isoformat()}: {round(average):,} ms on average</title>" in latency
+    assert f'<td class="num">{views._places(average, "1"):,}&nbsp;ms</td>' in latency
+
+
+def test_count_and_latency_axes_tick_on_whole_round_numbers() -> None:
+    day = date(2025, 2, 1)
+    series = dashboards.DailySeries(days=[day], providers=[], cost={}, activity={
+        day: dashboards.DayActivity(requests=13, errors=2, latency_ms_sum=3 * 1875, latency_count=3)})
+    requests = str(charts.daily_requests(series, title="t"))
+    labels = [part.split("<", 1)[0] for part in requests.split('text-anchor="end">')[1:]]
+    assert labels == ["0", "5", "10", "15"]
+    latency = str(charts.daily_latency(series, title="t"))
+    labels = [part.split("<", 1)[0] for part in latency.split('text-anchor="end">')[1:]]
+    assert labels == ["0 ms", "500 ms", "1,000 ms", "1,500 ms", "2,000 ms"]
+    assert "<title>2025-02-01: 13 requests, 2 errors</title>" in requests
+    assert "<title>2025-02-01: 1,875 ms on average</title>" in latency
+    # A day without calls: an empty column to hover, and no latency to show.
+    quiet = dashboards.DailySeries(days=[day], providers=[], cost={})
+    assert "<title>2025-02-01: 0 requests</title>" in charts.daily_requests(quiet, title="t")
+    assert "<title>2025-02-01: no call timed</title>" in charts.daily_latency(quiet, title="t")
+
+
+# -- calls without a price in the charts ----------------------------------------------------------
+
+
+def test_charts_and_their_tables_mark_amounts_that_leave_unpriced_calls_out(ledger: dict[str, Any],
+                                                                         people: dict[str, User]) -> None:
+    response = _client(people["finance"]).get(reverse("dashboard"), {"range": "last_month"})
+    html = response.content.decode()
+    models = html.split('id="models-h"', 1)[1].split("</section>", 1)[0]
+    unpriced = _raw(date(2025, 1, 1), date(2025, 1, 31), model=ledger["models"][3], unpriced=True).count()
+    assert unpriced > 1
+    # b-new has no price: its bar and its row say that its $0.00 leaves calls out.
+    assert "<title>beta/b-new: $0.00 in " in models
+    assert f" requests; {unpriced} calls without a price, not in it</title>" in models
+    assert '$0.00<tspan class="unpriced-note"> + unpriced</tspan>' in models
+    row = models.split("<td>beta/b-new</td>", 1)[1].split("</tr>", 1)[0]
+    assert f'title="Leaves out {unpriced} calls without a price">+&nbsp;unpriced</span>' in row
+    # A priced model's bar has no such mark.
+    priced = models.split("<td>alpha/a-large</td>", 1)[1].split("</tr>", 1)[0]
+    assert "unpriced" not in priced
+    # Days: the column's title, a mark under it, and the table's total.
+    daily = response.context["daily"]
+    day = next(d for d in daily.days if daily.day_activity(d).unpriced == 1)
+    part = html.split('id="daily-h"', 1)[1].split("</section>", 1)[0]
+    assert f"<title>{day.isoformat()}: {money(daily.day_total(day))} in all; 1 call without a price, not in it" \
+           "</title>" in part
+    assert part.count('class="unpriced-mark"') == sum(1 for d in daily.days if daily.day_activity(d).unpriced)
+    assert (f'<td class="num">{money(daily.day_total(day))} <span class="badge warn" title="Leaves out 1 call '
+            'without a price">+&nbsp;unpriced</span></td></tr>') in part

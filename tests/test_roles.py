@@ -31,8 +31,8 @@ ROLE_POLICIES = {
     # Every signed-in person has notifications, and only ever sees their own.
     "notifications": {"none", "member", "finance", "admin", "superuser"},
 }
-# Roles that see other people's objects under a policy all the same: admins see every call.
-SEES_OTHERS = {"calls": {"admin", "superuser"}, "apikeys": {"admin", "superuser"},
+# Roles that see other people's objects under a policy all the same: admins and finance see every call.
+SEES_OTHERS = {"calls": {"finance", "admin", "superuser"}, "apikeys": {"admin", "superuser"},
                "budgets_manage": {"finance", "admin", "superuser"}, "budgets": {"finance", "admin", "superuser"}}
 
 # url name -> (who may use it, HTTP method the matrix uses)

@@ -6,6 +6,7 @@ follow the stylesheet. Coordinates are floats: they place pixels, the amounts in
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -22,8 +23,9 @@ COLOURS = 8
 WIDTH = 1040  # a chart across the page
 HALF_WIDTH = 500  # one of two side by side
 STACK_HEIGHT = 260
+SMALL_HEIGHT = 200  # the requests and latency charts, side by side
 AXIS_LEFT, AXIS_BOTTOM, TOP_GAP = 64, 26, 10
-BAR_ROW, VALUE_WIDTH = 26, 80
+BAR_ROW, VALUE_WIDTH, UNPRICED_WIDTH = 26, 80, 70
 
 
 def colour(index: int) -> str:
@@ -31,15 +33,26 @@ def colour(index: int) -> str:
     return f"s{index % COLOURS}"
 
 
-def nice_ceiling(value: float) -> float:
-    """The axis top: 1, 2, 2.5 or 5 times a power of ten, at or above value."""
-    if value <= 0:
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * power * (1 + 1e-9):
-            return step * power
-    return 10 * power
+# Round steps between two ticks, times a power of ten.
+STEPS = (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5))
+INTERVALS = 4  # at most this many steps up the axis
+
+
+def axis_ticks(maximum: Decimal | float | int, *, least_step: Decimal | None = None) -> list[Decimal]:
+    """The Y axis's ticks, from 0 up to `maximum` or just above: every tick a multiple of one round step
+    (1, 2, 2.5 or 5 times a power of ten), the smallest step that reaches `maximum` in at most INTERVALS,
+    and as many ticks as that takes. $0.01875 gives $0, $0.005, $0.01, $0.015, $0.02. `least_step`: no
+    finer than this (1 for counts: no half request)."""
+    top = Decimal(str(maximum)) if isinstance(maximum, float) else Decimal(maximum)
+    if top <= 0:
+        top = least_step or Decimal(1)
+    wanted = top / INTERVALS
+    step = next(base.scaleb(power) for power in (wanted.adjusted(), wanted.adjusted() + 1) for base in STEPS
+                if base.scaleb(power) >= wanted)
+    if least_step is not None:
+        step = max(step, least_step)
+    count = math.ceil(top / step)
+    return [(step * n).normalize() if n else Decimal(0) for n in range(count + 1)]
 
 
 def _svg(width: int, height: int, title: str, body: SafeString, css: str) -> SafeString:
@@ -58,27 +71,54 @@ def _short_day(day: date) -> str:
     return f"{day:%b} {day.day}"
 
 
+def _y_axis(ticks: list[Decimal], *, width: int, plot_h: float, label: Callable[[Decimal], str]) -> SafeString:
+    """The grid lines and labels of `ticks`, the last at the top of the plot."""
+    parts = SafeString()
+    top = ticks[-1]
+    for tick in ticks:
+        y = TOP_GAP + plot_h - plot_h * float(tick / top)
+        parts += format_html(
+            '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/><text class="axis" x="{}" y="{}" '
+            'text-anchor="end">{}</text>',
+            AXIS_LEFT, width - 8, _n(y), _n(y), AXIS_LEFT - 6, _n(y + 4), label(tick),
+        )
+    return parts
+
+
+def _day_labels(days: list[date], *, slot: float, bar: float, height: int, most: int = 10) -> SafeString:
+    """A day's short name under every n-th column, at most `most` of them."""
+    every = max(1, math.ceil(len(days) / most))
+    return format_html_join("", '<text class="axis" x="{}" y="{}" text-anchor="middle">{}</text>', (
+        (_n(AXIS_LEFT + slot * i + slot / 2), height - 8, _short_day(day))
+        for i, day in enumerate(days) if i % every == 0))
+
+
+def calls(count: int) -> str:
+    """A count of calls in words: "1 call", "1,234 calls"."""
+    return "1 call" if count == 1 else f"{count:,} calls"
+
+
+def unpriced_note(count: int) -> str:
+    """What a day's or a group's amount leaves out, for its title; empty when nothing."""
+    return f"; {calls(count)} without a price, not in it" if count else ""
+
+
 def stacked_daily_cost(series: DailySeries, *, title: str) -> SafeString:
-    """Columns per day, stacked by provider in the legend's order (the most expensive at the bottom)."""
+    """Columns per day, stacked by provider in the legend's order (the most expensive at the bottom). A day
+    with calls without a price has a mark under its column, and says so in its title: its amount leaves
+    them out."""
     days = series.days
     totals = [series.day_total(day) for day in days]
-    top = nice_ceiling(float(max(totals, default=Decimal(0))))
+    ticks = axis_ticks(max(totals, default=Decimal(0)))
+    top = float(ticks[-1])
     plot_w, plot_h = WIDTH - AXIS_LEFT - 8, STACK_HEIGHT - AXIS_BOTTOM - TOP_GAP
     slot = plot_w / max(len(days), 1)
     bar = max(slot * 0.78, 1.0)
-    parts = SafeString()
-    for tick in range(5):
-        amount = top * tick / 4
-        y = TOP_GAP + plot_h - plot_h * tick / 4
-        parts += (format_html(
-            '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/><text class="axis" x="{}" y="{}" '
-            'text-anchor="end">{}</text>',
-            AXIS_LEFT, WIDTH - 8, _n(y), _n(y), AXIS_LEFT - 6, _n(y + 4), money(Decimal(str(amount))),
-        ))
-    every = max(1, math.ceil(len(days) / 10))
+    base = TOP_GAP + plot_h
+    parts = _y_axis(ticks, width=WIDTH, plot_h=plot_h, label=money)
     for i, (day, total) in enumerate(zip(days, totals, strict=True)):
         x = AXIS_LEFT + slot * i + (slot - bar) / 2
-        y = TOP_GAP + plot_h
+        y = base
         segments = SafeString()
         for index, (pk, name) in enumerate(series.providers):
             amount = series.cost.get((day, pk))
@@ -90,17 +130,84 @@ def stacked_daily_cost(series: DailySeries, *, title: str) -> SafeString:
                 '<rect class="{}" x="{}" y="{}" width="{}" height="{}"><title>{} · {}: {}</title></rect>',
                 colour(index), _n(x), _n(y), _n(bar), _n(max(h, 0.5)), day.isoformat(), name, money(amount),
             ))
+        unpriced = series.day_activity(day).unpriced
+        if unpriced:
+            segments += format_html('<circle class="unpriced-mark" cx="{}" cy="{}" r="3"/>', _n(x + bar / 2),
+                                    _n(base + 6))
         # Hovering the column (between or above segments) still names the day and its total.
         parts += (format_html(
-            '<g class="day"><title>{}: {} in all</title><rect class="hit" x="{}" y="{}" width="{}" height="{}"/>{}</g>',
-            day.isoformat(), money(total), _n(AXIS_LEFT + slot * i), TOP_GAP, _n(slot), plot_h, segments,
+            '<g class="day"><title>{}: {} in all{}</title><rect class="hit" x="{}" y="{}" width="{}" height="{}"/>'
+            '{}</g>',
+            day.isoformat(), money(total), unpriced_note(unpriced), _n(AXIS_LEFT + slot * i), TOP_GAP, _n(slot),
+            plot_h, segments,
         ))
-        if i % every == 0:
-            parts += (format_html(
-                '<text class="axis" x="{}" y="{}" text-anchor="middle">{}</text>',
-                _n(x + bar / 2), STACK_HEIGHT - 8, _short_day(day),
-            ))
+    parts += _day_labels(days, slot=slot, bar=bar, height=STACK_HEIGHT)
     return _svg(WIDTH, STACK_HEIGHT, title, parts, "stacked")
+
+
+def _count(tick: Decimal) -> str:
+    return f"{int(tick):,}"
+
+
+def _milliseconds(tick: Decimal) -> str:
+    return f"{int(tick):,} ms"
+
+
+def daily_requests(series: DailySeries, *, title: str, width: int = HALF_WIDTH) -> SafeString:
+    """A column of requests per day, its errors the red part at its foot."""
+    days = series.days
+    activity = [series.day_activity(day) for day in days]
+    ticks = axis_ticks(max((a.requests for a in activity), default=0), least_step=Decimal(1))
+    top = float(ticks[-1])
+    plot_w, plot_h = width - AXIS_LEFT - 8, SMALL_HEIGHT - AXIS_BOTTOM - TOP_GAP
+    slot = plot_w / max(len(days), 1)
+    bar = max(slot * 0.78, 1.0)
+    base = TOP_GAP + plot_h
+    parts = _y_axis(ticks, width=width, plot_h=plot_h, label=_count)
+    for i, (day, a) in enumerate(zip(days, activity, strict=True)):
+        x = AXIS_LEFT + slot * i + (slot - bar) / 2
+        marks = SafeString()
+        for css, count in (("requests", a.requests), ("errors", a.errors)):
+            if count:
+                h = plot_h * count / top
+                marks += format_html('<rect class="{}" x="{}" y="{}" width="{}" height="{}"/>', css, _n(x),
+                                     _n(base - h), _n(bar), _n(max(h, 0.5)))
+        errors = f", {a.errors:,} error{'s' if a.errors != 1 else ''}" if a.requests else ""
+        parts += format_html(
+            '<g class="day"><title>{}: {} request{}{}</title><rect class="hit" x="{}" y="{}" width="{}" '
+            'height="{}"/>{}</g>',
+            day.isoformat(), f"{a.requests:,}", "" if a.requests == 1 else "s", errors,
+            _n(AXIS_LEFT + slot * i), TOP_GAP, _n(slot), plot_h, marks,
+        )
+    parts += _day_labels(days, slot=slot, bar=bar, height=SMALL_HEIGHT, most=6)
+    return _svg(width, SMALL_HEIGHT, title, parts, "requests")
+
+
+def daily_latency(series: DailySeries, *, title: str, width: int = HALF_WIDTH) -> SafeString:
+    """A column of the average latency per day, over the calls that have one; no column for a day without."""
+    days = series.days
+    averages = [series.day_activity(day).avg_latency_ms for day in days]
+    ticks = axis_ticks(max((a for a in averages if a is not None), default=0), least_step=Decimal(1))
+    top = float(ticks[-1])
+    plot_w, plot_h = width - AXIS_LEFT - 8, SMALL_HEIGHT - AXIS_BOTTOM - TOP_GAP
+    slot = plot_w / max(len(days), 1)
+    bar = max(slot * 0.78, 1.0)
+    base = TOP_GAP + plot_h
+    parts = _y_axis(ticks, width=width, plot_h=plot_h, label=_milliseconds)
+    for i, (day, average) in enumerate(zip(days, averages, strict=True)):
+        x = AXIS_LEFT + slot * i + (slot - bar) / 2
+        mark = SafeString()
+        if average is not None:
+            h = plot_h * average / top
+            mark = format_html('<rect class="{}" x="{}" y="{}" width="{}" height="{}"/>', colour(0), _n(x),
+                               _n(base - h), _n(bar), _n(max(h, 0.5)))
+        said = "no call timed" if average is None else f"{round(average):,} ms on average"
+        parts += format_html(
+            '<g class="day"><title>{}: {}</title><rect class="hit" x="{}" y="{}" width="{}" height="{}"/>{}</g>',
+            day.isoformat(), said, _n(AXIS_LEFT + slot * i), TOP_GAP, _n(slot), plot_h, mark,
+        )
+    parts += _day_labels(days, slot=slot, bar=bar, height=SMALL_HEIGHT, most=6)
+    return _svg(width, SMALL_HEIGHT, title, parts, "latency")
 
 
 @dataclass(frozen=True)
@@ -108,6 +215,7 @@ class Bar:
     label: str
     value: Decimal
     hover: str  # the <title>: the label with its numbers
+    unpriced: int = 0  # calls without a price, which `value` leaves out: marked beside it
 
 
 def bar_chart(bars: list[Bar], *, title: str, width: int = WIDTH) -> SafeString:
@@ -116,7 +224,8 @@ def bar_chart(bars: list[Bar], *, title: str, width: int = WIDTH) -> SafeString:
     height = TOP_GAP * 2 + BAR_ROW * max(len(bars), 1)
     top = max((float(b.value) for b in bars), default=0.0) or 1.0
     label_width = round(width * 0.38)
-    room = width - label_width - VALUE_WIDTH
+    # Room for " + unpriced" after an amount that leaves calls out.
+    room = width - label_width - VALUE_WIDTH - (UNPRICED_WIDTH if any(b.unpriced for b in bars) else 0)
     rows = []
     for i, b in enumerate(bars):
         y = TOP_GAP + BAR_ROW * i
@@ -129,7 +238,7 @@ def bar_chart(bars: list[Bar], *, title: str, width: int = WIDTH) -> SafeString:
         '<g class="bar"><title>{}</title><text class="label" x="{}" y="{}" text-anchor="end">{}</text>'
         '<rect class="{}" x="{}" y="{}" width="{}" height="{}"/><text class="value" x="{}" y="{}">{}</text></g>',
         ((b.hover, label_width - 8, _n(y + BAR_ROW / 2 + 4), label, colour(0), label_width, _n(y + 3), _n(w),
-          BAR_ROW - 6, _n(label_width + w + 6), _n(y + BAR_ROW / 2 + 4), money(b.value))
+          BAR_ROW - 6, _n(label_width + w + 6), _n(y + BAR_ROW / 2 + 4), _amount(b))
          for y, w, label, b in rows),
     )
     if not bars:
@@ -137,3 +246,10 @@ def bar_chart(bars: list[Bar], *, title: str, width: int = WIDTH) -> SafeString:
                            "Nothing in this range.")
     return _svg(width, height, title, body, "bars")
 
+
+
+def _amount(bar: Bar) -> SafeString:
+    """A bar's amount, and where it leaves calls without a price out, a mark that says so."""
+    if not bar.unpriced:
+        return format_html("{}", money(bar.value))
+    return format_html('{}<tspan class="unpriced-note"> + unpriced</tspan>', money(bar.value))

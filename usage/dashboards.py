@@ -368,6 +368,7 @@ class Top:
     names: dict[str, str]
     cost: Decimal
     requests: int
+    unpriced: int = 0  # calls without a price, which `cost` leaves out
 
     @property
     def label(self) -> str:
@@ -380,11 +381,12 @@ def top(selection: Selection, group: str, *, limit: int = TOP, named: bool = Fal
     rows = selection.rows(dimension.column)
     if named:
         rows = rows.filter(**{f"{dimension.column}__isnull": False})
-    rows = list(rows.values(dimension.column).annotate(cost=Sum("cost"), requests=Sum("requests"))
+    rows = list(rows.values(dimension.column).annotate(cost=Sum("cost"), requests=Sum("requests"),
+                                                       unpriced=Sum("unpriced"))
                 .order_by(F("cost").desc(nulls_last=True), F(dimension.column).asc(nulls_last=True))[:limit])
     names = selection.names.of(dimension, [row[dimension.column] for row in rows if row[dimension.column] is not None])
     return [Top(dimension, row[dimension.column], names.get(row[dimension.column], {}),
-                row["cost"].quantize(COST_PLACES), row["requests"]) for row in rows]
+                row["cost"].quantize(COST_PLACES), row["requests"], row["unpriced"]) for row in rows]
 
 
 def top_of(groups: list[Group], *, limit: int = TOP, named: bool = False) -> list[Top]:
@@ -392,36 +394,71 @@ def top_of(groups: list[Group], *, limit: int = TOP, named: bool = False) -> lis
     same order, without summing the rows a second time."""
     chosen = [g for g in groups if g.key is not None or not named]
     chosen.sort(key=lambda g: (-g.figures.cost, g.key is None, g.key if g.key is not None else 0))
-    return [Top(g.dimension, g.key, g.names, g.figures.cost, g.figures.requests) for g in chosen[:limit]]
+    return [Top(g.dimension, g.key, g.names, g.figures.cost, g.figures.requests, g.figures.unpriced)
+            for g in chosen[:limit]]
+
+
+@dataclass(frozen=True)
+class DayActivity:
+    """A day's requests, errors, latencies and calls without a price, summed over every provider."""
+
+    requests: int = 0
+    errors: int = 0
+    latency_ms_sum: int = 0
+    latency_count: int = 0
+    unpriced: int = 0
+
+    @property
+    def avg_latency_ms(self) -> float | None:
+        return self.latency_ms_sum / self.latency_count if self.latency_count else None
+
+
+# The sums of a (day, provider) row besides its cost, for DayActivity.
+_ACTIVITY = ("requests", "errors", "latency_ms_sum", "latency_count", "unpriced")
 
 
 @dataclass(frozen=True)
 class DailySeries:
-    """Cost per day per provider: the stacked chart's data."""
+    """Cost per day per provider: the stacked chart's data; and each day's activity, the data of the
+    requests and latency charts, from the same query."""
 
     days: list[date]
     providers: list[tuple[int | None, str]]  # (id, name), the most expensive first
     cost: dict[tuple[date, int | None], Decimal]
+    activity: dict[date, DayActivity] = field(default_factory=dict)
 
     def day_total(self, day: date) -> Decimal:
         return sum((self.cost.get((day, pk), Decimal(0)) for pk, _ in self.providers), Decimal(0))
 
-    def rows(self) -> list[tuple[date, list[Decimal], Decimal]]:
-        """(day, cost per provider in `providers` order, the day's total) for each day: the table alternative."""
-        return [(day, [self.cost.get((day, pk), Decimal(0)) for pk, _ in self.providers], self.day_total(day))
-                for day in self.days]
+    def day_activity(self, day: date) -> DayActivity:
+        return self.activity.get(day, DayActivity())
+
+    def rows(self) -> list[tuple[date, list[Decimal], Decimal, int]]:
+        """(day, cost per provider in `providers` order, the day's total, its calls without a price) for each
+        day: the table alternative."""
+        return [(day, [self.cost.get((day, pk), Decimal(0)) for pk, _ in self.providers], self.day_total(day),
+                 self.day_activity(day).unpriced) for day in self.days]
+
+    def activity_rows(self) -> list[tuple[date, DayActivity]]:
+        return [(day, self.day_activity(day)) for day in self.days]
 
 
 def daily_cost_by_provider(selection: Selection) -> DailySeries:
-    rows = selection.rows("provider_id").values("day", "provider_id").annotate(cost=Sum("cost"))
+    rows = list(selection.rows("provider_id").values("day", "provider_id").annotate(
+        cost=Sum("cost"), **{name: Sum(name) for name in _ACTIVITY}))
     cost = {(row["day"], row["provider_id"]): row["cost"] for row in rows}
+    sums: dict[date, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_ACTIVITY, 0))
+    for row in rows:
+        for name in _ACTIVITY:
+            sums[row["day"]][name] += row[name]
+    activity = {day: DayActivity(**values) for day, values in sums.items()}
     names = {pk: n["provider"] for pk, n in selection.names.of(DIMENSIONS["provider"],
                                                                list({pk for _, pk in cost if pk is not None})).items()}
     by_total: dict[int | None, Decimal] = defaultdict(Decimal)
     for (_, pk), amount in cost.items():
         by_total[pk] += amount  # only to order the legend
     providers = sorted(((pk, names.get(pk, "—")) for pk in by_total), key=lambda p: (-by_total[p[0]], p[1]))
-    return DailySeries(days=selection.range.days, providers=providers, cost=cost)
+    return DailySeries(days=selection.range.days, providers=providers, cost=cost, activity=activity)
 
 
 # -- reading a selection from a request ---------------------------------------------------------

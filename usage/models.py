@@ -93,11 +93,29 @@ class UsageRecord(models.Model):
 
     @property
     def tokens_per_second(self) -> float | None:
-        """Output speed once the first token arrived."""
-        if not self.output_tokens or self.latency_ms is None or self.ttft_ms is None:
-            return None
-        generating = (self.latency_ms - self.ttft_ms) / 1000
-        return self.output_tokens / generating if generating > 0 else None
+        """Output speed: see `tokens_per_second`."""
+        return tokens_per_second(self.output_tokens, self.latency_ms, self.ttft_ms)
+
+
+# A generation shorter than this says more about how the provider batches its chunks than about its speed:
+# 26 tokens arriving in one 1 ms burst are not 26,000 tokens a second.
+MIN_GENERATION_MS = 100
+
+
+def tokens_per_second(output_tokens: int | None, latency_ms: float | None, ttft_ms: float | None) -> float | None:
+    """A call's output speed, the one definition aspweb shows (the calls list, a call's page, the playground's
+    answers): the output tokens over the generation time, which is the whole call's latency less the time to
+    its first token, so that queueing and reading the prompt do not count against the model.
+
+    None (shown as "—") where it would mean nothing: no output tokens, a call that was not streamed (no time
+    to first token, so no generation time apart from the wait), and a generation shorter than
+    MIN_GENERATION_MS."""
+    if not output_tokens or latency_ms is None or ttft_ms is None:
+        return None
+    generating_ms = latency_ms - ttft_ms
+    if generating_ms < MIN_GENERATION_MS:
+        return None
+    return output_tokens * 1000 / generating_ms
 
 
 class Rollup(models.Model):

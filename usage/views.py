@@ -19,6 +19,7 @@ from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from aspweb.roles import ADMIN, FINANCE, MEMBER, has_role, role_required
+from playground.models import Answer
 from providers.models import Model, Price, PriceTier
 from providers.templatetags.money import money, usd
 
@@ -36,10 +37,33 @@ def _records_for(user: Any, *, everyone: bool) -> QuerySet[UsageRecord]:
     return records if everyone else records.filter(user=user)
 
 
+def _sees_all_calls(user: Any) -> bool:
+    """Admins and Finance list, open and export everyone's calls (Finance answers for every cost the
+    dashboards show); members only their own."""
+    return has_role(user, ADMIN, FINANCE)
+
+
+def form_errors(form: Any) -> list[str]:
+    """A form's errors in the words of the page: each field by its label ("From: Enter a valid date."),
+    never by its internal name (`date_from`)."""
+    lines = []
+    for name, errors in form.errors.items():
+        label = form[name].label if name in form.fields else ""
+        lines += [f"{label}: {e}" if label else e for e in errors]
+    return lines
+
+
+def _parameter_errors(form: Any) -> str:
+    """A form's errors for someone who wrote the URL: each field by its query parameter ("from")."""
+    return "; ".join(
+        f'parameter "{form.add_prefix(name)}": {" ".join(errors)}' if name in form.fields else " ".join(errors)
+        for name, errors in form.errors.items())
+
+
 @role_required(ADMIN, FINANCE, MEMBER)
 def call_list(request: HttpRequest) -> HttpResponse:
-    """Recent calls, newest first: admins see everyone's, others their own."""
-    sees_all = has_role(request.user, ADMIN)
+    """Recent calls, newest first: admins and finance see everyone's, members their own."""
+    sees_all = _sees_all_calls(request.user)
     form = CallFilterForm(request.GET, with_user=sees_all, owner=request.user)
     records = _records_for(request.user, everyone=sees_all)
     records = form.filter(records) if form.is_valid() else records.none()
@@ -54,7 +78,7 @@ def call_list(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     context = {
         "form": form, "calls": rows[:CALLS_PER_PAGE], "page": number, "has_next": len(rows) > CALLS_PER_PAGE,
-        "query": query.urlencode(), "sees_all": sees_all, "exports_all": has_role(request.user, ADMIN, FINANCE),
+        "query": query.urlencode(), "sees_all": sees_all, "form_errors": form_errors(form),
     }
     if request.htmx:
         return render(request, "usage/call_list.html#results", context)
@@ -65,17 +89,31 @@ def call_list(request: HttpRequest) -> HttpResponse:
 def call_detail(request: HttpRequest, request_id: UUID) -> HttpResponse:
     """One call: its tokens per class at the rate it paid and what each class cost, and where the provider
     reported a charge, that charge and aspweb's computation side by side, saying which is the call's cost."""
-    records = _records_for(request.user, everyone=has_role(request.user, ADMIN))
+    records = _records_for(request.user, everyone=_sees_all_calls(request.user))
     record = get_object_or_404(records.select_related("user", "api_key", "price", "provider")
                                .prefetch_related("price__tiers"), request_id=request_id)
     applied = rates(record.price, record.prompt_tokens) if record.price else None
     return render(request, "usage/call_detail.html", {
         "call": record,
+        "conversation_url": _conversation_url(record, request.user),
         "classes": _token_classes(record, applied),
         "tier_above": applied.tier_above if applied else None,
         "reported_is_cost": _reported_is_cost(record),
         "difference": _signed_usd(record.cost_difference) if record.cost_difference is not None else "",
     })
+
+
+def _conversation_url(record: UsageRecord, user: Any) -> str:
+    """The playground conversation a call answered, where it is the viewer's own (a conversation is only
+    ever its owner's to open); empty otherwise."""
+    if record.source != UsageRecord.Source.PLAYGROUND or record.user_id is None or record.user_id != user.pk:
+        return ""
+    # Led by the person's own conversations: a handful of rows, whatever the size of the answers table.
+    answer = (Answer.objects.filter(turn__conversation__user=user, request_id=record.request_id)
+              .values("turn_id", "turn__conversation_id").first())
+    if answer is None:  # the conversation was deleted since
+        return ""
+    return reverse("playground_conversation", args=[answer["turn__conversation_id"]]) + f"#turn-{answer['turn_id']}"
 
 
 @dataclass(frozen=True)
@@ -167,11 +205,10 @@ _AT, _ID = len(_FIELDS), len(_FIELDS) + 1  # the keyset columns appended to each
 def call_export(request: HttpRequest) -> HttpResponse:
     """Raw records as CSV, oldest first, streamed in batches: admins and finance export everyone's
     calls, members their own."""
-    exports_all = has_role(request.user, ADMIN, FINANCE)
+    exports_all = _sees_all_calls(request.user)
     form = CallFilterForm(request.GET, with_user=exports_all, owner=request.user)
     if not form.is_valid():
-        errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
-        return HttpResponseBadRequest(f"Cannot export: {errors}", content_type="text/plain")
+        return HttpResponseBadRequest(f"Cannot export: {_parameter_errors(form)}", content_type="text/plain")
     records = form.filter(_records_for(request.user, everyone=exports_all))
     data = form.cleaned_data
     span = "-".join(d.isoformat() for d in (data["date_from"], data["date_to"]) if d) or "all"
@@ -296,7 +333,7 @@ def _dashboard(request: HttpRequest, *, mine: Any) -> HttpResponse:
     context: dict[str, Any] = {
         "form": form, "valid": valid, "selection": selection, "mine": mine is not None,
         "filter_fields": _filter_selects(form, selection.names),
-        "time_zone": settings.TIME_ZONE,
+        "time_zone": settings.TIME_ZONE, "form_errors": form_errors(form),
         "page_url": reverse("my_usage" if mine is not None else "dashboard"),
         "export_url": reverse("my_usage_export" if mine is not None else "dashboard_export"),
         "presets": [(label, selection.query(range=key), key == selection.range.preset)
@@ -304,19 +341,19 @@ def _dashboard(request: HttpRequest, *, mine: Any) -> HttpResponse:
     }
     if valid:
         context |= _dashboard_figures(selection, own_only=mine is not None)
-        # Finance sees only their own calls in the calls list: everyone's unpriced calls are theirs as CSV.
-        context["unpriced_listed"] = mine is not None or has_role(request.user, ADMIN)
-        context["unpriced_url"] = reverse("call_list" if context["unpriced_listed"] else "call_export") \
-            + _unpriced_calls_query(selection)
+        context["unpriced_url"] = reverse("call_list") + calls_query(selection, unpriced="true")
     # Back and forward after HTMX pushed a URL may ask for the whole page again (history restore).
     region = request.htmx and not request.htmx.history_restore_request
     return render(request, "usage/dashboard.html#dashboard" if region else "usage/dashboard.html", context)
 
 
-def _unpriced_calls_query(selection: dashboards.Selection) -> str:
-    """The calls list's (and its export's) query for exactly the unpriced calls a dashboard view counts."""
+def calls_query(selection: dashboards.Selection, **narrower: Any) -> str:
+    """The calls list's (and its export's) query for exactly the calls a dashboard view counts: its days,
+    its filters, on "My usage" the person's own, and `narrower` ones (a group's, `unpriced`)."""
     r = selection.range
-    params = {"unpriced": "true", "date_from": r.start.isoformat(), "date_to": r.end.isoformat()}
+    # `unpriced` first: the notice's link reads "unpriced=true&date_from=...".
+    params: dict[str, Any] = {"unpriced": narrower.pop("unpriced")} if "unpriced" in narrower else {}
+    params |= {"date_from": r.start.isoformat(), "date_to": r.end.isoformat()}
     for name in ("provider", "model", "user", "api_key"):
         if getattr(selection, name) is not None:
             params[name] = getattr(selection, name).pk
@@ -324,7 +361,7 @@ def _unpriced_calls_query(selection: dashboards.Selection) -> str:
         params["user"] = selection.mine.pk
     if selection.source:
         params["source"] = selection.source
-    return "?" + urlencode(params)
+    return "?" + urlencode(params | narrower)
 
 
 def _filter_selects(form: dashboards.DashboardForm, names: dashboards.Names) -> list[SafeString]:
@@ -346,7 +383,7 @@ def _select(field: Any, empty: str, choices: Iterable[tuple[Any, str]]) -> SafeS
     current = str(field.value() or (dashboards.DEFAULT_GROUP if field.name == "group" else ""))
     first = format_html('<option value="">{}</option>', empty) if empty else ""
     return format_html(
-        '<label for="{}">{}</label><select name="{}" id="{}">{}{}</select>',
+        '<span class="filter-pair"><label for="{}">{}</label><select name="{}" id="{}">{}{}</select></span>',
         field.id_for_label, field.label, field.html_name, field.id_for_label, first,
         format_html_join("", "{}", ((
             format_html('<option value="{}" selected>{}</option>', value, label) if str(value) == current
@@ -374,6 +411,7 @@ def _dashboard_figures(selection: dashboards.Selection, *, own_only: bool) -> di
     rows = [(group, selection.query(provider=group.key, group="model", sort=None) if drill and group.key else "")
             for group in table]
     page_url = reverse("my_usage" if own_only else "dashboard")
+    calls_url = reverse("call_list")
     headings = [(key, label, selection.query(sort=_next_sort(key, selection.sort)), _direction(key, selection.sort))
                 for key, label in (("name", dashboards.DIMENSIONS[selection.group].label), *DASHBOARD_COLUMNS)]
     return {
@@ -383,11 +421,14 @@ def _dashboard_figures(selection: dashboards.Selection, *, own_only: bool) -> di
         "legend": [(charts.colour(i), name, selection.query(provider=pk, group="model", sort=None) if pk else "")
                    for i, (pk, name) in enumerate(daily.providers)],
         "daily_chart": charts.stacked_daily_cost(daily, title=f"Daily cost by provider, {span}"),
+        "requests_chart": charts.daily_requests(daily, title=f"Daily requests and errors, {span}"),
+        "latency_chart": charts.daily_latency(daily, title=f"Daily average latency, {span}"),
         "models": models, "models_chart": _bars(models, f"Cost by model, {span}"),
         "users": users,
         "users_chart": "" if own_only else _bars(users, f"Top users by cost, {span}", charts.HALF_WIDTH),
         "keys": keys, "keys_chart": _bars(keys, f"Top API keys by cost, {span}", charts.HALF_WIDTH),
-        "rows": rows, "table_rows": _table_rows(rows, page_url), "headings": headings, "drill": drill,
+        "rows": rows, "table_rows": _table_rows(rows, page_url, selection, calls_url), "headings": headings,
+        "drill": drill,
         "dimension": dashboards.DIMENSIONS[selection.group],
         "crumbs": [(str(selection.provider), selection.query(provider=None, model=None, group="provider",
                                                                  sort=None))] if selection.provider else [],
@@ -395,14 +436,29 @@ def _dashboard_figures(selection: dashboards.Selection, *, own_only: bool) -> di
     }
 
 
-def _table_rows(rows: list[tuple[dashboards.Group, str]], page_url: str) -> SafeString:
+def group_calls_query(selection: dashboards.Selection, group: dashboards.Group) -> str:
+    """The calls list's query for a group's calls: the view's, narrowed to the group; empty for the group
+    of calls without a user or without a key, which the calls list cannot pick."""
+    if group.key is None:
+        return ""
+    if group.dimension.name == "day":
+        return calls_query(selection, date_from=group.key.isoformat(), date_to=group.key.isoformat())
+    return calls_query(selection, **{group.dimension.name: group.key})
+
+
+def _table_rows(rows: list[tuple[dashboards.Group, str]], page_url: str, selection: dashboards.Selection,
+                calls_url: str) -> SafeString:
     """The group table's rows, written here rather than by the template: a row is a dozen cells through
     filters, and a table of 500 people rendered by the template engine cost more than every query of
-    the page. Names are escaped; every other cell is digits this writes itself."""
+    the page. Names are escaped; every other cell is digits this writes itself. The last cell opens the
+    group's calls in the calls list."""
     lines = []
     for group, drill in rows:
         f, label = group.figures, escape(group.label)
         name = f'<a href="{escape(page_url + drill)}">{label}</a>' if drill else label
+        query = group_calls_query(selection, group)
+        calls = (f'<a class="calls-link" href="{escape(calls_url + query)}" hx-boost="false">Calls'
+                 f'<span class="visually-hidden"> of {label}</span></a>') if query else ""
         errors = "—" if f.error_percent is None else f"{_places(f.error_percent, '0.1')}&nbsp;%"
         latency = "—" if f.avg_latency_ms is None else f"{_places(f.avg_latency_ms, '1'):,}&nbsp;ms"
         ttft = "—" if f.avg_ttft_ms is None else f"{_places(f.avg_ttft_ms, '1'):,}&nbsp;ms"
@@ -410,10 +466,19 @@ def _table_rows(rows: list[tuple[dashboards.Group, str]], page_url: str) -> Safe
             f'<tr><td>{name}</td><td class="num">{f.requests:,}</td><td class="num">{errors}</td>'
             f'<td class="num">{f.input_tokens:,}</td><td class="num">{f.output_tokens:,}</td>'
             f'<td class="num">{f.cache_read_tokens:,}</td><td class="num">{f.cache_write_tokens:,}</td>'
-            f'<td class="num">{f.cache_write_1h_tokens:,}</td><td class="num">{money(f.cost)}</td>'
-            f'<td class="num">{_unpriced_cell(f)}</td><td class="num">{latency}</td><td class="num">{ttft}</td></tr>\n'
+            f'<td class="num">{f.cache_write_1h_tokens:,}</td><td class="num">{_cost_cell(f)}</td>'
+            f'<td class="num">{_unpriced_cell(f)}</td><td class="num">{latency}</td><td class="num">{ttft}</td>'
+            f'<td>{calls}</td></tr>\n'
         )
     return mark_safe("".join(lines))  # noqa: S308 - every name escaped above
+
+
+def _cost_cell(f: dashboards.Figures) -> str:
+    """A group's cost; where it leaves calls without a price out, marked so, never a bare "$0.00"."""
+    if not f.unpriced:
+        return money(f.cost)
+    return (f'{money(f.cost)} <span class="badge warn" title="Leaves out {charts.calls(f.unpriced)} without a price">'
+            f'+&nbsp;unpriced</span>')
 
 
 def _unpriced_cell(f: dashboards.Figures) -> str:
@@ -445,7 +510,9 @@ def _direction(key: str, current: str) -> str:
 
 def _bars(groups: list[dashboards.Top], title: str, width: int = charts.WIDTH) -> SafeString:
     return charts.bar_chart([
-        charts.Bar(g.label, g.cost, f"{g.label}: {money(g.cost)} in {g.requests:,} requests") for g in groups
+        charts.Bar(g.label, g.cost, f"{g.label}: {money(g.cost)} in {g.requests:,} requests"
+                   + charts.unpriced_note(g.unpriced), g.unpriced)
+        for g in groups
     ], title=title, width=width)
 
 
@@ -478,8 +545,7 @@ def _dashboard_export(request: HttpRequest, *, mine: Any) -> HttpResponse:
     """The current view's group table as CSV: the same range, filters, grouping and order, streamed."""
     form = dashboards.DashboardForm(request.GET, on=dashboards.today(), mine=mine)
     if not form.is_valid():
-        errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
-        return HttpResponseBadRequest(f"Cannot export: {errors}", content_type="text/plain")
+        return HttpResponseBadRequest(f"Cannot export: {_parameter_errors(form)}", content_type="text/plain")
     selection = form.selection()
     r = selection.range
     name = f"aspweb-{'my-usage' if mine is not None else 'costs'}-by-{selection.group}-{r.start}-{r.end}.csv"

@@ -1,7 +1,7 @@
 """Calls without a price in real Chromium: the cost dashboard counts them beside the cost, the notice comes and
 goes as the range changes over HTMX, and its link leads an admin to exactly those calls (a page of its own, not
-swapped into the dashboard) and on to a call's page that says why it counts $0; finance, who lists only their
-own calls, downloads everyone's as CSV. A regression here would be silent: the cost would just look complete."""
+swapped into the dashboard) and on to a call's page that says why it counts $0; finance lists them the same way
+and downloads them as CSV. A regression here would be silent: the cost would just look complete."""
 
 import csv
 import io
@@ -79,15 +79,24 @@ def test_the_dashboard_counts_unpriced_calls_and_leads_an_admin_to_them(
     expect(page.get_by_role("heading", level=1)).to_contain_text("new-model")
 
 
-def test_finance_downloads_everyones_unpriced_calls(
+def test_finance_lists_everyones_unpriced_calls_and_downloads_them(
         page: Page, sign_in: Callable[..., Page], make_user: Callable[..., User]) -> None:
     unpriced = _seed(make_user)
     sign_in(make_user("finance"))
     page.goto("/costs/")
     notice = page.locator("#unpriced-notice")
     expect(notice).to_contain_text("2 calls without a price, 48,000 tokens, not in the cost")
+    notice.get_by_role("link", name="2 calls without a price").click()
+    rows = page.locator("#results tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="ana@example.com")).to_have_count(1)
+    expect(rows.filter(has_text="ben@example.com")).to_have_count(1)
+    # Someone else's call opens for Finance, as it lists.
+    rows.filter(has_text="ben@example.com").get_by_role("link").click()
+    expect(page.locator("#call-cost")).to_have_text("unpriced counted as $0.00")
+    page.go_back()
     with page.expect_download() as download_info:
-        notice.get_by_role("link", name="Export them as CSV").click()
+        page.get_by_role("link", name="Export CSV").click()
     rows = list(csv.DictReader(io.StringIO(Path(download_info.value.path()).read_text())))
     assert sorted(row["request_id"] for row in rows) == sorted(str(r.request_id) for r in unpriced)
     assert {(row["user"], row["unpriced"], row["cost_usd"], row["computed_cost_usd"]) for row in rows} == {
