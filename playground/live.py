@@ -43,6 +43,8 @@ STALE_SECONDS = 15.0
 KEEP_SECONDS = 3600
 # A finished generation's heartbeat stays this long, for the streams that were following it.
 DONE_KEEP_SECONDS = 60
+# Stop asked of another worker: longer than that worker takes to see it, and than Stop waits for it.
+STOP_KEEP_SECONDS = 10
 
 # This worker's generations, by answer id.
 _running: dict[int, "Generation"] = {}
@@ -151,7 +153,10 @@ def _exchange(answer_id: int, values: dict[str, Any], timeout: int) -> bool:
     was asked for it."""
     if values:
         cache.set_many(values, timeout)
-    return cache.get(_stop_key(answer_id)) is not None
+    stopped = cache.get(_stop_key(answer_id)) is not None
+    if stopped:
+        cache.delete(_stop_key(answer_id))
+    return stopped
 
 
 def local(answer_id: int) -> Generation | None:
@@ -239,7 +244,7 @@ def stop(answer_id: int) -> None:
     if generation is not None:
         generation.loop.call_soon_threadsafe(generation.cancel)
     else:
-        cache.set(_stop_key(answer_id), True, int(STALE_SECONDS * 4))
+        cache.set(_stop_key(answer_id), True, STOP_KEEP_SECONDS)
 
 
 def stop_many(answer_ids: Iterable[int]) -> None:
