@@ -75,7 +75,8 @@
     htmx.trigger(document.body, "pg:answered");
   }
 
-  document.body.addEventListener("htmx:sseMessage", function (event) {
+  // Before the message: its swap replaces the pane, and with it the element the later events start from.
+  document.body.addEventListener("htmx:sseBeforeMessage", function (event) {
     if (event.detail && event.detail.type === "done") answered();
   });
 
