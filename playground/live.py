@@ -164,6 +164,13 @@ def local(answer_id: int) -> Generation | None:
     return _running.get(answer_id)
 
 
+def quiet_limit() -> float:
+    """How long a stream waits to hear of a generation it did not find before deciding there is none: no
+    time at all when the cache is this process's own (the embedded default runs one worker, so the
+    generation would be here), else STALE_SECONDS."""
+    return 0.0 if cache_is_local() else STALE_SECONDS
+
+
 def start(answer_id: int, generate: Callable[[Generation], Awaitable[None]]) -> Generation:
     """Run `generate` for the answer as a task of this worker, apart from the request that started it."""
     generation = Generation(answer_id)
@@ -213,8 +220,9 @@ async def _generate(generation: Generation, generate: Callable[[Generation], Awa
 
 
 async def _flush_every(generation: Generation) -> None:
+    """The generation's writes to the shared store: one as it starts (the answer is being generated),
+    then every FLUSH_SECONDS."""
     while True:
-        await asyncio.sleep(FLUSH_SECONDS)
         try:
             if await generation.flush():
                 generation.cancel()
@@ -222,6 +230,7 @@ async def _flush_every(generation: Generation) -> None:
         except Exception:
             # The followers on other workers wait; the answer itself goes on.
             logger.exception("Could not write answer %s to the cache", generation.answer_id)
+        await asyncio.sleep(FLUSH_SECONDS)
 
 
 async def shared_read(answer_id: int, seen: int) -> tuple[Meta | None, str]:

@@ -336,8 +336,8 @@ def _status(answer_id: int) -> str | None:
 async def _follow_shared(answer_id: int) -> AsyncIterator[str]:
     """A generation of another worker, through the shared store: the text so far as one `text` event, then
     what each batch adds. Ends with the generation, or when its answer has finished; when nothing is heard
-    of it for live.STALE_SECONDS, its worker went with it: the answer is saved as stopped with the text
-    that reached the store."""
+    of it (live.quiet_limit, live.STALE_SECONDS), its worker went with it (a restart): the answer is saved
+    as stopped with the text that reached the store."""
     seen, text, quiet_since, first = 0, [], time.monotonic(), True
     while True:
         meta, new = await live.shared_read(answer_id, seen)
@@ -352,7 +352,7 @@ async def _follow_shared(answer_id: int) -> AsyncIterator[str]:
         if meta is None or meta.stale:
             if await sync_to_async(_status)(answer_id) not in (Answer.Status.PENDING, Answer.Status.STREAMING):
                 return
-            if (meta is not None and meta.stale) or time.monotonic() - quiet_since > live.STALE_SECONDS:
+            if (meta is not None and meta.stale) or time.monotonic() - quiet_since >= live.quiet_limit():
                 await sync_to_async(services.answer_abandon)(answer_id=answer_id, text="".join(text))
                 return
         else:

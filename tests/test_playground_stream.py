@@ -329,6 +329,20 @@ def test_an_answer_whose_worker_went_is_saved_stopped_with_the_text_that_reached
     assert upstream.requests == []
 
 
+def test_after_a_restart_of_the_one_worker_a_reload_ends_the_answer_at_once(
+    local_cache: None, member: User, catalog: tuple[Model, Model], upstream: FakeUpstream
+) -> None:
+    # The embedded default: one worker, whose memory held the generation and is gone.
+    [answer] = answers_of(send(member, send_data(catalog[0]), keep=False).pk)
+    Answer.objects.filter(pk=answer.pk).update(status=Answer.Status.STREAMING)
+    started = time.monotonic()
+    result = stream(member, answer)
+    assert time.monotonic() - started < live.STALE_SECONDS / 2
+    assert "Stopped before the first token." in result.done
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.STOPPED and upstream.requests == []
+
+
 def test_closing_a_stream_at_a_yield_leaves_the_answer_generating(member: User, catalog: tuple[Model, Model],
                                                                   upstream: FakeUpstream) -> None:
     # Django closes the generator (GeneratorExit) instead of cancelling it when the disconnect lands while
