@@ -91,6 +91,8 @@ class Generation:
         self.answer_id = answer_id
         self.parts: list[str] = []
         self.finished = False
+        # The done event's HTML, rendered as the answer was saved (None until then, or if that failed).
+        self.final_html: str | None = None
         self.task: asyncio.Task[None] | None = None
         self.loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()

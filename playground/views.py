@@ -232,6 +232,11 @@ def _final_html(answer_id: int, can_send: bool = True) -> str:
     return render_to_string(f"{PAGE}#pane", {"answer": answer, "pane_oob": True, "can_send": can_send})
 
 
+def _finish(answer_id: int, **outcome: Any) -> str:
+    services.answer_finish(answer_id=answer_id, **outcome)
+    return _final_html(answer_id)
+
+
 @dataclass
 class _Claim:
     """An answer claimed for its stream, and its call prepared."""
@@ -290,8 +295,9 @@ async def _generate(claim: _Claim, generation: live.Generation) -> None:
     async def save(**outcome: Any) -> None:
         if (pending := mark()) is not None:
             await pending
-        await sync_to_async(services.answer_finish)(answer_id=answer_id, text=generation.text, request=chat,
-                                                    record=record, **outcome)
+        # Rendered as it is saved, in the same trip to the database: the streams of this worker end with it.
+        generation.final_html = await sync_to_async(_finish)(answer_id, text=generation.text, request=chat,
+                                                             record=record, **outcome)
 
     error: BaseException | None = None
     try:
@@ -361,9 +367,10 @@ async def _follow_shared(answer_id: int) -> AsyncIterator[str]:
 
 
 async def _answer_events(claim: _Claim) -> AsyncIterator[str]:
-    answer_id = claim.answer_id
+    answer_id, generation = claim.answer_id, None
     if claim.chat is not None:
-        events = _follow_here(live.start(answer_id, functools.partial(_generate, claim)), joined=False)
+        generation = live.start(answer_id, functools.partial(_generate, claim))
+        events = _follow_here(generation, joined=False)
     elif (generation := live.local(answer_id)) is not None:
         events = _follow_here(generation, joined=True)
     elif await sync_to_async(_status)(answer_id) in (Answer.Status.PENDING, Answer.Status.STREAMING):
@@ -374,7 +381,8 @@ async def _answer_events(claim: _Claim) -> AsyncIterator[str]:
         async with contextlib.aclosing(events):
             async for event in events:
                 yield event
-    yield sse_event("done", await sync_to_async(_final_html)(answer_id))
+    final = generation.final_html if generation is not None else None
+    yield sse_event("done", final if final is not None else await sync_to_async(_final_html)(answer_id))
 
 
 class _AnswerEvents:
