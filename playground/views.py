@@ -218,18 +218,19 @@ def sse_event(name: str, data: str) -> str:
     return f"event: {name}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
-def _final_html(answer_id: int, can_send: bool = True) -> str:
+def _final_html(answer_id: int) -> str:
     """The finished pane, out of band; once every pane of a compared turn (of the answer's version) has
-    finished, the whole row, with the cheapest and fastest marked."""
+    finished, the whole row, with the cheapest and fastest marked. For its owner, who streams and stops it:
+    a member or an admin."""
     answer = Answer.objects.select_related("turn").filter(pk=answer_id).first()
     if answer is None:  # its prompt was edited and sent again while it streamed
         return ""
     turn = services.transcript_turn(answer.turn, answer.version)
     answers = turn.shown
     if len(answers) > 1 and all(a.is_finished for a in answers):
-        return render_to_string(f"{PAGE}#answers", {"turn": turn, "answers_oob": True, "can_send": can_send})
+        return render_to_string(f"{PAGE}#answers", {"turn": turn, "answers_oob": True, "can_send": True})
     answer = next(a for a in answers if a.pk == answer_id)
-    return render_to_string(f"{PAGE}#pane", {"answer": answer, "pane_oob": True, "can_send": can_send})
+    return render_to_string(f"{PAGE}#pane", {"answer": answer, "pane_oob": True, "can_send": True})
 
 
 def _finish(answer_id: int, **outcome: Any) -> str:
