@@ -9,7 +9,8 @@ reaches the pages following it two ways:
 - in any worker, through Django's cache (Redis when several workers serve): the generation writes the
   text that arrived since its last write as one more batch every FLUSH_SECONDS, with a heartbeat, and a
   stream elsewhere reads the batches so far, then the next ones as they come (`shared_read`). No token
-  waits for this: it happens beside the generation, never in its way.
+  waits for this: it happens beside the generation, never in its way. With a cache of the process's own
+  memory (the embedded default, one worker) there is no elsewhere, and nothing is written.
 
 Stop reaches a generation in this worker at once (`stop`), and one in another worker through a flag in
 the cache that the generation reads each time it writes. A generation nothing has been heard from for
@@ -210,6 +211,9 @@ async def _run(generation: Generation, generate: Callable[[Generation], Awaitabl
 
 
 async def _generate(generation: Generation, generate: Callable[[Generation], Awaitable[None]]) -> None:
+    if cache_is_local():
+        await generate(generation)
+        return
     flusher = asyncio.create_task(_flush_every(generation))
     try:
         await generate(generation)

@@ -295,8 +295,10 @@ def test_a_stream_on_another_worker_follows_through_the_cache(member: User, cata
     upstream.chunk_delay = 0.05
     [answer] = answers_of(send(member, send_data(catalog[0])).pk)
     cookie = _session_cookie(member)
-    # The follower's worker does not run the generation: it has only the shared store (Redis in production).
+    # The follower's worker does not run the generation: it has only the shared store (Redis in production;
+    # this process's memory, written and read as if it were shared, with the embedded default).
     monkeypatch.setattr(live, "local", lambda answer_id: None)
+    monkeypatch.setattr(live, "cache_is_local", lambda: False)
 
     async def elsewhere() -> list[Stream]:
         first = asyncio.ensure_future(_asgi_get(_path(answer), cookie, disconnect_after_deltas=4))
@@ -413,6 +415,7 @@ def test_stop_from_another_worker_reaches_the_generation_through_the_cache(
     cookie = _session_cookie(member)
     running = live._running
     # Stop lands on a worker that does not run the generation.
+    monkeypatch.setattr(live, "cache_is_local", lambda: False)
     monkeypatch.setattr(live, "_running", {})
     monkeypatch.setattr(live, "local", running.get)
 
@@ -614,3 +617,5 @@ def test_a_kept_answer_streams_without_a_thread_hop_before_its_call(
     assert "".join(result.deltas) == REPLY
     assert not [hop for hop in hops if ".admit" in hop], hops  # the sign-in check and the claim: inline
     assert any(hop.endswith("answer_mark_streaming") for hop in hops), hops
+    # One worker, the cache its own memory: no other worker to tell, so nothing went to the cache.
+    assert cache.get(live._meta_key(second.pk)) is None
