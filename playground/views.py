@@ -300,6 +300,7 @@ async def _generate(claim: _Claim, generation: live.Generation) -> None:
         generation.final_html = await sync_to_async(_finish)(answer_id, text=generation.text, request=chat,
                                                              record=record, **outcome)
 
+    loop = asyncio.get_running_loop()
     error: BaseException | None = None
     try:
         stream = calls.stream_chat(chat, caller=claim.caller, record=record, prepared=claim.prepared)
@@ -309,7 +310,10 @@ async def _generate(claim: _Claim, generation: live.Generation) -> None:
                     break  # stopped or answered again before the stream began: nothing here is saved
                 if chunk.text:
                     generation.push(chunk.text)
-                    mark()
+                    if marking is None and not claim.marked:
+                        # After the streams woken by the token have sent it: the thread this starts
+                        # (perhaps a new one) would hold it up.
+                        loop.call_soon(mark)
     except asyncio.CancelledError:
         # Stop: keep what arrived, marked stopped. Shielded, so the save completes even as the
         # cancellation unwinds.
