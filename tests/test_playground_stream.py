@@ -413,18 +413,19 @@ def test_stop_from_another_worker_reaches_the_generation_through_the_cache(
     upstream.chunk_delay = 0.05
     [answer] = answers_of(send(member, send_data(catalog[0])).pk)
     cookie = _session_cookie(member)
-    running = live._running
-    # Stop lands on a worker that does not run the generation.
     monkeypatch.setattr(live, "cache_is_local", lambda: False)
-    monkeypatch.setattr(live, "_running", {})
-    monkeypatch.setattr(live, "local", running.get)
+    stops: list[int] = []
+    cancel = live.Generation.cancel
+    monkeypatch.setattr(live.Generation, "cancel", lambda self: stops.append(self.answer_id) or cancel(self))
 
     async def stream_and_stop() -> tuple[Stream, Any]:
         follower = asyncio.ensure_future(_asgi_get(_path(answer), cookie))
         await asyncio.sleep(0.3)
+        # Stop lands on a worker that does not run the generation: this one, once it forgets it runs it.
+        generation = live._running.pop(answer.pk)
         response = await _stop(member, answer)()
         result = await follower
-        await asyncio.gather(*(generation.task for generation in list(running.values())), return_exceptions=True)
+        await asyncio.gather(generation.task, return_exceptions=True)
         return result, response
 
     result, response = run_asgi(stream_and_stop)
@@ -434,6 +435,8 @@ def test_stop_from_another_worker_reaches_the_generation_through_the_cache(
     answer.refresh_from_db()
     assert answer.status == Answer.Status.STOPPED and 0 < len(answer.content) < len(REPLY)
     assert answer.content.startswith(result.text)
+    # It was the flag in the cache that reached it, and the flag is gone with it.
+    assert stops == [answer.pk] and cache.get(live._stop_key(answer.pk)) is None
 
 
 def test_regenerating_keeps_both_answers_and_both_calls_in_the_ledger(
