@@ -43,8 +43,12 @@ class Turn(models.Model):
 class Answer(models.Model):
     """One model's answer to a turn, with what it cost and how fast it came.
 
-    `pending` until its stream opens, `streaming` while it runs (exactly one stream claims it), then
-    `ok`, `stopped` (the browser left or pressed Stop; the partial text is kept) or `error`.
+    `pending` until its stream opens, `streaming` while it is generated (exactly one stream claims it and
+    starts the generation, which goes on without the browser: any page open on it follows it), then `ok`,
+    `stopped` (Stop was pressed; the partial text is kept) or `error`.
+
+    Regenerate answers a turn again as a new `version` (every lane of it); the earlier versions stay, to
+    compare. The latest version is the one the conversation continues from.
     """
 
     class Status(models.TextChoices):
@@ -57,6 +61,7 @@ class Answer(models.Model):
     turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="answers")
     # The pane, left to right; in later turns the same lane continues the same model's thread.
     lane = models.PositiveSmallIntegerField(default=0)
+    version = models.PositiveSmallIntegerField(default=1)
     model = models.ForeignKey("providers.Model", null=True, on_delete=models.SET_NULL, related_name="+")
     # "provider/model" when it was asked, kept readable if the model is deleted later.
     model_address = models.CharField(max_length=300)
@@ -80,8 +85,8 @@ class Answer(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["lane"]
-        constraints = [models.UniqueConstraint(fields=["turn", "lane"], name="answer_unique_lane")]
+        ordering = ["version", "lane"]
+        constraints = [models.UniqueConstraint(fields=["turn", "version", "lane"], name="answer_unique_version_lane")]
 
     def __str__(self) -> str:
         return f"{self.model_address} ({self.status})"
@@ -96,6 +101,11 @@ class Answer(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.status == self.Status.PENDING
+
+    @property
+    def is_live(self) -> bool:
+        """Still being answered: its pane streams (or follows) the generation."""
+        return self.status in (self.Status.PENDING, self.Status.STREAMING)
 
     @property
     def is_finished(self) -> bool:

@@ -17,6 +17,7 @@ from providers.models import Model, Price
 from usage import pricing
 from usage.models import tokens_per_second
 
+from . import live
 from .models import Answer, Conversation, Turn
 
 TITLE_LENGTH = 60
@@ -82,9 +83,10 @@ def _apply(conversation: Conversation, params: Params) -> None:
     conversation.stop = list(params.stop)
 
 
-def _answers_create(turn: Turn, models: Sequence[Model]) -> list[Answer]:
+def _answers_create(turn: Turn, models: Sequence[Model], version: int = 1) -> list[Answer]:
     return Answer.objects.bulk_create(
-        Answer(turn=turn, lane=lane, model=model, model_address=address(model)) for lane, model in enumerate(models)
+        Answer(turn=turn, lane=lane, version=version, model=model, model_address=address(model))
+        for lane, model in enumerate(models)
     )
 
 
@@ -105,19 +107,27 @@ def turn_create(*, user: Any, conversation: Conversation | None, models: Sequenc
 
 @transaction.atomic
 def turn_redo(*, turn: Turn, models: Sequence[Model], params: Params, prompt: str | None = None) -> Turn:
-    """Answer the last turn again: regenerate (same prompt) or resend it with an edited prompt. The old
-    answers go; their calls stay in the usage ledger. A stream still running for one of them finds
-    nothing to save and ends."""
+    """Answer the last turn again. Regenerate (same prompt) adds a version of its answers: the earlier ones
+    stay, to compare, and those still being answered are stopped. An edited prompt replaces the turn's
+    answers, every version of them (they answered another prompt). Either way the calls made stay in the
+    usage ledger."""
     conversation = turn.conversation
     _apply(conversation, params)
     conversation.save()
+    old = list(turn.answers.values_list("pk", "version", "status"))
+    live_ids = [pk for pk, _, status in old if status in (Answer.Status.PENDING, Answer.Status.STREAMING)]
     if prompt is not None:
         turn.prompt = prompt
         turn.save(update_fields=["prompt"])
-    old = list(turn.answers.values_list("pk", flat=True))
-    turn.answers.all().delete()
-    transaction.on_commit(lambda: _forget_kept(old), robust=True)
-    answers = _answers_create(turn, models)
+        turn.answers.all().delete()  # a generation still running finds nothing to save
+        version = 1
+    else:
+        version = max((v for _, v, _ in old), default=0) + 1
+        Answer.objects.filter(pk__in=live_ids, status=Answer.Status.PENDING).update(
+            status=Answer.Status.STOPPED, finished_at=timezone.now())
+    transaction.on_commit(lambda: _forget_kept(live_ids), robust=True)
+    transaction.on_commit(lambda: live.stop_many(live_ids), robust=True)
+    answers = _answers_create(turn, models, version)
     transaction.on_commit(lambda: requests_keep(turn, answers), robust=True)
     return turn
 
@@ -140,16 +150,33 @@ def transcript(conversation: Conversation) -> list[Turn]:
     answers = Answer.objects.select_related("model__provider")
     turns = list(conversation.turns.prefetch_related(Prefetch("answers", queryset=answers)))
     for turn in turns:
-        mark_best(turn.answers.all())
+        show_version(turn)
     return turns
 
 
-def transcript_turn(turn: Turn) -> Turn:
-    """One turn as the transcript shows it: fresh answers, the best of them marked."""
+def transcript_turn(turn: Turn, version: int | None = None) -> Turn:
+    """One turn as the transcript shows it: fresh answers of `version` (the latest when None), the best of
+    them marked."""
     answers = Answer.objects.select_related("model__provider")
     turn = Turn.objects.prefetch_related(Prefetch("answers", queryset=answers)).get(pk=turn.pk)
-    mark_best(turn.answers.all())
+    show_version(turn, version)
     return turn
+
+
+def latest_version(turn: Turn) -> int:
+    return max((answer.version for answer in turn.answers.all()), default=1)
+
+
+def show_version(turn: Turn, version: int | None = None) -> None:
+    """Set what the transcript shows of a turn (answers prefetched): `versions`, how many there are;
+    `version`, the one shown (the latest unless another is asked for and exists); `shown`, its answers,
+    the best of them marked."""
+    turn.versions = latest_version(turn)
+    turn.version = version if version is not None and 1 <= version <= turn.versions else turn.versions
+    turn.shown = [answer for answer in turn.answers.all() if answer.version == turn.version]
+    turn.previous_version = turn.version - 1 if turn.version > 1 else None
+    turn.next_version = turn.version + 1 if turn.version < turn.versions else None
+    mark_best(turn.shown)
 
 
 def mark_best(answers: Iterable[Answer]) -> None:
@@ -169,19 +196,23 @@ def mark_best(answers: Iterable[Answer]) -> None:
 
 
 def _reply(turn: Turn, lane: int) -> Answer | None:
-    """The answer a lane's thread continues from: its own, or the first answer with text when that lane
-    had none (the models compared changed between turns)."""
-    answers = [answer for answer in turn.answers.all() if answer.content]
+    """The answer a lane's thread continues from, in the turn's latest version: its own, or the first answer
+    with text when that lane had none (the models compared changed between turns)."""
+    version = latest_version(turn)
+    answers = [answer for answer in turn.answers.all() if answer.content and answer.version == version]
     return next((answer for answer in answers if answer.lane == lane), answers[0] if answers else None)
 
 
-def history(turns: Iterable[Turn], lane: int) -> list[Message]:
-    """Earlier turns as messages; turns that got no answer with text are left out."""
+def history(turns: Iterable[Turn], lane: int, *, answering: bool = False) -> list[Message]:
+    """Earlier turns as messages; turns that got no answer with text are left out. With `answering`, a
+    turn still being answered counts with its prompt (for an estimate: its answer will be there)."""
     messages: list[Message] = []
     for turn in turns:
         reply = _reply(turn, lane)
         if reply is not None:
             messages += [Message("user", turn.prompt), Message("assistant", reply.content)]
+        elif answering and any(answer.is_live for answer in turn.answers.all()):
+            messages.append(Message("user", turn.prompt))
     return messages
 
 
@@ -325,10 +356,17 @@ def _tokens_per_second(output_tokens: int, record: CallRecord) -> float | None:
                              round(record.ttft_ms) if record.ttft_ms is not None else None)
 
 
+def answer_abandon(*, answer_id: int, text: str) -> None:
+    """An answer whose generation went with its worker (nothing has been heard of it for a while): stopped,
+    with the text that had reached the shared store."""
+    Answer.objects.filter(pk=answer_id, status=Answer.Status.STREAMING).update(
+        status=Answer.Status.STOPPED, content=text, finished_at=timezone.now())
+
+
 def answer_settle_stop(*, answer_id: int, give_up: bool) -> bool:
     """For Stop: True once the answer has ended. A pending answer (its stream never opened) is stopped
-    here; a streaming one is left to its stream, which saves the partial text when it sees the browser
-    go, unless `give_up` (that stream is gone too, e.g. its worker died)."""
+    here; a streaming one is left to its generation, which saves the partial text once Stop reaches it
+    (live.stop), unless `give_up` (the generation is gone too, e.g. its worker died)."""
     stopped = {"status": Answer.Status.STOPPED, "finished_at": timezone.now()}
     if Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(**stopped):
         _forget_kept([answer_id])  # a stream opening late finds nothing to claim, and asks no provider
@@ -339,14 +377,18 @@ def answer_settle_stop(*, answer_id: int, give_up: bool) -> bool:
     return not Answer.objects.filter(pk=answer_id, status=Answer.Status.STREAMING).exists()
 
 
+def seconds(amount: float) -> str:
+    """"1 second", "7 seconds", "1.5 seconds"."""
+    return f"{amount:g} second" if amount == 1 else f"{amount:g} seconds"
+
+
 def describe_error(error: BaseException, provider: str) -> str:
     """What went wrong, in words a member can act on; never a stack trace or a secret."""
     if isinstance(error, ProviderError):
         if error.kind == "auth":
             return f"{provider} rejected its API key. Ask an admin to check the key of provider {provider}."
         if error.kind == "rate_limit":
-            seconds = error.retry_after
-            when = f"in {seconds:g} second{'' if seconds == 1 else 's'}" if seconds else "in a minute"
+            when = f"in {seconds(error.retry_after)}" if error.retry_after else "in a minute"
             return f"{provider} is rate limiting requests. Retry {when}."
         if error.kind == "timeout":
             return f"Timed out: {error.message}"
@@ -362,10 +404,11 @@ def describe_error(error: BaseException, provider: str) -> str:
 
 def estimate(*, models: Sequence[Model], params: Params, prompt: str, turns: Sequence[Turn] = ()) -> list[Estimate]:
     """The cost range per model of sending `prompt` after `turns`: estimated input tokens at the input
-    price, plus up to max_tokens at the output price. Models need `price_now` (see `catalog`)."""
+    price, plus up to max_tokens at the output price. A turn still being answered counts with its prompt.
+    Models need `price_now` (see `catalog`)."""
     estimates = []
     for lane, model in enumerate(models):
-        messages = (*history(turns, lane), Message("user", prompt))
+        messages = (*history(turns, lane, answering=True), Message("user", prompt))
         tokens = prompt_tokens(ChatRequest(model="", messages=messages, system=params.system))
         low = high = None
         if model.price_now is not None:

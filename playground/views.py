@@ -2,13 +2,17 @@
 
 Sending (`send`, `regenerate`) is a plain sync view: it saves the turn with one pending answer per model
 and returns the turn, whose panes open `answer_stream` with the htmx SSE extension. `answer_stream` is an
-async view streaming `delta` events (escaped text) as the provider sends them, then one `done` event
-whose HTML swaps the finished pane (Markdown, metrics) in out of band. Stop closes the EventSource;
-the stream sees the disconnect as a cancellation and saves the partial answer as stopped.
+async view. The first stream of an answer claims it and starts its generation, a task of the worker
+(playground/live.py) that outlives the request; every stream, that one included, follows the generation:
+a `text` event with the answer so far when it joins late (a reload, a second tab; it replaces what the
+pane shows), `delta` events (escaped text) as the provider sends them, then one `done` event whose HTML
+swaps the finished pane (Markdown, metrics) in out of band. A browser going away ends only its stream;
+Stop (`answer_stop`) ends the generation, which saves the partial answer as stopped.
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +33,7 @@ from aspweb.roles import ADMIN, FINANCE, MEMBER, has_role, role_required
 from providers import calls
 from providers.adapters.base import ChatRequest, ProviderError
 
-from . import services
+from . import live, services
 from .forms import ChatForm, RenameForm
 from .models import Answer, Conversation, Turn
 
@@ -40,7 +44,8 @@ VIEWERS = (MEMBER, ADMIN, FINANCE)
 SENDERS = (MEMBER, ADMIN)
 HISTORY_LENGTH = 50
 PAGE = "playground/index.html"
-# How long Stop waits for the stream to notice the browser left and save the partial answer.
+# How long Stop waits for the generation to save the partial answer (one on another worker sees Stop
+# within live.FLUSH_SECONDS).
 STOP_WAIT_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.05
 
@@ -64,7 +69,7 @@ def _page(request: HttpRequest, conversation: Conversation | None, form: ChatFor
     catalog = services.catalog()
     turns = services.transcript(conversation) if conversation else []
     if form is None:
-        last_models = [answer.model for answer in turns[-1].answers.all() if answer.model] if turns else []
+        last_models = [answer.model for answer in turns[-1].shown if answer.model] if turns else []
         initial = ChatForm.initial_for(conversation, last_models) if conversation else {}
         form = ChatForm(initial=initial, catalog=catalog)
     return render(request, PAGE, {
@@ -154,6 +159,16 @@ def regenerate(request: HttpRequest, pk: int) -> HttpResponse:
     return reswap(retarget(_turn_response(request, turn, created=False), f"#turn-{turn.pk}"), "outerHTML")
 
 
+@role_required(*VIEWERS)
+def turn_version(request: HttpRequest, pk: int, version: int) -> HttpResponse:
+    """One version of a turn's answers (Regenerate keeps the earlier ones), for the row's version switch."""
+    turn = get_object_or_404(Turn, pk=pk, conversation__user=request.user)
+    turn = services.transcript_turn(turn, version)
+    if not request.htmx:
+        return redirect("playground_conversation", pk=turn.conversation_id)
+    return render(request, f"{PAGE}#answers", {"turn": turn, "can_send": has_role(request.user, *SENDERS)})
+
+
 @require_POST
 @role_required(*SENDERS)
 def rename(request: HttpRequest, pk: int) -> HttpResponse:
@@ -211,22 +226,23 @@ def sse_event(name: str, data: str) -> str:
 
 
 def _final_html(answer_id: int) -> str:
-    """The finished pane, out of band; once every pane of a compared turn has finished, the whole row,
-    with the cheapest and fastest marked."""
+    """The finished pane, out of band; once every pane of a compared turn (of the answer's version) has
+    finished, the whole row, with the cheapest and fastest marked. For its owner, who streams and stops it:
+    a member or an admin."""
     answer = Answer.objects.select_related("turn").filter(pk=answer_id).first()
-    if answer is None:  # regenerated away while it streamed
+    if answer is None:  # its prompt was edited and sent again while it streamed
         return ""
-    turn = services.transcript_turn(answer.turn)
-    answers = list(turn.answers.all())
+    turn = services.transcript_turn(answer.turn, answer.version)
+    answers = turn.shown
     if len(answers) > 1 and all(a.is_finished for a in answers):
-        return render_to_string(f"{PAGE}#answers", {"turn": turn, "answers_oob": True})
+        return render_to_string(f"{PAGE}#answers", {"turn": turn, "answers_oob": True, "can_send": True})
     answer = next(a for a in answers if a.pk == answer_id)
-    return render_to_string(f"{PAGE}#pane", {"answer": answer, "pane_oob": True})
+    return render_to_string(f"{PAGE}#pane", {"answer": answer, "pane_oob": True, "can_send": True})
 
 
-def _finish(answer_id: int, *, render: bool = True, **outcome: Any) -> str:
+def _finish(answer_id: int, **outcome: Any) -> str:
     services.answer_finish(answer_id=answer_id, **outcome)
-    return _final_html(answer_id) if render else ""
+    return _final_html(answer_id)
 
 
 @dataclass
@@ -268,11 +284,11 @@ def _claim(request: HttpRequest, pk: int) -> _Claim:
     return _Claim(pk, caller, record, chat, prepared, marked=True)
 
 
-async def _answer_events(claim: _Claim) -> AsyncIterator[str]:
+async def _generate(claim: _Claim, generation: live.Generation) -> None:
+    """The answer's call, its text handed to the generation's followers as it arrives, then saved. Runs as
+    a task of the worker (live.start): the browser that opened the stream may leave, and it goes on."""
     answer_id, chat, record = claim.answer_id, claim.chat, claim.record
-    if chat is None:
-        yield sse_event("done", await sync_to_async(_final_html)(answer_id))
-        return
+    assert chat is not None
     # Claimed from the cache, the answer is marked streaming in the database once the first token is on its
     # way (the thread's work would hold up the first token for the interpreter), or before saving. The
     # saves wait for it, and save nothing when the answer was no longer pending: Stop came first.
@@ -284,12 +300,14 @@ async def _answer_events(claim: _Claim) -> AsyncIterator[str]:
             marking = asyncio.ensure_future(sync_to_async(services.answer_mark_streaming)(answer_id=answer_id))
         return marking
 
-    async def save(**outcome: Any) -> str:
+    async def save(**outcome: Any) -> None:
         if (pending := mark()) is not None:
             await pending
-        return await sync_to_async(_finish)(answer_id, text="".join(parts), request=chat, record=record, **outcome)
+        # Rendered as it is saved, in the same trip to the database: the streams of this worker end with it.
+        generation.final_html = await sync_to_async(_finish)(answer_id, text=generation.text, request=chat,
+                                                             record=record, **outcome)
 
-    parts: list[str] = []
+    loop = asyncio.get_running_loop()
     error: BaseException | None = None
     try:
         stream = calls.stream_chat(chat, caller=claim.caller, record=record, prepared=claim.prepared)
@@ -298,21 +316,85 @@ async def _answer_events(claim: _Claim) -> AsyncIterator[str]:
                 if marking is not None and marking.done() and not marking.result():
                     break  # stopped or answered again before the stream began: nothing here is saved
                 if chunk.text:
-                    parts.append(chunk.text)
-                    yield sse_event("delta", escape(chunk.text))
-                    mark()
-    except (asyncio.CancelledError, GeneratorExit):
-        # The browser went away or pressed Stop (Django cancels us, or closes us at a yield): keep what
-        # arrived, marked stopped. Shielded, so the save completes even as the cancellation unwinds.
-        await asyncio.shield(save(status=Answer.Status.STOPPED, render=False))
+                    generation.push(chunk.text)
+                    if marking is None and not claim.marked:
+                        # After the streams woken by the token have sent it: the thread this starts
+                        # (perhaps a new one) would hold it up.
+                        loop.call_soon(mark)
+    except asyncio.CancelledError:
+        # Stop: keep what arrived, marked stopped. Shielded, so the save completes even as the
+        # cancellation unwinds.
+        await asyncio.shield(save(status=Answer.Status.STOPPED))
         raise
     except (ProviderError, calls.CallError) as exc:
         error = exc
     except Exception as exc:
         logger.exception("Playground answer %s failed while streaming", answer_id)
         error = exc
-    yield sse_event("done", await save(status=Answer.Status.ERROR if error is not None else Answer.Status.OK,
-                                       error=error))
+    await save(status=Answer.Status.ERROR if error is not None else Answer.Status.OK, error=error)
+
+
+async def _follow_here(generation: live.Generation, *, joined: bool) -> AsyncIterator[str]:
+    """A generation of this worker: what it has so far as one `text` event when the stream joins late
+    (`joined`), then each new part as a `delta`."""
+    late = joined
+    async for parts in generation.follow():
+        if late:
+            yield sse_event("text", escape("".join(parts)))
+            late = False
+        else:
+            for part in parts:
+                yield sse_event("delta", escape(part))
+
+
+def _status(answer_id: int) -> str | None:
+    return Answer.objects.filter(pk=answer_id).values_list("status", flat=True).first()
+
+
+async def _follow_shared(answer_id: int) -> AsyncIterator[str]:
+    """A generation of another worker, through the shared store: the text so far as one `text` event, then
+    what each batch adds. Ends with the generation, or when its answer has finished; when nothing is heard
+    of it (live.quiet_limit, live.STALE_SECONDS), its worker went with it (a restart): the answer is saved
+    as stopped with the text that reached the store."""
+    seen, text, quiet_since, first = 0, [], time.monotonic(), True
+    while True:
+        meta, new = await live.shared_read(answer_id, seen)
+        if meta is not None:
+            seen = meta.batches
+        if new or (first and meta is not None):
+            text.append(new)
+            yield sse_event("text" if first else "delta", escape(new))
+            first = False
+        if meta is not None and meta.done:
+            return
+        if meta is None or meta.stale:
+            if await sync_to_async(_status)(answer_id) not in (Answer.Status.PENDING, Answer.Status.STREAMING):
+                return
+            if (meta is not None and meta.stale) or time.monotonic() - quiet_since >= live.quiet_limit():
+                await sync_to_async(services.answer_abandon)(answer_id=answer_id, text="".join(text))
+                return
+        else:
+            quiet_since = time.monotonic()
+        await asyncio.sleep(live.POLL_SECONDS)
+
+
+async def _answer_events(claim: _Claim) -> AsyncIterator[str]:
+    answer_id, generation = claim.answer_id, None
+    if claim.chat is not None:
+        generation = live.start(answer_id, functools.partial(_generate, claim))
+        events = _follow_here(generation, joined=False)
+    elif (generation := live.local(answer_id)) is not None:
+        events = _follow_here(generation, joined=True)
+    elif await sync_to_async(_status)(answer_id) in (Answer.Status.PENDING, Answer.Status.STREAMING):
+        events = _follow_shared(answer_id)
+    else:
+        events = None
+    if events is not None:
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
+    final = generation.final_html if generation is not None else None
+    yield sse_event("done", final if final is not None else await sync_to_async(_final_html)(answer_id))
 
 
 class _AnswerEvents:
@@ -349,8 +431,9 @@ async def answer_stream(request: HttpRequest, claim: _Claim, pk: int) -> Streami
 @require_POST
 @role_required(*SENDERS, fetch=_own_answer)
 async def answer_stop(request: HttpRequest, answer: Answer, pk: int) -> HttpResponse:
-    """The page closed the answer's EventSource before posting here; wait for its stream to save the
-    partial answer, then return the stopped pane (out of band)."""
+    """Stop the answer's generation, wherever it runs (the page closed its EventSource first); wait for it to
+    save the partial answer, then return the stopped pane (out of band)."""
+    await sync_to_async(live.stop)(answer.pk)
     give_up_at = time.monotonic() + STOP_WAIT_SECONDS
     settle = sync_to_async(services.answer_settle_stop)
     while not await settle(answer_id=answer.pk, give_up=time.monotonic() > give_up_at):

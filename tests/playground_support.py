@@ -57,5 +57,9 @@ def parse_events(body: str) -> list[Event]:
     return events
 
 
-def answers_of(turn_id: int) -> list[Answer]:
-    return list(Answer.objects.filter(turn_id=turn_id).order_by("lane"))
+def answers_of(turn_id: int, version: int | None = None) -> list[Answer]:
+    """A turn's answers of `version`, the latest when None, by lane."""
+    answers = Answer.objects.filter(turn_id=turn_id)
+    if version is None:
+        version = max(answers.values_list("version", flat=True), default=1)
+    return list(answers.filter(version=version).order_by("lane"))

@@ -411,7 +411,7 @@ def test_titles_carry_their_whole_text_for_the_ellipsis(client: Client, member: 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_shortens_titles_saved_before_the_limit(make_user: Callable[..., User]) -> None:
-    before, after = [("playground", "0001_initial")], [("playground", "0002_conversation_title_max_length")]
+    before, after = [("playground", "0002_answer_versions")], [("playground", "0003_conversation_title_max_length")]
     user = make_user("member")
     executor = MigrationExecutor(connection)
     executor.migrate(before)

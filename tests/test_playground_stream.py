@@ -1,4 +1,5 @@
-"""The answer stream through the real ASGI application: deltas then done, Stop, errors, ownership.
+"""The answer stream through the real ASGI application: deltas then done, following a generation from a
+reload, a second tab or another worker, Stop, errors, ownership.
 
 Requests go straight into `aspweb.asgi.application` with a scripted `receive`, so a client disconnect is
 the `http.disconnect` message Django turns into a cancellation, as under uvicorn. async_to_sync, not
@@ -23,16 +24,22 @@ from django.db import close_old_connections
 from django.test import AsyncClient, Client, RequestFactory, TestCase
 
 from accounts.models import User
-from playground import services, views
+from playground import live, services, views
 from playground.models import Answer, Turn
 from providers import calls
 from providers.models import Model
 from tests.asgi_support import Received, asgi_request
 from tests.fakes.upstream import FakeUpstream
 from tests.playground_support import API_KEY, REPLY, Event, answers_of, make_catalog, parse_events, send_data
-from usage.models import tokens_per_second
+from usage.models import UsageRecord, tokens_per_second
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Answer ids come round again from test to test; what the cache says of one must not reach the next."""
+    cache.clear()
 
 
 @pytest.fixture
@@ -58,6 +65,17 @@ class Stream:
     @property
     def deltas(self) -> list[str]:
         return [html.unescape(event.data) for event in self.events if event.name == "delta"]
+
+    @property
+    def text(self) -> str:
+        """What the pane shows before the done event: a `text` event replaces it, a `delta` adds to it."""
+        shown = ""
+        for event in self.events:
+            if event.name == "text":
+                shown = html.unescape(event.data)
+            elif event.name == "delta":
+                shown += html.unescape(event.data)
+        return shown
 
     @property
     def done(self) -> str:
@@ -87,12 +105,20 @@ async def _asgi_get(path: str, cookie: str, disconnect_after_deltas: int | None 
 
 
 def run_asgi(coroutine_function: Callable[[], Any]) -> Any:
-    """Run requests through the ASGI app from this (sync) test. As Django's test clients do, keep the
-    handler from closing the test's database connection, and with it the test's transaction."""
+    """Run requests through the ASGI app from this (sync) test, and wait for the answers they started to be
+    generated (they outlive their streams). As Django's test clients do, keep the handler from closing the
+    test's database connection, and with it the test's transaction."""
+
+    async def run() -> Any:
+        try:
+            return await coroutine_function()
+        finally:
+            await live.drain()
+
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
-        return async_to_sync(coroutine_function)()
+        return async_to_sync(run)()
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
@@ -214,30 +240,115 @@ def test_compared_models_stream_at_once_and_the_last_done_marks_cheapest_and_fas
     assert answers_of(turn.pk)[0].cost < answers_of(turn.pk)[1].cost
 
 
-def test_a_disconnect_saves_the_partial_answer_as_stopped(member: User, catalog: tuple[Model, Model],
-                                                          upstream: FakeUpstream) -> None:
+def _path(answer: Answer) -> str:
+    return f"/playground/answers/{answer.pk}/stream/"
+
+
+def test_a_reload_follows_the_answer_the_first_stream_started(member: User, catalog: tuple[Model, Model],
+                                                              upstream: FakeUpstream) -> None:
     upstream.chunk_delay = 0.05
     [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    cookie = _session_cookie(member)
 
-    result = stream(member, answer, disconnect_after_deltas=3)
+    async def leave_then_come_back() -> tuple[Stream, Stream]:
+        first = await _asgi_get(_path(answer), cookie, disconnect_after_deltas=3)  # the page reloads
+        again = await _asgi_get(_path(answer), cookie)
+        return first, again
 
-    assert "done" not in [event.name for event in result.events]
+    first, again = run_asgi(leave_then_come_back)
+
+    assert "done" not in [event.name for event in first.events]
+    # The reload gets the text so far at once, then the rest as it comes, then the end.
+    names = [event.name for event in again.events]
+    assert names[0] == "text" and names[-1] == "done" and names.count("delta") >= 3, names
+    assert REPLY.startswith(first.text) and len(again.events[0].data) >= len(first.text)
+    assert again.text == REPLY
+    assert "<strong>token by token</strong>" in again.done and "mark-stopped" not in again.done
     answer.refresh_from_db()
-    assert answer.status == Answer.Status.STOPPED
-    assert answer.content == "".join(result.deltas)
-    assert 0 < len(answer.content) < len(REPLY) and REPLY.startswith(answer.content)
-    # The provider gave no usage for a cut-off stream: estimated, and flagged.
-    assert answer.usage_estimated and answer.output_tokens > 0 and answer.input_tokens > 0
-    assert answer.cost > 0 and answer.latency_ms is not None and answer.ttft_ms is not None
-    # ...and the upstream call was really closed, not left running to the end.
-    deadline = time.monotonic() + 5
-    while not upstream.last_request.client_disconnected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert upstream.last_request.client_disconnected
+    assert answer.status == Answer.Status.OK and answer.content == REPLY and not answer.usage_estimated
+    # One call, never cut off: leaving is not Stop.
+    assert len(upstream.requests) == 1 and not upstream.last_request.client_disconnected
 
 
-def test_closing_the_stream_at_a_yield_also_saves_it_as_stopped(member: User, catalog: tuple[Model, Model],
-                                                                upstream: FakeUpstream) -> None:
+def test_a_second_tab_follows_the_same_answer_live(member: User, catalog: tuple[Model, Model],
+                                                   upstream: FakeUpstream) -> None:
+    upstream.chunk_delay = 0.05
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    cookie = _session_cookie(member)
+
+    async def two_tabs() -> list[Stream]:
+        first = asyncio.ensure_future(_asgi_get(_path(answer), cookie))
+        await asyncio.sleep(0.2)  # a few tokens in
+        return [await first, await _asgi_get(_path(answer), cookie)] if first.done() else \
+            list(await asyncio.gather(first, _asgi_get(_path(answer), cookie)))
+
+    first, second = run_asgi(two_tabs)
+
+    assert first.text == second.text == REPLY
+    assert second.events[0].name == "text" and 0 < len(second.events[0].data) < len(REPLY)
+    assert [event.name for event in second.events].count("delta") >= 3  # live, not all at the end
+    assert "<strong>token by token</strong>" in first.done and "<strong>token by token</strong>" in second.done
+    assert len(upstream.requests) == 1
+
+
+def test_a_stream_on_another_worker_follows_through_the_cache(member: User, catalog: tuple[Model, Model],
+                                                              upstream: FakeUpstream,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    upstream.chunk_delay = 0.05
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    cookie = _session_cookie(member)
+    # The follower's worker does not run the generation: it has only the shared store (Redis in production;
+    # this process's memory, written and read as if it were shared, with the embedded default).
+    monkeypatch.setattr(live, "local", lambda answer_id: None)
+    monkeypatch.setattr(live, "cache_is_local", lambda: False)
+
+    async def elsewhere() -> list[Stream]:
+        first = asyncio.ensure_future(_asgi_get(_path(answer), cookie, disconnect_after_deltas=4))
+        await asyncio.sleep(0.3)
+        return list(await asyncio.gather(first, _asgi_get(_path(answer), cookie)))
+
+    _, follower = run_asgi(elsewhere)
+
+    names = [event.name for event in follower.events]
+    assert names[0] == "text" and names[-1] == "done" and "delta" in names, names
+    assert follower.text == REPLY
+    assert "<strong>token by token</strong>" in follower.done
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.OK and len(upstream.requests) == 1
+
+
+def test_an_answer_whose_worker_went_is_saved_stopped_with_the_text_that_reached_the_cache(
+    member: User, catalog: tuple[Model, Model], upstream: FakeUpstream
+) -> None:
+    [answer] = answers_of(send(member, send_data(catalog[0]), keep=False).pk)
+    Answer.objects.filter(pk=answer.pk).update(status=Answer.Status.STREAMING)  # claimed elsewhere
+    cache.set_many({live._batch_key(answer.pk, 0): "Half of ", live._batch_key(answer.pk, 1): "an answer",
+                    live._meta_key(answer.pk): (2, time.time() - live.STALE_SECONDS - 1, False)})
+
+    result = stream(member, answer)
+
+    assert result.text == "Half of an answer" and "mark-stopped" in result.done
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.STOPPED and answer.content == "Half of an answer"
+    assert upstream.requests == []
+
+
+def test_after_a_restart_of_the_one_worker_a_reload_ends_the_answer_at_once(
+    local_cache: None, member: User, catalog: tuple[Model, Model], upstream: FakeUpstream
+) -> None:
+    # The embedded default: one worker, whose memory held the generation and is gone.
+    [answer] = answers_of(send(member, send_data(catalog[0]), keep=False).pk)
+    Answer.objects.filter(pk=answer.pk).update(status=Answer.Status.STREAMING)
+    started = time.monotonic()
+    result = stream(member, answer)
+    assert time.monotonic() - started < live.STALE_SECONDS / 2
+    assert "Stopped before the first token." in result.done
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.STOPPED and upstream.requests == []
+
+
+def test_closing_a_stream_at_a_yield_leaves_the_answer_generating(member: User, catalog: tuple[Model, Model],
+                                                                  upstream: FakeUpstream) -> None:
     # Django closes the generator (GeneratorExit) instead of cancelling it when the disconnect lands while
     # an event is being sent.
     [answer] = answers_of(send(member, send_data(catalog[0])).pk)
@@ -249,31 +360,107 @@ def test_closing_the_stream_at_a_yield_also_saves_it_as_stopped(member: User, ca
         events = views._answer_events(await sync_to_async(views._claim)(request, answer.pk))
         received = [await anext(events), await anext(events)]
         await events.aclose()
+        await live.drain()
         return received
 
     received = async_to_sync(two_deltas_then_close)()
+    assert len(received) == 2
     answer.refresh_from_db()
-    assert answer.status == Answer.Status.STOPPED
-    assert answer.content == "".join(html.unescape(e.data) for e in parse_events("".join(received)))
+    assert answer.status == Answer.Status.OK and answer.content == REPLY
 
 
-def test_stop_returns_the_stopped_pane_once_the_stream_saved_it(member: User, catalog: tuple[Model, Model],
-                                                                upstream: FakeUpstream) -> None:
-    upstream.chunk_delay = 0.05
-    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
-    result = stream(member, answer, disconnect_after_deltas=2)
-
+def _stop(user: User, answer: Answer) -> Any:
     async def stop() -> Any:
         client = AsyncClient()
-        await client.aforce_login(member)
+        await client.aforce_login(user)
         return await client.post(f"/playground/answers/{answer.pk}/stop/", headers={"HX-Request": "true"})
+    return stop
 
-    response = async_to_sync(stop)()
+
+def test_stop_ends_the_generation_and_returns_the_stopped_pane(member: User, catalog: tuple[Model, Model],
+                                                               upstream: FakeUpstream) -> None:
+    upstream.chunk_delay = 0.05
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    cookie = _session_cookie(member)
+
+    async def stream_then_stop() -> tuple[Stream, Any]:
+        # The page closes the EventSource, then posts Stop.
+        result = await _asgi_get(_path(answer), cookie, disconnect_after_deltas=2)
+        return result, await _stop(member, answer)()
+
+    result, response = run_asgi(stream_then_stop)
+
     assert response.status_code == 200
     pane = response.content.decode()
     assert f'id="answer-{answer.pk}"' in pane and 'hx-swap-oob="true"' in pane
     assert "mark-stopped" in pane and "sse-connect" not in pane
-    assert html.escape("".join(result.deltas).split()[0]) in pane
+    assert html.escape(result.text.split()[0]) in pane
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.STOPPED
+    assert 0 < len(answer.content) < len(REPLY) and REPLY.startswith(answer.content)
+    assert answer.content.startswith(result.text)
+    # The provider gave no usage for a cut-off stream: estimated, and flagged.
+    assert answer.usage_estimated and answer.output_tokens > 0 and answer.input_tokens > 0
+    assert answer.cost > 0 and answer.latency_ms is not None and answer.ttft_ms is not None
+    # ...and the upstream call was really closed, not left running to the end.
+    deadline = time.monotonic() + 5
+    while not upstream.last_request.client_disconnected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.last_request.client_disconnected
+
+
+def test_stop_from_another_worker_reaches_the_generation_through_the_cache(
+    member: User, catalog: tuple[Model, Model], upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream.chunk_delay = 0.05
+    [answer] = answers_of(send(member, send_data(catalog[0])).pk)
+    cookie = _session_cookie(member)
+    monkeypatch.setattr(live, "cache_is_local", lambda: False)
+    stops: list[int] = []
+    cancel = live.Generation.cancel
+    monkeypatch.setattr(live.Generation, "cancel", lambda self: stops.append(self.answer_id) or cancel(self))
+
+    async def stream_and_stop() -> tuple[Stream, Any]:
+        follower = asyncio.ensure_future(_asgi_get(_path(answer), cookie))
+        await asyncio.sleep(0.3)
+        # Stop lands on a worker that does not run the generation: this one, once it forgets it runs it.
+        generation = live._running.pop(answer.pk)
+        response = await _stop(member, answer)()
+        result = await follower
+        await asyncio.gather(generation.task, return_exceptions=True)
+        return result, response
+
+    result, response = run_asgi(stream_and_stop)
+
+    assert response.status_code == 200 and "mark-stopped" in response.content.decode()
+    assert "mark-stopped" in result.done  # the page following it sees it end, stopped
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.STOPPED and 0 < len(answer.content) < len(REPLY)
+    assert answer.content.startswith(result.text)
+    # It was the flag in the cache that reached it, and the flag is gone with it.
+    assert stops == [answer.pk] and cache.get(live._stop_key(answer.pk)) is None
+
+
+def test_regenerating_keeps_both_answers_and_both_calls_in_the_ledger(
+    member: User, catalog: tuple[Model, Model], upstream: FakeUpstream
+) -> None:
+    turn = send(member, send_data(catalog[0]))
+    [first] = answers_of(turn.pk)
+    stream(member, first)
+    client = Client()
+    client.force_login(member)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        client.post(f"/playground/c/{turn.conversation_id}/regenerate/",
+                    send_data(catalog[0], prompt="", conversation=turn.conversation_id), headers={"HX-Request": "true"})
+    [second] = answers_of(turn.pk)
+    assert second.pk != first.pk and second.version == 2
+    assert stream(member, second).text == REPLY
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == second.status == Answer.Status.OK and first.content == second.content == REPLY
+    records = {record.request_id: record for record in UsageRecord.objects.all()}
+    assert set(records) == {first.request_id, second.request_id}
+    assert first.cost == records[first.request_id].cost and second.cost == records[second.request_id].cost
 
 
 def test_stopping_an_answer_before_its_stream_opens_means_it_is_never_asked(
@@ -308,11 +495,13 @@ def test_a_reconnecting_event_source_gets_the_final_answer_and_no_second_call(
     [
         ("401", "lab rejected its API key. Ask an admin to check the key of provider lab."),
         ("429", "lab is rate limiting requests. Retry in 7 seconds."),
+        ("429-1", "lab is rate limiting requests. Retry in 1 second."),
     ],
 )
 def test_provider_errors_are_plain_words_in_the_pane(fault: str, expected: str, member: User,
                                                      catalog: tuple[Model, Model], upstream: FakeUpstream) -> None:
-    upstream.fail_next(fault, retry_after=7)
+    fault, _, retry_after = fault.partition("-")
+    upstream.fail_next(fault, retry_after=int(retry_after or 7))
     [answer] = answers_of(send(member, send_data(catalog[0])).pk)
 
     result = stream(member, answer)
@@ -433,3 +622,5 @@ def test_a_kept_answer_streams_without_a_thread_hop_before_its_call(
     assert "".join(result.deltas) == REPLY
     assert not [hop for hop in hops if ".admit" in hop], hops  # the sign-in check and the claim: inline
     assert any(hop.endswith("answer_mark_streaming") for hop in hops), hops
+    # One worker, the cache its own memory: no other worker to tell, so nothing went to the cache.
+    assert cache.get(live._meta_key(second.pk)) is None

@@ -154,11 +154,11 @@ def test_continuing_a_conversation_saves_the_new_parameters(client: Client, cata
     assert f'<option value="{catalog[0].pk}" selected>' in page
 
 
-def test_regenerate_replaces_the_answers_of_the_last_turn(client: Client, catalog: tuple[Model, Model]) -> None:
+def test_regenerate_keeps_the_earlier_answers_as_a_version(client: Client, catalog: tuple[Model, Model]) -> None:
     cheap, dear = catalog
     turn, _ = _send(client, send_data(cheap))
     old = answers_of(turn.pk)
-    Answer.objects.filter(turn=turn).update(status=Answer.Status.OK, content="first try")
+    Answer.objects.filter(turn=turn).update(status=Answer.Status.OK, content="first try", cost=Decimal("0.001"))
     # Regenerating uses the models now in the composer: here, two to compare.
     response = client.post(reverse("playground_regenerate", args=[turn.conversation_id]),
                            send_data(cheap, dear, prompt="", conversation=turn.conversation_id), headers=HTMX)
@@ -166,8 +166,52 @@ def test_regenerate_replaces_the_answers_of_the_last_turn(client: Client, catalo
     assert response["HX-Retarget"] == f"#turn-{turn.pk}" and response["HX-Reswap"] == "outerHTML"
     new = answers_of(turn.pk)
     assert len(new) == 2 and not {a.pk for a in new} & {a.pk for a in old}
-    assert all(a.status == Answer.Status.PENDING for a in new)
+    assert all(a.status == Answer.Status.PENDING and a.version == 2 for a in new)
     assert Turn.objects.get().prompt == "Say hello"
+    # The first answer stays, as it was, with its cost.
+    [kept] = answers_of(turn.pk, version=1)
+    assert (kept.pk, kept.status, kept.content, kept.cost) == (old[0].pk, "ok", "first try", Decimal("0.001"))
+    html = response.content.decode()
+    assert "2 of 2" in html and "first try" not in html  # the new version shows, the old one a click away
+    previous = reverse("playground_turn_version", args=[turn.pk, 1])
+    assert f'hx-get="{previous}"' in html
+    assert html.count("<article") == 2
+
+    row = client.get(previous, headers=HTMX).content.decode()
+    assert f'id="answers-{turn.pk}"' in row and "1 of 2" in row and "first try" in row
+    assert row.count("<article") == 1 and f'hx-get="{reverse("playground_turn_version", args=[turn.pk, 2])}"' in row
+    # The page shows the latest version, and so does a version that does not exist.
+    page = client.get(reverse("playground_conversation", args=[turn.conversation_id])).content.decode()
+    assert "2 of 2" in page and "first try" not in page
+    assert "2 of 2" in client.get(reverse("playground_turn_version", args=[turn.pk, 9]), headers=HTMX).content.decode()
+
+
+def test_regenerate_stops_the_answers_still_being_answered(client: Client, catalog: tuple[Model, Model]) -> None:
+    turn, _ = _send(client, send_data(catalog[0]))
+    [first] = answers_of(turn.pk)
+    client.post(reverse("playground_regenerate", args=[turn.conversation_id]),
+                send_data(catalog[0], prompt="", conversation=turn.conversation_id), headers=HTMX)
+    first.refresh_from_db()
+    assert first.status == Answer.Status.STOPPED and answers_of(turn.pk)[0].status == Answer.Status.PENDING
+
+
+def test_the_next_turn_continues_from_the_latest_version(client: Client, catalog: tuple[Model, Model]) -> None:
+    turn, _ = _send(client, send_data(catalog[0], prompt="Question"))
+    Answer.objects.filter(turn=turn).update(status=Answer.Status.OK, content="old answer")
+    client.post(reverse("playground_regenerate", args=[turn.conversation_id]),
+                send_data(catalog[0], prompt="", conversation=turn.conversation_id), headers=HTMX)
+    Answer.objects.filter(turn=turn, version=2).update(status=Answer.Status.OK, content="new answer")
+    turns = list(Turn.objects.prefetch_related("answers"))
+    assert [m.text for m in services.history(turns, 0)] == ["Question", "new answer"]
+    # The composer starts from the models of the latest version.
+    page = client.get(reverse("playground_conversation", args=[turn.conversation_id])).content.decode()
+    assert f'<option value="{catalog[0].pk}" selected>' in page
+
+
+def test_versions_of_another_members_turn_are_not_found(client: Client, make_user: Callable[..., User]) -> None:
+    theirs = Conversation.objects.create(user=make_user("member", email="other@example.com"), title="Theirs")
+    turn = Turn.objects.create(conversation=theirs, prompt="private")
+    assert client.get(reverse("playground_turn_version", args=[turn.pk, 1]), headers=HTMX).status_code == 404
 
 
 def test_edit_and_resend_replaces_the_last_prompt_and_its_answers(client: Client,
@@ -180,6 +224,8 @@ def test_edit_and_resend_replaces_the_last_prompt_and_its_answers(client: Client
     assert response["HX-Retarget"] == f"#turn-{last.pk}"
     assert [t.prompt for t in Turn.objects.order_by("id")] == ["Keep me", "Fixed"]
     assert answers_of(last.pk)[0].pk != old[0].pk
+    # The old answers answered another prompt: they go, every version of them.
+    assert list(Answer.objects.filter(turn=last).values_list("version", flat=True)) == [1]
 
 
 def test_history_lists_only_your_conversations_newest_first(client: Client, member: User,
@@ -244,6 +290,21 @@ def test_the_estimate_counts_the_conversation_so_far(client: Client, catalog: tu
     assert "≈300 tokens in" in client.post(reverse("playground_estimate"), data).content.decode()
     # Editing the last prompt replaces that turn: only the new prompt counts.
     data["edit_last"] = "1"
+    assert "≈100 tokens in" in client.post(reverse("playground_estimate"), data).content.decode()
+
+
+def test_the_estimate_counts_a_turn_still_being_answered(client: Client, catalog: tuple[Model, Model]) -> None:
+    # Right after the first send the composer is empty and the answer is on its way: its prompt counts.
+    turn, _ = _send(client, send_data(catalog[0], prompt="q" * 400))
+    data = send_data(catalog[0], prompt="", conversation=turn.conversation_id)
+    assert "≈100 tokens in" in client.post(reverse("playground_estimate"), data).content.decode()
+    data["prompt"] = "z" * 400
+    assert "≈200 tokens in" in client.post(reverse("playground_estimate"), data).content.decode()
+    # Once answered, the answer counts too.
+    Answer.objects.filter(turn=turn).update(status=Answer.Status.OK, content="a" * 400)
+    assert "≈300 tokens in" in client.post(reverse("playground_estimate"), data).content.decode()
+    # An answer that failed leaves its turn out of the next request, and of the estimate.
+    Answer.objects.filter(turn=turn).update(status=Answer.Status.ERROR, content="")
     assert "≈100 tokens in" in client.post(reverse("playground_estimate"), data).content.decode()
 
 

@@ -78,6 +78,7 @@ POLICY: dict[str, tuple[str, str]] = {
     "playground_stop": ("playground_send:others", "POST"),
     "playground_code": ("playground", "POST"),
     "playground_cost": ("playground:others", "GET"),
+    "playground_turn_version": ("playground:others", "GET"),
     "route_list": ("admin", "GET"),
     "route_add": ("admin", "GET"),
     "route_detail": ("admin", "GET"),
@@ -133,7 +134,7 @@ def objects(db: None, make_user: Callable) -> dict[str, int | str]:
     apikey, _ = api_key_create(name="theirs", user=other, actor=None)
     budget = Budget.objects.create(name="theirs", scope="user", user=other, amount=10)
     notification = Notification.objects.create(user=other, title="Theirs", body="Not yours.")
-    return {"apikey": apikey.pk, "conversation": turn.conversation_id, "answer": answer.pk,
+    return {"apikey": apikey.pk, "conversation": turn.conversation_id, "answer": answer.pk, "turn": turn.pk,
             "provider": provider.pk, "model": model.pk, "user": other.pk, "kind": "openai", "route": route.pk,
             "deployment": deployment.pk, "call": call.request_id, "budget": budget.pk,
             "notification": notification.pk}
@@ -142,6 +143,8 @@ def objects(db: None, make_user: Callable) -> dict[str, int | str]:
 def _url(name: str, objects: dict[str, int | str]) -> str:
     if name in ("playground_stream", "playground_stop"):
         return reverse(name, kwargs={"pk": objects["answer"]})
+    if name == "playground_turn_version":
+        return reverse(name, kwargs={"pk": objects["turn"], "version": 1})
     if name.startswith("playground_") and name not in ("playground_estimate", "playground_send", "playground_code"):
         return reverse(name, kwargs={"pk": objects["conversation"]})
     kwargs = {

@@ -1,7 +1,10 @@
 // The playground's own behaviour; htmx and its SSE extension do the requests and the streaming.
 // - Enter sends the prompt, Shift+Enter starts a new line.
-// - Stop closes the answer's EventSource before its Stop request goes out: the server sees the browser
-//   leave, saves the partial answer as stopped, and the Stop response swaps that answer in.
+// - Stop closes the answer's EventSource, then asks the server to stop the answer's generation; the Stop
+//   response swaps the stopped answer in. The request goes out from the transcript, which stays on the
+//   page: out-of-band content is placed relative to the element a request came from, and a pane's own
+//   button may be gone by the time its answer comes back (another pane's answer redrew the row).
+// - Once an answer is done, the estimate is asked again: the conversation it counts has grown.
 // - "Edit and resend" puts the last prompt back in the composer; sending then replaces that turn.
 (function () {
   "use strict";
@@ -53,17 +56,28 @@
     } else if (target.closest("[data-cancel-edit]")) {
       setEditing(false);
     } else if (target.closest("[data-stop-all]")) {
-      document.querySelectorAll(".pane [data-stop]").forEach(function (button) { button.click(); });
+      document.querySelectorAll(".pane [data-stop]").forEach(stop);
+    } else if (target.closest(".pane [data-stop]")) {
+      stop(target.closest("[data-stop]"));
     }
   });
 
-  document.addEventListener("htmx:beforeRequest", function (event) {
-    const elt = event.detail.elt;
-    if (elt instanceof Element && elt.matches("[data-stop]")) {
-      closeStream(elt.closest(".pane"));
-      elt.disabled = true;
-      elt.textContent = "Stopping…";
-    }
+  function stop(button) {
+    if (button.disabled) return;
+    closeStream(button.closest(".pane"));
+    button.disabled = true;
+    button.textContent = "Stopping…";
+    htmx.ajax("POST", button.dataset.stop, { source: document.getElementById("transcript"), swap: "none" })
+      .then(answered);
+  }
+
+  function answered() {
+    htmx.trigger(document.body, "pg:answered");
+  }
+
+  // Before the message: its swap replaces the pane, and with it the element the later events start from.
+  document.body.addEventListener("htmx:sseBeforeMessage", function (event) {
+    if (event.detail && event.detail.type === "done") answered();
   });
 
   // The server says a prompt was sent (HX-Trigger): empty the composer for the next one.

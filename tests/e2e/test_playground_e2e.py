@@ -1,5 +1,6 @@
 """The playground in real Chromium against uvicorn and the fake upstream, which sends a chunk every 0.1 s:
-answers grow on screen token by token, Stop keeps a partial answer, compared models stream at once."""
+answers grow on screen token by token, a reload or a second tab picks a stream up again, Stop keeps a
+partial answer, compared models stream at once, Regenerate keeps the earlier answer as a version."""
 
 import re
 import time
@@ -11,7 +12,7 @@ from playwright.sync_api import Locator, Page, expect
 from accounts.models import User
 from playground.models import Answer
 from providers.models import Model
-from tests.e2e.conftest import readme_screenshot
+from tests.e2e.conftest import readme_screenshot, watch_console
 from tests.fakes.upstream import FakeUpstream
 from tests.playground_support import make_catalog
 
@@ -22,8 +23,9 @@ REPLY = (
     "```python\nasync for chunk in stream:\n    print(chunk)\n```\n"
 )
 # The length of a pane's streamed text, or null once the pane has finished.
-TEXT_LENGTH = """pane => pane.dataset.status === "pending"
+TEXT_LENGTH = """pane => pane.dataset.status === "pending" || pane.dataset.status === "streaming"
     ? pane.querySelector(".answer-text").textContent.length : null"""
+TOKENS_IN = re.compile(r"≈(\d+) tokens in")
 
 
 @pytest.fixture
@@ -86,6 +88,10 @@ def test_an_answer_streams_token_by_token_then_renders_with_its_metrics(
     pane = page.locator("article.pane").first
     expect(pane).to_have_attribute("data-status", "pending")
     expect(prompt).to_have_value("")  # emptied for the next prompt
+    # The estimate of the next prompt counts the one just sent, though the composer is empty.
+    estimate = page.locator("#estimate .estimate")
+    expect(estimate).to_contain_text(re.compile(r"≈[1-9]\d* tokens in"))
+    sent_tokens = int(TOKENS_IN.search(estimate.inner_text())[1])
     lengths = _pane_text_lengths(page, pane, until=time.monotonic() + 30)
 
     growth = _growth(lengths)
@@ -102,6 +108,9 @@ def test_an_answer_streams_token_by_token_then_renders_with_its_metrics(
     expect(metrics).to_contain_text("tok/s")
     expect(metrics).to_contain_text("$0.0000")
     assert upstream.last_request.body["messages"][-1]["content"] == "How do\nserver-sent events work?"
+    # Once answered, the estimate counts the answer too.
+    expect(estimate).not_to_contain_text(f"≈{sent_tokens} tokens in")
+    assert int(TOKENS_IN.search(estimate.inner_text())[1]) > sent_tokens + 30
 
     # The conversation is saved and listed; its URL names it.
     expect(page.locator("#pg-history a[aria-current]")).to_have_text("How do server-sent events work?")
@@ -115,12 +124,25 @@ def test_an_answer_streams_token_by_token_then_renders_with_its_metrics(
                                                                                           timeout=20_000)
     readme_screenshot(page, "playground.png")
 
+    # Regenerate keeps the first answer: the turn shows versions, the new one first.
+    second = page.locator("section.turn").nth(1)
+    first_answer = second.locator("article.pane").get_attribute("id")
     page.get_by_role("button", name="Regenerate").click()
-    expect(page.locator("section.turn").nth(1).locator("article.pane")).to_have_attribute("data-status", "pending")
-    expect(page.locator("section.turn").nth(1).locator("article.pane")).to_have_attribute("data-status", "ok",
-                                                                                          timeout=20_000)
+    expect(second.locator("article.pane")).to_have_attribute("data-status", "pending")
+    expect(second.locator(".version-label")).to_have_text("2 of 2")
+    expect(second.locator("article.pane")).to_have_attribute("data-status", "ok", timeout=20_000)
+    assert second.locator("article.pane").get_attribute("id") != first_answer
     assert len(upstream.requests) == 3
     assert [m["role"] for m in upstream.last_request.body["messages"]] == ["user", "assistant", "user"]
+    second.get_by_role("button", name="Previous version").click()
+    expect(second.locator(".version-label")).to_have_text("1 of 2")
+    expect(second.locator("article.pane")).to_have_attribute("id", first_answer)
+    expect(second.locator("article.pane .answer-body strong")).to_have_text("playground")
+    expect(second.get_by_role("button", name="Previous version")).to_be_disabled()
+    second.get_by_role("button", name="Next version").click()
+    expect(second.locator(".version-label")).to_have_text("2 of 2")
+    expect(second.locator("article.pane")).not_to_have_attribute("id", first_answer)
+    assert Answer.objects.filter(status=Answer.Status.OK, cost__gt=0).count() == 3  # every answer kept, priced
 
 
 def test_stop_keeps_the_partial_answer_marked_stopped(member_page: Page, catalog: tuple[Model, Model],
@@ -210,6 +232,82 @@ def test_compare_streams_two_models_at_once_and_marks_the_cheapest_and_fastest(
     # The next prompt's estimate, per model, before it is sent: the conversation so far counts as input.
     page.get_by_label("Prompt", exact=True).fill("Now compare them with WebSockets, with an example of each.")
     estimate = page.locator("#estimate .estimate").first
-    expect(estimate).to_contain_text(re.compile(r"≈(\d{2,}) tokens in"))
-    assert int(re.search(r"≈(\d+) tokens in", estimate.inner_text())[1]) > 60
+    expect(estimate).to_contain_text(re.compile(r"≈([6-9]\d|\d{3,}) tokens in"))
     readme_screenshot(page, "playground-compare.png")
+
+
+def _send(page: Page, model: Model, prompt: str = "Tell me about server-sent events") -> Locator:
+    _choose(page, "Model", model)
+    page.get_by_label("Prompt", exact=True).fill(prompt)
+    page.get_by_label("Prompt", exact=True).press("Enter")
+    return page.locator("article.pane").first
+
+
+def test_a_reload_mid_stream_picks_the_answer_up_again(member_page: Page, catalog: tuple[Model, Model],
+                                                       upstream: FakeUpstream) -> None:
+    page = member_page
+    pane = _send(page, catalog[0])
+    expect(pane.locator(".answer-text")).to_contain_text("Server-sent events keep")  # a few chunks in
+    expect(page).to_have_url(re.compile(r"/playground/c/\d+/$"))
+
+    page.reload()
+
+    # The text so far at once, then the rest as it comes: the answer is still being generated.
+    pane = page.locator("article.pane").first
+    expect(pane).to_have_attribute("data-status", "streaming")
+    expect(pane.locator(".answer-text")).to_contain_text("Server-sent events keep")
+    growth = _growth(_pane_text_lengths(page, pane, until=time.monotonic() + 30))
+    assert len(growth) >= 3 and growth == sorted(growth), growth
+    expect(pane).to_have_attribute("data-status", "ok")
+    expect(pane.locator(".mark-stopped")).to_have_count(0)
+    expect(pane.locator(".answer-body pre code")).to_contain_text("async for chunk in stream:")
+    answer = Answer.objects.get()
+    assert answer.status == Answer.Status.OK and answer.content == REPLY
+    assert len(upstream.requests) == 1 and not upstream.last_request.client_disconnected
+
+
+def test_a_second_tab_follows_the_answer_live(member_page: Page, catalog: tuple[Model, Model],
+                                              upstream: FakeUpstream) -> None:
+    page = member_page
+    pane = _send(page, catalog[0])
+    expect(pane.locator(".answer-text")).to_contain_text("Server-sent events keep")
+    expect(page).to_have_url(re.compile(r"/playground/c/\d+/$"))
+
+    other = page.context.new_page()
+    check = watch_console(other)
+    other.goto(page.url)
+    other_pane = other.locator("article.pane").first
+    expect(other_pane).to_have_attribute("data-status", "streaming")
+    growth = _growth(_pane_text_lengths(other, other_pane, until=time.monotonic() + 30))
+    assert len(growth) >= 3 and growth == sorted(growth), growth
+    for each in (pane, other_pane):
+        expect(each).to_have_attribute("data-status", "ok")
+        expect(each.locator(".answer-body strong")).to_have_text("playground")
+    assert len(upstream.requests) == 1
+    other.close()
+    check()
+
+
+def test_stop_all_in_compare_mode_stops_every_pane_cleanly(member_page: Page, catalog: tuple[Model, Model],
+                                                           upstream: FakeUpstream) -> None:
+    # The page fixture fails the test on any console error, htmx's oobErrorNoTarget among them.
+    page = member_page
+    cheap, dear = catalog
+    _choose(page, "Model", cheap)
+    page.get_by_text("Compare with up to 3 more models").click()
+    _choose(page, "Model 2", dear)
+    page.get_by_label("Prompt", exact=True).fill("Tell me a long story")
+    page.get_by_label("Prompt", exact=True).press("Enter")
+    panes = page.locator("article.pane")
+    for i in (0, 1):
+        expect(panes.nth(i).locator(".answer-text")).to_contain_text("Server-sent events keep")
+
+    page.locator("[data-stop-all]").click()
+
+    for i in (0, 1):
+        expect(panes.nth(i)).to_have_attribute("data-status", "stopped")
+        expect(panes.nth(i).locator(".mark-stopped")).to_have_text("stopped")
+    expect(page.locator("[data-stop-all]")).to_be_hidden()
+    page.wait_for_timeout(500)  # any late response would have landed
+    assert {a.status for a in Answer.objects.all()} == {Answer.Status.STOPPED}
+    assert len(upstream.requests) == 2

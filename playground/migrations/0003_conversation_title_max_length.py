@@ -16,7 +16,7 @@ def shorten_long_titles(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('playground', '0001_initial'),
+        ('playground', '0002_answer_versions'),
     ]
 
     operations = [
