@@ -431,6 +431,27 @@ def test_wrong_chat_requests_are_400_naming_the_parameter(key: str, upstream: Fa
     assert upstream.requests == []
 
 
+@pytest.mark.parametrize(("path", "body", "message"), [
+    (CHAT, chat_body(messages=[{"role": "user", "content": 42}]),
+     "messages[0].content must be a string or an array, not an integer."),
+    (CHAT, chat_body(messages=[{"role": "system", "content": {"text": "x"}}]),
+     "messages[0].content must be a string or an array, not an object."),
+    (MESSAGES, messages_body(messages=[{"role": "user", "content": 42}]),
+     "messages.0.content must be a string or an array, not an integer."),
+    (MESSAGES, messages_body(system=5), "system must be a string or an array, not an integer."),
+    (CHAT, chat_body(max_tokens=1e300), "max_tokens must be between 1 and 2147483647; it is 1e+300."),
+    (MESSAGES, messages_body(max_tokens=1e300), "max_tokens must be between 1 and 2147483647; it is 1e+300."),
+    (MESSAGES, messages_body(max_tokens=-3.0), "max_tokens must be between 1 and 2147483647; it is -3."),
+])
+def test_a_refusal_says_what_the_parameter_may_be_and_shows_the_value_as_sent(key: str, path: str, body: dict,
+                                                                              message: str) -> None:
+    """Content may be a string as well as an array, and a whole number sent as a float (1e300) is shown as
+    sent, not as the hundreds of digits of its conversion."""
+    answer = call(path, body, key=key)
+    assert answer.status == 400, answer.content
+    assert answer.json["error"]["message"] == message
+
+
 @pytest.mark.parametrize(("body", "words"), [
     ({"model": ANTHROPIC_MODEL, "messages": [{"role": "user", "content": "hi"}]}, "max_tokens"),
     (messages_body(messages=[{"role": "system", "content": "hi"}]), "messages.0.role"),

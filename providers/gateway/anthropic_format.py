@@ -10,7 +10,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..adapters.base import ChatRequest, Chunk, Completion, FinishReason, ImagePart, Message, TextPart, ToolCall, Usage
-from .checks import BadRequest, array, boolean, image_url, integer, model_name, number, obj, one_of, text, unicode_text
+from .checks import (
+    BadRequest,
+    array,
+    boolean,
+    content_array,
+    image_url,
+    integer,
+    model_name,
+    number,
+    obj,
+    one_of,
+    text,
+    unicode_text,
+)
 
 _KNOWN = {"model", "messages", "max_tokens", "system", "stop_sequences", "temperature", "top_p", "top_k",
           "stream", "tools", "tool_choice", "metadata", "thinking", "service_tier"}
@@ -70,7 +83,7 @@ def _system(system: Any) -> tuple[str, bool]:
     if isinstance(system, str):
         return system, False
     parts, cached = [], False
-    for n, block in enumerate(array(system, "system")):
+    for n, block in enumerate(content_array(system, "system")):
         block = obj(block, f"system.{n}")
         one_of(block.get("type"), f"system.{n}.type", ("text",))
         parts.append(text(block.get("text"), f"system.{n}.text"))
@@ -90,7 +103,7 @@ def _messages(items: list[Any]) -> tuple[Message, ...]:
         if isinstance(content, str):
             messages.append(Message(role, content))
             continue
-        blocks = array(content, f"{param}.content", non_empty=True)
+        blocks = content_array(content, f"{param}.content", non_empty=True)
         if role == "assistant":
             messages.append(_assistant(blocks, f"{param}.content"))
             continue
@@ -138,7 +151,7 @@ def _tool_result(block: dict[str, Any], param: str) -> Message:
     content = block.get("content", "")
     if not isinstance(content, str):
         pieces = []
-        for n, part in enumerate(array(content, f"{param}.content")):
+        for n, part in enumerate(content_array(content, f"{param}.content")):
             part = obj(part, f"{param}.content.{n}")
             one_of(part.get("type"), f"{param}.content.{n}.type", ("text",))
             pieces.append(text(part.get("text"), f"{param}.content.{n}.text"))

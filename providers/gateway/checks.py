@@ -42,6 +42,13 @@ def array(value: Any, param: str, *, non_empty: bool = False, most: int | None =
     return value
 
 
+def content_array(value: Any, param: str, *, non_empty: bool = False) -> list[Any]:
+    """Content that may be a string (handled by the caller) or an array of parts: the refusal names both."""
+    if not isinstance(value, list):
+        raise BadRequest(f"{param} must be a string or an array, not {type_name(value)}.", param)
+    return array(value, param, non_empty=non_empty)
+
+
 def text(value: Any, param: str, *, non_empty: bool = False, longest: int | None = None) -> str:
     if not isinstance(value, str):
         raise BadRequest(f"{param} must be a string, not {type_name(value)}.", param)
@@ -62,12 +69,15 @@ def number(value: Any, param: str, low: float, high: float) -> float:
 
 
 def integer(value: Any, param: str, low: int, high: int = MAX_INT) -> int:
+    # A whole number written as a float (10.0, 1e300) is one; the refusal shows it as it was sent, not as
+    # the hundreds of digits its conversion would print.
+    sent = f"{value:g}" if isinstance(value, float) else str(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"{param} must be an integer, not {type_name(value)}.", param)
     if not low <= value <= high:
-        raise BadRequest(f"{param} must be between {low} and {high}; it is {value}.", param)
+        raise BadRequest(f"{param} must be between {low} and {high}; it is {sent}.", param)
     return value
 
 

@@ -13,7 +13,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..adapters.base import ChatRequest, Chunk, Completion, ImagePart, Message, TextPart, ToolCall, Usage
-from .checks import BadRequest, array, boolean, image_url, integer, model_name, number, obj, one_of, text, unicode_text
+from .checks import (
+    BadRequest,
+    array,
+    boolean,
+    content_array,
+    image_url,
+    integer,
+    model_name,
+    number,
+    obj,
+    one_of,
+    text,
+    unicode_text,
+)
 
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -145,7 +158,7 @@ def _text_content(content: Any, param: str, *, refusal: bool = False) -> str:
     if isinstance(content, str):
         return content
     parts = []
-    for n, part in enumerate(array(content, param)):
+    for n, part in enumerate(content_array(content, param)):
         part = obj(part, f"{param}[{n}]")
         kinds = ("text", "refusal") if refusal else ("text",)
         kind = one_of(part.get("type"), f"{param}[{n}].type", kinds)
@@ -157,7 +170,7 @@ def _user_content(content: Any, param: str) -> str | tuple[TextPart | ImagePart,
     if isinstance(content, str):
         return content
     parts: list[TextPart | ImagePart] = []
-    for n, part in enumerate(array(content, param, non_empty=True)):
+    for n, part in enumerate(content_array(content, param, non_empty=True)):
         where = f"{param}[{n}]"
         part = obj(part, where)
         kind = part.get("type")
