@@ -5,8 +5,10 @@ from django import forms
 from django.utils import timezone
 
 from accounts.models import User
+from aspweb.forms import BoundedIntegerField
 
 from . import apikeys
+from .models import RPM_RANGE, TPM_RANGE
 
 
 def allowed_model_choices() -> list[tuple[str, list[tuple[str, str]]]]:
@@ -33,10 +35,10 @@ class ApiKeyForm(forms.Form):
         required=False, widget=forms.CheckboxSelectMultiple, label="Allowed models and routes",
         help_text="None ticked: every model and route, including ones added later.",
     )
-    rpm_limit = forms.IntegerField(min_value=1, required=False, label="Requests per minute",
-                                   help_text="Empty: no limit.")
-    tpm_limit = forms.IntegerField(min_value=1, required=False, label="Tokens per minute",
-                                   help_text="Input and output tokens; empty: no limit.")
+    rpm_limit = BoundedIntegerField(min_value=RPM_RANGE[0], max_value=RPM_RANGE[1], required=False,
+                                    label="Requests per minute", help_text="Empty: no limit.")
+    tpm_limit = BoundedIntegerField(min_value=TPM_RANGE[0], max_value=TPM_RANGE[1], required=False,
+                                    label="Tokens per minute", help_text="Input and output tokens; empty: no limit.")
     expires_at = forms.DateTimeField(
         required=False, label="Expires",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),

@@ -31,6 +31,9 @@ TOKENS_RANGE = (1, 100_000_000)
 CACHE_TTL_RANGE = (0, 30 * 86_400)
 PRIORITY_RANGE = (0, 1_000)
 WEIGHT_RANGE = (1, 1_000)
+# An API key's limits: far above any one application's traffic, and within a 32-bit column.
+RPM_RANGE = (1, 1_000_000)
+TPM_RANGE = (1, 1_000_000_000)
 
 # Longest names. A provider's and a model's make up the address PROVIDER/MODEL that applications send.
 PROVIDER_NAME_MAX = 64
@@ -268,8 +271,10 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True)
     allowed_models = models.JSONField(default=list, blank=True,
                                       help_text="Model addresses and route names it may use; empty: all.")
-    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute.")
-    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute.")
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, validators=bounded_validators(*RPM_RANGE),
+                                            help_text="Requests per minute.")
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, validators=bounded_validators(*TPM_RANGE),
+                                            help_text="Tokens per minute.")
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

@@ -137,6 +137,8 @@ def test_command_refuses_what_it_cannot_do(db: None) -> None:
                      stderr=StringIO())
     with pytest.raises(CommandError, match="--rpm must be at least 1"):
         call_command("apikey", "create", "--name", "x", "--rpm", "0", stdout=StringIO(), stderr=StringIO())
+    with pytest.raises(CommandError, match="--tpm must be at most 1,000,000,000"):
+        call_command("apikey", "create", "--name", "x", "--tpm", str(2**63), stdout=StringIO(), stderr=StringIO())
     with pytest.raises(CommandError, match="no key"):
         call_command("apikey", "revoke", "ask-00000000", stdout=StringIO())
 
@@ -182,6 +184,27 @@ def test_the_form_refuses_a_past_expiry_and_unknown_models(admin_client: Client,
     errors = response.context["form"].errors
     assert "expires_at" in errors and "allowed_models" in errors
     assert not ApiKey.objects.exists()
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("rpm_limit", "99999999999999999999999", "Enter a number from 1 to 1,000,000."),
+    ("rpm_limit", "0", "Enter a number from 1 to 1,000,000."),
+    ("tpm_limit", "9223372036854775808", "Enter a number from 1 to 1,000,000,000."),
+    ("tpm_limit", "2147483648", "Enter a number from 1 to 1,000,000,000."),
+])
+def test_a_limit_past_its_range_is_refused_by_the_form_not_the_database(admin_client: Client, gateway_models: dict,
+                                                                       field: str, value: str, message: str) -> None:
+    """A limit too large for the column was a 500 on saving; it is a form error naming the range."""
+    response = admin_client.post(reverse("apikey_add"), {"name": "big", field: value})
+    assert response.status_code == 200
+    assert response.context["form"].errors[field] == [message]
+    assert not ApiKey.objects.exists()
+
+
+def test_the_list_writes_large_limits_with_separators(admin_client: Client, gateway_models: dict) -> None:
+    make_key(name="busy", rpm_limit=100_000, tpm_limit=1_000_000_000)
+    listing = admin_client.get(reverse("apikey_list")).content.decode()
+    assert "100,000 req/min" in listing and "1,000,000,000 tokens/min" in listing
 
 
 def test_members_make_keys_only_when_an_admin_allowed_it(admin_client: Client, client_as: Callable[[str], Client],

@@ -7,7 +7,7 @@ from django.utils import timezone
 from accounts.models import User
 from aspweb.text import storable_argument
 from providers import apikeys
-from providers.models import ApiKey
+from providers.models import RPM_RANGE, TPM_RANGE, ApiKey
 
 
 class Command(BaseCommand):
@@ -45,6 +45,9 @@ class Command(BaseCommand):
         for name in ("rpm", "tpm", "expires_days"):
             if options[name] is not None and options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
+        for name, (_, high) in (("rpm", RPM_RANGE), ("tpm", TPM_RANGE)):
+            if options[name] is not None and options[name] > high:
+                raise CommandError(f"--{name} must be at most {high:,}.")
         expires_at = timezone.now() + timedelta(days=options["expires_days"]) if options["expires_days"] else None
         key, raw = apikeys.api_key_create(
             name=options["name"], user=user, actor="manage.py apikey",
