@@ -56,7 +56,8 @@ class ProviderForm(forms.ModelForm):
             key = self.fields["api_key"]
             key.required = kind.needs_key and not stored_key
             if stored_key:
-                key.help_text = f"Stored key ends in {stored_key.last4 or '…'}; leave blank to keep it."
+                key.help_text = (f"Stored key ends in {stored_key.last4}; leave blank to keep it." if stored_key.last4
+                                 else "A key is stored; leave blank to keep it.")
             elif kind.key_env:
                 key.help_text = f"The key you would put in {kind.key_env}. Stored encrypted."
         else:
@@ -256,6 +257,7 @@ class RouteForm(forms.ModelForm):
         formfield_callback = bounded_formfield
         model = Route
         fields = ["name", "strategy", "enabled", "cache_ttl_seconds", "description"]
+        labels = {"cache_ttl_seconds": "Cache answers for (seconds)"}
         help_texts = {"name": f"What applications put in “model”, e.g. fast-chat; at most {ROUTE_NAME_MAX} "
                               "characters."}
 

@@ -14,7 +14,7 @@ from usage.models import DailyModelUsage
 from . import routing, services
 from .adapters.base import ProviderError
 from .forms import CatalogChoiceForm, CatalogModelForm, DeploymentForm, PriceForm, ProviderForm, RouteForm
-from .kinds import KINDS, get_kind
+from .kinds import EXTRA_FIELDS, KINDS, get_kind
 from .models import Deployment, Model, Price, Provider, Route
 
 
@@ -86,9 +86,13 @@ def provider_add(request: HttpRequest, kind: str) -> HttpResponse:
 @role_required(ADMIN)
 def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
     provider = _get_provider(pk, active=False)
+    kind = provider.kind_preset
     return render(request, "providers/detail.html", {
         "provider": provider,
-        "kind": provider.kind_preset,
+        "kind": kind,
+        # Named as the form names them (Cloudflare account ID, API version), never by their stored keys.
+        "settings": [(EXTRA_FIELDS[name].label, provider.extra[name]) for name in kind.extra
+                     if provider.extra.get(name)],
         "models": _models_with_prices(provider),
         "unpriced_models": _unpriced_models(provider),
     })

@@ -93,3 +93,31 @@ def test_help_texts_have_no_markdown_backticks() -> None:
     texts += [kind.help for kind in KINDS.values()]
     assert any("wrangler whoami" in str(text) for text in texts)  # the texts that had backticks are here
     assert not [text for text in texts if "`" in str(text)]
+
+
+def test_a_providers_own_settings_are_named_as_the_form_names_them(admin_client: Client) -> None:
+    azure = Provider.objects.create(name="az", kind="azure_openai", base_url="https://r.openai.azure.com",
+                                    api_key="azure-key-0001", extra={"api_version": "2024-10-21"})
+    router = Provider.objects.create(name="or", kind="openrouter", api_key="sk-or-0002",
+                                     extra={"referer": "", "title": "Team <app>"})
+    page = admin_client.get(reverse("provider_detail", args=[azure.pk])).content.decode()
+    assert "<dt>API version</dt><dd>2024-10-21</dd>" in page and "api_version" not in page
+    page = admin_client.get(reverse("provider_detail", args=[router.pk])).content.decode()
+    assert "<dt>X-Title</dt><dd>Team &lt;app&gt;</dd>" in page
+    assert "HTTP-Referer" not in page and ">referer<" not in page and ">title<" not in page  # blank: not shown
+
+
+@pytest.mark.parametrize(("key", "shown", "help_text"), [
+    ("sk-long-key-4321", "stored, ends in <code>4321</code>", "Stored key ends in 4321; leave blank to keep it."),
+    # Too short to show any of it: said so, not "ends in …".
+    ("short", "<dd>stored</dd>", "A key is stored; leave blank to keep it."),
+])
+def test_a_stored_key_is_described_whatever_its_length(admin_client: Client, key: str, shown: str,
+                                                       help_text: str) -> None:
+    provider = Provider.objects.create(name="lab", kind="openai_compatible", base_url="http://127.0.0.1:9/v1",
+                                       api_key=key)
+    page = admin_client.get(reverse("provider_detail", args=[provider.pk])).content.decode()
+    assert shown in page and "ends in <code>…" not in page
+    provider.refresh_from_db()  # loaded, the key is a Secret, as the edit page has it
+    form = ProviderForm(instance=provider, kind=KINDS["openai_compatible"])
+    assert form.fields["api_key"].help_text == help_text
