@@ -89,7 +89,7 @@ class UserForm(forms.ModelForm):
     class Meta:
         model = User
         fields = ["email", "name", "is_active"]
-        labels = {"is_active": "Active (may sign in)"}
+        labels = {"email": "E-mail", "is_active": "Active (may sign in)"}
         error_messages = {"email": {"invalid": INVALID_EMAIL}}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -2,11 +2,13 @@
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import User
 from aspweb.roles import ADMIN, FINANCE, MEMBER, people
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _emails(html: str) -> list[str]:
-    return re.findall(r'<td><a href="/users/\d+/">([^<]+)</a></td>', html)
+    return re.findall(r'<td><a class="truncate" href="/users/\d+/" title="[^"]*">([^<]+)</a></td>', html)
 
 
 def test_the_users_page_searches_emails_and_names(admin_client: Client, make_user: Callable[..., User]) -> None:
@@ -104,3 +106,17 @@ def test_no_help_text_holds_literal_backticks() -> None:
     texts |= {f"{form.__name__}.{name}": str(field.help_text) for form in forms
               for name, field in form.base_fields.items()}
     assert [name for name, text in texts.items() if "`" in text] == []
+
+
+def test_the_users_page_writes_sign_in_times_as_the_other_pages_do(admin_client: Client) -> None:
+    """"just now" and "3 hours ago" with the exact time in the title, as keys and providers write them; not
+    humanize's "now" or "2 days, 3 hours ago"."""
+    User.objects.create_user("old@example.com", PASSWORD, last_login=timezone.now() - timedelta(days=2, hours=3))
+    html = admin_client.get(reverse("user_list")).content.decode()
+    assert ">just now</time>" in html and ">2 days ago</time>" in html and "UTC\">" in html
+    assert "hours ago" not in html
+
+
+def test_the_user_form_says_e_mail_as_the_sign_in_page_does(admin_client: Client) -> None:
+    html = admin_client.get(reverse("user_add")).content.decode()
+    assert re.search(r"<label[^>]*>E-mail", html) and not re.search(r"<label[^>]*>Email", html)

@@ -1,0 +1,40 @@
+"""The admin pages on a phone: a wide table scrolls sideways in its own box, and nothing else makes the page
+wider than the screen."""
+
+from collections.abc import Callable
+from decimal import Decimal
+
+from playwright.sync_api import Page
+
+from accounts.audit import audit_log
+from accounts.models import User
+from providers.models import Deployment, Model, Price, Provider, Route
+from tests.gateway_support import make_key
+
+PHONE = 390
+
+
+def test_the_admin_pages_keep_to_a_phones_width(make_user: Callable[..., User], sign_in: Callable[..., Page]) -> None:
+    admin = make_user("admin")
+    # A long name without spaces and a long e-mail: what pushed the users table past the page.
+    User.objects.create_user("someone.with.a.rather.long.address@example.com", name="Ünïcødé-" + "x" * 150)
+    provider = Provider.objects.create(name="local", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
+    model = Model.objects.create(provider=provider, name="fake-model-a")
+    Price.objects.create(model=model, input=Decimal("0.15"), output=Decimal("0.6"))
+    route = Route.objects.create(name="fast-chat", cache_ttl_seconds=300)
+    Deployment.objects.create(route=route, model=model)
+    make_key(admin, name="billing app", rpm_limit=100_000, tpm_limit=1_000_000_000)
+    audit_log(admin, "route.create", route, name="fast-chat")
+
+    page = sign_in(admin)
+    page.set_viewport_size({"width": PHONE, "height": 800})
+    for path in ("/providers/", f"/providers/{provider.pk}/", f"/models/{model.pk}/",
+                 f"/providers/{provider.pk}/prices/?model={model.pk}", "/routes/", f"/routes/{route.pk}/",
+                 "/users/", "/audit/", "/apikeys/", "/apikeys/add/", "/providers/add/openai_compatible/"):
+        page.goto(path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE, f"{path} is {width} px wide"
+    # The users table itself is still all there, scrolling in its own box.
+    page.goto("/users/")
+    table = page.locator("table.users")
+    assert table.evaluate("t => t.scrollWidth > t.clientWidth && getComputedStyle(t).overflowX") == "auto"
