@@ -29,6 +29,11 @@ class ThrottledSignIn(AuthenticationForm):
     password that may be right. A sign-in accepted is audited here, where its password was checked: Django's
     user_logged_in also fires for sessions that code starts (the test client's force_login)."""
 
+    def clean_username(self) -> str:
+        # Every e-mail is stored in lower case (UserManager.create_user, UserForm.clean_email): one typed
+        # with capitals, as phones offer it, is the same account, and is counted as one by the throttle.
+        return (self.cleaned_data.get("username") or "").strip().lower()
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         signin.audit_sign_in(self.request, self.get_user())

@@ -60,6 +60,18 @@ def test_wrong_passwords_lock_the_account_and_then_the_right_one_is_refused(memb
     assert not _signed_in(client)
 
 
+def test_an_e_mail_typed_with_capitals_is_the_same_account(member_user: User) -> None:
+    """E-mails are stored in lower case; a phone's capital first letter must not make the right password
+    "incorrect", nor count failures apart from the account the admin unlocks."""
+    client, _ = _sign_in("  Member@Example.COM ", PASSWORD)
+    assert _signed_in(client)
+
+    for n, typed in enumerate(("MEMBER@example.com", "Member@example.com") * (LIMIT // 2)):
+        _, response = _sign_in(typed, "wrong-password", address=f"198.51.100.{n}")  # one address each
+    assert response.status_code == 429 and ACCOUNT_LOCKED in response.content.decode()
+    assert AuditEvent.objects.filter(action="user.signin_failed", target_label="member@example.com").count() == LIMIT
+
+
 def test_an_address_is_throttled_across_accounts(member_user: User) -> None:
     for n in range(LIMIT):
         _fail(f"guess{n}@example.com", 1)
