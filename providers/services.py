@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.audit import audit_log
 
 from .adapters import get_adapter
-from .adapters.base import Connection, Health, ModelInfo, ProviderError
+from .adapters.base import Connection, Health, ModelInfo, ProviderError, listing_error
 from .crypto import reveal
 from .kinds import EXTRA_FIELDS, Kind
 from .models import MODEL_NAME_MAX, TOKENS_RANGE, Deployment, Model, Price, PriceTier, Provider, Route
@@ -249,12 +249,13 @@ def models_sync(*, provider: Provider, actor: Any) -> tuple[list[str], list[str]
     point at them, and an admin may disable them.
     """
     adapter = get_adapter(provider.kind)
+    connection = connection_for(provider)
     try:
-        listed: list[ModelInfo] = async_to_sync(adapter.list_models)(connection_for(provider))
+        listed: list[ModelInfo] = async_to_sync(adapter.list_models)(connection)
     except ProviderError as exc:
         # A server without a model listing answers 404; the preset's list stands in for it.
         if exc.kind != "model_not_found" or not provider.kind_preset.models:
-            raise
+            raise listing_error(exc, connection) from None
         listed = []
     if not listed:
         listed = [ModelInfo(name) for name in provider.kind_preset.models]

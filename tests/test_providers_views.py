@@ -230,6 +230,17 @@ def test_test_connection_to_nothing_says_could_not_connect(admin_client: Client)
     assert "Could not connect to dead: check its base URL and that the server is running." in html.decode()
 
 
+@pytest.mark.parametrize("view", ["provider_test", "provider_sync"])
+def test_a_base_url_with_no_model_list_is_named_not_blamed_on_a_model(admin_client: Client, upstream: FakeUpstream,
+                                                                      view: str) -> None:
+    """A base URL missing its /v1 answers 404 to the listing: no model is involved, the URL is."""
+    provider = Provider.objects.create(name="lab", kind="openai_compatible", base_url=upstream.base_url)
+    upstream.fail_next("404")
+    html = admin_client.post(reverse(view, args=[provider.pk]), headers={"HX-Request": "true"}).content.decode()
+    assert f"lab has no model list at {upstream.base_url} (HTTP 404): check the base URL." in html
+    assert "does not know this model" not in html
+
+
 def test_sync_models_adds_listed_models_with_default_prices(admin_client: Client, upstream: FakeUpstream) -> None:
     upstream.models = ["gpt-4o-mini", "private-model"]
     provider = Provider.objects.create(name="oa", kind="openai", base_url=upstream.openai_base_url, api_key="sk-x")

@@ -397,12 +397,25 @@ async def _close_at_loop_end(clients: dict[tuple, Any]) -> AsyncIterator[None]:
         clients.clear()
 
 
+def listing_error(exc: ProviderError, conn: Connection) -> ProviderError:
+    """A model listing that is not found names no model: it says the base URL leads to no API (a server's
+    home page, a path missing its /v1). The kind stays, for the callers that fall back on a preset's list."""
+    if exc.kind != "model_not_found":
+        return exc
+    code = f" (HTTP {exc.status})" if exc.status else ""
+    return ProviderError(exc.kind, f"{conn.label} has no model list at {conn.base_url}{code}: check the base URL.",
+                         status=exc.status, retryable=False)
+
+
 async def timed_listing(conn: Connection, list_models: Any) -> Health:
     """A health check for adapters whose provider lists models: the listing proves key and URL."""
     import time
 
     started = time.perf_counter()
-    models = await list_models(conn)
+    try:
+        models = await list_models(conn)
+    except ProviderError as exc:
+        raise listing_error(exc, conn) from None
     latency_ms = round((time.perf_counter() - started) * 1000)
     noun = "model" if len(models) == 1 else "models"
     return Health(True, latency_ms, f"Connected; {len(models)} {noun} listed.", tuple(m.id for m in models))
