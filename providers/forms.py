@@ -184,6 +184,12 @@ class BasePriceTierFormSet(forms.BaseFormSet):
 PriceTierFormSet = forms.formset_factory(PriceTierForm, formset=BasePriceTierFormSet, extra=1)
 
 
+# The years a price version may start in: no model was called before 2000, and a change is announced months,
+# not decades, ahead.
+EARLIEST_PRICE_YEAR = 2000
+LATEST_PRICE_YEARS_AHEAD = 10
+
+
 class PriceForm(PricesForm):
     """A new price version with its long-context tiers (`self.tiers`). The form is valid only with its
     tiers: a version is saved whole or not at all."""
@@ -224,7 +230,14 @@ class PriceForm(PricesForm):
         return {**{name: self.cleaned_data.get(name) for name in Price.PRICE_FIELDS}, "tiers": self.tiers.tiers()}
 
     def clean_effective_from(self) -> Any:
-        return self.cleaned_data.get("effective_from") or timezone.now()
+        # Within reach of the calls it prices: a version from year 1 or 9999 is a typo, and the calendar's ends
+        # overflow in the date arithmetic of the pages that show it.
+        when = self.cleaned_data.get("effective_from") or timezone.now()
+        now = timezone.now()
+        if not EARLIEST_PRICE_YEAR <= when.year <= now.year + LATEST_PRICE_YEARS_AHEAD:
+            raise forms.ValidationError(f"Enter a time from {EARLIEST_PRICE_YEAR} to "
+                                        f"{now.year + LATEST_PRICE_YEARS_AHEAD}.")
+        return when
 
 
 class CatalogModelForm(forms.ModelForm):

@@ -353,6 +353,18 @@ def test_price_with_both_write_durations_and_tiers_is_one_version(admin_client: 
     assert event.details["cache_write_1h"] == "6" and event.details["tiers"][0]["above"] == "200000"
 
 
+@pytest.mark.parametrize("when", ["0001-01-01T00:00", "1999-12-31T23:59", "9999-12-31T23:59"])
+def test_a_price_version_starts_within_reach_of_the_calls_it_prices(admin_client: Client, priced_model: Model,
+                                                                   when: str) -> None:
+    before = priced_model.prices.count()
+    response = admin_client.post(reverse("model_detail", args=[priced_model.pk]),
+                                 _prices(input="1", output="2", effective_from=when))
+    assert response.status_code == 200
+    assert response.context["price_form"].errors["effective_from"] == [
+        f"Enter a time from 2000 to {timezone.now().year + 10}."]
+    assert priced_model.prices.count() == before
+
+
 def test_history_shows_the_1h_write_and_each_versions_tiers(admin_client: Client, priced_model: Model) -> None:
     url = reverse("model_detail", args=[priced_model.pk])
     admin_client.post(url, _prices(input="1.25", output="10", cache_write_1h="2.5", tiers=[GEMINI_TIER]))

@@ -233,3 +233,12 @@ def test_a_price_set_from_now_leaves_earlier_unpriced_calls_and_the_pages_say_ho
     result = services.usage_reprice(model=model, since=MAY, actor=admin_user)
     assert (result.changed, result.unpriced) == (2, 0)
     assert 'id="unpriced-calls"' not in client.get(reverse("model_detail", args=[model.pk])).content.decode()
+
+
+@pytest.mark.parametrize(("since", "until"), [("0001-01-01", "9999-12-31"), ("0001-01-01", ""),
+                                              ("2025-05-01", "9999-12-30")])
+def test_the_calendars_ends_are_no_bound_not_a_500(model: Model, admin_user: User, since: str, until: str) -> None:
+    client = _admin(admin_user)
+    _correct_price_from_may_6(model, admin_user)
+    preview = client.get(reverse("usage_reprice", args=[model.pk]), {"since": since, "until": until})
+    assert preview.status_code == 200 and preview.context["preview"].changed == 5

@@ -71,6 +71,11 @@ class RepriceForm(forms.Form):
         return data
 
     def range(self) -> tuple[datetime, datetime | None]:
-        """[since, until) as instants: from the start of the first day to the end of the last."""
+        """[since, until) as instants: from the start of the first day to the end of the last. The first and
+        last days a calendar holds mean no bound (the day after the last does not exist, and either end
+        overflows in a time zone away from UTC)."""
+        since: date = max(self.cleaned_data["since"], date.min + timedelta(days=1))
         until: date | None = self.cleaned_data["until"]
-        return day_start(self.cleaned_data["since"]), day_start(until + timedelta(days=1)) if until else None
+        if until and until >= date.max - timedelta(days=1):
+            until = None
+        return day_start(since), day_start(until + timedelta(days=1)) if until else None
