@@ -264,6 +264,15 @@ class CatalogModelForm(forms.ModelForm):
             raise forms.ValidationError("This provider already has a model with this name.")
         return name
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        window, most = data.get("context_window"), data.get("max_output_tokens")
+        if window and most and most > window:
+            # A hard-limit budget reserves the answer's most: one larger than the window reserves for nothing.
+            self.add_error("max_output_tokens", f"Enter at most the context window, {window:,} tokens: an answer "
+                                                "shares the window with its prompt.")
+        return data
+
 
 class RouteForm(forms.ModelForm):
     class Meta:

@@ -127,6 +127,8 @@ def test_the_deployment_form_bounds_priority_and_weight(admin_client: Client, fi
     ({"max_output_tokens": "99999999999"}, "max_output_tokens", "Enter a number from 1 to 100,000,000."),
     ({"name": "m" * 201}, "name", "Ensure this value has at most 200 characters (it has 201)."),
     ({"display_name": "d" * 201}, "display_name", "Ensure this value has at most 200 characters (it has 201)."),
+    ({"context_window": "200000", "max_output_tokens": "300000"}, "max_output_tokens",
+     "Enter at most the context window, 200,000 tokens: an answer shares the window with its prompt."),
 ])
 def test_the_model_form_bounds_token_counts_and_names(admin_client: Client, data: dict, field: str,
                                                       message: str) -> None:
