@@ -38,3 +38,19 @@ def test_the_admin_pages_keep_to_a_phones_width(make_user: Callable[..., User], 
     page.goto("/users/")
     table = page.locator("table.users")
     assert table.evaluate("t => t.scrollWidth > t.clientWidth && getComputedStyle(t).overflowX") == "auto"
+
+
+def test_long_unbroken_names_are_cut_not_pushing_the_page_wider(make_user: Callable[..., User],
+                                                                sign_in: Callable[..., Page]) -> None:
+    """A name of one long word (a person's, a key's) is cut with an ellipsis and whole in its title."""
+    admin = make_user("admin")
+    long_name = "Ünïcødé-" + "x" * 140
+    member = User.objects.create_user("member@example.com", name=long_name)
+    make_key(member, name="k" * 100)
+    page = sign_in(admin)
+    for path in ("/users/", "/apikeys/access/", "/apikeys/"):
+        page.goto(path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 1280, f"{path} is {width} px wide"
+    page.goto("/apikeys/access/")
+    assert page.locator(".truncate", has_text="Ünïcødé-").get_attribute("title") == long_name
