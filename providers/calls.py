@@ -190,6 +190,8 @@ def _catalog_model(address: str, provider_name: str, model_name: str) -> tuple[P
         raise CallError("not_found", f"{address!r} is not a model address: use PROVIDER/MODEL or a route name.")
     provider = Provider.objects.active().filter(name=provider_name).first()
     if provider is None:
+        if Provider.objects.filter(name=provider_name, archived_at__isnull=False).exists():
+            raise CallError("not_found", f"Provider {provider_name!r} is archived: its models take no more calls.")
         raise CallError("not_found", f"There is no provider named {provider_name!r}.")
     if not provider.enabled:
         raise CallError("disabled", f"Provider {provider_name!r} is disabled.", provider=provider,

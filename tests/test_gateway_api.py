@@ -289,6 +289,17 @@ def test_unknown_and_disabled_models(key: str, models: dict[str, Model]) -> None
     assert answer.status == 403 and answer.json["error"]["code"] == "model_disabled"
 
 
+def test_an_archived_providers_model_is_said_to_be_archived(key: str, models: dict[str, Model]) -> None:
+    """Archiving keeps a provider for its history: a caller still using its name learns why it stopped, rather
+    than that it never existed."""
+    Provider.objects.filter(name="local").update(archived_at=timezone.now(), enabled=False)
+    answer = call(CHAT, chat_body("local/fake-model-b"), key=key)
+    assert answer.status == 404 and answer.json["error"]["code"] == "model_not_found"
+    assert answer.json["error"]["message"] == "Provider 'local' is archived: its models take no more calls."
+    assert call(CHAT, chat_body("nowhere/x"), key=key).json["error"]["message"] == (
+        "There is no provider named 'nowhere'.")
+
+
 def test_models_lists_what_the_key_may_use(models: dict[str, Model]) -> None:
     Model.objects.filter(pk=models["local/fake-model-b"].pk).update(enabled=False)
     _, everything = make_key()
