@@ -77,3 +77,16 @@ def test_remove_deployment_and_delete_route(admin_client: Client, models: list[M
     assert not Route.objects.exists()
     assert list(AuditEvent.objects.order_by("id").values_list("action", flat=True)) == [
         "route.deployment_remove", "route.delete"]
+
+
+def test_a_deployment_of_an_archived_provider_says_archived(admin_client: Client, models: list[Model]) -> None:
+    route = Route.objects.create(name="fast-chat")
+    Deployment.objects.create(route=route, model=models[0])
+    Model.objects.filter(pk=models[1].pk).update(enabled=False)
+    Deployment.objects.create(route=route, model=models[1])
+    html = admin_client.get(reverse("route_detail", args=[route.pk])).content.decode()
+    assert html.count('<span class="badge muted">disabled</span>') == 1
+    Provider.objects.filter(pk=models[0].provider_id).update(archived_at="2026-12-01T00:00Z", enabled=False)
+    html = admin_client.get(reverse("route_detail", args=[route.pk])).content.decode()
+    assert html.count('<span class="badge muted">archived</span>') == 2
+    assert '<span class="badge muted">disabled</span>' not in html
