@@ -2,6 +2,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.core.validators import RegexValidator
 from django.utils import timezone
 
 from aspweb import outbound
@@ -68,6 +69,7 @@ class ProviderForm(forms.ModelForm):
             self.fields[name] = forms.CharField(
                 label=spec.label, required=spec.required, help_text=spec.help, max_length=300,
                 initial=self.instance.extra.get(name, spec.default),
+                validators=[RegexValidator(spec.pattern, spec.pattern_words)] if spec.pattern else [],
             )
 
     def clean_name(self) -> str:

@@ -18,13 +18,20 @@ class ExtraField:
     default: str = ""
     # Sent as this HTTP header on every request when set.
     header: str = ""
+    # A value must match this (a regular expression) where set, or the form says `pattern_words`.
+    pattern: str = ""
+    pattern_words: str = ""
 
 
 # Settings a kind may need beyond a key and a base URL; stored in Provider.extra.
 EXTRA_FIELDS: dict[str, ExtraField] = {
+    # Part of every request's path: nothing that could leave its place in the URL.
     "account_id": ExtraField("Cloudflare account ID", required=True,
                              help="The account that owns Workers AI (in the dashboard's URL, or printed by "
-                                  "“wrangler whoami”)."),
+                                  "“wrangler whoami”).",
+                             pattern=r"\A[A-Za-z0-9_-]{1,64}\Z",
+                             pattern_words="Enter the account ID as Cloudflare shows it: letters and digits "
+                                           "(32 of them), without spaces or slashes."),
     "api_version": ExtraField("API version", required=True, default="2024-10-21",
                               help="Azure OpenAI data-plane API version, e.g. 2024-10-21."),
     "referer": ExtraField("HTTP-Referer", header="HTTP-Referer",

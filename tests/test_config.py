@@ -212,6 +212,10 @@ def test_kind_extra_fields_are_validated_and_stored(db: None) -> None:
     assert errors_of(provider_file("name: cf", "kind: cloudflare", "api_key: t")) == [
         "providers[0] (cf).account_id: This field is required."
     ]
+    assert errors_of(provider_file("name: cf", "kind: cloudflare", "api_key: t", "account_id: a/b")) == [
+        "providers[0] (cf).account_id: Enter the account ID as Cloudflare shows it: letters and digits (32 of them), "
+        "without spaces or slashes."
+    ]
 
     run_import(provider_file("name: or", "kind: openrouter", "api_key: k", "referer: https://example.com",
                              "title: Team"))

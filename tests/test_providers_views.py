@@ -80,6 +80,11 @@ def test_add_provider_stores_encrypted_key_and_extras(admin_client: Client) -> N
         ("openai_compatible", {"name": "c", "base_url": "not a url"}, "base_url", "Enter a valid URL."),
         ("openai_compatible", {"name": "c"}, "base_url", "This field is required."),
         ("cloudflare", {"name": "cf", "api_key": "t"}, "account_id", "This field is required."),
+        # Part of every request's path: a slash or a space would move the request elsewhere.
+        ("cloudflare", {"name": "cf", "api_key": "t", "account_id": "../../user/tokens"}, "account_id",
+         "Enter the account ID as Cloudflare shows it: letters and digits (32 of them), without spaces or slashes."),
+        ("cloudflare", {"name": "cf", "api_key": "t", "account_id": "<b>acct</b> x"}, "account_id",
+         "Enter the account ID as Cloudflare shows it"),
         ("azure_openai", {"name": "az", "api_key": "k", "base_url": "https://r.openai.azure.com",
                           "api_version": ""}, "api_version", "This field is required."),
         ("ollama", {"name": "bad name!"}, "name", "Use letters, digits"),

@@ -47,8 +47,10 @@ def test_long_unbroken_names_are_cut_not_pushing_the_page_wider(make_user: Calla
     long_name = "Ünïcødé-" + "x" * 140
     member = User.objects.create_user("member@example.com", name=long_name)
     make_key(member, name="k" * 100)
+    provider = Provider.objects.create(name="lab", kind="openai_compatible",
+                                       base_url="http://127.0.0.1:9/" + "segment" * 30 + "/v1")
     page = sign_in(admin)
-    for path in ("/users/", "/apikeys/access/", "/apikeys/"):
+    for path in ("/users/", "/apikeys/access/", "/apikeys/", f"/providers/{provider.pk}/"):
         page.goto(path)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 1280, f"{path} is {width} px wide"
