@@ -302,7 +302,8 @@ def test_the_list_shows_each_keys_spend_this_month_in_its_one_query(admin_client
     admin_client.get(reverse("apikey_list"))  # the signed-in person and their rights, kept from now on
     with CaptureQueriesContext(connection) as first:
         page = admin_client.get(reverse("apikey_list")).content.decode()
-    rows = {name: re.search(rf"<tr>\s*<td>{name}<br>.*?</tr>", page, re.S).group(0) for name in spent}
+    rows = {name: re.search(rf'<tr>\s*<td><span class="truncate" title="{name}">{name}</span><br>.*?</tr>', page,
+                            re.S).group(0) for name in spent}
     assert '<td class="num">$1.75</td>' in rows["busy"]
     assert '<td class="num">$0.00<br><small class="warn">+ 1 unpriced call</small></td>' in rows["free"]
     assert '<td class="num">$0.00</td>' in rows["idle"]
