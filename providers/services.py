@@ -286,7 +286,7 @@ def route_save(*, route: Route, actor: Any, changed: list[str] | None = None) ->
     with transaction.atomic():
         route.save()
         if creating:
-            audit_log(actor, "route.create", route, strategy=route.strategy)
+            audit_log(actor, "route.create", route, strategy=route.get_strategy_display())
         elif changed:
             audit_log(actor, "route.update", route, fields=sorted(changed))
     return route

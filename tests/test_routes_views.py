@@ -32,6 +32,8 @@ def test_create_route_and_add_deployments(admin_client: Client, models: list[Mod
     assert "This model already serves the route." in duplicate.content.decode()
     assert route.deployments.count() == 2
     assert set(AuditEvent.objects.values_list("action", flat=True)) == {"route.create", "route.deployment_add"}
+    # The audit log says the strategy as the route's page does, not by its stored value.
+    assert AuditEvent.objects.get(action="route.create").details == {"strategy": "Priority, with fallback"}
 
 
 @pytest.mark.parametrize(
