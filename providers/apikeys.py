@@ -31,7 +31,7 @@ from aspweb.roles import ADMIN, has_role
 from usage.models import DailyApiKeyUsage
 
 from . import kept
-from .models import ApiKey, Model, Price, Route
+from .models import ApiKey, Deployment, Model, Price, Route
 
 KEY_START = "ask-"
 PREFIX_LENGTH = len(KEY_START) + 8
@@ -187,7 +187,10 @@ def example_model(key: ApiKey) -> str | None:
     models, routes = addressable()
     priced = set(Price.objects.filter(model__in=models, effective_from__lte=timezone.now())
                  .values_list("model_id", flat=True))
-    candidates = ([str(model) for model in models if model.pk in priced] + [route.name for route in routes]
+    # A route serves only through a deployment of a model that can answer: one without names no example.
+    serving = set(Deployment.objects.filter(route__in=routes, model__in=models).values_list("route_id", flat=True))
+    candidates = ([str(model) for model in models if model.pk in priced]
+                  + [route.name for route in routes if route.pk in serving]
                   + [str(model) for model in models if model.pk not in priced])
     if key.allowed_models:
         # A model or route the key names outranks one it may use as one of a whole provider's.

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, User
 from providers import apikeys
-from providers.models import ApiKey, Model, Route
+from providers.models import ApiKey, Deployment, Model, Route
 from tests.conftest import PASSWORD
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import make_key, make_providers
@@ -266,7 +266,11 @@ def test_the_example_names_a_model_the_key_may_use(gateway_models: dict) -> None
     # Restricted: one of its own, a priced one first; a named model or route before a whole provider's.
     assert apikeys.example_model(make_key(allowed_models=["local/*"])[0]) == "local/fake-model-a"
     assert apikeys.example_model(make_key(allowed_models=["local/fake-model-b"])[0]) == "local/fake-model-b"
-    Route.objects.create(name="fast-chat")
+    route = Route.objects.create(name="fast-chat")
+    # A route with no deployment answers nothing: it is never the example.
+    assert apikeys.example_model(make_key(allowed_models=["claude/*", "fast-chat"])[0]) == "claude/fake-model-a"
+    assert apikeys.example_model(make_key(allowed_models=["fast-chat"])[0]) is None
+    Deployment.objects.create(route=route, model=gateway_models["claude/fake-model-a"])
     assert apikeys.example_model(make_key(allowed_models=["claude/*", "fast-chat"])[0]) == "fast-chat"
     # Nothing it may use is enabled: the page falls back to the placeholder.
     Model.objects.filter(provider__name="local").update(enabled=False)
