@@ -174,3 +174,23 @@ def test_a_stopped_answer_counts_in_the_running_cost(member_page: Page, catalog:
     record = UsageRecord.objects.get()
     assert record.cost > 0
     expect(page.locator("#pg-cost")).to_contain_text(f"{money(record.cost)} on 1 answer")
+
+
+def test_the_error_box_shows_only_when_there_is_an_error(member_page: Page, catalog: tuple[Model, Model]) -> None:
+    page = member_page
+    errors = page.locator("#composer-errors")
+    expect(errors).to_be_hidden()  # no empty red bar above the models
+
+    cheap, _ = catalog
+    page.get_by_label("Model", exact=True).select_option(value=str(cheap.pk))
+    page.get_by_text("Compare with up to 3 more models").click()
+    page.get_by_label("Model 2", exact=True).select_option(value=str(cheap.pk))
+    page.get_by_label("Prompt", exact=True).fill("Twice the same model")
+    page.get_by_label("Prompt", exact=True).press("Enter")
+    expect(errors).to_be_visible()
+    expect(errors).to_contain_text("Pick each model once")
+
+    page.get_by_label("Model 2", exact=True).select_option(value="")
+    page.get_by_label("Prompt", exact=True).press("Enter")
+    expect(page.locator("article.pane")).to_have_attribute("data-status", "ok")
+    expect(errors).to_be_hidden()
