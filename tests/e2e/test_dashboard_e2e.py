@@ -128,3 +128,15 @@ def test_finance_changes_the_range_drills_into_a_provider_and_exports(
     assert sum(Decimal(row["cost_usd"]) for row in rows) == claude_cost
     assert [Decimal(row["cost_usd"]) for row in rows] == sorted((Decimal(row["cost_usd"]) for row in rows),
                                                                 reverse=True)
+
+
+def test_the_legends_swatches_are_all_one_size(page: Page, sign_in: Callable[..., Page],
+                                               make_user: Callable[..., User]) -> None:
+    # The errors' swatch must not pick up the red box that wraps a form's errors.
+    _seed(make_user)
+    sign_in(make_user("finance"), next_path="/costs/")
+    swatches = page.locator(".legend .swatch")
+    expect(page.locator(".legend .swatch.failures")).to_have_count(1)
+    sizes = {tuple(s.evaluate("e => [e.offsetWidth, e.offsetHeight]")) for s in swatches.all()}
+    assert len(sizes) == 1, sizes
+    expect(page.locator("#requests-h ~ svg.chart rect.failures").first).to_be_attached()
