@@ -140,3 +140,15 @@ def test_the_legends_swatches_are_all_one_size(page: Page, sign_in: Callable[...
     sizes = {tuple(s.evaluate("e => [e.offsetWidth, e.offsetHeight]")) for s in swatches.all()}
     assert len(sizes) == 1, sizes
     expect(page.locator("#requests-h ~ svg.chart rect.failures").first).to_be_attached()
+
+
+def test_on_a_phone_the_dashboards_fit_the_screen(page: Page, sign_in: Callable[..., Page],
+                                                  make_user: Callable[..., User]) -> None:
+    # The wide tables scroll in their own box; nothing else makes the page wider than the screen.
+    _seed(make_user)
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(make_user("finance"), next_path="/costs/")
+    for path in ("/costs/", "/costs/?group=api_key", "/usage/"):
+        page.goto(path)
+        expect(page.locator("#groups-h")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path

@@ -194,3 +194,11 @@ def test_the_error_box_shows_only_when_there_is_an_error(member_page: Page, cata
     page.get_by_label("Prompt", exact=True).press("Enter")
     expect(page.locator("article.pane")).to_have_attribute("data-status", "ok")
     expect(errors).to_be_hidden()
+
+
+def test_on_a_phone_the_compare_pickers_fit_the_screen(member_page: Page, catalog: tuple[Model, Model]) -> None:
+    page = member_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.get_by_text("Compare with up to 3 more models").click()
+    expect(page.get_by_label("Model 4", exact=True)).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
