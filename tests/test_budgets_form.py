@@ -217,3 +217,13 @@ def test_a_taken_name_is_refused_in_words(db: None) -> None:
     make_budget("Lab")
     form = BudgetForm({**BASE, "name": "Lab"})
     assert form.errors["name"] == ["Another budget already has this name."]
+
+
+def test_the_webhooks_text_shows_angle_brackets_in_a_name_as_they_are(db: None) -> None:
+    # Slack reads <...> as a link or a mention: <!channel> in a budget's name would notify a whole channel.
+    budget = make_budget(name="Team <!channel> & <b>ops</b>")
+    event = services.budget_test_alert(budget=budget, channel="in_app", actor=None).alert
+    body = notify.payload(event)
+    assert "<!channel>" not in body["text"] and "<b>" not in body["text"]
+    assert "Team &lt;!channel&gt; &amp; &lt;b&gt;ops&lt;/b&gt;" in body["text"]
+    assert body["budget"]["name"] == "Team <!channel> & <b>ops</b>"  # the raw field stays exact
