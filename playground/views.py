@@ -24,7 +24,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.html import escape
+from django.utils.html import escape, format_html
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget, trigger_client_event
 
@@ -102,6 +102,7 @@ def _turn_response(request: HttpRequest, turn: Turn, *, created: bool) -> HttpRe
     html += render_to_string(f"{PAGE}#history", context, request)
     if created:
         html += render_to_string(f"{PAGE}#head", context, request)
+        html += format_html("<title>{} · aspweb</title>", conversation.title)  # htmx retitles the tab
     response = HttpResponse(html)
     if created:
         push_url(response, reverse("playground_conversation", args=[conversation.pk]))
@@ -186,7 +187,8 @@ def rename(request: HttpRequest, pk: int) -> HttpResponse:
     context = {"conversation": conversation, "history": _history(request.user), "oob": True, "can_send": True,
                "rename_form": None if form.is_valid() else form}
     return HttpResponse(render_to_string(f"{PAGE}#head", context, request)
-                        + render_to_string(f"{PAGE}#history", context, request))
+                        + render_to_string(f"{PAGE}#history", context, request)
+                        + format_html("<title>{} · aspweb</title>", conversation.title))  # htmx retitles the tab
 
 
 @require_POST

@@ -202,3 +202,15 @@ def test_on_a_phone_the_compare_pickers_fit_the_screen(member_page: Page, catalo
     page.get_by_text("Compare with up to 3 more models").click()
     expect(page.get_by_label("Model 4", exact=True)).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_renaming_retitles_the_browser_tab(member_page: Page, catalog: tuple[Model, Model]) -> None:
+    page = member_page
+    _send(page, catalog[0], "Hello")
+    expect(page.locator("article.pane")).to_have_attribute("data-status", "ok")
+    expect(page).to_have_title("Hello · aspweb")
+    page.get_by_text("Rename or delete").click()
+    page.get_by_label("Title", exact=True).fill("Q3 <plans> & notes")
+    page.get_by_role("button", name="Rename").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Q3 <plans> & notes")
+    expect(page).to_have_title("Q3 <plans> & notes · aspweb")
