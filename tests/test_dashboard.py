@@ -944,3 +944,9 @@ def test_each_grouping_names_itself_in_the_tables_heading(ledger: dict[str, Any]
         html = client.get(reverse("dashboard"), {"range": "last_month", "group": group}).content.decode()
         shown = html.split('<h2 id="groups-h">', 1)[1].split("<", 1)[0].strip()
         assert shown == heading, group
+
+
+def test_the_csvs_file_name_spells_the_grouping_with_dashes(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    response = _client(people["finance"]).get(reverse("dashboard_export"), {"range": "last_month", "group": "api_key"})
+    assert response["Content-Disposition"] == \
+        'attachment; filename="aspweb-costs-by-api-key-2025-01-01-2025-01-31.csv"'

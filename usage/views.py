@@ -548,7 +548,8 @@ def _dashboard_export(request: HttpRequest, *, mine: Any) -> HttpResponse:
         return HttpResponseBadRequest(f"Cannot export: {_parameter_errors(form)}", content_type="text/plain")
     selection = form.selection()
     r = selection.range
-    name = f"aspweb-{'my-usage' if mine is not None else 'costs'}-by-{selection.group}-{r.start}-{r.end}.csv"
+    group = selection.group.replace("_", "-")
+    name = f"aspweb-{'my-usage' if mine is not None else 'costs'}-by-{group}-{r.start}-{r.end}.csv"
     response = StreamingHttpResponse(_dashboard_csv(selection), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
