@@ -230,3 +230,17 @@ def test_the_calendars_first_and_last_days_select_every_call(model: Model, make_
     for none in ({"date_to": "0001-01-01"}, {"date_from": "9999-12-31"}):
         response = client.get(reverse("call_list"), none)
         assert response.status_code == 200 and str(record.request_id) not in response.content.decode()
+
+
+@pytest.mark.parametrize(("kind", "words"), [("budget_exceeded", "over budget"), ("auth", "provider key refused"),
+                                             ("server", "provider error"), ("some_new_kind", "some new kind")])
+def test_a_failed_call_says_what_went_wrong_in_words(model: Model, make_user: Callable[..., User], kind: str,
+                                                     words: str) -> None:
+    finance = make_user("finance")
+    record = write(model, user=finance, created_at=NOON, status="error", error_kind=kind,
+                   error_message="What the provider said.", output_tokens=0)
+    client = _client(finance)
+    listed = re.sub(r"<[^>]*>", " ", _row(client.get(reverse("call_list")).content.decode(), record.request_id))
+    page = _visible(client.get(reverse("call_detail", args=[record.request_id])).content.decode())
+    assert words in listed and kind not in listed
+    assert f"{words[0].upper()}{words[1:]}:" in page and kind not in page
