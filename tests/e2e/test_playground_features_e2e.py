@@ -196,10 +196,15 @@ def test_the_error_box_shows_only_when_there_is_an_error(member_page: Page, cata
     expect(errors).to_be_hidden()
 
 
-def test_on_a_phone_the_compare_pickers_fit_the_screen(member_page: Page, catalog: tuple[Model, Model]) -> None:
+def test_the_compare_pickers_share_a_row_and_on_a_phone_fit_the_screen(member_page: Page,
+                                                                       catalog: tuple[Model, Model]) -> None:
     page = member_page
-    page.set_viewport_size({"width": 390, "height": 844})
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_text("Compare with up to 3 more models").click()
+    second, third = (page.get_by_label(f"Model {n}", exact=True).bounding_box() for n in (2, 3))
+    assert second["y"] == third["y"] and third["x"] > second["x"] + second["width"]
+
+    page.set_viewport_size({"width": 390, "height": 844})
     expect(page.get_by_label("Model 4", exact=True)).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
