@@ -5,6 +5,7 @@ an alert that is stored and sent whole. And the budgets' other words: role lists
 times read as sentences, not as Python."""
 
 import io
+import re
 import smtplib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -227,3 +228,12 @@ def test_the_webhooks_text_shows_angle_brackets_in_a_name_as_they_are(db: None) 
     assert "<!channel>" not in body["text"] and "<b>" not in body["text"]
     assert "Team &lt;!channel&gt; &amp; &lt;b&gt;ops&lt;/b&gt;" in body["text"]
     assert body["budget"]["name"] == "Team <!channel> & <b>ops</b>"  # the raw field stays exact
+
+
+def test_a_test_alert_reads_once_as_a_test_in_the_alerts_table(finance: User) -> None:
+    budget = make_budget()
+    services.budget_test_alert(budget=budget, channel="in_app", actor=finance)
+    html = _client(finance).get(reverse("budget_detail", args=[budget.pk])).content.decode()
+    table = html.split('class="data budget-alerts"', 1)[1].split("</table>", 1)[0]
+    before = table.split("Test alert for Budget", 1)[0].rsplit("<td>", 1)[1]
+    assert re.sub(r"<[^>]*>", "", before).strip() == ""  # no "Test" label before "Test alert"
