@@ -219,3 +219,13 @@ def test_renaming_retitles_the_browser_tab(member_page: Page, catalog: tuple[Mod
     page.get_by_role("button", name="Rename").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Q3 <plans> & notes")
     expect(page).to_have_title("Q3 <plans> & notes · aspweb")
+
+
+def test_a_long_prompt_scrolls_in_its_bubble(member_page: Page, catalog: tuple[Model, Model]) -> None:
+    page = member_page
+    _send(page, catalog[0], "\n".join(f"Line {n} of a pasted document." for n in range(400)))
+    expect(page.locator("article.pane")).to_have_attribute("data-status", "ok")
+    text = page.locator(".prompt-text")
+    height, scrolls = text.evaluate("t => [t.getBoundingClientRect().height, t.scrollHeight > t.clientHeight]")
+    assert height < 500 and scrolls
+    expect(page.locator("article.pane")).to_be_in_viewport()
