@@ -279,7 +279,7 @@ def _claim(request: HttpRequest, pk: int) -> _Claim:
     if inline.running_inline():
         raise inline.NotKept("the answer's request")
     try:
-        chat = services.answer_claim(answer_id=pk, user=request.user)
+        chat = services.answer_claim(answer_id=pk, user=request.user, request_id=record.request_id)
     except Answer.DoesNotExist:
         raise Http404("No such answer.") from None
     prepared = calls.prepare(chat, caller=caller, record=record) if chat is not None else None
@@ -299,7 +299,8 @@ async def _generate(claim: _Claim, generation: live.Generation) -> None:
     def mark() -> asyncio.Future[bool] | None:
         nonlocal marking
         if marking is None and not claim.marked:
-            marking = asyncio.ensure_future(sync_to_async(services.answer_mark_streaming)(answer_id=answer_id))
+            marking = asyncio.ensure_future(sync_to_async(services.answer_mark_streaming)(
+                answer_id=answer_id, request_id=record.request_id))
         return marking
 
     async def save(**outcome: Any) -> None:
