@@ -152,3 +152,15 @@ def test_on_a_phone_the_dashboards_fit_the_screen(page: Page, sign_in: Callable[
         page.goto(path)
         expect(page.locator("#groups-h")).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+
+
+def test_my_usage_draws_the_top_keys_at_their_size(page: Page, sign_in: Callable[..., Page],
+                                                   make_user: Callable[..., User]) -> None:
+    # Alone in its row (My usage has no top users), the chart is not a half-width one blown up to twice its size.
+    _seed(make_user)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    sign_in(User.objects.get(email="ana@example.com"), next_path="/usage/")
+    chart = page.locator("#keys-h ~ svg.chart")
+    expect(chart).to_be_visible()
+    scale = chart.evaluate("s => s.getBoundingClientRect().width / s.viewBox.baseVal.width")
+    assert scale <= 1.1, scale
