@@ -51,10 +51,10 @@ def describe(event: AlertEvent, *, requested_by: str = "") -> str:
             text += " Calls that could go past it are refused."
         return text
     if event.kind == AlertEvent.Kind.FORECAST:
-        return (f"{what} is on course to spend {money(event.projected)} in {span.label()}, above its "
+        return (f"{what} is on course to spend {money(event.projected)} {span.during()}, above its "
                 f"{money(amount)}: {money(spent)} spent so far.")
     by = f", sent by {requested_by}" if requested_by else ""
-    return (f"Test alert for {what}{by}: {money(spent)} of {money(amount)} spent in {span.label()}. "
+    return (f"Test alert for {what}{by}: {money(spent)} of {money(amount)} spent {span.during()}. "
             "Real alerts arrive here the same way.")
 
 
