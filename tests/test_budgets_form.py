@@ -237,3 +237,15 @@ def test_a_test_alert_reads_once_as_a_test_in_the_alerts_table(finance: User) ->
     table = html.split('class="data budget-alerts"', 1)[1].split("</table>", 1)[0]
     before = table.split("Test alert for Budget", 1)[0].rsplit("<td>", 1)[1]
     assert re.sub(r"<[^>]*>", "", before).strip() == ""  # no "Test" label before "Test alert"
+
+
+def test_alerts_and_notifications_say_how_long_ago_with_the_exact_time_on_hover(finance: User) -> None:
+    budget = make_budget()
+    event = services.budget_test_alert(budget=budget, channel="in_app", actor=finance).alert
+    AlertEvent.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(hours=3, seconds=1.5))
+    Notification.objects.filter(alert=event).update(created_at=timezone.now() - timedelta(hours=3, seconds=1.5))
+    client = _client(finance)
+    for page in (client.get(reverse("notification_list")), client.get(reverse("budget_detail", args=[budget.pk]))):
+        stamp = re.search(r'<time[^>]*datetime="([^"]+)" title="([^"]+)">([^<]+)</time>', page.content.decode())
+        assert stamp, page.content.decode()
+        assert "." not in stamp[1] and stamp[2].endswith(" UTC") and stamp[3] == "3 hours ago"
