@@ -229,3 +229,18 @@ def test_a_long_prompt_scrolls_in_its_bubble(member_page: Page, catalog: tuple[M
     height, scrolls = text.evaluate("t => [t.getBoundingClientRect().height, t.scrollHeight > t.clientHeight]")
     assert height < 500 and scrolls
     expect(page.locator("article.pane")).to_be_in_viewport()
+
+
+def test_on_a_phone_the_history_scrolls_away_instead_of_covering_the_answers(
+        member_page: Page, catalog: tuple[Model, Model]) -> None:
+    page = member_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    _send(page, catalog[0], "\n".join(f"Line {n}" for n in range(30)))
+    expect(page.locator("article.pane")).to_have_attribute("data-status", "ok")
+    side = page.locator(".pg-side")
+    page.evaluate("window.scrollTo(0, 0)")
+    top = side.evaluate("s => s.getBoundingClientRect().top")
+    page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    page.wait_for_function("window.scrollY > 200")
+    scrolled = page.evaluate("window.scrollY")
+    assert side.evaluate("s => s.getBoundingClientRect().top") == pytest.approx(top - scrolled, abs=1)
