@@ -244,3 +244,17 @@ def test_on_a_phone_the_history_scrolls_away_instead_of_covering_the_answers(
     page.wait_for_function("window.scrollY > 200")
     scrolled = page.evaluate("window.scrollY")
     assert side.evaluate("s => s.getBoundingClientRect().top") == pytest.approx(top - scrolled, abs=1)
+
+
+def test_on_a_phone_a_long_history_leaves_room_for_the_composer(member_page: Page,
+                                                                catalog: tuple[Model, Model]) -> None:
+    page = member_page
+    member = User.objects.get()
+    for n in range(30):
+        Conversation.objects.create(user=member, title=f"Conversation {n}")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    history = page.locator("#pg-history")
+    expect(history.get_by_role("link")).to_have_count(30)
+    assert history.evaluate("h => h.getBoundingClientRect().height") <= 0.3 * 844 + 1
+    assert page.get_by_label("Prompt", exact=True).evaluate("p => p.getBoundingClientRect().top") < 2 * 844
