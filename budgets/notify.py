@@ -51,10 +51,10 @@ def describe(event: AlertEvent, *, requested_by: str = "") -> str:
             text += " Calls that could go past it are refused."
         return text
     if event.kind == AlertEvent.Kind.FORECAST:
-        return (f"{what} is on course to spend {money(event.projected)} in {span.label()}, above its "
+        return (f"{what} is on course to spend {money(event.projected)} {span.during()}, above its "
                 f"{money(amount)}: {money(spent)} spent so far.")
     by = f", sent by {requested_by}" if requested_by else ""
-    return (f"Test alert for {what}{by}: {money(spent)} of {money(amount)} spent in {span.label()}. "
+    return (f"Test alert for {what}{by}: {money(spent)} of {money(amount)} spent {span.during()}. "
             "Real alerts arrive here the same way.")
 
 
@@ -69,12 +69,19 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
 
 
+def _slack_escaped(text: str) -> str:
+    """Slack reads <...> in `text` as a link or a mention (<!channel> notifies everyone in it): a budget
+    named with angle brackets shows them as they are, and never pings anyone."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def payload(event: AlertEvent) -> dict[str, Any]:
     """Slack-compatible JSON: Slack (and Mattermost, Discord's /slack endpoint, Teams workflows) show
     `text`; everything else is for receivers that want the numbers."""
     budget, span = event.budget, event.period.span
     url = link(event)
-    text = f"*{title(event)}*\n{event.message}" + (f"\n<{url}|Open the budget in aspweb>" if url else "")
+    text = (f"*{_slack_escaped(title(event))}*\n{_slack_escaped(event.message)}"
+            + (f"\n<{url}|Open the budget in aspweb>" if url else ""))
     return {
         "text": text,
         "event": f"budget.{event.kind}",

@@ -55,6 +55,17 @@ class Span:
             return f"{self.start:%B %Y}"
         return "all time"
 
+    def during(self) -> str:
+        """The period as a sentence says when: 'on 12 May 2025', 'in the week of 12 May 2025', 'in May 2025',
+        'over all time'."""
+        if self.period == DAILY:
+            return f"on {self.label()}"
+        if self.period == WEEKLY:
+            return f"in the {self.label()}"
+        if self.period == MONTHLY:
+            return f"in {self.label()}"
+        return "over all time"
+
     def previous(self) -> "Span | None":
         if self.period == TOTAL:
             return None

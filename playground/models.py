@@ -15,6 +15,8 @@ class Conversation(models.Model):
     top_p = models.FloatField(null=True, blank=True)
     max_tokens = models.PositiveIntegerField(default=1024)
     stop = models.JSONField(default=list, blank=True)
+    # Request ids of calls whose answers an edited prompt replaced: they count in the running cost.
+    replaced_calls = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

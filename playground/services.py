@@ -1,6 +1,7 @@
 """The playground's reads and writes: the catalog it offers, conversations, turns and their answers, and
 what a prompt would cost before it is sent."""
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -119,6 +120,12 @@ def turn_redo(*, turn: Turn, models: Sequence[Model], params: Params, prompt: st
     if prompt is not None:
         turn.prompt = prompt
         turn.save(update_fields=["prompt"])
+        # Their calls were paid for: the conversation's running cost keeps counting them.
+        replaced = [str(pk) for pk in turn.answers.filter(request_id__isnull=False).values_list("request_id",
+                                                                                               flat=True)]
+        if replaced:
+            conversation.replaced_calls = [*conversation.replaced_calls, *replaced]
+            conversation.save(update_fields=["replaced_calls"])
         turn.answers.all().delete()  # a generation still running finds nothing to save
         version = 1
     else:
@@ -285,21 +292,22 @@ def answer_claim_kept(*, answer_id: int) -> bool | None:
         return None
 
 
-def answer_mark_streaming(*, answer_id: int) -> bool:
-    """Mark an answer claimed from the cache as streaming; False when it is no longer pending (Stop came
-    first, or the turn was answered again): its stream then ends without saving."""
+def answer_mark_streaming(*, answer_id: int, request_id: uuid.UUID | None = None) -> bool:
+    """Mark an answer claimed from the cache as streaming, with its call's request id; False when it is no
+    longer pending (Stop came first, or the turn was answered again): its stream then ends without saving."""
     cache.delete(_kept_key(answer_id))
     return bool(Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(
-        status=Answer.Status.STREAMING))
+        status=Answer.Status.STREAMING, request_id=request_id))
 
 
-def answer_claim(*, answer_id: int, user: Any) -> ChatRequest | None:
-    """Claim `user`'s pending answer for one stream in the database and build its request. None when it is
-    not pending: it was answered, stopped, or another stream holds it. Answer.DoesNotExist when it is not
-    theirs, or gone."""
+def answer_claim(*, answer_id: int, user: Any, request_id: uuid.UUID | None = None) -> ChatRequest | None:
+    """Claim `user`'s pending answer for one stream in the database, with its call's request id, and build
+    its request. None when it is not pending: it was answered, stopped, or another stream holds it.
+    Answer.DoesNotExist when it is not theirs, or gone."""
     answer = Answer.objects.select_related("turn__conversation", "model__provider").get(
         pk=answer_id, turn__conversation__user=user)
-    if not Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(status=Answer.Status.STREAMING):
+    if not Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(
+            status=Answer.Status.STREAMING, request_id=request_id):
         return None
     return chat_request(answer)
 

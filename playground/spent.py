@@ -20,13 +20,16 @@ class Spent:
     calls: int
     estimated: bool
     unpriced: int
+    replaced: int = 0  # of `calls`, those whose answers an edited prompt replaced
 
 
 def conversation_spent(conversation: Conversation) -> Spent:
-    """The sum of the ledger's cost of each answer the conversation shows (one call each)."""
+    """The sum of the ledger's cost of each answer the conversation shows (one call each), and of the
+    answers an edited prompt replaced: their calls were paid for too."""
     answered = Answer.objects.filter(turn__conversation=conversation, request_id__isnull=False)
-    totals = UsageRecord.objects.filter(request_id__in=answered.values("request_id")).aggregate(
+    replaced = Q(request_id__in=conversation.replaced_calls)
+    totals = UsageRecord.objects.filter(Q(request_id__in=answered.values("request_id")) | replaced).aggregate(
         total=Sum("cost"), calls=Count("id"), unpriced=Count("id", filter=Q(unpriced=True)),
-        estimated=Count("id", filter=Q(usage_estimated=True)))
+        estimated=Count("id", filter=Q(usage_estimated=True)), replaced=Count("id", filter=replaced))
     return Spent(total=totals["total"] or Decimal(0), calls=totals["calls"], estimated=bool(totals["estimated"]),
-                 unpriced=totals["unpriced"])
+                 unpriced=totals["unpriced"], replaced=totals["replaced"])

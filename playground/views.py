@@ -24,7 +24,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.html import escape
+from django.utils.html import escape, format_html
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget, trigger_client_event
 
@@ -102,6 +102,7 @@ def _turn_response(request: HttpRequest, turn: Turn, *, created: bool) -> HttpRe
     html += render_to_string(f"{PAGE}#history", context, request)
     if created:
         html += render_to_string(f"{PAGE}#head", context, request)
+        html += format_html("<title>{} · aspweb</title>", conversation.title)  # htmx retitles the tab
     response = HttpResponse(html)
     if created:
         push_url(response, reverse("playground_conversation", args=[conversation.pk]))
@@ -186,7 +187,8 @@ def rename(request: HttpRequest, pk: int) -> HttpResponse:
     context = {"conversation": conversation, "history": _history(request.user), "oob": True, "can_send": True,
                "rename_form": None if form.is_valid() else form}
     return HttpResponse(render_to_string(f"{PAGE}#head", context, request)
-                        + render_to_string(f"{PAGE}#history", context, request))
+                        + render_to_string(f"{PAGE}#history", context, request)
+                        + format_html("<title>{} · aspweb</title>", conversation.title))  # htmx retitles the tab
 
 
 @require_POST
@@ -277,7 +279,7 @@ def _claim(request: HttpRequest, pk: int) -> _Claim:
     if inline.running_inline():
         raise inline.NotKept("the answer's request")
     try:
-        chat = services.answer_claim(answer_id=pk, user=request.user)
+        chat = services.answer_claim(answer_id=pk, user=request.user, request_id=record.request_id)
     except Answer.DoesNotExist:
         raise Http404("No such answer.") from None
     prepared = calls.prepare(chat, caller=caller, record=record) if chat is not None else None
@@ -297,7 +299,8 @@ async def _generate(claim: _Claim, generation: live.Generation) -> None:
     def mark() -> asyncio.Future[bool] | None:
         nonlocal marking
         if marking is None and not claim.marked:
-            marking = asyncio.ensure_future(sync_to_async(services.answer_mark_streaming)(answer_id=answer_id))
+            marking = asyncio.ensure_future(sync_to_async(services.answer_mark_streaming)(
+                answer_id=answer_id, request_id=record.request_id))
         return marking
 
     async def save(**outcome: Any) -> None:

@@ -5,6 +5,7 @@ an alert that is stored and sent whole. And the budgets' other words: role lists
 times read as sentences, not as Python."""
 
 import io
+import re
 import smtplib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -217,3 +218,34 @@ def test_a_taken_name_is_refused_in_words(db: None) -> None:
     make_budget("Lab")
     form = BudgetForm({**BASE, "name": "Lab"})
     assert form.errors["name"] == ["Another budget already has this name."]
+
+
+def test_the_webhooks_text_shows_angle_brackets_in_a_name_as_they_are(db: None) -> None:
+    # Slack reads <...> as a link or a mention: <!channel> in a budget's name would notify a whole channel.
+    budget = make_budget(name="Team <!channel> & <b>ops</b>")
+    event = services.budget_test_alert(budget=budget, channel="in_app", actor=None).alert
+    body = notify.payload(event)
+    assert "<!channel>" not in body["text"] and "<b>" not in body["text"]
+    assert "Team &lt;!channel&gt; &amp; &lt;b&gt;ops&lt;/b&gt;" in body["text"]
+    assert body["budget"]["name"] == "Team <!channel> & <b>ops</b>"  # the raw field stays exact
+
+
+def test_a_test_alert_reads_once_as_a_test_in_the_alerts_table(finance: User) -> None:
+    budget = make_budget()
+    services.budget_test_alert(budget=budget, channel="in_app", actor=finance)
+    html = _client(finance).get(reverse("budget_detail", args=[budget.pk])).content.decode()
+    table = html.split('class="data budget-alerts"', 1)[1].split("</table>", 1)[0]
+    before = table.split("Test alert for Budget", 1)[0].rsplit("<td>", 1)[1]
+    assert re.sub(r"<[^>]*>", "", before).strip() == ""  # no "Test" label before "Test alert"
+
+
+def test_alerts_and_notifications_say_how_long_ago_with_the_exact_time_on_hover(finance: User) -> None:
+    budget = make_budget()
+    event = services.budget_test_alert(budget=budget, channel="in_app", actor=finance).alert
+    AlertEvent.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(hours=3, seconds=1.5))
+    Notification.objects.filter(alert=event).update(created_at=timezone.now() - timedelta(hours=3, seconds=1.5))
+    client = _client(finance)
+    for page in (client.get(reverse("notification_list")), client.get(reverse("budget_detail", args=[budget.pk]))):
+        stamp = re.search(r'<time[^>]*datetime="([^"]+)" title="([^"]+)">([^<]+)</time>', page.content.decode())
+        assert stamp, page.content.decode()
+        assert "." not in stamp[1] and stamp[2].endswith(" UTC") and stamp[3] == "3 hours ago"

@@ -86,8 +86,8 @@ def test_forecast_and_test_alerts_read_sub_cent_amounts(db: None, finance: User)
 
     spend(make_model("m2"), "0.0015")
     delivery = services.budget_test_alert(budget=budget, channel="in_app", actor=finance)
-    label = budget.span_at(timezone.now()).label()
-    assert f": $0.0015 of $0.004 spent in {label}." in delivery.alert.message
+    during = budget.span_at(timezone.now()).during()
+    assert f": $0.0015 of $0.004 spent {during}." in delivery.alert.message
 
 
 def test_e_mail_and_webhook_text_read_the_sub_cent_amount(

@@ -108,3 +108,11 @@ def test_a_reservation_is_held_in_the_period_of_the_calls_start(db: None) -> Non
                             user=None, api_key=None, cost=Decimal("0.1"), ttl=timedelta(minutes=15), now=new_month)
     assert period_of(monthly, new_month).start == date(2025, 6, 1)
     assert period_of(monthly, new_month).reserved == Decimal("0.1")
+
+
+def test_a_sentence_says_when_a_period_is_in_words_that_fit_it() -> None:
+    day = date(2026, 1, 14)
+    assert periods.span_for("daily", day).during() == "on 14 January 2026"
+    assert periods.span_for("weekly", day).during() == "in the week of 12 January 2026"
+    assert periods.span_for("monthly", day).during() == "in January 2026"
+    assert periods.span_for("total", day).during() == "over all time"

@@ -935,3 +935,18 @@ def test_charts_and_their_tables_mark_amounts_that_leave_unpriced_calls_out(ledg
     assert part.count('class="unpriced-mark"') == sum(1 for d in daily.days if daily.day_activity(d).unpriced)
     assert (f'<td class="num">{money(daily.day_total(day))} <span class="badge warn" title="Leaves out 1 call '
             'without a price">+&nbsp;unpriced</span></td></tr>') in part
+
+
+def test_each_grouping_names_itself_in_the_tables_heading(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    client = _client(people["finance"])
+    for group, heading in (("provider", "By provider"), ("model", "By model"), ("user", "By user"),
+                           ("api_key", "By API key"), ("source", "By source"), ("day", "By day")):
+        html = client.get(reverse("dashboard"), {"range": "last_month", "group": group}).content.decode()
+        shown = html.split('<h2 id="groups-h">', 1)[1].split("<", 1)[0].strip()
+        assert shown == heading, group
+
+
+def test_the_csvs_file_name_spells_the_grouping_with_dashes(ledger: dict[str, Any], people: dict[str, User]) -> None:
+    response = _client(people["finance"]).get(reverse("dashboard_export"), {"range": "last_month", "group": "api_key"})
+    assert response["Content-Disposition"] == \
+        'attachment; filename="aspweb-costs-by-api-key-2025-01-01-2025-01-31.csv"'

@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -366,6 +367,36 @@ def test_estimated_and_unpriced_calls_are_said(client: Client, member: User, cat
                           status=Answer.Status.OK, request_id=unpriced.request_id)
     assert _cost_text(client.get(reverse("playground_cost", args=[conversation.pk])).content.decode()) == \
         "Spent so far: ≈$0.002 on 2 answers, 1 of them unpriced"
+
+
+def test_answers_an_edit_replaced_still_count_in_the_running_cost(client: Client, member: User,
+                                                                    catalog: tuple[Model, Model]) -> None:
+    cheap, dear = catalog
+    conversation = Conversation.objects.create(user=member, title="Costs")
+    turn = Turn.objects.create(conversation=conversation, prompt="Hi")
+    _finished(turn, cheap, "a", request_id=_record(cheap, "0.0125").request_id)
+    _finished(turn, dear, "b", lane=1, request_id=_record(dear, "1.5").request_id)
+    Answer.objects.create(turn=turn, model=cheap, model_address="lab/fake-model-a", version=2)  # never started
+
+    response = client.post(reverse("playground_send"), send_data(cheap, prompt="Hello instead",
+                                                                  conversation=conversation.pk, edit_last=True),
+                           headers=HTMX)
+    assert response.status_code == 200
+    assert list(turn.answers.values_list("content", flat=True)) == [""]  # the old answers are gone
+    assert _cost_text(client.get(reverse("playground_cost", args=[conversation.pk])).content.decode()) == \
+        f"Spent so far: {money(Decimal('1.5125'))} on 2 answers (2 replaced by an edit)"
+
+
+def test_a_claimed_answer_knows_its_call_before_it_ends(member: User, catalog: tuple[Model, Model]) -> None:
+    # So an edit that replaces it mid-stream still finds its call in the ledger.
+    conversation = Conversation.objects.create(user=member, title="Live")
+    turn = Turn.objects.create(conversation=conversation, prompt="Hi")
+    first = Answer.objects.create(turn=turn, model=catalog[0], model_address="lab/fake-model-a")
+    second = Answer.objects.create(turn=turn, lane=1, model=catalog[1], model_address="lab/fake-model-b")
+    ids = uuid.uuid4(), uuid.uuid4()
+    assert services.answer_claim(answer_id=first.pk, user=member, request_id=ids[0]) is not None
+    assert services.answer_mark_streaming(answer_id=second.pk, request_id=ids[1])
+    assert [a.request_id for a in Answer.objects.filter(pk__in=[first.pk, second.pk]).order_by("lane")] == list(ids)
 
 
 def test_a_new_conversations_heading_starts_at_zero(client: Client, catalog: tuple[Model, Model]) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.template import Context, Template
 from django.test import Client
 from django.urls import reverse
@@ -205,3 +206,41 @@ def test_other_calls_link_no_conversation(model: Model, make_user: Callable[...,
     assert 'id="call-conversation"' not in html
     html = _client(member).get(reverse("call_detail", args=[record.request_id])).content.decode()
     assert 'id="call-conversation"' not in html
+
+
+def _streamed(response: object) -> str:
+    async def collect() -> list[bytes]:
+        return [part async for part in response.streaming_content]
+
+    return b"".join(async_to_sync(collect)()).decode()
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_the_calendars_first_and_last_days_select_every_call(model: Model, make_user: Callable[..., User],
+                                                             settings: object, tz: str) -> None:
+    settings.TIME_ZONE = tz  # a day's start in +14 h or -11 h lies outside the calendar at its ends
+    finance = make_user("finance")
+    record = write(model, user=finance, created_at=NOON)
+    client = _client(finance)
+    wide = {"date_from": "0001-01-01", "date_to": "9999-12-31"}
+    listed = client.get(reverse("call_list"), wide)
+    assert listed.status_code == 200 and str(record.request_id) in listed.content.decode()
+    exported = client.get(reverse("call_export"), wide)
+    assert exported.status_code == 200 and str(record.request_id) in _streamed(exported)
+    for none in ({"date_to": "0001-01-01"}, {"date_from": "9999-12-31"}):
+        response = client.get(reverse("call_list"), none)
+        assert response.status_code == 200 and str(record.request_id) not in response.content.decode()
+
+
+@pytest.mark.parametrize(("kind", "words"), [("budget_exceeded", "over budget"), ("auth", "provider key refused"),
+                                             ("server", "provider error"), ("some_new_kind", "some new kind")])
+def test_a_failed_call_says_what_went_wrong_in_words(model: Model, make_user: Callable[..., User], kind: str,
+                                                     words: str) -> None:
+    finance = make_user("finance")
+    record = write(model, user=finance, created_at=NOON, status="error", error_kind=kind,
+                   error_message="What the provider said.", output_tokens=0)
+    client = _client(finance)
+    listed = re.sub(r"<[^>]*>", " ", _row(client.get(reverse("call_list")).content.decode(), record.request_id))
+    page = _visible(client.get(reverse("call_detail", args=[record.request_id])).content.decode())
+    assert words in listed and kind not in listed
+    assert f"{words[0].upper()}{words[1:]}:" in page and kind not in page

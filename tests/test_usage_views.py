@@ -190,7 +190,7 @@ def test_a_failed_estimated_call_page_says_what_happened(model: Model, people: d
                  error_message="The connection to local broke before the answer was complete.",
                  usage_estimated=True, ttft_ms=None)
     html = _client(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
-    assert "<code>network</code> The connection to local broke" in html
+    assert "<strong>Provider unreachable:</strong> The connection to local broke" in html
     assert "Estimated counts" in html
 
 

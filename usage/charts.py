@@ -167,7 +167,7 @@ def daily_requests(series: DailySeries, *, title: str, width: int = HALF_WIDTH) 
     for i, (day, a) in enumerate(zip(days, activity, strict=True)):
         x = AXIS_LEFT + slot * i + (slot - bar) / 2
         marks = SafeString()
-        for css, count in (("requests", a.requests), ("errors", a.errors)):
+        for css, count in (("requests", a.requests), ("failures", a.errors)):
             if count:
                 h = plot_h * count / top
                 marks += format_html('<rect class="{}" x="{}" y="{}" width="{}" height="{}"/>', css, _n(x),

@@ -152,6 +152,11 @@ class Dimension:
     empty: str = "—"
     names_of: Callable[[Any], dict[str, str]] = dict
 
+    @property
+    def heading(self) -> str:
+        """The label as it reads inside a sentence ("By API key", "By model"): acronyms keep their capitals."""
+        return self.label if self.label.startswith("API") else self.label.lower()
+
     def label_of(self, key: Any, names: dict[str, str]) -> str:
         if key is None or not names:
             return self.empty

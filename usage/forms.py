@@ -52,9 +52,10 @@ class CallFilterForm(forms.Form):
                 records = records.filter(**{name: data[name]})
         if data.get("unpriced"):
             records = records.filter(unpriced=True)
-        if data.get("date_from"):
+        # The calendar's first and last days bound nothing (and have no instant before or after them).
+        if data.get("date_from") and data["date_from"] > date.min:
             records = records.filter(created_at__gte=day_start(data["date_from"]))
-        if data.get("date_to"):
+        if data.get("date_to") and data["date_to"] < date.max:
             records = records.filter(created_at__lt=day_start(data["date_to"] + timedelta(days=1)))
         return records
 

@@ -5,6 +5,25 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+# What went wrong, in words, by a failed call's error_kind (the CSV keeps the codes): the provider's
+# failures (providers.adapters.base.ErrorKind), then the calls aspweb refused to start.
+ERROR_KIND_LABELS = {
+    "auth": "provider key refused",
+    "rate_limit": "rate limited",
+    "quota": "provider quota used up",
+    "timeout": "timed out",
+    "network": "provider unreachable",
+    "server": "provider error",
+    "model_not_found": "model not found",
+    "invalid_request": "refused as invalid",
+    "content_filter": "content filtered",
+    "not_found": "model not found",
+    "disabled": "model disabled",
+    "budget_exceeded": "over budget",
+    "unpriced": "model without a price",
+    "internal": "aspweb error",
+}
+
 
 class UsageRecord(models.Model):
     """One call to a provider, whatever its outcome. Provider and model names are copied so the
@@ -74,6 +93,10 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider_name}/{self.model_name} {self.status} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def error_kind_label(self) -> str:
+        return ERROR_KIND_LABELS.get(self.error_kind, self.error_kind.replace("_", " "))
 
     @property
     def prompt_tokens(self) -> int:

@@ -426,7 +426,9 @@ def _dashboard_figures(selection: dashboards.Selection, *, own_only: bool) -> di
         "models": models, "models_chart": _bars(models, f"Cost by model, {span}"),
         "users": users,
         "users_chart": "" if own_only else _bars(users, f"Top users by cost, {span}", charts.HALF_WIDTH),
-        "keys": keys, "keys_chart": _bars(keys, f"Top API keys by cost, {span}", charts.HALF_WIDTH),
+        # Alone in its row on My usage (no top users there): drawn across the page, not enlarged from half.
+        "keys": keys, "keys_chart": _bars(keys, f"Top API keys by cost, {span}",
+                                          charts.WIDTH if own_only else charts.HALF_WIDTH),
         "rows": rows, "table_rows": _table_rows(rows, page_url, selection, calls_url), "headings": headings,
         "drill": drill,
         "dimension": dashboards.DIMENSIONS[selection.group],
@@ -548,7 +550,8 @@ def _dashboard_export(request: HttpRequest, *, mine: Any) -> HttpResponse:
         return HttpResponseBadRequest(f"Cannot export: {_parameter_errors(form)}", content_type="text/plain")
     selection = form.selection()
     r = selection.range
-    name = f"aspweb-{'my-usage' if mine is not None else 'costs'}-by-{selection.group}-{r.start}-{r.end}.csv"
+    group = selection.group.replace("_", "-")
+    name = f"aspweb-{'my-usage' if mine is not None else 'costs'}-by-{group}-{r.start}-{r.end}.csv"
     response = StreamingHttpResponse(_dashboard_csv(selection), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response

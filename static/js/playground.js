@@ -33,7 +33,7 @@
     if (!stream) return;
     const frozen = document.createElement("div");
     frozen.className = "answer-text";
-    frozen.textContent = stream.textContent;
+    frozen.textContent = stream.textContent.trim();
     htmx.swap(stream, frozen.outerHTML, { swapStyle: "outerHTML" });
   }
 
@@ -62,13 +62,20 @@
     }
   });
 
+  // Stop requests go out one after another: while one is in flight, htmx keeps only the last request
+  // queued behind it from the same element, so a third pane's Stop would silently replace the second's.
+  let stopping = Promise.resolve();
+
   function stop(button) {
     if (button.disabled) return;
     closeStream(button.closest(".pane"));
     button.disabled = true;
     button.textContent = "Stopping…";
-    htmx.ajax("POST", button.dataset.stop, { source: document.getElementById("transcript"), swap: "none" })
-      .then(answered);
+    stopping = stopping
+      .then(function () {
+        return htmx.ajax("POST", button.dataset.stop, { source: document.getElementById("transcript"), swap: "none" });
+      })
+      .then(answered, answered);
   }
 
   function answered() {

@@ -128,3 +128,39 @@ def test_finance_changes_the_range_drills_into_a_provider_and_exports(
     assert sum(Decimal(row["cost_usd"]) for row in rows) == claude_cost
     assert [Decimal(row["cost_usd"]) for row in rows] == sorted((Decimal(row["cost_usd"]) for row in rows),
                                                                 reverse=True)
+
+
+def test_the_legends_swatches_are_all_one_size(page: Page, sign_in: Callable[..., Page],
+                                               make_user: Callable[..., User]) -> None:
+    # The errors' swatch must not pick up the red box that wraps a form's errors.
+    _seed(make_user)
+    sign_in(make_user("finance"), next_path="/costs/")
+    swatches = page.locator(".legend .swatch")
+    expect(page.locator(".legend .swatch.failures")).to_have_count(1)
+    sizes = {tuple(s.evaluate("e => [e.offsetWidth, e.offsetHeight]")) for s in swatches.all()}
+    assert len(sizes) == 1, sizes
+    expect(page.locator("#requests-h ~ svg.chart rect.failures").first).to_be_attached()
+
+
+def test_on_a_phone_the_dashboards_fit_the_screen(page: Page, sign_in: Callable[..., Page],
+                                                  make_user: Callable[..., User]) -> None:
+    # The wide tables scroll in their own box; nothing else makes the page wider than the screen.
+    _seed(make_user)
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(make_user("finance"), next_path="/costs/")
+    for path in ("/costs/", "/costs/?group=api_key", "/usage/"):
+        page.goto(path)
+        expect(page.locator("#groups-h")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+
+
+def test_my_usage_draws_the_top_keys_at_their_size(page: Page, sign_in: Callable[..., Page],
+                                                   make_user: Callable[..., User]) -> None:
+    # Alone in its row (My usage has no top users), the chart is not a half-width one blown up to twice its size.
+    _seed(make_user)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    sign_in(User.objects.get(email="ana@example.com"), next_path="/usage/")
+    chart = page.locator("#keys-h ~ svg.chart")
+    expect(chart).to_be_visible()
+    scale = chart.evaluate("s => s.getBoundingClientRect().width / s.viewBox.baseVal.width")
+    assert scale <= 1.1, scale

@@ -5,13 +5,14 @@ partial answer, compared models stream at once, Regenerate keeps the earlier ans
 import re
 import time
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from accounts.models import User
 from playground.models import Answer
-from providers.models import Model
+from providers.models import Model, Price
 from tests.e2e.conftest import readme_screenshot, watch_console
 from tests.fakes.upstream import FakeUpstream
 from tests.playground_support import make_catalog
@@ -311,3 +312,29 @@ def test_stop_all_in_compare_mode_stops_every_pane_cleanly(member_page: Page, ca
     page.wait_for_timeout(500)  # any late response would have landed
     assert {a.status for a in Answer.objects.all()} == {Answer.Status.STOPPED}
     assert len(upstream.requests) == 2
+
+
+def test_stop_all_stops_every_one_of_three_panes(member_page: Page, catalog: tuple[Model, Model],
+                                                 upstream: FakeUpstream) -> None:
+    # Three Stop requests at once: none of them may be dropped while another is in flight.
+    page = member_page
+    cheap, dear = catalog
+    third = Model.objects.create(provider=cheap.provider, name="fake-model-c")
+    Price.objects.create(model=third, input=Decimal("2"), output=Decimal("4"))
+    page.reload()
+    _choose(page, "Model", cheap)
+    page.get_by_text("Compare with up to 3 more models").click()
+    _choose(page, "Model 2", dear)
+    _choose(page, "Model 3", third)
+    page.get_by_label("Prompt", exact=True).fill("Tell me a long story")
+    page.get_by_label("Prompt", exact=True).press("Enter")
+    panes = page.locator("article.pane")
+    for i in range(3):
+        expect(panes.nth(i).locator(".answer-text")).to_contain_text("Server-sent events keep")
+
+    page.locator("[data-stop-all]").click()
+
+    for i in range(3):
+        expect(panes.nth(i)).to_have_attribute("data-status", "stopped")
+    page.wait_for_timeout(500)
+    assert [a.status for a in Answer.objects.all()] == [Answer.Status.STOPPED] * 3

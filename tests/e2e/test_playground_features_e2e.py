@@ -174,3 +174,87 @@ def test_a_stopped_answer_counts_in_the_running_cost(member_page: Page, catalog:
     record = UsageRecord.objects.get()
     assert record.cost > 0
     expect(page.locator("#pg-cost")).to_contain_text(f"{money(record.cost)} on 1 answer")
+
+
+def test_the_error_box_shows_only_when_there_is_an_error(member_page: Page, catalog: tuple[Model, Model]) -> None:
+    page = member_page
+    errors = page.locator("#composer-errors")
+    expect(errors).to_be_hidden()  # no empty red bar above the models
+
+    cheap, _ = catalog
+    page.get_by_label("Model", exact=True).select_option(value=str(cheap.pk))
+    page.get_by_text("Compare with up to 3 more models").click()
+    page.get_by_label("Model 2", exact=True).select_option(value=str(cheap.pk))
+    page.get_by_label("Prompt", exact=True).fill("Twice the same model")
+    page.get_by_label("Prompt", exact=True).press("Enter")
+    expect(errors).to_be_visible()
+    expect(errors).to_contain_text("Pick each model once")
+
+    page.get_by_label("Model 2", exact=True).select_option(value="")
+    page.get_by_label("Prompt", exact=True).press("Enter")
+    expect(page.locator("article.pane")).to_have_attribute("data-status", "ok")
+    expect(errors).to_be_hidden()
+
+
+def test_the_compare_pickers_share_a_row_and_on_a_phone_fit_the_screen(member_page: Page,
+                                                                       catalog: tuple[Model, Model]) -> None:
+    page = member_page
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.get_by_text("Compare with up to 3 more models").click()
+    second, third = (page.get_by_label(f"Model {n}", exact=True).bounding_box() for n in (2, 3))
+    assert second["y"] == third["y"] and third["x"] > second["x"] + second["width"]
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.get_by_label("Model 4", exact=True)).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_renaming_retitles_the_browser_tab(member_page: Page, catalog: tuple[Model, Model]) -> None:
+    page = member_page
+    _send(page, catalog[0], "Hello")
+    expect(page.locator("article.pane")).to_have_attribute("data-status", "ok")
+    expect(page).to_have_title("Hello · aspweb")
+    page.get_by_text("Rename or delete").click()
+    page.get_by_label("Title", exact=True).fill("Q3 <plans> & notes")
+    page.get_by_role("button", name="Rename").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Q3 <plans> & notes")
+    expect(page).to_have_title("Q3 <plans> & notes · aspweb")
+
+
+def test_a_long_prompt_scrolls_in_its_bubble(member_page: Page, catalog: tuple[Model, Model]) -> None:
+    page = member_page
+    _send(page, catalog[0], "\n".join(f"Line {n} of a pasted document." for n in range(400)))
+    expect(page.locator("article.pane")).to_have_attribute("data-status", "ok")
+    text = page.locator(".prompt-text")
+    height, scrolls = text.evaluate("t => [t.getBoundingClientRect().height, t.scrollHeight > t.clientHeight]")
+    assert height < 500 and scrolls
+    expect(page.locator("article.pane")).to_be_in_viewport()
+
+
+def test_on_a_phone_the_history_scrolls_away_instead_of_covering_the_answers(
+        member_page: Page, catalog: tuple[Model, Model]) -> None:
+    page = member_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    _send(page, catalog[0], "\n".join(f"Line {n}" for n in range(30)))
+    expect(page.locator("article.pane")).to_have_attribute("data-status", "ok")
+    side = page.locator(".pg-side")
+    page.evaluate("window.scrollTo(0, 0)")
+    top = side.evaluate("s => s.getBoundingClientRect().top")
+    page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    page.wait_for_function("window.scrollY > 200")
+    scrolled = page.evaluate("window.scrollY")
+    assert side.evaluate("s => s.getBoundingClientRect().top") == pytest.approx(top - scrolled, abs=1)
+
+
+def test_on_a_phone_a_long_history_leaves_room_for_the_composer(member_page: Page,
+                                                                catalog: tuple[Model, Model]) -> None:
+    page = member_page
+    member = User.objects.get()
+    for n in range(30):
+        Conversation.objects.create(user=member, title=f"Conversation {n}")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    history = page.locator("#pg-history")
+    expect(history.get_by_role("link")).to_have_count(30)
+    assert history.evaluate("h => h.getBoundingClientRect().height") <= 0.3 * 844 + 1
+    assert page.get_by_label("Prompt", exact=True).evaluate("p => p.getBoundingClientRect().top") < 2 * 844
