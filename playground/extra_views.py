@@ -10,8 +10,7 @@ from aspweb.roles import role_required
 
 from . import services, snippets
 from .forms import ChatForm
-from .models import Turn
-from .views import VIEWERS, _get_conversation_for_user
+from .views import VIEWERS, _get_conversation_for_user, composer_turns
 
 
 @require_GET
@@ -35,14 +34,8 @@ def request_code(request: HttpRequest) -> HttpResponse:
     form = ChatForm(request.POST, catalog=services.catalog(), prompt_required=False)
     found: list[snippets.Snippets] = []
     if form.is_valid():
-        data = form.cleaned_data
-        turns: list[Turn] = []
-        if data["conversation"]:
-            conversation = _get_conversation_for_user(data["conversation"], request.user)
-            turns = list(conversation.turns.prefetch_related("answers"))
-            if data["edit_last"] and data["prompt"].strip():  # the edited prompt replaces the last one
-                turns = turns[:-1]
-        found = snippets.snippets(models=form.models, params=form.params, prompt=data["prompt"], turns=turns,
+        found = snippets.snippets(models=form.models, params=form.params, prompt=form.cleaned_data["prompt"],
+                                  turns=composer_turns(form, request.user, edit_needs_prompt=True),
                                   base_url=_base_url(request))
     keys_url = _base_url(request) + reverse("apikey_list")
     return render(request, "playground/tools.html#code", {"snippets": found, "keys_url": keys_url,

@@ -207,15 +207,23 @@ def estimate(request: HttpRequest) -> HttpResponse:
     form = ChatForm(request.POST, catalog=services.catalog(), prompt_required=False)
     estimates: list[services.Estimate] = []
     if form.is_valid():
-        data = form.cleaned_data
-        turns: list[Turn] = []
-        if data["conversation"]:
-            conversation = _get_conversation_for_user(data["conversation"], request.user)
-            turns = list(conversation.turns.prefetch_related("answers"))
-            if data["edit_last"]:
-                turns = turns[:-1]
-        estimates = services.estimate(models=form.models, params=form.params, prompt=data["prompt"], turns=turns)
+        estimates = services.estimate(models=form.models, params=form.params, prompt=form.cleaned_data["prompt"],
+                                      turns=composer_turns(form, request.user, edit_needs_prompt=False))
     return render(request, f"{PAGE}#estimate", {"estimates": estimates})
+
+
+def composer_turns(form: ChatForm, user: Any, *, edit_needs_prompt: bool) -> list[Turn]:
+    """The earlier turns a valid composer's request carries: its conversation's (the person's own, else
+    404), less the last one when the prompt is an edit of it (for the View code snippets, only once the
+    edit has a prompt: an empty edit box shows the last turn's request)."""
+    data = form.cleaned_data
+    if not data["conversation"]:
+        return []
+    conversation = _get_conversation_for_user(data["conversation"], user)
+    turns = list(conversation.turns.prefetch_related("answers"))
+    if data["edit_last"] and (data["prompt"].strip() or not edit_needs_prompt):
+        turns = turns[:-1]
+    return turns
 
 
 # -- streaming -----------------------------------------------------------------------------------

@@ -103,6 +103,29 @@ def unpriced_note(count: int) -> str:
     return f"; {calls(count)} without a price, not in it" if count else ""
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """Where a chart of one column per day puts things: the plot's height, each day's slot, its column's
+    width and left edge, and the baseline."""
+
+    plot_h: float
+    slot: float
+    bar: float
+    base: float
+
+    @classmethod
+    def of(cls, days: int, *, width: int, height: int) -> "_Columns":
+        plot_w, plot_h = width - AXIS_LEFT - 8, height - AXIS_BOTTOM - TOP_GAP
+        slot = plot_w / max(days, 1)
+        return cls(plot_h=plot_h, slot=slot, bar=max(slot * 0.78, 1.0), base=TOP_GAP + plot_h)
+
+    def slot_x(self, i: int) -> float:
+        return AXIS_LEFT + self.slot * i
+
+    def x(self, i: int) -> float:
+        return self.slot_x(i) + (self.slot - self.bar) / 2
+
+
 def stacked_daily_cost(series: DailySeries, *, title: str) -> SafeString:
     """Columns per day, stacked by provider in the legend's order (the most expensive at the bottom). A day
     with calls without a price has a mark under its column, and says so in its title: its amount leaves
@@ -111,13 +134,11 @@ def stacked_daily_cost(series: DailySeries, *, title: str) -> SafeString:
     totals = [series.day_total(day) for day in days]
     ticks = axis_ticks(max(totals, default=Decimal(0)))
     top = float(ticks[-1])
-    plot_w, plot_h = WIDTH - AXIS_LEFT - 8, STACK_HEIGHT - AXIS_BOTTOM - TOP_GAP
-    slot = plot_w / max(len(days), 1)
-    bar = max(slot * 0.78, 1.0)
-    base = TOP_GAP + plot_h
+    cols = _Columns.of(len(days), width=WIDTH, height=STACK_HEIGHT)
+    plot_h, slot, bar, base = cols.plot_h, cols.slot, cols.bar, cols.base
     parts = _y_axis(ticks, width=WIDTH, plot_h=plot_h, label=money)
     for i, (day, total) in enumerate(zip(days, totals, strict=True)):
-        x = AXIS_LEFT + slot * i + (slot - bar) / 2
+        x = cols.x(i)
         y = base
         segments = SafeString()
         for index, (pk, name) in enumerate(series.providers):
@@ -138,7 +159,7 @@ def stacked_daily_cost(series: DailySeries, *, title: str) -> SafeString:
         parts += (format_html(
             '<g class="day"><title>{}: {} in all{}</title><rect class="hit" x="{}" y="{}" width="{}" height="{}"/>'
             '{}</g>',
-            day.isoformat(), money(total), unpriced_note(unpriced), _n(AXIS_LEFT + slot * i), TOP_GAP, _n(slot),
+            day.isoformat(), money(total), unpriced_note(unpriced), _n(cols.slot_x(i)), TOP_GAP, _n(slot),
             plot_h, segments,
         ))
     parts += _day_labels(days, slot=slot, bar=bar, height=STACK_HEIGHT)
@@ -159,13 +180,11 @@ def daily_requests(series: DailySeries, *, title: str, width: int = HALF_WIDTH) 
     activity = [series.day_activity(day) for day in days]
     ticks = axis_ticks(max((a.requests for a in activity), default=0), least_step=Decimal(1))
     top = float(ticks[-1])
-    plot_w, plot_h = width - AXIS_LEFT - 8, SMALL_HEIGHT - AXIS_BOTTOM - TOP_GAP
-    slot = plot_w / max(len(days), 1)
-    bar = max(slot * 0.78, 1.0)
-    base = TOP_GAP + plot_h
+    cols = _Columns.of(len(days), width=width, height=SMALL_HEIGHT)
+    plot_h, slot, bar, base = cols.plot_h, cols.slot, cols.bar, cols.base
     parts = _y_axis(ticks, width=width, plot_h=plot_h, label=_count)
     for i, (day, a) in enumerate(zip(days, activity, strict=True)):
-        x = AXIS_LEFT + slot * i + (slot - bar) / 2
+        x = cols.x(i)
         marks = SafeString()
         for css, count in (("requests", a.requests), ("failures", a.errors)):
             if count:
@@ -177,7 +196,7 @@ def daily_requests(series: DailySeries, *, title: str, width: int = HALF_WIDTH) 
             '<g class="day"><title>{}: {} request{}{}</title><rect class="hit" x="{}" y="{}" width="{}" '
             'height="{}"/>{}</g>',
             day.isoformat(), f"{a.requests:,}", "" if a.requests == 1 else "s", errors,
-            _n(AXIS_LEFT + slot * i), TOP_GAP, _n(slot), plot_h, marks,
+            _n(cols.slot_x(i)), TOP_GAP, _n(slot), plot_h, marks,
         )
     parts += _day_labels(days, slot=slot, bar=bar, height=SMALL_HEIGHT, most=6)
     return _svg(width, SMALL_HEIGHT, title, parts, "requests")
@@ -189,13 +208,11 @@ def daily_latency(series: DailySeries, *, title: str, width: int = HALF_WIDTH) -
     averages = [series.day_activity(day).avg_latency_ms for day in days]
     ticks = axis_ticks(max((a for a in averages if a is not None), default=0), least_step=Decimal(1))
     top = float(ticks[-1])
-    plot_w, plot_h = width - AXIS_LEFT - 8, SMALL_HEIGHT - AXIS_BOTTOM - TOP_GAP
-    slot = plot_w / max(len(days), 1)
-    bar = max(slot * 0.78, 1.0)
-    base = TOP_GAP + plot_h
+    cols = _Columns.of(len(days), width=width, height=SMALL_HEIGHT)
+    plot_h, slot, bar, base = cols.plot_h, cols.slot, cols.bar, cols.base
     parts = _y_axis(ticks, width=width, plot_h=plot_h, label=_milliseconds)
     for i, (day, average) in enumerate(zip(days, averages, strict=True)):
-        x = AXIS_LEFT + slot * i + (slot - bar) / 2
+        x = cols.x(i)
         mark = SafeString()
         if average is not None:
             h = plot_h * average / top
@@ -204,7 +221,7 @@ def daily_latency(series: DailySeries, *, title: str, width: int = HALF_WIDTH) -
         said = "no call timed" if average is None else f"{round(average):,} ms on average"
         parts += format_html(
             '<g class="day"><title>{}: {}</title><rect class="hit" x="{}" y="{}" width="{}" height="{}"/>{}</g>',
-            day.isoformat(), said, _n(AXIS_LEFT + slot * i), TOP_GAP, _n(slot), plot_h, mark,
+            day.isoformat(), said, _n(cols.slot_x(i)), TOP_GAP, _n(slot), plot_h, mark,
         )
     parts += _day_labels(days, slot=slot, bar=bar, height=SMALL_HEIGHT, most=6)
     return _svg(width, SMALL_HEIGHT, title, parts, "latency")
