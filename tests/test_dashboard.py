@@ -313,7 +313,8 @@ def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], peo
 
     assert f"<dd>{money(figures.cost)}</dd>" in totals
     assert f"<dd>{figures.requests:,}</dd>" in totals
-    assert f"<dd>{100 * figures.errors / figures.requests:.2f}&nbsp;%</dd>" in totals
+    # One decimal, as the table's rows write it: the card and its rows agree.
+    assert f"<dd>{floatformat(100 * figures.errors / figures.requests, 1)}&nbsp;%</dd>" in totals
     assert f"<dd>{round(figures.latency_ms_sum / figures.latency_count):,}&nbsp;ms</dd>" in totals
     assert f"<dd>{round(figures.ttft_ms_sum / figures.ttft_count):,}&nbsp;ms</dd>" in totals
     for label, tokens in (("Input tokens, uncached", figures.input_tokens), ("Output tokens", figures.output_tokens),
