@@ -16,8 +16,9 @@ PHONE = 390
 
 def test_the_admin_pages_keep_to_a_phones_width(make_user: Callable[..., User], sign_in: Callable[..., Page]) -> None:
     admin = make_user("admin")
-    # A long name without spaces and a long e-mail: what pushed the users table past the page.
-    User.objects.create_user("someone.with.a.rather.long.address@example.com", name="Ünïcødé-" + "x" * 142)  # the longest name: 150 characters
+    # A long name without spaces (the longest a name may be: 150 characters) and a long e-mail: what pushed
+    # the users table past the page.
+    User.objects.create_user("someone.with.a.rather.long.address@example.com", name="Ünïcødé-" + "x" * 142)
     provider = Provider.objects.create(name="local", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
     model = Model.objects.create(provider=provider, name="fake-model-a")
     Price.objects.create(model=model, input=Decimal("0.15"), output=Decimal("0.6"))
