@@ -16,6 +16,10 @@ DAILY, WEEKLY, MONTHLY, TOTAL = "daily", "weekly", "monthly", "total"
 ALL_TIME = date(1970, 1, 1)
 
 
+# How a sentence puts each period's label: `Span.during`.
+_DURING = {DAILY: "on {}", WEEKLY: "in the {}", MONTHLY: "in {}", TOTAL: "over {}"}
+
+
 @dataclass(frozen=True)
 class Span:
     """One period of a budget: days from `start` up to `end` (exclusive); `end` is None for all time."""
@@ -58,13 +62,7 @@ class Span:
     def during(self) -> str:
         """The period as a sentence says when: 'on 12 May 2025', 'in the week of 12 May 2025', 'in May 2025',
         'over all time'."""
-        if self.period == DAILY:
-            return f"on {self.label()}"
-        if self.period == WEEKLY:
-            return f"in the {self.label()}"
-        if self.period == MONTHLY:
-            return f"in {self.label()}"
-        return "over all time"
+        return _DURING[self.period].format(self.label())
 
     def previous(self) -> "Span | None":
         if self.period == TOTAL:
