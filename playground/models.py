@@ -79,7 +79,6 @@ class Answer(models.Model):
     cost = models.DecimalField(max_digits=18, decimal_places=10, null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
-    tokens_per_second = models.FloatField(null=True, blank=True)
     # The call's id in the usage ledger.
     request_id = models.UUIDField(null=True, blank=True)
 

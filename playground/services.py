@@ -16,7 +16,6 @@ from providers.adapters.base import ChatRequest, Message, ProviderError, Usage, 
 from providers.calls import CallError, CallRecord
 from providers.models import Model, Price
 from usage import pricing
-from usage.models import tokens_per_second
 
 from . import live
 from .models import Answer, Conversation, Turn
@@ -349,19 +348,12 @@ def answer_finish(*, answer_id: int, status: str, text: str, request: ChatReques
             output_tokens=usage.output_tokens,
             usage_estimated=usage.estimated,
             cost=cost,
-            tokens_per_second=_tokens_per_second(usage.output_tokens, record),
         )
     if error is not None:
         kind = error.kind if isinstance(error, ProviderError) else error.code if isinstance(error, CallError) else ""
         fields.update(error_kind=kind or "internal",
                       error_message=describe_error(error, request.model.partition("/")[0])[:500])
     Answer.objects.filter(pk=answer_id, status=Answer.Status.STREAMING).update(**fields)
-
-
-def _tokens_per_second(output_tokens: int, record: CallRecord) -> float | None:
-    """The ledger's one definition, from the whole milliseconds the answer and its record keep."""
-    return tokens_per_second(output_tokens, round(record.latency_ms) if record.latency_ms is not None else None,
-                             round(record.ttft_ms) if record.ttft_ms is not None else None)
 
 
 def answer_abandon(*, answer_id: int, text: str) -> None:

@@ -320,7 +320,7 @@ def test_finished_answers_render_markdown_and_marks_in_the_transcript(client: Cl
     a, b = answers_of(turn.pk)
     Answer.objects.filter(pk=a.pk).update(status="ok", content="Use `pip`:\n\n```sh\npip install x\n```",
                                           cost=Decimal("0.0001"), latency_ms=2000, ttft_ms=300,
-                                          input_tokens=10, output_tokens=20, tokens_per_second=11.8)
+                                          input_tokens=10, output_tokens=20)
     Answer.objects.filter(pk=b.pk).update(status="stopped", content="Half an ans", cost=Decimal("0.00004"),
                                           latency_ms=500, ttft_ms=200, input_tokens=10, output_tokens=3,
                                           usage_estimated=True)
