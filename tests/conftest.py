@@ -57,15 +57,19 @@ def finance_user(make_user: Callable[..., User]) -> User:
     return make_user("finance")
 
 
+def signed_in(user: User) -> Client:
+    """A test client signed in as `user`."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
 @pytest.fixture
 def client_as(make_user: Callable[..., User]) -> Callable[[str], Client]:
     """client_as("admin") -> a test client signed in as a fresh user with that role."""
 
     def make(role: str) -> Client:
-        client = Client()
-        if role != "anonymous":
-            client.force_login(make_user(role))
-        return client
+        return Client() if role == "anonymous" else signed_in(make_user(role))
 
     return make
 

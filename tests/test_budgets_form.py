@@ -13,7 +13,6 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -23,24 +22,14 @@ from budgets.forms import BudgetForm
 from budgets.models import AlertEvent, Budget, Notification
 from providers.models import Model, Price, Provider
 from tests.budgets_support import make_budget, make_model
+from tests.conftest import signed_in
 from usage import services as usage_services
 
 BASE = {"name": "Lab", "scope": "global", "period": "monthly", "amount": "10", "thresholds": "50"}
 
 
-@pytest.fixture
-def finance(make_user: Callable[..., User]) -> User:
-    return make_user("finance")
-
-
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def test_each_target_field_says_which_scope_it_is_for(db: None, finance: User) -> None:
-    html = _client(finance).get(reverse("budget_add")).content.decode()
+def test_each_target_field_says_which_scope_it_is_for(db: None, finance_user: User) -> None:
+    html = signed_in(finance_user).get(reverse("budget_add")).content.decode()
     for field, scope, label in (("provider", "provider", "One provider"), ("model", "model", "One model"),
                                 ("user", "user", "One user"), ("api_key", "api_key", "One API key")):
         select = html.split(f'name="{field}"', 1)[1].split(">", 1)[0]
@@ -56,28 +45,28 @@ def test_each_target_field_says_which_scope_it_is_for(db: None, finance: User) -
     ("user", "user", "Choose the user this budget is for: the “One user” scope needs one."),
     ("api_key", "api_key", "Choose the API key this budget is for: the “One API key” scope needs one."),
 ])
-def test_a_scope_without_its_target_is_refused_on_its_field(db: None, finance: User, scope: str, field: str,
+def test_a_scope_without_its_target_is_refused_on_its_field(db: None, finance_user: User, scope: str, field: str,
                                                             error: str) -> None:
     # Another scope's target is no substitute (a browser without JavaScript shows every target).
     model = make_model()
     data = {**BASE, "scope": scope, "model" if scope != "model" else "provider":
             model.pk if scope != "model" else model.provider.pk}
-    response = _client(finance).post(reverse("budget_add"), data)
+    response = signed_in(finance_user).post(reverse("budget_add"), data)
     assert response.status_code == 200
     assert response.context["form"].errors[field] == [error]
     assert error in response.content.decode()
     assert not Budget.objects.exists()
 
 
-def test_a_global_budget_drops_a_target_chosen_for_another_scope(db: None, finance: User) -> None:
+def test_a_global_budget_drops_a_target_chosen_for_another_scope(db: None, finance_user: User) -> None:
     model = make_model()
-    response = _client(finance).post(reverse("budget_add"), {**BASE, "model": model.pk})
+    response = signed_in(finance_user).post(reverse("budget_add"), {**BASE, "model": model.pk})
     assert response.status_code == 302
     assert (Budget.objects.get().scope, Budget.objects.get().model) == ("global", None)
 
 
-def test_the_form_states_the_names_limit_and_refuses_a_longer_one(db: None, finance: User) -> None:
-    client = _client(finance)
+def test_the_form_states_the_names_limit_and_refuses_a_longer_one(db: None, finance_user: User) -> None:
+    client = signed_in(finance_user)
     html = client.get(reverse("budget_add")).content.decode()
     assert "Up to 100 characters; alerts name the budget by it." in html
     assert 'maxlength="100"' in html.split('name="name"', 1)[1].split(">", 1)[0]
@@ -93,9 +82,9 @@ def test_a_threshold_that_is_not_a_percentage_is_quoted_in_words(db: None) -> No
     assert form.errors["thresholds"] == ["“lots” is not a percentage from 1 to 1000."]
 
 
-def test_the_edit_page_names_the_budget_as_saved_while_the_form_has_errors(db: None, finance: User) -> None:
+def test_the_edit_page_names_the_budget_as_saved_while_the_form_has_errors(db: None, finance_user: User) -> None:
     budget = make_budget("Lab")
-    response = _client(finance).post(reverse("budget_edit", args=[budget.pk]),
+    response = signed_in(finance_user).post(reverse("budget_edit", args=[budget.pk]),
                                      {**BASE, "name": "Renamed", "amount": "0"})
     html = response.content.decode()
     assert response.status_code == 200
@@ -104,7 +93,7 @@ def test_the_edit_page_names_the_budget_as_saved_while_the_form_has_errors(db: N
 
 
 def test_the_longest_name_on_the_longest_target_makes_a_whole_alert(db: None, make_user: Callable[..., User]) -> None:
-    finance = make_user("finance", email=f"{'f' * 64}@{'e' * 60}.example.com")
+    finance_user = make_user("finance", email=f"{'f' * 64}@{'e' * 60}.example.com")
     provider = Provider.objects.create(name="p" * 64, kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
     model = Model.objects.create(provider=provider, name="m" * 200)
     # A dollar a token: the largest spend a usage record holds, in one call.
@@ -123,25 +112,25 @@ def test_the_longest_name_on_the_longest_target_makes_a_whole_alert(db: None, ma
     assert stored.startswith(f"Budget “{name}” (model {provider.name}/{model.name}) reached 50% of its "
                              "$99,999,999.99 for ")
     assert stored.endswith("$99,999,999.00 spent, $0.99 left.")
-    assert Notification.objects.get(user=finance).body == stored
-    test = services.budget_test_alert(budget=budget, channel="in_app", actor=finance)
+    assert Notification.objects.get(user=finance_user).body == stored
+    test = services.budget_test_alert(budget=budget, channel="in_app", actor=finance_user)
     message = AlertEvent.objects.get(pk=test.alert_id).message
-    assert len(message) > 500 and f"sent by {finance.email}" in message
+    assert len(message) > 500 and f"sent by {finance_user.email}" in message
     assert message.endswith("Real alerts arrive here the same way.")
     assert Notification.objects.get(alert=test.alert_id).body == message
 
 
 def test_a_page_for_several_roles_names_them_in_a_list(db: None, make_user: Callable[..., User]) -> None:
-    response = _client(make_user("none")).get(reverse("budget_list"))
+    response = signed_in(make_user("none")).get(reverse("budget_list"))
     assert response.status_code == 403
     assert "This page is for admins, finance or members." in response.content.decode()
-    response = _client(make_user("member", email="m@example.com")).get(reverse("budget_add"))
+    response = signed_in(make_user("member", email="m@example.com")).get(reverse("budget_add"))
     assert "This page is for admins or finance." in response.content.decode()
 
 
-def test_an_unknown_test_channel_is_refused_in_words(db: None, finance: User) -> None:
+def test_an_unknown_test_channel_is_refused_in_words(db: None, finance_user: User) -> None:
     budget = make_budget()
-    response = _client(finance).post(reverse("budget_test_alert", args=[budget.pk]), {"channel": "<pigeon>"},
+    response = signed_in(finance_user).post(reverse("budget_test_alert", args=[budget.pk]), {"channel": "<pigeon>"},
                                      follow=True)
     html = response.content.decode()
     assert "Choose a channel to test: in-app, e-mail or webhook." in html and "pigeon" not in html
@@ -230,21 +219,21 @@ def test_the_webhooks_text_shows_angle_brackets_in_a_name_as_they_are(db: None) 
     assert body["budget"]["name"] == "Team <!channel> & <b>ops</b>"  # the raw field stays exact
 
 
-def test_a_test_alert_reads_once_as_a_test_in_the_alerts_table(finance: User) -> None:
+def test_a_test_alert_reads_once_as_a_test_in_the_alerts_table(finance_user: User) -> None:
     budget = make_budget()
-    services.budget_test_alert(budget=budget, channel="in_app", actor=finance)
-    html = _client(finance).get(reverse("budget_detail", args=[budget.pk])).content.decode()
+    services.budget_test_alert(budget=budget, channel="in_app", actor=finance_user)
+    html = signed_in(finance_user).get(reverse("budget_detail", args=[budget.pk])).content.decode()
     table = html.split('class="data budget-alerts"', 1)[1].split("</table>", 1)[0]
     before = table.split("Test alert for Budget", 1)[0].rsplit("<td>", 1)[1]
     assert re.sub(r"<[^>]*>", "", before).strip() == ""  # no "Test" label before "Test alert"
 
 
-def test_alerts_and_notifications_say_how_long_ago_with_the_exact_time_on_hover(finance: User) -> None:
+def test_alerts_and_notifications_say_how_long_ago_with_the_exact_time_on_hover(finance_user: User) -> None:
     budget = make_budget()
-    event = services.budget_test_alert(budget=budget, channel="in_app", actor=finance).alert
+    event = services.budget_test_alert(budget=budget, channel="in_app", actor=finance_user).alert
     AlertEvent.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(hours=3, seconds=1.5))
     Notification.objects.filter(alert=event).update(created_at=timezone.now() - timedelta(hours=3, seconds=1.5))
-    client = _client(finance)
+    client = signed_in(finance_user)
     for page in (client.get(reverse("notification_list")), client.get(reverse("budget_detail", args=[budget.pk]))):
         stamp = re.search(r'<time[^>]*datetime="([^"]+)" title="([^"]+)">([^<]+)</time>', page.content.decode())
         assert stamp, page.content.decode()

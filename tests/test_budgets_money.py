@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -18,18 +17,8 @@ from accounts.models import User
 from budgets import notify, services
 from budgets.models import AlertEvent, Budget, Notification
 from tests.budgets_support import allow_loopback_webhooks, local, make_budget, make_model, receiver, spend
+from tests.conftest import signed_in
 from usage import services as usage_services
-
-
-@pytest.fixture
-def finance(make_user: Callable[..., User]) -> User:
-    return make_user("finance")
-
-
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _text(html: str) -> str:
@@ -41,7 +30,7 @@ def _tiny(**fields: object) -> Budget:
     return make_budget("Tiny", amount=Decimal("0.004"), thresholds=[25, 100], **fields)
 
 
-def test_a_sub_cent_budgets_alert_names_its_amount_and_the_real_spend(db: None, finance: User) -> None:
+def test_a_sub_cent_budgets_alert_names_its_amount_and_the_real_spend(db: None, finance_user: User) -> None:
     budget = _tiny(hard_limit=True)
     spend(make_model(), "0.0048")
 
@@ -51,7 +40,7 @@ def test_a_sub_cent_budgets_alert_names_its_amount_and_the_real_spend(db: None, 
     label = fired[0].period.span.label()
     assert fired[1].message == (f"Budget “Tiny” (every call) reached 100% of its $0.004 for {label}: $0.0048 "
                                 "spent, $0.00 left. Calls that could go past it are refused.")
-    assert Notification.objects.get(user=finance).body == fired[1].message
+    assert Notification.objects.get(user=finance_user).body == fired[1].message
 
 
 @pytest.mark.parametrize(("amount", "spent", "words"), [
@@ -75,7 +64,7 @@ def test_threshold_words_read_every_amount(db: None, amount: str, spent: str, wo
     assert event.message == f"Budget “Team” (every call) {words}"
 
 
-def test_forecast_and_test_alerts_read_sub_cent_amounts(db: None, finance: User) -> None:
+def test_forecast_and_test_alerts_read_sub_cent_amounts(db: None, finance_user: User) -> None:
     budget = _tiny(forecast=True)
     budget.thresholds = []
     budget.save()
@@ -85,7 +74,7 @@ def test_forecast_and_test_alerts_read_sub_cent_amounts(db: None, finance: User)
                              "$0.004: $0.0025 spent so far.")
 
     spend(make_model("m2"), "0.0015")
-    delivery = services.budget_test_alert(budget=budget, channel="in_app", actor=finance)
+    delivery = services.budget_test_alert(budget=budget, channel="in_app", actor=finance_user)
     during = budget.span_at(timezone.now()).during()
     assert f": $0.0015 of $0.004 spent {during}." in delivery.alert.message
 
@@ -108,12 +97,12 @@ def test_e_mail_and_webhook_text_read_the_sub_cent_amount(
     assert message.body.startswith(event.message) and "$0.004" in message.body and "$0.00 " not in message.body
 
 
-def test_the_hard_limits_refusal_reads_sub_cent_and_large_amounts(db: None, finance: User) -> None:
+def test_the_hard_limits_refusal_reads_sub_cent_and_large_amounts(db: None, finance_user: User) -> None:
     model = make_model()
     tiny = _tiny(hard_limit=True)
     spend(model, "0.0031")
     with pytest.raises(services.BudgetExceeded) as refused:
-        services.budget_reserve(request_id=uuid.uuid4(), provider=model.provider, model=model, user=finance,
+        services.budget_reserve(request_id=uuid.uuid4(), provider=model.provider, model=model, user=finance_user,
                                 api_key=None, cost=Decimal("0.0012"), ttl=timedelta(minutes=5))
     assert refused.value.message.startswith("Budget “Tiny” (every call, monthly) has $0.0009 left of $0.004, and "
                                             "this call could cost up to $0.0012.")
@@ -121,16 +110,16 @@ def test_the_hard_limits_refusal_reads_sub_cent_and_large_amounts(db: None, fina
     tiny.delete()
     make_budget("Big", amount=Decimal("12345.67"), hard_limit=True)
     with pytest.raises(services.BudgetExceeded) as refused:
-        services.budget_reserve(request_id=uuid.uuid4(), provider=model.provider, model=model, user=finance,
+        services.budget_reserve(request_id=uuid.uuid4(), provider=model.provider, model=model, user=finance_user,
                                 api_key=None, cost=Decimal("20000"), ttl=timedelta(minutes=5))
     assert refused.value.message.startswith("Budget “Big” (every call, monthly) has $12,345.67 left of "
                                             "$12,345.67, and this call could cost up to $20,000.00.")
 
 
-def test_the_pages_and_the_chart_read_sub_cent_amounts(db: None, finance: User) -> None:
+def test_the_pages_and_the_chart_read_sub_cent_amounts(db: None, finance_user: User) -> None:
     budget = _tiny()
     spend(make_model(), "0.0048")
-    client = _client(finance)
+    client = signed_in(finance_user)
 
     for url in (reverse("budget_list"), reverse("budget_detail", args=[budget.pk])):
         html = client.get(url).content.decode()
@@ -147,20 +136,20 @@ def test_the_pages_and_the_chart_read_sub_cent_amounts(db: None, finance: User) 
     assert "25%, at $0.001 spent" in detail and "100%, at $0.004 spent" in detail
 
 
-def test_the_pages_read_large_amounts_with_separators(db: None, finance: User) -> None:
+def test_the_pages_read_large_amounts_with_separators(db: None, finance_user: User) -> None:
     budget = make_budget("Big", amount=Decimal("12345.67"), thresholds=[50])
     spend(make_model(), "0.0048")
-    html = _client(finance).get(reverse("budget_detail", args=[budget.pk])).content.decode()
+    html = signed_in(finance_user).get(reverse("budget_detail", args=[budget.pk])).content.decode()
     text = _text(html)
     assert "Spent $0.0048 Used under 0.1% Remaining $12,345.67" in text  # a spend is never 0.0%
     assert "Amount $12,345.67" in text and "50%, at $6,172.84 spent" in text
     assert "<title>50%: $6,172.84</title>" in html
 
 
-def test_a_percent_past_a_thousand_reads_with_separators(db: None, finance: User) -> None:
+def test_a_percent_past_a_thousand_reads_with_separators(db: None, finance_user: User) -> None:
     make_budget("Tiny", amount=Decimal("0.004"))
     spend(make_model(), "5")
-    text = _text(_client(finance).get(reverse("budget_list")).content.decode())
+    text = _text(signed_in(finance_user).get(reverse("budget_list")).content.decode())
     assert "Used 125,000.0%" in text
 
 

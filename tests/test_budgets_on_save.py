@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
@@ -18,11 +17,7 @@ from budgets import services, tasks
 from budgets.models import AlertEvent, Budget, Delivery, Notification
 from providers.config import config_import, load_yaml
 from tests.budgets_support import make_budget, make_model, spend
-
-
-@pytest.fixture
-def finance(make_user: Callable[..., User]) -> User:
-    return make_user("finance")
+from tests.conftest import signed_in
 
 
 @pytest.fixture
@@ -39,22 +34,16 @@ def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return ids
 
 
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def _thresholds(budget: Budget) -> list[tuple[int, bool]]:
     return list(AlertEvent.objects.filter(budget=budget, kind="threshold").order_by("threshold")
                 .values_list("threshold", "notified"))
 
 
 def test_a_budget_added_below_current_spend_fires_the_crossed_thresholds_at_once(
-        db: None, finance: User, django_capture_on_commit_callbacks: Callable, dispatched: list[int]) -> None:
+        db: None, finance_user: User, django_capture_on_commit_callbacks: Callable, dispatched: list[int]) -> None:
     model = make_model()
     spend(model, "0.6")
-    client = _client(finance)
+    client = signed_in(finance_user)
     data = {"name": "Lab", "scope": "global", "period": "monthly", "amount": "1", "thresholds": "25, 50, 80"}
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -64,7 +53,7 @@ def test_a_budget_added_below_current_spend_fires_the_crossed_thresholds_at_once
     assert response.status_code == 302 and dispatched == [budget.pk]
     # 25% and 50% are behind it already: both recorded, the higher one sent; 80% is still ahead.
     assert _thresholds(budget) == [(25, False), (50, True)]
-    [notification] = Notification.objects.filter(user=finance)
+    [notification] = Notification.objects.filter(user=finance_user)
     assert notification.title == "Budget Lab: 50% reached"
     assert "$0.60 spent, $0.40 left." in notification.body
     assert "Budget Lab: 50% reached" in client.get(reverse("notification_list")).content.decode()
@@ -76,26 +65,26 @@ def test_a_budget_added_below_current_spend_fires_the_crossed_thresholds_at_once
     with django_capture_on_commit_callbacks(execute=True):
         spend(model, "0.05")
     assert _thresholds(budget) == [(25, False), (50, True)]
-    assert Notification.objects.filter(user=finance).count() == 1
+    assert Notification.objects.filter(user=finance_user).count() == 1
     assert services.budgets_sweep().fired == []
 
 
 def test_a_budget_added_under_its_thresholds_fires_nothing(
-        db: None, finance: User, django_capture_on_commit_callbacks: Callable, dispatched: list[int]) -> None:
+        db: None, finance_user: User, django_capture_on_commit_callbacks: Callable, dispatched: list[int]) -> None:
     spend(make_model(), "0.1")
     data = {"name": "Lab", "scope": "global", "period": "monthly", "amount": "1", "thresholds": "50"}
     with django_capture_on_commit_callbacks(execute=True):
-        assert _client(finance).post(reverse("budget_add"), data).status_code == 302
+        assert signed_in(finance_user).post(reverse("budget_add"), data).status_code == 302
     assert dispatched == [Budget.objects.get().pk]
     assert not AlertEvent.objects.exists() and not Notification.objects.exists()
 
 
 def test_editing_the_amount_down_fires_what_it_crosses(
-        db: None, finance: User, django_capture_on_commit_callbacks: Callable, dispatched: list[int]) -> None:
+        db: None, finance_user: User, django_capture_on_commit_callbacks: Callable, dispatched: list[int]) -> None:
     model = make_model()
     budget = make_budget("Lab", amount=Decimal(10), thresholds=[50, 100])
     spend(model, "3")
-    client = _client(finance)
+    client = signed_in(finance_user)
     data = {"name": "Lab", "scope": "global", "period": "monthly", "thresholds": "50, 100"}
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -115,11 +104,11 @@ def test_editing_the_amount_down_fires_what_it_crosses(
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("budget_edit", args=[budget.pk]), {**data, "amount": "50"})
     assert _thresholds(budget) == [(50, True)]
-    assert Notification.objects.filter(user=finance).count() == 1
+    assert Notification.objects.filter(user=finance_user).count() == 1
 
 
 def test_moving_a_budget_to_another_scope_counts_the_new_scopes_spend(
-        db: None, finance: User, django_capture_on_commit_callbacks: Callable) -> None:
+        db: None, finance_user: User, django_capture_on_commit_callbacks: Callable) -> None:
     quiet, busy = make_model("quiet"), make_model("busy")
     budget = make_budget("Lab", scope="model", model=quiet, amount=Decimal(1), thresholds=[50])
     spend(busy, "0.7")
@@ -129,7 +118,7 @@ def test_moving_a_budget_to_another_scope_counts_the_new_scopes_spend(
             "thresholds": "50"}
 
     with django_capture_on_commit_callbacks(execute=True):
-        _client(finance).post(reverse("budget_edit", args=[budget.pk]), data)
+        signed_in(finance_user).post(reverse("budget_edit", args=[budget.pk]), data)
 
     # The period's spend is the new scope's, from the ledger, before the alerts are evaluated.
     assert _thresholds(budget) == [(50, True)]
@@ -147,7 +136,7 @@ budgets:
 
 
 def test_config_import_evaluates_the_budgets_it_creates_or_changes(
-        db: None, finance: User, django_capture_on_commit_callbacks: Callable, dispatched: list[int]) -> None:
+        db: None, finance_user: User, django_capture_on_commit_callbacks: Callable, dispatched: list[int]) -> None:
     spend(make_model(), "0.6")
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -166,11 +155,11 @@ def test_config_import_evaluates_the_budgets_it_creates_or_changes(
     with django_capture_on_commit_callbacks(execute=True):
         config_import(load_yaml(CONFIG.format(amount="0.65"), {}), actor="import_config")
     assert _thresholds(budget) == [(50, True), (90, True)]
-    assert Notification.objects.filter(user=finance).count() == 2
+    assert Notification.objects.filter(user=finance_user).count() == 2
 
 
 def test_the_import_config_command_evaluates_too(
-        db: None, finance: User, tmp_path: Path, django_capture_on_commit_callbacks: Callable) -> None:
+        db: None, finance_user: User, tmp_path: Path, django_capture_on_commit_callbacks: Callable) -> None:
     spend(make_model(), "0.95")
     path = tmp_path / "aspweb.yaml"
     path.write_text(CONFIG.format(amount=1))

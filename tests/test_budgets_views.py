@@ -6,7 +6,6 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -24,18 +23,8 @@ from tests.budgets_support import (
     receiver,
     spend,
 )
+from tests.conftest import signed_in
 from usage import services as usage_services
-
-
-@pytest.fixture
-def finance(make_user: Callable[..., User]) -> User:
-    return make_user("finance")
-
-
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _card(html: str, name: str) -> str:
@@ -44,7 +33,7 @@ def _card(html: str, name: str) -> str:
 
 
 def test_the_status_page_shows_spend_percent_projection_remaining_chart_and_history(
-        db: None, finance: User, monkeypatch: pytest.MonkeyPatch) -> None:
+        db: None, finance_user: User, monkeypatch: pytest.MonkeyPatch) -> None:
     model = make_model()
     make_budget("Team", amount=Decimal(10), period="monthly")
     spend(model, "2.5", when=local(2025, 5, 1, 0, 1))
@@ -52,7 +41,7 @@ def test_the_status_page_shows_spend_percent_projection_remaining_chart_and_hist
     # Noon on 16 May: half of May has passed, so $2.50 runs at $5.00 for the month.
     monkeypatch.setattr(timezone, "now", lambda: local(2025, 5, 16, 12, 0))
 
-    card = _card(_client(finance).get(reverse("budget_list")).content.decode(), "Team")
+    card = _card(signed_in(finance_user).get(reverse("budget_list")).content.decode(), "Team")
 
     assert "Every call · Monthly (from the 1st) · May 2025" in card
     assert '<dd class="spent">$2.50</dd>' in card
@@ -81,7 +70,7 @@ def test_members_see_only_the_budgets_that_apply_to_them(db: None, make_user: Ca
                    make_budget("Their key", scope="api_key", api_key=theirs)):
         assert budget.pk
 
-    client = _client(member)
+    client = signed_in(member)
     html = client.get(reverse("budget_list")).content.decode()
 
     shown = re.findall(r'aria-label="Budget ([^"]+)"', html)
@@ -93,10 +82,10 @@ def test_members_see_only_the_budgets_that_apply_to_them(db: None, make_user: Ca
     assert "Send a test alert" not in mine and "Edit</a>" not in mine
 
 
-def test_finance_adds_a_budget_with_its_target(db: None, finance: User, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_finance_adds_a_budget_with_its_target(db: None, finance_user: User, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_dns(monkeypatch, {"hooks.example.com": [PUBLIC_IP]})
     model = make_model()
-    client = _client(finance)
+    client = signed_in(finance_user)
     form = {"name": "Lab", "scope": "model", "model": model.pk, "provider": model.provider.pk, "period": "weekly",
             "amount": "25.50", "thresholds": "80, 50%, 100", "forecast": "on", "hard_limit": "on",
             "emails": "cfo@example.com\nops@example.com", "webhook_url": "hooks.example.com/T1/B2/x"}
@@ -110,7 +99,7 @@ def test_finance_adds_a_budget_with_its_target(db: None, finance: User, monkeypa
     assert (budget.forecast, budget.hard_limit) == (True, True)
     assert budget.emails == ["cfo@example.com", "ops@example.com"]
     assert budget.webhook_url == "https://hooks.example.com/T1/B2/x"
-    assert budget.created_by == finance
+    assert budget.created_by == finance_user
     assert AuditEvent.objects.filter(action="budget.create", target_label="Lab").exists()
     detail = client.get(reverse("budget_detail", args=[budget.pk])).content.decode()
     # The webhook URL is a credential: the page names its host only.
@@ -125,9 +114,9 @@ def test_finance_adds_a_budget_with_its_target(db: None, finance: User, monkeypa
     ({"emails": "cfo@"}, "emails", "“cfo@” is not an e-mail address."),
     ({"amount": "0"}, "amount", "A budget must be above $0."),
 ])
-def test_the_form_says_what_is_wrong(db: None, finance: User, changes: dict, field: str, error: str) -> None:
+def test_the_form_says_what_is_wrong(db: None, finance_user: User, changes: dict, field: str, error: str) -> None:
     data = {"name": "X", "scope": "global", "period": "monthly", "amount": "10", "thresholds": "50", **changes}
-    response = _client(finance).post(reverse("budget_add"), data)
+    response = signed_in(finance_user).post(reverse("budget_add"), data)
     assert response.status_code == 200
     assert error in " ".join(response.context["form"].errors[field])
     assert not Budget.objects.exists()
@@ -147,11 +136,11 @@ def test_the_form_says_what_is_wrong(db: None, finance: User, changes: dict, fie
     ("ftp://files.example.com/x", {}, "Only http:// and https:// URLs with a host are sent."),
 ])
 def test_a_webhook_that_does_not_reach_a_public_address_is_refused_with_the_reason(
-        db: None, finance: User, monkeypatch: pytest.MonkeyPatch, url: str, dns: dict, error: str) -> None:
+        db: None, finance_user: User, monkeypatch: pytest.MonkeyPatch, url: str, dns: dict, error: str) -> None:
     fake_dns(monkeypatch, dns)
     data = {"name": "X", "scope": "global", "period": "monthly", "amount": "10", "thresholds": "50",
             "webhook_url": url}
-    response = _client(finance).post(reverse("budget_add"), data)
+    response = signed_in(finance_user).post(reverse("budget_add"), data)
     assert response.status_code == 200
     [message] = response.context["form"].errors["webhook_url"]
     assert message.startswith(error)
@@ -159,20 +148,20 @@ def test_a_webhook_that_does_not_reach_a_public_address_is_refused_with_the_reas
     assert not Budget.objects.exists()
 
 
-def test_the_operator_allows_an_internal_webhook_host(db: None, finance: User, settings: object) -> None:
+def test_the_operator_allows_an_internal_webhook_host(db: None, finance_user: User, settings: object) -> None:
     settings.WEBHOOK_ALLOWED_HOSTS = ["chat.lan", "127.0.0.1:8065"]
     data = {"name": "X", "scope": "global", "period": "monthly", "amount": "10", "thresholds": "50",
             "webhook_url": "http://127.0.0.1:8065/hooks/x"}
-    assert _client(finance).post(reverse("budget_add"), data).status_code == 302
+    assert signed_in(finance_user).post(reverse("budget_add"), data).status_code == 302
     assert Budget.objects.get().webhook_url == "http://127.0.0.1:8065/hooks/x"
 
 
-def test_editing_keeps_this_periods_alerts_fired(db: None, finance: User) -> None:
+def test_editing_keeps_this_periods_alerts_fired(db: None, finance_user: User) -> None:
     model = make_model()
     budget = make_budget(amount=Decimal(1), thresholds=[50])
     spend(model, "0.6")
     services.budgets_sweep()
-    client = _client(finance)
+    client = signed_in(finance_user)
     data = {"name": "Team", "scope": "global", "period": "monthly", "amount": "2", "thresholds": "50"}
 
     assert client.post(reverse("budget_edit", args=[budget.pk]), data).status_code == 302
@@ -184,22 +173,22 @@ def test_editing_keeps_this_periods_alerts_fired(db: None, finance: User) -> Non
     assert AuditEvent.objects.get(action="budget.update").details["changed"] == ["amount"]
 
 
-def test_the_test_alert_button_reports_what_happened(db: None, finance: User) -> None:
+def test_the_test_alert_button_reports_what_happened(db: None, finance_user: User) -> None:
     budget = make_budget(amount=Decimal(1))
-    client = _client(finance)
+    client = signed_in(finance_user)
 
     response = client.post(reverse("budget_test_alert", args=[budget.pk]), {"channel": "in_app"}, follow=True)
     assert "Test alert sent (In-app)." in response.content.decode()
-    assert Notification.objects.get(user=finance).title == "Budget Team: test alert"
+    assert Notification.objects.get(user=finance_user).title == "Budget Team: test alert"
 
     response = client.post(reverse("budget_test_alert", args=[budget.pk]), {"channel": "webhook"}, follow=True)
     assert "This budget has no webhook URL to test." in response.content.decode()
 
 
 def test_a_failed_test_webhook_shows_the_status_never_the_receivers_reply(
-        db: None, finance: User, settings: object, django_capture_on_commit_callbacks: Callable) -> None:
+        db: None, finance_user: User, settings: object, django_capture_on_commit_callbacks: Callable) -> None:
     allow_loopback_webhooks(settings)
-    client = _client(finance)
+    client = signed_in(finance_user)
     with receiver([403]) as hook:
         budget = make_budget(amount=Decimal(1), webhook_url=hook.url)
         with django_capture_on_commit_callbacks(execute=True):
@@ -210,7 +199,7 @@ def test_a_failed_test_webhook_shows_the_status_never_the_receivers_reply(
     assert "try later" not in html  # what the receiver wrote
 
 
-def test_delivery_status_shows_on_the_budget_page(db: None, finance: User, settings: object,
+def test_delivery_status_shows_on_the_budget_page(db: None, finance_user: User, settings: object,
                                                   django_capture_on_commit_callbacks: Callable) -> None:
     allow_loopback_webhooks(settings)
     model = make_model()
@@ -220,7 +209,7 @@ def test_delivery_status_shows_on_the_budget_page(db: None, finance: User, setti
     with django_capture_on_commit_callbacks(execute=True):
         services.budgets_sweep()
 
-    html = _client(finance).get(reverse("budget_detail", args=[budget.pk])).content.decode()
+    html = signed_in(finance_user).get(reverse("budget_detail", args=[budget.pk])).content.decode()
 
     webhook = html.split('<span class="badge">Webhook</span>', 1)[1].split("</div>", 1)[0]
     assert webhook.startswith(" failed, 6 attempts")
@@ -234,7 +223,7 @@ def test_the_bell_counts_unread_notifications_and_marking_read_clears_it(db: Non
     first = Notification.objects.create(user=person, title="One", body="First.", url="/budgets/")
     Notification.objects.create(user=person, title="Two", body="Second.")
     Notification.objects.create(user=other, title="Not yours", body="Other's.")
-    client = _client(person)
+    client = signed_in(person)
 
     home = client.get(reverse("home")).content.decode()
     assert '<span class="bell-count">2</span>' in home
@@ -255,7 +244,7 @@ def test_the_bell_counts_unread_notifications_and_marking_read_clears_it(db: Non
 
 
 def test_a_budget_page_counts_unpriced_calls_apart_and_names_the_models_a_hard_limit_refuses(
-        db: None, finance: User, make_user: Callable[..., User]) -> None:
+        db: None, finance_user: User, make_user: Callable[..., User]) -> None:
     priced = make_model("priced", provider="p1")
     unpriced = Model.objects.create(provider=priced.provider, name="no-price")
     Model.objects.create(provider=priced.provider, name="switched-off", enabled=False)
@@ -267,16 +256,16 @@ def test_a_budget_page_counts_unpriced_calls_apart_and_names_the_models_a_hard_l
     hard = make_budget("Lab", scope="provider", provider=priced.provider, amount=Decimal(10), hard_limit=True)
     soft = make_budget("Watch", amount=Decimal(10))
 
-    page = _client(finance).get(reverse("budget_detail", args=[hard.pk])).content.decode()
+    page = signed_in(finance_user).get(reverse("budget_detail", args=[hard.pk])).content.decode()
     assert "1 call in this period used 1,500 tokens of models without a price: they are not in what was spent." in page
     refused = page.split('id="refused-h"', 1)[1].split("</section>", 1)[0]
     # The provider's enabled model without a price; not the priced one, the disabled one, nor another provider's.
     assert "p1/no-price" in refused and "p1/priced" not in refused
     assert "switched-off" not in refused and str(elsewhere) not in refused
     assert 'href="/models/' not in refused  # finance cannot set prices: no link to a page it may not open
-    admin_page = _client(make_user("admin")).get(reverse("budget_detail", args=[hard.pk])).content.decode()
+    admin_page = signed_in(make_user("admin")).get(reverse("budget_detail", args=[hard.pk])).content.decode()
     assert f'href="{reverse("model_detail", args=[unpriced.pk])}#price-form">p1/no-price</a>' in admin_page
 
     # A soft budget refuses nothing: it only counts the unpriced calls apart.
-    page = _client(finance).get(reverse("budget_detail", args=[soft.pk])).content.decode()
+    page = signed_in(finance_user).get(reverse("budget_detail", args=[soft.pk])).content.decode()
     assert "1 call in this period used 1,500 tokens" in page and 'id="refused-h"' not in page

@@ -29,6 +29,7 @@ from django.utils.html import escape
 from accounts.models import User
 from providers.models import ApiKey, Model, Price, Provider
 from providers.templatetags.money import money
+from tests.conftest import signed_in
 from tests.usage_support import write
 from usage import charts, dashboards, views
 from usage.models import ROLLUPS, DailyApiKeyUsage, DailyModelUsage, DailyUsage, DailyUserUsage, UsageRecord
@@ -101,12 +102,6 @@ def ledger(people: dict[str, User]) -> dict[str, Any]:
             latency_ms=latency, ttft_ms=None if latency is None or rng.random() < 0.2 else latency // 5,
         )
     return {"alpha": alpha, "beta": beta, "gamma": gamma, "models": models, "keys": keys}
-
-
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 # -- the truth: direct sums over the raw records ------------------------------------------------
@@ -189,7 +184,7 @@ def _resolve(case: dict[str, Any], ledger: dict[str, Any], people: dict[str, Use
 def test_every_total_and_group_equals_a_direct_sum_over_the_raw_records(
         ledger: dict[str, Any], people: dict[str, User], case: dict[str, Any]) -> None:
     params, raw_filters = _resolve(case, ledger, people)
-    client = _client(people["finance"])
+    client = signed_in(people["finance"])
     for range_params, (start, end) in [({}, (TODAY - timedelta(days=29), TODAY)),
                                        ({"range": "last_month"}, (date(2025, 1, 1), date(2025, 1, 31))),
                                        ({"from": "2024-12-01", "to": "2025-03-31"}, (date(2024, 12, 1),
@@ -226,7 +221,7 @@ def test_each_figure_reads_the_narrowest_table_that_answers_it(ledger: dict[str,
     """Which tables a view reads; that each gives the raw records' numbers is the test above."""
     params = {name: (people[value].pk if name == "user" else ledger["keys"][value].pk if name == "api_key"
                      else value) for name, value in params.items()}
-    read = _tables_read(_client(people["finance"]), reverse("dashboard"), params)
+    read = _tables_read(signed_in(people["finance"]), reverse("dashboard"), params)
     assert read == {table._meta.db_table for table in tables}
 
 
@@ -234,7 +229,7 @@ def test_each_figure_reads_the_narrowest_table_that_answers_it(ledger: dict[str,
 @pytest.mark.parametrize("sort", ["-cost", "name", "requests"])
 def test_a_chart_by_the_tables_grouping_shows_the_bars_it_would_sum_itself(
         ledger: dict[str, Any], people: dict[str, User], group: str, sort: str) -> None:
-    client = _client(people["finance"])
+    client = signed_in(people["finance"])
     with CaptureQueriesContext(connection) as queries:
         response = client.get(reverse("dashboard"), {"group": group, "sort": sort})
     selection = response.context["selection"]
@@ -249,7 +244,7 @@ def test_a_chart_by_the_tables_grouping_shows_the_bars_it_would_sum_itself(
 def test_the_default_view_reads_each_name_table_once(ledger: dict[str, Any], people: dict[str, User]) -> None:
     """The filter form lists every provider, model, person and key; the charts and table name their groups
     from the same rows instead of asking again."""
-    client = _client(people["finance"])
+    client = signed_in(people["finance"])
     client.get(reverse("dashboard"))
     with CaptureQueriesContext(connection) as queries:
         client.get(reverse("dashboard"))
@@ -284,7 +279,7 @@ REFERENCE_ROW = Template("""{% load money humanize %}{% for group, drill_query, 
 @pytest.mark.parametrize("group", ["provider", "model", "user", "api_key", "day"])
 def test_the_table_rows_read_as_the_template_filters_wrote_them(ledger: dict[str, Any], people: dict[str, User],
                                                                 group: str) -> None:
-    response = _client(people["finance"]).get(reverse("dashboard"), {"group": group, "range": "last_month"})
+    response = signed_in(people["finance"]).get(reverse("dashboard"), {"group": group, "range": "last_month"})
     rows = response.context["rows"]
     assert len(rows) > 1 and any(drill for _, drill in rows) is (group == "provider")
     if group == "day":  # days with one call without a price, several, and none
@@ -307,7 +302,7 @@ def test_the_table_rows_read_as_the_template_filters_wrote_them(ledger: dict[str
 def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], people: dict[str, User]) -> None:
     records = _raw(TODAY - timedelta(days=29), TODAY)
     figures = _raw_figures(records)
-    html = _client(people["finance"]).get(reverse("dashboard")).content.decode()
+    html = signed_in(people["finance"]).get(reverse("dashboard")).content.decode()
     totals = html.split('aria-label="Totals"', 1)[1].split("</dl>", 1)[0]
     from providers.templatetags.money import money
 
@@ -330,7 +325,7 @@ def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], peo
 
 
 def test_a_view_without_unpriced_calls_has_no_notice(ledger: dict[str, Any], people: dict[str, User]) -> None:
-    html = _client(people["finance"]).get(reverse("dashboard"), {"provider": ledger["alpha"].pk}).content.decode()
+    html = signed_in(people["finance"]).get(reverse("dashboard"), {"provider": ledger["alpha"].pk}).content.decode()
     assert 'aria-label="Totals"' in html and "unpriced-notice" not in html and "without a price</a>" not in html
 
 
@@ -364,12 +359,12 @@ def test_the_notice_links_to_exactly_the_unpriced_calls_it_counts(ledger: dict[s
                                                        **raw_filters))
     assert expected, case
     # Admins: the calls list, filtered to them.
-    admin = _client(people["admin"])
+    admin = signed_in(people["admin"])
     link = _notice_link(admin.get(reverse("dashboard"), params).content.decode())
     assert link.startswith("/calls/?unpriced=true&date_from=2025-01-01&date_to=2025-01-31")
     assert sorted(_listed_request_ids(admin, link)) == expected
     # Finance lists everyone's calls too: the same link, the same calls; and the list's export is them as CSV.
-    finance = _client(people["finance"])
+    finance = signed_in(people["finance"])
     html = finance.get(reverse("dashboard"), params).content.decode()
     assert _notice_link(html) == link and "Export them as CSV" not in html
     assert sorted(_listed_request_ids(finance, link)) == expected
@@ -381,7 +376,7 @@ def test_my_usage_notice_links_to_my_own_unpriced_calls(ledger: dict[str, Any], 
     for who in ("other", "admin"):  # an admin's list shows everyone's calls: the link names them
         me = people[who]
         write(ledger["models"][3], user=me, created_at=NOW - timedelta(hours=1), input_tokens=700, output_tokens=50)
-        client = _client(me)
+        client = signed_in(me)
         html = client.get(reverse("my_usage"), {"range": "today"}).content.decode()
         mine = _raw(TODAY, TODAY, user=me, unpriced=True)
         assert f"{mine.count()} call{'s' if mine.count() > 1 else ''} without a price</a>" in html
@@ -393,7 +388,7 @@ def test_my_usage_notice_links_to_my_own_unpriced_calls(ledger: dict[str, Any], 
 def test_charts_sum_what_the_tables_sum(ledger: dict[str, Any], people: dict[str, User]) -> None:
     start, end = TODAY - timedelta(days=29), TODAY
     records = _raw(start, end)
-    context = _client(people["finance"]).get(reverse("dashboard")).context
+    context = signed_in(people["finance"]).get(reverse("dashboard")).context
     daily = context["daily"]
     raw_daily = {
         (row["day"], row["provider_id"]): row["cost"]
@@ -450,7 +445,7 @@ def test_preset_boundaries_follow_local_midnight(people: dict[str, User]) -> Non
         datetime(2025, 1, 1, 7, 30, tzinfo=UTC),   # 23:30 on 31 Dec: none of them
     ):
         write(model, user=people["member"], created_at=when)
-    client = _client(people["finance"])
+    client = signed_in(people["finance"])
 
     def requests(**query: str) -> int:
         return client.get(reverse("dashboard"), query).context["totals"].requests
@@ -464,7 +459,7 @@ def test_preset_boundaries_follow_local_midnight(people: dict[str, User]) -> Non
 
 
 def test_custom_ranges_and_their_mistakes(ledger: dict[str, Any], people: dict[str, User]) -> None:
-    client = _client(people["finance"])
+    client = signed_in(people["finance"])
     url = reverse("dashboard")
 
     def shown(**query: str) -> dashboards.DateRange:
@@ -494,7 +489,7 @@ def test_custom_ranges_and_their_mistakes(ledger: dict[str, Any], people: dict[s
 
 
 def test_the_page_names_the_range_and_links_every_preset(ledger: dict[str, Any], people: dict[str, User]) -> None:
-    html = _client(people["finance"]).get(reverse("dashboard"), {"source": "cli"}).content.decode()
+    html = signed_in(people["finance"]).get(reverse("dashboard"), {"source": "cli"}).content.decode()
     presets = html.split('aria-label="Date range"', 1)[1].split("</nav>", 1)[0]
     assert '<a href="/costs/?source=cli" aria-current="true">30 days</a>' in presets
     for key in ("today", "7d", "month", "last_month"):
@@ -508,7 +503,7 @@ def test_the_page_names_the_range_and_links_every_preset(ledger: dict[str, Any],
 
 
 def test_drilling_into_a_provider_shows_its_models(ledger: dict[str, Any], people: dict[str, User]) -> None:
-    client = _client(people["finance"])
+    client = signed_in(people["finance"])
     html = client.get(reverse("dashboard"), {"range": "last_month"}).content.decode()
     alpha = ledger["alpha"]
     drill = f"/costs/?range=last_month&amp;provider={alpha.pk}&amp;group=model"
@@ -527,7 +522,7 @@ def test_drilling_into_a_provider_shows_its_models(ledger: dict[str, Any], peopl
 
 
 def test_sorting_is_done_by_the_server_through_links(ledger: dict[str, Any], people: dict[str, User]) -> None:
-    client = _client(people["finance"])
+    client = signed_in(people["finance"])
     records = _raw(TODAY - timedelta(days=29), TODAY)
     raw = _raw_groups(records, "model")
     names = {m.pk: f"{m.provider.name}/{m.name}" for m in ledger["models"]}
@@ -562,7 +557,7 @@ def test_sorting_is_done_by_the_server_through_links(ledger: dict[str, Any], peo
 
 def test_users_without_a_name_and_calls_without_a_key_are_groups_too(ledger: dict[str, Any],
                                                                       people: dict[str, User]) -> None:
-    client = _client(people["finance"])
+    client = signed_in(people["finance"])
     rows = client.get(reverse("dashboard"), {"group": "user"}).context["rows"]
     labels = {group.label for group, _ in rows}
     assert {"No user", "member@example.com", "other@example.com", "third@example.com"} <= labels
@@ -571,13 +566,13 @@ def test_users_without_a_name_and_calls_without_a_key_are_groups_too(ledger: dic
 
 
 def test_the_filter_form_swaps_only_the_dashboard_over_htmx(ledger: dict[str, Any], people: dict[str, User]) -> None:
-    response = _client(people["finance"]).get(reverse("dashboard"), {"range": "7d"}, HTTP_HX_REQUEST="true")
+    response = signed_in(people["finance"]).get(reverse("dashboard"), {"range": "7d"}, HTTP_HX_REQUEST="true")
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="dashboard"') and "<html" not in html
     assert 'hx-get="/costs/" hx-trigger="change, submit"' in html
     assert 'hx-boost="true" hx-target="this" hx-swap="outerHTML"' in html
     # Going back to a pushed URL whose snapshot htmx no longer has asks for the whole page.
-    restore = _client(people["finance"]).get(reverse("dashboard"), {"range": "7d"}, HTTP_HX_REQUEST="true",
+    restore = signed_in(people["finance"]).get(reverse("dashboard"), {"range": "7d"}, HTTP_HX_REQUEST="true",
                                                HTTP_HX_HISTORY_RESTORE_REQUEST="true")
     assert "<html" in restore.content.decode()
 
@@ -600,7 +595,7 @@ def test_the_csv_is_the_view_with_the_same_grouping_filters_and_order(ledger: di
                                                                       people: dict[str, User]) -> None:
     alpha = ledger["alpha"]
     query = {"range": "last_month", "provider": alpha.pk, "group": "model", "sort": "-requests"}
-    client = _client(people["finance"])
+    client = signed_in(people["finance"])
     response = client.get(reverse("dashboard_export"), query)
     assert response["Content-Disposition"] == \
         'attachment; filename="aspweb-costs-by-model-2025-01-01-2025-01-31.csv"'
@@ -626,7 +621,7 @@ def test_the_csv_is_the_view_with_the_same_grouping_filters_and_order(ledger: di
 
 @pytest.mark.parametrize("group", list(dashboards.DIMENSIONS))
 def test_the_csv_has_the_columns_of_each_grouping(ledger: dict[str, Any], people: dict[str, User], group: str) -> None:
-    rows = _csv(_client(people["admin"]).get(reverse("dashboard_export"), {"group": group}))
+    rows = _csv(signed_in(people["admin"]).get(reverse("dashboard_export"), {"group": group}))
     own = list(dashboards.DIMENSIONS[group].columns)
     assert list(rows[0]) == [
         *own, "requests", "errors", "cancelled", "estimated", "input_tokens", "cache_read_tokens",
@@ -637,7 +632,8 @@ def test_the_csv_has_the_columns_of_each_grouping(ledger: dict[str, Any], people
 
 
 def test_every_csv_cell_is_the_raw_records_sum(ledger: dict[str, Any], people: dict[str, User]) -> None:
-    rows = _csv(_client(people["finance"]).get(reverse("dashboard_export"), {"group": "model", "range": "last_month"}))
+    rows = _csv(signed_in(people["finance"]).get(reverse("dashboard_export"),
+                                                 {"group": "model", "range": "last_month"}))
     raw = _raw_groups(_raw(date(2025, 1, 1), date(2025, 1, 31)), "model")
     by_name = {(m.provider.name, m.name): m.pk for m in ledger["models"]}
     assert sorted(by_name[row["provider"], row["model"]] for row in rows) == sorted(raw)
@@ -656,7 +652,7 @@ def test_every_csv_cell_is_the_raw_records_sum(ledger: dict[str, Any], people: d
 
 
 def test_a_csv_of_an_invalid_view_is_refused(people: dict[str, User]) -> None:
-    response = _client(people["finance"]).get(reverse("dashboard_export"), {"from": "2025-02-10", "to": "2025-02-01"})
+    response = signed_in(people["finance"]).get(reverse("dashboard_export"), {"from": "2025-02-10", "to": "2025-02-01"})
     assert response.status_code == 400 and b"The start date is after the end date." in response.content
 
 
@@ -665,13 +661,13 @@ def test_a_csv_of_an_invalid_view_is_refused(people: dict[str, User]) -> None:
 
 @pytest.mark.parametrize("role", ["finance", "admin"])
 def test_finance_and_admins_see_everyone(ledger: dict[str, Any], people: dict[str, User], role: str) -> None:
-    response = _client(people[role]).get(reverse("dashboard"))
+    response = signed_in(people[role]).get(reverse("dashboard"))
     assert response.status_code == 200
     assert response.context["totals"] == _raw_figures(_raw(TODAY - timedelta(days=29), TODAY))
 
 
 def test_members_may_not_open_the_cost_dashboard(ledger: dict[str, Any], people: dict[str, User]) -> None:
-    client = _client(people["member"])
+    client = signed_in(people["member"])
     assert client.get(reverse("dashboard")).status_code == 403
     assert client.get(reverse("dashboard_export")).status_code == 403
 
@@ -680,7 +676,7 @@ def test_members_may_not_open_the_cost_dashboard(ledger: dict[str, Any], people:
 def test_my_usage_is_the_same_dashboard_over_ones_own_calls(ledger: dict[str, Any], people: dict[str, User],
                                                            who: str) -> None:
     me = people[who]
-    client = _client(me)
+    client = signed_in(me)
     response = client.get(reverse("my_usage"), {"range": "last_month"})
     assert response.status_code == 200
     mine = _raw(date(2025, 1, 1), date(2025, 1, 31), user=me)
@@ -694,7 +690,7 @@ def test_my_usage_is_the_same_dashboard_over_ones_own_calls(ledger: dict[str, An
 
 def test_a_member_never_sees_anyone_elses_numbers(ledger: dict[str, Any], people: dict[str, User]) -> None:
     member, other = people["member"], people["other"]
-    client = _client(member)
+    client = signed_in(member)
     mine = _raw(TODAY - timedelta(days=29), TODAY, user=member)
     assert _raw(TODAY - timedelta(days=29), TODAY).exclude(user=member).exists()
 
@@ -717,7 +713,7 @@ def test_a_member_never_sees_anyone_elses_numbers(ledger: dict[str, Any], people
 
 @pytest.mark.parametrize(("role", "costs"), [("member", False), ("finance", True), ("admin", True)])
 def test_navigation_links_the_dashboards(people: dict[str, User], role: str, costs: bool) -> None:
-    html = _client(people[role]).get(reverse("home")).content.decode()
+    html = signed_in(people[role]).get(reverse("home")).content.decode()
     nav = html.split('<nav aria-label="Main">', 1)[1].split("</nav>", 1)[0]
     assert ">My usage</a>" in nav
     assert (">Costs</a>" in nav) is costs
@@ -728,7 +724,7 @@ def test_navigation_links_the_dashboards(people: dict[str, User], role: str, cos
 
 def test_each_chart_is_svg_with_hover_titles_and_a_table_after_it(ledger: dict[str, Any],
                                                                   people: dict[str, User]) -> None:
-    response = _client(people["finance"]).get(reverse("dashboard"))
+    response = signed_in(people["finance"]).get(reverse("dashboard"))
     html = response.content.decode()
     daily = response.context["daily"]
     day = next(d for d in daily.days if daily.day_total(d))
@@ -819,7 +815,7 @@ def _calls_links(html: str) -> dict[str, str]:
 def test_every_row_opens_exactly_its_calls(ledger: dict[str, Any], people: dict[str, User], dimension: str,
                                            case: dict[str, Any]) -> None:
     params, raw_filters = _resolve(case, ledger, people)
-    client = _client(people["finance"])
+    client = signed_in(people["finance"])
     response = client.get(reverse("dashboard"), {**params, "range": "last_month", "group": dimension})
     links = _calls_links(response.content.decode())
     groups = [group for group, _ in response.context["rows"]]
@@ -842,7 +838,7 @@ def test_my_usage_rows_open_my_own_calls(ledger: dict[str, Any], people: dict[st
     for who in ("member", "admin"):  # an admin's calls list holds everyone's: the link names the person
         me = people[who]
         write(ledger["models"][0], user=me, created_at=NOW - timedelta(days=40), source="cli")
-        client = _client(me)
+        client = signed_in(me)
         response = client.get(reverse("my_usage"), {"range": "last_month", "group": "model"})
         links = _calls_links(response.content.decode())
         assert links
@@ -863,7 +859,7 @@ def test_the_daily_requests_and_latency_are_the_raw_records_sums(ledger: dict[st
         requests=Count("id"), errors=Count("id", filter=Q(status="error")),
         latency_ms_sum=Coalesce(Sum("latency_ms"), 0), latency_count=Count("latency_ms"),
         unpriced=Count("id", filter=Q(unpriced=True)))}
-    response = _client(people["finance"]).get(reverse("dashboard"))
+    response = signed_in(people["finance"]).get(reverse("dashboard"))
     daily = response.context["daily"]
     assert {day: dataclasses.asdict(a) for day, a in daily.activity.items()} == raw
     assert sum(a.errors for a in daily.activity.values()) > 0
@@ -913,7 +909,7 @@ def test_count_and_latency_axes_tick_on_whole_round_numbers() -> None:
 
 def test_charts_and_their_tables_mark_amounts_that_leave_unpriced_calls_out(ledger: dict[str, Any],
                                                                          people: dict[str, User]) -> None:
-    response = _client(people["finance"]).get(reverse("dashboard"), {"range": "last_month"})
+    response = signed_in(people["finance"]).get(reverse("dashboard"), {"range": "last_month"})
     html = response.content.decode()
     models = html.split('id="models-h"', 1)[1].split("</section>", 1)[0]
     unpriced = _raw(date(2025, 1, 1), date(2025, 1, 31), model=ledger["models"][3], unpriced=True).count()
@@ -939,7 +935,7 @@ def test_charts_and_their_tables_mark_amounts_that_leave_unpriced_calls_out(ledg
 
 
 def test_each_grouping_names_itself_in_the_tables_heading(ledger: dict[str, Any], people: dict[str, User]) -> None:
-    client = _client(people["finance"])
+    client = signed_in(people["finance"])
     for group, heading in (("provider", "By provider"), ("model", "By model"), ("user", "By user"),
                            ("api_key", "By API key"), ("source", "By source"), ("day", "By day")):
         html = client.get(reverse("dashboard"), {"range": "last_month", "group": group}).content.decode()
@@ -948,6 +944,7 @@ def test_each_grouping_names_itself_in_the_tables_heading(ledger: dict[str, Any]
 
 
 def test_the_csvs_file_name_spells_the_grouping_with_dashes(ledger: dict[str, Any], people: dict[str, User]) -> None:
-    response = _client(people["finance"]).get(reverse("dashboard_export"), {"range": "last_month", "group": "api_key"})
+    response = signed_in(people["finance"]).get(reverse("dashboard_export"),
+                                                {"range": "last_month", "group": "api_key"})
     assert response["Content-Disposition"] == \
         'attachment; filename="aspweb-costs-by-api-key-2025-01-01-2025-01-31.csv"'

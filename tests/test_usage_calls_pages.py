@@ -11,12 +11,12 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import async_to_sync
 from django.template import Context, Template
-from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
 from playground.models import Answer, Conversation, Turn
 from providers.models import Model, Price, Provider
+from tests.conftest import signed_in
 from tests.usage_support import write
 from usage.models import MIN_GENERATION_MS, UsageRecord, tokens_per_second
 
@@ -32,12 +32,6 @@ def model(db: None) -> Model:
     Price.objects.create(model=model, effective_from=datetime(2025, 1, 1, tzinfo=UTC), input=Decimal("3"),
                          output=Decimal("15"))
     return model
-
-
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _row(html: str, request_id: object) -> str:
@@ -90,8 +84,7 @@ def _playground_call(model: Model, user: User, *, output: int, latency: int, ttf
     turn = Turn.objects.create(conversation=conversation, prompt="Say hello")
     answer = Answer.objects.create(turn=turn, model=model, model_address=f"{model.provider.name}/{model.name}",
                                    status="ok", content="Hello", input_tokens=100, output_tokens=output,
-                                   latency_ms=latency, ttft_ms=ttft, request_id=record.request_id,
-                                   tokens_per_second=output / 0.001)  # what an older version stored
+                                   latency_ms=latency, ttft_ms=ttft, request_id=record.request_id)
     return record, answer
 
 
@@ -101,7 +94,7 @@ def test_the_list_the_call_page_and_the_playground_agree_on_speed(model: Model, 
                                                                   shown: str) -> None:
     member = make_user("member")
     record, answer = _playground_call(model, member, output=output, latency=latency, ttft=ttft)
-    client = _client(member)
+    client = signed_in(member)
     listed = _row(client.get(reverse("call_list")).content.decode(), record.request_id)
     page = client.get(reverse("call_detail", args=[record.request_id])).content.decode()
     pane = client.get(reverse("playground_conversation", args=[answer.turn.conversation_id])).content.decode()
@@ -119,7 +112,7 @@ def test_a_cache_hit_reads_cached_at_no_cost(model: Model, make_user: Callable[.
     hit = write(model, user=admin, source="gateway", created_at=NOON, cached=True, latency_ms=None, ttft_ms=None,
                 attempts=0)
     paid = write(model, user=admin, source="gateway", created_at=NOON, latency_ms=900, ttft_ms=150)
-    html = _client(admin).get(reverse("call_list")).content.decode()
+    html = signed_in(admin).get(reverse("call_list")).content.decode()
     assert "cached · $0</span>" in _row(html, hit.request_id)
     assert "no price" not in _row(html, hit.request_id)
     assert "cached" not in _row(html, paid.request_id) and "$0.0006" in _row(html, paid.request_id)
@@ -129,7 +122,7 @@ def test_the_list_has_a_time_to_first_token_column(model: Model, make_user: Call
     member = make_user("member")
     streamed = write(model, user=member, created_at=NOON, latency_ms=2400, ttft_ms=1234)
     whole = write(model, user=member, created_at=NOON, latency_ms=2400, ttft_ms=None)
-    html = _client(member).get(reverse("call_list")).content.decode()
+    html = signed_in(member).get(reverse("call_list")).content.decode()
     head = html.split("<thead>", 1)[1].split("</thead>", 1)[0]
     assert re.findall(r"<th[^>]*>(.*?)</th>", head)[-3:] == [
         "Latency", '<abbr title="Time to first token">TTFT</abbr>', "Speed"]
@@ -141,7 +134,7 @@ def test_the_list_has_a_time_to_first_token_column(model: Model, make_user: Call
 def test_times_read_as_a_date_a_time_and_a_zone(model: Model, make_user: Callable[..., User]) -> None:
     member = make_user("member")
     call = write(model, user=member, created_at=NOON)
-    client = _client(member)
+    client = signed_in(member)
     for html in (client.get(reverse("call_list")).content.decode(),
                  client.get(reverse("call_detail", args=[call.request_id])).content.decode()):
         text = _visible(html)
@@ -150,7 +143,7 @@ def test_times_read_as_a_date_a_time_and_a_zone(model: Model, make_user: Callabl
 
 
 def test_filter_errors_name_the_label_not_the_field(model: Model, make_user: Callable[..., User]) -> None:
-    client = _client(make_user("admin"))
+    client = signed_in(make_user("admin"))
     html = client.get(reverse("call_list"), {"date_from": "not-a-day"}).content.decode()
     errors = html.split('class="errors" role="alert">', 1)[1].split("</div>", 1)[0]
     assert "<p>From: Enter a valid date.</p>" in errors and "date_from" not in errors
@@ -161,7 +154,7 @@ def test_filter_errors_name_the_label_not_the_field(model: Model, make_user: Cal
 
 @pytest.mark.parametrize("url", ["dashboard", "my_usage"])
 def test_dashboard_errors_name_the_label_not_the_field(make_user: Callable[..., User], url: str) -> None:
-    client = _client(make_user("finance"))
+    client = signed_in(make_user("finance"))
     html = client.get(reverse(url), {"from": "2025-13-01"}).content.decode()
     errors = html.split('class="errors card" role="alert">', 1)[1].split("</div>", 1)[0]
     assert "<p>From: Enter a valid date.</p>" in errors and "date_from" not in errors
@@ -183,18 +176,18 @@ def test_a_playground_call_links_its_conversation_for_its_owner_only(model: Mode
     record, answer = _playground_call(model, member, output=300, latency=1700, ttft=500)
     url = reverse("call_detail", args=[record.request_id])
     conversation = reverse("playground_conversation", args=[answer.turn.conversation_id])
-    html = _client(member).get(url).content.decode()
+    html = signed_in(member).get(url).content.decode()
     assert f'<a href="{conversation}#turn-{answer.turn_id}" id="call-conversation">' in html
-    assert _client(member).get(conversation).status_code == 200
+    assert signed_in(member).get(conversation).status_code == 200
     # Admins and Finance open the call, but a conversation is only ever its owner's.
     for role in ("admin", "finance"):
         other = make_user(role)
-        response = _client(other).get(url)
+        response = signed_in(other).get(url)
         assert response.status_code == 200 and 'id="call-conversation"' not in response.content.decode()
-        assert _client(other).get(conversation).status_code == 404
+        assert signed_in(other).get(conversation).status_code == 404
     # Deleted since: nothing to link.
     answer.turn.conversation.delete()
-    assert 'id="call-conversation"' not in _client(member).get(url).content.decode()
+    assert 'id="call-conversation"' not in signed_in(member).get(url).content.decode()
 
 
 def test_other_calls_link_no_conversation(model: Model, make_user: Callable[..., User]) -> None:
@@ -202,9 +195,9 @@ def test_other_calls_link_no_conversation(model: Model, make_user: Callable[...,
     record, answer = _playground_call(model, member, output=300, latency=1700, ttft=500)
     gateway = write(model, user=member, source="gateway", created_at=NOON)
     Answer.objects.filter(pk=answer.pk).update(request_id=gateway.request_id)  # even if an answer said so
-    html = _client(member).get(reverse("call_detail", args=[gateway.request_id])).content.decode()
+    html = signed_in(member).get(reverse("call_detail", args=[gateway.request_id])).content.decode()
     assert 'id="call-conversation"' not in html
-    html = _client(member).get(reverse("call_detail", args=[record.request_id])).content.decode()
+    html = signed_in(member).get(reverse("call_detail", args=[record.request_id])).content.decode()
     assert 'id="call-conversation"' not in html
 
 
@@ -221,7 +214,7 @@ def test_the_calendars_first_and_last_days_select_every_call(model: Model, make_
     settings.TIME_ZONE = tz  # a day's start in +14 h or -11 h lies outside the calendar at its ends
     finance = make_user("finance")
     record = write(model, user=finance, created_at=NOON)
-    client = _client(finance)
+    client = signed_in(finance)
     wide = {"date_from": "0001-01-01", "date_to": "9999-12-31"}
     listed = client.get(reverse("call_list"), wide)
     assert listed.status_code == 200 and str(record.request_id) in listed.content.decode()
@@ -239,7 +232,7 @@ def test_a_failed_call_says_what_went_wrong_in_words(model: Model, make_user: Ca
     finance = make_user("finance")
     record = write(model, user=finance, created_at=NOON, status="error", error_kind=kind,
                    error_message="What the provider said.", output_tokens=0)
-    client = _client(finance)
+    client = signed_in(finance)
     listed = re.sub(r"<[^>]*>", " ", _row(client.get(reverse("call_list")).content.decode(), record.request_id))
     page = _visible(client.get(reverse("call_detail", args=[record.request_id])).content.decode())
     assert words in listed and kind not in listed

@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
 from providers.models import ApiKey, Model, Price, PriceTier, Provider
+from tests.conftest import signed_in
 from tests.usage_support import write
 from usage import views
 from usage.models import UsageRecord
@@ -35,12 +35,6 @@ def model(db: None) -> Model:
 def people(make_user: Callable[..., User]) -> dict[str, User]:
     return {role: make_user(role) for role in ("admin", "finance", "member")} | {
         "other": make_user("member", email="other@example.com")}
-
-
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _listed(response) -> list[UsageRecord]:
@@ -69,12 +63,12 @@ def test_admins_and_finance_see_everyones_calls_and_members_their_own(model: Mod
     theirs = write(model, user=people["other"], created_at=NOON + timedelta(minutes=1))
     finance_own = write(model, user=people["finance"], created_at=NOON + timedelta(minutes=2))
     url = reverse("call_list")
-    assert _listed(_client(people["admin"]).get(url)) == [finance_own, theirs, mine]  # newest first
-    assert _listed(_client(people["member"]).get(url)) == [mine]
-    assert _listed(_client(people["finance"]).get(url)) == [finance_own, theirs, mine]
-    assert _listed(_client(people["finance"]).get(url, {"user": people["other"].pk})) == [theirs]
+    assert _listed(signed_in(people["admin"]).get(url)) == [finance_own, theirs, mine]  # newest first
+    assert _listed(signed_in(people["member"]).get(url)) == [mine]
+    assert _listed(signed_in(people["finance"]).get(url)) == [finance_own, theirs, mine]
+    assert _listed(signed_in(people["finance"]).get(url, {"user": people["other"].pk})) == [theirs]
     # A member cannot widen the list by asking for someone else's calls.
-    assert _listed(_client(people["member"]).get(url, {"user": people["other"].pk})) == [mine]
+    assert _listed(signed_in(people["member"]).get(url, {"user": people["other"].pk})) == [mine]
 
 
 def test_the_list_filters(model: Model, people: dict[str, User]) -> None:
@@ -85,7 +79,7 @@ def test_the_list_filters(model: Model, people: dict[str, User]) -> None:
               created_at=NOON + timedelta(days=1))
     c = write(other_model, user=people["member"], source="cli", status="cancelled",
               created_at=NOON + timedelta(days=2))
-    client = _client(people["admin"])
+    client = signed_in(people["admin"])
     url = reverse("call_list")
     cases = [
         ({"provider": model.provider.pk}, [b, a]),
@@ -107,7 +101,7 @@ def test_the_list_filters(model: Model, people: dict[str, User]) -> None:
 def test_the_list_pages_without_counting(model: Model, people: dict[str, User]) -> None:
     for i in range(views.CALLS_PER_PAGE + 3):
         write(model, user=people["member"], created_at=NOON + timedelta(seconds=i))
-    client = _client(people["member"])
+    client = signed_in(people["member"])
     first = client.get(reverse("call_list"), {"source": "playground"})
     assert len(_listed(first)) == views.CALLS_PER_PAGE and first.context["has_next"]
     assert "source=playground&amp;page=2" in first.content.decode()
@@ -119,7 +113,7 @@ def test_the_list_pages_without_counting(model: Model, people: dict[str, User]) 
 
 def test_htmx_filtering_returns_only_the_results(model: Model, people: dict[str, User]) -> None:
     write(model, user=people["member"], created_at=NOON)
-    response = _client(people["member"]).get(reverse("call_list"), HTTP_HX_REQUEST="true")
+    response = signed_in(people["member"]).get(reverse("call_list"), HTTP_HX_REQUEST="true")
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="results">') and "<html" not in html
     assert "local/fake-model-a" in html
@@ -132,7 +126,7 @@ def test_unpriced_calls_are_marked_and_can_be_listed_alone(model: Model, people:
     # Nothing to price: no tokens. Not counted apart.
     empty = write(new, user=people["member"], created_at=NOON + timedelta(minutes=2), status="error",
                   error_kind="network", input_tokens=0, output_tokens=0)
-    client = _client(people["member"])
+    client = signed_in(people["member"])
     response = client.get(reverse("call_list"))
     assert _listed(response) == [empty, unpriced, priced]
     rows = response.content.decode().split("<tbody>", 1)[1].split("</tbody>", 1)[0].split("<tr>")[1:]
@@ -149,8 +143,8 @@ def test_the_list_filters_by_api_key_and_members_pick_only_their_own(model: Mode
     a = write(model, user=people["member"], api_key=mine, source="gateway", created_at=NOON)
     b = write(model, user=people["other"], api_key=theirs, source="gateway", created_at=NOON)
     write(model, user=people["member"], created_at=NOON)
-    assert _listed(_client(people["admin"]).get(reverse("call_list"), {"api_key": theirs.pk})) == [b]
-    member = _client(people["member"])
+    assert _listed(signed_in(people["admin"]).get(reverse("call_list"), {"api_key": theirs.pk})) == [b]
+    member = signed_in(people["member"])
     response = member.get(reverse("call_list"), {"api_key": mine.pk})
     assert _listed(response) == [a]
     assert "asp_th02" not in response.content.decode() and "theirs" not in response.content.decode()
@@ -163,7 +157,7 @@ def test_the_list_filters_by_api_key_and_members_pick_only_their_own(model: Mode
 def test_a_call_page_shows_tokens_cost_per_class_and_timings(model: Model, people: dict[str, User]) -> None:
     call = write(model, user=people["member"], created_at=NOON, input_tokens=1000, cache_read_tokens=2000,
                  output_tokens=500, reasoning_tokens=200, latency_ms=2500, ttft_ms=500, attempts=2)
-    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    response = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id]))
     assert response.status_code == 200
     assert _classes(response) == [
         ("Input (uncached)", 1000, Decimal("3"), "", Decimal("0.003")),
@@ -181,7 +175,7 @@ def test_a_call_page_shows_tokens_cost_per_class_and_timings(model: Model, peopl
     for text in ('id="tier"', 'id="cost-comparison"', 'id="unpriced-notice"'):
         assert text not in html, text
     assert reverse("model_detail", args=[model.pk]) not in html  # the price's page is for admins
-    admin_html = _client(people["admin"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
+    admin_html = signed_in(people["admin"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
     assert reverse("model_detail", args=[model.pk]) in admin_html
 
 
@@ -189,7 +183,7 @@ def test_a_failed_estimated_call_page_says_what_happened(model: Model, people: d
     call = write(model, user=people["member"], created_at=NOON, status="error", error_kind="network",
                  error_message="The connection to local broke before the answer was complete.",
                  usage_estimated=True, ttft_ms=None)
-    html = _client(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
+    html = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
     assert "<strong>Provider unreachable:</strong> The connection to local broke" in html
     assert "Estimated counts" in html
 
@@ -213,7 +207,7 @@ def test_a_call_whose_prompt_selects_a_tier_shows_the_tiers_rates(model: Model, 
     # 150,000 + 40,000 + 10,000 + 5,000 = 205,000 prompt tokens: above 200,000, so every token at the tier.
     call = write(model, user=people["member"], created_at=NOON, input_tokens=150_000, cache_read_tokens=40_000,
                  cache_write_tokens=10_000, cache_write_1h_tokens=5_000, output_tokens=2_000)
-    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    response = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id]))
     assert _classes(response) == [
         ("Input (uncached)", 150_000, Decimal("6"), "", Decimal("0.9")),
         ("Cache read", 40_000, Decimal("0.6"), "", Decimal("0.024")),
@@ -232,7 +226,7 @@ def test_a_prompt_at_the_threshold_pays_the_base_rates(model: Model, people: dic
     _tiered(model)
     call = write(model, user=people["member"], created_at=NOON, input_tokens=145_000, cache_read_tokens=40_000,
                  cache_write_tokens=10_000, cache_write_1h_tokens=5_000, output_tokens=2_000)
-    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    response = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id]))
     assert [(rate, cost) for _, _, rate, _, cost in _classes(response)] == [
         (Decimal("3"), Decimal("0.435")), (Decimal("0.3"), Decimal("0.012")), (Decimal("3.75"), Decimal("0.0375")),
         (Decimal("6"), Decimal("0.03")), (Decimal("15"), Decimal("0.03"))]
@@ -245,7 +239,7 @@ def test_a_call_with_1_hour_cache_writes_prices_them_apart(model: Model, people:
                          output=Decimal("15"), cache_read=Decimal("0.3"), cache_write=Decimal("3.75"))
     call = write(model, user=people["member"], created_at=NOON, input_tokens=1000, cache_write_tokens=2000,
                  cache_write_1h_tokens=4000, output_tokens=100)
-    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    response = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id]))
     # No 1-hour price in this version: those writes cost the 5-minute write price, and the page says so.
     assert _classes(response)[2:4] == [
         ("Cache write, kept 5 minutes", 2000, Decimal("3.75"), "", Decimal("0.0075")),
@@ -261,7 +255,7 @@ def test_a_call_with_1_hour_cache_writes_prices_them_apart(model: Model, people:
                          output=Decimal("15"), cache_write=Decimal("3.75"), cache_write_1h=Decimal("6"))
     call = write(model, user=people["member"], created_at=NOON, input_tokens=1000, cache_write_tokens=2000,
                  cache_write_1h_tokens=4000, output_tokens=100)
-    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    response = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id]))
     assert _classes(response)[3] == ("Cache write, kept 1 hour", 4000, Decimal("6"), "", Decimal("0.024"))
     assert "<b>$0.036</b>" in response.content.decode()
 
@@ -276,7 +270,7 @@ def test_a_billing_partys_reported_charge_is_the_cost_beside_aspwebs_computation
     # Computed: 1,000 x $3 + 500 x $15 per million = $0.0105; the provider charged $0.0099.
     call = write(model, user=people["member"], created_at=NOON, input_tokens=1000, output_tokens=500,
                  reported_cost=Decimal("0.0099"))
-    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    response = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id]))
     assert response.context["reported_is_cost"] is True
     html = response.content.decode()
     assert '<time datetime="2025-05-10T12:00:00+00:00">2025-05-10 12:00:00 UTC</time>' in html
@@ -293,7 +287,7 @@ def test_a_billing_partys_reported_charge_is_the_cost_beside_aspwebs_computation
     new = Model.objects.create(provider=provider, name="no-price-yet")
     call = write(new, user=people["member"], created_at=NOON, input_tokens=1000, output_tokens=500,
                  reported_cost=Decimal("0.0099"))
-    html = _client(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
+    html = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
     comparison = html.split('id="cost-comparison">', 1)[1].split("</table>", 1)[0]
     assert '<span class="warn">no price</span>' in comparison and '<td class="num">—</td>' in comparison
     assert "the model has no price in aspweb to compare it with" in html
@@ -305,7 +299,7 @@ def test_a_charge_reported_by_a_provider_that_does_not_bill_is_shown_but_not_the
         model: Model, people: dict[str, User]) -> None:
     call = write(model, user=people["member"], created_at=NOON, input_tokens=1000, output_tokens=500,
                  reported_cost=Decimal("0.02"))
-    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    response = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id]))
     assert response.context["reported_is_cost"] is False
     html = response.content.decode()
     assert "<b>$0.0105</b> <small class=\"muted\">aspweb's computation" in html
@@ -318,7 +312,7 @@ def test_a_charge_reported_by_a_provider_that_does_not_bill_is_shown_but_not_the
 def test_an_unpriced_call_says_it_counts_nothing_and_is_listed_apart(model: Model, people: dict[str, User]) -> None:
     model.prices.all().delete()
     call = write(model, user=people["member"], created_at=NOON, input_tokens=1000, output_tokens=500)
-    response = _client(people["member"]).get(reverse("call_detail", args=[call.request_id]))
+    response = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id]))
     assert _classes(response) == [
         ("Input (uncached)", 1000, None, "", None), ("Cache read", 0, None, "", None),
         ("Cache write, kept 5 minutes", 0, None, "", None), ("Cache write, kept 1 hour", 0, None, "", None),
@@ -330,14 +324,14 @@ def test_an_unpriced_call_says_it_counts_nothing_and_is_listed_apart(model: Mode
     assert "counts $0 and is listed apart" in notice
     model_page = reverse("model_detail", args=[model.pk])
     assert model_page not in html  # the model's page is for admins
-    admin_html = _client(people["admin"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
+    admin_html = signed_in(people["admin"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
     assert f'Set a price on the <a href="{model_page}">model\'s page</a>, then re-price the range' in admin_html
 
 
 def test_someone_elses_call_is_not_found_by_a_member(model: Model, people: dict[str, User]) -> None:
     call = write(model, user=people["other"], created_at=NOON)
-    assert _client(people["member"]).get(reverse("call_detail", args=[call.request_id])).status_code == 404
-    assert _client(people["other"]).get(reverse("call_detail", args=[call.request_id])).status_code == 200
+    assert signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id])).status_code == 404
+    assert signed_in(people["other"]).get(reverse("call_detail", args=[call.request_id])).status_code == 200
 
 
 @pytest.mark.parametrize("role", ["admin", "finance"])
@@ -345,7 +339,7 @@ def test_admins_and_finance_open_every_call_they_list(model: Model, people: dict
     calls = [write(model, user=people[who], created_at=NOON + timedelta(minutes=n))
              for n, who in enumerate(("other", "member", "admin", "finance"))]
     calls.append(write(model, user=None, source="cli", created_at=NOON + timedelta(minutes=9)))
-    client = _client(people[role])
+    client = signed_in(people[role])
     listed = _listed(client.get(reverse("call_list")))
     assert {c.pk for c in listed} == {c.pk for c in calls}
     for call in listed:
@@ -362,7 +356,7 @@ def test_the_export_streams_raw_records_with_plain_decimals_and_utc_times(model:
                  created_at=datetime(2025, 5, 10, 12, 30, 15, 250000, tzinfo=UTC),
                  input_tokens=1, output_tokens=0, cache_read_tokens=0, reasoning_tokens=0, latency_ms=812,
                  ttft_ms=None, reported_cost=Decimal("0.0000001"))
-    rows = _csv(_client(people["member"]).get(reverse("call_export")))
+    rows = _csv(signed_in(people["member"]).get(reverse("call_export")))
     assert rows == [{
         "request_id": str(call.request_id), "started_at_utc": "2025-05-10T12:30:15.250000Z",
         "user": "member@example.com", "api_key": "asp_ci01", "source": "gateway",
@@ -396,7 +390,7 @@ def test_the_export_keeps_1_hour_writes_the_computed_cost_and_unpriced_calls(mod
     unpriced = Model.objects.create(provider=model.provider, name="no-price-yet")
     write(unpriced, user=people["member"], created_at=NOON + timedelta(seconds=1), input_tokens=700,
           output_tokens=30)
-    client = _client(people["member"])
+    client = signed_in(people["member"])
     billed, free = _csv(client.get(reverse("call_export")))
     assert (billed["cache_write_tokens"], billed["cache_write_1h_tokens"]) == ("2000", "4000")
     # Computed: 1,000 x $3 + 2,000 x $3.75 + 4,000 x $6 + 100 x $15 per million = $0.036; OpenRouter charged $0.04.
@@ -414,7 +408,7 @@ def test_who_exports_what(model: Model, people: dict[str, User]) -> None:
     url = reverse("call_export")
 
     def users(role: str, **query: object) -> list[str]:
-        return sorted(row["user"] for row in _csv(_client(people[role]).get(url, query)))
+        return sorted(row["user"] for row in _csv(signed_in(people[role]).get(url, query)))
 
     everyone = ["finance@example.com", "member@example.com", "other@example.com"]
     assert users("admin") == users("finance") == everyone
@@ -427,7 +421,7 @@ def test_the_export_follows_the_filters_and_range(model: Model, people: dict[str
     for day in range(1, 6):
         write(model, user=people["member"], created_at=datetime(2025, 5, day, 23, 59, tzinfo=UTC),
               status="error" if day == 3 else "ok")
-    client = _client(people["admin"])
+    client = signed_in(people["admin"])
     rows = _csv(client.get(reverse("call_export"), {"date_from": "2025-05-02", "date_to": "2025-05-04"}))
     assert [row["started_at_utc"][:10] for row in rows] == ["2025-05-02", "2025-05-03", "2025-05-04"]
     assert [row["status"] for row in _csv(client.get(reverse("call_export"), {"status": "error"}))] == ["error"]
@@ -449,7 +443,7 @@ def test_the_export_goes_in_batches_and_keeps_every_row_once(model: Model, peopl
     monkeypatch.setattr(views, "_csv_batch", counting)
     # Several calls in the very same microsecond: the batches must neither skip nor repeat them.
     written = [write(model, user=people["member"], created_at=NOON + timedelta(seconds=i // 3)) for i in range(8)]
-    rows = _csv(_client(people["admin"]).get(reverse("call_export")))
+    rows = _csv(signed_in(people["admin"]).get(reverse("call_export")))
     assert [row["request_id"] for row in rows] == [str(r.request_id) for r in written]
     assert batches == [3, 3, 2, 0]
 
@@ -457,13 +451,13 @@ def test_the_export_goes_in_batches_and_keeps_every_row_once(model: Model, peopl
 def test_the_export_defuses_cells_that_spreadsheets_would_run(model: Model, people: dict[str, User]) -> None:
     write(model, user=people["member"], created_at=NOON, status="error", error_kind="server",
           error_message='=HYPERLINK("http://evil.example","click")')
-    [row] = _csv(_client(people["member"]).get(reverse("call_export")))
+    [row] = _csv(signed_in(people["member"]).get(reverse("call_export")))
     assert row["error_message"] == "'=HYPERLINK(\"http://evil.example\",\"click\")"
 
 
 def test_a_response_cache_hit_says_it_called_no_provider_rather_than_that_it_has_no_price(
         model: Model, people: dict[str, User]) -> None:
     call = write(model, user=people["member"], created_at=NOON, cached=True, input_tokens=1000, output_tokens=50)
-    html = _client(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
+    html = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
     assert "answered from the gateway's cache: no provider was called" in html
     assert "not priced: no provider was called" in html and '<span class="warn">no price</span>' not in html
