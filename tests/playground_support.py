@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from decimal import Decimal
+from html.parser import HTMLParser
 
 from playground.models import Answer
 from providers.models import Model, Price, Provider
@@ -63,3 +64,19 @@ def answers_of(turn_id: int, version: int | None = None) -> list[Answer]:
     if version is None:
         version = max(answers.values_list("version", flat=True), default=1)
     return list(answers.filter(version=version).order_by("lane"))
+
+
+class _StartTags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, dict(attrs)))
+
+
+def start_tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
+    """Every start tag of `html`, in order, with its attributes."""
+    parser = _StartTags()
+    parser.feed(html)
+    return parser.found

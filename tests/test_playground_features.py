@@ -12,7 +12,6 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -30,9 +29,10 @@ from playground.models import Answer, Conversation, Turn
 from providers.adapters.base import ProviderError
 from providers.models import Model, Price, Provider
 from providers.templatetags.money import money
+from tests.conftest import signed_in
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import call, live_server, make_key
-from tests.playground_support import API_KEY, answers_of, make_catalog, send_data
+from tests.playground_support import API_KEY, answers_of, make_catalog, send_data, start_tags
 from usage.models import UsageRecord
 from usage.services import usage_record_create
 
@@ -51,26 +51,7 @@ def member(make_user: Callable[..., User]) -> User:
 
 @pytest.fixture
 def client(member: User) -> Client:
-    client = Client()
-    client.force_login(member)
-    return client
-
-
-class _Elements(HTMLParser):
-    """Every start tag's attributes, and the text inside elements with an id."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-
-def _tags(page: str) -> list[tuple[str, dict[str, str | None]]]:
-    parser = _Elements()
-    parser.feed(page)
-    return parser.tags
+    return signed_in(member)
 
 
 def _finished(turn: Turn, model: Model, content: str, **fields: object) -> Answer:
@@ -139,10 +120,10 @@ def test_a_finished_answer_has_a_copy_button_holding_its_raw_text(client: Client
     pending = Turn.objects.create(conversation=conversation, prompt="Again")
     Answer.objects.create(turn=pending, model=catalog[0], model_address="lab/fake-model-a")
     page = client.get(reverse("playground_conversation", args=[conversation.pk])).content.decode()
-    buttons = [attrs for tag, attrs in _tags(page) if tag == "button" and "data-copy-text" in attrs]
+    buttons = [attrs for tag, attrs in start_tags(page) if tag == "button" and "data-copy-text" in attrs]
     assert [attrs["data-copy-text"] for attrs in buttons] == [raw]  # the Markdown, not the HTML; none while pending
     assert "<b>tags</b>" not in page  # the raw text is in an attribute, escaped
-    scripts = [attrs["src"] for tag, attrs in _tags(page) if tag == "script" and attrs.get("src")]
+    scripts = [attrs["src"] for tag, attrs in start_tags(page) if tag == "script" and attrs.get("src")]
     assert any(src.endswith("js/playground-tools.js") for src in scripts)
 
 

@@ -3,7 +3,6 @@
 import re
 from collections.abc import Callable
 from decimal import Decimal
-from html.parser import HTMLParser
 
 import pytest
 from django.test import Client
@@ -14,7 +13,7 @@ from playground import markdown, services
 from playground.models import Answer, Conversation, Turn
 from providers.models import Model, Price, Provider
 from tests.fakes.upstream import FakeUpstream
-from tests.playground_support import answers_of, make_catalog, send_data
+from tests.playground_support import answers_of, make_catalog, send_data, start_tags
 
 pytestmark = pytest.mark.django_db
 
@@ -340,21 +339,6 @@ def test_mark_best_needs_two_finished_answers() -> None:
     assert [(a.cheapest, a.fastest) for a in answers] == [(False, True), (True, False), (False, False)]
 
 
-class _Elements(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.found: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.found.append((tag, dict(attrs)))
-
-
-def _elements(html: str) -> list[tuple[str, dict[str, str | None]]]:
-    parser = _Elements()
-    parser.feed(html)
-    return parser.found
-
-
 @pytest.mark.parametrize(
     "text",
     [
@@ -369,7 +353,7 @@ def _elements(html: str) -> list[tuple[str, dict[str, str | None]]]:
     ],
 )
 def test_markdown_from_a_model_cannot_run_in_the_page(text: str) -> None:
-    for tag, attrs in _elements(markdown.render(text)):
+    for tag, attrs in start_tags(markdown.render(text)):
         assert tag in markdown.TAGS
         assert not [name for name in attrs if name.startswith("on") or name in ("style", "src")]
         assert not (attrs.get("href") or "").lower().startswith("javascript")
