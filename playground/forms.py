@@ -3,6 +3,7 @@ from typing import Any
 
 from django import forms
 
+from aspweb.forms import BoundedIntegerField, range_message
 from providers.models import Model
 from providers.templatetags.money import usd
 
@@ -21,6 +22,12 @@ def model_label(model: Model) -> str:
     return f"{model.provider.name} · {model.label} · {prices}"
 
 
+def _range_errors(low: int, high: int) -> dict[str, str]:
+    """A decimal parameter's out-of-range message, the one every bounded number in aspweb gives."""
+    return {"min_value": range_message(low, high), "max_value": range_message(low, high),
+            "invalid": "Enter a number."}
+
+
 class ChatForm(forms.Form):
     """The composer: one model, or up to four to compare, the parameters, and the prompt."""
 
@@ -34,9 +41,11 @@ class ChatForm(forms.Form):
     system = forms.CharField(label="System prompt", required=False,
                              widget=forms.Textarea(attrs={"rows": 2, "placeholder": "You are a helpful assistant."}))
     temperature = forms.FloatField(label="Temperature", required=False, min_value=0, max_value=2,
+                                   error_messages=_range_errors(0, 2),
                                    widget=forms.NumberInput(attrs={"step": "0.1", "placeholder": "default"}))
-    max_tokens = forms.IntegerField(label="Max tokens", min_value=1, max_value=1_000_000, initial=1024)
+    max_tokens = BoundedIntegerField(label="Max tokens", min_value=1, max_value=1_000_000, initial=1024)
     top_p = forms.FloatField(label="Top p", required=False, min_value=0, max_value=1,
+                             error_messages=_range_errors(0, 1),
                              widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "default"}))
     stop = forms.CharField(label="Stop sequences", required=False, strip=False, help_text="One per line, at most 4.",
                            widget=forms.Textarea(attrs={"rows": 2}))

@@ -113,7 +113,7 @@ def test_without_javascript_sending_redirects_to_the_conversation(client: Client
         ({"model": ""}, "Model: This field is required."),
         ({"compare_1": "SAME"}, "Pick each model once"),
         ({"stop": "a\nb\nc\nd\ne"}, "At most 4 stop sequences."),
-        ({"temperature": "3"}, "Temperature: Ensure this value is less than or equal to 2"),
+        ({"temperature": "3"}, "Temperature: Enter a number from 0 to 2."),
         ({"prompt": "   "}, "Prompt: This field is required."),
     ],
 )
@@ -367,3 +367,23 @@ def test_markdown_keeps_what_answers_need() -> None:
     assert '<a href="https://docs.example" rel="noopener noreferrer nofollow">docs</a>' in html
     assert "<table>" in html and "<td>2</td>" in html
     assert '<code class="language-python">print(\'&lt;hi&gt;\')' in html
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("max_tokens", "0", "Enter a number from 1 to 1,000,000."),
+    ("max_tokens", "-5", "Enter a number from 1 to 1,000,000."),
+    ("max_tokens", "99999999999999999999", "Enter a number from 1 to 1,000,000."),
+    ("max_tokens", "1.5", "Enter a whole number."),
+    ("temperature", "-0.1", "Enter a number from 0 to 2."),
+    ("temperature", "2.5", "Enter a number from 0 to 2."),
+    ("top_p", "1.01", "Enter a number from 0 to 1."),
+    ("top_p", "abc", "Enter a number."),
+])
+def test_parameters_out_of_range_read_as_every_bounded_number_does(field: str, value: str, message: str) -> None:
+    from django.core.exceptions import ValidationError
+
+    from playground.forms import ChatForm
+
+    with pytest.raises(ValidationError) as refused:
+        ChatForm.base_fields[field].clean(value)
+    assert refused.value.messages == [message]
