@@ -74,7 +74,7 @@ def test_the_catalog_shows_a_dash_for_an_unknown_context_and_separates_thousands
 
 @pytest.mark.django_db
 def test_lists_show_times_without_microseconds(admin_client: Client) -> None:
-    checked = timezone.now().replace(microsecond=123456) - timedelta(hours=3)
+    checked = (timezone.now() - timedelta(hours=3, minutes=5)).replace(microsecond=123456)
     Provider.objects.create(name="lab", kind="ollama", last_checked_at=checked, last_check_ok=True)
     ApiKey.objects.create(name="app", prefix="ask-abcdefgh", key_hash="x" * 64, last_used_at=checked)
     for page in ("provider_list", "apikey_list"):
