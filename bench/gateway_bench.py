@@ -1,19 +1,26 @@
 """Gateway benchmarks: what /v1/chat/completions adds to a call, how many calls one worker serves, and
 whether its memory stays flat. Results, commands and how to read them are in docs/benchmarks.md.
 
-Three processes, as in production: the fake upstream (tests/fakes/upstream.py) answering at once, one
-uvicorn worker serving aspweb with DEBUG off on a fresh SQLite database (or --database-url), and this
-client. Every call through aspweb writes its usage record, as in production.
+Three processes, as in production: the fake upstream (tests/fakes/upstream.py) answering at once, uvicorn
+serving aspweb with DEBUG off on a fresh SQLite database (or --database-url), and this client. Every call
+through aspweb writes its usage record, as in production, and after every run the ledger must hold exactly
+one record per call the client saw succeed (bench/gateway_setup.py), or the run fails.
 
     .venv/bin/python -m bench.gateway_bench latency --requests 500
     .venv/bin/python -m bench.gateway_bench throughput --seconds 20 --concurrency 16
     .venv/bin/python -m bench.gateway_bench memory --calls 100000 --concurrency 16
     .venv/bin/python -m bench.gateway_bench breakdown --requests 300
+    .venv/bin/python -m bench.gateway_bench profiles --litellm /tmp/litellm-venv/bin/litellm \
+        --database-url postgres://postgres@127.0.0.1:5432/aspweb_bench --redis-url redis://127.0.0.1:6379/4
 
-Options for all three:
+Options:
     --app bench.sdk_client_reuse:application   aspweb with the adapter keeping its SDK clients (an experiment)
     --litellm /tmp/litellm-venv/bin/litellm    also measure LiteLLM's proxy (one worker, same upstream)
     --database-url postgres://...              aspweb on PostgreSQL (an existing database, emptied first)
+    --redis-url redis://...                    the production profile: with --database-url, Redis (that
+                                               database emptied first) and a Celery worker with its beat
+    --workers N                                aspweb's uvicorn workers (memory samples only the parent)
+    --budgets                                  10 budgets covering every bench call, 1,000 per-person others
 
 latency: one client, sequential requests on kept-alive connections, each request sent straight to the
 upstream and then through the gateway, interleaved; "added" is the median of the per-pair differences.
@@ -24,6 +31,9 @@ client on asyncio streams, so that the client costs little of the machine's CPU)
 measured the same way, to show its own ceiling.
 
 memory: the worker's resident size (VmRSS) every 10,000 calls up to --calls.
+
+profiles: the comparison table of issue 15 (bench/gateway_profiles.py): each profile with and without
+budgets, and two workers against one, each configuration in a process of its own, beside LiteLLM.
 
 breakdown: in this process, the ASGI handler called directly, sequentially: the whole call, then with the
 provider's HTTP, the usage record and the call path taken away one by one (CPU and wall time per call).

@@ -12,8 +12,10 @@ table, at the end, to stdout. Exits with 1 when a configuration failed or its le
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,8 @@ CONFIGS = (
     Config(production=False, budgets=True),
     Config(production=True, budgets=False),
     Config(production=True, budgets=True),
-    # Two workers against the row above: throughput only (one connection uses one worker).
+    # Two workers against one, with the same budgets: throughput only (one connection uses one worker).
+    Config(production=True, budgets=False, workers=2, measures="throughput", litellm=False),
     Config(production=True, budgets=True, workers=2, measures="throughput", litellm=False),
 )
 
@@ -102,9 +105,12 @@ def profiles(args: argparse.Namespace) -> None:
     if not production:
         print("no --database-url and --redis-url: the production rows are left out", file=sys.stderr)
     configs = [config for config in CONFIGS if production or not config.production]
+    started = time.monotonic()
     results = [run(config, args) for config in configs]
-    one_worker = next((result for config, result in zip(configs, results, strict=True)
-                       if config.production and config.budgets and config.workers == 1), None)
+    print(f"\n{len(configs)} configurations in {(time.monotonic() - started) / 60:.1f} min on {_machine()}; "
+          f"LiteLLM: {args.litellm or 'not measured'}")
+    one_worker = {(config.production, config.budgets): result
+                  for config, result in zip(configs, results, strict=True) if config.workers == 1}
     print(f"\nthroughput: {args.concurrency} connections, non-streamed, {args.seconds:g} s each; added latency: "
           f"p50 of {args.requests} paired differences with the upstream at 1 connection; TTFT added: the same, "
           "streamed, to the first content chunk. aspweb / LiteLLM (ratio: aspweb's over LiteLLM's).\n")
@@ -112,8 +118,15 @@ def profiles(args: argparse.Namespace) -> None:
           "| ledger: records = successful calls | other statuses | load at start |")
     print("|---|---|---|---|---|---|---|---|---|")
     for config, result in zip(configs, results, strict=True):
-        print(row(config, result, one_worker))
+        print(row(config, result, one_worker.get((config.production, config.budgets))))
     failed = [config.label for config, result in zip(configs, results, strict=True)
               if result["returncode"] or not (result.get("ledger") or {}).get("exact")]
     if failed:
         raise SystemExit(f"\nFAILED (a run's error, or a ledger not exactly once): {failed}")
+
+
+def _machine() -> str:
+    models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+              if line.startswith("model name")]
+    return f"{os.cpu_count()} CPUs ({models[0] if models else 'unknown model'}), load average at the end " \
+           f"{os.getloadavg()[0]:.2f}"
