@@ -176,13 +176,16 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
 
             if args.litellm:
                 targets.append(_litellm(args.litellm, data_dir, upstream_url, env, processes))
-            for target in targets:  # warm up: imports, connections, first-call caches (each worker's)
+            for target in targets:  # warm up: imports, connections, first-call caches
                 with httpx.Client(timeout=30) as client:
-                    for _ in range(20 * args.workers):
+                    for _ in range(20):
                         response = client.post(f"{target.base_url}/chat/completions", headers=target.headers,
                                                json=target.body())
                         assert response.status_code == 200, (target.name, response.status_code, response.text)
                         OK[target.name] += 1
+            if args.workers > 1:  # every worker's too: a kept-alive connection stays with one
+                statuses, _ = asyncio.run(_load(targets[1], concurrency=4 * args.workers, calls=50 * args.workers))
+                OK["aspweb"] += statuses[200]
             _alive(worker)
             yield targets
             _alive(worker)
