@@ -62,7 +62,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.gateway_profiles import profiles
+from bench.gateway_profiles import cpu_busy, profiles
 from bench.gateway_setup import ledger_check, seed
 from bench.net import free_port, wait_for_port
 
@@ -503,7 +503,7 @@ def breakdown(args: argparse.Namespace) -> None:
 
 def measure(args: argparse.Namespace) -> None:
     """(Internal, one configuration of `profiles`.) Its numbers as one JSON line on stdout, after RESULT."""
-    result: dict[str, Any] = {"load": os.getloadavg()[0]}
+    result: dict[str, Any] = {"busy_before": cpu_busy()}
     try:
         with environment(args) as targets:
             if "throughput" in args.measures:
@@ -520,6 +520,7 @@ def measure(args: argparse.Namespace) -> None:
         ledger = getattr(args, "ledger", None)
         result["ledger"] = ledger and {"calls": ledger.calls, "records": ledger.records,
                                        "other_records": ledger.other_records, "exact": ledger.exact}
+        result["busy_after"] = cpu_busy()  # every process of the run has ended
         print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -96,7 +96,7 @@ def row(config: Config, result: dict[str, Any], one_worker: dict[str, Any] | Non
     errors_text = ", ".join(f"{name} {value}" for name, value in errors.items() if value) or "none"
     cells = [*config.label, throughput, _pair(result, added.get("aspweb"), added.get("litellm"), "ms", 2),
              _pair(result, ttft.get("aspweb"), ttft.get("litellm"), "ms", 2), exact, errors_text,
-             f"{result.get('load', float('nan')):.2f}"]
+             f"{result.get('busy_before', float('nan')):.0f} % / {result.get('busy_after', float('nan')):.0f} %"]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -115,7 +115,7 @@ def profiles(args: argparse.Namespace) -> None:
           f"p50 of {args.requests} paired differences with the upstream at 1 connection; TTFT added: the same, "
           "streamed, to the first content chunk. aspweb / LiteLLM (ratio: aspweb's over LiteLLM's).\n")
     print("| profile | budgets | aspweb workers | throughput | added latency, p50 | TTFT added, median "
-          "| ledger: records = successful calls | other statuses | load at start |")
+          "| ledger: records = successful calls | other statuses | CPU busy before / after |")
     print("|---|---|---|---|---|---|---|---|---|")
     for config, result in zip(configs, results, strict=True):
         print(row(config, result, one_worker.get((config.production, config.budgets))))
@@ -130,3 +130,17 @@ def _machine() -> str:
               if line.startswith("model name")]
     return f"{os.cpu_count()} CPUs ({models[0] if models else 'unknown model'}), load average at the end " \
            f"{os.getloadavg()[0]:.2f}"
+
+
+def cpu_busy(seconds: float = 1.0) -> float:
+    """How busy the machine's CPUs are, in percent, over `seconds` (/proc/stat): taken when none of the
+    run's own processes is running, it is the other work on the machine."""
+    def sample() -> tuple[int, int]:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle, iowait
+        return sum(fields) - idle, sum(fields)
+
+    busy, total = sample()
+    time.sleep(seconds)
+    busy_now, total_now = sample()
+    return 100 * (busy_now - busy) / max(1, total_now - total)
