@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "usage",
     "playground",
     "budgets",
+    "gateway",
     "aspweb",
 ]
 

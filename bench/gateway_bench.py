@@ -178,7 +178,7 @@ def _seed(upstream_url: str, kind: str) -> str:
     django.setup()
     from decimal import Decimal
 
-    from providers import apikeys
+    from gateway import apikeys
     from providers.models import Model, Price, Provider
 
     provider, _ = Provider.objects.update_or_create(

@@ -45,7 +45,7 @@ class Budget(models.Model):
                               related_name="budgets")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
                              related_name="budgets")
-    api_key = models.ForeignKey("providers.ApiKey", null=True, blank=True, on_delete=models.CASCADE,
+    api_key = models.ForeignKey("gateway.ApiKey", null=True, blank=True, on_delete=models.CASCADE,
                                 related_name="budgets")
     period = models.CharField(max_length=16, choices=Period.choices, default=Period.MONTHLY)
     amount = models.DecimalField(max_digits=16, decimal_places=6,

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -33,7 +33,7 @@ from budgets import services as budget_services
 from usage import services as usage_services
 from usage import writer as usage_writer
 
-from . import bounds, kept, routing
+from . import bounds, kept
 from .adapters import get_adapter
 from .adapters.base import (
     ChatRequest,
@@ -45,7 +45,7 @@ from .adapters.base import (
     collect,
     estimated_usage,
 )
-from .models import Deployment, Model, Price, Provider, Route
+from .models import Model, Price, Provider
 from .services import connection_for
 
 logger = logging.getLogger(__name__)
@@ -142,15 +142,15 @@ class _Resolution:
     route with its eligible deployments and their targets; a route's order is decided at every call."""
 
     targets: tuple[Target, ...]
-    route: Route | None = None
-    deployments: tuple[Deployment, ...] = ()
+    route: Any = None
+    deployments: tuple[Any, ...] = ()
 
     def plan(self) -> "Plan":
         if self.route is None:
             return Plan(list(self.targets))
         by_id = {deployment.pk: target for deployment, target in zip(self.deployments, self.targets, strict=True)}
         prices = {pk: target.price for pk, target in by_id.items()}
-        return Plan([by_id[d.pk] for d in routing.order(self.route, list(self.deployments), prices)], self.route)
+        return Plan([by_id[d.pk] for d in _routes().order(self.route, list(self.deployments), prices)], self.route)
 
 
 def _resolve_sync(address: str) -> "Plan":
@@ -162,7 +162,7 @@ def _resolution(address: str) -> _Resolution:
     return kept.resolutions.get(address, kept.resolutions.version(), lambda: _resolve_uncached(address))
 
 
-def route_named(name: str) -> Route | None:
+def route_named(name: str) -> Any:
     """The route `name` as calls find it (kept); None when there is none that can serve."""
     try:
         return _resolution(name).route
@@ -205,19 +205,46 @@ def _catalog_model(address: str, provider_name: str, model_name: str) -> tuple[P
     return provider, model
 
 
-def _route(name: str) -> tuple[Route, list[Deployment]]:
-    route = Route.objects.filter(name=name).first()
-    if route is None:
-        raise CallError("not_found", f"There is no route or model named {name!r} (models are PROVIDER/MODEL).")
-    if not route.enabled:
-        raise CallError("disabled", f"Route {name!r} is disabled.")
-    deployments = [
-        d for d in route.deployments.select_related("model__provider")
-        if d.model.enabled and d.model.provider.enabled and d.model.provider.archived_at is None
-    ]
-    if not deployments:
-        raise CallError("disabled", f"Route {name!r} has no enabled deployment.")
-    return route, deployments
+class Routes(Protocol):
+    """What the call path asks of routes (a public name served by one of several catalog models, its
+    deployments): the gateway's, which sit above the call path and register themselves from its
+    AppConfig.ready (gateway/apps.py, gateway/routing.py). A deployment has `pk` and `model`."""
+
+    def resolve(self, name: str) -> tuple[Any, list[Any]]:
+        """The route named `name` and its deployments that can serve; CallError when there are none."""
+
+    def order(self, route: Any, deployments: list[Any], prices: dict[int, Price | None] | None = None) -> list[Any]:
+        """The deployments in the order to try them."""
+
+    def admit(self, model_id: int) -> bool:
+        """Whether a deployment of this model may be tried now (its circuit breaker)."""
+
+    def record_failure(self, model_id: int) -> None: ...
+
+    def record_success(self, model_id: int) -> None: ...
+
+    def latency_observe(self, model_id: int, latency_ms: float) -> None: ...
+
+    def circuit(self, model_id: int) -> Any:
+        """The circuit breaker's state of this model, with `retry_in` seconds."""
+
+
+_registered_routes: list[Routes] = []
+
+
+def routes_register(routes: Routes) -> None:
+    """Make `routes` the ones a name without a slash resolves through (one set; registering again replaces)."""
+    _registered_routes[:] = [routes]
+
+
+def _routes() -> Routes:
+    if not _registered_routes:
+        raise CallError("not_found", "Routes are not installed: call a model as PROVIDER/MODEL.")
+    return _registered_routes[0]
+
+
+def _route(name: str) -> tuple[Any, list[Any]]:
+    return _routes().resolve(name)
 
 
 @dataclass(frozen=True)
@@ -225,7 +252,7 @@ class Plan:
     """The deployments to try, in order: one for a model address, the route's for a route."""
 
     targets: list[Target]
-    route: Route | None = None
+    route: Any = None
 
 
 @dataclass
@@ -435,7 +462,7 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
     candidates = list(plan.targets)
     while candidates:
         target = candidates.pop(0)
-        if plan.route is not None and not await inline_or_hop(routing.admit, target.model.pk):
+        if plan.route is not None and not await inline_or_hop(_routes().admit, target.model.pk):
             record.skipped.append(target.address)
             continue
         upstream_request = replace(request, model=target.model.name)
@@ -451,7 +478,7 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
                 yield chunk
         except ProviderError as exc:
             if plan.route is not None and exc.retryable:
-                await inline_or_hop(routing.record_failure, target.model.pk)
+                await inline_or_hop(_routes().record_failure, target.model.pk)
             if record.delivered or not exc.retryable or not candidates:
                 raise
             logger.info("Falling back from %s after %s", target.address, exc.kind)
@@ -459,7 +486,7 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
         if plan.route is not None:
             await inline_or_hop(_observe_success, target, record)
         return
-    cooling = [routing.circuit(t.model.pk).retry_in for t in plan.targets]
+    cooling = [_routes().circuit(t.model.pk).retry_in for t in plan.targets]
     raise ProviderError(
         "server", f"Every deployment of route {plan.route.name!r} is cooling down after repeated failures.",
         retry_after=max(1.0, min(cooling)) if cooling else None,
@@ -472,9 +499,9 @@ def _serve_from(target: Target, record: CallRecord) -> None:
 
 
 def _observe_success(target: Target, record: CallRecord) -> None:
-    routing.record_success(target.model.pk)
+    _routes().record_success(target.model.pk)
     if record.latency_ms is not None or record.ttft_ms is not None:
-        routing.latency_observe(target.model.pk, record.ttft_ms or record.latency_ms)
+        _routes().latency_observe(target.model.pk, record.ttft_ms or record.latency_ms)
 
 
 async def _stream_with_retries(target: Target, request: ChatRequest, record: CallRecord, started: float,

@@ -24,11 +24,14 @@ from aspweb.text import text_problem
 from budgets import services as budget_services
 from budgets.forms import BudgetForm
 from budgets.models import Budget
+from gateway import services as gateway_services
+from gateway.forms import RouteForm
+from gateway.models import PRIORITY_RANGE, WEIGHT_RANGE, ApiKey, Deployment, Route
 
 from . import services
-from .forms import CatalogModelForm, PriceForm, ProviderForm, RouteForm, plain
+from .forms import CatalogModelForm, PriceForm, ProviderForm, plain
 from .kinds import EXTRA_FIELDS, KINDS, Kind
-from .models import PRIORITY_RANGE, WEIGHT_RANGE, ApiKey, Deployment, Model, Price, PriceTier, Provider, Route
+from .models import Model, Price, PriceTier, Provider
 
 # Top-level sections a file may have.
 SECTIONS = ("providers", "routes", "budgets")
@@ -584,12 +587,12 @@ def _apply_model(provider: Provider, plan: _ModelPlan, actor: Any, report: Repor
 def _apply_route(plan: _RoutePlan, actor: Any, report: Report) -> None:
     """A route's deployments become exactly the file's list: a route is defined by what serves it."""
     if plan.existing is None:
-        route = services.route_save(route=plan.form.save(commit=False), actor=actor)
+        route = gateway_services.route_save(route=plan.form.save(commit=False), actor=actor)
         changes = ["created"]
     else:
         route, changes = plan.existing, list(plan.form.changed_data)
         if changes:
-            services.route_save(route=plan.form.save(commit=False), actor=actor, changed=changes)
+            gateway_services.route_save(route=plan.form.save(commit=False), actor=actor, changed=changes)
     current = {d.model_id: d for d in route.deployments.select_related("model")}
     wanted = set()
     for provider_name, model_name, priority, weight in plan.deployments:
@@ -597,16 +600,16 @@ def _apply_route(plan: _RoutePlan, actor: Any, report: Report) -> None:
         wanted.add(model.pk)
         deployment = current.get(model.pk)
         if deployment is None:
-            services.deployment_add(deployment=Deployment(route=route, model=model, priority=priority,
+            gateway_services.deployment_add(deployment=Deployment(route=route, model=model, priority=priority,
                                                           weight=weight), actor=actor)
             changes.append(f"+{model}")
         elif (deployment.priority, deployment.weight) != (priority, weight):
             deployment.priority, deployment.weight = priority, weight
-            services.deployment_add(deployment=deployment, actor=actor)
+            gateway_services.deployment_add(deployment=deployment, actor=actor)
             changes.append(f"~{model}")
     for model_id, deployment in current.items():
         if model_id not in wanted:
-            services.deployment_remove(deployment=deployment, actor=actor)
+            gateway_services.deployment_remove(deployment=deployment, actor=actor)
             changes.append(f"-{deployment.model}")
     if plan.existing is None:
         report.created.append(f"route {route.name}")

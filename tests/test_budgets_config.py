@@ -12,8 +12,8 @@ from django.core.management import call_command
 
 from accounts.models import User
 from budgets.models import Budget
+from gateway.models import ApiKey
 from providers.config import ConfigError, config_export, config_import, dump_yaml, load_yaml
-from providers.models import ApiKey
 from tests.budgets_support import PUBLIC_IP, fake_dns
 
 PROVIDERS = """\

@@ -27,7 +27,8 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from accounts.models import User
-from providers.models import ApiKey, Model, Price, Provider
+from gateway.models import ApiKey
+from providers.models import Model, Price, Provider
 from providers.templatetags.money import money
 from tests.conftest import signed_in
 from tests.usage_support import write
@@ -248,7 +249,7 @@ def test_the_default_view_reads_each_name_table_once(ledger: dict[str, Any], peo
     client.get(reverse("dashboard"))
     with CaptureQueriesContext(connection) as queries:
         client.get(reverse("dashboard"))
-    for table, reads in (("providers_provider", 1), ("providers_model", 1), ("providers_apikey", 1),
+    for table, reads in (("providers_provider", 1), ("providers_model", 1), ("gateway_apikey", 1),
                          ("accounts_user", 1)):  # the signed-in person is kept by the worker (accounts/backends.py)
         assert sum(f'FROM "{table}"' in query["sql"] for query in queries) == reads, table
     sums = [query for query in queries if "usage_daily" in query["sql"]]

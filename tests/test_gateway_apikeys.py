@@ -16,8 +16,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent, User
-from providers import apikeys
-from providers.models import ApiKey, Deployment, Model, Route
+from gateway import apikeys
+from gateway.models import ApiKey, Deployment, Route
+from providers.models import Model
 from tests.conftest import PASSWORD
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import make_key, make_providers
@@ -312,7 +313,7 @@ def test_the_list_shows_each_keys_spend_this_month_in_its_one_query(admin_client
     assert '<td class="num">$0.00<br><small class="warn">+ 1 unpriced call</small></td>' in rows["free"]
     assert '<td class="num">$0.00</td>' in rows["idle"]
     assert f"Spent in {month:%B}" in page
-    listing = [q["sql"] for q in first.captured_queries if '"providers_apikey"' in q["sql"].split("WHERE")[0]]
+    listing = [q["sql"] for q in first.captured_queries if '"gateway_apikey"' in q["sql"].split("WHERE")[0]]
     assert len(listing) == 1 and "usage_dailyapikeyusage" in listing[0]
 
     for n in range(5):  # more keys, more calls: not one query more

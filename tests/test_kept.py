@@ -14,10 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from aspweb.kept import Kept
+from gateway import kept as gateway_kept
+from gateway.models import Deployment, Route
 from providers import calls, kept
 from providers.adapters.base import ChatRequest, Message
 from providers.crypto import reveal
-from providers.models import Deployment, Model, Price, Provider, Route
+from providers.models import Model, Price, Provider
 
 pytestmark = pytest.mark.django_db
 
@@ -133,14 +135,14 @@ def test_prepare_reserves_with_the_kept_price(model: Model) -> None:
 
 @pytest.fixture
 def api_key(make_user: object) -> tuple[object, str]:
-    from providers import apikeys
+    from gateway import apikeys
 
     owner = make_user("member")
     return apikeys.api_key_create(name="kept", user=owner, actor=owner)
 
 
 def test_a_checked_key_is_reused_without_queries(api_key: tuple[object, str]) -> None:
-    from providers import apikeys
+    from gateway import apikeys
 
     _, raw = api_key
     with CaptureQueriesContext(connection) as first:
@@ -152,7 +154,7 @@ def test_a_checked_key_is_reused_without_queries(api_key: tuple[object, str]) ->
 
 @pytest.mark.parametrize("change", ["revoke", "deactivate owner", "delete"])
 def test_a_kept_key_is_refused_at_the_next_call_after_a_change(api_key: tuple[object, str], change: str) -> None:
-    from providers import apikeys
+    from gateway import apikeys
 
     key, raw = api_key
     apikeys.api_key_authenticate(raw)
@@ -168,15 +170,15 @@ def test_a_kept_key_is_refused_at_the_next_call_after_a_change(api_key: tuple[ob
 
 
 def test_a_wrong_key_is_not_kept(api_key: tuple[object, str]) -> None:
-    from providers import apikeys
+    from gateway import apikeys
 
     _, raw = api_key
     wrong = raw[:-1] + ("a" if raw[-1] != "a" else "b")
     for _ in range(2):
         with pytest.raises(apikeys.KeyRefused):
             apikeys.api_key_authenticate(wrong)
-    assert all(value is not None for _, _, value in kept.api_keys.entries.values())
-    assert apikeys._hash(wrong) not in kept.api_keys.entries
+    assert all(value is not None for _, _, value in gateway_kept.api_keys.entries.values())
+    assert apikeys._hash(wrong) not in gateway_kept.api_keys.entries
 
 
 # -- hard budgets --------------------------------------------------------------------------------------

@@ -19,9 +19,11 @@ from django.utils import timezone
 from accounts.models import User
 from aspweb import kept as kept_rows
 from budgets.models import Budget
-from providers import apikeys
+from gateway import apikeys
+from gateway import kept as gateway_kept
+from gateway.models import ApiKey, Deployment, Route
 from providers import kept as provider_kept
-from providers.models import ApiKey, Deployment, Model, Price, PriceTier, Provider, Route
+from providers.models import Model, Price, PriceTier, Provider
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import OPENAI_MODEL, call, chat_body, make_key, make_providers
 
@@ -58,10 +60,10 @@ ROW_OF: dict[str, Callable[[], Any]] = {
     "providers.Price": _price,
     "providers.PriceTier": lambda: PriceTier.objects.create(price=_price(), above=1000, input=Decimal("2"),
                                                             output=Decimal("4")),
-    "providers.Route": lambda: Route.objects.create(name="writes"),
-    "providers.Deployment": lambda: Deployment.objects.create(route=Route.objects.create(name="writes"),
+    "gateway.Route": lambda: Route.objects.create(name="writes"),
+    "gateway.Deployment": lambda: Deployment.objects.create(route=Route.objects.create(name="writes"),
                                                               model=_model()),
-    "providers.ApiKey": lambda: make_key(name="writes")[0],
+    "gateway.ApiKey": lambda: make_key(name="writes")[0],
     "accounts.User": _user,
     "auth.Group": lambda: Group.objects.create(name="writes"),
     "accounts.User_groups": _membership,
@@ -130,11 +132,11 @@ def test_a_key_s_last_use_keeps_the_checked_keys(db: None) -> None:
     it would send most calls back to the database."""
     key, raw = make_key(name="writes")
     apikeys.api_key_authenticate(raw)
-    before = provider_kept.api_keys.version()
+    before = gateway_kept.api_keys.version()
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
-    assert provider_kept.api_keys.version() == before
+    assert gateway_kept.api_keys.version() == before
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now(), revoked_at=timezone.now())
-    assert provider_kept.api_keys.version() != before
+    assert gateway_kept.api_keys.version() != before
 
 
 def test_the_ledger_s_bulk_writes_tell_no_store() -> None:

@@ -15,7 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from accounts.models import User
 from budgets import services as budget_services
 from budgets.models import Budget, BudgetPeriod, Reservation
-from providers.models import ApiKey, Model, Price
+from gateway.models import ApiKey
+from providers.models import Model, Price
 from tests.budgets_support import ON_POSTGRESQL, SQLITE_REASON, ensure_role_groups, make_budget, make_model, period_of
 from tests.usage_support import assert_rollups_exact, spec
 from usage import services

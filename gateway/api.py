@@ -34,10 +34,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from aspweb import inline
 from aspweb.inline import inline_or_hop
-from usage import services as usage_services
-
-from . import apikeys, calls
-from .adapters.base import (
+from providers import calls
+from providers.adapters.base import (
     ChatRequest,
     Chunk,
     Completion,
@@ -49,10 +47,13 @@ from .adapters.base import (
     estimated_usage,
     prompt_text,
 )
-from .gateway import anthropic_format, openai_format, openapi, ratelimit
-from .gateway import cache as response_cache
-from .gateway.checks import BadRequest
-from .models import ApiKey, Model
+from providers.models import Model
+from usage import services as usage_services
+
+from . import anthropic_format, apikeys, openai_format, openapi, ratelimit
+from . import cache as response_cache
+from .checks import BadRequest
+from .models import ApiKey
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..adapters.base import ChatRequest, Chunk, Completion, FinishReason, ImagePart, Message, TextPart, ToolCall, Usage
+from providers.adapters.base import (
+    ChatRequest,
+    Chunk,
+    Completion,
+    FinishReason,
+    ImagePart,
+    Message,
+    TextPart,
+    ToolCall,
+    Usage,
+)
+
 from .checks import (
     BadRequest,
     array,

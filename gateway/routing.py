@@ -11,13 +11,33 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.cache import cache
 
-from .models import Deployment, Price, Route
+from providers.calls import CallError
+from providers.models import Price
+
+from .models import Deployment, Route
 
 LATENCY_WEIGHT = 0.2  # how much one new sample moves the moving average
 
 
 def _key(*parts: object) -> str:
     return "aspweb:route:" + ":".join(str(p) for p in parts)
+
+
+def resolve(name: str) -> tuple[Route, list[Deployment]]:
+    """The route `name` and its deployments that can serve (enabled models of enabled, active providers), for
+    the call path (providers.calls, which keeps the resolution)."""
+    route = Route.objects.filter(name=name).first()
+    if route is None:
+        raise CallError("not_found", f"There is no route or model named {name!r} (models are PROVIDER/MODEL).")
+    if not route.enabled:
+        raise CallError("disabled", f"Route {name!r} is disabled.")
+    deployments = [
+        d for d in route.deployments.select_related("model__provider")
+        if d.model.enabled and d.model.provider.enabled and d.model.provider.archived_at is None
+    ]
+    if not deployments:
+        raise CallError("disabled", f"Route {name!r} has no enabled deployment.")
+    return route, deployments
 
 
 # -- ordering -------------------------------------------------------------------------------------

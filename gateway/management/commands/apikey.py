@@ -6,8 +6,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from aspweb.text import storable_argument
-from providers import apikeys
-from providers.models import RPM_RANGE, TPM_RANGE, ApiKey
+from gateway import apikeys
+from gateway.models import RPM_RANGE, TPM_RANGE, ApiKey
 
 
 class Command(BaseCommand):

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.cache import cache
 
-from ..adapters.base import ChatRequest, Completion, ToolCall, Usage
+from providers.adapters.base import ChatRequest, Completion, ToolCall, Usage
 
 DEFAULT_TTL = 300
 MAX_TTL = 7 * 24 * 3600

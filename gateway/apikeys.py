@@ -7,7 +7,7 @@ with 238 random bits (a slow password hash protects guessable secrets, not rando
 finds the row by prefix and compares hashes in constant time.
 
 Members may make keys for themselves when an admin allows it: the allowance is Django's own
-`providers.add_apikey` permission on the user, set from the API keys page (or the Django admin).
+`gateway.add_apikey` permission on the user, set from the API keys page (or the Django admin).
 """
 
 import hashlib
@@ -28,10 +28,11 @@ from django.utils import timezone
 
 from accounts.audit import audit_log
 from aspweb.roles import ADMIN, has_role
+from providers.models import Model, Price
 from usage.models import DailyApiKeyUsage
 
 from . import kept
-from .models import ApiKey, Deployment, Model, Price, Route
+from .models import ApiKey, Deployment, Route
 
 KEY_START = "ask-"
 PREFIX_LENGTH = len(KEY_START) + 8
@@ -132,7 +133,7 @@ def api_key_authenticate(raw: str | None) -> ApiKey:
 
 def _key_of(raw: str, digest: str) -> ApiKey:
     """The key row `raw` names, with its user. Kept by the worker under the key's hash
-    (providers/kept.py), so that a check does not need the database; a wrong key raises, and is not kept."""
+    (gateway/kept.py), so that a check does not need the database; a wrong key raises, and is not kept."""
     key = ApiKey.objects.select_related("user").filter(prefix=raw[:PREFIX_LENGTH]).first()
     # The comparison runs whether or not the prefix matched, so timing tells nothing either way.
     expected = key.key_hash if key is not None else "0" * 64
@@ -214,12 +215,12 @@ class KeyRights:
 def key_rights(user: Any) -> KeyRights:
     if has_role(user, ADMIN):
         return KeyRights(manage_all=True, create_own=True)
-    return KeyRights(manage_all=False, create_own=user.has_perm(f"providers.{SELF_SERVICE_PERMISSION}"))
+    return KeyRights(manage_all=False, create_own=user.has_perm(f"gateway.{SELF_SERVICE_PERMISSION}"))
 
 
 def self_service_set(*, user: Any, allowed: bool, actor: Any) -> None:
     """Allow or stop a person making their own keys (their existing keys stay as they are)."""
-    permission = Permission.objects.get(content_type__app_label="providers", codename=SELF_SERVICE_PERMISSION)
+    permission = Permission.objects.get(content_type__app_label="gateway", codename=SELF_SERVICE_PERMISSION)
     with transaction.atomic():
         if allowed:
             user.user_permissions.add(permission)

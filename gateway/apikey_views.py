@@ -37,7 +37,7 @@ def apikey_list(request: HttpRequest) -> HttpResponse:
         keys = keys.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), revoked_at__isnull=True)
     month = timezone.localtime(now, ledger_timezone()).date().replace(day=1)
     rows = [(key, apikeys.key_status(key, now)) for key in apikeys.with_spend_since(keys, month)]
-    return render(request, "providers/apikey_list.html", {"rows": rows, "rights": rights, "show_all": show_all,
+    return render(request, "gateway/apikey_list.html", {"rows": rows, "rights": rights, "show_all": show_all,
                                                           "month": month})
 
 
@@ -55,13 +55,13 @@ def apikey_add(request: HttpRequest) -> HttpResponse:
             expires_at=data["expires_at"],
         )
         # Rendered from the POST, never stored or redirected through a URL: the key is shown this once.
-        response = render(request, "providers/apikey_created.html", {
+        response = render(request, "gateway/apikey_created.html", {
             "key": key, "raw": raw, "base_url": request.build_absolute_uri("/v1"),
             "example_model": apikeys.example_model(key),
         })
         response["Cache-Control"] = "no-store"
         return response
-    return render(request, "providers/apikey_form.html", {"form": form, "rights": rights})
+    return render(request, "gateway/apikey_form.html", {"form": form, "rights": rights})
 
 
 @role_required(ADMIN, FINANCE, MEMBER)
@@ -89,8 +89,8 @@ def apikey_access(request: HttpRequest) -> HttpResponse:
                                   "their own API keys.")
         return redirect("apikey_access")
     allowed_ids = set(people.filter(user_permissions__codename=apikeys.SELF_SERVICE_PERMISSION,
-                                     user_permissions__content_type__app_label="providers")
+                                     user_permissions__content_type__app_label="gateway")
                       .values_list("pk", flat=True))
-    return render(request, "providers/apikey_access.html", {
+    return render(request, "gateway/apikey_access.html", {
         "rows": [(person, person.pk in allowed_ids) for person in people],
     })
