@@ -39,8 +39,8 @@ from django.utils import timezone
 
 from accounts.audit import audit_log
 from aspweb.kept import Kept
+from aspweb.money import money
 from aspweb.roles import ADMIN, FINANCE, has_role
-from providers.templatetags.money import money
 from usage import pricing, rollups
 from usage.models import UsageRecord
 

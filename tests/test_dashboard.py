@@ -27,9 +27,9 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from accounts.models import User
+from aspweb.money import money
 from gateway.models import ApiKey
 from providers.models import Model, Price, Provider
-from providers.templatetags.money import money
 from tests.conftest import signed_in
 from tests.usage_support import write
 from usage import charts, dashboards, views
@@ -305,7 +305,7 @@ def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], peo
     figures = _raw_figures(records)
     html = signed_in(people["finance"]).get(reverse("dashboard")).content.decode()
     totals = html.split('aria-label="Totals"', 1)[1].split("</dl>", 1)[0]
-    from providers.templatetags.money import money
+    from aspweb.money import money
 
     assert f"<dd>{money(figures.cost)}</dd>" in totals
     assert f"<dd>{figures.requests:,}</dd>" in totals

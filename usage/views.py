@@ -18,10 +18,10 @@ from django.utils import timezone
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from aspweb.money import money, usd
 from aspweb.roles import ADMIN, FINANCE, MEMBER, has_role, role_required
 from playground.models import Answer
 from providers.models import Model, Price, PriceTier
-from providers.templatetags.money import money, usd
 
 from . import charts, dashboards, services
 from .forms import CallFilterForm, RepriceForm

@@ -1,6 +1,7 @@
 """Money as people read it, in one format for the whole product; never float rounding.
 
-Two filters, and nothing else in aspweb formats dollars:
+Two functions, and nothing else in aspweb formats dollars; templates use them as filters of the same names
+(`{% load money %}`, aspweb/templatetags/money.py):
 
 - `money` is an amount read at a glance (spend, budgets, alerts, dashboards, charts, estimates): cents
   from a dollar up, with thousands separators ("$1,234.57"), and below a dollar the first three
@@ -12,10 +13,6 @@ Two filters, and nothing else in aspweb formats dollars:
 """
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-
-from django import template
-
-register = template.Library()
 
 SIGNIFICANT = 3
 
@@ -42,14 +39,12 @@ def _dollars(amount: Decimal, places: int) -> str:
     return f"{sign}${whole}.{fraction}"
 
 
-@register.filter
 def usd(value: object, places: int = 6) -> str:
     """An exact figure: `places` decimals at most, two at least ($0.15, $3.00, $0.0000375, $1,234.50)."""
     amount = _decimal(value)
     return "—" if amount is None else _dollars(amount, int(places))
 
 
-@register.filter
 def money(value: object) -> str:
     """An amount to read: cents from $1 up, three significant digits below ($0.075, $0.00412)."""
     amount = _decimal(value)
