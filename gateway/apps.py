@@ -6,11 +6,13 @@ class GatewayConfig(AppConfig):
     verbose_name = "Gateway: API keys and routes"
 
     def ready(self) -> None:
+        from aspweb import config as config_file
         from providers import calls
 
-        from . import kept, routing
+        from . import config, kept, routing
 
         kept.connect()
+        config_file.section_register(config.SECTION)
         # The call path sits below the gateway: it resolves a name without a slash through the routes
         # registered here.
         calls.routes_register(routing)

@@ -6,6 +6,9 @@ class ProvidersConfig(AppConfig):
     verbose_name = "Providers and models"
 
     def ready(self) -> None:
-        from . import kept
+        from aspweb import config as config_file
+
+        from . import config, kept
 
         kept.connect()
+        config_file.section_register(config.SECTION)

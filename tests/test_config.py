@@ -17,16 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import AuditEvent
-from providers import services
-from providers.config import (
+from aspweb.config import (
     ConfigError,
     Report,
     config_export,
     config_import,
     dump_yaml,
-    key_placeholder,
     load_yaml,
 )
+from providers import services
+from providers.config import key_placeholder
 from providers.kinds import KINDS
 from providers.models import Model, Price, Provider
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from providers.config import config_export, dump_yaml
+from aspweb.config import config_export, dump_yaml
 
 
 class Command(BaseCommand):

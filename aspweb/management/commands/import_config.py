@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from providers.config import DEFAULT_ACTOR, ConfigError, config_import, load_yaml
+from aspweb.config import DEFAULT_ACTOR, ConfigError, config_import, load_yaml
 
 
 class Command(BaseCommand):
