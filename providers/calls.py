@@ -18,7 +18,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import ModuleType
@@ -30,8 +30,6 @@ from django.utils import timezone
 
 from aspweb.inline import NotKept, inline_or_hop, running_inline
 from budgets import services as budget_services
-from usage import services as usage_services
-from usage import writer as usage_writer
 
 from . import bounds, kept
 from .adapters import get_adapter
@@ -46,6 +44,7 @@ from .adapters.base import (
     estimated_usage,
 )
 from .models import Model, Price, Provider
+from .prices import model_prices, price_in_force
 from .services import connection_for
 
 logger = logging.getLogger(__name__)
@@ -129,10 +128,10 @@ class CallRecord:
 
 def _target(provider: Provider, model: Model, now: Any) -> tuple[Target, Any]:
     """The model's target, and when its price in force changes next (None: no version is scheduled)."""
-    prices = usage_services.model_prices(model.pk)
+    prices = model_prices(model.pk)
     next_change = next((price.effective_from for price in prices if price.effective_from > now), None)
     target = Target(provider, model, connection_for(provider), get_adapter(provider.kind),
-                    usage_services.price_in_force(prices, now))
+                    price_in_force(prices, now))
     return target, next_change
 
 
@@ -360,10 +359,32 @@ def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallR
         record.output_cap = output_tokens
 
 
+class Recorder(Protocol):
+    """Writes one call's usage record (usage_record_create's arguments) and returns the row, with its `price`
+    and `cost`: the ledger's, which sits above the call path and registers it from its AppConfig.ready
+    (usage/apps.py)."""
+
+    def __call__(self, **fields: Any) -> Awaitable[Any]: ...
+
+
+_registered_recorder: list[Recorder] = []
+
+
+def recorder_register(recorder: Recorder) -> None:
+    """Make `recorder` the writer of every call's usage record (one; registering again replaces it)."""
+    _registered_recorder[:] = [recorder]
+
+
+def _recorder() -> Recorder:
+    if not _registered_recorder:
+        raise RuntimeError("No usage ledger is installed to record calls in.")
+    return _registered_recorder[0]
+
+
 async def _record(target: Target | None, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
     """Write the call's one usage record, which also settles the call's budget reservations.
 
-    Through the ledger's group-commit writer (usage/writer.py): concurrent calls' records share one
+    Through the ledger's recorder, its group-commit writer (usage/writer.py): concurrent calls' records share one
     transaction, and each call goes on once its own record is committed. A cancelled caller (the client
     went away) still waits for its record, then the cancellation goes on, so the record is on disk by
     the time the stream has ended.
@@ -372,7 +393,7 @@ async def _record(target: Target | None, request: ChatRequest, caller: Caller, r
     if fields is None:
         return
     try:
-        row = await usage_writer.usage_record_write(**fields)
+        row = await _recorder()(**fields)
     except asyncio.CancelledError:
         raise
     except Exception:

@@ -1,5 +1,5 @@
 from django.contrib import messages
-from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, Sum
+from django.db.models import Count, Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -8,9 +8,8 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from aspweb.roles import ADMIN, role_required
-from usage.models import DailyModelUsage
 
-from . import services
+from . import ledger, services
 from .adapters.base import ProviderError
 from .forms import CatalogChoiceForm, CatalogModelForm, PriceForm, ProviderForm
 from .kinds import EXTRA_FIELDS, KINDS, get_kind
@@ -32,25 +31,6 @@ def _models_with_prices(provider: Provider) -> list[Model]:
     return models
 
 
-def _unpriced_models(provider: Provider | None = None, model: Model | None = None) -> list[Model]:
-    """The catalog's models that were called while nothing priced them, each with its count of such calls,
-    their tokens and their first and last day, summed from the daily rollups over all days. Those calls
-    count $0 in every total until an admin sets a price in force at their time and re-prices them."""
-    rows = DailyModelUsage.objects.filter(unpriced__gt=0, model__isnull=False)
-    if provider is not None:
-        rows = rows.filter(provider=provider)
-    if model is not None:
-        rows = rows.filter(model=model)
-    totals = {row["model"]: row for row in rows.order_by().values("model").annotate(
-        calls=Sum("unpriced"), tokens=Sum("unpriced_tokens"), first_day=Min("day"), last_day=Max("day"))}
-    priced = Price.objects.filter(model=OuterRef("pk"), effective_from__lte=timezone.now())
-    models = list(Model.objects.filter(pk__in=totals).select_related("provider")
-                  .annotate(priced_now=Exists(priced)).order_by("provider__name", "name"))
-    for model in models:
-        model.unpriced_usage = totals[model.pk]
-    return models
-
-
 @role_required(ADMIN)
 def provider_list(request: HttpRequest) -> HttpResponse:
     show_archived = request.GET.get("archived") == "1"
@@ -59,7 +39,7 @@ def provider_list(request: HttpRequest) -> HttpResponse:
     )
     providers = providers.filter(archived_at__isnull=not show_archived)
     return render(request, "providers/list.html", {"providers": providers, "show_archived": show_archived,
-                                                   "unpriced_models": _unpriced_models()})
+                                                   "unpriced_models": ledger.unpriced_models()})
 
 
 @role_required(ADMIN)
@@ -93,7 +73,7 @@ def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "settings": [(EXTRA_FIELDS[name].label, provider.extra[name]) for name in kind.extra
                      if provider.extra.get(name)],
         "models": _models_with_prices(provider),
-        "unpriced_models": _unpriced_models(provider),
+        "unpriced_models": ledger.unpriced_models(provider),
     })
 
 
@@ -299,5 +279,5 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "now": timezone.now(),
         # Calls made while nothing priced the model: a version must be in force from their first day to price
         # them, which the form says where it asks when the version takes effect.
-        "unpriced": next((m.unpriced_usage for m in _unpriced_models(model=model)), None),
+        "unpriced": next((m.unpriced_usage for m in ledger.unpriced_models(model=model)), None),
     })

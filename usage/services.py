@@ -3,14 +3,12 @@ way usage records are written; it keeps every rollup table equal to the raw reco
 the records' transaction. Re-pricing and rebuilding the rollups go through here too. The call path writes
 through `usage.writer.usage_record_write`, which gathers concurrent calls' records into batches."""
 
-import bisect
 import copy
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from operator import attrgetter
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -22,8 +20,8 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.audit import audit_log
-from aspweb.kept import Kept
 from aspweb.text import storable
+from providers.prices import model_prices, price_in_force, price_versions
 
 from . import pricing, rollups
 from .models import ROLLUPS, DailyUsage, UsageRecord
@@ -176,22 +174,6 @@ def _records_write(records: list[UsageRecord]) -> None:
         usage_records_charge(records)
 
 
-# Each model's price versions, kept per worker and dropped when any price is saved or deleted (apps.py):
-# a batch of records prices them without asking the database.
-price_versions = Kept("price-versions", ttl=60.0)
-
-
-def model_prices(model_id: int, current: str | None = None) -> list[Any]:
-    """The model's price versions in the order Model.price_at reads them (effective_from, then id), kept
-    per worker: a query only when they changed or were not read yet. `current`: the store's version,
-    when the caller already has it."""
-    from providers.models import Price
-
-    return price_versions.get(model_id, current or price_versions.version(), lambda: (
-        list(Price.objects.filter(model_id=model_id).prefetch_related("tiers").order_by("effective_from", "id")),
-        None))
-
-
 def _price(records: list[UsageRecord]) -> None:
     """Set each record's price version and cost (record_price)."""
     current = price_versions.version()
@@ -200,13 +182,6 @@ def _price(records: list[UsageRecord]) -> None:
     for record in records:
         price = None if record.cached else price_in_force(versions[record.model_id], record.created_at)
         record_price(record, price, bills_reported_cost=record.provider.kind_preset.bills_reported_cost)
-
-
-def price_in_force(prices: list[Any], when: datetime) -> Any:
-    """The version in force at `when` among `prices` (ordered as model_prices orders them), as
-    Model.price_at picks it: the latest effective at or before `when`, the newest of several at once."""
-    position = bisect.bisect_right(prices, when, key=attrgetter("effective_from"))
-    return prices[position - 1] if position else None
 
 
 # -- re-pricing ---------------------------------------------------------------------------------
