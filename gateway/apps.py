@@ -7,7 +7,7 @@ class GatewayConfig(AppConfig):
 
     def ready(self) -> None:
         from aspweb import config as config_file
-        from providers import calls
+        from providers import hooks
 
         from . import config, kept, routing
 
@@ -15,4 +15,4 @@ class GatewayConfig(AppConfig):
         config_file.section_register(config.SECTION)
         # The call path sits below the gateway: it resolves a name without a slash through the routes
         # registered here.
-        calls.routes_register(routing)
+        hooks.routes_register(routing)

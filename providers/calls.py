@@ -18,11 +18,11 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from types import ModuleType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -31,7 +31,7 @@ from django.utils import timezone
 from aspweb.inline import NotKept, inline_or_hop, running_inline
 from budgets import services as budget_services
 
-from . import bounds, kept
+from . import bounds, hooks, kept
 from .adapters import get_adapter
 from .adapters.base import (
     ChatRequest,
@@ -149,7 +149,7 @@ class _Resolution:
             return Plan(list(self.targets))
         by_id = {deployment.pk: target for deployment, target in zip(self.deployments, self.targets, strict=True)}
         prices = {pk: target.price for pk, target in by_id.items()}
-        return Plan([by_id[d.pk] for d in _routes().order(self.route, list(self.deployments), prices)], self.route)
+        return Plan([by_id[d.pk] for d in hooks.routes().order(self.route, list(self.deployments), prices)], self.route)
 
 
 def _resolve_sync(address: str) -> "Plan":
@@ -204,46 +204,8 @@ def _catalog_model(address: str, provider_name: str, model_name: str) -> tuple[P
     return provider, model
 
 
-class Routes(Protocol):
-    """What the call path asks of routes (a public name served by one of several catalog models, its
-    deployments): the gateway's, which sit above the call path and register themselves from its
-    AppConfig.ready (gateway/apps.py, gateway/routing.py). A deployment has `pk` and `model`."""
-
-    def resolve(self, name: str) -> tuple[Any, list[Any]]:
-        """The route named `name` and its deployments that can serve; CallError when there are none."""
-
-    def order(self, route: Any, deployments: list[Any], prices: dict[int, Price | None] | None = None) -> list[Any]:
-        """The deployments in the order to try them."""
-
-    def admit(self, model_id: int) -> bool:
-        """Whether a deployment of this model may be tried now (its circuit breaker)."""
-
-    def record_failure(self, model_id: int) -> None: ...
-
-    def record_success(self, model_id: int) -> None: ...
-
-    def latency_observe(self, model_id: int, latency_ms: float) -> None: ...
-
-    def circuit(self, model_id: int) -> Any:
-        """The circuit breaker's state of this model, with `retry_in` seconds."""
-
-
-_registered_routes: list[Routes] = []
-
-
-def routes_register(routes: Routes) -> None:
-    """Make `routes` the ones a name without a slash resolves through (one set; registering again replaces)."""
-    _registered_routes[:] = [routes]
-
-
-def _routes() -> Routes:
-    if not _registered_routes:
-        raise CallError("not_found", "Routes are not installed: call a model as PROVIDER/MODEL.")
-    return _registered_routes[0]
-
-
 def _route(name: str) -> tuple[Any, list[Any]]:
-    return _routes().resolve(name)
+    return hooks.routes().resolve(name)
 
 
 @dataclass(frozen=True)
@@ -359,28 +321,6 @@ def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallR
         record.output_cap = output_tokens
 
 
-class Recorder(Protocol):
-    """Writes one call's usage record (usage_record_create's arguments) and returns the row, with its `price`
-    and `cost`: the ledger's, which sits above the call path and registers it from its AppConfig.ready
-    (usage/apps.py)."""
-
-    def __call__(self, **fields: Any) -> Awaitable[Any]: ...
-
-
-_registered_recorder: list[Recorder] = []
-
-
-def recorder_register(recorder: Recorder) -> None:
-    """Make `recorder` the writer of every call's usage record (one; registering again replaces it)."""
-    _registered_recorder[:] = [recorder]
-
-
-def _recorder() -> Recorder:
-    if not _registered_recorder:
-        raise RuntimeError("No usage ledger is installed to record calls in.")
-    return _registered_recorder[0]
-
-
 async def _record(target: Target | None, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
     """Write the call's one usage record, which also settles the call's budget reservations.
 
@@ -393,7 +333,7 @@ async def _record(target: Target | None, request: ChatRequest, caller: Caller, r
     if fields is None:
         return
     try:
-        row = await _recorder()(**fields)
+        row = await hooks.recorder()(**fields)
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -483,7 +423,7 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
     candidates = list(plan.targets)
     while candidates:
         target = candidates.pop(0)
-        if plan.route is not None and not await inline_or_hop(_routes().admit, target.model.pk):
+        if plan.route is not None and not await inline_or_hop(hooks.routes().admit, target.model.pk):
             record.skipped.append(target.address)
             continue
         upstream_request = replace(request, model=target.model.name)
@@ -499,7 +439,7 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
                 yield chunk
         except ProviderError as exc:
             if plan.route is not None and exc.retryable:
-                await inline_or_hop(_routes().record_failure, target.model.pk)
+                await inline_or_hop(hooks.routes().record_failure, target.model.pk)
             if record.delivered or not exc.retryable or not candidates:
                 raise
             logger.info("Falling back from %s after %s", target.address, exc.kind)
@@ -507,7 +447,7 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
         if plan.route is not None:
             await inline_or_hop(_observe_success, target, record)
         return
-    cooling = [_routes().circuit(t.model.pk).retry_in for t in plan.targets]
+    cooling = [hooks.routes().circuit(t.model.pk).retry_in for t in plan.targets]
     raise ProviderError(
         "server", f"Every deployment of route {plan.route.name!r} is cooling down after repeated failures.",
         retry_after=max(1.0, min(cooling)) if cooling else None,
@@ -520,9 +460,9 @@ def _serve_from(target: Target, record: CallRecord) -> None:
 
 
 def _observe_success(target: Target, record: CallRecord) -> None:
-    _routes().record_success(target.model.pk)
+    hooks.routes().record_success(target.model.pk)
     if record.latency_ms is not None or record.ttft_ms is not None:
-        _routes().latency_observe(target.model.pk, record.ttft_ms or record.latency_ms)
+        hooks.routes().latency_observe(target.model.pk, record.ttft_ms or record.latency_ms)
 
 
 async def _stream_with_retries(target: Target, request: ChatRequest, record: CallRecord, started: float,

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from aspweb.roles import ADMIN, role_required
 
-from . import ledger, services
+from . import hooks, services
 from .adapters.base import ProviderError
 from .forms import CatalogChoiceForm, CatalogModelForm, PriceForm, ProviderForm
 from .kinds import EXTRA_FIELDS, KINDS, get_kind
@@ -39,7 +39,7 @@ def provider_list(request: HttpRequest) -> HttpResponse:
     )
     providers = providers.filter(archived_at__isnull=not show_archived)
     return render(request, "providers/list.html", {"providers": providers, "show_archived": show_archived,
-                                                   "unpriced_models": ledger.unpriced_models()})
+                                                   "unpriced_models": hooks.unpriced_models()})
 
 
 @role_required(ADMIN)
@@ -73,7 +73,7 @@ def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "settings": [(EXTRA_FIELDS[name].label, provider.extra[name]) for name in kind.extra
                      if provider.extra.get(name)],
         "models": _models_with_prices(provider),
-        "unpriced_models": ledger.unpriced_models(provider),
+        "unpriced_models": hooks.unpriced_models(provider),
     })
 
 
@@ -279,5 +279,5 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "now": timezone.now(),
         # Calls made while nothing priced the model: a version must be in force from their first day to price
         # them, which the form says where it asks when the version takes effect.
-        "unpriced": next((m.unpriced_usage for m in ledger.unpriced_models(model=model)), None),
+        "unpriced": next((m.unpriced_usage for m in hooks.unpriced_models(model=model)), None),
     })

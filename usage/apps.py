@@ -6,10 +6,10 @@ class UsageConfig(AppConfig):
     verbose_name = "Usage and cost"
 
     def ready(self) -> None:
-        from providers import calls, ledger
+        from providers import hooks
 
         from . import unpriced, writer
 
         # The call path sits below the ledger: it records every call through the writer registered here.
-        calls.recorder_register(writer.usage_record_write)
-        ledger.unpriced_register(unpriced.unpriced_models)
+        hooks.recorder_register(writer.usage_record_write)
+        hooks.unpriced_register(unpriced.unpriced_models)

@@ -1,5 +1,5 @@
 """The catalog's models called while nothing priced them, from the daily rollups: what the providers' pages
-show (through providers/ledger.py, which this app fills from its AppConfig.ready)."""
+show (through providers/hooks.py, where this app registers it from its AppConfig.ready)."""
 
 from django.db.models import Exists, Max, Min, OuterRef, Sum
 from django.utils import timezone
