@@ -7,6 +7,6 @@ class BudgetsConfig(AppConfig):
 
     def ready(self) -> None:
         from .models import Budget
-        from .services import budgets_kept
+        from .services import cached_budgets
 
-        budgets_kept.follow(Budget)
+        cached_budgets.follow(Budget)

@@ -6,6 +6,6 @@ class ProvidersConfig(AppConfig):
     verbose_name = "Providers and models"
 
     def ready(self) -> None:
-        from . import kept
+        from . import rowcaches
 
-        kept.connect()
+        rowcaches.connect()

@@ -22,7 +22,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.audit import audit_log
-from aspweb.kept import Kept
+from aspweb.rowcache import RowCache
 from aspweb.text import storable
 
 from . import pricing, rollups
@@ -176,26 +176,24 @@ def _records_write(records: list[UsageRecord]) -> None:
         usage_records_charge(records)
 
 
-# Each model's price versions, kept per worker and dropped when any price is saved or deleted (apps.py):
-# a batch of records prices them without asking the database.
-price_versions = Kept("price-versions", ttl=60.0)
+# Each model's price versions, in a row cache of each worker, dropped when any price is saved or deleted
+# (apps.py): a batch of records prices them without asking the database.
+price_versions = RowCache("price-versions", ttl=60.0)
 
 
-def model_prices(model_id: int, current: str | None = None) -> list[Any]:
-    """The model's price versions in the order Model.price_at reads them (effective_from, then id), kept
-    per worker: a query only when they changed or were not read yet. `current`: the store's version,
-    when the caller already has it."""
+def model_prices(model_id: int) -> list[Any]:
+    """The model's price versions in the order Model.price_at reads them (effective_from, then id), cached
+    per worker: a query only when they changed or were not read yet."""
     from providers.models import Price
 
-    return price_versions.get(model_id, current or price_versions.version(), lambda: (
+    return price_versions.get(model_id, lambda: (
         list(Price.objects.filter(model_id=model_id).prefetch_related("tiers").order_by("effective_from", "id")),
         None))
 
 
 def _price(records: list[UsageRecord]) -> None:
     """Set each record's price version and cost (record_price)."""
-    current = price_versions.version()
-    versions = {model_id: model_prices(model_id, current)
+    versions = {model_id: model_prices(model_id)
                 for model_id in {record.model_id for record in records if not record.cached}}
     for record in records:
         price = None if record.cached else price_in_force(versions[record.model_id], record.created_at)

@@ -1,13 +1,13 @@
-"""What the call path reads on every call, kept per worker (aspweb/kept.py): resolved addresses and
-checked API keys."""
+"""What the call path reads on every call, in row caches of each worker (aspweb/rowcache.py): resolved
+addresses and checked API keys."""
 
-from aspweb.kept import Kept
+from aspweb.rowcache import RowCache
 
 # Addresses resolved by providers.calls: a provider, model, price, route or deployment changes them.
-resolutions = Kept("catalog", ttl=60.0)
+resolutions = RowCache("catalog", ttl=60.0)
 # Gateway keys by their hash, with their owner: a key or user changes them, but not a key's last use, which
-# the gateway writes once a minute per key (apikeys): a kept one only tells a worker when to write it next.
-api_keys = Kept("api-keys", ttl=60.0)
+# the gateway writes once a minute per key (apikeys): a cached one only tells a worker when to write it next.
+api_keys = RowCache("api-keys", ttl=60.0)
 
 
 def connect() -> None:
