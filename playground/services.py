@@ -283,9 +283,9 @@ def pending_request(*, answer_id: int, user: Any) -> ChatRequest | None:
 
 
 def answer_claim_pending(*, answer_id: int) -> bool | None:
-    """Claim an answer whose request is pending in the shared cache: True for the first stream to ask (an atomic count in the
-    cache), False for any later one (an EventSource reconnecting). The claimer then marks the answer
-    streaming (`answer_mark_streaming`). None when the count has gone: claim from the database."""
+    """Claim an answer whose request is pending in the shared cache: True for the first stream to ask (an
+    atomic count in the cache), False for any later one (an EventSource reconnecting). The claimer then marks
+    the answer streaming (`answer_mark_streaming`). None when the count has gone: claim from the database."""
     try:
         return cache.incr(_claims_key(answer_id)) == 1
     except ValueError:
