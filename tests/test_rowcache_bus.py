@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 from aspweb import inline, rowcache_bus
 from aspweb.rowcache import RowCache
@@ -117,6 +117,7 @@ def test_a_lost_subscription_drops_the_entries_and_reads_through_until_it_is_bac
 def test_a_forked_process_starts_a_listener_of_its_own() -> None:
     parent = rowcache_bus.bus
     assert parent.trusted
+    connections.close_all()  # the child must not share this process's database connections
     pid = os.fork()
     if pid == 0:  # the child: report by exit code only
         code = 1
