@@ -184,6 +184,13 @@ class RowCache:
         setting_changed.connect(self.forget, dispatch_uid=f"aspweb:rowcache:{self.name}:settings", weak=False)
 
 
+def listen() -> None:
+    """Start hearing of changes now (a serving process, as it starts) rather than at the first read, so that
+    its first requests already find a confirmed subscription."""
+    if not _by_file():
+        rowcache_bus.bus.start()
+
+
 # Each followed model -> the caches that follow it, each with the fields it does not read.
 _followers: dict[Any, list[tuple[RowCache, frozenset[str]]]] = {}
 
