@@ -10,7 +10,7 @@ class BudgetsConfig(AppConfig):
 
         from . import config
         from .models import Budget
-        from .services import budgets_kept
+        from .services import cached_budgets
 
-        budgets_kept.follow(Budget)
+        cached_budgets.follow(Budget)
         config_file.section_register(config.SECTION)

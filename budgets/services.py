@@ -38,9 +38,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.audit import audit_log
-from aspweb.kept import Kept
 from aspweb.money import money
 from aspweb.roles import ADMIN, FINANCE, has_role
+from aspweb.rowcache import RowCache
 from usage import pricing, rollups
 from usage.models import UsageRecord
 
@@ -182,7 +182,7 @@ def reservation_ttl(timeout_seconds: int) -> timedelta:
 
 def hard_budgets_covering(*, provider: Any, model: Any, user: Any, api_key: Any) -> list[Budget]:
     """The hard-limit budgets a call of `user` (or `api_key`) to `model` falls under; read from the budgets
-    kept in this worker, without a query."""
+    cached in this worker, without a query."""
     call = SimpleNamespace(provider_id=provider.pk, model_id=model.pk,
                            user_id=user.pk if getattr(user, "is_authenticated", False) else None,
                            api_key_id=api_key.pk if api_key is not None else None)
@@ -217,13 +217,14 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
     return _hold(held, request_id, cost, now + ttl)
 
 
-# Every budget, kept per worker and dropped in every process when any budget is saved or deleted (apps.py):
+# Every budget, in a row cache of each worker, dropped in every process when any budget is saved or deleted
+# (apps.py):
 # most calls fall under no hard limit, and then reserving costs no query, nor charging when no budget exists.
-budgets_kept = Kept("budgets", ttl=60.0)
+cached_budgets = RowCache("budgets", ttl=60.0)
 
 
 def _budgets() -> list[Budget]:
-    return budgets_kept.get("all", budgets_kept.version(), lambda: (list(Budget.objects.order_by("pk")), None))
+    return cached_budgets.get("all", lambda: (list(Budget.objects.order_by("pk")), None))
 
 
 def _covers(budget: Budget, call: Any) -> bool:
@@ -299,8 +300,8 @@ def usage_records_charge(records: list[UsageRecord]) -> None:
     transaction commits.
 
     A few queries per batch, not per record, and none when no budget exists at all: then no reservation
-    exists either (they go with their budget's periods). The budgets are kept per worker, and a budget
-    made a moment ago, in any process, is charged from the next record on (aspweb/kept.py)."""
+    exists either (they go with their budget's periods). The budgets are cached per worker, and a budget
+    made a moment ago, in any process, is charged from the next record on (aspweb/rowcache.py)."""
     budgets = _budgets()
     if not records or not budgets:
         return

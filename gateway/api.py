@@ -12,9 +12,9 @@ streamed), `x-aspweb-cost` in USD. Errors always come in the endpoint's own erro
 a client can act on (see `_UPSTREAM` and `_REFUSALS`); an unexpected bug is a JSON 500, never a page.
 
 A request is admitted before its call: the key is checked, the model must be one the key may use, the
-rate limits are counted, the response cache is looked up and the call is prepared (`_admit`). Without
-Redis and with everything it reads kept in the worker, that runs on the event loop; otherwise in one trip
-to a worker thread.
+rate limits are counted, the response cache is looked up and the call is prepared (`_admit`). When all it
+reads is in the worker's memory (row caches; the shared cache too in the embedded default), that runs on
+the event loop; what needs the network (the database, Redis) sends it to a worker thread, in one trip.
 """
 
 import functools
@@ -307,20 +307,18 @@ async def _admit(request: HttpRequest, record: calls.CallRecord,
     except (ApiError, BadRequest) as problem:
         await inline_or_hop(_admit_sync, raw_key, None, None)
         raise problem from None
-    if inline.cache_is_local():
-        # On the event loop when everything is kept; preparing the call is tried apart, after the rate-limit
-        # count, so that only it starts again in a thread when it needs the database.
-        try:
-            with inline.only_kept():
-                admission = _admit_sync(raw_key, parsed.request, ask)
-        except inline.NEEDS_THREAD:
-            pass
-        else:
-            if admission.hit is None:
-                admission.prepared = await inline_or_hop(calls.prepare, parsed.request, caller=admission.caller,
-                                                         record=record)
-            return admission, parsed
-    return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask, record), parsed  # all in one hop
+    # On the event loop when everything it reads is in this process's memory (aspweb/inline.py), in both
+    # profiles; preparing the call is tried apart, after the rate-limit count, so that only it starts again
+    # in a thread when it needs the database. Anything else that needs the network goes in one hop.
+    try:
+        with inline.memory_only():
+            admission = _admit_sync(raw_key, parsed.request, ask)
+    except inline.NEEDS_THREAD:
+        return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask, record), parsed
+    if admission.hit is None:
+        admission.prepared = await inline_or_hop(calls.prepare, parsed.request, caller=admission.caller,
+                                                 record=record)
+    return admission, parsed
 
 
 # -- calling ----------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from aspweb.roles import ADMIN, has_role
 from providers.models import Model, Price
 from usage.models import DailyApiKeyUsage
 
-from . import kept
+from . import rowcaches
 from .models import ApiKey, Deployment, Route
 
 KEY_START = "ask-"
@@ -115,7 +115,7 @@ def api_key_authenticate(raw: str | None) -> ApiKey:
     if problem := malformed(raw):
         raise KeyRefused(problem)
     digest = _hash(raw)
-    key = kept.api_keys.get(digest, kept.api_keys.version(), lambda: (_key_of(raw, digest), None))
+    key = rowcaches.api_keys.get(digest, lambda: (_key_of(raw, digest), None))
     now = timezone.now()
     if key.revoked_at is not None:
         raise KeyRefused(f"API key {key.prefix}… was revoked.")
@@ -132,8 +132,9 @@ def api_key_authenticate(raw: str | None) -> ApiKey:
 
 
 def _key_of(raw: str, digest: str) -> ApiKey:
-    """The key row `raw` names, with its user. Kept by the worker under the key's hash
-    (gateway/kept.py), so that a check does not need the database; a wrong key raises, and is not kept."""
+    """The key row `raw` names, with its user. Cached by the worker under the key's hash
+    (gateway/rowcaches.py), so that a check does not need the database; a wrong key raises, and is not
+    cached."""
     key = ApiKey.objects.select_related("user").filter(prefix=raw[:PREFIX_LENGTH]).first()
     # The comparison runs whether or not the prefix matched, so timing tells nothing either way.
     expected = key.key_hash if key is not None else "0" * 64

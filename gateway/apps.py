@@ -9,9 +9,9 @@ class GatewayConfig(AppConfig):
         from aspweb import config as config_file
         from providers import hooks
 
-        from . import config, kept, routing
+        from . import config, routing, rowcaches
 
-        kept.connect()
+        rowcaches.connect()
         config_file.section_register(config.SECTION)
         # The call path sits below the gateway: it resolves a name without a slash through the routes
         # registered here.

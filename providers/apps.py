@@ -8,9 +8,9 @@ class ProvidersConfig(AppConfig):
     def ready(self) -> None:
         from aspweb import config as config_file
 
-        from . import config, kept, prices
+        from . import config, prices, rowcaches
         from .models import Price, PriceTier
 
-        kept.connect()
+        rowcaches.connect()
         prices.price_versions.follow(Price, PriceTier)
         config_file.section_register(config.SECTION)

@@ -28,10 +28,10 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 
-from aspweb.inline import NotKept, inline_or_hop, running_inline
+from aspweb.inline import NeedsThread, inline_or_hop, running_inline
 from budgets import services as budget_services
 
-from . import bounds, hooks, kept
+from . import bounds, hooks, rowcaches
 from .adapters import get_adapter
 from .adapters.base import (
     ChatRequest,
@@ -137,7 +137,7 @@ def _target(provider: Provider, model: Model, now: Any) -> tuple[Target, Any]:
 
 @dataclass(frozen=True)
 class _Resolution:
-    """What an address resolves to, kept between calls (providers/kept.py): a model's one target, or a
+    """What an address resolves to, cached between calls (providers/rowcaches.py): a model's one target, or a
     route with its eligible deployments and their targets; a route's order is decided at every call."""
 
     targets: tuple[Target, ...]
@@ -158,11 +158,11 @@ def _resolve_sync(address: str) -> "Plan":
 
 
 def _resolution(address: str) -> _Resolution:
-    return kept.resolutions.get(address, kept.resolutions.version(), lambda: _resolve_uncached(address))
+    return rowcaches.resolutions.get(address, lambda: _resolve_uncached(address))
 
 
 def route_named(name: str) -> Any:
-    """The route `name` as calls find it (kept); None when there is none that can serve."""
+    """The route `name` as calls find it (cached); None when there is none that can serve."""
     try:
         return _resolution(name).route
     except CallError:
@@ -170,7 +170,7 @@ def route_named(name: str) -> Any:
 
 
 def _resolve_uncached(address: str) -> tuple[_Resolution, float | None]:
-    """The resolution and how long it may be kept: until the next price version comes into force."""
+    """The resolution and how long it may be cached: until the next price version comes into force."""
     now = timezone.now()
     provider_name, sep, model_name = address.partition("/")
     if not sep:
@@ -232,7 +232,7 @@ class Prepared:
 def prepare(request: ChatRequest, *, caller: Caller, record: CallRecord, provider: str | None = None,
             started: float | None = None) -> Prepared:
     """Resolve `request.model` (or `provider`/`request.model`) and reserve the first deployment's worst
-    case. Sync; a refusal is kept in the result for stream_chat to raise, so that it is recorded."""
+    case. Sync; a refusal is held in the result for stream_chat to raise, so that it is recorded."""
     return reserve(resolve(request, caller=caller, record=record, provider=provider, started=started), request,
                    caller=caller, record=record)
 
@@ -252,7 +252,7 @@ def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
         _serve_from(first, record)
         prepared.hard_limited = bool(_hard_budgets(first, caller))
         if prepared.hard_limited and running_inline():
-            raise NotKept("the budget periods a reservation holds")
+            raise NeedsThread("the budget periods a reservation holds")
         prepared.plan = plan
     except CallError as exc:
         prepared.refused = exc
@@ -260,7 +260,7 @@ def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
 
 
 def reserve(prepared: Prepared, request: ChatRequest, *, caller: Caller, record: CallRecord) -> Prepared:
-    """Reserve the worst case of a resolved call's first deployment; a refusal is kept, as in `prepare`. It
+    """Reserve the worst case of a resolved call's first deployment; a refusal is held, as in `prepare`. It
     goes by the hard limits found as the call was resolved, so that run inline after the caller's own change
     it reads nothing that could send it to a thread."""
     if prepared.plan is None:

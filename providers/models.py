@@ -211,7 +211,7 @@ class Price(models.Model):
     @property
     def tier_list(self) -> list["PriceTier"]:
         """The long-context tiers, lowest threshold first. Read from the prefetch where there is one (the
-        kept price versions have theirs, usage.services.model_prices); an unsaved version has none."""
+        cached price versions have theirs, providers.prices.model_prices); an unsaved version has none."""
         if self.pk is None:
             return []
         return sorted(self.tiers.all(), key=lambda tier: tier.above)

@@ -1,25 +1,24 @@
-"""A model's price versions as the call path and the ledger read them: kept per worker (aspweb/kept.py),
-and the one in force at a moment."""
+"""A model's price versions as the call path and the ledger read them: in a row cache of each worker
+(aspweb/rowcache.py), and the one in force at a moment."""
 
 import bisect
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from aspweb.kept import Kept
+from aspweb.rowcache import RowCache
 
 from .models import Price
 
-# Each model's price versions, kept per worker and dropped when any price is saved or deleted (apps.py):
-# the call path and the ledger's batches price with them without asking the database.
-price_versions = Kept("price-versions", ttl=60.0)
+# Each model's price versions, in a row cache of each worker, dropped when any price is saved or deleted
+# (apps.py): the call path and the ledger's batches price with them without asking the database.
+price_versions = RowCache("price-versions", ttl=60.0)
 
 
-def model_prices(model_id: int, current: str | None = None) -> list[Any]:
-    """The model's price versions in the order Model.price_at reads them (effective_from, then id), kept
-    per worker: a query only when they changed or were not read yet. `current`: the store's version,
-    when the caller already has it."""
-    return price_versions.get(model_id, current or price_versions.version(), lambda: (
+def model_prices(model_id: int) -> list[Any]:
+    """The model's price versions in the order Model.price_at reads them (effective_from, then id), cached
+    per worker: a query only when they changed or were not read yet."""
+    return price_versions.get(model_id, lambda: (
         list(Price.objects.filter(model_id=model_id).prefetch_related("tiers").order_by("effective_from", "id")),
         None))
 

@@ -80,7 +80,7 @@ def test_last_used_is_written_at_most_once_a_minute(db: None, django_assert_num_
         apikeys.api_key_authenticate(raw)
     first = ApiKey.objects.get(pk=key.pk).last_used_at
     assert first is not None
-    with django_assert_num_queries(0):  # the key is kept by the worker, and was used just now
+    with django_assert_num_queries(0):  # the key is in the worker's row cache, and was used just now
         apikeys.api_key_authenticate(raw)
     later = first + timedelta(minutes=2)
     monkeypatch.setattr(apikeys.timezone, "now", lambda: later)
@@ -304,7 +304,7 @@ def test_the_list_shows_each_keys_spend_this_month_in_its_one_query(admin_client
     spent = {key.name: (key.spent, key.unpriced) for key in apikeys.with_spend_since(ApiKey.objects.all(), month)}
     assert spent == {"busy": (Decimal("1.75"), 0), "free": (0, 1), "idle": (0, 0)}
 
-    admin_client.get(reverse("apikey_list"))  # the signed-in person and their rights, kept from now on
+    admin_client.get(reverse("apikey_list"))  # the signed-in person and their rights, cached from now on
     with CaptureQueriesContext(connection) as first:
         page = admin_client.get(reverse("apikey_list")).content.decode()
     rows = {name: re.search(rf'<tr>\s*<td><span class="truncate" title="{name}">{name}</span><br>.*?</tr>', page,

@@ -87,7 +87,7 @@ def test_a_batch_costs_the_same_queries_however_many_records_it_holds(models: li
         specs = _specs(models, people, size, seed=n)
         # Each batch reads its models' prices (one query a model) and the budgets afresh.
         services.price_versions.forget()
-        budget_services.budgets_kept.forget()
+        budget_services.cached_budgets.forget()
         with CaptureQueriesContext(connection) as queries:
             services.usage_records_create(specs)
         counts.append(len(queries))

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_log
 from aspweb.text import storable
-from providers.prices import model_prices, price_in_force, price_versions
+from providers.prices import model_prices, price_in_force
 
 from . import pricing, rollups
 from .models import ROLLUPS, DailyUsage, UsageRecord
@@ -176,8 +176,7 @@ def _records_write(records: list[UsageRecord]) -> None:
 
 def _price(records: list[UsageRecord]) -> None:
     """Set each record's price version and cost (record_price)."""
-    current = price_versions.version()
-    versions = {model_id: model_prices(model_id, current)
+    versions = {model_id: model_prices(model_id)
                 for model_id in {record.model_id for record in records if not record.cached}}
     for record in records:
         price = None if record.cached else price_in_force(versions[record.model_id], record.created_at)

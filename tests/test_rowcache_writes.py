@@ -1,7 +1,7 @@
-"""Writes that send no model signal still drop kept rows (aspweb/kept.py): a queryset's update(),
-bulk_update(), bulk_create() and delete() replace the version of every store that follows its model.
+"""Writes that send no model signal still drop cached rows (aspweb/rowcache.py): a queryset's update(),
+bulk_update(), bulk_create() and delete() move the version of every row cache that follows its model.
 
-The stores and their models are read from what `Kept.follow` registered, so a store or model followed later
+The caches and their models are read from what `RowCache.follow` registered, so a cache or model followed later
 is covered here without a new test (and fails loudly until `ROW_OF` can make one of its rows).
 """
 
@@ -17,12 +17,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
-from aspweb import kept as kept_rows
+from aspweb import rowcache
 from budgets.models import Budget
 from gateway import apikeys
-from gateway import kept as gateway_kept
+from gateway import rowcaches as gateway_rowcaches
 from gateway.models import ApiKey, Deployment, Route
-from providers import kept as provider_kept
+from providers import rowcaches
 from providers.models import Model, Price, PriceTier, Provider
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import OPENAI_MODEL, call, chat_body, make_key, make_providers
@@ -73,16 +73,16 @@ ROW_OF: dict[str, Callable[[], Any]] = {
 }
 
 FOLLOWED = sorted((store.name, model._meta.label, write)
-                  for model, stores in kept_rows._followers.items() for store, _ in stores
+                  for model, stores in rowcache.followers().items() for store, _ in stores
                   for write in ("update", "bulk_update", "bulk_create", "delete"))
 
 
-def _store(name: str) -> kept_rows.Kept:
-    return next(store for stores in kept_rows._followers.values() for store, _ in stores if store.name == name)
+def _store(name: str) -> rowcache.RowCache:
+    return next(store for stores in rowcache.followers().values() for store, _ in stores if store.name == name)
 
 
 def _model_of(label: str) -> Any:
-    return next(model for model in kept_rows._followers if model._meta.label == label)
+    return next(model for model in rowcache.followers() if model._meta.label == label)
 
 
 def _write(model: Any, row: Any, write: str) -> None:
@@ -112,19 +112,20 @@ def test_a_queryset_write_drops_every_store_that_follows_its_model(store_name: s
     if write == "bulk_create":
         model.objects.filter(pk=row.pk).delete()  # put back below, as a bulk write
     before = store.version()
-    store.get("probe", before, lambda: ("kept", None))
+    assert before is not None
+    store.get("probe", lambda: ("cached", None))
+    assert store.get("probe", lambda: ("not read", None)) == "cached"
     _write(model, row, write)
-    current = store.version()
-    assert current != before
-    assert store.get("probe", current, lambda: ("read again", None)) == "read again"
+    assert store.version() != before
+    assert store.get("probe", lambda: ("read again", None)) == "read again"
 
 
 def test_a_write_that_touches_no_row_keeps_the_stores() -> None:
-    before = provider_kept.resolutions.version()
+    before = rowcaches.resolutions.version()
     assert Model.objects.filter(pk=-1).update(enabled=False) == 0
     assert Model.objects.filter(pk=-1).delete()[0] == 0
     assert Model.objects.bulk_create([]) == []
-    assert provider_kept.resolutions.version() == before
+    assert rowcaches.resolutions.version() == before
 
 
 def test_a_key_s_last_use_keeps_the_checked_keys(db: None) -> None:
@@ -132,17 +133,71 @@ def test_a_key_s_last_use_keeps_the_checked_keys(db: None) -> None:
     it would send most calls back to the database."""
     key, raw = make_key(name="writes")
     apikeys.api_key_authenticate(raw)
-    before = gateway_kept.api_keys.version()
+    before = gateway_rowcaches.api_keys.version()
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
-    assert gateway_kept.api_keys.version() == before
+    assert gateway_rowcaches.api_keys.version() == before
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now(), revoked_at=timezone.now())
-    assert gateway_kept.api_keys.version() != before
+    assert gateway_rowcaches.api_keys.version() != before
+
+
+def _users_probe() -> Any:
+    from accounts.backends import users
+
+    users.get("probe", lambda: ("cached", None))
+    assert users.get("probe", lambda: ("not read", None)) == "cached"
+    return lambda: users.get("probe", lambda: ("read again", None))
+
+
+@pytest.mark.parametrize("write", ["add", "remove", "set", "clear", "reverse add", "reverse clear", "through delete",
+                                   "base manager update", "related manager update"])
+def test_related_and_many_to_many_managers_drop_the_people_cached(write: str) -> None:
+    user, group = _user(), Group.objects.create(name="writes")
+    if write in ("remove", "clear", "reverse clear", "through delete"):
+        user.groups.add(group)
+    probe = _users_probe()
+    if write == "add":
+        user.groups.add(group)
+    elif write == "remove":
+        user.groups.remove(group)
+    elif write == "set":
+        user.groups.set([group])
+    elif write == "clear":
+        user.groups.clear()
+    elif write == "reverse add":
+        group.user_set.add(user)
+    elif write == "reverse clear":
+        group.user_set.clear()
+    elif write == "through delete":
+        User.groups.through.objects.filter(user=user).delete()
+    elif write == "base manager update":
+        User._meta.base_manager.filter(pk=user.pk).update(name="renamed")
+    else:
+        group.user_set.add(user)
+        probe = _users_probe()
+        group.user_set.update(name="renamed")  # the people of a group, through its many-to-many manager
+    assert probe() == "read again"
+
+
+def test_the_system_check_finds_a_queryset_write_that_would_skip_the_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db.models import QuerySet
+
+    from aspweb.checks import writes_tell_row_caches
+
+    assert writes_tell_row_caches() == []
+
+    class Quiet(QuerySet):
+        def update(self, **values: Any) -> int:  # a write that would not tell the caches
+            return 0
+
+    monkeypatch.setattr(Budget.objects, "get_queryset", lambda: Quiet(Budget))
+    errors = writes_tell_row_caches()
+    assert [error.id for error in errors] == ["aspweb.E003"] and "Quiet.update of budgets.Budget" in errors[0].msg
 
 
 def test_the_ledger_s_bulk_writes_tell_no_store() -> None:
     from usage.models import UsageRecord
 
-    assert UsageRecord not in kept_rows._followers
+    assert UsageRecord not in rowcache.followers()
 
 
 # -- the gateway --------------------------------------------------------------------------------------
@@ -151,7 +206,7 @@ def test_the_ledger_s_bulk_writes_tell_no_store() -> None:
 def test_a_model_disabled_by_a_queryset_update_is_refused_at_the_next_call(upstream: FakeUpstream) -> None:
     model = make_providers(upstream)[OPENAI_MODEL]
     _, raw = make_key()
-    assert call("/v1/chat/completions", chat_body(), key=raw).status == 200  # now kept
+    assert call("/v1/chat/completions", chat_body(), key=raw).status == 200  # now cached
     Model.objects.filter(pk=model.pk).update(enabled=False)
     answer = call("/v1/chat/completions", chat_body(), key=raw)
     assert answer.status == 403 and answer.json["error"]["code"] == "model_disabled"

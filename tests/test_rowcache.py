@@ -1,4 +1,4 @@
-"""Resolved addresses kept between calls (providers/kept.py): reused while nothing changes, never stale.
+"""Resolved addresses cached between calls (providers/rowcaches.py): reused while nothing changes, never stale.
 
 Each change below goes through the same code an admin's page or the config import uses (model saves
 and deletes), and the very next resolution must see it.
@@ -13,10 +13,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from aspweb.kept import Kept
-from gateway import kept as gateway_kept
+from aspweb.rowcache import RowCache
+from gateway import rowcaches as gateway_rowcaches
 from gateway.models import Deployment, Route
-from providers import calls, kept
+from providers import calls, rowcaches
 from providers.adapters.base import ChatRequest, Message
 from providers.crypto import reveal
 from providers.models import Model, Price, Provider
@@ -54,12 +54,13 @@ def test_a_resolved_address_is_reused_without_queries(model: Model) -> None:
 
 
 def test_a_change_made_by_another_process_counts_at_once(model: Model) -> None:
-    """Another process (a management command, another worker) has stores of its own under the same names;
-    its change replaces the shared version (a file without Redis, a key in Redis with it)."""
+    """Another process (a management command, another worker) has caches of its own under the same names;
+    its change is announced (a version file without Redis; with Redis this process's own announcement here,
+    another process's in test_rowcache_bus.py)."""
     _resolve()
     assert _queries() == 0
-    elsewhere = Kept(kept.resolutions.name, ttl=60.0)
-    elsewhere._new_version()  # what its changed() does, after its own commit
+    elsewhere = RowCache(rowcaches.resolutions.name, ttl=60.0)
+    elsewhere._announce()  # what its changed() does, after its own commit
     assert _queries() == 2  # provider and model read again (the price versions have a store of their own)
 
 
@@ -104,10 +105,10 @@ def test_an_entry_lasts_until_the_next_price_version(model: Model) -> None:
 def test_an_entry_without_scheduled_prices_lasts_the_ttl(model: Model) -> None:
     _, keep_for = calls._resolve_uncached("plans/m")
     assert keep_for is None
-    kept.resolutions.entries.clear()
+    rowcaches.resolutions.entries.clear()
     _resolve()
-    _, expires_at, _ = kept.resolutions.entries["plans/m"]
-    assert expires_at - time.monotonic() <= kept.resolutions.ttl
+    _, expires_at, _ = rowcaches.resolutions.entries["plans/m"]
+    assert expires_at - time.monotonic() <= rowcaches.resolutions.ttl
 
 
 def test_a_route_keeps_its_deployments_and_orders_them_at_every_call(model: Model) -> None:
@@ -117,12 +118,12 @@ def test_a_route_keeps_its_deployments_and_orders_them_at_every_call(model: Mode
     Deployment.objects.create(route=route, model=model, weight=1)
     Deployment.objects.create(route=route, model=other, weight=1)
     firsts = [_resolve("cheap").targets[0].model.name for _ in range(4)]
-    assert sorted(firsts) == ["m", "m", "n", "n"]  # round-robin goes on from the kept entry
+    assert sorted(firsts) == ["m", "m", "n", "n"]  # round-robin goes on from the cached entry
     route.deployments.filter(model=other).get().delete()
     assert [t.model.name for t in _resolve("cheap").targets] == ["m"]
 
 
-def test_prepare_reserves_with_the_kept_price(model: Model) -> None:
+def test_prepare_reserves_with_the_cached_price(model: Model) -> None:
     request = ChatRequest(model="plans/m", messages=(Message("user", "hi"),))
     prepared = calls.prepare(request, caller=CALLER, record=calls.CallRecord())
     assert prepared.refused is None and prepared.plan.targets[0].price.input == Decimal("1")
@@ -138,7 +139,7 @@ def api_key(make_user: object) -> tuple[object, str]:
     from gateway import apikeys
 
     owner = make_user("member")
-    return apikeys.api_key_create(name="kept", user=owner, actor=owner)
+    return apikeys.api_key_create(name="cached", user=owner, actor=owner)
 
 
 def test_a_checked_key_is_reused_without_queries(api_key: tuple[object, str]) -> None:
@@ -148,12 +149,12 @@ def test_a_checked_key_is_reused_without_queries(api_key: tuple[object, str]) ->
     with CaptureQueriesContext(connection) as first:
         apikeys.api_key_authenticate(raw)
     with CaptureQueriesContext(connection) as second:
-        assert apikeys.api_key_authenticate(raw).name == "kept"
+        assert apikeys.api_key_authenticate(raw).name == "cached"
     assert len(first) >= 1 and len(second) == 0
 
 
 @pytest.mark.parametrize("change", ["revoke", "deactivate owner", "delete"])
-def test_a_kept_key_is_refused_at_the_next_call_after_a_change(api_key: tuple[object, str], change: str) -> None:
+def test_a_cached_key_is_refused_at_the_next_call_after_a_change(api_key: tuple[object, str], change: str) -> None:
     from gateway import apikeys
 
     key, raw = api_key
@@ -169,7 +170,7 @@ def test_a_kept_key_is_refused_at_the_next_call_after_a_change(api_key: tuple[ob
         apikeys.api_key_authenticate(raw)
 
 
-def test_a_wrong_key_is_not_kept(api_key: tuple[object, str]) -> None:
+def test_a_wrong_key_is_not_cached(api_key: tuple[object, str]) -> None:
     from gateway import apikeys
 
     _, raw = api_key
@@ -177,8 +178,8 @@ def test_a_wrong_key_is_not_kept(api_key: tuple[object, str]) -> None:
     for _ in range(2):
         with pytest.raises(apikeys.KeyRefused):
             apikeys.api_key_authenticate(wrong)
-    assert all(value is not None for _, _, value in gateway_kept.api_keys.entries.values())
-    assert apikeys._hash(wrong) not in gateway_kept.api_keys.entries
+    assert all(value is not None for _, _, value in gateway_rowcaches.api_keys.entries.values())
+    assert apikeys._hash(wrong) not in gateway_rowcaches.api_keys.entries
 
 
 # -- hard budgets --------------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def test_reserving_under_no_hard_budget_costs_no_query_and_a_new_one_counts_at_o
 # -- signed-in people -----------------------------------------------------------------------------------
 
 
-def test_a_signed_in_page_reads_no_user_or_roles_once_kept(client_as: object) -> None:
+def test_a_signed_in_page_reads_no_user_or_roles_once_cached(client_as: object) -> None:
     client = client_as("admin")
     assert client.get("/providers/").status_code == 200
     with CaptureQueriesContext(connection) as second:
@@ -217,7 +218,7 @@ def test_a_signed_in_page_reads_no_user_or_roles_once_kept(client_as: object) ->
 
 
 @pytest.mark.parametrize("change", ["role removed", "deactivated", "password changed"])
-def test_a_change_to_a_kept_person_counts_at_the_next_request(client_as: object, change: str) -> None:
+def test_a_change_to_a_cached_person_counts_at_the_next_request(client_as: object, change: str) -> None:
     from django.contrib.auth.models import Group
 
     from accounts.models import User
@@ -238,11 +239,11 @@ def test_a_change_to_a_kept_person_counts_at_the_next_request(client_as: object,
     assert client.get("/providers/").status_code == 302  # signed out: to the sign-in page
 
 
-def test_each_request_gets_its_own_copy_of_a_kept_person(make_user: object) -> None:
-    from accounts.backends import KeptUserBackend
+def test_each_request_gets_its_own_copy_of_a_cached_person(make_user: object) -> None:
+    from accounts.backends import CachedUserBackend
 
     person = make_user("member")
-    backend = KeptUserBackend()
+    backend = CachedUserBackend()
     first, second = backend.get_user(person.pk), backend.get_user(person.pk)
     assert first is not second and first == second
     first.name = "Changed in one request"
@@ -252,7 +253,7 @@ def test_each_request_gets_its_own_copy_of_a_kept_person(make_user: object) -> N
 # -- price versions in the ledger -------------------------------------------------------------------------
 
 
-def test_the_ledger_prices_with_kept_versions_and_a_new_version_counts_at_once(model: Model) -> None:
+def test_the_ledger_prices_with_cached_versions_and_a_new_version_counts_at_once(model: Model) -> None:
     from usage import services as usage_services
 
     def record() -> object:
@@ -267,31 +268,25 @@ def test_the_ledger_prices_with_kept_versions_and_a_new_version_counts_at_once(m
     assert record().cost == Decimal("3")
 
 
-def test_an_unwritable_data_folder_falls_back_to_the_cache(model: Model, settings: object, tmp_path: object,
+def test_an_unwritable_data_folder_falls_back_to_this_process(model: Model, settings: object, tmp_path: object,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from aspweb import inline
-    from aspweb import kept as kept_module
+    from aspweb import rowcache as rowcache_module
 
     if not inline.cache_is_local():
-        pytest.skip("with Redis, versions are kept in Redis, never in the data folder")
+        pytest.skip("with Redis, changes come by pub/sub, never through the data folder")
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    settings.DATA_DIR = blocked  # kept/ cannot be made under a file
-    monkeypatch.setattr(kept_module, "_files_unusable", [])
-    store = Kept("fallback-test", ttl=60.0)
+    settings.DATA_DIR = blocked  # rowcache/ cannot be made under a file
+    monkeypatch.setattr(rowcache_module, "_files_unusable", [])
+    store = RowCache("fallback-test", ttl=60.0)
     first = store.version()
-    assert first == store.version() and kept_module._files_unusable
+    assert first == store.version() and rowcache_module._files_unusable
     store.changed()
     assert store.version() != first
 
 
-# -- sessions (the engine without Redis) ---------------------------------------------------------------
-
-
-@pytest.fixture
-def kept_sessions(settings: object) -> None:
-    settings.SESSION_ENGINE = "accounts.sessions"
-
+# -- sessions (the engine of both profiles) --------------------------------------------------------------
 
 def _session_queries(client: object) -> int:
     with CaptureQueriesContext(connection) as captured:
@@ -299,28 +294,27 @@ def _session_queries(client: object) -> int:
     return sum("django_session" in query["sql"] for query in captured)
 
 
-def test_a_signed_in_page_reads_no_session_once_kept(kept_sessions: None, client_as: object) -> None:
+def test_a_signed_in_page_reads_no_session_once_cached(client_as: object) -> None:
     client = client_as("admin")
     assert _session_queries(client) == 1
     assert _session_queries(client) == 0
 
 
-def test_signing_out_in_another_process_ends_the_kept_session_at_once(kept_sessions: None,
-                                                                     client_as: object) -> None:
+def test_signing_out_in_another_process_ends_the_cached_session_at_once(client_as: object) -> None:
     from django.contrib.sessions.models import Session
 
     from accounts import sessions
 
     client = client_as("admin")
     assert _session_queries(client) == 1
-    # The other process deletes the row, and its store replaces the shared version as its signal would.
+    # The other process deletes the row, and its cache announces the change as its signal would.
     Session.objects.filter(session_key=client.session.session_key)._raw_delete("default")
-    assert client.get("/providers/").status_code == 200  # still kept: nothing told this worker
-    Kept(sessions.sessions.name, ttl=60.0)._new_version()
+    assert client.get("/providers/").status_code == 200  # still cached: nothing told this worker
+    RowCache(sessions.sessions.name, ttl=60.0)._announce()
     assert client.get("/providers/").status_code == 302
 
 
-def test_a_kept_session_ends_at_its_expiry(kept_sessions: None, client_as: object, monkeypatch: object) -> None:
+def test_a_cached_session_ends_at_its_expiry(client_as: object, monkeypatch: object) -> None:
     from accounts import sessions
 
     client = client_as("admin")
@@ -330,7 +324,7 @@ def test_a_kept_session_ends_at_its_expiry(kept_sessions: None, client_as: objec
     assert client.get("/providers/").status_code == 302
 
 
-def test_unknown_session_keys_are_not_kept(kept_sessions: None, db: None) -> None:
+def test_unknown_session_keys_are_not_cached(db: None) -> None:
     from django.test import Client
 
     from accounts import sessions
@@ -342,14 +336,14 @@ def test_unknown_session_keys_are_not_kept(kept_sessions: None, db: None) -> Non
 
 
 def test_a_full_store_drops_expired_entries_first_then_everything() -> None:
-    store = Kept("test-most", ttl=60.0, most=3)
-    store.get("short", "v", lambda: ("s", 0.001))
-    store.get("a", "v", lambda: ("a", None))
-    store.get("b", "v", lambda: ("b", None))
+    store = RowCache("test-most", ttl=60.0, most=3)
+    store.get("short", lambda: ("s", 0.001))
+    store.get("a", lambda: ("a", None))
+    store.get("b", lambda: ("b", None))
     time.sleep(0.01)
-    store.get("c", "v", lambda: ("c", None))
+    store.get("c", lambda: ("c", None))
     assert set(store.entries) == {"a", "b", "c"}
-    store.get("d", "v", lambda: ("d", None))
+    store.get("d", lambda: ("d", None))
     assert set(store.entries) == {"d"}
 
 
@@ -360,20 +354,20 @@ def test_a_file_version_counts_changes_and_never_comes_back(settings: object, tm
     import os
 
     from aspweb import inline
-    from aspweb import kept as kept_module
+    from aspweb import rowcache as rowcache_module
 
     if not inline.cache_is_local():
-        pytest.skip("with Redis, versions are kept in Redis, never in the data folder")
+        pytest.skip("with Redis, changes come by pub/sub, never through the data folder")
     settings.DATA_DIR = tmp_path
-    store = Kept("count-test", ttl=60.0)
+    store = RowCache("count-test", ttl=60.0)
     seen = [store.version()]
     for _ in range(50):
-        store._new_version()
+        store._announce()
         os.utime(store._file(), ns=(0, 0))  # every change stamped with the same time
         seen.append(store.version())
     assert len(set(seen)) == len(seen)
-    monkeypatch.setattr(kept_module, "_START_AFRESH_AT", 60)
+    monkeypatch.setattr(rowcache_module, "_START_AFRESH_AT", 60)
     for _ in range(20):  # past the size at which the file starts afresh
-        store._new_version()
+        store._announce()
         seen.append(store.version())
     assert len(set(seen)) == len(seen) and os.path.getsize(store._file()) < 60
