@@ -16,6 +16,7 @@ from accounts.models import User
 from budgets import services as budget_services
 from budgets.models import Budget, BudgetPeriod, Reservation
 from gateway.models import ApiKey
+from providers import prices
 from providers.models import Model, Price
 from tests.budgets_support import ON_POSTGRESQL, SQLITE_REASON, ensure_role_groups, make_budget, make_model, period_of
 from tests.usage_support import assert_rollups_exact, spec
@@ -86,7 +87,7 @@ def test_a_batch_costs_the_same_queries_however_many_records_it_holds(models: li
     for n, size in enumerate((5, 200) if ON_POSTGRESQL else (5, 30)):
         specs = _specs(models, people, size, seed=n)
         # Each batch reads its models' prices (one query a model) and the budgets afresh.
-        services.price_versions.forget()
+        prices.price_versions.forget()
         budget_services.cached_budgets.forget()
         with CaptureQueriesContext(connection) as queries:
             services.usage_records_create(specs)
