@@ -127,6 +127,9 @@ class BudgetPeriod(models.Model):
     end = models.DateField(null=True, blank=True, help_text="Exclusive; empty for a total budget.")
     spent = models.DecimalField(max_digits=22, decimal_places=10, default=0)
     reserved = models.DecimalField(max_digits=22, decimal_places=10, default=0)
+    # The spend at which the period's next threshold alert fires; empty when every threshold has fired. The
+    # evaluation after usage compares `spent` with it, and only a period at or past it is looked at closer.
+    next_alert_at = models.DecimalField(max_digits=22, decimal_places=10, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -141,6 +144,12 @@ class BudgetPeriod(models.Model):
     @property
     def span(self) -> periods.Span:
         return periods.Span(self.budget.period, self.start, self.end)
+
+
+def next_alert_at(budget: Budget, fired: set[int]) -> Decimal | None:
+    """The spend at which `budget`'s lowest threshold not in `fired` is reached; None when none is left."""
+    left = sorted(set(budget.thresholds) - set(fired))
+    return (budget.amount * left[0] / 100).quantize(Decimal("1e-10")) if left else None
 
 
 class Reservation(models.Model):
