@@ -23,6 +23,7 @@ The money flow of one call through hard-limit budgets:
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_UP, Decimal
 from types import SimpleNamespace
@@ -89,20 +90,39 @@ class BudgetUnpriced(BudgetExceeded):
 
 # -- the budgets and their periods, kept per worker ---------------------------------------------------
 
+@dataclass
+class _Kept:
+    """The budgets as a worker keeps them: all of them; the hard limits by what they cover (None: every
+    call; else (target column, id)), so that finding a call's takes a few look-ups however many exist; and
+    the ids of their periods found so far, by (budget id, period start): dropped with the budgets, and a
+    new period start is a new key."""
+
+    budgets: list[Budget]
+    hard: dict[tuple[str, int] | None, list[Budget]] = field(default_factory=dict)
+    period_ids: dict[tuple[int, date], int] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls) -> "_Kept":
+        kept = cls(list(Budget.objects.order_by("pk")))
+        for budget in kept.budgets:
+            if budget.hard_limit:
+                column = Budget.TARGETS.get(budget.scope)
+                key = (column, getattr(budget, f"{column}_id")) if column else None
+                kept.hard.setdefault(key, []).append(budget)
+        return kept
+
+
 # Every budget, kept per worker and dropped in every process when any budget is saved or deleted (apps.py):
 # most calls fall under no hard limit, and then reserving costs no query, nor charging when none exists.
-# Beside the budgets, the ids of their periods found so far, by (budget id, period start): dropped with
-# them, and a new period start is a new key.
 budgets_kept = Kept("budgets", ttl=60.0)
 
 
-def _kept() -> tuple[list[Budget], dict[tuple[int, date], int]]:
-    return budgets_kept.get("all", budgets_kept.version(),
-                            lambda: ((list(Budget.objects.order_by("pk")), {}), None))
+def _kept() -> _Kept:
+    return budgets_kept.get("all", budgets_kept.version(), lambda: (_Kept.read(), None))
 
 
 def _budgets() -> list[Budget]:
-    return _kept()[0]
+    return _kept().budgets
 
 
 def _covers(budget: Budget, call: Any) -> bool:
@@ -117,7 +137,19 @@ def hard_budgets_covering(*, provider: Any, model: Any, user: Any, api_key: Any)
     call = SimpleNamespace(provider_id=provider.pk, model_id=model.pk,
                            user_id=user.pk if getattr(user, "is_authenticated", False) else None,
                            api_key_id=api_key.pk if api_key is not None else None)
-    return [budget for budget in _budgets() if budget.hard_limit and _covers(budget, call)]
+    return _hard_covering(_kept().hard, call)
+
+
+def _hard_covering(hard: dict[tuple[str, int] | None, list[Budget]], call: Any) -> list[Budget]:
+    """The hard limits in `hard` (_Kept.hard) that cover `call` (anything with the four ids), in id order."""
+    if not hard:
+        return []
+    found = list(hard.get(None, ()))
+    for column in Budget.TARGETS.values():
+        target = getattr(call, f"{column}_id")
+        if target is not None:
+            found.extend(hard.get((column, target), ()))
+    return sorted(found, key=lambda budget: budget.pk)
 
 
 def _ledger_rows(budget: Budget, span: periods.Span) -> QuerySet:
@@ -159,7 +191,7 @@ def _period_ids(wanted: list[tuple[Budget, periods.Span]]) -> tuple[dict[tuple[i
     """The period id of each (budget, span), from the ids kept in this worker: one query for those not kept
     yet, and a row made for each that has none (the first call of a period). Also the ids made now: their
     spend, read from the ledger, already counts the current transaction's records."""
-    known = _kept()[1]
+    known = _kept().period_ids
     missing = {(budget.pk, span.start): (budget, span) for budget, span in wanted
                if (budget.pk, span.start) not in known}
     created: set[int] = set()
@@ -343,7 +375,7 @@ def usage_records_charge(records: list[UsageRecord], **_: Any) -> bool:
     The budgets are kept per worker, and a budget made a moment ago, in any process, is charged from the
     next record on (aspweb/kept.py)."""
     costly = [record for record in records if record.cost]
-    hard = [budget for budget in _budgets() if budget.hard_limit]
+    hard = _kept().hard
     if not records or not hard:
         return bool(costly)
     reserved: dict[int, Decimal] = defaultdict(Decimal)
@@ -357,11 +389,10 @@ def usage_records_charge(records: list[UsageRecord], **_: Any) -> bool:
     charges: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
     spans: dict[tuple[int, date], tuple[Budget, periods.Span]] = {}
     for record in costly:
-        for budget in hard:
-            if _covers(budget, record):
-                span = budget.span_at(record.created_at)
-                charges[(budget.pk, span.start)] += record.cost
-                spans[(budget.pk, span.start)] = (budget, span)
+        for budget in _hard_covering(hard, record):
+            span = budget.span_at(record.created_at)
+            charges[(budget.pk, span.start)] += record.cost
+            spans[(budget.pk, span.start)] = (budget, span)
     ids, created = _period_ids(list(spans.values())) if spans else ({}, set())
     # A row made just now already counts the batch's records: they are in the rollups it summed
     # (see budget_period_get).
