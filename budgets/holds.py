@@ -190,24 +190,30 @@ def budget_period_get(budget: Budget, span: periods.Span) -> tuple[BudgetPeriod,
 def _period_ids(wanted: list[tuple[Budget, periods.Span]]) -> tuple[dict[tuple[int, date], int], set[int]]:
     """The period id of each (budget, span), from the ids kept in this worker: one query for those not kept
     yet, and a row made for each that has none (the first call of a period). Also the ids made now: their
-    spend, read from the ledger, already counts the current transaction's records."""
+    spend, read from the ledger, already counts the current transaction's records. A row made inside a
+    transaction is kept once that commits: rolled back, it never existed."""
     known = _kept().period_ids
-    missing = {(budget.pk, span.start): (budget, span) for budget, span in wanted
-               if (budget.pk, span.start) not in known}
-    created: set[int] = set()
+    keyed = {(budget.pk, span.start): (budget, span) for budget, span in wanted}
+    ids = {key: known.get(key) for key in keyed}
+    missing = {key: pair for key, pair in keyed.items() if ids[key] is None}
+    created: dict[tuple[int, date], int] = {}
     if missing:
         rows = BudgetPeriod.objects.filter(budget_id__in={pk for pk, _ in missing},
                                            start__in={start for _, start in missing})
         for pk, budget_id, start in rows.values_list("pk", "budget_id", "start"):
             if (budget_id, start) in missing:
-                known[(budget_id, start)] = pk
+                ids[(budget_id, start)] = known[(budget_id, start)] = pk
         for key in sorted(missing):
-            if key not in known:
+            if ids[key] is None:
                 period, made = budget_period_get(*missing[key])
-                known[key] = period.pk
+                ids[key] = period.pk
                 if made:
-                    created.add(period.pk)
-    return {(budget.pk, span.start): known[(budget.pk, span.start)] for budget, span in wanted}, created
+                    created[key] = period.pk
+                else:
+                    known[key] = period.pk
+        if created:
+            transaction.on_commit(lambda: known.update(created))
+    return ids, set(created.values())
 
 
 def _locked(ids: list[int]) -> QuerySet:
@@ -235,7 +241,8 @@ def reservation_ttl(timeout_seconds: int) -> timedelta:
 
 
 def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, api_key: Any, cost: Decimal | None,
-                   ttl: timedelta, now: datetime | None = None, held: set[int] | None = None) -> list[Reservation]:
+                   ttl: timedelta, now: datetime | None = None, held: set[int] | None = None,
+                   again: bool = True) -> list[Reservation]:
     """Hold `cost` on every hard-limit budget covering the call, all or none. Raises BudgetExceeded (naming
     the first budget it does not fit in) and holds nothing when it does not fit everywhere. `cost` None: the
     model has no price, and any hard-limit budget covering the call refuses it (BudgetUnpriced).
@@ -259,6 +266,11 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
         return []
     try:
         reservations = _hold(wanted, request_id, cost, now + ttl)
+    except _Stale:
+        if not again:
+            raise
+        return budget_reserve(request_id=request_id, provider=provider, model=model, user=user, api_key=api_key,
+                              cost=cost, ttl=ttl, now=now, held=held, again=False)
     except BudgetExceeded:
         # Reservations of calls that died without recording may be what is in the way.
         if not reservations_release_expired(now=now, period_ids=[period_id for _, period_id in wanted]):
@@ -269,6 +281,10 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
 
 
 class _DoesNotFit(Exception):
+    pass
+
+
+class _Stale(Exception):
     pass
 
 
@@ -295,6 +311,10 @@ def _hold(wanted: list[tuple[Budget, int]], request_id: UUID, cost: Decimal, exp
     # Rolled back: which one did not fit, read as committed now.
     current = {pk: (spent, reserved) for pk, spent, reserved in BudgetPeriod.objects.filter(
         pk__in=[period_id for _, period_id in wanted]).values_list("pk", "spent", "reserved")}
+    if len(current) != len(wanted):
+        # A kept period id whose row is gone (deleted by hand): forget the kept ids and find them again.
+        _kept().period_ids.clear()
+        raise _Stale
     for budget, period_id in wanted:
         spent, reserved = current[period_id]
         if spent + reserved + cost > budget.amount + HALF_UNIT:

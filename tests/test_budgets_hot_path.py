@@ -9,11 +9,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
-from budgets import evaluation, services
+from budgets import evaluation, holds, services
 from budgets.models import AlertEvent, Budget, BudgetPeriod, Reservation
 from providers import calls
 from providers.adapters.base import ChatRequest, Message
@@ -203,3 +203,31 @@ def test_alerts_fire_once_from_a_debounced_evaluation_off_the_request(settings: 
         assert evaluated(budget).spent == Decimal("0.35")
     finally:
         evaluation._due[0] = 0.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_period_opened_in_a_transaction_that_rolled_back_is_not_kept(evaluation_later: None) -> None:
+    model = make_model()
+    budget = make_budget(amount=Decimal(1), hard_limit=True)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        spend(model, "0.1")  # opens the month's period in this transaction...
+        raise RuntimeError("...which then fails")
+    assert not BudgetPeriod.objects.exists()
+    assert holds._kept().period_ids == {}  # the id of the row that never was is not kept
+
+    _call(model)
+
+    assert (period_of(budget).spent, period_of(budget).reserved) == (Decimal("0.00003"), 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_period_deleted_by_hand_is_found_again(evaluation_later: None) -> None:
+    model = make_model()
+    budget = make_budget(amount=Decimal(1), hard_limit=True)
+    _call(model)
+    BudgetPeriod.objects.filter(budget=budget).delete()  # not a budget's change: the kept ids stay
+
+    _call(model)
+
+    assert period_of(budget).reserved == 0 and not Reservation.objects.exists()
+    assert period_of(budget).spent == Decimal("0.00006")  # made again from the ledger: both calls
