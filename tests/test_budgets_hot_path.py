@@ -3,9 +3,11 @@ them at the ledger write take the same statements for one covering budget as for
 others, soft budgets take none per record, and alerts come from an evaluation after usage (debounced, off
 the request) whose queries do not grow with the number of budgets either."""
 
+import ast
 import threading
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -231,3 +233,24 @@ def test_a_kept_period_deleted_by_hand_is_found_again(evaluation_later: None) ->
 
     assert period_of(budget).reserved == 0 and not Reservation.objects.exists()
     assert period_of(budget).spent == Decimal("0.00006")  # made again from the ledger: both calls
+
+
+def test_the_ledger_and_the_call_path_import_no_budgets() -> None:
+    """usage and providers.calls reach budgets through usage.signals.records_written and calls.call_limits,
+    which budgets fills in its AppConfig.ready: budgets builds on them, not they on budgets."""
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for path in [*sorted((root / "usage").rglob("*.py")), root / "providers" / "calls.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.relative_to(root)}: {name}" for name in names if name.split(".")[0] == "budgets"]
+    assert found == []
+    assert holds.hard_limits in calls.call_limits
+    assert any(receiver == evaluation.records_written for receiver in _receivers())
+
+
+def _receivers() -> list[Any]:
+    from usage.signals import records_written
+
+    return [entry[1]() for entry in records_written.receivers]  # (key, weak reference, is async)
