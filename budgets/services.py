@@ -34,8 +34,6 @@ from .holds import (  # noqa: F401 (the budgets' public names, for the rest of t
     MONEY_PLACES,
     BudgetExceeded,
     BudgetUnpriced,
-    _budgets,
-    _covers,
     _ledger_rows,
     budget_period_get,
     budget_reserve,
