@@ -177,7 +177,7 @@ def test_a_period_below_its_next_alert_is_not_looked_at_closer(db: None, monkeyp
 @pytest.mark.django_db(transaction=True)
 def test_alerts_fire_once_from_a_debounced_evaluation_off_the_request(settings: Any,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    settings.BUDGET_EVALUATE_SECONDS = 0.5
+    settings.BUDGET_EVALUATE_SECONDS = 1.5  # a margin for five commits on a busy machine
     evaluation._due[0] = 0.0
     model = make_model()
     budget = make_budget(amount=Decimal(1), thresholds=[10, 20, 30])
@@ -198,7 +198,7 @@ def test_alerts_fire_once_from_a_debounced_evaluation_off_the_request(settings: 
         while AlertEvent.objects.count() < 3:
             assert time.monotonic() < deadline, "the evaluation did not come"
             time.sleep(0.05)
-        assert time.monotonic() - started >= 0.5
+        assert time.monotonic() - started >= 1.5
         time.sleep(0.3)
         assert len(runs) == 1 and runs[0] != threading.current_thread().name
         assert sorted(AlertEvent.objects.filter(budget=budget).values_list("threshold", flat=True)) == [10, 20, 30]
