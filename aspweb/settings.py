@@ -363,6 +363,9 @@ BUDGET_DEFAULT_MAX_TOKENS = env_int("ASPWEB_BUDGET_DEFAULT_MAX_TOKENS", 4096)
 # A reservation whose call never recorded (a crashed worker) is released after this long (at least the
 # provider's timeout plus a minute).
 BUDGET_RESERVATION_TTL_SECONDS = env_int("ASPWEB_BUDGET_RESERVATION_TTL", 900)
+# After usage, every budget's alerts are evaluated at most once this many seconds per process (a task with
+# this countdown; a timer thread without a worker); 0 evaluates as each batch of usage records commits.
+BUDGET_EVALUATE_SECONDS = env_int("ASPWEB_BUDGET_EVALUATE_SECONDS", 2)
 # Forecast alerts wait until this share of the period has passed: 6 hours of a day, 7.5 days of a month.
 BUDGET_FORECAST_MIN_ELAPSED = 0.25
 # Alert deliveries (e-mail, webhook): retries after 10 s, 20 s, 40 s ... at most 10 minutes apart.

@@ -7,10 +7,14 @@ class BudgetsConfig(AppConfig):
 
     def ready(self) -> None:
         from aspweb import config as config_file
+        from providers import hooks
+        from usage.signals import records_written
 
-        from . import config
+        from . import config, evaluation, holds
         from .models import Budget
-        from .services import cached_budgets
 
-        cached_budgets.follow(Budget)
+        holds.cached_budgets.follow(Budget)
         config_file.section_register(config.SECTION)
+        # The call path and the ledger know budgets only through these: neither imports this app.
+        hooks.limits_register(holds.hard_limits)
+        records_written.connect(evaluation.records_written, dispatch_uid="budgets.records_written")

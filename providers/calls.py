@@ -4,7 +4,8 @@
         ...
 
 1. resolve: "provider/model" (or a provider name plus the request's model) -> a Target
-2. reserve: budgets reserve the worst-case cost here (see `_reserve`, and providers/bounds.py for the bound)
+2. reserve: limits on spend (budgets' hard limits, registered in hooks.py by the budgets app) hold the
+   worst-case cost here (see `_reserve`, and providers/bounds.py for the bound)
 3. stream: the adapter's chunks, with a first-token timeout, a whole-call deadline, and retries of
    retryable errors (capped exponential backoff with jitter; Retry-After wins) until the first chunk
    reaches the caller, never after; at most the provider's retries (0 to 10), and never a wait that would
@@ -29,7 +30,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from aspweb.inline import NeedsThread, inline_or_hop, running_inline
-from budgets import services as budget_services
 
 from . import bounds, hooks, rowcaches
 from .adapters import get_adapter
@@ -119,6 +119,9 @@ class CallRecord:
     # The max_tokens a hard limit's reservation counted on for a request that set none: sent in its place,
     # so that the answer cannot outgrow what was reserved.
     output_cap: int | None = None
+    # What the limits on spend hold for this call (budget period ids): a route's fallback holds no one twice,
+    # without asking the database.
+    held: set[Any] = field(default_factory=set, repr=False)
 
     @property
     def output_chars(self) -> int:
@@ -275,7 +278,9 @@ def reserve(prepared: Prepared, request: ChatRequest, *, caller: Caller, record:
 
 def release(record: CallRecord) -> None:
     """Give back what a prepared call reserved, when it will not be made after all (sync)."""
-    budget_services.reservations_release(request_id=record.request_id)
+    for limit in hooks.limits():
+        limit.release(request_id=record.request_id)
+    record.held.clear()
 
 
 def backoff_delay(attempt: int, retry_after: float | None) -> float:
@@ -287,9 +292,10 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
     return min(settings.PROVIDER_RETRY_MAX_SECONDS, base) * (0.5 + random.random() / 2)
 
 
-def _hard_budgets(target: Target, caller: Caller) -> list[Any]:
-    return budget_services.hard_budgets_covering(provider=target.provider, model=target.model, user=caller.user,
-                                                 api_key=caller.api_key)
+def _hard_budgets(target: Target, caller: Caller) -> bool:
+    """Whether a limit on spend (a hard-limit budget) covers the call; read from memory, without a query."""
+    return any(limit.covers(provider=target.provider, model=target.model, user=caller.user, api_key=caller.api_key)
+               for limit in hooks.limits())
 
 
 def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallRecord,
@@ -306,17 +312,15 @@ def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallR
         return  # most calls fall under no hard limit: nothing to bound, and no query
     kind = target.provider.kind_preset
     output_tokens = bounds.output_token_bound(request, target.model, caps_output=kind.caps_output)
-    cost = None if target.price is None else budget_services.worst_case_cost(
-        target.price, input_tokens=bounds.input_token_bound(request), output_tokens=output_tokens)
+    held = False
     try:
-        held = budget_services.budget_reserve(
-            request_id=record.request_id, provider=target.provider, model=target.model, user=caller.user,
-            api_key=caller.api_key, cost=cost, ttl=budget_services.reservation_ttl(target.provider.time_limit),
-        )
-    except budget_services.BudgetUnpriced as exc:
-        raise CallError("unpriced", exc.message, provider=target.provider, model=target.model) from None
-    except budget_services.BudgetExceeded as exc:
-        raise CallError("budget_exceeded", exc.message, provider=target.provider, model=target.model) from None
+        for limit in hooks.limits():
+            held = limit.reserve(record=record, provider=target.provider, model=target.model, user=caller.user,
+                                 api_key=caller.api_key, price=target.price,
+                                 input_tokens=bounds.input_token_bound(request), output_tokens=output_tokens,
+                                 timeout_seconds=target.provider.time_limit) or held
+    except hooks.LimitRefused as exc:
+        raise CallError(exc.code, exc.message, provider=target.provider, model=target.model) from None
     if held and kind.caps_output and request.max_tokens is None:
         record.output_cap = output_tokens
 

@@ -1,9 +1,11 @@
 """What the call path and the catalog are handed by the apps above them, each registered from that app's
 AppConfig.ready, so that providers imports none of them: the gateway's routes (gateway/apps.py), the
-ledger's recorder of calls and its reader of unpriced calls (usage/apps.py)."""
+ledger's recorder of calls and its reader of unpriced calls (usage/apps.py), and the limits on spend a
+call is held against (budgets/apps.py)."""
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from .models import Model, Price, Provider
 
@@ -89,3 +91,45 @@ def unpriced_models(provider: Provider | None = None, model: Model | None = None
     """The catalog's models called while nothing priced them (none without a ledger)."""
     reader = _readers.get("unpriced")
     return reader(provider=provider, model=model) if reader is not None else []
+
+
+# -- limits on spend -------------------------------------------------------------------------------
+
+
+class LimitRefused(Exception):
+    """A limit on spend refuses a call before any provider is contacted. Limits raise a subclass of it (a
+    budget's hard limit: budgets.services.BudgetExceeded) with `code`, the CallError code the refusal becomes,
+    and `message`, plain words for the caller."""
+
+    code: Literal["budget_exceeded", "unpriced"] = "budget_exceeded"
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class CallLimit:
+    """A limit on spend that holds a call's worst case before it starts, registered here by the app that
+    keeps it (budgets, in its AppConfig.ready): so that the call path need not know that app.
+
+    - covers(provider=, model=, user=, api_key=): whether the limit covers such a call; from memory, no query.
+    - reserve(record=, provider=, model=, user=, api_key=, price=, input_tokens=, output_tokens=,
+      timeout_seconds=): hold the worst case (price None: the model has none); truthy when something was
+      held; raises LimitRefused. `record.held` is the limit's memory of what this call already holds.
+    - release(request_id=): give back what the call holds, when it will not be made after all.
+    The ledger's transaction settles what was held (usage.signals.records_written)."""
+
+    covers: Callable[..., bool]
+    reserve: Callable[..., Any]
+    release: Callable[..., Any]
+
+
+_limits: list[CallLimit] = []
+
+
+def limits_register(limit: CallLimit) -> None:
+    """Add `limit` to the limits every call is held against (once: registering it again changes nothing)."""
+    if limit not in _limits:
+        _limits.append(limit)
+
+
+def limits() -> list[CallLimit]:
+    return _limits

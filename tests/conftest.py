@@ -30,6 +30,8 @@ def _test_settings(settings: object) -> None:
     settings.CELERY_TASK_ALWAYS_EAGER = True
     # Password hashing is deliberately slow; tests create a user per role per case.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Budgets evaluate as usage commits, not on a timer thread: tests that wait for the timer set their own.
+    settings.BUDGET_EVALUATE_SECONDS = 0
 
 
 @pytest.fixture

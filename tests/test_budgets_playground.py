@@ -13,7 +13,7 @@ import pytest
 from django.test import RequestFactory
 
 from accounts.models import User
-from budgets import services as budget_services
+from budgets import holds
 from budgets.models import Budget, Reservation
 from playground import views
 from playground.models import Answer
@@ -46,14 +46,14 @@ def budget(db: None) -> Budget:
 def reserved_for(monkeypatch: pytest.MonkeyPatch) -> list[uuid.UUID]:
     """The request id of every call that was given a reservation, as the call path asks for them."""
     made: list[uuid.UUID] = []
-    reserve = budget_services.budget_reserve
+    reserve = holds.budget_reserve
 
     def spy(**kwargs: object) -> list[Reservation]:
         held = reserve(**kwargs)
         made.extend(reservation.request_id for reservation in held)
         return held
 
-    monkeypatch.setattr(budget_services, "budget_reserve", spy)
+    monkeypatch.setattr(holds, "budget_reserve", spy)
     return made
 
 

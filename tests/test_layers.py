@@ -10,10 +10,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Lower number, lower layer: an app may import only apps of a lower layer.
 LAYERS = {"aspweb": 0, "accounts": 1, "providers": 2, "usage": 3, "budgets": 4, "gateway": 5, "playground": 5}
-ALLOWED = {
-    ("usage", "budgets"),  # removed by the budgets change; drop at merge
-    ("providers", "budgets"),  # removed by the budgets change; drop at merge
-}
 MAX_LINES = 600
 
 
@@ -75,15 +71,14 @@ def test_the_parser_sees_imports_at_every_level() -> None:
 
 def test_every_import_between_apps_points_down_the_layers() -> None:
     upward = {f"{a} -> {b}": where for (a, b), where in _edges().items()
-              if LAYERS[b] >= LAYERS[a] and (a, b) not in ALLOWED}
+              if LAYERS[b] >= LAYERS[a]}
     assert upward == {}
 
 
 def test_the_apps_import_each_other_without_a_cycle() -> None:
     graph: dict[str, set[str]] = {app: set() for app in LAYERS}
     for a, b in _edges():
-        if (a, b) not in ALLOWED:
-            graph[a].add(b)
+        graph[a].add(b)
     done: set[str] = set()
 
     def visit(app: str, path: list[str]) -> None:

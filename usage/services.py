@@ -23,7 +23,7 @@ from accounts.audit import audit_log
 from aspweb.text import storable
 from providers.prices import model_prices, price_in_force
 
-from . import pricing, rollups
+from . import pricing, rollups, signals
 from .models import ROLLUPS, DailyUsage, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -102,8 +102,9 @@ def usage_record_build(*, provider: Any, model: Any, source: str, status: str, c
 def usage_record_create(**fields: Any) -> UsageRecord:
     """Write one call's record (the keyword arguments of `usage_record_build`), priced at the model's price
     version in force at `created_at` (the call's start; a `cached` answer, replayed without calling the
-    provider, costs 0), and add it to its rollup rows and to the budgets that cover it, in one transaction.
-    The budgets also release the reservations their hard limits hold under the record's `request_id`.
+    provider, costs 0), and add it to its rollup rows, in one transaction; what is built on the ledger adds
+    its part in that transaction (usage.signals.records_written: budgets release the reservations held under
+    the record's `request_id` and charge their hard limits).
     A batch of one: see `usage_records_create`."""
     record = usage_record_build(**fields)
     _records_write([record])
@@ -123,7 +124,8 @@ class UsageRecordsFailed(Exception):
 def usage_records_create(specs: Iterable[dict[str, Any]]) -> list[UsageRecord]:
     """Write many calls' records (each spec: the keyword arguments of `usage_record_build`) in one
     transaction: priced as `usage_record_create` prices one, inserted in one statement, added to each
-    rollup table with one statement and charged to the budgets with a few queries for the whole batch.
+    rollup table with one statement and charged to the budgets (records_written) with a few queries for the
+    whole batch.
 
     A batch stands or falls as one transaction, but no record is lost for another's sake: when it fails
     (a record's model was deleted meanwhile, a deadlock), the records are written again one by one, and
@@ -159,9 +161,6 @@ def usage_records_create(specs: Iterable[dict[str, Any]]) -> list[UsageRecord]:
 
 
 def _records_write(records: list[UsageRecord]) -> None:
-    # Here, not at the top: budgets build on this module (its time zone and rollups).
-    from budgets.services import usage_records_charge
-
     if not records:
         return
     with transaction.atomic():
@@ -171,7 +170,8 @@ def _records_write(records: list[UsageRecord]) -> None:
         for record in records:
             additions.add(record)
         additions.write()
-        usage_records_charge(records)
+        # Budgets settle their reservations and charge their hard limits here, in this transaction.
+        signals.records_written.send(sender=UsageRecord, records=records)
 
 
 def _price(records: list[UsageRecord]) -> None:
