@@ -9,6 +9,8 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
+from aspweb.money import money, usd
+
 from .models import AuditEvent
 
 
@@ -95,8 +97,6 @@ def _decimal(value: Any) -> Decimal | None:
 
 def value_words(name: str, value: Any) -> str:
     """One recorded value in plain words: no Python reprs, no ISO timestamps."""
-    from providers.templatetags.money import money, usd
-
     if isinstance(value, dict) and set(value) == {"from", "to"}:
         return f"{value_words(name, value['from'])} → {value_words(name, value['to'])}"
     if value is None or value == "" or value == []:

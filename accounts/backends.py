@@ -1,4 +1,4 @@
-"""Signing in: Django's model backend, with signed-in people kept per worker between requests."""
+"""Signing in: Django's model backend, with signed-in people in a row cache of each worker."""
 
 import copy
 from typing import Any
@@ -6,22 +6,22 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.contrib.auth.backends import ModelBackend
 
-from aspweb.kept import Kept
 from aspweb.roles import user_roles
+from aspweb.rowcache import RowCache
 
 # Signed-in people by id, with their roles: a user, a group or anyone's group membership changes them.
-users = Kept("users", ttl=300.0)
+users = RowCache("users", ttl=300.0)
 
 
-class KeptUserBackend(ModelBackend):
+class CachedUserBackend(ModelBackend):
     """Every request of someone signed in loads them, and every page their roles: two queries before any
-    page, and before a stream's first token. Here a worker keeps both (aspweb/kept.py) and hands each
+    page, and before a stream's first token. Here a worker caches both (aspweb/rowcache.py) and hands each
     request its own copy, so that what a request changes on its user stays its own. A password change
     saves the user, so sessions signed with the old one still end at once."""
 
     def get_user(self, user_id: Any) -> Any:
-        kept = users.get(user_id, users.version(), lambda: (self._load(user_id), None))
-        return copy.copy(kept) if kept is not None else None
+        cached = users.get(user_id, lambda: (self._load(user_id), None))
+        return copy.copy(cached) if cached is not None else None
 
     async def aget_user(self, user_id: Any) -> Any:
         return await sync_to_async(self.get_user)(user_id)

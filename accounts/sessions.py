@@ -1,13 +1,12 @@
-"""Sessions in the database, kept per worker between requests: the session engine without Redis.
+"""Sessions in the database, in a row cache of each worker between requests: the session engine of both
+profiles.
 
-Every signed-in request reads its session before anything else, and with the database alone that is a
-query (about half a millisecond on SQLite) before a page or a stream's first token. Sessions change
-rarely (signing in and out), so a worker keeps the rows it read (aspweb/kept.py), and any session saved or
-deleted, in any process, drops every worker's kept sessions: signing out on one worker ends the session
-on all of them at their next request. A kept session still ends when its expiry date passes. Unknown
-keys are not kept, so that made-up cookies cannot fill a worker's memory.
-
-With Redis, settings use Django's cached_db engine instead (one Redis read per request).
+Every signed-in request reads its session before anything else: with the database alone a query (about
+half a millisecond on SQLite), with Django's cached_db engine a Redis round trip. Sessions change rarely
+(signing in and out), so a worker caches the rows it read (aspweb/rowcache.py), and any session saved or
+deleted, in any process, drops every worker's cached sessions: signing out on one worker ends the session
+on all of them at their next request. A cached session still ends when its expiry date passes. Unknown
+keys are not cached, so that made-up cookies cannot fill a worker's memory.
 """
 
 from typing import Any
@@ -16,9 +15,9 @@ from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionS
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from aspweb.kept import Kept
+from aspweb.rowcache import RowCache
 
-sessions = Kept("sessions", ttl=300.0, most=10_000)
+sessions = RowCache("sessions", ttl=300.0, most=10_000)
 
 
 class SessionStore(DatabaseSessionStore):
@@ -26,7 +25,7 @@ class SessionStore(DatabaseSessionStore):
         key = self.session_key
         if key is None:
             return super()._get_session_from_db()
-        row = sessions.get(key, sessions.version(), self._read)
+        row = sessions.get(key, self._read)
         if row is None or row.expire_date <= timezone.now():
             self._session_key = None
             return None

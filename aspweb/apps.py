@@ -6,6 +6,7 @@ class AspwebConfig(AppConfig):
     verbose_name = "aspweb"
 
     def ready(self) -> None:
-        from . import checks, sqlite  # noqa: F401  (importing checks registers them)
+        from . import checks, inline, sqlite  # noqa: F401  (importing checks registers them)
 
         sqlite.connect()
+        inline.connect()

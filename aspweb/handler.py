@@ -1,4 +1,4 @@
-"""Django's ASGI handler, with its request threads kept between requests.
+"""Django's ASGI handler, with its request threads pooled between requests.
 
 Django runs each request's sync work (sync views, the ORM calls of async views) in a thread of the
 request's own: a new thread per request, and with it a new database connection, since connections
@@ -9,7 +9,7 @@ back when it ends; the thread keeps its connection, as a WSGI server's threads d
 follow Django's rules at the end of every request (closed when unusable, when CONN_MAX_AGE says so,
 or, with PostgreSQL's pool, returned to it).
 
-Threads beyond ASPWEB_IDLE_THREADS (requests at once beyond that, such as many streams) are not kept:
+Threads beyond ASPWEB_IDLE_THREADS (requests at once beyond that, such as many streams) are not pooled:
 their connections are closed and the thread ends.
 
 Django tidies a thread's connections when a request starts and again when it ends (closing obsolete

@@ -20,6 +20,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from csp import middleware as csp
 from django.conf import settings
 from django.contrib.auth import middleware as auth
+from django.contrib.messages import get_messages
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseBase
@@ -103,8 +104,8 @@ class MessageMiddleware(InlineHooks, messages.MessageMiddleware):
     """Messages store themselves only when a view added or read some; only then the response hops."""
 
     async def respond(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        storage = getattr(request, "_messages", None)
-        if storage is not None and (storage.used or storage.added_new):
+        storage = get_messages(request)  # the request's storage; [] when the request has none
+        if getattr(storage, "used", False) or getattr(storage, "added_new", False):
             return await sync_to_async(self.process_response)(request, response)
         return self.process_response(request, response)
 

@@ -64,7 +64,7 @@ def _signed_in(request: HttpRequest, roles: tuple[str, ...]) -> bool:
 def role_required(*roles: str, fetch: Callable[..., Any] | None = None) -> Callable:
     """Sign-in first (redirect), then one of `roles` (403 otherwise). Works on sync and async views; an
     async view finds `request.user` loaded: the session, the user and their roles, read on the event loop
-    when kept (aspweb/inline.py), else in one thread hop.
+    when in row caches (aspweb/inline.py), else in one thread hop.
 
     `fetch` (async views only): `fetch(request, *args, **kwargs)`, sync, runs right after the check passed,
     the same way (inline, or in that same hop), and what it returns comes to the view as its second

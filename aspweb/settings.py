@@ -118,10 +118,11 @@ INSTALLED_APPS = [
     "usage",
     "playground",
     "budgets",
+    "gateway",
     "aspweb",
 ]
 
-# Request threads kept between requests, each with its database connection (aspweb/handler.py).
+# Request threads pooled between requests, each with its database connection (aspweb/handler.py).
 ASPWEB_IDLE_THREADS = env_int("ASPWEB_IDLE_THREADS", 16)
 
 # Django's checks for these three look for Django's dotted paths; aspweb/checks.py checks by class.
@@ -184,7 +185,7 @@ else:
             # A file, not memory, so the browser tests' server thread sees the test's data; one per
             # process, so test runs side by side do not share it.
             "TEST": {"NAME": DATA_DIR / f"test-{os.getpid()}.sqlite3"},
-            # Kept open by the threads that serve requests (aspweb/handler.py): opening one per request
+            # Held open by the threads that serve requests (aspweb/handler.py): opening one per request
             # cost more than most requests' queries.
             "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600),
             "OPTIONS": {
@@ -197,24 +198,23 @@ else:
 
 REDIS_URL = env_str("REDIS_URL")
 CACHE_KEY_PREFIX = env_str("ASPWEB_CACHE_PREFIX", "aspweb")
+# The shared cache: rate-limit counters, cached answers, circuit breakers, the playground's pending requests.
 if REDIS_URL:
+    # Django's RedisCache, refusing to run inline on the event loop (aspweb/sharedcache.py).
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "aspweb.sharedcache.SharedRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CACHE_KEY_PREFIX,
         }
     }
-    # Sessions read from Redis, written through to the database: a signed-in request costs no session
-    # query.
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
-    # Each process's own memory. Rate-limit counters live here beside cached answers and the playground's
-    # prepared requests: room enough that culling never reaches a counter in use.
+    # Each process's own memory: room enough that culling never reaches a counter in use.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
                           "OPTIONS": {"MAX_ENTRIES": 100_000}}}
-    # Sessions from the database, kept per worker and dropped in every process when any session changes.
-    SESSION_ENGINE = "accounts.sessions"
+# Sessions from the database, in a row cache of each worker (accounts/sessions.py), dropped in every process
+# when any session changes: in both profiles, a signed-in request's session costs no round trip.
+SESSION_ENGINE = "accounts.sessions"
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
@@ -229,10 +229,10 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 AUTH_USER_MODEL = "accounts.User"
-# Django's model backend with signed-in people kept per worker (accounts/backends.py); Django's own stays
+# Django's model backend with signed-in people in a row cache of each worker (accounts/backends.py); Django's own stays
 # listed so that sessions it signed keep working. Axes's comes first, so that a throttled account or address is
 # refused before any password is checked.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "accounts.backends.KeptUserBackend",
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "accounts.backends.CachedUserBackend",
                            "django.contrib.auth.backends.ModelBackend"]
 # Sign-in throttling (accounts/signin.py): this many failed sign-ins for one account, or from one client
 # address, refuse it until the cool-off passes without a try. Counted in the database, in both profiles.
@@ -363,6 +363,9 @@ BUDGET_DEFAULT_MAX_TOKENS = env_int("ASPWEB_BUDGET_DEFAULT_MAX_TOKENS", 4096)
 # A reservation whose call never recorded (a crashed worker) is released after this long (at least the
 # provider's timeout plus a minute).
 BUDGET_RESERVATION_TTL_SECONDS = env_int("ASPWEB_BUDGET_RESERVATION_TTL", 900)
+# After usage, every budget's alerts are evaluated at most once this many seconds per process (a task with
+# this countdown; a timer thread without a worker); 0 evaluates as each batch of usage records commits.
+BUDGET_EVALUATE_SECONDS = env_int("ASPWEB_BUDGET_EVALUATE_SECONDS", 2)
 # Forecast alerts wait until this share of the period has passed: 6 hours of a day, 7.5 days of a month.
 BUDGET_FORECAST_MIN_ELAPSED = 0.25
 # Alert deliveries (e-mail, webhook): retries after 10 s, 20 s, 40 s ... at most 10 minutes apart.

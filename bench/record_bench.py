@@ -48,7 +48,8 @@ def _catalog(combos: int) -> list[dict[str, Any]]:
     from django.db.models import Max, Min
 
     from accounts.models import User
-    from providers.models import ApiKey, Model, Price, Provider
+    from gateway.models import ApiKey
+    from providers.models import Model, Price, Provider
     from usage.models import UsageRecord
     from usage.services import daily_usage_rebuild, ledger_timezone
 

@@ -85,7 +85,8 @@ def _catalog(args: argparse.Namespace) -> None:
 
     from accounts.models import User
     from aspweb.roles import MEMBER
-    from providers.models import ApiKey, Model, Price, Provider
+    from gateway.models import ApiKey
+    from providers.models import Model, Price, Provider
 
     since = timezone.now() - timedelta(days=args.days + 30)
     catalog = [(name, kind, model) for name, (kind, models) in CATALOG.items() for model in models][:args.models]

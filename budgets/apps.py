@@ -6,7 +6,15 @@ class BudgetsConfig(AppConfig):
     verbose_name = "Budgets and alerts"
 
     def ready(self) -> None:
-        from .models import Budget
-        from .services import budgets_kept
+        from aspweb import config as config_file
+        from providers import hooks
+        from usage.signals import records_written
 
-        budgets_kept.follow(Budget)
+        from . import config, evaluation, holds
+        from .models import Budget
+
+        holds.cached_budgets.follow(Budget)
+        config_file.section_register(config.SECTION)
+        # The call path and the ledger know budgets only through these: neither imports this app.
+        hooks.limits_register(holds.hard_limits)
+        records_written.connect(evaluation.records_written, dispatch_uid="budgets.records_written")

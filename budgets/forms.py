@@ -7,9 +7,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from aspweb import outbound
-from providers.models import ApiKey, Model, Provider
+from providers.models import Model, Provider
+from usage.models import api_key_model
 
 from .models import Budget
+
+ApiKey = api_key_model()
 
 _SEPARATORS = re.compile(r"[\s,;]+")
 MAX_THRESHOLDS = 20

@@ -45,7 +45,7 @@ class Budget(models.Model):
                               related_name="budgets")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
                              related_name="budgets")
-    api_key = models.ForeignKey("providers.ApiKey", null=True, blank=True, on_delete=models.CASCADE,
+    api_key = models.ForeignKey("gateway.ApiKey", null=True, blank=True, on_delete=models.CASCADE,
                                 related_name="budgets")
     period = models.CharField(max_length=16, choices=Period.choices, default=Period.MONTHLY)
     amount = models.DecimalField(max_digits=16, decimal_places=6,
@@ -119,14 +119,17 @@ class Budget(models.Model):
 
 class BudgetPeriod(models.Model):
     """A budget's counters for one period. `spent` is the cost of the usage records in the period that the
-    budget covers (kept equal to the ledger: added in each record's transaction, reconciled by the sweep);
-    `reserved` is the sum of the live reservations of calls still running."""
+    budget covers (a hard limit's: added in each record's transaction; a soft budget's: brought to the ledger's
+    by each evaluation, seconds after usage; both reconciled by the sweep); `reserved` is the sum of the live reservations of calls still running."""
 
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="periods")
     start = models.DateField()
     end = models.DateField(null=True, blank=True, help_text="Exclusive; empty for a total budget.")
     spent = models.DecimalField(max_digits=22, decimal_places=10, default=0)
     reserved = models.DecimalField(max_digits=22, decimal_places=10, default=0)
+    # The spend at which the period's next threshold alert fires; empty when every threshold has fired. The
+    # evaluation after usage compares `spent` with it, and only a period at or past it is looked at closer.
+    next_alert_at = models.DecimalField(max_digits=22, decimal_places=10, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -141,6 +144,12 @@ class BudgetPeriod(models.Model):
     @property
     def span(self) -> periods.Span:
         return periods.Span(self.budget.period, self.start, self.end)
+
+
+def next_alert_at(budget: Budget, fired: set[int]) -> Decimal | None:
+    """The spend at which `budget`'s lowest threshold not in `fired` is reached; None when none is left."""
+    left = sorted(set(budget.thresholds) - set(fired))
+    return (budget.amount * left[0] / 100).quantize(Decimal("1e-10")) if left else None
 
 
 class Reservation(models.Model):

@@ -14,7 +14,7 @@ from django.core.mail import send_mail
 from django.urls import reverse
 
 from aspweb import outbound
-from providers.templatetags.money import money
+from aspweb.money import money
 
 from .models import AlertEvent, Delivery
 

@@ -95,10 +95,15 @@ class BudgetStatus:
 def budget_status(budget: Budget, *, now: datetime | None = None, history: bool = True) -> BudgetStatus:
     now = now or timezone.now()
     span = budget.span_at(now)
-    # Read only: a page view does not open the period's row; the ledger says the same until a call does.
+    # Read only: a page view does not open the period's row; the ledger says the same until a call does. A
+    # soft budget's spend is read from the ledger (its rollups, written with each record): its period row
+    # follows the ledger only at each evaluation, seconds later. A hard limit's row counts every record as
+    # it is written.
     period = BudgetPeriod.objects.filter(budget=budget, start=span.start).first()
     if period is None:
         period = BudgetPeriod(budget=budget, start=span.start, end=span.end, spent=services.ledger_spend(budget, span))
+    elif not budget.hard_limit:
+        period.spent = services.ledger_spend(budget, span)
     fired = [] if period.pk is None else sorted(
         AlertEvent.objects.filter(period=period, kind=AlertEvent.Kind.THRESHOLD).values_list("threshold", flat=True))
     projected = services.projected_spend(period, now) if span.end is not None else None

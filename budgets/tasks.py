@@ -5,13 +5,18 @@ from celery import shared_task
 from celery.exceptions import Retry
 from django.conf import settings
 
-from . import services
+from . import evaluation, services
 
 
 @shared_task(ignore_result=True)
-def budgets_evaluate(period_ids: list[int]) -> None:
-    """After usage records: fire the alerts these budget periods now call for."""
-    services.budget_periods_evaluate(period_ids=period_ids)
+def budgets_evaluate(period_ids: list[int] | None = None) -> None:
+    """After usage records (evaluation.evaluation_schedule, debounced): bring every budget's current period
+    up to date and fire the alerts due. `period_ids`: those periods alone, as a task sent by an older
+    version asked."""
+    if period_ids is None:
+        evaluation.budgets_evaluate()
+    else:
+        services.budget_periods_evaluate(period_ids=period_ids)
 
 
 @shared_task(ignore_result=True)

@@ -4,8 +4,8 @@ from typing import Any
 from django import forms
 
 from aspweb.forms import BoundedIntegerField, range_message
+from aspweb.money import usd
 from providers.models import Model
-from providers.templatetags.money import usd
 
 from .models import Conversation
 from .services import MAX_LANES, Params

@@ -40,7 +40,7 @@ POLL_SECONDS = 0.2
 # A generation waiting for its first token still says it is alive this often.
 BEAT_SECONDS = 2.0
 STALE_SECONDS = 15.0
-# How long the shared text is kept: longer than any call may last.
+# How long the shared text is stored: longer than any call may last.
 KEEP_SECONDS = 3600
 # A finished generation's heartbeat stays this long, for the streams that were following it.
 DONE_KEEP_SECONDS = 60

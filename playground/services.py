@@ -22,8 +22,8 @@ from .models import Answer, Conversation, Turn
 
 TITLE_LENGTH = 60
 MAX_LANES = 4
-# How long a new answer's request waits in the cache for its stream to open (see `requests_keep`).
-REQUEST_KEPT_SECONDS = 300
+# How long a new answer's request waits in the cache for its stream to open (see `requests_store`).
+REQUEST_PENDING_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def turn_create(*, user: Any, conversation: Conversation | None, models: Sequenc
     conversation.save()
     turn = Turn.objects.create(conversation=conversation, prompt=prompt)
     answers = _answers_create(turn, models)
-    transaction.on_commit(lambda: requests_keep(turn, answers, first=new), robust=True)
+    transaction.on_commit(lambda: requests_store(turn, answers, first=new), robust=True)
     return turn
 
 
@@ -131,10 +131,10 @@ def turn_redo(*, turn: Turn, models: Sequence[Model], params: Params, prompt: st
         version = max((v for _, v, _ in old), default=0) + 1
         Answer.objects.filter(pk__in=live_ids, status=Answer.Status.PENDING).update(
             status=Answer.Status.STOPPED, finished_at=timezone.now())
-    transaction.on_commit(lambda: _forget_kept(live_ids), robust=True)
+    transaction.on_commit(lambda: _forget_pending(live_ids), robust=True)
     transaction.on_commit(lambda: live.stop_many(live_ids), robust=True)
     answers = _answers_create(turn, models, version)
-    transaction.on_commit(lambda: requests_keep(turn, answers), robust=True)
+    transaction.on_commit(lambda: requests_store(turn, answers), robust=True)
     return turn
 
 
@@ -245,7 +245,7 @@ def _request(answer: Answer, turn: Turn, earlier: list[Turn]) -> ChatRequest:
     )
 
 
-def _kept_key(answer_id: int) -> str:
+def _pending_key(answer_id: int) -> str:
     return f"playground:request:{answer_id}"
 
 
@@ -253,19 +253,19 @@ def _claims_key(answer_id: int) -> str:
     return f"playground:claims:{answer_id}"
 
 
-def requests_keep(turn: Turn, answers: Sequence[Answer], *, first: bool = False) -> None:
+def requests_store(turn: Turn, answers: Sequence[Answer], *, first: bool = False) -> None:
     """Build the requests of a turn's new answers as the turn is saved (the conversation so far read once
-    for every pane, and not at all for a first turn), and keep them in Django's cache with their owner for
+    for every pane, and not at all for a first turn), and store them in the shared cache with their owner for
     the streams the page opens a moment later, with a count of the streams that claimed each: a stream
-    then claims its answer and starts its call without the database (`answer_claim_kept`). A stream that
+    then claims its answer and starts its call without the database (`answer_claim_pending`). A stream that
     finds none (opened later, on another worker without Redis, or after this failed: it runs on commit,
     robust, so that a send never fails for it) claims and builds from the database."""
     earlier = [] if first else _earlier(turn)
-    kept: dict[str, Any] = {}
+    pending: dict[str, Any] = {}
     for answer in answers:
-        kept[_kept_key(answer.pk)] = (turn.conversation.user_id, _request(answer, turn, earlier))
-        kept[_claims_key(answer.pk)] = 0
-    cache.set_many(kept, REQUEST_KEPT_SECONDS)
+        pending[_pending_key(answer.pk)] = (turn.conversation.user_id, _request(answer, turn, earlier))
+        pending[_claims_key(answer.pk)] = 0
+    cache.set_many(pending, REQUEST_PENDING_SECONDS)
 
 
 def prompt_tokens(request: ChatRequest) -> int:
@@ -275,16 +275,17 @@ def prompt_tokens(request: ChatRequest) -> int:
 # -- one answer's life ---------------------------------------------------------------------------
 
 
-def kept_request(*, answer_id: int, user: Any) -> ChatRequest | None:
-    """The kept request of `user`'s answer (see requests_keep), if there is one."""
-    kept = cache.get(_kept_key(answer_id))
-    return kept[1] if kept is not None and kept[0] == user.pk else None
+def pending_request(*, answer_id: int, user: Any) -> ChatRequest | None:
+    """The pending request of `user`'s answer stored in the shared cache (see requests_store), if there is
+    one."""
+    stored = cache.get(_pending_key(answer_id))
+    return stored[1] if stored is not None and stored[0] == user.pk else None
 
 
-def answer_claim_kept(*, answer_id: int) -> bool | None:
-    """Claim an answer whose request is kept: True for the first stream to ask (an atomic count in the
-    cache), False for any later one (an EventSource reconnecting). The claimer then marks the answer
-    streaming (`answer_mark_streaming`). None when the count has gone: claim from the database."""
+def answer_claim_pending(*, answer_id: int) -> bool | None:
+    """Claim an answer whose request is pending in the shared cache: True for the first stream to ask (an
+    atomic count in the cache), False for any later one (an EventSource reconnecting). The claimer then marks
+    the answer streaming (`answer_mark_streaming`). None when the count has gone: claim from the database."""
     try:
         return cache.incr(_claims_key(answer_id)) == 1
     except ValueError:
@@ -294,7 +295,7 @@ def answer_claim_kept(*, answer_id: int) -> bool | None:
 def answer_mark_streaming(*, answer_id: int, request_id: uuid.UUID | None = None) -> bool:
     """Mark an answer claimed from the cache as streaming, with its call's request id; False when it is no
     longer pending (Stop came first, or the turn was answered again): its stream then ends without saving."""
-    cache.delete(_kept_key(answer_id))
+    cache.delete(_pending_key(answer_id))
     return bool(Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(
         status=Answer.Status.STREAMING, request_id=request_id))
 
@@ -311,14 +312,14 @@ def answer_claim(*, answer_id: int, user: Any, request_id: uuid.UUID | None = No
     return chat_request(answer)
 
 
-def _forget_kept(answer_ids: Iterable[int]) -> None:
-    cache.delete_many([key for pk in answer_ids for key in (_kept_key(pk), _claims_key(pk))])
+def _forget_pending(answer_ids: Iterable[int]) -> None:
+    cache.delete_many([key for pk in answer_ids for key in (_pending_key(pk), _claims_key(pk))])
 
 
 def answer_release(*, answer_id: int) -> None:
     """Hand a claimed answer back, unasked: its stream ended before it began. The next stream claims it
     from the database."""
-    _forget_kept([answer_id])
+    _forget_pending([answer_id])
     Answer.objects.filter(pk=answer_id, status=Answer.Status.STREAMING).update(status=Answer.Status.PENDING)
 
 
@@ -369,7 +370,7 @@ def answer_settle_stop(*, answer_id: int, give_up: bool) -> bool:
     (live.stop), unless `give_up` (the generation is gone too, e.g. its worker died)."""
     stopped = {"status": Answer.Status.STOPPED, "finished_at": timezone.now()}
     if Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(**stopped):
-        _forget_kept([answer_id])  # a stream opening late finds nothing to claim, and asks no provider
+        _forget_pending([answer_id])  # a stream opening late finds nothing to claim, and asks no provider
         return True
     if give_up:
         Answer.objects.filter(pk=answer_id, status=Answer.Status.STREAMING).update(**stopped)

@@ -1,9 +1,12 @@
-"""What a conversation has cost so far, read from the usage ledger."""
+"""What a conversation has cost so far, read from the usage ledger; and the conversation a call of the
+ledger answered."""
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, Q, Sum
+from django.urls import reverse
 
 from usage.models import UsageRecord
 
@@ -33,3 +36,16 @@ def conversation_spent(conversation: Conversation) -> Spent:
         estimated=Count("id", filter=Q(usage_estimated=True)), replaced=Count("id", filter=replaced))
     return Spent(total=totals["total"] or Decimal(0), calls=totals["calls"], estimated=bool(totals["estimated"]),
                  unpriced=totals["unpriced"], replaced=totals["replaced"])
+
+
+def conversation_url(record: UsageRecord, user: Any) -> str:
+    """The playground conversation a call answered, where it is the viewer's own (a conversation is only
+    ever its owner's to open); empty otherwise."""
+    if record.source != UsageRecord.Source.PLAYGROUND or record.user_id is None or record.user_id != user.pk:
+        return ""
+    # Led by the person's own conversations: a handful of rows, whatever the size of the answers table.
+    answer = (Answer.objects.filter(turn__conversation__user=user, request_id=record.request_id)
+              .values("turn_id", "turn__conversation_id").first())
+    if answer is None:  # the conversation was deleted since
+        return ""
+    return reverse("playground_conversation", args=[answer["turn__conversation_id"]]) + f"#turn-{answer['turn_id']}"

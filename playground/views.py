@@ -269,23 +269,24 @@ class _Claim:
 
 def _claim(request: HttpRequest, pk: int) -> _Claim:
     """Claim the signed-in user's answer `pk` and prepare its call, in role_required's fetch: on the event
-    loop when the answer's request is kept (aspweb/inline.py), else in the sign-in check's thread hop. 404
+    loop when the answer's request is pending in a shared cache of this process's memory (the embedded default;
+    aspweb/inline.py), else in the sign-in check's thread hop. 404
     for anyone else's answer."""
     caller, record = calls.Caller(source="playground", user=request.user), calls.CallRecord()
-    chat = services.kept_request(answer_id=pk, user=request.user)
+    chat = services.pending_request(answer_id=pk, user=request.user)
     if chat is not None:
         # Resolved before claiming: what needs the database starts this again in a thread before the claim,
         # which must be counted once. Reserved after it, by the winner only: a second stream for the answer
         # (opened twice, or a fast reconnect) holds nothing.
         resolved = calls.resolve(chat, caller=caller, record=record)
-        won = services.answer_claim_kept(answer_id=pk)
+        won = services.answer_claim_pending(answer_id=pk)
         if won:
             return _Claim(pk, caller, record, chat, calls.reserve(resolved, chat, caller=caller, record=record),
                           marked=False)
         if won is not None:
             return _Claim(pk, caller, record, None, None, marked=False)
     if inline.running_inline():
-        raise inline.NotKept("the answer's request")
+        raise inline.NeedsThread("the answer's request")
     try:
         chat = services.answer_claim(answer_id=pk, user=request.user, request_id=record.request_id)
     except Answer.DoesNotExist:

@@ -6,6 +6,11 @@ class ProvidersConfig(AppConfig):
     verbose_name = "Providers and models"
 
     def ready(self) -> None:
-        from . import kept
+        from aspweb import config as config_file
 
-        kept.connect()
+        from . import config, prices, rowcaches
+        from .models import Price, PriceTier
+
+        rowcaches.connect()
+        prices.price_versions.follow(Price, PriceTier)
+        config_file.section_register(config.SECTION)

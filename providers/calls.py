@@ -4,7 +4,8 @@
         ...
 
 1. resolve: "provider/model" (or a provider name plus the request's model) -> a Target
-2. reserve: budgets reserve the worst-case cost here (see `_reserve`, and providers/bounds.py for the bound)
+2. reserve: limits on spend (budgets' hard limits, registered in hooks.py by the budgets app) hold the
+   worst-case cost here (see `_reserve`, and providers/bounds.py for the bound)
 3. stream: the adapter's chunks, with a first-token timeout, a whole-call deadline, and retries of
    retryable errors (capped exponential backoff with jitter; Retry-After wins) until the first chunk
    reaches the caller, never after; at most the provider's retries (0 to 10), and never a wait that would
@@ -28,12 +29,9 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 
-from aspweb.inline import NotKept, inline_or_hop, running_inline
-from budgets import services as budget_services
-from usage import services as usage_services
-from usage import writer as usage_writer
+from aspweb.inline import NeedsThread, inline_or_hop, running_inline
 
-from . import bounds, kept, routing
+from . import bounds, hooks, rowcaches
 from .adapters import get_adapter
 from .adapters.base import (
     ChatRequest,
@@ -45,7 +43,8 @@ from .adapters.base import (
     collect,
     estimated_usage,
 )
-from .models import Deployment, Model, Price, Provider, Route
+from .models import Model, Price, Provider
+from .prices import model_prices, price_in_force
 from .services import connection_for
 
 logger = logging.getLogger(__name__)
@@ -120,6 +119,9 @@ class CallRecord:
     # The max_tokens a hard limit's reservation counted on for a request that set none: sent in its place,
     # so that the answer cannot outgrow what was reserved.
     output_cap: int | None = None
+    # What the limits on spend hold for this call (budget period ids): a route's fallback holds no one twice,
+    # without asking the database.
+    held: set[Any] = field(default_factory=set, repr=False)
 
     @property
     def output_chars(self) -> int:
@@ -129,28 +131,28 @@ class CallRecord:
 
 def _target(provider: Provider, model: Model, now: Any) -> tuple[Target, Any]:
     """The model's target, and when its price in force changes next (None: no version is scheduled)."""
-    prices = usage_services.model_prices(model.pk)
+    prices = model_prices(model.pk)
     next_change = next((price.effective_from for price in prices if price.effective_from > now), None)
     target = Target(provider, model, connection_for(provider), get_adapter(provider.kind),
-                    usage_services.price_in_force(prices, now))
+                    price_in_force(prices, now))
     return target, next_change
 
 
 @dataclass(frozen=True)
 class _Resolution:
-    """What an address resolves to, kept between calls (providers/kept.py): a model's one target, or a
+    """What an address resolves to, cached between calls (providers/rowcaches.py): a model's one target, or a
     route with its eligible deployments and their targets; a route's order is decided at every call."""
 
     targets: tuple[Target, ...]
-    route: Route | None = None
-    deployments: tuple[Deployment, ...] = ()
+    route: Any = None
+    deployments: tuple[Any, ...] = ()
 
     def plan(self) -> "Plan":
         if self.route is None:
             return Plan(list(self.targets))
         by_id = {deployment.pk: target for deployment, target in zip(self.deployments, self.targets, strict=True)}
         prices = {pk: target.price for pk, target in by_id.items()}
-        return Plan([by_id[d.pk] for d in routing.order(self.route, list(self.deployments), prices)], self.route)
+        return Plan([by_id[d.pk] for d in hooks.routes().order(self.route, list(self.deployments), prices)], self.route)
 
 
 def _resolve_sync(address: str) -> "Plan":
@@ -159,11 +161,11 @@ def _resolve_sync(address: str) -> "Plan":
 
 
 def _resolution(address: str) -> _Resolution:
-    return kept.resolutions.get(address, kept.resolutions.version(), lambda: _resolve_uncached(address))
+    return rowcaches.resolutions.get(address, lambda: _resolve_uncached(address))
 
 
-def route_named(name: str) -> Route | None:
-    """The route `name` as calls find it (kept); None when there is none that can serve."""
+def route_named(name: str) -> Any:
+    """The route `name` as calls find it (cached); None when there is none that can serve."""
     try:
         return _resolution(name).route
     except CallError:
@@ -171,7 +173,7 @@ def route_named(name: str) -> Route | None:
 
 
 def _resolve_uncached(address: str) -> tuple[_Resolution, float | None]:
-    """The resolution and how long it may be kept: until the next price version comes into force."""
+    """The resolution and how long it may be cached: until the next price version comes into force."""
     now = timezone.now()
     provider_name, sep, model_name = address.partition("/")
     if not sep:
@@ -205,19 +207,8 @@ def _catalog_model(address: str, provider_name: str, model_name: str) -> tuple[P
     return provider, model
 
 
-def _route(name: str) -> tuple[Route, list[Deployment]]:
-    route = Route.objects.filter(name=name).first()
-    if route is None:
-        raise CallError("not_found", f"There is no route or model named {name!r} (models are PROVIDER/MODEL).")
-    if not route.enabled:
-        raise CallError("disabled", f"Route {name!r} is disabled.")
-    deployments = [
-        d for d in route.deployments.select_related("model__provider")
-        if d.model.enabled and d.model.provider.enabled and d.model.provider.archived_at is None
-    ]
-    if not deployments:
-        raise CallError("disabled", f"Route {name!r} has no enabled deployment.")
-    return route, deployments
+def _route(name: str) -> tuple[Any, list[Any]]:
+    return hooks.routes().resolve(name)
 
 
 @dataclass(frozen=True)
@@ -225,7 +216,7 @@ class Plan:
     """The deployments to try, in order: one for a model address, the route's for a route."""
 
     targets: list[Target]
-    route: Route | None = None
+    route: Any = None
 
 
 @dataclass
@@ -244,7 +235,7 @@ class Prepared:
 def prepare(request: ChatRequest, *, caller: Caller, record: CallRecord, provider: str | None = None,
             started: float | None = None) -> Prepared:
     """Resolve `request.model` (or `provider`/`request.model`) and reserve the first deployment's worst
-    case. Sync; a refusal is kept in the result for stream_chat to raise, so that it is recorded."""
+    case. Sync; a refusal is held in the result for stream_chat to raise, so that it is recorded."""
     return reserve(resolve(request, caller=caller, record=record, provider=provider, started=started), request,
                    caller=caller, record=record)
 
@@ -264,7 +255,7 @@ def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
         _serve_from(first, record)
         prepared.hard_limited = bool(_hard_budgets(first, caller))
         if prepared.hard_limited and running_inline():
-            raise NotKept("the budget periods a reservation holds")
+            raise NeedsThread("the budget periods a reservation holds")
         prepared.plan = plan
     except CallError as exc:
         prepared.refused = exc
@@ -272,7 +263,7 @@ def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
 
 
 def reserve(prepared: Prepared, request: ChatRequest, *, caller: Caller, record: CallRecord) -> Prepared:
-    """Reserve the worst case of a resolved call's first deployment; a refusal is kept, as in `prepare`. It
+    """Reserve the worst case of a resolved call's first deployment; a refusal is held, as in `prepare`. It
     goes by the hard limits found as the call was resolved, so that run inline after the caller's own change
     it reads nothing that could send it to a thread."""
     if prepared.plan is None:
@@ -287,7 +278,9 @@ def reserve(prepared: Prepared, request: ChatRequest, *, caller: Caller, record:
 
 def release(record: CallRecord) -> None:
     """Give back what a prepared call reserved, when it will not be made after all (sync)."""
-    budget_services.reservations_release(request_id=record.request_id)
+    for limit in hooks.limits():
+        limit.release(request_id=record.request_id)
+    record.held.clear()
 
 
 def backoff_delay(attempt: int, retry_after: float | None) -> float:
@@ -299,9 +292,10 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
     return min(settings.PROVIDER_RETRY_MAX_SECONDS, base) * (0.5 + random.random() / 2)
 
 
-def _hard_budgets(target: Target, caller: Caller) -> list[Any]:
-    return budget_services.hard_budgets_covering(provider=target.provider, model=target.model, user=caller.user,
-                                                 api_key=caller.api_key)
+def _hard_budgets(target: Target, caller: Caller) -> bool:
+    """Whether a limit on spend (a hard-limit budget) covers the call; read from memory, without a query."""
+    return any(limit.covers(provider=target.provider, model=target.model, user=caller.user, api_key=caller.api_key)
+               for limit in hooks.limits())
 
 
 def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallRecord,
@@ -318,17 +312,15 @@ def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallR
         return  # most calls fall under no hard limit: nothing to bound, and no query
     kind = target.provider.kind_preset
     output_tokens = bounds.output_token_bound(request, target.model, caps_output=kind.caps_output)
-    cost = None if target.price is None else budget_services.worst_case_cost(
-        target.price, input_tokens=bounds.input_token_bound(request), output_tokens=output_tokens)
+    held = False
     try:
-        held = budget_services.budget_reserve(
-            request_id=record.request_id, provider=target.provider, model=target.model, user=caller.user,
-            api_key=caller.api_key, cost=cost, ttl=budget_services.reservation_ttl(target.provider.time_limit),
-        )
-    except budget_services.BudgetUnpriced as exc:
-        raise CallError("unpriced", exc.message, provider=target.provider, model=target.model) from None
-    except budget_services.BudgetExceeded as exc:
-        raise CallError("budget_exceeded", exc.message, provider=target.provider, model=target.model) from None
+        for limit in hooks.limits():
+            held = limit.reserve(record=record, provider=target.provider, model=target.model, user=caller.user,
+                                 api_key=caller.api_key, price=target.price,
+                                 input_tokens=bounds.input_token_bound(request), output_tokens=output_tokens,
+                                 timeout_seconds=target.provider.time_limit) or held
+    except hooks.LimitRefused as exc:
+        raise CallError(exc.code, exc.message, provider=target.provider, model=target.model) from None
     if held and kind.caps_output and request.max_tokens is None:
         record.output_cap = output_tokens
 
@@ -336,7 +328,7 @@ def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallR
 async def _record(target: Target | None, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
     """Write the call's one usage record, which also settles the call's budget reservations.
 
-    Through the ledger's group-commit writer (usage/writer.py): concurrent calls' records share one
+    Through the ledger's recorder, its group-commit writer (usage/writer.py): concurrent calls' records share one
     transaction, and each call goes on once its own record is committed. A cancelled caller (the client
     went away) still waits for its record, then the cancellation goes on, so the record is on disk by
     the time the stream has ended.
@@ -345,7 +337,7 @@ async def _record(target: Target | None, request: ChatRequest, caller: Caller, r
     if fields is None:
         return
     try:
-        row = await usage_writer.usage_record_write(**fields)
+        row = await hooks.recorder()(**fields)
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -435,7 +427,7 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
     candidates = list(plan.targets)
     while candidates:
         target = candidates.pop(0)
-        if plan.route is not None and not await inline_or_hop(routing.admit, target.model.pk):
+        if plan.route is not None and not await inline_or_hop(hooks.routes().admit, target.model.pk):
             record.skipped.append(target.address)
             continue
         upstream_request = replace(request, model=target.model.name)
@@ -451,7 +443,7 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
                 yield chunk
         except ProviderError as exc:
             if plan.route is not None and exc.retryable:
-                await inline_or_hop(routing.record_failure, target.model.pk)
+                await inline_or_hop(hooks.routes().record_failure, target.model.pk)
             if record.delivered or not exc.retryable or not candidates:
                 raise
             logger.info("Falling back from %s after %s", target.address, exc.kind)
@@ -459,7 +451,7 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
         if plan.route is not None:
             await inline_or_hop(_observe_success, target, record)
         return
-    cooling = [routing.circuit(t.model.pk).retry_in for t in plan.targets]
+    cooling = [hooks.routes().circuit(t.model.pk).retry_in for t in plan.targets]
     raise ProviderError(
         "server", f"Every deployment of route {plan.route.name!r} is cooling down after repeated failures.",
         retry_after=max(1.0, min(cooling)) if cooling else None,
@@ -472,9 +464,9 @@ def _serve_from(target: Target, record: CallRecord) -> None:
 
 
 def _observe_success(target: Target, record: CallRecord) -> None:
-    routing.record_success(target.model.pk)
+    hooks.routes().record_success(target.model.pk)
     if record.latency_ms is not None or record.ttft_ms is not None:
-        routing.latency_observe(target.model.pk, record.ttft_ms or record.latency_ms)
+        hooks.routes().latency_observe(target.model.pk, record.ttft_ms or record.latency_ms)
 
 
 async def _stream_with_retries(target: Target, request: ChatRequest, record: CallRecord, started: float,

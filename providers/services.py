@@ -16,7 +16,7 @@ from .adapters import get_adapter
 from .adapters.base import Connection, Health, ModelInfo, ProviderError, listing_error
 from .crypto import reveal
 from .kinds import EXTRA_FIELDS, Kind
-from .models import MODEL_NAME_MAX, TOKENS_RANGE, Deployment, Model, Price, PriceTier, Provider, Route
+from .models import MODEL_NAME_MAX, TOKENS_RANGE, Model, Price, PriceTier, Provider
 
 logger = logging.getLogger(__name__)
 
@@ -279,34 +279,3 @@ def models_sync(*, provider: Provider, actor: Any) -> tuple[list[str], list[str]
             added.append(info.id)
         audit_log(actor, "provider.sync_models", provider, added=len(added))
     return added, sorted(known - set(added))
-
-
-def route_save(*, route: Route, actor: Any, changed: list[str] | None = None) -> Route:
-    creating = route.pk is None
-    with transaction.atomic():
-        route.save()
-        if creating:
-            audit_log(actor, "route.create", route, strategy=route.get_strategy_display())
-        elif changed:
-            audit_log(actor, "route.update", route, fields=sorted(changed))
-    return route
-
-
-def route_delete(*, route: Route, actor: Any) -> None:
-    with transaction.atomic():
-        audit_log(actor, "route.delete", route)
-        route.delete()
-
-
-def deployment_add(*, deployment: Deployment, actor: Any) -> Deployment:
-    with transaction.atomic():
-        deployment.save()
-        audit_log(actor, "route.deployment_add", deployment.route, model=str(deployment.model),
-                  priority=deployment.priority, weight=deployment.weight)
-    return deployment
-
-
-def deployment_remove(*, deployment: Deployment, actor: Any) -> None:
-    with transaction.atomic():
-        audit_log(actor, "route.deployment_remove", deployment.route, model=str(deployment.model))
-        deployment.delete()

@@ -1,5 +1,5 @@
 from django.contrib import messages
-from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, Sum
+from django.db.models import Count, Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -7,15 +7,13 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from accounts.audit import audit_log
 from aspweb.roles import ADMIN, role_required
-from usage.models import DailyModelUsage
 
-from . import routing, services
+from . import hooks, services
 from .adapters.base import ProviderError
-from .forms import CatalogChoiceForm, CatalogModelForm, DeploymentForm, PriceForm, ProviderForm, RouteForm
+from .forms import CatalogChoiceForm, CatalogModelForm, PriceForm, ProviderForm
 from .kinds import EXTRA_FIELDS, KINDS, get_kind
-from .models import Deployment, Model, Price, Provider, Route
+from .models import Model, Price, Provider
 
 
 def _get_provider(pk: int, *, active: bool = True) -> Provider:
@@ -33,25 +31,6 @@ def _models_with_prices(provider: Provider) -> list[Model]:
     return models
 
 
-def _unpriced_models(provider: Provider | None = None, model: Model | None = None) -> list[Model]:
-    """The catalog's models that were called while nothing priced them, each with its count of such calls,
-    their tokens and their first and last day, summed from the daily rollups over all days. Those calls
-    count $0 in every total until an admin sets a price in force at their time and re-prices them."""
-    rows = DailyModelUsage.objects.filter(unpriced__gt=0, model__isnull=False)
-    if provider is not None:
-        rows = rows.filter(provider=provider)
-    if model is not None:
-        rows = rows.filter(model=model)
-    totals = {row["model"]: row for row in rows.order_by().values("model").annotate(
-        calls=Sum("unpriced"), tokens=Sum("unpriced_tokens"), first_day=Min("day"), last_day=Max("day"))}
-    priced = Price.objects.filter(model=OuterRef("pk"), effective_from__lte=timezone.now())
-    models = list(Model.objects.filter(pk__in=totals).select_related("provider")
-                  .annotate(priced_now=Exists(priced)).order_by("provider__name", "name"))
-    for model in models:
-        model.unpriced_usage = totals[model.pk]
-    return models
-
-
 @role_required(ADMIN)
 def provider_list(request: HttpRequest) -> HttpResponse:
     show_archived = request.GET.get("archived") == "1"
@@ -60,7 +39,7 @@ def provider_list(request: HttpRequest) -> HttpResponse:
     )
     providers = providers.filter(archived_at__isnull=not show_archived)
     return render(request, "providers/list.html", {"providers": providers, "show_archived": show_archived,
-                                                   "unpriced_models": _unpriced_models()})
+                                                   "unpriced_models": hooks.unpriced_models()})
 
 
 @role_required(ADMIN)
@@ -94,7 +73,7 @@ def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "settings": [(EXTRA_FIELDS[name].label, provider.extra[name]) for name in kind.extra
                      if provider.extra.get(name)],
         "models": _models_with_prices(provider),
-        "unpriced_models": _unpriced_models(provider),
+        "unpriced_models": hooks.unpriced_models(provider),
     })
 
 
@@ -300,77 +279,5 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "now": timezone.now(),
         # Calls made while nothing priced the model: a version must be in force from their first day to price
         # them, which the form says where it asks when the version takes effect.
-        "unpriced": next((m.unpriced_usage for m in _unpriced_models(model=model)), None),
+        "unpriced": next((m.unpriced_usage for m in hooks.unpriced_models(model=model)), None),
     })
-
-
-@role_required(ADMIN)
-def route_list(request: HttpRequest) -> HttpResponse:
-    routes = Route.objects.annotate(deployment_count=Count("deployments"))
-    return render(request, "providers/route_list.html", {"routes": routes})
-
-
-@role_required(ADMIN)
-def route_add(request: HttpRequest) -> HttpResponse:
-    form = RouteForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        route = services.route_save(route=form.save(commit=False), actor=request.user)
-        messages.success(request, f"Route {route.name} added: now give it deployments.")
-        return redirect("route_detail", pk=route.pk)
-    return render(request, "providers/route_form.html", {"form": form, "route": None})
-
-
-@role_required(ADMIN)
-def route_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    route = get_object_or_404(Route, pk=pk)
-    form = RouteForm(request.POST or None, instance=route)
-    if request.method == "POST" and form.is_valid():
-        services.route_save(route=form.save(commit=False), actor=request.user, changed=form.changed_data)
-        messages.success(request, f"Route {route.name} saved.")
-        return redirect("route_detail", pk=route.pk)
-    return render(request, "providers/route_form.html", {"form": form, "route": route})
-
-
-@role_required(ADMIN)
-def route_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    route = get_object_or_404(Route, pk=pk)
-    form = DeploymentForm(request.POST or None, route=route)
-    if request.method == "POST" and form.is_valid():
-        services.deployment_add(deployment=form.save(commit=False), actor=request.user)
-        messages.success(request, "Deployment added.")
-        return redirect("route_detail", pk=route.pk)
-    deployments = list(route.deployments.select_related("model__provider"))
-    for deployment in deployments:
-        deployment.circuit = routing.circuit(deployment.model_id)
-        deployment.latency_ms = routing.latency_average(deployment.model_id)
-        deployment.price_now = deployment.model.current_price()
-    return render(request, "providers/route_detail.html", {"route": route, "deployments": deployments,
-                                                           "form": form})
-
-
-@require_POST
-@role_required(ADMIN)
-def route_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    route = get_object_or_404(Route, pk=pk)
-    services.route_delete(route=route, actor=request.user)
-    messages.success(request, f"Route {route.name} deleted.")
-    return redirect("route_list")
-
-
-@require_POST
-@role_required(ADMIN)
-def deployment_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    deployment = get_object_or_404(Deployment.objects.select_related("route", "model"), pk=pk)
-    services.deployment_remove(deployment=deployment, actor=request.user)
-    messages.success(request, f"{deployment.model} no longer serves {deployment.route.name}.")
-    return redirect("route_detail", pk=deployment.route_id)
-
-
-@require_POST
-@role_required(ADMIN)
-def deployment_reset(request: HttpRequest, pk: int) -> HttpResponse:
-    deployment = get_object_or_404(Deployment, pk=pk)
-    routing.reset(deployment.model_id)
-    audit_log(request.user, "route.circuit_reset", deployment.route, model=str(deployment.model))
-    messages.success(request, f"{deployment.model} is back in rotation.")
-    return redirect("route_detail", pk=deployment.route_id)

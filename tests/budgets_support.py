@@ -19,6 +19,7 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from aspweb.roles import ROLES
+from budgets import evaluation
 from budgets.models import Budget, BudgetPeriod
 from providers.models import Model, Price, Provider
 from usage import services as usage_services
@@ -65,6 +66,13 @@ def make_budget(name: str = "Team", **fields: Any) -> Budget:
 
 def period_of(budget: Budget, when: datetime | None = None) -> BudgetPeriod:
     return BudgetPeriod.objects.get(budget=budget, start=budget.span_at(when or timezone.now()).start)
+
+
+def evaluated(budget: Budget, when: datetime | None = None) -> BudgetPeriod:
+    """The budget's period once every budget was evaluated at `when`, as after usage (a soft budget's spend
+    follows the ledger then, not at each record)."""
+    evaluation.budgets_evaluate(now=when)
+    return period_of(budget, when)
 
 
 class Receiver:

@@ -1,5 +1,6 @@
 """Shared fixtures: one user per role, clients signed in as them, and a fake upstream on loopback."""
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -29,6 +30,8 @@ def _test_settings(settings: object) -> None:
     settings.CELERY_TASK_ALWAYS_EAGER = True
     # Password hashing is deliberately slow; tests create a user per role per case.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Budgets evaluate as usage commits, not on a timer thread: tests that wait for the timer set their own.
+    settings.BUDGET_EVALUATE_SECONDS = 0
 
 
 @pytest.fixture
@@ -104,3 +107,17 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 def local_cache(settings: object) -> None:
     """The embedded default's cache (this process's own memory), whatever the suite runs with."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _row_caches_listening() -> None:
+    """With Redis, row caches trust nothing (and cache nothing) until this process's subscription is
+    confirmed (aspweb/rowcache_bus.py): wait for it once, so that tests see what a running worker sees."""
+    from aspweb import inline, rowcache_bus
+
+    if inline.cache_is_local():
+        return
+    deadline = time.monotonic() + 10
+    while rowcache_bus.version("tests") is None:
+        assert time.monotonic() < deadline, "the row caches' Redis subscription was not confirmed within 10 s"
+        time.sleep(0.01)

@@ -17,8 +17,9 @@ import uvicorn
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
-from providers import apikeys
-from providers.models import ApiKey, Model, Price, Provider
+from gateway import apikeys
+from gateway.models import ApiKey
+from providers.models import Model, Price, Provider
 from tests.fakes.upstream import FakeUpstream
 
 OPENAI_MODEL = "local/fake-model-a"

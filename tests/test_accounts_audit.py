@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts import audit
 from accounts.models import AuditEvent, User
 from accounts.views import AUDIT_PAGE_SIZE
-from providers import apikeys
+from gateway import apikeys
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db

@@ -576,21 +576,21 @@ def test_a_request_not_to_stream_gets_the_whole_answer_as_chunks(upstream: FakeU
         again.text, [(c.name, c.arguments) for c in again.tool_calls], again.usage, again.finish_reason)
 
 
-def test_kept_clients_are_closed_when_their_event_loop_ends(upstream: FakeUpstream, provider_kind: str) -> None:
+def test_pooled_clients_are_closed_when_their_event_loop_ends(upstream: FakeUpstream, provider_kind: str) -> None:
     """Both transports' clients run on aiohttp, whose sessions must be closed on their own loop: the pool
     closes them as the loop shuts down."""
     conn = connection(upstream, provider_kind)
     make = openai_compat.client if provider_kind in openai_compat.SDK_KINDS else wire.Client
-    kept: list[Any] = []
+    clients: list[Any] = []
 
     async def run() -> None:
         async for _ in openai_compat.stream(conn, HELLO):
             pass
-        kept.append(pooled(conn, make))
-        assert not kept[0].is_closed()
+        clients.append(pooled(conn, make))
+        assert not clients[0].is_closed()
 
     asyncio.run(run())
-    assert kept[0].is_closed()
+    assert clients[0].is_closed()
 
 
 def test_an_error_event_inside_a_started_stream_is_mapped_like_an_error_status(upstream: FakeUpstream,

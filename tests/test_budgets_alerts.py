@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from aspweb.celery import app
-from budgets import services
+from budgets import evaluation, services
 from budgets.models import AlertEvent, Budget, Delivery, Notification
 from tests.budgets_support import (
     ON_POSTGRESQL,
@@ -33,7 +33,8 @@ def people(make_user: Callable[..., User]) -> dict[str, User]:
 
 
 def _evaluate(budget: Budget, when: object = None) -> list[AlertEvent]:
-    return services.budget_periods_evaluate(period_ids=[period_of(budget, when).pk], now=when)
+    """What the evaluation after usage fires for `budget`."""
+    return [event for event in evaluation.budgets_evaluate(now=when) if event.budget_id == budget.pk]
 
 
 def test_each_threshold_fires_once_as_spend_crosses_it(db: None, people: dict[str, User]) -> None:

@@ -11,9 +11,9 @@ import yaml
 from django.core.management import call_command
 
 from accounts.models import User
+from aspweb.config import ConfigError, config_export, config_import, dump_yaml, load_yaml
 from budgets.models import Budget
-from providers.config import ConfigError, config_export, config_import, dump_yaml, load_yaml
-from providers.models import ApiKey
+from gateway.models import ApiKey
 from tests.budgets_support import PUBLIC_IP, fake_dns
 
 PROVIDERS = """\

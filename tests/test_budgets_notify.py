@@ -13,7 +13,7 @@ import pytest
 from django.core import mail
 
 from accounts.models import User
-from budgets import services
+from budgets import evaluation, services
 from budgets.models import AlertEvent, Delivery, Notification
 from tests.budgets_support import (
     PUBLIC_IP,
@@ -40,10 +40,10 @@ def finance(make_user: Callable[..., User]) -> User:
 def _cross_half(budget_fields: dict, capture: Callable) -> AlertEvent:
     """Spend 55% of a $1 budget and evaluate, running what is dispatched on commit."""
     model = make_model()
-    budget = make_budget(amount=Decimal(1), thresholds=[50], **budget_fields)
+    make_budget(amount=Decimal(1), thresholds=[50], **budget_fields)
     spend(model, "0.55")
     with capture(execute=True):
-        [event] = services.budget_periods_evaluate(period_ids=[period_of(budget).pk])
+        [event] = evaluation.budgets_evaluate()
     return event
 
 
@@ -55,7 +55,7 @@ def test_the_webhook_gets_slack_compatible_json_with_structured_fields(
         budget = make_budget("Team", amount=Decimal(1), thresholds=[50], webhook_url=hook.url, hard_limit=True)
         spend(model, "0.55")
         with django_capture_on_commit_callbacks(execute=True):
-            [event] = services.budget_periods_evaluate(period_ids=[period_of(budget).pk])
+            [event] = evaluation.budgets_evaluate()
 
     [post] = hook.posts
     body = post["json"]

@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from accounts.models import User
+from aspweb.config import config_import, load_yaml
 from budgets import services, tasks
 from budgets.models import AlertEvent, Budget, Delivery, Notification
-from providers.config import config_import, load_yaml
 from tests.budgets_support import make_budget, make_model, spend
 from tests.conftest import signed_in
 

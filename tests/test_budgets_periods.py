@@ -62,9 +62,9 @@ def test_labels_and_previous_periods() -> None:
 
 def test_spend_lands_in_the_local_period_across_the_years_end(db: None) -> None:
     model = make_model()
-    monthly = make_budget("Monthly", period="monthly", amount=Decimal(10))
-    weekly = make_budget("Weekly", period="weekly", amount=Decimal(10))
-    daily = make_budget("Daily", period="daily", amount=Decimal(10))
+    monthly = make_budget("Monthly", period="monthly", amount=Decimal(10), hard_limit=True)
+    weekly = make_budget("Weekly", period="weekly", amount=Decimal(10), hard_limit=True)
+    daily = make_budget("Daily", period="daily", amount=Decimal(10), hard_limit=True)
     # Both calls happen on 31 December in UTC; in Berlin the second is on New Year's Day.
     old_year = local(2025, 12, 31, 23, 30)
     new_year = local(2026, 1, 1, 0, 30)

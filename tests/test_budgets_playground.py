@@ -13,7 +13,7 @@ import pytest
 from django.test import RequestFactory
 
 from accounts.models import User
-from budgets import services as budget_services
+from budgets import holds
 from budgets.models import Budget, Reservation
 from playground import views
 from playground.models import Answer
@@ -46,14 +46,14 @@ def budget(db: None) -> Budget:
 def reserved_for(monkeypatch: pytest.MonkeyPatch) -> list[uuid.UUID]:
     """The request id of every call that was given a reservation, as the call path asks for them."""
     made: list[uuid.UUID] = []
-    reserve = budget_services.budget_reserve
+    reserve = holds.budget_reserve
 
     def spy(**kwargs: object) -> list[Reservation]:
         held = reserve(**kwargs)
         made.extend(reservation.request_id for reservation in held)
         return held
 
-    monkeypatch.setattr(budget_services, "budget_reserve", spy)
+    monkeypatch.setattr(holds, "budget_reserve", spy)
     return made
 
 
@@ -66,7 +66,7 @@ def _open_at_once(cookie: str, answer: Answer, streams: int) -> list[Stream]:
     return run_asgi(together)
 
 
-@pytest.mark.parametrize("keep", [True, False], ids=["kept request", "request built by the stream"])
+@pytest.mark.parametrize("keep", [True, False], ids=["stored request", "request built by the stream"])
 def test_an_answer_opened_twice_at_once_reserves_once_and_keeps_nothing(
     member: User, model: Model, budget: Budget, upstream: FakeUpstream, reserved_for: list[uuid.UUID], keep: bool
 ) -> None:
@@ -104,18 +104,18 @@ def test_a_stream_closed_before_its_first_event_gives_its_reservation_back(
     assert answer.status == Answer.Status.PENDING and upstream.requests == []
 
 
-def test_a_kept_answer_is_claimed_once_though_its_reservation_needs_the_database(
+def test_a_stored_answer_is_claimed_once_though_its_reservation_needs_the_database(
     local_cache: None, settings: Any, tmp_path: Path, member: User, model: Model, budget: Budget,
     upstream: FakeUpstream, reserved_for: list[uuid.UUID]
 ) -> None:
-    # With everything kept, the claim is made on the event loop; the reservation then needs the database,
+    # With everything cached, the claim is made on the event loop; the reservation then needs the database,
     # and a claim made before finding that out would be counted again in the thread: the stream would lose
     # its own answer. The thread is asked for before the claim.
-    settings.DATA_DIR = tmp_path  # kept versions of its own: other processes' writes drop nothing it keeps
+    settings.DATA_DIR = tmp_path  # version files of its own: other processes' writes drop nothing it caches
     [first] = answers_of(send(member, send_data(model)).pk)
     [second] = answers_of(send(member, send_data(model)).pk)
     cookie = _session_cookie(member)
-    _open_at_once(cookie, first, streams=1)  # the session, the person, the model and the budgets are kept now
+    _open_at_once(cookie, first, streams=1)  # the session, the person, the model and the budgets are cached now
 
     [result] = _open_at_once(cookie, second, streams=1)
 

@@ -95,7 +95,7 @@ def test_the_gateway_answers_403_model_unpriced_in_openai_s_error_shape(unpriced
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("keep", [True, False], ids=["kept request", "request built by the stream"])
+@pytest.mark.parametrize("keep", [True, False], ids=["stored request", "request built by the stream"])
 def test_the_playground_shows_the_refusal_in_the_pane(unpriced: Model, upstream: FakeUpstream,
                                                       make_user: Callable[..., User], keep: bool) -> None:
     ensure_role_groups()

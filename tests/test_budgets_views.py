@@ -12,7 +12,8 @@ from django.utils import timezone
 from accounts.models import AuditEvent, User
 from budgets import services
 from budgets.models import Budget, Notification
-from providers.models import ApiKey, Model, Provider
+from gateway.models import ApiKey
+from providers.models import Model, Provider
 from tests.budgets_support import (
     PUBLIC_IP,
     allow_loopback_webhooks,

@@ -12,7 +12,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 
 from aspweb.celery import app
-from budgets import services, tasks
+from budgets import evaluation, services, tasks
 from budgets.models import AlertEvent, Budget, Delivery, Notification
 from tests.budgets_support import allow_loopback_webhooks, ensure_role_groups, make_budget, make_model, receiver, spend
 
@@ -34,6 +34,8 @@ def wait_for(check: Callable[[], bool], seconds: float = 20) -> None:
 def worker(settings: object) -> Iterator[None]:
     settings.CELERY_TASK_ALWAYS_EAGER = False  # dispatching sends to Redis now
     settings.ALERT_RETRY_BASE_SECONDS = 1
+    settings.BUDGET_EVALUATE_SECONDS = 0.5  # alerts after usage through the debounced task, as in production
+    evaluation._due[0] = 0.0
     allow_loopback_webhooks(settings)
     assert app.conf.task_always_eager is False
     assert app.conf.broker_url.startswith("redis://")
@@ -48,11 +50,34 @@ def test_a_usage_record_gets_its_alert_from_the_worker(worker: None, make_user: 
     model = make_model()
     budget = make_budget(amount=Decimal(1), thresholds=[50])
 
-    spend(model, "0.6")  # commits, and sends budgets_evaluate to Redis
+    spend(model, "0.6")  # commits, and sends budgets_evaluate to Redis, to run half a second later
+    assert not AlertEvent.objects.exists()  # not evaluated in the committing thread
 
     wait_for(lambda: AlertEvent.objects.filter(budget=budget, threshold=50).exists())
     wait_for(lambda: Notification.objects.filter(user=finance).exists())
     assert AlertEvent.objects.count() == 1
+
+
+def test_records_in_a_burst_send_one_evaluation_and_its_alerts_fire_once(worker: None, settings: object,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.BUDGET_EVALUATE_SECONDS = 2
+    sent: list[dict] = []
+    send = tasks.budgets_evaluate.apply_async
+
+    def counted(*args: object, **kwargs: object) -> object:
+        sent.append(kwargs)
+        return send(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.budgets_evaluate, "apply_async", counted)
+    model = make_model()
+    budget = make_budget(amount=Decimal(1), thresholds=[20, 40, 60])
+    for _ in range(7):
+        spend(model, "0.1")
+
+    wait_for(lambda: AlertEvent.objects.filter(budget=budget).count() == 3)
+    assert sent == [{"countdown": 2.0}]
+    time.sleep(0.5)
+    assert sorted(AlertEvent.objects.filter(budget=budget).values_list("threshold", flat=True)) == [20, 40, 60]
 
 
 def test_a_webhook_failing_twice_is_retried_with_backoff_then_sent(worker: None) -> None:

@@ -6,9 +6,11 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.cache import cache
 
-from providers import calls, routing
+from gateway import routing
+from gateway.models import Deployment, Route
+from providers import calls
 from providers.adapters.base import ChatRequest, Message, ProviderError
-from providers.models import Deployment, Model, Provider, Route
+from providers.models import Model, Provider
 from tests.fakes.upstream import FakeUpstream
 from usage.models import UsageRecord
 

@@ -17,16 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import AuditEvent
-from providers import services
-from providers.config import (
+from aspweb.config import (
     ConfigError,
     Report,
     config_export,
     config_import,
     dump_yaml,
-    key_placeholder,
     load_yaml,
 )
+from providers import services
+from providers.config import key_placeholder
 from providers.kinds import KINDS
 from providers.models import Model, Price, Provider
 
@@ -777,7 +777,7 @@ routes:
 
 
 def test_routes_import_with_models_declared_in_the_same_file(db: None) -> None:
-    from providers.models import Route
+    from gateway.models import Route
 
     report = config_import(load_yaml(ROUTES_YAML, {}), actor=None)
     route = Route.objects.get(name="fast-chat")
@@ -790,7 +790,7 @@ def test_routes_import_with_models_declared_in_the_same_file(db: None) -> None:
 
 
 def test_routes_deployments_follow_the_file(db: None) -> None:
-    from providers.models import Route
+    from gateway.models import Route
 
     config_import(load_yaml(ROUTES_YAML, {}), actor=None)
     changed = ROUTES_YAML.replace("""      - model: local-llm/small-model

@@ -27,8 +27,9 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from accounts.models import User
-from providers.models import ApiKey, Model, Price, Provider
-from providers.templatetags.money import money
+from aspweb.money import money
+from gateway.models import ApiKey
+from providers.models import Model, Price, Provider
 from tests.conftest import signed_in
 from tests.usage_support import write
 from usage import charts, dashboards, views
@@ -248,8 +249,8 @@ def test_the_default_view_reads_each_name_table_once(ledger: dict[str, Any], peo
     client.get(reverse("dashboard"))
     with CaptureQueriesContext(connection) as queries:
         client.get(reverse("dashboard"))
-    for table, reads in (("providers_provider", 1), ("providers_model", 1), ("providers_apikey", 1),
-                         ("accounts_user", 1)):  # the signed-in person is kept by the worker (accounts/backends.py)
+    for table, reads in (("providers_provider", 1), ("providers_model", 1), ("gateway_apikey", 1),
+                         ("accounts_user", 1)):  # the signed-in person: a row cache (accounts/backends.py)
         assert sum(f'FROM "{table}"' in query["sql"] for query in queries) == reads, table
     sums = [query for query in queries if "usage_daily" in query["sql"]]
     assert len(sums) == 6  # totals, the table, the daily chart and three "top" charts
@@ -304,7 +305,7 @@ def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], peo
     figures = _raw_figures(records)
     html = signed_in(people["finance"]).get(reverse("dashboard")).content.decode()
     totals = html.split('aria-label="Totals"', 1)[1].split("</dl>", 1)[0]
-    from providers.templatetags.money import money
+    from aspweb.money import money
 
     assert f"<dd>{money(figures.cost)}</dd>" in totals
     assert f"<dd>{figures.requests:,}</dd>" in totals

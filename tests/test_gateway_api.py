@@ -9,9 +9,10 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
+from gateway.models import ApiKey
 from providers import calls
 from providers.adapters.base import Chunk
-from providers.models import ApiKey, Model, Provider
+from providers.models import Model, Provider
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import (
     ANTHROPIC_MODEL,
@@ -491,7 +492,7 @@ def test_bodies_that_are_not_a_json_object_are_400(key: str, raw: bytes) -> None
 
 
 def test_a_huge_body_is_413(key: str, settings: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("providers.api.MAX_BODY_BYTES", 1000)
+    monkeypatch.setattr("gateway.api.MAX_BODY_BYTES", 1000)
     answer = call(CHAT, chat_body(messages=[{"role": "user", "content": "x" * 2000}]), key=key)
     assert answer.status == 413 and answer.json["error"]["code"] == "request_too_large"
 
@@ -512,7 +513,7 @@ def test_an_unexpected_bug_is_a_json_500(key: str, monkeypatch: pytest.MonkeyPat
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("providers.gateway.openai_format.completion_body", broken)
+    monkeypatch.setattr("gateway.openai_format.completion_body", broken)
     answer = call(CHAT, chat_body(), key=key)
     assert answer.status == 500 and answer.headers["content-type"] == "application/json"
     assert answer.json["error"]["code"] == "internal_error" and "a bug" not in answer.json["error"]["message"]

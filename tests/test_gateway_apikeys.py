@@ -16,8 +16,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent, User
-from providers import apikeys
-from providers.models import ApiKey, Deployment, Model, Route
+from gateway import apikeys
+from gateway.models import ApiKey, Deployment, Route
+from providers.models import Model
 from tests.conftest import PASSWORD
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import make_key, make_providers
@@ -79,7 +80,7 @@ def test_last_used_is_written_at_most_once_a_minute(db: None, django_assert_num_
         apikeys.api_key_authenticate(raw)
     first = ApiKey.objects.get(pk=key.pk).last_used_at
     assert first is not None
-    with django_assert_num_queries(0):  # the key is kept by the worker, and was used just now
+    with django_assert_num_queries(0):  # the key is in the worker's row cache, and was used just now
         apikeys.api_key_authenticate(raw)
     later = first + timedelta(minutes=2)
     monkeypatch.setattr(apikeys.timezone, "now", lambda: later)
@@ -303,7 +304,7 @@ def test_the_list_shows_each_keys_spend_this_month_in_its_one_query(admin_client
     spent = {key.name: (key.spent, key.unpriced) for key in apikeys.with_spend_since(ApiKey.objects.all(), month)}
     assert spent == {"busy": (Decimal("1.75"), 0), "free": (0, 1), "idle": (0, 0)}
 
-    admin_client.get(reverse("apikey_list"))  # the signed-in person and their rights, kept from now on
+    admin_client.get(reverse("apikey_list"))  # the signed-in person and their rights, cached from now on
     with CaptureQueriesContext(connection) as first:
         page = admin_client.get(reverse("apikey_list")).content.decode()
     rows = {name: re.search(rf'<tr>\s*<td><span class="truncate" title="{name}">{name}</span><br>.*?</tr>', page,
@@ -312,7 +313,7 @@ def test_the_list_shows_each_keys_spend_this_month_in_its_one_query(admin_client
     assert '<td class="num">$0.00<br><small class="warn">+ 1 unpriced call</small></td>' in rows["free"]
     assert '<td class="num">$0.00</td>' in rows["idle"]
     assert f"Spent in {month:%B}" in page
-    listing = [q["sql"] for q in first.captured_queries if '"providers_apikey"' in q["sql"].split("WHERE")[0]]
+    listing = [q["sql"] for q in first.captured_queries if '"gateway_apikey"' in q["sql"].split("WHERE")[0]]
     assert len(listing) == 1 and "usage_dailyapikeyusage" in listing[0]
 
     for n in range(5):  # more keys, more calls: not one query more

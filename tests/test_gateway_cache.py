@@ -5,9 +5,9 @@ import time
 import pytest
 from django.core.cache import cache
 
-from providers import api
+from gateway import api
+from gateway.models import Deployment, Route
 from providers.adapters.base import ChatRequest, Message
-from providers.models import Deployment, Route
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import OPENAI_MODEL, call, chat_body, make_key, make_providers, messages_body
 from usage.models import UsageRecord

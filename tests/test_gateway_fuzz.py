@@ -14,7 +14,7 @@ from django.core.cache import cache
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from providers.gateway.openapi import DESCRIPTION
+from gateway.openapi import DESCRIPTION
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import (
     ANTHROPIC_MODEL,

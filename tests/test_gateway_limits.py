@@ -3,7 +3,7 @@
 import pytest
 from django.core.cache import cache
 
-from providers.gateway import ratelimit
+from gateway import ratelimit
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import call, chat_body, make_key, make_providers, messages_body
 

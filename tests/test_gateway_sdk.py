@@ -11,8 +11,8 @@ import openai
 import pytest
 from django.core.cache import cache
 
-from providers import apikeys
-from providers.models import ApiKey
+from gateway import apikeys
+from gateway.models import ApiKey
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import ANTHROPIC_MODEL, OPENAI_MODEL, live_server, make_key, make_providers
 from usage.models import UsageRecord

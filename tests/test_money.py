@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from providers.templatetags.money import money, usd
+from aspweb.money import money, usd
 
 
 @pytest.mark.parametrize(

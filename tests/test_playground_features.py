@@ -23,12 +23,12 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
+from aspweb.money import money
 from aspweb.roles import MEMBER
 from playground import services, snippets
 from playground.models import Answer, Conversation, Turn
 from providers.adapters.base import ProviderError
 from providers.models import Model, Price, Provider
-from providers.templatetags.money import money
 from tests.conftest import signed_in
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import call, live_server, make_key

@@ -132,7 +132,7 @@ def stream(user: User, answer: Answer, disconnect_after_deltas: int | None = Non
 
 
 def send(user: User, data: dict, *, keep: bool = True) -> Turn:
-    """Send a prompt as the page does. The answers' requests are kept for their streams once the turn is
+    """Send a prompt as the page does. The answers' requests are stored for their streams once the turn is
     committed (keep=False: as if the stream opened on a worker that does not have them)."""
     client = Client()
     client.force_login(user)
@@ -195,7 +195,7 @@ def test_text_is_escaped_while_it_streams(member: User, catalog: tuple[Model, Mo
     assert "<script>" not in result.done and "&lt;script&gt;" in result.done
 
 
-@pytest.mark.parametrize("keep", [True, False], ids=["kept request", "request built by the stream"])
+@pytest.mark.parametrize("keep", [True, False], ids=["stored request", "request built by the stream"])
 def test_a_later_turn_sends_the_earlier_turns_of_its_lane(member: User, catalog: tuple[Model, Model],
                                                           upstream: FakeUpstream, keep: bool) -> None:
     cheap, _ = catalog
@@ -205,9 +205,9 @@ def test_a_later_turn_sends_the_earlier_turns_of_its_lane(member: User, catalog:
                   keep=keep)
     assert second.conversation_id == first.conversation_id
     [answer] = answers_of(second.pk)
-    assert (cache.get(services._kept_key(answer.pk)) is not None) == keep
+    assert (cache.get(services._pending_key(answer.pk)) is not None) == keep
     stream(member, answer)
-    assert cache.get(services._kept_key(answer.pk)) is None
+    assert cache.get(services._pending_key(answer.pk)) is None
     assert upstream.last_request.body["messages"] == [
         {"role": "user", "content": "First question"},
         {"role": "assistant", "content": REPLY},
@@ -544,7 +544,7 @@ def test_an_unexpected_failure_shows_no_details(member: User, catalog: tuple[Mod
     assert "internal detail" not in result.body and API_KEY not in result.body
 
 
-@pytest.mark.parametrize("keep", [True, False], ids=["kept request", "request built by the stream"])
+@pytest.mark.parametrize("keep", [True, False], ids=["stored request", "request built by the stream"])
 def test_only_the_owner_can_stream_or_stop_an_answer(member: User, make_user: Callable[..., User],
                                                      catalog: tuple[Model, Model], upstream: FakeUpstream,
                                                      keep: bool) -> None:
@@ -611,14 +611,14 @@ def test_a_stop_between_the_claim_and_the_stream_wins(member: User, catalog: tup
     assert answer.status == Answer.Status.STOPPED and answer.content == ""
 
 
-def test_a_kept_answer_streams_without_a_thread_hop_before_its_call(
+def test_a_stored_answer_streams_without_a_thread_hop_before_its_call(
     local_cache: None, member: User, catalog: tuple[Model, Model], upstream: FakeUpstream, hops: list[str]
 ) -> None:
     [first] = answers_of(send(member, send_data(catalog[0])).pk)
     [second] = answers_of(send(member, send_data(catalog[0])).pk)
     cookie = _session_cookie(member)
     run_asgi(functools.partial(_asgi_get, f"/playground/answers/{first.pk}/stream/", cookie))
-    hops.clear()  # the session, the person and the model are kept from now on
+    hops.clear()  # the session, the person and the model are cached from now on
     result = run_asgi(functools.partial(_asgi_get, f"/playground/answers/{second.pk}/stream/", cookie))
     assert "".join(result.deltas) == REPLY
     assert not [hop for hop in hops if ".admit" in hop], hops  # the sign-in check and the claim: inline

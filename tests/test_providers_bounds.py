@@ -14,11 +14,12 @@ from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.urls import reverse
 
+from aspweb.config import ConfigError, config_import, load_yaml
 from aspweb.forms import BoundedIntegerField, range_message
+from gateway.models import Route
 from providers import calls
 from providers.adapters.base import ChatRequest, Message, ProviderError
-from providers.config import ConfigError, config_import, load_yaml
-from providers.models import Model, Price, Provider, Route
+from providers.models import Model, Price, Provider
 from tests.fakes.upstream import FakeUpstream
 
 

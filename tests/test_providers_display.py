@@ -8,9 +8,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from providers.forms import CatalogModelForm, ProviderForm, RouteForm
+from gateway.forms import RouteForm
+from gateway.models import ApiKey
+from providers.forms import CatalogModelForm, ProviderForm
 from providers.kinds import KINDS
-from providers.models import ApiKey, Model, Provider
+from providers.models import Model, Provider
 from providers.templatetags.when import ago, exact, iso
 
 NOW = datetime(2026, 12, 5, 14, 30, tzinfo=UTC)

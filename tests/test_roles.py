@@ -11,9 +11,10 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from budgets.models import Budget, Notification
+from gateway.apikeys import api_key_create
+from gateway.models import Deployment, Route
 from playground.models import Answer, Conversation, Turn
-from providers.apikeys import api_key_create
-from providers.models import Deployment, Model, Provider, Route
+from providers.models import Model, Provider
 from usage.services import usage_record_create
 
 ROLES = ["anonymous", "none", "member", "finance", "admin", "superuser"]

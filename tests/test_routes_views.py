@@ -6,8 +6,9 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import AuditEvent
-from providers import routing
-from providers.models import Deployment, Model, Provider, Route
+from gateway import routing
+from gateway.models import Deployment, Route
+from providers.models import Model, Provider
 
 pytestmark = pytest.mark.django_db
 

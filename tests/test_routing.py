@@ -6,8 +6,9 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache
 
-from providers import routing
-from providers.models import Deployment, Model, Price, Provider, Route
+from gateway import routing
+from gateway.models import Deployment, Route
+from providers.models import Model, Price, Provider
 
 pytestmark = pytest.mark.django_db
 

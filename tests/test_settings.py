@@ -103,7 +103,10 @@ def test_debug_true_is_a_developers_switch_for_debug_pages(tmp_path: Path) -> No
 def test_database_and_redis_urls_switch_backends(tmp_path: Path) -> None:
     env = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/aspweb", "REDIS_URL": "redis://127.0.0.1:6379/3"}
     assert "postgresql" in _setting("settings.DATABASES['default']['ENGINE']", env, tmp_path)
-    assert "redis" in _setting("settings.CACHES['default']['BACKEND']", env, tmp_path)
+    assert _setting("settings.CACHES['default']['BACKEND']", env, tmp_path) == "'aspweb.sharedcache.SharedRedisCache'"
+    # One session engine in both profiles: the database, in a row cache of each worker.
+    assert _setting("settings.SESSION_ENGINE", env, tmp_path) == _setting("settings.SESSION_ENGINE", {}, tmp_path) \
+        == "'accounts.sessions'"
     assert _setting("settings.CELERY_BROKER_URL", env, tmp_path) == "'redis://127.0.0.1:6379/3'"
     assert _setting("settings.CELERY_TASK_ALWAYS_EAGER", env, tmp_path) == "False"
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from accounts.models import User
 from aspweb.text import first_text_problem, text_problem
+from gateway.models import ApiKey
 from playground.models import Conversation
-from providers.models import ApiKey
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import OPENAI_MODEL, make_providers
 from tests.usage_support import write

@@ -15,8 +15,18 @@ from django.test.utils import CaptureQueriesContext
 from accounts.models import User
 from budgets import services as budget_services
 from budgets.models import Budget, BudgetPeriod, Reservation
-from providers.models import ApiKey, Model, Price
-from tests.budgets_support import ON_POSTGRESQL, SQLITE_REASON, ensure_role_groups, make_budget, make_model, period_of
+from gateway.models import ApiKey
+from providers import prices
+from providers.models import Model, Price
+from tests.budgets_support import (
+    ON_POSTGRESQL,
+    SQLITE_REASON,
+    ensure_role_groups,
+    evaluated,
+    make_budget,
+    make_model,
+    period_of,
+)
 from tests.usage_support import assert_rollups_exact, spec
 from usage import services
 from usage.models import DailyUsage, UsageRecord
@@ -85,8 +95,8 @@ def test_a_batch_costs_the_same_queries_however_many_records_it_holds(models: li
     for n, size in enumerate((5, 200) if ON_POSTGRESQL else (5, 30)):
         specs = _specs(models, people, size, seed=n)
         # Each batch reads its models' prices (one query a model) and the budgets afresh.
-        services.price_versions.forget()
-        budget_services.budgets_kept.forget()
+        prices.price_versions.forget()
+        budget_services.cached_budgets.forget()
         with CaptureQueriesContext(connection) as queries:
             services.usage_records_create(specs)
         counts.append(len(queries))
@@ -102,7 +112,7 @@ def test_no_budget_costs_one_query_and_a_budget_made_now_is_charged_from_the_nex
     budget_queries = [q["sql"] for q in queries if "budgets_" in q["sql"]]
     assert len(budget_queries) == 1  # "is there any budget?"
 
-    budget = make_budget(amount=Decimal(100))
+    budget = make_budget(amount=Decimal(100), hard_limit=True)
     budget_services.budget_period_get(budget, budget.span_at(datetime.now(UTC)))
     assert period_of(budget).spent == 3  # the month so far, from the ledger
     services.usage_records_create([spec(model, input_tokens=1_000_000, output_tokens=0)] * 2)
@@ -115,9 +125,9 @@ def test_a_batch_settles_its_reservations_and_charges_every_budget_covering_each
     key = ApiKey.objects.create(name="ci", user=bob, prefix="asp_ci", key_hash="1" * 64)
     now = datetime.now(UTC)
     every = make_budget("All", amount=Decimal(1000), hard_limit=True)
-    for_alice = make_budget("Alice", scope=Budget.Scope.USER, user=alice, amount=Decimal(1000))
-    for_key = make_budget("Key", scope=Budget.Scope.API_KEY, api_key=key, amount=Decimal(1000))
-    for_m2 = make_budget("m2", scope=Budget.Scope.MODEL, model=models[1], amount=Decimal(1000))
+    for_alice = make_budget("Alice", scope=Budget.Scope.USER, user=alice, amount=Decimal(1000), hard_limit=True)
+    for_key = make_budget("Key", scope=Budget.Scope.API_KEY, api_key=key, amount=Decimal(1000), hard_limit=True)
+    for_m2 = make_budget("m2", scope=Budget.Scope.MODEL, model=models[1], amount=Decimal(1000))  # soft
     for budget in (every, for_alice, for_key, for_m2):  # periods that exist: the batch adds to them
         budget_services.budget_period_get(budget, budget.span_at(now))
     ids = [uuid.uuid4() for _ in range(30)]
@@ -136,11 +146,13 @@ def test_a_batch_settles_its_reservations_and_charges_every_budget_covering_each
     assert period_of(every).spent == sum(r.cost for r in records)
     assert period_of(for_alice).spent == sum(r.cost for r in records if r.user_id == alice.pk) > 0
     assert period_of(for_key).spent == sum(r.cost for r in records if r.api_key_id == key.pk) > 0
-    assert period_of(for_m2).spent == sum(r.cost for r in records if r.model_id == models[1].pk) > 0
+    # The soft budget is not charged per record: its spend comes from the ledger when budgets are evaluated.
+    assert period_of(for_m2).spent == 0
+    assert evaluated(for_m2).spent == sum(r.cost for r in records if r.model_id == models[1].pk) > 0
 
 
 def test_a_budget_period_opened_by_a_batch_counts_the_batch_once(models: list[Model]) -> None:
-    budget = make_budget(amount=Decimal(100))
+    budget = make_budget(amount=Decimal(100), hard_limit=True)
     records = services.usage_records_create([spec(models[0], input_tokens=1_000_000, output_tokens=0)] * 4)
     assert period_of(budget).spent == sum(r.cost for r in records) == 4
 
@@ -176,8 +188,9 @@ def test_concurrent_batches_keep_every_rollup_table_and_the_budgets_exact_on_pos
     ensure_role_groups()
     models = [make_model("m1"), make_model("m2"), make_model("m3", provider="p2")]
     people = [User.objects.create_user(f"u{n}@example.com", "x") for n in range(3)] + [None]
-    every = make_budget("All", amount=Decimal(10**6))
-    for_user = make_budget("One", scope=Budget.Scope.USER, user=people[0], amount=Decimal(10**6))
+    every = make_budget("All", amount=Decimal(10**6), hard_limit=True)
+    for_user = make_budget("One", scope=Budget.Scope.USER, user=people[0], amount=Decimal(10**6), hard_limit=True)
+    soft = make_budget("Soft", scope=Budget.Scope.USER, user=people[1], amount=Decimal(10**6))
     threads, batches, size = 6, 8, 40
     start = threading.Barrier(threads)
     errors: list[BaseException] = []
@@ -208,3 +221,4 @@ def test_concurrent_batches_keep_every_rollup_table_and_the_budgets_exact_on_pos
     records = list(UsageRecord.objects.all())
     assert period_of(every).spent == sum(r.cost for r in records)
     assert period_of(for_user).spent == sum(r.cost for r in records if r.user_id == people[0].pk)
+    assert evaluated(soft).spent == sum(r.cost for r in records if r.user_id == people[1].pk)

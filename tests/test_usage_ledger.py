@@ -15,9 +15,10 @@ from asgiref.sync import async_to_sync
 from django.utils import timezone
 
 from accounts.models import User
+from gateway.models import ApiKey
 from providers import calls
 from providers.adapters.base import ChatRequest, Message, ProviderError, estimate_tokens, prompt_text
-from providers.models import ApiKey, Model, Price, Provider
+from providers.models import Model, Price, Provider
 from tests.fakes.upstream import FakeUpstream
 from tests.usage_support import raw_sums, rollup_sums
 from usage import writer as usage_writer

@@ -14,7 +14,8 @@ from django.db import connections, transaction
 from django.db.models import Sum
 
 from accounts.models import User
-from providers.models import ApiKey, Model, Price, Provider
+from gateway.models import ApiKey
+from providers.models import Model, Price, Provider
 from tests.usage_support import assert_rollups_exact, raw_sums, rollup_sums, write
 from usage import rollups, services
 from usage.models import DailyApiKeyUsage, DailyModelUsage, DailyUsage, DailyUserUsage, UsageRecord

@@ -11,7 +11,8 @@ from asgiref.sync import async_to_sync
 from django.urls import reverse
 
 from accounts.models import User
-from providers.models import ApiKey, Model, Price, PriceTier, Provider
+from gateway.models import ApiKey
+from providers.models import Model, Price, PriceTier, Provider
 from tests.conftest import signed_in
 from tests.usage_support import write
 from usage import views

@@ -6,8 +6,10 @@ class UsageConfig(AppConfig):
     verbose_name = "Usage and cost"
 
     def ready(self) -> None:
-        from providers.models import Price, PriceTier
+        from providers import hooks
 
-        from .services import price_versions
+        from . import unpriced, writer
 
-        price_versions.follow(Price, PriceTier)
+        # The call path sits below the ledger: it records every call through the writer registered here.
+        hooks.recorder_register(writer.usage_record_write)
+        hooks.unpriced_register(unpriced.unpriced_models)

@@ -14,7 +14,7 @@ from decimal import Decimal
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from providers.templatetags.money import money
+from aspweb.money import money
 
 from .dashboards import DailySeries
 

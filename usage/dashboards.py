@@ -23,11 +23,13 @@ from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
 from accounts.models import User
-from providers.models import ApiKey, Model, Provider
+from providers.models import Model, Provider
 
-from .models import Rollup, UsageRecord
+from .models import Rollup, UsageRecord, api_key_model
 from .rollups import table_for
 from .services import COST_PLACES, ledger_timezone
+
+ApiKey = api_key_model()
 
 PRESETS: dict[str, str] = {
     "today": "Today",

@@ -5,10 +5,12 @@ from django import forms
 from django.db.models import QuerySet
 
 from accounts.models import User
-from providers.models import ApiKey, Model, Provider
+from providers.models import Model, Provider
 
-from .models import UsageRecord
+from .models import UsageRecord, api_key_model
 from .services import day_start
+
+ApiKey = api_key_model()
 
 
 class DateInput(forms.DateInput):

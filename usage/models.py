@@ -1,5 +1,6 @@
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -48,7 +49,7 @@ class UsageRecord(models.Model):
     error_message = models.CharField(max_length=500, blank=True, help_text="Plain words; never a secret.")
     finish_reason = models.CharField(max_length=32, blank=True)
 
-    api_key = models.ForeignKey("providers.ApiKey", null=True, blank=True, on_delete=models.PROTECT,
+    api_key = models.ForeignKey("gateway.ApiKey", null=True, blank=True, on_delete=models.PROTECT,
                                 related_name="usage_records")
     provider = models.ForeignKey("providers.Provider", null=True, on_delete=models.PROTECT,
                                  related_name="usage_records")
@@ -202,7 +203,7 @@ class DailyUsage(Rollup):
     model = models.ForeignKey("providers.Model", null=True, on_delete=models.PROTECT, related_name="+")
     # A deleted user's rows keep their key and lose the user, as the user's records do.
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    api_key = models.ForeignKey("providers.ApiKey", null=True, on_delete=models.PROTECT, related_name="+")
+    api_key = models.ForeignKey("gateway.ApiKey", null=True, on_delete=models.PROTECT, related_name="+")
     source = models.CharField(max_length=16, choices=UsageRecord.Source.choices)
 
     class Meta(Rollup.Meta):
@@ -253,7 +254,7 @@ class DailyApiKeyUsage(Rollup):
     DIMENSIONS = ("api_key_id",)
 
     # Indexed by (api_key, day) below, which serves what an index of its own would.
-    api_key = models.ForeignKey("providers.ApiKey", null=True, on_delete=models.PROTECT, related_name="+",
+    api_key = models.ForeignKey("gateway.ApiKey", null=True, on_delete=models.PROTECT, related_name="+",
                                 db_index=False)
 
     class Meta(Rollup.Meta):
@@ -264,3 +265,10 @@ class DailyApiKeyUsage(Rollup):
 # Every rollup table, narrowest first (fewest rows a day in a typical ledger): the order in which the
 # dashboards pick the table that answers a view, and the one order in which writers lock their rows.
 ROLLUPS: tuple[type[Rollup], ...] = (DailyModelUsage, DailyApiKeyUsage, DailyUserUsage, DailyUsage)
+
+
+def api_key_model() -> Any:
+    """The gateway's API key model, which the ledger points at. The gateway sits above the ledger (its calls
+    write here), so the ledger names the model only by its label in the foreign keys above, and code below
+    the gateway reaches it through them, as apps reach the user model through AUTH_USER_MODEL."""
+    return UsageRecord._meta.get_field("api_key").related_model

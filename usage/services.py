@@ -3,14 +3,12 @@ way usage records are written; it keeps every rollup table equal to the raw reco
 the records' transaction. Re-pricing and rebuilding the rollups go through here too. The call path writes
 through `usage.writer.usage_record_write`, which gathers concurrent calls' records into batches."""
 
-import bisect
 import copy
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from operator import attrgetter
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -22,10 +20,10 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.audit import audit_log
-from aspweb.kept import Kept
 from aspweb.text import storable
+from providers.prices import model_prices, price_in_force
 
-from . import pricing, rollups
+from . import pricing, rollups, signals
 from .models import ROLLUPS, DailyUsage, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -104,8 +102,9 @@ def usage_record_build(*, provider: Any, model: Any, source: str, status: str, c
 def usage_record_create(**fields: Any) -> UsageRecord:
     """Write one call's record (the keyword arguments of `usage_record_build`), priced at the model's price
     version in force at `created_at` (the call's start; a `cached` answer, replayed without calling the
-    provider, costs 0), and add it to its rollup rows and to the budgets that cover it, in one transaction.
-    The budgets also release the reservations their hard limits hold under the record's `request_id`.
+    provider, costs 0), and add it to its rollup rows, in one transaction; what is built on the ledger adds
+    its part in that transaction (usage.signals.records_written: budgets release the reservations held under
+    the record's `request_id` and charge their hard limits).
     A batch of one: see `usage_records_create`."""
     record = usage_record_build(**fields)
     _records_write([record])
@@ -125,7 +124,8 @@ class UsageRecordsFailed(Exception):
 def usage_records_create(specs: Iterable[dict[str, Any]]) -> list[UsageRecord]:
     """Write many calls' records (each spec: the keyword arguments of `usage_record_build`) in one
     transaction: priced as `usage_record_create` prices one, inserted in one statement, added to each
-    rollup table with one statement and charged to the budgets with a few queries for the whole batch.
+    rollup table with one statement and charged to the budgets (records_written) with a few queries for the
+    whole batch.
 
     A batch stands or falls as one transaction, but no record is lost for another's sake: when it fails
     (a record's model was deleted meanwhile, a deadlock), the records are written again one by one, and
@@ -161,9 +161,6 @@ def usage_records_create(specs: Iterable[dict[str, Any]]) -> list[UsageRecord]:
 
 
 def _records_write(records: list[UsageRecord]) -> None:
-    # Here, not at the top: budgets build on this module (its time zone and rollups).
-    from budgets.services import usage_records_charge
-
     if not records:
         return
     with transaction.atomic():
@@ -173,40 +170,17 @@ def _records_write(records: list[UsageRecord]) -> None:
         for record in records:
             additions.add(record)
         additions.write()
-        usage_records_charge(records)
-
-
-# Each model's price versions, kept per worker and dropped when any price is saved or deleted (apps.py):
-# a batch of records prices them without asking the database.
-price_versions = Kept("price-versions", ttl=60.0)
-
-
-def model_prices(model_id: int, current: str | None = None) -> list[Any]:
-    """The model's price versions in the order Model.price_at reads them (effective_from, then id), kept
-    per worker: a query only when they changed or were not read yet. `current`: the store's version,
-    when the caller already has it."""
-    from providers.models import Price
-
-    return price_versions.get(model_id, current or price_versions.version(), lambda: (
-        list(Price.objects.filter(model_id=model_id).prefetch_related("tiers").order_by("effective_from", "id")),
-        None))
+        # Budgets settle their reservations and charge their hard limits here, in this transaction.
+        signals.records_written.send(sender=UsageRecord, records=records)
 
 
 def _price(records: list[UsageRecord]) -> None:
     """Set each record's price version and cost (record_price)."""
-    current = price_versions.version()
-    versions = {model_id: model_prices(model_id, current)
+    versions = {model_id: model_prices(model_id)
                 for model_id in {record.model_id for record in records if not record.cached}}
     for record in records:
         price = None if record.cached else price_in_force(versions[record.model_id], record.created_at)
         record_price(record, price, bills_reported_cost=record.provider.kind_preset.bills_reported_cost)
-
-
-def price_in_force(prices: list[Any], when: datetime) -> Any:
-    """The version in force at `when` among `prices` (ordered as model_prices orders them), as
-    Model.price_at picks it: the latest effective at or before `when`, the newest of several at once."""
-    position = bisect.bisect_right(prices, when, key=attrgetter("effective_from"))
-    return prices[position - 1] if position else None
 
 
 # -- re-pricing ---------------------------------------------------------------------------------

@@ -18,12 +18,11 @@ from django.utils import timezone
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from aspweb.money import money, usd
 from aspweb.roles import ADMIN, FINANCE, MEMBER, has_role, role_required
-from playground.models import Answer
 from providers.models import Model, Price, PriceTier
-from providers.templatetags.money import money, usd
 
-from . import charts, dashboards, services
+from . import charts, dashboards, services, sources
 from .forms import CallFilterForm, RepriceForm
 from .models import UsageRecord
 from .pricing import Rates, cost_breakdown, rates
@@ -95,25 +94,12 @@ def call_detail(request: HttpRequest, request_id: UUID) -> HttpResponse:
     applied = rates(record.price, record.prompt_tokens) if record.price else None
     return render(request, "usage/call_detail.html", {
         "call": record,
-        "conversation_url": _conversation_url(record, request.user),
+        "conversation_url": sources.link_for(record, request.user),
         "classes": _token_classes(record, applied),
         "tier_above": applied.tier_above if applied else None,
         "reported_is_cost": _reported_is_cost(record),
         "difference": _signed_usd(record.cost_difference) if record.cost_difference is not None else "",
     })
-
-
-def _conversation_url(record: UsageRecord, user: Any) -> str:
-    """The playground conversation a call answered, where it is the viewer's own (a conversation is only
-    ever its owner's to open); empty otherwise."""
-    if record.source != UsageRecord.Source.PLAYGROUND or record.user_id is None or record.user_id != user.pk:
-        return ""
-    # Led by the person's own conversations: a handful of rows, whatever the size of the answers table.
-    answer = (Answer.objects.filter(turn__conversation__user=user, request_id=record.request_id)
-              .values("turn_id", "turn__conversation_id").first())
-    if answer is None:  # the conversation was deleted since
-        return ""
-    return reverse("playground_conversation", args=[answer["turn__conversation_id"]]) + f"#turn-{answer['turn_id']}"
 
 
 @dataclass(frozen=True)

@@ -339,7 +339,7 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 # One client per connection settings and event loop. Building an SDK client builds an SSL context
-# (tens of milliseconds, on the event loop), and a kept client reuses its open connections between
+# (tens of milliseconds, on the event loop), and a reused client keeps its open connections between
 # calls. Keyed by the loop because a client's pooled connections belong to the loop that opened them.
 # The SDKs' clients run on aiohttp (their DefaultAioHttpClient), as do the direct ones (`wire.Client`),
 # and aiohttp sessions must be closed on their loop: each loop's clients are closed by an async generator

@@ -1,4 +1,9 @@
-"""Browser tests: headless Chromium against the real ASGI app served by uvicorn in this process.
+"""Browser tests: headless Chromium against the real ASGI handler served by uvicorn in this process.
+
+The server here is a test harness, not a serving process: it builds aspweb's handler itself instead of
+importing aspweb.asgi, which refuses DJANGO_ALLOW_ASYNC_UNSAFE (set below for Playwright's sync API). Work
+run inline by the server still goes to a thread when it needs the database: aspweb.inline refuses queries
+inline whatever that variable says.
 
 Fixtures:
 - ``live_server_url``: "http://127.0.0.1:PORT", a fresh uvicorn server for the test. It brings a
@@ -28,6 +33,7 @@ from django.db import connections
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from accounts.models import User
+from aspweb.handler import ASGIHandler
 from tests.conftest import PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -59,16 +65,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+_handlers: list[ASGIHandler] = []
+
+
+def _application() -> ASGIHandler:
+    """One handler for every live server of the session, as a serving process has one."""
+    if not _handlers:
+        _handlers.append(ASGIHandler())
+    return _handlers[0]
+
+
 @pytest.fixture
 def live_server_url(transactional_db: None, django_db_serialized_rollback: None) -> Iterator[str]:
     # Transactional: the server answers from its own threads and connections, so it only sees committed
     # data. Serialized rollback: the flush after each transactional test also empties what migrations
     # created (the role groups); this puts it back before the next test.
-    from aspweb.asgi import application
-
     # log_config=None: uvicorn's own dictConfig would reset the process's logging (Django's, pytest's).
     config = uvicorn.Config(
-        application,
+        _application(),
         host="127.0.0.1",
         port=0,
         lifespan="off",

@@ -7,8 +7,8 @@ import httpx
 from playwright.sync_api import Dialog, Page, expect
 
 from accounts.models import User
-from providers import apikeys
-from providers.models import ApiKey
+from gateway import apikeys
+from gateway.models import ApiKey
 from tests.e2e.conftest import readme_screenshot
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import make_providers

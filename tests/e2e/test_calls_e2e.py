@@ -14,8 +14,9 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
+from gateway.models import ApiKey
 from playground.models import Answer, Conversation, Turn
-from providers.models import ApiKey, Model, Price, Provider
+from providers.models import Model, Price, Provider
 from usage.models import UsageRecord
 from usage.services import usage_record_create
 

@@ -8,7 +8,7 @@ from playwright.sync_api import Browser, Dialog, Error, Page, expect
 
 from accounts.models import AuditEvent, User
 from budgets.models import Budget
-from providers.models import Route
+from gateway.models import Route
 from tests.e2e.conftest import collect_csp_violations
 
 

@@ -16,8 +16,9 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
-from providers.models import ApiKey, Model, Price, Provider
-from providers.templatetags.money import money
+from aspweb.money import money
+from gateway.models import ApiKey
+from providers.models import Model, Price, Provider
 from tests.e2e.conftest import readme_screenshot
 from usage import dashboards
 from usage.models import UsageRecord

@@ -8,7 +8,8 @@ from playwright.sync_api import Page
 
 from accounts.audit import audit_log
 from accounts.models import User
-from providers.models import Deployment, Model, Price, Provider, Route
+from gateway.models import Deployment, Route
+from providers.models import Model, Price, Provider
 from tests.gateway_support import make_key
 
 PHONE = 390

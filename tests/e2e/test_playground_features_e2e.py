@@ -10,9 +10,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
+from aspweb.money import money
 from playground.models import Answer, Conversation
 from providers.models import Model, Provider
-from providers.templatetags.money import money
 from tests.fakes.upstream import FakeUpstream
 from tests.playground_support import API_KEY, make_catalog
 from usage.models import UsageRecord

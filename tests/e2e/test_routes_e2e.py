@@ -5,7 +5,8 @@ from collections.abc import Callable
 from playwright.sync_api import Dialog, Page, expect
 
 from accounts.models import User
-from providers.models import Deployment, Model, Provider, Route
+from gateway.models import Deployment, Route
+from providers.models import Model, Provider
 
 
 def _route() -> tuple[Route, Deployment]:

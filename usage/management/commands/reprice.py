@@ -5,9 +5,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import F
 
+from aspweb.money import usd
 from aspweb.text import storable_argument
 from providers.models import Model, Provider
-from providers.templatetags.money import usd
 from usage import services
 
 

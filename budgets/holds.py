@@ -1,0 +1,436 @@
+"""Budgets on the call path: hard limits held by reservation and charged at the ledger write, in a number of
+statements that does not grow with the number of budgets.
+
+The money flow of one call through hard-limit budgets:
+1. `budget_reserve` (through the limits registered in providers/hooks.py, before any provider is contacted) holds the
+   call's worst-case cost on the current period of every hard-limit budget that covers the call, all or
+   none, with ONE conditional UPDATE of all those periods: `reserved += cost` where, for each period,
+   `spent + reserved + cost <= amount` (its own literal amount); the rows it changed must be all of them,
+   or the transaction rolls back and the first budget that does not fit is named. On PostgreSQL the UPDATE
+   locks the rows in id order (a FOR UPDATE subquery: no two writers can deadlock) and re-checks each
+   row's condition against the row as committed by whoever held it last, so concurrent calls cannot all
+   squeeze under the limit. The periods' ids are cached per worker (with the budgets, by period start). A
+   call to a model without a price has no worst case: a hard-limit budget that covers it refuses it
+   (`BudgetUnpriced`).
+2. `usage_records_charge` (usage.signals.records_written, in the ledger's transaction) deletes the batch's
+   reservations, and takes them off `reserved` and adds the records' real costs to `spent` of the hard
+   budgets' periods, in one UPDATE for the whole batch. Soft budgets get nothing per record: their spend
+   is the ledger's, brought into their periods by the evaluation after the batch (budgets/evaluation.py).
+3. A call that never records (its worker crashed) leaves reservations behind; they expire and
+   `reservations_release_expired` (the sweep, and any refused reservation first) gives them back. A call
+   prepared but then not made gives its own back at once (`reservations_release`).
+"""
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_UP, Decimal
+from types import SimpleNamespace
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Case, DecimalField, F, Q, QuerySet, Sum, Value, When
+from django.utils import timezone
+
+from aspweb.money import money
+from aspweb.rowcache import RowCache
+from providers.hooks import CallLimit, LimitRefused
+from usage import pricing, rollups
+from usage.models import UsageRecord
+
+from . import periods
+from .models import Budget, BudgetPeriod, Reservation, next_alert_at
+
+logger = logging.getLogger(__name__)
+
+# Counters keep ten decimal places, like the ledger's costs.
+MONEY_PLACES = Decimal("1e-10")
+# Added to the limit in the reservation's condition. Every stored amount is a multiple of 1e-10, so on
+# PostgreSQL (exact numerics) it changes nothing; SQLite adds decimals as binary floats, and this absorbs
+# their rounding, so that ten reservations of a tenth of the amount all fit there too.
+HALF_UNIT = Decimal("0.5e-10")
+_COUNTER = DecimalField(max_digits=22, decimal_places=10)
+
+
+class BudgetExceeded(LimitRefused):
+    """A call does not fit in a hard-limit budget. `message` is plain words naming the budget and what is left."""
+
+    code = "budget_exceeded"
+
+    def __init__(self, budget: Budget, remaining: Decimal, cost: Decimal) -> None:
+        left = max(remaining, Decimal(0))
+        self.budget, self.remaining, self.cost = budget, left, cost
+        self.message = (
+            f"Budget “{budget.name}” ({budget.target_label}, {budget.period}) has {money(left)} left of "
+            f"{money(budget.amount)}, and this call could cost up to {money(cost)}. "
+            "Ask a finance user to raise the budget, or use a smaller max_tokens."
+        )
+        super().__init__(self.message)
+
+
+class BudgetUnpriced(BudgetExceeded):
+    """A hard-limit budget covers a call to a model without a price. Nothing bounds what such a call costs,
+    so it is refused rather than let through unseen, until an admin sets the model's price."""
+
+    code = "unpriced"
+
+    def __init__(self, budget: Budget, model: Any) -> None:
+        self.budget, self.remaining, self.cost = budget, None, None
+        self.message = (
+            f"Model {model} has no price, and budget “{budget.name}” ({budget.target_label}, {budget.period}) "
+            "is a hard limit: a call whose cost cannot be known in advance is refused. An admin must set the "
+            f"model's price in aspweb's catalog (Providers, {model.provider.name}, {model.name}) before it can "
+            "be called."
+        )
+        Exception.__init__(self, self.message)
+
+
+# -- the budgets and their periods, cached per worker ---------------------------------------------------
+
+@dataclass
+class _Cached:
+    """The budgets as a worker keeps them: all of them; the hard limits by what they cover (None: every
+    call; else (target column, id)), so that finding a call's takes a few look-ups however many exist; and
+    the ids of their periods found so far, by (budget id, period start): dropped with the budgets, and a
+    new period start is a new key."""
+
+    budgets: list[Budget]
+    hard: dict[tuple[str, int] | None, list[Budget]] = field(default_factory=dict)
+    period_ids: dict[tuple[int, date], int] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls) -> "_Cached":
+        cached = cls(list(Budget.objects.order_by("pk")))
+        for budget in cached.budgets:
+            if budget.hard_limit:
+                column = Budget.TARGETS.get(budget.scope)
+                key = (column, getattr(budget, f"{column}_id")) if column else None
+                cached.hard.setdefault(key, []).append(budget)
+        return cached
+
+
+# Every budget, cached per worker and dropped in every process when any budget is saved or deleted (apps.py):
+# most calls fall under no hard limit, and then reserving costs no query, nor charging when none exists.
+cached_budgets = RowCache("budgets", ttl=60.0)
+
+
+def _cached() -> _Cached:
+    return cached_budgets.get("all", lambda: (_Cached.read(), None))
+
+
+def _budgets() -> list[Budget]:
+    return _cached().budgets
+
+
+def _covers(budget: Budget, call: Any) -> bool:
+    """Whether `budget` covers a call (a usage record, or anything with its four ids)."""
+    column = Budget.TARGETS.get(budget.scope)
+    return column is None or getattr(budget, f"{column}_id") == getattr(call, f"{column}_id")
+
+
+def hard_budgets_covering(*, provider: Any, model: Any, user: Any, api_key: Any) -> list[Budget]:
+    """The hard-limit budgets a call of `user` (or `api_key`) to `model` falls under; read from the budgets
+    cached in this worker, without a query."""
+    call = SimpleNamespace(provider_id=provider.pk, model_id=model.pk,
+                           user_id=user.pk if getattr(user, "is_authenticated", False) else None,
+                           api_key_id=api_key.pk if api_key is not None else None)
+    return _hard_covering(_cached().hard, call)
+
+
+def _hard_covering(hard: dict[tuple[str, int] | None, list[Budget]], call: Any) -> list[Budget]:
+    """The hard limits in `hard` (_Cached.hard) that cover `call` (anything with the four ids), in id order."""
+    if not hard:
+        return []
+    found = list(hard.get(None, ()))
+    for column in Budget.TARGETS.values():
+        target = getattr(call, f"{column}_id")
+        if target is not None:
+            found.extend(hard.get((column, target), ()))
+    return sorted(found, key=lambda budget: budget.pk)
+
+
+def _ledger_rows(budget: Budget, span: periods.Span) -> QuerySet:
+    """The budget's rollup rows in `span`, from the narrowest rollup table that has its target column."""
+    column = Budget.TARGETS.get(budget.scope)
+    rows = rollups.table_for([f"{column}_id"] if column else []).objects.filter(budget.ledger_filter())
+    if span.end is not None:
+        rows = rows.filter(day__gte=span.start, day__lt=span.end)
+    return rows
+
+
+def ledger_spend(budget: Budget, span: periods.Span) -> Decimal:
+    """What the ledger says the budget's scope spent in `span`."""
+    return _ledger_rows(budget, span).aggregate(total=Sum("cost"))["total"] or Decimal(0)
+
+
+def budget_period_get(budget: Budget, span: periods.Span) -> tuple[BudgetPeriod, bool]:
+    """The budget's row for `span`, created when missing with the spend the ledger already holds for it
+    (a budget added mid-month counts the month so far). True when this call created it.
+
+    Inside a usage record's transaction the ledger sum includes that record: the caller must not add it
+    again to a row created here. Two writers creating the same row race on its unique key; the loser
+    (blocked until the winner commits) reads the winner's row and adds to it.
+    """
+    period = BudgetPeriod.objects.filter(budget=budget, start=span.start).first()
+    if period is not None:
+        return period, False
+    try:
+        with transaction.atomic():
+            period = BudgetPeriod.objects.create(budget=budget, start=span.start, end=span.end,
+                                                 spent=ledger_spend(budget, span),
+                                                 next_alert_at=next_alert_at(budget, set()))
+        return period, True
+    except IntegrityError:
+        return BudgetPeriod.objects.get(budget=budget, start=span.start), False
+
+
+def _period_ids(wanted: list[tuple[Budget, periods.Span]]) -> tuple[dict[tuple[int, date], int], set[int]]:
+    """The period id of each (budget, span), from the ids cached in this worker: one query for those not cached
+    yet, and a row made for each that has none (the first call of a period). Also the ids made now: their
+    spend, read from the ledger, already counts the current transaction's records. A row made inside a
+    transaction is cached once that commits: rolled back, it never existed."""
+    known = _cached().period_ids
+    keyed = {(budget.pk, span.start): (budget, span) for budget, span in wanted}
+    ids = {key: known.get(key) for key in keyed}
+    missing = {key: pair for key, pair in keyed.items() if ids[key] is None}
+    created: dict[tuple[int, date], int] = {}
+    if missing:
+        rows = BudgetPeriod.objects.filter(budget_id__in={pk for pk, _ in missing},
+                                           start__in={start for _, start in missing})
+        for pk, budget_id, start in rows.values_list("pk", "budget_id", "start"):
+            if (budget_id, start) in missing:
+                ids[(budget_id, start)] = known[(budget_id, start)] = pk
+        for key in sorted(missing):
+            if ids[key] is None:
+                period, made = budget_period_get(*missing[key])
+                ids[key] = period.pk
+                if made:
+                    created[key] = period.pk
+                else:
+                    known[key] = period.pk
+        if created:
+            transaction.on_commit(lambda: known.update(created))
+    return ids, set(created.values())
+
+
+def _locked(ids: list[int]) -> QuerySet:
+    """The periods `ids`, as a subquery that locks them in id order (FOR UPDATE on PostgreSQL; SQLite has one
+    writer at a time): every writer that changes several period rows in one statement takes their locks in
+    the same order, so none of them can deadlock another."""
+    return (BudgetPeriod.objects.filter(pk__in=ids).order_by("pk").select_for_update().values("pk")[:len(ids)])
+
+
+# -- reserving ----------------------------------------------------------------------------------------
+
+
+def worst_case_cost(price: Any, *, input_tokens: int, output_tokens: int) -> Decimal:
+    """The most a call can cost at `price` (usage.pricing.worst_case_cost), rounded up to the ledger's
+    places. No price, no cost."""
+    if price is None:
+        return Decimal(0)
+    cost = pricing.worst_case_cost(price, input_tokens=input_tokens, output_tokens=output_tokens)
+    return cost.quantize(MONEY_PLACES, rounding=ROUND_UP)
+
+
+def reservation_ttl(timeout_seconds: int) -> timedelta:
+    """How long a reservation outlives its call's start: longer than the call can run."""
+    return timedelta(seconds=max(settings.BUDGET_RESERVATION_TTL_SECONDS, timeout_seconds + 60))
+
+
+def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, api_key: Any, cost: Decimal | None,
+                   ttl: timedelta, now: datetime | None = None, held: set[int] | None = None,
+                   again: bool = True) -> list[Reservation]:
+    """Hold `cost` on every hard-limit budget covering the call, all or none. Raises BudgetExceeded (naming
+    the first budget it does not fit in) and holds nothing when it does not fit everywhere. `cost` None: the
+    model has no price, and any hard-limit budget covering the call refuses it (BudgetUnpriced).
+
+    `held`: the ids of the periods this call holds already, known to the caller (a route's fallback reserves
+    again for its own deployment, and what is held stays as held); the ones held now are added to it. None:
+    asked of the database."""
+    now = now or timezone.now()
+    budgets = hard_budgets_covering(provider=provider, model=model, user=user, api_key=api_key)
+    if not budgets:
+        return []
+    if cost is None:
+        raise BudgetUnpriced(budgets[0], model)
+    spans = [(budget, budget.span_at(now)) for budget in budgets]
+    ids, _ = _period_ids(spans)
+    if held is None:
+        held = set(Reservation.objects.filter(request_id=request_id).values_list("period_id", flat=True))
+    wanted = sorted(((budget, ids[(budget.pk, span.start)]) for budget, span in spans), key=lambda pair: pair[1])
+    wanted = [(budget, period_id) for budget, period_id in wanted if period_id not in held]
+    if not wanted:
+        return []
+    try:
+        reservations = _hold(wanted, request_id, cost, now + ttl)
+    except _Stale:
+        if not again:
+            raise
+        return budget_reserve(request_id=request_id, provider=provider, model=model, user=user, api_key=api_key,
+                              cost=cost, ttl=ttl, now=now, held=held, again=False)
+    except BudgetExceeded:
+        # Reservations of calls that died without recording may be what is in the way.
+        if not reservations_release_expired(now=now, period_ids=[period_id for _, period_id in wanted]):
+            raise
+        reservations = _hold(wanted, request_id, cost, now + ttl)
+    held.update(period_id for _, period_id in wanted)
+    return reservations
+
+
+class _DoesNotFit(Exception):
+    pass
+
+
+class _Stale(Exception):
+    pass
+
+
+def _hold(wanted: list[tuple[Budget, int]], request_id: UUID, cost: Decimal, expires_at: datetime,
+          *, again: bool = True) -> list[Reservation]:
+    """One UPDATE for every period, each under its own condition, and one INSERT of the reservations; all
+    or none."""
+    fits = Q()
+    for budget, period_id in wanted:
+        fits |= Q(pk=period_id, committed__lte=budget.amount - cost + HALF_UNIT)
+    try:
+        with transaction.atomic():
+            changed = (BudgetPeriod.objects.filter(pk__in=_locked([period_id for _, period_id in wanted]))
+                       .alias(committed=F("spent") + F("reserved")).filter(fits)
+                       .update(reserved=F("reserved") + cost))
+            if changed != len(wanted):
+                raise _DoesNotFit
+            return Reservation.objects.bulk_create([
+                Reservation(request_id=request_id, period_id=period_id, amount=cost, expires_at=expires_at)
+                for _, period_id in wanted
+            ])
+    except _DoesNotFit:
+        pass
+    # Rolled back: which one did not fit, read as committed now.
+    current = {pk: (spent, reserved) for pk, spent, reserved in BudgetPeriod.objects.filter(
+        pk__in=[period_id for _, period_id in wanted]).values_list("pk", "spent", "reserved")}
+    if len(current) != len(wanted):
+        # A cached period id whose row is gone (deleted by hand): forget the cached ids and find them again.
+        _cached().period_ids.clear()
+        raise _Stale
+    for budget, period_id in wanted:
+        spent, reserved = current[period_id]
+        if spent + reserved + cost > budget.amount + HALF_UNIT:
+            raise BudgetExceeded(budget, budget.amount - spent - reserved, cost)
+    if again:  # room was made between the two reads: one more try
+        return _hold(wanted, request_id, cost, expires_at, again=False)
+    budget, period_id = wanted[0]
+    raise BudgetExceeded(budget, budget.amount - sum(current[period_id]), cost)
+
+
+def reservations_release(*, request_id: UUID) -> int:
+    """Give back what a call holds that will not be made after all (a playground stream closed before it
+    began). Its reservations are locked first, as a settling record and the sweep lock them, so that none
+    of them gives the same reservation back twice. Returns how many were released."""
+    with transaction.atomic():
+        reservations = list(Reservation.objects.select_for_update().filter(request_id=request_id)
+                            .order_by("period_id").values_list("pk", "period_id", "amount"))
+        if reservations:
+            _counters_add(reserved={period_id: -amount for _, period_id, amount in reservations})
+            Reservation.objects.filter(pk__in=[pk for pk, _, _ in reservations]).delete()
+    return len(reservations)
+
+
+def reservations_release_expired(*, now: datetime | None = None, period_ids: list[int] | None = None) -> int:
+    """Give back the reservations that expired (their call never recorded its usage). Each in its own short
+    transaction, skipping any a settling call holds at the moment. Returns how many were released."""
+    now = now or timezone.now()
+    expired = Reservation.objects.filter(expires_at__lte=now)
+    if period_ids is not None:
+        expired = expired.filter(period_id__in=period_ids)
+    released = 0
+    for pk in list(expired.values_list("pk", flat=True)[:1000]):
+        with transaction.atomic():
+            reservation = (Reservation.objects.select_for_update(skip_locked=True)
+                           .filter(pk=pk, expires_at__lte=now).first())
+            if reservation is None:
+                continue
+            BudgetPeriod.objects.filter(pk=reservation.period_id).update(reserved=F("reserved") - reservation.amount)
+            reservation.delete()
+            released += 1
+    if released:
+        logger.warning("Released %d expired budget reservations of calls that never recorded their usage", released)
+    return released
+
+
+# -- charging -----------------------------------------------------------------------------------------
+
+
+def _delta(values: dict[int, Decimal]) -> Case:
+    return Case(*[When(pk=pk, then=Value(value, output_field=_COUNTER)) for pk, value in values.items()],
+                default=Value(Decimal(0), output_field=_COUNTER), output_field=_COUNTER)
+
+
+def _counters_add(*, spent: dict[int, Decimal] | None = None, reserved: dict[int, Decimal] | None = None) -> None:
+    """Add to the periods' counters, whatever their number, in one UPDATE (rows locked in id order)."""
+    changes = {name: F(name) + _delta(values) for name, values in (("spent", spent), ("reserved", reserved))
+               if values and any(values.values())}
+    ids = sorted({pk for values in (spent, reserved) if values for pk in values})
+    if changes:
+        BudgetPeriod.objects.filter(pk__in=_locked(ids)).update(**changes)
+
+
+def usage_record_charge(record: UsageRecord) -> None:
+    """`usage_records_charge` for one record."""
+    usage_records_charge([record])
+
+
+def usage_records_charge(records: list[UsageRecord], **_: Any) -> bool:
+    """Settle usage records against the hard-limit budgets, in their transaction (a usage.signals
+    .records_written receiver): their calls' reservations are released and each record's cost is added to
+    the hard-limit budgets that cover it. True when any record cost something (the evaluation after it is
+    then worth scheduling).
+
+    A constant number of statements per batch, whatever the number of records and budgets: none when no
+    hard-limit budget exists (then no reservation exists either: they go with their budget's periods, and a
+    budget made soft leaves its own to expire); else one to read the reservations, one to delete them, and
+    one UPDATE of every period's counters. Soft budgets are not touched here: their spend is the ledger's.
+    The budgets are cached per worker, and a budget made a moment ago, in any process, is charged from the
+    next record on (aspweb/rowcache.py)."""
+    costly = [record for record in records if record.cost]
+    hard = _cached().hard
+    if not records or not hard:
+        return bool(costly)
+    reserved: dict[int, Decimal] = defaultdict(Decimal)
+    reservations = list(Reservation.objects.select_for_update()
+                        .filter(request_id__in=[record.request_id for record in records])
+                        .order_by("pk").values_list("pk", "period_id", "amount"))
+    for _, period_id, amount in reservations:
+        reserved[period_id] -= amount
+    if reservations:
+        Reservation.objects.filter(pk__in=[pk for pk, _, _ in reservations]).delete()
+    charges: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
+    spans: dict[tuple[int, date], tuple[Budget, periods.Span]] = {}
+    for record in costly:
+        for budget in _hard_covering(hard, record):
+            span = budget.span_at(record.created_at)
+            charges[(budget.pk, span.start)] += record.cost
+            spans[(budget.pk, span.start)] = (budget, span)
+    ids, created = _period_ids(list(spans.values())) if spans else ({}, set())
+    # A row made just now already counts the batch's records: they are in the rollups it summed
+    # (see budget_period_get).
+    spent = {ids[key]: cost for key, cost in charges.items() if ids[key] not in created}
+    _counters_add(spent=spent, reserved=reserved)
+    return bool(costly)
+
+
+def _reserve_for_call(*, record: Any, provider: Any, model: Any, user: Any, api_key: Any, price: Any,
+                      input_tokens: int, output_tokens: int, timeout_seconds: int) -> list[Reservation]:
+    cost = None if price is None else worst_case_cost(price, input_tokens=input_tokens, output_tokens=output_tokens)
+    return budget_reserve(request_id=record.request_id, provider=provider, model=model, user=user, api_key=api_key,
+                          cost=cost, ttl=reservation_ttl(timeout_seconds), held=record.held)
+
+
+def _covers_call(*, provider: Any, model: Any, user: Any, api_key: Any) -> bool:
+    return bool(hard_budgets_covering(provider=provider, model=model, user=user, api_key=api_key))
+
+
+# What providers.calls asks of budgets, registered in providers/hooks.py by BudgetsConfig.ready.
+hard_limits = CallLimit(covers=_covers_call, reserve=_reserve_for_call, release=reservations_release)
