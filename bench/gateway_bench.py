@@ -1,19 +1,26 @@
 """Gateway benchmarks: what /v1/chat/completions adds to a call, how many calls one worker serves, and
 whether its memory stays flat. Results, commands and how to read them are in docs/benchmarks.md.
 
-Three processes, as in production: the fake upstream (tests/fakes/upstream.py) answering at once, one
-uvicorn worker serving aspweb with DEBUG off on a fresh SQLite database (or --database-url), and this
-client. Every call through aspweb writes its usage record, as in production.
+Three processes, as in production: the fake upstream (tests/fakes/upstream.py) answering at once, uvicorn
+serving aspweb with DEBUG off on a fresh SQLite database (or --database-url), and this client. Every call
+through aspweb writes its usage record, as in production, and after every run the ledger must hold exactly
+one record per call the client saw succeed (bench/gateway_setup.py), or the run fails.
 
     .venv/bin/python -m bench.gateway_bench latency --requests 500
     .venv/bin/python -m bench.gateway_bench throughput --seconds 20 --concurrency 16
     .venv/bin/python -m bench.gateway_bench memory --calls 100000 --concurrency 16
     .venv/bin/python -m bench.gateway_bench breakdown --requests 300
+    .venv/bin/python -m bench.gateway_bench profiles --litellm /tmp/litellm-venv/bin/litellm \
+        --database-url postgres://postgres@127.0.0.1:5432/aspweb_bench --redis-url redis://127.0.0.1:6379/4
 
-Options for all three:
+Options:
     --app bench.sdk_client_reuse:application   aspweb with the adapter keeping its SDK clients (an experiment)
     --litellm /tmp/litellm-venv/bin/litellm    also measure LiteLLM's proxy (one worker, same upstream)
     --database-url postgres://...              aspweb on PostgreSQL (an existing database, emptied first)
+    --redis-url redis://...                    the production profile: with --database-url, Redis (that
+                                               database emptied first) and a Celery worker with its beat
+    --workers N                                aspweb's uvicorn workers (memory samples only the parent)
+    --budgets                                  10 budgets covering every bench call, 1,000 per-person others
 
 latency: one client, sequential requests on kept-alive connections, each request sent straight to the
 upstream and then through the gateway, interleaved; "added" is the median of the per-pair differences.
@@ -24,6 +31,9 @@ client on asyncio streams, so that the client costs little of the machine's CPU)
 measured the same way, to show its own ceiling.
 
 memory: the worker's resident size (VmRSS) every 10,000 calls up to --calls.
+
+profiles: the comparison table of issue 15 (bench/gateway_profiles.py): each profile with and without
+budgets, and two workers against one, each configuration in a process of its own, beside LiteLLM.
 
 breakdown: in this process, the ASGI handler called directly, sequentially: the whole call, then with the
 provider's HTTP, the usage record and the call path taken away one by one (CPU and wall time per call).
@@ -52,6 +62,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bench.gateway_profiles import cpu_busy, profiles
+from bench.gateway_setup import ledger_check, seed
 from bench.net import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +71,8 @@ PYTHON = sys.executable
 UPSTREAM_KEY = "sk-bench-0001"
 LITELLM_KEY = "sk-litellm-bench-0001"
 PROMPT = "Say hello"
+# Answers with status 200 per target name in this run, for the ledger's exactly-once check.
+OK: Counter = Counter()
 
 
 @dataclass(frozen=True)
@@ -106,9 +120,14 @@ def _processes() -> Iterator[list[subprocess.Popen]]:
 
 @contextmanager
 def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
-    """The upstream, aspweb (and LiteLLM when asked) running; yields the targets, upstream first."""
+    """The upstream, aspweb (and LiteLLM when asked) running; yields the targets, upstream first. With
+    --redis-url, aspweb runs as the production profile does: PostgreSQL, Redis, a Celery worker with its beat,
+    and --workers uvicorn workers. When the run ends without error, the ledger is checked: one usage record
+    per successful call (`args.ledger` holds the result; a difference ends the run with an error)."""
     from cryptography.fernet import Fernet
 
+    if args.redis_url and not args.database_url:
+        raise SystemExit("--redis-url is the production profile: it needs --database-url (PostgreSQL) too")
     data_dir = tempfile.mkdtemp(prefix="aspweb-gateway-bench-")
     Path(data_dir, "static").mkdir()
     env = {
@@ -117,10 +136,16 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
         "SECRET_KEY": secrets.token_urlsafe(50), "ASPWEB_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "ALLOWED_HOSTS": "127.0.0.1", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
     }
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_TASK_ALWAYS_EAGER"):
+        env.pop(name, None)
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
+    if args.redis_url:
+        import redis
+
+        env["REDIS_URL"] = args.redis_url
+        redis.Redis.from_url(args.redis_url).flushdb()  # an earlier run's kept versions, counters, tasks
+    OK.clear()
     try:
         with _processes() as processes:
             upstream = subprocess.Popen([PYTHON, "-m", "bench.gateway_bench", "upstream"], cwd=ROOT, env=env,
@@ -134,60 +159,78 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
                 subprocess.run([PYTHON, "manage.py", "flush", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
             os.environ.clear()
             os.environ.update(env)  # this process seeds the same database with the same settings
-            key = _seed(upstream_url, args.kind)
+            key = _seed(upstream_url, args)
+            worker = None
+            if args.redis_url:
+                worker = subprocess.Popen(
+                    [PYTHON, "-m", "celery", "-A", "aspweb", "--quiet", "worker", "-B", "-s",
+                     str(Path(data_dir, "beat")), "--loglevel", "WARNING"], cwd=ROOT, env=env)
+                processes.append(worker)
             port = free_port()
             app = subprocess.Popen(
                 [PYTHON, "-m", "uvicorn", args.app, "--host", "127.0.0.1", "--port", str(port),
-                 "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
+                 "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
             processes.append(app)
             wait_for_port(port, app, timeout=90)
             targets.append(Target("aspweb", f"http://127.0.0.1:{port}/v1", key, "bench/fake-model-a", app.pid))
 
             if args.litellm:
-                port = free_port()
-                config = Path(data_dir, "litellm.yaml")
-                config.write_text(json.dumps({
-                    "model_list": [{"model_name": "fake-model-a", "litellm_params": {
-                        "model": "openai/fake-model-a", "api_base": upstream_url, "api_key": UPSTREAM_KEY}}],
-                    "general_settings": {"master_key": LITELLM_KEY},
-                }))
-                litellm_env = {name: value for name, value in env.items()
-                               if name not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
-                litellm = subprocess.Popen(
-                    [args.litellm, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                     "--num_workers", "1"], cwd=data_dir, env={**litellm_env, "LITELLM_LOG": "ERROR"},
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                processes.append(litellm)
-                wait_for_port(port, litellm, timeout=90)
-                targets.append(Target("litellm", f"http://127.0.0.1:{port}/v1", LITELLM_KEY, "fake-model-a",
-                                      litellm.pid))
+                targets.append(_litellm(args.litellm, data_dir, upstream_url, env, processes))
             for target in targets:  # warm up: imports, connections, first-call caches
                 with httpx.Client(timeout=30) as client:
                     for _ in range(20):
                         response = client.post(f"{target.base_url}/chat/completions", headers=target.headers,
                                                json=target.body())
                         assert response.status_code == 200, (target.name, response.status_code, response.text)
+                        OK[target.name] += 1
+            if args.workers > 1:  # every worker's too: a kept-alive connection stays with one
+                statuses, _ = asyncio.run(_load(targets[1], concurrency=4 * args.workers, calls=50 * args.workers))
+                OK["aspweb"] += statuses[200]
+            _alive(worker)
             yield targets
+            _alive(worker)
+            args.ledger = ledger_check(OK["aspweb"])
+            print(args.ledger.line(), file=sys.stderr, flush=True)
+            if not args.ledger.exact:
+                raise SystemExit(f"aspweb's ledger does not hold one record per successful call: {args.ledger.line()}")
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _seed(upstream_url: str, kind: str) -> str:
+def _alive(worker: subprocess.Popen | None) -> None:
+    if worker is not None and worker.poll() is not None:
+        raise SystemExit(f"the Celery worker exited with {worker.returncode}")
+
+
+def _litellm(executable: str, data_dir: str, upstream_url: str, env: dict[str, str],
+             processes: list[subprocess.Popen]) -> Target:
+    port = free_port()
+    config = Path(data_dir, "litellm.yaml")
+    config.write_text(json.dumps({
+        "model_list": [{"model_name": "fake-model-a", "litellm_params": {
+            "model": "openai/fake-model-a", "api_base": upstream_url, "api_key": UPSTREAM_KEY}}],
+        "general_settings": {"master_key": LITELLM_KEY},
+    }))
+    litellm_env = {name: value for name, value in env.items()
+                   if name not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
+    litellm = subprocess.Popen(
+        [executable, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+         "--num_workers", "1"], cwd=data_dir, env={**litellm_env, "LITELLM_LOG": "ERROR"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    processes.append(litellm)
+    wait_for_port(port, litellm, timeout=90)
+    return Target("litellm", f"http://127.0.0.1:{port}/v1", LITELLM_KEY, "fake-model-a", litellm.pid)
+
+
+def _seed(upstream_url: str, args: argparse.Namespace) -> str:
     import django
 
     django.setup()
-    from decimal import Decimal
+    key = seed(upstream_url, args.kind, budgets=args.budgets)
+    from django.db import connection
 
-    from gateway import apikeys
-    from providers.models import Model, Price, Provider
-
-    provider, _ = Provider.objects.update_or_create(
-        name="bench", archived_at=None,
-        defaults={"kind": kind, "base_url": upstream_url, "api_key": UPSTREAM_KEY, "max_retries": 0})
-    model, created = Model.objects.get_or_create(provider=provider, name="fake-model-a")
-    if created:
-        Price.objects.create(model=model, input=Decimal("1"), output=Decimal("2"))
-    return apikeys.api_key_create(name="bench", user=None, actor="bench")[1]
+    connection.close()  # not held open beside the workers' connections while measuring
+    return key
 
 
 # -- latency ----------------------------------------------------------------------------------------------
@@ -198,6 +241,7 @@ def _timed_call(client: httpx.Client, target: Target) -> float:
     response = client.post(f"{target.base_url}/chat/completions", headers=target.headers, json=target.body())
     elapsed = time.perf_counter() - started
     assert response.status_code == 200, (target.name, response.status_code, response.text)
+    OK[target.name] += 1
     return elapsed * 1000
 
 
@@ -213,6 +257,7 @@ def _timed_first_token(client: httpx.Client, target: Target) -> float:
                 if (choices[0].get("delta") or {}).get("content"):
                     first = time.perf_counter() - started
     assert first is not None, f"{target.name} streamed no content"
+    OK[target.name] += 1
     return first * 1000
 
 
@@ -222,29 +267,37 @@ def _percentiles(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered):7.2f}  p90 {at(0.9):7.2f}  p99 {at(0.99):7.2f} ms"
 
 
+def paired(targets: list[Target], measure: Any, requests: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """`requests` rounds, each measuring the upstream directly then each gateway in turn (kept-alive
+    connections): every target's times, and per gateway the median of its differences with the upstream."""
+    upstream, gateways = targets[0], targets[1:]
+    clients = {target.name: httpx.Client(timeout=30) for target in targets}
+    times: dict[str, list[float]] = {target.name: [] for target in targets}
+    added: dict[str, list[float]] = {target.name: [] for target in gateways}
+    try:
+        for _ in range(requests):
+            for target in gateways:
+                direct = measure(clients[upstream.name], upstream)
+                through = measure(clients[target.name], target)
+                times[upstream.name].append(direct)
+                times[target.name].append(through)
+                added[target.name].append(through - direct)
+    finally:
+        for client in clients.values():
+            client.close()
+    return times, {name: statistics.median(values) for name, values in added.items()}
+
+
 def latency(args: argparse.Namespace) -> None:
     with environment(args) as targets:
-        upstream, gateways = targets[0], targets[1:]
         measures = (("non-streamed, whole answer", _timed_call), ("streamed, first token", _timed_first_token))
         for label, measure in measures:
             print(f"\n{label} ({args.requests} sequential requests, one client)")
-            clients = {target.name: httpx.Client(timeout=30) for target in targets}
-            times: dict[str, list[float]] = {target.name: [] for target in targets}
-            added: dict[str, list[float]] = {target.name: [] for target in gateways}
-            for _ in range(args.requests):
-                for target in gateways:
-                    direct = measure(clients[upstream.name], upstream)
-                    through = measure(clients[target.name], target)
-                    times[upstream.name].append(direct)
-                    times[target.name].append(through)
-                    added[target.name].append(through - direct)
-            for client in clients.values():
-                client.close()
+            times, added = paired(targets, measure, args.requests)
             for target in targets:
                 print(f"  {target.name:9} {_percentiles(times[target.name])}")
-            for target in gateways:
-                median = statistics.median(added[target.name])
-                print(f"  {target.name:9} added: median of paired differences {median:.2f} ms")
+            for name, median in added.items():
+                print(f"  {name:9} added: median of paired differences {median:.2f} ms")
 
 
 # -- throughput and memory -------------------------------------------------------------------------------
@@ -322,6 +375,7 @@ def throughput(args: argparse.Namespace) -> None:
         for target in targets:
             statuses, elapsed = asyncio.run(_load(target, concurrency=args.concurrency, seconds=args.seconds))
             ok = statuses.pop(200, 0)
+            OK[target.name] += ok
             print(f"  {target.name:9} {ok / elapsed:8.1f} req/s ({ok} answers; "
                   f"other statuses: {dict(statuses) or 'none'})")
 
@@ -347,6 +401,7 @@ def memory(args: argparse.Namespace) -> None:
             statuses, elapsed = asyncio.run(_load(target, concurrency=args.concurrency, calls=args.calls,
                                                   on_progress=progress))
             ok = statuses.pop(200, 0)
+            OK[target.name] += ok
             print(f"  {ok} answers in {elapsed:.0f} s ({ok / elapsed:.1f} req/s); other statuses: "
                   f"{dict(statuses) or 'none'}")
             if 10_000 in samples and samples:
@@ -393,7 +448,7 @@ def breakdown(args: argparse.Namespace) -> None:
         call_command("migrate", verbosity=0)
         if args.database_url:
             call_command("flush", interactive=False, verbosity=0)
-        key = _seed(upstream_url, args.kind)
+        key = seed(upstream_url, args.kind, budgets=args.budgets)
         handler = ASGIHandler()
         body = json.dumps(Target("aspweb", "", key, "bench/fake-model-a").body()).encode()
 
@@ -446,24 +501,53 @@ def breakdown(args: argparse.Namespace) -> None:
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def measure(args: argparse.Namespace) -> None:
+    """(Internal, one configuration of `profiles`.) Its numbers as one JSON line on stdout, after RESULT."""
+    result: dict[str, Any] = {"busy_before": cpu_busy()}
+    try:
+        with environment(args) as targets:
+            if "throughput" in args.measures:
+                for target in targets[1:]:
+                    statuses, elapsed = asyncio.run(_load(target, concurrency=args.concurrency, seconds=args.seconds))
+                    OK[target.name] += statuses[200]
+                    result[f"{target.name}_rps"] = statuses.pop(200, 0) / elapsed
+                    result[f"{target.name}_other_statuses"] = {str(status): n for status, n in statuses.items()}
+            if "latency" in args.measures:
+                result["added"] = paired(targets, _timed_call, args.requests)[1]
+            if "ttft" in args.measures:
+                result["ttft_added"] = paired(targets, _timed_first_token, args.requests)[1]
+    finally:
+        ledger = getattr(args, "ledger", None)
+        result["ledger"] = ledger and {"calls": ledger.calls, "records": ledger.records,
+                                       "other_records": ledger.other_records, "exact": ledger.exact}
+        result["busy_after"] = cpu_busy()  # every process of the run has ended
+        print("RESULT " + json.dumps(result), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("upstream", help="(internal) serve the fake upstream")
     for name, runner in (("latency", latency), ("throughput", throughput), ("memory", memory),
-                         ("breakdown", breakdown)):
+                         ("breakdown", breakdown), ("measure", measure), ("profiles", profiles)):
         command = commands.add_parser(name)
         command.set_defaults(run=runner)
         command.add_argument("--app", default="aspweb.asgi:application")
         command.add_argument("--litellm", help="the litellm executable of a separate virtualenv")
-        command.add_argument("--database-url")
+        command.add_argument("--database-url", help="PostgreSQL (an existing database, emptied first)")
+        command.add_argument("--redis-url", help="the production profile: this Redis (emptied first), a Celery "
+                                                 "worker, --database-url")
+        command.add_argument("--workers", type=int, default=1, help="aspweb's uvicorn workers")
+        command.add_argument("--budgets", action="store_true", help="seed 10 budgets covering every call and "
+                                                                    "1,000 per-person budgets")
         command.add_argument("--kind", default="openai_compatible", choices=["openai_compatible", "openai"],
                              help="the provider's kind: openai_compatible is called directly, openai through its SDK")
         command.add_argument("--requests", type=int, default=300)
-        command.add_argument("--seconds", type=float, default=20)
-        command.add_argument("--concurrency", type=int, default=16)
+        command.add_argument("--seconds", type=float, default=15 if name == "profiles" else 20)
+        command.add_argument("--concurrency", type=int, default=10 if name in ("profiles", "measure") else 16)
         command.add_argument("--calls", type=int, default=100_000)
         command.add_argument("--profile", help="breakdown: write a cProfile of the whole call to this file")
+        command.add_argument("--measures", default="throughput,latency,ttft", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.command == "upstream":
         serve_upstream()
