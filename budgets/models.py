@@ -120,7 +120,8 @@ class Budget(models.Model):
 class BudgetPeriod(models.Model):
     """A budget's counters for one period. `spent` is the cost of the usage records in the period that the
     budget covers (a hard limit's: added in each record's transaction; a soft budget's: brought to the ledger's
-    by each evaluation, seconds after usage; both reconciled by the sweep); `reserved` is the sum of the live reservations of calls still running."""
+    by each evaluation, seconds after usage; both reconciled by the sweep); `reserved` is the sum of the live
+    reservations of calls still running."""
 
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="periods")
     start = models.DateField()
