@@ -81,8 +81,8 @@ def test_a_call_takes_the_same_statements_for_one_hard_limit_as_for_twenty_among
     # One conditional UPDATE of all twenty periods and one INSERT of their reservations; no look-up of the
     # periods (kept) nor of what the call already holds (its record knows).
     assert [sql.split()[0] for sql in reserving] == ["UPDATE", "INSERT"]
-    # The reservations read, deleted, and every period's counters in one UPDATE.
-    assert [sql.split()[0] for sql in charging] == ["SELECT", "DELETE", "UPDATE"]
+    # The reservations taken (DELETE ... RETURNING), and every period's counters in one UPDATE.
+    assert [sql.split()[0] for sql in charging] == ["DELETE", "UPDATE"]
     if connection.vendor == "postgresql":  # each UPDATE locks its rows in id order first: no deadlock
         assert all("ORDER BY" in sql and "FOR UPDATE" in sql for sql in (reserving[0], charging[-1]))
     periods = BudgetPeriod.objects.filter(budget__hard_limit=True, budget__scope="global")
@@ -98,13 +98,14 @@ def test_soft_budgets_take_no_statement_per_record(evaluation_later: None) -> No
     for n in range(10):
         make_budget(f"Soft {n}", amount=Decimal(1))
     _others(10)  # hard limits elsewhere: charging has reservations to look for
-    _call(model)  # the budgets are kept from here on
+    _call(model)  # the budgets are cached from here on
 
     reserving, charging = _call(model)
 
     assert _budget_statements(reserving) == []
-    # Only the batch's reservations are looked for (hard limits exist); nothing for the ten soft budgets.
-    assert [sql.split()[0] for sql in _budget_statements(charging)] == ["SELECT"]
+    # Only the batch's reservations are taken (hard limits exist; there are none); nothing for the ten soft
+    # budgets.
+    assert [sql.split()[0] for sql in _budget_statements(charging)] == ["DELETE"]
     assert not BudgetPeriod.objects.exists()
 
 
