@@ -233,7 +233,9 @@ AUTH_USER_MODEL = "accounts.User"
 # listed so that sessions it signed keep working. Axes's comes first, so that a throttled account or address is
 # refused before any password is checked.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "accounts.backends.CachedUserBackend",
-                           "django.contrib.auth.backends.ModelBackend"]
+                           "django.contrib.auth.backends.ModelBackend",
+                           # Sessions signed in before the backend's rename: loaded, never signed in.
+                           "accounts.backends.KeptUserBackend"]
 # Sign-in throttling (accounts/signin.py): this many failed sign-ins for one account, or from one client
 # address, refuse it until the cool-off passes without a try. Counted in the database, in both profiles.
 AXES_FAILURE_LIMIT = env_int("ASPWEB_SIGNIN_FAILURE_LIMIT", 10)
