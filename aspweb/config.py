@@ -14,10 +14,10 @@ any is written, all in one transaction.
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 from django import forms
@@ -129,23 +129,22 @@ class Declared:
     models: set[tuple[str, str]] = field(default_factory=set)
 
 
-class Section(Protocol):
-    """One top-level section of the file, owned by its app."""
+@dataclass(frozen=True)
+class Section:
+    """One top-level section of the file, owned by its app (registered from its AppConfig.ready).
+
+    - check(entries, declared, errors) -> plans: the section's plans, checked against the database and
+      `declared`; problems go to `errors`. Adds what it declares to `declared`. Writes nothing.
+    - apply(plans, actor, report): write checked plans (in the import's transaction).
+    - export(placeholders) -> entries: every entry, as a file names it; secrets as `${NAME}` placeholders
+      not in `placeholders` yet (added to it)."""
 
     name: str
+    check: Callable[[Any, Declared, list[str]], list[Any]]
+    apply: Callable[[list[Any], Any, "Report"], None]
+    export: Callable[[set[str]], list[dict[str, Any]]]
     # Written by the export even when it has no entries.
-    exported_when_empty: bool
-
-    def check(self, entries: Any, declared: Declared, errors: list[str]) -> list[Any]:
-        """The section's plans, checked against the database and `declared`; problems go to `errors`.
-        Adds what it declares to `declared`. Writes nothing."""
-
-    def apply(self, plans: list[Any], actor: Any, report: "Report") -> None:
-        """Write checked plans (in the import's transaction)."""
-
-    def export(self, placeholders: set[str]) -> list[dict[str, Any]]:
-        """Every entry, as a file names it; secrets as `${NAME}` placeholders not in `placeholders` yet
-        (added to it)."""
+    exported_when_empty: bool = False
 
 
 _sections: dict[str, Section] = {}

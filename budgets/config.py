@@ -171,14 +171,4 @@ def _export_budget(budget: Budget, placeholders: set[str]) -> dict[str, Any]:
     return entry
 
 
-@dataclass(frozen=True)
-class _Section:
-    name: str = "budgets"
-    exported_when_empty: bool = False
-
-    check = staticmethod(_check)
-    apply = staticmethod(_apply)
-    export = staticmethod(_export)
-
-
-SECTION = _Section()
+SECTION = config.Section("budgets", check=_check, apply=_apply, export=_export)

@@ -140,14 +140,4 @@ def _export(placeholders: set[str]) -> list[dict[str, Any]]:
     ]
 
 
-@dataclass(frozen=True)
-class _Section:
-    name: str = "routes"
-    exported_when_empty: bool = False
-
-    check = staticmethod(_check)
-    apply = staticmethod(_apply)
-    export = staticmethod(_export)
-
-
-SECTION = _Section()
+SECTION = config.Section("routes", check=_check, apply=_apply, export=_export)

@@ -289,14 +289,4 @@ def key_placeholder(provider_name: str, taken: set[str] | frozenset[str] = froze
     return config.env_placeholder(provider_name, "API_KEY", taken)
 
 
-@dataclass(frozen=True)
-class _Section:
-    name: str = "providers"
-    exported_when_empty: bool = True
-
-    check = staticmethod(_check)
-    apply = staticmethod(_apply)
-    export = staticmethod(_export)
-
-
-SECTION = _Section()
+SECTION = config.Section("providers", check=_check, apply=_apply, export=_export, exported_when_empty=True)
