@@ -44,12 +44,8 @@ def seed(upstream_url: str, kind: str, *, budgets: bool) -> str:
     budgets. Returns the key's text."""
     from django.contrib.auth import get_user_model
 
+    from gateway import apikeys
     from providers.models import Model, Price, Provider
-
-    try:  # the keys' services may live in their own app
-        from gateway import apikeys  # type: ignore[import-not-found]
-    except ImportError:
-        from providers import apikeys
 
     provider, _ = Provider.objects.update_or_create(
         name="bench", archived_at=None,

@@ -411,11 +411,6 @@ def _reservations_take(request_ids: list[UUID]) -> list[tuple[int, Decimal]]:
     return [(period_id, amount_field.to_python(amount).quantize(MONEY_PLACES)) for period_id, amount in rows]
 
 
-def usage_record_charge(record: UsageRecord) -> None:
-    """`usage_records_charge` for one record."""
-    usage_records_charge([record])
-
-
 def usage_records_charge(records: list[UsageRecord], **_: Any) -> bool:
     """Settle usage records against the hard-limit budgets, in their transaction (a usage.signals
     .records_written receiver): their calls' reservations are released and each record's cost is added to

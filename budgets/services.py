@@ -30,22 +30,14 @@ from aspweb.roles import ADMIN, FINANCE, has_role
 
 from . import notify, periods, tasks
 from .holds import (  # noqa: F401 (the budgets' public names, for the rest of the app)
-    HALF_UNIT,
     MONEY_PLACES,
     BudgetExceeded,
-    BudgetUnpriced,
     _ledger_rows,
     budget_period_get,
     budget_reserve,
     cached_budgets,
-    hard_budgets_covering,
     ledger_spend,
-    reservation_ttl,
-    reservations_release,
     reservations_release_expired,
-    usage_record_charge,
-    usage_records_charge,
-    worst_case_cost,
 )
 from .models import AlertEvent, Budget, BudgetPeriod, Delivery, Notification, next_alert_at
 
