@@ -162,5 +162,5 @@ def _evaluate_on_timer() -> None:
 def records_written(sender: Any, records: list, **kwargs: Any) -> None:
     """usage.signals.records_written: charge the hard limits in the batch's transaction, and once it
     commits schedule the evaluation, when a record cost something and any budget exists."""
-    if holds.usage_records_charge(records) and holds._budgets():
+    if holds.usage_records_charge(records) and holds.budgets_all():
         transaction.on_commit(evaluation_schedule, robust=True)

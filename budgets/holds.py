@@ -120,7 +120,8 @@ def _cached() -> _Cached:
     return cached_budgets.get("all", lambda: (_Cached.read(), None))
 
 
-def _budgets() -> list[Budget]:
+def budgets_all() -> list[Budget]:
+    """Every budget, from this worker's row cache."""
     return _cached().budgets
 
 
