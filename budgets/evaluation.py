@@ -13,14 +13,16 @@ the narrowest daily rollup, one grouped query per (target column, period) group,
 spends that changed in bulk. A period whose spend is below its `next_alert_at` (the spend of its lowest
 threshold not fired yet) costs one comparison; only those at or past it go through the firing code
 (services._evaluate), which fires each alert once (a unique constraint) and moves `next_alert_at` on.
-The forecast alerts are left to the sweep (every minute), which evaluates each budget whole.
+Periods that ended less than LATE_RECORDS ago are looked at too (a long call's record is written after
+its period ended), without opening any. The forecast alerts are left to the sweep (every minute), which
+evaluates each budget whole.
 """
 
 import logging
 import threading
 import time
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import reduce
 from operator import or_
@@ -66,20 +68,39 @@ def ledger_spends(budgets: list[Budget], now: datetime) -> dict[int, Decimal]:
     return spends
 
 
+# A call's record counts in the period its call started in, and a long call's record may be written after
+# that period ended: the evaluation also looks at the periods that ended this long ago, so that a threshold
+# such a record crosses still fires.
+LATE_RECORDS = timedelta(minutes=15)
+
+
 def budgets_evaluate(*, now: datetime | None = None) -> list[AlertEvent]:
     """Bring the soft budgets' current periods to the ledger's spend, open the periods no call opened yet,
-    and fire the threshold alerts due. Returns the alerts fired."""
-    from .services import _evaluate
-
+    and fire the threshold alerts due; then the same for periods that ended less than LATE_RECORDS ago.
+    Returns the alerts fired."""
     now = now or timezone.now()
     budgets = {budget.pk: budget for budget in Budget.objects.order_by("pk")}
     if not budgets:
         return []
-    spans = {pk: budget.span_at(now) for pk, budget in budgets.items()}
+    fired = _evaluate_at(budgets, now, now, open_missing=True)
+    earlier = now - LATE_RECORDS
+    ended = {pk: budget for pk, budget in budgets.items() if budget.span_at(earlier) != budget.span_at(now)}
+    if ended:
+        fired += _evaluate_at(ended, earlier, now, open_missing=False)
+    return fired
+
+
+def _evaluate_at(budgets: dict[int, Budget], at: datetime, now: datetime, *,
+                 open_missing: bool) -> list[AlertEvent]:
+    """budgets_evaluate for the periods in force at `at`; `open_missing`: open those that have no row yet
+    (a period that ended without one had no spend to evaluate)."""
+    from .services import _evaluate
+
+    spans = {pk: budget.span_at(at) for pk, budget in budgets.items()}
     current = _current_periods(budgets, spans)
-    missing = [pk for pk in budgets if pk not in current]
+    missing = [pk for pk in budgets if pk not in current] if open_missing else []
     soft = [budget for pk, budget in budgets.items() if not budget.hard_limit or pk in missing]
-    spends = ledger_spends(soft, now) if soft else {}
+    spends = ledger_spends(soft, at) if soft else {}
     if missing:
         BudgetPeriod.objects.bulk_create([
             BudgetPeriod(budget_id=pk, start=spans[pk].start, end=spans[pk].end, spent=spends[pk],

@@ -5,12 +5,14 @@ the request) whose queries do not grow with the number of budgets either."""
 
 import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from accounts.models import User
 from budgets import evaluation, holds, services
@@ -245,3 +247,23 @@ def _receivers() -> list[Any]:
     from usage.signals import records_written
 
     return [entry[1]() for entry in records_written.receivers]  # (key, weak reference, is async)
+
+
+def test_a_record_written_after_its_period_ended_still_fires_that_period_s_alert(db: None) -> None:
+    """A long call started before midnight is recorded after it: its record counts in yesterday's period,
+    which the evaluation still looks at for a while after it ended."""
+    model = make_model()
+    budget = make_budget("Daily watch", amount=Decimal(1), period="daily", thresholds=[50])
+    now = timezone.now()
+    today = budget.span_at(now)
+    just_before = today.starts_at - timedelta(seconds=30)
+    evaluation.budgets_evaluate(now=just_before)  # the evening's evaluation: nothing spent
+    assert not AlertEvent.objects.exists()
+
+    spend(model, "0.6", when=just_before)  # written after midnight, counted in yesterday's period
+
+    evaluation.budgets_evaluate(now=today.starts_at + timedelta(minutes=1))
+    (event,) = AlertEvent.objects.all()
+    assert (event.period.start, event.threshold) == (budget.span_at(just_before).start, 50)
+    # Later than the look-back, yesterday is left alone.
+    assert evaluation.budgets_evaluate(now=today.starts_at + evaluation.LATE_RECORDS * 2) == []
