@@ -365,6 +365,12 @@ BUDGET_DEFAULT_MAX_TOKENS = env_int("ASPWEB_BUDGET_DEFAULT_MAX_TOKENS", 4096)
 # A reservation whose call never recorded (a crashed worker) is released after this long (at least the
 # provider's timeout plus a minute).
 BUDGET_RESERVATION_TTL_SECONDS = env_int("ASPWEB_BUDGET_RESERVATION_TTL", 900)
+# Where hard limits are held (budgets/redisholds.py): "redis", an atomic check-and-hold in Redis on the event
+# loop, the default with REDIS_URL; or "database", by the budget period rows, the embedded default's.
+BUDGET_HOLDS = env_str("ASPWEB_BUDGET_HOLDS", "redis" if REDIS_URL else "database")
+if BUDGET_HOLDS not in ("redis", "database") or (BUDGET_HOLDS == "redis" and not REDIS_URL):
+    raise ImproperlyConfigured(
+        f"ASPWEB_BUDGET_HOLDS must be database, or redis with REDIS_URL set; not {BUDGET_HOLDS!r}.")
 # After usage, every budget's alerts are evaluated at most once this many seconds per process (a task with
 # this countdown; a timer thread without a worker); 0 evaluates as each batch of usage records commits.
 BUDGET_EVALUATE_SECONDS = env_int("ASPWEB_BUDGET_EVALUATE_SECONDS", 2)
