@@ -33,6 +33,9 @@ def _test_settings(settings: object) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Budgets evaluate as usage commits, not on a timer thread: tests that wait for the timer set their own.
     settings.BUDGET_EVALUATE_SECONDS = 0
+    # Records are committed before their calls answer, so that a test reads the ledger right after a call;
+    # tests of the production profile's journal (test_usage_journal.py) turn it back on.
+    settings.USAGE_WRITE_BEHIND = False
 
 
 @pytest.fixture
