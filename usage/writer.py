@@ -1,5 +1,7 @@
 """Group commit for the call path: concurrent calls' usage records written together, one transaction per
-batch, each call returning once its own record is committed.
+batch, each call returning once its own record is committed; or, in a serving process of the production
+profile (USAGE_WRITE_BEHIND), once its record is in the ledger's journal (usage/journal.py), the batch
+committing right after and removing its entries.
 
     record = await usage_record_write(provider=..., model=..., source=..., status=..., ...)
 
@@ -30,6 +32,7 @@ from django.conf import settings
 from django.db import connection
 from redis.exceptions import RedisError
 
+from aspweb.handler import serving
 from aspweb.inline import inline_or_hop
 
 from . import journal
@@ -54,7 +57,8 @@ async def usage_record_write(**fields: Any) -> UsageRecord:
     writer = _writers.get(loop)
     if writer is None:
         writer = _writers[loop] = _Writer(loop)
-    if settings.USAGE_WRITE_BEHIND:
+    if settings.USAGE_WRITE_BEHIND and serving():
+        # Only where the loop outlives the request: a command's or a task's loop ends with its call.
         record = await inline_or_hop(_priced, fields)
         try:
             entry_id = await journal.append(fields)
