@@ -16,6 +16,9 @@ The money flow of one call through hard-limit budgets:
    reservations, and takes them off `reserved` and adds the records' real costs to `spent` of the hard
    budgets' periods, in one UPDATE for the whole batch. Soft budgets get nothing per record: their spend
    is the ledger's, brought into their periods by the evaluation after the batch (budgets/evaluation.py).
+   In the production profile both steps hold and settle in Redis instead (`budget_areserve`, one Lua script
+   on the event loop; budgets/redisholds.py), and the period rows are charged in the ledger's transaction
+   as above, without reservations.
 3. A call that never records (its worker crashed) leaves reservations behind; they expire and
    `reservations_release_expired` (the sweep, and any refused reservation first) gives them back. A call
    prepared but then not made gives its own back at once (`reservations_release`).
@@ -266,8 +269,8 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
     """Hold `cost` on every hard-limit budget covering the call, all or none, and return on how many periods
     it held it now. Raises BudgetExceeded (naming the first budget it does not fit in) and holds nothing when
     it does not fit everywhere. Held in Redis in the production profile (`holds_in_redis`), else by the
-    period rows. `cost` None: the
-    model has no price, and any hard-limit budget covering the call refuses it (BudgetUnpriced).
+    period rows. `cost` None: the model has no price, and any hard-limit budget covering the call refuses it
+    (BudgetUnpriced).
 
     `held`: the ids of the periods this call holds already, known to the caller (a route's fallback reserves
     again for its own deployment, and what is held stays as held); the ones held now are added to it. None:
@@ -560,7 +563,7 @@ def usage_records_charge(records: list[UsageRecord], **_: Any) -> bool:
     _counters_add(spent=spent, reserved=reserved)
     if in_redis:
         # Last in the transaction, so that a failure of Redis rolls the batch back. Should the commit fail
-        # after it, Redis counts more than was spent, never less, until the sweep.
+        # after it, Redis counts more than was spent, never less: the limit errs on the side of refusing.
         costs = {record.request_id: {ids[key]: record.cost for key in keys} for record, keys in covered}
         redisholds.settle([(record.request_id, costs.get(record.request_id, {})) for record in records])
     return bool(costly)
