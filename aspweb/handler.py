@@ -17,10 +17,12 @@ ones, clearing DEBUG's query log), in the request's thread: a thread hop before 
 request thread's next request starts where its last one ended, so the tidying at the start goes: it
 happens at every end, in the same thread. Before the first token of a stream, that was one hop of two.
 
-It also answers the ASGI lifespan protocol, which Django's handler refuses: at shutdown, the idle
-threads close their connections.
+It also answers the ASGI lifespan protocol, which Django's handler refuses: at shutdown, what the apps
+registered in `shutdown_hooks` finishes (the ledger's writer commits what it queued), then the idle threads
+close their connections.
 """
 
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any
@@ -34,6 +36,11 @@ from django.db import close_old_connections, connections, reset_queries
 # Set while this handler serves a request: the query log is cleared at the end of its requests only, so
 # that a request made otherwise (a test client's, under Django's CaptureQueriesContext) keeps its log.
 _serving: ContextVar[bool] = ContextVar("aspweb_serving", default=False)
+
+
+# Coroutine functions awaited as a serving process shuts down, before its idle threads close: registered by
+# the apps with work still under way on the loop (the ledger's writer: usage/apps.py).
+shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
 
 
 def serving() -> bool:
@@ -111,6 +118,8 @@ class ASGIHandler(DjangoASGIHandler):
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                for hook in shutdown_hooks:
+                    await hook()
                 self.threads.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -7,13 +7,15 @@ transaction."""
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 
+from aspweb.handler import ASGIHandler
 from providers.models import Model
 from tests.budgets_support import ON_POSTGRESQL, SQLITE_REASON, ensure_role_groups, make_model
 from tests.usage_support import assert_rollups_exact, spec
@@ -249,3 +251,33 @@ def test_writers_in_several_threads_keep_the_rollups_exact_on_postgresql() -> No
     assert errors == []
     assert UsageRecord.objects.count() == 4 * 3 * 30
     assert_rollups_exact()
+
+
+@pytest.mark.django_db(transaction=True)  # the batch commits in a thread of its own
+def test_a_serving_process_shutting_down_commits_what_its_writer_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_model()
+    write = writer._write
+
+    def slow(specs: list[dict[str, Any]], entry_ids: list[str | None]) -> Any:
+        time.sleep(0.3)  # still writing when the shutdown comes
+        return write(specs, entry_ids)
+
+    monkeypatch.setattr(writer, "_write", slow)
+    app = ASGIHandler()
+    sent: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.shutdown"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+
+    async def serve_then_stop() -> int:
+        loop = asyncio.get_running_loop()
+        queue = writer._writers.setdefault(loop, writer._Writer(loop))
+        queue.enqueue(spec(model))  # nobody awaits it, as nobody awaits a journalled record's write
+        await app({"type": "lifespan"}, receive, send)
+        return await sync_to_async(UsageRecord.objects.count)()
+
+    assert asyncio.run(serve_then_stop()) == 1
+    assert sent == ["lifespan.shutdown.complete"]

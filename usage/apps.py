@@ -6,10 +6,13 @@ class UsageConfig(AppConfig):
     verbose_name = "Usage and cost"
 
     def ready(self) -> None:
+        from aspweb import handler
         from providers import hooks
 
         from . import unpriced, writer
 
         # The call path sits below the ledger: it records every call through the writer registered here.
         hooks.recorder_register(writer.usage_record_write)
+        if writer.writer_drain not in handler.shutdown_hooks:
+            handler.shutdown_hooks.append(writer.writer_drain)
         hooks.unpriced_register(unpriced.unpriced_models)

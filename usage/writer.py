@@ -130,6 +130,14 @@ class _Writer:
             self.task = None
 
 
+async def writer_drain() -> None:
+    """Wait until this event loop's writer has written everything queued (a serving process shutting down:
+    aspweb/handler.py's shutdown_hooks), so that a restart leaves nothing for the journal's replay."""
+    writer = _writers.get(asyncio.get_running_loop())
+    while writer is not None and writer.task is not None:
+        await asyncio.shield(writer.task)
+
+
 # Event loop -> its writer; a loop that is gone takes its writer with it.
 _writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer]" = weakref.WeakKeyDictionary()
 
