@@ -106,12 +106,13 @@ def _team_names(rows: list[tuple]) -> dict[Any, dict[str, str]]:
 
 
 class Names:
-    """The (id, name) rows of a page's providers, models, people and API keys, each table read once per page:
-    the filter form's selects list them, and the table and charts name their groups from the same rows.
-    `keys`: the API keys the page lists (a member's own on "My usage")."""
+    """The (id, name) rows of a page's providers, models, people, API keys and teams, each table read once per
+    page: the filter form's selects list them, and the table and charts name their groups from the same rows.
+    `keys`, `teams`: the API keys and teams the page lists (a member's own on "My usage")."""
 
-    def __init__(self, keys: QuerySet[ApiKey] | None = None) -> None:
+    def __init__(self, keys: QuerySet[ApiKey] | None = None, teams: QuerySet[Team] | None = None) -> None:
         self.keys = keys if keys is not None else ApiKey.objects.all()
+        self.teams = teams if teams is not None else Team.objects.all()
         self._rows: dict[str, list[tuple]] = {}
 
     def rows(self, name: str) -> list[tuple]:
@@ -127,7 +128,7 @@ class Names:
                                                                                           "name"),
             "user": lambda: User.objects.order_by("email").values_list("pk", "email"),
             "api_key": lambda: self.keys.order_by("name", "prefix").values_list("pk", "name", "prefix"),
-            "team": lambda: Team.objects.order_by("name").values_list("pk", "name"),
+            "team": lambda: self.teams.order_by("name").values_list("pk", "name"),
         }
         rows = queries[name]()
         if pks is not None:  # a key someone else made, in one person's calls: not among `keys`
@@ -573,8 +574,10 @@ class DashboardForm(forms.Form):
         return Selection(range=preset_range(DEFAULT_PRESET, self.on), mine=self.mine, names=self.names())
 
     def names(self) -> Names:
-        """The page's names: of everyone's API keys, or on "My usage" the person's own."""
-        return Names(ApiKey.objects.filter(user=self.mine) if self.mine is not None else None)
+        """The page's names: of everyone's API keys and teams, or on "My usage" the person's own."""
+        if self.mine is None:
+            return Names()
+        return Names(ApiKey.objects.filter(user=self.mine), Team.objects.filter(members=self.mine))
 
 
 

@@ -336,7 +336,8 @@ def _dashboard(request: HttpRequest, *, mine: Any) -> HttpResponse:
             context["team_totals"] = dashboards.team_totals(selection.range, mine.teams.all())
     # Back and forward after HTMX pushed a URL may ask for the whole page again (history restore).
     region = request.htmx and not request.htmx.history_restore_request
-    return render(request, "usage/dashboard.html#dashboard" if region else "usage/dashboard.html", context)
+    return render(request, "usage/dashboard.html#dashboard" if region else "usage/dashboard.html", context,
+                  status=200 if valid else 400)
 
 
 def calls_query(selection: dashboards.Selection, **narrower: Any) -> str:
@@ -367,7 +368,7 @@ def _filter_selects(form: dashboards.DashboardForm, names: dashboards.Names) -> 
         "user": ("All users", names.rows("user") if "user" in form.fields else []),
         "api_key": ("All API keys", ((pk, f"{name} ({prefix}…)") for pk, name, prefix in names.rows("api_key"))),
         "source": ("All sources", UsageRecord.Source.choices),
-        "team": ("All teams", form.fields["team"].queryset.values_list("pk", "name")),
+        "team": ("All teams", names.rows("team")),
         "group": ("", form.fields["group"].choices),
     }
     selects = [_select(form[name], empty, choices) for name, (empty, choices) in options.items()
