@@ -12,7 +12,14 @@ from accounts.models import Team, User
 from accounts.teams import team_create
 from providers.models import Model, Price, Provider
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway_support import ANTHROPIC_MODEL, OPENAI_MODEL, call, chat_body, make_key, make_providers, messages_body
+from tests.gateway_support import (
+    ANTHROPIC_MODEL,
+    call,
+    chat_body,
+    make_key,
+    make_providers,
+    messages_body,
+)
 from tests.usage_support import assert_rollups_exact, write
 from usage import attribution, services
 from usage.attribution import END_USER_LENGTH_MAX, TAG_LENGTH_MAX, TAGS_MAX

@@ -290,8 +290,9 @@ def test_the_default_view_reads_each_name_table_once(ledger: dict[str, Any], peo
     client.get(reverse("dashboard"))
     with CaptureQueriesContext(connection) as queries:
         client.get(reverse("dashboard"))
+    # accounts_user: the signed-in person comes from a row cache (accounts/backends.py)
     for table, reads in (("providers_provider", 1), ("providers_model", 1), ("gateway_apikey", 1),
-                         ("accounts_team", 1), ("accounts_user", 1)):  # the signed-in person: a row cache (accounts/backends.py)
+                         ("accounts_team", 1), ("accounts_user", 1)):
         assert sum(f'FROM "{table}"' in query["sql"] for query in queries) == reads, table
     sums = [query for query in queries if "usage_daily" in query["sql"]]
     assert len(sums) == 7  # totals, the table, the daily chart and four "top" charts
