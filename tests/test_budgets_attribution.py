@@ -183,3 +183,18 @@ budgets:
                                               {}), actor=None)
     assert any("nobody@example.com" in e for e in caught.value.errors)
     assert any("no team 'Nobody'" in e for e in caught.value.errors)
+
+
+@pytest.mark.django_db
+def test_members_see_their_teams_budgets_and_no_tag_or_end_user_budgets(make_user: Callable[..., User]) -> None:
+    from budgets.services import budgets_visible_to
+
+    ann = make_user("member", email="ann@example.com")
+    mine, theirs = team_create(name="Mine", members=[ann]), team_create(name="Theirs")
+    make_budget("Mine", scope="team", team=mine)
+    make_budget("Theirs", scope="team", team=theirs)
+    make_budget("Tag", scope="tag", tag="x")
+    make_budget("Customer", scope="end_user", end_user="c")
+    make_budget("All")
+    assert sorted(b.name for b in budgets_visible_to(ann)) == ["All", "Mine"]
+    assert len(budgets_visible_to(make_user("finance"))) == 5
