@@ -86,8 +86,8 @@ def api_key_create(*, name: str, user: Any, actor: Any, allowed_models: list[str
             allowed_models=sorted(set(allowed_models or [])), rpm_limit=rpm_limit, tpm_limit=tpm_limit,
             expires_at=expires_at, created_by=actor if getattr(actor, "is_authenticated", False) else None,
         )
-        audit_log(actor, "apikey.create", key, owner=user.email if user else "", team=team.name if team else "",
-                  models=key.allowed_models,
+        audit_log(actor, "apikey.create", key, owner=user.email if user else "",
+                  **({"team": team.name} if team is not None else {}), models=key.allowed_models,
                   rpm_limit=rpm_limit, tpm_limit=tpm_limit,
                   expires_at=expires_at.isoformat(timespec="seconds") if expires_at else "")
     return key, raw
