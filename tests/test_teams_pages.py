@@ -148,3 +148,24 @@ def test_finance_filters_the_calls_list_by_team_tag_and_end_user(model: Model, m
                              ({"end_user": "c2"}, [b]), ({"tag": "search", "end_user": "c1"}, [a])):
         listed = client.get(reverse("call_list"), params).context["calls"]
         assert sorted(c.pk for c in listed) == sorted(r.pk for r in expected), params
+
+
+def test_the_apikey_command_makes_a_key_for_a_team() -> None:
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    team = team_create(name="Research")
+    out = io.StringIO()
+    call_command("apikey", "create", "--name", "etl", "--team", "RESEARCH", stdout=out, stderr=io.StringIO())
+    assert ApiKey.objects.get().team == team and out.getvalue().startswith("ask-")
+    with pytest.raises(CommandError, match="no team 'Nobody'"):
+        call_command("apikey", "create", "--name", "x", "--team", "Nobody", stdout=io.StringIO())
+
+
+def test_the_openapi_description_names_the_attribution_headers(client: Client) -> None:
+    described = client.get("/v1/openapi.json").json()
+    headers = {p["name"] for p in described["paths"]["/v1/messages"]["post"]["parameters"]}
+    assert {"x-aspweb-tags", "x-aspweb-end-user"} <= headers
+    body = described["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+    assert body["user"]["maxLength"] == 128 and body["metadata"]["maxProperties"] == 16
