@@ -195,8 +195,9 @@ def test_rollups_per_team_tag_and_end_user_equal_the_raw_records(make_user: Call
     for spec in specs[30:]:
         services.usage_record_create(**spec)
     assert_rollups_exact()
-    assert DailyTagUsage.objects.filter(tag="x").exists() and DailyTagUsage.objects.filter(tag__isnull=True).exists()
+    assert DailyTagUsage.objects.filter(tag="x").exists() and not DailyTagUsage.objects.filter(tag=None).exists()
     assert DailyEndUserUsage.objects.filter(end_user="c|3").exists()
+    assert not DailyEndUserUsage.objects.filter(end_user=None).exists()
     assert DailyTeamUsage.objects.filter(team__isnull=True).exists()
     # Rebuilt from the raw records: the same rows.
     services.daily_usage_rebuild()
@@ -218,3 +219,19 @@ def model_and_team() -> tuple[Model, Team]:
     model = Model.objects.create(provider=provider, name="m")
     Price.objects.create(model=model, effective_from=datetime(2024, 1, 1, tzinfo=UTC), input=1, output=2)
     return model, team_create(name="Gone")
+
+
+def test_a_call_without_tags_or_end_user_writes_nothing_to_their_tables(
+        model_and_team: tuple[Model, Team]) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    model, _ = model_and_team
+    with CaptureQueriesContext(connection) as queries:
+        write(model)
+    sql = " ".join(query["sql"] for query in queries)
+    assert DailyTagUsage._meta.db_table not in sql and DailyEndUserUsage._meta.db_table not in sql
+    assert DailyTeamUsage._meta.db_table in sql
+    write(model, tags=("a",), end_user="e")
+    assert DailyTagUsage.objects.count() == DailyEndUserUsage.objects.count() == 1
+    assert_rollups_exact()

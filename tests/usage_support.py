@@ -28,8 +28,11 @@ def raw_sums(table: type[Rollup] = DailyUsage) -> dict[tuple, dict[str, Any]]:
     sums: dict[tuple, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(Rollup.SUM_FIELDS, 0))
     for r in UsageRecord.objects.all():
         day = timezone.localtime(r.created_at, services.ledger_timezone()).date()
-        # A record adds to its tag table row once per tag (to the row of no tag when it has none).
-        for tag in (r.tag_list or (None,)) if "tag" in table.DIMENSIONS else (None,):
+        # A record adds to its tag table row once per tag (to none when it has none), and to the end-user
+        # table only when it names an end user.
+        if "end_user" in table.DIMENSIONS and not r.end_user:
+            continue
+        for tag in r.tag_list if "tag" in table.DIMENSIONS else (None,):
             values = {"end_user": r.end_user or None, "tag": tag}
             _add(sums[(day, *(values[c] if c in values else getattr(r, c) for c in table.DIMENSIONS))], r)
     for row in sums.values():

@@ -319,12 +319,12 @@ class AttributedRollup(Rollup):
 
 
 class DailyEndUserUsage(AttributedRollup):
-    """Per day, end user (calls naming none: empty) and the full table's dimensions: the grouping by end user,
-    the end-user filter and end-user budgets."""
+    """Per day, end user and the full table's dimensions, for the calls that name an end user (the others are
+    in no row here): the grouping by end user, the end-user filter and end-user budgets."""
 
     DIMENSIONS = (*_ATTRIBUTED, "end_user")
 
-    # NULL, not "": the group of no end user, as a missing person or key is (usage.dashboards.Dimension).
+    # Never empty in a row; nullable only as the text columns of ATTRIBUTED rows are read alike.
     end_user = models.CharField(max_length=END_USER_LENGTH_MAX, null=True)  # noqa: DJ001
 
     class Meta(AttributedRollup.Meta):
@@ -334,12 +334,12 @@ class DailyEndUserUsage(AttributedRollup):
 
 class DailyTagUsage(AttributedRollup):
     """Per day, tag and the full table's dimensions: a call adds to the row of each of its tags (a call
-    without tags to the row of no tag), so that a tag's rows sum exactly its calls. Groups by tag overlap
-    (a call with two tags counts in both), so this table answers only questions about tags."""
+    without tags to none), so that a tag's rows sum exactly its calls. Groups by tag overlap (a call with two
+    tags counts in both), so this table answers only questions about tags."""
 
     DIMENSIONS = (*_ATTRIBUTED, "tag")
 
-    tag = models.CharField(max_length=TAG_LENGTH_MAX, null=True)  # noqa: DJ001 - NULL: the calls without tags
+    tag = models.CharField(max_length=TAG_LENGTH_MAX, null=True)  # noqa: DJ001 - as end_user above
 
     class Meta(AttributedRollup.Meta):
         verbose_name_plural = "daily usage per tag"

@@ -8,8 +8,10 @@ batches that touch the same rows lock them in the same order, so they wait for e
 deadlock.
 
 Two tables go past the full table's dimensions: the end-user table (one more column) and the tag table, to
-which a record adds once per tag it carries (once, to the row of no tag, when it carries none). The batch's
-sums are therefore kept per full-table row, end user and set of tags.
+which a record adds once per tag it carries. A record that names no end user, or carries no tag, adds
+nothing to them (`ATTRIBUTED`): they hold the calls that have one, so that traffic without attribution
+costs them no write at all. The batch's sums are therefore kept per full-table row, end user and set of
+tags.
 """
 
 import functools
@@ -29,6 +31,8 @@ FULL = DailyUsage.DIMENSIONS
 # The single-valued dimensions of a record, and the many-valued one (its tags).
 SINGLE = (*FULL, "end_user")
 TAG = "tag"
+# The text columns whose tables hold only the records that have a value: no row for "none".
+ATTRIBUTED = ("end_user", TAG)
 # How `key` spells an id column (source is spelled as it is); the full table's keys predate the narrow
 # tables and keep their shape: 2025-05-01|p3|m17|u0|k0|gateway|t0.
 _KEY_PREFIX = {"provider_id": "p", "model_id": "m", "user_id": "u", "api_key_id": "k", "team_id": "t"}
@@ -108,10 +112,13 @@ class Additions:
     def table_rows(self, model: type[Rollup]) -> list[tuple[str, date, tuple, list[Any]]]:
         """(key, day, dimension values, amounts) of each of `model`'s rows that this adds to, by key."""
         by_tag = TAG in model.DIMENSIONS
+        by_end_user = "end_user" in model.DIMENSIONS
         rows: dict[str, tuple[str, date, tuple, list[Any]]] = {}
         for dimensions, amounts in self.rows.items():
             named = dict(zip(SINGLE, dimensions[1:-1], strict=True))
-            for tag in (dimensions[-1] or (None,)) if by_tag else (None,):
+            if by_end_user and named["end_user"] is None:
+                continue
+            for tag in dimensions[-1] if by_tag else (None,):
                 named[TAG] = tag
                 values = tuple(named[column] for column in model.DIMENSIONS)
                 key = row_key(model, dimensions[0], named)

@@ -299,10 +299,11 @@ def daily_usage_rebuild(*, since: date | None = None, until: date | None = None)
                 rows = rows.filter(day__lte=until)
             rows.delete()
             if rollups.TAG in model.DIMENSIONS:
-                _tag_rows_rebuild(model, records)
+                _tag_rows_rebuild(model, records.exclude(tags=""))
                 continue
+            own = records.exclude(end_user="") if "end_user" in model.DIMENSIONS else records
             sums = (
-                records.order_by()
+                own.order_by()
                 .annotate(day=TruncDate("created_at", tzinfo=tz))
                 .values("day", *model.DIMENSIONS)
                 .annotate(
@@ -325,18 +326,11 @@ def daily_usage_rebuild(*, since: date | None = None, until: date | None = None)
                 )
             )
             built = [model(key=rollups.row_key(model, values["day"], values), **values)
-                     for values in map(_no_empty_end_user, sums.iterator(chunk_size=2000))]
+                     for values in sums.iterator(chunk_size=2000)]
             model.objects.bulk_create(built, batch_size=1000)
             if model is DailyUsage:
                 written = len(built)
     return written
-
-
-def _no_empty_end_user(values: dict[str, Any]) -> dict[str, Any]:
-    """Rollups name no end user as None (records: "")."""
-    if "end_user" in values:
-        values["end_user"] = values["end_user"] or None
-    return values
 
 
 def _tag_rows_rebuild(model: Any, records: Any) -> None:

@@ -12,12 +12,12 @@ SUM_FIELDS = (
     "cost", "latency_ms_sum", "latency_count", "ttft_ms_sum", "ttft_count",
     "cache_write_1h_tokens", "unpriced", "unpriced_tokens",
 )
-FULL = ("provider_id", "model_id", "user_id", "api_key_id", "source")
 
 
 def attribute_existing(apps, schema_editor):
     """Every call so far has no team, tag nor end user: the full table's keys spell its new column (no team),
-    and the new tables start equal to the ledger, from the full table's rows."""
+    the team table starts equal to the ledger (every day's calls, of no team), and the end-user and tag
+    tables, which hold only calls that name one, start empty."""
     DailyUsage = apps.get_model("usage", "DailyUsage")
     DailyUsage.objects.update(key=Concat("key", Value("|t0")))
     team_sums = (DailyUsage.objects.order_by().values("day")
@@ -27,17 +27,6 @@ def attribute_existing(apps, schema_editor):
         DailyTeamUsage(key=f"{row['day'].isoformat()}|t0", day=row["day"], team_id=None,
                        **{f: row[f"sum_{f}"] for f in SUM_FIELDS})
         for row in team_sums.iterator()], batch_size=1000)
-    for name, suffix in (("DailyEndUserUsage", "|e"), ("DailyTagUsage", "|g")):
-        table = apps.get_model("usage", name)
-        batch = []
-        for row in DailyUsage.objects.order_by("pk").iterator(chunk_size=2000):
-            batch.append(table(key=row.key + suffix, day=row.day, team_id=None, source=row.source,
-                               **{c: getattr(row, c) for c in FULL if c != "source"},
-                               **{f: getattr(row, f) for f in SUM_FIELDS}))
-            if len(batch) >= 1000:
-                table.objects.bulk_create(batch)
-                batch = []
-        table.objects.bulk_create(batch)
 
 
 def unattribute(apps, schema_editor):
