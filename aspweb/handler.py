@@ -36,6 +36,12 @@ from django.db import close_old_connections, connections, reset_queries
 _serving: ContextVar[bool] = ContextVar("aspweb_serving", default=False)
 
 
+def serving() -> bool:
+    """Whether the running code serves a request of this handler: in a serving process (uvicorn), whose event
+    loop outlives the request, rather than through async_to_sync (tests, management commands, tasks)."""
+    return _serving.get()
+
+
 def reset_queries_at_the_end(**kwargs: Any) -> None:
     if _serving.get():
         reset_queries()

@@ -226,6 +226,8 @@ CELERY_TIMEZONE = env_str("TIME_ZONE", "UTC")
 # `manage.py sweep_budgets` for forecasts and roll-overs on quiet days.
 CELERY_BEAT_SCHEDULE = {
     "budgets-sweep": {"task": "budgets.tasks.budgets_sweep", "schedule": env_int("ASPWEB_BUDGET_SWEEP_SECONDS", 60)},
+    "usage-journal-replay": {"task": "usage.tasks.journal_replay",
+                             "schedule": env_int("ASPWEB_USAGE_JOURNAL_REPLAY_SECONDS", 60)},
 }
 
 AUTH_USER_MODEL = "accounts.User"
@@ -357,6 +359,13 @@ CLAUDE_CLI_ENV = env_list("ASPWEB_CLAUDE_CLI_ENV")
 # The most usage records the call path writes in one transaction (usage.writer): concurrent calls' records
 # are written together, up to this many.
 USAGE_WRITE_BATCH = env_int("ASPWEB_USAGE_WRITE_BATCH", 500)
+# With Redis, a call's usage record is appended to the ledger's journal (a Redis stream) before the call is
+# answered, and committed in the writer's next batch right after (usage/journal.py); the beat writes any entry
+# older than the grace period that no batch did. Without Redis, records are committed before the answer.
+USAGE_WRITE_BEHIND = env_bool("ASPWEB_USAGE_WRITE_BEHIND", bool(REDIS_URL))
+if USAGE_WRITE_BEHIND and not REDIS_URL:
+    raise ImproperlyConfigured("ASPWEB_USAGE_WRITE_BEHIND needs REDIS_URL: the ledger's journal lives in Redis.")
+USAGE_JOURNAL_GRACE_SECONDS = env_int("ASPWEB_USAGE_JOURNAL_GRACE_SECONDS", 60)
 
 # Budgets. A hard limit reserves a call's worst case: a bound on its input (providers/bounds.py) plus
 # max_tokens of output; a request under a hard limit that sets no max_tokens is sent with this many (the
@@ -365,6 +374,12 @@ BUDGET_DEFAULT_MAX_TOKENS = env_int("ASPWEB_BUDGET_DEFAULT_MAX_TOKENS", 4096)
 # A reservation whose call never recorded (a crashed worker) is released after this long (at least the
 # provider's timeout plus a minute).
 BUDGET_RESERVATION_TTL_SECONDS = env_int("ASPWEB_BUDGET_RESERVATION_TTL", 900)
+# Where hard limits are held (budgets/redisholds.py): "redis", an atomic check-and-hold in Redis on the event
+# loop, the default with REDIS_URL; or "database", by the budget period rows, the embedded default's.
+BUDGET_HOLDS = env_str("ASPWEB_BUDGET_HOLDS", "redis" if REDIS_URL else "database")
+if BUDGET_HOLDS not in ("redis", "database") or (BUDGET_HOLDS == "redis" and not REDIS_URL):
+    raise ImproperlyConfigured(
+        f"ASPWEB_BUDGET_HOLDS must be database, or redis with REDIS_URL set; not {BUDGET_HOLDS!r}.")
 # After usage, every budget's alerts are evaluated at most once this many seconds per process (a task with
 # this countdown; a timer thread without a worker); 0 evaluates as each batch of usage records commits.
 BUDGET_EVALUATE_SECONDS = env_int("ASPWEB_BUDGET_EVALUATE_SECONDS", 2)

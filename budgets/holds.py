@@ -16,6 +16,9 @@ The money flow of one call through hard-limit budgets:
    reservations, and takes them off `reserved` and adds the records' real costs to `spent` of the hard
    budgets' periods, in one UPDATE for the whole batch. Soft budgets get nothing per record: their spend
    is the ledger's, brought into their periods by the evaluation after the batch (budgets/evaluation.py).
+   In the production profile both steps hold and settle in Redis instead (`budget_areserve`, one Lua script
+   on the event loop; budgets/redisholds.py), and the period rows are charged in the ledger's transaction
+   as above, without reservations.
 3. A call that never records (its worker crashed) leaves reservations behind; they expire and
    `reservations_release_expired` (the sweep, and any refused reservation first) gives them back. A call
    prepared but then not made gives its own back at once (`reservations_release`).
@@ -30,18 +33,20 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
+from aspweb.inline import NeedsThread, inline_or_hop, running_inline
 from aspweb.money import money
 from aspweb.rowcache import RowCache
 from providers.hooks import CallLimit, LimitRefused
 from usage import pricing, rollups
 from usage.models import UsageRecord
 
-from . import periods
+from . import periods, redisholds
 from .models import Budget, BudgetPeriod, Reservation, next_alert_at
 
 logger = logging.getLogger(__name__)
@@ -52,6 +57,12 @@ MONEY_PLACES = Decimal("1e-10")
 # PostgreSQL (exact numerics) it changes nothing; SQLite adds decimals as binary floats, and this absorbs
 # their rounding, so that ten reservations of a tenth of the amount all fit there too.
 HALF_UNIT = Decimal("0.5e-10")
+
+
+def holds_in_redis() -> bool:
+    """Whether hard limits are held in Redis (budgets/redisholds.py: the production profile's default) rather
+    than by the period rows (the embedded default's)."""
+    return settings.BUDGET_HOLDS == "redis"
 
 
 class BudgetExceeded(LimitRefused):
@@ -263,10 +274,12 @@ def reservation_ttl(timeout_seconds: int) -> timedelta:
 
 def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, api_key: Any, cost: Decimal | None,
                    ttl: timedelta, now: datetime | None = None, held: set[int] | None = None,
-                   again: bool = True, **attribution: Any) -> list[Reservation]:
-    """Hold `cost` on every hard-limit budget covering the call, all or none. Raises BudgetExceeded (naming
-    the first budget it does not fit in) and holds nothing when it does not fit everywhere. `cost` None: the
-    model has no price, and any hard-limit budget covering the call refuses it (BudgetUnpriced).
+                   again: bool = True, **attribution: Any) -> int:
+    """Hold `cost` on every hard-limit budget covering the call, all or none, and return on how many periods
+    it held it now. Raises BudgetExceeded (naming the first budget it does not fit in) and holds nothing when
+    it does not fit everywhere. Held in Redis in the production profile (`holds_in_redis`), else by the
+    period rows. `cost` None: the model has no price, and any hard-limit budget covering the call refuses it
+    (BudgetUnpriced).
 
     `held`: the ids of the periods this call holds already, known to the caller (a route's fallback reserves
     again for its own deployment, and what is held stays as held); the ones held now are added to it. None:
@@ -274,18 +287,22 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
     now = now or timezone.now()
     budgets = hard_budgets_covering(provider=provider, model=model, user=user, api_key=api_key, **attribution)
     if not budgets:
-        return []
+        return 0
     if cost is None:
         raise BudgetUnpriced(budgets[0], model)
     spans = [(budget, budget.span_at(now)) for budget in budgets]
     ids, _ = _period_ids(spans)
     if held is None:
-        held = set(Reservation.objects.filter(request_id=request_id).values_list("period_id", flat=True))
-    wanted = sorted(((budget, ids[(budget.pk, span.start)]) for budget, span in spans), key=lambda pair: pair[1])
-    wanted = [(budget, period_id) for budget, period_id in wanted if period_id not in held]
+        held = set() if holds_in_redis() else set(
+            Reservation.objects.filter(request_id=request_id).values_list("period_id", flat=True))
+    wanted = _wanted(spans, ids, held)
     if not wanted:
-        return []
+        return 0
     try:
+        if holds_in_redis():
+            _redis_hold(wanted, request_id, cost, now + ttl)
+            held.update(period_id for _, period_id in wanted)
+            return len(wanted)
         reservations = _hold(wanted, request_id, cost, now + ttl)
     except _Stale:
         if not again:
@@ -298,7 +315,79 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
             raise
         reservations = _hold(wanted, request_id, cost, now + ttl)
     held.update(period_id for _, period_id in wanted)
-    return reservations
+    return len(reservations)
+
+
+def _wanted(spans: list[tuple[Budget, periods.Span]], ids: dict[tuple[int, date], int],
+            held: set[int]) -> list[tuple[Budget, int]]:
+    """The (budget, period id) pairs to hold, in period id order, leaving out the periods already held."""
+    wanted = sorted(((budget, ids[(budget.pk, span.start)]) for budget, span in spans), key=lambda pair: pair[1])
+    return [(budget, period_id) for budget, period_id in wanted if period_id not in held]
+
+
+async def budget_areserve(*, request_id: UUID, provider: Any, model: Any, user: Any, api_key: Any,
+                          cost: Decimal | None, ttl: timedelta, held: set[int], again: bool = True,
+                          **attribution: Any) -> int:
+    """`budget_reserve` on the event loop, for holds in Redis: one round trip, and a thread only for what this
+    worker does not know yet (a period's id, a period's first counters)."""
+    now = timezone.now()
+    budgets = await inline_or_hop(hard_budgets_covering, provider=provider, model=model, user=user, api_key=api_key,
+                                  **attribution)
+    if not budgets:
+        return 0
+    if cost is None:
+        raise await sync_to_async(BudgetUnpriced)(budgets[0], model)  # its words read the budget's target
+    spans = [(budget, budget.span_at(now)) for budget in budgets]
+    ids, _ = await inline_or_hop(_period_ids, spans)
+    wanted = _wanted(spans, ids, held)
+    if not wanted:
+        return 0
+    period_ids, limits = [pk for _, pk in wanted], [budget.amount for budget, _ in wanted]
+    tried: set[str] = set()
+    try:
+        expires_at = (now + ttl).timestamp()
+        while not (outcome := await redisholds.ahold(period_ids, limits, request_id, cost, expires_at)).held:
+            await sync_to_async(_redis_refused)(wanted, outcome, cost, tried)
+    except _Stale:
+        if not again:
+            raise
+        return await budget_areserve(request_id=request_id, provider=provider, model=model, user=user,
+                                     api_key=api_key, cost=cost, ttl=ttl, held=held, again=False, **attribution)
+    held.update(period_ids)
+    return len(wanted)
+
+
+def _redis_hold(wanted: list[tuple[Budget, int]], request_id: UUID, cost: Decimal, expires_at: datetime) -> None:
+    if running_inline():
+        raise NeedsThread("Redis")  # on the event loop, budget_areserve holds without blocking it
+    period_ids, limits = [pk for _, pk in wanted], [budget.amount for budget, _ in wanted]
+    tried: set[str] = set()
+    while not (outcome := redisholds.hold(period_ids, limits, request_id, cost, expires_at.timestamp())).held:
+        _redis_refused(wanted, outcome, cost, tried)
+
+
+def _redis_refused(wanted: list[tuple[Budget, int]], outcome: redisholds.Outcome, cost: Decimal,
+                   tried: set[str]) -> None:
+    """What a hold refused by Redis calls for before it is tried again, each at most once (`tried`): the
+    periods' first counters loaded from their rows, or the holds of calls that never recorded given back.
+    BudgetExceeded, naming the first budget it does not fit in, when neither is left to try."""
+    if outcome.unloaded is not None:
+        if "load" in tried:
+            raise _Stale
+        tried.add("load")
+        ids = [period_id for _, period_id in wanted]
+        spent = dict(BudgetPeriod.objects.filter(pk__in=ids).values_list("pk", "spent"))
+        if len(spent) != len(ids):  # a cached period id whose row is gone: find the ids again
+            _cached().period_ids.clear()
+            raise _Stale
+        redisholds.load(spent)
+        return
+    if "expired" not in tried:
+        tried.add("expired")
+        if redisholds.release_expired():
+            return
+    budget, _ = wanted[outcome.short]
+    raise BudgetExceeded(budget, budget.amount - outcome.spent - outcome.reserved, cost)
 
 
 class _DoesNotFit(Exception):
@@ -350,6 +439,8 @@ def reservations_release(*, request_id: UUID) -> int:
     """Give back what a call holds that will not be made after all (a playground stream closed before it
     began). Its reservations are locked first, as a settling record and the sweep lock them, so that none
     of them gives the same reservation back twice. Returns how many were released."""
+    if holds_in_redis():
+        return redisholds.release([request_id])
     with transaction.atomic():
         reservations = list(Reservation.objects.select_for_update().filter(request_id=request_id)
                             .order_by("period_id").values_list("pk", "period_id", "amount"))
@@ -363,10 +454,12 @@ def reservations_release_expired(*, now: datetime | None = None, period_ids: lis
     """Give back the reservations that expired (their call never recorded its usage). Each in its own short
     transaction, skipping any a settling call holds at the moment. Returns how many were released."""
     now = now or timezone.now()
+    released = 0
+    if holds_in_redis() and period_ids is None:
+        released = redisholds.release_expired(now.timestamp())
     expired = Reservation.objects.filter(expires_at__lte=now)
     if period_ids is not None:
         expired = expired.filter(period_id__in=period_ids)
-    released = 0
     for pk in list(expired.values_list("pk", flat=True)[:1000]):
         with transaction.atomic():
             reservation = (Reservation.objects.select_for_update(skip_locked=True)
@@ -379,6 +472,27 @@ def reservations_release_expired(*, now: datetime | None = None, period_ids: lis
     if released:
         logger.warning("Released %d expired budget reservations of calls that never recorded their usage", released)
     return released
+
+
+def redis_counters_reconcile() -> int:
+    """The sweep's part for holds in Redis: raise each loaded period's `spent` to its row's (what a crash, a
+    budget made mid-call or counters loaded while a batch was being written left out), and forget the counters
+    of periods that are gone. Returns how many periods it looked at."""
+    if not holds_in_redis():
+        return 0
+    loaded = redisholds.loaded_periods()
+    rows = dict(BudgetPeriod.objects.filter(pk__in=loaded).values_list("pk", "spent"))
+    redisholds.forget([pk for pk in loaded if pk not in rows])
+    redisholds.lift(rows)
+    return len(rows)
+
+
+def period_reserved(period: BudgetPeriod) -> Decimal:
+    """What a period holds for calls under way: in Redis, or its row's `reserved`."""
+    if holds_in_redis():
+        counters = redisholds.counters(period.pk)
+        return counters[1] if counters is not None else Decimal(0)
+    return period.reserved
 
 
 # -- charging -----------------------------------------------------------------------------------------
@@ -437,30 +551,52 @@ def usage_records_charge(records: list[UsageRecord], **_: Any) -> bool:
     hard = _cached().hard
     if not records or not hard:
         return bool(costly)
+    in_redis = holds_in_redis()
     reserved: dict[int, Decimal] = defaultdict(Decimal)
-    for period_id, amount in _reservations_take([record.request_id for record in records]):
-        reserved[period_id] -= amount
+    if not in_redis:
+        for period_id, amount in _reservations_take([record.request_id for record in records]):
+            reserved[period_id] -= amount
     charges: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
     spans: dict[tuple[int, date], tuple[Budget, periods.Span]] = {}
+    covered: list[tuple[UsageRecord, list[tuple[int, date]]]] = []
     for record in costly:
+        keys = []
         for budget in _hard_covering(hard, record):
             span = budget.span_at(record.created_at)
             charges[(budget.pk, span.start)] += record.cost
             spans[(budget.pk, span.start)] = (budget, span)
+            keys.append((budget.pk, span.start))
+        covered.append((record, keys))
     ids, created = _period_ids(list(spans.values())) if spans else ({}, set())
     # A row made just now already counts the batch's records: they are in the rollups it summed
     # (see budget_period_get).
     spent = {ids[key]: cost for key, cost in charges.items() if ids[key] not in created}
     _counters_add(spent=spent, reserved=reserved)
+    if in_redis:
+        # Last in the transaction, so that a failure of Redis rolls the batch back. Should the commit fail
+        # after it, Redis counts more than was spent, never less: the limit errs on the side of refusing.
+        costs = {record.request_id: {ids[key]: record.cost for key in keys} for record, keys in covered}
+        redisholds.settle([(record.request_id, costs.get(record.request_id, {})) for record in records])
     return bool(costly)
 
 
-def _reserve_for_call(*, record: Any, provider: Any, model: Any, user: Any, api_key: Any, price: Any,
+def _call_reservation(*, record: Any, provider: Any, model: Any, user: Any, api_key: Any, price: Any,
                       input_tokens: int, output_tokens: int, timeout_seconds: int,
-                      **attribution: Any) -> list[Reservation]:
+                      **attribution: Any) -> dict[str, Any]:
     cost = None if price is None else worst_case_cost(price, input_tokens=input_tokens, output_tokens=output_tokens)
-    return budget_reserve(request_id=record.request_id, provider=provider, model=model, user=user, api_key=api_key,
-                          cost=cost, ttl=reservation_ttl(timeout_seconds), held=record.held, **attribution)
+    return {"request_id": record.request_id, "provider": provider, "model": model, "user": user, "api_key": api_key,
+            "cost": cost, "ttl": reservation_ttl(timeout_seconds), "held": record.held, **attribution}
+
+
+def _reserve_for_call(**call: Any) -> int:
+    return budget_reserve(**_call_reservation(**call))
+
+
+async def _areserve_for_call(**call: Any) -> int:
+    """On the event loop when the holds are in Redis; in a thread, by the period rows, otherwise."""
+    if holds_in_redis():
+        return await budget_areserve(**_call_reservation(**call))
+    return await sync_to_async(_reserve_for_call)(**call)
 
 
 def _covers_call(*, provider: Any, model: Any, user: Any, api_key: Any, **attribution: Any) -> bool:
@@ -468,4 +604,5 @@ def _covers_call(*, provider: Any, model: Any, user: Any, api_key: Any, **attrib
 
 
 # What providers.calls asks of budgets, registered in providers/hooks.py by BudgetsConfig.ready.
-hard_limits = CallLimit(covers=_covers_call, reserve=_reserve_for_call, release=reservations_release)
+hard_limits = CallLimit(covers=_covers_call, reserve=_reserve_for_call, areserve=_areserve_for_call,
+                        release=reservations_release)

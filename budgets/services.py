@@ -37,6 +37,8 @@ from .holds import (  # noqa: F401 (the budgets' public names, for the rest of t
     budget_reserve,
     cached_budgets,
     ledger_spend,
+    period_reserved,
+    redis_counters_reconcile,
     reservations_release_expired,
 )
 from .models import AlertEvent, Budget, BudgetPeriod, Delivery, Notification, next_alert_at
@@ -288,6 +290,7 @@ def budgets_sweep(*, now: datetime | None = None) -> SweepResult:
     included. Running it again fires nothing new."""
     now = now or timezone.now()
     result = SweepResult(released=reservations_release_expired(now=now))
+    redis_counters_reconcile()
     for budget in Budget.objects.order_by("pk"):
         reconciled, fired = budget_evaluate(budget, now=now)
         result.reconciled += reconciled

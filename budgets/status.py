@@ -108,7 +108,8 @@ def budget_status(budget: Budget, *, now: datetime | None = None, history: bool 
         AlertEvent.objects.filter(period=period, kind=AlertEvent.Kind.THRESHOLD).values_list("threshold", flat=True))
     projected = services.projected_spend(period, now) if span.end is not None else None
     return BudgetStatus(
-        budget=budget, span=span, spent=period.spent, reserved=period.reserved, projected=projected,
+        budget=budget, span=span, spent=period.spent,
+        reserved=services.period_reserved(period) if period.pk is not None else Decimal(0), projected=projected,
         chart=_chart(budget, span, now, projected), previous=_previous(budget, span) if history else [],
         fired=fired,
     )

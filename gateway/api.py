@@ -343,8 +343,7 @@ async def _admit(request: HttpRequest, record: calls.CallRecord,
     except inline.NEEDS_THREAD:
         return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask, record, attributed), parsed
     if admission.hit is None:
-        admission.prepared = await inline_or_hop(calls.prepare, parsed.request, caller=admission.caller,
-                                                 record=record)
+        admission.prepared = await calls.aprepare(parsed.request, caller=admission.caller, record=record)
     return admission, parsed
 
 

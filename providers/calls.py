@@ -251,12 +251,28 @@ def prepare(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
                    caller=caller, record=record)
 
 
+async def aprepare(request: ChatRequest, *, caller: Caller, record: CallRecord, provider: str | None = None,
+                   started: float | None = None) -> Prepared:
+    """`prepare`, awaited: resolved inline where it reads only memory (aspweb/inline.py), and reserved with
+    each limit's `areserve`, on the event loop where the limit can (hard limits held in Redis)."""
+    prepared = await inline_or_hop(resolve, request, caller=caller, record=record, provider=provider,
+                                   started=started, reserves_async=True)
+    if prepared.plan is not None and prepared.hard_limited:
+        first = prepared.plan.targets[0]
+        try:
+            await _areserve(first, replace(request, model=first.model.name), caller, record, True)
+        except CallError as exc:
+            prepared.plan, prepared.refused = None, exc
+    return prepared
+
+
 def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provider: str | None = None,
-            started: float | None = None) -> Prepared:
+            started: float | None = None, reserves_async: bool = False) -> Prepared:
     """The reads of `prepare`, nothing reserved yet: for a caller with a change of its own to make before the
     reservation (the playground's claim of its answer, made once, then reserved by the stream that won it).
-    Run inline (aspweb/inline.py), it asks for a thread now when the reservation to come would need the
-    database: so everything that follows it runs once."""
+    Run inline (aspweb/inline.py), it asks for a thread now when the reservation to come would need one,
+    unless the caller reserves on the loop itself (`reserves_async`, as `aprepare` does): so everything that
+    follows it runs once."""
     prepared = Prepared(started if started is not None else time.perf_counter())
     record.started_at = timezone.now()
     try:
@@ -265,7 +281,7 @@ def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
         first = plan.targets[0]
         _serve_from(first, record)
         prepared.hard_limited = bool(_hard_budgets(first, caller))
-        if prepared.hard_limited and running_inline():
+        if prepared.hard_limited and running_inline() and not reserves_async:
             raise NeedsThread("the budget periods a reservation holds")
         prepared.plan = plan
     except CallError as exc:
@@ -321,19 +337,40 @@ def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallR
     limit covers the call, when the caller has read that already."""
     if not (_hard_budgets(target, caller) if hard_limited is None else hard_limited):
         return  # most calls fall under no hard limit: nothing to bound, and no query
-    kind = target.provider.kind_preset
-    output_tokens = bounds.output_token_bound(request, target.model, caps_output=kind.caps_output)
-    held = False
+    call = _limit_call(target, request, caller, record)
     try:
-        for limit in hooks.limits():
-            held = limit.reserve(record=record, provider=target.provider, model=target.model, **caller.scope,
-                                 price=target.price,
-                                 input_tokens=bounds.input_token_bound(request), output_tokens=output_tokens,
-                                 timeout_seconds=target.provider.time_limit) or held
+        held = any([limit.reserve(**call) for limit in hooks.limits()])
     except hooks.LimitRefused as exc:
         raise CallError(exc.code, exc.message, provider=target.provider, model=target.model) from None
-    if held and kind.caps_output and request.max_tokens is None:
-        record.output_cap = output_tokens
+    _cap_output(target, request, record, call, held)
+
+
+async def _areserve(target: Target, request: ChatRequest, caller: Caller, record: CallRecord,
+                    hard_limited: bool | None = None) -> None:
+    """`_reserve`, awaited: each limit holds on the event loop where it can (hard limits held in Redis)."""
+    if not (_hard_budgets(target, caller) if hard_limited is None else hard_limited):
+        return
+    call = _limit_call(target, request, caller, record)
+    try:
+        held = any([await limit.areserve(**call) for limit in hooks.limits()])
+    except hooks.LimitRefused as exc:
+        raise CallError(exc.code, exc.message, provider=target.provider, model=target.model) from None
+    _cap_output(target, request, record, call, held)
+
+
+def _limit_call(target: Target, request: ChatRequest, caller: Caller, record: CallRecord) -> dict[str, Any]:
+    """What a limit is asked to hold for the call (CallLimit.reserve's arguments)."""
+    kind = target.provider.kind_preset
+    return {"record": record, "provider": target.provider, "model": target.model, **caller.scope,
+            "price": target.price, "input_tokens": bounds.input_token_bound(request),
+            "output_tokens": bounds.output_token_bound(request, target.model, caps_output=kind.caps_output),
+            "timeout_seconds": target.provider.time_limit}
+
+
+def _cap_output(target: Target, request: ChatRequest, record: CallRecord, call: dict[str, Any], held: bool) -> None:
+    """A call held under a cap it did not set itself is sent with that cap, so that its answer cannot outgrow it."""
+    if held and target.provider.kind_preset.caps_output and request.max_tokens is None:
+        record.output_cap = call["output_tokens"]
 
 
 async def _record(target: Target | None, request: ChatRequest, caller: Caller, record: CallRecord) -> None:
@@ -410,8 +447,7 @@ async def stream_chat(request: ChatRequest, *, caller: Caller, provider: str | N
     started = prepared.started if prepared is not None else time.perf_counter()
     try:
         if prepared is None:
-            prepared = await inline_or_hop(prepare, request, caller=caller, record=record, provider=provider,
-                                           started=started)
+            prepared = await aprepare(request, caller=caller, record=record, provider=provider, started=started)
         if prepared.refused is not None:
             raise prepared.refused
         async for chunk in _stream_with_fallback(prepared.plan, request, caller, record, started, sleep):
@@ -445,7 +481,7 @@ async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller
         upstream_request = replace(request, model=target.model.name)
         if target is not plan.targets[0]:
             # A fallback deployment may fall under hard budgets the first one did not.
-            await inline_or_hop(_reserve, target, upstream_request, caller, record)
+            await _areserve(target, upstream_request, caller, record)
         if request.max_tokens is None and record.output_cap is not None:
             upstream_request = replace(upstream_request, max_tokens=record.output_cap)
         _serve_from(target, record)

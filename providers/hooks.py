@@ -114,11 +114,13 @@ class CallLimit:
     - reserve(record=, provider=, model=, user=, api_key=, price=, input_tokens=, output_tokens=,
       timeout_seconds=): hold the worst case (price None: the model has none); truthy when something was
       held; raises LimitRefused. `record.held` is the limit's memory of what this call already holds.
+    - areserve(...): the same, awaited on the event loop (a thread where it needs one).
     - release(request_id=): give back what the call holds, when it will not be made after all.
     The ledger's transaction settles what was held (usage.signals.records_written)."""
 
     covers: Callable[..., bool]
     reserve: Callable[..., Any]
+    areserve: Callable[..., Awaitable[Any]]
     release: Callable[..., Any]
 
 

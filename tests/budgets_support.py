@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,9 +19,10 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
+from aspweb import redisclients
 from aspweb.roles import ROLES
-from budgets import evaluation
-from budgets.models import Budget, BudgetPeriod
+from budgets import evaluation, holds, redisholds
+from budgets.models import Budget, BudgetPeriod, Reservation
 from providers.models import Model, Price, Provider
 from usage import services as usage_services
 from usage.models import UsageRecord
@@ -65,7 +67,22 @@ def make_budget(name: str = "Team", **fields: Any) -> Budget:
 
 
 def period_of(budget: Budget, when: datetime | None = None) -> BudgetPeriod:
-    return BudgetPeriod.objects.get(budget=budget, start=budget.span_at(when or timezone.now()).start)
+    """The budget's period row, its `reserved` read from where hard limits are held (Redis or the row)."""
+    period = BudgetPeriod.objects.get(budget=budget, start=budget.span_at(when or timezone.now()).start)
+    period.reserved = holds.period_reserved(period)
+    return period
+
+
+def held(request_id: uuid.UUID | None = None) -> list[Decimal]:
+    """What calls hold (one amount per period held), of one call or of all, where hard limits are held."""
+    if not holds.holds_in_redis():
+        reservations = Reservation.objects.all() if request_id is None else Reservation.objects.filter(
+            request_id=request_id)
+        return list(reservations.order_by("period_id").values_list("amount", flat=True))
+    client = redisclients.sync_client()
+    keys = [redisholds.hold_key(request_id)] if request_id is not None else client.zrange(
+        f"{settings.CACHE_KEY_PREFIX}:{{budgets}}:expiring", 0, -1)
+    return [redisholds.amount(value) for key in keys for value in client.hvals(key)]
 
 
 def evaluated(budget: Budget, when: datetime | None = None) -> BudgetPeriod:

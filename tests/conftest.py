@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from asgiref import sync
@@ -32,6 +33,9 @@ def _test_settings(settings: object) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Budgets evaluate as usage commits, not on a timer thread: tests that wait for the timer set their own.
     settings.BUDGET_EVALUATE_SECONDS = 0
+    # Records are committed before their calls answer, so that a test reads the ledger right after a call;
+    # tests of the production profile's journal (test_usage_journal.py) turn it back on.
+    settings.USAGE_WRITE_BEHIND = False
 
 
 @pytest.fixture
@@ -101,6 +105,25 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
     monkeypatch.setattr(sync.SyncToAsync, "__init__", recording)
     yield seen
+
+
+@pytest.fixture(autouse=True)
+def _budget_holds_forgotten(settings: Any) -> None:
+    """Hard limits held in Redis outlive a test's database: each test starts without them, as its database
+    starts without period rows (whose ids a new test database gives again)."""
+    if settings.BUDGET_HOLDS == "redis":
+        from aspweb import redisclients
+
+        client = redisclients.sync_client()
+        keys = list(client.scan_iter(match=f"{settings.CACHE_KEY_PREFIX}:{{budgets}}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture
+def database_holds(settings: Any) -> None:
+    """Hard limits held by the budget period rows (the embedded default's way), whatever the suite runs with."""
+    settings.BUDGET_HOLDS = "database"
 
 
 @pytest.fixture

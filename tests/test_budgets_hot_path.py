@@ -16,11 +16,11 @@ from django.utils import timezone
 
 from accounts.models import User
 from budgets import evaluation, holds, services
-from budgets.models import AlertEvent, Budget, BudgetPeriod, Reservation
+from budgets.models import AlertEvent, Budget, BudgetPeriod
 from providers import calls, hooks
 from providers.adapters.base import ChatRequest, Message
 from providers.models import Model
-from tests.budgets_support import evaluated, make_budget, make_model, period_of, spend
+from tests.budgets_support import evaluated, held, make_budget, make_model, period_of, spend
 from usage import services as usage_services
 
 CALLER = calls.Caller(source="cli")
@@ -66,7 +66,7 @@ def _budget_statements(sqls: list[str]) -> list[str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_call_takes_the_same_statements_for_one_hard_limit_as_for_twenty_among_a_thousand(
-        evaluation_later: None) -> None:
+        evaluation_later: None, database_holds: None) -> None:
     model = make_model()
     make_budget("Only", amount=Decimal(10), hard_limit=True)
     _call(model)  # the first call of the period opens its rows and keeps their ids
@@ -91,11 +91,11 @@ def test_a_call_takes_the_same_statements_for_one_hard_limit_as_for_twenty_among
     assert periods.count() == 20
     # Four calls of 20 x $1 + 5 x $2 per 1M each: periods opened later counted the earlier calls from the ledger.
     assert {(p.spent, p.reserved) for p in periods} == {(Decimal("0.00012"), 0)}
-    assert not Reservation.objects.exists()
+    assert not held()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_soft_budgets_take_no_statement_per_record(evaluation_later: None) -> None:
+def test_soft_budgets_take_no_statement_per_record(evaluation_later: None, database_holds: None) -> None:
     model = make_model()
     for n in range(10):
         make_budget(f"Soft {n}", amount=Decimal(1))
@@ -224,7 +224,7 @@ def test_a_period_opened_in_a_transaction_that_rolled_back_is_not_kept(evaluatio
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_kept_period_deleted_by_hand_is_found_again(evaluation_later: None) -> None:
+def test_a_kept_period_deleted_by_hand_is_found_again(evaluation_later: None, database_holds: None) -> None:
     model = make_model()
     budget = make_budget(amount=Decimal(1), hard_limit=True)
     _call(model)
@@ -232,7 +232,7 @@ def test_a_kept_period_deleted_by_hand_is_found_again(evaluation_later: None) ->
 
     _call(model)
 
-    assert period_of(budget).reserved == 0 and not Reservation.objects.exists()
+    assert period_of(budget).reserved == 0 and not held()
     assert period_of(budget).spent == Decimal("0.00006")  # made again from the ledger: both calls
 
 

@@ -13,13 +13,14 @@ from django.db import connections
 from django.utils import timezone
 
 from budgets import services
-from budgets.models import BudgetPeriod, Reservation
+from budgets.models import BudgetPeriod
 from providers import calls
 from providers import services as provider_services
 from providers.adapters.base import ChatRequest, Message
 from providers.models import Model, Price, PriceTier, Provider
 from tests import gateway_support
 from tests.budgets_support import ON_POSTGRESQL, SQLITE_REASON, make_budget, period_of, spend
+from tests.budgets_support import held as held_by
 from tests.fakes.upstream import FakeUpstream
 from usage.models import DailyUsage, UsageRecord
 
@@ -58,8 +59,7 @@ def _reservations_during(request: ChatRequest, caller: calls.Caller = CALLER) ->
     async def go() -> None:
         async for _ in calls.stream_chat(request, caller=caller, record=record):
             if not held:
-                held.extend(await sync_to_async(lambda: list(
-                    Reservation.objects.filter(request_id=record.request_id).values_list("amount", flat=True)))())
+                held.extend(await sync_to_async(held_by)(record.request_id))
 
     async_to_sync(go)()
     return held, record
@@ -77,7 +77,7 @@ def test_a_call_reserves_its_worst_case_and_its_usage_record_settles_it(model: M
     row = UsageRecord.objects.get(request_id=record.request_id)
     assert row.cost == Decimal("0.00009")  # 40 x $1 + 25 x $2 per 1M: the real cost replaced the worst case
     assert (period.spent, period.reserved) == (row.cost, 0)
-    assert not Reservation.objects.exists()
+    assert not held_by()
 
 
 def test_without_max_tokens_the_default_cap_is_reserved_and_sent(model: Model, upstream: FakeUpstream,
@@ -147,11 +147,11 @@ def test_a_provider_that_ignores_max_tokens_reserves_the_models_whole_output(fie
     prepared = calls.prepare(request, caller=CALLER, record=record)
 
     assert prepared.refused is None
-    held = list(Reservation.objects.values_list("amount", flat=True))
+    held = held_by()
     assert held == [(PROMPT_BOUND * 3 + output_tokens * 15) / Decimal(1_000_000)]
     # Not made after all: what it held goes back at once.
     calls.release(record)
-    assert not Reservation.objects.exists() and period_of(budget).reserved == 0
+    assert not held_by() and period_of(budget).reserved == 0
 
 
 def test_a_call_that_does_not_fit_is_refused_before_any_provider_is_contacted(model: Model,
@@ -170,7 +170,7 @@ def test_a_call_that_does_not_fit_is_refused_before_any_provider_is_contacted(mo
     refused = UsageRecord.objects.get(error_kind="budget_exceeded")
     assert (refused.status, refused.cost, refused.error_message) == ("error", 0, caught.value.message)
     assert (period_of(budget).spent, period_of(budget).reserved) == (Decimal("0.0004"), 0)
-    assert not Reservation.objects.exists()
+    assert not held_by()
 
 
 def test_reservations_are_all_or_none(model: Model, upstream: FakeUpstream) -> None:
@@ -182,9 +182,9 @@ def test_reservations_are_all_or_none(model: Model, upstream: FakeUpstream) -> N
         calls.complete_chat(_request(max_tokens=1000), caller=CALLER)
 
     # The roomy budget's hold was rolled back with the tight one's refusal; the soft one holds nothing ever.
-    assert [p.reserved for p in BudgetPeriod.objects.filter(budget__in=[roomy, tight])] == [0, 0]
+    assert [period_of(budget).reserved for budget in [roomy, tight]] == [0, 0]
     assert not BudgetPeriod.objects.filter(budget=soft, reserved__gt=0).exists()
-    assert not Reservation.objects.exists()
+    assert not held_by()
     assert upstream.requests == []
 
 
@@ -196,7 +196,7 @@ def test_a_soft_budget_is_charged_but_never_refuses(model: Model, upstream: Fake
 
     assert completion.text == upstream.reply
     assert period_of(soft).spent == record.cost == Decimal("0.003") > soft.amount
-    assert not Reservation.objects.exists()
+    assert not held_by()
 
 
 def test_an_api_key_budget_answers_429_budget_exceeded_at_the_gateway(upstream: FakeUpstream,
@@ -230,8 +230,8 @@ def test_the_reservation_of_a_call_that_never_recorded_expires(model: Model, ups
     completion, record = calls.complete_chat(request, caller=CALLER)
 
     assert completion.text == upstream.reply
-    assert not Reservation.objects.filter(request_id=crashed).exists()
-    assert Reservation.objects.filter(request_id=live).exists()
+    assert not held_by(crashed)
+    assert held_by(live)
     period = period_of(budget)
     assert (period.spent, period.reserved) == (record.cost, Decimal("0.0001"))
 
@@ -307,7 +307,7 @@ def test_fifty_concurrent_calls_against_a_budget_for_ten(model: Model, upstream:
     period = period_of(budget)
     recorded = sum(r.cost for r in UsageRecord.objects.filter(status="ok"))
     assert period.spent == recorded <= budget.amount + cost
-    assert period.reserved == 0 and not Reservation.objects.exists()
+    assert period.reserved == 0 and not held_by()
     assert UsageRecord.objects.filter(error_kind="budget_exceeded").count() == 40
 
 
@@ -370,4 +370,4 @@ def test_fifty_concurrent_gateway_calls_with_adversarial_prompts_stay_within_the
     # Each call really cost its reservation, so exactly as many fit as twenty worst cases do in $0.002.
     assert statuses.count(200) == ok.count() == len(upstream.requests) == 20
     assert all(record.cost == worst for record in ok)
-    assert period.reserved == 0 and not Reservation.objects.exists()
+    assert period.reserved == 0 and not held_by()

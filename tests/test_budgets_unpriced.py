@@ -8,13 +8,12 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import User
-from budgets.models import Reservation
 from playground.models import Answer
 from providers import calls
 from providers.adapters.base import ChatRequest, Message
 from providers.models import Model
 from tests import gateway_support
-from tests.budgets_support import ensure_role_groups, make_budget
+from tests.budgets_support import ensure_role_groups, held, make_budget
 from tests.fakes.upstream import FakeUpstream
 from tests.playground_support import answers_of, send_data
 from tests.test_playground_stream import send, stream
@@ -49,7 +48,7 @@ def test_a_hard_limit_refuses_an_unpriced_model_before_any_provider_is_contacted
     assert caught.value.code == "unpriced"
     assert caught.value.message == _refusal(unpriced, "Lab", "model local/fake-model-b")
     assert upstream.requests == []
-    assert not Reservation.objects.exists()
+    assert not held()
     refused = UsageRecord.objects.get()
     assert (refused.status, refused.error_kind, refused.cost) == ("error", "unpriced", 0)
 
@@ -110,4 +109,4 @@ def test_the_playground_shows_the_refusal_in_the_pane(unpriced: Model, upstream:
     assert (answer.status, answer.error_kind) == (Answer.Status.ERROR, "unpriced")
     assert answer.error_message == _refusal(unpriced, "Team", "every call")
     assert "has no price" in result.done
-    assert upstream.requests == [] and not Reservation.objects.exists()
+    assert upstream.requests == [] and not held()

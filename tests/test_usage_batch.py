@@ -120,7 +120,7 @@ def test_no_budget_costs_one_query_and_a_budget_made_now_is_charged_from_the_nex
 
 
 def test_a_batch_settles_its_reservations_and_charges_every_budget_covering_each_record(
-        models: list[Model], make_user: Callable[..., User]) -> None:
+        models: list[Model], make_user: Callable[..., User], database_holds: None) -> None:
     alice, bob = make_user("member", email="alice@example.com"), make_user("member", email="bob@example.com")
     key = ApiKey.objects.create(name="ci", user=bob, prefix="asp_ci", key_hash="1" * 64)
     now = datetime.now(UTC)

@@ -6,7 +6,7 @@ async_to_sync, not asyncio.run, for the reason given in test_calls.py.
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from decimal import Decimal
 
@@ -257,10 +257,11 @@ def test_a_disabled_model_is_recorded_as_refused_and_an_unknown_one_is_not(model
 
 def test_an_unexpected_failure_is_still_one_error_record(model: Model, caller: calls.Caller, upstream: FakeUpstream,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_reserve(*args: object) -> None:
+    async def broken_stream(*args: object) -> AsyncIterator[None]:
         raise RuntimeError("a bug before the provider is called")
+        yield  # an async generator, as the call path's stream is
 
-    monkeypatch.setattr(calls, "_reserve", broken_reserve)
+    monkeypatch.setattr(calls, "_stream_with_retries", broken_stream)
     with pytest.raises(RuntimeError):
         _call(caller)
     row = _only_record()

@@ -33,11 +33,11 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     running = threading.Lock()
     original = writer._write
 
-    def counting(specs: list[dict[str, Any]]) -> Any:
+    def counting(specs: list[dict[str, Any]], entry_ids: list[str | None]) -> Any:
         assert running.acquire(blocking=False), "two batches written at once"
         try:
             sizes.append(len(specs))
-            return original(specs)
+            return original(specs, entry_ids)
         finally:
             running.release()
 
@@ -69,13 +69,13 @@ def test_records_queued_while_a_batch_is_written_go_into_the_next(model: Model, 
     counting = writer._write
     later: list[asyncio.Future] = []
 
-    def more_meanwhile(specs: list[dict[str, Any]]) -> Any:
+    def more_meanwhile(specs: list[dict[str, Any]], entry_ids: list[str | None]) -> Any:
         if not later:  # during the first batch, ten more callers arrive
             loop = state["loop"]
             for n in range(10):
                 loop.call_soon_threadsafe(lambda n=n: later.append(
                     asyncio.ensure_future(writer.usage_record_write(**spec(model, input_tokens=n)))))
-        return counting(specs)
+        return counting(specs, entry_ids)
 
     state: dict[str, Any] = {}
     monkeypatch.setattr(writer, "_write", more_meanwhile)
@@ -136,10 +136,10 @@ def test_a_cancelled_caller_waits_for_its_record_to_commit(model: Model, monkeyp
     original = writer._write
     seen: dict[str, Any] = {"committed": False}
 
-    def cancel_meanwhile(specs: list[dict[str, Any]]) -> Any:
+    def cancel_meanwhile(specs: list[dict[str, Any]], entry_ids: list[str | None]) -> Any:
         seen["loop"].call_soon_threadsafe(seen["task"].cancel)
         threading.Event().wait(0.2)  # time for a caller that did not wait to be gone already
-        written = original(specs)
+        written = original(specs, entry_ids)
         seen["committed"] = True
         return written
 
@@ -190,9 +190,9 @@ def test_batches_run_in_one_thread_whichever_request_started_the_writer(
     settings.USAGE_WRITE_BATCH = 5  # batches go on after the first request has ended
     original, threads = writer._write, set[threading.Thread]()
 
-    def noting_the_thread(specs: list[dict[str, Any]]) -> Any:
+    def noting_the_thread(specs: list[dict[str, Any]], entry_ids: list[str | None]) -> Any:
         threads.add(threading.current_thread())  # the thread itself: a new one may reuse an ident
-        return original(specs)
+        return original(specs, entry_ids)
 
     monkeypatch.setattr(writer, "_write", noting_the_thread)
 

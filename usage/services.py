@@ -168,7 +168,7 @@ def _records_write(records: list[UsageRecord]) -> None:
     if not records:
         return
     with transaction.atomic():
-        _price(records)
+        record_prices(records)
         UsageRecord.objects.bulk_create(records)
         additions = rollups.Additions()
         for record in records:
@@ -178,7 +178,7 @@ def _records_write(records: list[UsageRecord]) -> None:
         signals.records_written.send(sender=UsageRecord, records=records)
 
 
-def _price(records: list[UsageRecord]) -> None:
+def record_prices(records: list[UsageRecord]) -> None:
     """Set each record's price version and cost (record_price)."""
     versions = {model_id: model_prices(model_id)
                 for model_id in {record.model_id for record in records if not record.cached}}

@@ -1,5 +1,7 @@
 """Group commit for the call path: concurrent calls' usage records written together, one transaction per
-batch, each call returning once its own record is committed.
+batch, each call returning once its own record is committed; or, in a serving process of the production
+profile (USAGE_WRITE_BEHIND), once its record is in the ledger's journal (usage/journal.py), the batch
+committing right after and removing its entries.
 
     record = await usage_record_write(provider=..., model=..., source=..., status=..., ...)
 
@@ -28,9 +30,14 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
+from redis.exceptions import RedisError
 
+from aspweb.handler import serving
+from aspweb.inline import inline_or_hop
+
+from . import journal
 from .models import UsageRecord
-from .services import UsageRecordsFailed, usage_record_build, usage_records_create
+from .services import UsageRecordsFailed, record_prices, usage_record_build, usage_records_create
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,16 @@ async def usage_record_write(**fields: Any) -> UsageRecord:
     writer = _writers.get(loop)
     if writer is None:
         writer = _writers[loop] = _Writer(loop)
+    if settings.USAGE_WRITE_BEHIND and serving():
+        # Only where the loop outlives the request: a command's or a task's loop ends with its call.
+        record = await inline_or_hop(_priced, fields)
+        try:
+            entry_id = await journal.append(fields)
+        except RedisError as exc:
+            logger.warning("The ledger's journal is out of reach (%r): the record is written before the answer", exc)
+        else:
+            writer.enqueue(fields, entry_id)
+            return record
     written = writer.enqueue(fields)
     cancelled: asyncio.CancelledError | None = None
     while not written.done():
@@ -67,12 +84,16 @@ class _Writer:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.queue: list[tuple[dict[str, Any], asyncio.Future]] = []
+        self.queue: list[tuple[dict[str, Any], asyncio.Future, str | None]] = []
         self.task: asyncio.Task | None = None
 
-    def enqueue(self, fields: dict[str, Any]) -> asyncio.Future:
+    def enqueue(self, fields: dict[str, Any], entry_id: str | None = None) -> asyncio.Future:
+        """Queue a record; its future has the written row. `entry_id`: its journal entry, removed once it is
+        committed (a record of the journal is not awaited: what fails stays in the journal for its replay)."""
         written = self.loop.create_future()
-        self.queue.append((fields, written))
+        if entry_id is not None:
+            written.add_done_callback(_observed)
+        self.queue.append((fields, written, entry_id))
         if self.task is None:
             self.task = self.loop.create_task(self._drain(), context=contextvars.Context())
         return written
@@ -83,21 +104,22 @@ class _Writer:
                 size = settings.USAGE_WRITE_BATCH
                 batch, self.queue = self.queue[:size], self.queue[size:]
                 try:
-                    outcomes = await sync_to_async(_write, thread_sensitive=True)([fields for fields, _ in batch])
+                    outcomes = await sync_to_async(_write, thread_sensitive=True)(
+                        [fields for fields, _, _ in batch], [entry_id for _, _, entry_id in batch])
                 except asyncio.CancelledError:
                     # The loop is closing. The batch under way may still commit in its thread; nothing
-                    # queued after it will.
-                    for _, written in batch + self.queue:
+                    # queued after it will (a journalled record's replay will).
+                    for _, written, _ in batch + self.queue:
                         if not written.done():
                             written.set_exception(RuntimeError("The usage writer stopped with its event loop."))
                     self.queue = []
                     raise
                 except Exception as exc:  # not a record's failure (those come back as outcomes): a bug
                     logger.exception("The usage writer failed on a batch of %d records", len(batch))
-                    for _, written in batch:
+                    for _, written, _ in batch:
                         written.set_exception(exc)
                     continue
-                for (_, written), outcome in zip(batch, outcomes, strict=True):
+                for (_, written, _), outcome in zip(batch, outcomes, strict=True):
                     if isinstance(outcome, Exception):
                         written.set_exception(outcome)
                     else:
@@ -112,17 +134,40 @@ class _Writer:
 _writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer]" = weakref.WeakKeyDictionary()
 
 
-def _write(specs: list[dict[str, Any]]) -> list[UsageRecord | Exception]:
-    """Write a batch; each spec's record or its own exception, in order."""
+def _write(specs: list[dict[str, Any]], entry_ids: list[str | None]) -> list[UsageRecord | Exception]:
+    """Write a batch; each spec's record or its own exception, in order. The journal entries of the records
+    written are removed once they are committed."""
     if not connection.in_atomic_block and connection.connection is not None and connection.errors_occurred:
         # A batch failed on this long-lived connection: start the next one on a working connection.
         connection.close_if_unusable_or_obsolete()
     try:
-        return list(usage_records_create(specs))
+        outcomes: list[UsageRecord | Exception] = list(usage_records_create(specs))
     except UsageRecordsFailed as failed:
         logger.error("Could not write %d of %d usage records", len(failed.errors), len(specs))
-        return [failed.errors[n] if record is None else record for n, record in enumerate(failed.records)]
+        outcomes = [failed.errors[n] if record is None else record for n, record in enumerate(failed.records)]
     except Exception as exc:
         if len(specs) != 1:
             raise
-        return [exc]
+        outcomes = [exc]
+    committed = [entry_id for entry_id, outcome in zip(entry_ids, outcomes, strict=True)
+                 if entry_id is not None and not isinstance(outcome, Exception)]
+    if committed:
+        try:
+            journal.remove(committed)
+        except RedisError as exc:  # the replay finds them in the ledger and drops them then
+            logger.warning("Could not drop %d committed entries from the ledger's journal: %r", len(committed), exc)
+    return outcomes
+
+
+def _priced(fields: dict[str, Any]) -> UsageRecord:
+    """The record the fields make, priced as it will be written, not saved: what a call answered before its
+    record is committed tells its caller."""
+    record = usage_record_build(**fields)
+    record_prices([record])
+    return record
+
+
+def _observed(written: asyncio.Future) -> None:
+    """Nobody awaits a journalled record's write: its failure is logged by the writer, and the journal keeps it."""
+    if not written.cancelled():
+        written.exception()
