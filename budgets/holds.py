@@ -46,7 +46,7 @@ from providers.hooks import CallLimit, LimitRefused
 from usage import pricing, rollups
 from usage.models import UsageRecord
 
-from . import periods, redisholds
+from . import periods, redisholds, scopes
 from .models import Budget, BudgetPeriod, Reservation, next_alert_at
 
 logger = logging.getLogger(__name__)
@@ -102,13 +102,14 @@ class BudgetUnpriced(BudgetExceeded):
 
 @dataclass
 class _Cached:
-    """The budgets as a worker keeps them: all of them; the hard limits by what they cover (None: every
-    call; else (target column, id)), so that finding a call's takes a few look-ups however many exist; and
+    """The budgets as a worker keeps them: all of them; the hard limits by what they cover (scopes.budget_key:
+    None for every call, else (target column, value)), so that finding a call's takes a few look-ups however
+    many exist (budgets/scopes.py); and
     the ids of their periods found so far, by (budget id, period start): dropped with the budgets, and a
     new period start is a new key."""
 
     budgets: list[Budget]
-    hard: dict[tuple[str, Any] | None, list[Budget]] = field(default_factory=dict)
+    hard: dict[scopes.ScopeKey, list[Budget]] = field(default_factory=dict)
     period_ids: dict[tuple[int, date], int] = field(default_factory=dict)
 
     @classmethod
@@ -116,9 +117,7 @@ class _Cached:
         cached = cls(list(Budget.objects.order_by("pk")))
         for budget in cached.budgets:
             if budget.hard_limit:
-                column = budget.target_column
-                key = (column, budget.target_value) if column else None
-                cached.hard.setdefault(key, []).append(budget)
+                cached.hard.setdefault(scopes.budget_key(budget), []).append(budget)
         return cached
 
 
@@ -136,20 +135,6 @@ def budgets_all() -> list[Budget]:
     return _cached().budgets
 
 
-def _call_targets(call: Any) -> list[tuple[str, Any]]:
-    """The (target column, value) pairs a call (a usage record, or anything with its ids, `end_user` and
-    `tag_list`) can be covered by: one per target column, one per tag."""
-    pairs = [(column, getattr(call, column)) for column in Budget.COLUMNS.values() if column != "tag"]
-    pairs += [("tag", tag) for tag in call.tag_list]
-    return [(column, value) for column, value in pairs if value not in (None, "")]
-
-
-def _covers(budget: Budget, call: Any) -> bool:
-    """Whether `budget` covers a call (a usage record, or anything _call_targets reads)."""
-    column = budget.target_column
-    return column is None or (column, budget.target_value) in _call_targets(call)
-
-
 def hard_budgets_covering(*, provider: Any, model: Any, user: Any, api_key: Any, team_id: int | None = None,
                           tags: tuple[str, ...] = (), end_user: str = "") -> list[Budget]:
     """The hard-limit budgets a call of `user` (or `api_key`) to `model`, attributed to a team, tags and an
@@ -158,18 +143,7 @@ def hard_budgets_covering(*, provider: Any, model: Any, user: Any, api_key: Any,
                            user_id=user.pk if getattr(user, "is_authenticated", False) else None,
                            api_key_id=api_key.pk if api_key is not None else None,
                            team_id=team_id, tag_list=tags, end_user=end_user)
-    return _hard_covering(_cached().hard, call)
-
-
-def _hard_covering(hard: dict[tuple[str, Any] | None, list[Budget]], call: Any) -> list[Budget]:
-    """The hard limits in `hard` (_Cached.hard) that cover `call` (anything _call_targets reads), in id
-    order: a look-up per target column and tag, whatever the number of budgets."""
-    if not hard:
-        return []
-    found = list(hard.get(None, ()))
-    for pair in _call_targets(call):
-        found.extend(hard.get(pair, ()))
-    return sorted(found, key=lambda budget: budget.pk)
+    return scopes.covering(_cached().hard, call)
 
 
 def _ledger_rows(budget: Budget, span: periods.Span) -> QuerySet:
@@ -561,7 +535,7 @@ def usage_records_charge(records: list[UsageRecord], **_: Any) -> bool:
     covered: list[tuple[UsageRecord, list[tuple[int, date]]]] = []
     for record in costly:
         keys = []
-        for budget in _hard_covering(hard, record):
+        for budget in scopes.covering(hard, record):
             span = budget.span_at(record.created_at)
             charges[(budget.pk, span.start)] += record.cost
             spans[(budget.pk, span.start)] = (budget, span)
