@@ -46,7 +46,7 @@ from providers.hooks import CallLimit, LimitRefused
 from usage import pricing, rollups
 from usage.models import UsageRecord
 
-from . import periods, redisholds
+from . import periods, redisholds, scopes
 from .models import Budget, BudgetPeriod, Reservation, next_alert_at
 
 logger = logging.getLogger(__name__)
@@ -102,13 +102,14 @@ class BudgetUnpriced(BudgetExceeded):
 
 @dataclass
 class _Cached:
-    """The budgets as a worker keeps them: all of them; the hard limits by what they cover (None: every
-    call; else (target column, id)), so that finding a call's takes a few look-ups however many exist; and
+    """The budgets as a worker keeps them: all of them; the hard limits by what they cover (scopes.budget_key:
+    None for every call, else (target column, value)), so that finding a call's takes a few look-ups however
+    many exist (budgets/scopes.py); and
     the ids of their periods found so far, by (budget id, period start): dropped with the budgets, and a
     new period start is a new key."""
 
     budgets: list[Budget]
-    hard: dict[tuple[str, int] | None, list[Budget]] = field(default_factory=dict)
+    hard: dict[scopes.ScopeKey, list[Budget]] = field(default_factory=dict)
     period_ids: dict[tuple[int, date], int] = field(default_factory=dict)
 
     @classmethod
@@ -116,9 +117,7 @@ class _Cached:
         cached = cls(list(Budget.objects.order_by("pk")))
         for budget in cached.budgets:
             if budget.hard_limit:
-                column = Budget.TARGETS.get(budget.scope)
-                key = (column, getattr(budget, f"{column}_id")) if column else None
-                cached.hard.setdefault(key, []).append(budget)
+                cached.hard.setdefault(scopes.budget_key(budget), []).append(budget)
         return cached
 
 
@@ -136,37 +135,21 @@ def budgets_all() -> list[Budget]:
     return _cached().budgets
 
 
-def _covers(budget: Budget, call: Any) -> bool:
-    """Whether `budget` covers a call (a usage record, or anything with its four ids)."""
-    column = Budget.TARGETS.get(budget.scope)
-    return column is None or getattr(budget, f"{column}_id") == getattr(call, f"{column}_id")
-
-
-def hard_budgets_covering(*, provider: Any, model: Any, user: Any, api_key: Any) -> list[Budget]:
-    """The hard-limit budgets a call of `user` (or `api_key`) to `model` falls under; read from the budgets
-    cached in this worker, without a query."""
+def hard_budgets_covering(*, provider: Any, model: Any, user: Any, api_key: Any, team_id: int | None = None,
+                          tags: tuple[str, ...] = (), end_user: str = "") -> list[Budget]:
+    """The hard-limit budgets a call of `user` (or `api_key`) to `model`, attributed to a team, tags and an
+    end user, falls under; read from the budgets cached in this worker, without a query."""
     call = SimpleNamespace(provider_id=provider.pk, model_id=model.pk,
                            user_id=user.pk if getattr(user, "is_authenticated", False) else None,
-                           api_key_id=api_key.pk if api_key is not None else None)
-    return _hard_covering(_cached().hard, call)
-
-
-def _hard_covering(hard: dict[tuple[str, int] | None, list[Budget]], call: Any) -> list[Budget]:
-    """The hard limits in `hard` (_Cached.hard) that cover `call` (anything with the four ids), in id order."""
-    if not hard:
-        return []
-    found = list(hard.get(None, ()))
-    for column in Budget.TARGETS.values():
-        target = getattr(call, f"{column}_id")
-        if target is not None:
-            found.extend(hard.get((column, target), ()))
-    return sorted(found, key=lambda budget: budget.pk)
+                           api_key_id=api_key.pk if api_key is not None else None,
+                           team_id=team_id, tag_list=tags, end_user=end_user)
+    return scopes.covering(_cached().hard, call)
 
 
 def _ledger_rows(budget: Budget, span: periods.Span) -> QuerySet:
     """The budget's rollup rows in `span`, from the narrowest rollup table that has its target column."""
-    column = Budget.TARGETS.get(budget.scope)
-    rows = rollups.table_for([f"{column}_id"] if column else []).objects.filter(budget.ledger_filter())
+    column = budget.target_column
+    rows = rollups.table_for([column] if column else []).objects.filter(budget.ledger_filter())
     if span.end is not None:
         rows = rows.filter(day__gte=span.start, day__lt=span.end)
     return rows
@@ -265,7 +248,7 @@ def reservation_ttl(timeout_seconds: int) -> timedelta:
 
 def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, api_key: Any, cost: Decimal | None,
                    ttl: timedelta, now: datetime | None = None, held: set[int] | None = None,
-                   again: bool = True) -> int:
+                   again: bool = True, **attribution: Any) -> int:
     """Hold `cost` on every hard-limit budget covering the call, all or none, and return on how many periods
     it held it now. Raises BudgetExceeded (naming the first budget it does not fit in) and holds nothing when
     it does not fit everywhere. Held in Redis in the production profile (`holds_in_redis`), else by the
@@ -276,7 +259,7 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
     again for its own deployment, and what is held stays as held); the ones held now are added to it. None:
     asked of the database."""
     now = now or timezone.now()
-    budgets = hard_budgets_covering(provider=provider, model=model, user=user, api_key=api_key)
+    budgets = hard_budgets_covering(provider=provider, model=model, user=user, api_key=api_key, **attribution)
     if not budgets:
         return 0
     if cost is None:
@@ -299,7 +282,7 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
         if not again:
             raise
         return budget_reserve(request_id=request_id, provider=provider, model=model, user=user, api_key=api_key,
-                              cost=cost, ttl=ttl, now=now, held=held, again=False)
+                              cost=cost, ttl=ttl, now=now, held=held, again=False, **attribution)
     except BudgetExceeded:
         # Reservations of calls that died without recording may be what is in the way.
         if not reservations_release_expired(now=now, period_ids=[period_id for _, period_id in wanted]):
@@ -317,11 +300,13 @@ def _wanted(spans: list[tuple[Budget, periods.Span]], ids: dict[tuple[int, date]
 
 
 async def budget_areserve(*, request_id: UUID, provider: Any, model: Any, user: Any, api_key: Any,
-                          cost: Decimal | None, ttl: timedelta, held: set[int], again: bool = True) -> int:
+                          cost: Decimal | None, ttl: timedelta, held: set[int], again: bool = True,
+                          **attribution: Any) -> int:
     """`budget_reserve` on the event loop, for holds in Redis: one round trip, and a thread only for what this
     worker does not know yet (a period's id, a period's first counters)."""
     now = timezone.now()
-    budgets = await inline_or_hop(hard_budgets_covering, provider=provider, model=model, user=user, api_key=api_key)
+    budgets = await inline_or_hop(hard_budgets_covering, provider=provider, model=model, user=user, api_key=api_key,
+                                  **attribution)
     if not budgets:
         return 0
     if cost is None:
@@ -341,7 +326,7 @@ async def budget_areserve(*, request_id: UUID, provider: Any, model: Any, user: 
         if not again:
             raise
         return await budget_areserve(request_id=request_id, provider=provider, model=model, user=user,
-                                     api_key=api_key, cost=cost, ttl=ttl, held=held, again=False)
+                                     api_key=api_key, cost=cost, ttl=ttl, held=held, again=False, **attribution)
     held.update(period_ids)
     return len(wanted)
 
@@ -550,7 +535,7 @@ def usage_records_charge(records: list[UsageRecord], **_: Any) -> bool:
     covered: list[tuple[UsageRecord, list[tuple[int, date]]]] = []
     for record in costly:
         keys = []
-        for budget in _hard_covering(hard, record):
+        for budget in scopes.covering(hard, record):
             span = budget.span_at(record.created_at)
             charges[(budget.pk, span.start)] += record.cost
             spans[(budget.pk, span.start)] = (budget, span)
@@ -570,10 +555,11 @@ def usage_records_charge(records: list[UsageRecord], **_: Any) -> bool:
 
 
 def _call_reservation(*, record: Any, provider: Any, model: Any, user: Any, api_key: Any, price: Any,
-                      input_tokens: int, output_tokens: int, timeout_seconds: int) -> dict[str, Any]:
+                      input_tokens: int, output_tokens: int, timeout_seconds: int,
+                      **attribution: Any) -> dict[str, Any]:
     cost = None if price is None else worst_case_cost(price, input_tokens=input_tokens, output_tokens=output_tokens)
     return {"request_id": record.request_id, "provider": provider, "model": model, "user": user, "api_key": api_key,
-            "cost": cost, "ttl": reservation_ttl(timeout_seconds), "held": record.held}
+            "cost": cost, "ttl": reservation_ttl(timeout_seconds), "held": record.held, **attribution}
 
 
 def _reserve_for_call(**call: Any) -> int:
@@ -587,8 +573,8 @@ async def _areserve_for_call(**call: Any) -> int:
     return await sync_to_async(_reserve_for_call)(**call)
 
 
-def _covers_call(*, provider: Any, model: Any, user: Any, api_key: Any) -> bool:
-    return bool(hard_budgets_covering(provider=provider, model=model, user=user, api_key=api_key))
+def _covers_call(*, provider: Any, model: Any, user: Any, api_key: Any, **attribution: Any) -> bool:
+    return bool(hard_budgets_covering(provider=provider, model=model, user=user, api_key=api_key, **attribution))
 
 
 # What providers.calls asks of budgets, registered in providers/hooks.py by BudgetsConfig.ready.

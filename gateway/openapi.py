@@ -91,8 +91,12 @@ _SCHEMAS: dict[str, Any] = {
             "verbosity": {"enum": ["low", "medium", "high"]},
             "logprobs": {"const": False},
             "modalities": {"type": "array", "items": {"const": "text"}, "minItems": 1, "maxItems": 1},
-            "user": _STRING,
-            "metadata": {"type": "object"},
+            "user": {"type": "string", "maxLength": 128,
+                     "description": "The end user the call is for: recorded in the usage ledger, never sent on."},
+            "metadata": {"type": "object", "maxProperties": 16, "additionalProperties": {"type": "string",
+                                                                                       "maxLength": 512},
+                         "description": "Labels; `tags` (\"a,b\": at most 10 tags of 64 characters) tags the "
+                                        "call. Sent on only to providers that accept it."},
             "store": {"type": "boolean"},
             "service_tier": _STRING,
             "parallel_tool_calls": {"type": "boolean"},
@@ -170,7 +174,9 @@ _SCHEMAS: dict[str, Any] = {
                          "properties": {"type": {"enum": ["enabled", "disabled"]},
                                         "budget_tokens": {"type": "integer", "minimum": 1024,
                                                           "description": "With enabled; less than max_tokens."}}},
-            "metadata": {"type": "object"},
+            "metadata": {"type": "object", "additionalProperties": False,
+                         "properties": {"user_id": {"type": "string", "maxLength": 128,
+                                                    "description": "The end user, recorded in the usage ledger."}}},
             "service_tier": _STRING,
         },
     },
@@ -212,11 +218,15 @@ _CALL_HEADERS = {
                                      "once the stream has ended (the usage ledger has it).", "schema": _STRING},
     "x-aspweb-cache": {"description": "hit or miss, when the response cache was asked for.", "schema": _STRING},
 }
-_CACHE_PARAMETERS = [
+_REQUEST_HEADERS = [
     {"name": "x-aspweb-cache", "in": "header", "schema": {"enum": ["true", "false"]},
      "description": "true: answer identical requests from the cache; false: never, even on a route that caches."},
     {"name": "x-aspweb-cache-ttl", "in": "header", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_TTL},
      "description": "Seconds to keep this answer (300 by default); also turns the cache on."},
+    {"name": "x-aspweb-tags", "in": "header", "schema": _STRING,
+     "description": "Tags of the call, comma-separated (at most 10, of 64 characters), added to the body's."},
+    {"name": "x-aspweb-end-user", "in": "header", "schema": {"type": "string", "maxLength": 128},
+     "description": "The end user the call is for, when the body names none."},
 ]
 
 
@@ -238,7 +248,7 @@ def _errors(schema: str) -> dict[str, Any]:
 def _call(summary: str, request: str, answer: str, error: str) -> dict[str, Any]:
     return {"post": {
         "summary": summary,
-        "parameters": _CACHE_PARAMETERS,
+        "parameters": _REQUEST_HEADERS,
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
         "responses": {
             "200": {"description": "The answer; a text/event-stream of events when stream is true.",

@@ -132,7 +132,7 @@ def test_a_dashboard_row_opens_its_calls(page: Page, sign_in: Callable[..., Page
     ben = groups.locator("tbody tr").filter(has_text="ben@example.com")
     ben.get_by_role("link", name="Calls of ben@example.com").click()
     expect(page).to_have_url(re.compile(rf"/calls/\?date_from=[\d-]+&date_to=[\d-]+&user={seed['ben'].pk}$"))
-    expect(page.get_by_label("User")).to_have_value(str(seed["ben"].pk))
+    expect(page.get_by_label("User", exact=True)).to_have_value(str(seed["ben"].pk))
     rows = page.locator("#results tbody tr")
     expect(rows).to_have_count(UsageRecord.objects.filter(user=seed["ben"]).count())
     expect(rows.filter(has_text="ana@example.com")).to_have_count(0)

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.teams import team_get
 from aspweb.text import storable_argument
 from gateway import apikeys
 from gateway.models import RPM_RANGE, TPM_RANGE, ApiKey
@@ -25,6 +26,8 @@ class Command(BaseCommand):
         create.add_argument("--models", default="", metavar="A,B", type=storable_argument,
                             help="Comma-separated model addresses (PROVIDER/MODEL or PROVIDER/*) and route names; "
                                  "omit for all.")
+        create.add_argument("--team", metavar="NAME", type=storable_argument,
+                            help="The team its calls count for (its name, whatever its case).")
         create.add_argument("--rpm", type=int, help="Requests per minute.")
         create.add_argument("--tpm", type=int, help="Tokens per minute.")
         create.add_argument("--expires-days", type=int, metavar="DAYS", help="Expire after this many days.")
@@ -42,6 +45,11 @@ class Command(BaseCommand):
             user = User.objects.filter(email__iexact=options["user"].strip()).first()
             if user is None:
                 raise CommandError(f"There is no user {options['user']!r}.")
+        team = None
+        if options["team"]:
+            team = team_get(options["team"])
+            if team is None:
+                raise CommandError(f"There is no team {options['team']!r}.")
         for name in ("rpm", "tpm", "expires_days"):
             if options[name] is not None and options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
@@ -52,7 +60,7 @@ class Command(BaseCommand):
         key, raw = apikeys.api_key_create(
             name=options["name"], user=user, actor="manage.py apikey",
             allowed_models=[name.strip() for name in options["models"].split(",") if name.strip()],
-            rpm_limit=options["rpm"], tpm_limit=options["tpm"], expires_at=expires_at,
+            rpm_limit=options["rpm"], tpm_limit=options["tpm"], expires_at=expires_at, team=team,
         )
         self.stderr.write(f"Key {key.name} ({key.prefix}…) made; it is printed once, below.")
         self.stdout.write(raw)
