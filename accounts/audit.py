@@ -51,7 +51,9 @@ ACTIONS = {
     "user.create": "user added", "user.update": "user changed", "user.roles": "roles changed",
     "user.password_reset": "password reset", "user.unlock": "sign-in unlocked",
     "user.signin": "signed in", "user.signin_failed": "sign-in failed", "user.lockout": "sign-ins locked",
-    "user.signout": "signed out",
+    "user.signout": "signed out", "user.teams": "teams changed",
+    "team.create": "team added", "team.update": "team changed", "team.members": "team members changed",
+    "team.delete": "team deleted",
 }
 
 # Kinds of object, as people say them; a kind not listed reads as its code.

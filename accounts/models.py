@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 
@@ -70,3 +71,20 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_label or 'system'} {self.action} {self.target_type} {self.target_label}"
+
+
+class Team(models.Model):
+    """A group of people whose calls and spend are counted together. A person may be in several teams; an
+    API key may belong to one. Names are unique whatever their case, because identity providers and config
+    files name teams by hand."""
+
+    name = models.CharField(max_length=100)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(Lower("name"), name="accounts_team_name_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,108 @@
+"""Teams and who is in them. Every write goes through these services: the team pages, the config file and
+single sign-on (which calls user_teams_sync at every sign-in) all end here, so each change is audited once."""
+
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from .audit import audit_log
+from .models import Team, User
+
+NAME_MAX = Team._meta.get_field("name").max_length
+
+
+def team_name_clean(name: str) -> str:
+    """The name as stored: trimmed, not empty, within the column. Raises ValidationError."""
+    cleaned = " ".join(str(name).split())
+    if not cleaned:
+        raise ValidationError("A team needs a name.")
+    if len(cleaned) > NAME_MAX:
+        raise ValidationError(f"A team's name has at most {NAME_MAX} characters.")
+    return cleaned
+
+
+def team_get(name: str) -> Team | None:
+    """The team of that name, whatever its case."""
+    return Team.objects.filter(name__iexact=" ".join(str(name).split())).first()
+
+
+@transaction.atomic
+def team_create(*, name: str, members: Iterable[User] = (), actor: User | None = None) -> Team:
+    """A new team. Raises ValidationError when the name is empty, too long or taken (whatever its case)."""
+    name = team_name_clean(name)
+    if Team.objects.filter(name__iexact=name).exists():
+        raise ValidationError(f"A team named {name} exists.")
+    team = Team.objects.create(name=name)
+    people = list(members)
+    team.members.set(people)
+    audit_log(actor, "team.create", team, members=sorted(user.email for user in people))
+    return team
+
+
+@transaction.atomic
+def team_rename(*, team: Team, name: str, actor: User | None = None) -> Team:
+    name = team_name_clean(name)
+    if name == team.name:
+        return team
+    if Team.objects.filter(name__iexact=name).exclude(pk=team.pk).exists():
+        raise ValidationError(f"A team named {name} exists.")
+    old, team.name = team.name, name
+    team.save(update_fields=["name"])
+    audit_log(actor, "team.update", team, name={"from": old, "to": name})
+    return team
+
+
+@transaction.atomic
+def team_members_set(*, team: Team, users: Iterable[User], actor: User | None = None) -> tuple[list[str], list[str]]:
+    """Makes the team's members exactly `users`; returns the e-mail addresses added and removed."""
+    wanted = {user.pk: user for user in users}
+    current = {user.pk: user for user in team.members.all()}
+    added = [wanted[pk] for pk in wanted.keys() - current.keys()]
+    removed = [current[pk] for pk in current.keys() - wanted.keys()]
+    if added:
+        team.members.add(*added)
+    if removed:
+        team.members.remove(*removed)
+    result = sorted(u.email for u in added), sorted(u.email for u in removed)
+    if added or removed:
+        audit_log(actor, "team.members", team, added=result[0], removed=result[1])
+    return result
+
+
+@transaction.atomic
+def team_delete(*, team: Team, actor: User | None = None) -> None:
+    audit_log(actor, "team.delete", team)
+    team.delete()
+
+
+@transaction.atomic
+def user_teams_sync(*, user: User, team_names: Iterable[str], actor: User | None = None) -> tuple[list[str], list[str]]:
+    """Makes the user's teams exactly the named ones (names match whatever their case), creating the teams
+    that do not exist yet. Names that are empty or too long are skipped rather than failing a sign-in.
+    Returns the names of the teams joined and left."""
+    names: dict[str, str] = {}
+    for raw in team_names:
+        try:
+            name = team_name_clean(raw)
+        except ValidationError:
+            continue
+        names.setdefault(name.lower(), name)
+    wanted: dict[int, Team] = {}
+    for name in names.values():
+        # get_or_create retries the read when a concurrent sign-in created the same team first.
+        team, created = Team.objects.get_or_create(name__iexact=name, defaults={"name": name})
+        if created:
+            audit_log(actor, "team.create", team, members=[])
+        wanted[team.pk] = team
+    current = {team.pk: team for team in user.teams.all()}
+    joined = [wanted[pk] for pk in wanted.keys() - current.keys()]
+    left = [current[pk] for pk in current.keys() - wanted.keys()]
+    if joined:
+        user.teams.add(*joined)
+    if left:
+        user.teams.remove(*left)
+    result = sorted(t.name for t in joined), sorted(t.name for t in left)
+    if joined or left:
+        audit_log(actor, "user.teams", user, added=result[0], removed=result[1])
+    return result
