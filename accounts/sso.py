@@ -34,6 +34,7 @@ from aspweb.roles import ROLES
 
 from .audit import audit_log
 from .models import User
+from .teams import user_teams_sync
 
 # What can go wrong between aspweb and the provider: the protocol (a state that does not match, an error
 # the provider answered), the token (signature, claims) or the network.
@@ -109,7 +110,12 @@ def redirect_to_provider(request: HttpRequest, callback_url: str) -> HttpRespons
 
 def claims_from_callback(request: HttpRequest) -> dict[str, Any]:
     """The validated ID token's claims, from the provider's redirect back; raises one of SSO_ERRORS."""
-    token = client().authorize_access_token(request, leeway=CLOCK_LEEWAY_SECONDS)
+    app = client()
+    # Authlib checks the issuer by default, and the audience only through `azp`: a token for another client
+    # that names aspweb as its authorized party would pass. Name aspweb's client id as the audience to hold.
+    claims_options = {"iss": {"essential": True, "values": [app.load_server_metadata().get("issuer")]},
+                      "aud": {"essential": True, "value": app.client_id}}
+    token = app.authorize_access_token(request, claims_options=claims_options, leeway=CLOCK_LEEWAY_SECONDS)
     claims = token.get("userinfo")
     if claims is None:  # Authlib validates an ID token only when the flow asked for one (scope openid)
         raise ValueError("the provider sent no ID token")
@@ -175,6 +181,9 @@ def sso_sign_in(*, claims: dict[str, Any]) -> User:
         if not user.is_active:
             raise SignInRefused("This account is deactivated in aspweb. Ask an admin.")
         _roles_follow(user, mapped.roles)
+        # Only when some group maps to a team: otherwise teams are kept by hand (or the config file).
+        if settings.SSO_GROUP_TEAMS:
+            user_teams_sync(user=user, team_names=mapped.teams)
     if not mapped.roles and not user.is_superuser:
         raise SignInRefused(f"Your {settings.SSO_NAME} account is in none of the groups that give a role in "
                             "aspweb. Ask an admin.")

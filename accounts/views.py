@@ -99,8 +99,8 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
 
 
 def _sso_failed(request: HttpRequest, email: Any, message: str, status: int, *, reason: str) -> HttpResponse:
-    signin.audit_sign_in_failed(request, email if isinstance(email, str) else "", method="single sign-on",
-                                reason=reason)
+    email = email.strip().lower() if isinstance(email, str) else ""
+    signin.audit_sign_in_failed(request, email, method="single sign-on", reason=reason)
     context = {"form": SignInForm(request), "sso_error": message, **_sso_context()}
     return render(request, "accounts/login.html", context, status=status)
 
