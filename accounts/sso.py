@@ -26,7 +26,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.checks import Error, register
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from joserfc.errors import JoseError
 
@@ -173,8 +173,13 @@ def sso_sign_in(*, claims: dict[str, Any]) -> User:
     with transaction.atomic():
         user = User.objects.select_for_update().filter(email__iexact=email).first()
         if user is None:
-            user = User.objects.create_user(email, password=None, name=name[:150])
-            audit_log(settings.SSO_NAME, "user.create", user, source="single sign-on")
+            try:
+                with transaction.atomic():
+                    user = User.objects.create_user(email, password=None, name=name[:150])
+            except IntegrityError:  # the same person's sign-in in another tab created them just now
+                user = User.objects.select_for_update().get(email__iexact=email)
+            else:
+                audit_log(settings.SSO_NAME, "user.create", user, source="single sign-on")
         elif name and user.name != name[:150]:
             user.name = name[:150]
             user.save(update_fields=["name"])

@@ -4,7 +4,8 @@ The browser version of the same flow is tests/e2e/test_sso_e2e.py."""
 
 import logging
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -17,6 +18,7 @@ from accounts.models import AuditEvent, Team, User
 from aspweb.roles import ADMIN, FINANCE, MEMBER, user_roles
 from tests.conftest import PASSWORD
 from tests.fakes.oidc import CLIENT_ID, CLIENT_SECRET, Account, FakeOpenIDProvider
+from tests.test_settings import _run
 
 pytestmark = pytest.mark.django_db
 
@@ -170,6 +172,26 @@ def test_a_callback_without_the_sessions_state_is_refused(provider: FakeOpenIDPr
     assert not User.objects.exists()
 
 
+def test_a_wrong_client_secret_is_refused_by_the_provider_and_never_repeated(provider: FakeOpenIDProvider,
+                                                                            settings: object) -> None:
+    settings.SSO_CLIENT_SECRET = "not-the-registered-secret"
+    account = provider.add_account(ann(["staff"]))
+    response = sso_sign_in(Client(), provider, account)
+    assert response.status_code == 400 and provider.tokens_issued == 0
+    failed = AuditEvent.objects.get(action="user.signin_failed")
+    assert failed.details["reason"] == "invalid_client"
+    assert "not-the-registered-secret" not in response.content.decode() + str(failed.details)
+
+
+def test_the_provider_saying_no_is_a_clear_error(provider: FakeOpenIDProvider) -> None:
+    client = Client()
+    start = client.get("/login/sso/")
+    state = dict(parse_qsl(urlsplit(start["Location"]).query))["state"]
+    response = client.get(f"/login/sso/callback/?error=access_denied&state={state}")
+    assert response.status_code == 400 and "Signing in with Acme ID failed" in response.content.decode()
+    assert AuditEvent.objects.get(action="user.signin_failed").details["reason"] == "access_denied"
+
+
 def test_an_unreachable_provider_is_a_clear_error(settings: object) -> None:
     settings.SSO_ISSUER = "http://127.0.0.1:9"  # the discard port: nothing listens
     settings.SSO_CLIENT_ID, settings.SSO_CLIENT_SECRET = CLIENT_ID, CLIENT_SECRET
@@ -231,3 +253,38 @@ def test_unknown_roles_in_the_mapping_are_refused_by_the_checks(settings: object
 def test_role_groups_exist(db: None) -> None:
     # The mapping adds people to the role groups the migrations create; a missing one would be skipped silently.
     assert set(Group.objects.values_list("name", flat=True)) >= {ADMIN, FINANCE, MEMBER}
+
+
+# -- configuration by environment, read as a starting process reads it ------------------------------------
+
+SSO_ENV = {"ASPWEB_SSO_ISSUER": "https://login.example.com/realms/acme/", "ASPWEB_SSO_CLIENT_ID": "aspweb",
+           "ASPWEB_SSO_CLIENT_SECRET": "s3cret-from-the-provider"}
+
+
+def test_the_environment_configures_single_sign_on(tmp_path: Path) -> None:
+    env = {**SSO_ENV, "ASPWEB_SSO_GROUP_ROLES": "aspweb-admins=Admin, /eng/platform=Member,a=b=Finance",
+           "ASPWEB_SSO_GROUP_TEAMS": "/eng/platform=Platform", "ASPWEB_SSO_DEFAULT_ROLES": "Member",
+           "ASPWEB_PASSWORD_SIGNIN": "false"}
+    code = ("import django, os; os.environ['DJANGO_SETTINGS_MODULE']='aspweb.settings'; django.setup(); "
+            "from django.conf import settings as s; print(repr((s.SSO_ISSUER, s.SSO_GROUP_ROLES, s.SSO_GROUP_TEAMS, "
+            "s.SSO_DEFAULT_ROLES, s.PASSWORD_SIGNIN, s.SSO_GROUPS_CLAIM)))")
+    result = _run(["-c", code], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr((
+        "https://login.example.com/realms/acme",
+        [("aspweb-admins", "Admin"), ("/eng/platform", "Member"), ("a=b", "Finance")],
+        [("/eng/platform", "Platform")], ["Member"], False, "groups"))
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({**SSO_ENV, "ASPWEB_SSO_GROUP_ROLES": "aspweb-admins"}, "ASPWEB_SSO_GROUP_ROLES must be a comma-separated list"),
+    ({"ASPWEB_SSO_ISSUER": "https://login.example.com"}, "ASPWEB_SSO_CLIENT_ID and ASPWEB_SSO_CLIENT_SECRET"),
+    ({**SSO_ENV, "ASPWEB_SSO_SCOPES": "email profile"}, "ASPWEB_SSO_SCOPES must include openid"),
+    ({"ASPWEB_PASSWORD_SIGNIN": "false"}, "ASPWEB_PASSWORD_SIGNIN=false needs single sign-on"),
+    ({**SSO_ENV, "ASPWEB_SSO_GROUP_ROLES": "admins=Owner"}, "maps 'admins' to 'Owner', which is not a role"),
+])
+def test_a_bad_configuration_stops_start_up_by_name(env: dict[str, str], message: str, tmp_path: Path) -> None:
+    result = _run(["manage.py", "check"], env, tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "s3cret-from-the-provider" not in result.stderr + result.stdout

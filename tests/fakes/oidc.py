@@ -342,7 +342,8 @@ class FakeOpenIDProvider(LoopbackFake):
 
 def _sign_in_page(action: str, error: str) -> str:
     message = f'<p role="alert">{html.escape(error)}</p>' if error else ""
-    return f"""<!doctype html><html><head><title>Test identity provider</title><link rel="icon" href="data:,"></head><body>
+    return f"""<!doctype html><html><head><title>Test identity provider</title>
+<link rel="icon" href="data:,"></head><body>
 <h1>Test identity provider</h1>{message}
 <form method="post" action="{html.escape(action)}">
 <label>Username <input name="username" autocomplete="username"></label>
