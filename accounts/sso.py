@@ -128,9 +128,22 @@ class Mapped:
     teams: frozenset[str]
 
 
+def _claim(claims: dict[str, Any], name: str) -> Any:
+    """A claim by name, or by a dotted path into nested claims (Keycloak's `realm_access.roles`); a name
+    that holds dots itself (Auth0's `https://example.com/groups`) is taken whole first."""
+    if name in claims:
+        return claims[name]
+    value: Any = claims
+    for part in name.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
 def groups_of(claims: dict[str, Any]) -> frozenset[str]:
     """The groups claim: a list of names (or ids, Entra ID's), or one name; missing means none."""
-    value = claims.get(settings.SSO_GROUPS_CLAIM)
+    value = _claim(claims, settings.SSO_GROUPS_CLAIM)
     if isinstance(value, str):
         return frozenset([value])
     if isinstance(value, list):
@@ -151,7 +164,11 @@ def _email(claims: dict[str, Any]) -> str:
                             "(the email scope and claim).")
     if claims.get("email_verified") is False:
         raise SignInRefused(f"{settings.SSO_NAME} says this account's e-mail address is not verified.")
-    return email.strip().lower()
+    email = email.strip().lower()
+    domains = [domain.lower() for domain in settings.SSO_EMAIL_DOMAINS]
+    if domains and email.rpartition("@")[2] not in domains:
+        raise SignInRefused(f"aspweb admits only addresses at {', '.join(domains)}.")
+    return email
 
 
 def _roles_follow(user: User, wanted: frozenset[str]) -> None:
@@ -164,32 +181,46 @@ def _roles_follow(user: User, wanted: frozenset[str]) -> None:
                   source="groups")
 
 
+def _user_for(email: str, name: str) -> tuple[User, bool]:
+    """The account with this e-mail (locked for the sign-in), created if new; and whether it was."""
+    user = User.objects.select_for_update().filter(email__iexact=email).first()
+    if user is not None:
+        if name and user.name != name:
+            user.name = name
+            user.save(update_fields=["name"])
+        return user, False
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(email, password=None, name=name)
+    except IntegrityError:  # the same person's sign-in in another tab created them just now
+        return User.objects.select_for_update().get(email__iexact=email), False
+    audit_log(settings.SSO_NAME, "user.create", user, source="single sign-on")
+    return user, True
+
+
 def sso_sign_in(*, claims: dict[str, Any]) -> User:
     """The person these validated claims name, created if new, with roles and teams from their groups.
-    Raises SignInRefused when aspweb turns them away (after their roles followed their groups)."""
+    Raises SignInRefused when aspweb turns them away (after their roles followed their groups).
+
+    With no groups claim configured (a provider that sends none, such as Google), roles and teams are kept
+    in aspweb: a new person gets the default roles, and nothing changes them at sign-in."""
     email = _email(claims)
-    mapped = map_groups(groups_of(claims))
-    name = claims.get("name") if isinstance(claims.get("name"), str) else ""
+    raw_name = claims.get("name")
+    name = raw_name.strip()[:150] if isinstance(raw_name, str) else ""
+    follows_groups = bool(settings.SSO_GROUPS_CLAIM)
+    mapped = map_groups(groups_of(claims) if follows_groups else frozenset())
     with transaction.atomic():
-        user = User.objects.select_for_update().filter(email__iexact=email).first()
-        if user is None:
-            try:
-                with transaction.atomic():
-                    user = User.objects.create_user(email, password=None, name=name[:150])
-            except IntegrityError:  # the same person's sign-in in another tab created them just now
-                user = User.objects.select_for_update().get(email__iexact=email)
-            else:
-                audit_log(settings.SSO_NAME, "user.create", user, source="single sign-on")
-        elif name and user.name != name[:150]:
-            user.name = name[:150]
-            user.save(update_fields=["name"])
+        user, created = _user_for(email, name)
         if not user.is_active:
             raise SignInRefused("This account is deactivated in aspweb. Ask an admin.")
-        _roles_follow(user, mapped.roles)
+        if follows_groups or created:
+            _roles_follow(user, mapped.roles)
         # Only when some group maps to a team: otherwise teams are kept by hand (or the config file).
-        if settings.SSO_GROUP_TEAMS:
+        if follows_groups and settings.SSO_GROUP_TEAMS:
             user_teams_sync(user=user, team_names=mapped.teams)
-    if not mapped.roles and not user.is_superuser:
+        has_role = user.is_superuser or user.groups.filter(name__in=ROLES).exists()
+    if not has_role:
         raise SignInRefused(f"Your {settings.SSO_NAME} account is in none of the groups that give a role in "
-                            "aspweb. Ask an admin.")
+                            "aspweb. Ask an admin." if follows_groups else "Your account has no role in aspweb. "
+                            "Ask an admin.")
     return user

@@ -267,11 +267,14 @@ SSO_ISSUER = env_str("ASPWEB_SSO_ISSUER").rstrip("/")
 SSO_CLIENT_ID = env_str("ASPWEB_SSO_CLIENT_ID")
 SSO_CLIENT_SECRET = env_str("ASPWEB_SSO_CLIENT_SECRET")
 SSO_SCOPES = env_str("ASPWEB_SSO_SCOPES", "openid email profile")
+# Empty: the provider sends no groups (Google); roles and teams are then kept in aspweb.
 SSO_GROUPS_CLAIM = env_str("ASPWEB_SSO_GROUPS_CLAIM", "groups")
 SSO_GROUP_ROLES = env_pairs("ASPWEB_SSO_GROUP_ROLES")
 SSO_GROUP_TEAMS = env_pairs("ASPWEB_SSO_GROUP_TEAMS")
 # Roles everyone who signs in this way gets, whatever their groups (for providers that send none).
 SSO_DEFAULT_ROLES = env_list("ASPWEB_SSO_DEFAULT_ROLES")
+# If set, only e-mail addresses at these domains may sign in this way (e.g. a Google Workspace's).
+SSO_EMAIL_DOMAINS = env_list("ASPWEB_SSO_EMAIL_DOMAINS")
 # The button says "Sign in with <this>".
 SSO_NAME = env_str("ASPWEB_SSO_NAME", "single sign-on")
 # false: only superusers (the break-glass account) sign in with a password; everyone else uses single sign-on.

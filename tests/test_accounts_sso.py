@@ -38,6 +38,7 @@ def provider(settings: object) -> Iterator[FakeOpenIDProvider]:
         settings.SSO_GROUP_TEAMS = GROUP_TEAMS
         settings.SSO_DEFAULT_ROLES = []
         settings.SSO_NAME = "Acme ID"
+        settings.SSO_EMAIL_DOMAINS = []
         settings.PASSWORD_SIGNIN = True
         yield fake
 
@@ -118,6 +119,34 @@ def test_default_roles_admit_people_whose_provider_sends_no_groups(provider: Fak
     account = provider.add_account(ann([]))
     assert sso_sign_in(Client(), provider, account).status_code == 302
     assert user_roles(User.objects.get(email="ann@example.com")) == {MEMBER}
+
+
+def test_without_a_groups_claim_roles_are_kept_in_aspweb(provider: FakeOpenIDProvider, settings: object) -> None:
+    settings.SSO_GROUPS_CLAIM = ""
+    settings.SSO_DEFAULT_ROLES = [MEMBER]
+    account = provider.add_account(ann(["aspweb-admins", "eng-platform"]))  # sent, but not read
+    assert sso_sign_in(Client(), provider, account).status_code == 302
+    user = User.objects.get(email="ann@example.com")
+    assert user_roles(user) == {MEMBER} and not user.teams.exists()
+    user.groups.set([Group.objects.get(name=FINANCE)])  # an admin makes her finance in aspweb
+    assert sso_sign_in(Client(), provider, account).status_code == 302
+    assert set(user.groups.values_list("name", flat=True)) == {FINANCE}
+
+
+def test_a_nested_claim_can_hold_the_groups(provider: FakeOpenIDProvider, settings: object) -> None:
+    settings.SSO_GROUPS_CLAIM = "realm_access.roles"
+    account = provider.add_account(ann(["staff"], extra_claims={"realm_access": {"roles": ["finance"]}}))
+    assert sso_sign_in(Client(), provider, account).status_code == 302
+    assert user_roles(User.objects.get(email="ann@example.com")) == {FINANCE}
+
+
+def test_only_the_allowed_e_mail_domains_sign_in(provider: FakeOpenIDProvider, settings: object) -> None:
+    settings.SSO_EMAIL_DOMAINS = ["acme.example"]
+    account = provider.add_account(ann(["staff"]))
+    response = sso_sign_in(Client(), provider, account)
+    assert response.status_code == 403 and "only addresses at acme.example" in response.content.decode()
+    account.email = "ann@ACME.example"
+    assert sso_sign_in(Client(), provider, account).status_code == 302
 
 
 def test_a_deactivated_user_is_refused(provider: FakeOpenIDProvider, make_user: object) -> None:

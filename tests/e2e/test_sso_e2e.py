@@ -26,6 +26,7 @@ def provider(settings: object) -> Iterator[FakeOpenIDProvider]:
         settings.SSO_GROUP_TEAMS = [("eng-platform", "Platform"), ("data", "Data science")]
         settings.SSO_DEFAULT_ROLES = []
         settings.SSO_NAME = "Acme ID"
+        settings.SSO_EMAIL_DOMAINS = []
         settings.PASSWORD_SIGNIN = True
         yield fake
 

@@ -49,6 +49,8 @@ class Account:
     name: str = ""
     groups: list[str] = field(default_factory=list)
     email_verified: bool = True
+    # Further claims, as a provider's mappers add them (Keycloak's {"realm_access": {"roles": [...]}}).
+    extra_claims: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -243,6 +245,7 @@ class FakeOpenIDProvider(LoopbackFake):
                 info = UserInfo(sub=user.username, name=user.name, email=user.email,
                                 email_verified=user.email_verified)
                 info["groups"] = list(user.groups)
+                info.update(user.extra_claims)
                 return info
 
         def bearer_token(grant_type: str, client: _Client, user: Any = None, scope: str | None = None,
