@@ -185,6 +185,8 @@ def test_a_token_that_fails_validation_signs_nobody_in(provider: FakeOpenIDProvi
     failed = AuditEvent.objects.get(action="user.signin_failed")
     assert failed.details["reason"].startswith(reason), failed.details
     assert CLIENT_SECRET not in caplog.text and CLIENT_SECRET not in str(failed.details)
+    # No token (a JWT starts "eyJ"), nor the PKCE verifier Authlib logs at DEBUG, reaches the logs.
+    assert "eyJ" not in caplog.text and "code_verifier" not in caplog.text.lower()
 
 
 def test_a_callback_without_the_sessions_state_is_refused(provider: FakeOpenIDProvider) -> None:
