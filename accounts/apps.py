@@ -8,10 +8,13 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.models import Group
 
-        from . import sessions, signin
+        from aspweb import config as config_file
+
+        from . import config, sessions, signin
         from .backends import users
         from .models import User
 
         users.follow(User, User.groups.through, Group)
         sessions.follow()
         signin.follow()
+        config_file.section_register(config.SECTION)

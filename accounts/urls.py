@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import team_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -15,4 +15,7 @@ urlpatterns = [
     path("users/<int:pk>/password/", views.user_password, name="user_password"),
     path("users/<int:pk>/unlock/", views.user_unlock, name="user_unlock"),
     path("audit/", views.audit_list, name="audit_list"),
+    path("teams/", team_views.team_list, name="team_list"),
+    path("teams/<int:pk>/", team_views.team_edit, name="team_edit"),
+    path("teams/<int:pk>/delete/", team_views.team_remove, name="team_delete"),
 ]

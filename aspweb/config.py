@@ -1,4 +1,4 @@
-"""Config as code: providers, models, prices, routes and budgets from a YAML file, and back.
+"""Config as code: teams, providers, models, prices, routes and budgets from a YAML file, and back.
 
 The file is checked with the forms the UI uses, so each rule lives in one place. Nothing is written
 unless the whole file is valid, and importing the same file again changes nothing. API keys never appear
@@ -7,10 +7,10 @@ in a file: they are ``${NAME}`` references to environment variables, resolved by
 Settings a file leaves out keep their current value (or the default for a new provider or model), the
 way a blank key keeps the stored key in the UI; providers and models the file does not name are left alone.
 
-Each app owns its section of the file, its checks, its writes and its export (providers/config.py,
-gateway/config.py, budgets/config.py) and registers it here from its AppConfig.ready: this module knows the
-file (its sections, their order, YAML and `${NAME}` references) and runs them, every section checked before
-any is written, all in one transaction.
+Each app owns its section of the file, its checks, its writes and its export (accounts/config.py,
+providers/config.py, gateway/config.py, budgets/config.py) and registers it here from its AppConfig.ready:
+this module knows the file (its sections, their order, YAML and `${NAME}` references) and runs them, every
+section checked before any is written, all in one transaction.
 """
 
 import re
@@ -27,8 +27,8 @@ from django.db import transaction
 from .text import text_problem
 
 # Top-level sections a file may have, in the order they are checked, written and exported: a route's
-# deployments and a budget's target may name a provider or model the same file creates.
-SECTIONS = ("providers", "routes", "budgets")
+# deployments and a budget's target may name a provider, model or team the same file creates.
+SECTIONS = ("teams", "providers", "routes", "budgets")
 DEFAULT_ACTOR = "import_config"
 
 # `${NAME}` is replaced by an environment variable; `$${NAME}` stands for a literal `${NAME}`.
@@ -122,11 +122,12 @@ def _resolve(match: re.Match[str], where: str, environ: Mapping[str, str], error
 
 @dataclass
 class Declared:
-    """What the sections checked so far declare, for the ones after them: provider names, and (provider,
-    model) name pairs."""
+    """What the sections checked so far declare, for the ones after them: provider names, (provider,
+    model) name pairs, and team names in lower case."""
 
     providers: set[str] = field(default_factory=set)
     models: set[tuple[str, str]] = field(default_factory=set)
+    teams: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)

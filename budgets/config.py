@@ -4,7 +4,7 @@ the UI uses; a budget names its target as people see it (BUDGET_TARGETS)."""
 from dataclasses import dataclass
 from typing import Any
 
-from accounts.models import User
+from accounts.models import Team, User
 from aspweb import config
 from providers.forms import plain
 from providers.models import Model, Provider
@@ -18,7 +18,10 @@ BUDGET_KEYS = ("name", "scope", "target", "period", "amount", "thresholds", "for
                "webhook_url")
 # What names a budget's target in a file, by scope.
 BUDGET_TARGETS = {"provider": "a provider name", "model": "PROVIDER/MODEL", "user": "a user's e-mail",
-                  "api_key": "an API key's prefix"}
+                  "api_key": "an API key's prefix", "team": "a team's name", "tag": "a tag",
+                  "end_user": "an end user's id"}
+# Scopes whose target is text, kept as the file writes it (the form checks it).
+TEXT_TARGETS = ("tag", "end_user")
 
 
 @dataclass
@@ -66,14 +69,15 @@ def _check(entries: Any, declared: config.Declared, errors: list[str]) -> list[_
             values["amount"] = str(values["amount"])  # through str(): a YAML float keeps the digits written
         scope = values.get("scope", existing.scope if existing else Budget.Scope.GLOBAL)
         known = len(errors)
-        target, pending = _budget_target(entry, scope, existing, where, declared.providers, declared.models, errors)
+        target, pending = _budget_target(entry, scope, existing, where, declared, errors)
         # A target still to be created, or one already reported: the form checks the rest.
         with_target = not pending and len(errors) == known
         blank = BudgetForm(instance=existing, with_target=with_target)
         data = config.form_data(blank, values, where, errors)
         if with_target:
             for column in Budget.TARGETS.values():
-                data[column] = target.pk if target is not None and Budget.TARGETS.get(scope) == column else ""
+                chosen = target is not None and Budget.TARGETS.get(scope) == column
+                data[column] = (target if column in TEXT_TARGETS else target.pk) if chosen else ""
         form = BudgetForm(data, instance=existing, with_target=with_target)
         config.form_errors(form, where, errors)
         plans.append(_BudgetPlan(existing, form, pending))
@@ -81,9 +85,10 @@ def _check(entries: Any, declared: config.Declared, errors: list[str]) -> list[_
 
 
 def _budget_target(entry: dict[str, Any], scope: Any, existing: Budget | None, where: str,
-                   declared_providers: set[str], declared: set[tuple[str, str]],
-                   errors: list[str]) -> tuple[Any, str | None]:
-    """The budget's target row, or (None, the target) when it is a provider or model this file creates."""
+                   declared_sections: config.Declared, errors: list[str]) -> tuple[Any, str | None]:
+    """The budget's target row (a tag's or end user's text), or (None, the target) when it is a provider,
+    model or team this file creates."""
+    declared_providers, declared = declared_sections.providers, declared_sections.models
     if scope not in BUDGET_TARGETS:
         if entry.get("target") not in (None, ""):
             errors.append(f"{where}.target: a {scope} budget has no target")
@@ -95,7 +100,13 @@ def _budget_target(entry: dict[str, Any], scope: Any, existing: Budget | None, w
         errors.append(f"{where}.target: a {scope} budget needs a target: {BUDGET_TARGETS[scope]}")
         return None, None
     target = target.strip()
-    if scope == Budget.Scope.PROVIDER:
+    if scope in TEXT_TARGETS:
+        return target, None
+    if scope == Budget.Scope.TEAM:
+        row = Team.objects.filter(name__iexact=target).first()
+        if row is None and target.lower() in declared_sections.teams:
+            return None, target
+    elif scope == Budget.Scope.PROVIDER:
         row = Provider.objects.active().filter(name=target).first()
         if row is None and target in declared_providers:
             return None, target
@@ -125,14 +136,16 @@ def _apply_budget(plan: _BudgetPlan, actor: Any, report: config.Report) -> None:
     budget, changed = plan.form.save(commit=False), list(plan.form.changed_data)
     if plan.pending_target is not None:
         column = Budget.TARGETS[budget.scope]
-        if column == "provider":
+        if column == "team":
+            target = Team.objects.get(name__iexact=plan.pending_target)
+        elif column == "provider":
             target = Provider.objects.active().get(name=plan.pending_target)
         else:
             provider_name, _, model_name = plan.pending_target.partition("/")
             target = Model.objects.get(provider__archived_at__isnull=True, provider__name=provider_name,
                                        name=model_name)
         for name in Budget.TARGETS.values():
-            setattr(budget, name, target if name == column else None)
+            setattr(budget, name, target if name == column else "" if name in TEXT_TARGETS else None)
         changed.append(column)
     if plan.existing is None:
         services.budget_save(budget=budget, actor=actor)
@@ -146,7 +159,7 @@ def _apply_budget(plan: _BudgetPlan, actor: Any, report: config.Report) -> None:
 
 def _export(placeholders: set[str]) -> list[dict[str, Any]]:
     return [_export_budget(budget, placeholders) for budget in
-            Budget.objects.select_related("provider", "model__provider", "user", "api_key")]
+            Budget.objects.select_related("provider", "model__provider", "user", "api_key", "team")]
 
 
 def _export_budget(budget: Budget, placeholders: set[str]) -> dict[str, Any]:
@@ -159,6 +172,9 @@ def _export_budget(budget: Budget, placeholders: set[str]) -> dict[str, Any]:
             Budget.Scope.MODEL: lambda: f"{target.provider.name}/{target.name}",
             Budget.Scope.USER: lambda: target.email,
             Budget.Scope.API_KEY: lambda: target.prefix,
+            Budget.Scope.TEAM: lambda: target.name,
+            Budget.Scope.TAG: lambda: target,
+            Budget.Scope.END_USER: lambda: target,
         }[budget.scope]())
     entry.update(period=budget.period, amount=plain(budget.amount), thresholds=list(budget.thresholds),
                  forecast=budget.forecast, hard_limit=budget.hard_limit)

@@ -46,13 +46,13 @@ logger = logging.getLogger(__name__)
 
 def ledger_spends(budgets: list[Budget], now: datetime) -> dict[int, Decimal]:
     """What the ledger says each budget's scope spent in its current period: one query per target column
-    and period span (at most five columns times four kinds of period), not one per budget."""
+    and period span (at most eight columns times four kinds of period), not one per budget."""
     groups: dict[tuple[str | None, periods.Span], list[Budget]] = defaultdict(list)
     for budget in budgets:
-        groups[(Budget.TARGETS.get(budget.scope), budget.span_at(now))].append(budget)
+        groups[(budget.target_column, budget.span_at(now))].append(budget)
     spends = {budget.pk: Decimal(0) for budget in budgets}
     for (column, span), members in groups.items():
-        rows = rollups.table_for([f"{column}_id"] if column else []).objects.all()
+        rows = rollups.table_for([column] if column else []).objects.all()
         if span.end is not None:
             rows = rows.filter(day__gte=span.start, day__lt=span.end)
         if column is None:
@@ -60,11 +60,11 @@ def ledger_spends(budgets: list[Budget], now: datetime) -> dict[int, Decimal]:
             for budget in members:
                 spends[budget.pk] = total
             continue
-        targets = {getattr(budget, f"{column}_id") for budget in members}
-        totals = dict(rows.filter(**{f"{column}_id__in": targets}).order_by().values(f"{column}_id")
-                      .annotate(total=Sum("cost")).values_list(f"{column}_id", "total"))
+        targets = {budget.target_value for budget in members}
+        totals = dict(rows.filter(**{f"{column}__in": targets}).order_by().values(column)
+                      .annotate(total=Sum("cost")).values_list(column, "total"))
         for budget in members:
-            spends[budget.pk] = totals.get(getattr(budget, f"{column}_id")) or Decimal(0)
+            spends[budget.pk] = totals.get(budget.target_value) or Decimal(0)
     return spends
 
 

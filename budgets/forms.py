@@ -6,8 +6,10 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from accounts.models import Team
 from aspweb import outbound
 from providers.models import Model, Provider
+from usage import attribution
 from usage.models import api_key_model
 
 from .models import Budget
@@ -79,9 +81,9 @@ class BudgetForm(forms.ModelForm):
 
     class Meta:
         model = Budget
-        fields = ["name", "scope", "provider", "model", "user", "api_key", "period", "amount", "thresholds",
-                  "forecast", "hard_limit", "emails", "webhook_url"]
-        labels = {"amount": "Amount (USD)", "api_key": "API key", "hard_limit": "Hard limit",
+        fields = ["name", "scope", "provider", "model", "user", "api_key", "team", "tag", "end_user", "period",
+                  "amount", "thresholds", "forecast", "hard_limit", "emails", "webhook_url"]
+        labels = {"amount": "Amount (USD)", "api_key": "API key", "end_user": "End user", "hard_limit": "Hard limit",
                   "forecast": "Forecast alert", "webhook_url": "Webhook URL"}
         error_messages = {"name": {"unique": "Another budget already has this name."}}
         help_texts = {
@@ -105,8 +107,10 @@ class BudgetForm(forms.ModelForm):
                                          .select_related("provider").order_by("provider__name", "name"))
         self.fields["user"].queryset = get_user_model().objects.filter(is_active=True).order_by("email")
         self.fields["api_key"].queryset = ApiKey.objects.filter(revoked_at__isnull=True).order_by("name")
+        self.fields["team"].queryset = Team.objects.order_by("name")
         for scope, name in Budget.TARGETS.items():
-            self.fields[name].help_text = f"For the “{scope.label}” scope."
+            self.fields[name].help_text = f"For the “{scope.label}” scope." + {
+                "tag": " Tags are compared in lower case.", "end_user": " As the application sends it."}.get(name, "")
             # static/js/forms.js shows the field only while that scope is chosen; without JavaScript every
             # target shows, and clean() keeps only the scope's own.
             self.fields[name].widget.attrs["data-show-when"] = f"scope={scope.value}"
@@ -122,6 +126,21 @@ class BudgetForm(forms.ModelForm):
                                       "internal receiver with ASPWEB_WEBHOOK_ALLOWED_HOSTS.") from None
         return url
 
+    def clean_tag(self) -> str:
+        try:
+            tags = attribution.tags_parse([self.cleaned_data["tag"]], "tag")
+        except attribution.AttributionError as exc:
+            raise ValidationError(exc.message) from None
+        if len(tags) > 1:
+            raise ValidationError("One tag: a budget covers the calls carrying it.")
+        return tags[0] if tags else ""
+
+    def clean_end_user(self) -> str:
+        try:
+            return attribution.end_user_clean(self.cleaned_data["end_user"], "end_user")
+        except attribution.AttributionError as exc:
+            raise ValidationError(exc.message) from None
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         scope = data.get("scope")
@@ -129,7 +148,7 @@ class BudgetForm(forms.ModelForm):
             wanted = Budget.TARGETS.get(scope)
             for name in Budget.TARGETS.values():
                 if name != wanted:
-                    data[name] = None
+                    data[name] = "" if name in ("tag", "end_user") else None
             if wanted and not data.get(wanted) and wanted not in self.errors:
                 what = Budget.Scope(scope).label.removeprefix("One ")
                 self.add_error(wanted, f"Choose the {what} this budget is for: the “{Budget.Scope(scope).label}” "

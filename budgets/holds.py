@@ -97,7 +97,7 @@ class _Cached:
     new period start is a new key."""
 
     budgets: list[Budget]
-    hard: dict[tuple[str, int] | None, list[Budget]] = field(default_factory=dict)
+    hard: dict[tuple[str, Any] | None, list[Budget]] = field(default_factory=dict)
     period_ids: dict[tuple[int, date], int] = field(default_factory=dict)
 
     @classmethod
@@ -105,8 +105,8 @@ class _Cached:
         cached = cls(list(Budget.objects.order_by("pk")))
         for budget in cached.budgets:
             if budget.hard_limit:
-                column = Budget.TARGETS.get(budget.scope)
-                key = (column, getattr(budget, f"{column}_id")) if column else None
+                column = budget.target_column
+                key = (column, budget.target_value) if column else None
                 cached.hard.setdefault(key, []).append(budget)
         return cached
 
@@ -125,37 +125,46 @@ def budgets_all() -> list[Budget]:
     return _cached().budgets
 
 
+def _call_targets(call: Any) -> list[tuple[str, Any]]:
+    """The (target column, value) pairs a call (a usage record, or anything with its ids, `end_user` and
+    `tag_list`) can be covered by: one per target column, one per tag."""
+    pairs = [(column, getattr(call, column)) for column in Budget.COLUMNS.values() if column != "tag"]
+    pairs += [("tag", tag) for tag in call.tag_list]
+    return [(column, value) for column, value in pairs if value not in (None, "")]
+
+
 def _covers(budget: Budget, call: Any) -> bool:
-    """Whether `budget` covers a call (a usage record, or anything with its four ids)."""
-    column = Budget.TARGETS.get(budget.scope)
-    return column is None or getattr(budget, f"{column}_id") == getattr(call, f"{column}_id")
+    """Whether `budget` covers a call (a usage record, or anything _call_targets reads)."""
+    column = budget.target_column
+    return column is None or (column, budget.target_value) in _call_targets(call)
 
 
-def hard_budgets_covering(*, provider: Any, model: Any, user: Any, api_key: Any) -> list[Budget]:
-    """The hard-limit budgets a call of `user` (or `api_key`) to `model` falls under; read from the budgets
-    cached in this worker, without a query."""
+def hard_budgets_covering(*, provider: Any, model: Any, user: Any, api_key: Any, team_id: int | None = None,
+                          tags: tuple[str, ...] = (), end_user: str = "") -> list[Budget]:
+    """The hard-limit budgets a call of `user` (or `api_key`) to `model`, attributed to a team, tags and an
+    end user, falls under; read from the budgets cached in this worker, without a query."""
     call = SimpleNamespace(provider_id=provider.pk, model_id=model.pk,
                            user_id=user.pk if getattr(user, "is_authenticated", False) else None,
-                           api_key_id=api_key.pk if api_key is not None else None)
+                           api_key_id=api_key.pk if api_key is not None else None,
+                           team_id=team_id, tag_list=tags, end_user=end_user)
     return _hard_covering(_cached().hard, call)
 
 
-def _hard_covering(hard: dict[tuple[str, int] | None, list[Budget]], call: Any) -> list[Budget]:
-    """The hard limits in `hard` (_Cached.hard) that cover `call` (anything with the four ids), in id order."""
+def _hard_covering(hard: dict[tuple[str, Any] | None, list[Budget]], call: Any) -> list[Budget]:
+    """The hard limits in `hard` (_Cached.hard) that cover `call` (anything _call_targets reads), in id
+    order: a look-up per target column and tag, whatever the number of budgets."""
     if not hard:
         return []
     found = list(hard.get(None, ()))
-    for column in Budget.TARGETS.values():
-        target = getattr(call, f"{column}_id")
-        if target is not None:
-            found.extend(hard.get((column, target), ()))
+    for pair in _call_targets(call):
+        found.extend(hard.get(pair, ()))
     return sorted(found, key=lambda budget: budget.pk)
 
 
 def _ledger_rows(budget: Budget, span: periods.Span) -> QuerySet:
     """The budget's rollup rows in `span`, from the narrowest rollup table that has its target column."""
-    column = Budget.TARGETS.get(budget.scope)
-    rows = rollups.table_for([f"{column}_id"] if column else []).objects.filter(budget.ledger_filter())
+    column = budget.target_column
+    rows = rollups.table_for([column] if column else []).objects.filter(budget.ledger_filter())
     if span.end is not None:
         rows = rows.filter(day__gte=span.start, day__lt=span.end)
     return rows
@@ -254,7 +263,7 @@ def reservation_ttl(timeout_seconds: int) -> timedelta:
 
 def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, api_key: Any, cost: Decimal | None,
                    ttl: timedelta, now: datetime | None = None, held: set[int] | None = None,
-                   again: bool = True) -> list[Reservation]:
+                   again: bool = True, **attribution: Any) -> list[Reservation]:
     """Hold `cost` on every hard-limit budget covering the call, all or none. Raises BudgetExceeded (naming
     the first budget it does not fit in) and holds nothing when it does not fit everywhere. `cost` None: the
     model has no price, and any hard-limit budget covering the call refuses it (BudgetUnpriced).
@@ -263,7 +272,7 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
     again for its own deployment, and what is held stays as held); the ones held now are added to it. None:
     asked of the database."""
     now = now or timezone.now()
-    budgets = hard_budgets_covering(provider=provider, model=model, user=user, api_key=api_key)
+    budgets = hard_budgets_covering(provider=provider, model=model, user=user, api_key=api_key, **attribution)
     if not budgets:
         return []
     if cost is None:
@@ -282,7 +291,7 @@ def budget_reserve(*, request_id: UUID, provider: Any, model: Any, user: Any, ap
         if not again:
             raise
         return budget_reserve(request_id=request_id, provider=provider, model=model, user=user, api_key=api_key,
-                              cost=cost, ttl=ttl, now=now, held=held, again=False)
+                              cost=cost, ttl=ttl, now=now, held=held, again=False, **attribution)
     except BudgetExceeded:
         # Reservations of calls that died without recording may be what is in the way.
         if not reservations_release_expired(now=now, period_ids=[period_id for _, period_id in wanted]):
@@ -447,14 +456,15 @@ def usage_records_charge(records: list[UsageRecord], **_: Any) -> bool:
 
 
 def _reserve_for_call(*, record: Any, provider: Any, model: Any, user: Any, api_key: Any, price: Any,
-                      input_tokens: int, output_tokens: int, timeout_seconds: int) -> list[Reservation]:
+                      input_tokens: int, output_tokens: int, timeout_seconds: int,
+                      **attribution: Any) -> list[Reservation]:
     cost = None if price is None else worst_case_cost(price, input_tokens=input_tokens, output_tokens=output_tokens)
     return budget_reserve(request_id=record.request_id, provider=provider, model=model, user=user, api_key=api_key,
-                          cost=cost, ttl=reservation_ttl(timeout_seconds), held=record.held)
+                          cost=cost, ttl=reservation_ttl(timeout_seconds), held=record.held, **attribution)
 
 
-def _covers_call(*, provider: Any, model: Any, user: Any, api_key: Any) -> bool:
-    return bool(hard_budgets_covering(provider=provider, model=model, user=user, api_key=api_key))
+def _covers_call(*, provider: Any, model: Any, user: Any, api_key: Any, **attribution: Any) -> bool:
+    return bool(hard_budgets_covering(provider=provider, model=model, user=user, api_key=api_key, **attribution))
 
 
 # What providers.calls asks of budgets, registered in providers/hooks.py by BudgetsConfig.ready.

@@ -1,5 +1,6 @@
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -7,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from providers.models import URLField
+from usage.attribution import END_USER_LENGTH_MAX, TAG_LENGTH_MAX
 
 from . import periods
 
@@ -15,6 +17,13 @@ DEFAULT_THRESHOLDS = (50, 80, 100)
 
 def default_thresholds() -> list[int]:
     return list(DEFAULT_THRESHOLDS)
+
+
+def _no_target(but: str = "") -> dict[str, Any]:
+    """The condition that every target field but `but` is empty."""
+    empty: dict[str, Any] = {f"{name}__isnull": True for name in ("provider", "model", "user", "api_key", "team")}
+    empty |= {"tag": "", "end_user": ""}
+    return {name: value for name, value in empty.items() if name.split("__")[0] != but}
 
 
 class Budget(models.Model):
@@ -27,6 +36,9 @@ class Budget(models.Model):
         MODEL = "model", "One model"
         USER = "user", "One user"
         API_KEY = "api_key", "One API key"
+        TEAM = "team", "One team"
+        TAG = "tag", "One tag"
+        END_USER = "end_user", "One end user"
 
     class Period(models.TextChoices):
         DAILY = periods.DAILY, "Daily"
@@ -35,7 +47,11 @@ class Budget(models.Model):
         TOTAL = periods.TOTAL, "Total (never resets)"
 
     # The target column each scope uses; every other target column stays empty (a check constraint).
-    TARGETS = {Scope.PROVIDER: "provider", Scope.MODEL: "model", Scope.USER: "user", Scope.API_KEY: "api_key"}
+    TARGETS = {Scope.PROVIDER: "provider", Scope.MODEL: "model", Scope.USER: "user", Scope.API_KEY: "api_key",
+               Scope.TEAM: "team", Scope.TAG: "tag", Scope.END_USER: "end_user"}
+    # Each target field's value as the budget, the usage records and the rollup rows hold it: an id, or text.
+    COLUMNS = {"provider": "provider_id", "model": "model_id", "user": "user_id", "api_key": "api_key_id",
+               "team": "team_id", "tag": "tag", "end_user": "end_user"}
 
     name = models.CharField(max_length=100, unique=True)
     scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.GLOBAL)
@@ -47,6 +63,12 @@ class Budget(models.Model):
                              related_name="budgets")
     api_key = models.ForeignKey("gateway.ApiKey", null=True, blank=True, on_delete=models.CASCADE,
                                 related_name="budgets")
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="budgets")
+    tag = models.CharField(max_length=TAG_LENGTH_MAX, blank=True, default="", db_default="",
+                           help_text="Calls carrying this tag (tags are lower-case).")
+    end_user = models.CharField(max_length=END_USER_LENGTH_MAX, blank=True, default="", db_default="",
+                                help_text="Calls naming this end user, as the application sends it.")
     period = models.CharField(max_length=16, choices=Period.choices, default=Period.MONTHLY)
     amount = models.DecimalField(max_digits=16, decimal_places=6,
                                  validators=[MinValueValidator(Decimal("0.000001"), "A budget must be above $0.")],
@@ -67,18 +89,16 @@ class Budget(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(
-                name="budget_target_matches_scope",
+                name="budget_target_matches_scope_v2",
                 condition=(
-                    Q(scope="global", provider__isnull=True, model__isnull=True, user__isnull=True,
-                      api_key__isnull=True)
-                    | Q(scope="provider", provider__isnull=False, model__isnull=True, user__isnull=True,
-                        api_key__isnull=True)
-                    | Q(scope="model", provider__isnull=True, model__isnull=False, user__isnull=True,
-                        api_key__isnull=True)
-                    | Q(scope="user", provider__isnull=True, model__isnull=True, user__isnull=False,
-                        api_key__isnull=True)
-                    | Q(scope="api_key", provider__isnull=True, model__isnull=True, user__isnull=True,
-                        api_key__isnull=False)
+                    Q(scope="global", **_no_target())
+                    | Q(scope="provider", provider__isnull=False, **_no_target("provider"))
+                    | Q(scope="model", model__isnull=False, **_no_target("model"))
+                    | Q(scope="user", user__isnull=False, **_no_target("user"))
+                    | Q(scope="api_key", api_key__isnull=False, **_no_target("api_key"))
+                    | Q(scope="team", team__isnull=False, **_no_target("team"))
+                    | (Q(scope="tag", **_no_target("tag")) & ~Q(tag=""))
+                    | (Q(scope="end_user", **_no_target("end_user")) & ~Q(end_user=""))
                 ),
             ),
         ]
@@ -87,8 +107,21 @@ class Budget(models.Model):
         return self.name
 
     @property
-    def target(self) -> models.Model | None:
+    def target(self) -> Any:
+        """The object (or, for a tag or an end user, the text) the budget covers; None for every call."""
         column = self.TARGETS.get(self.scope)
+        return getattr(self, column) if column else None
+
+    @property
+    def target_column(self) -> str | None:
+        """The column of records and rollup rows that says whether they fall under the budget."""
+        column = self.TARGETS.get(self.scope)
+        return self.COLUMNS[column] if column else None
+
+    @property
+    def target_value(self) -> Any:
+        """The target's value in `target_column`: an id, or a tag or end user's text."""
+        column = self.target_column
         return getattr(self, column) if column else None
 
     @property
@@ -101,15 +134,17 @@ class Budget(models.Model):
             return f"user {target.email}"
         if self.scope == self.Scope.API_KEY:
             return f"API key {target}"
+        if self.scope == self.Scope.END_USER:
+            return f"end user {target}"
         return f"{self.scope.replace('_', ' ')} {target}"
 
     def span_at(self, when: datetime) -> periods.Span:
         return periods.span_at(self.period, when)
 
     def ledger_filter(self) -> Q:
-        """The usage (records or rollup rows) this budget counts; both have the same foreign keys."""
-        column = self.TARGETS.get(self.scope)
-        return Q(**{f"{column}_id": getattr(self, f"{column}_id")}) if column else Q()
+        """The rollup rows this budget counts (of the table usage.rollups.table_for picks for its column)."""
+        column = self.target_column
+        return Q(**{column: self.target_value}) if column else Q()
 
     @property
     def webhook_host(self) -> str:

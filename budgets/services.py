@@ -49,13 +49,16 @@ logger = logging.getLogger(__name__)
 
 def budgets_visible_to(user: Any) -> QuerySet[Budget]:
     """Finance and admins see every budget; anyone else the ones that apply to their calls: global, provider
-    and model budgets, their own user budget and those of their API keys."""
-    budgets = Budget.objects.select_related("provider", "model__provider", "user", "api_key")
+    and model budgets, their own user budget, those of their API keys and those of their teams (a team's
+    spend is a total, as "My usage" shows it). Tag and end-user budgets count anyone's calls: not theirs."""
+    budgets = Budget.objects.select_related("provider", "model__provider", "user", "api_key", "team")
     if has_role(user, ADMIN, FINANCE):
         return budgets
+    teams = user.teams.values("pk") if getattr(user, "is_authenticated", False) else []
     return budgets.filter(Q(scope__in=[Budget.Scope.GLOBAL, Budget.Scope.PROVIDER, Budget.Scope.MODEL])
                           | Q(scope=Budget.Scope.USER, user=user)
-                          | Q(scope=Budget.Scope.API_KEY, api_key__user=user))
+                          | Q(scope=Budget.Scope.API_KEY, api_key__user=user)
+                          | Q(scope=Budget.Scope.TEAM, team__in=teams))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from providers.adapters.base import (
     ToolCall,
     Usage,
 )
+from usage import attribution
 
 from .checks import (
     BadRequest,
@@ -52,6 +53,22 @@ STOP_REASONS: dict[str, str] = {
 class ParsedMessages:
     request: ChatRequest
     stream: bool
+    # Attribution from the body: Anthropic's `metadata.user_id` names the end user.
+    tags: tuple[str, ...] = ()
+    end_user: str = ""
+
+
+def _end_user(metadata: dict[str, Any]) -> str:
+    """Anthropic's `metadata` has one field, `user_id`: the end user."""
+    for name in metadata:
+        if name != "user_id":
+            raise BadRequest(f"metadata.{name}: Extra inputs are not permitted", f"metadata.{name}")
+    if metadata.get("user_id") is None:
+        return ""
+    try:
+        return attribution.end_user_clean(text(metadata["user_id"], "metadata.user_id"), "metadata.user_id")
+    except attribution.AttributionError as exc:
+        raise BadRequest(f"metadata.user_id: {exc.message}", exc.param, "invalid_attribution") from None
 
 
 def parse_messages(body: Any) -> ParsedMessages:
@@ -70,8 +87,7 @@ def parse_messages(body: Any) -> ParsedMessages:
     values = {name: value for name, value in body.items() if value is not None}
     system, cache_system = _system(values.get("system", ""))
     tools = tuple(_tool(tool, f"tools.{i}") for i, tool in enumerate(array(values.get("tools", []), "tools")))
-    if "metadata" in values:
-        obj(values["metadata"], "metadata")
+    end_user = _end_user(obj(values["metadata"], "metadata")) if "metadata" in values else ""
     if "service_tier" in values:
         text(values["service_tier"], "service_tier")
     extra = {"top_k": integer(values["top_k"], "top_k", 0)} if "top_k" in values else {}
@@ -87,7 +103,7 @@ def parse_messages(body: Any) -> ParsedMessages:
         thinking_budget=_thinking(values["thinking"], max_tokens) if "thinking" in values else None,
         extra=extra, stream=stream,
     )
-    return ParsedMessages(request, stream)
+    return ParsedMessages(request, stream, end_user=end_user)
 
 
 def _system(system: Any) -> tuple[str, bool]:

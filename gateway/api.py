@@ -48,6 +48,7 @@ from providers.adapters.base import (
     prompt_text,
 )
 from providers.models import Model
+from usage import attribution
 from usage import services as usage_services
 
 from . import anthropic_format, apikeys, openai_format, openapi, ratelimit
@@ -241,6 +242,28 @@ def _cache_ask(request: HttpRequest) -> CacheAsk:
     return CacheAsk(enabled, ttl)
 
 
+@dataclass(frozen=True)
+class Attribution:
+    """The call's tags and end user, from the x-aspweb-tags and x-aspweb-end-user headers and the body."""
+
+    tags: tuple[str, ...] = ()
+    end_user: str = ""
+
+
+def _attribution(request: HttpRequest, parsed: Any) -> Attribution:
+    """Tags from the header and the body together (bounded together); the end user from the body, else the
+    header. A bound passed is a 400 naming where the culprit came from."""
+    try:
+        header_tags = attribution.tags_parse([request.headers.get("x-aspweb-tags", "")], "x-aspweb-tags")
+        tags = attribution.tags_merge(header_tags, parsed.tags,
+                                      param="metadata.tags" if parsed.tags else "x-aspweb-tags")
+        end_user = parsed.end_user or attribution.end_user_clean(request.headers.get("x-aspweb-end-user", ""),
+                                                                 "x-aspweb-end-user")
+    except attribution.AttributionError as exc:
+        raise BadRequest(exc.message, exc.param, "invalid_attribution") from None
+    return Attribution(tags, end_user)
+
+
 @dataclass
 class Admission:
     key: ApiKey
@@ -249,14 +272,17 @@ class Admission:
     cache_ttl: int | None = None
     hit: response_cache.CachedAnswer | None = None
     prepared: calls.Prepared | None = None
+    attribution: Attribution = Attribution()
 
     @property
     def caller(self) -> calls.Caller:
-        return calls.Caller(source="gateway", user=self.key.user, api_key=self.key)
+        # The key's team (an id: the cached key row holds it without a query).
+        return calls.Caller(source="gateway", user=self.key.user, api_key=self.key, team_id=self.key.team_id,
+                            tags=self.attribution.tags, end_user=self.attribution.end_user)
 
 
 def _admit_sync(raw_key: str | None, chat: ChatRequest | None, ask: CacheAsk | None,
-                record: calls.CallRecord | None = None) -> Admission:
+                record: calls.CallRecord | None = None, attributed: Attribution = Attribution()) -> Admission:
     """Key, then permission, then limits, then the cache, then (with `record`) the call's own preparation
     (resolution and budget reservation): everything before the call that needs the database or the cache.
     Without `chat`, only the key. Reads come before the one change (the rate-limit count), so that an
@@ -276,7 +302,7 @@ def _admit_sync(raw_key: str | None, chat: ChatRequest | None, ask: CacheAsk | N
         reservation = ratelimit.admit(key.prefix, rpm=key.rpm_limit, tpm=key.tpm_limit, estimate=estimate)
     except ratelimit.RateLimited as exc:
         raise ApiError(429, exc.message, code="rate_limit_exceeded", retry_after=exc.retry_after) from None
-    admission = Admission(key, reservation)
+    admission = Admission(key, reservation, attribution=attributed)
     if ttl:
         admission.cache_key, admission.cache_ttl = response_cache.key_for(chat), ttl
         admission.hit = response_cache.lookup(admission.cache_key)
@@ -304,6 +330,7 @@ async def _admit(request: HttpRequest, record: calls.CallRecord,
     try:
         ask = _cache_ask(request)
         parsed = parse(_json_body(request))
+        attributed = _attribution(request, parsed)
     except (ApiError, BadRequest) as problem:
         await inline_or_hop(_admit_sync, raw_key, None, None)
         raise problem from None
@@ -312,9 +339,9 @@ async def _admit(request: HttpRequest, record: calls.CallRecord,
     # in a thread when it needs the database. Anything else that needs the network goes in one hop.
     try:
         with inline.memory_only():
-            admission = _admit_sync(raw_key, parsed.request, ask)
+            admission = _admit_sync(raw_key, parsed.request, ask, attributed=attributed)
     except inline.NEEDS_THREAD:
-        return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask, record), parsed
+        return await sync_to_async(_admit_sync)(raw_key, parsed.request, ask, record, attributed), parsed
     if admission.hit is None:
         admission.prepared = await inline_or_hop(calls.prepare, parsed.request, caller=admission.caller,
                                                  record=record)
@@ -358,7 +385,9 @@ def _record_cache_hit(admission: Admission, record: calls.CallRecord) -> None:
     usage = hit.completion.usage
     usage_services.usage_record_create(
         request_id=record.request_id, provider=model.provider, model=model, source="gateway", status="ok",
-        user=admission.key.user, api_key=admission.key, cached=True, finish_reason=hit.completion.finish_reason or "",
+        user=admission.key.user, api_key=admission.key, team_id=admission.key.team_id,
+        tags=admission.attribution.tags, end_user=admission.attribution.end_user,
+        cached=True, finish_reason=hit.completion.finish_reason or "",
         input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
         output_tokens=usage.output_tokens,

@@ -4,7 +4,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Team, User
 from aspweb.forms import BoundedIntegerField
 
 from . import apikeys
@@ -31,6 +31,10 @@ class ApiKeyForm(forms.Form):
         User.objects.filter(is_active=True), required=False, label="Owner",
         help_text="The person it belongs to or acts for; leave empty for an application's key.",
     )
+    team = forms.ModelChoiceField(
+        Team.objects.order_by("name"), required=False,
+        help_text="The team its calls are counted for (dashboards, team budgets); empty: none.",
+    )
     allowed_models = forms.MultipleChoiceField(
         required=False, widget=forms.CheckboxSelectMultiple, label="Allowed models and routes",
         help_text="None ticked: every model and route, including ones added later.",
@@ -45,10 +49,15 @@ class ApiKeyForm(forms.Form):
         help_text="Empty: never (revoke it when it is no longer needed).",
     )
 
-    def __init__(self, *args: Any, choose_owner: bool, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, choose_owner: bool, teams: Any = None, **kwargs: Any) -> None:
+        """`teams`: the teams the key may be for, when not every team (a person's own)."""
         super().__init__(*args, **kwargs)
         if not choose_owner:
             del self.fields["user"]
+        if teams is not None:
+            self.fields["team"].queryset = teams.order_by("name")
+            if not self.fields["team"].queryset.exists():
+                del self.fields["team"]
         self.fields["allowed_models"].choices = allowed_model_choices()
 
     def clean_expires_at(self) -> datetime | None:

@@ -28,7 +28,7 @@ def _get_key_for_user(user: Any, pk: int) -> ApiKey:
 @role_required(ADMIN, FINANCE, MEMBER)
 def apikey_list(request: HttpRequest) -> HttpResponse:
     rights = apikeys.key_rights(request.user)
-    keys = ApiKey.objects.select_related("user", "created_by")
+    keys = ApiKey.objects.select_related("user", "team", "created_by")
     if not rights.manage_all:
         keys = keys.filter(user=request.user)
     show_all = request.GET.get("all") == "1"
@@ -46,13 +46,14 @@ def apikey_add(request: HttpRequest) -> HttpResponse:
     rights = apikeys.key_rights(request.user)
     if not rights.create_own:
         raise PermissionDenied("An admin has not allowed you to make your own API keys.")
-    form = ApiKeyForm(request.POST or None, choose_owner=rights.manage_all)
+    form = ApiKeyForm(request.POST or None, choose_owner=rights.manage_all,
+                      teams=None if rights.manage_all else request.user.teams.all())
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         key, raw = apikeys.api_key_create(
             name=data["name"], user=data["user"] if rights.manage_all else request.user, actor=request.user,
             allowed_models=data["allowed_models"], rpm_limit=data["rpm_limit"], tpm_limit=data["tpm_limit"],
-            expires_at=data["expires_at"],
+            expires_at=data["expires_at"], team=data.get("team"),
         )
         # Rendered from the POST, never stored or redirected through a URL: the key is shown this once.
         response = render(request, "gateway/apikey_created.html", {

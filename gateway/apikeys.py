@@ -74,7 +74,7 @@ def _new_key() -> str:
 
 def api_key_create(*, name: str, user: Any, actor: Any, allowed_models: list[str] | None = None,
                    rpm_limit: int | None = None, tpm_limit: int | None = None,
-                   expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+                   expires_at: datetime | None = None, team: Any = None) -> tuple[ApiKey, str]:
     """Make a key and return it with its full text, which is never available again."""
     with transaction.atomic():
         while True:
@@ -82,11 +82,12 @@ def api_key_create(*, name: str, user: Any, actor: Any, allowed_models: list[str
             if not ApiKey.objects.filter(prefix=raw[:PREFIX_LENGTH]).exists():
                 break
         key = ApiKey.objects.create(
-            name=name, user=user, prefix=raw[:PREFIX_LENGTH], key_hash=_hash(raw),
+            name=name, user=user, team=team, prefix=raw[:PREFIX_LENGTH], key_hash=_hash(raw),
             allowed_models=sorted(set(allowed_models or [])), rpm_limit=rpm_limit, tpm_limit=tpm_limit,
             expires_at=expires_at, created_by=actor if getattr(actor, "is_authenticated", False) else None,
         )
-        audit_log(actor, "apikey.create", key, owner=user.email if user else "", models=key.allowed_models,
+        audit_log(actor, "apikey.create", key, owner=user.email if user else "",
+                  **({"team": team.name} if team is not None else {}), models=key.allowed_models,
                   rpm_limit=rpm_limit, tpm_limit=tpm_limit,
                   expires_at=expires_at.isoformat(timespec="seconds") if expires_at else "")
     return key, raw

@@ -26,6 +26,7 @@ _VERSION = 1  # bump when the stored shape changes
 def key_for(request: ChatRequest) -> str:
     fields = dataclasses.asdict(request)
     del fields["stream"]  # a streamed and a whole answer to the same request are the same answer
+    del fields["metadata"]  # labels of the call, not part of the question
     normalised = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return f"gw:answer:{_VERSION}:{hashlib.sha256(normalised.encode()).hexdigest()}"
 

@@ -25,6 +25,8 @@ class ApiKey(models.Model):
     name = models.CharField(max_length=100)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                              related_name="api_keys", help_text="The person the key belongs to or acts for.")
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="api_keys", help_text="The team its calls are counted for.")
     prefix = models.CharField(max_length=24, unique=True)
     key_hash = models.CharField(max_length=64, unique=True)
     allowed_models = models.JSONField(default=list, blank=True,

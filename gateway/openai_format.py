@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from providers.adapters.base import ChatRequest, Chunk, Completion, ImagePart, Message, TextPart, ToolCall, Usage
+from usage import attribution
 
 from .checks import (
     BadRequest,
@@ -42,9 +43,8 @@ _PASSTHROUGH: dict[str, Any] = {
     "verbosity": lambda v, p: one_of(v, p, ("low", "medium", "high")),
 }
 # Accepted and not forwarded: they label or route the request at OpenAI and change nothing in the answer.
+# (`user` and `metadata` attribute the call: see _attribution.)
 _IGNORED: dict[str, Any] = {
-    "user": lambda v, p: text(v, p),
-    "metadata": lambda v, p: obj(v, p),
     "store": lambda v, p: boolean(v, p),
     "service_tier": lambda v, p: text(v, p),
     "parallel_tool_calls": lambda v, p: boolean(v, p),
@@ -59,10 +59,14 @@ _UNSUPPORTED = {
     "web_search_options": "Web search options are not supported by aspweb's gateway.",
     "top_logprobs": "Log probabilities are not supported by aspweb's gateway.",
 }
-_KNOWN = {"model", "messages", "stream", "stream_options", "temperature", "top_p", "max_tokens",
+_KNOWN = {"model", "messages", "stream", "stream_options", "temperature", "top_p", "max_tokens", "user", "metadata",
           "max_completion_tokens", "stop", "n", "tools", "tool_choice", "logprobs", "modalities",
           *_PASSTHROUGH, *_IGNORED, *_UNSUPPORTED}
 ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+# OpenAI's bounds on `metadata`: 16 pairs, keys of 64 characters, values of 512.
+METADATA_PAIRS, METADATA_KEY_MAX, METADATA_VALUE_MAX = 16, 64, 512
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,33 @@ class ParsedChat:
     request: ChatRequest
     stream: bool
     include_usage: bool
+    # Attribution from the body (usage/attribution.py): `metadata.tags` and `user`.
+    tags: tuple[str, ...] = ()
+    end_user: str = ""
+
+
+def _metadata(value: Any) -> dict[str, str]:
+    """OpenAI's `metadata`: at most 16 pairs of strings, keys up to 64 characters, values up to 512."""
+    metadata = obj(value, "metadata")
+    if len(metadata) > METADATA_PAIRS:
+        raise BadRequest(f"metadata holds {len(metadata)} pairs; at most {METADATA_PAIRS} are allowed.", "metadata")
+    for key, item in metadata.items():
+        if len(key) > METADATA_KEY_MAX:
+            raise BadRequest(f"metadata keys have at most {METADATA_KEY_MAX} characters.", f"metadata.{key[:20]}")
+        text(item, f"metadata.{key}", longest=METADATA_VALUE_MAX)
+    return metadata
+
+
+def _attribution(values: dict[str, Any]) -> tuple[dict[str, str] | None, tuple[str, ...], str]:
+    """The call's `metadata` (forwarded to providers that accept it), its tags (`metadata.tags`, "a,b") and
+    its end user (`user`)."""
+    metadata = _metadata(values["metadata"]) if "metadata" in values else None
+    try:
+        tags = attribution.tags_parse([metadata["tags"]], "metadata.tags") if metadata and "tags" in metadata else ()
+        end_user = attribution.end_user_clean(text(values["user"], "user"), "user") if "user" in values else ""
+    except attribution.AttributionError as exc:
+        raise BadRequest(exc.message, exc.param, "invalid_attribution") from None
+    return metadata or None, tags, end_user
 
 
 def parse_chat(body: Any) -> ParsedChat:
@@ -113,14 +144,15 @@ def parse_chat(body: Any) -> ParsedChat:
         if name in values:
             _IGNORED[name](values[name], name)
     extra = {name: _PASSTHROUGH[name](values[name], name) for name in _PASSTHROUGH if name in values}
+    metadata, tags, end_user = _attribution(values)
     request = ChatRequest(
         model=model, messages=messages, system=system,
         temperature=number(values["temperature"], "temperature", 0, 2) if "temperature" in values else None,
         top_p=number(values["top_p"], "top_p", 0, 1) if "top_p" in values else None,
         max_tokens=max_tokens, stop=_stop(values.get("stop")), tools=tools, tool_choice=tool_choice,
-        extra=extra, stream=stream,
+        extra=extra, stream=stream, metadata=metadata,
     )
-    return ParsedChat(request, stream, include_usage)
+    return ParsedChat(request, stream, include_usage, tags, end_user)
 
 
 def _messages(items: list[Any]) -> tuple[str, tuple[Message, ...]]:

@@ -53,8 +53,21 @@ class ChatForm(forms.Form):
         "rows": 3, "placeholder": "Ask something. Enter sends, Shift+Enter starts a new line.",
     }))
 
-    def __init__(self, *args: Any, catalog: Sequence[Model], prompt_required: bool = True, **kwargs: Any) -> None:
+    team = forms.TypedChoiceField(label="Team", coerce=int, required=False, empty_value=None,
+                                  help_text="The team these calls are counted for.")
+
+    def __init__(self, *args: Any, catalog: Sequence[Model], prompt_required: bool = True,
+                 teams: Sequence[Any] = (), **kwargs: Any) -> None:
+        """`teams`: the person's teams. With one, their calls count for it; with several, they pick (their
+        first by default); with none, the field is left out."""
         super().__init__(*args, **kwargs)
+        self.teams = list(teams)
+        if self.teams:
+            self.fields["team"].choices = [(team.pk, team.name) for team in self.teams] + [("", "No team")]
+            if self.fields["team"].initial is None and "team" not in self.initial:
+                self.initial["team"] = self.teams[0].pk
+        else:
+            del self.fields["team"]
         self.catalog = {model.pk: model for model in catalog}
         groups: dict[str, list[tuple[int, str]]] = {}
         for model in catalog:
@@ -89,14 +102,16 @@ class ChatForm(forms.Form):
     def params(self) -> Params:
         data = self.cleaned_data
         return Params(system=data["system"], temperature=data["temperature"], top_p=data["top_p"],
-                      max_tokens=data["max_tokens"], stop=tuple(data["stop"]))
+                      max_tokens=data["max_tokens"], stop=tuple(data["stop"]),
+                      team_id=data.get("team") if self.teams else None)
 
     @staticmethod
     def initial_for(conversation: Any, models: Sequence[Model]) -> dict[str, Any]:
         """The composer as a conversation was last sent: its parameters and the models of its last turn."""
         initial: dict[str, Any] = {"conversation": conversation.pk, "system": conversation.system,
                                    "temperature": conversation.temperature, "top_p": conversation.top_p,
-                                   "max_tokens": conversation.max_tokens, "stop": "\n".join(conversation.stop)}
+                                   "max_tokens": conversation.max_tokens, "stop": "\n".join(conversation.stop),
+                                   "team": conversation.team_id}
         for name, model in zip(("model", *COMPARE_FIELDS), models, strict=False):
             initial[name] = model.pk
         return initial

@@ -15,6 +15,9 @@ class Conversation(models.Model):
     top_p = models.FloatField(null=True, blank=True)
     max_tokens = models.PositiveIntegerField(default=1024)
     stop = models.JSONField(default=list, blank=True)
+    # The team its calls are counted for: one of its owner's teams, picked in the composer (their only one by
+    # default); empty: none.
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Request ids of calls whose answers an edited prompt replaced: they count in the running cost.
     replaced_calls = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -35,11 +35,21 @@ class Params:
     top_p: float | None = None
     max_tokens: int = 1024
     stop: tuple[str, ...] = ()
+    # The team the calls are counted for (one of the person's teams), or None.
+    team_id: int | None = None
 
     @classmethod
     def of(cls, conversation: Conversation) -> "Params":
         return cls(conversation.system, conversation.temperature, conversation.top_p, conversation.max_tokens,
-                   tuple(conversation.stop))
+                   tuple(conversation.stop), conversation.team_id)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A claimed answer's request, and the team its call is counted for."""
+
+    request: ChatRequest
+    team_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,7 @@ def _apply(conversation: Conversation, params: Params) -> None:
     conversation.top_p = params.top_p
     conversation.max_tokens = params.max_tokens
     conversation.stop = list(params.stop)
+    conversation.team_id = params.team_id
 
 
 def _answers_create(turn: Turn, models: Sequence[Model], version: int = 1) -> list[Answer]:
@@ -263,7 +274,8 @@ def requests_store(turn: Turn, answers: Sequence[Answer], *, first: bool = False
     earlier = [] if first else _earlier(turn)
     pending: dict[str, Any] = {}
     for answer in answers:
-        pending[_pending_key(answer.pk)] = (turn.conversation.user_id, _request(answer, turn, earlier))
+        pending[_pending_key(answer.pk)] = (turn.conversation.user_id, _request(answer, turn, earlier),
+                                            turn.conversation.team_id)
         pending[_claims_key(answer.pk)] = 0
     cache.set_many(pending, REQUEST_PENDING_SECONDS)
 
@@ -275,11 +287,13 @@ def prompt_tokens(request: ChatRequest) -> int:
 # -- one answer's life ---------------------------------------------------------------------------
 
 
-def pending_request(*, answer_id: int, user: Any) -> ChatRequest | None:
+def pending_request(*, answer_id: int, user: Any) -> Pending | None:
     """The pending request of `user`'s answer stored in the shared cache (see requests_store), if there is
-    one."""
+    one, with its team."""
     stored = cache.get(_pending_key(answer_id))
-    return stored[1] if stored is not None and stored[0] == user.pk else None
+    if stored is None or stored[0] != user.pk:
+        return None
+    return Pending(stored[1], stored[2] if len(stored) > 2 else None)
 
 
 def answer_claim_pending(*, answer_id: int) -> bool | None:
@@ -300,7 +314,7 @@ def answer_mark_streaming(*, answer_id: int, request_id: uuid.UUID | None = None
         status=Answer.Status.STREAMING, request_id=request_id))
 
 
-def answer_claim(*, answer_id: int, user: Any, request_id: uuid.UUID | None = None) -> ChatRequest | None:
+def answer_claim(*, answer_id: int, user: Any, request_id: uuid.UUID | None = None) -> Pending | None:
     """Claim `user`'s pending answer for one stream in the database, with its call's request id, and build
     its request. None when it is not pending: it was answered, stopped, or another stream holds it.
     Answer.DoesNotExist when it is not theirs, or gone."""
@@ -309,7 +323,7 @@ def answer_claim(*, answer_id: int, user: Any, request_id: uuid.UUID | None = No
     if not Answer.objects.filter(pk=answer_id, status=Answer.Status.PENDING).update(
             status=Answer.Status.STREAMING, request_id=request_id):
         return None
-    return chat_request(answer)
+    return Pending(chat_request(answer), answer.turn.conversation.team_id)
 
 
 def _forget_pending(answer_ids: Iterable[int]) -> None:

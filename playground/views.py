@@ -60,6 +60,11 @@ def _own_answer(request: HttpRequest, pk: int) -> Answer:
                              pk=pk, turn__conversation__user=request.user)
 
 
+def _teams(user: Any) -> list[Any]:
+    """The teams the person may count their calls for (the composer offers them when there are several)."""
+    return list(user.teams.order_by("name")) if getattr(user, "is_authenticated", False) else []
+
+
 def _history(user: Any) -> list[Conversation]:
     return list(Conversation.objects.filter(user=user).only("pk", "title", "updated_at")[:HISTORY_LENGTH])
 
@@ -71,7 +76,7 @@ def _page(request: HttpRequest, conversation: Conversation | None, form: ChatFor
     if form is None:
         last_models = [answer.model for answer in turns[-1].shown if answer.model] if turns else []
         initial = ChatForm.initial_for(conversation, last_models) if conversation else {}
-        form = ChatForm(initial=initial, catalog=catalog)
+        form = ChatForm(initial=initial, catalog=catalog, teams=_teams(request.user))
     return render(request, PAGE, {
         "conversation": conversation, "turns": turns, "form": form, "history": _history(request.user),
         "can_send": has_role(request.user, *SENDERS), "catalog_empty": not catalog, **extra,
@@ -118,7 +123,7 @@ def _form_errors(request: HttpRequest, form: ChatForm) -> HttpResponse:
 @role_required(*SENDERS)
 def send(request: HttpRequest) -> HttpResponse:
     """A new turn, or with edit_last the last prompt edited and sent again (its answers replaced)."""
-    form = ChatForm(request.POST, catalog=services.catalog())
+    form = ChatForm(request.POST, catalog=services.catalog(), teams=_teams(request.user))
     if not form.is_valid():
         return _form_errors(request, form) if request.htmx else _page_with_errors(request, form)
     data = form.cleaned_data
@@ -148,7 +153,7 @@ def _page_with_errors(request: HttpRequest, form: ChatForm) -> HttpResponse:
 def regenerate(request: HttpRequest, pk: int) -> HttpResponse:
     """The last turn answered again, with the models and parameters now in the composer."""
     conversation = _get_conversation_for_user(pk, request.user)
-    form = ChatForm(request.POST, catalog=services.catalog(), prompt_required=False)
+    form = ChatForm(request.POST, catalog=services.catalog(), prompt_required=False, teams=_teams(request.user))
     last = services.last_turn(conversation)
     if last is None:
         return redirect("playground_conversation", pk=conversation.pk)
@@ -204,7 +209,7 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(*VIEWERS)
 def estimate(request: HttpRequest) -> HttpResponse:
     """The cost range of the prompt being typed, per selected model (the composer asks as you type)."""
-    form = ChatForm(request.POST, catalog=services.catalog(), prompt_required=False)
+    form = ChatForm(request.POST, catalog=services.catalog(), prompt_required=False, teams=_teams(request.user))
     estimates: list[services.Estimate] = []
     if form.is_valid():
         estimates = services.estimate(models=form.models, params=form.params, prompt=form.cleaned_data["prompt"],
@@ -272,9 +277,10 @@ def _claim(request: HttpRequest, pk: int) -> _Claim:
     loop when the answer's request is pending in a shared cache of this process's memory (the embedded default;
     aspweb/inline.py), else in the sign-in check's thread hop. 404
     for anyone else's answer."""
-    caller, record = calls.Caller(source="playground", user=request.user), calls.CallRecord()
-    chat = services.pending_request(answer_id=pk, user=request.user)
-    if chat is not None:
+    record = calls.CallRecord()
+    pending = services.pending_request(answer_id=pk, user=request.user)
+    if pending is not None:
+        chat, caller = pending.request, _caller(request.user, pending)
         # Resolved before claiming: what needs the database starts this again in a thread before the claim,
         # which must be counted once. Reserved after it, by the winner only: a second stream for the answer
         # (opened twice, or a fast reconnect) holds nothing.
@@ -288,11 +294,17 @@ def _claim(request: HttpRequest, pk: int) -> _Claim:
     if inline.running_inline():
         raise inline.NeedsThread("the answer's request")
     try:
-        chat = services.answer_claim(answer_id=pk, user=request.user, request_id=record.request_id)
+        pending = services.answer_claim(answer_id=pk, user=request.user, request_id=record.request_id)
     except Answer.DoesNotExist:
         raise Http404("No such answer.") from None
+    caller = _caller(request.user, pending)
+    chat = pending.request if pending is not None else None
     prepared = calls.prepare(chat, caller=caller, record=record) if chat is not None else None
     return _Claim(pk, caller, record, chat, prepared, marked=True)
+
+
+def _caller(user: Any, pending: services.Pending | None) -> calls.Caller:
+    return calls.Caller(source="playground", user=user, team_id=pending.team_id if pending is not None else None)
 
 
 async def _generate(claim: _Claim, generation: live.Generation) -> None:

@@ -15,6 +15,7 @@
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -68,11 +69,21 @@ class CallError(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling, for the ledger, budgets and limits."""
+    """Who is calling, for the ledger, budgets and limits: the person or key, and what the call is attributed
+    to (its team's id, its tags and its end user, checked by the caller: usage/attribution.py)."""
 
     source: Source
     user: Any = None
     api_key: Any = None
+    team_id: int | None = None
+    tags: tuple[str, ...] = ()
+    end_user: str = ""
+
+    @property
+    def scope(self) -> dict[str, Any]:
+        """What limits on spend match a call by (CallLimit.covers and reserve)."""
+        return {"user": self.user, "api_key": self.api_key, "team_id": self.team_id, "tags": self.tags,
+                "end_user": self.end_user}
 
 
 @dataclass(frozen=True)
@@ -294,7 +305,7 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
 
 def _hard_budgets(target: Target, caller: Caller) -> bool:
     """Whether a limit on spend (a hard-limit budget) covers the call; read from memory, without a query."""
-    return any(limit.covers(provider=target.provider, model=target.model, user=caller.user, api_key=caller.api_key)
+    return any(limit.covers(provider=target.provider, model=target.model, **caller.scope)
                for limit in hooks.limits())
 
 
@@ -315,8 +326,8 @@ def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallR
     held = False
     try:
         for limit in hooks.limits():
-            held = limit.reserve(record=record, provider=target.provider, model=target.model, user=caller.user,
-                                 api_key=caller.api_key, price=target.price,
+            held = limit.reserve(record=record, provider=target.provider, model=target.model, **caller.scope,
+                                 price=target.price,
                                  input_tokens=bounds.input_token_bound(request), output_tokens=output_tokens,
                                  timeout_seconds=target.provider.time_limit) or held
     except hooks.LimitRefused as exc:
@@ -375,7 +386,8 @@ def _record_fields(target: Target | None, request: ChatRequest, caller: Caller,
         error_kind, error_message = "", ""
     return {
         "request_id": record.request_id, "created_at": record.started_at, "source": caller.source,
-        "user": caller.user, "api_key": caller.api_key, "provider": provider, "model": model,
+        "user": caller.user, "api_key": caller.api_key, "team_id": caller.team_id, "tags": caller.tags,
+        "end_user": caller.end_user, "provider": provider, "model": model,
         "status": "error" if record.status == "pending" else record.status,
         "error_kind": error_kind, "error_message": error_message, "finish_reason": record.finish_reason or "",
         "input_tokens": usage.input_tokens, "cache_read_tokens": usage.cache_read_tokens,
@@ -504,6 +516,9 @@ async def _guarded(target: Target, request: ChatRequest, deadline: float) -> Asy
     """The adapter's stream under the first-token timeout and the whole-call deadline."""
     label = target.connection.label
     first_token_timeout = settings.PROVIDER_FIRST_TOKEN_TIMEOUT_SECONDS
+    if request.metadata and target.provider.kind_preset.accepts_metadata:
+        # Only providers that document the object get it; to any other it would be an unknown parameter.
+        request = dataclasses.replace(request, extra={**request.extra, "metadata": request.metadata})
     async with contextlib.aclosing(target.adapter.stream(target.connection, request)) as chunks:
         waiting_first = True
         while True:

@@ -71,6 +71,8 @@ class Kind:
     # False where a request's max_tokens is not honoured (the Claude CLI has no such option): a worst case
     # then reserves the model's whole output.
     caps_output: bool = True
+    # The provider accepts OpenAI's `metadata` object on a chat completion (labels, up to 16 string pairs).
+    accepts_metadata: bool = False
     # The published maximum output of preset models, in tokens: {model id: tokens}.
     max_output_tokens: dict[str, int] = field(default_factory=dict)
 
@@ -109,7 +111,7 @@ KINDS: dict[str, Kind] = _kinds(
     Kind(
         "openai", "OpenAI", "openai_compat", base_url="https://api.openai.com/v1",
         key_env="OPENAI_API_KEY", prices_provider="openai", max_tokens_param="max_completion_tokens",
-        models=("gpt-4o", "gpt-4o-mini", "gpt-4-turbo", "o1", "o1-mini"),
+        models=("gpt-4o", "gpt-4o-mini", "gpt-4-turbo", "o1", "o1-mini"), accepts_metadata=True,
         help="GPT and o-series models through the official OpenAI SDK.",
     ),
     Kind(

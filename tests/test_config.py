@@ -273,7 +273,7 @@ def test_unknown_keys_at_every_level_are_errors(db: None) -> None:
 
     errors = errors_of(text)
 
-    assert errors[0] == "alerts: unknown section; supported sections: providers, routes, budgets"
+    assert errors[0] == "alerts: unknown section; supported sections: teams, providers, routes, budgets"
     assert errors[1].startswith("providers[0] (x).base_ulr: unknown setting; kind openai_compatible takes: "
                                 "name, kind, base_url, ")
     # The base_url the file misspelt is still missing, and that is said too.

@@ -26,14 +26,23 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from accounts.models import User
+from accounts.models import Team, User
 from aspweb.money import money
 from gateway.models import ApiKey
 from providers.models import Model, Price, Provider
 from tests.conftest import signed_in
 from tests.usage_support import write
 from usage import charts, dashboards, views
-from usage.models import ROLLUPS, DailyApiKeyUsage, DailyModelUsage, DailyUsage, DailyUserUsage, UsageRecord
+from usage.attribution import tag_q
+from usage.models import (
+    ROLLUPS,
+    DailyApiKeyUsage,
+    DailyModelUsage,
+    DailyTeamUsage,
+    DailyUsage,
+    DailyUserUsage,
+    UsageRecord,
+)
 from usage.services import day_start, ledger_timezone
 
 pytestmark = pytest.mark.django_db
@@ -81,7 +90,12 @@ def ledger(people: dict[str, User]) -> dict[str, Any]:
     keys = [ApiKey.objects.create(name="ci", user=people["member"], prefix="asp_ci01", key_hash="1" * 64),
             ApiKey.objects.create(name="<b>batch</b>", user=people["other"], prefix="asp_bt02", key_hash="2" * 64)]
     users = [people["member"], people["other"], people["third"], None]
+    teams = [Team.objects.create(name="Research"), Team.objects.create(name="Sales")]
+    keys[0].team, keys[1].team = teams
+    keys[0].save(), keys[1].save()
     rng = random.Random(5)
+    # Attribution drawn apart, so that the calls' other columns stay as they were before it existed.
+    attributed = random.Random(11)
     start = NOW - timedelta(days=70)
     for _ in range(300):
         user = rng.choice(users)
@@ -92,8 +106,12 @@ def ledger(people: dict[str, User]) -> dict[str, Any]:
         latency = None if rng.random() < 0.1 else rng.randint(200, 9000)
         model = rng.choice(models)
         reported = Decimal(rng.randint(1, 90_000)) / 10**7 if model.provider == gamma and status == "ok" else None
+        tags = tuple(sorted(attributed.sample(["batch", "chat", "search"], attributed.randint(0, 2))))
+        end_user = attributed.choice(["", "cust-1", "cust-2", "cust-3"]) if source == "gateway" else ""
+        team = key.team_id if key is not None else attributed.choice([None, teams[0].pk, teams[1].pk])
         write(
             model, user=user, api_key=key, source=source, status=status, reported_cost=reported,
+            team_id=team, tags=tags, end_user=end_user,
             error_kind="server" if status == "error" else "",
             created_at=start + timedelta(minutes=rng.randint(0, 75 * 24 * 60)),
             input_tokens=rng.randint(0, 5000), cache_read_tokens=rng.choice([0, 0, rng.randint(1, 9000)]),
@@ -102,7 +120,7 @@ def ledger(people: dict[str, User]) -> dict[str, Any]:
             reasoning_tokens=rng.choice([0, rng.randint(0, 100)]), usage_estimated=status == "cancelled",
             latency_ms=latency, ttft_ms=None if latency is None or rng.random() < 0.2 else latency // 5,
         )
-    return {"alpha": alpha, "beta": beta, "gamma": gamma, "models": models, "keys": keys}
+    return {"alpha": alpha, "beta": beta, "gamma": gamma, "models": models, "keys": keys, "teams": teams}
 
 
 # -- the truth: direct sums over the raw records ------------------------------------------------
@@ -110,10 +128,11 @@ def ledger(people: dict[str, User]) -> dict[str, Any]:
 
 def _raw(start: date, end: date, **filters: Any) -> QuerySet[UsageRecord]:
     """The records of the days from `start` to `end`; an unpriced one with all its tokens as
-    `unpriced_record_tokens` (0 for the others)."""
+    `unpriced_record_tokens` (0 for the others). `tag`: the records carrying it."""
+    tag = filters.pop("tag", None)
     tokens = (F("input_tokens") + F("cache_read_tokens") + F("cache_write_tokens") + F("cache_write_1h_tokens")
               + F("output_tokens"))
-    return UsageRecord.objects.filter(created_at__gte=day_start(start),
+    return UsageRecord.objects.filter(tag_q(tag) if tag else Q(), created_at__gte=day_start(start),
                                       created_at__lt=day_start(end + timedelta(days=1)), **filters).annotate(
         unpriced_record_tokens=Case(When(unpriced=True, then=tokens), default=Value(0)))
 
@@ -139,7 +158,7 @@ RAW_SUMS = {
 }
 # The raw-record column of each dimension.
 RAW_DIMENSION = {"provider": "provider_id", "model": "model_id", "user": "user_id", "api_key": "api_key_id",
-                 "source": "source", "day": "day"}
+                 "source": "source", "day": "day", "team": "team_id", "end_user": "end_user", "tag": "tag"}
 
 
 def _raw_figures(records: QuerySet[UsageRecord]) -> dashboards.Figures:
@@ -148,6 +167,15 @@ def _raw_figures(records: QuerySet[UsageRecord]) -> dashboards.Figures:
 
 def _raw_groups(records: QuerySet[UsageRecord], dimension: str) -> dict[Any, dashboards.Figures]:
     column = RAW_DIMENSION[dimension]
+    if column == "tag":  # a call in the group of each of its tags, or of no tag
+        tags = {tag for text in records.values_list("tags", flat=True) for tag in text.split(",") if tag}
+        groups = {tag: _raw_figures(records.filter(tag_q(tag))) for tag in tags}
+        if records.filter(tags="").exists():
+            groups[None] = _raw_figures(records.filter(tags=""))
+        return groups
+    if column == "end_user":  # no end user: the group None, as the rollups keep it
+        return {(row.pop(column) or None): dashboards.Figures(**row)
+                for row in records.order_by().values(column).annotate(**RAW_SUMS)}
     if column == "day":
         records = records.annotate(day=TruncDate("created_at", tzinfo=ledger_timezone()))
     return {row.pop(column): dashboards.Figures(**row)
@@ -165,6 +193,12 @@ FILTER_CASES = [
     {"provider": "beta", "source": "playground"},
     {"model": 3},
     {"provider": "gamma", "user": "third"},
+    {"team": 0},
+    {"team": 1, "source": "playground"},
+    {"tag": "batch"},
+    {"tag": "chat", "provider": "alpha"},
+    {"end_user": "cust-1"},
+    {"end_user": "cust-2", "model": 2},
 ]
 
 
@@ -175,7 +209,8 @@ def _resolve(case: dict[str, Any], ledger: dict[str, Any], people: dict[str, Use
     for name, value in case.items():
         obj = {"provider": lambda v: ledger[v], "model": lambda v: ledger["models"][v],
                "user": lambda v: people[v], "api_key": lambda v: ledger["keys"][v],
-               "source": lambda v: v}[name](value)
+               "team": lambda v: ledger["teams"][v],
+               "source": lambda v: v, "tag": lambda v: v, "end_user": lambda v: v}[name](value)
         params[name] = getattr(obj, "pk", obj)
         raw[name] = obj
     return params, raw
@@ -197,8 +232,14 @@ def test_every_total_and_group_equals_a_direct_sum_over_the_raw_records(
         assert response.context["totals"].requests > 0 or case  # the fixture puts calls in every range
         for dimension in dashboards.DIMENSIONS:
             shown = client.get(reverse("dashboard"), {**params, **range_params, "group": dimension})
+            if {dimension, *case} >= {"tag", "end_user"}:  # no rollup has both: refused, in words
+                assert shown.status_code == 400 and "cannot be combined" in shown.content.decode()
+                continue
             groups = {group.key: group.figures for group, _ in shown.context["rows"]}
-            assert groups == _raw_groups(records, dimension), (case, range_params, dimension)
+            expected = _raw_groups(records, dimension)
+            if dimension == "tag" and "tag" in case:  # the rows of that tag only, not its calls' other tags
+                expected = {key: figures for key, figures in expected.items() if key == case["tag"]}
+            assert groups == expected, (case, range_params, dimension)
 
 
 def _tables_read(client: Client, url: str, params: dict[str, Any]) -> set[str]:
@@ -211,8 +252,8 @@ def _tables_read(client: Client, url: str, params: dict[str, Any]) -> set[str]:
 @pytest.mark.parametrize(("params", "tables"), [
     # Totals, the daily chart, the model chart and the table by provider: per model; the two "top" charts:
     # per person, per key.
-    ({}, {DailyModelUsage, DailyUserUsage, DailyApiKeyUsage}),
-    ({"group": "model"}, {DailyModelUsage, DailyUserUsage, DailyApiKeyUsage}),
+    ({}, {DailyModelUsage, DailyUserUsage, DailyApiKeyUsage, DailyTeamUsage}),
+    ({"group": "model"}, {DailyModelUsage, DailyUserUsage, DailyApiKeyUsage, DailyTeamUsage}),
     ({"group": "day", "source": "cli"}, {DailyModelUsage, DailyUsage}),  # the two "top" charts by source
     ({"user": "other"}, {DailyUsage, DailyUserUsage}),  # one person's models and keys: the full table
     ({"api_key": 0, "group": "api_key"}, {DailyUsage, DailyApiKeyUsage}),
@@ -239,7 +280,7 @@ def test_a_chart_by_the_tables_grouping_shows_the_bars_it_would_sum_itself(
     assert len(summed) > 1
     assert [(t.key, t.cost, t.requests) for t in response.context[chart]] == [
         (t.key, t.cost, t.requests) for t in summed]
-    assert sum("usage_daily" in query["sql"] for query in queries) == 5  # the table's sums serve its chart
+    assert sum("usage_daily" in query["sql"] for query in queries) == 6  # the table's sums serve its chart
 
 
 def test_the_default_view_reads_each_name_table_once(ledger: dict[str, Any], people: dict[str, User]) -> None:
@@ -249,11 +290,12 @@ def test_the_default_view_reads_each_name_table_once(ledger: dict[str, Any], peo
     client.get(reverse("dashboard"))
     with CaptureQueriesContext(connection) as queries:
         client.get(reverse("dashboard"))
+    # accounts_user: the signed-in person comes from a row cache (accounts/backends.py)
     for table, reads in (("providers_provider", 1), ("providers_model", 1), ("gateway_apikey", 1),
-                         ("accounts_user", 1)):  # the signed-in person: a row cache (accounts/backends.py)
+                         ("accounts_team", 1), ("accounts_user", 1)):
         assert sum(f'FROM "{table}"' in query["sql"] for query in queries) == reads, table
     sums = [query for query in queries if "usage_daily" in query["sql"]]
-    assert len(sums) == 6  # totals, the table, the daily chart and three "top" charts
+    assert len(sums) == 7  # totals, the table, the daily chart and four "top" charts
 
 
 # The group table's rows as the template wrote them with Django's filters, before the view wrote them itself.
@@ -628,8 +670,12 @@ def test_the_csv_has_the_columns_of_each_grouping(ledger: dict[str, Any], people
         *own, "requests", "errors", "cancelled", "estimated", "input_tokens", "cache_read_tokens",
         "cache_write_tokens", "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "unpriced",
         "unpriced_tokens", "avg_latency_ms", "avg_ttft_ms"]
-    assert sum(Decimal(row["cost_usd"]) for row in rows) == _raw_figures(_raw(TODAY - timedelta(days=29),
-                                                                              TODAY)).cost
+    records = _raw(TODAY - timedelta(days=29), TODAY)
+    if group == "tag":  # a call is in the row of each of its tags
+        assert {row["tag"]: Decimal(row["cost_usd"]) for row in rows} == {
+            key or "": figures.cost for key, figures in _raw_groups(records, "tag").items()}
+        return
+    assert sum(Decimal(row["cost_usd"]) for row in rows) == _raw_figures(records).cost
 
 
 def test_every_csv_cell_is_the_raw_records_sum(ledger: dict[str, Any], people: dict[str, User]) -> None:
@@ -830,7 +876,8 @@ def test_every_row_opens_exactly_its_calls(ledger: dict[str, Any], people: dict[
             continue
         link = links[str(escape(group.label))]
         assert link.startswith("/calls/?date_from=")
-        expected = sorted(str(r.request_id) for r in records.filter(**{column: group.key}))
+        expected = sorted(str(r.request_id) for r in records.filter(
+            tag_q(group.key) if column == "tag" else Q(**{column: group.key})))
         assert len(expected) == group.figures.requests
         assert sorted(_listed_request_ids(client, link)) == expected, (dimension, group.label)
 

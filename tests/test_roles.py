@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from accounts.teams import team_create
 from budgets.models import Budget, Notification
 from gateway.apikeys import api_key_create
 from gateway.models import Deployment, Route
@@ -51,6 +52,9 @@ POLICY: dict[str, tuple[str, str]] = {
     "user_password": ("admin", "GET"),
     "user_unlock": ("admin", "POST"),
     "audit_list": ("admin", "GET"),
+    "team_list": ("admin", "GET"),
+    "team_edit": ("admin", "GET"),
+    "team_delete": ("admin", "POST"),
     "provider_list": ("admin", "GET"),
     "provider_add_choose": ("admin", "GET"),
     "provider_add": ("admin", "GET"),
@@ -139,10 +143,11 @@ def objects(db: None, make_user: Callable) -> dict[str, int | str]:
     apikey, _ = api_key_create(name="theirs", user=other, actor=None)
     budget = Budget.objects.create(name="theirs", scope="user", user=other, amount=10)
     notification = Notification.objects.create(user=other, title="Theirs", body="Not yours.")
+    team = team_create(name="Matrix", members=[other])
     return {"apikey": apikey.pk, "conversation": turn.conversation_id, "answer": answer.pk, "turn": turn.pk,
             "provider": provider.pk, "model": model.pk, "user": other.pk, "kind": "openai", "route": route.pk,
             "deployment": deployment.pk, "call": call.request_id, "budget": budget.pk,
-            "notification": notification.pk}
+            "notification": notification.pk, "team": team.pk}
 
 
 def _url(name: str, objects: dict[str, int | str]) -> str:
@@ -159,6 +164,7 @@ def _url(name: str, objects: dict[str, int | str]) -> str:
         "model_set_enabled": {"pk": objects["model"]}, "model_bulk_prices": {"pk": objects["provider"]},
         "call_detail": {"request_id": objects["call"]}, "usage_reprice": {"pk": objects["model"]},
         "apikey_revoke": {"pk": objects["apikey"]}, "notification_read": {"pk": objects["notification"]},
+        "team_edit": {"pk": objects["team"]}, "team_delete": {"pk": objects["team"]},
     }.get(name)
     if kwargs is None and name.startswith("budget_") and name not in ("budget_list", "budget_add"):
         kwargs = {"pk": objects["budget"]}
@@ -216,10 +222,10 @@ def test_role_matrix(name: str, role: str, objects: dict, client_as: Callable[[s
 @pytest.mark.parametrize(
     ("role", "visible", "hidden"),
     [
-        ("admin", ["Calls", "API keys", "Budgets", "Providers", "Users", "Audit log"], []),
-        ("member", ["Calls", "API keys"], ["Budgets", "Providers", "Users", "Audit log"]),
-        ("finance", ["Calls", "API keys", "Budgets"], ["Providers", "Users", "Audit log"]),
-        ("none", [], ["Calls", "API keys", "Budgets", "Providers", "Users", "Audit log"]),
+        ("admin", ["Calls", "API keys", "Budgets", "Providers", "Users", "Teams", "Audit log"], []),
+        ("member", ["Calls", "API keys"], ["Budgets", "Providers", "Users", "Teams", "Audit log"]),
+        ("finance", ["Calls", "API keys", "Budgets"], ["Providers", "Users", "Teams", "Audit log"]),
+        ("none", [], ["Calls", "API keys", "Budgets", "Providers", "Users", "Teams", "Audit log"]),
     ],
 )
 def test_navigation_shows_each_role_only_what_it_may_use(role: str, visible: list[str], hidden: list[str],

@@ -11,6 +11,7 @@ from asgiref.sync import async_to_sync
 from django.urls import reverse
 
 from accounts.models import User
+from accounts.teams import team_create
 from gateway.models import ApiKey
 from providers.models import Model, Price, PriceTier, Provider
 from tests.conftest import signed_in
@@ -353,14 +354,17 @@ def test_admins_and_finance_open_every_call_they_list(model: Model, people: dict
 def test_the_export_streams_raw_records_with_plain_decimals_and_utc_times(model: Model,
                                                                           people: dict[str, User]) -> None:
     key = ApiKey.objects.create(name="ci", user=people["member"], prefix="asp_ci01", key_hash="2" * 64)
-    call = write(model, user=people["member"], api_key=key, source="gateway",
+    team = team_create(name="Research, EU", members=[people["member"]])
+    call = write(model, user=people["member"], api_key=key, source="gateway", team_id=team.pk,
+                 tags=("nightly", "search"), end_user="cust-7",
                  created_at=datetime(2025, 5, 10, 12, 30, 15, 250000, tzinfo=UTC),
                  input_tokens=1, output_tokens=0, cache_read_tokens=0, reasoning_tokens=0, latency_ms=812,
                  ttft_ms=None, reported_cost=Decimal("0.0000001"))
     rows = _csv(signed_in(people["member"]).get(reverse("call_export")))
     assert rows == [{
         "request_id": str(call.request_id), "started_at_utc": "2025-05-10T12:30:15.250000Z",
-        "user": "member@example.com", "api_key": "asp_ci01", "source": "gateway",
+        "user": "member@example.com", "api_key": "asp_ci01", "team": "Research, EU", "tags": "nightly,search",
+        "end_user": "cust-7", "source": "gateway",
         "provider": "local", "model": "fake-model-a", "status": "ok", "error_kind": "", "error_message": "",
         "finish_reason": "", "input_tokens": "1", "cache_read_tokens": "0", "cache_write_tokens": "0",
         "cache_write_1h_tokens": "0", "output_tokens": "0", "reasoning_tokens": "0", "usage_estimated": "false",
@@ -373,7 +377,8 @@ def test_the_export_streams_raw_records_with_plain_decimals_and_utc_times(model:
 
 def test_the_export_names_its_columns() -> None:
     assert [column for column, _ in views.CSV_COLUMNS] == [
-        "request_id", "started_at_utc", "user", "api_key", "source", "provider", "model", "status", "error_kind",
+        "request_id", "started_at_utc", "user", "api_key", "team", "tags", "end_user", "source", "provider", "model",
+        "status", "error_kind",
         "error_message", "finish_reason", "input_tokens", "cache_read_tokens", "cache_write_tokens",
         "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "usage_estimated", "cost_usd",
         "computed_cost_usd", "unpriced", "price_effective_from_utc", "reported_cost_usd", "latency_ms", "ttft_ms",

@@ -28,25 +28,31 @@ def raw_sums(table: type[Rollup] = DailyUsage) -> dict[tuple, dict[str, Any]]:
     sums: dict[tuple, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(Rollup.SUM_FIELDS, 0))
     for r in UsageRecord.objects.all():
         day = timezone.localtime(r.created_at, services.ledger_timezone()).date()
-        row = sums[(day, *(getattr(r, column) for column in table.DIMENSIONS))]
-        row["requests"] += 1
-        row["errors"] += r.status == "error"
-        row["cancelled"] += r.status == "cancelled"
-        row["estimated"] += r.usage_estimated
-        for name in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
-                     "output_tokens", "reasoning_tokens", "cost"):
-            row[name] += getattr(r, name)
-        if r.unpriced:
-            row["unpriced"] += 1
-            row["unpriced_tokens"] += (r.input_tokens + r.cache_read_tokens + r.cache_write_tokens
-                                       + r.cache_write_1h_tokens + r.output_tokens)
-        row["latency_ms_sum"] += r.latency_ms or 0
-        row["latency_count"] += r.latency_ms is not None
-        row["ttft_ms_sum"] += r.ttft_ms or 0
-        row["ttft_count"] += r.ttft_ms is not None
+        # A record adds to its tag table row once per tag (to the row of no tag when it has none).
+        for tag in (r.tag_list or (None,)) if "tag" in table.DIMENSIONS else (None,):
+            values = {"end_user": r.end_user or None, "tag": tag}
+            _add(sums[(day, *(values[c] if c in values else getattr(r, c) for c in table.DIMENSIONS))], r)
     for row in sums.values():
         row["cost"] = Decimal(row["cost"])
     return dict(sums)
+
+
+def _add(row: dict[str, Any], r: UsageRecord) -> None:
+    row["requests"] += 1
+    row["errors"] += r.status == "error"
+    row["cancelled"] += r.status == "cancelled"
+    row["estimated"] += r.usage_estimated
+    for name in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+                 "output_tokens", "reasoning_tokens", "cost"):
+        row[name] += getattr(r, name)
+    if r.unpriced:
+        row["unpriced"] += 1
+        row["unpriced_tokens"] += (r.input_tokens + r.cache_read_tokens + r.cache_write_tokens
+                                   + r.cache_write_1h_tokens + r.output_tokens)
+    row["latency_ms_sum"] += r.latency_ms or 0
+    row["latency_count"] += r.latency_ms is not None
+    row["ttft_ms_sum"] += r.ttft_ms or 0
+    row["ttft_count"] += r.ttft_ms is not None
 
 
 def rollup_sums(table: type[Rollup] = DailyUsage) -> dict[tuple, dict[str, Any]]:

@@ -22,9 +22,10 @@ from django.db.models import Expression, F, FloatField, QuerySet, Sum, Value
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Team, User
 from providers.models import Model, Provider
 
+from .attribution import END_USER_LENGTH_MAX, TAG_LENGTH_MAX
 from .models import Rollup, UsageRecord, api_key_model
 from .rollups import table_for
 from .services import COST_PLACES, ledger_timezone
@@ -100,13 +101,18 @@ def _api_key_names(rows: list[tuple]) -> dict[Any, dict[str, str]]:
     return {pk: {"api_key_prefix": prefix, "api_key_name": name} for pk, name, prefix in rows}
 
 
-class Names:
-    """The (id, name) rows of a page's providers, models, people and API keys, each table read once per page:
-    the filter form's selects list them, and the table and charts name their groups from the same rows.
-    `keys`: the API keys the page lists (a member's own on "My usage")."""
+def _team_names(rows: list[tuple]) -> dict[Any, dict[str, str]]:
+    return {pk: {"team": name} for pk, name in rows}
 
-    def __init__(self, keys: QuerySet[ApiKey] | None = None) -> None:
+
+class Names:
+    """The (id, name) rows of a page's providers, models, people, API keys and teams, each table read once per
+    page: the filter form's selects list them, and the table and charts name their groups from the same rows.
+    `keys`, `teams`: the API keys and teams the page lists (a member's own on "My usage")."""
+
+    def __init__(self, keys: QuerySet[ApiKey] | None = None, teams: QuerySet[Team] | None = None) -> None:
         self.keys = keys if keys is not None else ApiKey.objects.all()
+        self.teams = teams if teams is not None else Team.objects.all()
         self._rows: dict[str, list[tuple]] = {}
 
     def rows(self, name: str) -> list[tuple]:
@@ -122,6 +128,7 @@ class Names:
                                                                                           "name"),
             "user": lambda: User.objects.order_by("email").values_list("pk", "email"),
             "api_key": lambda: self.keys.order_by("name", "prefix").values_list("pk", "name", "prefix"),
+            "team": lambda: self.teams.order_by("name").values_list("pk", "name"),
         }
         rows = queries[name]()
         if pks is not None:  # a key someone else made, in one person's calls: not among `keys`
@@ -178,7 +185,16 @@ DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
     Dimension("source", "Source", "source", None, ("source",),
               names_of=lambda key: {"source": str(UsageRecord.Source(key).label)}),
     Dimension("day", "Day", "day", None, ("day",), names_of=lambda key: {"day": key.isoformat()}),
+    Dimension("team", "Team", "team_id", _team_names, ("team",), empty="No team"),
+    # A call with two tags is in two groups: the groups by tag add up to more than the total.
+    Dimension("tag", "Tag", "tag", None, ("tag",), empty="No tag", names_of=lambda key: {"tag": key}),
+    Dimension("end_user", "End user", "end_user", None, ("end_user",), empty="No end user",
+              names_of=lambda key: {"end_user": key}),
 )}
+# The filters a selection has besides its range: (name, rollup column); the first four are rows of a table.
+FILTERS = (("provider", "provider_id"), ("model", "model_id"), ("user", "user_id"), ("api_key", "api_key_id"),
+           ("team", "team_id"), ("source", "source"), ("tag", "tag"), ("end_user", "end_user"))
+_OBJECT_FILTERS = ("provider", "model", "user", "api_key", "team")
 DEFAULT_GROUP = "provider"
 
 
@@ -284,6 +300,9 @@ class Selection:
     user: User | None = None
     api_key: ApiKey | None = None
     source: str = ""
+    team: Team | None = None
+    tag: str = ""
+    end_user: str = ""
     group: str = DEFAULT_GROUP
     sort: str = DEFAULT_SORT
     # "My usage": only this person's rows, whatever the other filters say.
@@ -295,11 +314,10 @@ class Selection:
         filters: dict[str, Any] = {}
         if self.mine is not None:
             filters["user_id"] = self.mine.pk
-        for name in ("provider", "model", "user", "api_key"):
-            if getattr(self, name) is not None:
-                filters[f"{name}_id"] = getattr(self, name).pk
-        if self.source:
-            filters["source"] = self.source
+        for name, column in FILTERS:
+            value = getattr(self, name)
+            if value not in (None, ""):
+                filters[column] = getattr(value, "pk", value)
         return filters
 
     def rows(self, *columns: str) -> QuerySet[Rollup]:
@@ -315,9 +333,10 @@ class Selection:
         values: dict[str, Any] = {"range": self.range.preset}
         if self.range.preset == CUSTOM:
             values |= {"from": self.range.start.isoformat(), "to": self.range.end.isoformat()}
-        for name in ("provider", "model", "user", "api_key"):
+        for name in _OBJECT_FILTERS:
             values[name] = getattr(self, name)
-        values |= {"source": self.source, "group": self.group, "sort": self.sort}
+        values |= {"source": self.source, "tag": self.tag, "end_user": self.end_user, "group": self.group,
+                   "sort": self.sort}
         if "range" in changes:
             values.pop("from", None), values.pop("to", None)
         values |= changes
@@ -490,6 +509,9 @@ class DashboardForm(forms.Form):
     api_key = forms.ModelChoiceField(ApiKey.objects.order_by("name", "prefix"), required=False, label="API key",
                                      empty_label="All API keys")
     source = forms.ChoiceField(choices=[("", "All sources"), *UsageRecord.Source.choices], required=False)
+    team = forms.ModelChoiceField(Team.objects.order_by("name"), required=False, empty_label="All teams")
+    tag = forms.CharField(required=False, max_length=TAG_LENGTH_MAX)
+    end_user = forms.CharField(required=False, max_length=END_USER_LENGTH_MAX, label="End user")
     group = forms.ChoiceField(choices=[(d.name, d.label) for d in DIMENSIONS.values()], required=False,
                               label="Group by")
     sort = forms.ChoiceField(choices=[(f"{d}{k}", k) for k in SORT_KEYS for d in ("", "-")], required=False)
@@ -502,13 +524,25 @@ class DashboardForm(forms.Form):
             del self.fields["user"]
             self.fields["group"].choices = [c for c in self.fields["group"].choices if c[0] != "user"]
             self.fields["api_key"].queryset = ApiKey.objects.filter(user=mine).order_by("name", "prefix")
+            self.fields["team"].queryset = mine.teams.order_by("name")
 
     def add_prefix(self, field_name: str) -> str:
         # `from` and `to` in URLs: short, and what people type; a field cannot be called `from`.
         return {"date_from": "from", "date_to": "to"}.get(field_name, field_name)
 
+    def clean_tag(self) -> str:
+        return self.cleaned_data["tag"].strip().lower()
+
+    def clean_end_user(self) -> str:
+        return self.cleaned_data["end_user"].strip()
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        grouped = DIMENSIONS[data.get("group") or DEFAULT_GROUP].column
+        if {grouped, *(c for n, c in FILTERS if c in ("tag", "end_user") and data.get(n))} >= {"tag", "end_user"}:
+            # No rollup table has both (usage.rollups.table_for): it would cost a scan of the raw records.
+            raise forms.ValidationError("Tags and end users cannot be combined in one view: filter or group by "
+                                        "one of them at a time.")
         preset = data.get("range") or DEFAULT_PRESET
         shown = preset_range(DEFAULT_PRESET if preset == CUSTOM else preset, self.on)
         start, end = data.get("date_from"), data.get("date_to")
@@ -530,6 +564,7 @@ class DashboardForm(forms.Form):
         return Selection(
             range=data["range_value"], provider=data.get("provider"), model=data.get("model"),
             user=data.get("user"), api_key=data.get("api_key"), source=data.get("source") or "",
+            team=data.get("team"), tag=data.get("tag") or "", end_user=data.get("end_user") or "",
             group=data.get("group") or DEFAULT_GROUP, sort=data.get("sort") or DEFAULT_SORT, mine=self.mine,
             names=self.names(),
         )
@@ -539,6 +574,25 @@ class DashboardForm(forms.Form):
         return Selection(range=preset_range(DEFAULT_PRESET, self.on), mine=self.mine, names=self.names())
 
     def names(self) -> Names:
-        """The page's names: of everyone's API keys, or on "My usage" the person's own."""
-        return Names(ApiKey.objects.filter(user=self.mine) if self.mine is not None else None)
+        """The page's names: of everyone's API keys and teams, or on "My usage" the person's own."""
+        if self.mine is None:
+            return Names()
+        return Names(ApiKey.objects.filter(user=self.mine), Team.objects.filter(members=self.mine))
 
+
+
+@dataclass(frozen=True)
+class TeamTotal:
+    team: Team
+    figures: Figures
+
+
+def team_totals(date_range: DateRange, teams: QuerySet[Team]) -> list[TeamTotal]:
+    """Each of `teams`' totals over the range, everyone's calls in it summed (no one's calls apart): what a
+    member sees of their teams."""
+    chosen = list(teams.order_by("name"))
+    rows = {row["team_id"]: Figures.from_sums(row) for row in (
+        table_for(["team_id"]).objects.filter(day__gte=date_range.start, day__lte=date_range.end,
+                                              team_id__in=[team.pk for team in chosen])
+        .order_by().values("team_id").annotate(**_SUMS))}
+    return [TeamTotal(team, rows.get(team.pk, Figures())) for team in chosen]

@@ -4,9 +4,10 @@ from typing import Any
 from django import forms
 from django.db.models import QuerySet
 
-from accounts.models import User
+from accounts.models import Team, User
 from providers.models import Model, Provider
 
+from .attribution import END_USER_LENGTH_MAX, TAG_LENGTH_MAX, tag_q
 from .models import UsageRecord, api_key_model
 from .services import day_start
 
@@ -20,7 +21,8 @@ class DateInput(forms.DateInput):
 class CallFilterForm(forms.Form):
     """The filters of the calls list and the raw-records export. Dates are days in settings.TIME_ZONE,
     both ends included. They can select what a dashboard view counts (its days, provider, model, person,
-    API key and source), so that the dashboard's count of unpriced calls links to exactly those calls."""
+    API key, team, source, tag and end user), so that the dashboard's count of unpriced calls links to
+    exactly those calls."""
 
     provider = forms.ModelChoiceField(Provider.objects.all(), required=False, empty_label="All providers")
     model = forms.ModelChoiceField(Model.objects.select_related("provider"), required=False,
@@ -29,6 +31,9 @@ class CallFilterForm(forms.Form):
     api_key = forms.ModelChoiceField(ApiKey.objects.order_by("name", "prefix"), required=False, label="API key",
                                      empty_label="All API keys")
     source = forms.ChoiceField(choices=[("", "All sources"), *UsageRecord.Source.choices], required=False)
+    team = forms.ModelChoiceField(Team.objects.order_by("name"), required=False, empty_label="All teams")
+    tag = forms.CharField(required=False, max_length=TAG_LENGTH_MAX)
+    end_user = forms.CharField(required=False, max_length=END_USER_LENGTH_MAX, label="End user")
     status = forms.ChoiceField(choices=[("", "All outcomes"), *UsageRecord.Status.choices], required=False)
     unpriced = forms.ChoiceField(choices=[("", "Priced or not"), ("true", "Without a price")], required=False,
                                  label="Price")
@@ -40,6 +45,7 @@ class CallFilterForm(forms.Form):
         if not with_user:  # people who see only their own calls have no one else to pick, nor others' keys
             del self.fields["user"]
             self.fields["api_key"].queryset = ApiKey.objects.filter(user=owner).order_by("name", "prefix")
+            self.fields["team"].queryset = owner.teams.order_by("name")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -49,9 +55,11 @@ class CallFilterForm(forms.Form):
 
     def filter(self, records: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:
         data = self.cleaned_data
-        for name in ("provider", "model", "user", "api_key", "source", "status"):
+        for name in ("provider", "model", "user", "api_key", "team", "source", "status", "end_user"):
             if data.get(name):
                 records = records.filter(**{name: data[name]})
+        if data.get("tag"):
+            records = records.filter(tag_q(data["tag"].strip().lower()))
         if data.get("unpriced"):
             records = records.filter(unpriced=True)
         # The calendar's first and last days bound nothing (and have no instant before or after them).

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from .attribution import END_USER_LENGTH_MAX, TAG_LENGTH_MAX, TAGS_FIELD_LENGTH, tags_of
+
 # What went wrong, in words, by a failed call's error_kind (the CSV keeps the codes): the provider's
 # failures (providers.adapters.base.ErrorKind), then the calls aspweb refused to start.
 ERROR_KIND_LABELS = {
@@ -51,6 +53,12 @@ class UsageRecord(models.Model):
 
     api_key = models.ForeignKey("gateway.ApiKey", null=True, blank=True, on_delete=models.PROTECT,
                                 related_name="usage_records")
+    # Attribution (usage/attribution.py): the key's team, or the one the person picked in the playground; the
+    # caller's tags, comma-separated; the application's end user.
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="usage_records", db_index=False)
+    tags = models.CharField(max_length=TAGS_FIELD_LENGTH, blank=True, default="", db_default="")
+    end_user = models.CharField(max_length=END_USER_LENGTH_MAX, blank=True, default="", db_default="")
     provider = models.ForeignKey("providers.Provider", null=True, on_delete=models.PROTECT,
                                  related_name="usage_records")
     model = models.ForeignKey("providers.Model", null=True, on_delete=models.PROTECT,
@@ -90,10 +98,16 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at"]),
             models.Index(fields=["provider", "-created_at"]),
+            models.Index(fields=["team", "-created_at"]),
+            models.Index(fields=["end_user", "-created_at"]),
         ]
 
     def __str__(self) -> str:
         return f"{self.provider_name}/{self.model_name} {self.status} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def tag_list(self) -> tuple[str, ...]:
+        return tags_of(self.tags)
 
     @property
     def error_kind_label(self) -> str:
@@ -194,10 +208,10 @@ class Rollup(models.Model):
 
 
 class DailyUsage(Rollup):
-    """The full rollup: per day and (provider, model, user, API key, source). It answers any view; the
-    narrow tables below answer most of them from far fewer rows."""
+    """The full rollup: per day and (provider, model, user, API key, source, team). It answers any view but
+    those by tag or end user; the narrow tables below answer most of them from far fewer rows."""
 
-    DIMENSIONS = ("provider_id", "model_id", "user_id", "api_key_id", "source")
+    DIMENSIONS = ("provider_id", "model_id", "user_id", "api_key_id", "source", "team_id")
 
     provider = models.ForeignKey("providers.Provider", null=True, on_delete=models.PROTECT, related_name="+")
     model = models.ForeignKey("providers.Model", null=True, on_delete=models.PROTECT, related_name="+")
@@ -205,16 +219,19 @@ class DailyUsage(Rollup):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     api_key = models.ForeignKey("gateway.ApiKey", null=True, on_delete=models.PROTECT, related_name="+")
     source = models.CharField(max_length=16, choices=UsageRecord.Source.choices)
+    team = models.ForeignKey("accounts.Team", null=True, on_delete=models.SET_NULL, related_name="+",
+                             db_index=False)
 
     class Meta(Rollup.Meta):
         verbose_name_plural = "daily usage"
-        # A range of days, everyone's: the first. One person's or one key's days ("My usage", a filter, a
-        # budget): the others, led by the person or key, so that they read those rows only, not every row
-        # of the range.
+        # A range of days, everyone's: the first. One person's, key's or team's days ("My usage", a filter, a
+        # budget): the others, led by the person, key or team, so that they read those rows only, not every
+        # row of the range.
         indexes = [
             models.Index(fields=["day", "provider", "model"]),
             models.Index(fields=["user", "day"]),
             models.Index(fields=["api_key", "day"]),
+            models.Index(fields=["team", "day"]),
         ]
 
 
@@ -262,9 +279,78 @@ class DailyApiKeyUsage(Rollup):
         indexes = [models.Index(fields=["day"]), models.Index(fields=["api_key", "day"])]
 
 
+class DailyTeamUsage(Rollup):
+    """Per day and team (calls of no team in one row a day): the "top teams" chart and the grouping by team."""
+
+    DIMENSIONS = ("team_id",)
+
+    team = models.ForeignKey("accounts.Team", null=True, on_delete=models.SET_NULL, related_name="+",
+                             db_index=False)
+
+    class Meta(Rollup.Meta):
+        verbose_name_plural = "daily usage per team"
+        indexes = [models.Index(fields=["day"]), models.Index(fields=["team", "day"])]
+
+
+# The dimensions of the end-user and tag tables besides their own: every filter of the dashboards.
+_ATTRIBUTED = ("provider_id", "model_id", "user_id", "api_key_id", "source", "team_id")
+
+
+class AttributedRollup(Rollup):
+    """A rollup per day, per the full table's dimensions and per one more text column (`end_user`, `tag`),
+    so that any filter combines with it. Its key ends with that text, which may be long: a wider column."""
+
+    # Read by their end user or tag and day (the indexes of each table): the foreign keys need none of their own.
+    key = models.CharField(max_length=320, unique=True)
+    provider = models.ForeignKey("providers.Provider", null=True, on_delete=models.PROTECT, related_name="+",
+                                 db_index=False)
+    model = models.ForeignKey("providers.Model", null=True, on_delete=models.PROTECT, related_name="+",
+                              db_index=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+",
+                             db_index=False)
+    api_key = models.ForeignKey("gateway.ApiKey", null=True, on_delete=models.PROTECT, related_name="+",
+                                db_index=False)
+    source = models.CharField(max_length=16, choices=UsageRecord.Source.choices)
+    team = models.ForeignKey("accounts.Team", null=True, on_delete=models.SET_NULL, related_name="+",
+                             db_index=False)
+
+    class Meta(Rollup.Meta):
+        abstract = True
+
+
+class DailyEndUserUsage(AttributedRollup):
+    """Per day, end user (calls naming none: empty) and the full table's dimensions: the grouping by end user,
+    the end-user filter and end-user budgets."""
+
+    DIMENSIONS = (*_ATTRIBUTED, "end_user")
+
+    # NULL, not "": the group of no end user, as a missing person or key is (usage.dashboards.Dimension).
+    end_user = models.CharField(max_length=END_USER_LENGTH_MAX, null=True)  # noqa: DJ001
+
+    class Meta(AttributedRollup.Meta):
+        verbose_name_plural = "daily usage per end user"
+        indexes = [models.Index(fields=["day"]), models.Index(fields=["end_user", "day"])]
+
+
+class DailyTagUsage(AttributedRollup):
+    """Per day, tag and the full table's dimensions: a call adds to the row of each of its tags (a call
+    without tags to the row of no tag), so that a tag's rows sum exactly its calls. Groups by tag overlap
+    (a call with two tags counts in both), so this table answers only questions about tags."""
+
+    DIMENSIONS = (*_ATTRIBUTED, "tag")
+
+    tag = models.CharField(max_length=TAG_LENGTH_MAX, null=True)  # noqa: DJ001 - NULL: the calls without tags
+
+    class Meta(AttributedRollup.Meta):
+        verbose_name_plural = "daily usage per tag"
+        indexes = [models.Index(fields=["day"]), models.Index(fields=["tag", "day"])]
+
+
 # Every rollup table, narrowest first (fewest rows a day in a typical ledger): the order in which the
-# dashboards pick the table that answers a view, and the one order in which writers lock their rows.
-ROLLUPS: tuple[type[Rollup], ...] = (DailyModelUsage, DailyApiKeyUsage, DailyUserUsage, DailyUsage)
+# dashboards pick the table that answers a view, and the one order in which writers lock their rows. The tag
+# table comes last: it is the only one a call adds to more than once, and only a question about tags reads it.
+ROLLUPS: tuple[type[Rollup], ...] = (DailyModelUsage, DailyApiKeyUsage, DailyUserUsage, DailyTeamUsage, DailyUsage,
+                                     DailyEndUserUsage, DailyTagUsage)
 
 
 def api_key_model() -> Any:

@@ -6,6 +6,10 @@ narrower table, so that every table gets one `INSERT ... ON CONFLICT (key) DO UP
 EXCLUDED.col` with each of its rows once. Tables are written in `ROLLUPS` order and rows in key order: two
 batches that touch the same rows lock them in the same order, so they wait for each other but never
 deadlock.
+
+Two tables go past the full table's dimensions: the end-user table (one more column) and the tag table, to
+which a record adds once per tag it carries (once, to the row of no tag, when it carries none). The batch's
+sums are therefore kept per full-table row, end user and set of tags.
 """
 
 import functools
@@ -22,9 +26,14 @@ SUM_FIELDS = Rollup.SUM_FIELDS
 COST = SUM_FIELDS.index("cost")
 # The full table's dimensions: every narrower table's are a subset of them.
 FULL = DailyUsage.DIMENSIONS
+# The single-valued dimensions of a record, and the many-valued one (its tags).
+SINGLE = (*FULL, "end_user")
+TAG = "tag"
 # How `key` spells an id column (source is spelled as it is); the full table's keys predate the narrow
-# tables and keep their shape: 2025-05-01|p3|m17|u0|k0|gateway.
-_KEY_PREFIX = {"provider_id": "p", "model_id": "m", "user_id": "u", "api_key_id": "k"}
+# tables and keep their shape: 2025-05-01|p3|m17|u0|k0|gateway|t0.
+_KEY_PREFIX = {"provider_id": "p", "model_id": "m", "user_id": "u", "api_key_id": "k", "team_id": "t"}
+# Text columns, last in their table's key: "e" alone for none, "e=" and the text for one.
+_TEXT_PREFIX = {"end_user": "e", "tag": "g"}
 
 
 def row_key(model: type[Rollup], day: date, values: dict[str, Any]) -> str:
@@ -32,8 +41,18 @@ def row_key(model: type[Rollup], day: date, values: dict[str, Any]) -> str:
     parts = [day.isoformat()]
     for column in model.DIMENSIONS:
         value = values[column]
-        parts.append(value if column == "source" else f"{_KEY_PREFIX[column]}{value or 0}")
+        if column == "source":
+            parts.append(value)
+        elif column in _TEXT_PREFIX:
+            parts.append(_TEXT_PREFIX[column] + ("" if value is None else f"={value}"))
+        else:
+            parts.append(f"{_KEY_PREFIX[column]}{value or 0}")
     return "|".join(parts)
+
+
+def record_dimensions(record: UsageRecord) -> tuple:
+    """A record's values of SINGLE (no end user: None) and its tags, as Additions keys them."""
+    return (*(getattr(record, column) for column in FULL), record.end_user or None, record.tag_list)
 
 
 def record_amounts(record: UsageRecord) -> list[Any]:
@@ -71,14 +90,14 @@ class Additions:
         from .services import ledger_timezone  # services builds on this module
 
         self.tz = ledger_timezone()
-        # (day, *FULL values) -> amounts in SUM_FIELDS order
+        # (day, *SINGLE values, tags) -> amounts in SUM_FIELDS order
         self.rows: dict[tuple, list[Any]] = {}
 
     def add(self, record: UsageRecord, amounts: Sequence[Any] | None = None) -> None:
         """Add `amounts` (default: the record's own) to the rows of `record`'s day and dimensions."""
         amounts = record_amounts(record) if amounts is None else amounts
         day = timezone.localtime(record.created_at, self.tz).date()
-        dimensions = (day, *(getattr(record, column) for column in FULL))
+        dimensions = (day, *record_dimensions(record))
         row = self.rows.get(dimensions)
         if row is None:
             self.rows[dimensions] = list(amounts)
@@ -88,17 +107,20 @@ class Additions:
 
     def table_rows(self, model: type[Rollup]) -> list[tuple[str, date, tuple, list[Any]]]:
         """(key, day, dimension values, amounts) of each of `model`'s rows that this adds to, by key."""
-        positions = [FULL.index(column) + 1 for column in model.DIMENSIONS]
+        by_tag = TAG in model.DIMENSIONS
         rows: dict[str, tuple[str, date, tuple, list[Any]]] = {}
         for dimensions, amounts in self.rows.items():
-            values = tuple(dimensions[p] for p in positions)
-            key = row_key(model, dimensions[0], dict(zip(model.DIMENSIONS, values, strict=True)))
-            row = rows.get(key)
-            if row is None:
-                rows[key] = (key, dimensions[0], values, list(amounts))
-            else:
-                for n, value in enumerate(amounts):
-                    row[3][n] += value
+            named = dict(zip(SINGLE, dimensions[1:-1], strict=True))
+            for tag in (dimensions[-1] or (None,)) if by_tag else (None,):
+                named[TAG] = tag
+                values = tuple(named[column] for column in model.DIMENSIONS)
+                key = row_key(model, dimensions[0], named)
+                row = rows.get(key)
+                if row is None:
+                    rows[key] = (key, dimensions[0], values, list(amounts))
+                else:
+                    for n, value in enumerate(amounts):
+                        row[3][n] += value
         return [rows[key] for key in sorted(rows)]
 
     def write(self) -> None:
@@ -144,6 +166,14 @@ def _statement(vendor: str, model: type[Rollup], rows: int) -> str:
 
 def table_for(columns: Iterable[str]) -> type[Rollup]:
     """The narrowest rollup table that has every one of `columns` (record columns: provider_id, model_id,
-    user_id, api_key_id, source; the day is in every table): the one a question about them reads."""
+    user_id, api_key_id, source, team_id, end_user, tag; the day is in every table): the one a question about
+    them reads. NoTable when none has them all (a tag and an end user together)."""
     needed = set(columns) - {"day"}
-    return next(model for model in ROLLUPS if needed <= set(model.DIMENSIONS))
+    found = next((model for model in ROLLUPS if needed <= set(model.DIMENSIONS)), None)
+    if found is None:
+        raise NoTable(f"No rollup table has {', '.join(sorted(needed))} together.")
+    return found
+
+
+class NoTable(LookupError):
+    """No rollup table answers a question (usage.rollups.table_for)."""

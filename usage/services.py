@@ -24,6 +24,7 @@ from aspweb.text import storable
 from providers.prices import model_prices, price_in_force
 
 from . import pricing, rollups, signals
+from .attribution import tags_text
 from .models import ROLLUPS, DailyUsage, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ def record_price(record: UsageRecord, price: Any, *, bills_reported_cost: bool) 
 
 def usage_record_build(*, provider: Any, model: Any, source: str, status: str, created_at: datetime | None = None,
                        request_id: UUID | None = None, user: Any = None, api_key: Any = None,
+                       team_id: int | None = None, tags: tuple[str, ...] = (), end_user: str = "",
                        error_kind: str = "", error_message: str = "", finish_reason: str = "",
                        input_tokens: int = 0, cache_read_tokens: int = 0, cache_write_tokens: int = 0,
                        cache_write_1h_tokens: int = 0, output_tokens: int = 0, reasoning_tokens: int = 0,
@@ -83,10 +85,12 @@ def usage_record_build(*, provider: Any, model: Any, source: str, status: str, c
                        reported_cost: Decimal | None = None, latency_ms: int | None = None,
                        ttft_ms: int | None = None, attempts: int = 1, cached: bool = False) -> UsageRecord:
     """One call's record, not yet priced nor saved: the keyword arguments of `usage_record_create` (and of
-    `usage_records_create`'s specs and `usage.writer.usage_record_write`) are these."""
+    `usage_records_create`'s specs and `usage.writer.usage_record_write`) are these. `tags` and `end_user`
+    come checked (usage/attribution.py)."""
     record = UsageRecord(
         created_at=created_at or timezone.now(), source=source, status=status,
         user=user if getattr(user, "is_authenticated", False) else None, api_key=api_key,
+        team_id=team_id, tags=tags_text(tags), end_user=end_user,
         provider=provider, model=model, provider_name=provider.name, model_name=model.name,
         error_kind=error_kind, error_message=storable(error_message)[:500], finish_reason=finish_reason or "",
         input_tokens=input_tokens, cache_read_tokens=cache_read_tokens, cache_write_tokens=cache_write_tokens,
@@ -213,7 +217,8 @@ def usage_reprice(*, model: Any, since: datetime, until: datetime | None = None,
     records = UsageRecord.objects.filter(model=model, created_at__gte=since).order_by("id")
     if until is not None:
         records = records.filter(created_at__lt=until)
-    fields = ("id", "created_at", "provider_id", "model_id", "user_id", "api_key_id", "source", "status",
+    fields = ("id", "created_at", "provider_id", "model_id", "user_id", "api_key_id", "source", "team_id",
+              "end_user", "tags", "status",
               "usage_estimated", "price_id", "cost", "computed_cost", "reported_cost", "unpriced", "cached",
               "input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
               "reasoning_tokens", "latency_ms", "ttft_ms")
@@ -293,6 +298,9 @@ def daily_usage_rebuild(*, since: date | None = None, until: date | None = None)
             if until is not None:
                 rows = rows.filter(day__lte=until)
             rows.delete()
+            if rollups.TAG in model.DIMENSIONS:
+                _tag_rows_rebuild(model, records)
+                continue
             sums = (
                 records.order_by()
                 .annotate(day=TruncDate("created_at", tzinfo=tz))
@@ -317,8 +325,30 @@ def daily_usage_rebuild(*, since: date | None = None, until: date | None = None)
                 )
             )
             built = [model(key=rollups.row_key(model, values["day"], values), **values)
-                     for values in sums.iterator(chunk_size=2000)]
+                     for values in map(_no_empty_end_user, sums.iterator(chunk_size=2000))]
             model.objects.bulk_create(built, batch_size=1000)
             if model is DailyUsage:
                 written = len(built)
     return written
+
+
+def _no_empty_end_user(values: dict[str, Any]) -> dict[str, Any]:
+    """Rollups name no end user as None (records: "")."""
+    if "end_user" in values:
+        values["end_user"] = values["end_user"] or None
+    return values
+
+
+def _tag_rows_rebuild(model: Any, records: Any) -> None:
+    """The tag table's rows from the records: a record adds to one row per tag, which no GROUP BY over the
+    records' columns expresses, so they are summed here as the writer sums a batch."""
+    fields = ("id", "created_at", "provider_id", "model_id", "user_id", "api_key_id", "source", "team_id",
+              "end_user", "tags", "status", "usage_estimated", "cost", "unpriced", "input_tokens",
+              "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
+              "reasoning_tokens", "latency_ms", "ttft_ms")
+    additions = rollups.Additions()
+    for record in records.order_by().only(*fields).iterator(chunk_size=2000):
+        additions.add(record)
+    model.objects.bulk_create([model(key=key, day=day, **dict(zip(model.DIMENSIONS, values, strict=True)),
+                                     **dict(zip(rollups.SUM_FIELDS, amounts, strict=True)))
+                               for key, day, values, amounts in additions.table_rows(model)], batch_size=1000)

@@ -89,7 +89,7 @@ def call_detail(request: HttpRequest, request_id: UUID) -> HttpResponse:
     """One call: its tokens per class at the rate it paid and what each class cost, and where the provider
     reported a charge, that charge and aspweb's computation side by side, saying which is the call's cost."""
     records = _records_for(request.user, everyone=_sees_all_calls(request.user))
-    record = get_object_or_404(records.select_related("user", "api_key", "price", "provider")
+    record = get_object_or_404(records.select_related("user", "api_key", "team", "price", "provider")
                                .prefetch_related("price__tiers"), request_id=request_id)
     applied = rates(record.price, record.prompt_tokens) if record.price else None
     return render(request, "usage/call_detail.html", {
@@ -159,6 +159,9 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("started_at_utc", "created_at"),
     ("user", "user__email"),
     ("api_key", "api_key__prefix"),
+    ("team", "team__name"),
+    ("tags", "tags"),
+    ("end_user", "end_user"),
     ("source", "source"),
     ("provider", "provider_name"),
     ("model", "model_name"),
@@ -328,9 +331,13 @@ def _dashboard(request: HttpRequest, *, mine: Any) -> HttpResponse:
     if valid:
         context |= _dashboard_figures(selection, own_only=mine is not None)
         context["unpriced_url"] = reverse("call_list") + calls_query(selection, unpriced="true")
+        if mine is not None:
+            # Their teams' totals: everyone's calls in each team summed, no one's calls apart.
+            context["team_totals"] = dashboards.team_totals(selection.range, mine.teams.all())
     # Back and forward after HTMX pushed a URL may ask for the whole page again (history restore).
     region = request.htmx and not request.htmx.history_restore_request
-    return render(request, "usage/dashboard.html#dashboard" if region else "usage/dashboard.html", context)
+    return render(request, "usage/dashboard.html#dashboard" if region else "usage/dashboard.html", context,
+                  status=200 if valid else 400)
 
 
 def calls_query(selection: dashboards.Selection, **narrower: Any) -> str:
@@ -340,13 +347,14 @@ def calls_query(selection: dashboards.Selection, **narrower: Any) -> str:
     # `unpriced` first: the notice's link reads "unpriced=true&date_from=...".
     params: dict[str, Any] = {"unpriced": narrower.pop("unpriced")} if "unpriced" in narrower else {}
     params |= {"date_from": r.start.isoformat(), "date_to": r.end.isoformat()}
-    for name in ("provider", "model", "user", "api_key"):
+    for name in ("provider", "model", "user", "api_key", "team"):
         if getattr(selection, name) is not None:
             params[name] = getattr(selection, name).pk
     if selection.mine is not None:
         params["user"] = selection.mine.pk
-    if selection.source:
-        params["source"] = selection.source
+    for name in ("source", "tag", "end_user"):
+        if getattr(selection, name):
+            params[name] = getattr(selection, name)
     return "?" + urlencode(params | narrower)
 
 
@@ -360,9 +368,21 @@ def _filter_selects(form: dashboards.DashboardForm, names: dashboards.Names) -> 
         "user": ("All users", names.rows("user") if "user" in form.fields else []),
         "api_key": ("All API keys", ((pk, f"{name} ({prefix}…)") for pk, name, prefix in names.rows("api_key"))),
         "source": ("All sources", UsageRecord.Source.choices),
+        "team": ("All teams", names.rows("team")),
         "group": ("", form.fields["group"].choices),
     }
-    return [_select(form[name], empty, choices) for name, (empty, choices) in options.items() if name in form.fields]
+    selects = [_select(form[name], empty, choices) for name, (empty, choices) in options.items()
+               if name in form.fields]
+    texts = [_text_input(form[name], placeholder) for name, placeholder in
+             (("tag", "any tag"), ("end_user", "any end user"))]
+    return [*selects[:-1], *texts, selects[-1]]
+
+
+def _text_input(field: Any, placeholder: str) -> SafeString:
+    return format_html(
+        '<span class="filter-pair"><label for="{}">{}</label><input type="text" name="{}" id="{}" value="{}" '
+        'placeholder="{}" size="12"></span>',
+        field.id_for_label, field.label, field.html_name, field.id_for_label, field.value() or "", placeholder)
 
 
 def _select(field: Any, empty: str, choices: Iterable[tuple[Any, str]]) -> SafeString:
@@ -393,6 +413,7 @@ def _dashboard_figures(selection: dashboards.Selection, *, own_only: bool) -> di
     users = [] if own_only else top("user")
     # Calls without a key (the playground, the CLI) are no API key's cost.
     keys = top("api_key", named=True)
+    teams = top("team", named=True)
     drill = selection.group == "provider" and selection.provider is None
     rows = [(group, selection.query(provider=group.key, group="model", sort=None) if drill and group.key else "")
             for group in table]
@@ -415,6 +436,7 @@ def _dashboard_figures(selection: dashboards.Selection, *, own_only: bool) -> di
         # Alone in its row on My usage (no top users there): drawn across the page, not enlarged from half.
         "keys": keys, "keys_chart": _bars(keys, f"Top API keys by cost, {span}",
                                           charts.WIDTH if own_only else charts.HALF_WIDTH),
+        "teams": teams, "teams_chart": _bars(teams, f"Cost by team, {span}"),
         "rows": rows, "table_rows": _table_rows(rows, page_url, selection, calls_url), "headings": headings,
         "drill": drill,
         "dimension": dashboards.DIMENSIONS[selection.group],

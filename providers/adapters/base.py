@@ -123,6 +123,9 @@ class ChatRequest:
     thinking_budget: int | None = None
     # Provider-specific body parameters, passed through as they are.
     extra: dict[str, Any] = field(default_factory=dict)
+    # The caller's labels (OpenAI's `metadata`: string keys and values), sent only to providers whose kind
+    # accepts them (providers.kinds.Kind.accepts_metadata); they change nothing in the answer.
+    metadata: dict[str, str] | None = None
     # False when the caller wants the whole answer at once (the gateway's non-streamed calls): an adapter
     # may then ask its provider for the whole answer, and send it as the chunks of `chunks_of`.
     stream: bool = True
