@@ -66,6 +66,7 @@ LABELS = {
     "hard_limit": "hard limit", "old_total": "cost before", "new_total": "cost after", "delta": "difference",
     "records": "calls", "changed": "changed", "fields": "changed", "ok": "connection works", "is_active": "active",
     "added": "added", "removed": "removed", "minutes": "minutes", "api_key": "API key", "base_url": "base URL",
+    "method": "how", "reason": "why", "source": "from",
     "timeout_seconds": "timeout (seconds)", "cache_ttl_seconds": "cache time (seconds)",
 }
 # What an empty value means, where it means more than "none".

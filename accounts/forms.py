@@ -2,6 +2,7 @@ import secrets
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
@@ -10,7 +11,7 @@ from django.core.exceptions import ValidationError
 
 from aspweb.roles import ROLES
 
-from . import signin
+from . import signin, sso
 from .audit import action_words, target_words
 from .models import User
 
@@ -38,6 +39,14 @@ class ThrottledSignIn(AuthenticationForm):
         cleaned = super().clean()
         signin.audit_sign_in(self.request, self.get_user())
         return cleaned
+
+    def confirm_login_allowed(self, user: User) -> None:
+        super().confirm_login_allowed(user)
+        # Checked after the password, so the refusal tells only someone who knows it.
+        if not sso.password_allowed(user):
+            signin.audit_sign_in_failed(self.request, user.email, method="password", reason="password sign-in is off")
+            raise ValidationError(f"Password sign-in is turned off. Sign in with {settings.SSO_NAME} instead.",
+                                  code="password_off")
 
     def get_invalid_login_error(self) -> ValidationError:
         if signin.is_locked_out(self.request):

@@ -75,8 +75,13 @@ def _address(request: HttpRequest | None) -> str:
     return address or "unknown address"
 
 
-def audit_sign_in(request: HttpRequest | None, user: User) -> None:
-    audit_log(user, "user.signin", user, address=_address(request))
+def audit_sign_in(request: HttpRequest | None, user: User, **details: str) -> None:
+    audit_log(user, "user.signin", user, address=_address(request), **details)
+
+
+def audit_sign_in_failed(request: HttpRequest | None, email: str, **details: str) -> None:
+    address = _address(request)
+    audit_log(address, "user.signin_failed", target_type="user", target_label=email, address=address, **details)
 
 
 def _failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any) -> None:

@@ -6,6 +6,8 @@ from . import team_views, views
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.SignInView.as_view(), name="login"),
+    path("login/sso/", views.sso_start, name="sso_start"),
+    path("login/sso/callback/", views.sso_callback, name="sso_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("users/", views.user_list, name="user_list"),
     path("users/add/", views.user_add, name="user_add"),

@@ -1,21 +1,25 @@
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth import login, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from aspweb.roles import ADMIN, ROLES, role_required
 
-from . import signin
+from . import signin, sso
 from .audit import audit_log
 from .forms import AuditFilterForm, SetPasswordForm, SignInForm, UserForm
 from .models import AuditEvent, User
@@ -33,11 +37,72 @@ class SignInView(auth_views.LoginView):
     authentication_form = SignInForm
     redirect_authenticated_user = True
 
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), **_sso_context()}
+
     def form_invalid(self, form: SignInForm) -> HttpResponse:
         response = super().form_invalid(form)
         if form.has_error(NON_FIELD_ERRORS, "locked_out"):
             response.status_code = 429
         return response
+
+
+def _sso_context() -> dict[str, Any]:
+    return {"sso_name": settings.SSO_NAME if sso.enabled() else "", "password_signin": settings.PASSWORD_SIGNIN}
+
+
+# Where the person was going, kept in the session while they are at the identity provider.
+_SSO_NEXT = "sso_next"
+
+
+def _callback_url(request: HttpRequest) -> str:
+    path = reverse("sso_callback")
+    # Behind a proxy that does not pass the public host, the configured site URL says it.
+    return settings.SITE_URL.rstrip("/") + path if settings.SITE_URL else request.build_absolute_uri(path)
+
+
+def sso_start(request: HttpRequest) -> HttpResponse:
+    """The "Sign in with ..." button: off to the identity provider, which sends the person back to sso_callback.
+    A link (GET), not a form: the Content-Security-Policy's form-action would stop a form's redirect there."""
+    if not sso.enabled():
+        raise Http404("Single sign-on is not set up.")
+    wanted = request.GET.get("next", "")
+    safe = url_has_allowed_host_and_scheme(wanted, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure())
+    request.session[_SSO_NEXT] = wanted if safe else ""
+    try:
+        return sso.redirect_to_provider(request, _callback_url(request))
+    except sso.SSO_ERRORS:
+        # The provider's discovery document could not be read: nothing the person can fix, and no secret in it.
+        return _sso_failed(request, None, "The identity provider could not be reached. Try again later.", 502,
+                           reason="provider unreachable")
+
+
+def sso_callback(request: HttpRequest) -> HttpResponse:
+    if not sso.enabled():
+        raise Http404("Single sign-on is not set up.")
+    try:
+        claims = sso.claims_from_callback(request)
+    except sso.SSO_ERRORS as error:
+        # The error's class says what failed (a bad signature, a wrong audience, an expired token) without
+        # repeating the token or the secret.
+        return _sso_failed(request, None, f"Signing in with {settings.SSO_NAME} failed. Try again.", 400,
+                           reason=sso.failure_reason(error))
+    try:
+        user = sso.sso_sign_in(claims=claims)
+    except sso.SignInRefused as refusal:
+        return _sso_failed(request, claims.get("email"), str(refusal), 403, reason="refused")
+    login(request, user, backend="accounts.backends.CachedUserBackend")
+    signin.audit_sign_in(request, user, method="single sign-on")
+    wanted = request.session.pop(_SSO_NEXT, "")
+    return redirect(wanted or settings.LOGIN_REDIRECT_URL)
+
+
+def _sso_failed(request: HttpRequest, email: Any, message: str, status: int, *, reason: str) -> HttpResponse:
+    email = email.strip().lower() if isinstance(email, str) else ""
+    signin.audit_sign_in_failed(request, email, method="single sign-on", reason=reason)
+    context = {"form": SignInForm(request), "sso_error": message, **_sso_context()}
+    return render(request, "accounts/login.html", context, status=status)
 
 
 @login_required

@@ -56,6 +56,18 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_pairs(name: str) -> list[tuple[str, str]]:
+    """`a=X,b=Y` as [("a", "X"), ("b", "Y")]; a name may repeat. Split at each pair's last `=`, so a
+    left-hand name may hold one (the right-hand names of aspweb's maps never do)."""
+    pairs = []
+    for item in env_list(name):
+        left, sep, right = item.rpartition("=")
+        if not sep or not left.strip() or not right.strip():
+            raise ImproperlyConfigured(f"{name} must be a comma-separated list of name=value pairs, not {item!r}.")
+        pairs.append((left.strip(), right.strip()))
+    return pairs
+
+
 # Django's debug pages, a developer's switch: they list every URL and much of the settings to whoever asks.
 DEBUG = env_bool("DEBUG", False)
 # DEBUG=false, as the README's production profile sets it, says this is production: secrets come from the
@@ -251,6 +263,32 @@ AXES_USERNAME_FORM_FIELD = "username"
 # Sign-ins are in the audit log; and no banner of axes's own at every start of a process.
 AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
+# Single sign-on with OpenID Connect (accounts/sso.py): on when an issuer is set. Groups in the ID token's
+# groups claim give roles and teams at every sign-in.
+SSO_ISSUER = env_str("ASPWEB_SSO_ISSUER").rstrip("/")
+SSO_CLIENT_ID = env_str("ASPWEB_SSO_CLIENT_ID")
+SSO_CLIENT_SECRET = env_str("ASPWEB_SSO_CLIENT_SECRET")
+SSO_SCOPES = env_str("ASPWEB_SSO_SCOPES", "openid email profile")
+# Empty: the provider sends no groups (Google); roles and teams are then kept in aspweb.
+SSO_GROUPS_CLAIM = env_str("ASPWEB_SSO_GROUPS_CLAIM", "groups")
+SSO_GROUP_ROLES = env_pairs("ASPWEB_SSO_GROUP_ROLES")
+SSO_GROUP_TEAMS = env_pairs("ASPWEB_SSO_GROUP_TEAMS")
+# Roles everyone who signs in this way gets, whatever their groups (for providers that send none).
+SSO_DEFAULT_ROLES = env_list("ASPWEB_SSO_DEFAULT_ROLES")
+# If set, only e-mail addresses at these domains may sign in this way (e.g. a Google Workspace's).
+SSO_EMAIL_DOMAINS = env_list("ASPWEB_SSO_EMAIL_DOMAINS")
+# The button says "Sign in with <this>".
+SSO_NAME = env_str("ASPWEB_SSO_NAME", "single sign-on")
+# false: only superusers (the break-glass account) sign in with a password; everyone else uses single sign-on.
+PASSWORD_SIGNIN = env_bool("ASPWEB_PASSWORD_SIGNIN", True)
+if SSO_ISSUER and not (SSO_CLIENT_ID and SSO_CLIENT_SECRET):
+    raise ImproperlyConfigured("ASPWEB_SSO_ISSUER is set: ASPWEB_SSO_CLIENT_ID and ASPWEB_SSO_CLIENT_SECRET are "
+                               "needed too.")
+if SSO_ISSUER and "openid" not in SSO_SCOPES.split():
+    raise ImproperlyConfigured(f"ASPWEB_SSO_SCOPES must include openid, not {SSO_SCOPES!r}.")
+if not PASSWORD_SIGNIN and not SSO_ISSUER:
+    raise ImproperlyConfigured("ASPWEB_PASSWORD_SIGNIN=false needs single sign-on (ASPWEB_SSO_ISSUER) to be set up.")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -338,6 +376,9 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
         "httpcore2": {"level": "WARNING"},
+        # Single sign-on's client logs the PKCE verifier at DEBUG.
+        "authlib": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
         "django.request": {"filters": ["one_line_refusals"]},
     },
 }
