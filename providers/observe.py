@@ -1,0 +1,41 @@
+"""What every call leaves besides its usage record: its figures in the metrics (aspweb/metrics.py) and one log
+line on the `aspweb.calls` logger (INFO), with the request id, who called (user id, or the API key's prefix),
+provider, model, source, status, error kind, latency, time to first token, tokens and cost.
+
+Never the prompt, the answer, an error's text or a key: a provider's error message may quote the request.
+"""
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from aspweb import metrics
+
+logger = logging.getLogger("aspweb.calls")
+
+
+def call_finished(fields: dict[str, Any], row: Any) -> None:
+    """Count and log one call from its usage record's fields (usage_record_create's arguments) and the record
+    the ledger made of them (None: it could not be written, so its cost is unknown)."""
+    cost: Decimal | None = None if row is None or row.unpriced else row.cost
+    provider, model, source = fields["provider"].name, fields["model"].name, fields["source"]
+    status, error_kind = fields["status"], fields["error_kind"]
+    metrics.call_observed(
+        provider=provider, model=model, source=source, status=status, error_kind=error_kind,
+        latency_ms=fields["latency_ms"], ttft_ms=fields["ttft_ms"], input_tokens=fields["input_tokens"],
+        cache_read_tokens=fields["cache_read_tokens"],
+        cache_write_tokens=fields["cache_write_tokens"] + fields["cache_write_1h_tokens"],
+        output_tokens=fields["output_tokens"], reasoning_tokens=fields["reasoning_tokens"], cost=cost)
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    user, api_key = fields["user"], fields["api_key"]
+    logger.info(
+        "call %s %s/%s %s %s%s %sms $%s", fields["request_id"], provider, model, source, status,
+        f" ({error_kind})" if error_kind else "", fields["latency_ms"], cost,
+        extra={
+            "request_id": str(fields["request_id"]), "user": getattr(user, "pk", None),
+            "key_prefix": getattr(api_key, "prefix", None), "provider": provider, "model": model,
+            "source": source, "status": status, "error_kind": error_kind, "latency_ms": fields["latency_ms"],
+            "ttft_ms": fields["ttft_ms"], "input_tokens": fields["input_tokens"],
+            "output_tokens": fields["output_tokens"], "cost_usd": str(cost) if cost is not None else None,
+        })
