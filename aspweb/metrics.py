@@ -19,13 +19,22 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
+# The `_created` series: not kept in multiprocess mode, so kept in neither, for one set of names.
+disable_created_metrics()
 _registry = CollectorRegistry(auto_describe=True)
 _CALL = ("provider", "model", "source")
 # Seconds: gateway calls answered from memory take milliseconds, long generations minutes.

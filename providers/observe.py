@@ -29,13 +29,14 @@ def call_finished(fields: dict[str, Any], row: Any) -> None:
     if not logger.isEnabledFor(logging.INFO):
         return
     user, api_key = fields["user"], fields["api_key"]
+    cost_usd = format(cost, "f") if cost is not None else None
     logger.info(
         "call %s %s/%s %s %s%s %sms $%s", fields["request_id"], provider, model, source, status,
-        f" ({error_kind})" if error_kind else "", fields["latency_ms"], cost,
+        f" ({error_kind})" if error_kind else "", fields["latency_ms"], cost_usd,
         extra={
             "request_id": str(fields["request_id"]), "user": getattr(user, "pk", None),
             "key_prefix": getattr(api_key, "prefix", None), "provider": provider, "model": model,
             "source": source, "status": status, "error_kind": error_kind, "latency_ms": fields["latency_ms"],
             "ttft_ms": fields["ttft_ms"], "input_tokens": fields["input_tokens"],
-            "output_tokens": fields["output_tokens"], "cost_usd": str(cost) if cost is not None else None,
+            "output_tokens": fields["output_tokens"], "cost_usd": cost_usd,
         })
