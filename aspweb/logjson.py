@@ -2,10 +2,10 @@
 
 Imported while logging is configured, before the apps load: nothing here may import a model.
 
-Keys: `time` (UTC, ISO 8601), `level`, `logger`, `message`, then whatever the record was given as `extra`
-(the call path's line: request_id, user, key_prefix, provider, model, status, latency_ms, cost_usd, ...), and
-`exception` with the traceback when there is one. A request Django attaches to its records is reduced to its
-method and path (never its query string, headers or body).
+Keys: `time` (UTC, ISO 8601), `level`, `logger`, `pid` (which worker), `message`, then whatever the record was
+given as `extra` (the call path's line: request_id, user, key_prefix, provider, model, status, latency_ms,
+cost_usd, ...), and `exception` with the traceback when there is one. A request Django attaches to its records is
+reduced to its method and path (never its query string, headers or body).
 """
 
 import json
@@ -23,6 +23,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
         for name, value in vars(record).items():
