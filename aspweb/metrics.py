@@ -69,6 +69,9 @@ _children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
 _children_lock = threading.Lock()
 
 
+_outcomes: dict[tuple[str, str, str, str, str], Any] = {}
+
+
 def _for_call(key: tuple[str, str, str]) -> tuple[Any, ...]:
     children = _children.get(key)
     if children is None:
@@ -79,6 +82,13 @@ def _for_call(key: tuple[str, str, str]) -> tuple[Any, ...]:
     return children
 
 
+def _for_outcome(key: tuple[str, str, str, str, str]) -> Any:
+    child = _outcomes.get(key)
+    if child is None:
+        child = _outcomes[key] = CALLS.labels(*key)
+    return child
+
+
 def call_observed(*, provider: str, model: str, source: str, status: str, error_kind: str = "",
                   latency_ms: float | None = None, ttft_ms: float | None = None, input_tokens: int = 0,
                   cache_read_tokens: int = 0, cache_write_tokens: int = 0, output_tokens: int = 0,
@@ -87,7 +97,7 @@ def call_observed(*, provider: str, model: str, source: str, status: str, error_
     includes reasoning."""
     key = (provider, model, source)
     latency, ttft, cost_usd, *tokens = _for_call(key)
-    CALLS.labels(*key, status, error_kind).inc()
+    _for_outcome((*key, status, error_kind)).inc()
     if error_kind == "budget_exceeded":
         BUDGET_REFUSALS.labels(*key).inc()
     if latency_ms is not None:
