@@ -262,3 +262,23 @@ def test_json_lines_keep_tracebacks_and_reduce_a_request_to_method_and_path() ->
     assert (line["message"], line["method"], line["path"], line["status_code"]) == ("Failed here", "GET",
                                                                                      "/calls/", 500)
     assert "ValueError: boom" in line["exception"] and "never-logged" not in json.dumps(line)
+
+
+def test_the_grafana_dashboard_uses_only_metrics_that_exist(db: None) -> None:
+    """docs/grafana-dashboard.json: every series its queries name is one /metrics serves."""
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json").read_text())
+    panels = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+    used = {name for panel in panels for target in panel["targets"]
+            for name in re.findall(r"\baspweb_[a-z_]+", target["expr"])}
+    response = Client().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    families = {family.name: family.type for family in text_string_to_metric_families(response.content.decode())}
+    served = set()
+    for name, kind in families.items():
+        served |= {f"{name}_total"} if kind == "counter" else {name}
+        if kind == "histogram":
+            served |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    assert len(used) >= 10 and used <= served, used - served
+    assert all(panel["targets"] for panel in panels)
