@@ -18,27 +18,33 @@ def call_finished(fields: dict[str, Any], row: Any) -> None:
     """Count and log one call from its usage record's fields (usage_record_create's arguments) and the record
     the ledger made of them (None: it could not be written, so its cost is unknown)."""
     cost: Decimal | None = None if row is None or row.unpriced else row.cost
-    provider, model, source = fields["provider"].name, fields["model"].name, fields["source"]
-    status, error_kind = fields["status"], fields["error_kind"]
     metrics.call_observed(
-        provider=provider, model=model, source=source, status=status, error_kind=error_kind,
-        latency_ms=fields["latency_ms"], ttft_ms=fields["ttft_ms"], input_tokens=fields["input_tokens"],
-        cache_read_tokens=fields["cache_read_tokens"],
+        provider=fields["provider"].name, model=fields["model"].name, source=fields["source"],
+        status=fields["status"], error_kind=fields["error_kind"], latency_ms=fields["latency_ms"],
+        ttft_ms=fields["ttft_ms"], input_tokens=fields["input_tokens"], cache_read_tokens=fields["cache_read_tokens"],
         cache_write_tokens=fields["cache_write_tokens"] + fields["cache_write_1h_tokens"],
         output_tokens=fields["output_tokens"], reasoning_tokens=fields["reasoning_tokens"], cost=cost)
+    call_logged(fields, cost)
+
+
+def call_logged(fields: dict[str, Any], cost: Decimal | None, *, cached: bool = False) -> None:
+    """The call's log line alone: for an answer replayed from the gateway's response cache (`cached`), which
+    called no provider and so is not in the call metrics."""
     if not logger.isEnabledFor(logging.INFO):
         return
-    user, api_key = fields["user"], fields["api_key"]
+    provider, model, source = fields["provider"].name, fields["model"].name, fields["source"]
+    status, error_kind = fields["status"], fields.get("error_kind", "")
+    user, api_key, latency_ms = fields["user"], fields["api_key"], fields.get("latency_ms")
     cost_usd = format(cost, "f") if cost is not None else None
     # The record made directly: Logger.info would walk the stack for the caller's file and line (findCaller),
     # a third of the line's cost, to say what the logger's name says already.
     logger.handle(logger.makeRecord(
-        logger.name, logging.INFO, __file__, 0, "call %s %s/%s %s %s%s %sms $%s",
+        logger.name, logging.INFO, __file__, 0, "call %s %s/%s %s %s%s%s %s ms $%s",
         (fields["request_id"], provider, model, source, status, f" ({error_kind})" if error_kind else "",
-         fields["latency_ms"], cost_usd), None, extra={
+         " (cached)" if cached else "", "-" if latency_ms is None else latency_ms, cost_usd), None, extra={
             "request_id": str(fields["request_id"]), "user": getattr(user, "pk", None),
             "key_prefix": getattr(api_key, "prefix", None), "provider": provider, "model": model,
-            "source": source, "status": status, "error_kind": error_kind, "latency_ms": fields["latency_ms"],
-            "ttft_ms": fields["ttft_ms"], "input_tokens": fields["input_tokens"],
+            "source": source, "status": status, "error_kind": error_kind, "cached": cached,
+            "latency_ms": latency_ms, "ttft_ms": fields.get("ttft_ms"), "input_tokens": fields["input_tokens"],
             "output_tokens": fields["output_tokens"], "cost_usd": cost_usd,
         }))

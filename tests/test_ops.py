@@ -243,6 +243,13 @@ def test_each_call_logs_one_json_line_without_prompt_answer_or_key(key: str, ups
     assert ok["level"] == "INFO" and ok["time"].endswith("+00:00")
     failed = next(line for line in mine if line is not ok)
     assert (failed["status"], failed["error_kind"]) == ("error", "invalid_request")
+    # An answer from the response cache called no provider: it has its line, marked, but no call figures.
+    headers = {"x-aspweb-cache": "true"}
+    call(CHAT, chat_body(messages=[{"role": "user", "content": prompt}]), key=key, headers=headers)
+    hit = call(CHAT, chat_body(messages=[{"role": "user", "content": prompt}]), key=key, headers=headers)
+    assert hit.headers["x-aspweb-cache"] == "hit"
+    line = json.loads(json_lines[-1])
+    assert (line["request_id"], line["cached"], Decimal(line["cost_usd"])) == (hit.headers["x-request-id"], True, 0)
     everything = "\n".join(json_lines)
     assert prompt not in everything and upstream.reply not in everything and key not in everything
     assert "sk-upstream-0001" not in everything
