@@ -15,7 +15,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from . import metrics
 
@@ -25,14 +25,14 @@ _PROBE_TIMEOUT_SECONDS = 3
 _migrated: set[str] = set()
 
 
-@require_GET
+@require_safe
 @never_cache
 async def healthz(request: HttpRequest) -> JsonResponse:
     """The process is up and serving: no database, no cache."""
     return JsonResponse({"status": "ok"})
 
 
-@require_GET
+@require_safe
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
     """Ready for traffic: the database answers, every migration is applied, the cache answers. 503 names
@@ -95,7 +95,7 @@ def _cache() -> str:
     return "ok"
 
 
-@require_GET
+@require_safe
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus text format. Sync: collectors read shared state (circuit breakers) from the database and the

@@ -58,6 +58,7 @@ def test_healthz_answers_without_sign_in_or_database() -> None:
     response = Client().get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
     assert "no-cache" in response["Cache-Control"]
+    assert Client().head("/healthz").status_code == 200  # some load balancers ask with HEAD
     assert Client().post("/healthz").status_code == 405
 
 

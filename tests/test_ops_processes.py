@@ -210,3 +210,26 @@ def test_metrics_match_the_ledger_across_two_workers(two_workers: tuple[str, Pat
     assert any(line["logger"].startswith("uvicorn") for line in lines)
     assert "Say hello" not in text and upstream.reply not in text and key not in text
     assert "sk-upstream-0001" not in text and "sk-ant-upstream-0001" not in text
+
+
+@pytest.mark.parametrize(("name", "raw", "message"), [
+    ("LOG_FORMAT", "xml", "LOG_FORMAT must be plain or json"),
+    ("ASPWEB_METRICS_ALLOW", "10.0.0.0/8,not-an-address", "ASPWEB_METRICS_ALLOW must list addresses or networks"),
+])
+def test_bad_observability_settings_stop_start_up_by_name(name: str, raw: str, message: str, tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, check=False, env={**env, "ASPWEB_DATA_DIR": str(tmp_path), name: raw})
+    assert result.returncode != 0 and message in result.stderr
+
+
+def test_the_allow_list_takes_addresses_and_networks(tmp_path: Path) -> None:
+    script = ("import django; django.setup(); from django.conf import settings; "
+              "print(' '.join(str(n) for n in settings.METRICS_ALLOW))")
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            check=False, env={**env, "ASPWEB_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT),
+                                              "DJANGO_SETTINGS_MODULE": "aspweb.settings",
+                                              "ASPWEB_METRICS_ALLOW": " 10.1.2.3/8, ::1 ,192.168.0.7"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["10.0.0.0/8", "::1/128", "192.168.0.7/32"]
