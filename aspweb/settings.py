@@ -358,6 +358,12 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(f"ASPWEB_METRICS_ALLOW must list addresses or networks: {exc}") from None
 
+# OpenTelemetry (aspweb/otel.py): with an OTLP endpoint, each call is exported as a span (OTLP/HTTP, JSON).
+OTEL_TRACES_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or (
+    env_str("OTEL_EXPORTER_OTLP_ENDPOINT").rstrip("/") + "/v1/traces" if env_str("OTEL_EXPORTER_OTLP_ENDPOINT") else "")
+OTEL_HEADERS = env_str("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env_str("OTEL_EXPORTER_OTLP_HEADERS")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "aspweb")
+
 # Provider calls; each provider sets its own whole-call timeout and retry count.
 PROVIDER_CONNECT_TIMEOUT_SECONDS = env_int("ASPWEB_PROVIDER_CONNECT_TIMEOUT", 10)
 PROVIDER_FIRST_TOKEN_TIMEOUT_SECONDS = env_int("ASPWEB_PROVIDER_FIRST_TOKEN_TIMEOUT", 60)

@@ -8,7 +8,7 @@ from aspweb import metrics
 from aspweb.asgi import application
 from providers import observe
 
-observe.call_finished = lambda fields, row: None
+observe.call_finished = lambda fields, row, request=None: None
 metrics.response_cache_looked_up = lambda hit: None
 metrics.ledger_batch_written = lambda *args, **kwargs: None
 

@@ -1,20 +1,22 @@
-"""What every call leaves besides its usage record: its figures in the metrics (aspweb/metrics.py) and one log
-line on the `aspweb.calls` logger (INFO), with the request id, who called (user id, or the API key's prefix),
-provider, model, source, status, error kind, latency, time to first token, tokens and cost.
+"""What every call leaves besides its usage record: its figures in the metrics (aspweb/metrics.py), a span
+when OpenTelemetry is on (aspweb/otel.py), and one log line on the `aspweb.calls` logger (INFO), with the
+request id, who called (user id, or the API key's prefix), provider, model, source, status, error kind,
+latency, time to first token, tokens and cost.
 
 Never the prompt, the answer, an error's text or a key: a provider's error message may quote the request.
 """
 
 import logging
+import time
 from decimal import Decimal
 from typing import Any
 
-from aspweb import metrics
+from aspweb import metrics, otel
 
 logger = logging.getLogger("aspweb.calls")
 
 
-def call_finished(fields: dict[str, Any], row: Any) -> None:
+def call_finished(fields: dict[str, Any], row: Any, request: Any = None) -> None:
     """Count and log one call from its usage record's fields (usage_record_create's arguments) and the record
     the ledger made of them (None: it could not be written, so its cost is unknown)."""
     cost: Decimal | None = None if row is None or row.unpriced else row.cost
@@ -25,6 +27,37 @@ def call_finished(fields: dict[str, Any], row: Any) -> None:
         cache_write_tokens=fields["cache_write_tokens"] + fields["cache_write_1h_tokens"],
         output_tokens=fields["output_tokens"], reasoning_tokens=fields["reasoning_tokens"], cost=cost)
     call_logged(fields, cost)
+    if otel.enabled():
+        _span(fields, cost, request)
+
+
+# OpenTelemetry's GenAI names of the providers aspweb's kinds call (gen_ai.provider.name); others go by kind.
+_GENAI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "claude_cli": "anthropic",
+                    "azure_openai": "azure.ai.openai", "gemini": "gcp.gemini", "groq": "groq", "cohere": "cohere"}
+
+
+def _span(fields: dict[str, Any], cost: Decimal | None, request: Any) -> None:
+    """The call as a span with OpenTelemetry's GenAI attributes: names, parameters and counts, never content."""
+    provider, model = fields["provider"], fields["model"]
+    start_ns = int(fields["created_at"].timestamp() * 1e9) if fields.get("created_at") else time.time_ns()
+    end_ns = start_ns + int((fields["latency_ms"] or 0) * 1e6)
+    error = fields["error_kind"] if fields["status"] == "error" else None
+    otel.span_finished(name=f"chat {model.name}", start_ns=start_ns, end_ns=end_ns, error=error, attributes={
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": _GENAI_PROVIDERS.get(provider.kind, provider.kind),
+        "gen_ai.request.model": model.name, "gen_ai.response.model": model.name,
+        "gen_ai.request.max_tokens": getattr(request, "max_tokens", None),
+        "gen_ai.request.temperature": getattr(request, "temperature", None),
+        "gen_ai.request.top_p": getattr(request, "top_p", None),
+        "gen_ai.usage.input_tokens": fields["input_tokens"] + fields["cache_read_tokens"]
+        + fields["cache_write_tokens"] + fields["cache_write_1h_tokens"],
+        "gen_ai.usage.output_tokens": fields["output_tokens"],
+        "gen_ai.response.finish_reasons": [fields["finish_reason"]] if fields.get("finish_reason") else None,
+        "error.type": error,
+        "aspweb.provider": provider.name, "aspweb.source": fields["source"], "aspweb.status": fields["status"],
+        "aspweb.request_id": str(fields["request_id"]), "aspweb.ttft_ms": fields["ttft_ms"],
+        "aspweb.cost_usd": float(cost) if cost is not None else None,
+    })
 
 
 def call_logged(fields: dict[str, Any], cost: Decimal | None, *, cached: bool = False) -> None:
