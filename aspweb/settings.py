@@ -6,6 +6,7 @@ generated once into var/; no debug pages, which list every URL to whoever asks. 
 is listed in the README's configuration table.
 """
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable
@@ -338,6 +339,8 @@ HTTPS = env_bool("ASPWEB_HTTPS", False)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS
+# Probes and scrapers ask over plain HTTP inside the deployment (aspweb/ops.py): not redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
@@ -361,11 +364,16 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+# LOG_FORMAT=json: one JSON object per line (aspweb/logjson.py), for log shippers; plain text otherwise.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+                   "json": {"()": "aspweb.logjson.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "filters": {"one_line_refusals": {"()": "aspweb.logfilters.OneLineRefusals"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # The SDKs log request options (headers included) at DEBUG: keep them quiet whatever LOG_LEVEL says.
@@ -382,6 +390,20 @@ LOGGING = {
         "django.request": {"filters": ["one_line_refusals"]},
     },
 }
+
+# GET /metrics (aspweb/ops.py) answers a request bearing this token, or one from an address in the allow-list
+# (addresses or networks, as the server sees the client: behind a proxy, the proxy's). Neither set: nobody.
+METRICS_TOKEN = env_str("ASPWEB_METRICS_TOKEN")
+try:
+    METRICS_ALLOW = [ipaddress.ip_network(item, strict=False) for item in env_list("ASPWEB_METRICS_ALLOW")]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"ASPWEB_METRICS_ALLOW must list addresses or networks: {exc}") from None
+
+# OpenTelemetry (aspweb/otel.py): with an OTLP endpoint, each call is exported as a span (OTLP/HTTP, JSON).
+OTEL_TRACES_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or (
+    env_str("OTEL_EXPORTER_OTLP_ENDPOINT").rstrip("/") + "/v1/traces" if env_str("OTEL_EXPORTER_OTLP_ENDPOINT") else "")
+OTEL_HEADERS = env_str("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env_str("OTEL_EXPORTER_OTLP_HEADERS")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "aspweb")
 
 # Provider calls; each provider sets its own whole-call timeout and retry count.
 PROVIDER_CONNECT_TIMEOUT_SECONDS = env_int("ASPWEB_PROVIDER_CONNECT_TIMEOUT", 10)

@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from . import ops
+
 admin.site.site_header = "aspweb administration"
 admin.site.site_title = "aspweb"
 
@@ -16,4 +18,8 @@ urlpatterns = [
     path("", include("gateway.urls")),
     path("", include("budgets.urls")),
     path("django-admin/", admin.site.urls),
+    # For load balancers, orchestrators and Prometheus: no sign-in (aspweb/ops.py).
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics_view, name="metrics"),
 ]

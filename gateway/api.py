@@ -34,7 +34,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from aspweb import inline
 from aspweb.inline import inline_or_hop
-from providers import calls
+from providers import calls, observe
 from providers.adapters.base import (
     ChatRequest,
     Chunk,
@@ -382,16 +382,17 @@ def _record_cache_hit(admission: Admission, record: calls.CallRecord) -> None:
     if model is None:  # the model left the catalog since the answer was cached: nothing to charge it to
         return
     usage = hit.completion.usage
-    usage_services.usage_record_create(
-        request_id=record.request_id, provider=model.provider, model=model, source="gateway", status="ok",
-        user=admission.key.user, api_key=admission.key, team_id=admission.key.team_id,
-        tags=admission.attribution.tags, end_user=admission.attribution.end_user,
-        cached=True, finish_reason=hit.completion.finish_reason or "",
-        input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
-        output_tokens=usage.output_tokens,
-        reasoning_tokens=usage.reasoning_tokens, usage_estimated=usage.estimated, attempts=0,
-    )
+    fields = {
+        "request_id": record.request_id, "provider": model.provider, "model": model, "source": "gateway",
+        "status": "ok", "user": admission.key.user, "api_key": admission.key, "team_id": admission.key.team_id,
+        "tags": admission.attribution.tags, "end_user": admission.attribution.end_user,
+        "finish_reason": hit.completion.finish_reason or "", "input_tokens": usage.input_tokens,
+        "cache_read_tokens": usage.cache_read_tokens, "cache_write_tokens": usage.cache_write_tokens,
+        "cache_write_1h_tokens": usage.cache_write_1h_tokens, "output_tokens": usage.output_tokens,
+        "reasoning_tokens": usage.reasoning_tokens, "usage_estimated": usage.estimated, "attempts": 0,
+    }
+    row = usage_services.usage_record_create(cached=True, **fields)
+    observe.call_logged(fields, row.cost, cached=True)
 
 
 async def _after_call(admission: Admission, record: calls.CallRecord, completion: Completion | None) -> None:

@@ -7,6 +7,7 @@ class GatewayConfig(AppConfig):
 
     def ready(self) -> None:
         from aspweb import config as config_file
+        from aspweb import metrics
         from providers import hooks
 
         from . import config, routing, rowcaches
@@ -16,3 +17,4 @@ class GatewayConfig(AppConfig):
         # The call path sits below the gateway: it resolves a name without a slash through the routes
         # registered here.
         hooks.routes_register(routing)
+        metrics.scrape_register(routing.circuit_metrics)

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.core.cache import cache
 
+from aspweb import metrics
 from providers.adapters.base import ChatRequest, Completion, ToolCall, Usage
 
 DEFAULT_TTL = 300
@@ -40,6 +41,7 @@ class CachedAnswer:
 
 def lookup(key: str) -> CachedAnswer | None:
     stored = cache.get(key)
+    metrics.response_cache_looked_up(isinstance(stored, dict))
     if not isinstance(stored, dict):
         return None
     usage = stored["usage"]

@@ -5,14 +5,16 @@ breakers, latency averages and round-robin counters; the embedded default keeps 
 """
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from providers.calls import CallError
-from providers.models import Price
+from providers.models import Model, Price
 
 from .models import Deployment, Route
 
@@ -141,6 +143,19 @@ def record_failure(model_id: int) -> None:
         cooldown = settings.CIRCUIT_COOLDOWN_SECONDS
         cache.set(_key("open_until", model_id), time.time() + cooldown, timeout=cooldown * 20)
         cache.delete(_key("trial", model_id))
+
+
+_STATES = {"closed": 0, "half-open": 1, "open": 2}
+
+
+def circuit_metrics() -> Iterable[Metric]:
+    """The circuit of every model that serves a route, read from the shared cache when /metrics is scraped
+    (aspweb/metrics.py): a breaker's state lives there, not in any one worker."""
+    family = GaugeMetricFamily("aspweb_circuit_state", "Circuit breaker of each routed model: 0 closed, "
+                               "1 half-open, 2 open.", labels=["provider", "model"])
+    for model in Model.objects.filter(deployments__isnull=False).select_related("provider").distinct():
+        family.add_metric([model.provider.name, model.name], _STATES[circuit(model.pk).state])
+    yield family
 
 
 def reset(model_id: int) -> None:

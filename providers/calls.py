@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from aspweb.inline import NeedsThread, inline_or_hop, running_inline
 
-from . import bounds, hooks, rowcaches
+from . import bounds, hooks, observe, rowcaches
 from .adapters import get_adapter
 from .adapters.base import (
     ChatRequest,
@@ -387,13 +387,16 @@ async def _record(target: Target | None, request: ChatRequest, caller: Caller, r
     try:
         row = await hooks.recorder()(**fields)
     except asyncio.CancelledError:
+        observe.call_finished(fields, None, request)
         raise
     except Exception:
         # The caller keeps its answer or its own error; the log keeps what the ledger could not.
         logger.exception("Could not write the usage record of call %s: %r", record.request_id, record)
+        observe.call_finished(fields, None, request)
         return
     record.price = row.price
     record.cost = row.cost if row.price is not None else None
+    observe.call_finished(fields, row, request)
 
 
 def _record_fields(target: Target | None, request: ChatRequest, caller: Caller,

@@ -24,6 +24,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import time
 import weakref
 from typing import Any
 
@@ -32,6 +33,7 @@ from django.conf import settings
 from django.db import connection
 from redis.exceptions import RedisError
 
+from aspweb import metrics
 from aspweb.handler import serving
 from aspweb.inline import inline_or_hop
 
@@ -84,7 +86,8 @@ class _Writer:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.queue: list[tuple[dict[str, Any], asyncio.Future, str | None]] = []
+        # (fields, future, journal entry id, time queued)
+        self.queue: list[tuple[dict[str, Any], asyncio.Future, str | None, float]] = []
         self.task: asyncio.Task | None = None
 
     def enqueue(self, fields: dict[str, Any], entry_id: str | None = None) -> asyncio.Future:
@@ -93,7 +96,7 @@ class _Writer:
         written = self.loop.create_future()
         if entry_id is not None:
             written.add_done_callback(_observed)
-        self.queue.append((fields, written, entry_id))
+        self.queue.append((fields, written, entry_id, time.perf_counter()))
         if self.task is None:
             self.task = self.loop.create_task(self._drain(), context=contextvars.Context())
         return written
@@ -105,21 +108,26 @@ class _Writer:
                 batch, self.queue = self.queue[:size], self.queue[size:]
                 try:
                     outcomes = await sync_to_async(_write, thread_sensitive=True)(
-                        [fields for fields, _, _ in batch], [entry_id for _, _, entry_id in batch])
+                        [fields for fields, *_ in batch], [entry_id for _, _, entry_id, _ in batch])
                 except asyncio.CancelledError:
                     # The loop is closing. The batch under way may still commit in its thread; nothing
                     # queued after it will (a journalled record's replay will).
-                    for _, written, _ in batch + self.queue:
+                    for _, written, *_ in batch + self.queue:
                         if not written.done():
                             written.set_exception(RuntimeError("The usage writer stopped with its event loop."))
                     self.queue = []
                     raise
                 except Exception as exc:  # not a record's failure (those come back as outcomes): a bug
                     logger.exception("The usage writer failed on a batch of %d records", len(batch))
-                    for _, written, _ in batch:
+                    for _, written, *_ in batch:
                         written.set_exception(exc)
+                    metrics.ledger_batch_written(len(batch), (), failures=len(batch))
                     continue
-                for (_, written, _), outcome in zip(batch, outcomes, strict=True):
+                committed = time.perf_counter()
+                metrics.ledger_batch_written(
+                    len(batch), [committed - queued for _, _, _, queued in batch],
+                    failures=sum(isinstance(outcome, Exception) for outcome in outcomes))
+                for (_, written, _, _), outcome in zip(batch, outcomes, strict=True):
                     if isinstance(outcome, Exception):
                         written.set_exception(outcome)
                     else:
