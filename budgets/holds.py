@@ -40,14 +40,14 @@ from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
 from aspweb.inline import NeedsThread, inline_or_hop, running_inline
-from aspweb.money import money
 from aspweb.rowcache import RowCache
-from providers.hooks import CallLimit, LimitRefused
+from providers.hooks import CallLimit
 from usage import pricing, rollups
 from usage.models import UsageRecord
 
 from . import periods, redisholds, scopes
 from .models import Budget, BudgetPeriod, Reservation, next_alert_at
+from .refusals import BudgetExceeded, BudgetUnpriced
 
 logger = logging.getLogger(__name__)
 
@@ -63,39 +63,6 @@ def holds_in_redis() -> bool:
     """Whether hard limits are held in Redis (budgets/redisholds.py: the production profile's default) rather
     than by the period rows (the embedded default's)."""
     return settings.BUDGET_HOLDS == "redis"
-
-
-class BudgetExceeded(LimitRefused):
-    """A call does not fit in a hard-limit budget. `message` is plain words naming the budget and what is left."""
-
-    code = "budget_exceeded"
-
-    def __init__(self, budget: Budget, remaining: Decimal, cost: Decimal) -> None:
-        left = max(remaining, Decimal(0))
-        self.budget, self.remaining, self.cost = budget, left, cost
-        self.message = (
-            f"Budget “{budget.name}” ({budget.target_label}, {budget.period}) has {money(left)} left of "
-            f"{money(budget.amount)}, and this call could cost up to {money(cost)}. "
-            "Ask a finance user to raise the budget, or use a smaller max_tokens."
-        )
-        super().__init__(self.message)
-
-
-class BudgetUnpriced(BudgetExceeded):
-    """A hard-limit budget covers a call to a model without a price. Nothing bounds what such a call costs,
-    so it is refused rather than let through unseen, until an admin sets the model's price."""
-
-    code = "unpriced"
-
-    def __init__(self, budget: Budget, model: Any) -> None:
-        self.budget, self.remaining, self.cost = budget, None, None
-        self.message = (
-            f"Model {model} has no price, and budget “{budget.name}” ({budget.target_label}, {budget.period}) "
-            "is a hard limit: a call whose cost cannot be known in advance is refused. An admin must set the "
-            f"model's price in aspweb's catalog (Providers, {model.provider.name}, {model.name}) before it can "
-            "be called."
-        )
-        Exception.__init__(self, self.message)
 
 
 # -- the budgets and their periods, cached per worker ---------------------------------------------------
@@ -184,8 +151,8 @@ def budget_period_get(budget: Budget, span: periods.Span) -> tuple[BudgetPeriod,
 def _period_ids(wanted: list[tuple[Budget, periods.Span]]) -> tuple[dict[tuple[int, date], int], set[int]]:
     """The period id of each (budget, span), from the ids cached in this worker: one query for those not cached
     yet, and a row made for each that has none (the first call of a period). Also the ids made now: their
-    spend, read from the ledger, already counts the current transaction's records. A row made inside a
-    transaction is cached once that commits: rolled back, it never existed."""
+    spend, read from the ledger, already counts the current transaction's records. An id is cached once the
+    transaction that found or made it commits (at once outside one): rolled back, the row never existed."""
     known = _cached().period_ids
     keyed = {(budget.pk, span.start): (budget, span) for budget, span in wanted}
     ids = {key: known.get(key) for key in keyed}
@@ -196,17 +163,16 @@ def _period_ids(wanted: list[tuple[Budget, periods.Span]]) -> tuple[dict[tuple[i
                                            start__in={start for _, start in missing})
         for pk, budget_id, start in rows.values_list("pk", "budget_id", "start"):
             if (budget_id, start) in missing:
-                ids[(budget_id, start)] = known[(budget_id, start)] = pk
+                ids[(budget_id, start)] = pk
         for key in sorted(missing):
             if ids[key] is None:
                 period, made = budget_period_get(*missing[key])
                 ids[key] = period.pk
                 if made:
                     created[key] = period.pk
-                else:
-                    known[key] = period.pk
-        if created:
-            transaction.on_commit(lambda: known.update(created))
+        # Cached once the rows are surely there: one found may have been made earlier in this transaction.
+        found = {key: ids[key] for key in missing}
+        transaction.on_commit(lambda: known.update(found))
     return ids, set(created.values())
 
 
@@ -525,33 +491,52 @@ def usage_records_charge(records: list[UsageRecord], **_: Any) -> bool:
     hard = _cached().hard
     if not records or not hard:
         return bool(costly)
-    in_redis = holds_in_redis()
     reserved: dict[int, Decimal] = defaultdict(Decimal)
-    if not in_redis:
+    if not holds_in_redis():
         for period_id, amount in _reservations_take([record.request_id for record in records]):
             reserved[period_id] -= amount
+    covered, spans = _covered(costly, hard)
     charges: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
-    spans: dict[tuple[int, date], tuple[Budget, periods.Span]] = {}
-    covered: list[tuple[UsageRecord, list[tuple[int, date]]]] = []
-    for record in costly:
-        keys = []
-        for budget in scopes.covering(hard, record):
-            span = budget.span_at(record.created_at)
-            charges[(budget.pk, span.start)] += record.cost
-            spans[(budget.pk, span.start)] = (budget, span)
-            keys.append((budget.pk, span.start))
-        covered.append((record, keys))
+    for record, keys in covered:
+        for key in keys:
+            charges[key] += record.cost
     ids, created = _period_ids(list(spans.values())) if spans else ({}, set())
     # A row made just now already counts the batch's records: they are in the rollups it summed
     # (see budget_period_get).
     spent = {ids[key]: cost for key, cost in charges.items() if ids[key] not in created}
     _counters_add(spent=spent, reserved=reserved)
-    if in_redis:
-        # Last in the transaction, so that a failure of Redis rolls the batch back. Should the commit fail
-        # after it, Redis counts more than was spent, never less: the limit errs on the side of refusing.
-        costs = {record.request_id: {ids[key]: record.cost for key in keys} for record, keys in covered}
-        redisholds.settle([(record.request_id, costs.get(record.request_id, {})) for record in records])
     return bool(costly)
+
+
+def _covered(records: list[UsageRecord], hard: dict) -> tuple[list[tuple[UsageRecord, list[tuple[int, date]]]],
+                                                                dict[tuple[int, date], tuple[Budget, periods.Span]]]:
+    """Each record with the (budget id, period start) of every hard limit covering it; and those periods."""
+    spans: dict[tuple[int, date], tuple[Budget, periods.Span]] = {}
+    covered = []
+    for record in records:
+        keys = []
+        for budget in scopes.covering(hard, record):
+            span = budget.span_at(record.created_at)
+            spans[(budget.pk, span.start)] = (budget, span)
+            keys.append((budget.pk, span.start))
+        covered.append((record, keys))
+    return covered, spans
+
+
+def usage_records_settle(records: list[UsageRecord], **_: Any) -> None:
+    """Settle hard limits held in Redis for usage records about to be written (a usage.signals.records_priced
+    receiver, before the ledger's transaction, so that the period rows the transaction locks are not held
+    over a round trip to Redis): each call's holds are given back and its cost added, where it still held
+    something. Should the transaction then fail, Redis counts more than was spent, never less: the limit
+    errs on the side of refusing, and the record written again (one by one, or from the journal) is not
+    charged twice."""
+    hard = _cached().hard
+    if not records or not hard or not holds_in_redis():
+        return
+    covered, spans = _covered([record for record in records if record.cost], hard)
+    ids, _ = _period_ids(list(spans.values())) if spans else ({}, set())
+    costs = {record.request_id: {ids[key]: record.cost for key in keys} for record, keys in covered}
+    redisholds.settle([(record.request_id, costs.get(record.request_id, {})) for record in records])
 
 
 def _call_reservation(*, record: Any, provider: Any, model: Any, user: Any, api_key: Any, price: Any,

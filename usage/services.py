@@ -167,8 +167,9 @@ def usage_records_create(specs: Iterable[dict[str, Any]]) -> list[UsageRecord]:
 def _records_write(records: list[UsageRecord]) -> None:
     if not records:
         return
+    record_prices(records)
+    signals.records_priced.send(sender=UsageRecord, records=records)
     with transaction.atomic():
-        record_prices(records)
         UsageRecord.objects.bulk_create(records)
         additions = rollups.Additions()
         for record in records:
