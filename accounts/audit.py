@@ -39,6 +39,7 @@ ACTIONS = {
     "apikey.self_service": "own API keys allowed or stopped",
     "budget.create": "budget added", "budget.update": "budget changed", "budget.delete": "budget deleted",
     "budget.test_alert": "test alert sent",
+    "callbody.view": "prompt and answer read", "callbody.export": "prompts and answers exported",
     "model.create": "model added", "model.update": "model changed", "price.create": "price set",
     "provider.create": "provider added", "provider.update": "provider changed", "provider.enable": "provider enabled",
     "provider.disable": "provider disabled", "provider.archive": "provider archived",
@@ -65,6 +66,7 @@ LABELS = {
     "records": "calls", "changed": "changed", "fields": "changed", "ok": "connection works", "is_active": "active",
     "added": "added", "removed": "removed", "minutes": "minutes", "api_key": "API key", "base_url": "base URL",
     "timeout_seconds": "timeout (seconds)", "cache_ttl_seconds": "cache time (seconds)",
+    "log_bodies": "logs prompts and answers",
 }
 # What an empty value means, where it means more than "none".
 EMPTY = {"models": "any", "expires_at": "never", "owner": "an application", "until": "no end"}

@@ -28,6 +28,8 @@ class Command(BaseCommand):
         create.add_argument("--rpm", type=int, help="Requests per minute.")
         create.add_argument("--tpm", type=int, help="Tokens per minute.")
         create.add_argument("--expires-days", type=int, metavar="DAYS", help="Expire after this many days.")
+        create.add_argument("--log-bodies", action="store_true",
+                            help="Log the prompts and answers of the key's calls (redacted, encrypted).")
         revoke = actions.add_parser("revoke", help="Revoke a key.")
         revoke.add_argument("prefix", type=storable_argument, help="The key's prefix (ask-xxxxxxxx), or the whole key.")
         listing = actions.add_parser("list", help="List keys.")
@@ -53,6 +55,7 @@ class Command(BaseCommand):
             name=options["name"], user=user, actor="manage.py apikey",
             allowed_models=[name.strip() for name in options["models"].split(",") if name.strip()],
             rpm_limit=options["rpm"], tpm_limit=options["tpm"], expires_at=expires_at,
+            log_bodies=options["log_bodies"],
         )
         self.stderr.write(f"Key {key.name} ({key.prefix}…) made; it is printed once, below.")
         self.stdout.write(raw)

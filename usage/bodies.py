@@ -1,0 +1,175 @@
+"""Logged prompts and answers (opt-in): what a call's body becomes before it is stored, and how it is found.
+
+The call path hands the ledger a plain dict per logged call (`{"request": {...}, "answer": {...}}`, see
+providers/calls.py `_body`) with the call's usage record; the ledger's batch writes it in the record's own
+transaction (usage.services), prepared first, outside that transaction, by `prepare`:
+
+1. redacted: API keys and other secrets in common shapes, e-mail addresses, card numbers (those that pass the
+   Luhn check) and the patterns of LOG_BODIES_REDACT_PATTERNS become `[redacted: KIND]`;
+2. capped: each side (the request, the answer) keeps at most LOG_BODIES_MAX_CHARS characters of text; what
+   is cut is replaced by `[… N characters not logged]`, and the row says it was truncated;
+3. indexed for search: the distinct words of the redacted text, each as a keyed hash (HMAC-SHA256 under a key
+   derived from SECRET_KEY, 12 hex digits), in `CallBody.search_tokens`. Bodies are encrypted (Fernet), so
+   SQL cannot look into them; a keyed hash of each word can be matched by SQL on PostgreSQL and SQLite alike,
+   over the whole retention window, and tells nothing of the words to someone who has the database but not
+   the key (it does tell that two bodies share a word). Search is by whole words: "timeout" finds "Timeout!"
+   but "time" does not;
+4. encrypted with the project's encryption keys (providers.crypto.EncryptedField), rotated with the rest.
+
+Bodies never go to the ledger's Redis journal (usage/journal.py): a call answered before its record is
+committed loses its body, never its record, if its worker dies in between.
+"""
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.utils.crypto import salted_hmac
+
+from aspweb.text import storable
+
+TRUNCATED = "[… {} characters not logged]"
+_TOKEN_SALT = "aspweb.usage.bodies.search"  # noqa: S105 - a salt naming the use, not a secret
+_TOKEN_HEX = 12
+_MAX_TOKENS = 5000
+_WORD = re.compile(r"\w{2,64}")
+
+# (kind, pattern): secrets in the shapes providers and common services issue them. Ordered: the first that
+# matches a stretch of text names it.
+_SECRETS: tuple[tuple[str, str], ...] = (
+    ("private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
+    ("api key", r"\bask-[a-z0-9]{8}[A-Za-z0-9]{40}\b"),  # aspweb's own
+    ("api key", r"\bsk-(?:ant-|proj-|svcacct-|or-v1-)?[A-Za-z0-9_\-]{16,}"),  # Anthropic, OpenAI, OpenRouter
+    ("api key", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}\b"),  # Stripe
+    ("api key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),  # Google
+    ("api key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key id
+    ("api key", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b"),  # GitHub
+    ("api key", r"\bglpat-[A-Za-z0-9_\-]{20,}\b"),  # GitLab
+    ("api key", r"\bxox[abprs]-[A-Za-z0-9\-]{10,}\b"),  # Slack
+    ("api key", r"\bgsk_[A-Za-z0-9]{20,}\b"),  # Groq
+    ("token", r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\b"),  # JWT
+    ("token", r"(?i)\bbearer\s+(?P<value>[A-Za-z0-9._~+/\-]{16,}=*)"),
+    # `password = hunter22`, `"api_key": "..."`: the value after a name that says it is secret.
+    ("secret", r"""(?ix)\b(?:password|passwd|pwd|secret|api[_-]?key|apikey|access[_-]?key|auth[_-]?token|
+                   client[_-]?secret|private[_-]?key|token)["']?\s{0,3}[:=]\s{0,3}["']?(?P<value>[^\s"',;\[]{6,})"""),
+    ("e-mail", r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b"),
+)
+# 13 to 19 digits, in groups separated by single spaces or dashes; kept only when the Luhn check passes.
+_CARD = re.compile(r"(?<![\d\-])\d(?:[ \-]?\d){12,18}(?![\d\-])")
+
+
+@lru_cache(maxsize=8)
+def _patterns(extra: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    return (tuple((kind, re.compile(pattern)) for kind, pattern in _SECRETS)
+            + tuple(("pattern", re.compile(pattern)) for pattern in extra))
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for n, char in enumerate(reversed(digits)):
+        d = int(char)
+        if n % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group())
+    return "[redacted: card number]" if 13 <= len(digits) <= 19 and _luhn(digits) else match.group()
+
+
+def _replacement(kind: str) -> Any:
+    mark = f"[redacted: {kind}]"
+
+    def replace(match: re.Match[str]) -> str:
+        if "value" not in match.re.groupindex:
+            return mark
+        # Only the value is secret: `password: [redacted: secret]` still says what was there.
+        start, end = match.span("value")
+        return match.group()[:start - match.start()] + mark + match.group()[end - match.start():]
+
+    return replace
+
+
+def redact(text: str) -> str:
+    """`text` with secrets, e-mail addresses, card numbers and the configured patterns replaced."""
+    for kind, pattern in _patterns(tuple(settings.LOG_BODIES_REDACT_PATTERNS)):
+        text = pattern.sub(_replacement(kind), text)
+    return _CARD.sub(_card, text)
+
+
+class _Budget:
+    """What is left of a side's characters; a string past it is cut and marked."""
+
+    def __init__(self, chars: int) -> None:
+        self.left, self.cut = chars, 0
+
+    def take(self, text: str) -> str:
+        if len(text) <= self.left:
+            self.left -= len(text)
+            return text
+        kept, self.left = text[:self.left], 0
+        self.cut += len(text) - len(kept)
+        return kept + TRUNCATED.format(f"{len(text) - len(kept):,}")
+
+
+def _walk(value: Any, budget: _Budget, words: set[str]) -> Any:
+    """`value` (JSON data) with every string redacted, capped and its words gathered."""
+    if isinstance(value, str):
+        text = budget.take(redact(storable(value)))
+        if len(words) < _MAX_TOKENS:
+            words.update(word.lower() for word in _WORD.findall(text))
+        return text
+    if isinstance(value, dict):
+        return {key: _walk(item, budget, words) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_walk(item, budget, words) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A body ready to store: its redacted, capped JSON text, its search tokens, whether something was cut."""
+
+    content: str
+    search_tokens: str
+    truncated: bool
+
+
+def prepare(body: dict[str, Any]) -> Prepared:
+    words: set[str] = set()
+    sides, truncated = {}, False
+    for side in ("request", "answer"):
+        budget = _Budget(settings.LOG_BODIES_MAX_CHARS)
+        sides[side] = _walk(body.get(side) or {}, budget, words)
+        truncated = truncated or budget.cut > 0
+    content = json.dumps(sides, ensure_ascii=False, separators=(",", ":"))
+    return Prepared(content, tokens_text(words), truncated)
+
+
+def token(word: str) -> str:
+    """A word's keyed hash, as stored in search_tokens."""
+    return salted_hmac(_TOKEN_SALT, word.lower(), algorithm="sha256").hexdigest()[:_TOKEN_HEX]
+
+
+def tokens_text(words: Iterable[str]) -> str:
+    """The column's text: each token between spaces, so that `contains " T "` matches a whole token."""
+    hashed = sorted({token(word) for word in words})
+    return f" {' '.join(hashed)} " if hashed else ""
+
+
+def query_tokens(text: str) -> list[str]:
+    """The tokens a search for `text` needs, each to be found: one per word of it, as bodies are indexed."""
+    return [f" {token(word)} " for word in dict.fromkeys(w.lower() for w in _WORD.findall(text))]
+
+
+def read(content: Any) -> dict[str, Any]:
+    """A stored body (the decrypted field value) as data: {"request": {...}, "answer": {...}}."""
+    from providers.crypto import reveal
+
+    return json.loads(reveal(content) or "{}")
