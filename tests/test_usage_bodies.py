@@ -4,13 +4,16 @@ call's owner only (each reading audited), and never in logs, the default CSV or 
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from io import StringIO
 from typing import Any
 
+import httpx
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection
@@ -24,7 +27,7 @@ from providers.adapters.base import ChatRequest, Message
 from providers.models import Model
 from tests.conftest import signed_in
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway_support import OPENAI_MODEL, call, chat_body, make_key, make_providers
+from tests.gateway_support import OPENAI_MODEL, call, chat_body, live_server, make_key, make_providers
 from usage import bodies, journal, services, tasks, writer
 from usage.models import CallBody, UsageRecord
 
@@ -133,7 +136,7 @@ def test_a_key_that_logs_keeps_the_prompt_parameters_and_answer_encrypted(
     assert data["request"]["parameters"]["temperature"] == 0.2 and data["request"]["parameters"]["max_tokens"] == 50
     assert data["answer"]["text"] == upstream.reply and data["answer"]["finish_reason"] == "stop"
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT content, search_tokens FROM {CallBody._meta.db_table}")
+        cursor.execute(f"SELECT content, search_tokens FROM {CallBody._meta.db_table}")  # noqa: S608 - a model name
         (stored, tokens), = cursor.fetchall()
     assert stored.startswith("fernet1:") and "zanzibar" not in stored and "zanzibar" not in tokens
     assert bodies.token("zanzibar") in tokens
@@ -321,3 +324,34 @@ def test_a_member_finds_nothing_in_anothers_bodies(models: dict[str, Model], mem
     _ask(make_key(member_user, log_bodies=True)[1])
     other = make_user("member", "other@example.com")
     assert _found(other, "zanzibar") == set()
+
+
+# -- the production profile ------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="the ledger's journal lives in Redis (production profile)")
+@pytest.mark.django_db(transaction=True)  # the server answers from its own threads: data is committed
+def test_answered_before_its_record_the_body_is_committed_with_it_and_never_journalled(
+        settings: Any, upstream: FakeUpstream, make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.USAGE_WRITE_BEHIND = True
+    make_providers(upstream)
+    key = make_key(make_user("member"), log_bodies=True)[1]
+    appended: list[bytes] = []
+    append = journal.append
+
+    async def watched(fields: dict[str, Any]) -> str:
+        appended.append(journal.encode(fields))
+        return await append(fields)
+
+    monkeypatch.setattr(journal, "append", watched)
+    with live_server() as base:
+        answer = httpx.post(f"{base}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                            json=chat_body(messages=[{"role": "user", "content": SECRET_PROMPT}]), timeout=10)
+        assert answer.status_code == 200
+        deadline = time.monotonic() + 10
+        while not CallBody.objects.exists():
+            assert time.monotonic() < deadline, "the body was not written"
+            time.sleep(0.02)
+    assert len(appended) == 1 and b"zanzibar" not in appended[0]
+    record = UsageRecord.objects.get(request_id=answer.headers["x-request-id"])
+    assert _stored(record)["request"]["messages"][0]["content"] == SECRET_PROMPT
