@@ -117,6 +117,23 @@ def test_each_side_is_capped_and_marked(settings: Any) -> None:
     assert not bodies.prepare({"request": {"system": "s" * 100}, "answer": {"text": "a"}}).truncated
 
 
+def test_a_secret_across_the_cap_is_redacted_whole_and_long_text_costs_little(settings: Any) -> None:
+    settings.LOG_BODIES_MAX_CHARS = 100
+    key = "sk-proj-" + "k" * 40
+    data = json.loads(bodies.prepare({"request": {"system": "x" * 90 + " " + key}}).content)
+    assert "kkkk" not in data["request"]["system"] and data["request"]["system"].startswith("x" * 90)
+    settings.LOG_BODIES_MAX_CHARS = 32_000
+    started = time.perf_counter()
+    bodies.prepare({"request": {"system": "a" * 1_000_000}, "answer": {"text": "QUJD" * 250_000}})
+    assert bodies.redact("b" * 200_000 + "@example.com")  # a word as long as a pasted blob, then an address
+    assert time.perf_counter() - started < 2
+
+
+def test_text_the_database_cannot_store_is_kept_as_a_replacement_character() -> None:
+    data = json.loads(bodies.prepare({"request": {"system": "a\x00b\ud800c"}}).content)
+    assert data["request"]["system"] == "a\ufffdb\ufffdc"
+
+
 # -- turning it on and off -----------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ transaction (usage.services), prepared first, outside that transaction, by `prep
    Luhn check) and the patterns of LOG_BODIES_REDACT_PATTERNS become `[redacted: KIND]`;
 2. capped: each side (the request, the answer) keeps at most LOG_BODIES_MAX_CHARS characters of text; what
    is cut is replaced by `[… N characters not logged]`, and the row says it was truncated;
-3. indexed for search: the distinct words of the redacted text, each as a keyed hash (HMAC-SHA256 under a key
+3. indexed for search: the distinct words of the redacted text, each as a keyed hash (BLAKE2b under a key
    derived from SECRET_KEY, 12 hex digits), in `CallBody.search_tokens`. Bodies are encrypted (Fernet), so
    SQL cannot look into them; a keyed hash of each word can be matched by SQL on PostgreSQL and SQLite alike,
    over the whole retention window, and tells nothing of the words to someone who has the database but not
@@ -20,6 +20,7 @@ Bodies never go to the ledger's Redis journal (usage/journal.py): a call answere
 committed loses its body, never its record, if its worker dies in between.
 """
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -36,36 +37,43 @@ TRUNCATED = "[… {} characters not logged]"
 _TOKEN_SALT = "aspweb.usage.bodies.search"  # noqa: S105 - a salt naming the use, not a secret
 _TOKEN_HEX = 12
 _MAX_TOKENS = 5000
+_MARGIN = 4096  # characters past a cap that are redacted with what is kept (a PEM key is ~3,300)
 _WORD = re.compile(r"\w{2,64}")
 
-# (kind, pattern): secrets in the shapes providers and common services issue them. Ordered: the first that
-# matches a stretch of text names it.
-_SECRETS: tuple[tuple[str, str], ...] = (
-    ("private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
-    ("api key", r"\bask-[a-z0-9]{8}[A-Za-z0-9]{40}\b"),  # aspweb's own
-    ("api key", r"\bsk-(?:ant-|proj-|svcacct-|or-v1-)?[A-Za-z0-9_\-]{16,}"),  # Anthropic, OpenAI, OpenRouter
-    ("api key", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}\b"),  # Stripe
-    ("api key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),  # Google
-    ("api key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key id
-    ("api key", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b"),  # GitHub
-    ("api key", r"\bglpat-[A-Za-z0-9_\-]{20,}\b"),  # GitLab
-    ("api key", r"\bxox[abprs]-[A-Za-z0-9\-]{10,}\b"),  # Slack
-    ("api key", r"\bgsk_[A-Za-z0-9]{20,}\b"),  # Groq
-    ("token", r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\b"),  # JWT
-    ("token", r"(?i)\bbearer\s+(?P<value>[A-Za-z0-9._~+/\-]{16,}=*)"),
+# (kind, needles, pattern): secrets in the shapes providers and common services issue them, each tried only on
+# text that holds one of its needles (in lower case), so that ordinary prose costs a few substring tests rather
+# than a dozen regular expressions. Ordered: the first that matches a stretch of text names it.
+_SECRETS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("private key", ("private key",),
+     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
+    ("api key", ("ask-",), r"\bask-[a-z0-9]{8}[A-Za-z0-9]{40}\b"),  # aspweb's own
+    ("api key", ("sk-",), r"\bsk-(?:ant-|proj-|svcacct-|or-v1-)?[A-Za-z0-9_\-]{16,}"),  # Anthropic, OpenAI, OpenRouter
+    ("api key", ("_live_", "_test_"), r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}\b"),  # Stripe
+    ("api key", ("aiza",), r"\bAIza[0-9A-Za-z_\-]{35}\b"),  # Google
+    ("api key", ("akia", "asia"), r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key id
+    ("api key", ("gh", "github_pat_"), r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b"),  # GitHub
+    ("api key", ("glpat-",), r"\bglpat-[A-Za-z0-9_\-]{20,}\b"),  # GitLab
+    ("api key", ("xox",), r"\bxox[abprs]-[A-Za-z0-9\-]{10,}\b"),  # Slack
+    ("api key", ("gsk_",), r"\bgsk_[A-Za-z0-9]{20,}\b"),  # Groq
+    ("token", ("eyj",), r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\b"),  # JWT
+    ("token", ("bearer",), r"(?i)\bbearer\s+(?P<value>[A-Za-z0-9._~+/\-]{16,}=*)"),
     # `password = hunter22`, `"api_key": "..."`: the value after a name that says it is secret.
-    ("secret", r"""(?ix)\b(?:password|passwd|pwd|secret|api[_-]?key|apikey|access[_-]?key|auth[_-]?token|
-                   client[_-]?secret|private[_-]?key|token)["']?\s{0,3}[:=]\s{0,3}["']?(?P<value>[^\s"',;\[]{6,})"""),
-    ("e-mail", r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b"),
+    ("secret", ("pass", "pwd", "secret", "key", "token"),
+     r"(?i)\b(?:password|passwd|pwd|secret|api[_-]?key|apikey|access[_-]?key|auth[_-]?token|client[_-]?secret|"
+     r"private[_-]?key|token)[\"']?\s{0,3}[:=]\s{0,3}[\"']?(?P<value>[^\s\"',;\[]{6,})"),
+    # Bounded, as every pattern here that does not start with a fixed text: an unbounded run tried at every
+    # position of a long word (a pasted base64 blob) would take time quadratic in its length.
+    ("e-mail", ("@",),
+     r"\b[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,8}\.[A-Za-z]{2,24}\b"),
 )
 # 13 to 19 digits, in groups separated by single spaces or dashes; kept only when the Luhn check passes.
 _CARD = re.compile(r"(?<![\d\-])\d(?:[ \-]?\d){12,18}(?![\d\-])")
 
 
 @lru_cache(maxsize=8)
-def _patterns(extra: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
-    return (tuple((kind, re.compile(pattern)) for kind, pattern in _SECRETS)
-            + tuple(("pattern", re.compile(pattern)) for pattern in extra))
+def _patterns(extra: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]:
+    return (tuple((kind, needles, re.compile(pattern)) for kind, needles, pattern in _SECRETS)
+            + tuple(("pattern", (), re.compile(pattern)) for pattern in extra))
 
 
 def _luhn(digits: str) -> bool:
@@ -98,13 +106,17 @@ def _replacement(kind: str) -> Any:
 
 def redact(text: str) -> str:
     """`text` with secrets, e-mail addresses, card numbers and the configured patterns replaced."""
-    for kind, pattern in _patterns(tuple(settings.LOG_BODIES_REDACT_PATTERNS)):
-        text = pattern.sub(_replacement(kind), text)
+    lower = text.lower()
+    for kind, needles, pattern in _patterns(tuple(settings.LOG_BODIES_REDACT_PATTERNS)):
+        if not needles or any(needle in lower for needle in needles):
+            text = pattern.sub(_replacement(kind), text)
     return _CARD.sub(_card, text)
 
 
 class _Budget:
-    """What is left of a side's characters; a string past it is cut and marked."""
+    """What is left of a side's characters: a string past it is cut and marked, and redacted. Cut first (with a
+    margin, so that a secret across the cut is still whole when it is redacted), so that redacting costs no more
+    than the cap, however long the string."""
 
     def __init__(self, chars: int) -> None:
         self.left, self.cut = chars, 0
@@ -112,16 +124,16 @@ class _Budget:
     def take(self, text: str) -> str:
         if len(text) <= self.left:
             self.left -= len(text)
-            return text
-        kept, self.left = text[:self.left], 0
-        self.cut += len(text) - len(kept)
-        return kept + TRUNCATED.format(f"{len(text) - len(kept):,}")
+            return redact(text)
+        kept, cut = redact(text[:self.left + _MARGIN])[:self.left], len(text) - self.left
+        self.left, self.cut = 0, self.cut + cut
+        return kept + TRUNCATED.format(f"{cut:,}")
 
 
 def _walk(value: Any, budget: _Budget, words: set[str]) -> Any:
-    """`value` (JSON data) with every string redacted, capped and its words gathered."""
+    """`value` (JSON data) with every string capped, redacted and its words gathered."""
     if isinstance(value, str):
-        text = budget.take(redact(storable(value)))
+        text = budget.take(storable(value))
         if len(words) < _MAX_TOKENS:
             words.update(word.lower() for word in _WORD.findall(text))
         return text
@@ -152,9 +164,15 @@ def prepare(body: dict[str, Any]) -> Prepared:
     return Prepared(content, tokens_text(words), truncated)
 
 
+@lru_cache(maxsize=4)
+def _token_key(secret_key: str) -> bytes:
+    return salted_hmac(_TOKEN_SALT, "search tokens", secret=secret_key, algorithm="sha256").digest()
+
+
 def token(word: str) -> str:
-    """A word's keyed hash, as stored in search_tokens."""
-    return salted_hmac(_TOKEN_SALT, word.lower(), algorithm="sha256").hexdigest()[:_TOKEN_HEX]
+    """A word's keyed hash (BLAKE2b under a key derived from SECRET_KEY), as stored in search_tokens."""
+    return hashlib.blake2b(word.lower().encode(), key=_token_key(settings.SECRET_KEY),
+                           digest_size=_TOKEN_HEX // 2).hexdigest()
 
 
 def tokens_text(words: Iterable[str]) -> str:
