@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from asgiref.sync import async_to_sync
+from cryptography.fernet import Fernet
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
@@ -201,6 +202,16 @@ def test_the_journal_never_holds_a_body(models: dict[str, Model]) -> None:
     entry = journal.encode({"provider": model.provider, "model": model, "source": "gateway", "status": "ok",
                             "body": {"request": {"system": SECRET_PROMPT}, "answer": {}}})
     assert b"zanzibar" not in entry and b"body" not in entry
+
+
+def test_bodies_are_rotated_to_a_new_encryption_key(models: dict[str, Model], member_user: User,
+                                                    settings: Any) -> None:
+    old, new = list(settings.ENCRYPTION_KEYS), Fernet.generate_key().decode()
+    record = _ask(make_key(member_user, log_bodies=True)[1])
+    settings.ENCRYPTION_KEYS = [new, *old]
+    call_command("rotate_encryption_key", stdout=StringIO(), stderr=StringIO())
+    settings.ENCRYPTION_KEYS = [new]
+    assert _stored(record)["request"]["messages"][0]["content"] == SECRET_PROMPT
 
 
 # -- retention --------------------------------------------------------------------------------------------
