@@ -199,16 +199,21 @@ def _token_key(secret_key: str) -> bytes:
     return salted_hmac(_TOKEN_SALT, "search tokens", secret=secret_key, algorithm="sha256").digest()
 
 
-def token(word: str, key: bytes | None = None) -> str:
+def token(word: str) -> str:
     """A word's keyed hash (BLAKE2b under a key derived from SECRET_KEY), as stored in search_tokens."""
-    return hashlib.blake2b(word.lower().encode(), key=key or _token_key(settings.SECRET_KEY),
-                           digest_size=_TOKEN_HEX // 2).hexdigest()
+    return _hashed(_token_key(settings.SECRET_KEY), word.lower())
+
+
+def _hashed(key: bytes, word: str) -> str:
+    # Not cached: a cache would keep words of people's prompts in the process's memory past their call.
+    return hashlib.blake2b(word.encode(), key=key, digest_size=_TOKEN_HEX // 2).hexdigest()
 
 
 def tokens_text(words: Iterable[str]) -> str:
-    """The column's text: each token between spaces, so that `contains " T "` matches a whole token."""
+    """The column's text (words in lower case): each token between spaces, so that `contains " T "` matches a
+    whole token."""
     key = _token_key(settings.SECRET_KEY)
-    hashed = sorted({token(word, key) for word in words})
+    hashed = sorted({_hashed(key, word) for word in words})
     return f" {' '.join(hashed)} " if hashed else ""
 
 
