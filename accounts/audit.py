@@ -37,6 +37,7 @@ def audit_log(actor: Any, action: str, target: models.Model | None = None, *, ta
 ACTIONS = {
     "apikey.create": "API key made", "apikey.revoke": "API key revoked",
     "apikey.self_service": "own API keys allowed or stopped",
+    "apikey.log_bodies": "API key's prompt logging changed",
     "budget.create": "budget added", "budget.update": "budget changed", "budget.delete": "budget deleted",
     "budget.test_alert": "test alert sent",
     "callbody.view": "prompt and answer read", "callbody.export": "prompts and answers exported",

@@ -105,6 +105,17 @@ def api_key_revoke(*, key: ApiKey, actor: Any) -> bool:
     return bool(revoked)
 
 
+def api_key_log_bodies_set(*, key: ApiKey, on: bool, actor: Any) -> bool:
+    """Turn the logging of the key's prompts and answers on or off; False when it already was so."""
+    with transaction.atomic():
+        if key.log_bodies == on:
+            return False
+        key.log_bodies = on
+        key.save(update_fields=["log_bodies"])
+        audit_log(actor, "apikey.log_bodies", key, log_bodies={"from": not on, "to": on})
+    return True
+
+
 class KeyRefused(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)

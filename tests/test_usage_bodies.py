@@ -197,6 +197,26 @@ def test_the_key_form_and_the_command_turn_it_on(models: dict[str, Model], admin
     assert ApiKey.objects.get(name="cli logged").log_bodies and not ApiKey.objects.get(name="cli quiet").log_bodies
 
 
+def test_the_command_turns_it_on_and_off_for_an_existing_key(models: dict[str, Model], member_user: User) -> None:
+    key, raw = make_key(member_user, name="app")
+    out = StringIO()
+    call_command("apikey", "log-bodies", key.prefix, "on", stdout=out)
+    assert "now logs" in out.getvalue()
+    _ask(raw)  # the key's cached row follows the change
+    assert CallBody.objects.count() == 1
+    listing = StringIO()
+    call_command("apikey", "list", stdout=listing)
+    assert listing.getvalue().rstrip().endswith("logs prompts and answers")
+    out = StringIO()
+    call_command("apikey", "log-bodies", key.prefix, "off", stdout=out)
+    call_command("apikey", "log-bodies", key.prefix, "off", stdout=out)
+    assert "now does not log" in out.getvalue() and "already does not log" in out.getvalue()
+    _ask(raw)
+    assert CallBody.objects.count() == 1
+    event = AuditEvent.objects.filter(action="apikey.log_bodies").latest("id")
+    assert event.details == {"log_bodies": {"from": True, "to": False}}
+
+
 def test_the_journal_never_holds_a_body(models: dict[str, Model]) -> None:
     model = models[OPENAI_MODEL]
     entry = journal.encode({"provider": model.provider, "model": model, "source": "gateway", "status": "ok",
