@@ -213,8 +213,8 @@ def call_export(request: HttpRequest) -> HttpResponse:
     with_bodies = request.GET.get("bodies") == "1"
     if with_bodies:
         services.call_bodies_exported(viewer=request.user, query=request.GET.urlencode())
-    readers = (_BodyReader(request.user) if with_bodies else None)
-    response = StreamingHttpResponse(_csv_stream(records, readers), content_type="text/csv; charset=utf-8")
+    reader = _BodyReader(request.user) if with_bodies else None
+    response = StreamingHttpResponse(_csv_stream(records, reader), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="aspweb-calls-{span}.csv"'
     return response
 
