@@ -37,8 +37,10 @@ def audit_log(actor: Any, action: str, target: models.Model | None = None, *, ta
 ACTIONS = {
     "apikey.create": "API key made", "apikey.revoke": "API key revoked",
     "apikey.self_service": "own API keys allowed or stopped",
+    "apikey.log_bodies": "API key's prompt logging changed",
     "budget.create": "budget added", "budget.update": "budget changed", "budget.delete": "budget deleted",
     "budget.test_alert": "test alert sent",
+    "callbody.view": "prompt and answer read", "callbody.export": "prompts and answers exported",
     "model.create": "model added", "model.update": "model changed", "price.create": "price set",
     "provider.create": "provider added", "provider.update": "provider changed", "provider.enable": "provider enabled",
     "provider.disable": "provider disabled", "provider.archive": "provider archived",
@@ -68,6 +70,7 @@ LABELS = {
     "added": "added", "removed": "removed", "minutes": "minutes", "api_key": "API key", "base_url": "base URL",
     "method": "how", "reason": "why", "source": "from",
     "timeout_seconds": "timeout (seconds)", "cache_ttl_seconds": "cache time (seconds)",
+    "log_bodies": "logs prompts and answers",
 }
 # What an empty value means, where it means more than "none".
 EMPTY = {"models": "any", "expires_at": "never", "owner": "an application", "until": "no end"}

@@ -7,7 +7,9 @@ is listed in the README's configuration table.
 """
 
 import ipaddress
+import json
 import os
+import re
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
@@ -67,6 +69,19 @@ def env_pairs(name: str) -> list[tuple[str, str]]:
             raise ImproperlyConfigured(f"{name} must be a comma-separated list of name=value pairs, not {item!r}.")
         pairs.append((left.strip(), right.strip()))
     return pairs
+def _redact_patterns(raw: str) -> list[str]:
+    if not raw:
+        return []
+    try:
+        patterns = json.loads(raw)
+        if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+            raise ValueError("not a list of non-empty strings")
+        for pattern in patterns:
+            re.compile(pattern)
+    except (ValueError, re.error) as exc:
+        raise ImproperlyConfigured("ASPWEB_LOG_BODIES_REDACT_PATTERNS must be a JSON list of regular expressions, "
+                                   f'e.g. ["ACME-[0-9]{{6}}"]: {exc}') from None
+    return patterns
 
 
 # Django's debug pages, a developer's switch: they list every URL and much of the settings to whoever asks.
@@ -241,6 +256,7 @@ CELERY_BEAT_SCHEDULE = {
     "budgets-sweep": {"task": "budgets.tasks.budgets_sweep", "schedule": env_int("ASPWEB_BUDGET_SWEEP_SECONDS", 60)},
     "usage-journal-replay": {"task": "usage.tasks.journal_replay",
                              "schedule": env_int("ASPWEB_USAGE_JOURNAL_REPLAY_SECONDS", 60)},
+    "usage-bodies-expire": {"task": "usage.tasks.call_bodies_expire", "schedule": 3600},
 }
 
 AUTH_USER_MODEL = "accounts.User"
@@ -429,6 +445,20 @@ USAGE_WRITE_BEHIND = env_bool("ASPWEB_USAGE_WRITE_BEHIND", bool(REDIS_URL))
 if USAGE_WRITE_BEHIND and not REDIS_URL:
     raise ImproperlyConfigured("ASPWEB_USAGE_WRITE_BEHIND needs REDIS_URL: the ledger's journal lives in Redis.")
 USAGE_JOURNAL_GRACE_SECONDS = env_int("ASPWEB_USAGE_JOURNAL_GRACE_SECONDS", 60)
+
+# Prompt and answer logging (usage/bodies.py), off unless turned on: for every gateway and CLI call
+# (LOG_BODIES), for the playground's calls (LOG_BODIES_PLAYGROUND), or per API key ("Log prompts and answers").
+LOG_BODIES = env_bool("ASPWEB_LOG_BODIES", False)
+LOG_BODIES_PLAYGROUND = env_bool("ASPWEB_LOG_BODIES_PLAYGROUND", False)
+# Logged bodies are deleted this many days after their call (the beat, hourly).
+LOG_BODIES_RETENTION_DAYS = env_int("ASPWEB_LOG_BODIES_RETENTION_DAYS", 30)
+# Characters kept of a call's request, and of its answer; the rest is cut and marked.
+LOG_BODIES_MAX_CHARS = env_int("ASPWEB_LOG_BODIES_MAX_CHARS", 32_000)
+if LOG_BODIES_RETENTION_DAYS < 1 or LOG_BODIES_MAX_CHARS < 100:
+    raise ImproperlyConfigured("ASPWEB_LOG_BODIES_RETENTION_DAYS must be at least 1, ASPWEB_LOG_BODIES_MAX_CHARS "
+                               "at least 100.")
+# Further regular expressions (Python syntax) whose matches are redacted, as a JSON list of strings.
+LOG_BODIES_REDACT_PATTERNS = _redact_patterns(env_str("ASPWEB_LOG_BODIES_REDACT_PATTERNS"))
 
 # Budgets. A hard limit reserves a call's worst case: a bound on its input (providers/bounds.py) plus
 # max_tokens of output; a request under a hard limit that sets no max_tokens is sent with this many (the

@@ -48,6 +48,11 @@ class ApiKeyForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         help_text="Empty: never (revoke it when it is no longer needed).",
     )
+    log_bodies = forms.BooleanField(
+        required=False, label="Log prompts and answers",
+        help_text="Keep each call's prompt and answer (redacted, encrypted, deleted after the retention period) "
+                  "for its page; only admins and the key's owner can read them.",
+    )
 
     def __init__(self, *args: Any, choose_owner: bool, teams: Any = None, **kwargs: Any) -> None:
         """`teams`: the teams the key may be for, when not every team (a person's own)."""

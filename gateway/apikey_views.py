@@ -53,7 +53,7 @@ def apikey_add(request: HttpRequest) -> HttpResponse:
         key, raw = apikeys.api_key_create(
             name=data["name"], user=data["user"] if rights.manage_all else request.user, actor=request.user,
             allowed_models=data["allowed_models"], rpm_limit=data["rpm_limit"], tpm_limit=data["tpm_limit"],
-            expires_at=data["expires_at"], team=data.get("team"),
+            expires_at=data["expires_at"], team=data.get("team"), log_bodies=data["log_bodies"],
         )
         # Rendered from the POST, never stored or redirected through a URL: the key is shown this once.
         response = render(request, "gateway/apikey_created.html", {

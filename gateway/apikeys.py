@@ -74,8 +74,10 @@ def _new_key() -> str:
 
 def api_key_create(*, name: str, user: Any, actor: Any, allowed_models: list[str] | None = None,
                    rpm_limit: int | None = None, tpm_limit: int | None = None,
-                   expires_at: datetime | None = None, team: Any = None) -> tuple[ApiKey, str]:
-    """Make a key and return it with its full text, which is never available again."""
+                   expires_at: datetime | None = None, team: Any = None,
+                   log_bodies: bool = False) -> tuple[ApiKey, str]:
+    """Make a key and return it with its full text, which is never available again. `log_bodies`: its calls'
+    prompts and answers are logged (usage/bodies.py)."""
     with transaction.atomic():
         while True:
             raw = _new_key()
@@ -85,11 +87,13 @@ def api_key_create(*, name: str, user: Any, actor: Any, allowed_models: list[str
             name=name, user=user, team=team, prefix=raw[:PREFIX_LENGTH], key_hash=_hash(raw),
             allowed_models=sorted(set(allowed_models or [])), rpm_limit=rpm_limit, tpm_limit=tpm_limit,
             expires_at=expires_at, created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            log_bodies=log_bodies,
         )
         audit_log(actor, "apikey.create", key, owner=user.email if user else "",
                   **({"team": team.name} if team is not None else {}), models=key.allowed_models,
                   rpm_limit=rpm_limit, tpm_limit=tpm_limit,
-                  expires_at=expires_at.isoformat(timespec="seconds") if expires_at else "")
+                  expires_at=expires_at.isoformat(timespec="seconds") if expires_at else "",
+                  **({"log_bodies": True} if log_bodies else {}))
     return key, raw
 
 
@@ -101,6 +105,17 @@ def api_key_revoke(*, key: ApiKey, actor: Any) -> bool:
             key.refresh_from_db(fields=["revoked_at"])
             audit_log(actor, "apikey.revoke", key)
     return bool(revoked)
+
+
+def api_key_log_bodies_set(*, key: ApiKey, on: bool, actor: Any) -> bool:
+    """Turn the logging of the key's prompts and answers on or off; False when it already was so."""
+    with transaction.atomic():
+        if key.log_bodies == on:
+            return False
+        key.log_bodies = on
+        key.save(update_fields=["log_bodies"])
+        audit_log(actor, "apikey.log_bodies", key, log_bodies={"from": not on, "to": on})
+    return True
 
 
 class KeyRefused(Exception):

@@ -38,6 +38,9 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    log_bodies = models.BooleanField(default=False, db_default=False, verbose_name="log prompts and answers",
+                                     help_text="Keep each call's prompt and answer, redacted and encrypted "
+                                               "(usage/bodies.py).")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from aspweb.inline import NeedsThread, inline_or_hop, running_inline
 
-from . import bounds, hooks, observe, rowcaches
+from . import bounds, callbodies, hooks, observe, rowcaches
 from .adapters import get_adapter
 from .adapters.base import (
     ChatRequest,
@@ -133,6 +133,9 @@ class CallRecord:
     # What the limits on spend hold for this call (budget period ids): a route's fallback holds no one twice,
     # without asking the database.
     held: set[Any] = field(default_factory=set, repr=False)
+    # The chunks that reached the caller, kept when the call's prompt and answer are logged (callbodies.py);
+    # None otherwise. Never in a repr: nothing of a prompt or an answer goes to a log.
+    answer: list[Chunk] | None = field(default=None, repr=False)
 
     @property
     def output_chars(self) -> int:
@@ -424,7 +427,7 @@ def _record_fields(target: Target | None, request: ChatRequest, caller: Caller,
         error_kind, error_message = "internal", "The call stopped on an unexpected error in aspweb."
     else:
         error_kind, error_message = "", ""
-    return {
+    fields = {
         "request_id": record.request_id, "created_at": record.started_at, "source": caller.source,
         "user": caller.user, "api_key": caller.api_key, "team_id": caller.team_id, "tags": caller.tags,
         "end_user": caller.end_user, "provider": provider, "model": model,
@@ -438,6 +441,9 @@ def _record_fields(target: Target | None, request: ChatRequest, caller: Caller,
         "latency_ms": round(record.latency_ms) if record.latency_ms is not None else None,
         "ttft_ms": round(record.ttft_ms) if record.ttft_ms is not None else None,
     }
+    if record.answer is not None:
+        fields["body"] = callbodies.body(request, record.answer or (), record.finish_reason)
+    return fields
 
 
 async def stream_chat(request: ChatRequest, *, caller: Caller, provider: str | None = None,
@@ -448,6 +454,8 @@ async def stream_chat(request: ChatRequest, *, caller: Caller, provider: str | N
     `prepared`: the result of `prepare` for this very request and record, when the caller made it."""
     record = record if record is not None else CallRecord()
     started = prepared.started if prepared is not None else time.perf_counter()
+    if record.answer is None and callbodies.logged(caller):
+        record.answer = []
     try:
         if prepared is None:
             prepared = await aprepare(request, caller=caller, record=record, provider=provider, started=started)
@@ -537,6 +545,8 @@ async def _stream_with_retries(target: Target, request: ChatRequest, record: Cal
                     record.ttft_ms = (time.perf_counter() - started) * 1000
                 if streamed := chunk.text + chunk.reasoning + (chunk.tool_call.arguments if chunk.tool_call else ""):
                     record.streamed.append(streamed)
+                if record.answer is not None:
+                    record.answer.append(chunk)
                 record.delivered = True
                 yield chunk
             return

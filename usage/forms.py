@@ -1,12 +1,15 @@
 from datetime import date, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts.models import Team, User
+from aspweb.roles import ADMIN, has_role
 from providers.models import Model, Provider
 
+from . import bodies
 from .attribution import END_USER_LENGTH_MAX, TAG_LENGTH_MAX, tag_q
 from .models import UsageRecord, api_key_model
 from .services import day_start
@@ -39,9 +42,15 @@ class CallFilterForm(forms.Form):
                                  label="Price")
     date_from = forms.DateField(required=False, label="From", widget=DateInput)
     date_to = forms.DateField(required=False, label="To", widget=DateInput)
+    q = forms.CharField(required=False, max_length=500, label="Search",
+                        widget=forms.TextInput(attrs={"type": "search", "placeholder": "request id, error, words"}),
+                        help_text="A request id, words of an error message, or words of logged prompts and answers.")
 
     def __init__(self, *args: Any, with_user: bool, owner: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Words of logged bodies find only the bodies the searcher may read: an admin's, everyone's; anyone
+        # else's, their own calls' (a match would tell what another's prompt holds).
+        self.owner, self.reads_all_bodies = owner, has_role(owner, ADMIN)
         if not with_user:  # people who see only their own calls have no one else to pick, nor others' keys
             del self.fields["user"]
             self.fields["api_key"].queryset = ApiKey.objects.filter(user=owner).order_by("name", "prefix")
@@ -67,7 +76,26 @@ class CallFilterForm(forms.Form):
             records = records.filter(created_at__gte=day_start(data["date_from"]))
         if data.get("date_to") and data["date_to"] < date.max:
             records = records.filter(created_at__lt=day_start(data["date_to"] + timedelta(days=1)))
+        if query := (data.get("q") or "").strip():
+            records = records.filter(self._search(query))
         return records
+
+    def _search(self, query: str) -> Q:
+        """A request id finds its call; other text, the calls whose error message holds it, or whose logged
+        prompt and answer hold each of its words (usage/bodies.py: whole words, by their keyed hashes)."""
+        try:
+            return Q(request_id=UUID(query))
+        except ValueError:
+            pass
+        found = Q(error_message__icontains=query)
+        if tokens := bodies.query_tokens(query):
+            in_body = Q()
+            for token in tokens:
+                in_body &= Q(body__search_tokens__contains=token)
+            if not self.reads_all_bodies:
+                in_body &= Q(user=self.owner)
+            found |= in_body
+        return found
 
 
 class RepriceForm(forms.Form):

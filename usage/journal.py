@@ -16,6 +16,8 @@ When Redis does not answer, the call falls back to committing its record before 
 default always does.
 
 Entries hold ids, not rows: the provider, model, person and API key by primary key; amounts and times as text.
+A logged prompt and answer stays out of the journal: the writer's batch has it in memory, and a replayed record
+comes without it.
 """
 
 import json
@@ -50,6 +52,8 @@ def encode(fields: dict[str, Any]) -> bytes:
     """A record's fields (usage_record_build's keyword arguments) as a journal entry."""
     entry: dict[str, Any] = {}
     for name, value in fields.items():
+        if name == "body":
+            continue  # a logged prompt and answer never goes to Redis in clear (usage/bodies.py)
         if name in _RELATED:
             authenticated = name != "user" or getattr(value, "is_authenticated", False)
             entry[_RELATED[name]] = value.pk if value is not None and authenticated else None

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from providers.crypto import EncryptedField
+
 from .attribution import END_USER_LENGTH_MAX, TAG_LENGTH_MAX, TAGS_FIELD_LENGTH, tags_of
 
 # What went wrong, in words, by a failed call's error_kind (the CSV keeps the codes): the provider's
@@ -358,3 +360,23 @@ def api_key_model() -> Any:
     write here), so the ledger names the model only by its label in the foreign keys above, and code below
     the gateway reaches it through them, as apps reach the user model through AUTH_USER_MODEL."""
     return UsageRecord._meta.get_field("api_key").related_model
+
+
+class CallBody(models.Model):
+    """A call's prompt and answer, logged when logging is on for it (usage/bodies.py): redacted, capped and
+    encrypted at rest, in a table of its own (never in the rollups), deleted LOG_BODIES_RETENTION_DAYS after the
+    call. Shown only to admins and to the call's owner, each view audited."""
+
+    record = models.OneToOneField(UsageRecord, on_delete=models.CASCADE, related_name="body")
+    created_at = models.DateTimeField(db_index=True, help_text="When the call started, for retention.")
+    # JSON: {"request": {"system", "messages", "parameters", "tools"}, "answer": {"text", "reasoning", "tool_calls"}}
+    content = EncryptedField()
+    truncated = models.BooleanField(default=False)
+    # Keyed hashes of the words of the (redacted) body, for search: see usage/bodies.py.
+    search_tokens = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"body of call {self.record_id}"

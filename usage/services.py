@@ -23,9 +23,9 @@ from accounts.audit import audit_log
 from aspweb.text import storable
 from providers.prices import model_prices, price_in_force
 
-from . import pricing, rollups, signals
+from . import bodies, pricing, rollups, signals
 from .attribution import tags_text
-from .models import ROLLUPS, DailyUsage, UsageRecord
+from .models import ROLLUPS, CallBody, DailyUsage, UsageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +83,12 @@ def usage_record_build(*, provider: Any, model: Any, source: str, status: str, c
                        cache_write_1h_tokens: int = 0, output_tokens: int = 0, reasoning_tokens: int = 0,
                        usage_estimated: bool = False,
                        reported_cost: Decimal | None = None, latency_ms: int | None = None,
-                       ttft_ms: int | None = None, attempts: int = 1, cached: bool = False) -> UsageRecord:
+                       ttft_ms: int | None = None, attempts: int = 1, cached: bool = False,
+                       body: dict[str, Any] | None = None) -> UsageRecord:
     """One call's record, not yet priced nor saved: the keyword arguments of `usage_record_create` (and of
     `usage_records_create`'s specs and `usage.writer.usage_record_write`) are these. `tags` and `end_user`
-    come checked (usage/attribution.py)."""
+    come checked (usage/attribution.py). `body`: the call's prompt and answer when they are logged
+    (usage/bodies.py), written with the record as a CallBody."""
     record = UsageRecord(
         created_at=created_at or timezone.now(), source=source, status=status,
         user=user if getattr(user, "is_authenticated", False) else None, api_key=api_key,
@@ -100,6 +102,7 @@ def usage_record_build(*, provider: Any, model: Any, source: str, status: str, c
     )
     if request_id is not None:
         record.request_id = request_id
+    record.logged_body = body
     return record
 
 
@@ -169,14 +172,51 @@ def _records_write(records: list[UsageRecord]) -> None:
         return
     record_prices(records)
     signals.records_priced.send(sender=UsageRecord, records=records)
+    # Redacted before the transaction, so that the rows it locks are not held meanwhile (the field encrypts
+    # on insert).
+    logged = [(record, _body_row(record)) for record in records if getattr(record, "logged_body", None)]
     with transaction.atomic():
         UsageRecord.objects.bulk_create(records)
+        if logged:
+            for record, body in logged:
+                body.record_id = record.pk
+            CallBody.objects.bulk_create([body for _, body in logged])
         additions = rollups.Additions()
         for record in records:
             additions.add(record)
         additions.write()
         # Budgets settle their reservations and charge their hard limits here, in this transaction.
         signals.records_written.send(sender=UsageRecord, records=records)
+
+
+def _body_row(record: UsageRecord) -> CallBody:
+    prepared = bodies.prepare(record.logged_body)
+    return CallBody(created_at=record.created_at, content=prepared.content, truncated=prepared.truncated,
+                    search_tokens=prepared.search_tokens)
+
+
+def call_bodies_expire(*, now: datetime | None = None) -> int:
+    """Delete the logged bodies of calls older than LOG_BODIES_RETENTION_DAYS; how many were deleted."""
+    until = (now or timezone.now()) - timedelta(days=settings.LOG_BODIES_RETENTION_DAYS)
+    deleted, _ = CallBody.objects.filter(created_at__lt=until).delete()
+    return deleted
+
+
+def call_body_read(*, record: UsageRecord, viewer: Any, purpose: str = "view") -> dict[str, Any] | None:
+    """The call's logged prompt and answer for `viewer`, audited; None when none was logged. Whether the
+    viewer may read it is the caller's check (usage.views.body_readable)."""
+    body = CallBody.objects.filter(record=record).first()
+    if body is None:
+        return None
+    audit_log(viewer, f"callbody.{purpose}", target_type="call", target_label=str(record.request_id))
+    data = bodies.read(body.content)
+    data["truncated"] = body.truncated
+    return data
+
+
+def call_bodies_exported(*, viewer: Any, query: str) -> None:
+    """Audit an export of calls that includes their prompts and answers."""
+    audit_log(viewer, "callbody.export", target_type="call", target_label="calls export", filters=query[:500])
 
 
 def record_prices(records: list[UsageRecord]) -> None:

@@ -4,7 +4,7 @@ from celery import shared_task
 
 from aspweb import redisclients
 
-from . import journal
+from . import journal, services
 
 
 @shared_task(ignore_result=True)
@@ -13,3 +13,9 @@ def journal_replay() -> None:
     written. Nothing to do without Redis: records are then committed before their answers."""
     if redisclients.configured():
         journal.replay()
+
+
+@shared_task(ignore_result=True)
+def call_bodies_expire() -> None:
+    """The beat's hourly pass: logged prompts and answers past their retention are deleted."""
+    services.call_bodies_expire()

@@ -1,4 +1,5 @@
 import csv
+import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,9 +23,9 @@ from aspweb.money import money, usd
 from aspweb.roles import ADMIN, FINANCE, MEMBER, has_role, role_required
 from providers.models import Model, Price, PriceTier
 
-from . import charts, dashboards, services, sources
+from . import bodies, charts, dashboards, services, sources
 from .forms import CallFilterForm, RepriceForm
-from .models import UsageRecord
+from .models import CallBody, UsageRecord
 from .pricing import Rates, cost_breakdown, rates
 
 CALLS_PER_PAGE = 50
@@ -40,6 +41,12 @@ def _sees_all_calls(user: Any) -> bool:
     """Admins and Finance list, open and export everyone's calls (Finance answers for every cost the
     dashboards show); members only their own."""
     return has_role(user, ADMIN, FINANCE)
+
+
+def body_readable(user: Any, record: UsageRecord) -> bool:
+    """Whether `user` may read the call's logged prompt and answer: admins, and the call's owner; nobody else
+    (Finance sees every call's cost, not what people asked)."""
+    return has_role(user, ADMIN) or (record.user_id is not None and record.user_id == user.pk)
 
 
 def form_errors(form: Any) -> list[str]:
@@ -92,8 +99,12 @@ def call_detail(request: HttpRequest, request_id: UUID) -> HttpResponse:
     record = get_object_or_404(records.select_related("user", "api_key", "team", "price", "provider")
                                .prefetch_related("price__tiers"), request_id=request_id)
     applied = rates(record.price, record.prompt_tokens) if record.price else None
+    readable = body_readable(request.user, record)
     return render(request, "usage/call_detail.html", {
         "call": record,
+        # Every view of a body is audited (call_body_read).
+        "body": services.call_body_read(record=record, viewer=request.user) if readable else None,
+        "body_withheld": not readable and CallBody.objects.filter(record=record).exists(),
         "conversation_url": sources.link_for(record, request.user),
         "classes": _token_classes(record, applied),
         "tier_above": applied.tier_above if applied else None,
@@ -193,7 +204,8 @@ _AT, _ID = len(_FIELDS), len(_FIELDS) + 1  # the keyset columns appended to each
 @role_required(ADMIN, FINANCE, MEMBER)
 def call_export(request: HttpRequest) -> HttpResponse:
     """Raw records as CSV, oldest first, streamed in batches: admins and finance export everyone's
-    calls, members their own."""
+    calls, members their own. Logged prompts and answers only when asked for (`bodies=1`), and only those the
+    exporter may read (body_readable); such an export is audited."""
     exports_all = _sees_all_calls(request.user)
     form = CallFilterForm(request.GET, with_user=exports_all, owner=request.user)
     if not form.is_valid():
@@ -201,9 +213,29 @@ def call_export(request: HttpRequest) -> HttpResponse:
     records = form.filter(_records_for(request.user, everyone=exports_all))
     data = form.cleaned_data
     span = "-".join(d.isoformat() for d in (data["date_from"], data["date_to"]) if d) or "all"
-    response = StreamingHttpResponse(_csv_stream(records), content_type="text/csv; charset=utf-8")
+    with_bodies = request.GET.get("bodies") == "1"
+    if with_bodies:
+        services.call_bodies_exported(viewer=request.user, query=request.GET.urlencode())
+    reader = _BodyReader(request.user) if with_bodies else None
+    response = StreamingHttpResponse(_csv_stream(records, reader), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="aspweb-calls-{span}.csv"'
     return response
+
+
+class _BodyReader:
+    """The body cells of an export with bodies: a call's prompt and answer as JSON, where the exporter may read
+    them (body_readable), else empty."""
+
+    columns = ("prompt_json", "answer_json")
+
+    def __init__(self, user: Any) -> None:
+        self.user_id, self.reads_all = user.pk, has_role(user, ADMIN)
+
+    def cells(self, user_id: int | None, content: Any) -> list[str]:
+        if not content or not (self.reads_all or (user_id is not None and user_id == self.user_id)):
+            return ["", ""]
+        body = bodies.read(content)
+        return [json.dumps(body.get(side) or {}, ensure_ascii=False) for side in ("request", "answer")]
 
 
 class _Line:
@@ -213,25 +245,29 @@ class _Line:
         return line
 
 
-async def _csv_stream(records: QuerySet[UsageRecord]) -> AsyncIterator[str]:
+async def _csv_stream(records: QuerySet[UsageRecord], reader: "_BodyReader | None" = None) -> AsyncIterator[str]:
     """An async generator, so that under ASGI Django streams it as it goes (a sync iterator would be read
     whole into memory first). Each batch is one keyset query on (created_at, id): no server-side cursor
     to keep open between batches, and no OFFSET that slows down as the export goes on."""
     writer = csv.writer(_Line())
-    yield writer.writerow([column for column, _ in CSV_COLUMNS])
+    yield writer.writerow([column for column, _ in CSV_COLUMNS] + list(reader.columns if reader else ()))
     after: tuple[datetime, int] | None = None
     while True:
-        rows = await sync_to_async(_csv_batch)(records, after)
+        rows = await sync_to_async(_csv_batch)(records, after, reader is not None)
         if not rows:
             return
-        yield "".join(writer.writerow(_csv_cells(row[:_AT])) for row in rows)
+        yield "".join(writer.writerow(_csv_cells(row[:_AT]) + (reader.cells(*row[_ID + 1:]) if reader else []))
+                      for row in rows)
         after = rows[-1][_AT], rows[-1][_ID]
 
 
-def _csv_batch(records: QuerySet[UsageRecord], after: tuple[datetime, int] | None) -> list[tuple]:
+def _csv_batch(records: QuerySet[UsageRecord], after: tuple[datetime, int] | None,
+               with_bodies: bool = False) -> list[tuple]:
     if after is not None:
         records = records.filter(created_at__gte=after[0]).exclude(created_at=after[0], id__lte=after[1])
-    return list(records.order_by("created_at", "id").values_list(*_FIELDS, "created_at", "id")[:EXPORT_BATCH])
+    extra = ("user_id", "body__content") if with_bodies else ()
+    return list(records.order_by("created_at", "id").values_list(*_FIELDS, "created_at", "id", *extra)
+                [:EXPORT_BATCH])
 
 
 def _csv_cells(row: Iterable[Any]) -> list[str]:
