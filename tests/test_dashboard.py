@@ -32,7 +32,7 @@ from gateway.models import ApiKey
 from providers.models import Model, Price, Provider
 from tests.conftest import signed_in
 from tests.usage_support import write
-from usage import charts, dashboards, views
+from usage import charts, dashboard_views, dashboards
 from usage.attribution import tag_q
 from usage.models import (
     ROLLUPS,
@@ -336,7 +336,7 @@ def test_the_table_rows_read_as_the_template_filters_wrote_them(ledger: dict[str
     assert str(response.context["table_rows"]) == expected
     assert expected in response.content.decode()
     for value, unit in ((12.25, "0.1"), (2.5, "1"), (1999.5, "1"), (0.05, "0.1")):  # halves round up
-        assert str(views._places(value, unit)) == floatformat(value, len(unit) - 2 if "." in unit else 0)
+        assert str(dashboard_views._places(value, unit)) == floatformat(value, len(unit) - 2 if "." in unit else 0)
 
 
 def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], people: dict[str, User]) -> None:
@@ -930,7 +930,7 @@ def test_the_daily_requests_and_latency_are_the_raw_records_sums(ledger: dict[st
     latency = html.split('id="latency-h"', 1)[1].split("</section>", 1)[0]
     average = b["latency_ms_sum"] / b["latency_count"]
     assert f"<title>{busiest.isoformat()}: {round(average):,} ms on average</title>" in latency
-    assert f'<td class="num">{views._places(average, "1"):,}&nbsp;ms</td>' in latency
+    assert f'<td class="num">{dashboard_views._places(average, "1"):,}&nbsp;ms</td>' in latency
 
 
 def test_count_and_latency_axes_tick_on_whole_round_numbers() -> None:

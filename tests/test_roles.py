@@ -46,6 +46,12 @@ POLICY: dict[str, tuple[str, str]] = {
     "sso_start": ("public_when_set_up", "GET"),
     "sso_callback": ("public_when_set_up", "GET"),
     "logout": ("public", "POST"),
+    # Probes for load balancers and orchestrators: no sign-in (tests/test_ops.py).
+    "healthz": ("public", "GET"),
+    "readyz": ("public", "GET"),
+    # Scraped with a token or from allowed addresses, never by signing in: closed to every role here,
+    # where neither is set (tests/test_ops.py covers who may scrape).
+    "metrics": ("scrapers", "GET"),
     "user_list": ("admin", "GET"),
     "user_add": ("admin", "GET"),
     "user_edit": ("admin", "GET"),
@@ -181,6 +187,8 @@ def _url(name: str, objects: dict[str, int | str]) -> str:
 def _expected(policy: str, role: str) -> str:
     if policy == "public":
         return "allowed"
+    if policy == "scrapers":
+        return "forbidden"
     if policy == "public_when_set_up":
         return "not_found"
     if role == "anonymous":
@@ -215,7 +223,7 @@ def test_role_matrix(name: str, role: str, objects: dict, client_as: Callable[[s
     url = _url(name, objects)
     response = client.post(url) if method == "POST" else client.get(url)
     assert _outcome(response) == _expected(policy, role), f"{role} {method} {url}"
-    if response.status_code == 403:
+    if response.status_code == 403 and policy != "scrapers":
         assert b"You do not have access to this page" in response.content
 
 
