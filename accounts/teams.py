@@ -2,6 +2,7 @@
 single sign-on (which calls user_teams_sync at every sign-in) all end here, so each change is audited once."""
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -56,14 +57,7 @@ def team_rename(*, team: Team, name: str, actor: User | None = None) -> Team:
 @transaction.atomic
 def team_members_set(*, team: Team, users: Iterable[User], actor: User | None = None) -> tuple[list[str], list[str]]:
     """Makes the team's members exactly `users`; returns the e-mail addresses added and removed."""
-    wanted = {user.pk: user for user in users}
-    current = {user.pk: user for user in team.members.all()}
-    added = [wanted[pk] for pk in wanted.keys() - current.keys()]
-    removed = [current[pk] for pk in current.keys() - wanted.keys()]
-    if added:
-        team.members.add(*added)
-    if removed:
-        team.members.remove(*removed)
+    added, removed = _exactly(team.members, {user.pk: user for user in users})
     result = sorted(u.email for u in added), sorted(u.email for u in removed)
     if added or removed:
         audit_log(actor, "team.members", team, added=result[0], removed=result[1])
@@ -95,14 +89,21 @@ def user_teams_sync(*, user: User, team_names: Iterable[str], actor: User | None
         if created:
             audit_log(actor, "team.create", team, members=[])
         wanted[team.pk] = team
-    current = {team.pk: team for team in user.teams.all()}
-    joined = [wanted[pk] for pk in wanted.keys() - current.keys()]
-    left = [current[pk] for pk in current.keys() - wanted.keys()]
-    if joined:
-        user.teams.add(*joined)
-    if left:
-        user.teams.remove(*left)
+    joined, left = _exactly(user.teams, wanted)
     result = sorted(t.name for t in joined), sorted(t.name for t in left)
     if joined or left:
         audit_log(actor, "user.teams", user, added=result[0], removed=result[1])
     return result
+
+
+def _exactly(related: Any, wanted: dict[int, Any]) -> tuple[list[Any], list[Any]]:
+    """Make one side of the team membership (a team's members, or a person's teams) hold exactly `wanted`
+    (pk -> object); returns the objects added and those removed."""
+    current = {obj.pk: obj for obj in related.all()}
+    added = [wanted[pk] for pk in wanted.keys() - current.keys()]
+    removed = [current[pk] for pk in current.keys() - wanted.keys()]
+    if added:
+        related.add(*added)
+    if removed:
+        related.remove(*removed)
+    return added, removed
