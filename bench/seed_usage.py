@@ -16,7 +16,7 @@ The shape of the data (see --help for the knobs): calls spread evenly over --day
 picked with a heavy tail (a few people make most calls), each person using 5 of the models, 60% of a
 key holder's calls through the gateway with their key, the rest from the playground or the CLI; 3%
 errors (no tokens), 1% cancelled (estimated tokens). Attribution: --teams teams, each person in one of
-them (every tenth person in none), a key in its holder's team, a call counted for its person's team (most
+them (every seventh person in none), a key in its holder's team, a call counted for its person's team (most
 calls have one); half the gateway calls carry one to three of --tags tags and, independently, half name one
 of --end-users end users, both picked with a heavy tail. The end-user and tag tables are made from the raw
 records like the full one (a call adds to the row of each of its tags), the team table from the full one.
@@ -120,8 +120,8 @@ def _catalog(args: argparse.Namespace) -> None:
 
 
 def _team_of(person: int, teams: list) -> Any:
-    """The team of the person numbered `person`: every tenth is in none (as RECORDS_SQL's join of bench_teams says)."""
-    return None if not teams or person % 10 == 9 else teams[person % len(teams)]
+    """The team of the person numbered `person`: every seventh is in none (as RECORDS_SQL says)."""
+    return None if not teams or person % 7 == 6 else teams[person % len(teams)]
 
 
 
@@ -217,7 +217,7 @@ FROM (
 JOIN bench_users u ON u.idx = r.user_idx
 JOIN bench_models m ON m.idx = r.model_idx
 LEFT JOIN bench_keys k ON k.idx = r.user_idx AND r.source = 'gateway'
-LEFT JOIN bench_teams tm ON tm.idx = CASE WHEN r.user_idx %% 10 = 9 THEN NULL ELSE r.user_idx %% %(teams)s END
+LEFT JOIN bench_teams tm ON tm.idx = CASE WHEN r.user_idx %% 7 = 6 THEN NULL ELSE r.user_idx %% %(teams)s END
 """
 
 # One rollup table's rows of the records created in [start, end), from the raw records: {source} is the
