@@ -19,7 +19,7 @@ errors (no tokens), 1% cancelled (estimated tokens). Attribution: --teams teams,
 them (every seventh person in none), a key in its holder's team, a call counted for its person's team (most
 calls have one); half the gateway calls carry one to three of --tags tags and, independently, half name one
 of --end-users end users, both picked with a heavy tail. The end-user and tag tables are made from the raw
-records like the full one (a call adds to the row of each of its tags), the team table from the full one.
+records like the full one (a call adds to the row of each of its tags), the narrower tables from them.
 The rollup's size, not the records', is what the dashboards read: the script prints its row count.
 """
 
@@ -234,11 +234,11 @@ RECORDS_OF_DAYS = """SELECT (created_at AT TIME ZONE %(tz)s)::date AS day, * FRO
 END_USER_RECORDS = "SELECT * FROM ({records}) n WHERE end_user <> ''"
 TAG_RECORDS = "SELECT *, unnest(string_to_array(tags, ',')) AS tag FROM ({records}) n WHERE tags <> ''"
 
-# A narrow rollup table from the full one: the full rollup's rows summed over the dimensions it lacks.
+# A narrow rollup table from a wider one: its rows summed over the dimensions the narrow one lacks.
 NARROW_SQL = """
 INSERT INTO {table} (key, day, {dimensions}, {sums})
 SELECT concat(to_char(day, 'YYYY-MM-DD'), {key}), day, {dimensions}, {summed}
-FROM usage_dailyusage GROUP BY day, {dimensions}
+FROM {wide} GROUP BY day, {dimensions}
 """
 
 # The raw records' sums, in Rollup.SUM_FIELDS order (checked in _check_columns).
@@ -293,9 +293,10 @@ def _rollup_sql(model) -> str:
                              source=_records_sql(model, RECORDS_OF_DAYS))
 
 
-def _narrow_sql(model) -> str:
-    """NARROW_SQL for one narrow table."""
-    return NARROW_SQL.format(table=model._meta.db_table, dimensions=", ".join(model.DIMENSIONS), key=_key_sql(model),
+def _narrow_sql(model, wide) -> str:
+    """NARROW_SQL for one narrow table, from the table `wide`."""
+    return NARROW_SQL.format(table=model._meta.db_table, wide=wide._meta.db_table,
+                             dimensions=", ".join(model.DIMENSIONS), key=_key_sql(model),
                              sums=", ".join(ROLLUP_SUMS), summed=", ".join(f"sum({c})" for c in ROLLUP_SUMS))
 
 
@@ -396,11 +397,12 @@ def _seed(args: argparse.Namespace) -> None:
             if table in from_records:
                 continue
             name = table._meta.db_table
+            wide = next(t for t in from_records if set(table.DIMENSIONS) <= set(t.DIMENSIONS))
             saved = _drop_indexes(cursor, name)
-            cursor.execute(_narrow_sql(table))
+            cursor.execute(_narrow_sql(table, wide))
             _build_indexes(cursor, name, saved, clock)
             cursor.execute(f"VACUUM ANALYZE {name}")
-            clock.lap(f"{name}, from the full rollup")
+            clock.lap(f"{name}, from {wide._meta.db_table}")
         cursor.execute("SET session_replication_role = DEFAULT")
         _verify(cursor, tz, last_day)
         clock.lap("verified")
