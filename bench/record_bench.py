@@ -12,7 +12,9 @@ path's write (a caller waits for its record's batch to commit, then writes the n
 (one record, one transaction, as before group commit). --combos is how many distinct rollup rows (model,
 person, key, source) the writes go to: few means many writers updating the same rows at once (locked
 until commit), many means little contention. The records go to a provider of their own (recbench), whose
-earlier records are removed first. Afterwards every row of every rollup table on the days written is
+earlier records are removed first. --attributed counts the calls for ten teams and puts tags and end users
+on half the gateway calls each (as bench/seed_usage.py does), so that the end-user and tag tables are
+written too. Afterwards every row of every rollup table on the days written is
 compared, column by column, with sums computed from the raw records of those days. The benchmark waits
 (up to ten minutes) for a load average under --max-load before it starts, and prints the load before and
 after: on a shared machine it says how much of the CPU the benchmark had.
