@@ -8,7 +8,8 @@ Each case is a GET through Django's test client in this process: middleware, ses
 form, every query, the SVG charts and the template, as a worker does it (DEBUG off), but no HTTP. Each case
 gets --warmup requests first, then --repeat timed ones, interleaved round-robin with the other cases so
 that no case gets a warmer cache than the rest; the percentiles are over those. A CSV case reads its whole
-streamed body. --explain prints EXPLAIN (ANALYZE, BUFFERS) of every query of the default view. It waits
+streamed body. --explain prints EXPLAIN (ANALYZE, BUFFERS) of every query of the first case (or of
+--explain-case NAME); --only TEXT keeps the cases whose name holds TEXT. It waits
 (up to ten minutes) for a load average under --max-load first, and prints the load before and after.
 """
 
@@ -59,10 +60,25 @@ def _cases() -> list[tuple[str, str, dict[str, Any], str]]:
     """(name, url name, query, who) for every case."""
     from django.db.models import Sum
 
-    from usage.models import DailyUsage
+    from usage.models import DailyTagUsage, DailyTeamUsage, DailyUsage
 
     top_provider = (DailyUsage.objects.values("provider_id").annotate(cost=Sum("cost")).order_by("-cost")
                     .first()["provider_id"])
+    top_team = (DailyTeamUsage.objects.exclude(team=None).values("team_id").annotate(cost=Sum("cost"))
+                .order_by("-cost").first())
+    top_tag = DailyTagUsage.objects.values("tag").annotate(cost=Sum("cost")).order_by("-cost").first()
+    attributed = [
+        ("30 days, by team", "dashboard", {"group": "team"}, "finance"),
+        ("30 days, by tag", "dashboard", {"group": "tag"}, "finance"),
+        ("30 days, by end user", "dashboard", {"group": "end_user"}, "finance"),
+        ("CSV of the view, by end user", "dashboard_export", {"group": "end_user"}, "finance"),
+    ]
+    if top_team:
+        attributed += [("one team, by user", "dashboard", {"team": top_team["team_id"], "group": "user"}, "finance"),
+                       ("one team, by end user", "dashboard", {"team": top_team["team_id"], "group": "end_user"},
+                        "finance")]
+    if top_tag:
+        attributed.append(("one tag, by team", "dashboard", {"tag": top_tag["tag"], "group": "team"}, "finance"))
     return [
         ("30 days, by provider (default)", "dashboard", {}, "finance"),
         ("30 days, by model", "dashboard", {"group": "model"}, "finance"),
@@ -81,6 +97,7 @@ def _cases() -> list[tuple[str, str, dict[str, Any], str]]:
         ("CSV of the view, by user", "dashboard_export", {"group": "user"}, "finance"),
         ("365 days, by model (beyond the target)", "dashboard", {"range": "custom", "group": "model",
                                                                   "from": "", "to": ""}, "finance"),
+        *attributed,
     ]
 
 
@@ -123,6 +140,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--explain-case", default=None,
+                        help="with --explain: the case whose queries to explain (its name; default: the first)")
+    parser.add_argument("--only", default=None, help="only the cases whose name contains this")
     parser.add_argument("--max-load", type=float, default=1.3, help="wait for a load average under this")
     args = parser.parse_args()
     _setup(args.database_url)
@@ -139,7 +159,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", "StreamingHttpResponse must consume asynchronous iterators")
     clients = _clients()
     today = dashboards.today()
-    cases = _cases()
+    cases = [case for case in _cases() if args.only is None or args.only in case[0]]
     for _, _, query, _ in cases:
         if query.get("range") == "custom":
             query.update({"from": (today - timedelta(days=364)).isoformat(), "to": today.isoformat()})
@@ -161,7 +181,7 @@ def main() -> None:
         with CaptureQueriesContext(connection) as captured:
             _get(clients[who], reverse(url_name), query)
         queries[name] = len(captured)
-        if args.explain and name == cases[0][0]:
+        if args.explain and name == (args.explain_case or cases[0][0]):
             _explain(captured.captured_queries)
     times: dict[str, list[float]] = {name: [] for name, *_ in cases}
     for _ in range(args.repeat):
@@ -178,7 +198,7 @@ def main() -> None:
 def _explain(captured: list[dict[str, str]]) -> None:
     from django.db import connection
 
-    print("EXPLAIN ANALYZE of the default view's queries:")
+    print("EXPLAIN ANALYZE of the case's queries:")
     with connection.cursor() as cursor:
         for query in captured:
             sql = query["sql"]

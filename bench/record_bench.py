@@ -12,7 +12,9 @@ path's write (a caller waits for its record's batch to commit, then writes the n
 (one record, one transaction, as before group commit). --combos is how many distinct rollup rows (model,
 person, key, source) the writes go to: few means many writers updating the same rows at once (locked
 until commit), many means little contention. The records go to a provider of their own (recbench), whose
-earlier records are removed first. Afterwards every row of every rollup table on the days written is
+earlier records are removed first. --attributed counts the calls for ten teams and puts tags and end users
+on half the gateway calls each (as bench/seed_usage.py does), so that the end-user and tag tables are
+written too. Afterwards every row of every rollup table on the days written is
 compared, column by column, with sums computed from the raw records of those days. The benchmark waits
 (up to ten minutes) for a load average under --max-load before it starts, and prints the load before and
 after: on a shared machine it says how much of the CPU the benchmark had.
@@ -43,11 +45,12 @@ def _setup(database_url: str) -> None:
     django.setup()
 
 
-def _catalog(combos: int) -> list[dict[str, Any]]:
-    """A fresh provider with four models, 50 people and 20 keys; `combos` distinct dimension tuples."""
+def _catalog(combos: int, attributed: bool) -> list[dict[str, Any]]:
+    """A fresh provider with four models, 50 people and 20 keys; `combos` distinct dimension tuples.
+    `attributed`: ten teams, each person in one (a key in its holder's), the tuples' calls counted for them."""
     from django.db.models import Max, Min
 
-    from accounts.models import User
+    from accounts.models import Team, User
     from gateway.models import ApiKey
     from providers.models import Model, Price, Provider
     from usage.models import UsageRecord
@@ -70,8 +73,14 @@ def _catalog(combos: int) -> list[dict[str, Any]]:
                                  output=Decimal(out), cache_read=Decimal(inp) / 10)
         models.append(model)
     people = [User.objects.get_or_create(email=f"recbench-{n:02}@example.com")[0] for n in range(50)]
+    teams = [Team.objects.get_or_create(name=f"recbench-team-{n}")[0] for n in range(10)] if attributed else []
+    team_of = [teams[n % len(teams)].pk if teams else None for n in range(len(people))]
     keys = [ApiKey.objects.get_or_create(prefix=f"asp_recb{n:02}", defaults={
         "name": f"recbench-{n}", "user": people[n], "key_hash": f"{n:064}"})[0] for n in range(20)]
+    for n, key in enumerate(keys):
+        if key.team_id != team_of[n]:
+            key.team_id = team_of[n]
+            key.save(update_fields=["team"])
     rng = random.Random(7)
     tuples = set()
     while len(tuples) < combos:
@@ -81,7 +90,7 @@ def _catalog(combos: int) -> list[dict[str, Any]]:
         tuples.add((rng.randrange(len(models)), person, key, source if key is not None or source != "gateway"
                     else "playground"))
     return [{"provider": provider, "model": models[m], "user": people[p], "api_key": keys[k] if k is not None else None,
-             "source": s} for m, p, k, s in sorted(tuples, key=str)]
+             "source": s, "team_id": team_of[p]} for m, p, k, s in sorted(tuples, key=str)]
 
 
 def _process(mode: str, combos: list[dict[str, Any]], threads: int, tasks: int, number: int, ready: Any, go: Any,
@@ -106,11 +115,25 @@ def _process(mode: str, combos: list[dict[str, Any]], threads: int, tasks: int, 
     results.put([t for times in latencies for t in times])
 
 
-def _call(combos: list[dict[str, Any]], rng: random.Random) -> dict[str, Any]:
+# --attributed: half the gateway calls carry one to three of TAGS tags, half name one of END_USERS end
+# users, both picked with a heavy tail (as bench/seed_usage.py seeds them).
+TAGS, END_USERS = 200, 5000
+ATTRIBUTED = False  # set by main() before the workers are forked
+
+
+def _call(combos: list[dict[str, Any]], rng: random.Random, attributed: bool = False) -> dict[str, Any]:
     """The keyword arguments of one call's record."""
     status = rng.choice(["ok"] * 18 + ["error", "cancelled"])
+    combo = rng.choice(combos)
+    attribution: dict[str, Any] = {}
+    if attributed and combo["source"] == "gateway":
+        if rng.random() < 0.5:
+            attribution["tags"] = tuple(sorted({f"tag-{int(TAGS * rng.random() ** 2):03}"
+                                                for _ in range(rng.randint(1, 3))}))
+        if rng.random() < 0.5:
+            attribution["end_user"] = f"customer-{int(END_USERS * rng.random() ** 2):04}"
     return {
-        **rng.choice(combos), "status": status, "error_kind": "server" if status == "error" else "",
+        **combo, **attribution, "status": status, "error_kind": "server" if status == "error" else "",
         "input_tokens": rng.randint(10, 5000), "cache_read_tokens": rng.choice([0, rng.randint(0, 9000)]),
         "output_tokens": rng.randint(0, 1500), "reasoning_tokens": rng.choice([0, 0, rng.randint(0, 100)]),
         "usage_estimated": status == "cancelled", "latency_ms": rng.randint(200, 9000),
@@ -137,7 +160,7 @@ async def _callers(combos: list[dict[str, Any]], tasks: int, number: int, ready:
     async def caller(seed: int) -> None:
         rng = random.Random(seed)
         while time.perf_counter() < deadline:
-            fields = _call(combos, rng)
+            fields = _call(combos, rng, ATTRIBUTED)
             began = time.perf_counter()
             await usage_record_write(**fields)
             latencies.append(time.perf_counter() - began)
@@ -158,7 +181,7 @@ def _writer(combos: list[dict[str, Any]], seed: int, latencies: list[float], sta
     start.wait()
     try:
         while not stop.is_set():
-            fields = _call(combos, rng)
+            fields = _call(combos, rng, ATTRIBUTED)
             began = time.perf_counter()
             usage_record_create(**fields)
             latencies.append(time.perf_counter() - began)
@@ -169,7 +192,7 @@ def _writer(combos: list[dict[str, Any]], seed: int, latencies: list[float], sta
 def _verify(provider: Any) -> tuple[int, int]:
     """(rollup rows, records) after checking every row of every rollup table on the days the provider's
     records are on against sums computed from all the raw records of those days."""
-    from django.db.models import Count, Max, Min, Q, Sum
+    from django.db.models import Count, F, Max, Min, Q, Sum
     from django.db.models.functions import Coalesce, TruncDate
 
     from usage.models import ROLLUPS, Rollup, UsageRecord
@@ -181,21 +204,37 @@ def _verify(provider: Any) -> tuple[int, int]:
     records = UsageRecord.objects.filter(created_at__gte=day_start(first),
                                          created_at__lt=day_start(last + timedelta(days=1)))
     checked = 0
+    sums = {
+        "requests": Count("id"), "errors": Count("id", filter=Q(status="error")),
+        "cancelled": Count("id", filter=Q(status="cancelled")),
+        "estimated": Count("id", filter=Q(usage_estimated=True)),
+        "input_tokens": Sum("input_tokens"), "cache_read_tokens": Sum("cache_read_tokens"),
+        "cache_write_tokens": Sum("cache_write_tokens"), "output_tokens": Sum("output_tokens"),
+        "reasoning_tokens": Sum("reasoning_tokens"), "cost": Sum("cost"),
+        "latency_ms_sum": Coalesce(Sum("latency_ms"), 0), "latency_count": Count("latency_ms"),
+        "ttft_ms_sum": Coalesce(Sum("ttft_ms"), 0), "ttft_count": Count("ttft_ms"),
+        "cache_write_1h_tokens": Sum("cache_write_1h_tokens"), "unpriced": Count("id", filter=Q(unpriced=True)),
+        "unpriced_tokens": Coalesce(Sum(F("input_tokens") + F("cache_read_tokens") + F("cache_write_tokens")
+                                        + F("cache_write_1h_tokens") + F("output_tokens"), filter=Q(unpriced=True)), 0),
+    }
+    if set(sums) != set(Rollup.SUM_FIELDS):
+        raise SystemExit("The rollup tables' sums changed; update record_bench._verify")
     for table in ROLLUPS:
         dimensions = ("day", *table.DIMENSIONS)
-        raw = {
-            tuple(row[d] for d in dimensions): {name: row[name] for name in Rollup.SUM_FIELDS}
-            for row in records.order_by().annotate(day=TruncDate("created_at", tzinfo=tz)).values(*dimensions)
-            .annotate(
-                requests=Count("id"), errors=Count("id", filter=Q(status="error")),
-                cancelled=Count("id", filter=Q(status="cancelled")),
-                estimated=Count("id", filter=Q(usage_estimated=True)),
-                input_tokens=Sum("input_tokens"), cache_read_tokens=Sum("cache_read_tokens"),
-                cache_write_tokens=Sum("cache_write_tokens"), output_tokens=Sum("output_tokens"),
-                reasoning_tokens=Sum("reasoning_tokens"), cost=Sum("cost"),
-                latency_ms_sum=Coalesce(Sum("latency_ms"), 0), latency_count=Count("latency_ms"),
-                ttft_ms_sum=Coalesce(Sum("ttft_ms"), 0), ttft_count=Count("ttft_ms"))
-        }
+        by_tag = "tag" in table.DIMENSIONS
+        own = records.exclude(end_user="") if "end_user" in table.DIMENSIONS else records
+        own = own.exclude(tags="") if by_tag else own
+        # The tag table: summed per set of tags in SQL, then added to each of the set's tags here.
+        grouped = ("day", *(d for d in table.DIMENSIONS if d != "tag"), *(("tags",) if by_tag else ()))
+        raw: dict[tuple, dict[str, Any]] = {}
+        for row in own.order_by().annotate(day=TruncDate("created_at", tzinfo=tz)).values(*grouped).annotate(
+                # aliased: the sums' names shadow the record's columns
+                **{f"sum_{name}": expression for name, expression in sums.items()}):
+            for tag in row["tags"].split(",") if by_tag else (None,):
+                row["tag"] = tag
+                found = raw.setdefault(tuple(row[d] for d in dimensions), dict.fromkeys(Rollup.SUM_FIELDS, 0))
+                for name in Rollup.SUM_FIELDS:
+                    found[name] += row[f"sum_{name}"]
         rollup = {
             tuple(getattr(row, d) for d in dimensions): {name: getattr(row, name) for name in Rollup.SUM_FIELDS}
             for row in table.objects.filter(day__gte=first, day__lte=last)
@@ -217,13 +256,17 @@ def main() -> None:
     parser.add_argument("--max-load", type=float, default=1.3, help="wait for a load average under this")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--combos", type=int, default=200, help="distinct rollup rows written to")
+    parser.add_argument("--attributed", action="store_true",
+                        help="calls counted for teams, half the gateway calls with tags, half with an end user")
     args = parser.parse_args()
+    global ATTRIBUTED
+    ATTRIBUTED = args.attributed
     _setup(args.database_url)
     from django.db import connection
 
     if connection.vendor != "postgresql":
         raise SystemExit("The recording benchmark is for PostgreSQL.")
-    combos = _catalog(args.combos)
+    combos = _catalog(args.combos, args.attributed)
     wait_for_quiet(args.max_load)
     before = os.getloadavg()
     connection.close()  # a forked worker must share neither the parent's connection
@@ -249,7 +292,8 @@ def main() -> None:
     print(f"load average before {before[0]:.2f}, after {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     each = f"{args.tasks} callers of usage_record_write" if args.mode == "writer" else \
         f"{args.threads} threads calling usage_record_create"
-    print(f"{args.processes} processes x {each}, {args.combos} distinct full-rollup rows written to, "
+    print(f"{args.processes} processes x {each}, {args.combos} distinct full-rollup rows written to"
+          f"{' (calls with teams, tags and end users)' if args.attributed else ''}, "
           f"{elapsed:.1f} s: {written:,} records, "
           f"{written / elapsed:,.0f} records/s; per write p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, "
           f"p99 {q[98]:.1f} ms")

@@ -15,8 +15,12 @@ service's own rollup) must come out the same.
 The shape of the data (see --help for the knobs): calls spread evenly over --days ending now, people
 picked with a heavy tail (a few people make most calls), each person using 5 of the models, 60% of a
 key holder's calls through the gateway with their key, the rest from the playground or the CLI; 3%
-errors (no tokens), 1% cancelled (estimated tokens). The rollup's size, not the records', is what the
-dashboards read: the script prints its row count.
+errors (no tokens), 1% cancelled (estimated tokens). Attribution: --teams teams, each person in one of
+them (every seventh person in none), a key in its holder's team, a call counted for its person's team (most
+calls have one); half the gateway calls carry one to three of --tags tags and, independently, half name one
+of --end-users end users, both picked with a heavy tail. The end-user and tag tables are made from the raw
+records like the full one (a call adds to the row of each of its tags), the narrower tables from them.
+The rollup's size, not the records', is what the dashboards read: the script prints its row count.
 """
 
 import argparse
@@ -26,6 +30,7 @@ import sys
 import time
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 CHUNK = 1_000_000
@@ -83,7 +88,7 @@ def _catalog(args: argparse.Namespace) -> None:
     from django.contrib.auth.models import Group
     from django.utils import timezone
 
-    from accounts.models import User
+    from accounts.models import Team, User
     from aspweb.roles import MEMBER
     from gateway.models import ApiKey
     from providers.models import Model, Price, Provider
@@ -103,11 +108,21 @@ def _catalog(args: argparse.Namespace) -> None:
         User(email=f"bench-{n:05}@example.com", name=f"Bench {n}", password="!") for n in range(args.users)  # noqa: S106 - unusable
     )
     Group.objects.get(name=MEMBER).user_set.add(*users)
+    teams = Team.objects.bulk_create(Team(name=f"bench-team-{n:02}") for n in range(args.teams))
+    for n, user in enumerate(users):
+        if team := _team_of(n, teams):
+            team.members.add(user)
     ApiKey.objects.bulk_create(
-        ApiKey(name=f"bench-key-{n}", user=users[n], prefix=f"asp_bench{n:05}",
+        ApiKey(name=f"bench-key-{n}", user=users[n], prefix=f"asp_bench{n:05}", team=_team_of(n, teams),
                key_hash=hashlib.sha256(f"bench-key-{n}".encode()).hexdigest())
         for n in range(args.keys)
     )
+
+
+def _team_of(person: int, teams: list) -> Any:
+    """The team of the person numbered `person`: every seventh is in none (as RECORDS_SQL says)."""
+    return None if not teams or person % 7 == 6 else teams[person % len(teams)]
+
 
 
 def _indexes(cursor, table: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -142,9 +157,10 @@ def _build_indexes(cursor, table: str, saved: tuple[list[str], list[tuple[str, s
 
 RECORD_COLUMNS = (
     "request_id", "created_at", "user_id", "source", "status", "error_kind", "error_message", "finish_reason",
-    "api_key_id", "provider_id", "model_id", "price_id", "provider_name", "model_name", "input_tokens",
-    "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens", "usage_estimated", "cost",
-    "reported_cost", "cached", "latency_ms", "ttft_ms", "attempts",
+    "api_key_id", "team_id", "tags", "end_user", "provider_id", "model_id", "price_id", "provider_name",
+    "model_name", "input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+    "output_tokens", "reasoning_tokens", "usage_estimated", "cost", "computed_cost", "reported_cost", "unpriced",
+    "cached", "latency_ms", "ttft_ms", "attempts",
 )
 
 # One statement per chunk of the series [first, last]. Volatile random() in a subquery's select list keeps
@@ -154,12 +170,24 @@ INSERT INTO usage_usagerecord ({columns})
 SELECT gen_random_uuid(), r.created_at, u.id, r.source, r.status,
        CASE WHEN r.status = 'error' THEN 'rate_limit' ELSE '' END, '',
        CASE WHEN r.status = 'ok' THEN 'stop' ELSE '' END,
-       k.id, m.provider_id, m.id, m.price_id, m.provider_name, m.model_name,
-       r.input_tokens * r.billed, r.cache_read_tokens * r.billed, r.cache_write_tokens * r.billed,
+       k.id, tm.id,
+       CASE WHEN r.source = 'gateway' AND r.draw_tags < 0.5 THEN concat_ws(',',
+           'tag-' || lpad(r.tag_idx::text, 3, '0'),
+           CASE WHEN r.draw_tags >= 0.2
+                THEN 'tag-' || lpad(((r.tag_idx + 1 + r.tag_step) %% %(tags)s)::text, 3, '0') END,
+           CASE WHEN r.draw_tags >= 0.4
+                THEN 'tag-' || lpad(((r.tag_idx + 100 + r.tag_step) %% %(tags)s)::text, 3, '0') END)
+            ELSE '' END,
+       CASE WHEN r.source = 'gateway' AND r.draw_end_user < 0.5 THEN 'customer-' || lpad(r.end_user_idx::text, 4, '0')
+            ELSE '' END,
+       m.provider_id, m.id, m.price_id, m.provider_name, m.model_name,
+       r.input_tokens * r.billed, r.cache_read_tokens * r.billed, r.cache_write_tokens * r.billed, 0,
        r.output_tokens * r.billed, r.reasoning_tokens * r.billed, r.status = 'cancelled',
        r.billed * round((r.input_tokens * m.input + r.cache_read_tokens * m.cache_read
                          + r.cache_write_tokens * m.cache_write + r.output_tokens * m.output) / 1000000, 10),
-       NULL, false, r.latency_ms, CASE WHEN r.status = 'error' THEN NULL ELSE r.ttft_ms END, 1
+       r.billed * round((r.input_tokens * m.input + r.cache_read_tokens * m.cache_read
+                         + r.cache_write_tokens * m.cache_write + r.output_tokens * m.output) / 1000000, 10),
+       NULL, false, false, r.latency_ms, CASE WHEN r.status = 'error' THEN NULL ELSE r.ttft_ms END, 1
 FROM (
     SELECT t.*, (t.draw_status >= 0.03)::int AS billed,  -- errors carry no tokens: refused before any was made
            CASE WHEN t.draw_status < 0.03 THEN 'error' WHEN t.draw_status < 0.04 THEN 'cancelled' ELSE 'ok' END
@@ -174,7 +202,11 @@ FROM (
                CASE WHEN random() < 0.05 THEN floor(random() * 4000)::int ELSE 0 END AS cache_write_tokens,
                floor(random() * 1200)::int AS output_tokens,
                CASE WHEN random() < 0.2 THEN floor(random() * 300)::int ELSE 0 END AS reasoning_tokens,
-               300 + floor(random() * 9000)::int AS latency_ms, 80 + floor(random() * 1200)::int AS ttft_ms
+               300 + floor(random() * 9000)::int AS latency_ms, 80 + floor(random() * 1200)::int AS ttft_ms,
+               -- under 0.5: tags (one; two from 0.2; three from 0.4), distinct by construction
+               random() AS draw_tags, floor(%(tags)s * power(random(), 2))::int AS tag_idx,
+               floor(random() * 99)::int AS tag_step,
+               random() AS draw_end_user, floor(%(end_users)s * power(random(), 2))::int AS end_user_idx
         FROM (
             SELECT i, %(start)s::timestamptz + (i::float8 / %(total)s) * %(span)s::interval AS created_at,
                    floor(%(users)s * power(random(), 2))::int AS user_idx
@@ -185,71 +217,106 @@ FROM (
 JOIN bench_users u ON u.idx = r.user_idx
 JOIN bench_models m ON m.idx = r.model_idx
 LEFT JOIN bench_keys k ON k.idx = r.user_idx AND r.source = 'gateway'
+LEFT JOIN bench_teams tm ON tm.idx = CASE WHEN r.user_idx %% 7 = 6 THEN NULL ELSE r.user_idx %% %(teams)s END
 """
 
+# One rollup table's rows of the records created in [start, end), from the raw records: {source} is the
+# records (with their day), or for the tag table one row per record and tag.
 ROLLUP_SQL = """
-INSERT INTO usage_dailyusage (key, day, provider_id, model_id, user_id, api_key_id, source, requests, errors,
-    cancelled, estimated, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-    cost, latency_ms_sum, latency_count, ttft_ms_sum, ttft_count)
-SELECT concat(to_char(day, 'YYYY-MM-DD'), '|p', coalesce(provider_id, 0), '|m', coalesce(model_id, 0),
-              '|u', coalesce(user_id, 0), '|k', coalesce(api_key_id, 0), '|', source),
-       day, provider_id, model_id, user_id, api_key_id, source,
-       count(*), count(*) FILTER (WHERE status = 'error'), count(*) FILTER (WHERE status = 'cancelled'),
-       count(*) FILTER (WHERE usage_estimated), sum(input_tokens), sum(cache_read_tokens),
-       sum(cache_write_tokens), sum(output_tokens), sum(reasoning_tokens), sum(cost),
-       coalesce(sum(latency_ms), 0), count(latency_ms), coalesce(sum(ttft_ms), 0), count(ttft_ms)
-FROM (SELECT (created_at AT TIME ZONE %(tz)s)::date AS day, * FROM usage_usagerecord
-      WHERE created_at >= %(start)s AND created_at < %(end)s) r
-GROUP BY day, provider_id, model_id, user_id, api_key_id, source
+INSERT INTO {table} (key, day, {dimensions}, {sums})
+SELECT concat(to_char(day, 'YYYY-MM-DD'), {key}), day, {dimensions}, {summed}
+FROM ({source}) r
+GROUP BY day, {dimensions}
 """
+RECORDS_OF_DAYS = """SELECT (created_at AT TIME ZONE %(tz)s)::date AS day, * FROM usage_usagerecord
+      WHERE created_at >= %(start)s AND created_at < %(end)s"""
+# The records as the end-user and tag tables count them: those naming an end user, and each record once per tag.
+END_USER_RECORDS = "SELECT * FROM ({records}) n WHERE end_user <> ''"
+TAG_RECORDS = "SELECT *, unnest(string_to_array(tags, ',')) AS tag FROM ({records}) n WHERE tags <> ''"
 
-# A narrow rollup table from the full one: the full rollup's rows summed over the dimensions it lacks.
+# A narrow rollup table from a wider one: its rows summed over the dimensions the narrow one lacks.
 NARROW_SQL = """
 INSERT INTO {table} (key, day, {dimensions}, {sums})
 SELECT concat(to_char(day, 'YYYY-MM-DD'), {key}), day, {dimensions}, {summed}
-FROM usage_dailyusage GROUP BY day, {dimensions}
+FROM {wide} GROUP BY day, {dimensions}
 """
 
+# The raw records' sums, in Rollup.SUM_FIELDS order (checked in _check_columns).
 SUMS = ("count(*)", "count(*) FILTER (WHERE status = 'error')", "count(*) FILTER (WHERE status = 'cancelled')",
         "count(*) FILTER (WHERE usage_estimated)", "sum(input_tokens)", "sum(cache_read_tokens)",
         "sum(cache_write_tokens)", "sum(output_tokens)", "sum(reasoning_tokens)", "sum(cost)",
-        "coalesce(sum(latency_ms), 0)", "count(latency_ms)", "coalesce(sum(ttft_ms), 0)", "count(ttft_ms)")
+        "coalesce(sum(latency_ms), 0)", "count(latency_ms)", "coalesce(sum(ttft_ms), 0)", "count(ttft_ms)",
+        "sum(cache_write_1h_tokens)", "count(*) FILTER (WHERE unpriced)",
+        "coalesce(sum(input_tokens + cache_read_tokens + cache_write_tokens + cache_write_1h_tokens + output_tokens)"
+        " FILTER (WHERE unpriced), 0)")
 ROLLUP_SUMS = ("requests", "errors", "cancelled", "estimated", "input_tokens", "cache_read_tokens",
                "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost", "latency_ms_sum",
-               "latency_count", "ttft_ms_sum", "ttft_count")
+               "latency_count", "ttft_ms_sum", "ttft_count", "cache_write_1h_tokens", "unpriced", "unpriced_tokens")
 
-# Every day's sums, from the raw records and from a rollup table: rows in one and not in the other.
+# Every day's sums, from the raw records (as the table counts them) and from a rollup table: rows in one and
+# not in the other.
 VERIFY_SQL = """
-WITH raw AS (SELECT (created_at AT TIME ZONE %(tz)s)::date AS day, {raw} FROM usage_usagerecord GROUP BY 1),
+WITH raw AS (SELECT day, {raw} FROM ({{records}}) r GROUP BY 1),
      rollup AS (SELECT day, {rollup} FROM {{table}} GROUP BY 1)
 (SELECT * FROM raw EXCEPT SELECT * FROM rollup) UNION ALL (SELECT * FROM rollup EXCEPT SELECT * FROM raw)
 """.format(raw=", ".join(SUMS), rollup=", ".join(f"sum({c})" for c in ROLLUP_SUMS))  # noqa: S608 - constants
 
 
-def _narrow_sql(model) -> str:
-    """NARROW_SQL for one narrow table, its key spelled as usage.rollups.row_key spells it."""
-    key = ", ".join(f"'|', {column}" if column == "source"
-                    else f"'|{column[0] if column != 'api_key_id' else 'k'}', coalesce({column}, 0)"
-                    for column in model.DIMENSIONS)
-    return NARROW_SQL.format(table=model._meta.db_table, dimensions=", ".join(model.DIMENSIONS), key=key,
+def _key_sql(model) -> str:
+    """The SQL of `model`'s key after its day, spelled as usage.rollups.row_key spells it."""
+    from usage.rollups import _KEY_PREFIX, _TEXT_PREFIX
+
+    parts = []
+    for column in model.DIMENSIONS:
+        if column == "source":
+            parts.append("'|', source")
+        elif column in _TEXT_PREFIX:  # never empty in a row of these tables
+            parts.append(f"'|{_TEXT_PREFIX[column]}=', {column}")
+        else:
+            parts.append(f"'|{_KEY_PREFIX[column]}', coalesce({column}, 0)")
+    return ", ".join(parts)
+
+
+def _records_sql(model, records: str) -> str:
+    """`records` (SQL of records with their day) as `model` counts them."""
+    if "tag" in model.DIMENSIONS:
+        return TAG_RECORDS.format(records=records)
+    if "end_user" in model.DIMENSIONS:
+        return END_USER_RECORDS.format(records=records)
+    return records
+
+
+def _rollup_sql(model) -> str:
+    """ROLLUP_SQL for one table made from the raw records."""
+    return ROLLUP_SQL.format(table=model._meta.db_table, dimensions=", ".join(model.DIMENSIONS), key=_key_sql(model),
+                             sums=", ".join(ROLLUP_SUMS), summed=", ".join(SUMS),
+                             source=_records_sql(model, RECORDS_OF_DAYS))
+
+
+def _narrow_sql(model, wide) -> str:
+    """NARROW_SQL for one narrow table, from the table `wide`."""
+    return NARROW_SQL.format(table=model._meta.db_table, wide=wide._meta.db_table,
+                             dimensions=", ".join(model.DIMENSIONS), key=_key_sql(model),
                              sums=", ".join(ROLLUP_SUMS), summed=", ".join(f"sum({c})" for c in ROLLUP_SUMS))
 
 
 def _check_columns() -> None:
     """Fail loudly when the ledger gained a column this script does not fill."""
-    from usage.models import UsageRecord
+    from usage.models import Rollup, UsageRecord
 
     columns = {f.column for f in UsageRecord._meta.concrete_fields} - {"id"}
     if columns != set(RECORD_COLUMNS):
         raise SystemExit(f"UsageRecord's columns changed; update RECORD_COLUMNS: "
                          f"{sorted(columns ^ set(RECORD_COLUMNS))}")
+    if ROLLUP_SUMS != Rollup.SUM_FIELDS:
+        raise SystemExit("The rollup tables' sums changed; update ROLLUP_SUMS and SUMS")
 
 
 def _seed(args: argparse.Namespace) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from usage.models import ROLLUPS, DailyUsage, UsageRecord
+    from usage.models import ROLLUPS, DailyEndUserUsage, DailyTagUsage, DailyUsage, UsageRecord, api_key_model
     from usage.services import day_start, ledger_timezone
 
     _check_columns()
@@ -270,22 +337,25 @@ def _seed(args: argparse.Namespace) -> None:
             with transaction.atomic():
                 _catalog(args)
             clock.lap(f"catalog: {len(CATALOG)} providers, {args.models} models, {args.users} users, "
-                      f"{args.keys} API keys")
-        cursor.execute("""
+                      f"{args.teams} teams, {args.keys} API keys")
+        api_keys = api_key_model()._meta.db_table
+        cursor.execute(f"""
             CREATE TEMP TABLE bench_users AS SELECT row_number() OVER (ORDER BY id) - 1 AS idx, id
                 FROM accounts_user WHERE email LIKE 'bench-%';
-            CREATE TEMP TABLE bench_keys AS SELECT u.idx, k.id FROM providers_apikey k
+            CREATE TEMP TABLE bench_teams AS SELECT row_number() OVER (ORDER BY id) - 1 AS idx, id
+                FROM accounts_team WHERE name LIKE 'bench-team-%';
+            CREATE TEMP TABLE bench_keys AS SELECT u.idx, k.id FROM {api_keys} k
                 JOIN bench_users u ON u.id = k.user_id WHERE k.name LIKE 'bench-key-%';
             CREATE TEMP TABLE bench_models AS
                 SELECT row_number() OVER (ORDER BY m.id) - 1 AS idx, m.id, m.provider_id, p.name AS provider_name,
                        m.name AS model_name, pr.id AS price_id, pr.input, pr.output, pr.cache_read, pr.cache_write
                 FROM providers_model m JOIN providers_provider p ON p.id = m.provider_id
                 JOIN providers_price pr ON pr.model_id = m.id WHERE p.name LIKE 'bench-%';
-            ANALYZE bench_users; ANALYZE bench_keys; ANALYZE bench_models;
-        """)
+            ANALYZE bench_users; ANALYZE bench_teams; ANALYZE bench_keys; ANALYZE bench_models;
+        """)  # noqa: S608 - a model's table
         cursor.execute("SELECT (SELECT count(*) FROM bench_users), (SELECT count(*) FROM bench_keys), "
-                       "(SELECT count(*) FROM bench_models)")
-        users, keys, models = cursor.fetchone()
+                       "(SELECT count(*) FROM bench_models), (SELECT count(*) FROM bench_teams)")
+        users, keys, models, teams = cursor.fetchone()
 
         now = timezone.now()
         start = now - timedelta(days=args.days)
@@ -298,6 +368,7 @@ def _seed(args: argparse.Namespace) -> None:
             cursor.execute(RECORDS_SQL.format(columns=", ".join(RECORD_COLUMNS)), {
                 "first": first, "last": last, "total": args.records, "start": start,
                 "span": f"{args.days} days", "users": users, "keys": keys, "models": models,
+                "teams": max(teams, 1), "tags": args.tags, "end_users": args.end_users,
             })
             clock.lap(f"records {first + 1:,} to {last + 1:,}")
         _build_indexes(cursor, "usage_usagerecord", saved, clock)
@@ -307,26 +378,32 @@ def _seed(args: argparse.Namespace) -> None:
         tz = ledger_timezone()
         first_day = timezone.localtime(start, tz).date()
         last_day = timezone.localtime(now, tz).date()
-        saved = _drop_indexes(cursor, "usage_dailyusage")
-        day = first_day
-        while day <= last_day:
-            end = min(day + timedelta(days=ROLLUP_DAYS), last_day + timedelta(days=1))
-            cursor.execute(ROLLUP_SQL, {"tz": str(tz), "start": day_start(day), "end": day_start(end)})
-            day = end
-        cursor.execute("SET session_replication_role = DEFAULT")
-        clock.lap(f"rollup {first_day} to {last_day}")
-        _build_indexes(cursor, "usage_dailyusage", saved, clock)
-        cursor.execute("VACUUM ANALYZE usage_dailyusage")
-        clock.lap("VACUUM ANALYZE usage_dailyusage")
-        for table in ROLLUPS:
-            if table is DailyUsage:
-                continue
+        # The full table and the end-user and tag tables from the raw records, 30 days a statement; the
+        # narrower tables from the full one.
+        from_records = (DailyUsage, DailyEndUserUsage, DailyTagUsage)
+        for table in from_records:
             name = table._meta.db_table
             saved = _drop_indexes(cursor, name)
-            cursor.execute(_narrow_sql(table))
+            day = first_day
+            while day <= last_day:
+                end = min(day + timedelta(days=ROLLUP_DAYS), last_day + timedelta(days=1))
+                cursor.execute(_rollup_sql(table), {"tz": str(tz), "start": day_start(day), "end": day_start(end)})
+                day = end
+            clock.lap(f"{name} {first_day} to {last_day}, from the records")
             _build_indexes(cursor, name, saved, clock)
             cursor.execute(f"VACUUM ANALYZE {name}")
-            clock.lap(f"{name}, from the full rollup")
+            clock.lap(f"VACUUM ANALYZE {name}")
+        for table in ROLLUPS:
+            if table in from_records:
+                continue
+            name = table._meta.db_table
+            wide = next(t for t in from_records if set(table.DIMENSIONS) <= set(t.DIMENSIONS))
+            saved = _drop_indexes(cursor, name)
+            cursor.execute(_narrow_sql(table, wide))
+            _build_indexes(cursor, name, saved, clock)
+            cursor.execute(f"VACUUM ANALYZE {name}")
+            clock.lap(f"{name}, from {wide._meta.db_table}")
+        cursor.execute("SET session_replication_role = DEFAULT")
         _verify(cursor, tz, last_day)
         clock.lap("verified")
         cursor.execute("SELECT count(*) FROM usage_usagerecord")
@@ -349,8 +426,10 @@ def _verify(cursor, tz, last_day) -> None:
     from usage.models import ROLLUPS
     from usage.services import daily_usage_rebuild
 
+    records = "SELECT (created_at AT TIME ZONE %(tz)s)::date AS day, * FROM usage_usagerecord"
     for table in ROLLUPS:
-        cursor.execute(VERIFY_SQL.format(table=table._meta.db_table), {"tz": str(tz)})
+        cursor.execute(VERIFY_SQL.format(table=table._meta.db_table, records=_records_sql(table, records)),
+                       {"tz": str(tz)})
         if differences := cursor.fetchall():
             raise SystemExit(f"{table.__name__} differs from the raw records on {len(differences)} days: "
                              f"{differences[:3]}")
@@ -379,12 +458,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--keys", type=int, default=200, help="API keys, one each for the first N users")
     parser.add_argument("--models", type=int, default=40)
+    parser.add_argument("--teams", type=int, default=50)
+    parser.add_argument("--tags", type=int, default=200, help="at least 200: a call's tags are distinct by arithmetic")
+    parser.add_argument("--end-users", type=int, default=5000)
     parser.add_argument("--reset", action="store_true", help="empty the usage tables first")
     args = parser.parse_args()
     if not args.database_url.startswith("postgres"):
         raise SystemExit("The benchmark seeds PostgreSQL only.")
     if args.keys > args.users:
         raise SystemExit("--keys cannot exceed --users")
+    if not 200 <= args.tags <= 999 or args.end_users > 9999:
+        raise SystemExit("--tags must be 200 to 999 and --end-users at most 9,999 (names of three and four digits)")
     _create_database(args.database_url)
     _setup(args.database_url)
     from django.core.management import call_command

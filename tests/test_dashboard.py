@@ -595,6 +595,27 @@ def test_sorting_is_done_by_the_server_through_links(ledger: dict[str, Any], peo
     assert '<a href="/costs/?group=model&amp;sort=name">Model</a>' in head
 
 
+@pytest.mark.parametrize("sort", ["-cost", "name", "-latency"])
+def test_the_group_table_shows_its_first_rows_and_the_csv_every_one(
+        ledger: dict[str, Any], people: dict[str, User], monkeypatch: pytest.MonkeyPatch, sort: str) -> None:
+    client = signed_in(people["finance"])
+    query = {"group": "model", "sort": sort}
+    whole = client.get(reverse("dashboard"), query)
+    every = [group.key for group, _ in whole.context["rows"]]
+    assert len(every) == 5 and not whole.context["table_more"] and 'id="groups-more"' not in whole.content.decode()
+
+    monkeypatch.setattr(dashboard_views, "TABLE_ROWS", 2)
+    cut = client.get(reverse("dashboard"), query)
+    assert [group.key for group, _ in cut.context["rows"]] == every[:2]
+    html = cut.content.decode()
+    assert 'id="groups-more"' in html and "The first 2 rows in this order" in html
+    # The model chart is summed for itself, not taken from the two rows shown.
+    assert [(t.key, t.cost) for t in cut.context["models"]] == [(t.key, t.cost) for t in whole.context["models"]]
+    assert len(cut.context["models"]) == 5
+    rows = list(csv.reader(io.StringIO(b"".join(client.get(reverse("dashboard_export"), query)).decode())))
+    assert len(rows) == 1 + 5
+
+
 def test_users_without_a_name_and_calls_without_a_key_are_groups_too(ledger: dict[str, Any],
                                                                       people: dict[str, User]) -> None:
     client = signed_in(people["finance"])

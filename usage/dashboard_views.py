@@ -138,15 +138,24 @@ def _select(field: Any, empty: str, choices: Iterable[tuple[Any, str]]) -> SafeS
     )
 
 
+# The group table's rows on a page: the first ones in the table's order. A grouping by end user or tag can
+# have thousands of groups, which no one reads on a page and which cost more to write out than every query of
+# the page (docs/benchmarks.md); the CSV of the view has every group.
+TABLE_ROWS = 200
+
+
 def _dashboard_figures(selection: dashboards.Selection, *, own_only: bool) -> dict[str, Any]:
     r = selection.range
     span = r.start.isoformat() if r.start == r.end else f"{r.start.isoformat()} to {r.end.isoformat()}"
     daily = dashboards.daily_cost_by_provider(selection)
-    table = dashboards.groups(selection)
+    # One more than is shown: whether there are more, without counting them.
+    table = dashboards.groups(selection, limit=TABLE_ROWS + 1)
+    more = len(table) > TABLE_ROWS
+    table = table[:TABLE_ROWS]
 
     def top(group: str, *, named: bool = False) -> list[dashboards.Top]:
-        # A chart by the table's own grouping takes its bars from the table's sums.
-        if group == selection.group:
+        # A chart by the table's own grouping takes its bars from the table's sums, when it has them all.
+        if group == selection.group and not more:
             return dashboards.top_of(table, named=named)
         return dashboards.top(selection, group, named=named)
 
@@ -179,6 +188,7 @@ def _dashboard_figures(selection: dashboards.Selection, *, own_only: bool) -> di
                                           charts.WIDTH if own_only else charts.HALF_WIDTH),
         "teams": teams, "teams_chart": _bars(teams, f"Cost by team, {span}"),
         "rows": rows, "table_rows": _table_rows(rows, page_url, selection, calls_url), "headings": headings,
+        "table_more": more, "table_limit": TABLE_ROWS,
         "drill": drill,
         "dimension": dashboards.DIMENSIONS[selection.group],
         "crumbs": [(str(selection.provider), selection.query(provider=None, model=None, group="provider",
