@@ -81,10 +81,6 @@ end
 return found
 """
 
-_EXPIRED = """
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
-"""
-
 _LOAD = """
 redis.call('HSETNX', KEYS[1], 'spent', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'held', 0)
@@ -201,7 +197,7 @@ def release(request_ids: list[UUID]) -> int:
 def release_expired(now: float | None = None) -> int:
     """Give back the holds past their expiry (calls that never recorded). Returns how many."""
     client = redisclients.sync_client()
-    expired = client.register_script(_EXPIRED)(keys=[_expiring()], args=[int((now or time.time()) * 1000)])
+    expired = client.zrangebyscore(_expiring(), "-inf", int((now or time.time()) * 1000), start=0, num=1000)
     if expired:
         client.register_script(_SETTLE)(keys=[_expiring(), *expired], args=[""])
     return len(expired)

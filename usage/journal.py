@@ -122,9 +122,9 @@ def replay(*, grace_seconds: float | None = None) -> int:
             return written
         ids = [entry_id.decode() for entry_id, _ in rows]
         entries = [json.loads(values[b"r"]) for _, values in rows]
-        done = set(str(request_id) for request_id in UsageRecord.objects.filter(
-            request_id__in=[entry["request_id"] for entry in entries]).values_list("request_id", flat=True))
-        todo = [fields for fields in decode([e for e in entries if e["request_id"] not in done])]
+        done = {str(request_id) for request_id in UsageRecord.objects.filter(
+            request_id__in=[entry["request_id"] for entry in entries]).values_list("request_id", flat=True)}
+        todo = decode([entry for entry in entries if entry["request_id"] not in done])
         for fields in [f for f in todo if f["model"] is None]:
             logger.error("Dropped the journalled usage record of call %s: its model is gone from the catalog (%s)",
                          fields["request_id"], {k: v for k, v in fields.items() if k not in ("user", "api_key")})
