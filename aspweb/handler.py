@@ -17,9 +17,10 @@ ones, clearing DEBUG's query log), in the request's thread: a thread hop before 
 request thread's next request starts where its last one ended, so the tidying at the start goes: it
 happens at every end, in the same thread. Before the first token of a stream, that was one hop of two.
 
-It also answers the ASGI lifespan protocol, which Django's handler refuses: at shutdown, what the apps
-registered in `shutdown_hooks` finishes (the ledger's writer commits what it queued), then the idle threads
-close their connections.
+It also answers the ASGI lifespan protocol, which Django's handler refuses: at start-up, what the apps
+registered in `startup_hooks` runs (the ledger writes what a gone process journalled and never committed); at
+shutdown, what they registered in `shutdown_hooks` finishes (the ledger's writer commits what it queued), then
+the idle threads close their connections.
 """
 
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,8 @@ from django.db import close_old_connections, connections, reset_queries
 _serving: ContextVar[bool] = ContextVar("aspweb_serving", default=False)
 
 
+# Coroutine functions awaited as a serving process starts, before it serves (usage/apps.py).
+startup_hooks: list[Callable[[], Awaitable[None]]] = []
 # Coroutine functions awaited as a serving process shuts down, before its idle threads close: registered by
 # the apps with work still under way on the loop (the ledger's writer: usage/apps.py).
 shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
@@ -116,6 +119,8 @@ class ASGIHandler(DjangoASGIHandler):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                for hook in startup_hooks:
+                    await hook()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for hook in shutdown_hooks:

@@ -438,12 +438,17 @@ CLAUDE_CLI_ENV = env_list("ASPWEB_CLAUDE_CLI_ENV")
 # The most usage records the call path writes in one transaction (usage.writer): concurrent calls' records
 # are written together, up to this many.
 USAGE_WRITE_BATCH = env_int("ASPWEB_USAGE_WRITE_BATCH", 500)
-# With Redis, a call's usage record is appended to the ledger's journal (a Redis stream) before the call is
-# answered, and committed in the writer's next batch right after (usage/journal.py); the beat writes any entry
-# older than the grace period that no batch did. Without Redis, records are committed before the answer.
-USAGE_WRITE_BEHIND = env_bool("ASPWEB_USAGE_WRITE_BEHIND", bool(REDIS_URL))
-if USAGE_WRITE_BEHIND and not REDIS_URL:
-    raise ImproperlyConfigured("ASPWEB_USAGE_WRITE_BEHIND needs REDIS_URL: the ledger's journal lives in Redis.")
+# A serving process answers a call once its usage record is in the ledger's journal, and commits it in the
+# writer's next batch right after (usage/journal.py): with Redis, a Redis stream, whose entries the beat writes
+# when older than the grace period and not written; without, a file per process under DATA_DIR/journal
+# (usage/journalfile.py), whose segments a serving process writes as it starts when their process is gone.
+# ASPWEB_USAGE_WRITE_BEHIND=false commits every record before its answer.
+USAGE_WRITE_BEHIND = env_bool("ASPWEB_USAGE_WRITE_BEHIND", True)
+USAGE_JOURNAL = env_str("ASPWEB_USAGE_JOURNAL", "redis" if REDIS_URL else "file")
+if USAGE_JOURNAL not in ("redis", "file"):
+    raise ImproperlyConfigured("ASPWEB_USAGE_JOURNAL is redis or file.")
+if USAGE_JOURNAL == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("ASPWEB_USAGE_JOURNAL=redis needs REDIS_URL.")
 USAGE_JOURNAL_GRACE_SECONDS = env_int("ASPWEB_USAGE_JOURNAL_GRACE_SECONDS", 60)
 
 # Prompt and answer logging (usage/bodies.py), off unless turned on: for every gateway and CLI call

@@ -15,4 +15,6 @@ class UsageConfig(AppConfig):
         hooks.recorder_register(writer.usage_record_write)
         if writer.writer_drain not in handler.shutdown_hooks:
             handler.shutdown_hooks.append(writer.writer_drain)
+        if writer.journal_recover not in handler.startup_hooks:
+            handler.startup_hooks.append(writer.journal_recover)
         hooks.unpriced_register(unpriced.unpriced_models)

@@ -1,19 +1,22 @@
-"""The ledger's journal: in the production profile, a call's usage record is appended to a Redis stream before
-the call is answered, and written to PostgreSQL right after, in the writer's next batch (usage/writer.py).
+"""The ledger's journal: a serving process answers a call once its usage record is journalled, and writes the
+record to the database right after, in the writer's next batch (usage/writer.py). In the production profile
+the journal is a Redis stream; without Redis (the embedded default) it is a file per process
+(usage/journalfile.py). `USAGE_JOURNAL` says which.
 
-Why: committing the record before answering put a thread hop and a PostgreSQL transaction on every call's
-way back to its client. Appending to a stream is one round trip from the event loop; the batch's commit then
-happens beside the next calls instead of before this one's answer. No answered call can be missing from the
-ledger for that: the record is in Redis before the answer leaves, and `replay` (the beat, every
-`USAGE_JOURNAL_REPLAY_SECONDS`) writes every entry older than `USAGE_JOURNAL_GRACE_SECONDS` that the writer did
-not, as when its worker died between the answer and the commit. Each entry is removed once its record is
-committed; a record whose request id is in the ledger already is not written again (the id is unique), so an
-entry replayed after its own batch committed adds nothing.
+Why: committing the record before answering put a thread hop and a database transaction on every call's way
+back to its client. Appending to a stream is one round trip from the event loop, and to a file one `write()`;
+the batch's commit then happens beside the next calls instead of before this one's answer. No answered call
+can be missing from the ledger for that: the record is journalled before the answer leaves, and `replay`
+writes every entry that the writer did not, as when its worker died between the answer and the commit: in
+Redis, entries older than `USAGE_JOURNAL_GRACE_SECONDS` (the beat, every `USAGE_JOURNAL_REPLAY_SECONDS`); on
+disk, the segments of processes that are gone (a serving process as it starts, and the beat where there is
+one). Each entry is removed once its record is committed; a record whose request id is in the ledger already
+is not written again (the id is unique), so an entry replayed after its own batch committed adds nothing.
 
 What this relies on: Redis keeps what it acknowledged. Run it with append-only persistence (`appendonly yes`,
 `appendfsync everysec` or `always`) where records must survive Redis itself restarting (README, "Production").
-When Redis does not answer, the call falls back to committing its record before its answer, as the embedded
-default always does.
+When the journal cannot be written (Redis does not answer, the disk is full), the call falls back to committing
+its record before its answer.
 
 Entries hold ids, not rows: the provider, model, person and API key by primary key; amounts and times as text.
 A logged prompt and answer stays out of the journal: the writer's batch has it in memory, and a replayed record
@@ -34,7 +37,7 @@ from django.contrib.auth import get_user_model
 from aspweb import redisclients
 from providers.models import Model
 
-from . import services
+from . import journalfile, services
 from .models import UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -91,27 +94,46 @@ def decode(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return decoded
 
 
+def on_disk() -> bool:
+    return settings.USAGE_JOURNAL == "file"
+
+
 async def append(fields: dict[str, Any]) -> str:
-    """Append a record's fields to the journal from the event loop; the entry's id."""
+    """Journal a record's fields from the event loop; the entry's id."""
+    if on_disk():
+        return journalfile.journal().append(encode(fields))
     entry_id = await redisclients.async_client().xadd(stream(), {"r": encode(fields)})
     return entry_id.decode()
 
 
 def remove(entry_ids: list[str]) -> None:
     """Drop entries whose records are committed."""
-    if entry_ids:
+    if not entry_ids:
+        return
+    if on_disk():
+        journalfile.journal().remove(entry_ids)
+    else:
         redisclients.sync_client().xdel(stream(), *entry_ids)
 
 
 def pending() -> int:
-    """How many entries wait in the journal."""
+    """How many entries wait in the journal (on disk: this process's)."""
+    if on_disk():
+        return journalfile.journal().waiting()
     return int(redisclients.sync_client().xlen(stream()))
 
 
 def replay(*, grace_seconds: float | None = None) -> int:
-    """Write the records of the entries older than the grace period that are not in the ledger yet, and drop
-    those entries. Returns how many records it wrote. A record that cannot be written (its model was deleted
-    since) is logged with its fields and dropped."""
+    """Write the records of the entries that no writer will write and that are not in the ledger yet, and drop
+    those entries: in Redis, the entries older than the grace period; on disk, the segments of processes that
+    are gone. Returns how many records it wrote. A record that cannot be written (its model was deleted since)
+    is logged with its fields and dropped."""
+    if on_disk():
+        entries, written = journalfile.replay(_write)
+        if entries:
+            logger.warning("Replayed %d entries of the ledger's journal: %d records written, %d were in the ledger "
+                           "already or could not be written", entries, written, entries - written)
+        return written
     grace = settings.USAGE_JOURNAL_GRACE_SECONDS if grace_seconds is None else grace_seconds
     until = int((time.time() - grace) * 1000)
     client = redisclients.sync_client()
@@ -121,21 +143,24 @@ def replay(*, grace_seconds: float | None = None) -> int:
         if not rows:
             return written
         ids = [entry_id.decode() for entry_id, _ in rows]
-        entries = [json.loads(values[b"r"]) for _, values in rows]
-        done = {str(request_id) for request_id in UsageRecord.objects.filter(
-            request_id__in=[entry["request_id"] for entry in entries]).values_list("request_id", flat=True)}
-        todo = decode([entry for entry in entries if entry["request_id"] not in done])
-        for fields in [f for f in todo if f["model"] is None]:
-            logger.error("Dropped the journalled usage record of call %s: its model is gone from the catalog (%s)",
-                         fields["request_id"], {k: v for k, v in fields.items() if k not in ("user", "api_key")})
-        todo = [fields for fields in todo if fields["model"] is not None]
-        try:
-            now = len(services.usage_records_create(todo))
-        except services.UsageRecordsFailed as failed:
-            now = sum(record is not None for record in failed.records)
-            for n, error in failed.errors.items():
-                logger.error("Dropped the journalled usage record of call %s: %r", todo[n]["request_id"], error)
-        logger.warning("Replayed %d entries of the ledger's journal: %d records written, %d were in the ledger "
-                       "already", len(ids), now, len(done))
+        now = _write([json.loads(values[b"r"]) for _, values in rows])
+        logger.warning("Replayed %d entries of the ledger's journal: %d records written", len(ids), now)
         written += now
         remove(ids)
+
+
+def _write(entries: list[dict[str, Any]]) -> int:
+    """Write the records of the entries that are not in the ledger yet; how many were written."""
+    done = {str(request_id) for request_id in UsageRecord.objects.filter(
+        request_id__in=[entry["request_id"] for entry in entries]).values_list("request_id", flat=True)}
+    todo = decode([entry for entry in entries if entry["request_id"] not in done])
+    for fields in [f for f in todo if f["model"] is None]:
+        logger.error("Dropped the journalled usage record of call %s: its model is gone from the catalog (%s)",
+                     fields["request_id"], {k: v for k, v in fields.items() if k not in ("user", "api_key")})
+    todo = [fields for fields in todo if fields["model"] is not None]
+    try:
+        return len(services.usage_records_create(todo))
+    except services.UsageRecordsFailed as failed:
+        for n, error in failed.errors.items():
+            logger.error("Dropped the journalled usage record of call %s: %r", todo[n]["request_id"], error)
+        return sum(record is not None for record in failed.records)

@@ -1,7 +1,7 @@
 """Group commit for the call path: concurrent calls' usage records written together, one transaction per
 batch, each call returning once its own record is committed; or, in a serving process of the production
-profile (USAGE_WRITE_BEHIND), once its record is in the ledger's journal (usage/journal.py), the batch
-committing right after and removing its entries.
+process (USAGE_WRITE_BEHIND), once its record is in the ledger's journal (usage/journal.py: a Redis stream, or
+a file without Redis), the batch committing right after and removing its entries.
 
     record = await usage_record_write(provider=..., model=..., source=..., status=..., ...)
 
@@ -37,7 +37,7 @@ from aspweb import metrics
 from aspweb.handler import serving
 from aspweb.inline import inline_or_hop
 
-from . import journal
+from . import journal, journalfile
 from .models import UsageRecord
 from .services import UsageRecordsFailed, record_prices, usage_record_build, usage_records_create
 
@@ -64,7 +64,7 @@ async def usage_record_write(**fields: Any) -> UsageRecord:
         record = await inline_or_hop(_priced, fields)
         try:
             entry_id = await journal.append(fields)
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             logger.warning("The ledger's journal is out of reach (%r): the record is written before the answer", exc)
         else:
             writer.enqueue(fields, entry_id)
@@ -144,6 +144,20 @@ async def writer_drain() -> None:
     writer = _writers.get(asyncio.get_running_loop())
     while writer is not None and writer.task is not None:
         await asyncio.shield(writer.task)
+    if journal.on_disk():
+        journalfile.close()
+
+
+async def journal_recover() -> None:
+    """A serving process starting writes what a gone process journalled on this machine's disk and never
+    committed (the journal in Redis is the beat's to replay). A failure is logged: the segments stay for the
+    next start."""
+    if not (settings.USAGE_WRITE_BEHIND and journal.on_disk()):
+        return
+    try:
+        await sync_to_async(journal.replay, thread_sensitive=True)()
+    except Exception:
+        logger.exception("Could not replay the ledger's journal; its segments stay for the next start")
 
 
 # Event loop -> its writer; a loop that is gone takes its writer with it.
@@ -170,7 +184,7 @@ def _write(specs: list[dict[str, Any]], entry_ids: list[str | None]) -> list[Usa
     if committed:
         try:
             journal.remove(committed)
-        except RedisError as exc:  # the replay finds them in the ledger and drops them then
+        except (RedisError, OSError) as exc:  # the replay finds them in the ledger and drops them then
             logger.warning("Could not drop %d committed entries from the ledger's journal: %r", len(committed), exc)
     return outcomes
 

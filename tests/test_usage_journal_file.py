@@ -1,0 +1,185 @@
+"""The ledger's journal on disk (usage/journalfile.py), a serving process's way of recording a call without Redis:
+its record is written to a file of the process before the answer leaves and committed right after; the
+segments of a process that died in between are replayed by the next process to start, once. Through the
+gateway served by uvicorn, on both databases."""
+
+import asyncio
+import json
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+
+from aspweb.handler import ASGIHandler
+from tests import gateway_support
+from tests.budgets_support import make_budget, period_of
+from tests.fakes.upstream import FakeUpstream
+from usage import journal, journalfile, writer
+from usage.models import UsageRecord
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the server answers from its own threads
+
+
+@pytest.fixture
+def on_disk(settings: Any, tmp_path: Path) -> Any:
+    settings.USAGE_WRITE_BEHIND = True
+    settings.USAGE_JOURNAL = "file"
+    settings.DATA_DIR = tmp_path
+    yield settings
+    journalfile.close()
+
+
+@pytest.fixture
+def key(upstream: FakeUpstream, make_user: Any) -> str:
+    gateway_support.make_providers(upstream)
+    return gateway_support.make_key(make_user("member"))[1]
+
+
+def _post(base: str, key: str, **fields: Any) -> httpx.Response:
+    return httpx.post(f"{base}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json=gateway_support.chat_body(max_tokens=50, **fields), timeout=10)
+
+
+def _wait(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def _segments() -> list[Path]:
+    return sorted(journalfile.directory().glob(f"*{journalfile.SUFFIX}"))
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def _start_a_process() -> None:
+    """What a serving process does as it starts (the ASGI lifespan's start-up)."""
+    async def lifespan() -> None:
+        messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return messages.pop(0)
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await ASGIHandler()({"type": "lifespan"}, receive, send)
+        assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+    thread = threading.Thread(target=asyncio.run, args=(lifespan(),))  # a loop of its own, as uvicorn's
+    thread.start()
+    thread.join(30)
+
+
+def test_a_call_is_answered_once_its_record_is_on_disk_and_committed_right_after(
+        on_disk: Any, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+    write = writer._write
+
+    def held_back(specs: list, entry_ids: list) -> list:
+        gate.wait(10)
+        return write(specs, entry_ids)
+
+    monkeypatch.setattr(writer, "_write", held_back)
+    with gateway_support.live_server() as base:
+        answer = _post(base, key)
+        # Answered, with its cost, while its record waits in the process's segment and nothing is committed.
+        assert answer.status_code == 200
+        assert not UsageRecord.objects.exists() and journal.pending() == 1
+        [segment] = _segments()
+        [entry] = _lines(segment)
+        assert UUID(entry["request_id"]).hex in answer.json()["id"]
+        gate.set()
+        _wait(lambda: UsageRecord.objects.exists() and journal.pending() == 0, "the record was not committed")
+        # Committed: the segment is emptied, not grown.
+        assert segment.stat().st_size == 0
+    record = UsageRecord.objects.get()
+    assert record.cost == Decimal(answer.headers["x-aspweb-cost"]) > 0 and record.status == "ok"
+
+
+def test_the_records_of_a_process_that_died_after_answering_are_written_by_the_next_to_start_once(
+        on_disk: Any, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    budget = make_budget(amount=Decimal(10), hard_limit=True)
+    # The process dies after each answer: its records are on disk, never written.
+    monkeypatch.setattr(writer._Writer, "enqueue", lambda self, fields, entry_id=None: None)
+    with gateway_support.live_server() as base:
+        answers = [_post(base, key, user=f"person-{n}") for n in range(3)]
+        assert [answer.status_code for answer in answers] == [200, 200, 200]
+        # While its process lives, a segment is its writer's: nobody replays it.
+        assert journal.replay() == 0 and len(_lines(_segments()[0])) == 3
+    costs = sorted(Decimal(answer.headers["x-aspweb-cost"]) for answer in answers)
+    journalfile.close()  # the process is gone: its segment stays, no longer locked
+    assert not UsageRecord.objects.exists() and len(_segments()) == 1
+
+    _start_a_process()
+
+    assert sorted(UsageRecord.objects.values_list("cost", flat=True)) == costs
+    assert _segments() == [] and journal.replay() == 0
+    assert period_of(budget).spent == sum(costs)  # charged once
+
+
+def test_an_entry_whose_record_is_in_the_ledger_already_adds_nothing(
+        on_disk: Any, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal, "remove", lambda entry_ids: None)  # the process died between commit and removal
+    with gateway_support.live_server() as base:
+        assert _post(base, key).status_code == 200
+        _wait(UsageRecord.objects.exists, "the record was not committed")
+    journalfile.close()
+    assert len(_lines(_segments()[0])) == 1
+
+    assert journal.replay() == 0
+
+    assert UsageRecord.objects.count() == 1 and _segments() == []
+
+
+def test_a_torn_last_line_is_not_an_entry(on_disk: Any, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer._Writer, "enqueue", lambda self, fields, entry_id=None: None)
+    with gateway_support.live_server() as base:
+        assert _post(base, key).status_code == 200
+    journalfile.close()
+    [segment] = _segments()
+    whole = segment.read_bytes()
+    segment.write_bytes(whole + whole[: len(whole) // 2])  # died inside its second write
+
+    assert journal.replay() == 1
+
+    assert UsageRecord.objects.count() == 1 and _segments() == []
+
+
+def test_a_full_segment_is_followed_by_another_and_deleted_once_its_records_are_committed(
+        on_disk: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journalfile, "SEGMENT_BYTES", 100)
+    log = journalfile.journal()
+    first = [log.append(b'{"n": %d, "padding": "%s"}' % (n, b"x" * 40)) for n in range(2)]
+    second = log.append(b'{"n": 2}')
+    assert len(_segments()) == 2 and log.waiting() == 3
+
+    log.remove(first)
+
+    [left] = _segments()  # the full one went; the current one still holds its entry
+    assert _lines(left) == [{"n": 2}]
+    log.remove([second])
+    assert left.exists() and left.stat().st_size == 0 and log.waiting() == 0
+    log.close()
+    assert _segments() == []
+
+
+def test_when_the_disk_refuses_the_record_is_committed_before_the_answer(
+        on_disk: Any, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(self: Any, entry: bytes) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journalfile.FileJournal, "append", full)
+    with gateway_support.live_server() as base:
+        answer = _post(base, key)
+        assert answer.status_code == 200
+        assert UsageRecord.objects.get().cost == Decimal(answer.headers["x-aspweb-cost"])
