@@ -14,7 +14,6 @@ import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from cryptography.fernet import Fernet
-from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection
@@ -374,14 +373,15 @@ def test_a_member_finds_nothing_in_anothers_bodies(models: dict[str, Model], mem
     assert _found(other, "zanzibar") == set()
 
 
-# -- the production profile ------------------------------------------------------------------------------------
+# -- the ledger's journal ------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not django_settings.REDIS_URL, reason="the ledger's journal lives in Redis (production profile)")
 @pytest.mark.django_db(transaction=True)  # the server answers from its own threads: data is committed
 def test_answered_before_its_record_the_body_is_committed_with_it_and_never_journalled(
-        settings: Any, upstream: FakeUpstream, make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch) -> None:
+        settings: Any, upstream: FakeUpstream, make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Any) -> None:
     settings.USAGE_WRITE_BEHIND = True
+    settings.DATA_DIR = tmp_path  # the journal's files, where Redis does not hold it
     make_providers(upstream)
     key = make_key(make_user("member"), log_bodies=True)[1]
     appended: list[bytes] = []

@@ -130,6 +130,8 @@ def journal() -> FileJournal:
     global _journal
     with _journal_lock:
         if _journal is None or _journal.pid != os.getpid() or _journal.directory != directory():
+            if _journal is not None and _journal.pid == os.getpid():
+                _journal.close()  # DATA_DIR changed (tests)
             _journal = FileJournal(directory())
         return _journal
 
