@@ -85,7 +85,7 @@ def parse_messages(body: Any) -> ParsedMessages:
         raise BadRequest("messages: Field required", "messages")
     messages = _messages(array(body["messages"], "messages", non_empty=True))
     values = {name: value for name, value in body.items() if value is not None}
-    system, cache_system = _system(values.get("system", ""))
+    system, system_cache = _system(values.get("system", ""))
     tools = tuple(_tool(tool, f"tools.{i}") for i, tool in enumerate(array(values.get("tools", []), "tools")))
     end_user = _end_user(obj(values["metadata"], "metadata")) if "metadata" in values else ""
     if "service_tier" in values:
@@ -93,7 +93,8 @@ def parse_messages(body: Any) -> ParsedMessages:
     extra = {"top_k": integer(values["top_k"], "top_k", 0)} if "top_k" in values else {}
     stream = boolean(values["stream"], "stream") if "stream" in values else False
     request = ChatRequest(
-        model=model, messages=messages, system=system, cache_system=cache_system, max_tokens=max_tokens,
+        model=model, messages=messages, system=system, cache_system=bool(system_cache),
+        system_cache_ttl=system_cache if system_cache == "1h" else "", max_tokens=max_tokens,
         temperature=number(values["temperature"], "temperature", 0, 1) if "temperature" in values else None,
         top_p=number(values["top_p"], "top_p", 0, 1) if "top_p" in values else None,
         stop=tuple(text(item, f"stop_sequences.{n}", non_empty=True)
@@ -106,16 +107,32 @@ def parse_messages(body: Any) -> ParsedMessages:
     return ParsedMessages(request, stream, end_user=end_user)
 
 
-def _system(system: Any) -> tuple[str, bool]:
+def _system(system: Any) -> tuple[str, str]:
+    """The system prompt's text, and its longest cache breakpoint's lifetime ("" for none): the blocks are
+    joined into one, cached whole."""
     if isinstance(system, str):
-        return system, False
-    parts, cached = [], False
+        return system, ""
+    parts, cache = [], ""
     for n, block in enumerate(content_array(system, "system")):
         block = obj(block, f"system.{n}")
         one_of(block.get("type"), f"system.{n}.type", ("text",))
         parts.append(text(block.get("text"), f"system.{n}.text"))
-        cached = cached or block.get("cache_control") is not None
-    return "\n\n".join(parts), cached
+        cache = max(cache, _cache(block, f"system.{n}"), key=_CACHE_ORDER.index)
+    return "\n\n".join(parts), cache
+
+
+_CACHE_ORDER = ("", "5m", "1h")
+
+
+def _cache(block: dict[str, Any], param: str) -> str:
+    """A block's `cache_control` ({"type": "ephemeral", "ttl": "5m" | "1h"}) as its lifetime; "" without one."""
+    if block.get("cache_control") is None:
+        return ""
+    control = obj(block["cache_control"], f"{param}.cache_control")
+    one_of(control.get("type"), f"{param}.cache_control.type", ("ephemeral",))
+    if control.get("ttl") is None:
+        return "5m"
+    return one_of(control["ttl"], f"{param}.cache_control.ttl", ("5m", "1h"))
 
 
 def _messages(items: list[Any]) -> tuple[Message, ...]:
@@ -145,7 +162,7 @@ def _messages(items: list[Any]) -> tuple[Message, ...]:
                     parts = []
                 messages.append(_tool_result(block, where))
             elif kind == "text":
-                parts.append(TextPart(text(block.get("text"), f"{where}.text")))
+                parts.append(TextPart(text(block.get("text"), f"{where}.text"), cache=_cache(block, where)))
             else:
                 parts.append(ImagePart(_image(block, where)))
         if parts:
@@ -183,7 +200,7 @@ def _tool_result(block: dict[str, Any], param: str) -> Message:
             one_of(part.get("type"), f"{param}.content.{n}.type", ("text",))
             pieces.append(text(part.get("text"), f"{param}.content.{n}.text"))
         content = "".join(pieces)
-    return Message("tool", content, tool_call_id=call_id)
+    return Message("tool", content, tool_call_id=call_id, cache=_cache(block, param))
 
 
 def _image(block: dict[str, Any], param: str) -> str:

@@ -182,6 +182,39 @@ def test_messages_answer_in_anthropic_shape(key: str, upstream: FakeUpstream) ->
     assert upstream.last_request.body["system"] == "Be brief."
 
 
+def test_messages_keep_their_cache_breakpoints_and_lifetimes_to_an_anthropic_provider(
+        key: str, upstream: FakeUpstream) -> None:
+    """Claude Code and other Anthropic clients mark what to cache, for five minutes or an hour: the marks reach
+    Anthropic as sent, so the call is billed (and recorded) at the cache's prices rather than in full."""
+    hour = {"type": "ephemeral", "ttl": "1h"}
+    upstream.usage = {"input_tokens": 20, "output_tokens": 6, "cache_write_1h_tokens": 900}
+    body = messages_body(system=[{"type": "text", "text": "A long manual.", "cache_control": hour}], messages=[
+        {"role": "user", "content": [{"type": "text", "text": "Weather?", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "weather", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "Sunny",
+                                      "cache_control": {"type": "ephemeral", "ttl": "5m"}},
+                                     {"type": "text", "text": "And tomorrow?"}]},
+    ])
+    answer = call(MESSAGES, body, key=key, auth="x-api-key")
+    assert answer.status == 200
+    sent = upstream.last_request.body
+    assert sent["system"] == [{"type": "text", "text": "A long manual.", "cache_control": hour}]
+    assert sent["messages"][0]["content"] == [{"type": "text", "text": "Weather?",
+                                               "cache_control": {"type": "ephemeral"}}]
+    assert sent["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "t1", "content": "Sunny", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": "And tomorrow?"}]
+    assert answer.json["usage"]["cache_creation"]["ephemeral_1h_input_tokens"] == 900
+
+
+def test_cache_breakpoints_stay_with_anthropic(key: str, upstream: FakeUpstream) -> None:
+    body = messages_body(OPENAI_MODEL, system=[{"type": "text", "text": "Manual.", "cache_control": {
+        "type": "ephemeral"}}], messages=[{"role": "user", "content": [
+            {"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}])
+    assert call(MESSAGES, body, key=key).status == 200
+    assert "cache_control" not in json.dumps(upstream.last_request.body)
+
+
 def test_messages_reach_an_openai_provider(key: str, upstream: FakeUpstream) -> None:
     body = messages_body(OPENAI_MODEL, messages=[{"role": "user", "content": [
         {"type": "text", "text": "What is it?"},
@@ -475,6 +508,10 @@ def test_a_refusal_says_what_the_parameter_may_be_and_shows_the_value_as_sent(ke
     (messages_body(tools=[{"type": "web_search_20250305", "name": "web_search"}]), "tools.0.type"),
     (messages_body(tools=[{"name": "x"}]), "tools.0.input_schema"),
     (messages_body(top_q=1), "top_q"),
+    (messages_body(system=[{"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "2h"}}]),
+     "system.0.cache_control.ttl"),
+    (messages_body(messages=[{"role": "user", "content": [{"type": "text", "text": "x", "cache_control": "yes"}]}]),
+     "messages.0.content.0.cache_control"),
 ])
 def test_wrong_messages_requests_are_400_in_anthropics_shape(key: str, body: dict, words: str) -> None:
     answer = call(MESSAGES, body, key=key)

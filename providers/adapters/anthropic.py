@@ -20,6 +20,7 @@ from .base import (
     Message,
     ModelInfo,
     ProviderError,
+    TextPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -130,7 +131,8 @@ def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:
     }
     if request.system:
         params["system"] = (
-            [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
+            [{"type": "text", "text": request.system,
+              "cache_control": _cache_control(request.system_cache_ttl or "5m")}]
             if request.cache_system
             else request.system
         )
@@ -168,7 +170,10 @@ def _messages(conn: Connection, messages: tuple[Message, ...]) -> list[dict[str,
 
 def _content(conn: Connection, message: Message) -> str | list[dict[str, Any]]:
     if message.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.text}]
+        result = {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.text}
+        if message.cache:
+            result["cache_control"] = _cache_control(message.cache)
+        return [result]
     if message.role == "assistant" and message.tool_calls:
         return _blocks(message.text) + [
             {"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(conn, call)}
@@ -176,8 +181,19 @@ def _content(conn: Connection, message: Message) -> str | list[dict[str, Any]]:
         ]
     if isinstance(message.content, str):
         return message.content
-    return [_image(part.url) if isinstance(part, ImagePart) else {"type": "text", "text": part.text}
-            for part in message.content]
+    return [_image(part.url) if isinstance(part, ImagePart) else _text(part) for part in message.content]
+
+
+def _text(part: TextPart) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "text", "text": part.text}
+    if part.cache:
+        block["cache_control"] = _cache_control(part.cache)
+    return block
+
+
+def _cache_control(ttl: str) -> dict[str, str]:
+    """A cache breakpoint: five minutes is Anthropic's default and goes without a ttl, as the docs write it."""
+    return {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
 
 
 def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:

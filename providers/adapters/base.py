@@ -68,6 +68,9 @@ class Usage:
 @dataclass(frozen=True)
 class TextPart:
     text: str
+    # Anthropic's prompt cache: a breakpoint after this part, kept "5m" or "1h" ("" for none). Sent only to
+    # Anthropic; other providers cache on their own.
+    cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class Message:
     content: str | tuple[ContentPart, ...] = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str = ""
+    # A tool result's cache breakpoint (see TextPart.cache).
+    cache: str = ""
 
     @property
     def text(self) -> str:
@@ -117,8 +122,10 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     tools: tuple[dict[str, Any], ...] = ()
     tool_choice: str | dict[str, Any] | None = None
-    # Anthropic: mark the system prompt with cache_control so it is cached.
+    # Anthropic: mark the system prompt with cache_control so it is cached, for `system_cache_ttl` ("5m" or
+    # "1h"; "" is Anthropic's default, five minutes).
     cache_system: bool = False
+    system_cache_ttl: str = ""
     # Extended thinking / reasoning budget in tokens, on models that support it.
     thinking_budget: int | None = None
     # Provider-specific body parameters, passed through as they are.
