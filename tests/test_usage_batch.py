@@ -172,6 +172,29 @@ def test_a_record_that_cannot_be_written_does_not_take_its_batch_with_it(models:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("alone", [True, False], ids=["alone", "in a batch"])
+def test_a_record_whose_person_team_or_new_key_was_deleted_meanwhile_is_written_without_them(
+        models: list[Model], make_user: Callable[..., User], alone: bool) -> None:
+    from accounts.models import Team
+    from tests.gateway_support import make_key
+
+    person, team = make_user("member"), Team.objects.create(name="Gone soon")
+    key = make_key(person, name="new key")[0]
+    waiting = spec(models[0], user=person, team_id=team.pk, api_key=key, input_tokens=7)
+    ApiKey.objects.filter(pk=key.pk).delete()  # it has no record yet
+    User.objects.filter(pk=person.pk).delete()
+    Team.objects.filter(pk=team.pk).delete()
+
+    written = services.usage_records_create([waiting] if alone else [spec(models[1], input_tokens=1), waiting])
+
+    record = UsageRecord.objects.get(input_tokens=7)
+    assert record.pk == written[-1].pk and record.cost == written[-1].cost > 0
+    assert (record.user_id, record.team_id, record.api_key_id) == (None, None, None)
+    assert UsageRecord.objects.count() == (1 if alone else 2)
+    assert_rollups_exact()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_one_record_that_cannot_be_written_raises_its_own_error() -> None:
     model = make_model("gone")
     Model.objects.filter(pk=model.pk).delete()

@@ -149,22 +149,50 @@ def usage_records_create(specs: Iterable[dict[str, Any]]) -> list[UsageRecord]:
     try:
         _records_write(ready)
     except Exception as exc:
-        if len(ready) == 1 and not errors:
-            raise
-        logger.warning("A batch of %d usage records failed (%r); writing them one by one", len(ready), exc)
         if not connection.in_atomic_block and not connection.is_usable():
             connection.close()  # the next query reconnects
+        if len(ready) == 1 and not errors:
+            _record_write_alone(ready[0], failed=exc)  # raises its own error when it truly cannot be written
+            return ready
+        logger.warning("A batch of %d usage records failed (%r); writing them one by one", len(ready), exc)
         for n, record in enumerate(records):
             if record is None:
                 continue
-            record.pk, record._state.adding, record._state.db = None, True, None
             try:
-                _records_write([record])
+                _record_write_alone(record)
             except Exception as own:
                 records[n], errors[n] = None, own
     if errors:
         raise UsageRecordsFailed(records, errors)
     return ready
+
+
+# What a record may lose rather than be lost: the rows its call named that were deleted while it waited in a
+# batch (a person or a team removed; a key with no record yet). Its provider and model it cannot lose.
+_FORGETTABLE = ("user", "team", "api_key")
+
+
+def _record_write_alone(record: UsageRecord, *, failed: Exception | None = None) -> None:
+    """Write a record of a failed batch alone (`failed`: how it failed alone already); where it names a person,
+    team or API key deleted since its call, it is written without them (logged) instead of not at all."""
+    if failed is None:
+        record.pk, record._state.adding, record._state.db = None, True, None
+        try:
+            _records_write([record])
+            return
+        except Exception as exc:
+            failed = exc
+    gone = [name for name in _FORGETTABLE if getattr(record, f"{name}_id") is not None
+            and not UsageRecord._meta.get_field(name).related_model._base_manager.filter(
+                pk=getattr(record, f"{name}_id")).exists()]
+    if not gone:
+        raise failed
+    logger.warning("The usage record of call %s names a %s deleted since its call: written without it",
+                   record.request_id, " and ".join(gone))
+    for name in gone:
+        setattr(record, name, None)
+    record.pk, record._state.adding, record._state.db = None, True, None
+    _records_write([record])
 
 
 def _records_write(records: list[UsageRecord]) -> None:
