@@ -63,6 +63,9 @@ LEDGER_FAILURES = Counter("aspweb_ledger_write_failures", "Usage records a batch
                           registry=_registry)
 RESPONSE_CACHE = Counter("aspweb_response_cache_lookups", "Gateway response-cache lookups by result (hit, miss).",
                          ["result"], registry=_registry)
+GATEWAY_ERRORS = Counter("aspweb_gateway_errors", "Error answers of /v1 by HTTP status and code: refusals before any "
+                         "provider (a wrong key, a rate limit, bad input) and provider failures alike.",
+                         ["status", "code"], registry=_registry)
 
 _TOKEN_KINDS = ("input", "cache_read", "cache_write", "output", "reasoning")
 _children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
@@ -124,6 +127,10 @@ def ledger_batch_written(size: int, lags: Iterable[float], failures: int = 0) ->
 
 def response_cache_looked_up(hit: bool) -> None:
     RESPONSE_CACHE.labels("hit" if hit else "miss").inc()
+
+
+def gateway_error_answered(status: int, code: str) -> None:
+    GATEWAY_ERRORS.labels(str(status), code).inc()
 
 
 # -- scraping ---------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from aspweb import inline
+from aspweb import inline, metrics
 from aspweb.inline import inline_or_hop
 from providers import calls, observe
 from providers.adapters.base import (
@@ -155,6 +155,7 @@ def gateway_view(flavor: Flavor | None, method: str) -> Callable:
                 response = await view(request, record, *args, **kwargs)
             except Exception as exc:  # every failure leaves in the format's error shape
                 error = _as_api_error(exc)
+                metrics.gateway_error_answered(error.status, error.code or "")
                 response = _json(_error_body(error, style), error.status)
                 if error.retry_after is not None:
                     response["Retry-After"] = str(error.retry_after)

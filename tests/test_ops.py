@@ -174,6 +174,22 @@ def test_budget_refusals_and_unpriced_calls_are_counted(key: str, upstream: Fake
         before, "aspweb_call_unpriced_total", **unpriced) == 1
 
 
+def test_error_answers_are_counted_by_status_and_code_refusals_before_any_provider_included(
+        key: str, upstream: FakeUpstream) -> None:
+    before = scrape()
+    assert call(CHAT, chat_body(), key="ask-" + "x" * 40).status == 401  # an unknown key: no call at all
+    assert call(CHAT, chat_body(temperature=5), key=key).status == 400
+    assert call(CHAT, chat_body("local/nope"), key=key).status == 404
+    upstream.fail_next("500")
+    assert call(CHAT, chat_body(), key=key).status == 502
+    after = scrape()
+    counted = {(labels, value(after, "aspweb_gateway_errors_total", **dict(labels))
+                - value(before, "aspweb_gateway_errors_total", **dict(labels)))
+               for name, labels in after if name == "aspweb_gateway_errors_total"}
+    assert {(dict(labels)["status"], n) for labels, n in counted if n} == {
+        ("401", 1), ("400", 1), ("404", 1), ("502", 1)}
+
+
 def test_response_cache_hits_and_misses_are_counted(key: str) -> None:
     before = scrape()
     for _ in range(3):
