@@ -44,7 +44,7 @@ EXTRA_FIELDS: dict[str, ExtraField] = {
 class Kind:
     name: str
     label: str
-    adapter: Literal["openai_compat", "anthropic", "cloudflare", "claude_cli"]
+    adapter: Literal["openai_compat", "anthropic", "cloudflare", "claude_cli", "ruvllm"]
     base_url: str = ""
     api_key: Need = "required"
     base_url_need: Need = "optional"
@@ -193,6 +193,13 @@ KINDS: dict[str, Kind] = _kinds(
         "openai_compatible", "OpenAI-compatible URL", "openai_compat", api_key="optional",
         base_url_need="required", base_url_help="The URL that ends before /chat/completions, e.g. …/v1",
         help="Any server speaking the OpenAI chat-completions format: LM Studio, llama.cpp, a proxy.",
+    ),
+    Kind(
+        "ruvllm", "ruvLLM", "ruvllm", base_url="http://localhost:3000", api_key="none", free=True,
+        caps_output=False, models=("ruvector-auto", "ruvector-fast", "ruvector-quality", "ruvector-balanced"),
+        base_url_help="ruvllm-server listens on port 3000 by default.",
+        help="RuVector's self-learning local engine: it picks its model per query and keeps each conversation "
+        "in a session; answers come whole, tokens are estimated, and it costs nothing.",
     ),
     Kind(
         "claude_cli", "Claude CLI", "claude_cli", api_key="none", base_url_need="none",
