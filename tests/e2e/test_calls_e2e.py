@@ -79,6 +79,20 @@ def test_filter_bars_keep_each_label_with_its_input(page: Page, sign_in: Callabl
         _assert_pairs_hold_together(page)
 
 
+def test_every_input_of_the_filter_bar_is_drawn_alike(page: Page, sign_in: Callable[..., Page],
+                                                     make_user: Callable[..., User]) -> None:
+    """The days and the search box have the bar's border and type, not the browser's small default input."""
+    _seed(make_user)
+    sign_in(make_user("admin"))
+    page.goto("/calls/")
+    look = "e => [getComputedStyle(e).borderTopLeftRadius, getComputedStyle(e).fontSize]"
+    expected = page.locator("form.form input[name=tag]").evaluate(look)
+    assert expected[0] == "6px"
+    for name in ("date_from", "date_to", "q"):
+        field = page.locator(f"form.form input[name={name}]")
+        assert field.evaluate(look) == expected, f"the {name} input is drawn apart from the others"
+
+
 def test_the_list_the_call_page_and_the_playground_read_alike(page: Page, sign_in: Callable[..., Page],
                                                               make_user: Callable[..., User]) -> None:
     seed = _seed(make_user)
