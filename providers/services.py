@@ -51,7 +51,8 @@ def provider_save(*, provider: Provider, actor: Any, changed: list[str] | None =
     with transaction.atomic():
         provider.save()
         if creating:
-            audit_log(actor, "provider.create", provider, kind=provider.kind)
+            # The kind as the provider pages name it ("Google Gemini"), not its stored code.
+            audit_log(actor, "provider.create", provider, kind=provider.kind_preset.label)
         else:
             fields = [f for f in (changed or []) if f in AUDITED_FIELDS]
             if key_changed:

@@ -120,3 +120,15 @@ def test_the_users_page_writes_sign_in_times_as_the_other_pages_do(admin_client:
 def test_the_user_form_says_e_mail_as_the_sign_in_page_does(admin_client: Client) -> None:
     html = admin_client.get(reverse("user_add")).content.decode()
     assert re.search(r"<label[^>]*>E-mail", html) and not re.search(r"<label[^>]*>Email", html)
+
+
+def test_a_label_names_an_input_or_no_id_at_all(admin_client: Client, make_user: Callable[..., User]) -> None:
+    """A multiple choice (roles, a team's members) has no one input to point at: its name is a label without
+    `for`, not one pointing at an empty id, while each choice is labelled by its own box."""
+    member = make_user("member")
+    for path in (reverse("user_edit", args=[member.pk]), reverse("user_add"), reverse("team_list")):
+        page = admin_client.get(path).content.decode()
+        assert 'for=""' not in page, path
+        ids = set(re.findall(r'\bid="([^"]+)"', page))
+        assert set(re.findall(r'\bfor="([^"]+)"', page)) <= ids, path
+    assert re.search(r"<label>Roles</label>", admin_client.get(reverse("user_edit", args=[member.pk])).content.decode())

@@ -321,3 +321,15 @@ def test_the_list_shows_each_keys_spend_this_month_in_its_one_query(admin_client
     with django_assert_num_queries(len(first.captured_queries)):
         page = admin_client.get(reverse("apikey_list")).content.decode()
     assert page.count('<td class="num">$') == 8
+
+
+def test_the_list_shows_when_each_key_was_last_used(admin_client: Client, gateway_models: dict) -> None:
+    used, _ = make_key(name="used")
+    make_key(name="idle")
+    ApiKey.objects.filter(pk=used.pk).update(last_used_at=timezone.now() - timedelta(hours=3, minutes=5))
+    page = admin_client.get(reverse("apikey_list")).content.decode()
+    assert "<th>Last used</th>" in page
+    rows = {name: re.search(rf'<tr>\s*<td><span class="truncate" title="{name}">{name}</span><br>.*?</tr>', page,
+                            re.S).group(0) for name in ("used", "idle")}
+    assert re.search(r'<time datetime="[^"]+" title="[^"]+">3 hours ago</time>', rows["used"])
+    assert "<td>never</td>" in rows["idle"] and "ago" not in rows["idle"]

@@ -350,6 +350,19 @@ def test_estimated_and_unpriced_calls_are_said(client: Client, member: User, cat
         "Spent so far: ≈$0.002 on 2 answers, 1 of them unpriced"
 
 
+def test_an_answer_of_a_model_without_a_price_says_so(client: Client, member: User,
+                                                     catalog: tuple[Model, Model]) -> None:
+    """Its tokens were counted but nothing priced them: "no price", as the calls list says, not a bare dash."""
+    cheap, dear = catalog
+    conversation = Conversation.objects.create(user=member, title="Costs")
+    turn = Turn.objects.create(conversation=conversation, prompt="Hi")
+    _finished(turn, cheap, "a", input_tokens=24, output_tokens=5, cost=None)
+    _finished(turn, dear, "b", lane=1, input_tokens=24, output_tokens=5, cost=Decimal("0.0000324"))
+    page = client.get(reverse("playground_conversation", args=[conversation.pk])).content.decode()
+    costs = re.findall(r"<dt>Cost</dt><dd>(.*?)</dd>", page)
+    assert costs == ['<span class="warn">no price</span>', "$0.0000324"]
+
+
 def test_answers_an_edit_replaced_still_count_in_the_running_cost(client: Client, member: User,
                                                                     catalog: tuple[Model, Model]) -> None:
     cheap, dear = catalog

@@ -57,3 +57,19 @@ def test_the_audit_log_filters_by_who_and_days_in_plain_words(make_user: Callabl
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("signed in")
     expect(page.get_by_label("From")).to_have_value((timezone.localtime(now) - timedelta(days=1)).strftime("%Y-%m-%d"))
+
+
+def test_a_forms_choices_read_lighter_than_its_field_names(make_user: Callable[..., User],
+                                                           sign_in: Callable[..., Page]) -> None:
+    """The roles of a person and the members of a team are choices: plain text beside their boxes, under the
+    field's bold name."""
+    member = make_user("member", email="ann@example.com")
+    page = sign_in(make_user("admin"), next_path=f"/users/{member.pk}/")
+    weight = "e => getComputedStyle(e).fontWeight"
+    assert page.locator("label", has_text="E-mail").evaluate(weight) == "600"
+    for choice in ("Admin", "Finance", "Member"):
+        assert page.get_by_label(choice).locator("xpath=..").evaluate(weight) == "400", choice
+    page.goto("/teams/")
+    page.get_by_label("Name").fill("Research")
+    page.get_by_label("ann@example.com").check()
+    assert page.get_by_label("ann@example.com").locator("xpath=..").evaluate(weight) == "400"

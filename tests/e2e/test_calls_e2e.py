@@ -79,6 +79,38 @@ def test_filter_bars_keep_each_label_with_its_input(page: Page, sign_in: Callabl
         _assert_pairs_hold_together(page)
 
 
+def test_every_input_of_the_filter_bar_is_drawn_alike(page: Page, sign_in: Callable[..., Page],
+                                                     make_user: Callable[..., User]) -> None:
+    """The days and the search box have the bar's border and type, not the browser's small default input."""
+    _seed(make_user)
+    sign_in(make_user("admin"))
+    page.goto("/calls/")
+    look = "e => [getComputedStyle(e).borderTopLeftRadius, getComputedStyle(e).fontSize]"
+    expected = page.locator("form.form input[name=tag]").evaluate(look)
+    assert expected[0] == "6px"
+    for name in ("date_from", "date_to", "q"):
+        field = page.locator(f"form.form input[name={name}]")
+        assert field.evaluate(look) == expected, f"the {name} input is drawn apart from the others"
+
+
+@pytest.mark.parametrize("width", [1280, 1024])
+def test_a_model_address_breaks_only_after_its_provider(page: Page, sign_in: Callable[..., Page],
+                                                         make_user: Callable[..., User], width: int) -> None:
+    seed = _seed(make_user)
+    provider = Provider.objects.create(name="fake-oai", kind="openai_compatible", base_url="http://127.0.0.1:9/v1")
+    model = Model.objects.create(provider=provider, name="fake-large-2025-04-14")
+    usage_record_create(provider=provider, model=model, status="ok", source="gateway", user=seed["ben"],
+                        input_tokens=87, output_tokens=48, latency_ms=5, ttft_ms=5)
+    page.set_viewport_size({"width": width, "height": 900})
+    sign_in(make_user("admin"))
+    page.goto("/calls/")
+    names = page.locator("#results td.address span")
+    assert names.count() >= 2
+    for n in range(names.count()):
+        name = names.nth(n)
+        assert name.evaluate("e => e.getClientRects().length") == 1, f"{name.inner_text()!r} breaks across lines"
+
+
 def test_the_list_the_call_page_and_the_playground_read_alike(page: Page, sign_in: Callable[..., Page],
                                                               make_user: Callable[..., User]) -> None:
     seed = _seed(make_user)

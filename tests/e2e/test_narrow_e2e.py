@@ -11,6 +11,7 @@ from accounts.models import User
 from gateway.models import Deployment, Route
 from providers.models import Model, Price, Provider
 from tests.gateway_support import make_key
+from usage.services import usage_record_create
 
 PHONE = 390
 
@@ -58,3 +59,26 @@ def test_long_unbroken_names_are_cut_not_pushing_the_page_wider(make_user: Calla
         assert width <= 1280, f"{path} is {width} px wide"
     page.goto("/apikeys/access/")
     assert page.locator(".truncate", has_text="Ünïcødé-").get_attribute("title") == long_name
+
+
+def test_pages_of_two_cards_and_long_help_keep_to_a_phones_width(make_user: Callable[..., User],
+                                                                sign_in: Callable[..., Page]) -> None:
+    """A call's page and a model's re-pricing put two cards side by side on a wide screen: on a phone they stack,
+    and their tables scroll in their own boxes instead of widening the page. A help text naming a long URL (a
+    Gemini provider's default base URL) wraps."""
+    admin = make_user("admin")
+    provider = Provider.objects.create(name="gem", kind="gemini", base_url="")
+    model = Model.objects.create(provider=provider, name="gemini-2.0-flash")
+    Price.objects.create(model=model, input=Decimal("0.15"), output=Decimal("0.6"))
+    key, _ = make_key(admin, name="research batch jobs")
+    call = usage_record_create(provider=provider, model=model, status="ok", source="gateway", user=admin,
+                               api_key=key, input_tokens=2, output_tokens=5, latency_ms=165, ttft_ms=24)
+    page = sign_in(admin)
+    page.set_viewport_size({"width": PHONE, "height": 800})
+    for path in (f"/calls/{call.request_id}/", f"/models/{model.pk}/reprice/", f"/providers/{provider.pk}/edit/"):
+        page.goto(path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE, f"{path} is {width} px wide"
+    page.goto(f"/calls/{call.request_id}/")
+    table = page.locator("#token-classes")
+    assert table.evaluate("t => getComputedStyle(t).overflowX") == "auto"

@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from accounts.models import User
 from aspweb.money import money
 from playground.models import Answer, Conversation
-from providers.models import Model, Provider
+from providers.models import Model, Price, Provider
 from tests.fakes.upstream import FakeUpstream
 from tests.playground_support import API_KEY, make_catalog
 from usage.models import UsageRecord
@@ -206,6 +206,34 @@ def test_the_compare_pickers_share_a_row_and_on_a_phone_fit_the_screen(member_pa
 
     page.set_viewport_size({"width": 390, "height": 844})
     expect(page.get_by_label("Model 4", exact=True)).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_the_model_picker_shows_a_long_choice_whole(catalog: tuple[Model, Model], make_user: Callable[..., User],
+                                                   sign_in: Callable[..., Page]) -> None:
+    """A real provider's and model's names with the price make a long choice: the picker is wide enough to show
+    it, not cut at "per 1"."""
+    provider = Provider.objects.create(name="openai-production", kind="openai_compatible",
+                                       base_url="http://127.0.0.1:9/v1")
+    model = Model.objects.create(provider=provider, name="gpt-4.1-mini-2025-04-14")
+    Price.objects.create(model=model, input=Decimal("0.4"), output=Decimal("1.6"))
+    page = sign_in(make_user("member"), next_path="/playground/")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    picker = page.get_by_label("Model", exact=True)
+    picker.select_option(value=str(model.pk))
+    # The chosen text's width in the picker's font, against the room the picker gives it (its arrow aside).
+    text, room = picker.evaluate("""s => {
+        const probe = document.createElement("span");
+        probe.textContent = s.selectedOptions[0].text;
+        probe.style.font = getComputedStyle(s).font;
+        probe.style.whiteSpace = "pre";
+        document.body.append(probe);
+        const width = probe.getBoundingClientRect().width;
+        probe.remove();
+        return [width, s.clientWidth - 24];
+    }""")
+    assert text <= room, f"the choice needs {text:.0f} px, the picker gives it {room} px"
+    page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
