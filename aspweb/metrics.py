@@ -1,6 +1,7 @@
 """Prometheus metrics for every app, served at GET /metrics (aspweb/ops.py).
 
     metrics.call_observed(provider=..., model=..., source=..., status=..., ...)   # the call path, once per call
+    metrics.response_cache_hit(provider=..., model=..., source=...)   # an answer the response cache replayed
 
 Several uvicorn workers: set PROMETHEUS_MULTIPROC_DIR to an empty directory writable by every worker (wiped
 before the server starts). prometheus-client then keeps each process's figures in memory-mapped files there,
@@ -63,6 +64,8 @@ LEDGER_FAILURES = Counter("aspweb_ledger_write_failures", "Usage records a batch
                           registry=_registry)
 RESPONSE_CACHE = Counter("aspweb_response_cache_lookups", "Gateway response-cache lookups by result (hit, miss).",
                          ["result"], registry=_registry)
+CACHE_HITS = Counter("aspweb_response_cache_hits", "Answers served from the gateway's response cache, as the "
+                     "ledger records them (cost 0, no provider called).", _CALL, registry=_registry)
 
 _TOKEN_KINDS = ("input", "cache_read", "cache_write", "output", "reasoning")
 _children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
@@ -124,6 +127,19 @@ def ledger_batch_written(size: int, lags: Iterable[float], failures: int = 0) ->
 
 def response_cache_looked_up(hit: bool) -> None:
     RESPONSE_CACHE.labels("hit" if hit else "miss").inc()
+
+
+_hits: dict[tuple[str, str, str], Any] = {}
+
+
+def response_cache_hit(*, provider: str, model: str, source: str) -> None:
+    """Count one answer replayed from the response cache once its usage record is written: the call metrics
+    leave it out (no provider was called), so that they and these add up to the ledger."""
+    key = (provider, model, source)
+    child = _hits.get(key)
+    if child is None:
+        child = _hits[key] = CACHE_HITS.labels(*key)
+    child.inc()
 
 
 # -- scraping ---------------------------------------------------------------------------------------
