@@ -10,11 +10,12 @@ class AccountsConfig(AppConfig):
 
         from aspweb import config as config_file
 
-        from . import config, sessions, signin
+        from . import config, sessions, signin, teams
         from .backends import users
-        from .models import User
+        from .models import Team, User
 
         users.follow(User, User.groups.through, Group)
+        teams.logging_teams.follow(Team)
         sessions.follow()
         signin.follow()
         config_file.section_register(config.SECTION)

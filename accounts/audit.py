@@ -55,7 +55,7 @@ ACTIONS = {
     "user.signin": "signed in", "user.signin_failed": "sign-in failed", "user.lockout": "sign-ins locked",
     "user.signout": "signed out", "user.teams": "teams changed",
     "team.create": "team added", "team.update": "team changed", "team.members": "team members changed",
-    "team.delete": "team deleted",
+    "team.delete": "team deleted", "team.log_bodies": "team's prompt logging changed",
 }
 
 # Kinds of object, as people say them; a kind not listed reads as its code.

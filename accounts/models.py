@@ -80,6 +80,9 @@ class Team(models.Model):
 
     name = models.CharField(max_length=100)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+    log_bodies = models.BooleanField(default=False, db_default=False, verbose_name="log prompts and answers",
+                                     help_text="Keep the prompt and answer of every call counted for the team "
+                                               "(usage/bodies.py).")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

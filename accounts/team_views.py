@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from aspweb.roles import ADMIN, role_required
 
 from .models import Team, User
-from .teams import NAME_MAX, team_create, team_delete, team_members_set, team_rename
+from .teams import NAME_MAX, team_create, team_delete, team_log_bodies_set, team_members_set, team_rename
 
 
 class TeamForm(forms.Form):
@@ -19,6 +19,11 @@ class TeamForm(forms.Form):
     members = forms.ModelMultipleChoiceField(
         User.objects.filter(is_active=True).order_by("email"), required=False,
         widget=forms.CheckboxSelectMultiple, help_text="A person may be in several teams.")
+    log_bodies = forms.BooleanField(
+        required=False, label="Log prompts and answers",
+        help_text="Keep the prompt and answer of every call counted for the team, from its API keys and from the "
+                  "playground (redacted, encrypted, deleted after the retention period); only admins and each "
+                  "call's owner can read them.")
 
 
 @role_required(ADMIN)
@@ -27,7 +32,7 @@ def team_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             team = team_create(name=form.cleaned_data["name"], members=form.cleaned_data["members"],
-                               actor=request.user)
+                               log_bodies=form.cleaned_data["log_bodies"], actor=request.user)
         except ValidationError as exc:
             form.add_error("name", exc)
         else:
@@ -41,7 +46,8 @@ def team_list(request: HttpRequest) -> HttpResponse:
 @role_required(ADMIN)
 def team_edit(request: HttpRequest, pk: int) -> HttpResponse:
     team = get_object_or_404(Team, pk=pk)
-    form = TeamForm(request.POST or None, initial={"name": team.name, "members": list(team.members.all())})
+    form = TeamForm(request.POST or None, initial={"name": team.name, "members": list(team.members.all()),
+                                                   "log_bodies": team.log_bodies})
     if request.method == "POST" and form.is_valid():
         try:
             team_rename(team=team, name=form.cleaned_data["name"], actor=request.user)
@@ -49,6 +55,7 @@ def team_edit(request: HttpRequest, pk: int) -> HttpResponse:
             form.add_error("name", exc)
         else:
             added, removed = team_members_set(team=team, users=form.cleaned_data["members"], actor=request.user)
+            team_log_bodies_set(team=team, on=form.cleaned_data["log_bodies"], actor=request.user)
             messages.success(request, f"Team {team.name} saved ({len(added)} added, {len(removed)} removed).")
             return redirect("team_list")
     return render(request, "accounts/team_form.html", {"team": team, "form": form},

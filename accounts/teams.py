@@ -1,5 +1,9 @@
 """Teams and who is in them. Every write goes through these services: the team pages, the config file and
-single sign-on (which calls user_teams_sync at every sign-in) all end here, so each change is audited once."""
+single sign-on (which calls user_teams_sync at every sign-in) all end here, so each change is audited once.
+
+Whether a team's calls log their prompts and answers is read on every call (providers/callbodies.py), on the
+event loop: the ids of the teams that do are kept in a row cache (aspweb/rowcache.py) that any write of a
+team drops, in every process."""
 
 from collections.abc import Iterable
 from typing import Any
@@ -7,10 +11,26 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from aspweb.rowcache import RowCache
+
 from .audit import audit_log
 from .models import Team, User
 
 NAME_MAX = Team._meta.get_field("name").max_length
+
+# The ids of the teams whose calls log their prompts and answers, as one entry, dropped by any write of a team
+# (followed from apps.py; teams change seldom).
+logging_teams = RowCache("team-logging", ttl=60.0)
+
+
+def team_logs_bodies(team_id: int) -> bool:
+    """Whether the calls counted for the team log their prompts and answers. A hit is a dict lookup (no query):
+    run inline, a miss raises NeedsThread (aspweb/inline.py)."""
+    return team_id in logging_teams.get("on", _logging_team_ids)
+
+
+def _logging_team_ids() -> tuple[frozenset[int], None]:
+    return frozenset(Team.objects.filter(log_bodies=True).values_list("pk", flat=True)), None
 
 
 def team_name_clean(name: str) -> str:
@@ -29,16 +49,30 @@ def team_get(name: str) -> Team | None:
 
 
 @transaction.atomic
-def team_create(*, name: str, members: Iterable[User] = (), actor: User | None = None) -> Team:
-    """A new team. Raises ValidationError when the name is empty, too long or taken (whatever its case)."""
+def team_create(*, name: str, members: Iterable[User] = (), log_bodies: bool = False,
+                actor: User | None = None) -> Team:
+    """A new team. Raises ValidationError when the name is empty, too long or taken (whatever its case).
+    `log_bodies`: the calls counted for it log their prompts and answers."""
     name = team_name_clean(name)
     if Team.objects.filter(name__iexact=name).exists():
         raise ValidationError(f"A team named {name} exists.")
-    team = Team.objects.create(name=name)
+    team = Team.objects.create(name=name, log_bodies=log_bodies)
     people = list(members)
     team.members.set(people)
-    audit_log(actor, "team.create", team, members=sorted(user.email for user in people))
+    audit_log(actor, "team.create", team, members=sorted(user.email for user in people),
+              **({"log_bodies": True} if log_bodies else {}))
     return team
+
+
+@transaction.atomic
+def team_log_bodies_set(*, team: Team, on: bool, actor: Any) -> bool:
+    """Turn the logging of the team's calls' prompts and answers on or off; False when it already was so."""
+    if team.log_bodies == on:
+        return False
+    team.log_bodies = on
+    team.save(update_fields=["log_bodies"])
+    audit_log(actor, "team.log_bodies", team, log_bodies={"from": not on, "to": on})
+    return True
 
 
 @transaction.atomic

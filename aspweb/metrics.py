@@ -1,6 +1,7 @@
 """Prometheus metrics for every app, served at GET /metrics (aspweb/ops.py).
 
     metrics.call_observed(provider=..., model=..., source=..., status=..., ...)   # the call path, once per call
+    metrics.response_cache_hit(provider=..., model=..., source=...)   # an answer the response cache replayed
 
 Several uvicorn workers: set PROMETHEUS_MULTIPROC_DIR to an empty directory writable by every worker (wiped
 before the server starts). prometheus-client then keeps each process's figures in memory-mapped files there,
@@ -66,6 +67,8 @@ RESPONSE_CACHE = Counter("aspweb_response_cache_lookups", "Gateway response-cach
 GATEWAY_ERRORS = Counter("aspweb_gateway_errors", "Error answers of /v1 by HTTP status and code: refusals before any "
                          "provider (a wrong key, a rate limit, bad input) and provider failures alike.",
                          ["status", "code"], registry=_registry)
+CACHE_HITS = Counter("aspweb_response_cache_hits", "Answers served from the gateway's response cache, as the "
+                     "ledger records them (cost 0, no provider called).", _CALL, registry=_registry)
 
 _TOKEN_KINDS = ("input", "cache_read", "cache_write", "output", "reasoning")
 _children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
@@ -131,6 +134,19 @@ def response_cache_looked_up(hit: bool) -> None:
 
 def gateway_error_answered(status: int, code: str) -> None:
     GATEWAY_ERRORS.labels(str(status), code).inc()
+
+
+_hits: dict[tuple[str, str, str], Any] = {}
+
+
+def response_cache_hit(*, provider: str, model: str, source: str) -> None:
+    """Count one answer replayed from the response cache once its usage record is written: the call metrics
+    leave it out (no provider was called), so that they and these add up to the ledger."""
+    key = (provider, model, source)
+    child = _hits.get(key)
+    if child is None:
+        child = _hits[key] = CACHE_HITS.labels(*key)
+    child.inc()
 
 
 # -- scraping ---------------------------------------------------------------------------------------

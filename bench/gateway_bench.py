@@ -21,6 +21,7 @@ Options:
                                                database emptied first) and a Celery worker with its beat
     --workers N                                aspweb's uvicorn workers (memory samples only the parent)
     --budgets                                  10 budgets covering every bench call, 1,000 per-person others
+    --log-bodies                               every aspweb call logs its prompt and answer (ASPWEB_LOG_BODIES)
 
 latency: one client, sequential requests on kept-alive connections, each request sent straight to the
 upstream and then through the gateway, interleaved; "added" is the median of the per-pair differences.
@@ -34,6 +35,10 @@ memory: the worker's resident size (VmRSS) every 10,000 calls up to --calls.
 
 profiles: the comparison table of issue 15 (bench/gateway_profiles.py): each profile with and without
 budgets, and two workers against one, each configuration in a process of its own, beside LiteLLM.
+
+logging: what logging every call's prompt and answer costs (bench/logging_bench.py): two aspweb servers on
+one database, one logging every call, measured alternately (latency in interleaved pairs, throughput in
+alternating windows).
 
 breakdown: in this process, the ASGI handler called directly, sequentially: the whole call, then with the
 provider's HTTP, the usage record and the call path taken away one by one (CPU and wall time per call).
@@ -63,7 +68,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench.gateway_profiles import cpu_busy, profiles
-from bench.gateway_setup import ledger_check, seed
+from bench.gateway_setup import bodies_line, ledger_check, seed
 from bench.net import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,8 +141,10 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
         "SECRET_KEY": secrets.token_urlsafe(50), "ASPWEB_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "ALLOWED_HOSTS": "127.0.0.1", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
     }
-    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_TASK_ALWAYS_EAGER"):
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_TASK_ALWAYS_EAGER", "ASPWEB_LOG_BODIES"):
         env.pop(name, None)
+    if args.log_bodies == "on":
+        env["ASPWEB_LOG_BODIES"] = "true"
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
     if args.redis_url:
@@ -173,6 +180,8 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
             processes.append(app)
             wait_for_port(port, app, timeout=90)
             targets.append(Target("aspweb", f"http://127.0.0.1:{port}/v1", key, "bench/fake-model-a", app.pid))
+            if args.log_bodies == "both":  # a second server, logging every call (bench/logging_bench.py)
+                targets.append(_server(args, {**env, "ASPWEB_LOG_BODIES": "true"}, processes, key, "aspweb-logging"))
 
             if args.litellm:
                 targets.append(_litellm(args.litellm, data_dir, upstream_url, env, processes))
@@ -189,12 +198,26 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
             _alive(worker)
             yield targets
             _alive(worker)
-            args.ledger = ledger_check(OK["aspweb"])
+            args.ledger = ledger_check(OK["aspweb"] + OK["aspweb-logging"])
             print(args.ledger.line(), file=sys.stderr, flush=True)
+            if args.log_bodies != "off":
+                logged = OK["aspweb-logging"] if args.log_bodies == "both" else OK["aspweb"]
+                print(bodies_line(logged), file=sys.stderr, flush=True)
             if not args.ledger.exact:
                 raise SystemExit(f"aspweb's ledger does not hold one record per successful call: {args.ledger.line()}")
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _server(args: argparse.Namespace, env: dict[str, str], processes: list[subprocess.Popen], key: str,
+            name: str) -> Target:
+    port = free_port()
+    app = subprocess.Popen(
+        [PYTHON, "-m", "uvicorn", args.app, "--host", "127.0.0.1", "--port", str(port), "--workers",
+         str(args.workers), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
+    processes.append(app)
+    wait_for_port(port, app, timeout=90)
+    return Target(name, f"http://127.0.0.1:{port}/v1", key, "bench/fake-model-a", app.pid)
 
 
 def _alive(worker: subprocess.Popen | None) -> None:
@@ -425,6 +448,9 @@ def breakdown(args: argparse.Namespace) -> None:
         "ALLOWED_HOSTS": "127.0.0.1", "LOG_LEVEL": "WARNING",
     })
     os.environ.pop("REDIS_URL", None)
+    os.environ.pop("ASPWEB_LOG_BODIES", None)
+    if args.log_bodies == "on":
+        os.environ["ASPWEB_LOG_BODIES"] = "true"
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
     else:
@@ -524,12 +550,19 @@ def measure(args: argparse.Namespace) -> None:
         print("RESULT " + json.dumps(result), flush=True)
 
 
+def _logging(args: argparse.Namespace) -> None:
+    from bench.logging_bench import logging_cost  # it uses this module's environment and clients
+
+    logging_cost(args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("upstream", help="(internal) serve the fake upstream")
     for name, runner in (("latency", latency), ("throughput", throughput), ("memory", memory),
-                         ("breakdown", breakdown), ("measure", measure), ("profiles", profiles)):
+                         ("breakdown", breakdown), ("measure", measure), ("profiles", profiles),
+                         ("logging", _logging)):
         command = commands.add_parser(name)
         command.set_defaults(run=runner)
         command.add_argument("--app", default="aspweb.asgi:application")
@@ -547,6 +580,9 @@ def main() -> None:
         command.add_argument("--concurrency", type=int, default=10 if name in ("profiles", "measure") else 16)
         command.add_argument("--calls", type=int, default=100_000)
         command.add_argument("--profile", help="breakdown: write a cProfile of the whole call to this file")
+        command.add_argument("--log-bodies", action="store_const", const="on", default="off",
+                             help="every aspweb call logs its prompt and answer (ASPWEB_LOG_BODIES=true)")
+        command.add_argument("--rounds", type=int, default=6, help="logging: throughput windows per server")
         command.add_argument("--measures", default="throughput,latency,ttft", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.command == "upstream":

@@ -148,3 +148,17 @@ def ledger_check(calls: int, **settle_options: Any) -> Ledger:
     finally:
         connection.close()
     return Ledger(calls=calls, records=records, other_records=others, waited=waited)
+
+
+def bodies_line(logged_calls: int) -> str:
+    """How many prompts and answers the ledger holds against the successful calls that logged them."""
+    from django.db import connection
+
+    from usage.models import CallBody
+
+    try:
+        stored = CallBody.objects.count()
+    finally:
+        connection.close()
+    verdict = "one per call" if stored == logged_calls else "NOT ONE PER CALL"
+    return f"logged bodies: {stored:,} for {logged_calls:,} successful logged calls: {verdict}"

@@ -10,6 +10,7 @@ from providers import observe
 
 observe.call_finished = lambda fields, row, request=None: None
 metrics.response_cache_looked_up = lambda hit: None
+metrics.response_cache_hit = lambda **labels: None
 metrics.ledger_batch_written = lambda *args, **kwargs: None
 
 __all__ = ["application"]

@@ -393,7 +393,7 @@ def _record_cache_hit(admission: Admission, record: calls.CallRecord) -> None:
         "reasoning_tokens": usage.reasoning_tokens, "usage_estimated": usage.estimated, "attempts": 0,
     }
     row = usage_services.usage_record_create(cached=True, **fields)
-    observe.call_logged(fields, row.cost, cached=True)
+    observe.cache_hit_finished(fields, row.cost)
 
 
 async def _after_call(admission: Admission, record: calls.CallRecord, completion: Completion | None) -> None:

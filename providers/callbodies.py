@@ -6,15 +6,25 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.teams import team_logs_bodies
+
 from .adapters.base import ChatRequest, Chunk, Message, TextPart
 
 
 def logged(caller: Any) -> bool:
     """Whether the call's prompt and answer are logged (usage/bodies.py): the playground's calls when
-    LOG_BODIES_PLAYGROUND is on; others when LOG_BODIES is, or when their API key says so."""
+    LOG_BODIES_PLAYGROUND is on; others when LOG_BODIES is, or when their API key says so; and any call
+    counted for a team that says so (a key's team, the team picked in the playground).
+
+    Read from memory on every call, on the event loop: the key is the cached row the gateway checked, the
+    teams' switches are in a row cache (accounts/teams.py), so run inline a miss raises NeedsThread and a hit
+    makes no query."""
     if caller.source == "playground":
-        return settings.LOG_BODIES_PLAYGROUND
-    return settings.LOG_BODIES or bool(getattr(caller.api_key, "log_bodies", False))
+        if settings.LOG_BODIES_PLAYGROUND:
+            return True
+    elif settings.LOG_BODIES or getattr(caller.api_key, "log_bodies", False):
+        return True
+    return caller.team_id is not None and team_logs_bodies(caller.team_id)
 
 
 def body(request: ChatRequest, answer: Iterable[Chunk], finish_reason: str | None) -> dict[str, Any]:

@@ -278,6 +278,8 @@ def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
     follows it runs once."""
     prepared = Prepared(started if started is not None else time.perf_counter())
     record.started_at = timezone.now()
+    if record.answer is None and callbodies.logged(caller):  # keeps the chunks that reach the caller
+        record.answer = []
     try:
         plan = _resolve_sync(f"{provider}/{request.model}" if provider else request.model)
         record.route = plan.route.name if plan.route else ""
@@ -454,8 +456,6 @@ async def stream_chat(request: ChatRequest, *, caller: Caller, provider: str | N
     `prepared`: the result of `prepare` for this very request and record, when the caller made it."""
     record = record if record is not None else CallRecord()
     started = prepared.started if prepared is not None else time.perf_counter()
-    if record.answer is None and callbodies.logged(caller):
-        record.answer = []
     try:
         if prepared is None:
             prepared = await aprepare(request, caller=caller, record=record, provider=provider, started=started)

@@ -60,9 +60,15 @@ def _span(fields: dict[str, Any], cost: Decimal | None, request: Any) -> None:
     })
 
 
+def cache_hit_finished(fields: dict[str, Any], cost: Decimal | None) -> None:
+    """An answer replayed from the gateway's response cache, once its usage record is written: counted among the
+    cache hits by provider, model and source (not in the call metrics: no provider was called), and logged."""
+    metrics.response_cache_hit(provider=fields["provider"].name, model=fields["model"].name, source=fields["source"])
+    call_logged(fields, cost, cached=True)
+
+
 def call_logged(fields: dict[str, Any], cost: Decimal | None, *, cached: bool = False) -> None:
-    """The call's log line alone: for an answer replayed from the gateway's response cache (`cached`), which
-    called no provider and so is not in the call metrics."""
+    """The call's log line (`cached`: an answer replayed from the gateway's response cache)."""
     if not logger.isEnabledFor(logging.INFO):
         return
     provider, model, source = fields["provider"].name, fields["model"].name, fields["source"]

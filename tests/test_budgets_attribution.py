@@ -172,7 +172,7 @@ budgets:
     assert Budget.objects.get(name="Nightly").tag == "nightly"
     assert Budget.objects.get(name="Acme").end_user == "acme-1"
     exported = config.config_export()
-    assert exported["teams"] == [{"name": "Research", "members": ["ann@example.com"]}]
+    assert exported["teams"] == [{"name": "Research", "members": ["ann@example.com"], "log_bodies": False}]
     assert {b["name"]: b["target"] for b in exported["budgets"]} == {"Research": "Research", "Nightly": "nightly",
                                                                      "Acme": "acme-1"}
     again = config.config_import(config.load_yaml(config.dump_yaml(exported), {}), actor=None)

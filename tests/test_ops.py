@@ -191,6 +191,7 @@ def test_error_answers_are_counted_by_status_and_code_refusals_before_any_provid
 
 
 def test_response_cache_hits_and_misses_are_counted(key: str) -> None:
+    labels = {"provider": "local", "model": "fake-model-a", "source": "gateway"}
     before = scrape()
     for _ in range(3):
         assert call(CHAT, chat_body(), key=key, headers={"x-aspweb-cache": "true"}).status == 200
@@ -198,6 +199,12 @@ def test_response_cache_hits_and_misses_are_counted(key: str) -> None:
     for result, count in [("miss", 1), ("hit", 2)]:
         assert value(after, "aspweb_response_cache_lookups_total", result=result) - value(
             before, "aspweb_response_cache_lookups_total", result=result) == count
+    # The hits, by provider, model and source, as the ledger records them; the call metrics count the one call.
+    assert UsageRecord.objects.filter(cached=True).count() == 2
+    assert value(after, "aspweb_response_cache_hits_total", **labels) - value(
+        before, "aspweb_response_cache_hits_total", **labels) == 2
+    ok = {**labels, "outcome": "ok", "error_kind": ""}
+    assert value(after, "aspweb_calls_total", **ok) - value(before, "aspweb_calls_total", **ok) == 1
 
 
 def test_circuit_state_is_read_from_the_shared_cache_when_scraped(key: str, settings: Any) -> None:

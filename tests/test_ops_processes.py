@@ -165,25 +165,36 @@ def test_metrics_match_the_ledger_across_two_workers(two_workers: tuple[str, Pat
 
     def one(n: int) -> int:
         body = chat_body(OPENAI_MODEL if n % 3 else "claude/fake-model-a", stream=bool(n % 2))
+        headers = {"Authorization": f"Bearer {key}"}
+        if n < 0:  # asks the response cache for the same answer each time
+            body, headers["x-aspweb-cache"] = chat_body("claude/fake-model-a"), "true"
         # A connection per call, so that either worker may take it.
-        return httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30,
-                          headers={"Authorization": f"Bearer {key}"}).status_code
+        return httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30, headers=headers).status_code
 
     statuses: list[int] = []
     with ThreadPoolExecutor(8) as pool:
         # Until both workers have served calls (the kernel hands each connection to one of them).
         while len(statuses) < 16 or (len(_call_pids(log)) < 2 and len(statuses) < 400):
             statuses += pool.map(one, range(len(statuses), len(statuses) + 16))
+    # Then answers from the response cache, one after the other: a miss fills it (once per worker, whose
+    # cache is its own without Redis), the others hit.
+    statuses += [one(-1) for _ in range(8)]
     assert Counter(statuses)[200] == len(statuses) - 3
     assert len(_call_pids(log)) == 2, "one worker served every call"
     _until(lambda: UsageRecord.objects.count() == len(statuses), 30, "every record committed")
 
-    ledger = UsageRecord.objects.aggregate(
+    # The call metrics count the calls that asked a provider; answers replayed from the response cache are in the
+    # ledger too (cached, cost 0), counted apart.
+    called = UsageRecord.objects.filter(cached=False)
+    ledger = called.aggregate(
         calls=Count("id"), input=Sum("input_tokens"), cache_read=Sum("cache_read_tokens"),
         output=Sum("output_tokens"), reasoning=Sum("reasoning_tokens"), cost=Sum("cost"))
     by_outcome = Counter({(r["provider__name"], r["status"], r["error_kind"]): r["n"]
-                          for r in UsageRecord.objects.values("provider__name", "status", "error_kind")
-                          .annotate(n=Count("id"))})
+                          for r in called.values("provider__name", "status", "error_kind").annotate(n=Count("id"))})
+    hits = Counter({(r["provider__name"], r["model__name"], r["source"]): r["n"]
+                    for r in UsageRecord.objects.filter(cached=True).values("provider__name", "model__name", "source")
+                    .annotate(n=Count("id"))})
+    assert sum(hits.values()) >= 6
     for _ in range(4):  # whichever worker answers the scrape, it adds up both
         response = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
         assert response.status_code == 200
@@ -197,6 +208,10 @@ def test_metrics_match_the_ledger_across_two_workers(two_workers: tuple[str, Pat
         assert _total(samples, "aspweb_call_cost_usd_total") == pytest.approx(float(ledger["cost"]), rel=1e-9)
         assert _total(samples, "aspweb_call_latency_seconds_count") == ledger["calls"]
         assert _total(samples, "aspweb_ledger_write_lag_seconds_count") == ledger["calls"]
+        assert _total(samples, "aspweb_response_cache_hits_total") == sum(hits.values())
+        for (provider, model, source), count in hits.items():
+            assert _total(samples, "aspweb_response_cache_hits_total", provider=provider, model=model,
+                          source=source) == count
     assert ledger["cost"] > 0 and by_outcome[("local", "error", "invalid_request")] + by_outcome[
         ("claude", "error", "invalid_request")] == 3
 
@@ -204,7 +219,8 @@ def test_metrics_match_the_ledger_across_two_workers(two_workers: tuple[str, Pat
     text = log.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     calls = [line for line in lines if line["logger"] == "aspweb.calls"]
-    assert len(calls) == ledger["calls"]
+    assert len(calls) == ledger["calls"] + sum(hits.values())
+    assert sum(line["cached"] for line in calls) == sum(hits.values())
     assert {line["request_id"] for line in calls} == {str(r) for r in UsageRecord.objects.values_list(
         "request_id", flat=True)}
     assert any(line["logger"].startswith("uvicorn") for line in lines)

@@ -16,7 +16,7 @@ from django.contrib.sessions.models import Session
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Team, User
 from aspweb import rowcache
 from budgets.models import Budget
 from gateway import apikeys
@@ -65,6 +65,7 @@ ROW_OF: dict[str, Callable[[], Any]] = {
                                                               model=_model()),
     "gateway.ApiKey": lambda: make_key(name="writes")[0],
     "accounts.User": _user,
+    "accounts.Team": lambda: Team.objects.create(name="writes"),
     "auth.Group": lambda: Group.objects.create(name="writes"),
     "accounts.User_groups": _membership,
     "budgets.Budget": lambda: Budget.objects.create(name="writes", amount=Decimal("10")),
