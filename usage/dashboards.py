@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
-from django.db.models import Expression, F, FloatField, QuerySet, Sum, Value
+from django.db.models import Expression, F, FloatField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
@@ -160,6 +160,9 @@ class Dimension:
     columns: tuple[str, ...]
     empty: str = "—"
     names_of: Callable[[Any], dict[str, str]] = dict
+    # Thousands of groups in a range (end users): a page's table of the first ones sums only the sort's
+    # columns over every group, then every column over the groups it shows (`groups`).
+    many: bool = False
 
     @property
     def heading(self) -> str:
@@ -189,7 +192,7 @@ DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
     # A call with two tags is in two groups: the groups by tag add up to more than the total.
     Dimension("tag", "Tag", "tag", None, ("tag",), empty="No tag", names_of=lambda key: {"tag": key}),
     Dimension("end_user", "End user", "end_user", None, ("end_user",), empty="No end user",
-              names_of=lambda key: {"end_user": key}),
+              names_of=lambda key: {"end_user": key}, many=True),
 )}
 # The filters a selection has besides its range: (name, rollup column); the first four are rows of a table.
 FILTERS = (("provider", "provider_id"), ("model", "model_id"), ("user", "user_id"), ("api_key", "api_key_id"),
@@ -226,6 +229,12 @@ _SORT_EXPRESSIONS: dict[str, Any] = {
     "ttft": _ratio("sum_ttft_ms_sum", "sum_ttft_count"),
 }
 SORT_KEYS = ("name", *_SORT_EXPRESSIONS)
+# The rollup columns each sort key's expression reads.
+_SORT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "error_rate": ("errors", "requests"), "latency": ("latency_ms_sum", "latency_count"),
+    "ttft": ("ttft_ms_sum", "ttft_count"),
+} | {key: (key,) for key in ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
+                              "cache_write_tokens", "cache_write_1h_tokens", "cost", "unpriced")}
 DEFAULT_SORT = "-cost"
 
 
@@ -363,15 +372,19 @@ def groups(selection: Selection, *, group: str | None = None, sort: str | None =
     rows = selection.rows(dimension.column)
     if named:
         rows = rows.filter(**{f"{dimension.column}__isnull": False})
-    rows = rows.values(dimension.column).annotate(**_SUMS)
+    column = dimension.column
     if key != "name":
         expression = _SORT_EXPRESSIONS[key]
         # Ties and empty values in a stable order: a sort that moves rows between requests confuses.
-        rows = rows.order_by(expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True),
-                             F(dimension.column).asc(nulls_last=True))
-        if limit is not None:
-            rows = rows[:limit]
-    rows = list(rows)
+        order = (expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True),
+                 F(column).asc(nulls_last=True))
+        if limit is not None and dimension.many:
+            rows = _first_groups(rows, column, key, order, limit)
+        else:
+            rows = rows.values(column).annotate(**_SUMS).order_by(*order)
+            rows = list(rows[:limit] if limit is not None else rows)
+    else:
+        rows = list(rows.values(column).annotate(**_SUMS))
     names = selection.names.of(dimension, [row[dimension.column] for row in rows if row[dimension.column] is not None])
     result = [Group(dimension, row[dimension.column], names.get(row[dimension.column], {}), Figures.from_sums(row))
               for row in rows]
@@ -382,6 +395,20 @@ def groups(selection: Selection, *, group: str | None = None, sort: str | None =
             result = [g for g in reversed(result) if g.key is not None] + [g for g in result if g.key is None]
         result = result[:limit] if limit is not None else result
     return result
+
+
+def _first_groups(rows: QuerySet[Rollup], column: str, key: str, order: tuple, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` groups of `rows` by `column` in `order`, with every sum: the order's sums over every
+    group first (one or two columns: a hash of thousands of groups stays small, where seventeen sums each
+    spilled to disk at PostgreSQL's default work_mem), then every sum over the chosen groups' rows only."""
+    needed = {f"sum_{name}" for name in _SORT_COLUMNS[key]}
+    first = list(rows.values(column).annotate(**{name: _SUMS[name] for name in needed}).order_by(*order)[:limit])
+    keys = [row[column] for row in first]
+    chosen = Q(**{f"{column}__in": [k for k in keys if k is not None]})
+    if None in keys:
+        chosen |= Q(**{f"{column}__isnull": True})
+    summed = {row[column]: row for row in rows.filter(chosen).values(column).annotate(**_SUMS)}
+    return [summed[k] for k in keys]
 
 
 @dataclass(frozen=True)
