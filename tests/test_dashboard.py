@@ -373,6 +373,24 @@ def test_the_daily_tables_read_as_the_template_filters_wrote_them(ledger: dict[s
         assert expected in html
 
 
+@pytest.mark.parametrize("case", FILTER_CASES)
+def test_each_rows_calls_link_is_the_views_query_narrowed_to_the_group(ledger: dict[str, Any],
+                                                                       people: dict[str, User], case: dict) -> None:
+    params, _ = _resolve(case, ledger, people)
+    client = signed_in(people["finance"])
+    checked = 0
+    for group in dashboards.DIMENSIONS:
+        response = client.get(reverse("dashboard"), {**params, "group": group, "range": "last_month"})
+        if response.status_code == 400:  # a tag and an end user together
+            continue
+        selection = response.context["selection"]
+        calls_of = dashboard_views._group_calls_queries(selection)
+        for g, _ in response.context["rows"]:
+            assert calls_of(g) == dashboard_views.group_calls_query(selection, g), (case, group, g.key)
+            checked += 1
+    assert checked > 10
+
+
 def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], people: dict[str, User]) -> None:
     records = _raw(TODAY - timedelta(days=29), TODAY)
     figures = _raw_figures(records)
