@@ -19,7 +19,7 @@ from django.utils.safestring import SafeString, mark_safe
 from aspweb.money import money
 from aspweb.roles import ADMIN, FINANCE, MEMBER, role_required
 
-from . import charts, dashboards
+from . import charts, dashboards, forms
 from .models import UsageRecord
 from .pages import EXPORT_BATCH, Line, csv_cells, form_errors, parameter_errors
 
@@ -65,7 +65,7 @@ def my_usage_export(request: HttpRequest) -> HttpResponse:
 
 
 def _dashboard(request: HttpRequest, *, mine: Any) -> HttpResponse:
-    form = dashboards.DashboardForm(request.GET, on=dashboards.today(), mine=mine)
+    form = forms.DashboardForm(request.GET, on=dashboards.today(), mine=mine)
     valid = form.is_valid()
     selection = form.selection() if valid else form.fallback()
     context: dict[str, Any] = {
@@ -107,7 +107,7 @@ def calls_query(selection: dashboards.Selection, **narrower: Any) -> str:
     return "?" + urlencode(params | narrower)
 
 
-def _filter_selects(form: dashboards.DashboardForm, names: dashboards.Names) -> list[SafeString]:
+def _filter_selects(form: forms.DashboardForm, names: dashboards.Names) -> list[SafeString]:
     """The filter form's selects, written here from the page's (id, name) rows, which also name the table's
     and charts' groups: Django's widgets render a template per option, which for a few hundred people and
     keys costs more than every query of the page."""
@@ -351,7 +351,7 @@ def _rounded(value: float | None) -> Decimal | None:
 
 def _dashboard_export(request: HttpRequest, *, mine: Any) -> HttpResponse:
     """The current view's group table as CSV: the same range, filters, grouping and order, streamed."""
-    form = dashboards.DashboardForm(request.GET, on=dashboards.today(), mine=mine)
+    form = forms.DashboardForm(request.GET, on=dashboards.today(), mine=mine)
     if not form.is_valid():
         return HttpResponseBadRequest(f"Cannot export: {parameter_errors(form)}", content_type="text/plain")
     selection = form.selection()
