@@ -9,7 +9,8 @@ form, every query, the SVG charts and the template, as a worker does it (DEBUG o
 gets --warmup requests first, then --repeat timed ones, interleaved round-robin with the other cases so
 that no case gets a warmer cache than the rest; the percentiles are over those. A CSV case reads its whole
 streamed body. --explain prints EXPLAIN (ANALYZE, BUFFERS) of every query of the first case (or of
---explain-case NAME); --only TEXT keeps the cases whose name holds TEXT. It waits
+--explain-case NAME); --only TEXT keeps the cases whose name holds TEXT (given more than once, any of
+them). It waits
 (up to ten minutes) for a load average under --max-load first, and prints the load before and after.
 """
 
@@ -142,7 +143,8 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--explain-case", default=None,
                         help="with --explain: the case whose queries to explain (its name; default: the first)")
-    parser.add_argument("--only", default=None, help="only the cases whose name contains this")
+    parser.add_argument("--only", action="append", default=None,
+                        help="only the cases whose name contains this (more than once: any of them)")
     parser.add_argument("--max-load", type=float, default=1.3, help="wait for a load average under this")
     args = parser.parse_args()
     _setup(args.database_url)
@@ -159,7 +161,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", "StreamingHttpResponse must consume asynchronous iterators")
     clients = _clients()
     today = dashboards.today()
-    cases = [case for case in _cases() if args.only is None or args.only in case[0]]
+    cases = [case for case in _cases() if args.only is None or any(text in case[0] for text in args.only)]
     for _, _, query, _ in cases:
         if query.get("range") == "custom":
             query.update({"from": (today - timedelta(days=364)).isoformat(), "to": today.isoformat()})

@@ -221,12 +221,16 @@ LEFT JOIN bench_teams tm ON tm.idx = CASE WHEN r.user_idx %% 7 = 6 THEN NULL ELS
 """
 
 # One rollup table's rows of the records created in [start, end), from the raw records: {source} is the
-# records (with their day), or for the tag table one row per record and tag.
+# records (with their day), or for the tag table one row per record and tag. Written in day order, as the
+# call path writes them (a day's rows are added on that day), so that a day's rows share pages: a hash
+# aggregate's order would scatter each day over the whole table, and a 30-day view would read a page for
+# almost every row (docs/benchmarks.md, "Teams, tags and end users").
 ROLLUP_SQL = """
 INSERT INTO {table} (key, day, {dimensions}, {sums})
 SELECT concat(to_char(day, 'YYYY-MM-DD'), {key}), day, {dimensions}, {summed}
 FROM ({source}) r
 GROUP BY day, {dimensions}
+ORDER BY day
 """
 RECORDS_OF_DAYS = """SELECT (created_at AT TIME ZONE %(tz)s)::date AS day, * FROM usage_usagerecord
       WHERE created_at >= %(start)s AND created_at < %(end)s"""
@@ -234,11 +238,13 @@ RECORDS_OF_DAYS = """SELECT (created_at AT TIME ZONE %(tz)s)::date AS day, * FRO
 END_USER_RECORDS = "SELECT * FROM ({records}) n WHERE end_user <> ''"
 TAG_RECORDS = "SELECT *, unnest(string_to_array(tags, ',')) AS tag FROM ({records}) n WHERE tags <> ''"
 
-# A narrow rollup table from a wider one: its rows summed over the dimensions the narrow one lacks.
+# A narrow rollup table from a wider one: its rows summed over the dimensions the narrow one lacks, in day
+# order as above.
 NARROW_SQL = """
 INSERT INTO {table} (key, day, {dimensions}, {sums})
 SELECT concat(to_char(day, 'YYYY-MM-DD'), {key}), day, {dimensions}, {summed}
 FROM {wide} GROUP BY day, {dimensions}
+ORDER BY day
 """
 
 # The raw records' sums, in Rollup.SUM_FIELDS order (checked in _check_columns).

@@ -339,6 +339,58 @@ def test_the_table_rows_read_as_the_template_filters_wrote_them(ledger: dict[str
         assert str(dashboard_views._places(value, unit)) == floatformat(value, len(unit) - 2 if "." in unit else 0)
 
 
+# The daily tables' rows as the template wrote them with Django's filters, before the view wrote them itself.
+REFERENCE_DAILY = {
+    "daily_cost_rows": Template("""{% load money humanize %}{% for day, costs, total, unpriced in daily.rows %}\
+<tr><td>{{ day|date:"Y-m-d" }}</td>{% for cost in costs %}<td class="num">{{ cost|money }}</td>{% endfor %}\
+<td class="num">{{ total|money }}{% if unpriced %} <span class="badge warn" title="Leaves out {{ unpriced|intcomma }} \
+call{{ unpriced|pluralize }} without a price">+&nbsp;unpriced</span>{% endif %}</td></tr>
+{% endfor %}"""),
+    "daily_requests_rows": Template("""{% load humanize %}{% for day, a in daily.activity_rows %}\
+<tr><td>{{ day|date:"Y-m-d" }}</td><td class="num">{{ a.requests|intcomma }}</td><td class="num">\
+{{ a.errors|intcomma }}</td></tr>
+{% endfor %}"""),
+    "daily_latency_rows": Template("""{% load humanize %}{% for day, a in daily.activity_rows %}\
+<tr><td>{{ day|date:"Y-m-d" }}</td><td class="num">{% if a.avg_latency_ms is not None %}\
+{{ a.avg_latency_ms|floatformat:0|intcomma }}&nbsp;ms{% else %}—{% endif %}</td><td class="num">\
+{{ a.latency_count|intcomma }}</td></tr>
+{% endfor %}"""),
+}
+
+
+def test_the_daily_tables_read_as_the_template_filters_wrote_them(ledger: dict[str, Any],
+                                                                  people: dict[str, User]) -> None:
+    # From before the first call: days without calls (no latency), with one call without a price, several, none.
+    response = signed_in(people["finance"]).get(reverse("dashboard"), {"from": "2024-10-01", "to": "2025-04-30"})
+    daily = response.context["daily"]
+    assert {min(unpriced, 2) for *_, unpriced in daily.rows()} == {0, 1, 2}
+    assert {a.avg_latency_ms is None for _, a in daily.activity_rows()} == {True, False}
+    assert len(daily.providers) > 1
+    html = response.content.decode()
+    for name, template in REFERENCE_DAILY.items():
+        expected = template.render(Context({"daily": daily}))
+        assert str(response.context[name]) == expected
+        assert expected in html
+
+
+@pytest.mark.parametrize("case", FILTER_CASES)
+def test_each_rows_calls_link_is_the_views_query_narrowed_to_the_group(ledger: dict[str, Any],
+                                                                       people: dict[str, User], case: dict) -> None:
+    params, _ = _resolve(case, ledger, people)
+    client = signed_in(people["finance"])
+    checked = 0
+    for group in dashboards.DIMENSIONS:
+        response = client.get(reverse("dashboard"), {**params, "group": group, "range": "last_month"})
+        if response.status_code == 400:  # a tag and an end user together
+            continue
+        selection = response.context["selection"]
+        calls_of = dashboard_views._group_calls_queries(selection)
+        for g, _ in response.context["rows"]:
+            assert calls_of(g) == dashboard_views.group_calls_query(selection, g), (case, group, g.key)
+            checked += 1
+    assert checked > 10
+
+
 def test_the_figures_on_the_page_are_the_summed_ones(ledger: dict[str, Any], people: dict[str, User]) -> None:
     records = _raw(TODAY - timedelta(days=29), TODAY)
     figures = _raw_figures(records)
@@ -613,6 +665,35 @@ def test_the_group_table_shows_its_first_rows_and_the_csv_every_one(
     assert [(t.key, t.cost) for t in cut.context["models"]] == [(t.key, t.cost) for t in whole.context["models"]]
     assert len(cut.context["models"]) == 5
     assert len(_csv(client.get(reverse("dashboard_export"), query))) == 5
+
+
+@pytest.mark.parametrize("group", ["end_user", "user"])
+def test_the_first_groups_of_many_are_summed_as_every_group_is(
+        ledger: dict[str, Any], people: dict[str, User], monkeypatch: pytest.MonkeyPatch, group: str) -> None:
+    """A grouping of thousands of groups (end users) sums the sort's columns over every group and every column
+    over the first ones only: the same rows, in the same order, with the same figures as one query summing
+    every column of every group; the raw records' sums besides. By user too (a "many" grouping for the test),
+    whose group of calls without a user has no key to pick it by."""
+    monkeypatch.setitem(dashboards.DIMENSIONS, "user", dataclasses.replace(dashboards.DIMENSIONS["user"], many=True))
+    records = _raw(TODAY - timedelta(days=29), TODAY)
+    raw = _raw_groups(records, group)
+    assert len(raw) >= 3 and (group == "user") is (None in raw)
+    client = signed_in(people["finance"])
+    for key in dashboards.SORT_KEYS[1:]:
+        for sort in (key, f"-{key}"):
+            whole = client.get(reverse("dashboard"), {"group": group, "sort": sort})
+            every = [(g.key, g.figures) for g, _ in whole.context["rows"]]
+            assert len(every) == len(raw) and dict(every) == raw, sort
+            selection = whole.context["selection"]
+            for limit in (1, 2, len(raw)):
+                with CaptureQueriesContext(connection) as queries:
+                    first = dashboards.groups(selection, limit=limit)
+                assert [(g.key, g.figures) for g in first] == every[:limit], (sort, limit)
+                assert len(queries) == 2  # the sort's sums, then every sum of the groups shown
+    every = [(g.key, g.figures) for g, _ in client.get(reverse("dashboard"), {"group": group}).context["rows"]]
+    monkeypatch.setattr(dashboard_views, "TABLE_ROWS", 2)
+    cut = client.get(reverse("dashboard"), {"group": group})
+    assert [(g.key, g.figures) for g, _ in cut.context["rows"]] == every[:2] and cut.context["table_more"]
 
 
 def test_users_without_a_name_and_calls_without_a_key_are_groups_too(ledger: dict[str, Any],

@@ -12,13 +12,13 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.html import escape, format_html, format_html_join
+from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from aspweb.money import money
 from aspweb.roles import ADMIN, FINANCE, MEMBER, role_required
 
-from . import charts, dashboards
+from . import charts, dashboards, forms
 from .models import UsageRecord
 from .pages import EXPORT_BATCH, Line, csv_cells, form_errors, parameter_errors
 
@@ -57,7 +57,7 @@ def my_usage_export(request: HttpRequest) -> HttpResponse:
 
 
 def _dashboard(request: HttpRequest, *, mine: Any) -> HttpResponse:
-    form = dashboards.DashboardForm(request.GET, on=dashboards.today(), mine=mine)
+    form = forms.DashboardForm(request.GET, on=dashboards.today(), mine=mine)
     valid = form.is_valid()
     selection = form.selection() if valid else form.fallback()
     context: dict[str, Any] = {
@@ -99,7 +99,7 @@ def calls_query(selection: dashboards.Selection, **narrower: Any) -> str:
     return "?" + urlencode(params | narrower)
 
 
-def _filter_selects(form: dashboards.DashboardForm, names: dashboards.Names) -> list[SafeString]:
+def _filter_selects(form: forms.DashboardForm, names: dashboards.Names) -> list[SafeString]:
     """The filter form's selects, written here from the page's (id, name) rows, which also name the table's
     and charts' groups: Django's widgets render a template per option, which for a few hundred people and
     keys costs more than every query of the page."""
@@ -129,12 +129,16 @@ def _text_input(field: Any, placeholder: str) -> SafeString:
 def _select(field: Any, empty: str, choices: Iterable[tuple[Any, str]]) -> SafeString:
     current = str(field.value() or (dashboards.DEFAULT_GROUP if field.name == "group" else ""))
     first = format_html('<option value="">{}</option>', empty) if empty else ""
+    # One f-string per option, escaped as format_html escapes (charts.text), which for some 800 options
+    # (people, keys, models, teams) cost a fifth of the page's time through format_html.
+    options = "".join(
+        f'<option value="{charts.text(value)}"{" selected" if str(value) == current else ""}>{charts.text(label)}'
+        f'</option>'
+        for value, label in choices)
     return format_html(
         '<span class="filter-pair"><label for="{}">{}</label><select name="{}" id="{}">{}{}</select></span>',
         field.id_for_label, field.label, field.html_name, field.id_for_label, first,
-        format_html_join("", "{}", ((
-            format_html('<option value="{}" selected>{}</option>', value, label) if str(value) == current
-            else format_html('<option value="{}">{}</option>', value, label),) for value, label in choices)),
+        mark_safe(options),  # noqa: S308 - every value and label escaped above
     )
 
 
@@ -178,6 +182,7 @@ def _dashboard_figures(selection: dashboards.Selection, *, own_only: bool) -> di
         "legend": [(charts.colour(i), name, selection.query(provider=pk, group="model", sort=None) if pk else "")
                    for i, (pk, name) in enumerate(daily.providers)],
         "daily_chart": charts.stacked_daily_cost(daily, title=f"Daily cost by provider, {span}"),
+        **_daily_table_rows(daily),
         "requests_chart": charts.daily_requests(daily, title=f"Daily requests and errors, {span}"),
         "latency_chart": charts.daily_latency(daily, title=f"Daily average latency, {span}"),
         "models": models, "models_chart": _bars(models, f"Cost by model, {span}"),
@@ -207,6 +212,19 @@ def group_calls_query(selection: dashboards.Selection, group: dashboards.Group) 
     return calls_query(selection, **{group.dimension.name: group.key})
 
 
+def _group_calls_queries(selection: dashboards.Selection) -> Callable[[dashboards.Group], str]:
+    """group_calls_query for the groups of one table, with the view's part of the query encoded once rather
+    than for each of up to 200 rows; the same text."""
+    view = calls_query(selection)
+
+    def of(group: dashboards.Group) -> str:
+        name = group.dimension.name
+        if group.key is None or name == "day" or getattr(selection, name) or (name == "user" and selection.mine):
+            return group_calls_query(selection, group)  # a parameter the view's query has already
+        return f"{view}&{urlencode({name: group.key})}"
+    return of
+
+
 def _table_rows(rows: list[tuple[dashboards.Group, str]], page_url: str, selection: dashboards.Selection,
                 calls_url: str) -> SafeString:
     """The group table's rows, written here rather than by the template: a row is a dozen cells through
@@ -214,10 +232,11 @@ def _table_rows(rows: list[tuple[dashboards.Group, str]], page_url: str, selecti
     the page. Names are escaped; every other cell is digits this writes itself. The last cell opens the
     group's calls in the calls list."""
     lines = []
+    calls_of = _group_calls_queries(selection)
     for group, drill in rows:
         f, label = group.figures, escape(group.label)
         name = f'<a href="{escape(page_url + drill)}">{label}</a>' if drill else label
-        query = group_calls_query(selection, group)
+        query = calls_of(group)
         calls = (f'<a class="calls-link" href="{escape(calls_url + query)}" hx-boost="false">Calls'
                  f'<span class="visually-hidden"> of {label}</span></a>') if query else ""
         errors = "—" if f.error_percent is None else f"{_places(f.error_percent, '0.1')}&nbsp;%"
@@ -232,6 +251,27 @@ def _table_rows(rows: list[tuple[dashboards.Group, str]], page_url: str, selecti
             f'<td>{calls}</td></tr>\n'
         )
     return mark_safe("".join(lines))  # noqa: S308 - every name escaped above
+
+
+def _daily_table_rows(daily: dashboards.DailySeries) -> dict[str, SafeString]:
+    """The rows of the three daily tables under the charts (cost per provider, requests and errors, average
+    latency), written here as the group table's are: some 300 cells through template filters cost a
+    quarter of the page's time. Every cell is digits, a date or money this writes itself."""
+    cost, requests, latency = [], [], []
+    for day, costs, total, unpriced in daily.rows():
+        badge = (f' <span class="badge warn" title="Leaves out {unpriced:,} call{"" if unpriced == 1 else "s"} '
+                 f'without a price">+&nbsp;unpriced</span>') if unpriced else ""
+        cells = "".join(f'<td class="num">{money(amount)}</td>' for amount in costs)
+        cost.append(f'<tr><td>{day.isoformat()}</td>{cells}<td class="num">{money(total)}{badge}</td></tr>\n')
+    for day, a in daily.activity_rows():
+        requests.append(f'<tr><td>{day.isoformat()}</td><td class="num">{a.requests:,}</td>'
+                        f'<td class="num">{a.errors:,}</td></tr>\n')
+        average = "—" if a.avg_latency_ms is None else f"{_places(a.avg_latency_ms, '1'):,}&nbsp;ms"
+        latency.append(f'<tr><td>{day.isoformat()}</td><td class="num">{average}</td>'
+                       f'<td class="num">{a.latency_count:,}</td></tr>\n')
+    return {name: mark_safe("".join(lines))  # noqa: S308 - digits, dates and amounts only
+            for name, lines in (("daily_cost_rows", cost), ("daily_requests_rows", requests),
+                                ("daily_latency_rows", latency))}
 
 
 def _cost_cell(f: dashboards.Figures) -> str:
@@ -304,7 +344,7 @@ def _rounded(value: float | None) -> Decimal | None:
 
 def _dashboard_export(request: HttpRequest, *, mine: Any) -> HttpResponse:
     """The current view's group table as CSV: the same range, filters, grouping and order, streamed."""
-    form = dashboards.DashboardForm(request.GET, on=dashboards.today(), mine=mine)
+    form = forms.DashboardForm(request.GET, on=dashboards.today(), mine=mine)
     if not form.is_valid():
         return HttpResponseBadRequest(f"Cannot export: {parameter_errors(form)}", content_type="text/plain")
     selection = form.selection()

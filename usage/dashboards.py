@@ -6,7 +6,8 @@ model, source or day, the per-person and per-key tables for those groupings, the
 filter and a grouping need dimensions no narrower table has together (one person's costs per model).
 
 A `Selection` says which rollup rows (a range of days in settings.TIME_ZONE, filters, and for "My usage"
-one person), how to group them and how to sort the groups; `DashboardForm` reads one from query parameters.
+one person), how to group them and how to sort the groups; `usage.forms.DashboardForm` reads one from query
+parameters.
 """
 
 from collections import defaultdict
@@ -17,15 +18,13 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from django import forms
-from django.db.models import Expression, F, FloatField, QuerySet, Sum, Value
+from django.db.models import Expression, F, FloatField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
 from accounts.models import Team, User
 from providers.models import Model, Provider
 
-from .attribution import END_USER_LENGTH_MAX, TAG_LENGTH_MAX
 from .models import Rollup, UsageRecord, api_key_model
 from .rollups import table_for
 from .services import COST_PLACES, ledger_timezone
@@ -160,6 +159,9 @@ class Dimension:
     columns: tuple[str, ...]
     empty: str = "—"
     names_of: Callable[[Any], dict[str, str]] = dict
+    # Thousands of groups in a range (end users): a page's table of the first ones sums only the sort's
+    # columns over every group, then every column over the groups it shows (`groups`).
+    many: bool = False
 
     @property
     def heading(self) -> str:
@@ -189,7 +191,7 @@ DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
     # A call with two tags is in two groups: the groups by tag add up to more than the total.
     Dimension("tag", "Tag", "tag", None, ("tag",), empty="No tag", names_of=lambda key: {"tag": key}),
     Dimension("end_user", "End user", "end_user", None, ("end_user",), empty="No end user",
-              names_of=lambda key: {"end_user": key}),
+              names_of=lambda key: {"end_user": key}, many=True),
 )}
 # The filters a selection has besides its range: (name, rollup column); the first four are rows of a table.
 FILTERS = (("provider", "provider_id"), ("model", "model_id"), ("user", "user_id"), ("api_key", "api_key_id"),
@@ -226,6 +228,12 @@ _SORT_EXPRESSIONS: dict[str, Any] = {
     "ttft": _ratio("sum_ttft_ms_sum", "sum_ttft_count"),
 }
 SORT_KEYS = ("name", *_SORT_EXPRESSIONS)
+# The rollup columns each sort key's expression reads.
+_SORT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "error_rate": ("errors", "requests"), "latency": ("latency_ms_sum", "latency_count"),
+    "ttft": ("ttft_ms_sum", "ttft_count"),
+} | {key: (key,) for key in ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
+                              "cache_write_tokens", "cache_write_1h_tokens", "cost", "unpriced")}
 DEFAULT_SORT = "-cost"
 
 
@@ -363,15 +371,19 @@ def groups(selection: Selection, *, group: str | None = None, sort: str | None =
     rows = selection.rows(dimension.column)
     if named:
         rows = rows.filter(**{f"{dimension.column}__isnull": False})
-    rows = rows.values(dimension.column).annotate(**_SUMS)
+    column = dimension.column
     if key != "name":
         expression = _SORT_EXPRESSIONS[key]
         # Ties and empty values in a stable order: a sort that moves rows between requests confuses.
-        rows = rows.order_by(expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True),
-                             F(dimension.column).asc(nulls_last=True))
-        if limit is not None:
-            rows = rows[:limit]
-    rows = list(rows)
+        order = (expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True),
+                 F(column).asc(nulls_last=True))
+        if limit is not None and dimension.many:
+            rows = _first_groups(rows, column, key, order, limit)
+        else:
+            rows = rows.values(column).annotate(**_SUMS).order_by(*order)
+            rows = list(rows[:limit] if limit is not None else rows)
+    else:
+        rows = list(rows.values(column).annotate(**_SUMS))
     names = selection.names.of(dimension, [row[dimension.column] for row in rows if row[dimension.column] is not None])
     result = [Group(dimension, row[dimension.column], names.get(row[dimension.column], {}), Figures.from_sums(row))
               for row in rows]
@@ -382,6 +394,20 @@ def groups(selection: Selection, *, group: str | None = None, sort: str | None =
             result = [g for g in reversed(result) if g.key is not None] + [g for g in result if g.key is None]
         result = result[:limit] if limit is not None else result
     return result
+
+
+def _first_groups(rows: QuerySet[Rollup], column: str, key: str, order: tuple, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` groups of `rows` by `column` in `order`, with every sum: the order's sums over every
+    group first (one or two columns: a hash of thousands of groups stays small, where seventeen sums each
+    spilled to disk at PostgreSQL's default work_mem), then every sum over the chosen groups' rows only."""
+    needed = {f"sum_{name}" for name in _SORT_COLUMNS[key]}
+    first = list(rows.values(column).annotate(**{name: _SUMS[name] for name in needed}).order_by(*order)[:limit])
+    keys = [row[column] for row in first]
+    chosen = Q(**{f"{column}__in": [k for k in keys if k is not None]})
+    if None in keys:
+        chosen |= Q(**{f"{column}__isnull": True})
+    summed = {row[column]: row for row in rows.filter(chosen).values(column).annotate(**_SUMS)}
+    return [summed[k] for k in keys]
 
 
 @dataclass(frozen=True)
@@ -404,12 +430,15 @@ class Top:
 def top(selection: Selection, group: str, *, limit: int = TOP, named: bool = False) -> list[Top]:
     """The `limit` most expensive groups of `group`; `named`: without the group of rows without one."""
     dimension = DIMENSIONS[group]
-    rows = selection.rows(dimension.column)
+    # The group without one is left out after summing, not by `IS NOT NULL` on the rows: on the full table,
+    # with a filter on another column (a team's keys), that condition led PostgreSQL to read the whole
+    # api_key index (a third of a million entries) to AND it with the filter's few thousand rows.
+    rows = list(selection.rows(dimension.column).values(dimension.column)
+                .annotate(cost=Sum("cost"), requests=Sum("requests"), unpriced=Sum("unpriced"))
+                .order_by(F("cost").desc(nulls_last=True), F(dimension.column).asc(nulls_last=True))
+                [:limit + 1 if named else limit])
     if named:
-        rows = rows.filter(**{f"{dimension.column}__isnull": False})
-    rows = list(rows.values(dimension.column).annotate(cost=Sum("cost"), requests=Sum("requests"),
-                                                       unpriced=Sum("unpriced"))
-                .order_by(F("cost").desc(nulls_last=True), F(dimension.column).asc(nulls_last=True))[:limit])
+        rows = [row for row in rows if row[dimension.column] is not None][:limit]
     names = selection.names.of(dimension, [row[dimension.column] for row in rows if row[dimension.column] is not None])
     return [Top(dimension, row[dimension.column], names.get(row[dimension.column], {}),
                 row["cost"].quantize(COST_PLACES), row["requests"], row["unpriced"]) for row in rows]
@@ -485,100 +514,6 @@ def daily_cost_by_provider(selection: Selection) -> DailySeries:
         by_total[pk] += amount  # only to order the legend
     providers = sorted(((pk, names.get(pk, "—")) for pk in by_total), key=lambda p: (-by_total[p[0]], p[1]))
     return DailySeries(days=selection.range.days, providers=providers, cost=cost, activity=activity)
-
-
-# -- reading a selection from a request ---------------------------------------------------------
-
-
-class DateInput(forms.DateInput):
-    input_type = "date"
-
-
-class DashboardForm(forms.Form):
-    """The dashboard's query parameters. `range` picks a preset; `from`/`to` pick days (in TIME_ZONE, both
-    included) and win over the preset when they differ from its days, so that the filter form, which
-    always carries the days shown, turns into a custom range exactly when someone edits a date."""
-
-    range = forms.ChoiceField(choices=[*PRESETS.items(), (CUSTOM, "Custom")], required=False)
-    date_from = forms.DateField(required=False, label="From", widget=DateInput)
-    date_to = forms.DateField(required=False, label="To", widget=DateInput)
-    provider = forms.ModelChoiceField(Provider.objects.order_by("name"), required=False, empty_label="All providers")
-    model = forms.ModelChoiceField(Model.objects.select_related("provider").order_by("provider__name", "name"),
-                                   required=False, empty_label="All models")
-    user = forms.ModelChoiceField(User.objects.order_by("email"), required=False, empty_label="All users")
-    api_key = forms.ModelChoiceField(ApiKey.objects.order_by("name", "prefix"), required=False, label="API key",
-                                     empty_label="All API keys")
-    source = forms.ChoiceField(choices=[("", "All sources"), *UsageRecord.Source.choices], required=False)
-    team = forms.ModelChoiceField(Team.objects.order_by("name"), required=False, empty_label="All teams")
-    tag = forms.CharField(required=False, max_length=TAG_LENGTH_MAX)
-    end_user = forms.CharField(required=False, max_length=END_USER_LENGTH_MAX, label="End user")
-    group = forms.ChoiceField(choices=[(d.name, d.label) for d in DIMENSIONS.values()], required=False,
-                              label="Group by")
-    sort = forms.ChoiceField(choices=[(f"{d}{k}", k) for k in SORT_KEYS for d in ("", "-")], required=False)
-
-    def __init__(self, data: Any, *, on: date, mine: User | None = None) -> None:
-        super().__init__(data)
-        self.on, self.mine = on, mine
-        if mine is not None:
-            # Their own rows only: no one else to pick or group by, and only their own keys.
-            del self.fields["user"]
-            self.fields["group"].choices = [c for c in self.fields["group"].choices if c[0] != "user"]
-            self.fields["api_key"].queryset = ApiKey.objects.filter(user=mine).order_by("name", "prefix")
-            self.fields["team"].queryset = mine.teams.order_by("name")
-
-    def add_prefix(self, field_name: str) -> str:
-        # `from` and `to` in URLs: short, and what people type; a field cannot be called `from`.
-        return {"date_from": "from", "date_to": "to"}.get(field_name, field_name)
-
-    def clean_tag(self) -> str:
-        return self.cleaned_data["tag"].strip().lower()
-
-    def clean_end_user(self) -> str:
-        return self.cleaned_data["end_user"].strip()
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        grouped = DIMENSIONS[data.get("group") or DEFAULT_GROUP].column
-        if {grouped, *(c for n, c in FILTERS if c in ("tag", "end_user") and data.get(n))} >= {"tag", "end_user"}:
-            # No rollup table has both (usage.rollups.table_for): it would cost a scan of the raw records.
-            raise forms.ValidationError("Tags and end users cannot be combined in one view: filter or group by "
-                                        "one of them at a time.")
-        preset = data.get("range") or DEFAULT_PRESET
-        shown = preset_range(DEFAULT_PRESET if preset == CUSTOM else preset, self.on)
-        start, end = data.get("date_from"), data.get("date_to")
-        if preset == CUSTOM or (start or shown.start, end or shown.end) != (shown.start, shown.end):
-            end = end or max(start or self.on, self.on)
-            start = start or max(end, date.min + timedelta(days=29)) - timedelta(days=29)
-            if start > end:
-                raise forms.ValidationError("The start date is after the end date.")
-            if (end - start).days >= MAX_DAYS:
-                raise forms.ValidationError(f"Choose at most {MAX_DAYS:,} days.")
-            data["range_value"] = DateRange(start, end, CUSTOM)
-        else:
-            data["range_value"] = shown
-        return data
-
-    def selection(self) -> Selection:
-        """The valid selection; call after is_valid()."""
-        data = self.cleaned_data
-        return Selection(
-            range=data["range_value"], provider=data.get("provider"), model=data.get("model"),
-            user=data.get("user"), api_key=data.get("api_key"), source=data.get("source") or "",
-            team=data.get("team"), tag=data.get("tag") or "", end_user=data.get("end_user") or "",
-            group=data.get("group") or DEFAULT_GROUP, sort=data.get("sort") or DEFAULT_SORT, mine=self.mine,
-            names=self.names(),
-        )
-
-    def fallback(self) -> Selection:
-        """The links of a page whose parameters are invalid: the default range, nothing else."""
-        return Selection(range=preset_range(DEFAULT_PRESET, self.on), mine=self.mine, names=self.names())
-
-    def names(self) -> Names:
-        """The page's names: of everyone's API keys and teams, or on "My usage" the person's own."""
-        if self.mine is None:
-            return Names()
-        return Names(ApiKey.objects.filter(user=self.mine), Team.objects.filter(members=self.mine))
-
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,21 @@ from providers.models import Model, Provider
 
 from . import bodies
 from .attribution import END_USER_LENGTH_MAX, TAG_LENGTH_MAX, tag_q
+from .dashboards import (
+    CUSTOM,
+    DEFAULT_GROUP,
+    DEFAULT_PRESET,
+    DEFAULT_SORT,
+    DIMENSIONS,
+    FILTERS,
+    MAX_DAYS,
+    PRESETS,
+    SORT_KEYS,
+    DateRange,
+    Names,
+    Selection,
+    preset_range,
+)
 from .models import UsageRecord, api_key_model
 from .services import day_start
 
@@ -118,3 +133,89 @@ class RepriceForm(forms.Form):
         if until and until >= date.max - timedelta(days=1):
             until = None
         return day_start(since), day_start(until + timedelta(days=1)) if until else None
+
+
+class DashboardForm(forms.Form):
+    """The dashboard's query parameters. `range` picks a preset; `from`/`to` pick days (in TIME_ZONE, both
+    included) and win over the preset when they differ from its days, so that the filter form, which
+    always carries the days shown, turns into a custom range exactly when someone edits a date."""
+
+    range = forms.ChoiceField(choices=[*PRESETS.items(), (CUSTOM, "Custom")], required=False)
+    date_from = forms.DateField(required=False, label="From", widget=DateInput)
+    date_to = forms.DateField(required=False, label="To", widget=DateInput)
+    provider = forms.ModelChoiceField(Provider.objects.order_by("name"), required=False, empty_label="All providers")
+    model = forms.ModelChoiceField(Model.objects.select_related("provider").order_by("provider__name", "name"),
+                                   required=False, empty_label="All models")
+    user = forms.ModelChoiceField(User.objects.order_by("email"), required=False, empty_label="All users")
+    api_key = forms.ModelChoiceField(ApiKey.objects.order_by("name", "prefix"), required=False, label="API key",
+                                     empty_label="All API keys")
+    source = forms.ChoiceField(choices=[("", "All sources"), *UsageRecord.Source.choices], required=False)
+    team = forms.ModelChoiceField(Team.objects.order_by("name"), required=False, empty_label="All teams")
+    tag = forms.CharField(required=False, max_length=TAG_LENGTH_MAX)
+    end_user = forms.CharField(required=False, max_length=END_USER_LENGTH_MAX, label="End user")
+    group = forms.ChoiceField(choices=[(d.name, d.label) for d in DIMENSIONS.values()], required=False,
+                              label="Group by")
+    sort = forms.ChoiceField(choices=[(f"{d}{k}", k) for k in SORT_KEYS for d in ("", "-")], required=False)
+
+    def __init__(self, data: Any, *, on: date, mine: User | None = None) -> None:
+        super().__init__(data)
+        self.on, self.mine = on, mine
+        if mine is not None:
+            # Their own rows only: no one else to pick or group by, and only their own keys.
+            del self.fields["user"]
+            self.fields["group"].choices = [c for c in self.fields["group"].choices if c[0] != "user"]
+            self.fields["api_key"].queryset = ApiKey.objects.filter(user=mine).order_by("name", "prefix")
+            self.fields["team"].queryset = mine.teams.order_by("name")
+
+    def add_prefix(self, field_name: str) -> str:
+        # `from` and `to` in URLs: short, and what people type; a field cannot be called `from`.
+        return {"date_from": "from", "date_to": "to"}.get(field_name, field_name)
+
+    def clean_tag(self) -> str:
+        return self.cleaned_data["tag"].strip().lower()
+
+    def clean_end_user(self) -> str:
+        return self.cleaned_data["end_user"].strip()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        grouped = DIMENSIONS[data.get("group") or DEFAULT_GROUP].column
+        if {grouped, *(c for n, c in FILTERS if c in ("tag", "end_user") and data.get(n))} >= {"tag", "end_user"}:
+            # No rollup table has both (usage.rollups.table_for): it would cost a scan of the raw records.
+            raise forms.ValidationError("Tags and end users cannot be combined in one view: filter or group by "
+                                        "one of them at a time.")
+        preset = data.get("range") or DEFAULT_PRESET
+        shown = preset_range(DEFAULT_PRESET if preset == CUSTOM else preset, self.on)
+        start, end = data.get("date_from"), data.get("date_to")
+        if preset == CUSTOM or (start or shown.start, end or shown.end) != (shown.start, shown.end):
+            end = end or max(start or self.on, self.on)
+            start = start or max(end, date.min + timedelta(days=29)) - timedelta(days=29)
+            if start > end:
+                raise forms.ValidationError("The start date is after the end date.")
+            if (end - start).days >= MAX_DAYS:
+                raise forms.ValidationError(f"Choose at most {MAX_DAYS:,} days.")
+            data["range_value"] = DateRange(start, end, CUSTOM)
+        else:
+            data["range_value"] = shown
+        return data
+
+    def selection(self) -> Selection:
+        """The valid selection; call after is_valid()."""
+        data = self.cleaned_data
+        return Selection(
+            range=data["range_value"], provider=data.get("provider"), model=data.get("model"),
+            user=data.get("user"), api_key=data.get("api_key"), source=data.get("source") or "",
+            team=data.get("team"), tag=data.get("tag") or "", end_user=data.get("end_user") or "",
+            group=data.get("group") or DEFAULT_GROUP, sort=data.get("sort") or DEFAULT_SORT, mine=self.mine,
+            names=self.names(),
+        )
+
+    def fallback(self) -> Selection:
+        """The links of a page whose parameters are invalid: the default range, nothing else."""
+        return Selection(range=preset_range(DEFAULT_PRESET, self.on), mine=self.mine, names=self.names())
+
+    def names(self) -> Names:
+        """The page's names: of everyone's API keys and teams, or on "My usage" the person's own."""
+        if self.mine is None:
+            return Names()
+        return Names(ApiKey.objects.filter(user=self.mine), Team.objects.filter(members=self.mine))
