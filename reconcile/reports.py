@@ -18,13 +18,14 @@ Wire formats, from the providers' documentation:
   (`group_by[]=description`, `group_by[]=workspace_id`) answers results with `"amount"`, a decimal string in
   cents, `"currency"`, `"model"`, `"token_type"` and `"workspace_id"`; it cannot be split per API key.
 
+Days are UTC and daily buckets (`bucket_width=1d`); a range of days is fetched in one run of pages.
 Token usage is restricted to aspweb's key where the credential names it; cost only to a project (OpenAI) or
 workspace (Anthropic). Where a key is named but no project or workspace, the cost cannot be told apart from
 other applications' and is left out (`cost_scope` says so).
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -98,16 +99,30 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def fetch(credential: Credential, day: date) -> Report:
+def fetch(credential: Credential, since: date, until: date) -> dict[date, Report]:
+    """The reports of the UTC days `since` to `until` (both included), every day present, fetched in one
+    run of pages per endpoint (daily buckets, several to a page)."""
     if credential.kind == "openai":
-        return _openai(credential, day)
-    if credential.kind == "anthropic":
-        return _anthropic(credential, day)
-    raise ReportError(f"aspweb cannot read {credential.kind} usage reports.", retryable=False)
+        fetcher = _openai
+    elif credential.kind == "anthropic":
+        fetcher = _anthropic
+    else:
+        raise ReportError(f"aspweb cannot read {credential.kind} usage reports.", retryable=False)
+    scope = _cost_scope(credential, "project" if credential.kind == "openai" else "workspace")
+    days: dict[date, Report] = {}
+    day = since
+    while day <= until:
+        days[day] = Report(models={}, cost_scope=scope)
+        day += timedelta(days=1)
+    fetcher(credential, since, until, days)
+    return days
 
 
-def _figures(models: dict[str, Figures], name: str) -> Figures:
-    figures = models.setdefault(model_key(name), Figures())
+def _figures(days: dict[date, Report], day: date | None, name: str) -> Figures | None:
+    """The figures of `name` on `day`; None for a bucket outside the days asked for."""
+    if day not in days:
+        return None
+    figures = days[day].models.setdefault(model_key(name), Figures())
     figures.names.add(name)
     return figures
 
@@ -130,80 +145,93 @@ def _decimal(value: Any) -> Decimal:
 # -- OpenAI -----------------------------------------------------------------------------------------
 
 
-def _openai(credential: Credential, day: date) -> Report:
-    start, end = day_bounds(day)
+def _openai(credential: Credential, since: date, until: date, days: dict[date, Report]) -> None:
+    start, end = day_bounds(since)[0], day_bounds(until)[1]
     base = credential.base_url.rstrip("/")
     headers = {"Authorization": f"Bearer {credential.admin_key}"}
-    params: dict[str, Any] = {"start_time": int(start.timestamp()), "end_time": int(end.timestamp()),
-                              "bucket_width": "1d", "group_by": ["model", "api_key_id", "project_id"]}
+    window = {"start_time": int(start.timestamp()), "end_time": int(end.timestamp()), "bucket_width": "1d"}
+    params: dict[str, Any] = {**window, "group_by": ["model", "api_key_id", "project_id"]}
     if credential.api_key_id:
         params["api_key_ids"] = [credential.api_key_id]
     if credential.project_id:
         params["project_ids"] = [credential.project_id]
-    models: dict[str, Figures] = {}
-    for result in _results(base + "/organization/usage/completions", params, headers, credential):
+    for day, result in _results(base + "/organization/usage/completions", params, headers, _unix_day):
         if not _ours(result, credential, workspace_field="project_id"):
             continue
-        figures = _figures(models, str(result.get("model") or "unknown"))
+        figures = _figures(days, day, str(result.get("model") or "unknown"))
+        if figures is None:
+            continue
         input_tokens, cached = _int(result.get("input_tokens")), _int(result.get("input_cached_tokens"))
         figures.requests = (figures.requests or 0) + _int(result.get("num_model_requests"))
         figures.input_tokens += max(input_tokens - cached, 0)
         figures.cache_read_tokens += cached
         figures.output_tokens += _int(result.get("output_tokens"))
-    scope = _cost_scope(credential, "project")
-    if scope:
-        cost_params: dict[str, Any] = {"start_time": params["start_time"], "end_time": params["end_time"],
-                                       "bucket_width": "1d", "group_by": ["line_item", "project_id"]}
-        if credential.project_id:
-            cost_params["project_ids"] = [credential.project_id]
-        for result in _results(base + "/organization/costs", cost_params, headers, credential):
-            if credential.project_id and result.get("project_id") not in (None, credential.project_id):
-                continue
-            amount = result.get("amount") or {}
-            line_item = str(result.get("line_item") or "")
-            # "gpt-4o-2024-08-06, input": the model, then the token class it bills.
-            name = line_item.rsplit(", ", 1)[0] if ", " in line_item else line_item or "unknown"
-            _figures(models, name).add_cost(_decimal(amount.get("value", 0)))
-    return Report(models=models, cost_scope=scope)
+    if not _cost_scope(credential, "project"):
+        return
+    cost_params: dict[str, Any] = {**window, "group_by": ["line_item", "project_id"]}
+    if credential.project_id:
+        cost_params["project_ids"] = [credential.project_id]
+    for day, result in _results(base + "/organization/costs", cost_params, headers, _unix_day):
+        if credential.project_id and result.get("project_id") not in (None, credential.project_id):
+            continue
+        amount = result.get("amount") or {}
+        line_item = str(result.get("line_item") or "")
+        # "gpt-4o-2024-08-06, input": the model, then the token class it bills.
+        figures = _figures(days, day, line_item.rsplit(", ", 1)[0] if ", " in line_item else line_item or "unknown")
+        if figures is not None:
+            figures.add_cost(_decimal(amount.get("value", 0)))
+
+
+def _unix_day(bucket: dict[str, Any]) -> date | None:
+    value = bucket.get("start_time")
+    return datetime.fromtimestamp(value, UTC).date() if isinstance(value, int) else None
 
 
 # -- Anthropic --------------------------------------------------------------------------------------
 
 
-def _anthropic(credential: Credential, day: date) -> Report:
-    start, end = day_bounds(day)
+def _anthropic(credential: Credential, since: date, until: date, days: dict[date, Report]) -> None:
+    start, end = day_bounds(since)[0], day_bounds(until)[1]
     base = credential.base_url.rstrip("/")
     headers = {"x-api-key": credential.admin_key, "anthropic-version": ANTHROPIC_VERSION}
-    params: dict[str, Any] = {"starting_at": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                              "ending_at": end.strftime("%Y-%m-%dT%H:%M:%SZ"), "bucket_width": "1d",
-                              "group_by[]": ["model", "api_key_id", "workspace_id"]}
+    window = {"starting_at": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "ending_at": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "bucket_width": "1d"}
+    params: dict[str, Any] = {**window, "group_by[]": ["model", "api_key_id", "workspace_id"]}
     if credential.api_key_id:
         params["api_key_ids[]"] = [credential.api_key_id]
     if credential.project_id:
         params["workspace_ids[]"] = [credential.project_id]
-    models: dict[str, Figures] = {}
-    for result in _results(base + "/v1/organizations/usage_report/messages", params, headers, credential):
+    for day, result in _results(base + "/v1/organizations/usage_report/messages", params, headers, _rfc3339_day):
         if not _ours(result, credential, workspace_field="workspace_id"):
             continue
-        figures = _figures(models, str(result.get("model") or "unknown"))
+        figures = _figures(days, day, str(result.get("model") or "unknown"))
+        if figures is None:
+            continue
         writes = result.get("cache_creation") or {}
         figures.input_tokens += _int(result.get("uncached_input_tokens"))
         figures.cache_read_tokens += _int(result.get("cache_read_input_tokens"))
         figures.cache_write_tokens += _int(writes.get("ephemeral_5m_input_tokens"))
         figures.cache_write_1h_tokens += _int(writes.get("ephemeral_1h_input_tokens"))
         figures.output_tokens += _int(result.get("output_tokens"))
-    scope = _cost_scope(credential, "workspace")
-    if scope:
-        cost_params = {"starting_at": params["starting_at"], "ending_at": params["ending_at"], "bucket_width": "1d",
-                       "group_by[]": ["description", "workspace_id"]}
-        for result in _results(base + "/v1/organizations/cost_report", cost_params, headers, credential):
-            if credential.project_id and result.get("workspace_id") != credential.project_id:
-                continue
-            if not result.get("model"):
-                continue  # web search and code execution: no model of the ledger's to put them against
+    if not _cost_scope(credential, "workspace"):
+        return
+    cost_params = {**window, "group_by[]": ["description", "workspace_id"]}
+    for day, result in _results(base + "/v1/organizations/cost_report", cost_params, headers, _rfc3339_day):
+        if credential.project_id and result.get("workspace_id") != credential.project_id:
+            continue
+        if not result.get("model"):
+            continue  # web search and code execution: no model of the ledger's to put them against
+        figures = _figures(days, day, str(result["model"]))
+        if figures is not None:
             # Amounts are in the currency's lowest unit (cents), as decimal strings.
-            _figures(models, str(result["model"])).add_cost(_decimal(result.get("amount", "0")) / 100)
-    return Report(models=models, cost_scope=scope)
+            figures.add_cost(_decimal(result.get("amount", "0")) / 100)
+
+
+def _rfc3339_day(bucket: dict[str, Any]) -> date | None:
+    try:
+        return datetime.fromisoformat(str(bucket.get("starting_at")).replace("Z", "+00:00")).astimezone(UTC).date()
+    except ValueError:
+        return None
 
 
 # -- shared -----------------------------------------------------------------------------------------
@@ -228,8 +256,9 @@ def _ours(result: dict[str, Any], credential: Credential, *, workspace_field: st
 
 
 def _results(url: str, params: dict[str, Any], headers: dict[str, str],
-             credential: Credential) -> Iterator[dict[str, Any]]:
-    """Every result of every bucket of every page, following `has_more` and `next_page`."""
+             bucket_day: Callable[[dict[str, Any]], date | None]) -> Iterator[tuple[date | None, dict[str, Any]]]:
+    """Every result of every bucket of every page, with its bucket's day, following `has_more` and
+    `next_page`."""
     try:
         outbound.check_not_metadata(url)
     except outbound.Refused as exc:
@@ -244,9 +273,12 @@ def _results(url: str, params: dict[str, Any], headers: dict[str, str],
                 raise ReportError("The provider answered with something that is not a usage report.",
                                   retryable=False)
             for bucket in buckets:
-                for result in (bucket or {}).get("results") or []:
+                if not isinstance(bucket, dict):
+                    continue
+                day = bucket_day(bucket)
+                for result in bucket.get("results") or []:
                     if isinstance(result, dict):
-                        yield result
+                        yield day, result
             page = body.get("next_page")
             if not body.get("has_more") or not page:
                 return

@@ -136,28 +136,46 @@ def judge(ledger: dict[str, Any] | None, provider: reports.Figures | None, toler
     return Verdict(Comparison.Status.DRIFT, price_drift=tokens_ok and not cost_ok)
 
 
-def reconcile_day(*, provider: Provider, day: date, now: datetime | None = None) -> DayCheck:
-    """Check one provider's day and store the verdicts; run again, it replaces them (one row per model)."""
+def reconcile(*, provider: Provider, since: date, until: date, now: datetime | None = None) -> list[DayCheck]:
+    """Check a provider's days from `since` to `until` (UTC, both included) and store the verdicts, one row
+    per model and day however often it runs. The closed days' reports are fetched in one run of pages;
+    open days are left "not checked yet"."""
     now = now or timezone.now()
-    check, _ = DayCheck.objects.get_or_create(provider=provider, day=day)
+    checks = {day: DayCheck.objects.get_or_create(provider=provider, day=day)[0] for day in days(since, until)}
     credential = ReportingCredential.objects.filter(provider=provider).first()
     if credential is None:
-        return _unchecked(check, DayCheck.State.FAILED, "No reporting key: an admin adds one on the provider's "
-                                                        "reconciliation settings.", now)
-    if not day_closed(day, now):
-        return _unchecked(check, DayCheck.State.PENDING, "The day is still open: its report is not complete.", now)
+        return [_unchecked(check, DayCheck.State.FAILED, "No reporting key: an admin adds one in the provider's "
+                                                         "reporting key settings.") for check in checks.values()]
+    closed = [day for day in checks if day_closed(day, now)]
+    for day in checks:
+        if day not in closed:
+            _unchecked(checks[day], DayCheck.State.PENDING, "The day is still open: its report is not complete.")
+    if not closed:
+        return list(checks.values())
     try:
-        report = reports.fetch(reports.Credential(
+        fetched = reports.fetch(reports.Credential(
             kind=provider.kind, base_url=provider.effective_base_url, admin_key=crypto.reveal(credential.admin_key),
-            api_key_id=credential.api_key_id, project_id=credential.project_id), day)
+            api_key_id=credential.api_key_id, project_id=credential.project_id), min(closed), max(closed))
     except reports.ReportError as exc:
         state = DayCheck.State.PENDING if exc.retryable else DayCheck.State.FAILED
         ReportingCredential.objects.filter(pk=credential.pk).update(last_error=str(exc)[:300])
-        logger.warning("Reconciliation of %s on %s: %s", provider.name, day, exc)
-        return _unchecked(check, state, str(exc), now)
+        logger.warning("Reconciliation of %s from %s to %s: %s", provider.name, min(closed), max(closed), exc)
+        for day in closed:
+            _unchecked(checks[day], state, str(exc))
+        return list(checks.values())
     if credential.last_error:
         ReportingCredential.objects.filter(pk=credential.pk).update(last_error="")
-    ledger = ledger_figures(provider, day)
+    for day in closed:
+        checks[day] = _compare(checks[day], fetched[day], credential, now)
+    return list(checks.values())
+
+
+def reconcile_day(*, provider: Provider, day: date, now: datetime | None = None) -> DayCheck:
+    return reconcile(provider=provider, since=day, until=day, now=now)[0]
+
+
+def _compare(check: DayCheck, report: reports.Report, credential: ReportingCredential, now: datetime) -> DayCheck:
+    ledger = ledger_figures(check.provider, check.day)
     tolerance = credential.tolerance_percent
     rows = []
     for key in sorted(set(ledger) | set(report.models)):
@@ -166,16 +184,17 @@ def reconcile_day(*, provider: Provider, day: date, now: datetime | None = None)
         name = mine["name"] if mine else sorted(theirs.names)[0]
         row = Comparison(model_name=name[:200], status=verdict.status, price_drift=verdict.price_drift,
                          provider_requests=theirs.requests if theirs else None,
-                         provider_cost=theirs.cost if theirs else (Decimal(0) if report.cost_scope else None))
+                         provider_cost=theirs.cost if theirs and theirs.cost is not None
+                         else (Decimal(0) if report.cost_scope else None))
         if mine:
             row.ledger_requests, row.ledger_cost = mine["requests"], mine["cost"]
-        for name in TOKEN_CLASSES:
-            setattr(row, f"ledger_{name}", mine[name] if mine else 0)
-            setattr(row, f"provider_{name}", getattr(theirs, name) if theirs else 0)
+        for token_class in TOKEN_CLASSES:
+            setattr(row, f"ledger_{token_class}", mine[token_class] if mine else 0)
+            setattr(row, f"provider_{token_class}", getattr(theirs, token_class) if theirs else 0)
         rows.append(row)
     drift = any(row.status != Comparison.Status.MATCH for row in rows)
     with transaction.atomic():
-        check = DayCheck.objects.select_for_update().get(pk=check.pk)
+        check = DayCheck.objects.select_for_update().select_related("provider").get(pk=check.pk)
         check.comparisons.all().delete()
         for row in rows:
             row.day_check = check
@@ -193,10 +212,10 @@ def reconcile_day(*, provider: Provider, day: date, now: datetime | None = None)
     return check
 
 
-def _unchecked(check: DayCheck, state: str, message: str, now: datetime) -> DayCheck:
-    """A day that was not compared keeps any verdicts it had, and says why it was not compared now."""
-    if check.checked_at is not None and state == DayCheck.State.PENDING and check.state in (
-            DayCheck.State.MATCH, DayCheck.State.DRIFT):
+def _unchecked(check: DayCheck, state: str, message: str) -> DayCheck:
+    """A day that was not compared now says why; a verdict it already had stays, since a report that could
+    not be fetched again does not undo it."""
+    if check.state in (DayCheck.State.MATCH, DayCheck.State.DRIFT) and state == DayCheck.State.PENDING:
         check.message = message[:300]
     else:
         check.state, check.message = state, message[:300]
@@ -204,14 +223,10 @@ def _unchecked(check: DayCheck, state: str, message: str, now: datetime) -> DayC
     return check
 
 
-def reconcile(*, provider: Provider, since: date, until: date, now: datetime | None = None) -> list[DayCheck]:
-    return [reconcile_day(provider=provider, day=day, now=now) for day in days(since, until)]
-
-
 def reconcile_completed_days(*, now: datetime | None = None) -> list[DayCheck]:
     """The beat's daily pass: for every provider with a reporting key, the completed days of the last
-    RECONCILE_LOOKBACK_DAYS that are not settled yet (never checked, or not checked yet); settled days
-    are not fetched again."""
+    RECONCILE_LOOKBACK_DAYS that are not settled yet (never checked, or not checked yet), fetched as one
+    span; a day settled before the span's first is not fetched again."""
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
     since = today - timedelta(days=settings.RECONCILE_LOOKBACK_DAYS)
@@ -221,7 +236,8 @@ def reconcile_completed_days(*, now: datetime | None = None) -> list[DayCheck]:
         settled = set(DayCheck.objects.filter(
             provider=credential.provider, day__gte=since,
             state__in=[DayCheck.State.MATCH, DayCheck.State.DRIFT]).values_list("day", flat=True))
-        for day in days(since, today - timedelta(days=1)):
-            if day not in settled and day_closed(day, now):
-                done.append(reconcile_day(provider=credential.provider, day=day, now=now))
+        due = [day for day in days(since, today - timedelta(days=1)) if day not in settled and day_closed(day, now)]
+        if due:
+            done += [check for check in reconcile(provider=credential.provider, since=min(due), until=max(due),
+                                                  now=now) if check.day in due]
     return done
