@@ -64,7 +64,7 @@ def providers_month(first: date, now: datetime) -> list[ProviderMonth]:
             if day >= today:
                 state, label = "open", "open"
             elif check is None:
-                state, label = "none", "not checked yet"
+                state, label = "none", "never checked"
             else:
                 state, label = check.state, check.get_state_display().lower()
             days.append(Day(day, state, label, check))
