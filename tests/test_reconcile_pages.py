@@ -6,6 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from accounts.models import AuditEvent
 from reconcile.models import ReportingCredential
 from tests.fakes.reports import ADMIN_KEY, FakeReports
 from tests.reconcile_support import DAY, OUR_KEY, OUR_PROJECT, call, openai_provider, priced, run
@@ -143,3 +144,16 @@ def test_the_command_refuses_bad_input(reports_server: FakeReports, args: list[s
     openai_provider(reports_server)
     with pytest.raises(CommandError):
         call_command("reconcile", *args, stdout=StringIO())
+
+
+def test_changes_to_the_reporting_key_are_audited_without_the_key(client_as, reports_server: FakeReports) -> None:
+    provider = openai_provider(reports_server)
+    provider.reporting.delete()
+    admin = client_as("admin")
+    admin.post(f"/reconciliation/{provider.pk}/settings/", {"admin_key": ADMIN_KEY, "tolerance_percent": "1"})
+    admin.post(f"/reconciliation/{provider.pk}/settings/delete/")
+    actions = list(AuditEvent.objects.order_by("pk").values_list("action", flat=True))
+    assert actions[-2:] == ["reconcile.credential_created", "reconcile.credential_deleted"]
+    assert not ReportingCredential.objects.exists()
+    html = admin.get("/audit/").content.decode()
+    assert "reporting key added" in html and ADMIN_KEY not in html
