@@ -55,7 +55,7 @@ def providers_month(first: date, now: datetime) -> list[ProviderMonth]:
                  .select_related("reporting").order_by("name"))
     result = []
     for provider in providers:
-        credential = getattr(provider, "reporting", None) if hasattr(provider, "reporting") else None
+        credential = getattr(provider, "reporting", None)  # RelatedObjectDoesNotExist is an AttributeError
         checks = {c.day: c for c in DayCheck.objects.filter(provider=provider, day__gte=first, day__lt=end)}
         days = []
         day = first

@@ -71,3 +71,9 @@ def test_finance_reads_the_month_and_drills_into_a_drifting_day(
     expect(row.get_by_text("Tokens match, the cost does not")).to_be_visible()
     expect(row.get_by_role("link", name="Price history")).to_be_visible()
     readme_screenshot(finance, "reconciliation-day.png")
+    # On a phone the strip wraps and the day's table scrolls in its own box: the page keeps to the screen.
+    finance.set_viewport_size({"width": 390, "height": 800})
+    for path in ("/reconciliation/?month=2026-11", f"/reconciliation/{provider.pk}/2026-11-04/"):
+        finance.goto(path)
+        width = finance.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width} px wide"
