@@ -50,6 +50,9 @@ ACTIONS = {
     "route.deployment_add": "deployment added", "route.deployment_remove": "deployment removed",
     "route.circuit_reset": "circuit reset",
     "usage.reprice": "calls re-priced",
+    "reconcile.credential_created": "reporting key added",
+    "reconcile.credential_changed": "reconciliation settings changed",
+    "reconcile.credential_deleted": "reporting key deleted",
     "user.create": "user added", "user.update": "user changed", "user.roles": "roles changed",
     "user.password_reset": "password reset", "user.unlock": "sign-in unlocked",
     "user.signin": "signed in", "user.signin_failed": "sign-in failed", "user.lockout": "sign-ins locked",
@@ -70,7 +73,7 @@ LABELS = {
     "added": "added", "removed": "removed", "minutes": "minutes", "api_key": "API key", "base_url": "base URL",
     "method": "how", "reason": "why", "source": "from",
     "timeout_seconds": "timeout (seconds)", "cache_ttl_seconds": "cache time (seconds)",
-    "log_bodies": "logs prompts and answers",
+    "log_bodies": "logs prompts and answers", "key_changed": "reporting key replaced",
 }
 # What an empty value means, where it means more than "none".
 EMPTY = {"models": "any", "expires_at": "never", "owner": "an application", "until": "no end"}

@@ -147,6 +147,7 @@ INSTALLED_APPS = [
     "playground",
     "budgets",
     "gateway",
+    "reconcile",
     "aspweb",
 ]
 
@@ -257,6 +258,9 @@ CELERY_BEAT_SCHEDULE = {
     "usage-journal-replay": {"task": "usage.tasks.journal_replay",
                              "schedule": env_int("ASPWEB_USAGE_JOURNAL_REPLAY_SECONDS", 60)},
     "usage-bodies-expire": {"task": "usage.tasks.call_bodies_expire", "schedule": 3600},
+    # Days already settled are not fetched again: hourly runs cost one look at the table once the day is done.
+    "reconcile-daily": {"task": "reconcile.tasks.reconcile_daily",
+                        "schedule": env_int("ASPWEB_RECONCILE_SECONDS", 3600)},
 }
 
 AUTH_USER_MODEL = "accounts.User"
@@ -488,6 +492,12 @@ ALERT_DELIVERY_RETRIES = env_int("ASPWEB_ALERT_RETRIES", 5)
 ALERT_RETRY_BASE_SECONDS = env_int("ASPWEB_ALERT_RETRY_BASE", 10)
 ALERT_RETRY_MAX_SECONDS = 600
 ALERT_WEBHOOK_TIMEOUT_SECONDS = 10
+
+# Reconciliation with the providers' usage and cost reports (reconcile/): a UTC day is compared this many
+# hours after it closed (the providers' reports lag), over the last days below, each report request bounded.
+RECONCILE_SETTLE_HOURS = env_int("ASPWEB_RECONCILE_SETTLE_HOURS", 2)
+RECONCILE_LOOKBACK_DAYS = env_int("ASPWEB_RECONCILE_LOOKBACK_DAYS", 7)
+RECONCILE_TIMEOUT_SECONDS = 30
 # Webhooks go only to public addresses (aspweb/outbound.py); these hosts (`host` or `host:port`, comma
 # separated) may be internal too, e.g. a chat server on the LAN.
 WEBHOOK_ALLOWED_HOSTS = env_list("ASPWEB_WEBHOOK_ALLOWED_HOSTS")

@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("gateway.apikey_urls")),
     path("", include("gateway.urls")),
     path("", include("budgets.urls")),
+    path("", include("reconcile.urls")),
     path("django-admin/", admin.site.urls),
     # For load balancers, orchestrators and Prometheus: no sign-in (aspweb/ops.py).
     path("healthz", ops.healthz, name="healthz"),

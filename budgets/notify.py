@@ -1,5 +1,7 @@
 """Alert channels: the words of an alert, and sending it by e-mail or to a Slack-compatible webhook.
 
+`email_send` and `webhook_post` are the channels themselves, shared with reconciliation's drift alerts.
+
 In-app notifications are rows written with the alert (budgets.services); the channels here talk to the
 outside world, so they run in the alert_deliver task, which retries what DeliveryError says is worth it.
 """
@@ -69,7 +71,7 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
 
 
-def _slack_escaped(text: str) -> str:
+def slack_escaped(text: str) -> str:
     """Slack reads <...> in `text` as a link or a mention (<!channel> notifies everyone in it): a budget
     named with angle brackets shows them as they are, and never pings anyone."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -80,7 +82,7 @@ def payload(event: AlertEvent) -> dict[str, Any]:
     `text`; everything else is for receivers that want the numbers."""
     budget, span = event.budget, event.period.span
     url = link(event)
-    text = (f"*{_slack_escaped(title(event))}*\n{_slack_escaped(event.message)}"
+    text = (f"*{slack_escaped(title(event))}*\n{slack_escaped(event.message)}"
             + (f"\n<{url}|Open the budget in aspweb>" if url else ""))
     return {
         "text": text,
@@ -122,8 +124,13 @@ def _email(event: AlertEvent) -> None:
         raise DeliveryError("The budget has no e-mail recipients any more.", retryable=False)
     url = link(event)
     body = event.message + (f"\n\n{url}" if url else "") + "\n\n-- aspweb budgets"
+    email_send(f"[aspweb] {title(event)}", body, recipients)
+
+
+def email_send(subject: str, body: str, recipients: list[str]) -> None:
+    """The e-mail channel, for every kind of alert (budgets, reconciliation); raises DeliveryError."""
     try:
-        send_mail(f"[aspweb] {title(event)}", body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
     except (smtplib.SMTPException, OSError) as exc:
         raise DeliveryError(_mail_failure(exc), retryable=True) from None
 
@@ -151,14 +158,20 @@ def _webhook(event: AlertEvent) -> None:
     Errors name the host and the status only: the URL is a credential, and the receiver's body could be an
     internal service's answer."""
     budget = event.budget
-    url, host = budget.webhook_url, budget.webhook_host
-    if not url:
+    if not budget.webhook_url:
         raise DeliveryError("The budget has no webhook URL any more.", retryable=False)
+    webhook_post(budget.webhook_url, payload(event))
+
+
+def webhook_post(url: str, body: dict[str, Any]) -> None:
+    """The webhook channel, for every kind of alert: POST `body` as JSON to `url`; raises DeliveryError
+    naming the host only."""
+    host = url.split("//", 1)[-1].split("/", 1)[0]
     transport = outbound.PinnedTransport(outbound.check_public_url)
     try:
         with httpx.Client(transport=transport, timeout=settings.ALERT_WEBHOOK_TIMEOUT_SECONDS,
                           follow_redirects=False, headers={"User-Agent": "aspweb-alerts"}) as client:
-            response = client.post(url, json=payload(event))
+            response = client.post(url, json=body)
     except outbound.Refused as exc:
         raise DeliveryError(f"Did not post to {host}: {exc}",
                             retryable=isinstance(exc, outbound.Unresolved)) from None

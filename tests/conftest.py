@@ -11,6 +11,7 @@ from django.test import Client
 
 from accounts.models import User
 from aspweb.roles import ADMIN, FINANCE, MEMBER
+from tests.fakes.reports import FakeReports
 from tests.fakes.upstream import FakeUpstream
 
 PASSWORD = "correct-horse-battery-staple"
@@ -89,6 +90,13 @@ def admin_client(client_as: Callable[[str], Client]) -> Client:
 @pytest.fixture
 def upstream() -> Iterator[FakeUpstream]:
     with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+def reports_server() -> Iterator[FakeReports]:
+    """Fake OpenAI and Anthropic organisation usage and cost report APIs (reconciliation)."""
+    with FakeReports() as fake:
         yield fake
 
 

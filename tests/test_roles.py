@@ -117,6 +117,10 @@ POLICY: dict[str, tuple[str, str]] = {
     "notification_bell": ("signed_in", "GET"),
     "notification_read_all": ("signed_in", "POST"),
     "notification_read": ("notifications:others", "POST"),
+    "reconcile_index": ("costs", "GET"),
+    "reconcile_day": ("costs", "GET"),
+    "reconcile_settings": ("admin", "GET"),
+    "reconcile_settings_delete": ("admin", "POST"),
 }
 
 
@@ -150,7 +154,9 @@ def objects(db: None, make_user: Callable) -> dict[str, int | str]:
     budget = Budget.objects.create(name="theirs", scope="user", user=other, amount=10)
     notification = Notification.objects.create(user=other, title="Theirs", body="Not yours.")
     team = team_create(name="Matrix", members=[other])
-    return {"apikey": apikey.pk, "conversation": turn.conversation_id, "answer": answer.pk, "turn": turn.pk,
+    reporting = Provider.objects.create(name="matrix-openai", kind="openai", base_url="http://127.0.0.1:9/v1")
+    return {"reporting": reporting.pk,
+            "apikey": apikey.pk, "conversation": turn.conversation_id, "answer": answer.pk, "turn": turn.pk,
             "provider": provider.pk, "model": model.pk, "user": other.pk, "kind": "openai", "route": route.pk,
             "deployment": deployment.pk, "call": call.request_id, "budget": budget.pk,
             "notification": notification.pk, "team": team.pk}
@@ -171,6 +177,8 @@ def _url(name: str, objects: dict[str, int | str]) -> str:
         "call_detail": {"request_id": objects["call"]}, "usage_reprice": {"pk": objects["model"]},
         "apikey_revoke": {"pk": objects["apikey"]}, "notification_read": {"pk": objects["notification"]},
         "team_edit": {"pk": objects["team"]}, "team_delete": {"pk": objects["team"]},
+        "reconcile_day": {"pk": objects["reporting"], "day": "2026-11-02"},
+        "reconcile_settings": {"pk": objects["reporting"]}, "reconcile_settings_delete": {"pk": objects["reporting"]},
     }.get(name)
     if kwargs is None and name.startswith("budget_") and name not in ("budget_list", "budget_add"):
         kwargs = {"pk": objects["budget"]}
@@ -230,10 +238,11 @@ def test_role_matrix(name: str, role: str, objects: dict, client_as: Callable[[s
 @pytest.mark.parametrize(
     ("role", "visible", "hidden"),
     [
-        ("admin", ["Calls", "API keys", "Budgets", "Providers", "Users", "Teams", "Audit log"], []),
-        ("member", ["Calls", "API keys"], ["Budgets", "Providers", "Users", "Teams", "Audit log"]),
-        ("finance", ["Calls", "API keys", "Budgets"], ["Providers", "Users", "Teams", "Audit log"]),
-        ("none", [], ["Calls", "API keys", "Budgets", "Providers", "Users", "Teams", "Audit log"]),
+        ("admin", ["Calls", "API keys", "Budgets", "Reconciliation", "Providers", "Users", "Teams", "Audit log"], []),
+        ("member", ["Calls", "API keys"], ["Budgets", "Reconciliation", "Providers", "Users", "Teams", "Audit log"]),
+        ("finance", ["Calls", "API keys", "Budgets", "Reconciliation"], ["Providers", "Users", "Teams", "Audit log"]),
+        ("none", [], ["Calls", "API keys", "Budgets", "Reconciliation", "Providers", "Users", "Teams",
+                      "Audit log"]),
     ],
 )
 def test_navigation_shows_each_role_only_what_it_may_use(role: str, visible: list[str], hidden: list[str],

@@ -1,0 +1,44 @@
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from aspweb import outbound
+from budgets.forms import EmailsField
+
+from .models import ReportingCredential
+
+
+class CredentialForm(forms.ModelForm):
+    """The reporting key is written, never read back: a blank field keeps the stored one."""
+
+    admin_key = forms.CharField(
+        required=False, strip=True, max_length=500, label="Admin key",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}))
+    alert_emails = EmailsField(required=False, label="E-mail recipients",
+                               help_text="Who gets drift alerts by e-mail, separated by commas or spaces.")
+
+    class Meta:
+        model = ReportingCredential
+        fields = ["api_key_id", "project_id", "tolerance_percent", "alert_emails", "alert_webhook_url"]
+        labels = {"api_key_id": "aspweb's API key id", "project_id": "Project or workspace id",
+                  "tolerance_percent": "Tolerance (%)", "alert_webhook_url": "Webhook URL"}
+
+    def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        stored = self.instance.pk is not None
+        self.fields["admin_key"].required = not stored
+        self.fields["admin_key"].help_text = (
+            ("A key is stored; leave blank to keep it. " if stored else "")
+            + ("An organisation admin key (sk-admin-…) from the OpenAI platform's admin keys."
+               if kind == "openai" else "An Admin API key (sk-ant-admin…) from the Claude Console."))
+
+    def clean_alert_webhook_url(self) -> str:
+        url = self.cleaned_data["alert_webhook_url"]
+        if url:
+            try:
+                outbound.check_public_url(url)
+            except outbound.Refused as exc:
+                raise ValidationError(f"{exc} Webhooks go only to public addresses; an operator can allow an "
+                                      "internal receiver with ASPWEB_WEBHOOK_ALLOWED_HOSTS.") from None
+        return url
