@@ -368,6 +368,7 @@ def map_error(exc: Exception, conn: Connection) -> ProviderError:
     if isinstance(exc, botoexc.ClientError):  # EventStreamError, an exception inside a stream, is one too
         error = exc.response.get("Error") or {}
         code = str(error.get("Code") or "")
+        code = code[:1].upper() + code[1:]  # inside a stream, the stream member's name: throttlingException
         status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         status = status if isinstance(status, int) and status >= 400 else None
         detail = redact(str(error.get("Message") or ""), *secrets)
