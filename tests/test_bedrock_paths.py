@@ -3,6 +3,7 @@ prices, the call path and its ledger, `manage.py ask`, the playground's compare 
 against the fake Bedrock on loopback."""
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from io import StringIO
@@ -138,6 +139,21 @@ def test_test_connection_and_sync_reach_bedrock_and_price_from_genai_prices(admi
     assert (price.input, price.output, price.cache_read, price.cache_write, price.cache_write_1h) == (
         Decimal("1.1"), Decimal("5.5"), Decimal("0.11"), Decimal("1.375"), Decimal("2.2"))
     assert Model.objects.get(provider=provider, name="mistral.mistral-large-2402-v1:0").current_price().input == 4
+
+
+def test_refused_credentials_reach_neither_the_page_nor_the_logs(admin_client: Client, fake: FakeBedrock,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    wrong, token = "wrong/secret-0123456789abcdefghijklmn", "FwoGZXIvYXdzEJr-refused-token-q7Wd"
+    provider = Provider.objects.create(name="aws", kind="bedrock", base_url=fake.base_url,
+                                       extra={"region": REGION, "aws_access_key_id": KEY_ID},
+                                       api_key=json.dumps({"aws_secret_access_key": wrong, "aws_session_token": token}))
+    for name in ("", "providers", "django"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    html = admin_client.post(reverse("provider_test", args=[provider.pk]), headers={"HX-Request": "true"})
+    assert "refused the AWS credentials (HTTP 403)" in html.content.decode()
+    assert fake.last_request.headers["x-amz-security-token"] == token  # sent, so there was something to leak
+    for text in (html.content.decode(), caplog.text, " ".join(repr(r.__dict__) for r in caplog.records)):
+        assert wrong not in text and token not in text
 
 
 # The call path, the ledger and manage.py ask --------------------------------------------------------
