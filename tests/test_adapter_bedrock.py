@@ -304,3 +304,12 @@ def test_the_catalog_lists_text_models_and_proves_the_credentials(fake: FakeBedr
     assert fake.last_request.path == "/foundation-models" and fake.last_request.signature_ok
     health = asyncio.run(bedrock.health_check(connection(fake)))
     assert health.ok and "4 models listed" in health.message
+
+
+def test_the_client_keeps_as_many_connections_as_the_other_adapters(fake: FakeBedrock) -> None:
+    """botocore's pool holds 10 connections by default: an 11th stream at once would wait for one to end."""
+    async def pool_size() -> int:
+        client = await bedrock.pooled(connection(fake), bedrock.Client).get()
+        return client.meta.config.max_pool_connections
+
+    assert asyncio.run(pool_size()) == 1000

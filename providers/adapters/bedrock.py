@@ -5,8 +5,10 @@ and streams on the event loop, the playground's answers are tasks of its loop), 
 for seconds to minutes. boto3 in a thread would hold one thread of a small pool for each streaming answer
 for its whole length and hop threads for every event; aiobotocore runs botocore itself (the same request
 serialisation, SigV4 signing, credential chain, error parsing and event-stream decoding) on aiohttp, the
-transport the other adapters' clients already use, so a stream costs no thread. Its clients are pooled per
-connection settings and event loop like every other adapter's (base.pooled).
+transport the other adapters' clients already use, so a stream costs no thread. Measured (bench/bedrock_bench.py,
+docs/benchmarks.md): alike one stream at a time; with 16 or 64 streams at once, botocore in the default executor
+made the first token wait 0.3 to 1.4 s for a free thread where aiobotocore took 35 to 150 ms. Its clients are
+pooled per connection settings and event loop like every other adapter's (base.pooled).
 
 Credentials: the provider's access key id (Provider.extra, `aws_access_key_id`) with its secret access key
 and optional session token (Provider.api_key, a JSON object, encrypted), or, when no key id is set,
@@ -94,6 +96,8 @@ class Client:
                 config = AioConfig(
                     connect_timeout=conn.connect_timeout, read_timeout=conn.timeout,
                     retries={"mode": "standard", "total_max_attempts": 1},  # the call path retries, not the client
+                    # botocore's default is 10 connections: an 11th stream at once would wait for one to end.
+                    max_pool_connections=1000,
                     user_agent_extra="aspweb",
                 )
                 creator = self._session.create_client(
