@@ -10,6 +10,7 @@ from io import StringIO
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.contrib import admin as django_admin
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.test import Client
@@ -20,6 +21,7 @@ from aspweb.config import config_export, config_import, dump_yaml, load_yaml
 from playground.models import Answer
 from providers import calls, services
 from providers.adapters.base import ChatRequest, Message
+from providers.admin import ProviderAdmin
 from providers.models import Model, Provider
 from tests.fakes.bedrock import KEY_ID, REGION, SECRET, FakeBedrock
 from tests.playground_support import answers_of, send_data
@@ -83,6 +85,14 @@ def test_the_secrets_are_stored_encrypted_together_and_never_shown_again(admin_c
         assert KEY_ID in html
     detail = admin_client.get(reverse("provider_detail", args=[provider.pk])).content.decode()
     assert "<dt>Secret access key</dt><dd>stored</dd>" in detail and "<dt>Session token</dt><dd>stored</dd>" in detail
+
+
+def test_the_django_admin_says_only_that_the_secrets_are_stored(client_as: Callable[[str], Client]) -> None:
+    provider = _stored(aws_secret_access_key=SECRET, aws_session_token=TOKEN)
+    # The mask of one API key ("••••" and its last 4 characters) would end in a secret's last characters.
+    assert ProviderAdmin(Provider, django_admin.site).masked_key(provider) == "stored"
+    html = client_as("superuser").get(reverse("admin:providers_provider_changelist")).content.decode()
+    assert "<td class=\"field-masked_key\">stored</td>" in html
 
 
 def test_blank_secrets_keep_the_stored_ones_and_a_new_key_pair_drops_the_old_token(admin_client: Client) -> None:
