@@ -22,6 +22,7 @@ from playground.models import Answer
 from providers import calls, services
 from providers.adapters.base import ChatRequest, Message
 from providers.admin import ProviderAdmin
+from providers.kinds import get_kind
 from providers.models import Model, Provider
 from tests.fakes.bedrock import KEY_ID, REGION, SECRET, FakeBedrock
 from tests.playground_support import answers_of, send_data
@@ -164,6 +165,12 @@ def test_refused_credentials_reach_neither_the_page_nor_the_logs(admin_client: C
     assert fake.last_request.headers["x-amz-security-token"] == token  # sent, so there was something to leak
     for text in (html.content.decode(), caplog.text, " ".join(repr(r.__dict__) for r in caplog.records)):
         assert wrong not in text and token not in text
+
+
+@pytest.mark.parametrize("name", get_kind("bedrock").models)
+def test_every_preset_model_has_a_default_price(name: str) -> None:
+    prices = services.default_price(get_kind("bedrock"), name)
+    assert prices is not None and prices["input"] > 0 and prices["output"] > 0
 
 
 # The call path, the ledger and manage.py ask --------------------------------------------------------
