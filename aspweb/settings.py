@@ -407,6 +407,9 @@ LOGGING = {
         # Single sign-on's client logs the PKCE verifier at DEBUG.
         "authlib": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        # botocore logs each request's headers at DEBUG, a session token (X-Amz-Security-Token) among them.
+        "botocore": {"level": "WARNING"},
+        "aiobotocore": {"level": "WARNING"},
         "django.request": {"filters": ["one_line_refusals"]},
     },
 }

@@ -59,6 +59,8 @@ class ProviderAdmin(BoundedIntegersAdmin, admin.ModelAdmin):
 
     @admin.display(description="API key")
     def masked_key(self, obj: Provider) -> str:
+        if obj.api_key and obj.kind_preset.secrets:
+            return "stored"  # a JSON object of secrets: its last characters would be a secret's
         return str(obj.api_key) if obj.api_key else "—"
 
 

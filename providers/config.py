@@ -9,11 +9,11 @@ from typing import Any
 from aspweb import config
 
 from . import services
-from .forms import CatalogModelForm, PriceForm, ProviderForm, plain
-from .kinds import EXTRA_FIELDS, KINDS, Kind
+from .forms import CatalogModelForm, PriceForm, ProviderForm, plain, stored_secrets
+from .kinds import EXTRA_FIELDS, KINDS, SECRET_FIELDS, Kind
 from .models import Model, Price, PriceTier, Provider
 
-PROVIDER_KEYS = ("name", "kind", *ProviderForm._meta.fields[1:], "api_key", *EXTRA_FIELDS, "models")
+PROVIDER_KEYS = ("name", "kind", *ProviderForm._meta.fields[1:], "api_key", *EXTRA_FIELDS, *SECRET_FIELDS, "models")
 MODEL_KEYS = ("name", "display_name", "enabled", "context_window", "max_output_tokens", "prices")
 PRICE_KEYS = (*Price.PRICE_FIELDS, "tiers")
 TIER_KEYS = ("above", *Price.PRICE_FIELDS)
@@ -250,7 +250,12 @@ def _export(placeholders: set[str]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"name": provider.name, "kind": provider.kind}
         if kind.asks_base_url and provider.base_url:
             entry["base_url"] = config.literal(provider.base_url)
-        if kind.asks_key and provider.api_key:
+        if kind.secrets:
+            for secret in (name for name in kind.secrets if stored_secrets(provider.api_key).get(name)):
+                placeholder = config.env_placeholder(provider.name, secret.upper(), placeholders)
+                placeholders.add(placeholder)
+                entry[secret] = f"${{{placeholder}}}"
+        elif kind.asks_key and provider.api_key:
             placeholder = key_placeholder(provider.name, taken=placeholders)
             placeholders.add(placeholder)
             entry["api_key"] = f"${{{placeholder}}}"

@@ -1,3 +1,4 @@
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -8,7 +9,8 @@ from django.utils import timezone
 from aspweb import outbound
 from aspweb.forms import BoundedIntegerField, bounded_formfield
 
-from .kinds import EXTRA_FIELDS, Kind
+from .crypto import reveal
+from .kinds import EXTRA_FIELDS, SECRET_FIELDS, Kind
 from .models import (
     MODEL_NAME_MAX,
     PROVIDER_NAME_MAX,
@@ -50,7 +52,9 @@ class ProviderForm(forms.ModelForm):
         else:
             del self.fields["base_url"]
 
-        if kind.asks_key:
+        if kind.secrets:
+            del self.fields["api_key"]
+        elif kind.asks_key:
             key = self.fields["api_key"]
             key.required = kind.needs_key and not stored_key
             if stored_key:
@@ -67,6 +71,14 @@ class ProviderForm(forms.ModelForm):
                 label=spec.label, required=spec.required, help_text=spec.help, max_length=300,
                 initial=self.instance.extra.get(name, spec.default),
                 validators=[RegexValidator(spec.pattern, spec.pattern_words)] if spec.pattern else [],
+            )
+        self.stored_secrets = stored_secrets(self.instance.api_key) if editing and kind.secrets else {}
+        for name in kind.secrets:
+            secret = SECRET_FIELDS[name]
+            self.fields[name] = forms.CharField(
+                label=secret.label, required=False, strip=True, max_length=2000,
+                help_text="Stored; leave blank to keep it." if self.stored_secrets.get(name) else secret.help,
+                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
             )
 
     def clean_name(self) -> str:
@@ -92,11 +104,34 @@ class ProviderForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         self.key_changed = bool(data.get("api_key"))
+        if self.kind.secrets:
+            self.secrets = self._clean_secrets(data)
+            self.key_changed = self.secrets != self.stored_secrets
         return data
+
+    def _clean_secrets(self, data: dict[str, Any]) -> dict[str, str]:
+        """The secrets to store: a blank field keeps the stored one, and without an access key ID none is
+        kept (the server's default credentials are used). A key ID needs its secret, and a secret its ID."""
+        key_id = data.get("aws_access_key_id")
+        entered = {name: data[name] for name in self.kind.secrets if data.get(name)}
+        if not key_id:
+            if entered:
+                self.add_error("aws_access_key_id", "Enter the access key ID these secrets belong to, or leave the "
+                                                    "secrets blank to use the server's default AWS credentials.")
+            return {}
+        secrets = {**self.stored_secrets, **entered}
+        if "aws_secret_access_key" in entered and "aws_session_token" not in entered:
+            secrets.pop("aws_session_token", None)  # a new key pair does not keep the old pair's token
+        if not secrets.get("aws_secret_access_key"):
+            self.add_error("aws_secret_access_key", "Enter the secret access key of this access key ID.")
+        return secrets
 
     def save(self, commit: bool = True) -> Provider:
         provider = super().save(commit=False)
-        if self.key_changed:
+        if self.kind.secrets:
+            if self.key_changed:
+                provider.api_key = json.dumps(self.secrets) if self.secrets else ""
+        elif self.key_changed:
             provider.api_key = self.cleaned_data["api_key"]
         provider.extra = {
             **{k: v for k, v in provider.extra.items() if k not in self.kind.extra},
@@ -107,8 +142,17 @@ class ProviderForm(forms.ModelForm):
         return provider
 
     def changed_settings(self) -> list[str]:
-        changed = [f for f in self.changed_data if f != "api_key"]
+        changed = [f for f in self.changed_data if f != "api_key" and f not in self.kind.secrets]
         return ["extra" if f in self.kind.extra else f for f in changed]
+
+
+def stored_secrets(value: Any) -> dict[str, str]:
+    """The secrets of a kind that asks several (Kind.secrets), as stored in Provider.api_key."""
+    try:
+        secrets = json.loads(reveal(value) or "{}")
+    except ValueError:
+        return {}
+    return {name: str(secret) for name, secret in secrets.items() if secret} if isinstance(secrets, dict) else {}
 
 
 # Prices have 8 digits before the point (below $100,000,000 per 1M tokens) and 12 after.

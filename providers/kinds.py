@@ -37,6 +37,29 @@ EXTRA_FIELDS: dict[str, ExtraField] = {
     "referer": ExtraField("HTTP-Referer", header="HTTP-Referer",
                           help="Optional: your site's URL, shown in OpenRouter's rankings."),
     "title": ExtraField("X-Title", header="X-Title", help="Optional: your app's name, shown in OpenRouter's rankings."),
+    "region": ExtraField("AWS region", required=True, default="us-east-1",
+                         help="Where the models run, e.g. us-east-1, us-west-2, eu-central-1.",
+                         pattern=r"\A[a-z]{2}(-[a-z]+)+-\d{1,2}\Z",
+                         pattern_words="Enter an AWS region name such as us-east-1."),
+    "aws_access_key_id": ExtraField(
+        "Access key ID", help="Blank: the server's default AWS credentials (environment variables, ~/.aws, or "
+                              "the instance's or task's role).",
+        pattern=r"\A[A-Z0-9]{16,128}\Z", pattern_words="Enter the access key ID as AWS shows it: capital letters "
+                                                       "and digits, such as AKIA followed by 16 more."),
+}
+
+
+@dataclass(frozen=True)
+class SecretField:
+    label: str
+    help: str = ""
+
+
+# Secrets a kind needs besides (or instead of) one API key; kept together, as a JSON object, in the
+# encrypted Provider.api_key, and never shown again once stored.
+SECRET_FIELDS: dict[str, SecretField] = {
+    "aws_secret_access_key": SecretField("Secret access key", help="Stored encrypted; needed with an access key ID."),
+    "aws_session_token": SecretField("Session token", help="Optional: only for temporary credentials (STS)."),
 }
 
 
@@ -44,7 +67,7 @@ EXTRA_FIELDS: dict[str, ExtraField] = {
 class Kind:
     name: str
     label: str
-    adapter: Literal["openai_compat", "anthropic", "cloudflare", "claude_cli", "ruvllm"]
+    adapter: Literal["openai_compat", "anthropic", "cloudflare", "claude_cli", "ruvllm", "bedrock"]
     base_url: str = ""
     api_key: Need = "required"
     base_url_need: Need = "optional"
@@ -75,6 +98,8 @@ class Kind:
     accepts_metadata: bool = False
     # The published maximum output of preset models, in tokens: {model id: tokens}.
     max_output_tokens: dict[str, int] = field(default_factory=dict)
+    # Secrets asked one by one (SECRET_FIELDS) instead of one API key; stored as one JSON object.
+    secrets: tuple[str, ...] = ()
 
     @property
     def needs_key(self) -> bool:
@@ -206,6 +231,21 @@ KINDS: dict[str, Kind] = _kinds(
         prices_provider="anthropic", models=("claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5"),
         bills_reported_cost=True, caps_output=False, max_output_tokens=CLAUDE_MAX_OUTPUT_TOKENS,
         help="Runs the “claude” command on this server with its own login; needs the CLI installed.",
+    ),
+    Kind(
+        "bedrock", "Amazon Bedrock", "bedrock", api_key="optional", extra=("region", "aws_access_key_id"),
+        secrets=("aws_secret_access_key", "aws_session_token"), prices_provider="aws",
+        base_url_label="Endpoint URL",
+        base_url_help="Leave blank for the region's endpoint (bedrock-runtime.REGION.amazonaws.com); "
+                      "or a VPC endpoint's URL.",
+        models=("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                "us.meta.llama3-3-70b-instruct-v1:0", "us.meta.llama4-maverick-17b-instruct-v1:0",
+                "mistral.mistral-large-2402-v1:0", "us.mistral.pixtral-large-2502-v1:0",
+                "amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0", "amazon.nova-micro-v1:0"),
+        max_output_tokens={"us.anthropic.claude-sonnet-4-5-20250929-v1:0": 64_000,
+                           "us.anthropic.claude-haiku-4-5-20251001-v1:0": 64_000},
+        help="Anthropic, Meta, Mistral and Amazon models through Bedrock's Converse API, with an access key or "
+             "the server's AWS credentials.",
     ),
 )
 

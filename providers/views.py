@@ -11,8 +11,8 @@ from aspweb.roles import ADMIN, role_required
 
 from . import hooks, services
 from .adapters.base import ProviderError
-from .forms import CatalogChoiceForm, CatalogModelForm, PriceForm, ProviderForm
-from .kinds import EXTRA_FIELDS, KINDS, get_kind
+from .forms import CatalogChoiceForm, CatalogModelForm, PriceForm, ProviderForm, stored_secrets
+from .kinds import EXTRA_FIELDS, KINDS, SECRET_FIELDS, get_kind
 from .models import Model, Price, Provider
 
 
@@ -66,12 +66,15 @@ def provider_add(request: HttpRequest, kind: str) -> HttpResponse:
 def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
     provider = _get_provider(pk, active=False)
     kind = provider.kind_preset
+    stored = stored_secrets(provider.api_key) if kind.secrets else {}
     return render(request, "providers/detail.html", {
         "provider": provider,
         "kind": kind,
         # Named as the form names them (Cloudflare account ID, API version), never by their stored keys.
         "settings": [(EXTRA_FIELDS[name].label, provider.extra[name]) for name in kind.extra
                      if provider.extra.get(name)],
+        # Whether each of a kind's secrets is stored, by the form's label; never the secret itself.
+        "secrets": [(SECRET_FIELDS[name].label, bool(stored.get(name))) for name in kind.secrets],
         "models": _models_with_prices(provider),
         "unpriced_models": hooks.unpriced_models(provider),
     })

@@ -1,0 +1,430 @@
+"""Amazon Bedrock's Converse and ConverseStream APIs, through aiobotocore (botocore on aiohttp).
+
+Why aiobotocore rather than boto3 in a thread: the call path is async from end to end (the gateway admits
+and streams on the event loop, the playground's answers are tasks of its loop), and a Bedrock answer streams
+for seconds to minutes. boto3 in a thread would hold one thread of a small pool for each streaming answer
+for its whole length and hop threads for every event; aiobotocore runs botocore itself (the same request
+serialisation, SigV4 signing, credential chain, error parsing and event-stream decoding) on aiohttp, the
+transport the other adapters' clients already use, so a stream costs no thread. Measured (bench/bedrock_bench.py,
+docs/benchmarks.md): alike one stream at a time; with 16 or 64 streams at once, botocore in the default executor
+made the first token wait 0.3 to 1.4 s for a free thread where aiobotocore took 35 to 150 ms. Its clients are
+pooled per connection settings and event loop like every other adapter's (base.pooled).
+
+Credentials: the provider's access key id (Provider.extra, `aws_access_key_id`) with its secret access key
+and optional session token (Provider.api_key, a JSON object, encrypted), or, when no key id is set,
+botocore's default chain (environment, shared files, container or instance role). The region is
+`extra["region"]`; a base URL, when set, replaces botocore's endpoint (a VPC endpoint, or a test's fake).
+
+Usage: Converse's `usage` carries `inputTokens`, `outputTokens`, `cacheReadInputTokens` and
+`cacheWriteInputTokens` ("The number of input tokens read from / written to the cache for the request",
+Bedrock's TokenUsage reference). `inputTokens` counts the uncached input only, as Anthropic's `input_tokens`
+does; `cacheDetails` ([{"ttl": "5m"|"1h", "inputTokens"}]) splits the writes by duration.
+"""
+
+import asyncio
+import base64
+import binascii
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore import exceptions as botoexc
+
+from .base import (
+    ChatRequest,
+    Chunk,
+    Completion,
+    Connection,
+    ErrorKind,
+    FinishReason,
+    Health,
+    ImagePart,
+    Message,
+    ModelInfo,
+    ProviderError,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    chunks_of,
+    cut_error,
+    estimated_usage,
+    malformed_error,
+    plain_message,
+    pooled,
+    redact,
+    timed_listing,
+    token_count,
+)
+
+DEFAULT_REGION = "us-east-1"
+
+
+def credentials(conn: Connection) -> dict[str, str]:
+    """The provider's own credentials as botocore's client arguments; empty for the default chain."""
+    key_id = str(conn.extra.get("aws_access_key_id") or "")
+    if not key_id:
+        return {}
+    try:
+        secrets = json.loads(conn.api_key) if conn.api_key else {}
+    except ValueError:
+        secrets = {}
+    secrets = secrets if isinstance(secrets, dict) else {}
+    found = {"aws_access_key_id": key_id,
+             "aws_secret_access_key": str(secrets.get("aws_secret_access_key") or ""),
+             "aws_session_token": str(secrets.get("aws_session_token") or "")}
+    return {name: value for name, value in found.items() if value}
+
+
+class Client:
+    """One bedrock-runtime client (and, when the catalog is listed, one bedrock client) for a connection on
+    one event loop. Made on first use: aiobotocore builds its clients with `await`."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._session = get_session()
+        self._clients: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, service: str = "bedrock-runtime") -> Any:
+        async with self._lock:
+            if service not in self._clients:
+                conn = self._conn
+                config = AioConfig(
+                    connect_timeout=conn.connect_timeout, read_timeout=conn.timeout,
+                    retries={"mode": "standard", "total_max_attempts": 1},  # the call path retries, not the client
+                    # botocore's default is 10 connections: an 11th stream at once would wait for one to end.
+                    max_pool_connections=1000,
+                    user_agent_extra="aspweb",
+                )
+                creator = self._session.create_client(
+                    service, region_name=str(conn.extra.get("region") or DEFAULT_REGION),
+                    endpoint_url=conn.base_url or None, config=config, **credentials(conn))
+                self._clients[service] = await creator.__aenter__()
+            return self._clients[service]
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+
+# -- the call -----------------------------------------------------------------------------------
+
+
+async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]:
+    """ConverseStream's text, reasoning and tool-use deltas as they arrive, then one chunk with usage and the
+    finish reason; a request that is not to stream is one Converse call, sent as the same chunks."""
+    if not request.stream:
+        async for chunk in chunks_of(await complete(conn, request)):
+            yield chunk
+        return
+    params = _params(conn, request)
+    tools: dict[int, int] = {}  # content block index -> tool call index, counted from 0
+    arguments: dict[int, str] = {}
+    output: list[str] = []
+    usage: Mapping[str, Any] | None = None
+    stop_reason: str | None = None
+    stopped = False
+    try:
+        client = await pooled(conn, Client).get()
+        response = await client.converse_stream(**params)
+        events = response["stream"]
+        try:
+            async for event in events:
+                if start := (event.get("contentBlockStart") or {}).get("start", {}).get("toolUse"):
+                    index = tools.setdefault(event["contentBlockStart"].get("contentBlockIndex", 0), len(tools))
+                    arguments[index] = ""
+                    yield Chunk(tool_call=ToolCallDelta(index, id=start.get("toolUseId", ""),
+                                                        name=start.get("name", "")))
+                elif "contentBlockDelta" in event:
+                    block = event["contentBlockDelta"]
+                    delta = block.get("delta") or {}
+                    if text := delta.get("text"):
+                        output.append(text)
+                        yield Chunk(text=text)
+                    elif reasoning := (delta.get("reasoningContent") or {}).get("text"):
+                        output.append(reasoning)
+                        yield Chunk(reasoning=reasoning)
+                    elif (piece := (delta.get("toolUse") or {}).get("input")) and \
+                            block.get("contentBlockIndex", 0) in tools:
+                        index = tools[block.get("contentBlockIndex", 0)]
+                        arguments[index] += piece
+                        output.append(piece)
+                        yield Chunk(tool_call=ToolCallDelta(index, arguments=piece))
+                elif "contentBlockStop" in event:
+                    index = tools.get(event["contentBlockStop"].get("contentBlockIndex", 0))
+                    if index is not None and not arguments[index]:  # a call without arguments sends none
+                        yield Chunk(tool_call=ToolCallDelta(index, arguments="{}"))
+                elif "messageStop" in event:
+                    stop_reason = event["messageStop"].get("stopReason")
+                    stopped = True
+                elif "metadata" in event:
+                    usage = event["metadata"].get("usage") or usage
+        finally:
+            events.close()
+    except Exception as exc:
+        raise map_error(exc, conn) from None
+    if not stopped:
+        raise cut_error(conn)
+    yield Chunk(usage=usage_from_bedrock(usage) if usage else estimated_usage(request, "".join(output)),
+                finish_reason=finish_reason_from_bedrock(stop_reason))
+
+
+async def complete(conn: Connection, request: ChatRequest) -> Completion:
+    try:
+        client = await pooled(conn, Client).get()
+        answer = await client.converse(**_params(conn, request))
+    except Exception as exc:
+        raise map_error(exc, conn) from None
+    message = (answer.get("output") or {}).get("message")
+    if not isinstance(message, dict):
+        raise malformed_error(conn, "an answer without a message")
+    result = Completion(finish_reason=finish_reason_from_bedrock(answer.get("stopReason")))
+    for block in message.get("content") or []:
+        if "text" in block:
+            result.text += block["text"]
+        elif "reasoningContent" in block:
+            result.reasoning += (block["reasoningContent"].get("reasoningText") or {}).get("text", "")
+        elif "toolUse" in block:
+            use = block["toolUse"]
+            result.tool_calls.append(ToolCall(use.get("toolUseId", ""), use.get("name", ""),
+                                              json.dumps(use.get("input", {}))))
+    usage = answer.get("usage")
+    output = result.text + result.reasoning + "".join(call.arguments for call in result.tool_calls)
+    result.usage = usage_from_bedrock(usage) if usage else estimated_usage(request, output)
+    return result
+
+
+def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {"modelId": request.model, "messages": _messages(conn, request.messages)}
+    if request.system:
+        params["system"] = [{"text": request.system}]
+        if request.cache_system:
+            params["system"].append({"cachePoint": {"type": "default"}})
+    inference = {name: value for name, value in (
+        ("maxTokens", request.max_tokens), ("temperature", request.temperature), ("topP", request.top_p),
+        ("stopSequences", list(request.stop) or None)) if value is not None}
+    if inference:
+        params["inferenceConfig"] = inference
+    if tool_config := _tool_config(request):
+        params["toolConfig"] = tool_config
+    fields = dict(request.extra)
+    if request.thinking_budget and "anthropic." in request.model:
+        fields["thinking"] = {"type": "enabled", "budget_tokens": request.thinking_budget}
+    if fields:
+        params["additionalModelRequestFields"] = fields
+    return params
+
+
+def _messages(conn: Connection, messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """Converse's turns alternate between user and assistant: tool results travel in a user turn, and
+    consecutive turns of one role are merged into one."""
+    wire: list[dict[str, Any]] = []
+    for message in messages:
+        role = "assistant" if message.role == "assistant" else "user"
+        content = _content(conn, message)
+        if wire and wire[-1]["role"] == role:
+            wire[-1]["content"].extend(content)
+        else:
+            wire.append({"role": role, "content": content})
+    return wire
+
+
+def _content(conn: Connection, message: Message) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        return [{"toolResult": {"toolUseId": message.tool_call_id, "content": [{"text": message.text}]}}]
+    blocks: list[dict[str, Any]]
+    if isinstance(message.content, str):
+        blocks = [{"text": message.content}] if message.content else []
+    else:
+        blocks = [_image(conn, part.url) if isinstance(part, ImagePart) else {"text": part.text}
+                  for part in message.content]
+    for call in message.tool_calls:
+        blocks.append({"toolUse": {"toolUseId": call.id, "name": call.name, "input": _tool_input(conn, call)}})
+    return blocks
+
+
+def _tool_input(conn: Connection, call: ToolCall) -> Any:
+    try:
+        return json.loads(call.arguments or "{}")
+    except ValueError:
+        raise ProviderError("invalid_request", f"The conversation holds a call of tool {call.name!r} whose "
+                                               f"arguments are not JSON; {conn.label} accepts only JSON tool input.",
+                            retryable=False) from None
+
+
+_DATA_URL = re.compile(r"^data:image/(?P<format>png|jpeg|jpg|gif|webp);base64,(?P<data>.*)$", re.DOTALL)
+
+
+def _image(conn: Connection, url: str) -> dict[str, Any]:
+    """Converse takes an image's bytes (PNG, JPEG, GIF or WebP), never a link to it."""
+    match = _DATA_URL.match(url)
+    try:
+        data = base64.b64decode(match["data"], validate=True) if match else None
+    except (binascii.Error, ValueError):
+        data = None
+    if data is None:
+        raise ProviderError("invalid_request", f"{conn.label} takes images as data: URLs of PNG, JPEG, GIF or WebP "
+                                               "(base64), not links.", retryable=False)
+    return {"image": {"format": match["format"].replace("jpg", "jpeg"), "source": {"bytes": data}}}
+
+
+def _tool_config(request: ChatRequest) -> dict[str, Any] | None:
+    """OpenAI's function tools as Converse's toolSpecs. Converse has no "none" choice: the tools are then left
+    out, unless the conversation already holds tool calls (Converse then requires their definitions)."""
+    used = any(m.tool_calls or m.role == "tool" for m in request.messages)
+    if not request.tools or (request.tool_choice == "none" and not used):
+        return None
+    specs = []
+    for tool in request.tools:
+        function = (tool.get("function") or {}) if tool.get("type") == "function" else tool
+        spec = {"name": function.get("name", ""),
+                "inputSchema": {"json": function.get("parameters") or {"type": "object", "properties": {}}}}
+        if function.get("description"):
+            spec["description"] = function["description"]
+        specs.append({"toolSpec": spec})
+    config: dict[str, Any] = {"tools": specs}
+    choice = request.tool_choice
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        config["toolChoice"] = {"tool": {"name": (choice.get("function") or {}).get("name", "")}}
+    elif choice == "required":
+        config["toolChoice"] = {"any": {}}
+    elif choice == "auto":
+        config["toolChoice"] = {"auto": {}}
+    return config
+
+
+# -- normalisation ------------------------------------------------------------------------------
+
+
+def usage_from_bedrock(usage: Mapping[str, Any]) -> Usage:
+    """Converse's TokenUsage in aspweb's classes: writes kept 1 hour (cacheDetails' "1h") apart from the
+    5-minute ones; a total of writes beyond what the details name is 5-minute, the default duration."""
+    details = usage.get("cacheDetails") if isinstance(usage.get("cacheDetails"), list) else []
+    one_hour = sum(token_count(d.get("inputTokens")) for d in details if isinstance(d, dict) and d.get("ttl") == "1h")
+    writes = max(token_count(usage.get("cacheWriteInputTokens")), one_hour)
+    return Usage(
+        input_tokens=token_count(usage.get("inputTokens")),
+        cache_read_tokens=token_count(usage.get("cacheReadInputTokens")),
+        cache_write_tokens=writes - one_hour,
+        cache_write_1h_tokens=one_hour,
+        output_tokens=token_count(usage.get("outputTokens")),
+    )
+
+
+_STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+
+
+def finish_reason_from_bedrock(value: str | None) -> FinishReason | None:
+    return None if value is None else _STOP_REASONS.get(value, "stop")
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+# Bedrock's error codes (the exception's name), which say more than the status.
+_ERROR_CODES: dict[str, ErrorKind] = {
+    "ThrottlingException": "rate_limit",
+    "TooManyRequestsException": "rate_limit",
+    "ServiceQuotaExceededException": "quota",
+    "AccessDeniedException": "auth",
+    "UnrecognizedClientException": "auth",
+    "InvalidSignatureException": "auth",
+    "SignatureDoesNotMatch": "auth",
+    "IncompleteSignature": "auth",
+    "MissingAuthenticationTokenException": "auth",
+    "ExpiredTokenException": "auth",
+    "ValidationException": "invalid_request",
+    "ResourceNotFoundException": "model_not_found",
+    "ModelNotReadyException": "server",
+    "ServiceUnavailableException": "server",
+    "InternalServerException": "server",
+    "ModelErrorException": "server",
+    "ModelStreamErrorException": "server",
+    "ModelTimeoutException": "timeout",
+}
+
+
+def _sentence(kind: ErrorKind, conn: Connection, status: int | None, detail: str) -> str:
+    if kind == "auth":
+        code = f" (HTTP {status})" if status else ""
+        text = (f"{conn.label} refused the AWS credentials{code}: an admin needs to check the access key, "
+                "its permissions (bedrock:InvokeModel) and the account's access to this model in this region.")
+        return text + (f" {conn.label} said: {detail[:300]}" if detail else "")
+    return plain_message(kind, conn.label, status, detail)
+
+
+def map_error(exc: Exception, conn: Connection) -> ProviderError:
+    if isinstance(exc, ProviderError):
+        return exc
+    secrets = tuple(credentials(conn).values())
+    if isinstance(exc, botoexc.ClientError):  # EventStreamError, an exception inside a stream, is one too
+        error = exc.response.get("Error") or {}
+        code = str(error.get("Code") or "")
+        code = code[:1].upper() + code[1:]  # inside a stream, the stream member's name: throttlingException
+        status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        status = status if isinstance(status, int) and status >= 400 else None
+        detail = redact(str(error.get("Message") or ""), *secrets)
+        kind = _ERROR_CODES.get(code) or _kind_for_status(status)
+        if kind == "invalid_request" and "model identifier" in detail.lower():
+            kind = "model_not_found"
+        return ProviderError(kind, _sentence(kind, conn, status, detail), status=status)
+    if isinstance(exc, botoexc.NoCredentialsError | botoexc.PartialCredentialsError):
+        return ProviderError("auth", f"{conn.label} has no AWS credentials: enter an access key on the provider's "
+                                     "page, or give this server AWS credentials (environment, ~/.aws, or a role).")
+    if isinstance(exc, botoexc.ReadTimeoutError | asyncio.TimeoutError):
+        return ProviderError("timeout", plain_message("timeout", conn.label, None))
+    if isinstance(exc, botoexc.EndpointConnectionError | botoexc.ConnectTimeoutError):
+        return ProviderError("network", plain_message("network", conn.label, None))
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | botoexc.ConnectionClosedError):
+        return cut_error(conn)
+    if isinstance(exc, botoexc.ParamValidationError):
+        return ProviderError("invalid_request", plain_message("invalid_request", conn.label, None,
+                                                              redact(str(exc), *secrets)))
+    if isinstance(exc, botoexc.HTTPClientError | aiohttp.ClientError):
+        return ProviderError("network", plain_message("network", conn.label, None))
+    if isinstance(exc, botoexc.ResponseParserError | botoexc.InvalidRegionError | ValueError):
+        return malformed_error(conn) if not isinstance(exc, botoexc.InvalidRegionError) else ProviderError(
+            "invalid_request", f"{conn.label}: the region is not a valid AWS region name.", retryable=False)
+    return ProviderError("server", plain_message("server", conn.label, None, redact(str(exc), *secrets)))
+
+
+def _kind_for_status(status: int | None) -> ErrorKind:
+    if status in (401, 403):
+        return "auth"
+    if status == 429:
+        return "rate_limit"
+    if status == 404:
+        return "model_not_found"
+    if status is not None and 400 <= status < 500:
+        return "invalid_request"
+    return "server"
+
+
+# -- catalog ------------------------------------------------------------------------------------
+
+
+async def list_models(conn: Connection) -> list[ModelInfo]:
+    """The region's foundation models that answer in text (ListFoundationModels, Bedrock's control plane)."""
+    try:
+        client = await pooled(conn, Client).get("bedrock")
+        listed = await client.list_foundation_models(byOutputModality="TEXT")
+    except Exception as exc:
+        raise map_error(exc, conn) from None
+    return [ModelInfo(summary["modelId"], display_name=summary.get("modelName") or "")
+            for summary in listed.get("modelSummaries") or [] if summary.get("modelId")]
+
+
+async def health_check(conn: Connection) -> Health:
+    return await timed_listing(conn, list_models)
