@@ -25,6 +25,7 @@ EXPECTED = {
     "vllm": ("openai_compat", "http://localhost:8000/v1", "none", "optional", ()),
     "openai_compatible": ("openai_compat", "", "optional", "required", ()),
     "claude_cli": ("claude_cli", "", "none", "none", ()),
+    "vertex": ("vertex", "", "required", "optional", ("project", "region")),
 }
 
 
