@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from aspweb.config import ConfigError, config_export, config_import, load_yaml
 from playground.models import Answer
 from providers import calls, services
 from providers.adapters import vertex_auth
@@ -23,6 +24,7 @@ from providers.adapters.base import ChatRequest, Message
 from providers.models import Model, Provider
 from tests.fakes.vertex import PROJECT, REGION, FakeVertex
 from tests.playground_support import answers_of, send_data
+from tests.test_config import provider_file
 from tests.test_crypto import raw_column
 from tests.test_playground_stream import _asgi_get, _session_cookie, run_asgi, send
 from usage.models import UsageRecord
@@ -141,6 +143,19 @@ def test_a_refused_key_fails_the_test_in_plain_words(admin_client: Client, fake:
     html = admin_client.post(reverse("provider_test", args=[provider.pk]), headers={"HX-Request": "true"}).content
     assert "Google refused gcp&#x27;s service account key (invalid_grant" in html.decode()
     assert "PRIVATE KEY" not in html.decode()
+
+
+@pytest.mark.django_db
+def test_config_as_code_takes_the_key_from_the_environment_and_checks_it(fake: FakeVertex) -> None:
+    text = provider_file("name: gcp", "kind: vertex", "api_key: ${VERTEX_KEY}", "region: global")
+    config_import(load_yaml(text, {"VERTEX_KEY": key_text(fake)}), actor="import_config")
+    provider = Provider.objects.get(name="gcp")
+    assert provider.api_key.reveal() == key_text(fake).strip() and provider.extra == {"region": "global"}
+    with pytest.raises(ConfigError) as caught:
+        config_import(load_yaml(text, {"VERTEX_KEY": '{"type": "user"}'}), actor="import_config")
+    assert any("not a service account key" in error for error in caught.value.errors)
+    exported = json.dumps(config_export(), default=str)
+    assert "PRIVATE KEY" not in exported and "${" in exported  # the export names the variable, never the key
 
 
 # -- the call path and the ledger ----------------------------------------------------------------
