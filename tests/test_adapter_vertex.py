@@ -5,6 +5,7 @@ to Gemini's OpenAI-compatible endpoint and to Claude's rawPredict / streamRawPre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -158,6 +159,27 @@ def test_claude_tool_calls_come_back(fake: FakeVertex) -> None:
     fake.tool_call = {"name": "lookup", "arguments": {"city": "Oslo"}}
     answer = complete(connection(fake), hello(CLAUDE))
     assert [(call.name, json.loads(call.arguments)) for call in answer.tool_calls] == [("lookup", {"city": "Oslo"})]
+
+
+@pytest.mark.parametrize("model", [GEMINI, CLAUDE])
+def test_a_stream_stopped_early_lets_its_connection_go(fake: FakeVertex, model: str) -> None:
+    fake.reply = "one two three four five six seven eight nine ten"
+    fake.chunk_delay = 0.05
+    conn = connection(fake)
+
+    async def first_then_stop() -> tuple[str, bool]:
+        async with contextlib.aclosing(vertex.stream(conn, hello(model))) as chunks:
+            first = ""
+            async for chunk in chunks:
+                if first := chunk.text:
+                    break
+        # While the loop still runs (a worker serving other calls), the fake sees the connection go.
+        deadline = time.monotonic() + 5
+        while not vertex_requests(fake)[-1].client_disconnected and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return first, vertex_requests(fake)[-1].client_disconnected
+
+    assert asyncio.run(first_then_stop()) == ("one ", True)
 
 
 # -- tokens ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ region, `aiplatform.{us,eu}.rep.googleapis.com` for the multi-regions), or the p
 set. The token goes with each request, so one client per provider and event loop serves every token.
 """
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -82,8 +83,10 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
                                               make_client=claude_client, headers=headers)
         else:
             chunks = openai_compat.stream(_openapi_conn(conn, acct), request, headers=headers)
-        async for chunk in chunks:
-            yield chunk
+        # Closed with this stream (a caller who stops early), so the connection is let go at once.
+        async with contextlib.aclosing(chunks) as received:
+            async for chunk in received:
+                yield chunk
     except ProviderError as exc:
         raise _reworded(exc, conn, acct, token) from None
 
