@@ -91,6 +91,8 @@ def test_adding_a_provider_stores_the_key_encrypted_and_never_shows_it(admin_cli
         assert "PRIVATE KEY" not in html and fake.key()["private_key_id"] not in html
         assert "client_email" not in html
     assert "A key is stored" in admin_client.get(reverse("provider_edit", args=[provider.pk])).content.decode()
+    detail = admin_client.get(reverse("provider_detail", args=[provider.pk])).content.decode()
+    assert "Service account key (JSON)</dt><dd>stored</dd>" in detail and "by region" in detail
 
 
 @pytest.mark.django_db
