@@ -284,6 +284,13 @@ def test_a_signature_the_token_endpoint_cannot_verify_is_auth(fake: FakeVertex) 
     assert error.kind == "auth" and "Invalid JWT Signature" in error.message
 
 
+def test_a_token_answer_that_is_not_json_is_server(fake: FakeVertex) -> None:
+    fake.malformed_token = True
+    error = failure(connection(fake), hello(GEMINI))
+    assert (error.kind, error.retryable) == ("server", True)
+    assert "could not read" in error.message and vertex_requests(fake) == []
+
+
 def test_an_unreachable_token_endpoint_is_network(fake: FakeVertex) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -139,7 +139,7 @@ def _mint(acct: Account, conn: Connection) -> str:
         except google_exceptions.TransportError:
             raise ProviderError("network", f"Could not reach Google's token endpoint for {conn.label}: check "
                                            "the server's connection to Google (or the key's token_uri).") from None
-        except (google_exceptions.GoogleAuthError, ValueError):  # an answer google-auth could not read
+        except (google_exceptions.GoogleAuthError, ValueError, TypeError, KeyError):  # an answer it could not read
             raise ProviderError("server", f"Google's token endpoint sent {conn.label} an answer that aspweb "
                                           "could not read; it is usually temporary.") from None
         expiry = acct.credentials.expiry

@@ -107,8 +107,8 @@ class FakeVertex(FakeUpstream):
     as the provider's base URL.
 
     ``expires_in``: the lifetime of the tokens issued; ``refuse``: an OAuth error code the token endpoint
-    answers instead (e.g. "invalid_grant"); ``mints``: the tokens issued so far; ``revoke()`` makes every
-    issued token one Vertex refuses."""
+    answers instead (e.g. "invalid_grant"); ``malformed_token``: it answers 200 with something not JSON;
+    ``mints``: the tokens issued so far; ``revoke()`` makes every issued token one Vertex refuses."""
 
     thread_name = "fake-vertex"
 
@@ -121,6 +121,7 @@ class FakeVertex(FakeUpstream):
         self.region = region
         self.expires_in = 3599
         self.refuse: str | None = None
+        self.malformed_token = False
         self.public_key = test_key().public_key()
         self._tokens: dict[str, float] = {}
         self._token_ids = itertools.count(1)
@@ -160,6 +161,7 @@ class FakeVertex(FakeUpstream):
         super().reset()
         self.expires_in = 3599
         self.refuse = None
+        self.malformed_token = False
         with self._token_lock:
             self._tokens.clear()
             self._token_ids = itertools.count(1)
@@ -247,6 +249,9 @@ class _VertexHandler(_Handler):
             return
         if fake.refuse:
             self._oauth_error(fake.refuse, "Invalid grant: account not found")
+            return
+        if fake.malformed_token:
+            self._send_json(200, "<html>not a token</html>")
             return
         self._send_json(200, {"access_token": fake._issue(), "expires_in": fake.expires_in, "token_type": "Bearer"})
 
