@@ -224,7 +224,8 @@ KINDS: dict[str, Kind] = _kinds(
         "vertex", "Google Vertex AI", "vertex", key_format="service_account", extra=("project", "region"),
         base_url_help="Leave blank for Google's endpoint of the region (https://REGION-aiplatform.googleapis.com/v1"
                       "; aiplatform.googleapis.com for global). A private endpoint ends with /v1.",
-        prices_provider="google-vertex", prices_model_prefix="google/",
+        # genai-prices' "google" prices Vertex too (it takes "google-vertex" as another name of it).
+        prices_provider="google", prices_model_prefix="google/",
         models=("google/gemini-2.5-flash", "google/gemini-2.5-pro", "google/gemini-2.0-flash",
                 "claude-sonnet-4-5@20250929", "claude-haiku-4-5@20251001", "claude-opus-4-5@20251101"),
         max_output_tokens={"claude-sonnet-4-5@20250929": 64_000, "claude-haiku-4-5@20251001": 64_000,
