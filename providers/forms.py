@@ -8,7 +8,6 @@ from django.utils import timezone
 from aspweb import outbound
 from aspweb.forms import BoundedIntegerField, bounded_formfield
 
-from .adapters.vertex_auth import KeyProblem, parse_key
 from .kinds import EXTRA_FIELDS, Kind
 from .models import (
     MODEL_NAME_MAX,
@@ -91,6 +90,9 @@ class ProviderForm(forms.ModelForm):
     def clean_api_key(self) -> str:
         key = self.cleaned_data.get("api_key") or ""
         if key and self.kind.key_format == "service_account":
+            # Imported here: google-auth is loaded only by the workers of a team that uses Vertex AI.
+            from .adapters.vertex_auth import KeyProblem, parse_key
+
             try:
                 parse_key(key)
             except KeyProblem as exc:
