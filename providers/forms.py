@@ -21,6 +21,14 @@ from .models import (
 )
 
 
+class SecretTextarea(forms.Textarea):
+    """A text area for a secret too long for a password input (a service account's JSON key): like a password
+    input it renders empty, even when the form comes back with an error."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
 class ProviderForm(forms.ModelForm):
     """Asks only what the provider's kind needs. On edit, a blank key keeps the stored key."""
 
@@ -57,7 +65,17 @@ class ProviderForm(forms.ModelForm):
         elif kind.asks_key:
             key = self.fields["api_key"]
             key.required = kind.needs_key and not stored_key
-            if stored_key:
+            if kind.key_format == "service_account":
+                # Pasted whole, never shown again: the text area starts empty, as the password input does.
+                key.label = kind.key_label
+                key.widget = SecretTextarea(attrs={"rows": 6, "autocomplete": "off", "spellcheck": "false",
+                                                   "placeholder": '{"type": "service_account", …}'})
+                key.help_text = ("A key is stored; paste a new one to replace it, or leave blank to keep it."
+                                 if stored_key else
+                                 "The JSON key file of a service account with the Vertex AI User role "
+                                 "(IAM & Admin → Service accounts → Keys → Add key). Stored encrypted, never "
+                                 "shown again.")
+            elif stored_key:
                 key.help_text = (f"Stored key ends in {stored_key.last4}; leave blank to keep it." if stored_key.last4
                                  else "A key is stored; leave blank to keep it.")
             elif kind.key_env:
@@ -80,6 +98,18 @@ class ProviderForm(forms.ModelForm):
                 help_text="Stored; leave blank to keep it." if self.stored_secrets.get(name) else secret.help,
                 widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
             )
+
+    def clean_api_key(self) -> str:
+        key = self.cleaned_data.get("api_key") or ""
+        if key and self.kind.key_format == "service_account":
+            # Imported here: google-auth is loaded only by the workers of a team that uses Vertex AI.
+            from .adapters.vertex_auth import KeyProblem, parse_key
+
+            try:
+                parse_key(key)
+            except KeyProblem as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return key
 
     def clean_name(self) -> str:
         # The unique constraint only covers active providers, which the form cannot check by itself

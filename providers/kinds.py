@@ -34,6 +34,17 @@ EXTRA_FIELDS: dict[str, ExtraField] = {
                                            "(32 of them), without spaces or slashes."),
     "api_version": ExtraField("API version", required=True, default="2024-10-21",
                               help="Azure OpenAI data-plane API version, e.g. 2024-10-21."),
+    # Part of the URL's path (project) and host name (region): nothing that could leave its place in it.
+    "project": ExtraField("Project ID",
+                          help="The Google Cloud project billed for the calls. Blank: the key's own project_id.",
+                          pattern=r"\A[a-z][a-z0-9-]{4,28}[a-z0-9]\Z",
+                          pattern_words="Enter the project ID as Google Cloud shows it: 6 to 30 lowercase letters, "
+                                        "digits and dashes, starting with a letter."),
+    "region": ExtraField("Region", required=True, default="us-central1",
+                         help="Where the models run, e.g. us-central1, europe-west4, or global (Google picks the "
+                              "region: fewer rate limits, no data residency).",
+                         pattern=r"\A[a-z][a-z0-9-]{0,38}[a-z0-9]\Z",
+                         pattern_words="Enter a Vertex AI region such as us-central1 or europe-west4, or global."),
     "referer": ExtraField("HTTP-Referer", header="HTTP-Referer",
                           help="Optional: your site's URL, shown in OpenRouter's rankings."),
     "title": ExtraField("X-Title", header="X-Title", help="Optional: your app's name, shown in OpenRouter's rankings."),
@@ -67,7 +78,7 @@ SECRET_FIELDS: dict[str, SecretField] = {
 class Kind:
     name: str
     label: str
-    adapter: Literal["openai_compat", "anthropic", "cloudflare", "claude_cli", "ruvllm", "bedrock"]
+    adapter: Literal["openai_compat", "anthropic", "cloudflare", "claude_cli", "ruvllm", "bedrock", "vertex"]
     base_url: str = ""
     api_key: Need = "required"
     base_url_need: Need = "optional"
@@ -100,6 +111,11 @@ class Kind:
     max_output_tokens: dict[str, int] = field(default_factory=dict)
     # Secrets asked one by one (SECRET_FIELDS) instead of one API key; stored as one JSON object.
     secrets: tuple[str, ...] = ()
+    # What the secret is: an API key ("token"), or a Google Cloud service account's JSON key, which is
+    # checked as one, asked for in a text area and never shown again, not even its last characters.
+    key_format: Literal["token", "service_account"] = "token"
+    # A prefix of the provider's model ids that genai-prices leaves out (Vertex's publisher, "google/").
+    prices_model_prefix: str = ""
 
     @property
     def needs_key(self) -> bool:
@@ -108,6 +124,10 @@ class Kind:
     @property
     def asks_key(self) -> bool:
         return self.api_key != "none"
+
+    @property
+    def key_label(self) -> str:
+        return "Service account key (JSON)" if self.key_format == "service_account" else "API key"
 
     @property
     def asks_base_url(self) -> bool:
@@ -246,6 +266,19 @@ KINDS: dict[str, Kind] = _kinds(
                            "us.anthropic.claude-haiku-4-5-20251001-v1:0": 64_000},
         help="Anthropic, Meta, Mistral and Amazon models through Bedrock's Converse API, with an access key or "
              "the server's AWS credentials.",
+    ),
+    Kind(
+        "vertex", "Google Vertex AI", "vertex", key_format="service_account", extra=("project", "region"),
+        base_url_help="Leave blank for Google's endpoint of the region (https://REGION-aiplatform.googleapis.com/v1"
+                      "; aiplatform.googleapis.com for global). A private endpoint ends with /v1.",
+        # genai-prices' "google" prices Vertex too (it takes "google-vertex" as another name of it).
+        prices_provider="google", prices_model_prefix="google/",
+        models=("google/gemini-2.5-flash", "google/gemini-2.5-pro", "google/gemini-2.0-flash",
+                "claude-sonnet-4-5@20250929", "claude-haiku-4-5@20251001", "claude-opus-4-5@20251101"),
+        max_output_tokens={"claude-sonnet-4-5@20250929": 64_000, "claude-haiku-4-5@20251001": 64_000,
+                           "claude-opus-4-5@20251101": 64_000},
+        help="Gemini (publisher/model ids, e.g. google/gemini-2.5-flash) and Claude (e.g. "
+             "claude-sonnet-4-5@20250929) on Google Cloud, with a service account's JSON key.",
     ),
 )
 

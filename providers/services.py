@@ -153,7 +153,8 @@ def _prices_model(kind: Kind, model_name: str) -> Any:
         return None
     from genai_prices.data_snapshot import get_snapshot
 
-    provider_id, ref = kind.prices_aliases.get(model_name, (kind.prices_provider, model_name))
+    provider_id, ref = kind.prices_aliases.get(
+        model_name, (kind.prices_provider, model_name.removeprefix(kind.prices_model_prefix)))
     try:
         return get_snapshot().find_provider_model(ref, None, provider_id, None)[1]
     except LookupError:

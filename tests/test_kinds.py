@@ -27,6 +27,7 @@ EXPECTED = {
     "claude_cli": ("claude_cli", "", "none", "none", ()),
     "ruvllm": ("ruvllm", "http://localhost:3000", "none", "optional", ()),
     "bedrock": ("bedrock", "", "optional", "optional", ("region", "aws_access_key_id")),
+    "vertex": ("vertex", "", "required", "optional", ("project", "region")),
 }
 
 

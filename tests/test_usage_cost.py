@@ -157,7 +157,8 @@ def test_aspweb_cost_equals_genai_prices_for_every_preset_model(db: None, kind: 
     assert prices is not None, f"genai-prices has no price for {kind.name} {model_name}"
     provider = Provider.objects.create(name=kind.name.replace("_", "-"), kind=kind.name)
     model = Model.objects.create(provider=provider, name=model_name)
-    provider_id, ref = kind.prices_aliases.get(model_name, (kind.prices_provider, model_name))
+    provider_id, ref = kind.prices_aliases.get(
+        model_name, (kind.prices_provider, model_name.removeprefix(kind.prices_model_prefix)))
     assert assert_costs_equal(model, prices, ref, provider_id) == 1 + 2 * len(prices["tiers"])
 
 

@@ -2,7 +2,7 @@
 
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import anthropic
@@ -54,9 +54,14 @@ def client(conn: Connection) -> anthropic.AsyncAnthropic:
 # -- the call -----------------------------------------------------------------------------------
 
 
-async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]:
-    """Text, thinking and tool-call deltas as they arrive, then one chunk with usage and finish reason."""
+async def stream(conn: Connection, request: ChatRequest, *, make_client: Callable[[Connection], Any] = client,
+                 headers: Mapping[str, str] | None = None) -> AsyncIterator[Chunk]:
+    """Text, thinking and tool-call deltas as they arrive, then one chunk with usage and finish reason.
+    `make_client` builds another of the SDK's clients (its Vertex client); `headers` go with this request
+    only (a short-lived token)."""
     params = _params(conn, request)
+    if headers:
+        params["extra_headers"] = headers
     start_usage: dict[str, Any] | None = None  # input and cache counts come with message_start
     delta_usage: dict[str, Any] | None = None  # the last message_delta's counts are cumulative
     stop_reason: str | None = None
@@ -64,7 +69,7 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
     arguments: dict[int, str] = {}
     output: list[str] = []
     try:
-        api = pooled(conn, client)
+        api = pooled(conn, make_client)
         async with await api.messages.create(**params, stream=True) as events:
             async for event in events:
                 if event.type == "message_start":
@@ -100,11 +105,16 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
     yield Chunk(usage=usage, finish_reason=finish_reason_from_anthropic(stop_reason))
 
 
-async def complete(conn: Connection, request: ChatRequest) -> Completion:
-    """One non-streamed call, mapped to the same types as the stream."""
+async def complete(conn: Connection, request: ChatRequest, *,
+                   make_client: Callable[[Connection], Any] = client,
+                   headers: Mapping[str, str] | None = None) -> Completion:
+    """One non-streamed call, mapped to the same types as the stream (`make_client` and `headers` as there)."""
+    params = _params(conn, request)
+    if headers:
+        params["extra_headers"] = headers
     try:
-        api = pooled(conn, client)
-        message = await api.messages.create(**_params(conn, request))
+        api = pooled(conn, make_client)
+        message = await api.messages.create(**params)
     except Exception as exc:
         raise map_error(exc, conn) from None
     result = Completion(finish_reason=finish_reason_from_anthropic(message.stop_reason))

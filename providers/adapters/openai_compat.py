@@ -75,11 +75,13 @@ def client(conn: Connection) -> openai.AsyncOpenAI:
 # -- the call -----------------------------------------------------------------------------------
 
 
-async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]:
+async def stream(conn: Connection, request: ChatRequest, *,
+                 headers: Mapping[str, str] | None = None) -> AsyncIterator[Chunk]:
     """Text, reasoning and tool-call deltas as they arrive, then one chunk with usage and finish reason.
-    For a request that is not to stream, the whole answer asked for at once, as the same chunks."""
+    For a request that is not to stream, the whole answer asked for at once, as the same chunks.
+    `headers` go with this request only, on the direct transport (a short-lived token)."""
     if not request.stream:
-        async for chunk in chunks_of(await complete(conn, request)):
+        async for chunk in chunks_of(await complete(conn, request, headers=headers)):
             yield chunk
         return
     params = _params(conn, request)
@@ -98,7 +100,7 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
             events = await pooled(conn, client).post("/chat/completions", body=params, cast_to=object, stream=True,
                                                      stream_cls=openai.AsyncStream[object])
         else:
-            events = contextlib.aclosing(pooled(conn, wire.Client).events("chat/completions", params))
+            events = contextlib.aclosing(pooled(conn, wire.Client).events("chat/completions", params, headers))
         # Either way the connection is let go when the stream is: at its end, or when the caller stops early.
         async with events as received:
             async for event in received:
@@ -133,14 +135,15 @@ async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]
     yield Chunk(usage=usage or estimated_usage(request, "".join(output)), finish_reason=finish)
 
 
-async def complete(conn: Connection, request: ChatRequest) -> Completion:
+async def complete(conn: Connection, request: ChatRequest, *,
+                   headers: Mapping[str, str] | None = None) -> Completion:
     """One non-streamed call, mapped to the same types as the stream (the JSON read as it is, like the
     stream's events)."""
     try:
         if conn.kind in SDK_KINDS:
             answer = await pooled(conn, client).post("/chat/completions", body=_params(conn, request), cast_to=object)
         else:
-            answer = await pooled(conn, wire.Client).post("chat/completions", _params(conn, request))
+            answer = await pooled(conn, wire.Client).post("chat/completions", _params(conn, request), headers)
     except Exception as exc:
         raise map_error(exc, conn) from None
     response = _object(answer)

@@ -86,23 +86,24 @@ class Client:
             url = self._urls[path] = URL(self._root + path + self._query)
         return url
 
-    async def post(self, path: str, body: Mapping[str, Any]) -> Any:
-        """POST a JSON body; the JSON answered."""
-        async with self._session.post(self._url(path), data=_encode(body), headers=_SENDING_JSON) as response:
+    async def post(self, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Any:
+        """POST a JSON body; the JSON answered. `headers` are added to this request only (a short-lived token)."""
+        async with self._session.post(self._url(path), data=_encode(body), headers=_sending(headers)) as response:
             if response.status >= 400:
                 raise await _status_error(response)
             return json.loads(await response.read())
 
-    async def get(self, path: str) -> Any:
-        async with self._session.get(self._url(path)) as response:
+    async def get(self, path: str, headers: Mapping[str, str] | None = None) -> Any:
+        async with self._session.get(self._url(path), headers=headers) as response:
             if response.status >= 400:
                 raise await _status_error(response)
             return json.loads(await response.read())
 
-    async def events(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[Any]:
+    async def events(self, path: str, body: Mapping[str, Any],
+                     headers: Mapping[str, str] | None = None) -> AsyncIterator[Any]:
         """POST a JSON body; each server-sent event's JSON data as it arrives, until `data: [DONE]` or the end
         of the body. Closing the iterator early closes the connection."""
-        async with self._session.post(self._url(path), data=_encode(body), headers=_SENDING_JSON) as response:
+        async with self._session.post(self._url(path), data=_encode(body), headers=_sending(headers)) as response:
             if response.status >= 400:
                 raise await _status_error(response)
             decoder = EventDecoder()
@@ -166,6 +167,10 @@ class EventDecoder:
             elif line == b"data":
                 data.append(b"")
         return events
+
+
+def _sending(headers: Mapping[str, str] | None) -> Mapping[str, str]:
+    return {**_SENDING_JSON, **headers} if headers else _SENDING_JSON
 
 
 def _encode(body: Mapping[str, Any]) -> bytes:
