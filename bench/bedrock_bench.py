@@ -61,7 +61,7 @@ def _blocking_client(conn: Any) -> Any:
 
     session = botocore.session.get_session()
     config = Config(retries={"mode": "standard", "total_max_attempts": 1}, max_pool_connections=256)
-    return session.create_client("bedrock-runtime", region_name=conn.extra["region"], endpoint_url=conn.base_url,
+    return session.create_client("bedrock-runtime", region_name=conn.extra["aws_region"], endpoint_url=conn.base_url,
                                  config=config, **credentials(conn))
 
 
@@ -117,7 +117,7 @@ def main() -> None:
     try:
         conn = Connection(kind="bedrock", label="bench", base_url=ready.get(timeout=30),
                           api_key=json.dumps({"aws_secret_access_key": SECRET}),
-                          extra={"region": REGION, "aws_access_key_id": KEY_ID})
+                          extra={"aws_region": REGION, "aws_access_key_id": KEY_ID})
         request = ChatRequest(model="amazon.nova-lite-v1:0", messages=(Message("user", "Count to ten."),))
 
         async def both() -> None:

@@ -48,7 +48,7 @@ EXTRA_FIELDS: dict[str, ExtraField] = {
     "referer": ExtraField("HTTP-Referer", header="HTTP-Referer",
                           help="Optional: your site's URL, shown in OpenRouter's rankings."),
     "title": ExtraField("X-Title", header="X-Title", help="Optional: your app's name, shown in OpenRouter's rankings."),
-    "region": ExtraField("AWS region", required=True, default="us-east-1",
+    "aws_region": ExtraField("AWS region", required=True, default="us-east-1",
                          help="Where the models run, e.g. us-east-1, us-west-2, eu-central-1.",
                          pattern=r"\A[a-z]{2}(-[a-z]+)+-\d{1,2}\Z",
                          pattern_words="Enter an AWS region name such as us-east-1."),
@@ -253,7 +253,7 @@ KINDS: dict[str, Kind] = _kinds(
         help="Runs the “claude” command on this server with its own login; needs the CLI installed.",
     ),
     Kind(
-        "bedrock", "Amazon Bedrock", "bedrock", api_key="optional", extra=("region", "aws_access_key_id"),
+        "bedrock", "Amazon Bedrock", "bedrock", api_key="optional", extra=("aws_region", "aws_access_key_id"),
         secrets=("aws_secret_access_key", "aws_session_token"), prices_provider="aws",
         base_url_label="Endpoint URL",
         base_url_help="Leave blank for the region's endpoint (bedrock-runtime.REGION.amazonaws.com); "

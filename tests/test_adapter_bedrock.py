@@ -54,7 +54,7 @@ def no_aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
 def connection(fake: FakeBedrock, secret: str = SECRET, token: str = "", **changes: Any) -> Connection:
     secrets = {"aws_secret_access_key": secret, **({"aws_session_token": token} if token else {})}
     conn = Connection(kind="bedrock", label="Bedrock", base_url=fake.base_url, api_key=json.dumps(secrets),
-                      extra={"region": REGION, "aws_access_key_id": KEY_ID}, timeout=5.0, connect_timeout=2.0)
+                      extra={"aws_region": REGION, "aws_access_key_id": KEY_ID}, timeout=5.0, connect_timeout=2.0)
     return replace(conn, **changes)
 
 
@@ -262,14 +262,14 @@ def test_a_session_token_is_sent_with_temporary_credentials() -> None:
 def test_without_a_key_the_default_chain_is_used(fake: FakeBedrock, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    conn = replace(connection(fake), api_key="", extra={"region": REGION})
+    conn = replace(connection(fake), api_key="", extra={"aws_region": REGION})
     assert complete(conn).text == fake.reply
     assert fake.last_request.signature_ok
 
 
 @pytest.mark.usefixtures("no_aws_environment")
 def test_no_credentials_anywhere_says_so(fake: FakeBedrock) -> None:
-    _, error = failure(replace(connection(fake), api_key="", extra={"region": REGION}))
+    _, error = failure(replace(connection(fake), api_key="", extra={"aws_region": REGION}))
     assert error.kind == "auth" and "has no AWS credentials" in error.message
     assert fake.requests == []
 
@@ -293,7 +293,7 @@ def test_nothing_listening_is_a_network_error() -> None:
         port = probe.getsockname()[1]
     conn = Connection(kind="bedrock", label="Bedrock", base_url=f"http://127.0.0.1:{port}",
                       api_key=json.dumps({"aws_secret_access_key": SECRET}),
-                      extra={"region": REGION, "aws_access_key_id": KEY_ID}, timeout=2.0, connect_timeout=1.0)
+                      extra={"aws_region": REGION, "aws_access_key_id": KEY_ID}, timeout=2.0, connect_timeout=1.0)
     _, error = failure(conn)
     assert error.kind == "network" and "Could not connect to Bedrock" in error.message
 

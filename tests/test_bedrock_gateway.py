@@ -32,7 +32,7 @@ def oai(fake: FakeBedrock) -> Iterator[tuple[openai.OpenAI, ApiKey]]:
     cache.clear()
     provider = Provider.objects.create(name="aws", kind="bedrock", base_url=fake.base_url, max_retries=0,
                                        api_key=json.dumps({"aws_secret_access_key": SECRET}),
-                                       extra={"region": REGION, "aws_access_key_id": KEY_ID})
+                                       extra={"aws_region": REGION, "aws_access_key_id": KEY_ID})
     services.model_add(provider=provider, name=MODEL, actor="test")
     key, raw = make_key(name="bedrock")
     with live_server() as url:

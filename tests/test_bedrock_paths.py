@@ -34,7 +34,7 @@ pytestmark = pytest.mark.django_db
 HAIKU = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 NOVA = "amazon.nova-lite-v1:0"
 TOKEN = "FwoGZXIvYXdzEJr-session-token-zq9X"
-FORM = {"enabled": "on", "timeout_seconds": "60", "max_retries": "1", "region": REGION}
+FORM = {"enabled": "on", "timeout_seconds": "60", "max_retries": "1", "aws_region": REGION}
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def provider(fake: FakeBedrock) -> Provider:
     provider = Provider.objects.create(
         name="aws", kind="bedrock", base_url=fake.base_url, max_retries=1,
         api_key=json.dumps({"aws_secret_access_key": SECRET}),
-        extra={"region": REGION, "aws_access_key_id": KEY_ID})
+        extra={"aws_region": REGION, "aws_access_key_id": KEY_ID})
     for name in (HAIKU, NOVA):
         services.model_add(provider=provider, name=name, actor="test")  # with genai-prices' default price
     return provider
@@ -58,13 +58,14 @@ def provider(fake: FakeBedrock) -> Provider:
 
 
 def _stored(**secrets: str) -> Provider:
-    return Provider.objects.create(name="aws", kind="bedrock", extra={"region": REGION, "aws_access_key_id": KEY_ID},
+    return Provider.objects.create(name="aws", kind="bedrock",
+                                   extra={"aws_region": REGION, "aws_access_key_id": KEY_ID},
                                    api_key=json.dumps(secrets))
 
 
 def test_the_form_asks_for_the_region_the_key_id_its_secret_and_a_session_token(admin_client: Client) -> None:
     html = admin_client.get(reverse("provider_add", args=["bedrock"])).content.decode()
-    for field in ("region", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "base_url"):
+    for field in ("aws_region", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "base_url"):
         assert f'name="{field}"' in html, field
     assert 'name="api_key"' not in html
 
@@ -76,7 +77,7 @@ def test_the_secrets_are_stored_encrypted_together_and_never_shown_again(admin_c
     provider = Provider.objects.get(name="aws")
     assert response.status_code == 302
     assert json.loads(provider.api_key.reveal()) == {"aws_secret_access_key": SECRET, "aws_session_token": TOKEN}
-    assert provider.extra == {"region": REGION, "aws_access_key_id": KEY_ID}
+    assert provider.extra == {"aws_region": REGION, "aws_access_key_id": KEY_ID}
     stored = Provider.objects.filter(pk=provider.pk).values_list("api_key", flat=True).get()
     assert SECRET not in str(stored) and TOKEN not in str(stored)
 
@@ -99,11 +100,11 @@ def test_the_django_admin_says_only_that_the_secrets_are_stored(client_as: Calla
 def test_blank_secrets_keep_the_stored_ones_and_a_new_key_pair_drops_the_old_token(admin_client: Client) -> None:
     provider = _stored(aws_secret_access_key=SECRET, aws_session_token=TOKEN)
     url = reverse("provider_edit", args=[provider.pk])
-    assert admin_client.post(url, {**FORM, "name": "aws", "region": "eu-west-1",
+    assert admin_client.post(url, {**FORM, "name": "aws", "aws_region": "eu-west-1",
                                    "aws_access_key_id": KEY_ID}).status_code == 302
     provider.refresh_from_db()
     assert json.loads(provider.api_key.reveal())["aws_secret_access_key"] == SECRET
-    assert provider.extra["region"] == "eu-west-1"
+    assert provider.extra["aws_region"] == "eu-west-1"
     fields = AuditEvent.objects.filter(action="provider.update").latest("id").details["fields"]
     assert "extra" in fields and "api_key" not in fields
 
@@ -118,7 +119,7 @@ def test_clearing_the_key_id_turns_to_the_default_chain_and_forgets_the_secrets(
     provider = _stored(aws_secret_access_key=SECRET)
     admin_client.post(reverse("provider_edit", args=[provider.pk]), {**FORM, "name": "aws"})
     provider.refresh_from_db()
-    assert provider.extra == {"region": REGION} and not provider.api_key
+    assert provider.extra == {"aws_region": REGION} and not provider.api_key
     detail = admin_client.get(reverse("provider_detail", args=[provider.pk])).content.decode()
     assert "<dt>Secret access key</dt><dd>none</dd>" in detail
 
@@ -127,8 +128,8 @@ def test_clearing_the_key_id_turns_to_the_default_chain_and_forgets_the_secrets(
     ({"aws_access_key_id": KEY_ID}, "aws_secret_access_key", "Enter the secret access key"),
     ({"aws_secret_access_key": SECRET}, "aws_access_key_id", "Enter the access key ID these secrets belong to"),
     ({"aws_access_key_id": "not a key", "aws_secret_access_key": SECRET}, "aws_access_key_id", "as AWS shows it"),
-    ({"region": "Mars/../x"}, "region", "Enter an AWS region name"),
-    ({"region": ""}, "region", "This field is required."),
+    ({"aws_region": "Mars/../x"}, "aws_region", "Enter an AWS region name"),
+    ({"aws_region": ""}, "aws_region", "This field is required."),
 ])
 def test_bad_credentials_are_form_errors(admin_client: Client, data: dict, field: str, words: str) -> None:
     response = admin_client.post(reverse("provider_add", args=["bedrock"]), {**FORM, "name": "aws", **data})
@@ -140,7 +141,7 @@ def test_bad_credentials_are_form_errors(admin_client: Client, data: dict, field
 def test_test_connection_and_sync_reach_bedrock_and_price_from_genai_prices(admin_client: Client,
                                                                              fake: FakeBedrock) -> None:
     provider = Provider.objects.create(name="aws", kind="bedrock", base_url=fake.base_url,
-                                       extra={"region": REGION, "aws_access_key_id": KEY_ID},
+                                       extra={"aws_region": REGION, "aws_access_key_id": KEY_ID},
                                        api_key=json.dumps({"aws_secret_access_key": SECRET}))
     html = admin_client.post(reverse("provider_test", args=[provider.pk]), headers={"HX-Request": "true"}).content
     assert "4 models listed" in html.decode()
@@ -156,7 +157,7 @@ def test_refused_credentials_reach_neither_the_page_nor_the_logs(admin_client: C
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     wrong, token = "wrong/secret-0123456789abcdefghijklmn", "FwoGZXIvYXdzEJr-refused-token-q7Wd"
     provider = Provider.objects.create(name="aws", kind="bedrock", base_url=fake.base_url,
-                                       extra={"region": REGION, "aws_access_key_id": KEY_ID},
+                                       extra={"aws_region": REGION, "aws_access_key_id": KEY_ID},
                                        api_key=json.dumps({"aws_secret_access_key": wrong, "aws_session_token": token}))
     for name in ("", "providers", "django"):
         caplog.set_level(logging.DEBUG, logger=name)
@@ -242,7 +243,7 @@ def test_the_playground_compares_two_bedrock_models(member: User, provider: Prov
 
 
 def test_the_config_file_takes_the_secrets_from_the_environment_and_exports_placeholders() -> None:
-    text = (f"providers:\n  - name: aws\n    kind: bedrock\n    region: {REGION}\n"
+    text = (f"providers:\n  - name: aws\n    kind: bedrock\n    aws_region: {REGION}\n"
             f"    aws_access_key_id: {KEY_ID}\n    aws_secret_access_key: ${{AWS_SECRET}}\n")
     config_import(load_yaml(text, {"AWS_SECRET": SECRET}), actor="import_config")
     assert json.loads(Provider.objects.get(name="aws").api_key.reveal()) == {"aws_secret_access_key": SECRET}

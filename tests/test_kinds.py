@@ -26,7 +26,7 @@ EXPECTED = {
     "openai_compatible": ("openai_compat", "", "optional", "required", ()),
     "claude_cli": ("claude_cli", "", "none", "none", ()),
     "ruvllm": ("ruvllm", "http://localhost:3000", "none", "optional", ()),
-    "bedrock": ("bedrock", "", "optional", "optional", ("region", "aws_access_key_id")),
+    "bedrock": ("bedrock", "", "optional", "optional", ("aws_region", "aws_access_key_id")),
     "vertex": ("vertex", "", "required", "optional", ("project", "region")),
 }
 

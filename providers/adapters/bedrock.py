@@ -13,7 +13,7 @@ pooled per connection settings and event loop like every other adapter's (base.p
 Credentials: the provider's access key id (Provider.extra, `aws_access_key_id`) with its secret access key
 and optional session token (Provider.api_key, a JSON object, encrypted), or, when no key id is set,
 botocore's default chain (environment, shared files, container or instance role). The region is
-`extra["region"]`; a base URL, when set, replaces botocore's endpoint (a VPC endpoint, or a test's fake).
+`extra["aws_region"]`; a base URL, when set, replaces botocore's endpoint (a VPC endpoint, or a test's fake).
 
 Usage: Converse's `usage` carries `inputTokens`, `outputTokens`, `cacheReadInputTokens` and
 `cacheWriteInputTokens` ("The number of input tokens read from / written to the cache for the request",
@@ -101,7 +101,7 @@ class Client:
                     user_agent_extra="aspweb",
                 )
                 creator = self._session.create_client(
-                    service, region_name=str(conn.extra.get("region") or DEFAULT_REGION),
+                    service, region_name=str(conn.extra.get("aws_region") or DEFAULT_REGION),
                     endpoint_url=conn.base_url or None, config=config, **credentials(conn))
                 self._clients[service] = await creator.__aenter__()
             return self._clients[service]
