@@ -19,7 +19,7 @@ import httpx2
 import openai
 
 from ..kinds import get_kind
-from . import wire
+from . import openai_responses, wire
 from .base import (
     ChatRequest,
     Chunk,
@@ -78,6 +78,14 @@ def client(conn: Connection) -> openai.AsyncOpenAI:
 async def stream(conn: Connection, request: ChatRequest) -> AsyncIterator[Chunk]:
     """Text, reasoning and tool-call deltas as they arrive, then one chunk with usage and finish reason.
     For a request that is not to stream, the whole answer asked for at once, as the same chunks."""
+    if request.responses is not None and conn.kind in SDK_KINDS:
+        # Asked in the Responses API's format, of a provider that speaks it: asked in it, natively.
+        try:
+            async for chunk in openai_responses.stream(pooled(conn, client), conn, request):
+                yield chunk
+        except Exception as exc:
+            raise map_error(exc, conn) from None
+        return
     if not request.stream:
         async for chunk in chunks_of(await complete(conn, request)):
             yield chunk
@@ -177,6 +185,8 @@ def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:
         params["tools"] = list(request.tools)
     if request.tool_choice is not None:
         params["tool_choice"] = request.tool_choice
+    if request.reasoning_effort is not None:
+        params["reasoning_effort"] = request.reasoning_effort
     params.update(request.extra)  # provider-specific parameters, as they are
     return params
 
