@@ -2,7 +2,6 @@
 (providers/adapters/openai_responses.py): requests refused with a 400 naming the culprit, never a 5xx; the
 usage object read as OpenAI documents it."""
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,12 +32,12 @@ def test_cached_input_is_taken_out_of_the_uncached_input() -> None:
 
 @pytest.mark.parametrize(("status", "reason", "output", "expected"), [
     ("completed", None, [], "stop"),
-    ("completed", None, [SimpleNamespace(type="function_call")], "tool_calls"),
+    ("completed", None, [{"type": "function_call"}], "tool_calls"),
     ("incomplete", "max_output_tokens", [], "length"),
     ("incomplete", "content_filter", [], "content_filter"),
 ])
 def test_finish_reasons(status: str, reason: str | None, output: list[Any], expected: str) -> None:
-    response = SimpleNamespace(status=status, incomplete_details=SimpleNamespace(reason=reason), output=output)
+    response = {"status": status, "incomplete_details": {"reason": reason}, "output": output}
     assert openai_responses.finish_reason(response) == expected
 
 
