@@ -5,13 +5,17 @@ usage object read as OpenAI documents it."""
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 
 from gateway import responses_format
 from gateway.checks import BadRequest
+from gateway.models import Deployment, Route
 from providers.adapters import openai_responses
 from providers.adapters.base import ChatRequest, Chunk, Message, ToolCallDelta, Usage
+from providers.models import Model, Provider
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway_support import OPENAI_MODEL, call, make_key, make_providers
+from tests.gateway_support import ANTHROPIC_MODEL, OPENAI_MODEL, call, make_key, make_providers
+from usage.models import UsageRecord
 
 # From OpenAI's reasoning guide (a Responses API answer's usage): reasoning counted inside output_tokens.
 DOCUMENTED_USAGE = {"input_tokens": 75, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 1186,
@@ -145,3 +149,26 @@ def test_bad_requests_through_the_endpoint_are_4xx_in_openais_shape(db: None, up
     for answer in answers:
         assert set(answer.json["error"]) == {"message", "type", "param", "code"}
     assert upstream.requests == []
+
+
+def test_a_route_falls_back_from_the_native_api_to_a_translated_one_and_attribution_applies(
+        db: None, upstream: FakeUpstream) -> None:
+    cache.clear()
+    models = make_providers(upstream)
+    native = Provider.objects.create(name="oa", kind="openai", base_url=upstream.openai_base_url, api_key="sk-x",
+                                     max_retries=0)
+    route = Route.objects.create(name="chat")
+    Deployment.objects.create(route=route, model=Model.objects.create(provider=native, name="fake-model-a"),
+                              priority=1)
+    Deployment.objects.create(route=route, model=models[ANTHROPIC_MODEL], priority=2)
+    key = make_key(rpm_limit=2)[1]
+    upstream.fail_next(500)
+    answer = call("/v1/responses", {"model": "chat", "input": "Hi", "user": "customer-42",
+                                    "metadata": {"tags": "Search, beta"}}, key=key)
+    assert answer.status == 200 and answer.json["output"][0]["content"][0]["text"] == upstream.reply
+    assert [request.path for request in upstream.requests] == ["/v1/responses", "/v1/messages"]
+    record = UsageRecord.objects.get()
+    assert (record.provider_name, record.tag_list, record.end_user) == ("claude", ("beta", "search"), "customer-42")
+    assert call("/v1/responses", {"model": "chat", "input": "Hi"}, key=key).status == 200
+    limited = call("/v1/responses", {"model": "chat", "input": "Hi"}, key=key)
+    assert limited.status == 429 and limited.json["error"]["code"] == "rate_limit_exceeded"
