@@ -7,6 +7,7 @@ through aspweb writes its usage record, as in production, and after every run th
 one record per call the client saw succeed (bench/gateway_setup.py), or the run fails.
 
     .venv/bin/python -m bench.gateway_bench latency --requests 500
+    .venv/bin/python -m bench.gateway_bench latency --requests 300 --api responses [--kind openai]
     .venv/bin/python -m bench.gateway_bench throughput --seconds 20 --concurrency 16
     .venv/bin/python -m bench.gateway_bench memory --calls 100000 --concurrency 16
     .venv/bin/python -m bench.gateway_bench breakdown --requests 300
@@ -25,7 +26,10 @@ Options:
 
 latency: one client, sequential requests on kept-alive connections, each request sent straight to the
 upstream and then through the gateway, interleaved; "added" is the median of the per-pair differences.
-Streamed, the same for the time to the first content chunk (TTFT).
+Streamed, the same for the time to the first content chunk (TTFT). With --api responses, each round also
+sends the same prompt to /v1/responses (OpenAI's Responses API), so that both endpoints' added latency come
+from one run; the upstream is then called directly in the format the gateway calls it in: chat completions
+for an OpenAI-compatible provider, the Responses API for --kind openai (spoken natively).
 
 throughput: N connections sending non-streamed requests back to back for S seconds (a small HTTP/1.1
 client on asyncio streams, so that the client costs little of the machine's CPU); the upstream alone is
@@ -46,6 +50,7 @@ provider's HTTP, the usage record and the call path taken away one by one (CPU a
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -89,9 +94,21 @@ class Target:
     key: str
     model: str
     pid: int | None = None
+    # The endpoint called: "chat" (chat completions) or "responses" (the Responses API).
+    api: str = "chat"
+    # Whose successful calls these are, for the ledger's check (OK): the target's name unless told.
+    tally: str = ""
+    # latency: what a gateway target is compared with, when not the first target (the upstream).
+    baseline: "Target | None" = None
 
     def body(self, **fields: Any) -> dict[str, Any]:
+        if self.api == "responses":
+            return {"model": self.model, "input": PROMPT, "max_output_tokens": 64, **fields}
         return {"model": self.model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64, **fields}
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/{'responses' if self.api == 'responses' else 'chat/completions'}"
 
     @property
     def headers(self) -> dict[str, str]:
@@ -261,26 +278,28 @@ def _seed(upstream_url: str, args: argparse.Namespace) -> str:
 
 def _timed_call(client: httpx.Client, target: Target) -> float:
     started = time.perf_counter()
-    response = client.post(f"{target.base_url}/chat/completions", headers=target.headers, json=target.body())
+    response = client.post(target.url, headers=target.headers, json=target.body())
     elapsed = time.perf_counter() - started
     assert response.status_code == 200, (target.name, response.status_code, response.text)
-    OK[target.name] += 1
+    OK[target.tally or target.name] += 1
     return elapsed * 1000
 
 
 def _timed_first_token(client: httpx.Client, target: Target) -> float:
-    body = target.body(stream=True, stream_options={"include_usage": True})
+    body = target.body(stream=True) if target.api == "responses" else target.body(
+        stream=True, stream_options={"include_usage": True})
     started = time.perf_counter()
     first = None
-    with client.stream("POST", f"{target.base_url}/chat/completions", headers=target.headers, json=body) as response:
+    with client.stream("POST", target.url, headers=target.headers, json=body) as response:
         assert response.status_code == 200, (target.name, response.status_code)
         for line in response.iter_lines():
             if first is None and line.startswith("data: {"):
-                choices = json.loads(line[len("data: "):]).get("choices") or [{}]
-                if (choices[0].get("delta") or {}).get("content"):
+                event = json.loads(line[len("data: "):])
+                choices = event.get("choices") or [{}]
+                if (choices[0].get("delta") or {}).get("content") or event.get("type") == "response.output_text.delta":
                     first = time.perf_counter() - started
     assert first is not None, f"{target.name} streamed no content"
-    OK[target.name] += 1
+    OK[target.tally or target.name] += 1
     return first * 1000
 
 
@@ -293,13 +312,15 @@ def _percentiles(values: list[float]) -> str:
 def paired(targets: list[Target], measure: Any, requests: int) -> tuple[dict[str, list[float]], dict[str, float]]:
     """`requests` rounds, each measuring the upstream directly then each gateway in turn (kept-alive
     connections): every target's times, and per gateway the median of its differences with the upstream."""
-    upstream, gateways = targets[0], targets[1:]
-    clients = {target.name: httpx.Client(timeout=30) for target in targets}
-    times: dict[str, list[float]] = {target.name: [] for target in targets}
+    gateways = targets[1:]
+    everyone = targets + [target.baseline for target in gateways if target.baseline is not None]
+    clients = {target.name: httpx.Client(timeout=30) for target in everyone}
+    times: dict[str, list[float]] = {target.name: [] for target in everyone}
     added: dict[str, list[float]] = {target.name: [] for target in gateways}
     try:
         for _ in range(requests):
             for target in gateways:
+                upstream = target.baseline or targets[0]
                 direct = measure(clients[upstream.name], upstream)
                 through = measure(clients[target.name], target)
                 times[upstream.name].append(direct)
@@ -313,12 +334,22 @@ def paired(targets: list[Target], measure: Any, requests: int) -> tuple[dict[str
 
 def latency(args: argparse.Namespace) -> None:
     with environment(args) as targets:
+        if args.api == "responses":
+            upstream, gateway = targets[0], targets[1]
+            native = dataclasses.replace(upstream, name="upstream (responses)", api="responses", tally=upstream.name)
+            targets = [upstream, gateway, dataclasses.replace(gateway, name="responses", api="responses",
+                                                              tally=gateway.name,
+                                                              baseline=native if args.kind == "openai" else None)]
+            with httpx.Client(timeout=30) as client:  # warm up the Responses path too (its SDK types load lazily)
+                for _ in range(20):
+                    _timed_call(client, targets[2])
+                    _timed_first_token(client, targets[2])
         measures = (("non-streamed, whole answer", _timed_call), ("streamed, first token", _timed_first_token))
         for label, measure in measures:
             print(f"\n{label} ({args.requests} sequential requests, one client)")
             times, added = paired(targets, measure, args.requests)
-            for target in targets:
-                print(f"  {target.name:9} {_percentiles(times[target.name])}")
+            for name, values in times.items():
+                print(f"  {name:9} {_percentiles(values)}")
             for name, median in added.items():
                 print(f"  {name:9} added: median of paired differences {median:.2f} ms")
 
@@ -576,6 +607,8 @@ def main() -> None:
         command.add_argument("--kind", default="openai_compatible", choices=["openai_compatible", "openai"],
                              help="the provider's kind: openai_compatible is called directly, openai through its SDK")
         command.add_argument("--requests", type=int, default=300)
+        command.add_argument("--api", default="chat", choices=["chat", "responses"],
+                             help="latency: also measure /v1/responses beside chat completions")
         command.add_argument("--seconds", type=float, default=15 if name == "profiles" else 20)
         command.add_argument("--concurrency", type=int, default=10 if name in ("profiles", "measure") else 16)
         command.add_argument("--calls", type=int, default=100_000)

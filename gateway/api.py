@@ -3,6 +3,7 @@ an aspweb API key, and every call goes through the one call path (providers.call
 
     POST /v1/chat/completions   OpenAI chat completions, streamed or not
     POST /v1/messages           Anthropic messages, streamed or not
+    POST /v1/responses          the OpenAI Responses API, streamed (typed events) or not
     GET  /v1/models             what the key may use (OpenAI's list; Anthropic's with `anthropic-version`)
     GET  /v1/openapi.json       the OpenAPI description of all this
 
@@ -51,7 +52,7 @@ from providers.models import Model
 from usage import attribution
 from usage import services as usage_services
 
-from . import anthropic_format, apikeys, openai_format, openapi, ratelimit
+from . import anthropic_format, apikeys, openai_format, openapi, ratelimit, responses_format
 from . import cache as response_cache
 from .checks import BadRequest
 from .models import ApiKey
@@ -506,6 +507,17 @@ async def messages(request: HttpRequest, record: calls.CallRecord) -> HttpRespon
     completion = await _complete(admission, chat, record)
     body = anthropic_format.message_body(completion, message_id=message_id, model=chat.model)
     return _answer_headers(_json(body), admission, record, cost=True)
+
+
+@gateway_view("openai", "POST")
+async def responses(request: HttpRequest, record: calls.CallRecord) -> HttpResponse:
+    admission, parsed = await _admit(request, record, responses_format.parse_responses)
+    chat: ChatRequest = parsed.request
+    answer = responses_format.Answer(f"resp_{record.request_id.hex}", int(time.time()), chat.model, parsed.echo)
+    if parsed.stream:
+        return await _stream(admission, chat, record, responses_format.StreamWriter(answer), "openai")
+    completion = await _complete(admission, chat, record)
+    return _answer_headers(_json(responses_format.response_body(completion, answer)), admission, record, cost=True)
 
 
 @dataclass(frozen=True)

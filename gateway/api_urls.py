@@ -8,6 +8,7 @@ from . import api
 urlpatterns = [
     path("chat/completions", api.chat_completions),
     path("messages", api.messages),
+    path("responses", api.responses),
     path("models", api.model_list),
     path("models/<path:model_id>", api.model_retrieve),
     path("openapi.json", api.openapi_description),

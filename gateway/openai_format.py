@@ -30,7 +30,7 @@ from .checks import (
     unicode_text,
 )
 
-_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 # Passed to the provider as they are; the checks only make sure they are of the documented type.
 _PASSTHROUGH: dict[str, Any] = {
@@ -91,7 +91,7 @@ def _metadata(value: Any) -> dict[str, str]:
     return metadata
 
 
-def _attribution(values: dict[str, Any]) -> tuple[dict[str, str] | None, tuple[str, ...], str]:
+def attribution_fields(values: dict[str, Any]) -> tuple[dict[str, str] | None, tuple[str, ...], str]:
     """The call's `metadata` (forwarded to providers that accept it), its tags (`metadata.tags`, "a,b") and
     its end user (`user`)."""
     metadata = _metadata(values["metadata"]) if "metadata" in values else None
@@ -144,7 +144,7 @@ def parse_chat(body: Any) -> ParsedChat:
         if name in values:
             _IGNORED[name](values[name], name)
     extra = {name: _PASSTHROUGH[name](values[name], name) for name in _PASSTHROUGH if name in values}
-    metadata, tags, end_user = _attribution(values)
+    metadata, tags, end_user = attribution_fields(values)
     request = ChatRequest(
         model=model, messages=messages, system=system,
         temperature=number(values["temperature"], "temperature", 0, 2) if "temperature" in values else None,
@@ -237,7 +237,7 @@ def _tool(tool: Any, param: str) -> dict[str, Any]:
     one_of(tool.get("type"), f"{param}.type", ("function",))
     function = obj(tool.get("function"), f"{param}.function")
     name = text(function.get("name"), f"{param}.function.name")
-    if not _TOOL_NAME.match(name):
+    if not TOOL_NAME.match(name):
         raise BadRequest("A tool name is 1 to 64 letters, digits, underscores or dashes.", f"{param}.function.name")
     wire: dict[str, Any] = {"name": name}
     if function.get("description") is not None:

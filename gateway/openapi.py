@@ -191,6 +191,78 @@ _SCHEMAS: dict[str, Any] = {
                                                        "cache_creation_input_tokens", "cache_read_input_tokens")}},
         },
     },
+    "ResponsesInputItem": {
+        "description": "A message (easy input: role and content), a function call the model made, or its output. "
+                       "system and developer messages join instructions; reasoning items are dropped.",
+        "oneOf": [
+            {"type": "object", "required": ["role", "content"],
+             "properties": {"type": {"const": "message"}, "role": {"enum": ["user", "system", "developer"]},
+                            "content": {"oneOf": [_STRING, {"type": "array", "minItems": 1, "items": {"oneOf": [
+                                {"type": "object", "required": ["type", "text"],
+                                 "properties": {"type": {"const": "input_text"}, "text": _STRING}},
+                                {"type": "object", "required": ["type", "image_url"],
+                                 "properties": {"type": {"const": "input_image"},
+                                                "image_url": {"type": "string", "pattern": "^(https?://|data:image/)"},
+                                                "detail": {"enum": ["auto", "low", "high"]}}}]}}]}}},
+            {"type": "object", "required": ["role", "content"],
+             "properties": {"type": {"const": "message"}, "role": {"const": "assistant"},
+                            "content": {"oneOf": [_STRING, {"type": "array", "items": {
+                                "type": "object", "required": ["type", "text"],
+                                "properties": {"type": {"const": "output_text"}, "text": _STRING}}}]}}},
+            {"type": "object", "required": ["type", "call_id", "name", "arguments"],
+             "properties": {"type": {"const": "function_call"}, "call_id": _NAME,
+                            "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                            "arguments": {"type": "string", "description": "JSON text"}}},
+            {"type": "object", "required": ["type", "call_id", "output"],
+             "properties": {"type": {"const": "function_call_output"}, "call_id": _NAME, "output": _STRING}},
+        ],
+    },
+    "ResponsesRequest": {
+        "type": "object", "required": ["model", "input"], "additionalProperties": False,
+        "description": "aspweb keeps no conversation state: previous_response_id, conversation and store: true "
+                       "are refused (400); send the conversation so far as input.",
+        "properties": {
+            "model": {"type": "string", "minLength": 1, "description": "A route name or PROVIDER/MODEL."},
+            "input": {"oneOf": [_STRING, {"type": "array", "minItems": 1, "items": _ref("ResponsesInputItem")}]},
+            "instructions": _STRING,
+            "max_output_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+            "stream": {"type": "boolean"},
+            "store": {"const": False, "description": "Only false, or left out."},
+            "tools": {"type": "array", "items": {
+                "type": "object", "required": ["type", "name"],
+                "properties": {"type": {"const": "function"},
+                               "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                               "description": _STRING, "parameters": {"type": "object"},
+                               "strict": {"type": "boolean"}}}},
+            "tool_choice": {"oneOf": [{"enum": ["none", "auto", "required"]},
+                                      {"type": "object", "required": ["type", "name"],
+                                       "properties": {"type": {"const": "function"}, "name": _NAME}}]},
+            "parallel_tool_calls": {"type": "boolean"},
+            "reasoning": {"type": "object", "properties": {
+                "effort": {"enum": ["none", "minimal", "low", "medium", "high", "xhigh"]},
+                "summary": {"enum": ["auto", "concise", "detailed"]}},
+                "description": "effort: OpenAI's reasoning_effort, or a thinking budget on Anthropic models."},
+            "user": {"type": "string", "maxLength": 128, "description": "The end user, recorded in the ledger."},
+            "metadata": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 512},
+                         "description": "At most 16 pairs; tags: comma-separated tags of the call."},
+        },
+    },
+    "Response": {
+        "type": "object",
+        "properties": {
+            "id": _STRING, "object": {"const": "response"}, "model": _STRING,
+            "status": {"enum": ["completed", "incomplete", "failed"]},
+            "output": {"type": "array", "items": {"type": "object", "properties": {
+                "type": {"enum": ["reasoning", "message", "function_call"]}}}},
+            "usage": {"type": "object", "properties": {
+                "input_tokens": {"type": "integer"}, "output_tokens": {"type": "integer"},
+                "input_tokens_details": {"type": "object", "properties": {"cached_tokens": {"type": "integer"}}},
+                "output_tokens_details": {"type": "object",
+                                          "properties": {"reasoning_tokens": {"type": "integer"}}}}},
+        },
+    },
     "ModelList": {
         "type": "object",
         "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": {
@@ -272,6 +344,7 @@ DESCRIPTION: dict[str, Any] = {
     "paths": {
         "/v1/chat/completions": _call("OpenAI chat completions", "ChatCompletionRequest", "ChatCompletion", "Error"),
         "/v1/messages": _call("Anthropic messages", "MessagesRequest", "Message", "AnthropicError"),
+        "/v1/responses": _call("OpenAI Responses API (stateless)", "ResponsesRequest", "Response", "Error"),
         "/v1/models": {"get": {
             "summary": "The models (PROVIDER/MODEL) and routes the key may use. In Anthropic's shape when the "
                        "request has an anthropic-version header.",

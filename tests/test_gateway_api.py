@@ -562,7 +562,7 @@ def test_openapi_description_is_served_and_names_every_endpoint(db: None) -> Non
     assert answer.status == 200
     spec = answer.json
     assert spec["openapi"].startswith("3.1")
-    assert {"/v1/chat/completions", "/v1/messages", "/v1/models"} <= set(spec["paths"])
+    assert {"/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/models"} <= set(spec["paths"])
     refs = {ref for ref in _refs(spec)}
     assert refs and all(ref.removeprefix("#/components/schemas/") in spec["components"]["schemas"] for ref in refs)
 

@@ -163,6 +163,10 @@ def _check(answer: Answer, shape: str) -> None:
         else:
             assert set(error["error"]) == {"message", "type", "param", "code"}
         assert error["error"]["message"]
+    elif answer.events and shape == "responses":
+        name, last = answer.events[-1]
+        assert name in ("response.completed", "response.incomplete", "response.failed") and name == last["type"]
+        assert [data["sequence_number"] for _, data in answer.events] == list(range(len(answer.events)))
     elif answer.events:
         assert answer.events[-1] in ((None, "[DONE]"), ("message_stop", {"type": "message_stop"}))
     else:
@@ -184,8 +188,15 @@ def test_messages_never_fails_on_bad_input(key: str, body: Any, headers: dict[st
 
 
 @FUZZ
+@given(body=bodies("ResponsesRequest"), headers=HEADERS)
+def test_responses_never_fails_on_bad_input(key: str, body: Any, headers: dict[str, str]) -> None:
+    cache.clear()
+    _check(call("/v1/responses", body, key=key, headers=headers), "responses")
+
+
+@FUZZ
 @given(raw=st.binary(max_size=200) | JSON.map(lambda value: json.dumps(value).encode()),
-       path=st.sampled_from(["/v1/chat/completions", "/v1/messages"]))
+       path=st.sampled_from(["/v1/chat/completions", "/v1/messages", "/v1/responses"]))
 def test_arbitrary_bytes_are_a_400(key: str, raw: bytes, path: str) -> None:
     answer = call(path, raw=raw, key=key)
     _check(answer, "anthropic" if path == "/v1/messages" else "openai")
@@ -201,6 +212,19 @@ def test_the_fuzzing_reaches_both_successes_and_refusals(key: str) -> None:
     @given(body=from_schema({"$ref": "#/components/schemas/ChatCompletionRequest"}))
     def run(body: Any) -> None:
         statuses.add(call("/v1/chat/completions", body, key=key).status)
+
+    run()
+    assert 200 in statuses and 400 in statuses
+
+
+def test_the_responses_fuzzing_reaches_both_successes_and_refusals(key: str) -> None:
+    statuses: set[int] = set()
+
+    @settings(max_examples=60, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(body=from_schema({"$ref": "#/components/schemas/ResponsesRequest"}))
+    def run(body: Any) -> None:
+        statuses.add(call("/v1/responses", body, key=key).status)
 
     run()
     assert 200 in statuses and 400 in statuses
@@ -228,7 +252,7 @@ def _strings(value: Any) -> list[tuple]:
 
 
 @FUZZ
-@given(data=st.data(), schema=st.sampled_from(["ChatCompletionRequest", "MessagesRequest"]),
+@given(data=st.data(), schema=st.sampled_from(["ChatCompletionRequest", "MessagesRequest", "ResponsesRequest"]),
        surrogate=st.integers(min_value=0xD800, max_value=0xDFFF).map(chr))
 def test_a_lone_surrogate_anywhere_is_a_400_naming_where(key: str, data: st.DataObject, schema: str,
                                                          surrogate: str) -> None:
@@ -240,8 +264,10 @@ def test_a_lone_surrogate_anywhere_is_a_400_naming_where(key: str, data: st.Data
     where = data.draw(st.sampled_from(_strings(body)))
     # After a space: a high and a low surrogate side by side are a pair, which JSON reads as one character.
     body = _replace(body, where, _get(body, where) + " " + surrogate)
-    openai = schema == "ChatCompletionRequest"
-    answer = call("/v1/chat/completions" if openai else "/v1/messages", body, key=key)
+    openai = schema != "MessagesRequest"
+    path = {"ChatCompletionRequest": "/v1/chat/completions", "MessagesRequest": "/v1/messages"}.get(schema,
+                                                                                                   "/v1/responses")
+    answer = call(path, body, key=key)
     assert answer.status == 400, answer.content[:500]
     param = "".join(f"[{part}]" if openai and isinstance(part, int) else f".{part}" for part in where)[1:]
     if openai:
@@ -250,8 +276,12 @@ def test_a_lone_surrogate_anywhere_is_a_400_naming_where(key: str, data: st.Data
         assert answer.json["error"]["message"].startswith(f"{param} contains a lone surrogate")
 
 
-@pytest.mark.parametrize(("path", "body"), [("/v1/chat/completions", chat_body()), ("/v1/messages", messages_body())])
+@pytest.mark.parametrize(("path", "body"), [("/v1/chat/completions", chat_body()), ("/v1/messages", messages_body()),
+                                            ("/v1/responses", {"model": OPENAI_MODEL, "messages": [{}]})])
 def test_a_nul_in_a_prompt_is_passed_on(key: str, path: str, body: dict[str, Any]) -> None:
     """Prompts and tool results are sent to the provider and never stored, so NUL in them is no one's error."""
     body["messages"][0]["content"] = "before\x00after"
+    if path == "/v1/responses":
+        body["input"] = body.pop("messages")
+        body["input"][0]["role"] = "user"
     assert call(path, body, key=key).status == 200

@@ -38,6 +38,9 @@ from .openai_compat import could_not_connect, transport_error
 
 # The API requires max_tokens; this is the cap when the request sets none (thinking budgets come on top).
 DEFAULT_MAX_TOKENS = 4096
+# OpenAI's reasoning efforts as thinking budgets (the API's smallest budget is 1024 tokens); "none" and
+# "minimal" think not at all.
+EFFORT_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
 
 
 def client(conn: Connection) -> anthropic.AsyncAnthropic:
@@ -132,7 +135,7 @@ async def complete(conn: Connection, request: ChatRequest, *,
 
 
 def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:
-    budget = request.thinking_budget
+    budget = request.thinking_budget or _effort_budget(request)
     max_tokens = request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS + (budget or 0)
     params: dict[str, Any] = {
         "model": request.model,
@@ -162,6 +165,16 @@ def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:
     if body:
         params["extra_body"] = body
     return params
+
+
+def _effort_budget(request: ChatRequest) -> int | None:
+    """The thinking budget for a reasoning effort: less than the answer's cap, as the API requires, and no
+    thinking where the cap leaves no room for the smallest budget."""
+    budget = EFFORT_BUDGETS.get(request.reasoning_effort or "")
+    if budget is None or request.max_tokens is None:
+        return budget
+    budget = min(budget, request.max_tokens - 1)
+    return budget if budget >= EFFORT_BUDGETS["low"] else None
 
 
 def _messages(conn: Connection, messages: tuple[Message, ...]) -> list[dict[str, Any]]:

@@ -136,6 +136,13 @@ class ChatRequest:
     # False when the caller wants the whole answer at once (the gateway's non-streamed calls): an adapter
     # may then ask its provider for the whole answer, and send it as the chunks of `chunks_of`.
     stream: bool = True
+    # OpenAI's reasoning effort ("none" to "xhigh"), where the caller asked in those words (the Responses
+    # API's `reasoning.effort`): sent as it is in the OpenAI format, as a thinking budget to Anthropic.
+    reasoning_effort: str | None = None
+    # The request in the OpenAI Responses API's own shape (its input items, instructions, tools, ...), for
+    # providers that speak that API natively (OpenAI, Azure OpenAI: openai_responses.py); every other
+    # adapter answers the same question from the fields above, which say it in chat form.
+    responses: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

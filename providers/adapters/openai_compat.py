@@ -19,7 +19,7 @@ import httpx2
 import openai
 
 from ..kinds import get_kind
-from . import wire
+from . import openai_responses, wire
 from .base import (
     ChatRequest,
     Chunk,
@@ -80,6 +80,14 @@ async def stream(conn: Connection, request: ChatRequest, *,
     """Text, reasoning and tool-call deltas as they arrive, then one chunk with usage and finish reason.
     For a request that is not to stream, the whole answer asked for at once, as the same chunks.
     `headers` go with this request only, on the direct transport (a short-lived token)."""
+    if request.responses is not None and conn.kind in SDK_KINDS:
+        # Asked in the Responses API's format, of a provider that speaks it: asked in it, natively.
+        try:
+            async for chunk in openai_responses.stream(pooled(conn, client), conn, request):
+                yield chunk
+        except Exception as exc:
+            raise map_error(exc, conn) from None
+        return
     if not request.stream:
         async for chunk in chunks_of(await complete(conn, request, headers=headers)):
             yield chunk
@@ -180,6 +188,8 @@ def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:
         params["tools"] = list(request.tools)
     if request.tool_choice is not None:
         params["tool_choice"] = request.tool_choice
+    if request.reasoning_effort is not None:
+        params["reasoning_effort"] = request.reasoning_effort
     params.update(request.extra)  # provider-specific parameters, as they are
     return params
 

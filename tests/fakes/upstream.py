@@ -1,4 +1,5 @@
-"""A fake LLM provider (OpenAI, Azure OpenAI, Anthropic) served over real loopback HTTP.
+"""A fake LLM provider (OpenAI, Azure OpenAI, Anthropic) served over real loopback HTTP; OpenAI's Responses
+API is in responses.py.
 
 The test-suite talks to it through the official SDKs, so everything here mimics the
 providers' wire formats closely enough for those SDKs to parse: JSON bodies, SSE
@@ -32,6 +33,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, urlsplit
 
+from . import responses
 from .loopback import LoopbackFake, TrackingServer
 
 Provider = Literal["openai", "azure", "anthropic"]
@@ -537,6 +539,8 @@ class _Handler(BaseHTTPRequestHandler):
             return ("anthropic", "messages")
         if method == "POST" and _AZURE_CHAT.match(path):
             return ("azure", "chat")
+        if method == "POST" and path in ("/v1/responses", "/openai/responses"):  # tests/fakes/responses.py
+            return ("azure" if path.startswith("/openai/") else "openai", "responses")
         return None
 
     @staticmethod
@@ -575,7 +579,9 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             self._error(provider, 400, "The request body must be a JSON object.")
             return
-        if provider == "anthropic":
+        if endpoint == "responses":
+            responses.serve(self, body, snapshot, fault, answer_cls=_Answer, usage_cls=_Usage)
+        elif provider == "anthropic":
             self._messages(body, snapshot, fault)
         else:
             deployment = _AZURE_CHAT.match(record.path)
