@@ -243,7 +243,7 @@ class CatalogModelForm(forms.ModelForm):
     class Meta:
         formfield_callback = bounded_formfield
         model = Model
-        fields = ["name", "display_name", "enabled", "context_window", "max_output_tokens"]
+        fields = ["name", "display_name", "type", "enabled", "context_window", "max_output_tokens"]
         help_texts = {"name": f"The model id the provider's API expects, at most {MODEL_NAME_MAX} characters.",
                       "display_name": f"A friendlier name for lists, at most {MODEL_NAME_MAX} characters."}
 

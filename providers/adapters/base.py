@@ -12,7 +12,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from aspweb import outbound
 
@@ -129,6 +129,35 @@ class ChatRequest:
     # False when the caller wants the whole answer at once (the gateway's non-streamed calls): an adapter
     # may then ask its provider for the whole answer, and send it as the chunks of `chunks_of`.
     stream: bool = True
+    # What the call path asks of a resolved model (providers.models.Model.type): a chat model.
+    model_type: ClassVar[str] = "chat"
+
+
+@dataclass(frozen=True)
+class EmbeddingRequest:
+    """A provider-neutral embeddings request (OpenAI's /v1/embeddings): the texts to embed, in order.
+    `dimensions` is sent only when set; `base64` asks for each vector as little-endian float32 bytes in
+    base64 where the provider answers so itself (providers.kinds.Kind.embedding_base64)."""
+
+    model: str
+    input: tuple[str, ...]
+    dimensions: int | None = None
+    base64: bool = False
+    # The end user's id, for providers that take one (OpenAI's `user`).
+    user: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    # What the call path asks of a resolved model: an embedding model (a chat request asks for a chat one).
+    model_type: ClassVar[str] = "embedding"
+
+
+@dataclass
+class Embeddings:
+    """The vectors of an embeddings answer, one per input in order: each a list of floats, or the base64 text
+    of its little-endian float32 values where the provider sent that; and the usage (input tokens only)."""
+
+    vectors: list[list[float] | str]
+    usage: Usage
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -160,6 +189,8 @@ class ModelInfo:
     id: str
     display_name: str = ""
     context_window: int | None = None
+    # "embedding" where the listing says the model embeds (Together's `type`); "" where it says nothing.
+    type: str = ""
 
 
 @dataclass(frozen=True)
@@ -292,8 +323,10 @@ def reported_cost(value: Any) -> Decimal | None:
     return Decimal(str(value))
 
 
-def prompt_text(request: ChatRequest) -> str:
+def prompt_text(request: "ChatRequest | EmbeddingRequest") -> str:
     """Everything the model reads, as plain text, for estimating tokens when the provider reports none."""
+    if isinstance(request, EmbeddingRequest):
+        return "\n".join(request.input)
     parts = [request.system]
     for message in request.messages:
         parts.append(message.text)
@@ -302,7 +335,7 @@ def prompt_text(request: ChatRequest) -> str:
     return "\n".join(part for part in parts if part)
 
 
-def estimated_usage(request: ChatRequest, output: str) -> Usage:
+def estimated_usage(request: "ChatRequest | EmbeddingRequest", output: str) -> Usage:
     return Usage(input_tokens=estimate_tokens(prompt_text(request)), output_tokens=estimate_tokens(output),
                  estimated=True)
 
