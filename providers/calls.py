@@ -288,9 +288,9 @@ def _of_type(plan: "Plan", request: Any) -> "Plan":
     model of the other type, is refused: an embedding model does not chat, nor does a chat model embed."""
     targets = [target for target in plan.targets if target.model.type == request.model_type]
     if not targets:
-        what = f"Route {plan.route.name!r} serves no" if plan.route else f"{plan.targets[0].address} is not a"
-        raise CallError("wrong_type", f"{what} {request.model_type} model; embedding models answer POST "
-                                      "/v1/embeddings, chat models the chat endpoints and the playground.")
+        kind = {"chat": "a chat model", "embedding": "an embedding model"}[request.model_type]
+        what = f"Route {plan.route.name!r} serves no" if plan.route else f"{plan.targets[0].address} is not"
+        raise CallError("wrong_type", f"{what} {kind}: embedding models answer POST /v1/embeddings, others chat.")
     return plan if len(targets) == len(plan.targets) else Plan(targets, plan.route)
 
 
