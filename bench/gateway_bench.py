@@ -7,6 +7,7 @@ through aspweb writes its usage record, as in production, and after every run th
 one record per call the client saw succeed (bench/gateway_setup.py), or the run fails.
 
     .venv/bin/python -m bench.gateway_bench latency --requests 500
+    .venv/bin/python -m bench.gateway_bench latency --requests 500 --endpoint both
     .venv/bin/python -m bench.gateway_bench throughput --seconds 20 --concurrency 16
     .venv/bin/python -m bench.gateway_bench memory --calls 100000 --concurrency 16
     .venv/bin/python -m bench.gateway_bench breakdown --requests 300
@@ -24,7 +25,9 @@ Options:
 
 latency: one client, sequential requests on kept-alive connections, each request sent straight to the
 upstream and then through the gateway, interleaved; "added" is the median of the per-pair differences.
-Streamed, the same for the time to the first content chunk (TTFT).
+Streamed, the same for the time to the first content chunk (TTFT). `--endpoint embeddings` measures
+POST /v1/embeddings instead (EMBED_INPUTS texts, vectors of EMBED_DIMENSIONS floats, asked for as floats and
+as base64, the openai SDK's default); `--endpoint both` measures chat completions and embeddings in one run.
 
 throughput: N connections sending non-streamed requests back to back for S seconds (a small HTTP/1.1
 client on asyncio streams, so that the client costs little of the machine's CPU); the upstream alone is
@@ -71,6 +74,10 @@ PYTHON = sys.executable
 UPSTREAM_KEY = "sk-bench-0001"
 LITELLM_KEY = "sk-litellm-bench-0001"
 PROMPT = "Say hello"
+# An embeddings request as a retrieval application sends one: a batch of passages, vectors of
+# text-embedding-3-small's size.
+EMBED_INPUTS = [f"Passage {n}: the quick brown fox jumps over the lazy dog, and the dog sleeps on." for n in range(8)]
+EMBED_DIMENSIONS = 1536
 # Answers with status 200 per target name in this run, for the ledger's exactly-once check.
 OK: Counter = Counter()
 
@@ -84,6 +91,7 @@ class Target:
     key: str
     model: str
     pid: int | None = None
+    embed_model: str = ""  # "": the target has no embedding model (LiteLLM, as the bench configures it)
 
     def body(self, **fields: Any) -> dict[str, Any]:
         return {"model": self.model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64, **fields}
@@ -99,6 +107,7 @@ def serve_upstream() -> None:
 
     fake = upstream.FakeUpstream(api_key=UPSTREAM_KEY).start()
     fake.usage = {"input_tokens": 12, "output_tokens": 7}
+    fake.embedding_dimensions = EMBED_DIMENSIONS
     print(fake.openai_base_url, flush=True)
     threading.Event().wait()
 
@@ -152,7 +161,7 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
                                         stdout=subprocess.PIPE, text=True)
             processes.append(upstream)
             upstream_url = upstream.stdout.readline().strip()
-            targets = [Target("upstream", upstream_url, UPSTREAM_KEY, "fake-model-a", upstream.pid)]
+            targets = [Target("upstream", upstream_url, UPSTREAM_KEY, "fake-model-a", upstream.pid, "fake-embed")]
 
             subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
             if args.database_url:  # rows of an earlier run are encrypted with another run's key
@@ -172,7 +181,8 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
                  "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
             processes.append(app)
             wait_for_port(port, app, timeout=90)
-            targets.append(Target("aspweb", f"http://127.0.0.1:{port}/v1", key, "bench/fake-model-a", app.pid))
+            targets.append(Target("aspweb", f"http://127.0.0.1:{port}/v1", key, "bench/fake-model-a", app.pid,
+                                  "bench/fake-embed"))
 
             if args.litellm:
                 targets.append(_litellm(args.litellm, data_dir, upstream_url, env, processes))
@@ -261,6 +271,17 @@ def _timed_first_token(client: httpx.Client, target: Target) -> float:
     return first * 1000
 
 
+def _timed_embedding(client: httpx.Client, target: Target, encoding: str) -> float:
+    body = {"model": target.embed_model, "input": EMBED_INPUTS, "encoding_format": encoding}
+    started = time.perf_counter()
+    response = client.post(f"{target.base_url}/embeddings", headers=target.headers, json=body)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, (target.name, response.status_code, response.text)
+    assert len(response.json()["data"]) == len(EMBED_INPUTS)
+    OK[target.name] += 1
+    return elapsed * 1000
+
+
 def _percentiles(values: list[float]) -> str:
     ordered = sorted(values)
     at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
@@ -289,9 +310,15 @@ def paired(targets: list[Target], measure: Any, requests: int) -> tuple[dict[str
 
 
 def latency(args: argparse.Namespace) -> None:
-    with environment(args) as targets:
-        measures = (("non-streamed, whole answer", _timed_call), ("streamed, first token", _timed_first_token))
+    chat = (("chat completions, non-streamed, whole answer", _timed_call),
+            ("chat completions, streamed, first token", _timed_first_token))
+    embeddings = tuple((f"embeddings, {len(EMBED_INPUTS)} inputs, {EMBED_DIMENSIONS} dimensions, {encoding}",
+                        lambda client, target, encoding=encoding: _timed_embedding(client, target, encoding))
+                       for encoding in ("float", "base64"))
+    measures = {"chat": chat, "embeddings": embeddings, "both": chat + embeddings}[args.endpoint]
+    with environment(args) as all_targets:
         for label, measure in measures:
+            targets = [t for t in all_targets if t.embed_model] if label.startswith("embeddings") else all_targets
             print(f"\n{label} ({args.requests} sequential requests, one client)")
             times, added = paired(targets, measure, args.requests)
             for target in targets:
@@ -548,6 +575,8 @@ def main() -> None:
         command.add_argument("--calls", type=int, default=100_000)
         command.add_argument("--profile", help="breakdown: write a cProfile of the whole call to this file")
         command.add_argument("--measures", default="throughput,latency,ttft", help=argparse.SUPPRESS)
+        command.add_argument("--endpoint", choices=["chat", "embeddings", "both"], default="chat",
+                             help="latency: chat completions, embeddings, or both in one run")
     args = parser.parse_args()
     if args.command == "upstream":
         serve_upstream()
