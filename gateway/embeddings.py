@@ -15,6 +15,8 @@ asked for. Admission (key, the model's permission, rate limits, attribution) is 
 
 import base64
 import binascii
+import json
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,7 +25,7 @@ from django.http import HttpRequest, HttpResponse
 
 from providers import calls
 from providers import embeddings as embedding_calls
-from providers.adapters.base import EmbeddingRequest, Embeddings, ProviderError
+from providers.adapters.base import EmbeddingRequest, Embeddings, JsonNumber, ProviderError
 
 from . import api, openai_format
 from .checks import (
@@ -99,34 +101,44 @@ def _inputs(value: Any) -> tuple[str, ...]:
 # -- the answer -------------------------------------------------------------------------------------
 
 
-def _as_base64(vector: list[float] | str) -> str:
+def _base64_text(vector: list[Any] | str) -> str:
+    """The vector as the JSON string OpenAI's base64 encoding sends."""
     if isinstance(vector, str):
-        return vector
-    packed = struct.pack(f"<{len(vector)}f", *vector)  # OverflowError: a value beyond float32's range
-    return base64.b64encode(packed).decode("ascii")
+        return '"' + vector + '"' if _BASE64.fullmatch(vector) else json.dumps(vector)
+    # Numbers kept as text (JsonNumber) are read here; OverflowError: a value beyond float32's range.
+    packed = struct.pack(f"<{len(vector)}f", *(map(float, vector) if type(vector[0]) is JsonNumber else vector))
+    return '"' + base64.b64encode(packed).decode("ascii") + '"'
 
 
-def _as_floats(vector: list[float] | str) -> list[float]:
-    if not isinstance(vector, str):
-        return vector
-    raw = base64.b64decode(vector, validate=True)
-    if len(raw) % 4:
-        raise ValueError("not whole float32 values")
-    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+def _float_text(vector: list[Any] | str) -> str:
+    """The vector as a JSON array of numbers: texts kept from the provider's answer are joined as they are
+    (printing thousands of floats anew took most of an embeddings call's time in aspweb)."""
+    if isinstance(vector, str):
+        raw = base64.b64decode(vector, validate=True)
+        if len(raw) % 4:
+            raise ValueError("not whole float32 values")
+        return json.dumps(struct.unpack(f"<{len(raw) // 4}f", raw))
+    if type(vector[0]) is JsonNumber:  # the adapter checked that every one is
+        return "[" + ",".join(vector) + "]"
+    return json.dumps(vector)
 
 
-def embeddings_body(result: Embeddings, *, model: str, encoding: Encoding, label: str) -> dict[str, Any]:
-    """OpenAI's embeddings answer: `data` in input order, `usage` with the input tokens the call was billed
-    for. `label` names the provider in the error for vectors that cannot be converted."""
-    convert = _as_base64 if encoding == "base64" else _as_floats
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def embeddings_body(result: Embeddings, *, model: str, encoding: Encoding, label: str) -> str:
+    """OpenAI's embeddings answer as JSON text: `data` in input order, `usage` with the input tokens the call
+    was billed for. `label` names the provider in the error for vectors that cannot be converted."""
+    convert = _base64_text if encoding == "base64" else _float_text
     try:
-        data = [{"object": "embedding", "index": index, "embedding": convert(vector)}
-                for index, vector in enumerate(result.vectors)]
+        data = ",".join(f'{{"object":"embedding","index":{index},"embedding":{convert(vector)}}}'
+                        for index, vector in enumerate(result.vectors))
     except (ValueError, OverflowError, binascii.Error, struct.error):
         raise ProviderError("server", f"{label} sent an embedding that aspweb could not read; it is usually "
                                       "temporary.") from None
     tokens = result.usage.prompt_tokens
-    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return (f'{{"object":"list","data":[{data}],"model":{json.dumps(model)},'
+            f'"usage":{{"prompt_tokens":{tokens},"total_tokens":{tokens}}}}}')
 
 
 # -- the endpoint -----------------------------------------------------------------------------------
@@ -143,4 +155,5 @@ async def create(request: HttpRequest, record: calls.CallRecord) -> HttpResponse
                                label=record.provider or "The provider")
     finally:
         await api._after_call(admission, record, None)
-    return api._answer_headers(api._json(body), admission, record, cost=True)
+    response = HttpResponse(body, content_type="application/json")
+    return api._answer_headers(response, admission, record, cost=True)

@@ -17,7 +17,7 @@ from budgets.models import Budget
 from gateway.models import Deployment, Route
 from providers import bounds
 from providers.adapters import openai_compat, wire
-from providers.adapters.base import Connection, EmbeddingRequest, ProviderError
+from providers.adapters.base import Connection, EmbeddingRequest, JsonNumber, ProviderError
 from providers.models import Model, Price, Provider
 from tests.fakes.upstream import FakeUpstream, embedding_base64, embedding_tokens, fake_embedding
 from tests.gateway_support import OPENAI_MODEL, call, chat_body, live_server, make_key, make_providers
@@ -248,11 +248,14 @@ def test_the_adapter_reads_both_encodings_on_both_transports(upstream: FakeUpstr
     expected = [fake_embedding("a b", 8), fake_embedding("c", 8)]
     if kind == "openai":
         assert result.vectors == [embedding_base64(vector) for vector in expected]
-    else:
-        assert result.vectors == expected
+    else:  # the direct transport keeps each number's text, to pass it on as it came
+        assert all(type(number) is JsonNumber for vector in result.vectors for number in vector)
+        assert [[float(number) for number in vector] for vector in result.vectors] == expected
 
 
-@pytest.mark.parametrize("data", [[], [{"index": 0, "embedding": ["x"]}], [{"index": 0}]])
+@pytest.mark.parametrize("data", [[], [{"index": 0, "embedding": ["x"]}], [{"index": 0}],
+                                  [{"index": 0, "embedding": [JsonNumber("1"), "2"]}],
+                                  [{"index": 0, "embedding": [True]}], [{"index": 0, "embedding": JsonNumber("1")}]])
 def test_a_malformed_answer_is_a_server_error(upstream: FakeUpstream, data: list[Any]) -> None:
     conn = Connection(kind="openai_compatible", label="Fake", base_url=upstream.openai_base_url)
 
@@ -299,3 +302,37 @@ def test_the_openai_sdk_embeds_through_the_live_gateway(upstream: FakeUpstream, 
     assert str(record.request_id) == raw.headers["x-request-id"]
     assert record.input_tokens == tokens and record.output_tokens == 0
     assert raw.headers["x-aspweb-cost"] == format(record.cost.normalize(), "f")
+
+
+# -- the answer's encodings ---------------------------------------------------------------------------------
+
+
+def _answer(vectors: list[Any], encoding: str) -> Any:
+    import json
+
+    from gateway.embeddings import embeddings_body
+    from providers.adapters.base import Embeddings, Usage
+
+    text = embeddings_body(Embeddings(vectors, Usage(input_tokens=5)), model="p/m", encoding=encoding, label="p")
+    return json.loads(text)
+
+
+def test_every_form_of_a_vector_answers_in_either_encoding() -> None:
+    vector = [0.5, -0.25, 1.0]
+    forms = [vector, [JsonNumber("0.5"), JsonNumber("-0.25"), JsonNumber("1")], embedding_base64(vector)]
+    for form in forms:
+        floats = _answer([form], "float")
+        assert floats["data"][0]["embedding"] == vector and floats["usage"] == {"prompt_tokens": 5,
+                                                                                 "total_tokens": 5}
+        assert _floats(_answer([form], "base64")["data"][0]["embedding"]) == vector
+
+
+@pytest.mark.parametrize(("vector", "encoding"), [("@@@", "float"), ("AAA=", "float"), ([1e300], "base64")])
+def test_a_vector_that_cannot_be_converted_is_the_providers_error(vector: Any, encoding: str) -> None:
+    with pytest.raises(ProviderError) as caught:
+        _answer([vector], encoding)
+    assert caught.value.kind == "server"
+
+
+def test_base64_text_with_json_specials_stays_json() -> None:
+    assert _answer(['A"\\'], "base64")["data"][0]["embedding"] == 'A"\\'

@@ -150,12 +150,21 @@ class EmbeddingRequest:
     model_type: ClassVar[str] = "embedding"
 
 
+class JsonNumber(str):
+    """A JSON number kept as the text it was sent as (json.loads' parse_float and parse_int): an embedding's
+    thousands of numbers are passed on as they came, without being parsed and printed again, which took
+    most of the time an embeddings call spent in aspweb."""
+
+    __slots__ = ()
+
+
 @dataclass
 class Embeddings:
-    """The vectors of an embeddings answer, one per input in order: each a list of floats, or the base64 text
-    of its little-endian float32 values where the provider sent that; and the usage (input tokens only)."""
+    """The vectors of an embeddings answer, one per input in order: each a list of numbers (floats, or the
+    JsonNumber texts the direct transport keeps), or the base64 text of its little-endian float32 values where
+    the provider sent that; and the usage (input tokens only)."""
 
-    vectors: list[list[float] | str]
+    vectors: list[list[Any] | str]
     usage: Usage
     model: str = ""
 

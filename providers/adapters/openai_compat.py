@@ -30,6 +30,7 @@ from .base import (
     FinishReason,
     Health,
     ImagePart,
+    JsonNumber,
     Message,
     ModelInfo,
     ProviderError,
@@ -182,30 +183,43 @@ async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
     try:
         if conn.kind in SDK_KINDS:
             answer = await pooled(conn, client).post("/embeddings", body=params, cast_to=object)
-        else:
-            answer = await pooled(conn, wire.Client).post("embeddings", params)
+        else:  # numbers kept as their text: floats passed on are not parsed and printed again
+            answer = await pooled(conn, wire.Client).post("embeddings", params, numbers_as_text=True)
     except Exception as exc:
         raise map_error(exc, conn) from None
     response = _object(answer)
     items = [_object(item) for item in _list(response.get("data"))]
     # In input order: each item says which input it embeds (OpenAI's `index`).
-    items.sort(key=lambda item: item["index"] if isinstance(item.get("index"), int) else 0)
+    items.sort(key=lambda item: _whole(item.get("index")) or 0)
     vectors = [item.get("embedding") for item in items]
     if len(vectors) != len(request.input) or not all(map(_vector, vectors)):
         raise malformed_error(conn, f"{len(vectors)} embeddings for {len(request.input)} inputs, or a malformed one,")
-    fields = _object(response.get("usage"))
-    if isinstance(fields.get("prompt_tokens"), int):
-        usage = Usage(input_tokens=token_count(fields["prompt_tokens"]))
+    prompt_tokens = _whole(_object(response.get("usage")).get("prompt_tokens"))
+    if prompt_tokens is not None:
+        usage = Usage(input_tokens=max(0, prompt_tokens))
     else:
         usage = Usage(input_tokens=sum(estimate_tokens(text) for text in request.input), estimated=True)
     return Embeddings(vectors, usage, _text(response.get("model")))
 
 
+_NUMBER_TYPES = frozenset({float, int, JsonNumber})
+
+
 def _vector(value: Any) -> bool:
-    """An embedding as sent: base64 text, or a non-empty list of JSON numbers."""
+    """An embedding as sent: base64 text, or a non-empty list of JSON numbers (floats, or their texts)."""
     if isinstance(value, str):
-        return bool(value)
-    return isinstance(value, list) and bool(value) and all(type(x) is float or type(x) is int for x in value)
+        return bool(value) and type(value) is not JsonNumber
+    return isinstance(value, list) and bool(value) and set(map(type, value)) <= _NUMBER_TYPES
+
+
+def _whole(value: Any) -> int | None:
+    """A JSON integer, read as the SDK parses it or as its text (JsonNumber); None for anything else."""
+    if type(value) is JsonNumber:
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:
