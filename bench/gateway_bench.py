@@ -39,7 +39,8 @@ profiles: the comparison table of issue 15 (bench/gateway_profiles.py): each pro
 budgets, and two workers against one, each configuration in a process of its own, beside LiteLLM.
 
 breakdown: in this process, the ASGI handler called directly, sequentially: the whole call, then with the
-provider's HTTP, the usage record and the call path taken away one by one (CPU and wall time per call).
+provider's HTTP, the usage record and the call path taken away one by one (CPU and wall time per call);
+with `--endpoint embeddings` (or both), whole embeddings calls in either encoding after the chat call.
 """
 
 import argparse
@@ -479,19 +480,20 @@ def breakdown(args: argparse.Namespace) -> None:
         handler = ASGIHandler()
         body = json.dumps(Target("aspweb", "", key, "bench/fake-model-a").body()).encode()
 
-        async def one(method: str, path: str) -> int:
+        async def one(method: str, path: str, payload: bytes = body) -> int:
             headers = [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json"),
-                       (b"content-length", str(len(body)).encode())]
+                       (b"content-length", str(len(payload)).encode())]
             received = await asgi_request(handler, method, path, headers=headers,
-                                          body=body if method == "POST" else b"")
+                                          body=payload if method == "POST" else b"")
             return received.status
 
-        async def measure(label: str, method: str = "POST", path: str = "/v1/chat/completions") -> None:
+        async def measure(label: str, method: str = "POST", path: str = "/v1/chat/completions",
+                          payload: bytes = body) -> None:
             for _ in range(20):
-                assert await one(method, path) == 200, label
+                assert await one(method, path, payload) == 200, label
             wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(args.requests):
-                await one(method, path)
+                await one(method, path, payload)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             print(f"  {label:52} {wall / args.requests * 1000:6.2f} ms wall  {cpu / args.requests * 1000:6.2f} ms CPU")
 
@@ -510,13 +512,24 @@ def breakdown(args: argparse.Namespace) -> None:
         if args.profile:
             import cProfile
 
+            embeddings = json.dumps({"model": "bench/fake-embed", "input": EMBED_INPUTS}).encode()
             with cProfile.Profile() as profile:
-                asyncio.run(measure("the whole call, profiled"))
+                if args.endpoint == "embeddings":
+                    asyncio.run(measure("embeddings, profiled", path="/v1/embeddings", payload=embeddings))
+                else:
+                    asyncio.run(measure("the whole call, profiled"))
             profile.dump_stats(args.profile)
             print(f"profile of the whole call written to {args.profile} (python -m pstats {args.profile})")
             return
         print(f"\nper call, mean of {args.requests} sequential calls in process")
         asyncio.run(measure("the whole call"))
+        if args.endpoint != "chat":
+            for encoding in ("float", "base64"):
+                payload = json.dumps({"model": "bench/fake-embed", "input": EMBED_INPUTS,
+                                      "encoding_format": encoding}).encode()
+                asyncio.run(measure(f"embeddings, {encoding}", path="/v1/embeddings", payload=payload))
+            if args.endpoint == "embeddings":
+                return
         openai_compat.stream = no_http
         asyncio.run(measure("without the provider's HTTP (adapter replaced)"))
         calls._record = no_ledger
@@ -576,7 +589,7 @@ def main() -> None:
         command.add_argument("--profile", help="breakdown: write a cProfile of the whole call to this file")
         command.add_argument("--measures", default="throughput,latency,ttft", help=argparse.SUPPRESS)
         command.add_argument("--endpoint", choices=["chat", "embeddings", "both"], default="chat",
-                             help="latency: chat completions, embeddings, or both in one run")
+                             help="latency and breakdown: chat completions, embeddings, or both in one run")
     args = parser.parse_args()
     if args.command == "upstream":
         serve_upstream()

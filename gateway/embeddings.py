@@ -25,7 +25,7 @@ from django.http import HttpRequest, HttpResponse
 
 from providers import calls
 from providers import embeddings as embedding_calls
-from providers.adapters.base import EmbeddingRequest, Embeddings, JsonNumber, ProviderError
+from providers.adapters.base import EmbeddingRequest, Embeddings, ProviderError
 
 from . import api, openai_format
 from .checks import (
@@ -105,8 +105,8 @@ def _base64_text(vector: list[Any] | str) -> str:
     """The vector as the JSON string OpenAI's base64 encoding sends."""
     if isinstance(vector, str):
         return '"' + vector + '"' if _BASE64.fullmatch(vector) else json.dumps(vector)
-    # Numbers kept as text (JsonNumber) are read here; OverflowError: a value beyond float32's range.
-    packed = struct.pack(f"<{len(vector)}f", *(map(float, vector) if type(vector[0]) is JsonNumber else vector))
+    numbers = _numbers(vector)[1] if type(vector[0]) is str else vector
+    packed = struct.pack(f"<{len(numbers)}f", *numbers)  # OverflowError: a value beyond float32's range
     return '"' + base64.b64encode(packed).decode("ascii") + '"'
 
 
@@ -118,9 +118,23 @@ def _float_text(vector: list[Any] | str) -> str:
         if len(raw) % 4:
             raise ValueError("not whole float32 values")
         return json.dumps(struct.unpack(f"<{len(raw) // 4}f", raw))
-    if type(vector[0]) is JsonNumber:  # the adapter checked that every one is
-        return "[" + ",".join(vector) + "]"
+    if type(vector[0]) is str:  # every one is (the adapter checked): the numbers' texts as they were sent
+        return _numbers(vector)[0]
     return json.dumps(vector)
+
+
+def _numbers(texts: list[str]) -> tuple[str, list[float | int]]:
+    """Numbers' texts as one JSON array's text and its numbers, checked to be JSON numbers, one each (reading
+    the joined text once is about as fast as printing a tenth of it)."""
+    text = "[" + ",".join(texts) + "]"
+    numbers = json.loads(text, parse_constant=_refused)
+    if len(numbers) != len(texts) or not set(map(type, numbers)) <= {float, int}:
+        raise ValueError("not one JSON number each")
+    return text, numbers
+
+
+def _refused(text: str) -> None:
+    raise ValueError(f"{text} is not a JSON number")
 
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")

@@ -17,7 +17,7 @@ from budgets.models import Budget
 from gateway.models import Deployment, Route
 from providers import bounds
 from providers.adapters import openai_compat, wire
-from providers.adapters.base import Connection, EmbeddingRequest, JsonNumber, ProviderError
+from providers.adapters.base import Connection, EmbeddingRequest, ProviderError
 from providers.models import Model, Price, Provider
 from tests.fakes.upstream import FakeUpstream, embedding_base64, embedding_tokens, fake_embedding
 from tests.gateway_support import OPENAI_MODEL, call, chat_body, live_server, make_key, make_providers
@@ -242,20 +242,22 @@ def test_models_say_which_is_which(key: str) -> None:
 @pytest.mark.parametrize("kind", ["openai", "openai_compatible"])
 def test_the_adapter_reads_both_encodings_on_both_transports(upstream: FakeUpstream, kind: str) -> None:
     conn = Connection(kind=kind, label="Fake", base_url=upstream.openai_base_url, api_key="sk-adapter-0001")
-    request = EmbeddingRequest(model="m", input=("a b", "c"), base64=True)
-    result = asyncio.run(openai_compat.embed(conn, request))
-    assert result.usage.input_tokens == 3 and not result.usage.estimated
     expected = [fake_embedding("a b", 8), fake_embedding("c", 8)]
+    result = asyncio.run(openai_compat.embed(conn, EmbeddingRequest(model="m", input=("a b", "c"), base64=True)))
+    assert result.usage.input_tokens == 3 and not result.usage.estimated
+    # OpenAI answers base64 itself; other servers are asked for floats, read as floats to be encoded.
+    assert result.vectors == ([embedding_base64(v) for v in expected] if kind == "openai" else expected)
+    result = asyncio.run(openai_compat.embed(conn, EmbeddingRequest(model="m", input=("a b", "c"))))
     if kind == "openai":
-        assert result.vectors == [embedding_base64(vector) for vector in expected]
-    else:  # the direct transport keeps each number's text, to pass it on as it came
-        assert all(type(number) is JsonNumber for vector in result.vectors for number in vector)
+        assert result.vectors == expected
+    else:  # floats to be passed on as floats keep their texts, so as not to be printed again
+        assert all(type(number) is str for vector in result.vectors for number in vector)
         assert [[float(number) for number in vector] for vector in result.vectors] == expected
 
 
-@pytest.mark.parametrize("data", [[], [{"index": 0, "embedding": ["x"]}], [{"index": 0}],
-                                  [{"index": 0, "embedding": [JsonNumber("1"), "2"]}],
-                                  [{"index": 0, "embedding": [True]}], [{"index": 0, "embedding": JsonNumber("1")}]])
+@pytest.mark.parametrize("data", [[], [{"index": 0, "embedding": [1, "x"]}], [{"index": 0}],
+                                  [{"index": 0, "embedding": [True]}], [{"index": 0, "embedding": []}],
+                                  [{"index": 0, "embedding": [[1.0]]}], [{"index": 0, "embedding": None}]])
 def test_a_malformed_answer_is_a_server_error(upstream: FakeUpstream, data: list[Any]) -> None:
     conn = Connection(kind="openai_compatible", label="Fake", base_url=upstream.openai_base_url)
 
@@ -319,7 +321,7 @@ def _answer(vectors: list[Any], encoding: str) -> Any:
 
 def test_every_form_of_a_vector_answers_in_either_encoding() -> None:
     vector = [0.5, -0.25, 1.0]
-    forms = [vector, [JsonNumber("0.5"), JsonNumber("-0.25"), JsonNumber("1")], embedding_base64(vector)]
+    forms = [vector, ["0.5", "-0.25", "1"], embedding_base64(vector)]
     for form in forms:
         floats = _answer([form], "float")
         assert floats["data"][0]["embedding"] == vector and floats["usage"] == {"prompt_tokens": 5,
@@ -327,7 +329,12 @@ def test_every_form_of_a_vector_answers_in_either_encoding() -> None:
         assert _floats(_answer([form], "base64")["data"][0]["embedding"]) == vector
 
 
-@pytest.mark.parametrize(("vector", "encoding"), [("@@@", "float"), ("AAA=", "float"), ([1e300], "base64")])
+@pytest.mark.parametrize(("vector", "encoding"), [
+    ("@@@", "float"), ("AAA=", "float"), ([1e300], "base64"),
+    # Texts the direct transport kept that are not one JSON number each: a string, two, a constant, nothing.
+    (["1", "abc"], "float"), (["1", '"x"'], "float"), (["1,2"], "float"), (["NaN"], "float"), ([""], "float"),
+    (["1", "abc"], "base64"), (["true"], "base64"),
+])
 def test_a_vector_that_cannot_be_converted_is_the_providers_error(vector: Any, encoding: str) -> None:
     with pytest.raises(ProviderError) as caught:
         _answer([vector], encoding)

@@ -136,3 +136,14 @@ def test_the_config_file_sets_and_exports_the_type() -> None:
     assert models["vectors"]["type"] == "embedding" and "type" not in models["chatty"]
     with pytest.raises(ConfigError, match="type"):
         config_import(load_yaml(CONFIG.replace("type: embedding", "type: vectors"), {}), actor="import_config")
+
+
+def test_ask_refuses_an_embedding_model_before_any_provider_is_asked(upstream: FakeUpstream) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    provider = Provider.objects.create(name="lab", kind="openai_compatible", base_url=upstream.openai_base_url)
+    Model.objects.create(provider=provider, name="vectors", type=Model.Type.EMBEDDING)
+    with pytest.raises(CommandError, match="lab/vectors is not a chat model"):
+        call_command("ask", "Hello", "--provider", "lab", "--model", "vectors")
+    assert upstream.requests == []

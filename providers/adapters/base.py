@@ -150,19 +150,14 @@ class EmbeddingRequest:
     model_type: ClassVar[str] = "embedding"
 
 
-class JsonNumber(str):
-    """A JSON number kept as the text it was sent as (json.loads' parse_float and parse_int): an embedding's
-    thousands of numbers are passed on as they came, without being parsed and printed again, which took
-    most of the time an embeddings call spent in aspweb."""
-
-    __slots__ = ()
-
-
 @dataclass
 class Embeddings:
-    """The vectors of an embeddings answer, one per input in order: each a list of numbers (floats, or the
-    JsonNumber texts the direct transport keeps), or the base64 text of its little-endian float32 values where
-    the provider sent that; and the usage (input tokens only)."""
+    """The vectors of an embeddings answer, one per input in order: each a list of numbers, or the base64 text
+    of its little-endian float32 values where the provider sent that; and the usage (input tokens only).
+    Numbers are floats through the SDK; the direct transport keeps them as the texts they were sent as
+    (json.loads' parse_float and parse_int), so that thousands of them are passed on without being parsed
+    and printed again, which took most of the time an embeddings call spent in aspweb. Those texts are
+    checked to be numbers where they are used (gateway/embeddings.py)."""
 
     vectors: list[list[Any] | str]
     usage: Usage

@@ -30,7 +30,6 @@ from .base import (
     FinishReason,
     Health,
     ImagePart,
-    JsonNumber,
     Message,
     ModelInfo,
     ProviderError,
@@ -183,8 +182,8 @@ async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
     try:
         if conn.kind in SDK_KINDS:
             answer = await pooled(conn, client).post("/embeddings", body=params, cast_to=object)
-        else:  # numbers kept as their text: floats passed on are not parsed and printed again
-            answer = await pooled(conn, wire.Client).post("embeddings", params, numbers_as_text=True)
+        else:  # floats to be passed on as floats are kept as their texts, so as not to be printed again
+            answer = await pooled(conn, wire.Client).post("embeddings", params, numbers_as_text=not request.base64)
     except Exception as exc:
         raise map_error(exc, conn) from None
     response = _object(answer)
@@ -202,19 +201,23 @@ async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
     return Embeddings(vectors, usage, _text(response.get("model")))
 
 
-_NUMBER_TYPES = frozenset({float, int, JsonNumber})
+_NUMBER_TYPES = frozenset({float, int})
 
 
 def _vector(value: Any) -> bool:
-    """An embedding as sent: base64 text, or a non-empty list of JSON numbers (floats, or their texts)."""
+    """An embedding as sent: base64 text, or a non-empty list of numbers (floats, or all of them texts, as the
+    direct transport reads them: checked to be numbers where they are used)."""
     if isinstance(value, str):
-        return bool(value) and type(value) is not JsonNumber
-    return isinstance(value, list) and bool(value) and set(map(type, value)) <= _NUMBER_TYPES
+        return bool(value)
+    if not isinstance(value, list) or not value:
+        return False
+    types = set(map(type, value))
+    return types <= _NUMBER_TYPES or types == {str}
 
 
 def _whole(value: Any) -> int | None:
-    """A JSON integer, read as the SDK parses it or as its text (JsonNumber); None for anything else."""
-    if type(value) is JsonNumber:
+    """A JSON integer, as the SDK parses it or as its text (the direct transport); None for anything else."""
+    if isinstance(value, str):
         try:
             return int(value)
         except ValueError:

@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
-from .base import Connection, JsonNumber
+from .base import Connection
 
 # As the openai SDK's client: many streams to one provider at once, and idle connections kept no longer
 # than the shortest usual server idle timeout (uvicorn's, under vLLM and many proxies, is 5 seconds).
@@ -87,12 +87,13 @@ class Client:
         return url
 
     async def post(self, path: str, body: Mapping[str, Any], *, numbers_as_text: bool = False) -> Any:
-        """POST a JSON body; the JSON answered, its numbers as JsonNumber texts with `numbers_as_text`."""
+        """POST a JSON body; the JSON answered, its numbers as their texts with `numbers_as_text` (as fast to
+        read as floats; printing floats again is what is slow)."""
         async with self._session.post(self._url(path), data=_encode(body), headers=_SENDING_JSON) as response:
             if response.status >= 400:
                 raise await _status_error(response)
             if numbers_as_text:
-                return json.loads(await response.read(), parse_float=JsonNumber, parse_int=JsonNumber)
+                return json.loads(await response.read(), parse_float=str, parse_int=str)
             return json.loads(await response.read())
 
     async def get(self, path: str) -> Any:
