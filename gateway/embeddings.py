@@ -74,8 +74,8 @@ def parse_embeddings(body: Any) -> ParsedEmbeddings:
             == "base64":
         encoding = "base64"
     _metadata, tags, end_user = openai_format._attribution(values)  # chat's reading of `metadata` and `user`
-    request = EmbeddingRequest(model=model, input=inputs, dimensions=dimensions, base64=encoding == "base64",
-                               user=end_user)
+    # `user` attributes the call in the ledger and is not sent on, as for chat.
+    request = EmbeddingRequest(model=model, input=inputs, dimensions=dimensions, base64=encoding == "base64")
     return ParsedEmbeddings(request, encoding, tags, end_user)
 
 

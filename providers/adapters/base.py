@@ -143,8 +143,6 @@ class EmbeddingRequest:
     input: tuple[str, ...]
     dimensions: int | None = None
     base64: bool = False
-    # The end user's id, for providers that take one (OpenAI's `user`).
-    user: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     # What the call path asks of a resolved model: an embedding model (a chat request asks for a chat one).
     model_type: ClassVar[str] = "embedding"

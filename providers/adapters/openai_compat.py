@@ -176,8 +176,6 @@ async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
         params["encoding_format"] = "base64"
     if request.dimensions is not None:
         params["dimensions"] = request.dimensions
-    if request.user and conn.kind in SDK_KINDS:  # OpenAI's end-user id; other servers may refuse the field
-        params["user"] = request.user
     params.update(request.extra)
     try:
         if conn.kind in SDK_KINDS:
