@@ -8,6 +8,7 @@ one record per call the client saw succeed (bench/gateway_setup.py), or the run 
 
     .venv/bin/python -m bench.gateway_bench latency --requests 500
     .venv/bin/python -m bench.gateway_bench latency --requests 300 --api responses [--kind openai]
+    .venv/bin/python -m bench.gateway_bench latency --requests 500 --endpoint both
     .venv/bin/python -m bench.gateway_bench throughput --seconds 20 --concurrency 16
     .venv/bin/python -m bench.gateway_bench memory --calls 100000 --concurrency 16
     .venv/bin/python -m bench.gateway_bench breakdown --requests 300
@@ -29,7 +30,10 @@ upstream and then through the gateway, interleaved; "added" is the median of the
 Streamed, the same for the time to the first content chunk (TTFT). With --api responses, each round also
 sends the same prompt to /v1/responses (OpenAI's Responses API), so that both endpoints' added latency come
 from one run; the upstream is then called directly in the format the gateway calls it in: chat completions
-for an OpenAI-compatible provider, the Responses API for --kind openai (spoken natively).
+for an OpenAI-compatible provider, the Responses API for --kind openai (spoken natively). `--endpoint
+embeddings` measures POST /v1/embeddings instead (EMBED_INPUTS texts, vectors of EMBED_DIMENSIONS floats, asked
+for as floats and as base64, the openai SDK's default); `--endpoint both` measures chat completions and
+embeddings in one run.
 
 throughput: N connections sending non-streamed requests back to back for S seconds (a small HTTP/1.1
 client on asyncio streams, so that the client costs little of the machine's CPU); the upstream alone is
@@ -45,7 +49,8 @@ one database, one logging every call, measured alternately (latency in interleav
 alternating windows).
 
 breakdown: in this process, the ASGI handler called directly, sequentially: the whole call, then with the
-provider's HTTP, the usage record and the call path taken away one by one (CPU and wall time per call).
+provider's HTTP, the usage record and the call path taken away one by one (CPU and wall time per call);
+with `--endpoint embeddings` (or both), whole embeddings calls in either encoding after the chat call.
 """
 
 import argparse
@@ -81,6 +86,10 @@ PYTHON = sys.executable
 UPSTREAM_KEY = "sk-bench-0001"
 LITELLM_KEY = "sk-litellm-bench-0001"
 PROMPT = "Say hello"
+# An embeddings request as a retrieval application sends one: a batch of passages, vectors of
+# text-embedding-3-small's size.
+EMBED_INPUTS = [f"Passage {n}: the quick brown fox jumps over the lazy dog, and the dog sleeps on." for n in range(8)]
+EMBED_DIMENSIONS = 1536
 # Answers with status 200 per target name in this run, for the ledger's exactly-once check.
 OK: Counter = Counter()
 
@@ -100,6 +109,7 @@ class Target:
     tally: str = ""
     # latency: what a gateway target is compared with, when not the first target (the upstream).
     baseline: "Target | None" = None
+    embed_model: str = ""  # "": the target has no embedding model (LiteLLM, as the bench configures it)
 
     def body(self, **fields: Any) -> dict[str, Any]:
         if self.api == "responses":
@@ -121,6 +131,7 @@ def serve_upstream() -> None:
 
     fake = upstream.FakeUpstream(api_key=UPSTREAM_KEY).start()
     fake.usage = {"input_tokens": 12, "output_tokens": 7}
+    fake.embedding_dimensions = EMBED_DIMENSIONS
     print(fake.openai_base_url, flush=True)
     threading.Event().wait()
 
@@ -176,7 +187,8 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
                                         stdout=subprocess.PIPE, text=True)
             processes.append(upstream)
             upstream_url = upstream.stdout.readline().strip()
-            targets = [Target("upstream", upstream_url, UPSTREAM_KEY, "fake-model-a", upstream.pid)]
+            targets = [Target("upstream", upstream_url, UPSTREAM_KEY, "fake-model-a", upstream.pid,
+                              embed_model="fake-embed")]
 
             subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
             if args.database_url:  # rows of an earlier run are encrypted with another run's key
@@ -196,7 +208,8 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
                  "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
             processes.append(app)
             wait_for_port(port, app, timeout=90)
-            targets.append(Target("aspweb", f"http://127.0.0.1:{port}/v1", key, "bench/fake-model-a", app.pid))
+            targets.append(Target("aspweb", f"http://127.0.0.1:{port}/v1", key, "bench/fake-model-a", app.pid,
+                                  embed_model="bench/fake-embed"))
             if args.log_bodies == "both":  # a second server, logging every call (bench/logging_bench.py)
                 targets.append(_server(args, {**env, "ASPWEB_LOG_BODIES": "true"}, processes, key, "aspweb-logging"))
 
@@ -303,6 +316,17 @@ def _timed_first_token(client: httpx.Client, target: Target) -> float:
     return first * 1000
 
 
+def _timed_embedding(client: httpx.Client, target: Target, encoding: str) -> float:
+    body = {"model": target.embed_model, "input": EMBED_INPUTS, "encoding_format": encoding}
+    started = time.perf_counter()
+    response = client.post(f"{target.base_url}/embeddings", headers=target.headers, json=body)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, (target.name, response.status_code, response.text)
+    assert len(response.json()["data"]) == len(EMBED_INPUTS)
+    OK[target.name] += 1
+    return elapsed * 1000
+
+
 def _percentiles(values: list[float]) -> str:
     ordered = sorted(values)
     at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
@@ -333,7 +357,14 @@ def paired(targets: list[Target], measure: Any, requests: int) -> tuple[dict[str
 
 
 def latency(args: argparse.Namespace) -> None:
-    with environment(args) as targets:
+    chat = (("chat completions, non-streamed, whole answer", _timed_call),
+            ("chat completions, streamed, first token", _timed_first_token))
+    embeddings = tuple((f"embeddings, {len(EMBED_INPUTS)} inputs, {EMBED_DIMENSIONS} dimensions, {encoding}",
+                        lambda client, target, encoding=encoding: _timed_embedding(client, target, encoding))
+                       for encoding in ("float", "base64"))
+    measures = {"chat": chat, "embeddings": embeddings, "both": chat + embeddings}[args.endpoint]
+    with environment(args) as all_targets:
+        targets = all_targets  # for chat: with --api responses, the Responses endpoint beside them
         if args.api == "responses":
             upstream, gateway = targets[0], targets[1]
             native = dataclasses.replace(upstream, name="upstream (responses)", api="responses", tally=upstream.name)
@@ -344,10 +375,10 @@ def latency(args: argparse.Namespace) -> None:
                 for _ in range(20):
                     _timed_call(client, targets[2])
                     _timed_first_token(client, targets[2])
-        measures = (("non-streamed, whole answer", _timed_call), ("streamed, first token", _timed_first_token))
         for label, measure in measures:
+            measured = [t for t in all_targets if t.embed_model] if label.startswith("embeddings") else targets
             print(f"\n{label} ({args.requests} sequential requests, one client)")
-            times, added = paired(targets, measure, args.requests)
+            times, added = paired(measured, measure, args.requests)
             for name, values in times.items():
                 print(f"  {name:9} {_percentiles(values)}")
             for name, median in added.items():
@@ -509,19 +540,20 @@ def breakdown(args: argparse.Namespace) -> None:
         handler = ASGIHandler()
         body = json.dumps(Target("aspweb", "", key, "bench/fake-model-a").body()).encode()
 
-        async def one(method: str, path: str) -> int:
+        async def one(method: str, path: str, payload: bytes = body) -> int:
             headers = [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json"),
-                       (b"content-length", str(len(body)).encode())]
+                       (b"content-length", str(len(payload)).encode())]
             received = await asgi_request(handler, method, path, headers=headers,
-                                          body=body if method == "POST" else b"")
+                                          body=payload if method == "POST" else b"")
             return received.status
 
-        async def measure(label: str, method: str = "POST", path: str = "/v1/chat/completions") -> None:
+        async def measure(label: str, method: str = "POST", path: str = "/v1/chat/completions",
+                          payload: bytes = body) -> None:
             for _ in range(20):
-                assert await one(method, path) == 200, label
+                assert await one(method, path, payload) == 200, label
             wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(args.requests):
-                await one(method, path)
+                await one(method, path, payload)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             print(f"  {label:52} {wall / args.requests * 1000:6.2f} ms wall  {cpu / args.requests * 1000:6.2f} ms CPU")
 
@@ -540,13 +572,24 @@ def breakdown(args: argparse.Namespace) -> None:
         if args.profile:
             import cProfile
 
+            embeddings = json.dumps({"model": "bench/fake-embed", "input": EMBED_INPUTS}).encode()
             with cProfile.Profile() as profile:
-                asyncio.run(measure("the whole call, profiled"))
+                if args.endpoint == "embeddings":
+                    asyncio.run(measure("embeddings, profiled", path="/v1/embeddings", payload=embeddings))
+                else:
+                    asyncio.run(measure("the whole call, profiled"))
             profile.dump_stats(args.profile)
             print(f"profile of the whole call written to {args.profile} (python -m pstats {args.profile})")
             return
         print(f"\nper call, mean of {args.requests} sequential calls in process")
         asyncio.run(measure("the whole call"))
+        if args.endpoint != "chat":
+            for encoding in ("float", "base64"):
+                payload = json.dumps({"model": "bench/fake-embed", "input": EMBED_INPUTS,
+                                      "encoding_format": encoding}).encode()
+                asyncio.run(measure(f"embeddings, {encoding}", path="/v1/embeddings", payload=payload))
+            if args.endpoint == "embeddings":
+                return
         openai_compat.stream = no_http
         asyncio.run(measure("without the provider's HTTP (adapter replaced)"))
         calls._record = no_ledger
@@ -617,6 +660,8 @@ def main() -> None:
                              help="every aspweb call logs its prompt and answer (ASPWEB_LOG_BODIES=true)")
         command.add_argument("--rounds", type=int, default=6, help="logging: throughput windows per server")
         command.add_argument("--measures", default="throughput,latency,ttft", help=argparse.SUPPRESS)
+        command.add_argument("--endpoint", choices=["chat", "embeddings", "both"], default="chat",
+                             help="latency and breakdown: chat completions, embeddings, or both in one run")
     args = parser.parse_args()
     if args.command == "upstream":
         serve_upstream()

@@ -19,6 +19,8 @@ from decimal import Decimal
 from typing import Any
 
 UPSTREAM_MODEL = "fake-model-a"
+# The embedding model of `latency --endpoint embeddings`, priced as OpenAI's text-embedding-3-small.
+UPSTREAM_EMBED_MODEL = "fake-embed"
 OWNER_EMAIL = "bench-owner@bench.example"
 # Far above any run's spend (a bench call costs about $0.00003): alerts never fire, hard limits never refuse.
 AMOUNT = Decimal("1000000")
@@ -40,8 +42,8 @@ BENCH_BUDGETS: tuple[tuple[str, str, str, bool, bool], ...] = (
 
 
 def seed(upstream_url: str, kind: str, *, budgets: bool) -> str:
-    """The provider, its priced model and an API key owned by a person; with `budgets`, the 10 + 1,000
-    budgets. Returns the key's text."""
+    """The provider, its priced chat and embedding models and an API key owned by a person; with `budgets`, the
+    10 + 1,000 budgets. Returns the key's text."""
     from django.contrib.auth import get_user_model
 
     from gateway import apikeys
@@ -53,6 +55,10 @@ def seed(upstream_url: str, kind: str, *, budgets: bool) -> str:
     model, created = Model.objects.get_or_create(provider=provider, name=UPSTREAM_MODEL)
     if created:
         Price.objects.create(model=model, input=Decimal("1"), output=Decimal("2"))
+    embed, created = Model.objects.get_or_create(provider=provider, name=UPSTREAM_EMBED_MODEL,
+                                                 defaults={"type": Model.Type.EMBEDDING})
+    if created:
+        Price.objects.create(model=embed, input=Decimal("0.02"), output=Decimal("0"))
     owner, _ = get_user_model().objects.get_or_create(email=OWNER_EMAIL, defaults={"name": "Bench owner"})
     key, raw = apikeys.api_key_create(name="bench", user=owner, actor="bench")
     if budgets:

@@ -4,6 +4,7 @@ an aspweb API key, and every call goes through the one call path (providers.call
     POST /v1/chat/completions   OpenAI chat completions, streamed or not
     POST /v1/messages           Anthropic messages, streamed or not
     POST /v1/responses          the OpenAI Responses API, streamed (typed events) or not
+    POST /v1/embeddings         OpenAI embeddings (gateway/embeddings.py, admitted here)
     GET  /v1/models             what the key may use (OpenAI's list; Anthropic's with `anthropic-version`)
     GET  /v1/openapi.json       the OpenAPI description of all this
 
@@ -107,6 +108,8 @@ _REFUSALS: dict[str, tuple[int, str]] = {
     # A model without a price under a hard limit: no retry helps until an admin sets its price (a 429 would
     # have the SDKs retry it).
     "unpriced": (403, "model_unpriced"),
+    # An embedding model asked to chat, or a chat model to embed.
+    "wrong_type": (400, "model_wrong_type"),
 }
 
 
@@ -314,7 +317,7 @@ def _admit_sync(raw_key: str | None, chat: ChatRequest | None, ask: CacheAsk | N
 
 
 def _cache_ttl(chat: ChatRequest, ask: CacheAsk | None) -> int | None:
-    if ask is None or ask.enabled is False:
+    if ask is None or ask.enabled is False or chat.model_type != "chat":  # embeddings are not cached
         return None
     if ask.enabled or ask.ttl:
         return ask.ttl or response_cache.DEFAULT_TTL
@@ -526,21 +529,26 @@ class _Listed:
     display_name: str
     created: Any
     owned_by: str
+    model_type: str = "chat"
 
 
 def _listed_sync(key: ApiKey) -> list[_Listed]:
     models, routes = apikeys.addressable()
-    listed = [_Listed(model.provider.name + "/" + model.name, model.label, model.created_at, model.provider.name)
-              for model in models]
-    listed += [_Listed(route.name, route.description or route.name, route.created_at, "aspweb") for route in routes]
+    listed = [_Listed(model.provider.name + "/" + model.name, model.label, model.created_at, model.provider.name,
+                      model.type) for model in models]
+    types = apikeys.route_types(routes)
+    listed += [_Listed(route.name, route.description or route.name, route.created_at, "aspweb", types[route.pk])
+               for route in routes]
     return sorted((item for item in listed if apikeys.key_allows(key, item.id)), key=lambda item: item.id)
 
 
 def _model_entry(item: _Listed, flavor: Flavor) -> dict[str, Any]:
+    """OpenAI's or Anthropic's model object, with aspweb's `model_type`: chat, or embedding (/v1/embeddings)."""
     if flavor == "anthropic":
         return {"type": "model", "id": item.id, "display_name": item.display_name,
-                "created_at": item.created.isoformat().replace("+00:00", "Z")}
-    return {"id": item.id, "object": "model", "created": int(item.created.timestamp()), "owned_by": item.owned_by}
+                "created_at": item.created.isoformat().replace("+00:00", "Z"), "model_type": item.model_type}
+    return {"id": item.id, "object": "model", "created": int(item.created.timestamp()), "owned_by": item.owned_by,
+            "model_type": item.model_type}
 
 
 @gateway_view(None, "GET")

@@ -198,11 +198,20 @@ def addressable() -> tuple[list[Model], list[Route]]:
     return models, routes
 
 
+def route_types(routes: list[Route]) -> dict[int, str]:
+    """Each route's model type: embedding where every deployment serves an embedding model, else chat."""
+    types: dict[int, set[str]] = {route.pk: set() for route in routes}
+    for route_id, model_type in Deployment.objects.filter(route__in=routes).values_list("route_id", "model__type"):
+        types[route_id].add(model_type)
+    return {pk: "embedding" if found == {"embedding"} else "chat" for pk, found in types.items()}
+
+
 def example_model(key: ApiKey) -> str | None:
     """A model address or route name the key may use, in the gateway's naming (PROVIDER/MODEL, or a route's
     name), for the example shown with a new key: a model with a price in force first (a hard budget refuses
     unpriced ones), then a route, then any model; None when the key may use nothing enabled now."""
     models, routes = addressable()
+    models = [model for model in models if model.type == Model.Type.CHAT]  # the example is a chat completion
     priced = set(Price.objects.filter(model__in=models, effective_from__lte=timezone.now())
                  .values_list("model_id", flat=True))
     # A route serves only through a deployment of a model that can answer: one without names no example.

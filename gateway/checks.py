@@ -7,6 +7,9 @@ from aspweb.text import first_text_problem, text_problem
 
 # Far above any model's limit, and below what a 32-bit column would refuse further down.
 MAX_INT = 2**31 - 1
+# Embeddings: OpenAI's limit of inputs a request, and a bound on `dimensions` far above any model's vectors.
+MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_DIMENSIONS = 65_536
 
 
 class BadRequest(Exception):

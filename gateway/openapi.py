@@ -5,7 +5,7 @@ apart unnoticed."""
 from typing import Any
 
 from .cache import MAX_TTL
-from .checks import MAX_INT
+from .checks import MAX_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_INPUTS, MAX_INT
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -263,11 +263,46 @@ _SCHEMAS: dict[str, Any] = {
                                           "properties": {"reasoning_tokens": {"type": "integer"}}}}},
         },
     },
+    "EmbeddingsRequest": {
+        "type": "object", "required": ["model", "input"], "additionalProperties": False,
+        "properties": {
+            "model": {"type": "string", "minLength": 1,
+                      "description": "A route name or PROVIDER/MODEL of an embedding model."},
+            "input": {"oneOf": [{"type": "string", "minLength": 1},
+                                {"type": "array", "minItems": 1, "maxItems": MAX_EMBEDDING_INPUTS,
+                                 "items": {"type": "string", "minLength": 1}}],
+                      "description": "A text, or texts to embed in one call. Token arrays are not supported."},
+            "dimensions": {"type": "integer", "minimum": 1, "maximum": MAX_EMBEDDING_DIMENSIONS,
+                           "description": "Sent on to the provider; models that cannot shorten their vectors "
+                                          "refuse it (a 400)."},
+            "encoding_format": {"enum": ["float", "base64"],
+                                "description": "base64: each vector as the base64 text of its little-endian "
+                                               "float32 values. float by default."},
+            "user": {"type": "string", "maxLength": 128,
+                     "description": "The end user the call is for: recorded in the usage ledger."},
+            "metadata": {"type": "object", "maxProperties": 16, "additionalProperties": {"type": "string",
+                                                                                       "maxLength": 512},
+                         "description": "Labels; `tags` (\"a,b\") tags the call. Not sent on."},
+        },
+    },
+    "EmbeddingList": {
+        "type": "object",
+        "properties": {
+            "object": {"const": "list"}, "model": _STRING,
+            "data": {"type": "array", "items": {"type": "object", "properties": {
+                "object": {"const": "embedding"}, "index": {"type": "integer"},
+                "embedding": {"oneOf": [{"type": "array", "items": {"type": "number"}}, _STRING]}}}},
+            "usage": {"type": "object", "properties": {"prompt_tokens": {"type": "integer"},
+                                                       "total_tokens": {"type": "integer"}}},
+        },
+    },
     "ModelList": {
         "type": "object",
         "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": {
             "type": "object", "properties": {"id": _STRING, "object": {"const": "model"},
-                                             "created": {"type": "integer"}, "owned_by": _STRING}}}},
+                                             "created": {"type": "integer"}, "owned_by": _STRING,
+                                             "model_type": {"enum": ["chat", "embedding"],
+                                                            "description": "aspweb's: what the model answers."}}}}},
     },
     "Error": {
         "type": "object", "required": ["error"],
@@ -345,6 +380,18 @@ DESCRIPTION: dict[str, Any] = {
         "/v1/chat/completions": _call("OpenAI chat completions", "ChatCompletionRequest", "ChatCompletion", "Error"),
         "/v1/messages": _call("Anthropic messages", "MessagesRequest", "Message", "AnthropicError"),
         "/v1/responses": _call("OpenAI Responses API (stateless)", "ResponsesRequest", "Response", "Error"),
+        "/v1/embeddings": {"post": {
+            "summary": "OpenAI embeddings, of embedding models (model_type embedding in /v1/models).",
+            "parameters": _REQUEST_HEADERS[2:],  # attribution; the response cache does not apply
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref("EmbeddingsRequest")}}},
+            "responses": {
+                "200": {"description": "The vectors, in the order of the inputs.",
+                        "headers": {name: header for name, header in _CALL_HEADERS.items() if name != "x-aspweb-cache"},
+                        "content": {"application/json": {"schema": _ref("EmbeddingList")}}},
+                **_errors("Error"),
+            },
+        }},
         "/v1/models": {"get": {
             "summary": "The models (PROVIDER/MODEL) and routes the key may use. In Anthropic's shape when the "
                        "request has an anthropic-version header.",

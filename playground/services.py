@@ -65,11 +65,12 @@ class Estimate:
 
 
 def catalog() -> list[Model]:
-    """The models a member may pick: enabled models of enabled providers, each with `price_now`, the price
-    in force, ordered by provider then name."""
+    """The models a member may pick: enabled chat models of enabled providers (an embedding model answers no
+    prompt), each with `price_now`, the price in force, ordered by provider then name."""
     in_force = Price.objects.filter(effective_from__lte=timezone.now()).order_by("-effective_from", "-id")
     models = list(
-        Model.objects.filter(enabled=True, provider__enabled=True, provider__archived_at__isnull=True)
+        Model.objects.filter(enabled=True, type=Model.Type.CHAT, provider__enabled=True,
+                             provider__archived_at__isnull=True)
         .select_related("provider")
         .prefetch_related(Prefetch("prices", queryset=in_force.prefetch_related("tiers"), to_attr="prices_in_force"))
     )

@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .adapters.base import ChatRequest, ImagePart, Message, TextPart
+from .adapters.base import ChatRequest, EmbeddingRequest, ImagePart, Message, TextPart
 
 # Role markers and separators around one message. OpenAI's cookbook counts 3 tokens per message (4 with a
 # name); Llama 3's header and end-of-turn are 5 special tokens plus "\n\n"; SentencePiece starts a text with
@@ -78,11 +78,15 @@ def _message_bound(message: Message) -> int:
     return tokens
 
 
-def input_token_bound(request: ChatRequest) -> int:
+def input_token_bound(request: ChatRequest | EmbeddingRequest) -> int:
     """The most prompt tokens the provider can bill for `request`, cached ones included (see the module's
     docstring for exactly what is guaranteed): the bytes of the system prompt, of every message's text,
     tool calls and tool results, of the tool definitions and tool choice as JSON, and of the provider-specific
-    parameters as JSON (a structured-output schema among them is shown to the model), plus the allowances."""
+    parameters as JSON (a structured-output schema among them is shown to the model), plus the allowances.
+    For embeddings: the bytes of every input, plus a message's allowance for each (an embedding model's
+    begin and end tokens around each text)."""
+    if isinstance(request, EmbeddingRequest):
+        return sum(PER_MESSAGE_TOKENS + _bytes(text) for text in request.input)
     tokens = PER_REQUEST_TOKENS + _bytes(request.system) + sum(_message_bound(m) for m in request.messages)
     if request.tools:
         tokens += TOOLS_TOKENS + sum(_json_bytes(tool) for tool in request.tools)
@@ -105,10 +109,12 @@ def default_output_cap(request: ChatRequest) -> int:
     return settings.BUDGET_DEFAULT_MAX_TOKENS + (request.thinking_budget or 0)
 
 
-def output_token_bound(request: ChatRequest, model: Any, *, caps_output: bool) -> int:
+def output_token_bound(request: ChatRequest | EmbeddingRequest, model: Any, *, caps_output: bool) -> int:
     """The most output tokens (reasoning included) the call can be billed for: the model's whole output
     where the provider ignores max_tokens, else the request's max_tokens, else `default_output_cap`, which
-    the call path then sends (providers.calls)."""
+    the call path then sends (providers.calls). An embeddings call has no output tokens."""
+    if isinstance(request, EmbeddingRequest):
+        return 0
     if not caps_output:
         return model_output_limit(model)
     return request.max_tokens if request.max_tokens is not None else default_output_cap(request)

@@ -34,16 +34,7 @@ from aspweb.inline import NeedsThread, inline_or_hop, running_inline
 
 from . import bounds, callbodies, hooks, observe, rowcaches
 from .adapters import get_adapter
-from .adapters.base import (
-    ChatRequest,
-    Chunk,
-    Completion,
-    Connection,
-    ProviderError,
-    Usage,
-    collect,
-    estimated_usage,
-)
+from .adapters.base import ChatRequest, Chunk, Completion, Connection, ProviderError, Usage, collect, estimated_usage
 from .models import Model, Price, Provider
 from .prices import model_prices, price_in_force
 from .services import connection_for
@@ -54,12 +45,12 @@ Source = Literal["playground", "gateway", "cli"]
 
 
 class CallError(Exception):
-    """The call could not start: unknown or disabled provider or model, or a hard-limit budget it does not
-    fit in (`budget_exceeded`; the gateway answers 429). `code` says which. A disabled provider's or
-    model's rows come along, for the ledger."""
+    """The call could not start: unknown or disabled provider or model, a hard-limit budget it does not fit in
+    (`budget_exceeded`; the gateway answers 429), a model of the other type (`wrong_type`). `code` says which.
+    A disabled provider's or model's rows come along, for the ledger."""
 
-    def __init__(self, code: Literal["not_found", "disabled", "budget_exceeded", "unpriced"], message: str, *,
-                 provider: Provider | None = None, model: Model | None = None) -> None:
+    def __init__(self, code: Literal["not_found", "disabled", "budget_exceeded", "unpriced", "wrong_type"],
+                 message: str, *, provider: Provider | None = None, model: Model | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -281,7 +272,7 @@ def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
     if record.answer is None and callbodies.logged(caller):  # keeps the chunks that reach the caller
         record.answer = []
     try:
-        plan = _resolve_sync(f"{provider}/{request.model}" if provider else request.model)
+        plan = _of_type(_resolve_sync(f"{provider}/{request.model}" if provider else request.model), request)
         record.route = plan.route.name if plan.route else ""
         first = plan.targets[0]
         _serve_from(first, record)
@@ -292,6 +283,17 @@ def resolve(request: ChatRequest, *, caller: Caller, record: CallRecord, provide
     except CallError as exc:
         prepared.refused = exc
     return prepared
+
+
+def _of_type(plan: "Plan", request: Any) -> "Plan":
+    """A route's deployments whose model is of the type the request asks for (Model.type); none left, or one
+    model of the other type, is refused: an embedding model does not chat, nor does a chat model embed."""
+    targets = [target for target in plan.targets if target.model.type == request.model_type]
+    if not targets:
+        kind = {"chat": "a chat model", "embedding": "an embedding model"}[request.model_type]
+        what = f"Route {plan.route.name!r} serves no" if plan.route else f"{plan.targets[0].address} is not"
+        raise CallError("wrong_type", f"{what} {kind}: embedding models answer POST /v1/embeddings, others chat.")
+    return plan if len(targets) == len(plan.targets) else Plan(targets, plan.route)
 
 
 def reserve(prepared: Prepared, request: ChatRequest, *, caller: Caller, record: CallRecord) -> Prepared:
@@ -326,8 +328,7 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
 
 def _hard_budgets(target: Target, caller: Caller) -> bool:
     """Whether a limit on spend (a hard-limit budget) covers the call; read from memory, without a query."""
-    return any(limit.covers(provider=target.provider, model=target.model, **caller.scope)
-               for limit in hooks.limits())
+    return any(limit.covers(provider=target.provider, model=target.model, **caller.scope) for limit in hooks.limits())
 
 
 def _reserve(target: Target, request: ChatRequest, caller: Caller, record: CallRecord,
@@ -374,7 +375,7 @@ def _limit_call(target: Target, request: ChatRequest, caller: Caller, record: Ca
 
 def _cap_output(target: Target, request: ChatRequest, record: CallRecord, call: dict[str, Any], held: bool) -> None:
     """A call held under a cap it did not set itself is sent with that cap, so that its answer cannot outgrow it."""
-    if held and target.provider.kind_preset.caps_output and request.max_tokens is None:
+    if held and call["output_tokens"] and target.provider.kind_preset.caps_output and request.max_tokens is None:
         record.output_cap = call["output_tokens"]
 
 
@@ -565,8 +566,7 @@ async def _guarded(target: Target, request: ChatRequest, deadline: float) -> Asy
     """The adapter's stream under the first-token timeout and the whole-call deadline."""
     label = target.connection.label
     first_token_timeout = settings.PROVIDER_FIRST_TOKEN_TIMEOUT_SECONDS
-    if request.metadata and target.provider.kind_preset.accepts_metadata:
-        # Only providers that document the object get it; to any other it would be an unknown parameter.
+    if request.metadata and target.provider.kind_preset.accepts_metadata:  # where documented: else unknown
         request = dataclasses.replace(request, extra={**request.extra, "metadata": request.metadata})
     async with contextlib.aclosing(target.adapter.stream(target.connection, request)) as chunks:
         waiting_first = True

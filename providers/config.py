@@ -14,7 +14,7 @@ from .kinds import EXTRA_FIELDS, KINDS, SECRET_FIELDS, Kind
 from .models import Model, Price, PriceTier, Provider
 
 PROVIDER_KEYS = ("name", "kind", *ProviderForm._meta.fields[1:], "api_key", *EXTRA_FIELDS, *SECRET_FIELDS, "models")
-MODEL_KEYS = ("name", "display_name", "enabled", "context_window", "max_output_tokens", "prices")
+MODEL_KEYS = ("name", "display_name", "type", "enabled", "context_window", "max_output_tokens", "prices")
 PRICE_KEYS = (*Price.PRICE_FIELDS, "tiers")
 TIER_KEYS = ("above", *Price.PRICE_FIELDS)
 
@@ -220,7 +220,7 @@ def _apply_model(provider: Provider, plan: _ModelPlan, actor: Any, report: confi
     data = plan.form.cleaned_data
     if plan.existing is None:
         model = services.model_add(
-            provider=provider, name=data["name"], actor=actor, display_name=data["display_name"],
+            provider=provider, name=data["name"], actor=actor, display_name=data["display_name"], type=data["type"],
             context_window=data["context_window"], max_output_tokens=data["max_output_tokens"], enabled=data["enabled"],
             with_default_price=plan.prices is None,
         )
@@ -272,6 +272,8 @@ def _export_model(model: Model) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": config.literal(model.name)}
     if model.display_name:
         entry["display_name"] = config.literal(model.display_name)
+    if model.type != Model.Type.CHAT:  # chat is what a file that leaves it out means
+        entry["type"] = model.type
     entry["enabled"] = model.enabled
     if model.context_window is not None:
         entry["context_window"] = model.context_window

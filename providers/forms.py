@@ -317,7 +317,7 @@ class CatalogModelForm(forms.ModelForm):
     class Meta:
         formfield_callback = bounded_formfield
         model = Model
-        fields = ["name", "display_name", "enabled", "context_window", "max_output_tokens"]
+        fields = ["name", "display_name", "type", "enabled", "context_window", "max_output_tokens"]
         help_texts = {"name": f"The model id the provider's API expects, at most {MODEL_NAME_MAX} characters.",
                       "display_name": f"A friendlier name for lists, at most {MODEL_NAME_MAX} characters."}
 
@@ -327,6 +327,11 @@ class CatalogModelForm(forms.ModelForm):
         if self.instance.pk:
             # Usage and routes point at the model by its provider-side id; it is not renamed.
             self.fields["name"].disabled = True
+        # Left out (a form or file from before types), a model keeps its type, and a new one is a chat model.
+        self.fields["type"].required = False
+
+    def clean_type(self) -> str:
+        return self.cleaned_data.get("type") or self.instance.type or Model.Type.CHAT
 
     def clean_name(self) -> str:
         # `provider` is not a form field, so the form alone would not check the unique constraint.

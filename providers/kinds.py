@@ -4,6 +4,7 @@ Adding a provider is one entry here plus, at most, one adapter module. Nothing o
 the adapters branches on a kind's name.
 """
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -116,6 +117,11 @@ class Kind:
     key_format: Literal["token", "service_account"] = "token"
     # A prefix of the provider's model ids that genai-prices leaves out (Vertex's publisher, "google/").
     prices_model_prefix: str = ""
+    # Preset embedding models (POST /v1/embeddings), beside the chat models of `models`.
+    embedding_models: tuple[str, ...] = ()
+    # The provider answers `encoding_format: base64` itself; elsewhere floats are asked for and the gateway
+    # encodes them.
+    embedding_base64: bool = False
 
     @property
     def needs_key(self) -> bool:
@@ -157,12 +163,14 @@ KINDS: dict[str, Kind] = _kinds(
         "openai", "OpenAI", "openai_compat", base_url="https://api.openai.com/v1",
         key_env="OPENAI_API_KEY", prices_provider="openai", max_tokens_param="max_completion_tokens",
         models=("gpt-4o", "gpt-4o-mini", "gpt-4-turbo", "o1", "o1-mini"), accepts_metadata=True,
+        embedding_models=("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"),
+        embedding_base64=True,
         help="GPT and o-series models through the official OpenAI SDK.",
     ),
     Kind(
         "azure_openai", "Azure OpenAI", "openai_compat", base_url_need="required",
         key_env="AZURE_OPENAI_API_KEY", extra=("api_version",), prices_provider="azure",
-        max_tokens_param="max_completion_tokens",
+        max_tokens_param="max_completion_tokens", embedding_base64=True,
         base_url_label="Azure endpoint", base_url_help="https://RESOURCE.openai.azure.com",
         help="Each model is a deployment: name models after their Azure deployment names.",
     ),
@@ -178,6 +186,7 @@ KINDS: dict[str, Kind] = _kinds(
         base_url="https://generativelanguage.googleapis.com/v1beta/openai/",
         key_env="GEMINI_API_KEY", prices_provider="google",
         models=("gemini-2.0-flash", "gemini-1.5-pro", "gemini-1.5-flash"),
+        embedding_models=("gemini-embedding-001",),
         help="Gemini through Google's OpenAI-compatible endpoint (GOOGLE_API_KEY works too).",
     ),
     Kind(
@@ -189,6 +198,7 @@ KINDS: dict[str, Kind] = _kinds(
         "together", "Together AI", "openai_compat", base_url="https://api.together.xyz/v1",
         key_env="TOGETHER_API_KEY", prices_provider="together",
         models=("meta-llama/Llama-3.3-70B-Instruct-Turbo", "deepseek-ai/DeepSeek-V3", "openai/gpt-oss-120b"),
+        embedding_models=("BAAI/bge-large-en-v1.5", "intfloat/multilingual-e5-large-instruct"),
         # Together's own prices for these are in genai-prices' data for Together as a Hugging Face provider.
         prices_aliases={"deepseek-ai/DeepSeek-V3": ("huggingface_together", "deepseek-ai/DeepSeek-V3")},
     ),
@@ -197,6 +207,7 @@ KINDS: dict[str, Kind] = _kinds(
         key_env="FIREWORKS_API_KEY", prices_provider="fireworks",
         models=("accounts/fireworks/models/llama-v3p3-70b-instruct",
                 "accounts/fireworks/models/qwen3-235b-a22b", "accounts/fireworks/models/deepseek-r1-0528"),
+        embedding_models=("nomic-ai/nomic-embed-text-v1.5",),
         # Fireworks' own price for Llama 3.3 70B is in genai-prices' data for Fireworks as a Hugging Face
         # provider, under the model's Hugging Face name.
         prices_aliases={"accounts/fireworks/models/llama-v3p3-70b-instruct":
@@ -206,12 +217,14 @@ KINDS: dict[str, Kind] = _kinds(
         "deepinfra", "DeepInfra", "openai_compat", base_url="https://api.deepinfra.com/v1/openai",
         key_env="DEEPINFRA_API_KEY",
         models=("meta-llama/Llama-3.3-70B-Instruct", "deepseek-ai/DeepSeek-V3"),
+        embedding_models=("BAAI/bge-m3", "Qwen/Qwen3-Embedding-8B"),
         help="No public price data: enter prices on each model's page.",
     ),
     Kind(
         "cohere", "Cohere", "openai_compat", base_url="https://api.cohere.ai/compatibility/v1",
         key_env="COHERE_API_KEY", prices_provider="cohere", stream_usage=False,
         models=("command-a-03-2025", "command-r-plus", "command-r"),
+        embedding_models=("embed-v4.0", "embed-english-v3.0", "embed-multilingual-v3.0"),
         help="Command models through Cohere's Compatibility API (CO_API_KEY works too).",
     ),
     Kind(
@@ -283,6 +296,15 @@ KINDS: dict[str, Kind] = _kinds(
 )
 
 KIND_CHOICES = [(kind.name, kind.label) for kind in KINDS.values()]
+
+
+# Model ids that clearly name an embedding model: text-embedding-3-small, gemini-embedding-001, embed-v4.0,
+# nomic-embed-text, BAAI/bge-m3, thenlper/gte-large, intfloat/multilingual-e5-large.
+_EMBEDDING_NAME = re.compile(r"embed|(?:^|[/_.-])(?:bge|gte|e5)(?:[_.-]|$)", re.IGNORECASE)
+
+
+def names_embedding(model_id: str) -> bool:
+    return bool(_EMBEDDING_NAME.search(model_id))
 
 
 def get_kind(name: str) -> Kind:

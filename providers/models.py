@@ -125,9 +125,17 @@ class Provider(models.Model):
 class Model(models.Model):
     """One model offered by a provider, named as the provider's API names it."""
 
+    class Type(models.TextChoices):
+        CHAT = "chat", "Chat"
+        EMBEDDING = "embedding", "Embedding"
+
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
     name = models.CharField(max_length=MODEL_NAME_MAX, help_text="The model id the provider's API expects.")
     display_name = models.CharField(max_length=MODEL_NAME_MAX, blank=True)
+    type = models.CharField(
+        max_length=16, choices=Type.choices, default=Type.CHAT,
+        help_text="What the model does: chat (the playground, /v1/chat/completions, /v1/messages) or "
+                  "embedding (/v1/embeddings). A call of the other kind is refused.")
     enabled = models.BooleanField(default=True)
     context_window = models.PositiveIntegerField(null=True, blank=True, validators=bounded_validators(*TOKENS_RANGE),
                                                  help_text="Tokens, prompt and answer together.")

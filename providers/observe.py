@@ -42,8 +42,9 @@ def _span(fields: dict[str, Any], cost: Decimal | None, request: Any) -> None:
     start_ns = int(fields["created_at"].timestamp() * 1e9) if fields.get("created_at") else time.time_ns()
     end_ns = start_ns + int((fields["latency_ms"] or 0) * 1e6)
     error = fields["error_kind"] if fields["status"] == "error" else None
-    otel.span_finished(name=f"chat {model.name}", start_ns=start_ns, end_ns=end_ns, error=error, attributes={
-        "gen_ai.operation.name": "chat",
+    operation = "embeddings" if getattr(request, "model_type", "chat") == "embedding" else "chat"
+    otel.span_finished(name=f"{operation} {model.name}", start_ns=start_ns, end_ns=end_ns, error=error, attributes={
+        "gen_ai.operation.name": operation,
         "gen_ai.provider.name": _GENAI_PROVIDERS.get(provider.kind, provider.kind),
         "gen_ai.request.model": model.name, "gen_ai.response.model": model.name,
         "gen_ai.request.max_tokens": getattr(request, "max_tokens", None),

@@ -15,7 +15,7 @@ from accounts.audit import audit_log
 from .adapters import get_adapter
 from .adapters.base import Connection, Health, ModelInfo, ProviderError, listing_error
 from .crypto import reveal
-from .kinds import EXTRA_FIELDS, Kind
+from .kinds import EXTRA_FIELDS, Kind, names_embedding
 from .models import MODEL_NAME_MAX, TOKENS_RANGE, Model, Price, PriceTier, Provider
 
 logger = logging.getLogger(__name__)
@@ -101,9 +101,11 @@ def provider_test(*, provider: Provider, actor: Any) -> Health:
     return health
 
 
-def default_price(kind: Kind, model_name: str, when: datetime | None = None) -> dict[str, Any] | None:
+def default_price(kind: Kind, model_name: str, when: datetime | None = None,
+                  model_type: str = Model.Type.CHAT) -> dict[str, Any] | None:
     """Prices per 1M tokens from genai-prices' offline data (Price.as_dict's shape, tiers included), or
-    None where it has none.
+    None where it has none. An embedding model bills input only: where genai-prices names no output price
+    for it, output costs 0 (an embedding call has no output tokens).
 
     genai-prices' `cache_write_mtok` is the 5-minute write (or a provider's only duration) and
     `cache_write_1h_mtok` the 1-hour write. A price of its may be tiered by the prompt's size; each tier
@@ -119,6 +121,8 @@ def default_price(kind: Kind, model_name: str, when: datetime | None = None) -> 
     values = {name: getattr(prices, key, None) for name, key in keys.items()}
     if getattr(prices, "cache_write_5m_mtok", None) is not None:  # the 5-minute write, where named apart
         values["cache_write"] = prices.cache_write_5m_mtok
+    if model_type == Model.Type.EMBEDDING and values["output"] is None:
+        values["output"] = 0
     if values["input"] is None or values["output"] is None:
         return None
 
@@ -210,7 +214,7 @@ def model_set_enabled(*, model: Model, enabled: bool, actor: Any) -> None:
 
 def model_add(*, provider: Provider, name: str, actor: Any, display_name: str = "",
               context_window: int | None = None, max_output_tokens: int | None = None, enabled: bool = True,
-              with_default_price: bool = True) -> Model:
+              with_default_price: bool = True, type: str = Model.Type.CHAT) -> Model:
     """Add a model to the catalog with genai-prices' default price when it knows one, and the maximum output
     its kind's preset publishes (hard-limit budgets reserve it where answers cannot be capped).
 
@@ -220,12 +224,12 @@ def model_add(*, provider: Provider, name: str, actor: Any, display_name: str = 
     kind = provider.kind_preset
     with transaction.atomic():
         model = Model.objects.create(
-            provider=provider, name=name, display_name=display_name, enabled=enabled,
+            provider=provider, name=name, display_name=display_name, enabled=enabled, type=type,
             context_window=context_window or default_context_window(kind, name),
             max_output_tokens=max_output_tokens or kind.max_output_tokens.get(name),
         )
         audit_log(actor, "model.create", model)
-        defaults = default_price(kind, name) if with_default_price else None
+        defaults = default_price(kind, name, model_type=type) if with_default_price else None
         if defaults is not None:
             price_set(model=model, prices=defaults, actor=actor,
                       source=Price.Source.FREE if kind.free else Price.Source.DEFAULT)
@@ -234,7 +238,7 @@ def model_add(*, provider: Provider, name: str, actor: Any, display_name: str = 
 
 def model_update(*, model: Model, changed: dict[str, Any], actor: Any) -> None:
     editable = {k: v for k, v in changed.items()
-                if k in ("display_name", "enabled", "context_window", "max_output_tokens")}
+                if k in ("display_name", "type", "enabled", "context_window", "max_output_tokens")}
     if not editable:
         return
     with transaction.atomic():
@@ -242,6 +246,14 @@ def model_update(*, model: Model, changed: dict[str, Any], actor: Any) -> None:
             setattr(model, name, value)
         model.save(update_fields=[*editable, "updated_at"])
         audit_log(actor, "model.update", model, **editable)
+
+
+def listed_type(kind: Kind, info: ModelInfo) -> str:
+    """A listed model's type: an embedding model where the listing says so, where it is one of the kind's
+    preset embedding models, or where its id clearly names one; a chat model otherwise."""
+    if info.type == Model.Type.EMBEDDING or info.id in kind.embedding_models or names_embedding(info.id):
+        return Model.Type.EMBEDDING
+    return Model.Type.CHAT
 
 
 def models_sync(*, provider: Provider, actor: Any) -> tuple[list[str], list[str]]:
@@ -259,8 +271,10 @@ def models_sync(*, provider: Provider, actor: Any) -> tuple[list[str], list[str]
         if exc.kind != "model_not_found" or not provider.kind_preset.models:
             raise listing_error(exc, connection) from None
         listed = []
+    kind = provider.kind_preset
     if not listed:
-        listed = [ModelInfo(name) for name in provider.kind_preset.models]
+        listed = [ModelInfo(name) for name in kind.models]
+        listed += [ModelInfo(name, type=Model.Type.EMBEDDING) for name in kind.embedding_models]
     known = set(provider.models.values_list("name", flat=True))
     added = []
     with transaction.atomic():
@@ -276,7 +290,7 @@ def models_sync(*, provider: Provider, actor: Any) -> tuple[list[str], list[str]
             context = window if isinstance(window, int) and low <= window <= high else None
             model_add(provider=provider, name=info.id, actor=actor,
                       display_name=(info.display_name or "")[:MODEL_NAME_MAX],
-                      context_window=context)
+                      context_window=context, type=listed_type(kind, info))
             known.add(info.id)
             added.append(info.id)
         audit_log(actor, "provider.sync_models", provider, added=len(added))

@@ -241,7 +241,8 @@ def model_add(request: HttpRequest, pk: int) -> HttpResponse:
     form = CatalogModelForm(request.POST or None, provider=provider)
     if request.method == "POST" and form.is_valid():
         model = services.model_add(provider=provider, actor=request.user, **{
-            k: form.cleaned_data[k] for k in ("name", "display_name", "context_window", "max_output_tokens", "enabled")
+            k: form.cleaned_data[k]
+            for k in ("name", "display_name", "type", "context_window", "max_output_tokens", "enabled")
         })
         messages.success(request, f"Model {model.name} added.")
         return redirect("model_detail", pk=model.pk)

@@ -278,8 +278,8 @@ def test_unknown_keys_at_every_level_are_errors(db: None) -> None:
                                 "name, kind, base_url, ")
     # The base_url the file misspelt is still missing, and that is said too.
     assert errors[2] == "providers[0] (x).base_url: This field is required."
-    assert errors[3] == ("providers[0] (x).models[0] (m).context_windw: unknown setting; "
-                         "model settings are: name, display_name, enabled, context_window, max_output_tokens, prices")
+    assert errors[3] == ("providers[0] (x).models[0] (m).context_windw: unknown setting; model settings are: "
+                         "name, display_name, type, enabled, context_window, max_output_tokens, prices")
     assert errors[4] == ("providers[0] (x).models[0] (m).prices.cached: unknown setting; "
                          "prices (USD per 1M tokens) are: input, output, cache_read, cache_write, cache_write_1h, "
                          "tiers")

@@ -372,7 +372,7 @@ def test_persistent_mode(fake: FakeUpstream) -> None:
 
 def test_unknown_path_is_404_in_openai_shape(fake: FakeUpstream) -> None:
     response = httpx.post(
-        fake.openai_base_url + "/embeddings", json={}, headers={"Authorization": "Bearer x"}
+        fake.openai_base_url + "/completions", json={}, headers={"Authorization": "Bearer x"}
     )
 
     assert response.status_code == 404

@@ -538,7 +538,7 @@ def test_other_methods_and_paths_answer_json(key: str) -> None:
     answer = call(CHAT, method="GET", key=key)
     assert answer.status == 405 and answer.headers["allow"] == "POST"
     assert answer.json["error"]["code"] == "method_not_allowed"
-    for path in ("/v1/completions", "/v1/chat/completions/", "/v1/embeddings"):
+    for path in ("/v1/completions", "/v1/chat/completions/", "/v1/embeddings/"):
         answer = call(path, chat_body(), key=key)
         assert answer.status == 404 and answer.json["error"]["code"] == "not_found"
     anthropic = call("/v1/messages/count_tokens", {}, key=key, headers={"anthropic-version": "2023-06-01"})

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.openapi import DESCRIPTION
+from providers.models import Model, Price
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import (
     ANTHROPIC_MODEL,
@@ -27,10 +28,12 @@ from tests.gateway_support import (
     messages_body,
 )
 
+EMBED_MODEL = "local/fake-embed"
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
-NAMES = st.sampled_from([OPENAI_MODEL, ANTHROPIC_MODEL, "local/fake-model-b", "local/nope", "nope", "a/b/c", " "])
+NAMES = st.sampled_from([OPENAI_MODEL, ANTHROPIC_MODEL, "local/fake-model-b", EMBED_MODEL, "local/nope", "nope",
+                         "a/b/c", " "])
 NUL_OR_SURROGATE = st.just("\x00") | st.integers(min_value=0xD800, max_value=0xDFFF).map(chr)
 # Every character, lone surrogates included.
 TEXT = st.text(st.characters(exclude_categories=()), max_size=20)
@@ -150,7 +153,9 @@ HEADERS = st.fixed_dictionaries({}, optional={
 
 @pytest.fixture
 def key(db: None, upstream: FakeUpstream) -> str:
-    make_providers(upstream)
+    models = make_providers(upstream)
+    embed = Model.objects.create(provider=models[OPENAI_MODEL].provider, name="fake-embed", type="embedding")
+    Price.objects.create(model=embed, input=1, output=0)
     return make_key()[1]
 
 
@@ -169,6 +174,8 @@ def _check(answer: Answer, shape: str) -> None:
         assert [data["sequence_number"] for _, data in answer.events] == list(range(len(answer.events)))
     elif answer.events:
         assert answer.events[-1] in ((None, "[DONE]"), ("message_stop", {"type": "message_stop"}))
+    elif answer.json.get("object") == "list":  # embeddings
+        assert answer.json["data"] and answer.json["usage"]["prompt_tokens"] >= 0
     else:
         assert answer.json["id"]
 
@@ -194,9 +201,28 @@ def test_responses_never_fails_on_bad_input(key: str, body: Any, headers: dict[s
     _check(call("/v1/responses", body, key=key, headers=headers), "responses")
 
 
+@given(body=bodies("EmbeddingsRequest"), headers=HEADERS)
+def test_embeddings_never_fails_on_bad_input(key: str, body: Any, headers: dict[str, str]) -> None:
+    cache.clear()
+    _check(call("/v1/embeddings", body, key=key, headers=headers), "openai")
+
+
+def test_the_embeddings_fuzzing_reaches_both_successes_and_refusals(key: str) -> None:
+    statuses: set[int] = set()
+
+    @settings(max_examples=60, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(body=from_schema({"$ref": "#/components/schemas/EmbeddingsRequest"}))
+    def run(body: Any) -> None:
+        statuses.add(call("/v1/embeddings", body, key=key).status)
+
+    run()
+    assert 200 in statuses and 400 in statuses
+
+
 @FUZZ
 @given(raw=st.binary(max_size=200) | JSON.map(lambda value: json.dumps(value).encode()),
-       path=st.sampled_from(["/v1/chat/completions", "/v1/messages", "/v1/responses"]))
+       path=st.sampled_from(["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/embeddings"]))
 def test_arbitrary_bytes_are_a_400(key: str, raw: bytes, path: str) -> None:
     answer = call(path, raw=raw, key=key)
     _check(answer, "anthropic" if path == "/v1/messages" else "openai")
@@ -252,21 +278,23 @@ def _strings(value: Any) -> list[tuple]:
 
 
 @FUZZ
-@given(data=st.data(), schema=st.sampled_from(["ChatCompletionRequest", "MessagesRequest", "ResponsesRequest"]),
+@given(data=st.data(), schema=st.sampled_from(["ChatCompletionRequest", "MessagesRequest", "ResponsesRequest",
+                                                   "EmbeddingsRequest"]),
        surrogate=st.integers(min_value=0xD800, max_value=0xDFFF).map(chr))
 def test_a_lone_surrogate_anywhere_is_a_400_naming_where(key: str, data: st.DataObject, schema: str,
                                                          surrogate: str) -> None:
     """No provider can be sent a lone surrogate (it is not Unicode), so it is the client's error, found
     wherever it is in an otherwise valid request."""
-    body = {**data.draw(from_schema({"$ref": f"#/components/schemas/{schema}"})), "model": OPENAI_MODEL}
+    model = EMBED_MODEL if schema == "EmbeddingsRequest" else OPENAI_MODEL
+    body = {**data.draw(from_schema({"$ref": f"#/components/schemas/{schema}"})), "model": model}
     # The one surrogate is the test's: a drawn body may hold one of its own already (in a schema's keys).
     assume(not any(0xD800 <= ord(char) <= 0xDFFF for char in json.dumps(body, ensure_ascii=False)))
     where = data.draw(st.sampled_from(_strings(body)))
     # After a space: a high and a low surrogate side by side are a pair, which JSON reads as one character.
     body = _replace(body, where, _get(body, where) + " " + surrogate)
     openai = schema != "MessagesRequest"
-    path = {"ChatCompletionRequest": "/v1/chat/completions", "MessagesRequest": "/v1/messages"}.get(schema,
-                                                                                                   "/v1/responses")
+    path = {"ChatCompletionRequest": "/v1/chat/completions", "MessagesRequest": "/v1/messages",
+            "ResponsesRequest": "/v1/responses", "EmbeddingsRequest": "/v1/embeddings"}[schema]
     answer = call(path, body, key=key)
     assert answer.status == 400, answer.content[:500]
     param = "".join(f"[{part}]" if openai and isinstance(part, int) else f".{part}" for part in where)[1:]

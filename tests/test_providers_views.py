@@ -574,13 +574,13 @@ def test_catalog_shows_the_1h_write_price_and_which_models_are_tiered(admin_clie
 
     html = admin_client.get(reverse("provider_detail", args=[priced_model.provider.pk])).content.decode()
 
-    assert _row_cells(html, "<th>Model</th>", cell="th")[3:] == ["Input", "Output", "Cache read", "Cache write 5 min",
+    assert _row_cells(html, "<th>Model</th>", cell="th")[4:] == ["Input", "Output", "Cache read", "Cache write 5 min",
                                                                   "Cache write 1 h"]
     tiered = _row_cells(html, f'href="{url}"')
-    assert tiered[3:] == ["$1.25", "$10.00", "—", "$1.5625", "$2.50"]
+    assert tiered[4:] == ["$1.25", "$10.00", "—", "$1.5625", "$2.50"]
     assert "priced higher above 200,000, 1,000,000 prompt tokens" in " ".join(tiered[0].split())
     untiered = _row_cells(html, f'href="{reverse("model_detail", args=[plain.pk])}"')
-    assert untiered[2:] == ["—", "$1.00", "$2.00", "—", "—", "—"] and "priced higher" not in untiered[0]
+    assert untiered[3:] == ["—", "$1.00", "$2.00", "—", "—", "—"] and "priced higher" not in untiered[0]
 
 
 def _unpriced_calls(model: Model, days_ago: int, calls: int, tokens: int = 100) -> None:

@@ -12,7 +12,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from aspweb import outbound
 
@@ -143,6 +143,37 @@ class ChatRequest:
     # providers that speak that API natively (OpenAI, Azure OpenAI: openai_responses.py); every other
     # adapter answers the same question from the fields above, which say it in chat form.
     responses: dict[str, Any] | None = None
+    # What the call path asks of a resolved model (providers.models.Model.type): a chat model.
+    model_type: ClassVar[str] = "chat"
+
+
+@dataclass(frozen=True)
+class EmbeddingRequest:
+    """A provider-neutral embeddings request (OpenAI's /v1/embeddings): the texts to embed, in order.
+    `dimensions` is sent only when set; `base64` asks for each vector as little-endian float32 bytes in
+    base64 where the provider answers so itself (providers.kinds.Kind.embedding_base64)."""
+
+    model: str
+    input: tuple[str, ...]
+    dimensions: int | None = None
+    base64: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    # What the call path asks of a resolved model: an embedding model (a chat request asks for a chat one).
+    model_type: ClassVar[str] = "embedding"
+
+
+@dataclass
+class Embeddings:
+    """The vectors of an embeddings answer, one per input in order: each a list of numbers, or the base64 text
+    of its little-endian float32 values where the provider sent that; and the usage (input tokens only).
+    Numbers are floats through the SDK; the direct transport keeps them as the texts they were sent as
+    (json.loads' parse_float and parse_int), so that thousands of them are passed on without being parsed
+    and printed again, which took most of the time an embeddings call spent in aspweb. Those texts are
+    checked to be numbers where they are used (gateway/embeddings.py)."""
+
+    vectors: list[list[Any] | str]
+    usage: Usage
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,6 +205,8 @@ class ModelInfo:
     id: str
     display_name: str = ""
     context_window: int | None = None
+    # "embedding" where the listing says the model embeds (Together's `type`); "" where it says nothing.
+    type: str = ""
 
 
 @dataclass(frozen=True)
@@ -306,8 +339,10 @@ def reported_cost(value: Any) -> Decimal | None:
     return Decimal(str(value))
 
 
-def prompt_text(request: ChatRequest) -> str:
+def prompt_text(request: "ChatRequest | EmbeddingRequest") -> str:
     """Everything the model reads, as plain text, for estimating tokens when the provider reports none."""
+    if isinstance(request, EmbeddingRequest):
+        return "\n".join(request.input)
     parts = [request.system]
     for message in request.messages:
         parts.append(message.text)
@@ -316,7 +351,7 @@ def prompt_text(request: ChatRequest) -> str:
     return "\n".join(part for part in parts if part)
 
 
-def estimated_usage(request: ChatRequest, output: str) -> Usage:
+def estimated_usage(request: "ChatRequest | EmbeddingRequest", output: str) -> Usage:
     return Usage(input_tokens=estimate_tokens(prompt_text(request)), output_tokens=estimate_tokens(output),
                  estimated=True)
 

@@ -25,6 +25,8 @@ from .base import (
     Chunk,
     Completion,
     Connection,
+    EmbeddingRequest,
+    Embeddings,
     FinishReason,
     Health,
     ImagePart,
@@ -36,6 +38,7 @@ from .base import (
     Usage,
     chunks_of,
     cut_error,
+    estimate_tokens,
     estimated_usage,
     kind_for_status,
     malformed_error,
@@ -171,6 +174,64 @@ async def complete(conn: Connection, request: ChatRequest, *,
     usage = usage_from_openai(usage_fields) if usage_fields else estimated_usage(request, output)
     return Completion(text=text, reasoning=reasoning, tool_calls=calls, usage=usage,
                       finish_reason=finish_reason_from_openai(choice.get("finish_reason")))
+
+
+async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
+    """One embeddings call (OpenAI's POST /embeddings, which every OpenAI-compatible kind serves at the same
+    path). Vectors come as the provider sent them: base64 text where it was asked for base64 (kinds that
+    answer it: Kind.embedding_base64), else lists of floats. `usage.prompt_tokens` is the input; a server that
+    reports none has its input estimated and flagged."""
+    base64 = request.base64 and get_kind(conn.kind).embedding_base64
+    params: dict[str, Any] = {"model": request.model, "input": list(request.input)}
+    if base64:  # float is every server's default: asked for by leaving the field out
+        params["encoding_format"] = "base64"
+    if request.dimensions is not None:
+        params["dimensions"] = request.dimensions
+    params.update(request.extra)
+    try:
+        if conn.kind in SDK_KINDS:
+            answer = await pooled(conn, client).post("/embeddings", body=params, cast_to=object)
+        else:  # floats to be passed on as floats are kept as their texts, so as not to be printed again
+            answer = await pooled(conn, wire.Client).post("embeddings", params, numbers_as_text=not request.base64)
+    except Exception as exc:
+        raise map_error(exc, conn) from None
+    response = _object(answer)
+    items = [_object(item) for item in _list(response.get("data"))]
+    # In input order: each item says which input it embeds (OpenAI's `index`).
+    items.sort(key=lambda item: _whole(item.get("index")) or 0)
+    vectors = [item.get("embedding") for item in items]
+    if len(vectors) != len(request.input) or not all(map(_vector, vectors)):
+        raise malformed_error(conn, f"{len(vectors)} embeddings for {len(request.input)} inputs, or a malformed one,")
+    prompt_tokens = _whole(_object(response.get("usage")).get("prompt_tokens"))
+    if prompt_tokens is not None:
+        usage = Usage(input_tokens=max(0, prompt_tokens))
+    else:
+        usage = Usage(input_tokens=sum(estimate_tokens(text) for text in request.input), estimated=True)
+    return Embeddings(vectors, usage, _text(response.get("model")))
+
+
+_NUMBER_TYPES = frozenset({float, int})
+
+
+def _vector(value: Any) -> bool:
+    """An embedding as sent: base64 text, or a non-empty list of numbers (floats, or all of them texts, as the
+    direct transport reads them: checked to be numbers where they are used)."""
+    if isinstance(value, str):
+        return bool(value)
+    if not isinstance(value, list) or not value:
+        return False
+    types = set(map(type, value))
+    return types <= _NUMBER_TYPES or types == {str}
+
+
+def _whole(value: Any) -> int | None:
+    """A JSON integer, as the SDK parses it or as its text (the direct transport); None for anything else."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:
@@ -398,7 +459,7 @@ def could_not_connect(exc: BaseException | None) -> bool:
 
 async def list_models(conn: Connection) -> list[ModelInfo]:
     """The server's `/models`, read as the JSON it is on both transports. OpenRouter adds `context_length`,
-    some servers `context_window`."""
+    some servers `context_window`; Together says each model's `type` ("chat", "embedding", ...)."""
     try:
         if conn.kind in SDK_KINDS:
             listing = await pooled(conn, client).get("/models", cast_to=object)
@@ -408,7 +469,8 @@ async def list_models(conn: Connection) -> list[ModelInfo]:
         raise map_error(exc, conn) from None
     return [
         ModelInfo(model["id"],
-                  context_window=token_count(model.get("context_length") or model.get("context_window")) or None)
+                  context_window=token_count(model.get("context_length") or model.get("context_window")) or None,
+                  type="embedding" if model.get("type") == "embedding" else "")
         for model in map(_object, _list(_object(listing).get("data")))
         if isinstance(model.get("id"), str)
     ]

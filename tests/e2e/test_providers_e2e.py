@@ -110,7 +110,7 @@ def test_admin_adds_openai_compatible_provider_tests_it_syncs_and_prices_a_model
 
     # genai-prices has no data for an arbitrary OpenAI-compatible server: no model has a price yet.
     for model in ("gpt-4o-mini", "local-small"):
-        assert _price_cells(page, model)[3] == "no price yet: set one"
+        assert _price_cells(page, model)[4] == "no price yet: set one"
 
     page.get_by_role("link", name="local-small", exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("lab/local-small")
@@ -122,8 +122,8 @@ def test_admin_adds_openai_compatible_provider_tests_it_syncs_and_prices_a_model
     html.take()
     page.locator(".crumbs").get_by_role("link", name="lab").click()
     cells = _price_cells(page, "local-small")
-    assert (_dollars(cells[3]), _dollars(cells[4])) == (Decimal("0.25"), Decimal("1.75"))
-    assert _price_cells(page, "gpt-4o-mini")[3] == "no price yet: set one"
+    assert (_dollars(cells[4]), _dollars(cells[5])) == (Decimal("0.25"), Decimal("1.75"))
+    assert _price_cells(page, "gpt-4o-mini")[4] == "no price yet: set one"
     html.take()
 
     html.assert_absent(API_KEY)
@@ -145,9 +145,9 @@ def test_openai_provider_pointed_at_the_fake_gets_default_prices_on_sync(
                                       "Set its price.")
 
     cells = _price_cells(page, "gpt-4o-mini")
-    assert (_dollars(cells[3]), _dollars(cells[4])) == (Decimal("0.15"), Decimal("0.6"))
+    assert (_dollars(cells[4]), _dollars(cells[5])) == (Decimal("0.15"), Decimal("0.6"))
     # genai-prices does not know the fake's own model.
-    assert _price_cells(page, "local-small")[3] == "no price yet: set one"
+    assert _price_cells(page, "local-small")[4] == "no price yet: set one"
 
     readme_screenshot(page, "providers.png")
     html.assert_absent(API_KEY)
@@ -236,7 +236,7 @@ def test_admin_prices_a_model_with_a_1h_write_and_a_long_context_tier(
     # The catalog shows the 1-hour write and that the model is tiered.
     page.locator(".crumbs").get_by_role("link", name="lab").click()
     cells = _price_cells(page, "long-context")
-    assert [_dollars(cell) for cell in cells[3:8]] == [Decimal(3), Decimal(15), Decimal("0.3"), Decimal("3.75"),
+    assert [_dollars(cell) for cell in cells[4:9]] == [Decimal(3), Decimal(15), Decimal("0.3"), Decimal("3.75"),
                                                        Decimal(6)]
     assert "priced higher above 200,000, 1,000,000 prompt tokens" in " ".join(cells[0].split())
 
@@ -272,7 +272,7 @@ def test_admin_syncs_then_prices_the_unpriced_models_at_once_and_toggles_one_in_
     expect(page.locator(".messages")).to_contain_text("New price version saved for 2 models.")
     for name in ("local-large", "local-small"):
         cells = [text.strip() for text in _catalog_row(page, name).locator("td").all_inner_texts()]
-        assert (_dollars(cells[3]), _dollars(cells[4])) == (Decimal("0.1"), Decimal("0.4"))
+        assert (_dollars(cells[4]), _dollars(cells[5])) == (Decimal("0.1"), Decimal("0.4"))
     expect(_catalog_row(page, "gpt-4o-mini")).to_contain_text("no price yet")
 
     # Ticked in the catalog, the models go to the bulk edit too, prefilled with their shared price.

@@ -7,7 +7,14 @@ streams sent with chunked transfer encoding, error bodies and status codes.
 
 Behaviour is driven from the tests by plain attribute assignment (``reply``,
 ``chunk_delay``, ``models``, ``usage``, ``raw_usage``, ``usage_style``, ``api_key``, ``mode``,
-``tool_call``, ``reasoning``, ``reasoning_field``) and by a queue of one-shot faults (``fail_next``).
+``tool_call``, ``reasoning``, ``reasoning_field``, ``embedding_dimensions``) and by a queue of one-shot
+faults (``fail_next``).
+
+``POST /v1/embeddings`` (and Azure's ``/openai/deployments/{deployment}/embeddings``) answers as OpenAI's
+API reference documents it: ``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}],
+"model", "usage": {"prompt_tokens", "total_tokens"}}``, each embedding a list of floats or, with
+``encoding_format: "base64"``, the base64 text of its little-endian float32 values. Vectors are
+deterministic (``fake_embedding``) and exact in float32, so both encodings carry the same numbers.
 Each request takes a snapshot of that configuration when it starts, so changing it mid-stream never
 produces a half-old, half-new answer.
 
@@ -18,12 +25,15 @@ the way a given provider does (see ``FakeUpstream.usage_style``).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
+import hashlib
 import itertools
 import json
 import re
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -44,6 +54,7 @@ DEFAULT_REPLY = "Hello from the fake upstream."
 DEFAULT_MODELS = ("fake-model-a", "fake-model-b")
 DEFAULT_RETRY_AFTER = 1
 DEFAULT_SLOW_DELAY = 0.5
+DEFAULT_EMBEDDING_DIMENSIONS = 8
 
 USAGE_KEYS = frozenset(
     {"input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens",
@@ -136,6 +147,7 @@ class _Snapshot:
     tool_calls: tuple[dict[str, Any], ...]
     reasoning: str
     reasoning_field: str
+    embedding_dimensions: int
 
 
 class _ClientGone(Exception):
@@ -172,6 +184,8 @@ class FakeUpstream(LoopbackFake):
         # thinking block only when the request enables thinking, as with the real API.
         self.reasoning = ""
         self.reasoning_field = "reasoning_content"
+        # The length of an embedding when the request sets no `dimensions`.
+        self.embedding_dimensions = DEFAULT_EMBEDDING_DIMENSIONS
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
         self._mode = Fault()
@@ -309,6 +323,7 @@ class FakeUpstream(LoopbackFake):
             self._tool_calls = ()
             self.reasoning = ""
             self.reasoning_field = "reasoning_content"
+            self.embedding_dimensions = DEFAULT_EMBEDDING_DIMENSIONS
             self._mode = Fault()
             self._faults.clear()
             self._requests.clear()
@@ -336,6 +351,7 @@ class FakeUpstream(LoopbackFake):
                 tool_calls=self._tool_calls,
                 reasoning=self.reasoning,
                 reasoning_field=self.reasoning_field,
+                embedding_dimensions=self.embedding_dimensions,
             )
 
     def _new_id(self, prefix: str) -> str:
@@ -466,6 +482,29 @@ class _Usage:
 
 
 _AZURE_CHAT = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/chat/completions$")
+_AZURE_EMBEDDINGS = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/embeddings$")
+
+
+def fake_embedding(text: str, dimensions: int) -> list[float]:
+    """The fake's vector for `text`: values k/128 for k in -128..127 from the text's SHA-256, exact in float32
+    (so a base64 answer decodes to the very floats a float answer holds)."""
+    values: list[float] = []
+    counter = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        values.extend((byte - 128) / 128 for byte in digest)
+        counter += 1
+    return values[:dimensions]
+
+
+def embedding_base64(vector: list[float]) -> str:
+    """As OpenAI sends `encoding_format: "base64"`: the little-endian float32 bytes, in base64."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def embedding_tokens(text: str) -> int:
+    """The fake's count of an input's tokens: one per word, at least one."""
+    return max(1, len(text.split()))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -541,6 +580,10 @@ class _Handler(BaseHTTPRequestHandler):
             return ("azure", "chat")
         if method == "POST" and path in ("/v1/responses", "/openai/responses"):  # tests/fakes/responses.py
             return ("azure" if path.startswith("/openai/") else "openai", "responses")
+        if method == "POST" and path == "/v1/embeddings":
+            return ("openai", "embeddings")
+        if method == "POST" and _AZURE_EMBEDDINGS.match(path):
+            return ("azure", "embeddings")
         return None
 
     @staticmethod
@@ -581,6 +624,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if endpoint == "responses":
             responses.serve(self, body, snapshot, fault, answer_cls=_Answer, usage_cls=_Usage)
+        if endpoint == "embeddings":
+            deployment = _AZURE_EMBEDDINGS.match(record.path)
+            model = body.get("model") or (deployment["deployment"] if deployment else "")
+            self._embeddings(provider, body, str(model), snapshot, fault)
         elif provider == "anthropic":
             self._messages(body, snapshot, fault)
         else:
@@ -616,6 +663,31 @@ class _Handler(BaseHTTPRequestHandler):
                 for model in snapshot.models
             ],
         }
+
+    def _embeddings(self, provider: Provider, body: dict[str, Any], model: str, snapshot: _Snapshot,
+                    fault: Fault) -> None:
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) else raw
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(text, str) and text for text in inputs):
+            self._error(provider, 400, "'input' must be a non-empty string or array of non-empty strings.")
+            return
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            self._error(provider, 400, f"{encoding!r} is not one of ['float', 'base64'] - 'encoding_format'")
+            return
+        dimensions = body.get("dimensions", snapshot.embedding_dimensions)
+        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
+            self._error(provider, 400, "'dimensions' must be a positive integer.")
+            return
+        data = []
+        for index, text in enumerate(inputs):
+            vector = fake_embedding(text, dimensions)
+            embedding: Any = embedding_base64(vector) if encoding == "base64" else vector
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = snapshot.usage.get("input_tokens", sum(embedding_tokens(text) for text in inputs))
+        usage = snapshot.raw_usage if snapshot.raw_usage is not None else {"prompt_tokens": tokens,
+                                                                             "total_tokens": tokens}
+        self._send_json(200, {"object": "list", "data": data, "model": model, "usage": usage}, fault)
 
     def _chat_completions(self, body: dict[str, Any], model: str, snapshot: _Snapshot, fault: Fault) -> None:
         fake = self.server.fake

@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("prompt", type=storable_argument, help='The prompt, or "-" to read it from standard input.')
         parser.add_argument("--provider", required=True, type=storable_argument, help="The provider's name in aspweb.")
         parser.add_argument("--model", required=True, type=storable_argument,
-                            help="The model's name in the provider's catalog.")
+                            help="The chat model's name in the provider's catalog (an embedding model is refused).")
         parser.add_argument("--system", default="", type=storable_argument, help="A system prompt.")
         parser.add_argument("--max-tokens", type=int, default=None, help="Most output tokens.")
         parser.add_argument("--temperature", type=float, default=None)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('providers', '0010_keys_and_routes_to_gateway'),
+        ('providers', '0011_model_type'),
     ]
 
     operations = [

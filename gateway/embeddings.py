@@ -1,0 +1,173 @@
+"""POST /v1/embeddings in OpenAI's shape: the request read and checked, the call made on the call path
+(providers.embeddings: routes, fallback, budgets, the ledger), and the answer OpenAI's `list` of `embedding`
+objects with its usage.
+
+    {"model": "openai/text-embedding-3-small", "input": "text" | ["text", ...],
+     "dimensions": 256, "encoding_format": "float" | "base64", "user": "end-user-id",
+     "metadata": {"tags": "search,rag"}}
+
+`encoding_format: "base64"` answers each vector as the base64 text of its little-endian float32 values, as
+OpenAI does (the openai SDK asks for it by default and decodes it). Providers that answer base64 themselves
+are asked for it; for the others the gateway encodes their floats, and it decodes base64 where floats were
+asked for. Admission (key, the model's permission, rate limits, attribution) is the chat endpoints' own
+(gateway/api.py); the response cache does not apply to embeddings.
+"""
+
+import base64
+import binascii
+import json
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from django.http import HttpRequest, HttpResponse
+
+from providers import calls
+from providers import embeddings as embedding_calls
+from providers.adapters.base import EmbeddingRequest, Embeddings, ProviderError
+
+from . import api, openai_format
+from .checks import (
+    MAX_EMBEDDING_DIMENSIONS,
+    MAX_EMBEDDING_INPUTS,
+    BadRequest,
+    array,
+    integer,
+    model_name,
+    obj,
+    one_of,
+    type_name,
+    unicode_text,
+)
+
+_KNOWN = {"model", "input", "dimensions", "encoding_format", "user", "metadata"}
+
+Encoding = Literal["float", "base64"]
+
+
+@dataclass(frozen=True)
+class ParsedEmbeddings:
+    request: EmbeddingRequest
+    encoding: Encoding
+    # Attribution from the body (usage/attribution.py): `metadata.tags` and `user`, as chat reads them.
+    tags: tuple[str, ...] = ()
+    end_user: str = ""
+
+
+def parse_embeddings(body: Any) -> ParsedEmbeddings:
+    """The body as OpenAI documents it; anything else is a 400 naming the parameter. `input` is a string or
+    an array of strings (token arrays are not taken: providers' tokenizers differ)."""
+    body = obj(body, "body")
+    unicode_text(body, dotted=False)
+    for name in body:
+        if name not in _KNOWN:
+            raise BadRequest(f"Unrecognized request argument supplied: {name}", name, "unknown_parameter")
+    model = model_name(body.get("model"))
+    inputs = _inputs(body.get("input"))
+    values = {name: value for name, value in body.items() if value is not None}
+    dimensions = None
+    if "dimensions" in values:
+        dimensions = integer(values["dimensions"], "dimensions", 1, MAX_EMBEDDING_DIMENSIONS)
+    encoding: Encoding = "float"
+    if "encoding_format" in values and one_of(values["encoding_format"], "encoding_format", ("float", "base64")) \
+            == "base64":
+        encoding = "base64"
+    _metadata, tags, end_user = openai_format._attribution(values)  # chat's reading of `metadata` and `user`
+    # `user` attributes the call in the ledger and is not sent on, as for chat.
+    request = EmbeddingRequest(model=model, input=inputs, dimensions=dimensions, base64=encoding == "base64")
+    return ParsedEmbeddings(request, encoding, tags, end_user)
+
+
+def _inputs(value: Any) -> tuple[str, ...]:
+    if value is None:
+        raise BadRequest("input is required: a string or an array of strings.", "input", "missing_required_parameter")
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, list):
+        items = array(value, "input", non_empty=True, most=MAX_EMBEDDING_INPUTS)
+    else:
+        raise BadRequest(f"input must be a string or an array of strings, not {type_name(value)}.", "input")
+    for index, item in enumerate(items):
+        where = "input" if isinstance(value, str) else f"input[{index}]"
+        if not isinstance(item, str):
+            raise BadRequest(f"input must be a string or an array of strings; {where} is {type_name(item)} "
+                             "(token arrays are not supported).", where)
+        if not item:
+            raise BadRequest(f"{where} must not be empty.", where)
+    return tuple(items)
+
+
+# -- the answer -------------------------------------------------------------------------------------
+
+
+def _base64_text(vector: list[Any] | str) -> str:
+    """The vector as the JSON string OpenAI's base64 encoding sends."""
+    if isinstance(vector, str):
+        return '"' + vector + '"' if _BASE64.fullmatch(vector) else json.dumps(vector)
+    numbers = _numbers(vector)[1] if type(vector[0]) is str else vector
+    packed = struct.pack(f"<{len(numbers)}f", *numbers)  # OverflowError: a value beyond float32's range
+    return '"' + base64.b64encode(packed).decode("ascii") + '"'
+
+
+def _float_text(vector: list[Any] | str) -> str:
+    """The vector as a JSON array of numbers: texts kept from the provider's answer are joined as they are
+    (printing thousands of floats anew took most of an embeddings call's time in aspweb)."""
+    if isinstance(vector, str):
+        raw = base64.b64decode(vector, validate=True)
+        if len(raw) % 4:
+            raise ValueError("not whole float32 values")
+        return json.dumps(struct.unpack(f"<{len(raw) // 4}f", raw))
+    if type(vector[0]) is str:  # every one is (the adapter checked): the numbers' texts as they were sent
+        return _numbers(vector)[0]
+    return json.dumps(vector)
+
+
+def _numbers(texts: list[str]) -> tuple[str, list[float | int]]:
+    """Numbers' texts as one JSON array's text and its numbers, checked to be JSON numbers, one each (reading
+    the joined text once is about as fast as printing a tenth of it)."""
+    text = "[" + ",".join(texts) + "]"
+    numbers = json.loads(text, parse_constant=_refused)
+    if len(numbers) != len(texts) or not set(map(type, numbers)) <= {float, int}:
+        raise ValueError("not one JSON number each")
+    return text, numbers
+
+
+def _refused(text: str) -> None:
+    raise ValueError(f"{text} is not a JSON number")
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def embeddings_body(result: Embeddings, *, model: str, encoding: Encoding, label: str) -> str:
+    """OpenAI's embeddings answer as JSON text: `data` in input order, `usage` with the input tokens the call
+    was billed for. `label` names the provider in the error for vectors that cannot be converted."""
+    convert = _base64_text if encoding == "base64" else _float_text
+    try:
+        data = ",".join(f'{{"object":"embedding","index":{index},"embedding":{convert(vector)}}}'
+                        for index, vector in enumerate(result.vectors))
+    except (ValueError, OverflowError, binascii.Error, struct.error):
+        raise ProviderError("server", f"{label} sent an embedding that aspweb could not read; it is usually "
+                                      "temporary.") from None
+    tokens = result.usage.prompt_tokens
+    return (f'{{"object":"list","data":[{data}],"model":{json.dumps(model)},'
+            f'"usage":{{"prompt_tokens":{tokens},"total_tokens":{tokens}}}}}')
+
+
+# -- the endpoint -----------------------------------------------------------------------------------
+
+
+@api.gateway_view("openai", "POST")
+async def create(request: HttpRequest, record: calls.CallRecord) -> HttpResponse:
+    admission, parsed = await api._admit(request, record, parse_embeddings)
+    embedding_request: EmbeddingRequest = parsed.request
+    try:
+        result = await embedding_calls.embed(embedding_request, caller=admission.caller, record=record,
+                                             prepared=admission.prepared)
+        body = embeddings_body(result, model=embedding_request.model, encoding=parsed.encoding,
+                               label=record.provider or "The provider")
+    finally:
+        await api._after_call(admission, record, None)
+    response = HttpResponse(body, content_type="application/json")
+    return api._answer_headers(response, admission, record, cost=True)

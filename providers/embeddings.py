@@ -1,0 +1,129 @@
+"""Embeddings calls on the one call path: resolved, reserved and recorded as chat calls are (providers/calls.py:
+`prepare`/`aprepare`, the limits on spend, the ledger's one record in `finally`), with the same retries,
+fallback through a route's deployments and circuit breaker, around one adapter call instead of a stream.
+
+    embeddings = await embed(request, caller=caller, record=record, prepared=prepared)
+
+An embeddings request resolves to embedding models only (Model.type; calls._of_type refuses a chat model).
+A hard limit reserves its input bound (providers/bounds.py: the inputs' bytes plus an allowance each) at the
+dearest input price, and no output. The record carries the provider's `prompt_tokens` as input and no output.
+
+An adapter module embeds when it defines
+
+    async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings
+
+as openai_compat does: OpenAI and Azure OpenAI through the openai SDK, every other OpenAI-compatible kind
+through wire.py. A kind whose adapter defines none (Anthropic, Cloudflare, the Claude CLI) answers with an
+invalid_request error that says so; Amazon Bedrock's adapter adds its own `embed` the same way.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from aspweb.inline import inline_or_hop
+
+from . import calls, hooks
+from .adapters.base import EmbeddingRequest, Embeddings, ProviderError
+
+logger = logging.getLogger(__name__)
+
+
+async def embed(request: EmbeddingRequest, *, caller: calls.Caller, record: calls.CallRecord | None = None,
+                prepared: calls.Prepared | None = None,
+                sleep: Callable[[float], Any] = asyncio.sleep) -> Embeddings:
+    """Embed `request.input` with `request.model` ("provider/model" or a route name). Raises CallError before
+    starting, ProviderError when the call fails; the call is recorded either way, exactly once."""
+    record = record if record is not None else calls.CallRecord()
+    started = prepared.started if prepared is not None else time.perf_counter()
+    try:
+        if prepared is None:
+            prepared = await calls.aprepare(request, caller=caller, record=record, started=started)
+        if prepared.refused is not None:
+            raise prepared.refused
+        result = await _with_fallback(prepared.plan, request, caller, record, started, sleep)
+        record.status = "ok"
+        return result
+    except ProviderError as exc:
+        record.status, record.error = "error", exc
+        raise
+    except asyncio.CancelledError:
+        record.status = "cancelled"
+        raise
+    except calls.CallError as exc:
+        record.status, record.refused = "error", exc
+        raise
+    finally:
+        record.latency_ms = (time.perf_counter() - started) * 1000
+        await calls._record(record.target, request, caller, record)
+
+
+async def _with_fallback(plan: calls.Plan, request: EmbeddingRequest, caller: calls.Caller,
+                         record: calls.CallRecord, started: float, sleep: Callable[[float], Any]) -> Embeddings:
+    """The plan's targets in order, as calls._stream_with_fallback tries them: a retryable failure moves on to
+    the next deployment (nothing has reached the caller before the whole answer); on the last one the
+    provider's own retries apply."""
+    candidates = list(plan.targets)
+    while candidates:
+        target = candidates.pop(0)
+        if plan.route is not None and not await inline_or_hop(hooks.routes().admit, target.model.pk):
+            record.skipped.append(target.address)
+            continue
+        upstream_request = replace(request, model=target.model.name)
+        if target is not plan.targets[0]:
+            # A fallback deployment may fall under hard budgets the first one did not.
+            await calls._areserve(target, upstream_request, caller, record)
+        calls._serve_from(target, record)
+        retries = 0 if candidates else target.provider.retry_limit
+        try:
+            result = await _with_retries(target, upstream_request, record, started, sleep, retries)
+        except ProviderError as exc:
+            if plan.route is not None and exc.retryable:
+                await inline_or_hop(hooks.routes().record_failure, target.model.pk)
+            if not exc.retryable or not candidates:
+                raise
+            logger.info("Falling back from %s after %s", target.address, exc.kind)
+            continue
+        if plan.route is not None:
+            record.latency_ms = (time.perf_counter() - started) * 1000  # the latency strategy's measure
+            await inline_or_hop(calls._observe_success, target, record)
+        return result
+    cooling = [hooks.routes().circuit(t.model.pk).retry_in for t in plan.targets]
+    raise ProviderError(
+        "server", f"Every deployment of route {plan.route.name!r} is cooling down after repeated failures.",
+        retry_after=max(1.0, min(cooling)) if cooling else None,
+    )
+
+
+async def _with_retries(target: calls.Target, request: EmbeddingRequest, record: calls.CallRecord, started: float,
+                        sleep: Callable[[float], Any], max_retries: int) -> Embeddings:
+    """One deployment's call under the provider's whole-call deadline, with its retries of retryable errors
+    (capped exponential backoff with jitter, Retry-After wins; never a wait that would end past the deadline)."""
+    adapter_embed = getattr(target.adapter, "embed", None)
+    if adapter_embed is None:
+        raise ProviderError("invalid_request", f"{target.connection.label} is a {target.provider.kind_preset.label} "
+                                               "provider, which offers no embeddings through aspweb.", retryable=False)
+    deadline = started + target.provider.time_limit
+    attempt = 0
+    while True:
+        attempt += 1
+        record.attempts += 1
+        try:
+            try:
+                async with asyncio.timeout(max(deadline - time.perf_counter(), 0)):
+                    result = await adapter_embed(target.connection, request)
+            except TimeoutError:
+                raise ProviderError("timeout", f"{target.connection.label} did not finish within the provider's "
+                                               f"{target.provider.time_limit} second limit.") from None
+        except ProviderError as exc:
+            delay = calls.backoff_delay(attempt, exc.retry_after) if exc.retryable else 0.0
+            if not exc.retryable or attempt > max_retries or time.perf_counter() + delay >= deadline:
+                raise
+            logger.info("Retrying %s after %s (attempt %d, waiting %.2fs)", target.address, exc.kind, attempt, delay)
+            await sleep(delay)
+            continue
+        record.usage = result.usage
+        return result

@@ -1,0 +1,345 @@
+"""POST /v1/embeddings: the request's checks, the answer in both encodings, the call path's ledger, budgets,
+routes and fallback, and the model types that keep chat and embeddings apart. The official openai SDK is a
+client of the live gateway; the adapter runs over both transports against the fake upstream."""
+
+import asyncio
+import base64
+import struct
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import openai
+import pytest
+from django.core.cache import cache
+
+from budgets.models import Budget
+from gateway.models import Deployment, Route
+from providers import bounds
+from providers.adapters import openai_compat, wire
+from providers.adapters.base import Connection, EmbeddingRequest, ProviderError
+from providers.models import Model, Price, Provider
+from tests.fakes.upstream import FakeUpstream, embedding_base64, embedding_tokens, fake_embedding
+from tests.gateway_support import OPENAI_MODEL, call, chat_body, live_server, make_key, make_providers
+from usage.models import UsageRecord
+
+EMBED_MODEL = "local/fake-embed"
+TEXTS = ["The quick brown fox", "jumps over the lazy dog"]
+
+
+def _embedding_model(provider: Provider, name: str = "fake-embed", price: str | None = "0.5") -> Model:
+    model = Model.objects.create(provider=provider, name=name, type=Model.Type.EMBEDDING)
+    if price is not None:
+        Price.objects.create(model=model, input=Decimal(price), output=Decimal(0))
+    return model
+
+
+@pytest.fixture
+def key(db: None, upstream: FakeUpstream) -> str:
+    cache.clear()
+    models = make_providers(upstream)
+    _embedding_model(models[OPENAI_MODEL].provider)
+    return make_key()[1]
+
+
+def embed_body(model: str = EMBED_MODEL, **fields: Any) -> dict[str, Any]:
+    return {"model": model, "input": TEXTS, **fields}
+
+
+def _floats(text: str) -> list[float]:
+    raw = base64.b64decode(text)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+# -- the answer and the ledger --------------------------------------------------------------------------------
+
+
+def test_floats_in_openai_shape_with_their_record(key: str, upstream: FakeUpstream) -> None:
+    answer = call("/v1/embeddings", embed_body(), key=key)
+    assert answer.status == 200, answer.content
+    body = answer.json
+    tokens = sum(embedding_tokens(text) for text in TEXTS)
+    assert body["object"] == "list" and body["model"] == EMBED_MODEL
+    assert body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
+    assert [item["index"] for item in body["data"]] == [0, 1]
+    assert all(item["object"] == "embedding" for item in body["data"])
+    assert [item["embedding"] for item in body["data"]] == [fake_embedding(text, 8) for text in TEXTS]
+    assert "encoding_format" not in upstream.last_request.body  # floats, every server's default
+    record = UsageRecord.objects.get()
+    assert (record.status, record.input_tokens, record.output_tokens, record.usage_estimated) == ("ok", tokens, 0,
+                                                                                                  False)
+    assert record.cost == Decimal("0.5") * tokens / 1_000_000
+    assert answer.headers["x-aspweb-cost"] == format(record.cost.normalize(), "f")
+    assert answer.headers["x-request-id"] == str(record.request_id)
+    assert answer.headers["x-aspweb-model"] == "fake-embed"
+
+
+def test_base64_is_encoded_by_the_gateway_where_the_provider_sends_floats(key: str, upstream: FakeUpstream) -> None:
+    answer = call("/v1/embeddings", embed_body(input="one text", encoding_format="base64"), key=key)
+    assert answer.status == 200, answer.content
+    [item] = answer.json["data"]
+    assert item["embedding"] == embedding_base64(fake_embedding("one text", 8))
+    assert _floats(item["embedding"]) == fake_embedding("one text", 8)
+    assert upstream.last_request.body["input"] == ["one text"]
+
+
+@pytest.mark.parametrize("kind", ["openai", "azure_openai"])
+@pytest.mark.parametrize("encoding", ["float", "base64"])
+def test_openai_and_azure_are_asked_for_base64_themselves(db: None, upstream: FakeUpstream, kind: str,
+                                                          encoding: str) -> None:
+    cache.clear()
+    azure = {"base_url": upstream.base_url, "extra": {"api_version": "2024-10-21"}} if kind == "azure_openai" \
+        else {"base_url": upstream.openai_base_url}
+    provider = Provider.objects.create(name="cloud", kind=kind, api_key="sk-upstream-0001", max_retries=0, **azure)
+    _embedding_model(provider, "text-embedding-3-small")
+    answer = call("/v1/embeddings", {"model": "cloud/text-embedding-3-small", "input": "hi", "dimensions": 4,
+                                     "encoding_format": encoding, "user": "alice"}, key=make_key()[1])
+    assert answer.status == 200, answer.content
+    sent = upstream.last_request
+    assert sent.body.get("encoding_format", "float") == encoding and sent.body["dimensions"] == 4
+    assert "user" not in sent.body  # recorded in the ledger, not sent on, as for chat
+    if kind == "azure_openai":
+        assert sent.path == "/openai/deployments/text-embedding-3-small/embeddings"
+    vector = answer.json["data"][0]["embedding"]
+    assert (_floats(vector) if encoding == "base64" else vector) == fake_embedding("hi", 4)
+    assert UsageRecord.objects.get().end_user == "alice"
+
+
+def test_tags_and_end_user_are_read_as_chat_reads_them(key: str) -> None:
+    answer = call("/v1/embeddings", embed_body(metadata={"tags": "search,rag"}),
+                  key=key, headers={"x-aspweb-tags": "nightly", "x-aspweb-end-user": "bob"})
+    assert answer.status == 200, answer.content
+    record = UsageRecord.objects.get()
+    assert set(record.tags.split(",")) >= {"search", "rag", "nightly"} and record.end_user == "bob"
+
+
+def test_a_provider_without_usage_has_its_input_estimated_and_flagged(key: str, upstream: FakeUpstream) -> None:
+    upstream.raw_usage = {}
+    assert call("/v1/embeddings", embed_body(), key=key).status == 200
+    record = UsageRecord.objects.get()
+    assert record.usage_estimated and record.input_tokens > 0 and record.output_tokens == 0
+
+
+# -- refusals -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"model": EMBED_MODEL}, "input"),
+    ({"model": EMBED_MODEL, "input": 5}, "input"),
+    ({"model": EMBED_MODEL, "input": {"text": "hi"}}, "input"),
+    ({"model": EMBED_MODEL, "input": []}, "input"),
+    ({"model": EMBED_MODEL, "input": [1, 2, 3]}, "input[0]"),
+    ({"model": EMBED_MODEL, "input": [[1, 2], [3]]}, "input[0]"),
+    ({"model": EMBED_MODEL, "input": ["ok", ""]}, "input[1]"),
+    ({"model": EMBED_MODEL, "input": ""}, "input"),
+    ({"model": EMBED_MODEL, "input": ["x"] * 2049}, "input"),
+    ({"model": EMBED_MODEL, "input": "hi", "encoding_format": "hex"}, "encoding_format"),
+    ({"model": EMBED_MODEL, "input": "hi", "dimensions": 0}, "dimensions"),
+    ({"model": EMBED_MODEL, "input": "hi", "dimensions": "256"}, "dimensions"),
+    ({"model": EMBED_MODEL, "input": "hi", "stream": True}, "stream"),
+    ({"input": "hi"}, "model"),
+])
+def test_bad_input_is_a_400_naming_the_parameter(key: str, upstream: FakeUpstream, body: dict[str, Any],
+                                                 param: str) -> None:
+    answer = call("/v1/embeddings", body, key=key)
+    assert answer.status == 400, answer.content
+    assert answer.json["error"]["param"] == param and answer.json["error"]["type"] == "invalid_request_error"
+    assert upstream.requests == [] and not UsageRecord.objects.exists()
+
+
+def test_a_chat_model_asked_to_embed_and_an_embedding_model_asked_to_chat_are_400s(key: str,
+                                                                                  upstream: FakeUpstream) -> None:
+    wrong = call("/v1/embeddings", embed_body(OPENAI_MODEL), key=key)
+    assert wrong.status == 400 and wrong.json["error"]["code"] == "model_wrong_type"
+    assert wrong.json["error"]["message"].startswith(f"{OPENAI_MODEL} is not an embedding model:")
+    chat = call("/v1/chat/completions", chat_body(EMBED_MODEL), key=key)
+    assert chat.status == 400 and chat.json["error"]["code"] == "model_wrong_type"
+    assert "POST /v1/embeddings" in chat.json["error"]["message"]
+    assert upstream.requests == [] and not UsageRecord.objects.exists()
+
+
+def test_provider_failures_keep_their_status(key: str, upstream: FakeUpstream) -> None:
+    upstream.fail_next(429, retry_after=3)
+    answer = call("/v1/embeddings", embed_body(), key=key)
+    assert answer.status == 429 and answer.headers["retry-after"] == "3"
+    assert answer.json["error"]["code"] == "upstream_rate_limited"
+    upstream.fail_next(400)
+    assert call("/v1/embeddings", embed_body(), key=key).json["error"]["code"] == "upstream_invalid_request"
+    assert list(UsageRecord.objects.values_list("status", flat=True)) == ["error", "error"]
+
+
+def test_a_kind_without_embeddings_says_so(key: str, upstream: FakeUpstream) -> None:
+    _embedding_model(Provider.objects.get(name="claude"), "claude-embed")
+    answer = call("/v1/embeddings", embed_body("claude/claude-embed"), key=key)
+    assert answer.status == 400 and "offers no embeddings" in answer.json["error"]["message"]
+    assert upstream.requests == []
+
+
+def test_a_hard_budget_refuses_before_the_provider_is_asked(key: str, upstream: FakeUpstream) -> None:
+    Budget.objects.create(name="Tight", amount=Decimal("0.000001"), hard_limit=True)
+    answer = call("/v1/embeddings", embed_body(), key=key)
+    assert answer.status == 429 and answer.json["error"]["code"] == "budget_exceeded"
+    assert upstream.requests == []
+
+
+def test_a_hard_budget_reserves_the_inputs_at_the_input_price_and_no_output() -> None:
+    request = EmbeddingRequest(model="m", input=("héllo", "wörld!"))
+    assert bounds.input_token_bound(request) == 2 * bounds.PER_MESSAGE_TOKENS + len("héllo".encode()) + \
+        len("wörld!".encode())
+    assert bounds.output_token_bound(request, None, caps_output=True) == 0
+
+
+def test_a_budget_with_room_lets_the_call_through_and_is_charged(key: str, upstream: FakeUpstream) -> None:
+    Budget.objects.create(name="Roomy", amount=Decimal("10"), hard_limit=True)
+    assert call("/v1/embeddings", embed_body(), key=key).status == 200
+    assert UsageRecord.objects.get().cost > 0
+
+
+# -- routes -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def second() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        yield fake
+
+
+def test_a_route_falls_back_to_its_next_embedding_deployment(key: str, upstream: FakeUpstream,
+                                                              second: FakeUpstream) -> None:
+    route = Route.objects.create(name="embed")
+    other = Provider.objects.create(name="other", kind="openai_compatible", base_url=second.openai_base_url,
+                                    max_retries=0)
+    Deployment.objects.create(route=route, model=Model.objects.get(name="fake-embed"), priority=1)
+    Deployment.objects.create(route=route, model=_embedding_model(other), priority=2)
+    # A chat model in the route is skipped by embeddings calls.
+    Deployment.objects.create(route=route, model=Model.objects.get(provider__name="local", name="fake-model-a"),
+                              priority=0)
+    upstream.mode = "500"
+    answer = call("/v1/embeddings", embed_body("embed"), key=key)
+    assert answer.status == 200, answer.content
+    assert answer.headers["x-aspweb-provider"] == "other"
+    assert len(upstream.requests) == 1 and len(second.requests) == 1
+    record = UsageRecord.objects.get()
+    assert (record.provider_name, record.attempts, record.status) == ("other", 2, "ok")
+    listed = {item["id"]: item["model_type"] for item in call("/v1/models", method="GET", key=key).json["data"]}
+    assert listed["embed"] == "chat"  # a route mixing chat and embedding models lists as chat
+
+
+# -- /v1/models ---------------------------------------------------------------------------------------------
+
+
+def test_models_say_which_is_which(key: str) -> None:
+    listed = call("/v1/models", method="GET", key=key).json["data"]
+    types = {item["id"]: item["model_type"] for item in listed}
+    assert types[EMBED_MODEL] == "embedding" and types[OPENAI_MODEL] == "chat"
+    anthropic = call("/v1/models", method="GET", key=key, headers={"anthropic-version": "2023-06-01"}).json
+    assert {item["id"]: item["model_type"] for item in anthropic["data"]}[EMBED_MODEL] == "embedding"
+
+
+# -- the adapter over both transports -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["openai", "openai_compatible"])
+def test_the_adapter_reads_both_encodings_on_both_transports(upstream: FakeUpstream, kind: str) -> None:
+    conn = Connection(kind=kind, label="Fake", base_url=upstream.openai_base_url, api_key="sk-adapter-0001")
+    expected = [fake_embedding("a b", 8), fake_embedding("c", 8)]
+    result = asyncio.run(openai_compat.embed(conn, EmbeddingRequest(model="m", input=("a b", "c"), base64=True)))
+    assert result.usage.input_tokens == 3 and not result.usage.estimated
+    # OpenAI answers base64 itself; other servers are asked for floats, read as floats to be encoded.
+    assert result.vectors == ([embedding_base64(v) for v in expected] if kind == "openai" else expected)
+    result = asyncio.run(openai_compat.embed(conn, EmbeddingRequest(model="m", input=("a b", "c"))))
+    if kind == "openai":
+        assert result.vectors == expected
+    else:  # floats to be passed on as floats keep their texts, so as not to be printed again
+        assert all(type(number) is str for vector in result.vectors for number in vector)
+        assert [[float(number) for number in vector] for vector in result.vectors] == expected
+
+
+@pytest.mark.parametrize("data", [[], [{"index": 0, "embedding": [1, "x"]}], [{"index": 0}],
+                                  [{"index": 0, "embedding": [True]}], [{"index": 0, "embedding": []}],
+                                  [{"index": 0, "embedding": [[1.0]]}], [{"index": 0, "embedding": None}]])
+def test_a_malformed_answer_is_a_server_error(upstream: FakeUpstream, data: list[Any]) -> None:
+    conn = Connection(kind="openai_compatible", label="Fake", base_url=upstream.openai_base_url)
+
+    async def run() -> None:
+        await openai_compat.embed(conn, EmbeddingRequest(model="m", input=("a",)))
+
+    # The fake answers well-formed data: what a broken server could send is read through the transport.
+    async def post(self: wire.Client, path: str, body: Any) -> Any:
+        return {"object": "list", "data": data, "usage": {"prompt_tokens": 1}}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(wire.Client, "post", post)
+        with pytest.raises(ProviderError) as caught:
+            asyncio.run(run())
+    assert caught.value.kind == "server"
+
+
+# -- the official SDK against the live gateway --------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("encoding", ["float", "base64", None])
+def test_the_openai_sdk_embeds_through_the_live_gateway(upstream: FakeUpstream, encoding: str | None) -> None:
+    cache.clear()
+    models = make_providers(upstream)
+    _embedding_model(models[OPENAI_MODEL].provider)
+    api_key, raw_key = make_key(name="sdk")
+    with live_server() as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key=raw_key, max_retries=0)
+        extra = {"encoding_format": encoding} if encoding else {}  # None: the SDK's default, base64
+        raw = client.embeddings.with_raw_response.create(model=EMBED_MODEL, input=TEXTS, **extra)
+        result = raw.parse()
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.embeddings.create(model=EMBED_MODEL, input=[[1, 2, 3]])
+    assert caught.value.body["param"] == "input[0]"
+    # Asked for base64 itself, the SDK hands the text on; asked for nothing, it asks for base64 and decodes it.
+    vectors = [_floats(item.embedding) if encoding == "base64" else item.embedding for item in result.data]
+    assert vectors == [fake_embedding(text, 8) for text in TEXTS]
+    tokens = sum(embedding_tokens(text) for text in TEXTS)
+    assert result.usage.prompt_tokens == tokens and result.model == EMBED_MODEL
+    sent = next(r for r in upstream.requests if r.path == "/v1/embeddings")
+    assert "encoding_format" not in sent.body  # an OpenAI-compatible URL is asked for floats
+    [record] = UsageRecord.objects.filter(api_key=api_key)
+    assert str(record.request_id) == raw.headers["x-request-id"]
+    assert record.input_tokens == tokens and record.output_tokens == 0
+    assert raw.headers["x-aspweb-cost"] == format(record.cost.normalize(), "f")
+
+
+# -- the answer's encodings ---------------------------------------------------------------------------------
+
+
+def _answer(vectors: list[Any], encoding: str) -> Any:
+    import json
+
+    from gateway.embeddings import embeddings_body
+    from providers.adapters.base import Embeddings, Usage
+
+    text = embeddings_body(Embeddings(vectors, Usage(input_tokens=5)), model="p/m", encoding=encoding, label="p")
+    return json.loads(text)
+
+
+def test_every_form_of_a_vector_answers_in_either_encoding() -> None:
+    vector = [0.5, -0.25, 1.0]
+    forms = [vector, ["0.5", "-0.25", "1"], embedding_base64(vector)]
+    for form in forms:
+        floats = _answer([form], "float")
+        assert floats["data"][0]["embedding"] == vector and floats["usage"] == {"prompt_tokens": 5,
+                                                                                 "total_tokens": 5}
+        assert _floats(_answer([form], "base64")["data"][0]["embedding"]) == vector
+
+
+@pytest.mark.parametrize(("vector", "encoding"), [
+    ("@@@", "float"), ("AAA=", "float"), ([1e300], "base64"),
+    # Texts the direct transport kept that are not one JSON number each: a string, two, a constant, nothing.
+    (["1", "abc"], "float"), (["1", '"x"'], "float"), (["1,2"], "float"), (["NaN"], "float"), ([""], "float"),
+    (["1", "abc"], "base64"), (["true"], "base64"),
+])
+def test_a_vector_that_cannot_be_converted_is_the_providers_error(vector: Any, encoding: str) -> None:
+    with pytest.raises(ProviderError) as caught:
+        _answer([vector], encoding)
+    assert caught.value.kind == "server"
+
+
+def test_base64_text_with_json_specials_stays_json() -> None:
+    assert _answer(['A"\\'], "base64")["data"][0]["embedding"] == 'A"\\'
