@@ -73,7 +73,7 @@ def parse_embeddings(body: Any) -> ParsedEmbeddings:
     if "encoding_format" in values and one_of(values["encoding_format"], "encoding_format", ("float", "base64")) \
             == "base64":
         encoding = "base64"
-    _metadata, tags, end_user = openai_format._attribution(values)  # chat's reading of `metadata` and `user`
+    _metadata, tags, end_user = openai_format.attribution_fields(values)  # chat's reading of `metadata` and `user`
     # `user` attributes the call in the ledger and is not sent on, as for chat.
     request = EmbeddingRequest(model=model, input=inputs, dimensions=dimensions, base64=encoding == "base64")
     return ParsedEmbeddings(request, encoding, tags, end_user)

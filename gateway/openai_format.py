@@ -43,7 +43,7 @@ _PASSTHROUGH: dict[str, Any] = {
     "verbosity": lambda v, p: one_of(v, p, ("low", "medium", "high")),
 }
 # Accepted and not forwarded: they label or route the request at OpenAI and change nothing in the answer.
-# (`user` and `metadata` attribute the call: see _attribution.)
+# (`user` and `metadata` attribute the call: see attribution_fields.)
 _IGNORED: dict[str, Any] = {
     "store": lambda v, p: boolean(v, p),
     "service_tier": lambda v, p: text(v, p),

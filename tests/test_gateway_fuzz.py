@@ -201,6 +201,7 @@ def test_responses_never_fails_on_bad_input(key: str, body: Any, headers: dict[s
     _check(call("/v1/responses", body, key=key, headers=headers), "responses")
 
 
+@FUZZ
 @given(body=bodies("EmbeddingsRequest"), headers=HEADERS)
 def test_embeddings_never_fails_on_bad_input(key: str, body: Any, headers: dict[str, str]) -> None:
     cache.clear()

@@ -624,7 +624,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if endpoint == "responses":
             responses.serve(self, body, snapshot, fault, answer_cls=_Answer, usage_cls=_Usage)
-        if endpoint == "embeddings":
+        elif endpoint == "embeddings":
             deployment = _AZURE_EMBEDDINGS.match(record.path)
             model = body.get("model") or (deployment["deployment"] if deployment else "")
             self._embeddings(provider, body, str(model), snapshot, fault)
