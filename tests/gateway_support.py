@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import uvicorn
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient
@@ -133,3 +134,17 @@ def live_server() -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         assert not thread.is_alive(), "uvicorn did not stop"
+
+
+def live_chat(base: str, key: str, **fields: Any) -> httpx.Response:
+    """A chat completion through a live server (live_server's base URL)."""
+    return httpx.post(f"{base}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json=chat_body(max_tokens=50, **fields), timeout=10)
+
+
+def until(condition: Any, what: str, seconds: float = 10) -> None:
+    """Wait for `condition()` to hold (work a live server finishes after its answer), failing with `what`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.02)

@@ -5,11 +5,9 @@ the PostgreSQL + Redis suite, through the gateway served by uvicorn."""
 
 import json
 import threading
-import time
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -42,16 +40,6 @@ def key(upstream: FakeUpstream, make_user: Any) -> str:
     return gateway_support.make_key(make_user("member"))[1]
 
 
-def _post(base: str, key: str, **fields: Any) -> httpx.Response:
-    return httpx.post(f"{base}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                      json=gateway_support.chat_body(max_tokens=50, **fields), timeout=10)
-
-
-def _wait(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
 
 
 def test_a_call_is_answered_once_its_record_is_journalled_and_committed_right_after(
@@ -65,13 +53,14 @@ def test_a_call_is_answered_once_its_record_is_journalled_and_committed_right_af
 
     monkeypatch.setattr(writer, "_write", held_back)
     with gateway_support.live_server() as base:
-        answer = _post(base, key)
+        answer = gateway_support.live_chat(base, key)
         # Answered, with its cost, while its record waits in the journal and nothing is committed yet.
         assert answer.status_code == 200
         assert not UsageRecord.objects.exists() and journal.pending() == 1
         cost = Decimal(answer.headers["x-aspweb-cost"])
         gate.set()
-        _wait(lambda: UsageRecord.objects.exists() and journal.pending() == 0, "the record was not committed")
+        gateway_support.until(lambda: UsageRecord.objects.exists() and journal.pending() == 0,
+                              "the record was not committed")
     record = UsageRecord.objects.get()
     assert record.request_id.hex in answer.json()["id"]
     assert record.cost == cost > 0 and record.status == "ok" and record.source == "gateway"
@@ -83,7 +72,7 @@ def test_the_records_of_a_worker_that_died_after_answering_are_replayed_once(
     # The worker dies after each answer: its records are journalled, never written.
     monkeypatch.setattr(writer._Writer, "enqueue", lambda self, fields, entry_id=None: None)
     with gateway_support.live_server() as base:
-        answers = [_post(base, key, user=f"person-{n}") for n in range(3)]
+        answers = [gateway_support.live_chat(base, key, user=f"person-{n}") for n in range(3)]
     assert [answer.status_code for answer in answers] == [200, 200, 200]
     assert not UsageRecord.objects.exists() and journal.pending() == 3
     costs = sorted(Decimal(answer.headers["x-aspweb-cost"]) for answer in answers)
@@ -104,8 +93,8 @@ def test_an_entry_whose_record_is_in_the_ledger_already_is_dropped_without_a_sec
         behind: Any, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(journal, "remove", lambda entry_ids: None)  # a worker died between commit and removal
     with gateway_support.live_server() as base:
-        assert _post(base, key).status_code == 200
-        _wait(UsageRecord.objects.exists, "the record was not committed")
+        assert gateway_support.live_chat(base, key).status_code == 200
+        gateway_support.until(UsageRecord.objects.exists, "the record was not committed")
     monkeypatch.undo()
     assert journal.pending() == 1
 
@@ -131,7 +120,7 @@ def test_when_redis_does_not_answer_the_record_is_committed_before_the_answer(
 
     monkeypatch.setattr(journal, "append", unreachable)
     with gateway_support.live_server() as base:
-        answer = _post(base, key)
+        answer = gateway_support.live_chat(base, key)
         assert answer.status_code == 200
         assert UsageRecord.objects.get().cost == Decimal(answer.headers["x-aspweb-cost"])
     assert journal.pending() == 0

@@ -6,13 +6,11 @@ gateway served by uvicorn, on both databases."""
 import asyncio
 import json
 import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx
 import pytest
 
 from aspweb.handler import ASGIHandler
@@ -40,16 +38,6 @@ def key(upstream: FakeUpstream, make_user: Any) -> str:
     return gateway_support.make_key(make_user("member"))[1]
 
 
-def _post(base: str, key: str, **fields: Any) -> httpx.Response:
-    return httpx.post(f"{base}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                      json=gateway_support.chat_body(max_tokens=50, **fields), timeout=10)
-
-
-def _wait(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
 
 
 def _segments() -> list[Path]:
@@ -91,7 +79,7 @@ def test_a_call_is_answered_once_its_record_is_on_disk_and_committed_right_after
 
     monkeypatch.setattr(writer, "_write", held_back)
     with gateway_support.live_server() as base:
-        answer = _post(base, key)
+        answer = gateway_support.live_chat(base, key)
         # Answered, with its cost, while its record waits in the process's segment and nothing is committed.
         assert answer.status_code == 200
         assert not UsageRecord.objects.exists() and journal.pending() == 1
@@ -99,7 +87,8 @@ def test_a_call_is_answered_once_its_record_is_on_disk_and_committed_right_after
         [entry] = _lines(segment)
         assert UUID(entry["request_id"]).hex in answer.json()["id"]
         gate.set()
-        _wait(lambda: UsageRecord.objects.exists() and journal.pending() == 0, "the record was not committed")
+        gateway_support.until(lambda: UsageRecord.objects.exists() and journal.pending() == 0,
+                              "the record was not committed")
         # Committed: the segment is emptied, not grown.
         assert segment.stat().st_size == 0
     record = UsageRecord.objects.get()
@@ -112,7 +101,7 @@ def test_the_records_of_a_process_that_died_after_answering_are_written_by_the_n
     # The process dies after each answer: its records are on disk, never written.
     monkeypatch.setattr(writer._Writer, "enqueue", lambda self, fields, entry_id=None: None)
     with gateway_support.live_server() as base:
-        answers = [_post(base, key, user=f"person-{n}") for n in range(3)]
+        answers = [gateway_support.live_chat(base, key, user=f"person-{n}") for n in range(3)]
         assert [answer.status_code for answer in answers] == [200, 200, 200]
         # While its process lives, a segment is its writer's: nobody replays it.
         assert journal.replay() == 0 and len(_lines(_segments()[0])) == 3
@@ -131,8 +120,8 @@ def test_an_entry_whose_record_is_in_the_ledger_already_adds_nothing(
         on_disk: Any, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(journal, "remove", lambda entry_ids: None)  # the process died between commit and removal
     with gateway_support.live_server() as base:
-        assert _post(base, key).status_code == 200
-        _wait(UsageRecord.objects.exists, "the record was not committed")
+        assert gateway_support.live_chat(base, key).status_code == 200
+        gateway_support.until(UsageRecord.objects.exists, "the record was not committed")
     journalfile.close()
     assert len(_lines(_segments()[0])) == 1
 
@@ -144,7 +133,7 @@ def test_an_entry_whose_record_is_in_the_ledger_already_adds_nothing(
 def test_a_torn_last_line_is_not_an_entry(on_disk: Any, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writer._Writer, "enqueue", lambda self, fields, entry_id=None: None)
     with gateway_support.live_server() as base:
-        assert _post(base, key).status_code == 200
+        assert gateway_support.live_chat(base, key).status_code == 200
     journalfile.close()
     [segment] = _segments()
     whole = segment.read_bytes()
@@ -180,6 +169,6 @@ def test_when_the_disk_refuses_the_record_is_committed_before_the_answer(
 
     monkeypatch.setattr(journalfile.FileJournal, "append", full)
     with gateway_support.live_server() as base:
-        answer = _post(base, key)
+        answer = gateway_support.live_chat(base, key)
         assert answer.status_code == 200
         assert UsageRecord.objects.get().cost == Decimal(answer.headers["x-aspweb-cost"])
