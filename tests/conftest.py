@@ -128,6 +128,35 @@ def _budget_holds_forgotten(settings: Any) -> None:
             client.delete(*keys)
 
 
+class Clock:
+    """A settable stand-in for `gateway.ratelimit.clock`."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# A whole minute: rate-limit windows are whole minutes of wall-clock time.
+MINUTE_START = 1_700_000_040.0
+
+
+@pytest.fixture
+def minute(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Rate-limit counting 15 s into one minute that does not end unless the test moves the clock: a test
+    that counts calls against a per-minute limit cannot cross into a new window halfway and see a 200 where
+    a 429 is due."""
+    from django.core.cache import cache
+
+    from gateway import ratelimit
+
+    cache.clear()
+    fixed = Clock(MINUTE_START + 15)
+    monkeypatch.setattr(ratelimit, "clock", fixed)
+    return fixed
+
+
 @pytest.fixture
 def database_holds(settings: Any) -> None:
     """Hard limits held by the budget period rows (the embedded default's way), whatever the suite runs with."""

@@ -4,27 +4,16 @@ import pytest
 from django.core.cache import cache
 
 from gateway import ratelimit
+from tests.conftest import MINUTE_START, Clock
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import call, chat_body, make_key, make_providers, messages_body
 
-MINUTE_START = 1_700_000_040.0  # a whole minute
 assert MINUTE_START % 60 == 0
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(autouse=True)
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    cache.clear()
-    fixed = Clock(MINUTE_START + 15)
-    monkeypatch.setattr(ratelimit, "clock", fixed)
-    return fixed
+def clock(minute: Clock) -> Clock:
+    return minute
 
 
 def test_requests_are_counted_per_minute_and_refusals_say_when_to_retry(clock: Clock) -> None:

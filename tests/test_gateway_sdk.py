@@ -13,6 +13,7 @@ from django.core.cache import cache
 
 from gateway import apikeys
 from gateway.models import ApiKey
+from tests.conftest import Clock
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import ANTHROPIC_MODEL, OPENAI_MODEL, live_server, make_key, make_providers
 from usage.models import UsageRecord
@@ -133,7 +134,8 @@ def test_anthropic_sdk_tool_use(claude: anthropic.Anthropic, upstream: FakeUpstr
         upstream.tool_call = {"id": "toolu_1", "name": "get_weather", "arguments": {"city": "Oslo"}}
 
 
-def test_sdk_errors(gateway: str, oai: openai.OpenAI, key: tuple[ApiKey, str], upstream: FakeUpstream) -> None:
+def test_sdk_errors(gateway: str, oai: openai.OpenAI, key: tuple[ApiKey, str], upstream: FakeUpstream,
+                    minute: Clock) -> None:
     hello = [{"role": "user", "content": "Hi"}]
     with pytest.raises(openai.NotFoundError) as caught:
         oai.chat.completions.create(model="local/unknown", messages=hello)

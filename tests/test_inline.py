@@ -9,6 +9,7 @@ from aspweb import inline
 from aspweb.rowcache import RowCache
 from aspweb.sharedcache import SharedRedisCache
 from providers.models import Provider
+from tests.conftest import Clock
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import OPENAI_MODEL, call, chat_body, make_key, make_providers
 
@@ -99,15 +100,12 @@ def test_a_gateway_call_is_admitted_without_a_thread_hop_once_cached(hops: list[
     assert call("/v1/chat/completions", chat_body(model="local/unknown"), key=key).status == 404
 
 
-def test_admission_reads_change_nothing_before_its_first_miss(upstream: FakeUpstream) -> None:
+def test_admission_reads_change_nothing_before_its_first_miss(upstream: FakeUpstream, minute: Clock) -> None:
     """The rate-limit count happens once per request though admission may start again in a thread."""
-    from django.core.cache import cache
-
     from providers import rowcaches
 
     make_providers(upstream)
     _, key = make_key(rpm_limit=2)
-    cache.clear()
     assert call("/v1/chat/completions", chat_body(), key=key).status == 200  # cold: misses, starts again
     rowcaches.resolutions.changed()  # the key is still cached, the resolution not: only preparing goes to a thread
     assert call("/v1/chat/completions", chat_body(model=OPENAI_MODEL), key=key).status == 200

@@ -5,7 +5,6 @@ usage object read as OpenAI documents it."""
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 
 from gateway import responses_format
 from gateway.checks import BadRequest
@@ -13,6 +12,7 @@ from gateway.models import Deployment, Route
 from providers.adapters import openai_responses
 from providers.adapters.base import ChatRequest, Chunk, Message, ToolCallDelta, Usage
 from providers.models import Model, Provider
+from tests.conftest import Clock
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway_support import ANTHROPIC_MODEL, OPENAI_MODEL, call, make_key, make_providers
 from usage.models import UsageRecord
@@ -152,8 +152,7 @@ def test_bad_requests_through_the_endpoint_are_4xx_in_openais_shape(db: None, up
 
 
 def test_a_route_falls_back_from_the_native_api_to_a_translated_one_and_attribution_applies(
-        db: None, upstream: FakeUpstream) -> None:
-    cache.clear()
+        db: None, upstream: FakeUpstream, minute: Clock) -> None:
     models = make_providers(upstream)
     native = Provider.objects.create(name="oa", kind="openai", base_url=upstream.openai_base_url, api_key="sk-x",
                                      max_retries=0)
