@@ -31,9 +31,10 @@ Streamed, the same for the time to the first content chunk (TTFT). With --api re
 sends the same prompt to /v1/responses (OpenAI's Responses API), so that both endpoints' added latency come
 from one run; the upstream is then called directly in the format the gateway calls it in: chat completions
 for an OpenAI-compatible provider, the Responses API for --kind openai (spoken natively). `--endpoint
-embeddings` measures POST /v1/embeddings instead (EMBED_INPUTS texts, vectors of EMBED_DIMENSIONS floats, asked
-for as floats and as base64, the openai SDK's default); `--endpoint both` measures chat completions and
-embeddings in one run.
+embeddings` measures POST /v1/embeddings instead (EMBED_INPUTS texts, then one of them, vectors of
+EMBED_DIMENSIONS floats, asked for as floats and as base64, the openai SDK's default; the upstream is called
+as the gateway calls it: in base64 for --kind openai, in floats for an OpenAI-compatible provider);
+`--endpoint both` measures chat completions and embeddings in one run.
 
 throughput: N connections sending non-streamed requests back to back for S seconds (a small HTTP/1.1
 client on asyncio streams, so that the client costs little of the machine's CPU); the upstream alone is
@@ -316,13 +317,15 @@ def _timed_first_token(client: httpx.Client, target: Target) -> float:
     return first * 1000
 
 
-def _timed_embedding(client: httpx.Client, target: Target, encoding: str) -> float:
-    body = {"model": target.embed_model, "input": EMBED_INPUTS, "encoding_format": encoding}
+def _timed_embedding(client: httpx.Client, target: Target, encoding: str, inputs: list[str], kind: str) -> float:
+    if target.name == "upstream":  # called as aspweb calls it: OpenAI in base64, other servers in floats
+        encoding = "base64" if kind in ("openai", "azure_openai") else "float"
+    body = {"model": target.embed_model, "input": inputs, "encoding_format": encoding}
     started = time.perf_counter()
     response = client.post(f"{target.base_url}/embeddings", headers=target.headers, json=body)
     elapsed = time.perf_counter() - started
     assert response.status_code == 200, (target.name, response.status_code, response.text)
-    assert len(response.json()["data"]) == len(EMBED_INPUTS)
+    assert len(response.json()["data"]) == len(inputs)
     OK[target.name] += 1
     return elapsed * 1000
 
@@ -359,9 +362,10 @@ def paired(targets: list[Target], measure: Any, requests: int) -> tuple[dict[str
 def latency(args: argparse.Namespace) -> None:
     chat = (("chat completions, non-streamed, whole answer", _timed_call),
             ("chat completions, streamed, first token", _timed_first_token))
-    embeddings = tuple((f"embeddings, {len(EMBED_INPUTS)} inputs, {EMBED_DIMENSIONS} dimensions, {encoding}",
-                        lambda client, target, encoding=encoding: _timed_embedding(client, target, encoding))
-                       for encoding in ("float", "base64"))
+    embeddings = tuple((f"embeddings, {len(inputs)} input(s), {EMBED_DIMENSIONS} dimensions, {encoding}",
+                        lambda client, target, encoding=encoding, inputs=inputs: _timed_embedding(
+                            client, target, encoding, inputs, args.kind))
+                       for inputs in (EMBED_INPUTS, EMBED_INPUTS[:1]) for encoding in ("float", "base64"))
     measures = {"chat": chat, "embeddings": embeddings, "both": chat + embeddings}[args.endpoint]
     with environment(args) as all_targets:
         targets = all_targets  # for chat: with --api responses, the Responses endpoint beside them

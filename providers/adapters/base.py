@@ -150,13 +150,12 @@ class ChatRequest:
 @dataclass(frozen=True)
 class EmbeddingRequest:
     """A provider-neutral embeddings request (OpenAI's /v1/embeddings): the texts to embed, in order.
-    `dimensions` is sent only when set; `base64` asks for each vector as little-endian float32 bytes in
-    base64 where the provider answers so itself (providers.kinds.Kind.embedding_base64)."""
+    `dimensions` is sent only when set. The encoding the client asked for is the gateway's business: it
+    converts whatever the provider sent (gateway/embeddings.py)."""
 
     model: str
     input: tuple[str, ...]
     dimensions: int | None = None
-    base64: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     # What the call path asks of a resolved model: an embedding model (a chat request asks for a chat one).
     model_type: ClassVar[str] = "embedding"
@@ -165,13 +164,9 @@ class EmbeddingRequest:
 @dataclass
 class Embeddings:
     """The vectors of an embeddings answer, one per input in order: each a list of numbers, or the base64 text
-    of its little-endian float32 values where the provider sent that; and the usage (input tokens only).
-    Numbers are floats through the SDK; the direct transport keeps them as the texts they were sent as
-    (json.loads' parse_float and parse_int), so that thousands of them are passed on without being parsed
-    and printed again, which took most of the time an embeddings call spent in aspweb. Those texts are
-    checked to be numbers where they are used (gateway/embeddings.py)."""
+    of its little-endian float32 values where the provider sent that; and the usage (input tokens only)."""
 
-    vectors: list[list[Any] | str]
+    vectors: list[list[float] | str]
     usage: Usage
     model: str = ""
 
