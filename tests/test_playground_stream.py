@@ -105,6 +105,23 @@ async def _asgi_get(path: str, cookie: str, disconnect_after_deltas: int | None 
     return Stream(received.status, received.headers, received.body.decode())
 
 
+async def _until_streaming(answer: Answer, timeout: float = 10.0) -> None:
+    """Wait until the answer's generation, running in this process, has its first text and is not done (and,
+    where the cache stands for a shared one, has written that text there): a second page or a Stop sent now
+    meets a generation under way, however slow the machine is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        generation = live._running.get(answer.pk)
+        if generation is not None and generation.parts and not generation.finished:
+            if live.cache_is_local():
+                return
+            meta = await sync_to_async(cache.get)(live._meta_key(answer.pk))
+            if meta is not None and meta[0] >= 1 and not meta[2]:
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"answer {answer.pk} did not start streaming within {timeout} s")
+
+
 def run_asgi(coroutine_function: Callable[[], Any]) -> Any:
     """Run requests through the ASGI app from this (sync) test, and wait for the answers they started to be
     generated (they outlive their streams). As Django's test clients do, keep the handler from closing the
@@ -279,7 +296,7 @@ def test_a_second_tab_follows_the_same_answer_live(member: User, catalog: tuple[
 
     async def two_tabs() -> list[Stream]:
         first = asyncio.ensure_future(_asgi_get(_path(answer), cookie))
-        await asyncio.sleep(0.2)  # a few tokens in
+        await _until_streaming(answer)
         return [await first, await _asgi_get(_path(answer), cookie)] if first.done() else \
             list(await asyncio.gather(first, _asgi_get(_path(answer), cookie)))
 
@@ -305,7 +322,7 @@ def test_a_stream_on_another_worker_follows_through_the_cache(member: User, cata
 
     async def elsewhere() -> list[Stream]:
         first = asyncio.ensure_future(_asgi_get(_path(answer), cookie, disconnect_after_deltas=4))
-        await asyncio.sleep(0.3)
+        await _until_streaming(answer)
         return list(await asyncio.gather(first, _asgi_get(_path(answer), cookie)))
 
     _, follower = run_asgi(elsewhere)
@@ -423,7 +440,7 @@ def test_stop_from_another_worker_reaches_the_generation_through_the_cache(
 
     async def stream_and_stop() -> tuple[Stream, Any]:
         follower = asyncio.ensure_future(_asgi_get(_path(answer), cookie))
-        await asyncio.sleep(0.3)
+        await _until_streaming(answer)
         # Stop lands on a worker that does not run the generation: this one, once it forgets it runs it.
         generation = live._running.pop(answer.pk)
         response = await _stop(member, answer)()
