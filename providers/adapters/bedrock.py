@@ -335,12 +335,12 @@ async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
     they were sent as, like the direct transport's); base64 is encoded by the gateway. `dimensions` goes to
     the models that take it (Titan V2's `dimensions`, Cohere v4's `output_dimension`) and is a 400 elsewhere."""
     model = request.model
-    if "amazon.titan-embed-text" in model or "amazon.titan-embed-g1-text" in model:
+    if _embeds(model) == "titan":
         v2 = "titan-embed-text-v2" in model
         _check_dimensions(conn, request, _TITAN_DIMENSIONS if v2 else ())
         limit = asyncio.Semaphore(_CONCURRENT_CALLS)
         jobs = [_titan(conn, request, text, v2, limit) for text in request.input]
-    elif "cohere.embed" in model:
+    elif _embeds(model) == "cohere":
         v4 = "cohere.embed-v4" in model
         _check_dimensions(conn, request, _COHERE_V4_DIMENSIONS if v4 else ())
         limit = asyncio.Semaphore(_CONCURRENT_CALLS)
@@ -362,6 +362,13 @@ async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
         tokens += part_tokens.input_tokens
         estimated = estimated or part_tokens.estimated
     return Embeddings(vectors, Usage(input_tokens=tokens, estimated=estimated), model)
+
+
+def _embeds(model: str) -> str | None:
+    """The family of an embedding model id aspweb speaks: "titan", "cohere", or None."""
+    if "amazon.titan-embed-text" in model or "amazon.titan-embed-g1-text" in model:
+        return "titan"
+    return "cohere" if "cohere.embed" in model else None
 
 
 def _check_dimensions(conn: Connection, request: EmbeddingRequest, allowed: tuple[int, ...]) -> None:
@@ -558,14 +565,19 @@ def _kind_for_status(status: int | None) -> ErrorKind:
 
 
 async def list_models(conn: Connection) -> list[ModelInfo]:
-    """The region's foundation models that answer in text (ListFoundationModels, Bedrock's control plane)."""
+    """The region's foundation models that answer in text (ListFoundationModels, Bedrock's control plane), then
+    its embedding models of the families `embed` speaks (output modality EMBEDDING), typed as such."""
     try:
         client = await pooled(conn, Client).get("bedrock")
         listed = await client.list_foundation_models(byOutputModality="TEXT")
+        embedding = await client.list_foundation_models(byOutputModality="EMBEDDING")
     except Exception as exc:
         raise map_error(exc, conn) from None
-    return [ModelInfo(summary["modelId"], display_name=summary.get("modelName") or "")
-            for summary in listed.get("modelSummaries") or [] if summary.get("modelId")]
+    models = [ModelInfo(summary["modelId"], display_name=summary.get("modelName") or "")
+              for summary in listed.get("modelSummaries") or [] if summary.get("modelId")]
+    return models + [ModelInfo(summary["modelId"], display_name=summary.get("modelName") or "", type="embedding")
+                     for summary in embedding.get("modelSummaries") or []
+                     if _embeds(str(summary.get("modelId") or ""))]
 
 
 async def health_check(conn: Connection) -> Health:

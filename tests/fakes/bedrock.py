@@ -22,7 +22,8 @@ Serves Bedrock's wire format, so that botocore (through aiobotocore) runs as it 
   counts; left out when ``send_token_count`` is false). A key the model does not take is a
   ValidationException, as Bedrock answers ("extraneous key [...] is not permitted"). Vectors are the fake
   upstream's ``fake_embedding(text, dimensions)``;
-- ``GET /foundation-models``: ListFoundationModels' ``modelSummaries``.
+- ``GET /foundation-models``: ListFoundationModels' ``modelSummaries``: ``models``, or ``embedding_models``
+  with ``byOutputModality=EMBEDDING``.
 
 Every request must carry a valid SigV4 signature: the fake recomputes it with botocore's own signer from the
 same credentials, region and service, and compares. An unknown key id is UnrecognizedClientException, a
@@ -48,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -344,10 +345,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         config = _Config(**vars(fake.config))
         if self.command == "GET" and raw_path.startswith("/foundation-models"):
+            embedding = parse_qs(urlsplit(self.path).query).get("byOutputModality") == ["EMBEDDING"]
             self._send_json({"modelSummaries": [
                 {"modelId": model, "modelName": f"Fake {model}", "providerName": model.split(".")[-2].title(),
-                 "outputModalities": ["TEXT"], "responseStreamingSupported": True,
-                 "inferenceTypesSupported": ["ON_DEMAND"]} for model in config.models]})
+                 "outputModalities": ["EMBEDDING" if embedding else "TEXT"],
+                 "responseStreamingSupported": not embedding,
+                 "inferenceTypesSupported": ["ON_DEMAND"]}
+                for model in (config.embedding_models if embedding else config.models)]})
             return
         if route is None:
             self._error("UnknownOperationException", 404, f"Unknown operation {self.command} {path}")
