@@ -184,6 +184,23 @@ def test_a_validation_error_about_the_body_is_invalid_request(fake: FakeBedrock)
     assert error.kind == "invalid_request" and error.status == 400 and "input_type" in error.message
 
 
+@pytest.mark.parametrize(("model", "answer"), [
+    (TITAN, {"embedding": [], "inputTextTokenCount": "1"}),
+    (TITAN, {"embedding": ["0.5", True], "inputTextTokenCount": "1"}),
+    (COHERE_V3, {"embeddings": {"int8": [["1"]]}}),
+    (COHERE_V3, {"embeddings": [["0.5"]] * 2}),  # two vectors for three texts
+    (COHERE_V4, ["not", "an", "object"]),
+])
+def test_an_answer_without_the_vectors_is_a_server_error(fake: FakeBedrock, monkeypatch: pytest.MonkeyPatch,
+                                                         model: str, answer: Any) -> None:
+    async def invoke(*args: Any) -> tuple[Any, dict[str, str]]:
+        return answer, {}
+
+    monkeypatch.setattr(bedrock, "_invoke", invoke)
+    error = refusal(fake, model)
+    assert error.kind == "server" and "could not read" in error.message
+
+
 def test_an_unknown_model_is_model_not_found(fake: FakeBedrock) -> None:
     assert refusal(fake, "cohere.embed-english-v9").kind == "model_not_found"
 
