@@ -334,16 +334,15 @@ async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
     without an inference-profile prefix: `us.cohere.embed-v4:0`). The vectors are floats (kept as the texts
     they were sent as, like the direct transport's); base64 is encoded by the gateway. `dimensions` goes to
     the models that take it (Titan V2's `dimensions`, Cohere v4's `output_dimension`) and is a 400 elsewhere."""
-    model = request.model
-    if _embeds(model) == "titan":
+    model, family = request.model, _embeds(request.model)
+    limit = asyncio.Semaphore(_CONCURRENT_CALLS)
+    if family == "titan":
         v2 = "titan-embed-text-v2" in model
         _check_dimensions(conn, request, _TITAN_DIMENSIONS if v2 else ())
-        limit = asyncio.Semaphore(_CONCURRENT_CALLS)
         jobs = [_titan(conn, request, text, v2, limit) for text in request.input]
-    elif _embeds(model) == "cohere":
+    elif family == "cohere":
         v4 = "cohere.embed-v4" in model
         _check_dimensions(conn, request, _COHERE_V4_DIMENSIONS if v4 else ())
-        limit = asyncio.Semaphore(_CONCURRENT_CALLS)
         jobs = [_cohere(conn, request, request.input[start:start + _COHERE_BATCH], v4, limit)
                 for start in range(0, len(request.input), _COHERE_BATCH)]
     else:
