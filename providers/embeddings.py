@@ -14,7 +14,7 @@ An adapter module embeds when it defines
 
 as openai_compat does: OpenAI and Azure OpenAI through the openai SDK, every other OpenAI-compatible kind
 through wire.py. A kind whose adapter defines none (Anthropic, Cloudflare, the Claude CLI) answers with an
-invalid_request error that says so; Amazon Bedrock's adapter adds its own `embed` the same way.
+invalid_request error that says so; Amazon Bedrock's adapter defines its own, through InvokeModel.
 """
 
 import asyncio

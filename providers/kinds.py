@@ -277,8 +277,11 @@ KINDS: dict[str, Kind] = _kinds(
                 "amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0", "amazon.nova-micro-v1:0"),
         max_output_tokens={"us.anthropic.claude-sonnet-4-5-20250929-v1:0": 64_000,
                            "us.anthropic.claude-haiku-4-5-20251001-v1:0": 64_000},
-        help="Anthropic, Meta, Mistral and Amazon models through Bedrock's Converse API, with an access key or "
-             "the server's AWS credentials.",
+        # Through InvokeModel (adapters/bedrock.embed): Amazon Titan Text Embeddings and Cohere Embed.
+        embedding_models=("amazon.titan-embed-text-v2:0", "cohere.embed-v4:0", "cohere.embed-english-v3",
+                          "cohere.embed-multilingual-v3"),
+        help="Anthropic, Meta, Mistral and Amazon models through Bedrock's Converse API, Titan and Cohere "
+             "embeddings through InvokeModel, with an access key or the server's AWS credentials.",
     ),
     Kind(
         "vertex", "Google Vertex AI", "vertex", key_format="service_account", extra=("project", "region"),

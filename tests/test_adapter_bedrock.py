@@ -298,12 +298,14 @@ def test_nothing_listening_is_a_network_error() -> None:
     assert error.kind == "network" and "Could not connect to Bedrock" in error.message
 
 
-def test_the_catalog_lists_text_models_and_proves_the_credentials(fake: FakeBedrock) -> None:
+def test_the_catalog_lists_text_and_embedding_models_and_proves_the_credentials(fake: FakeBedrock) -> None:
+    fake.embedding_models = ("amazon.titan-embed-text-v2:0", "cohere.embed-v4:0", "amazon.titan-embed-image-v1")
     models = asyncio.run(bedrock.list_models(connection(fake)))
-    assert [m.id for m in models] == list(fake.models)
-    assert fake.last_request.path == "/foundation-models" and fake.last_request.signature_ok
+    assert [(m.id, m.type) for m in models] == [(model, "") for model in fake.models] + [
+        ("amazon.titan-embed-text-v2:0", "embedding"), ("cohere.embed-v4:0", "embedding")]  # not the image model
+    assert [r.path for r in fake.requests] == ["/foundation-models"] * 2 and fake.last_request.signature_ok
     health = asyncio.run(bedrock.health_check(connection(fake)))
-    assert health.ok and "4 models listed" in health.message
+    assert health.ok and "6 models listed" in health.message
 
 
 def test_the_client_keeps_as_many_connections_as_the_other_adapters(fake: FakeBedrock) -> None:

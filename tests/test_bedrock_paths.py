@@ -144,13 +144,18 @@ def test_test_connection_and_sync_reach_bedrock_and_price_from_genai_prices(admi
                                        extra={"aws_region": REGION, "aws_access_key_id": KEY_ID},
                                        api_key=json.dumps({"aws_secret_access_key": SECRET}))
     html = admin_client.post(reverse("provider_test", args=[provider.pk]), headers={"HX-Request": "true"}).content
-    assert "4 models listed" in html.decode()
+    assert f"{len(fake.models) + len(fake.embedding_models)} models listed" in html.decode()
     admin_client.post(reverse("provider_sync", args=[provider.pk]))
     haiku = Model.objects.get(provider=provider, name=HAIKU)
     price = haiku.current_price()
     assert (price.input, price.output, price.cache_read, price.cache_write, price.cache_write_1h) == (
         Decimal("1.1"), Decimal("5.5"), Decimal("0.11"), Decimal("1.375"), Decimal("2.2"))
     assert Model.objects.get(provider=provider, name="mistral.mistral-large-2402-v1:0").current_price().input == 4
+    titan = Model.objects.get(provider=provider, name="amazon.titan-embed-text-v2:0")
+    assert titan.type == Model.Type.EMBEDDING and titan.current_price().input == Decimal("0.02")
+    cohere = Model.objects.get(provider=provider, name="cohere.embed-v4:0")  # genai-prices knows no Bedrock Cohere
+    assert cohere.type == Model.Type.EMBEDDING and cohere.current_price() is None
+    assert Model.objects.get(provider=provider, name=HAIKU).type == Model.Type.CHAT
 
 
 def test_refused_credentials_reach_neither_the_page_nor_the_logs(admin_client: Client, fake: FakeBedrock,

@@ -19,6 +19,9 @@ Usage: Converse's `usage` carries `inputTokens`, `outputTokens`, `cacheReadInput
 `cacheWriteInputTokens` ("The number of input tokens read from / written to the cache for the request",
 Bedrock's TokenUsage reference). `inputTokens` counts the uncached input only, as Anthropic's `input_tokens`
 does; `cacheDetails` ([{"ttl": "5m"|"1h", "inputTokens"}]) splits the writes by duration.
+
+Embeddings go through InvokeModel (`embed`, below), whose body is the model's own format: Amazon Titan Text
+Embeddings and Cohere Embed are the families aspweb speaks.
 """
 
 import asyncio
@@ -30,6 +33,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore import exceptions as botoexc
@@ -39,6 +43,8 @@ from .base import (
     Chunk,
     Completion,
     Connection,
+    EmbeddingRequest,
+    Embeddings,
     ErrorKind,
     FinishReason,
     Health,
@@ -51,7 +57,9 @@ from .base import (
     Usage,
     chunks_of,
     cut_error,
+    estimate_tokens,
     estimated_usage,
+    is_vector,
     malformed_error,
     plain_message,
     pooled,
@@ -298,6 +306,144 @@ def _tool_config(request: ChatRequest) -> dict[str, Any] | None:
     return config
 
 
+# -- embeddings ---------------------------------------------------------------------------------
+
+# Amazon Titan Text Embeddings (the user guide's "Amazon Titan Embeddings G1 - Text" page, V2 and G1):
+#   request  {"inputText": string, "dimensions": 1024 (default) | 512 | 256, "normalize": bool (default true),
+#             "embeddingTypes": ["float" | "binary"]}   (G1 takes `inputText` only)
+#   response {"embedding": [float, ...], "inputTextTokenCount": int, "embeddingsByType": {"float": [...]}}
+# One text per InvokeModel: several inputs are several calls, at most _CONCURRENT_CALLS at once (and as many
+# Cohere calls of 96 texts).
+#
+# Cohere Embed (the user guide's "Cohere Embed v3" and "Cohere Embed v4" pages):
+#   request  {"texts": [string] (at most 96), "input_type": "search_document" | "search_query" |
+#             "classification" | "clustering", "embedding_types": ["float" | "int8" | ...],
+#             "truncate": "NONE" | ..., and for v4 "output_dimension": 256 | 512 | 1024 | 1536}
+#   response {"id", "response_type": "embeddings_floats" | "embeddings_by_type", "texts",
+#             "embeddings": [[float, ...]] or, by type, {"float": [[float, ...]]}}
+# The body reports no tokens: Bedrock sends the input's count in the `X-Amzn-Bedrock-Input-Token-Count` header
+# of InvokeModel answers (not in the InvokeModel API reference, but what its SDKs' users read; botocore gives it
+# in ResponseMetadata.HTTPHeaders, lower-cased). Without it the input is estimated and flagged.
+_TITAN_DIMENSIONS = (256, 512, 1024)
+_COHERE_V4_DIMENSIONS = (256, 512, 1024, 1536)
+_CONCURRENT_CALLS = 8
+_COHERE_BATCH = 96
+_INPUT_COUNT_HEADER = "x-amzn-bedrock-input-token-count"
+
+
+async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
+    """Embed `request.input` with a Titan Text Embeddings or Cohere Embed model through InvokeModel (with or
+    without an inference-profile prefix: `us.cohere.embed-v4:0`). The vectors are floats; base64 is encoded
+    by the gateway. `dimensions` goes to
+    the models that take it (Titan V2's `dimensions`, Cohere v4's `output_dimension`) and is a 400 elsewhere."""
+    model, family = request.model, _embeds(request.model)
+    limit = asyncio.Semaphore(_CONCURRENT_CALLS)
+    if family == "titan":
+        v2 = "titan-embed-text-v2" in model
+        _check_dimensions(conn, request, _TITAN_DIMENSIONS if v2 else ())
+        jobs = [_titan(conn, request, text, v2, limit) for text in request.input]
+    elif family == "cohere":
+        v4 = "cohere.embed-v4" in model
+        _check_dimensions(conn, request, _COHERE_V4_DIMENSIONS if v4 else ())
+        jobs = [_cohere(conn, request, request.input[start:start + _COHERE_BATCH], v4, limit)
+                for start in range(0, len(request.input), _COHERE_BATCH)]
+    else:
+        raise ProviderError("invalid_request", f"{conn.label}: aspweb embeds through Bedrock with Amazon Titan Text "
+                                               f"Embeddings and Cohere Embed models, not {model}.", retryable=False)
+    try:
+        async with asyncio.TaskGroup() as group:  # the first failure cancels the other calls
+            tasks = [group.create_task(job) for job in jobs]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    vectors: list[list[float] | str] = []
+    tokens, estimated = 0, False
+    for task in tasks:
+        part_vectors, part_tokens = task.result()
+        vectors.extend(part_vectors)
+        tokens += part_tokens.input_tokens
+        estimated = estimated or part_tokens.estimated
+    return Embeddings(vectors, Usage(input_tokens=tokens, estimated=estimated), model)
+
+
+def _embeds(model: str) -> str | None:
+    """The family of an embedding model id aspweb speaks: "titan", "cohere", or None."""
+    if "amazon.titan-embed-text" in model or "amazon.titan-embed-g1-text" in model:
+        return "titan"
+    return "cohere" if "cohere.embed" in model else None
+
+
+def _check_dimensions(conn: Connection, request: EmbeddingRequest, allowed: tuple[int, ...]) -> None:
+    if request.dimensions is None or request.dimensions in allowed:
+        return
+    if allowed:
+        choices = ", ".join(map(str, allowed[:-1])) + f" or {allowed[-1]}"
+        text = f"{request.model} on {conn.label} takes dimensions of {choices}, not {request.dimensions}."
+    else:
+        text = f"{request.model} on {conn.label} does not take dimensions: its vectors have one size."
+    raise ProviderError("invalid_request", text, retryable=False)
+
+
+async def _invoke(conn: Connection, model: str, body: dict[str, Any],
+                  limit: asyncio.Semaphore) -> tuple[Any, Mapping[str, str]]:
+    """One InvokeModel call: the answer's JSON (read with orjson, as the direct transport's) and its HTTP
+    headers."""
+    async with limit:
+        try:
+            client = await pooled(conn, Client).get()
+            answer = await client.invoke_model(modelId=model, body=json.dumps(body), contentType="application/json",
+                                               accept="application/json")
+            async with answer["body"] as stream:
+                raw = await stream.read()
+        except Exception as exc:
+            raise map_error(exc, conn) from None
+    try:
+        parsed = orjson.loads(raw)
+    except ValueError:
+        raise malformed_error(conn) from None
+    return parsed, (answer.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+
+
+async def _titan(conn: Connection, request: EmbeddingRequest, text: str, v2: bool,
+                 limit: asyncio.Semaphore) -> tuple[list[list[float] | str], Usage]:
+    body: dict[str, Any] = {"inputText": text}
+    if v2:
+        body.update(normalize=True, embeddingTypes=["float"])
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+    answer, _ = await _invoke(conn, request.model, {**body, **request.extra}, limit)
+    answer = answer if isinstance(answer, dict) else {}
+    vector = answer.get("embedding")
+    if not is_vector(vector):
+        vector = (answer.get("embeddingsByType") or {}).get("float") if isinstance(
+            answer.get("embeddingsByType"), dict) else None
+    if not is_vector(vector):
+        raise malformed_error(conn, "an embedding answer without a vector")
+    return [vector], _input_usage(answer.get("inputTextTokenCount"), text)
+
+
+async def _cohere(conn: Connection, request: EmbeddingRequest, texts: tuple[str, ...], v4: bool,
+                  limit: asyncio.Semaphore) -> tuple[list[list[float] | str], Usage]:
+    body: dict[str, Any] = {"texts": list(texts), "input_type": "search_document", "embedding_types": ["float"]}
+    if v4 and request.dimensions is not None:
+        body["output_dimension"] = request.dimensions
+    answer, headers = await _invoke(conn, request.model, {**body, **request.extra}, limit)
+    embeddings = answer.get("embeddings") if isinstance(answer, dict) else None
+    if isinstance(embeddings, dict):  # response_type "embeddings_by_type"
+        embeddings = embeddings.get("float")
+    if not isinstance(embeddings, list) or len(embeddings) != len(texts) or not all(map(is_vector, embeddings)):
+        raise malformed_error(conn, f"an answer without one float embedding for each of {len(texts)} texts")
+    return embeddings, _input_usage(headers.get(_INPUT_COUNT_HEADER), "\n".join(texts))
+
+
+def _input_usage(count: Any, text: str) -> Usage:
+    """The input tokens Bedrock reported (a number, or the header's text), or an estimate of `text`'s,
+    flagged."""
+    try:
+        return Usage(input_tokens=max(0, int(count)))
+    except (TypeError, ValueError):
+        return Usage(input_tokens=estimate_tokens(text), estimated=True)
+
+
 # -- normalisation ------------------------------------------------------------------------------
 
 
@@ -416,14 +562,19 @@ def _kind_for_status(status: int | None) -> ErrorKind:
 
 
 async def list_models(conn: Connection) -> list[ModelInfo]:
-    """The region's foundation models that answer in text (ListFoundationModels, Bedrock's control plane)."""
+    """The region's foundation models that answer in text (ListFoundationModels, Bedrock's control plane), then
+    its embedding models of the families `embed` speaks (output modality EMBEDDING), typed as such."""
     try:
         client = await pooled(conn, Client).get("bedrock")
         listed = await client.list_foundation_models(byOutputModality="TEXT")
+        embedding = await client.list_foundation_models(byOutputModality="EMBEDDING")
     except Exception as exc:
         raise map_error(exc, conn) from None
-    return [ModelInfo(summary["modelId"], display_name=summary.get("modelName") or "")
-            for summary in listed.get("modelSummaries") or [] if summary.get("modelId")]
+    models = [ModelInfo(summary["modelId"], display_name=summary.get("modelName") or "")
+              for summary in listed.get("modelSummaries") or [] if summary.get("modelId")]
+    return models + [ModelInfo(summary["modelId"], display_name=summary.get("modelName") or "", type="embedding")
+                     for summary in embedding.get("modelSummaries") or []
+                     if _embeds(str(summary.get("modelId") or ""))]
 
 
 async def health_check(conn: Connection) -> Health:

@@ -40,6 +40,7 @@ from .base import (
     cut_error,
     estimate_tokens,
     estimated_usage,
+    is_vector,
     kind_for_status,
     malformed_error,
     plain_message,
@@ -211,22 +212,9 @@ async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
     return Embeddings(vectors, usage, _text(response.get("model")))
 
 
-_NUMBER_TYPES = frozenset({float, int})
-
-
 def _vector(value: Any) -> bool:
-    """An embedding as sent: base64 text, or a non-empty list of numbers. The sum tells numbers from anything
-    else (a string, null, a list) eight times faster than looking at each one's type, which cost 0.35 ms an
-    answer of 8 x 1,536; a whole-number sum (rare in an embedding) is looked at in full for true and false."""
-    if isinstance(value, str):
-        return bool(value)
-    if not isinstance(value, list) or not value:
-        return False
-    try:
-        total = sum(value)
-    except TypeError:
-        return False
-    return type(total) is float or set(map(type, value)) <= _NUMBER_TYPES
+    """An embedding as sent: base64 text, or a non-empty list of numbers."""
+    return bool(value) if isinstance(value, str) else is_vector(value)
 
 
 def _whole(value: Any) -> int | None:

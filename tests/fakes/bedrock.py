@@ -10,13 +10,27 @@ Serves Bedrock's wire format, so that botocore (through aiobotocore) runs as it 
   the message's CRC32; ``:event-type`` messageStart, contentBlockStart (tool use), contentBlockDelta,
   contentBlockStop, messageStop and metadata (with usage), or ``:message-type`` exception with
   ``:exception-type`` for an error inside the stream;
-- ``GET /foundation-models``: ListFoundationModels' ``modelSummaries``.
+- ``POST /model/{modelId}/invoke``: InvokeModel for the embedding models of ``embedding_models``, in each
+  model's own body format (Bedrock's user guide, "Amazon Titan Embeddings G1 - Text" and "Cohere Embed v3 /
+  v4"). Amazon Titan Text Embeddings V2 takes ``{"inputText", "dimensions" (1024, 512 or 256), "normalize",
+  "embeddingTypes" (["float", "binary"])}`` (G1 ``inputText`` only) and answers ``{"embedding",
+  "inputTextTokenCount", "embeddingsByType"}``; Cohere Embed takes ``{"texts" (1 to 96), "input_type"
+  (required), "embedding_types", "truncate"}`` (v4 also ``"output_dimension"``: 256, 512, 1024 or 1536) and
+  answers ``{"id", "response_type", "texts", "embeddings"}``: ``embeddings_floats`` (a list of vectors)
+  without ``embedding_types``, ``embeddings_by_type`` (``{"float": [...]}``) with it. Every answer carries
+  the input's token count in ``X-Amzn-Bedrock-Input-Token-Count`` (one token a word, as the fake upstream
+  counts; left out when ``send_token_count`` is false). A key the model does not take is a
+  ValidationException, as Bedrock answers ("extraneous key [...] is not permitted"). Vectors are the fake
+  upstream's ``fake_embedding(text, dimensions)``;
+- ``GET /foundation-models``: ListFoundationModels' ``modelSummaries``: ``models``, or ``embedding_models``
+  with ``byOutputModality=EMBEDDING``.
 
 Every request must carry a valid SigV4 signature: the fake recomputes it with botocore's own signer from the
 same credentials, region and service, and compares. An unknown key id is UnrecognizedClientException, a
 signature that does not match InvalidSignatureException (both 403), as AWS answers. Errors are Bedrock's:
 the status, an ``x-amzn-ErrorType`` header and ``{"message": ...}``. Behaviour is set by attributes
-(``reply``, ``reasoning``, ``tool_use``, ``usage``, ``stop_reason``, ``chunk_delay``, ``models``) and a
+(``reply``, ``reasoning``, ``tool_use``, ``usage``, ``stop_reason``, ``chunk_delay``, ``models``,
+``embedding_models``, ``send_token_count``) and a
 queue of one-shot faults (``fail_next``), like the other fakes.
 """
 
@@ -35,13 +49,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from .loopback import LoopbackFake, TrackingServer
+from .upstream import embedding_tokens, fake_embedding
 
 KEY_ID = "AKIAFAKEBEDROCK00001"
 SECRET = "fake/secret+key0123456789abcdefghijKLMNOP"
@@ -49,6 +64,9 @@ REGION = "us-east-1"
 DEFAULT_REPLY = "Hello from the fake Bedrock."
 DEFAULT_MODELS = ("us.anthropic.claude-haiku-4-5-20251001-v1:0", "amazon.nova-lite-v1:0",
                   "meta.llama3-3-70b-instruct-v1:0", "mistral.mistral-large-2402-v1:0")
+DEFAULT_EMBEDDING_MODELS = ("amazon.titan-embed-text-v2:0", "amazon.titan-embed-text-v1",
+                            "cohere.embed-english-v3", "cohere.embed-multilingual-v3", "cohere.embed-v4:0",
+                            "us.cohere.embed-v4:0")
 
 # Bedrock's exceptions: status and message, as the service answers them.
 ERRORS: dict[str, tuple[int, str]] = {
@@ -65,7 +83,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "ModelTimeoutException": (408, "The request took too long to process."),
     "ServiceQuotaExceededException": (400, "Your request exceeds the service quota for your account."),
 }
-_PATH = re.compile(r"^/model/(?P<model>[^/]+)/(?P<op>converse|converse-stream)$")
+_PATH = re.compile(r"^/model/(?P<model>[^/]+)/(?P<op>converse|converse-stream|invoke)$")
 _AUTH = re.compile(r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"
                    r"/aws4_request, ?SignedHeaders=(?P<signed>[^,]+), ?Signature=(?P<signature>[0-9a-f]{64})$")
 
@@ -107,6 +125,8 @@ class _Config:
     send_usage: bool = True
     chunk_delay: float = 0.0
     models: tuple[str, ...] = DEFAULT_MODELS
+    embedding_models: tuple[str, ...] = DEFAULT_EMBEDDING_MODELS
+    send_token_count: bool = True
 
 
 def event_message(headers: dict[str, str], payload: bytes) -> bytes:
@@ -209,6 +229,76 @@ def _prompt_text(body: dict[str, Any]) -> str:
     return "".join(texts)
 
 
+def _keys(body: Any, allowed: set[str], required: set[str]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValueError("#: expected type: JSONObject")
+    for name in body:
+        if name not in allowed:
+            raise ValueError(f"#: extraneous key [{name}] is not permitted")
+    for name in sorted(required - set(body)):
+        raise ValueError(f"#: required key [{name}] not found")
+    return body
+
+
+def _titan_body(model: str, body: Any) -> tuple[dict[str, Any], int]:
+    """Titan Text Embeddings: one `inputText`; V2 also `dimensions`, `normalize` and `embeddingTypes`."""
+    v2 = "titan-embed-text-v2" in model
+    body = _keys(body, {"inputText", "dimensions", "normalize", "embeddingTypes"} if v2 else {"inputText"},
+                 {"inputText"})
+    text = body["inputText"]
+    if not isinstance(text, str) or not text:
+        raise ValueError("#/inputText: expected minLength: 1")
+    dimensions = body.get("dimensions", 1024 if v2 else 1536)
+    if v2 and dimensions not in (256, 512, 1024):
+        raise ValueError(f"#/dimensions: {dimensions} is not a valid enum value")
+    if not isinstance(body.get("normalize", True), bool):
+        raise ValueError("#/normalize: expected type: Boolean")
+    types = body.get("embeddingTypes", ["float"])
+    if not isinstance(types, list) or not types or not set(types) <= {"float", "binary"}:
+        raise ValueError("#/embeddingTypes: expected a list of float and binary")
+    vector = fake_embedding(text, dimensions)
+    by_type: dict[str, Any] = {"float": vector} if "float" in types or not v2 else {}
+    if "binary" in types:
+        by_type["binary"] = [int(value > 0) for value in vector]
+    answer: dict[str, Any] = {"embedding": vector, "inputTextTokenCount": embedding_tokens(text)}
+    if v2:
+        answer["embeddingsByType"] = by_type
+    return answer, embedding_tokens(text)
+
+
+def _cohere_body(model: str, body: Any) -> tuple[dict[str, Any], int]:
+    """Cohere Embed v3 and v4: up to 96 `texts` of one `input_type`; v4 also `output_dimension`."""
+    v4 = "embed-v4" in model
+    allowed = {"texts", "input_type", "embedding_types", "truncate", "images"}
+    body = _keys(body, allowed | {"output_dimension", "max_tokens", "inputs"} if v4 else allowed, {"input_type"})
+    texts = body.get("texts")
+    if not isinstance(texts, list) or not 1 <= len(texts) <= 96 or not all(isinstance(t, str) for t in texts):
+        raise ValueError("#/texts: expected an array of 1 to 96 strings")
+    if body["input_type"] not in ("search_document", "search_query", "classification", "clustering"):
+        raise ValueError(f"#/input_type: {body['input_type']} is not a valid enum value")
+    if body.get("truncate", "NONE") not in (("NONE", "LEFT", "RIGHT") if v4 else ("NONE", "START", "END")):
+        raise ValueError(f"#/truncate: {body['truncate']} is not a valid enum value")
+    dimensions = body.get("output_dimension", 1536 if v4 else 1024)
+    if dimensions not in (256, 512, 1024, 1536):
+        raise ValueError(f"#/output_dimension: {dimensions} is not a valid enum value")
+    types = body.get("embedding_types")
+    if types is not None and (not isinstance(types, list) or not set(types) <= {"float", "int8", "uint8", "binary",
+                                                                                   "ubinary"}):
+        raise ValueError("#/embedding_types: expected a list of float, int8, uint8, binary and ubinary")
+    vectors = [fake_embedding(text, dimensions) for text in texts]
+    answer: dict[str, Any] = {"id": "00000000-0000-0000-0000-0000000000e1", "texts": texts}
+    if types is None:
+        answer.update(response_type="embeddings_floats", embeddings=vectors)
+    else:
+        by_type: dict[str, Any] = {}
+        if "float" in types:
+            by_type["float"] = vectors
+        if "int8" in types:
+            by_type["int8"] = [[round(value * 127) for value in vector] for vector in vectors]
+        answer.update(response_type="embeddings_by_type", embeddings=by_type)
+    return answer, sum(embedding_tokens(text) for text in texts)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: TrackingServer
@@ -255,10 +345,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         config = _Config(**vars(fake.config))
         if self.command == "GET" and raw_path.startswith("/foundation-models"):
+            embedding = parse_qs(urlsplit(self.path).query).get("byOutputModality") == ["EMBEDDING"]
             self._send_json({"modelSummaries": [
                 {"modelId": model, "modelName": f"Fake {model}", "providerName": model.split(".")[-2].title(),
-                 "outputModalities": ["TEXT"], "responseStreamingSupported": True,
-                 "inferenceTypesSupported": ["ON_DEMAND"]} for model in config.models]})
+                 "outputModalities": ["EMBEDDING" if embedding else "TEXT"],
+                 "responseStreamingSupported": not embedding,
+                 "inferenceTypesSupported": ["ON_DEMAND"]}
+                for model in (config.embedding_models if embedding else config.models)]})
             return
         if route is None:
             self._error("UnknownOperationException", 404, f"Unknown operation {self.command} {path}")
@@ -267,7 +360,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind in ERRORS and not fault.in_stream:
             self._error(fault.kind, *ERRORS[fault.kind])
             return
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+        if route["op"] == "invoke":
+            self._invoke(route["model"], body, config)
+        elif not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
             self._error("ValidationException", 400, "A conversation must start with a user message.")
         elif route["model"] not in config.models:
             self._error("ValidationException", 400, "The provided model identifier is invalid.")
@@ -350,6 +445,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
 
+    def _invoke(self, model: str, body: Any, config: _Config) -> None:
+        if model not in config.embedding_models:
+            self._error("ValidationException", 400, "The provided model identifier is invalid.")
+            return
+        family = _titan_body if "titan-embed" in model else _cohere_body
+        try:
+            answer, tokens = family(model, body)
+        except ValueError as exc:
+            self._error("ValidationException", 400, f"Malformed input request: {exc}, please reformat your input "
+                                                    "and try again.")
+            return
+        headers = {"X-Amzn-Bedrock-Input-Token-Count": str(tokens)} if config.send_token_count else {}
+        self._send_json(answer, headers={"X-Amzn-Bedrock-Invocation-Latency": "12", **headers})
+
     def _error(self, code: str, status: int, message: str) -> None:
         data = json.dumps({"message": message}).encode()
         self.send_response(status)
@@ -359,11 +468,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _send_json(self, payload: Any, *, cut: bool = False) -> None:
+    def _send_json(self, payload: Any, *, cut: bool = False, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         if cut:
             self.wfile.write(data[: len(data) // 2])
