@@ -6,7 +6,9 @@ fallback through a route's deployments and circuit breaker, around one adapter c
 
 An embeddings request resolves to embedding models only (Model.type; calls._of_type refuses a chat model).
 A hard limit reserves its input bound (providers/bounds.py: the inputs' bytes plus an allowance each) at the
-dearest input price, and no output. The record carries the provider's `prompt_tokens` as input and no output.
+dearest input price, and no output. The record carries the provider's `prompt_tokens` as input and no output,
+plus what failed attempts on the same deployment were charged for (ProviderError.billed: Bedrock's Titan
+answers some texts of a request and fails on another).
 
 An adapter module embeds when it defines
 
@@ -27,7 +29,7 @@ from typing import Any
 from aspweb.inline import inline_or_hop
 
 from . import calls, hooks
-from .adapters.base import EmbeddingRequest, Embeddings, ProviderError
+from .adapters.base import EmbeddingRequest, Embeddings, ProviderError, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ async def _with_retries(target: calls.Target, request: EmbeddingRequest, record:
                                                "provider, which offers no embeddings through aspweb.", retryable=False)
     deadline = started + target.provider.time_limit
     attempt = 0
+    billed: Usage | None = None  # what failed attempts were charged for (ProviderError.billed), added up
     while True:
         attempt += 1
         record.attempts += 1
@@ -119,11 +122,20 @@ async def _with_retries(target: calls.Target, request: EmbeddingRequest, record:
                 raise ProviderError("timeout", f"{target.connection.label} did not finish within the provider's "
                                                f"{target.provider.time_limit} second limit.") from None
         except ProviderError as exc:
+            billed = _added(billed, exc.billed)
             delay = calls.backoff_delay(attempt, exc.retry_after) if exc.retryable else 0.0
             if not exc.retryable or attempt > max_retries or time.perf_counter() + delay >= deadline:
+                record.usage = billed
                 raise
             logger.info("Retrying %s after %s (attempt %d, waiting %.2fs)", target.address, exc.kind, attempt, delay)
             await sleep(delay)
             continue
-        record.usage = result.usage
+        record.usage = _added(result.usage, billed)
         return result
+
+
+def _added(usage: Usage | None, more: Usage | None) -> Usage | None:
+    """Input tokens of two attempts together (embeddings bill input only)."""
+    if usage is None or more is None:
+        return usage or more
+    return Usage(input_tokens=usage.input_tokens + more.input_tokens, estimated=usage.estimated or more.estimated)

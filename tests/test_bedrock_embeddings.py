@@ -174,9 +174,13 @@ def test_errors_map_to_the_taxonomy_as_for_chat(fake: FakeBedrock, code: str, ki
     assert error.kind == kind and error.message.startswith("Bedrock ") and SECRET not in error.message
 
 
-def test_a_failed_titan_call_fails_the_whole_request(fake: FakeBedrock) -> None:
+def test_a_failed_titan_call_fails_the_whole_request_carrying_what_the_others_were_billed(fake: FakeBedrock) -> None:
     fake.fail_next("ThrottlingException")
-    assert refusal(fake, TITAN).kind == "rate_limit"
+    error = refusal(fake, TITAN)
+    assert error.kind == "rate_limit" and len(fake.requests) == 3  # the others ran to their end
+    throttled = fake.requests[0].body["inputText"]
+    answered = [text for text in TEXTS if text != throttled]
+    assert error.billed is not None and error.billed.input_tokens == sum(map(embedding_tokens, answered))
 
 
 def test_a_validation_error_about_the_body_is_invalid_request(fake: FakeBedrock) -> None:
@@ -254,6 +258,23 @@ def test_the_openai_sdk_embeds_with_titan_through_the_gateway(oai: tuple[openai.
                                                                                                   False)
     assert record.cost == Decimal("0.02") * tokens / 1_000_000 and record.cost > 0
     assert raw.headers["x-aspweb-cost"] == format(record.cost.normalize(), "f")
+
+
+def test_a_retried_titan_request_records_the_texts_billed_before_it_failed(oai: tuple[openai.OpenAI, ApiKey],
+                                                                           fake: FakeBedrock) -> None:
+    client, key = oai
+    Provider.objects.filter(name="aws").update(max_retries=1)
+    cache.clear()
+    fake.fail_next("ThrottlingException")  # the first of the first attempt's three calls
+    result = client.embeddings.create(model=f"aws/{TITAN}", input=list(TEXTS))
+    throttled = fake.requests[0].body["inputText"]
+    assert len(fake.requests) == 6  # three, then all three again
+    tokens = sum(map(embedding_tokens, TEXTS))
+    billed_before = tokens - embedding_tokens(throttled)
+    assert result.usage.prompt_tokens == tokens  # the answer's own usage
+    [record] = UsageRecord.objects.filter(api_key=key)
+    assert (record.status, record.input_tokens, record.attempts) == ("ok", tokens + billed_before, 2)
+    assert record.cost == Decimal("0.02") * (tokens + billed_before) / 1_000_000
 
 
 def test_the_openai_sdk_embeds_with_cohere_and_the_unpriced_call_is_recorded(oai: tuple[openai.OpenAI, ApiKey],

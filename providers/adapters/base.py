@@ -277,7 +277,8 @@ def estimate_tokens(text: str) -> int:
 
 class ProviderError(Exception):
     """Any failure talking to a provider, in one taxonomy. `message` is plain words for people and
-    never holds a secret."""
+    never holds a secret. `billed` is what the provider charged before the failure, where part of a call
+    made of several requests was answered (Bedrock's Titan embeddings, one request a text)."""
 
     def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None,
                  retry_after: float | None = None, retryable: bool | None = None) -> None:
@@ -287,6 +288,7 @@ class ProviderError(Exception):
         self.status = status
         self.retry_after = retry_after
         self.retryable = kind in RETRYABLE if retryable is None else retryable
+        self.billed: Usage | None = None
 
     def __repr__(self) -> str:
         return f"ProviderError({self.kind!r}, {self.message!r}, status={self.status})"

@@ -350,18 +350,23 @@ async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
     else:
         raise ProviderError("invalid_request", f"{conn.label}: aspweb embeds through Bedrock with Amazon Titan Text "
                                                f"Embeddings and Cohere Embed models, not {model}.", retryable=False)
-    try:
-        async with asyncio.TaskGroup() as group:  # the first failure cancels the other calls
-            tasks = [group.create_task(job) for job in jobs]
-    except ExceptionGroup as failed:
-        raise failed.exceptions[0] from None
+    # Every call runs to its end even when another fails: each one answered is billed by Bedrock, so its
+    # tokens go on the failure (ProviderError.billed) for the ledger, rather than being cut off unknown.
+    results = await asyncio.gather(*jobs, return_exceptions=True)
     vectors: list[list[float] | str] = []
-    tokens, estimated = 0, False
-    for task in tasks:
-        part_vectors, part_tokens = task.result()
+    tokens, estimated, failure = 0, False, None
+    for result in results:
+        if isinstance(result, BaseException):
+            failure = failure or result
+            continue
+        part_vectors, part_tokens = result
         vectors.extend(part_vectors)
         tokens += part_tokens.input_tokens
         estimated = estimated or part_tokens.estimated
+    if failure is not None:
+        if isinstance(failure, ProviderError) and tokens:
+            failure.billed = Usage(input_tokens=tokens, estimated=estimated)
+        raise failure
     return Embeddings(vectors, Usage(input_tokens=tokens, estimated=estimated), model)
 
 
