@@ -181,3 +181,18 @@ def _row_caches_listening() -> None:
     while rowcache_bus.version("tests") is None:
         assert time.monotonic() < deadline, "the row caches' Redis subscription was not confirmed within 10 s"
         time.sleep(0.01)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_connections_left_behind(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Threads of live servers and ledger writers keep their PostgreSQL connections to the test database
+    after their tests: closed here, before the database is dropped, which PostgreSQL refuses while they
+    are open."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
