@@ -105,6 +105,8 @@ class CallRecord:
     latency_ms: float | None = None
     usage: Usage | None = None
     finish_reason: str | None = None
+    # The provider's own id of the answer (Chunk.response_id), where it gave one.
+    upstream_id: str = ""
     cost: Decimal | None = None
     price: Price | None = None
     # Everything streamed to the caller (text, reasoning, tool-call arguments), to estimate the output
@@ -440,7 +442,7 @@ def _record_fields(target: Target | None, request: ChatRequest, caller: Caller,
         "cache_write_tokens": usage.cache_write_tokens, "cache_write_1h_tokens": usage.cache_write_1h_tokens,
         "output_tokens": usage.output_tokens,
         "reasoning_tokens": usage.reasoning_tokens, "usage_estimated": usage.estimated,
-        "reported_cost": usage.reported_cost, "attempts": record.attempts,
+        "reported_cost": usage.reported_cost, "upstream_id": record.upstream_id, "attempts": record.attempts,
         "latency_ms": round(record.latency_ms) if record.latency_ms is not None else None,
         "ttft_ms": round(record.ttft_ms) if record.ttft_ms is not None else None,
     }
@@ -542,6 +544,8 @@ async def _stream_with_retries(target: Target, request: ChatRequest, record: Cal
                     record.usage = chunk.usage
                 if chunk.finish_reason is not None:
                     record.finish_reason = chunk.finish_reason
+                if chunk.response_id:
+                    record.upstream_id = chunk.response_id
                 if record.ttft_ms is None and (chunk.text or chunk.reasoning or chunk.tool_call):
                     record.ttft_ms = (time.perf_counter() - started) * 1000
                 if streamed := chunk.text + chunk.reasoning + (chunk.tool_call.arguments if chunk.tool_call else ""):
