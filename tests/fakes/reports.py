@@ -1,4 +1,5 @@
-"""Fake organisation usage and cost report APIs of OpenAI and Anthropic, over real loopback HTTP.
+"""Fake organisation usage and cost report APIs of OpenAI and Anthropic, and OpenRouter's generation stats, over
+real loopback HTTP.
 
 Shapes from the providers' API references:
 - OpenAI (`Authorization: Bearer <admin key>`): `GET /v1/organization/usage/completions` and
