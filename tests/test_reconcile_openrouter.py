@@ -218,6 +218,7 @@ def test_the_settings_need_no_key_and_ask_for_no_key_or_project_id(client_as, re
     provider = openrouter_provider(reports_server)
     provider.reporting.delete()
     admin = client_as("admin")
+    assert "Save the reporting key settings to turn it on" in admin.get("/reconciliation/").content.decode()
     page = admin.get(f"/reconciliation/{provider.pk}/settings/").content.decode()
     assert 'name="api_key_id"' not in page and 'name="project_id"' not in page
     assert "left blank, the provider&#x27;s own API key reads them" in page
