@@ -198,6 +198,14 @@ def test_a_call_page_shows_the_providers_own_id_for_its_support(model: Model, pe
     assert '<dd id="call-upstream-id"><code>gen-1733456789-AbCdEf&lt;b&gt;</code>' in html
 
 
+def test_the_providers_id_finds_its_call(model: Model, people: dict[str, User]) -> None:
+    call = write(model, user=people["member"], created_at=NOON, upstream_id="gen-1733456789-AbCdEf")
+    write(model, user=people["member"], created_at=NOON, upstream_id="gen-1733456789-Other1")
+    member = signed_in(people["member"])
+    assert _listed(member.get(reverse("call_list"), {"q": "gen-1733456789-AbCdEf"})) == [call]
+    assert _listed(member.get(reverse("call_list"), {"q": "gen-1733456789"})) == []  # the whole id, not a part
+
+
 def _classes(response) -> list[tuple]:
     """A call page's rows per token class: (label, tokens, rate per 1M, what it fell back to, cost)."""
     assert response.status_code == 200
