@@ -10,7 +10,8 @@ way a blank key keeps the stored key in the UI; providers and models the file do
 Each app owns its section of the file, its checks, its writes and its export (accounts/config.py,
 providers/config.py, gateway/config.py, budgets/config.py) and registers it here from its AppConfig.ready:
 this module knows the file (its sections, their order, YAML and `${NAME}` references) and runs them, every
-section checked before any is written, all in one transaction.
+section checked before any is written, all in one transaction. An app above providers may own a setting of
+each provider entry the same way (a ProviderPart: reconcile/config.py's `reporting`).
 """
 
 import re
@@ -34,6 +35,11 @@ DEFAULT_ACTOR = "import_config"
 # `${NAME}` is replaced by an environment variable; `$${NAME}` stands for a literal `${NAME}`.
 _REFERENCE = re.compile(r"\$(\$?)\{([^}]*)(\}?)")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class FromEnv(str):
+    """A string that was one whole `${NAME}` reference in the file: a secret the file named without holding it
+    (a setting that must never be written as text in a file checks for this)."""
 
 
 class ConfigError(Exception):
@@ -92,9 +98,11 @@ def _substitute(value: Any, where: str, environ: Mapping[str, str], errors: list
         return [_substitute(item, item_path(where, index, item), environ, errors)
                 for index, item in enumerate(value)]
     if isinstance(value, str):
+        whole = _REFERENCE.fullmatch(value)
         value = _REFERENCE.sub(lambda match: _resolve(match, where, environ, errors), value)
         _storable(value, where, errors)
-        return value
+        referenced = whole is not None and not whole.group(1) and whole.group(3) and whole.group(2) in environ
+        return FromEnv(value) if referenced else value
     return value
 
 
@@ -160,6 +168,33 @@ def section_register(section: Section) -> None:
 
 def _registered() -> list[Section]:
     return [_sections[name] for name in SECTIONS if name in _sections]
+
+
+@dataclass(frozen=True)
+class ProviderPart:
+    """A setting of every provider entry (`key`), owned by an app above providers and registered from its
+    AppConfig.ready; providers/config.py runs it with the provider's own checks, writes and export.
+
+    - check(value, kind, provider, where, errors) -> plan: the entry's value for a provider of `kind` (its
+      row, or None when the file creates it); problems go to `errors`. Writes nothing.
+    - apply(provider, plan, actor, report): write a checked plan, once the provider is written.
+    - export(provider, placeholders) -> value, or None to leave the key out; secrets as placeholders."""
+
+    key: str
+    check: Callable[[Any, str, Any, str, list[str]], Any]
+    apply: Callable[[Any, Any, Any, "Report"], None]
+    export: Callable[[Any, set[str]], Any]
+
+
+_provider_parts: dict[str, ProviderPart] = {}
+
+
+def provider_part_register(part: ProviderPart) -> None:
+    _provider_parts[part.key] = part
+
+
+def provider_parts() -> list[ProviderPart]:
+    return list(_provider_parts.values())
 
 
 def config_import(data: Mapping[str, Any], *, actor: Any, dry_run: bool = False) -> Report:

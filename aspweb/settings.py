@@ -501,6 +501,9 @@ ALERT_WEBHOOK_TIMEOUT_SECONDS = 10
 RECONCILE_SETTLE_HOURS = env_int("ASPWEB_RECONCILE_SETTLE_HOURS", 2)
 RECONCILE_LOOKBACK_DAYS = env_int("ASPWEB_RECONCILE_LOOKBACK_DAYS", 7)
 RECONCILE_TIMEOUT_SECONDS = 30
+# OpenRouter has no organisation report: each call's generation is looked up, at most this many per provider
+# and day (an even sample of the day's calls beyond it), one request at a time.
+RECONCILE_OPENROUTER_LOOKUPS = env_int("ASPWEB_RECONCILE_OPENROUTER_LOOKUPS", 200)
 # Webhooks go only to public addresses (aspweb/outbound.py); these hosts (`host` or `host:port`, comma
 # separated) may be internal too, e.g. a chat server on the LAN.
 WEBHOOK_ALLOWED_HOSTS = env_list("ASPWEB_WEBHOOK_ALLOWED_HOSTS")

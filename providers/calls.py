@@ -105,6 +105,7 @@ class CallRecord:
     latency_ms: float | None = None
     usage: Usage | None = None
     finish_reason: str | None = None
+    upstream_id: str = ""  # the provider's own id of the answer (Chunk.response_id), where it gave one
     cost: Decimal | None = None
     price: Price | None = None
     # Everything streamed to the caller (text, reasoning, tool-call arguments), to estimate the output
@@ -418,8 +419,7 @@ def _record_fields(target: Target | None, request: ChatRequest, caller: Caller,
         return None  # no provider or model to charge: an unknown address is the caller's error alone
     usage = record.usage
     if usage is None and (record.streamed or (record.status == "cancelled" and record.attempts)):
-        # The provider was sent the prompt but the stream ended before its usage: bill what was
-        # streamed, estimated and flagged so.
+        # The provider had the prompt, the stream ended before its usage: bill what streamed, estimated and so flagged.
         usage = record.usage = estimated_usage(request, "".join(record.streamed))
     usage = usage or Usage()
     if record.status == "error" and record.error is not None:
@@ -434,13 +434,12 @@ def _record_fields(target: Target | None, request: ChatRequest, caller: Caller,
         "request_id": record.request_id, "created_at": record.started_at, "source": caller.source,
         "user": caller.user, "api_key": caller.api_key, "team_id": caller.team_id, "tags": caller.tags,
         "end_user": caller.end_user, "provider": provider, "model": model,
-        "status": "error" if record.status == "pending" else record.status,
+        "status": "error" if record.status == "pending" else record.status, "attempts": record.attempts,
         "error_kind": error_kind, "error_message": error_message, "finish_reason": record.finish_reason or "",
         "input_tokens": usage.input_tokens, "cache_read_tokens": usage.cache_read_tokens,
         "cache_write_tokens": usage.cache_write_tokens, "cache_write_1h_tokens": usage.cache_write_1h_tokens,
-        "output_tokens": usage.output_tokens,
-        "reasoning_tokens": usage.reasoning_tokens, "usage_estimated": usage.estimated,
-        "reported_cost": usage.reported_cost, "attempts": record.attempts,
+        "output_tokens": usage.output_tokens, "reasoning_tokens": usage.reasoning_tokens,
+        "usage_estimated": usage.estimated, "reported_cost": usage.reported_cost, "upstream_id": record.upstream_id,
         "latency_ms": round(record.latency_ms) if record.latency_ms is not None else None,
         "ttft_ms": round(record.ttft_ms) if record.ttft_ms is not None else None,
     }
@@ -542,6 +541,7 @@ async def _stream_with_retries(target: Target, request: ChatRequest, record: Cal
                     record.usage = chunk.usage
                 if chunk.finish_reason is not None:
                     record.finish_reason = chunk.finish_reason
+                record.upstream_id = chunk.response_id or record.upstream_id
                 if record.ttft_ms is None and (chunk.text or chunk.reasoning or chunk.tool_call):
                     record.ttft_ms = (time.perf_counter() - started) * 1000
                 if streamed := chunk.text + chunk.reasoning + (chunk.tool_call.arguments if chunk.tool_call else ""):

@@ -31,6 +31,8 @@ class _ProviderPlan:
     existing: Provider | None
     form: ProviderForm
     models: list[_ModelPlan]
+    # The plans of the entry's settings that other apps own (config.ProviderPart), by key.
+    parts: dict[str, Any]
 
 
 def _check(entries: Any, declared: config.Declared, errors: list[str]) -> list[_ProviderPlan]:
@@ -73,14 +75,15 @@ def _check_provider(entry: dict[str, Any], name: str | None, where: str,
                       "kind cannot change: archive it and add a new one")
         kind = None
 
+    parts = tuple(part.key for part in config.provider_parts())
     if kind is None:
         # The kind decides which settings exist; without it, only catch what no kind takes.
-        config.check_keys(entry, PROVIDER_KEYS, where, "provider settings are", errors)
+        config.check_keys(entry, (*PROVIDER_KEYS, *parts), where, "provider settings are", errors)
         _check_models(entry.get("models"), where, existing, errors)
         return None
 
     blank = ProviderForm(instance=existing, kind=kind)
-    allowed = ("name", "kind", *(f for f in blank.fields if f != "name"), "models")
+    allowed = ("name", "kind", *(f for f in blank.fields if f != "name"), *parts, "models")
     config.check_keys(entry, allowed, where, f"kind {kind.name} takes", errors)
     data = config.form_data(blank, entry, where, errors)
     api_key = data.get("api_key")
@@ -92,7 +95,9 @@ def _check_provider(entry: dict[str, Any], name: str | None, where: str,
     form = ProviderForm(data, instance=existing, kind=kind)
     config.form_errors(form, where, errors)
     models = _check_models(entry.get("models"), where, existing, errors)
-    return _ProviderPlan(existing, form, models)
+    owned = {part.key: part.check(entry[part.key], kind.name, existing, f"{where}.{part.key}", errors)
+             for part in config.provider_parts() if part.key in entry}
+    return _ProviderPlan(existing, form, models, owned)
 
 
 def _check_kind(value: Any, where: str, errors: list[str]) -> Kind | None:
@@ -212,6 +217,9 @@ def _apply_provider(plan: _ProviderPlan, actor: Any, report: config.Report) -> N
             # Not saved: saving would move updated_at although nothing changed.
             provider = plan.existing
             report.unchanged.append(f"provider {provider.name}")
+    for part in config.provider_parts():
+        if part.key in plan.parts:
+            part.apply(provider, plan.parts[part.key], actor, report)
     for model_plan in plan.models:
         _apply_model(provider, model_plan, actor, report)
 
@@ -263,6 +271,9 @@ def _export(placeholders: set[str]) -> list[dict[str, Any]]:
                      max_retries=provider.max_retries)
         entry.update({name: config.literal(str(provider.extra[name]))
                       for name in kind.extra if provider.extra.get(name)})
+        for part in config.provider_parts():
+            if (value := part.export(provider, placeholders)) is not None:
+                entry[part.key] = value
         entry["models"] = [_export_model(model) for model in provider.models.all()]
         providers.append(entry)
     return providers

@@ -54,6 +54,7 @@ def _span(fields: dict[str, Any], cost: Decimal | None, request: Any) -> None:
         + fields["cache_write_tokens"] + fields["cache_write_1h_tokens"],
         "gen_ai.usage.output_tokens": fields["output_tokens"],
         "gen_ai.response.finish_reasons": [fields["finish_reason"]] if fields.get("finish_reason") else None,
+        "gen_ai.response.id": fields.get("upstream_id") or None,
         "error.type": error,
         "aspweb.provider": provider.name, "aspweb.source": fields["source"], "aspweb.status": fields["status"],
         "aspweb.request_id": str(fields["request_id"]), "aspweb.ttft_ms": fields["ttft_ms"],

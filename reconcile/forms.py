@@ -6,7 +6,14 @@ from django.core.exceptions import ValidationError
 from aspweb import outbound
 from budgets.forms import EmailsField
 
-from .models import ReportingCredential
+from .models import OWN_KEY_KINDS, ReportingCredential
+
+KEY_HELP = {
+    "openai": "An organisation admin key (sk-admin-…) from the OpenAI platform's admin keys.",
+    "anthropic": "An Admin API key (sk-ant-admin…) from the Claude Console.",
+    "openrouter": "Optional: OpenRouter's generation stats are read with an API key of the same account; left "
+                  "blank, the provider's own API key reads them.",
+}
 
 
 class CredentialForm(forms.ModelForm):
@@ -26,12 +33,14 @@ class CredentialForm(forms.ModelForm):
 
     def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        stored = self.instance.pk is not None
-        self.fields["admin_key"].required = not stored
-        self.fields["admin_key"].help_text = (
-            ("A key is stored; leave blank to keep it. " if stored else "")
-            + ("An organisation admin key (sk-admin-…) from the OpenAI platform's admin keys."
-               if kind == "openai" else "An Admin API key (sk-ant-admin…) from the Claude Console."))
+        stored = bool(self.instance.pk is not None and self.instance.admin_key)
+        self.fields["admin_key"].required = self.instance.pk is None and kind not in OWN_KEY_KINDS
+        kept = "A key is stored; leave blank to keep it. " if stored else ""
+        self.fields["admin_key"].help_text = kept + KEY_HELP[kind]
+        if kind in OWN_KEY_KINDS:
+            self.fields["admin_key"].label = "API key for reports"
+            # Each call is looked up by its own id: there is no key or project to restrict a report to.
+            del self.fields["api_key_id"], self.fields["project_id"]
 
     def clean_alert_webhook_url(self) -> str:
         url = self.cleaned_data["alert_webhook_url"]

@@ -9,8 +9,11 @@ from django.db import models
 from providers.crypto import EncryptedField
 from providers.models import URLField
 
-# Kinds whose organisation reports aspweb reads.
-REPORTING_KINDS = ("openai", "anthropic")
+# Kinds whose usage and cost reports aspweb reads: OpenAI's and Anthropic's organisation reports, OpenRouter's
+# stats of each generation.
+REPORTING_KINDS = ("openai", "anthropic", "openrouter")
+# Kinds whose reports the provider's own API key reads: a reporting key of their own is optional.
+OWN_KEY_KINDS = ("openrouter",)
 
 
 class ReportingCredential(models.Model):

@@ -17,8 +17,17 @@ Wire formats, from the providers' documentation:
   "workspace_id"}]}], "has_more", "next_page"}`; no request count. `GET /v1/organizations/cost_report`
   (`group_by[]=description`, `group_by[]=workspace_id`) answers results with `"amount"`, a decimal string in
   cents, `"currency"`, `"model"`, `"token_type"` and `"workspace_id"`; it cannot be split per API key.
+- OpenRouter (the provider's own API key, `Authorization: Bearer sk-or-...`): no organisation report, but each
+  generation's stats, `GET /api/v1/generation?id=gen-...`, answering `{"data": {"id", "total_cost" (USD),
+  "cache_discount", "upstream_inference_cost", "is_byok", "created_at", "model", "tokens_prompt",
+  "tokens_completion", "native_tokens_prompt", "native_tokens_completion", "native_tokens_reasoning",
+  "native_tokens_cached", "usage", "cancelled", ...}}`; an unknown id is a 404, errors are `{"error":
+  {"code", "message", "metadata"}}`. Native counts are the model's own tokenizer's, as the usage in its
+  answers; prompt tokens include the cached ones; completion tokens include reasoning. Cache writes are not
+  counted apart.
 
-Days are UTC and daily buckets (`bucket_width=1d`); a range of days is fetched in one run of pages.
+Days are UTC and daily buckets (`bucket_width=1d`); a range of days is fetched in one run of pages. OpenRouter's
+days are the generations of aspweb's own calls, looked up one by one (`openrouter`).
 Token usage is restricted to aspweb's key where the credential names it; cost only to a project (OpenAI) or
 workspace (Anthropic). Where a key is named but no project or workspace, the cost cannot be told apart from
 other applications' and is left out (`cost_scope` says so).
@@ -77,10 +86,12 @@ class Figures:
 
 @dataclass
 class Report:
-    """One day's report: figures per model key, and what the cost figure covers."""
+    """One day's report: figures per model key, what the cost figure covers, and anything the day's verdict
+    should say besides (`note`)."""
 
     models: dict[str, Figures]
     cost_scope: str
+    note: str = ""
 
 
 @dataclass
@@ -234,6 +245,85 @@ def _rfc3339_day(bucket: dict[str, Any]) -> date | None:
         return None
 
 
+# -- OpenRouter -------------------------------------------------------------------------------------
+
+OPENROUTER_SCOPE = "aspweb's own calls, each looked up by its generation id"
+OPENROUTER_REFUSED = "OpenRouter refused the API key: it is wrong, revoked, or out of credits"
+
+
+@dataclass(frozen=True)
+class LedgerCall:
+    """One of aspweb's calls to look up at OpenRouter: its generation id, the model the ledger charged it to
+    (the day is compared per ledger model, whatever model OpenRouter's router picked), and the cache writes
+    the ledger counted, which the generation's stats do not count apart."""
+
+    upstream_id: str
+    model: str
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+
+
+def openrouter(credential: Credential, days: dict[date, list[LedgerCall]]) -> dict[date, Report]:
+    """Each day's calls looked up one at a time, in order, on one kept-alive connection: OpenRouter rate-limits
+    per key, and this key also serves aspweb's calls, so a modest, bounded stream of requests (the caller
+    caps each day's) is kinder than a burst. A generation OpenRouter does not know (404) adds nothing to the
+    provider's side, and the day's note names it. A refusal, a rate limit or an outage stops the whole run
+    (ReportError), as the organisation reports do."""
+    url = credential.base_url.rstrip("/") + "/generation"
+    try:
+        outbound.check_not_metadata(url)
+    except outbound.Refused as exc:
+        raise ReportError(f"aspweb will not send the report request: {exc}", retryable=False) from None
+    fetched: dict[date, Report] = {}
+    with httpx.Client(timeout=settings.RECONCILE_TIMEOUT_SECONDS, follow_redirects=False,
+                      headers={"User-Agent": "aspweb-reconcile",
+                               "Authorization": f"Bearer {credential.admin_key}"}) as client:
+        for day, calls in days.items():
+            report = fetched[day] = Report(models={}, cost_scope=OPENROUTER_SCOPE)
+            unknown = []
+            for call in calls:
+                body = _get(client, url, {"id": call.upstream_id}, refused=OPENROUTER_REFUSED, missing_ok=True)
+                if body is None:
+                    unknown.append(call.upstream_id)
+                    continue
+                data = body.get("data")
+                if not isinstance(data, dict):
+                    raise ReportError("OpenRouter answered with something that is not a generation's stats.",
+                                      retryable=False)
+                figures = report.models.setdefault(model_key(call.model), Figures())
+                figures.names.add(call.model)
+                _add_generation(figures, data, call)
+            if unknown:
+                shown = ", ".join(unknown[:3]) + (", …" if len(unknown) > 3 else "")
+                report.note = (f"{len(unknown)} of the {len(calls)} calls looked up are unknown to OpenRouter "
+                               f"(missing at the provider): {shown}")
+    return fetched
+
+
+def _add_generation(figures: Figures, data: dict[str, Any], call: LedgerCall) -> None:
+    """One generation's stats, in the ledger's token classes: native counts where given (what the answer's
+    usage reported), else OpenRouter's normalised ones; the ledger's cache writes taken out of the prompt;
+    the cost charged, plus the upstream provider's own charge where the call used the customer's own key
+    (`is_byok`), as the ledger counts it."""
+    prompt = _int(next((data[name] for name in ("native_tokens_prompt", "tokens_prompt")
+                        if data.get(name) is not None), 0))
+    completion = _int(next((data[name] for name in ("native_tokens_completion", "tokens_completion")
+                            if data.get(name) is not None), 0))
+    cached = min(_int(data.get("native_tokens_cached")), prompt)
+    writes_5m = min(call.cache_write_tokens, prompt - cached)
+    writes_1h = min(call.cache_write_1h_tokens, prompt - cached - writes_5m)
+    figures.requests = (figures.requests or 0) + 1
+    figures.input_tokens += prompt - cached - writes_5m - writes_1h
+    figures.cache_read_tokens += cached
+    figures.cache_write_tokens += writes_5m
+    figures.cache_write_1h_tokens += writes_1h
+    figures.output_tokens += completion
+    cost = _decimal(data.get("total_cost") or 0)
+    if data.get("is_byok") is True:
+        cost += _decimal(data.get("upstream_inference_cost") or 0)
+    figures.add_cost(cost)
+
+
 # -- shared -----------------------------------------------------------------------------------------
 
 
@@ -285,7 +375,12 @@ def _results(url: str, params: dict[str, Any], headers: dict[str, str],
     raise ReportError(f"The provider's report ran past {MAX_PAGES} pages.", retryable=True)
 
 
-def _get(client: httpx.Client, url: str, params: dict[str, Any]) -> dict[str, Any]:
+REFUSED = "The reporting key was refused: it is wrong, revoked, or not an admin key"
+
+
+def _get(client: httpx.Client, url: str, params: dict[str, Any], *, refused: str = REFUSED,
+         missing_ok: bool = False) -> dict[str, Any] | None:
+    """The JSON object at `url`; None for a 404 where `missing_ok` (a thing the provider does not know)."""
     host = httpx.URL(url).host
     try:
         response = client.get(url, params=params)
@@ -295,13 +390,14 @@ def _get(client: httpx.Client, url: str, params: dict[str, Any]) -> dict[str, An
         raise ReportError(f"Could not connect to {host}.", retryable=True) from None
     status = response.status_code
     if status in (401, 403):
-        raise ReportError("The reporting key was refused: it is wrong, revoked, or not an admin key "
-                          f"(HTTP {status}).", retryable=False)
+        raise ReportError(f"{refused} (HTTP {status}).", retryable=False)
     if status == 429:
         raise ReportError(f"{host} is rate-limiting the report (HTTP 429); it is tried again later.",
                           retryable=True)
     if status >= 500:
         raise ReportError(f"{host} had a server error (HTTP {status}); it is tried again later.", retryable=True)
+    if status == 404 and missing_ok:
+        return None
     if not response.is_success:
         raise ReportError(f"{host} refused the report request (HTTP {status}).", retryable=False)
     try:

@@ -24,7 +24,7 @@ from providers.models import Provider
 from usage.models import UsageRecord
 
 from . import alerts, reports
-from .models import REPORTING_KINDS, Comparison, DayCheck, ReportingCredential
+from .models import OWN_KEY_KINDS, REPORTING_KINDS, Comparison, DayCheck, ReportingCredential
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +38,14 @@ COST_FLOOR = Decimal("0.01")
 
 
 def credential_save(*, provider: Provider, actor: Any, admin_key: str = "", **fields: Any) -> ReportingCredential:
-    """Create or change a provider's reporting credential; a blank `admin_key` keeps the stored one."""
+    """Create or change a provider's reporting credential; a blank `admin_key` keeps the stored one (for
+    OWN_KEY_KINDS, none stored means the provider's own API key reads the reports)."""
     if provider.kind not in REPORTING_KINDS:
         raise ValueError(f"aspweb cannot read {provider.get_kind_display()} usage reports.")
     credential = ReportingCredential.objects.filter(provider=provider).first()
     created = credential is None
     if created:
-        if not admin_key:
+        if not admin_key and provider.kind not in OWN_KEY_KINDS:
             raise ValueError("Enter the admin key.")
         credential = ReportingCredential(provider=provider)
     if admin_key:
@@ -81,15 +82,18 @@ def days(since: date, until: date) -> Iterator[date]:
         day += timedelta(days=1)
 
 
-def ledger_figures(provider: Provider, day: date) -> dict[str, dict[str, Any]]:
+def ledger_figures(provider: Provider, day: date, upstream_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """The ledger's day for one provider, per model key: what reached the provider (answers from aspweb's
-    own response cache did not), summed in the database."""
+    own response cache did not), summed in the database. With `upstream_ids`, only those calls, each one
+    request whatever its status (the calls looked up at OpenRouter: each is a generation it may bill)."""
     start, end = reports.day_bounds(day)
-    rows = (UsageRecord.objects
-            .filter(provider=provider, created_at__gte=start, created_at__lt=end, cached=False)
-            .values("model_name")
-            .annotate(requests=Count("pk", filter=~Q(status=UsageRecord.Status.ERROR)),
-                      cost=Sum("cost"), **{name: Sum(name) for name in TOKEN_CLASSES}))
+    records = UsageRecord.objects.filter(provider=provider, created_at__gte=start, created_at__lt=end, cached=False)
+    if upstream_ids is None:
+        requests = Count("pk", filter=~Q(status=UsageRecord.Status.ERROR))
+    else:
+        records, requests = records.filter(upstream_id__in=upstream_ids), Count("pk")
+    rows = (records.values("model_name")
+            .annotate(requests=requests, cost=Sum("cost"), **{name: Sum(name) for name in TOKEN_CLASSES}))
     figures: dict[str, dict[str, Any]] = {}
     for row in rows:
         key = reports.model_key(row["model_name"])
@@ -152,10 +156,15 @@ def reconcile(*, provider: Provider, since: date, until: date, now: datetime | N
             _unchecked(checks[day], DayCheck.State.PENDING, "The day is still open: its report is not complete.")
     if not closed:
         return list(checks.values())
+    looked_up: dict[date, list[str]] = {}
     try:
-        fetched = reports.fetch(reports.Credential(
-            kind=provider.kind, base_url=provider.effective_base_url, admin_key=crypto.reveal(credential.admin_key),
-            api_key_id=credential.api_key_id, project_id=credential.project_id), min(closed), max(closed))
+        if provider.kind == "openrouter":
+            fetched, looked_up = _openrouter(provider, credential, closed)
+        else:
+            fetched = reports.fetch(reports.Credential(
+                kind=provider.kind, base_url=provider.effective_base_url,
+                admin_key=crypto.reveal(credential.admin_key), api_key_id=credential.api_key_id,
+                project_id=credential.project_id), min(closed), max(closed))
     except reports.ReportError as exc:
         state = DayCheck.State.PENDING if exc.retryable else DayCheck.State.FAILED
         ReportingCredential.objects.filter(pk=credential.pk).update(last_error=str(exc)[:300])
@@ -166,7 +175,7 @@ def reconcile(*, provider: Provider, since: date, until: date, now: datetime | N
     if credential.last_error:
         ReportingCredential.objects.filter(pk=credential.pk).update(last_error="")
     for day in closed:
-        checks[day] = _compare(checks[day], fetched[day], credential, now)
+        checks[day] = _compare(checks[day], fetched[day], credential, now, looked_up.get(day))
     return list(checks.values())
 
 
@@ -174,8 +183,46 @@ def reconcile_day(*, provider: Provider, day: date, now: datetime | None = None)
     return reconcile(provider=provider, since=day, until=day, now=now)[0]
 
 
-def _compare(check: DayCheck, report: reports.Report, credential: ReportingCredential, now: datetime) -> DayCheck:
-    ledger = ledger_figures(check.provider, check.day)
+def _openrouter(provider: Provider, credential: ReportingCredential,
+                days: list[date]) -> tuple[dict[date, reports.Report], dict[date, list[str]]]:
+    """OpenRouter's side of each day: the generations of aspweb's calls that carry OpenRouter's id, at most
+    RECONCILE_OPENROUTER_LOOKUPS a day (an even sample of the day beyond that, and the ledger's side is then the
+    same sample); with the reporting key where one is stored, else the provider's own API key. Also the ids
+    looked up per day, which the ledger's side is restricted to."""
+    key = crypto.reveal(credential.admin_key) or crypto.reveal(provider.api_key)
+    calls: dict[date, list[reports.LedgerCall]] = {}
+    notes: dict[date, list[str]] = {}
+    for day in days:
+        start, end = reports.day_bounds(day)
+        records = UsageRecord.objects.filter(provider=provider, created_at__gte=start, created_at__lt=end,
+                                             cached=False)
+        found = list(records.exclude(upstream_id="").order_by("created_at", "pk").values_list(
+            "upstream_id", "model_name", "cache_write_tokens", "cache_write_1h_tokens"))
+        bound = max(settings.RECONCILE_OPENROUTER_LOOKUPS, 1)
+        notes[day] = []
+        if len(found) > bound:
+            notes[day].append(f"a sample of {bound} of the day's {len(found)} calls was looked up")
+            found = [found[n * len(found) // bound] for n in range(bound)]
+        calls[day] = [reports.LedgerCall(*row) for row in found]
+        # Calls that used tokens without an answer's id (refused or cut before OpenRouter named the
+        # generation) cannot be looked up.
+        nameless = records.filter(upstream_id="").exclude(
+            input_tokens=0, cache_read_tokens=0, cache_write_tokens=0, cache_write_1h_tokens=0,
+            output_tokens=0).count()
+        if nameless:
+            notes[day].append(f"{nameless} call{'s' if nameless != 1 else ''} without OpenRouter's id could "
+                              "not be looked up")
+    fetched = reports.openrouter(reports.Credential(kind=provider.kind, base_url=provider.effective_base_url,
+                                                    admin_key=key), calls)
+    for day, report in fetched.items():
+        said = [report.note] if report.note else []
+        report.note = "; ".join(said + notes[day])
+    return fetched, {day: [call.upstream_id for call in day_calls] for day, day_calls in calls.items()}
+
+
+def _compare(check: DayCheck, report: reports.Report, credential: ReportingCredential, now: datetime,
+             upstream_ids: list[str] | None = None) -> DayCheck:
+    ledger = ledger_figures(check.provider, check.day, upstream_ids)
     tolerance = credential.tolerance_percent
     rows = []
     for key in sorted(set(ledger) | set(report.models)):
@@ -200,7 +247,7 @@ def _compare(check: DayCheck, report: reports.Report, credential: ReportingCrede
             row.day_check = check
         Comparison.objects.bulk_create(rows)
         check.state = DayCheck.State.DRIFT if drift else DayCheck.State.MATCH
-        check.message = ""
+        check.message = report.note[:300]
         check.cost_scope = report.cost_scope
         check.ledger_cost = sum((row.ledger_cost for row in rows), Decimal(0))
         check.provider_cost = (sum((row.provider_cost or Decimal(0) for row in rows), Decimal(0))

@@ -50,7 +50,7 @@ def reconcile_settings(request: HttpRequest, pk: int) -> HttpResponse:
     credential = ReportingCredential.objects.filter(provider=provider).first()
     form = CredentialForm(request.POST or None, instance=credential, kind=provider.kind)
     if request.method == "POST" and form.is_valid():
-        fields = {name: form.cleaned_data[name] for name in form.Meta.fields}
+        fields = {name: form.cleaned_data[name] for name in form.Meta.fields if name in form.fields}
         services.credential_save(provider=provider, actor=request.user, admin_key=form.cleaned_data["admin_key"],
                                  **fields)
         messages.success(request, f"Reconciliation settings of {provider.name} saved.")

@@ -95,7 +95,8 @@ def upstream() -> Iterator[FakeUpstream]:
 
 @pytest.fixture
 def reports_server() -> Iterator[FakeReports]:
-    """Fake OpenAI and Anthropic organisation usage and cost report APIs (reconciliation)."""
+    """Fake OpenAI and Anthropic organisation usage and cost report APIs and OpenRouter's generation stats
+    (reconciliation)."""
     with FakeReports() as fake:
         yield fake
 

@@ -8,7 +8,7 @@ from typing import Any
 from providers.models import Model, Price, Provider
 from reconcile import services
 from reconcile.models import ReportingCredential
-from tests.fakes.reports import ADMIN_KEY, ANTHROPIC_ADMIN_KEY, FakeReports
+from tests.fakes.reports import ADMIN_KEY, ANTHROPIC_ADMIN_KEY, OPENROUTER_KEY, FakeReports
 from usage import services as usage_services
 from usage.models import UsageRecord
 
@@ -38,6 +38,15 @@ def anthropic_provider(fake: FakeReports, *, api_key_id: str = OUR_ANTHROPIC_KEY
     return provider
 
 
+def openrouter_provider(fake: FakeReports, *, api_key: str = OPENROUTER_KEY, admin_key: str = "",
+                        **fields: Any) -> Provider:
+    """An OpenRouter provider on the fake's /api/v1, reconciled with its own API key unless `admin_key` is set."""
+    provider = Provider.objects.create(name="router", kind="openrouter", base_url=f"{fake.base_url}/api/v1",
+                                       api_key=api_key)
+    ReportingCredential.objects.create(provider=provider, admin_key=admin_key, **fields)
+    return provider
+
+
 def priced(provider: Provider, name: str, *, input: str = "1", output: str = "2", cache_read: str = "0.5",
            cache_write: str = "1.25", cache_write_1h: str = "2") -> Model:
     """A model at $1 input, $2 output, $0.50 cache read, $1.25 and $2 cache writes per 1M tokens."""
@@ -48,9 +57,9 @@ def priced(provider: Provider, name: str, *, input: str = "1", output: str = "2"
     return model
 
 
-def call(model: Model, *, day: date = DAY, hour: int = 12, **tokens: int) -> UsageRecord:
+def call(model: Model, *, day: date = DAY, hour: int = 12, status: str = "ok", **tokens: Any) -> UsageRecord:
     return usage_services.usage_record_create(
-        provider=model.provider, model=model, source="gateway", status="ok",
+        provider=model.provider, model=model, source="gateway", status=status,
         created_at=datetime(day.year, day.month, day.day, hour, tzinfo=UTC), **tokens)
 
 

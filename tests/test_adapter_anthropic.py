@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -91,6 +92,9 @@ def test_stream_sends_text_in_several_chunks_then_usage_once(upstream: FakeUpstr
     assert [chunk.usage for chunk in received if chunk.usage] == [
         Usage(input_tokens=25, cache_read_tokens=100, cache_write_tokens=248, output_tokens=15)]
     assert received[-1].usage is not None and received[-1].finish_reason == "stop"
+    # message_start's id, on every chunk: a stream cut short still names its message.
+    assert len({chunk.response_id for chunk in received}) == 1
+    assert re.fullmatch(r"msg_fake\d{8}", received[0].response_id)
     assert upstream.last_request.body["stream"] is True
 
 
@@ -100,8 +104,9 @@ def test_complete_is_a_native_non_streamed_call(upstream: FakeUpstream) -> None:
 
     result = completed(connection(upstream))
 
+    assert re.fullmatch(r"msg_fake\d{8}", result.response_id)  # the message's `id`
     assert result == Completion(text="Bonjour", usage=Usage(input_tokens=9, cache_read_tokens=4, output_tokens=2),
-                                finish_reason="stop")
+                                finish_reason="stop", response_id=result.response_id)
     assert "stream" not in upstream.last_request.body
 
 

@@ -7,6 +7,7 @@ The behavioural tests take `provider_kind` and run once over each transport: "op
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -113,6 +114,9 @@ def test_stream_sends_text_in_several_chunks_then_usage_once(upstream: FakeUpstr
     assert texts == ["one ", "two ", "three ", "four"]
     assert [chunk.usage for chunk in received if chunk.usage] == [Usage(input_tokens=20, output_tokens=4)]
     assert received[-1].usage is not None and received[-1].finish_reason == "stop"
+    # Every event's `id`, on every chunk: a stream cut short still names its answer.
+    assert len({chunk.response_id for chunk in received}) == 1
+    assert re.fullmatch(r"chatcmpl-fake\d{8}", received[0].response_id)
     body = upstream.last_request.body
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
@@ -124,7 +128,9 @@ def test_complete_is_a_native_non_streamed_call(upstream: FakeUpstream, provider
 
     result = completed(connection(upstream, provider_kind))
 
-    assert result == Completion(text="Bonjour", usage=Usage(input_tokens=9, output_tokens=1), finish_reason="stop")
+    assert re.fullmatch(r"chatcmpl-fake\d{8}", result.response_id)  # the answer's `id`
+    assert result == Completion(text="Bonjour", usage=Usage(input_tokens=9, output_tokens=1), finish_reason="stop",
+                                response_id=result.response_id)
     assert "stream" not in upstream.last_request.body
     assert "stream_options" not in upstream.last_request.body
 

@@ -19,6 +19,7 @@ Prices, in USD per million tokens, from each provider's pricing page:
 """
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -114,6 +115,7 @@ def test_anthropic_writes_kept_one_hour_cost_twice_the_input(upstream: FakeUpstr
     assert (record.cost, record.computed_cost, record.reported_cost) == (Decimal("0.015384"), Decimal("0.015384"),
                                                                          None)
     assert not record.usage_estimated and not record.unpriced
+    assert re.fullmatch(r"msg_fake\d{8}", record.upstream_id)  # the message's id, for Anthropic's support
 
 
 # -- 2. Long-context tiers ----------------------------------------------------------------------------------------
@@ -238,6 +240,7 @@ def test_openrouter_usage_cost_is_the_cost_and_aspweb_s_own_stands_beside_it(ups
     assert (record.cost, record.reported_cost, record.computed_cost) == (
         Decimal("0.00104"), Decimal("0.00104"), Decimal("0.00275"))
     assert record.cost_difference == Decimal("-0.00171")
+    assert re.fullmatch(r"gen-fake\d{8}", record.upstream_id)  # the generation its stats are looked up by
 
 
 def test_openrouter_with_the_customer_s_own_key_costs_its_fee_and_the_upstream_charge(upstream: FakeUpstream,
@@ -311,3 +314,4 @@ def test_openai_cached_and_reasoning_tokens(upstream: FakeUpstream, stream: bool
                                      reasoning_tokens=1024)
     # 86 x 15 + 1,920 x 7.50 + 1,186 x 60 = 1,290 + 14,400 + 71,160 = 86,850 per 1M
     assert record.cost == Decimal("0.08685")
+    assert re.fullmatch(r"chatcmpl-fake\d{8}", record.upstream_id)

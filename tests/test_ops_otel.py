@@ -102,6 +102,7 @@ def test_each_call_becomes_a_span_with_the_genai_attributes(db: None, upstream: 
     ok = next(span for span in spans if _attributes(span)["aspweb.request_id"] == str(record.request_id))
     attributes = _attributes(ok)
     assert ok["name"] == "chat fake-model-a" and ok["kind"] == 3 and "status" not in ok
+    assert record.upstream_id.startswith("chatcmpl-")  # the provider's id of the answer, on the span too
     assert len(ok["traceId"]) == 32 and len(ok["spanId"]) == 16
     assert int(ok["endTimeUnixNano"]) - int(ok["startTimeUnixNano"]) == record.latency_ms * 1_000_000
     assert attributes == {
@@ -109,8 +110,9 @@ def test_each_call_becomes_a_span_with_the_genai_attributes(db: None, upstream: 
         "gen_ai.request.model": "fake-model-a", "gen_ai.response.model": "fake-model-a",
         "gen_ai.request.max_tokens": 64, "gen_ai.request.temperature": 0.5,
         "gen_ai.usage.input_tokens": 120, "gen_ai.usage.output_tokens": 30,
-        "gen_ai.response.finish_reasons": ["stop"], "aspweb.provider": "local", "aspweb.source": "gateway",
-        "aspweb.status": "ok", "aspweb.request_id": str(record.request_id), "aspweb.ttft_ms": record.ttft_ms,
+        "gen_ai.response.finish_reasons": ["stop"], "gen_ai.response.id": record.upstream_id,
+        "aspweb.provider": "local", "aspweb.source": "gateway", "aspweb.status": "ok",
+        "aspweb.request_id": str(record.request_id), "aspweb.ttft_ms": record.ttft_ms,
         "aspweb.cost_usd": pytest.approx(float(record.cost)),
     }
     failed = next(span for span in spans if span is not ok)

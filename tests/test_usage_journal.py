@@ -4,6 +4,7 @@ the replay writes what was journalled and never committed, once. Against the rea
 the PostgreSQL + Redis suite, through the gateway served by uvicorn."""
 
 import json
+import re
 import threading
 from decimal import Decimal
 from typing import Any
@@ -83,6 +84,9 @@ def test_the_records_of_a_worker_that_died_after_answering_are_replayed_once(
 
     assert sorted(UsageRecord.objects.values_list("cost", flat=True)) == costs
     assert journal.pending() == 0 and journal.replay(grace_seconds=0) == 0
+    # The provider's id of each answer came through the journal, as every other field.
+    upstream_ids = set(UsageRecord.objects.values_list("upstream_id", flat=True))
+    assert len(upstream_ids) == 3 and all(re.fullmatch(r"chatcmpl-fake\d{8}", i) for i in upstream_ids)
     # Charged once, to the period row and to Redis; the holds given back.
     period = period_of(budget)
     assert period.spent == sum(costs) and held() == []

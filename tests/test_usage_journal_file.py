@@ -5,6 +5,7 @@ gateway served by uvicorn, on both databases."""
 
 import asyncio
 import json
+import re
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -113,6 +114,9 @@ def test_the_records_of_a_process_that_died_after_answering_are_written_by_the_n
 
     assert sorted(UsageRecord.objects.values_list("cost", flat=True)) == costs
     assert _segments() == [] and journal.replay() == 0
+    # The provider's id of each answer came through the file, as every other field.
+    upstream_ids = set(UsageRecord.objects.values_list("upstream_id", flat=True))
+    assert len(upstream_ids) == 3 and all(re.fullmatch(r"chatcmpl-fake\d{8}", i) for i in upstream_ids)
     assert period_of(budget).spent == sum(costs)  # charged once
 
 

@@ -188,6 +188,22 @@ def test_a_failed_estimated_call_page_says_what_happened(model: Model, people: d
     html = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
     assert "<strong>Provider unreachable:</strong> The connection to local broke" in html
     assert "Estimated counts" in html
+    assert 'id="call-upstream-id"' not in html  # the provider gave no id: nothing to show
+
+
+def test_a_call_page_shows_the_providers_own_id_for_its_support(model: Model, people: dict[str, User]) -> None:
+    call = write(model, user=people["member"], created_at=NOON, upstream_id="gen-1733456789-AbCdEf<b>")
+    html = signed_in(people["member"]).get(reverse("call_detail", args=[call.request_id])).content.decode()
+    assert "<dt>Provider's id</dt>" in html
+    assert '<dd id="call-upstream-id"><code>gen-1733456789-AbCdEf&lt;b&gt;</code>' in html
+
+
+def test_the_providers_id_finds_its_call(model: Model, people: dict[str, User]) -> None:
+    call = write(model, user=people["member"], created_at=NOON, upstream_id="gen-1733456789-AbCdEf")
+    write(model, user=people["member"], created_at=NOON, upstream_id="gen-1733456789-Other1")
+    member = signed_in(people["member"])
+    assert _listed(member.get(reverse("call_list"), {"q": "gen-1733456789-AbCdEf"})) == [call]
+    assert _listed(member.get(reverse("call_list"), {"q": "gen-1733456789"})) == []  # the whole id, not a part
 
 
 def _classes(response) -> list[tuple]:
@@ -359,7 +375,7 @@ def test_the_export_streams_raw_records_with_plain_decimals_and_utc_times(model:
                  tags=("nightly", "search"), end_user="cust-7",
                  created_at=datetime(2025, 5, 10, 12, 30, 15, 250000, tzinfo=UTC),
                  input_tokens=1, output_tokens=0, cache_read_tokens=0, reasoning_tokens=0, latency_ms=812,
-                 ttft_ms=None, reported_cost=Decimal("0.0000001"))
+                 ttft_ms=None, reported_cost=Decimal("0.0000001"), upstream_id="chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT")
     rows = _csv(signed_in(people["member"]).get(reverse("call_export")))
     assert rows == [{
         "request_id": str(call.request_id), "started_at_utc": "2025-05-10T12:30:15.250000Z",
@@ -372,6 +388,7 @@ def test_the_export_streams_raw_records_with_plain_decimals_and_utc_times(model:
         "computed_cost_usd": "0.0000030000", "unpriced": "false",
         "price_effective_from_utc": "2025-01-01T00:00:00Z", "reported_cost_usd": "0.0000001000",
         "latency_ms": "812", "ttft_ms": "", "attempts": "1", "cached": "false",
+        "upstream_id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
     }]
 
 
@@ -382,7 +399,7 @@ def test_the_export_names_its_columns() -> None:
         "error_message", "finish_reason", "input_tokens", "cache_read_tokens", "cache_write_tokens",
         "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "usage_estimated", "cost_usd",
         "computed_cost_usd", "unpriced", "price_effective_from_utc", "reported_cost_usd", "latency_ms", "ttft_ms",
-        "attempts", "cached"]
+        "attempts", "cached", "upstream_id"]
 
 
 def test_the_export_keeps_1_hour_writes_the_computed_cost_and_unpriced_calls(model: Model,

@@ -96,13 +96,14 @@ class CallFilterForm(forms.Form):
         return records
 
     def _search(self, query: str) -> Q:
-        """A request id finds its call; other text, the calls whose error message holds it, or whose logged
-        prompt and answer hold each of its words (usage/bodies.py: whole words, by their keyed hashes)."""
+        """A request id finds its call; other text, the call the provider gave that id (its support quotes
+        it), the calls whose error message holds it, or whose logged prompt and answer hold each of its words
+        (usage/bodies.py: whole words, by their keyed hashes)."""
         try:
             return Q(request_id=UUID(query))
         except ValueError:
             pass
-        found = Q(error_message__icontains=query)
+        found = Q(upstream_id=query) | Q(error_message__icontains=query)
         if tokens := bodies.query_tokens(query):
             in_body = Q()
             for token in tokens:

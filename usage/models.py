@@ -30,6 +30,9 @@ ERROR_KIND_LABELS = {
 }
 
 
+UPSTREAM_ID_LENGTH = 200
+
+
 class UsageRecord(models.Model):
     """One call to a provider, whatever its outcome. Provider and model names are copied so the
     ledger stays readable after a rename; the foreign keys protect history from deletion."""
@@ -52,6 +55,9 @@ class UsageRecord(models.Model):
     error_kind = models.CharField(max_length=32, blank=True)
     error_message = models.CharField(max_length=500, blank=True, help_text="Plain words; never a secret.")
     finish_reason = models.CharField(max_length=32, blank=True)
+    # The provider's own id of the answer (OpenAI chatcmpl-…, OpenRouter gen-…, Anthropic msg_…), where it gave
+    # one: what its support asks for, and what OpenRouter's reconciliation looks each call up by.
+    upstream_id = models.CharField(max_length=UPSTREAM_ID_LENGTH, blank=True, default="", db_default="")
 
     api_key = models.ForeignKey("gateway.ApiKey", null=True, blank=True, on_delete=models.PROTECT,
                                 related_name="usage_records")

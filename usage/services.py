@@ -25,7 +25,7 @@ from providers.prices import model_prices, price_in_force
 
 from . import bodies, pricing, rollups, signals
 from .attribution import tags_text
-from .models import ROLLUPS, CallBody, DailyUsage, UsageRecord
+from .models import ROLLUPS, UPSTREAM_ID_LENGTH, CallBody, DailyUsage, UsageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def usage_record_build(*, provider: Any, model: Any, source: str, status: str, c
                        input_tokens: int = 0, cache_read_tokens: int = 0, cache_write_tokens: int = 0,
                        cache_write_1h_tokens: int = 0, output_tokens: int = 0, reasoning_tokens: int = 0,
                        usage_estimated: bool = False,
-                       reported_cost: Decimal | None = None, latency_ms: int | None = None,
+                       reported_cost: Decimal | None = None, upstream_id: str = "", latency_ms: int | None = None,
                        ttft_ms: int | None = None, attempts: int = 1, cached: bool = False,
                        body: dict[str, Any] | None = None) -> UsageRecord:
     """One call's record, not yet priced nor saved: the keyword arguments of `usage_record_create` (and of
@@ -99,6 +99,8 @@ def usage_record_build(*, provider: Any, model: Any, source: str, status: str, c
         cache_write_1h_tokens=cache_write_1h_tokens, output_tokens=output_tokens, reasoning_tokens=reasoning_tokens,
         usage_estimated=usage_estimated,
         reported_cost=reported_cost, latency_ms=latency_ms, ttft_ms=ttft_ms, attempts=attempts, cached=cached,
+        # An id longer than any provider's is not one: cut rather than refuse the record.
+        upstream_id=upstream_id[:UPSTREAM_ID_LENGTH],
     )
     if request_id is not None:
         record.request_id = request_id

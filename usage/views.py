@@ -176,6 +176,7 @@ CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("ttft_ms", "ttft_ms"),
     ("attempts", "attempts"),
     ("cached", "cached"),
+    ("upstream_id", "upstream_id"),
 )
 _FIELDS = [field for _, field in CSV_COLUMNS]
 _AT, _ID = len(_FIELDS), len(_FIELDS) + 1  # the keyset columns appended to each row

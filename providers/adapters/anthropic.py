@@ -68,6 +68,7 @@ async def stream(conn: Connection, request: ChatRequest, *, make_client: Callabl
     start_usage: dict[str, Any] | None = None  # input and cache counts come with message_start
     delta_usage: dict[str, Any] | None = None  # the last message_delta's counts are cumulative
     stop_reason: str | None = None
+    message_id = ""  # from message_start, then on every chunk: a cut stream keeps it
     tools: dict[int, int] = {}  # content block index -> tool call index, counted from 0
     arguments: dict[int, str] = {}
     output: list[str] = []
@@ -76,28 +77,30 @@ async def stream(conn: Connection, request: ChatRequest, *, make_client: Callabl
         async with await api.messages.create(**params, stream=True) as events:
             async for event in events:
                 if event.type == "message_start":
+                    message_id = event.message.id or ""
                     start_usage = event.message.usage.model_dump() if event.message.usage else None
                 elif event.type == "content_block_start" and event.content_block.type == "tool_use":
                     index = tools.setdefault(event.index, len(tools))
                     arguments[index] = ""
                     block = event.content_block
-                    yield Chunk(tool_call=ToolCallDelta(index, id=block.id, name=block.name))
+                    yield Chunk(tool_call=ToolCallDelta(index, id=block.id, name=block.name), response_id=message_id)
                 elif event.type == "content_block_delta":
                     delta = event.delta
                     if delta.type == "text_delta" and delta.text:
                         output.append(delta.text)
-                        yield Chunk(text=delta.text)
+                        yield Chunk(text=delta.text, response_id=message_id)
                     elif delta.type == "thinking_delta" and delta.thinking:
                         output.append(delta.thinking)
-                        yield Chunk(reasoning=delta.thinking)
+                        yield Chunk(reasoning=delta.thinking, response_id=message_id)
                     elif delta.type == "input_json_delta" and event.index in tools and delta.partial_json:
                         index = tools[event.index]
                         arguments[index] += delta.partial_json
                         output.append(delta.partial_json)
-                        yield Chunk(tool_call=ToolCallDelta(index, arguments=delta.partial_json))
+                        yield Chunk(tool_call=ToolCallDelta(index, arguments=delta.partial_json),
+                                    response_id=message_id)
                 elif event.type == "content_block_stop" and event.index in tools:
                     if not arguments[tools[event.index]]:  # a call without arguments streams no JSON at all
-                        yield Chunk(tool_call=ToolCallDelta(tools[event.index], arguments="{}"))
+                        yield Chunk(tool_call=ToolCallDelta(tools[event.index], arguments="{}"), response_id=message_id)
                 elif event.type == "message_delta":
                     delta_usage = event.usage.model_dump() if event.usage else delta_usage
                     stop_reason = event.delta.stop_reason or stop_reason
@@ -105,7 +108,7 @@ async def stream(conn: Connection, request: ChatRequest, *, make_client: Callabl
         raise map_error(exc, conn) from None
     reported = start_usage is not None or delta_usage is not None
     usage = usage_from_anthropic(start_usage, delta_usage) if reported else estimated_usage(request, "".join(output))
-    yield Chunk(usage=usage, finish_reason=finish_reason_from_anthropic(stop_reason))
+    yield Chunk(usage=usage, finish_reason=finish_reason_from_anthropic(stop_reason), response_id=message_id)
 
 
 async def complete(conn: Connection, request: ChatRequest, *,
@@ -120,7 +123,7 @@ async def complete(conn: Connection, request: ChatRequest, *,
         message = await api.messages.create(**params)
     except Exception as exc:
         raise map_error(exc, conn) from None
-    result = Completion(finish_reason=finish_reason_from_anthropic(message.stop_reason))
+    result = Completion(finish_reason=finish_reason_from_anthropic(message.stop_reason), response_id=message.id or "")
     for block in message.content:
         if block.type == "text":
             result.text += block.text

@@ -203,13 +203,17 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 @dataclass(frozen=True)
 class Chunk:
-    """One streamed event: a text, reasoning or tool-call delta, or the final usage / finish reason."""
+    """One streamed event: a text, reasoning or tool-call delta, or the final usage / finish reason.
+    `response_id` is the provider's own id of the answer where it gives one (OpenAI `chatcmpl-…`, OpenRouter
+    `gen-…`, Anthropic `msg_…`), on the final chunk and, where the stream says it first, on every chunk, so
+    that a stream cut short keeps it: the ledger stores it for support and reconciliation."""
 
     text: str = ""
     reasoning: str = ""
     tool_call: ToolCallDelta | None = None
     usage: Usage | None = None
     finish_reason: FinishReason | None = None
+    response_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,7 @@ class Completion:
     tool_calls: list[ToolCall] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     finish_reason: FinishReason | None = None
+    response_id: str = ""
 
 
 async def chunks_of(completion: Completion) -> AsyncIterator[Chunk]:
@@ -248,7 +253,7 @@ async def chunks_of(completion: Completion) -> AsyncIterator[Chunk]:
         yield Chunk(text=completion.text)
     for index, call in enumerate(completion.tool_calls):
         yield Chunk(tool_call=ToolCallDelta(index, id=call.id, name=call.name, arguments=call.arguments))
-    yield Chunk(usage=completion.usage, finish_reason=completion.finish_reason)
+    yield Chunk(usage=completion.usage, finish_reason=completion.finish_reason, response_id=completion.response_id)
 
 
 async def collect(chunks: AsyncIterator[Chunk]) -> Completion:
@@ -266,6 +271,7 @@ async def collect(chunks: AsyncIterator[Chunk]) -> Completion:
             result.usage = chunk.usage
         if chunk.finish_reason is not None:
             result.finish_reason = chunk.finish_reason
+        result.response_id = chunk.response_id or result.response_id
     result.tool_calls = [ToolCall(**calls[index]) for index in sorted(calls)]
     return result
 

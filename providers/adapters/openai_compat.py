@@ -101,6 +101,7 @@ async def stream(conn: Connection, request: ChatRequest, *,
         params["stream_options"] = {"include_usage": True}
     usage: Usage | None = None
     finish: FinishReason | None = None
+    response_id = ""  # every event carries the answer's id, and so does every chunk: a cut stream keeps it
     output: list[str] = []  # for an estimate when the server reports no usage
     params["stream"] = True
     try:
@@ -117,6 +118,7 @@ async def stream(conn: Connection, request: ChatRequest, *,
         async with events as received:
             async for event in received:
                 event = _object(event)
+                response_id = response_id or _text(event.get("id"))
                 if usage_fields := _usage_fields(event):
                     usage = usage_from_openai(usage_fields)
                 for choice in _list(event.get("choices")):
@@ -127,10 +129,10 @@ async def stream(conn: Connection, request: ChatRequest, *,
                     delta = _object(choice.get("delta"))
                     if reasoning := _reasoning(delta):
                         output.append(reasoning)
-                        yield Chunk(reasoning=reasoning)
+                        yield Chunk(reasoning=reasoning, response_id=response_id)
                     if (content := delta.get("content")) and isinstance(content, str):
                         output.append(content)
-                        yield Chunk(text=content)
+                        yield Chunk(text=content, response_id=response_id)
                     for position, call in enumerate(_list(delta.get("tool_calls"))):
                         call, function = _object(call), _object(_object(call).get("function"))
                         piece = ToolCallDelta(
@@ -141,10 +143,11 @@ async def stream(conn: Connection, request: ChatRequest, *,
                             arguments=_text(function.get("arguments")),
                         )
                         output.append(piece.arguments)
-                        yield Chunk(tool_call=piece)
+                        yield Chunk(tool_call=piece, response_id=response_id)
     except Exception as exc:
         raise map_error(exc, conn) from None
-    yield Chunk(usage=usage or estimated_usage(request, "".join(output)), finish_reason=finish)
+    yield Chunk(usage=usage or estimated_usage(request, "".join(output)), finish_reason=finish,
+                response_id=response_id)
 
 
 async def complete(conn: Connection, request: ChatRequest, *,
@@ -174,7 +177,8 @@ async def complete(conn: Connection, request: ChatRequest, *,
     usage_fields = _usage_fields(response)
     usage = usage_from_openai(usage_fields) if usage_fields else estimated_usage(request, output)
     return Completion(text=text, reasoning=reasoning, tool_calls=calls, usage=usage,
-                      finish_reason=finish_reason_from_openai(choice.get("finish_reason")))
+                      finish_reason=finish_reason_from_openai(choice.get("finish_reason")),
+                      response_id=_text(response.get("id")))
 
 
 async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:

@@ -89,7 +89,7 @@ async def stream(api: openai.AsyncOpenAI, conn: Connection, request: ChatRequest
                 response = _object(event.get("response"))
                 usage = _object(response.get("usage"))
                 yield Chunk(usage=usage_from_responses(usage) if usage else estimated_usage(request, "".join(output)),
-                            finish_reason=finish_reason(response))
+                            finish_reason=finish_reason(response), response_id=_text(response.get("id")))
                 return
             elif kind == "response.failed":
                 raise failed_error(_object(event.get("response")).get("error"), conn)
@@ -103,7 +103,7 @@ def completion(response: dict[str, Any], conn: Connection, request: ChatRequest)
     """A whole `response` object as a Completion."""
     if response.get("status") == "failed":
         raise failed_error(response.get("error"), conn)
-    result = Completion(finish_reason=finish_reason(response))
+    result = Completion(finish_reason=finish_reason(response), response_id=_text(response.get("id")))
     for item in map(_object, _list(response.get("output"))):
         kind = item.get("type")
         if kind == "message":

@@ -1,4 +1,5 @@
-"""Fake organisation usage and cost report APIs of OpenAI and Anthropic, over real loopback HTTP.
+"""Fake organisation usage and cost report APIs of OpenAI and Anthropic, and OpenRouter's generation stats, over
+real loopback HTTP.
 
 Shapes from the providers' API references:
 - OpenAI (`Authorization: Bearer <admin key>`): `GET /v1/organization/usage/completions` and
@@ -19,9 +20,18 @@ Shapes from the providers' API references:
   "workspace_id", "model", "service_tier", "context_window"}`. Cost results: `{"amount"` (cents, a decimal
   string), `"currency": "USD", "cost_type", "description", "model", "service_tier", "token_type",
   "workspace_id", "context_window"}`. Errors: `{"type": "error", "error": {"type", "message"}}`.
+- OpenRouter (`Authorization: Bearer <API key>`, the same key that makes calls): `GET /api/v1/generation?id=`
+  answers one generation's stats, `{"data": {"id", "upstream_id", "total_cost", "cache_discount",
+  "upstream_inference_cost", "created_at", "model", "app_id", "streamed", "cancelled", "provider_name",
+  "latency", "moderation_latency", "generation_time", "finish_reason", "native_finish_reason",
+  "tokens_prompt", "tokens_completion", "native_tokens_prompt", "native_tokens_completion",
+  "native_tokens_completion_images", "native_tokens_reasoning", "native_tokens_cached", "num_media_prompt",
+  "num_media_completion", "num_search_results", "origin", "usage", "is_byok", "api_type"}}`; an id it does
+  not know is a 404. Errors: `{"error": {"code", "message", "metadata"}}`, with `Retry-After` on a 429.
 
 Tests load daily figures with `add_usage(day, **fields)` and `add_cost(day, **fields)` (the provider's own
-field names), set `max_buckets` to force paging, and queue error answers with `fail_next`. Results are
+field names), OpenRouter's generations with `add_generation(id, **fields)`, set `max_buckets` to force
+paging, and queue error answers with `fail_next`. Results are
 grouped as asked and filtered by key, project and workspace as the real APIs do.
 """
 
@@ -39,6 +49,7 @@ from .loopback import LoopbackFake
 
 ADMIN_KEY = "sk-admin-fake-reporting-key-0123"
 ANTHROPIC_ADMIN_KEY = "sk-ant-admin01-fake-reporting-key-0123"
+OPENROUTER_KEY = "sk-or-v1-fake-calls-key-0123"
 
 OPENAI_USAGE_FIELDS = ("input_tokens", "input_cached_tokens", "output_tokens", "num_model_requests")
 OPENAI_GROUPS = ("project_id", "user_id", "api_key_id", "model", "batch")
@@ -54,6 +65,7 @@ class FakeReports(LoopbackFake):
                                                                     "anthropic": defaultdict(list)}
         self.costs: dict[str, dict[date, list[dict[str, Any]]]] = {"openai": defaultdict(list),
                                                                     "anthropic": defaultdict(list)}
+        self.generations: dict[str, dict[str, Any]] = {}
         self.max_buckets: int | None = None
         self.fail_next: deque[int] = deque()
         self.requests: list[tuple[str, dict[str, list[str]], dict[str, str]]] = []
@@ -65,6 +77,24 @@ class FakeReports(LoopbackFake):
 
     def add_cost(self, vendor: str, day: date, **fields: Any) -> None:
         self.costs[vendor][day].append(fields)
+
+    def add_generation(self, generation_id: str, *, model: str = "openai/gpt-4o-mini", native_tokens_prompt: int = 0,
+                       native_tokens_completion: int = 0, native_tokens_cached: int = 0,
+                       native_tokens_reasoning: int = 0, total_cost: float = 0.0, **fields: Any) -> None:
+        """A generation OpenRouter knows, with its native counts and charge; the other documented fields as a
+        real answer has them (the normalised counts the same as the native ones)."""
+        self.generations[generation_id] = {
+            "id": generation_id, "upstream_id": f"chatcmpl-{generation_id[-8:]}", "total_cost": total_cost,
+            "cache_discount": None, "upstream_inference_cost": None, "created_at": "2026-11-02T12:00:00.000000+00:00",
+            "model": model, "app_id": None, "streamed": True, "cancelled": False, "provider_name": "OpenAI",
+            "latency": 1250, "moderation_latency": None, "generation_time": 1200, "finish_reason": "stop",
+            "native_finish_reason": "stop", "tokens_prompt": native_tokens_prompt,
+            "tokens_completion": native_tokens_completion, "native_tokens_prompt": native_tokens_prompt,
+            "native_tokens_completion": native_tokens_completion, "native_tokens_completion_images": 0,
+            "native_tokens_reasoning": native_tokens_reasoning, "native_tokens_cached": native_tokens_cached,
+            "num_media_prompt": None, "num_media_completion": None, "num_search_results": None, "origin": "",
+            "usage": total_cost, "is_byok": False, "api_type": "completions", **fields,
+        }
 
     def paths(self) -> list[str]:
         return [path for path, _, _ in self.requests]
@@ -97,6 +127,8 @@ class FakeReports(LoopbackFake):
         return Handler
 
     def answer(self, path: str, query: dict[str, list[str]], headers: Any) -> tuple[int, dict[str, Any]]:
+        if path == "/api/v1/generation":
+            return self._generation(query, headers)
         if path.startswith("/v1/organization/"):
             vendor = "openai"
             authorized = headers.get("Authorization") == f"Bearer {ADMIN_KEY}"
@@ -207,6 +239,16 @@ class FakeReports(LoopbackFake):
                             "context_window": "0-200k" if model else None, "workspace_id": workspace_id})
         return results
 
+    def _generation(self, query: dict[str, list[str]], headers: Any) -> tuple[int, dict[str, Any]]:
+        if self.fail_next:
+            return self._error("openrouter", self.fail_next.popleft())
+        if headers.get("Authorization") != f"Bearer {OPENROUTER_KEY}":
+            return self._error("openrouter", 401)
+        generation = self.generations.get((query.get("id") or [""])[0])
+        if generation is None:
+            return self._error("openrouter", 404)
+        return 200, {"data": generation}
+
     @staticmethod
     def _error(vendor: str, status: int) -> tuple[int, dict[str, Any]]:
         words = {401: ("authentication_error", "invalid x-api-key"), 403: ("permission_error", "Forbidden"),
@@ -214,4 +256,7 @@ class FakeReports(LoopbackFake):
                  529: ("overloaded_error", "Overloaded")}.get(status, ("invalid_request_error", "Bad request"))
         if vendor == "openai":
             return status, {"error": {"message": words[1], "type": words[0], "param": None, "code": None}}
+        if vendor == "openrouter":
+            message = {401: "No auth credentials found", 404: "Generation not found"}.get(status, words[1])
+            return status, {"error": {"code": status, "message": message}}
         return status, {"type": "error", "error": {"type": words[0], "message": words[1]}}

@@ -261,7 +261,7 @@ class FakeUpstream(LoopbackFake):
         - "groq": never at the top of a stream: in ``x_groq.usage`` of the event that finishes it (the
           first event's ``x_groq`` holds only the request id);
         - "openrouter": on a last event with no choices whether the request asks or not (OpenRouter
-          calls ``include_usage`` deprecated and always sends it).
+          calls ``include_usage`` deprecated and always sends it); the answer's ``id`` is then ``gen-…``.
 
         A whole answer carries it as ``usage`` in every style. Anthropic's messages always carry theirs as
         the Messages API does: the input side in message_start (with a provisional output count), then
@@ -697,7 +697,8 @@ class _Handler(BaseHTTPRequestHandler):
             usage = _Usage.build(snapshot, body, answer).openai()
         style = snapshot.usage_style
         groq_id = {"id": fake._new_id("req_")} if style == "groq" else {}
-        completion_id = fake._new_id("chatcmpl-")
+        # OpenRouter names each generation gen-… (its generation stats are looked up by it); OpenAI chatcmpl-….
+        completion_id = fake._new_id("gen-" if style == "openrouter" else "chatcmpl-")
         created = int(time.time())
         finish_reason = "tool_calls" if answer.tool_calls else "stop"
         if not body.get("stream"):
