@@ -4,11 +4,13 @@ Wire formats, from the providers' documentation:
 - OpenAI (organisation admin key, `Authorization: Bearer sk-admin-...`):
   `GET /v1/organization/usage/completions?start_time=&end_time=&bucket_width=1d&group_by=model&group_by=api_key_id
   &api_key_ids=&project_ids=&page=` answers `{"object": "page", "data": [{"object": "bucket", "start_time",
-  "end_time", "results": [{"object": "organization.usage.completions.result", "input_tokens" (cached ones
-  included), "input_cached_tokens", "output_tokens", "num_model_requests", "model", "api_key_id",
-  "project_id"}]}], "has_more", "next_page"}`; `GET /v1/organization/costs` the same page of buckets whose
-  results are `{"object": "organization.costs.result", "amount": {"value", "currency"}, "line_item",
-  "project_id"}`, grouped by `line_item` and `project_id` only (a line item reads "gpt-4o-2024-08-06, input").
+  "end_time", "results": [{"object": "organization.usage.completions.result", "input_tokens" (cached and
+  cache-written ones included), "input_cached_tokens", "input_cache_write_tokens" and "input_uncached_tokens"
+  (the newer schema), "output_tokens", "num_model_requests", "model", "api_key_id", "project_id"}]}],
+  "has_more", "next_page"}` (`result` instead of `results` in OpenAI's field reference);
+  `GET /v1/organization/costs` the same page of buckets whose results are `{"object":
+  "organization.costs.result", "amount": {"value", "currency"}, "line_item", "project_id"}`, grouped by
+  `line_item` and `project_id` only (a line item reads "gpt-4o-2024-08-06, input").
 - Anthropic (Admin API key, `x-api-key: sk-ant-admin...`, `anthropic-version: 2023-06-01`):
   `GET /v1/organizations/usage_report/messages?starting_at=&ending_at=&bucket_width=1d&group_by[]=model
   &group_by[]=api_key_id&api_key_ids[]=&workspace_ids[]=&page=` answers `{"data": [{"starting_at",
@@ -173,9 +175,14 @@ def _openai(credential: Credential, since: date, until: date, days: dict[date, R
         if figures is None:
             continue
         input_tokens, cached = _int(result.get("input_tokens")), _int(result.get("input_cached_tokens"))
+        writes = _int(result.get("input_cache_write_tokens"))
+        uncached = result.get("input_uncached_tokens")
         figures.requests = (figures.requests or 0) + _int(result.get("num_model_requests"))
-        figures.input_tokens += max(input_tokens - cached, 0)
+        # `input_tokens` counts cached and cache-written tokens too; `input_uncached_tokens` (the newer schema)
+        # is the rest, else it is worked out.
+        figures.input_tokens += _int(uncached) if uncached is not None else max(input_tokens - cached - writes, 0)
         figures.cache_read_tokens += cached
+        figures.cache_write_tokens += writes
         figures.output_tokens += _int(result.get("output_tokens"))
     if not _cost_scope(credential, "project"):
         return
@@ -366,7 +373,8 @@ def _results(url: str, params: dict[str, Any], headers: dict[str, str],
                 if not isinstance(bucket, dict):
                     continue
                 day = bucket_day(bucket)
-                for result in bucket.get("results") or []:
+                # "results" in the references' examples, "result" in OpenAI's field reference: either is read.
+                for result in bucket.get("results") or bucket.get("result") or []:
                     if isinstance(result, dict):
                         yield day, result
             page = body.get("next_page")

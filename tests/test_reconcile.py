@@ -69,6 +69,24 @@ def test_a_day_that_matches(reports_server: FakeReports) -> None:
     assert reports_server.paths()[1] == "/v1/organization/costs"
 
 
+def test_openais_newer_usage_schema_with_cache_writes_and_a_bucket_named_result(reports_server: FakeReports) -> None:
+    reports_server.openai_cache_writes, reports_server.bucket_results = True, "result"
+    provider = openai_provider(reports_server)
+    model = priced(provider, "gpt-4o-mini")
+    # The ledger: 1M uncached, 200k cached and 100k written to the cache, 500k output.
+    for _ in range(2):
+        call(model, input_tokens=500_000, cache_read_tokens=100_000, cache_write_tokens=50_000, output_tokens=250_000)
+    reports_server.add_usage("openai", DAY, model="gpt-4o-mini-2024-07-18", api_key_id=OUR_KEY,
+                             project_id=OUR_PROJECT, input_tokens=1_300_000, input_cached_tokens=200_000,
+                             input_cache_write_tokens=100_000, output_tokens=500_000, num_model_requests=2)
+    [check] = run(provider)
+    [row] = check.comparisons.all()
+    assert (row.ledger_input_tokens, row.provider_input_tokens) == (1_000_000, 1_000_000)
+    assert (row.ledger_cache_read_tokens, row.provider_cache_read_tokens) == (200_000, 200_000)
+    assert (row.ledger_cache_write_tokens, row.provider_cache_write_tokens) == (100_000, 100_000)
+    assert row.provider_requests == 2
+
+
 def test_a_price_drift_is_told_apart(reports_server: FakeReports) -> None:
     provider = openai_provider(reports_server)
     _ledger_day(priced(provider, "gpt-4o-mini"))

@@ -72,6 +72,13 @@ class FakeReports(LoopbackFake):
 
     # -- what tests load --------------------------------------------------------------------------
 
+    # OpenAI's usage results with `input_cache_write_tokens` and `input_uncached_tokens` (input_tokens
+    # "including cached and cache-write tokens"), as its newer schema has them; without, as the older one.
+    openai_cache_writes = False
+    # The name of a bucket's list of results: "results" as the references' examples show it, or "result" as
+    # OpenAI's reference names the field.
+    bucket_results = "results"
+
     def add_usage(self, vendor: str, day: date, **fields: Any) -> None:
         self.usage[vendor][day].append(fields)
 
@@ -176,7 +183,7 @@ class FakeReports(LoopbackFake):
                     and (not projects or r.get("project_id") in projects)]
             results = self._openai_costs(rows, groups) if costs else self._openai_usage(rows, groups)
             return {"object": "bucket", "start_time": int(start.timestamp()), "end_time": int(end.timestamp()),
-                    "results": results}
+                    self.bucket_results: results}
         keys, workspaces = query.get("api_key_ids[]"), query.get("workspace_ids[]")
         if not costs:
             rows = [r for r in rows if (not keys or r.get("api_key_id") in keys)
@@ -198,6 +205,10 @@ class FakeReports(LoopbackFake):
             result: dict[str, Any] = {"object": "organization.usage.completions.result"}
             for field in OPENAI_USAGE_FIELDS:
                 result[field] = sum(m.get(field, 0) for m in members)
+            if self.openai_cache_writes:  # the newer schema: `input_tokens` includes cache writes too
+                writes = sum(m.get("input_cache_write_tokens", 0) for m in members)
+                result["input_cache_write_tokens"] = writes
+                result["input_uncached_tokens"] = result["input_tokens"] - result["input_cached_tokens"] - writes
             result.update(zip(OPENAI_GROUPS, key, strict=True))
             results.append(result)
         return results
