@@ -59,6 +59,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -534,7 +535,7 @@ def breakdown(args: argparse.Namespace) -> None:
         from aspweb.handler import ASGIHandler
         from providers import calls
         from providers.adapters import openai_compat
-        from providers.adapters.base import Chunk, Usage
+        from providers.adapters.base import Chunk, Embeddings, Usage
         from tests.asgi_support import asgi_request
 
         call_command("migrate", verbosity=0)
@@ -587,15 +588,26 @@ def breakdown(args: argparse.Namespace) -> None:
             return
         print(f"\nper call, mean of {args.requests} sequential calls in process")
         asyncio.run(measure("the whole call"))
+        embeddings = [(f"{len(inputs)} input(s), {encoding}", json.dumps(
+            {"model": "bench/fake-embed", "input": inputs, "encoding_format": encoding}).encode())
+            for inputs in (EMBED_INPUTS, EMBED_INPUTS[:1]) for encoding in ("float", "base64")]
         if args.endpoint != "chat":
-            for encoding in ("float", "base64"):
-                payload = json.dumps({"model": "bench/fake-embed", "input": EMBED_INPUTS,
-                                      "encoding_format": encoding}).encode()
-                asyncio.run(measure(f"embeddings, {encoding}", path="/v1/embeddings", payload=payload))
-            if args.endpoint == "embeddings":
-                return
+            for label, payload in embeddings:
+                asyncio.run(measure(f"embeddings, {label}", path="/v1/embeddings", payload=payload))
         openai_compat.stream = no_http
         asyncio.run(measure("without the provider's HTTP (adapter replaced)"))
+        if args.endpoint != "chat":
+            vector = [random.uniform(-0.1, 0.1) for _ in range(EMBED_DIMENSIONS)]
+
+            async def no_http_embed(conn: Any, request: Any) -> Any:
+                return Embeddings([list(vector) for _ in request.input], Usage(input_tokens=12))
+
+            openai_compat.embed = no_http_embed
+            for label, payload in embeddings:
+                asyncio.run(measure(f"embeddings, {label}, without the provider's HTTP", path="/v1/embeddings",
+                                    payload=payload))
+            if args.endpoint == "embeddings":
+                return
         calls._record = no_ledger
         asyncio.run(measure("... and without the usage record"))
         calls.stream_chat = no_call
