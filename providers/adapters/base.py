@@ -171,6 +171,21 @@ class Embeddings:
     model: str = ""
 
 
+def as_object(value: Any) -> dict[str, Any]:
+    """A JSON object from a server, or an empty one where it sent something else."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """A JSON array from a server, or an empty one where it sent something else."""
+    return value if isinstance(value, list) else []
+
+
+def as_text(value: Any) -> str:
+    """A JSON string from a server, or an empty one where it sent something else."""
+    return value if isinstance(value, str) else ""
+
+
 _NUMBER_TYPES = frozenset({float, int})
 
 

@@ -36,6 +36,9 @@ from .base import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    as_list,
+    as_object,
+    as_text,
     chunks_of,
     cut_error,
     estimate_tokens,
@@ -117,30 +120,30 @@ async def stream(conn: Connection, request: ChatRequest, *,
         # Either way the connection is let go when the stream is: at its end, or when the caller stops early.
         async with events as received:
             async for event in received:
-                event = _object(event)
-                response_id = response_id or _text(event.get("id"))
+                event = as_object(event)
+                response_id = response_id or as_text(event.get("id"))
                 if usage_fields := _usage_fields(event):
                     usage = usage_from_openai(usage_fields)
-                for choice in _list(event.get("choices")):
-                    choice = _object(choice)
+                for choice in as_list(event.get("choices")):
+                    choice = as_object(choice)
                     if choice.get("index"):  # only one answer is asked for; some servers leave the index out
                         continue
                     finish = finish_reason_from_openai(choice.get("finish_reason")) or finish
-                    delta = _object(choice.get("delta"))
+                    delta = as_object(choice.get("delta"))
                     if reasoning := _reasoning(delta):
                         output.append(reasoning)
                         yield Chunk(reasoning=reasoning, response_id=response_id)
                     if (content := delta.get("content")) and isinstance(content, str):
                         output.append(content)
                         yield Chunk(text=content, response_id=response_id)
-                    for position, call in enumerate(_list(delta.get("tool_calls"))):
-                        call, function = _object(call), _object(_object(call).get("function"))
+                    for position, call in enumerate(as_list(delta.get("tool_calls"))):
+                        call, function = as_object(call), as_object(as_object(call).get("function"))
                         piece = ToolCallDelta(
                             # Some servers leave out the index of a call sent whole in one delta.
                             index=call["index"] if isinstance(call.get("index"), int) else position,
-                            id=_text(call.get("id")),
-                            name=_text(function.get("name")),
-                            arguments=_text(function.get("arguments")),
+                            id=as_text(call.get("id")),
+                            name=as_text(function.get("name")),
+                            arguments=as_text(function.get("arguments")),
                         )
                         output.append(piece.arguments)
                         yield Chunk(tool_call=piece, response_id=response_id)
@@ -161,24 +164,24 @@ async def complete(conn: Connection, request: ChatRequest, *,
             answer = await pooled(conn, wire.Client).post("chat/completions", _params(conn, request), headers)
     except Exception as exc:
         raise map_error(exc, conn) from None
-    response = _object(answer)
-    choice = next((choice for choice in map(_object, _list(response.get("choices"))) if not choice.get("index")),
+    response = as_object(answer)
+    choice = next((choice for choice in map(as_object, as_list(response.get("choices"))) if not choice.get("index")),
                   None)
     if choice is None:
         raise ProviderError("server", f"{conn.label} answered without a message; it is usually temporary.")
-    message = _object(choice.get("message"))
+    message = as_object(choice.get("message"))
     calls = [
-        ToolCall(_text(call.get("id")), _text(function.get("name")), _text(function.get("arguments")))
-        for call in map(_object, _list(message.get("tool_calls")))
-        if (function := _object(call.get("function")))
+        ToolCall(as_text(call.get("id")), as_text(function.get("name")), as_text(function.get("arguments")))
+        for call in map(as_object, as_list(message.get("tool_calls")))
+        if (function := as_object(call.get("function")))
     ]
-    text, reasoning = _text(message.get("content")), _reasoning(message)
+    text, reasoning = as_text(message.get("content")), _reasoning(message)
     output = text + reasoning + "".join(call.arguments for call in calls)
     usage_fields = _usage_fields(response)
     usage = usage_from_openai(usage_fields) if usage_fields else estimated_usage(request, output)
     return Completion(text=text, reasoning=reasoning, tool_calls=calls, usage=usage,
                       finish_reason=finish_reason_from_openai(choice.get("finish_reason")),
-                      response_id=_text(response.get("id")))
+                      response_id=as_text(response.get("id")))
 
 
 async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
@@ -201,19 +204,19 @@ async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
             answer = await pooled(conn, wire.Client).post("embeddings", params)
     except Exception as exc:
         raise map_error(exc, conn) from None
-    response = _object(answer)
-    items = [_object(item) for item in _list(response.get("data"))]
+    response = as_object(answer)
+    items = [as_object(item) for item in as_list(response.get("data"))]
     # In input order: each item says which input it embeds (OpenAI's `index`).
     items.sort(key=lambda item: _whole(item.get("index")) or 0)
     vectors = [item.get("embedding") for item in items]
     if len(vectors) != len(request.input) or not all(map(_vector, vectors)):
         raise malformed_error(conn, f"{len(vectors)} embeddings for {len(request.input)} inputs, or a malformed one,")
-    prompt_tokens = _whole(_object(response.get("usage")).get("prompt_tokens"))
+    prompt_tokens = _whole(as_object(response.get("usage")).get("prompt_tokens"))
     if prompt_tokens is not None:
         usage = Usage(input_tokens=max(0, prompt_tokens))
     else:
         usage = Usage(input_tokens=sum(estimate_tokens(text) for text in request.input), estimated=True)
-    return Embeddings(vectors, usage, _text(response.get("model")))
+    return Embeddings(vectors, usage, as_text(response.get("model")))
 
 
 def _vector(value: Any) -> bool:
@@ -278,18 +281,6 @@ def _message(message: Message) -> dict[str, Any]:
     }
 
 
-def _object(value: Any) -> dict[str, Any]:
-    """A JSON object from the server, or an empty one where it sent something else."""
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
 
 def _reasoning(delta_or_message: dict[str, Any]) -> str:
     """Reasoning text from the fields OpenAI-compatible servers add: DeepSeek (and vLLM, Together, ...)
@@ -308,7 +299,7 @@ def _usage_fields(event_or_answer: dict[str, Any]) -> dict[str, Any]:
     """The usage object of a stream event or an answer, where the server put it: `usage`, as OpenAI sends
     it (in a stream, on the last event only; Gemini's endpoint on every event, its counts so far, so the
     last one read wins), else `x_groq.usage`, where Groq's streams put it on their last event."""
-    return _object(event_or_answer.get("usage")) or _object(_object(event_or_answer.get("x_groq")).get("usage"))
+    return as_object(event_or_answer.get("usage")) or as_object(as_object(event_or_answer.get("x_groq")).get("usage"))
 
 
 def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
@@ -326,8 +317,8 @@ def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
       `cost_details.upstream_inference_cost` on that key: the call cost both. (Without it, the upstream
       cost is sent too, as part of `cost`, and is not added.)
     """
-    prompt_details = _object(usage.get("prompt_tokens_details"))
-    completion_details = _object(usage.get("completion_tokens_details"))
+    prompt_details = as_object(usage.get("prompt_tokens_details"))
+    completion_details = as_object(usage.get("completion_tokens_details"))
     prompt = token_count(usage.get("prompt_tokens"))
     completion = token_count(usage.get("completion_tokens"))
     cache_read = token_count(prompt_details.get("cached_tokens"))
@@ -346,7 +337,7 @@ def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
 def _charged(usage: Mapping[str, Any]) -> Decimal | None:
     charged = reported_cost(usage.get("cost"))
     if charged is not None and usage.get("is_byok") is True:
-        upstream = reported_cost(_object(usage.get("cost_details")).get("upstream_inference_cost"))
+        upstream = reported_cost(as_object(usage.get("cost_details")).get("upstream_inference_cost"))
         charged += upstream or 0
     return charged
 
@@ -397,7 +388,7 @@ def map_error(exc: Exception, conn: Connection) -> ProviderError:
 
 def status_error(status: int, body: Any, retry_after_header: str | None, conn: Connection) -> ProviderError:
     """An answer with an error status; `body` the error object, as both transports unwrap it."""
-    body = _object(body)
+    body = as_object(body)
     code = str(body.get("code") or body.get("type") or "")
     detail = redact(str(body.get("message") or ""), conn.api_key)
     retry_after = retry_after_seconds(retry_after_header)
@@ -409,7 +400,7 @@ def status_error(status: int, body: Any, retry_after_header: str | None, conn: C
 def event_error(body: Any, message: str, conn: Connection) -> ProviderError:
     """An error event inside a stream that had started with 200 (OpenRouter and others send them);
     OpenRouter puts the HTTP status it would have used into `code`."""
-    body = _object(body)
+    body = as_object(body)
     code = str(body.get("code") or body.get("type") or "")
     status = int(code) if code.isdigit() else None
     kind = kind_for_status(status or 500, code)
@@ -463,7 +454,7 @@ async def list_models(conn: Connection) -> list[ModelInfo]:
         ModelInfo(model["id"],
                   context_window=token_count(model.get("context_length") or model.get("context_window")) or None,
                   type="embedding" if model.get("type") == "embedding" else "")
-        for model in map(_object, _list(_object(listing).get("data")))
+        for model in map(as_object, as_list(as_object(listing).get("data")))
         if isinstance(model.get("id"), str)
     ]
 

@@ -22,6 +22,9 @@ from .base import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    as_list,
+    as_object,
+    as_text,
     chunks_of,
     estimated_usage,
     kind_for_status,
@@ -58,7 +61,7 @@ async def stream(api: openai.AsyncOpenAI, conn: Connection, request: ChatRequest
     per event costs more CPU than the rest of a gateway call."""
     if not request.stream:
         answer = await api.post("/responses", body=body(request), cast_to=object)
-        async for chunk in chunks_of(completion(_object(answer), conn, request)):
+        async for chunk in chunks_of(completion(as_object(answer), conn, request)):
             yield chunk
         return
     calls: dict[int, int] = {}  # output_index -> the call's index among the answer's function calls
@@ -67,32 +70,32 @@ async def stream(api: openai.AsyncOpenAI, conn: Connection, request: ChatRequest
                             stream_cls=openai.AsyncStream[object])
     async with events as received:
         async for event in received:
-            event = _object(event)
-            kind, delta = event.get("type"), _text(event.get("delta"))
+            event = as_object(event)
+            kind, delta = event.get("type"), as_text(event.get("delta"))
             if kind in ("response.output_text.delta", "response.refusal.delta"):
                 output.append(delta)
                 yield Chunk(text=delta)
             elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
                 output.append(delta)
                 yield Chunk(reasoning=delta)
-            elif kind == "response.output_item.added" and _object(event.get("item")).get("type") == "function_call":
-                item, index = _object(event.get("item")), len(calls)
+            elif kind == "response.output_item.added" and as_object(event.get("item")).get("type") == "function_call":
+                item, index = as_object(event.get("item")), len(calls)
                 calls[event.get("output_index")] = index
-                arguments = _text(item.get("arguments"))
+                arguments = as_text(item.get("arguments"))
                 output.append(arguments)
-                yield Chunk(tool_call=ToolCallDelta(index, id=_text(item.get("call_id")), name=_text(item.get("name")),
-                                                    arguments=arguments))
+                yield Chunk(tool_call=ToolCallDelta(index, id=as_text(item.get("call_id")),
+                                                    name=as_text(item.get("name")), arguments=arguments))
             elif kind == "response.function_call_arguments.delta" and event.get("output_index") in calls:
                 output.append(delta)
                 yield Chunk(tool_call=ToolCallDelta(calls[event["output_index"]], arguments=delta))
             elif kind in ("response.completed", "response.incomplete"):
-                response = _object(event.get("response"))
-                usage = _object(response.get("usage"))
+                response = as_object(event.get("response"))
+                usage = as_object(response.get("usage"))
                 yield Chunk(usage=usage_from_responses(usage) if usage else estimated_usage(request, "".join(output)),
-                            finish_reason=finish_reason(response), response_id=_text(response.get("id")))
+                            finish_reason=finish_reason(response), response_id=as_text(response.get("id")))
                 return
             elif kind == "response.failed":
-                raise failed_error(_object(event.get("response")).get("error"), conn)
+                raise failed_error(as_object(event.get("response")).get("error"), conn)
             elif kind == "error":
                 raise failed_error(event, conn)
     raise ProviderError("network", f"The stream from {conn.label} ended before the response was complete; "
@@ -103,20 +106,20 @@ def completion(response: dict[str, Any], conn: Connection, request: ChatRequest)
     """A whole `response` object as a Completion."""
     if response.get("status") == "failed":
         raise failed_error(response.get("error"), conn)
-    result = Completion(finish_reason=finish_reason(response), response_id=_text(response.get("id")))
-    for item in map(_object, _list(response.get("output"))):
+    result = Completion(finish_reason=finish_reason(response), response_id=as_text(response.get("id")))
+    for item in map(as_object, as_list(response.get("output"))):
         kind = item.get("type")
         if kind == "message":
-            for part in map(_object, _list(item.get("content"))):
-                result.text += _text(part.get("text")) or _text(part.get("refusal"))
+            for part in map(as_object, as_list(item.get("content"))):
+                result.text += as_text(part.get("text")) or as_text(part.get("refusal"))
         elif kind == "reasoning":
-            parts = _list(item.get("summary")) + _list(item.get("content"))
-            result.reasoning += "".join(_text(_object(part).get("text")) for part in parts)
+            parts = as_list(item.get("summary")) + as_list(item.get("content"))
+            result.reasoning += "".join(as_text(as_object(part).get("text")) for part in parts)
         elif kind == "function_call":
-            result.tool_calls.append(ToolCall(_text(item.get("call_id")), _text(item.get("name")),
-                                              _text(item.get("arguments"))))
+            result.tool_calls.append(ToolCall(as_text(item.get("call_id")), as_text(item.get("name")),
+                                              as_text(item.get("arguments"))))
     output = result.text + result.reasoning + "".join(call.arguments for call in result.tool_calls)
-    usage = _object(response.get("usage"))
+    usage = as_object(response.get("usage"))
     result.usage = usage_from_responses(usage) if usage else estimated_usage(request, output)
     return result
 
@@ -125,31 +128,20 @@ def finish_reason(response: dict[str, Any]) -> FinishReason:
     """`incomplete` says why in `incomplete_details.reason`; a completed answer that calls functions ends for
     them, as a chat completion's `tool_calls` does."""
     if response.get("status") == "incomplete":
-        reason = _object(response.get("incomplete_details")).get("reason")
+        reason = as_object(response.get("incomplete_details")).get("reason")
         return "content_filter" if reason == "content_filter" else "length"
-    if any(_object(item).get("type") == "function_call" for item in _list(response.get("output"))):
+    if any(as_object(item).get("type") == "function_call" for item in as_list(response.get("output"))):
         return "tool_calls"
     return "stop"
 
-
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def usage_from_responses(usage: Mapping[str, Any]) -> Usage:
     """Normalise a Responses API `usage` object: `input_tokens` includes `input_tokens_details.cached_tokens`
     (and, where reported, `cache_write_tokens`), taken out of the uncached input; `output_tokens` includes
     `output_tokens_details.reasoning_tokens`, recorded but not added again."""
-    details = _object(usage.get("input_tokens_details"))
-    output_details = _object(usage.get("output_tokens_details"))
+    details = as_object(usage.get("input_tokens_details"))
+    output_details = as_object(usage.get("output_tokens_details"))
     cached = token_count(details.get("cached_tokens"))
     written = token_count(details.get("cache_write_tokens"))
     return Usage(
@@ -164,7 +156,7 @@ def usage_from_responses(usage: Mapping[str, Any]) -> Usage:
 def failed_error(error: Any, conn: Connection) -> ProviderError:
     """A failure the API reports inside a 200 answer (a `response.failed` or `error` event, a failed
     response): its `code` says which kind."""
-    error = _object(error)
+    error = as_object(error)
     code = str(error.get("code") or "server_error")
     status = 429 if "rate_limit" in code else 400 if code.startswith("invalid") else 500
     kind = kind_for_status(status, code)
