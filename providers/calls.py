@@ -478,27 +478,27 @@ async def stream_chat(request: ChatRequest, *, caller: Caller, provider: str | N
         await _record(record.target, request, caller, record)
 
 
-async def _stream_with_fallback(plan: Plan, request: ChatRequest, caller: Caller, record: CallRecord,
-                                started: float, sleep: Callable[[float], Any]) -> AsyncIterator[Chunk]:
+async def _stream_with_fallback(plan: Plan, request: Any, caller: Caller, record: CallRecord, started: float,
+                                sleep: Callable[[float], Any], attempt: Any = None) -> AsyncIterator[Any]:
     """Try the plan's targets in order. A retryable failure before anything reached the caller moves on
-    to the next one (a route's circuit breaker skips deployments that keep failing); on the last
-    target the provider's own retries apply."""
+    to the next one (a route's circuit breaker skips deployments that keep failing); on the last target the
+    provider's own retries apply: `attempt`, _stream_with_retries or embeddings' (providers/embeddings.py)."""
     candidates = list(plan.targets)
     while candidates:
         target = candidates.pop(0)
         if plan.route is not None and not await inline_or_hop(hooks.routes().admit, target.model.pk):
             record.skipped.append(target.address)
             continue
-        upstream_request = replace(request, model=target.model.name)
+        upstream = replace(request, model=target.model.name)
         if target is not plan.targets[0]:
             # A fallback deployment may fall under hard budgets the first one did not.
-            await _areserve(target, upstream_request, caller, record)
-        if request.max_tokens is None and record.output_cap is not None:
-            upstream_request = replace(upstream_request, max_tokens=record.output_cap)
+            await _areserve(target, upstream, caller, record)
+        if record.output_cap is not None and request.max_tokens is None:
+            upstream = replace(upstream, max_tokens=record.output_cap)
         _serve_from(target, record)
         retries = 0 if candidates else target.provider.retry_limit
         try:
-            async for chunk in _stream_with_retries(target, upstream_request, record, started, sleep, retries):
+            async for chunk in (attempt or _stream_with_retries)(target, upstream, record, started, sleep, retries):
                 yield chunk
         except ProviderError as exc:
             if plan.route is not None and exc.retryable:

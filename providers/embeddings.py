@@ -1,6 +1,7 @@
 """Embeddings calls on the one call path: resolved, reserved and recorded as chat calls are (providers/calls.py:
-`prepare`/`aprepare`, the limits on spend, the ledger's one record in `finally`), with the same retries,
-fallback through a route's deployments and circuit breaker, around one adapter call instead of a stream.
+`prepare`/`aprepare`, the limits on spend, the ledger's one record in `finally`), with the same fallback
+through a route's deployments and circuit breaker (calls._stream_with_fallback, its `attempt` here one adapter
+call with its retries instead of a stream).
 
     embeddings = await embed(request, caller=caller, record=record, prepared=prepared)
 
@@ -22,13 +23,10 @@ invalid_request error that says so; Amazon Bedrock's adapter defines its own, th
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from aspweb.inline import inline_or_hop
-
-from . import calls, hooks
+from . import calls
 from .adapters.base import EmbeddingRequest, Embeddings, ProviderError, Usage
 
 logger = logging.getLogger(__name__)
@@ -46,7 +44,8 @@ async def embed(request: EmbeddingRequest, *, caller: calls.Caller, record: call
             prepared = await calls.aprepare(request, caller=caller, record=record, started=started)
         if prepared.refused is not None:
             raise prepared.refused
-        result = await _with_fallback(prepared.plan, request, caller, record, started, sleep)
+        [result] = [one async for one in calls._stream_with_fallback(prepared.plan, request, caller, record, started,
+                                                                       sleep, attempt=_with_retries)]
         record.status = "ok"
         return result
     except ProviderError as exc:
@@ -63,47 +62,11 @@ async def embed(request: EmbeddingRequest, *, caller: calls.Caller, record: call
         await calls._record(record.target, request, caller, record)
 
 
-async def _with_fallback(plan: calls.Plan, request: EmbeddingRequest, caller: calls.Caller,
-                         record: calls.CallRecord, started: float, sleep: Callable[[float], Any]) -> Embeddings:
-    """The plan's targets in order, as calls._stream_with_fallback tries them: a retryable failure moves on to
-    the next deployment (nothing has reached the caller before the whole answer); on the last one the
-    provider's own retries apply."""
-    candidates = list(plan.targets)
-    while candidates:
-        target = candidates.pop(0)
-        if plan.route is not None and not await inline_or_hop(hooks.routes().admit, target.model.pk):
-            record.skipped.append(target.address)
-            continue
-        upstream_request = replace(request, model=target.model.name)
-        if target is not plan.targets[0]:
-            # A fallback deployment may fall under hard budgets the first one did not.
-            await calls._areserve(target, upstream_request, caller, record)
-        calls._serve_from(target, record)
-        retries = 0 if candidates else target.provider.retry_limit
-        try:
-            result = await _with_retries(target, upstream_request, record, started, sleep, retries)
-        except ProviderError as exc:
-            if plan.route is not None and exc.retryable:
-                await inline_or_hop(hooks.routes().record_failure, target.model.pk)
-            if not exc.retryable or not candidates:
-                raise
-            logger.info("Falling back from %s after %s", target.address, exc.kind)
-            continue
-        if plan.route is not None:
-            record.latency_ms = (time.perf_counter() - started) * 1000  # the latency strategy's measure
-            await inline_or_hop(calls._observe_success, target, record)
-        return result
-    cooling = [hooks.routes().circuit(t.model.pk).retry_in for t in plan.targets]
-    raise ProviderError(
-        "server", f"Every deployment of route {plan.route.name!r} is cooling down after repeated failures.",
-        retry_after=max(1.0, min(cooling)) if cooling else None,
-    )
-
-
 async def _with_retries(target: calls.Target, request: EmbeddingRequest, record: calls.CallRecord, started: float,
-                        sleep: Callable[[float], Any], max_retries: int) -> Embeddings:
+                        sleep: Callable[[float], Any], max_retries: int) -> AsyncIterator[Embeddings]:
     """One deployment's call under the provider's whole-call deadline, with its retries of retryable errors
-    (capped exponential backoff with jitter, Retry-After wins; never a wait that would end past the deadline)."""
+    (capped exponential backoff with jitter, Retry-After wins; never a wait that would end past the deadline):
+    the `attempt` of calls._stream_with_fallback, which yields its one answer."""
     adapter_embed = getattr(target.adapter, "embed", None)
     if adapter_embed is None:
         raise ProviderError("invalid_request", f"{target.connection.label} is a {target.provider.kind_preset.label} "
@@ -131,7 +94,9 @@ async def _with_retries(target: calls.Target, request: EmbeddingRequest, record:
             await sleep(delay)
             continue
         record.usage = _added(result.usage, billed)
-        return result
+        record.latency_ms = (time.perf_counter() - started) * 1000  # what a route's latency strategy observes
+        yield result
+        return
 
 
 def _added(usage: Usage | None, more: Usage | None) -> Usage | None:
