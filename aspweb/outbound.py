@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -146,6 +147,18 @@ def check_public_url(url: str) -> IPAddress:
     if not _allowed_internal(host, port):
         _judge(host, addresses, public_problem)
     return addresses[0]
+
+
+def clean_webhook_url(url: str) -> str:
+    """A form's webhook URL (budgets' and reconciliation's alerts), refused with a ValidationError unless it
+    reaches a public address: aspweb posts to it on a user's word."""
+    if url:
+        try:
+            check_public_url(url)
+        except Refused as exc:
+            raise ValidationError(f"{exc} Webhooks go only to public addresses; an operator can allow an "
+                                  "internal receiver with ASPWEB_WEBHOOK_ALLOWED_HOSTS.") from None
+    return url
 
 
 def check_not_metadata(url: str) -> None:

@@ -116,15 +116,7 @@ class BudgetForm(forms.ModelForm):
             self.fields[name].widget.attrs["data-show-when"] = f"scope={scope.value}"
 
     def clean_webhook_url(self) -> str:
-        """A webhook must reach a public address: aspweb posts to it on a Finance user's word."""
-        url = self.cleaned_data["webhook_url"]
-        if url:
-            try:
-                outbound.check_public_url(url)
-            except outbound.Refused as exc:
-                raise ValidationError(f"{exc} Webhooks go only to public addresses; an operator can allow an "
-                                      "internal receiver with ASPWEB_WEBHOOK_ALLOWED_HOSTS.") from None
-        return url
+        return outbound.clean_webhook_url(self.cleaned_data["webhook_url"])
 
     def clean_tag(self) -> str:
         try:

@@ -1,7 +1,6 @@
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
 
 from aspweb import outbound
 from budgets.forms import EmailsField
@@ -43,11 +42,4 @@ class CredentialForm(forms.ModelForm):
             del self.fields["api_key_id"], self.fields["project_id"]
 
     def clean_alert_webhook_url(self) -> str:
-        url = self.cleaned_data["alert_webhook_url"]
-        if url:
-            try:
-                outbound.check_public_url(url)
-            except outbound.Refused as exc:
-                raise ValidationError(f"{exc} Webhooks go only to public addresses; an operator can allow an "
-                                      "internal receiver with ASPWEB_WEBHOOK_ALLOWED_HOSTS.") from None
-        return url
+        return outbound.clean_webhook_url(self.cleaned_data["alert_webhook_url"])
