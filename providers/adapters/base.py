@@ -395,6 +395,17 @@ def malformed_error(conn: Connection, what: str = "a malformed response") -> Pro
     return ProviderError("server", f"{conn.label} sent {what} that aspweb could not read; it is usually temporary.")
 
 
+def answer_object(response: Any, conn: Connection) -> dict[str, Any]:
+    """An HTTP answer's body as a JSON object (an httpx response's); anything else is malformed_error."""
+    try:
+        payload = response.json()
+    except ValueError:
+        raise malformed_error(conn, "an answer") from None
+    if not isinstance(payload, dict):
+        raise malformed_error(conn, "an answer")
+    return payload
+
+
 def cut_error(conn: Connection) -> ProviderError:
     return ProviderError("network", f"The connection to {conn.label} broke before the answer was complete; "
                                     "retrying usually helps.")

@@ -26,6 +26,7 @@ from .base import (
     ProviderError,
     TextPart,
     Usage,
+    answer_object,
     cut_error,
     estimated_usage,
     kind_for_status,
@@ -172,12 +173,7 @@ async def complete(conn: Connection, request: ChatRequest) -> Completion:
         raise map_transport_error(exc, conn) from None
     if response.status_code >= 400:
         raise error_from_response(response, conn)
-    try:
-        payload = response.json()
-    except ValueError:
-        raise malformed_error(conn, "an answer") from None
-    if not isinstance(payload, dict):
-        raise malformed_error(conn, "an answer")
+    payload = answer_object(response, conn)
     if payload.get("success") is False:
         raise error_from_response(response, conn)
     result = payload.get("result")

@@ -42,6 +42,7 @@ from .base import (
     ModelInfo,
     ProviderError,
     Usage,
+    answer_object,
     chunks_of,
     estimate_tokens,
     kind_for_status,
@@ -80,13 +81,7 @@ async def _post(conn: Connection, path: str, body: dict[str, Any] | None = None)
         raise map_transport_error(exc, conn) from None
     if response.status_code >= 400:
         raise _error(response, conn)
-    try:
-        payload = response.json()
-    except ValueError:
-        raise malformed_error(conn, "an answer") from None
-    if not isinstance(payload, dict):
-        raise malformed_error(conn, "an answer")
-    return payload
+    return answer_object(response, conn)
 
 
 def _text(conn: Connection, message: Message) -> str:
