@@ -55,7 +55,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from .loopback import LoopbackFake, TrackingServer
+from .loopback import LoopbackFake, TrackedHandler
 from .upstream import embedding_tokens, fake_embedding
 
 KEY_ID = "AKIAFAKEBEDROCK00001"
@@ -299,26 +299,12 @@ def _cohere_body(model: str, body: Any) -> tuple[dict[str, Any], int]:
     return answer, sum(embedding_tokens(text) for text in texts)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: TrackingServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        self.server.untrack(self.connection)
-        super().finish()
-
+class _Handler(TrackedHandler):
     def handle_one_request(self) -> None:
         try:
             super().handle_one_request()
         except ConnectionError:
             self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: ``FakeBedrock.requests`` is the log."""
 
     def do_GET(self) -> None:
         self._serve()

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .loopback import LoopbackFake, TrackingServer
+from .loopback import LoopbackFake, TrackedHandler
 
 DEFAULT_REPLY = "Hello from the fake Workers AI."
 DEFAULT_MODELS = ("@cf/meta/llama-3.1-8b-instruct-fast", "@cf/meta/llama-3.3-70b-instruct-fp8-fast")
@@ -198,26 +198,12 @@ def _prompt_text(body: dict[str, Any]) -> str:
     return "".join(texts)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive and chunked transfer encoding, as the real API
-    server: TrackingServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        self.server.untrack(self.connection)
-        super().finish()
-
+class _Handler(TrackedHandler):
     def handle_one_request(self) -> None:
         try:
             super().handle_one_request()
         except ConnectionError:  # the client hung up, often mid-stream: nothing left to answer
             self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: ``FakeCloudflare.requests`` is the log."""
 
     def do_GET(self) -> None:
         self._serve()

@@ -51,6 +51,25 @@ class TrackingServer(ThreadingHTTPServer):
                 connection.shutdown(socket.SHUT_RDWR)
 
 
+class TrackedHandler(BaseHTTPRequestHandler):
+    """A fake's request handler: HTTP/1.1 (keep-alive and chunked transfer encoding, as the real APIs), its
+    connection known to the TrackingServer while it is open, and no request log."""
+
+    protocol_version = "HTTP/1.1"
+    server: TrackingServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        self.server.untrack(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 class LoopbackFake:
     """Start and stop (or use as a context manager); `base_url` is "http://127.0.0.1:PORT"."""
 

@@ -23,7 +23,7 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from .loopback import LoopbackFake, TrackingServer
+from .loopback import LoopbackFake, TrackedHandler
 
 VERSION = "0.1.0"
 
@@ -47,21 +47,7 @@ class FakeRuvLLM(LoopbackFake):
         return _Handler
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: TrackingServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        self.server.untrack(self.connection)
-        super().finish()
-
+class _Handler(TrackedHandler):
     @property
     def fake(self) -> FakeRuvLLM:
         return self.server.fake

@@ -44,7 +44,7 @@ from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, urlsplit
 
 from . import responses
-from .loopback import LoopbackFake, TrackingServer
+from .loopback import LoopbackFake, TrackedHandler
 
 Provider = Literal["openai", "azure", "anthropic"]
 UsageStyle = Literal["openai", "gemini", "groq", "openrouter"]
@@ -507,19 +507,7 @@ def embedding_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.1 gives keep-alive and chunked transfer encoding, which is how the real APIs stream.
-    protocol_version = "HTTP/1.1"
-    server: TrackingServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        self.server.untrack(self.connection)
-        super().finish()
-
+class _Handler(TrackedHandler):
     def handle_one_request(self) -> None:
         try:
             super().handle_one_request()
@@ -527,9 +515,6 @@ class _Handler(BaseHTTPRequestHandler):
             # Clients hang up between requests, often with a reset rather than a clean close
             # (the OpenAI SDK stops reading at [DONE] and closes with the chunk terminator unread).
             self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output clean; ``FakeUpstream.requests`` is the log."""
 
     def do_GET(self) -> None:
         self._serve()
