@@ -148,3 +148,19 @@ def until(condition: Any, what: str, seconds: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
         time.sleep(0.02)
+
+
+def writes_held_back(monkeypatch: Any) -> threading.Event:
+    """Hold the ledger writer's commits back until the returned event is set (at most 10 s): what a call
+    answers before its record is committed can be seen meanwhile."""
+    from usage import writer
+
+    gate = threading.Event()
+    write = writer._write
+
+    def held_back(specs: list, entry_ids: list) -> list:
+        gate.wait(10)
+        return write(specs, entry_ids)
+
+    monkeypatch.setattr(writer, "_write", held_back)
+    return gate

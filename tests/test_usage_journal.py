@@ -5,7 +5,6 @@ the PostgreSQL + Redis suite, through the gateway served by uvicorn."""
 
 import json
 import re
-import threading
 from decimal import Decimal
 from typing import Any
 
@@ -45,14 +44,7 @@ def key(upstream: FakeUpstream, make_user: Any) -> str:
 
 def test_a_call_is_answered_once_its_record_is_journalled_and_committed_right_after(
         behind: Any, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    gate = threading.Event()
-    write = writer._write
-
-    def held_back(specs: list, entry_ids: list) -> list:
-        gate.wait(10)
-        return write(specs, entry_ids)
-
-    monkeypatch.setattr(writer, "_write", held_back)
+    gate = gateway_support.writes_held_back(monkeypatch)
     with gateway_support.live_server() as base:
         answer = gateway_support.live_chat(base, key)
         # Answered, with its cost, while its record waits in the journal and nothing is committed yet.

@@ -71,14 +71,7 @@ def _start_a_process() -> None:
 
 def test_a_call_is_answered_once_its_record_is_on_disk_and_committed_right_after(
         on_disk: Any, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    gate = threading.Event()
-    write = writer._write
-
-    def held_back(specs: list, entry_ids: list) -> list:
-        gate.wait(10)
-        return write(specs, entry_ids)
-
-    monkeypatch.setattr(writer, "_write", held_back)
+    gate = gateway_support.writes_held_back(monkeypatch)
     with gateway_support.live_server() as base:
         answer = gateway_support.live_chat(base, key)
         # Answered, with its cost, while its record waits in the process's segment and nothing is committed.
