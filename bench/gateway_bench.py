@@ -318,9 +318,8 @@ def _timed_first_token(client: httpx.Client, target: Target) -> float:
     return first * 1000
 
 
-def _timed_embedding(client: httpx.Client, target: Target, encoding: str, inputs: list[str], kind: str) -> float:
-    if target.name == "upstream":  # called as aspweb calls it: OpenAI in base64, other servers in floats
-        encoding = "base64" if kind in ("openai", "azure_openai") else "float"
+def _timed_embedding(client: httpx.Client, target: Target, encoding: str, inputs: list[str]) -> float:
+    # The upstream alone is asked as aspweb asks it: in the encoding the client asked for.
     body = {"model": target.embed_model, "input": inputs, "encoding_format": encoding}
     started = time.perf_counter()
     response = client.post(f"{target.base_url}/embeddings", headers=target.headers, json=body)
@@ -365,7 +364,7 @@ def latency(args: argparse.Namespace) -> None:
             ("chat completions, streamed, first token", _timed_first_token))
     embeddings = tuple((f"embeddings, {len(inputs)} input(s), {EMBED_DIMENSIONS} dimensions, {encoding}",
                         lambda client, target, encoding=encoding, inputs=inputs: _timed_embedding(
-                            client, target, encoding, inputs, args.kind))
+                            client, target, encoding, inputs))
                        for inputs in (EMBED_INPUTS, EMBED_INPUTS[:1]) for encoding in ("float", "base64"))
     measures = {"chat": chat, "embeddings": embeddings, "both": chat + embeddings}[args.endpoint]
     with environment(args) as all_targets:

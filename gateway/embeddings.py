@@ -17,11 +17,12 @@ import base64
 import binascii
 import re
 import struct
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from providers import calls
 from providers import embeddings as embedding_calls
@@ -75,7 +76,7 @@ def parse_embeddings(body: Any) -> ParsedEmbeddings:
         encoding = "base64"
     _metadata, tags, end_user = openai_format.attribution_fields(values)  # chat's reading of `metadata` and `user`
     # `user` attributes the call in the ledger and is not sent on, as for chat.
-    request = EmbeddingRequest(model=model, input=inputs, dimensions=dimensions)
+    request = EmbeddingRequest(model=model, input=inputs, dimensions=dimensions, encoding=encoding)
     return ParsedEmbeddings(request, encoding, tags, end_user)
 
 
@@ -147,12 +148,45 @@ def embeddings_body(result: Embeddings, *, model: str, encoding: Encoding, label
 async def create(request: HttpRequest, record: calls.CallRecord) -> HttpResponse:
     admission, parsed = await api._admit(request, record, parse_embeddings)
     embedding_request: EmbeddingRequest = parsed.request
+    answers = embedding_calls.embed(embedding_request, caller=admission.caller, record=record,
+                                    prepared=admission.prepared)
     try:
-        result = await embedding_calls.embed(embedding_request, caller=admission.caller, record=record,
-                                             prepared=admission.prepared)
-        body = embeddings_body(result, model=embedding_request.model, encoding=parsed.encoding,
-                               label=record.provider or "The provider")
+        result = await anext(answers)
+    except BaseException:
+        await api._after_call(admission, record, None)
+        raise
+    if result.body is not None:  # the provider's own answer, passed on as it comes: its cost is known after
+        response = StreamingHttpResponse(_passed_on(result.body, answers, admission, record),
+                                         content_type="application/json")
+        if result.length is not None:
+            response["Content-Length"] = str(result.length)
+        return api._answer_headers(response, admission, record, cost=False)
+    try:
+        try:
+            body = embeddings_body(result, model=embedding_request.model, encoding=parsed.encoding,
+                                   label=record.provider or "The provider")
+        except ProviderError as exc:
+            await answers.athrow(exc)  # recorded as the provider's error, and raised again
+        await anext(answers, None)  # the call ends: recorded
     finally:
+        await answers.aclose()
         await api._after_call(admission, record, None)
     response = HttpResponse(body, content_type="application/json")
     return api._answer_headers(response, admission, record, cost=True)
+
+
+async def _passed_on(body: AsyncIterator[bytes], answers: AsyncGenerator[Embeddings, None], admission: api.Admission,
+                     record: calls.CallRecord) -> AsyncIterator[bytes]:
+    """The provider's answer as it arrives; the call recorded at its end. A body that breaks off is recorded as
+    the provider's error and ends the response short of its length: the client's HTTP library reports it."""
+    try:
+        try:
+            async for piece in body:
+                yield piece
+        except ProviderError as exc:
+            await answers.athrow(exc)
+        await anext(answers, None)
+    finally:
+        await body.aclose()
+        await answers.aclose()
+        await api._after_call(admission, record, None)

@@ -3,7 +3,15 @@
 through a route's deployments and circuit breaker (calls._stream_with_fallback, its `attempt` here one adapter
 call with its retries instead of a stream).
 
-    embeddings = await embed(request, caller=caller, record=record, prepared=prepared)
+    async with contextlib.aclosing(embed(request, caller=caller, record=record, prepared=prepared)) as answers:
+        embeddings = await anext(answers)   # raises as the call fails; recorded either way
+        ...                                 # Embeddings.body, where there is one, read to its end
+        await anext(answers, None)          # the call ends, and is recorded
+
+`embed` yields its answer once, and records the call when it ends: normally (ok), closed before that (the
+client went away: cancelled), or with a ProviderError thrown in at the yield (`answers.athrow(exc)`: a body
+that broke off, an answer that could not be read: error). A passed-on body's usage is known once it has all
+been read, and the record waits for it.
 
 An embeddings request resolves to embedding models only (Model.type; calls._of_type refuses a chat model).
 A hard limit reserves its input bound (providers/bounds.py: the inputs' bytes plus an allowance each) at the
@@ -21,6 +29,7 @@ invalid_request error that says so; Amazon Bedrock's adapter defines its own, th
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -34,9 +43,10 @@ logger = logging.getLogger(__name__)
 
 async def embed(request: EmbeddingRequest, *, caller: calls.Caller, record: calls.CallRecord | None = None,
                 prepared: calls.Prepared | None = None,
-                sleep: Callable[[float], Any] = asyncio.sleep) -> Embeddings:
-    """Embed `request.input` with `request.model` ("provider/model" or a route name). Raises CallError before
-    starting, ProviderError when the call fails; the call is recorded either way, exactly once."""
+                sleep: Callable[[float], Any] = asyncio.sleep) -> AsyncIterator[Embeddings]:
+    """Embed `request.input` with `request.model` ("provider/model" or a route name): the answer, yielded once.
+    Raises CallError before starting, ProviderError when the call fails; the call is recorded either way,
+    exactly once, when this generator ends."""
     record = record if record is not None else calls.CallRecord()
     started = prepared.started if prepared is not None else time.perf_counter()
     try:
@@ -44,14 +54,15 @@ async def embed(request: EmbeddingRequest, *, caller: calls.Caller, record: call
             prepared = await calls.aprepare(request, caller=caller, record=record, started=started)
         if prepared.refused is not None:
             raise prepared.refused
-        [result] = [one async for one in calls._stream_with_fallback(prepared.plan, request, caller, record, started,
-                                                                       sleep, attempt=_with_retries)]
+        async with contextlib.aclosing(calls._stream_with_fallback(prepared.plan, request, caller, record, started,
+                                                                   sleep, attempt=_with_retries)) as answers:
+            async for result in answers:
+                yield result
         record.status = "ok"
-        return result
     except ProviderError as exc:
         record.status, record.error = "error", exc
         raise
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GeneratorExit):
         record.status = "cancelled"
         raise
     except calls.CallError as exc:
@@ -94,8 +105,10 @@ async def _with_retries(target: calls.Target, request: EmbeddingRequest, record:
             await sleep(delay)
             continue
         record.usage = _added(result.usage, billed)
-        record.latency_ms = (time.perf_counter() - started) * 1000  # what a route's latency strategy observes
+        record.delivered = True  # a failure from here on is not retried: the answer has gone to the caller
         yield result
+        record.usage = _added(result.usage, billed)  # a passed-on body's usage, known once it has all been read
+        record.latency_ms = (time.perf_counter() - started) * 1000  # what a route's latency strategy observes
         return
 
 

@@ -4,6 +4,7 @@ client of the live gateway; the adapter runs over both transports against the fa
 
 import asyncio
 import base64
+import json
 import struct
 from collections.abc import Iterator
 from decimal import Decimal
@@ -16,9 +17,10 @@ from django.core.cache import cache
 from budgets.models import Budget
 from gateway.models import Deployment, Route
 from providers import bounds
-from providers.adapters import openai_compat, wire
-from providers.adapters.base import Connection, EmbeddingRequest, ProviderError
+from providers.adapters import openai_compat, openai_embeddings
+from providers.adapters.base import Connection, EmbeddingRequest, Embeddings, ProviderError, Usage
 from providers.models import Model, Price, Provider
+from tests.fakes import upstream as upstream_module
 from tests.fakes.upstream import FakeUpstream, embedding_base64, embedding_tokens, fake_embedding
 from tests.gateway_support import OPENAI_MODEL, call, chat_body, live_server, make_key, make_providers
 from usage.models import UsageRecord
@@ -54,39 +56,80 @@ def _floats(text: str) -> list[float]:
 # -- the answer and the ledger --------------------------------------------------------------------------------
 
 
-def test_floats_in_openai_shape_with_their_record(key: str, upstream: FakeUpstream) -> None:
-    answer = call("/v1/embeddings", embed_body(), key=key)
+def _upstream_answer(texts: list[str], encoding: str = "float", dimensions: int = 8) -> dict[str, Any]:
+    """The fake upstream's answer, as it writes it."""
+    data = [{"object": "embedding", "index": index,
+             "embedding": embedding_base64(fake_embedding(text, dimensions)) if encoding == "base64"
+             else fake_embedding(text, dimensions)} for index, text in enumerate(texts)]
+    tokens = sum(embedding_tokens(text) for text in texts)
+    return {"object": "list", "data": data, "model": "fake-embed",
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+@pytest.mark.parametrize("encoding", ["float", "base64"])
+def test_the_providers_answer_is_passed_on_as_it_came_with_its_record(key: str, upstream: FakeUpstream,
+                                                                      encoding: str) -> None:
+    answer = call("/v1/embeddings", embed_body(encoding_format=encoding), key=key)
     assert answer.status == 200, answer.content
-    body = answer.json
+    # The provider's own bytes, in the encoding asked for: its `model` is the provider's name for the model.
+    assert answer.content == json.dumps(_upstream_answer(TEXTS, encoding)).encode()
+    assert answer.headers["content-length"] == str(len(answer.content))
+    assert upstream.last_request.body.get("encoding_format") == ("base64" if encoding == "base64" else None)
     tokens = sum(embedding_tokens(text) for text in TEXTS)
-    assert body["object"] == "list" and body["model"] == EMBED_MODEL
-    assert body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
-    assert [item["index"] for item in body["data"]] == [0, 1]
-    assert all(item["object"] == "embedding" for item in body["data"])
-    assert [item["embedding"] for item in body["data"]] == [fake_embedding(text, 8) for text in TEXTS]
-    assert "encoding_format" not in upstream.last_request.body  # floats, every server's default
     record = UsageRecord.objects.get()
     assert (record.status, record.input_tokens, record.output_tokens, record.usage_estimated) == ("ok", tokens, 0,
                                                                                                   False)
     assert record.cost == Decimal("0.5") * tokens / 1_000_000
-    assert answer.headers["x-aspweb-cost"] == format(record.cost.normalize(), "f")
+    assert "x-aspweb-cost" not in answer.headers  # known once the answer has been passed on, as on streams
     assert answer.headers["x-request-id"] == str(record.request_id)
     assert answer.headers["x-aspweb-model"] == "fake-embed"
 
 
-def test_base64_is_encoded_by_the_gateway_where_the_provider_sends_floats(key: str, upstream: FakeUpstream) -> None:
+def test_usage_written_before_the_vectors_is_read_too(key: str, upstream: FakeUpstream) -> None:
+    # Far from the end of a long answer, where a server writes it first.
+    upstream.embedding_dimensions = 3000
+    upstream.raw_usage = {"prompt_tokens": 41, "total_tokens": 41}
+    send_json = upstream_module._Handler._send_json
+
+    def usage_first(handler: Any, status: int, payload: Any, *args: Any, **kwargs: Any) -> None:
+        send_json(handler, status, {"usage": payload.pop("usage"), **payload}, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(upstream_module._Handler, "_send_json", usage_first)
+        answer = call("/v1/embeddings", embed_body(), key=key)
+    assert answer.status == 200 and answer.content.startswith(b'{"usage"')
+    record = UsageRecord.objects.get()
+    assert (record.input_tokens, record.usage_estimated) == (41, False)
+
+
+def test_the_gateway_converts_floats_sent_for_base64(key: str, upstream: FakeUpstream) -> None:
+    upstream.embedding_encodings = False  # a server that ignores `encoding_format`
     answer = call("/v1/embeddings", embed_body(input="one text", encoding_format="base64"), key=key)
     assert answer.status == 200, answer.content
+    assert upstream.last_request.body["encoding_format"] == "base64"
     [item] = answer.json["data"]
     assert item["embedding"] == embedding_base64(fake_embedding("one text", 8))
     assert _floats(item["embedding"]) == fake_embedding("one text", 8)
-    assert upstream.last_request.body["input"] == ["one text"]
+    # Read and written by the gateway: the model as the client named it, and the cost known before answering.
+    assert answer.json["model"] == EMBED_MODEL
+    record = UsageRecord.objects.get()
+    assert answer.headers["x-aspweb-cost"] == format(record.cost.normalize(), "f")
+
+
+def test_a_body_that_breaks_off_is_the_providers_error_in_the_ledger(key: str, upstream: FakeUpstream) -> None:
+    upstream.fail_next("cut")
+    with pytest.raises(ProviderError) as caught:  # headers are gone: the answer ends short of its length
+        call("/v1/embeddings", embed_body(), key=key)
+    assert caught.value.kind == "network"
+    record = UsageRecord.objects.get()
+    assert (record.status, record.error_kind) == ("error", "network")
+    assert record.input_tokens > 0 and record.usage_estimated  # what the provider was sent, estimated
 
 
 @pytest.mark.parametrize("kind", ["openai", "azure_openai"])
 @pytest.mark.parametrize("encoding", ["float", "base64"])
-def test_openai_and_azure_are_asked_for_base64_whatever_the_client_asked(db: None, upstream: FakeUpstream, kind: str,
-                                                          encoding: str) -> None:
+def test_openai_and_azure_are_asked_for_the_clients_encoding(db: None, upstream: FakeUpstream, kind: str,
+                                                              encoding: str) -> None:
     cache.clear()
     azure = {"base_url": upstream.base_url, "extra": {"api_version": "2024-10-21"}} if kind == "azure_openai" \
         else {"base_url": upstream.openai_base_url}
@@ -96,7 +139,7 @@ def test_openai_and_azure_are_asked_for_base64_whatever_the_client_asked(db: Non
                                      "encoding_format": encoding, "user": "alice"}, key=make_key()[1])
     assert answer.status == 200, answer.content
     sent = upstream.last_request
-    assert sent.body["encoding_format"] == "base64" and sent.body["dimensions"] == 4
+    assert sent.body["encoding_format"] == encoding and sent.body["dimensions"] == 4
     assert "user" not in sent.body  # recorded in the ledger, not sent on, as for chat
     if kind == "azure_openai":
         assert sent.path == "/openai/deployments/text-embedding-3-small/embeddings"
@@ -239,35 +282,73 @@ def test_models_say_which_is_which(key: str) -> None:
 # -- the adapter over both transports -----------------------------------------------------------------------
 
 
+def _embedded(conn: Connection, request: EmbeddingRequest) -> tuple[Embeddings, Usage, bytes]:
+    """The adapter's answer, its usage before its body was read, and the body (b"" where there is none)."""
+
+    async def run() -> tuple[Embeddings, Usage, bytes]:
+        result = await openai_compat.embed(conn, request)
+        before = result.usage
+        body = b"".join([piece async for piece in result.body]) if result.body is not None else b""
+        return result, before, body
+
+    return asyncio.run(run())
+
+
 @pytest.mark.parametrize("kind", ["openai", "openai_compatible"])
-def test_the_adapter_reads_both_encodings_on_both_transports(upstream: FakeUpstream, kind: str) -> None:
+@pytest.mark.parametrize("encoding", ["float", "base64"])
+def test_the_adapter_passes_either_encoding_on_over_both_transports(upstream: FakeUpstream, kind: str,
+                                                                    encoding: str) -> None:
     conn = Connection(kind=kind, label="Fake", base_url=upstream.openai_base_url, api_key="sk-adapter-0001")
-    expected = [fake_embedding("a b", 8), fake_embedding("c", 8)]
-    result = asyncio.run(openai_compat.embed(conn, EmbeddingRequest(model="m", input=("a b", "c"))))
-    assert result.usage.input_tokens == 3 and not result.usage.estimated
-    # OpenAI is asked for base64, which it answers itself; other servers are asked for floats.
-    assert result.vectors == ([embedding_base64(v) for v in expected] if kind == "openai" else expected)
-    assert upstream.requests[-1].body.get("encoding_format") == ("base64" if kind == "openai" else None)
+    result, before, body = _embedded(conn, EmbeddingRequest(model="m", input=("a b", "c"), encoding=encoding))
+    assert result.vectors == [] and json.loads(body) == {**_upstream_answer(["a b", "c"], encoding), "model": "m"}
+    assert result.length == len(body)
+    # The input's estimate until the body has been read; the provider's count after.
+    assert before.estimated and result.usage == Usage(input_tokens=3)
+    # The SDK is told floats (it would ask for base64); a server's default is floats, asked for by leaving it out.
+    sent = upstream.requests[-1].body.get("encoding_format")
+    assert sent == (encoding if kind == "openai" or encoding == "base64" else None)
+
+
+@pytest.mark.parametrize("kind", ["openai", "openai_compatible"])
+def test_the_adapter_reads_floats_sent_for_base64(upstream: FakeUpstream, kind: str) -> None:
+    upstream.embedding_encodings = False
+    conn = Connection(kind=kind, label="Fake", base_url=upstream.openai_base_url, api_key="sk-adapter-0001")
+    result, _, body = _embedded(conn, EmbeddingRequest(model="m", input=("a b", "c"), encoding="base64"))
+    assert body == b"" and result.vectors == [fake_embedding("a b", 8), fake_embedding("c", 8)]
+    assert result.usage == Usage(input_tokens=3)
 
 
 @pytest.mark.parametrize("data", [[], [{"index": 0, "embedding": [1, "x"]}], [{"index": 0}],
                                   [{"index": 0, "embedding": [True]}], [{"index": 0, "embedding": []}],
-                                  [{"index": 0, "embedding": [[1.0]]}], [{"index": 0, "embedding": None}]])
-def test_a_malformed_answer_is_a_server_error(upstream: FakeUpstream, data: list[Any]) -> None:
+                                  [{"index": 0, "embedding": [[1.0]]}], [{"index": 0, "embedding": None}],
+                                  "not json"])
+def test_a_malformed_answer_read_whole_is_a_server_error(upstream: FakeUpstream, data: Any) -> None:
+    # Read whole: no vector in the encoding asked for (base64) begins it.
     conn = Connection(kind="openai_compatible", label="Fake", base_url=upstream.openai_base_url)
+    raw = data.encode() if isinstance(data, str) else json.dumps(
+        {"object": "list", "data": data, "usage": {"prompt_tokens": 1}}).encode()
 
-    async def run() -> None:
-        await openai_compat.embed(conn, EmbeddingRequest(model="m", input=("a",)))
-
-    # The fake answers well-formed data: what a broken server could send is read through the transport.
-    async def post(self: wire.Client, path: str, body: Any) -> Any:
-        return {"object": "list", "data": data, "usage": {"prompt_tokens": 1}}
+    async def pieces(*args: Any) -> Any:  # what a broken server could send, as the transport hands it on
+        yield len(raw)
+        yield raw[:5]
+        yield raw[5:]
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(wire.Client, "post", post)
+        patch.setattr(openai_embeddings, "_pieces", pieces)
         with pytest.raises(ProviderError) as caught:
-            asyncio.run(run())
+            _embedded(conn, EmbeddingRequest(model="m", input=("a",), encoding="base64"))
     assert caught.value.kind == "server"
+
+
+@pytest.mark.parametrize(("raw", "tokens"), [
+    (b'{"usage": {"prompt_tokens": 7, "total_tokens": 7}}', 7),
+    (b'{"usage":{"prompt_tokens":7,"prompt_tokens_details":{"cached_tokens":0}},"id":"e-1"}', 7),
+    (b'{"data": [], "usage": null}', None), (b'{"usage": {"prompt_tokens": "7"}}', None),
+    (b'{"usage": {"prompt_tokens": 7', None), (b'{"x": "usage"}', None), (b"", None),
+    (b'{"usage": {"prompt_tokens": 3}, "model": "m", "usage": {"prompt_tokens": 5}}', 5),
+])
+def test_the_usage_of_a_passed_on_answer_is_read_where_it_can_be(raw: bytes, tokens: int | None) -> None:
+    assert openai_embeddings._prompt_tokens(raw) == tokens
 
 
 # -- the official SDK against the live gateway --------------------------------------------------------------
@@ -292,13 +373,13 @@ def test_the_openai_sdk_embeds_through_the_live_gateway(upstream: FakeUpstream, 
     vectors = [_floats(item.embedding) if encoding == "base64" else item.embedding for item in result.data]
     assert vectors == [fake_embedding(text, 8) for text in TEXTS]
     tokens = sum(embedding_tokens(text) for text in TEXTS)
-    assert result.usage.prompt_tokens == tokens and result.model == EMBED_MODEL
+    assert result.usage.prompt_tokens == tokens and result.model == "fake-embed"  # the provider's answer
     sent = next(r for r in upstream.requests if r.path == "/v1/embeddings")
-    assert "encoding_format" not in sent.body  # an OpenAI-compatible URL is asked for floats
+    assert sent.body.get("encoding_format") == (None if encoding == "float" else "base64")
     [record] = UsageRecord.objects.filter(api_key=api_key)
     assert str(record.request_id) == raw.headers["x-request-id"]
-    assert record.input_tokens == tokens and record.output_tokens == 0
-    assert raw.headers["x-aspweb-cost"] == format(record.cost.normalize(), "f")
+    assert (record.input_tokens, record.output_tokens, record.usage_estimated) == (tokens, 0, False)
+    assert record.cost == Decimal("0.5") * tokens / 1_000_000
 
 
 # -- the answer's encodings ---------------------------------------------------------------------------------
@@ -333,3 +414,20 @@ def test_a_vector_that_cannot_be_converted_is_the_providers_error(vector: Any, e
     with pytest.raises(ProviderError) as caught:
         _answer([vector], encoding)
     assert caught.value.kind == "server"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_over_http_a_body_that_breaks_off_ends_the_connection(upstream: FakeUpstream) -> None:
+    cache.clear()
+    models = make_providers(upstream)
+    _embedding_model(models[OPENAI_MODEL].provider)
+    api_key, raw_key = make_key(name="cut")
+    upstream.fail_next("cut")
+    with live_server() as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key=raw_key, max_retries=0)
+        with pytest.raises(openai.APIConnectionError):
+            client.embeddings.create(model=EMBED_MODEL, input=TEXTS, encoding_format="float")
+        # The server goes on serving: the next call is whole.
+        assert len(client.embeddings.create(model=EMBED_MODEL, input=TEXTS, encoding_format="float").data) == 2
+    first, second = UsageRecord.objects.filter(api_key=api_key).order_by("created_at")
+    assert (first.status, first.error_kind, second.status) == ("error", "network", "ok")

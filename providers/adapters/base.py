@@ -150,12 +150,14 @@ class ChatRequest:
 @dataclass(frozen=True)
 class EmbeddingRequest:
     """A provider-neutral embeddings request (OpenAI's /v1/embeddings): the texts to embed, in order.
-    `dimensions` is sent only when set. The encoding the client asked for is the gateway's business: it
-    converts whatever the provider sent (gateway/embeddings.py)."""
+    `dimensions` is sent only when set. `encoding` is the one the client asked for: adapters that can pass
+    the provider's answer on as it comes ask for it (Embeddings.body); whatever else a provider sends, the
+    gateway converts (gateway/embeddings.py)."""
 
     model: str
     input: tuple[str, ...]
     dimensions: int | None = None
+    encoding: Literal["float", "base64"] = "float"
     extra: dict[str, Any] = field(default_factory=dict)
     # What the call path asks of a resolved model: an embedding model (a chat request asks for a chat one).
     model_type: ClassVar[str] = "embedding"
@@ -164,11 +166,17 @@ class EmbeddingRequest:
 @dataclass
 class Embeddings:
     """The vectors of an embeddings answer, one per input in order: each a list of numbers, or the base64 text
-    of its little-endian float32 values where the provider sent that; and the usage (input tokens only)."""
+    of its little-endian float32 values where the provider sent that; and the usage (input tokens only).
+
+    Or, where the provider answered OpenAI's shape in the encoding asked for, that answer to pass on as it is:
+    `body`, its bytes as they arrive, `length` their number where known, and `vectors` empty. `usage` is then
+    the input's estimate until the body has all been read, and what the provider reported after."""
 
     vectors: list[list[float] | str]
     usage: Usage
     model: str = ""
+    body: AsyncIterator[bytes] | None = None
+    length: int | None = None
 
 
 def as_object(value: Any) -> dict[str, Any]:

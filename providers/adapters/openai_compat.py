@@ -19,7 +19,7 @@ import httpx2
 import openai
 
 from ..kinds import get_kind
-from . import openai_responses, wire
+from . import openai_embeddings, openai_responses, wire
 from .base import (
     ChatRequest,
     Chunk,
@@ -41,9 +41,7 @@ from .base import (
     as_text,
     chunks_of,
     cut_error,
-    estimate_tokens,
     estimated_usage,
-    is_vector,
     kind_for_status,
     malformed_error,
     plain_message,
@@ -186,47 +184,9 @@ async def complete(conn: Connection, request: ChatRequest, *,
 
 async def embed(conn: Connection, request: EmbeddingRequest) -> Embeddings:
     """One embeddings call (OpenAI's POST /embeddings, which every OpenAI-compatible kind serves at the same
-    path). Kinds that answer base64 (Kind.embedding_base64: OpenAI, Azure OpenAI) are asked for it whatever the
-    client asked for, as the openai SDK does by default: a quarter fewer bytes, and one string a vector to read
-    instead of thousands of numbers (the gateway unpacks it where floats were asked for). Vectors come as the
-    provider sent them: base64 text, or lists of numbers. `usage.prompt_tokens` is the input; a server that
-    reports none has its input estimated and flagged."""
-    params: dict[str, Any] = {"model": request.model, "input": list(request.input)}
-    if get_kind(conn.kind).embedding_base64:  # float is every server's default: asked for by leaving it out
-        params["encoding_format"] = "base64"
-    if request.dimensions is not None:
-        params["dimensions"] = request.dimensions
-    params.update(request.extra)
-    try:
-        if conn.kind in SDK_KINDS:
-            answer = await pooled(conn, client).post("/embeddings", body=params, cast_to=object)
-        else:
-            answer = await pooled(conn, wire.Client).post("embeddings", params)
-    except Exception as exc:
-        raise map_error(exc, conn) from None
-    response = as_object(answer)
-    items = [as_object(item) for item in as_list(response.get("data"))]
-    # In input order: each item says which input it embeds (OpenAI's `index`).
-    items.sort(key=lambda item: _whole(item.get("index")) or 0)
-    vectors = [item.get("embedding") for item in items]
-    if len(vectors) != len(request.input) or not all(map(_vector, vectors)):
-        raise malformed_error(conn, f"{len(vectors)} embeddings for {len(request.input)} inputs, or a malformed one,")
-    prompt_tokens = _whole(as_object(response.get("usage")).get("prompt_tokens"))
-    if prompt_tokens is not None:
-        usage = Usage(input_tokens=max(0, prompt_tokens))
-    else:
-        usage = Usage(input_tokens=sum(estimate_tokens(text) for text in request.input), estimated=True)
-    return Embeddings(vectors, usage, as_text(response.get("model")))
-
-
-def _vector(value: Any) -> bool:
-    """An embedding as sent: base64 text, or a non-empty list of numbers."""
-    return bool(value) if isinstance(value, str) else is_vector(value)
-
-
-def _whole(value: Any) -> int | None:
-    """A JSON integer; None for anything else."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    path), through the kind's transport: openai_embeddings.py."""
+    sdk = pooled(conn, client) if conn.kind in SDK_KINDS else None
+    return await openai_embeddings.embed(conn, request, sdk=sdk, map_error=map_error)
 
 
 def _params(conn: Connection, request: ChatRequest) -> dict[str, Any]:

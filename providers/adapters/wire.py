@@ -96,6 +96,15 @@ class Client:
                 raise await _status_error(response)
             return orjson.loads(await response.read())
 
+    @contextlib.asynccontextmanager
+    async def answer(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST a JSON body; the answer with its body still to come, for a caller that passes it on as it
+        arrives (`response.content`). An error status raises StatusError, as `post` does."""
+        async with self._session.post(self._url(path), data=_encode(body), headers=_SENDING_JSON) as response:
+            if response.status >= 400:
+                raise await _status_error(response)
+            yield response
+
     async def get(self, path: str, headers: Mapping[str, str] | None = None) -> Any:
         async with self._session.get(self._url(path), headers=headers) as response:
             if response.status >= 400:

@@ -7,8 +7,8 @@ streams sent with chunked transfer encoding, error bodies and status codes.
 
 Behaviour is driven from the tests by plain attribute assignment (``reply``,
 ``chunk_delay``, ``models``, ``usage``, ``raw_usage``, ``usage_style``, ``api_key``, ``mode``,
-``tool_call``, ``reasoning``, ``reasoning_field``, ``embedding_dimensions``) and by a queue of one-shot
-faults (``fail_next``).
+``tool_call``, ``reasoning``, ``reasoning_field``, ``embedding_dimensions``, ``embedding_encodings``) and by a
+queue of one-shot faults (``fail_next``).
 
 ``POST /v1/embeddings`` (and Azure's ``/openai/deployments/{deployment}/embeddings``) answers as OpenAI's
 API reference documents it: ``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}],
@@ -148,6 +148,7 @@ class _Snapshot:
     reasoning: str
     reasoning_field: str
     embedding_dimensions: int
+    embedding_encodings: bool
 
 
 class _ClientGone(Exception):
@@ -186,6 +187,8 @@ class FakeUpstream(LoopbackFake):
         self.reasoning_field = "reasoning_content"
         # The length of an embedding when the request sets no `dimensions`.
         self.embedding_dimensions = DEFAULT_EMBEDDING_DIMENSIONS
+        # False: the server ignores `encoding_format` and answers floats, as some OpenAI-compatible servers do.
+        self.embedding_encodings = True
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
         self._mode = Fault()
@@ -324,6 +327,7 @@ class FakeUpstream(LoopbackFake):
             self.reasoning = ""
             self.reasoning_field = "reasoning_content"
             self.embedding_dimensions = DEFAULT_EMBEDDING_DIMENSIONS
+            self.embedding_encodings = True
             self._mode = Fault()
             self._faults.clear()
             self._requests.clear()
@@ -352,6 +356,7 @@ class FakeUpstream(LoopbackFake):
                 reasoning=self.reasoning,
                 reasoning_field=self.reasoning_field,
                 embedding_dimensions=self.embedding_dimensions,
+                embedding_encodings=self.embedding_encodings,
             )
 
     def _new_id(self, prefix: str) -> str:
@@ -656,7 +661,7 @@ class _Handler(TrackedHandler):
         if not isinstance(inputs, list) or not inputs or not all(isinstance(text, str) and text for text in inputs):
             self._error(provider, 400, "'input' must be a non-empty string or array of non-empty strings.")
             return
-        encoding = body.get("encoding_format", "float")
+        encoding = body.get("encoding_format", "float") if snapshot.embedding_encodings else "float"
         if encoding not in ("float", "base64"):
             self._error(provider, 400, f"{encoding!r} is not one of ['float', 'base64'] - 'encoding_format'")
             return
