@@ -7,10 +7,12 @@ objects with its usage.
      "metadata": {"tags": "search,rag"}}
 
 `encoding_format: "base64"` answers each vector as the base64 text of its little-endian float32 values, as
-OpenAI does (the openai SDK asks for it by default and decodes it). Providers that answer base64 themselves
-are asked for it whatever the client asked for; the gateway encodes other providers' floats, and unpacks
-base64 where floats were asked for. Admission (key, the model's permission, rate limits, attribution) is
-the chat endpoints' own (gateway/api.py); the response cache does not apply to embeddings.
+OpenAI does (the openai SDK asks for it by default and decodes it). The provider is asked for the same
+encoding. Where it answers OpenAI's shape in it, that answer is passed on as it arrives (Embeddings.body:
+providers/adapters/openai_embeddings.py) and the call is recorded after its last byte, so it carries no
+`x-aspweb-cost`; otherwise (Bedrock, a server that ignores `encoding_format`) the gateway writes the answer,
+encoding floats or unpacking base64 as the client asked. Admission (key, the model's permission, rate
+limits, attribution) is the chat endpoints' own (gateway/api.py); the response cache does not apply.
 """
 
 import base64

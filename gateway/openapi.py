@@ -321,8 +321,9 @@ _CALL_HEADERS = {
     "x-request-id": {"description": "The call's id in aspweb's usage ledger.", "schema": _STRING},
     "x-aspweb-provider": {"description": "The provider that answered.", "schema": _STRING},
     "x-aspweb-model": {"description": "The provider's model that answered.", "schema": _STRING},
-    "x-aspweb-cost": {"description": "The call's cost in USD. Not sent on streams: the cost is known only "
-                                     "once the stream has ended (the usage ledger has it).", "schema": _STRING},
+    "x-aspweb-cost": {"description": "The call's cost in USD. Not sent on streams, nor on embeddings passed on "
+                                     "as the provider sends them: the cost is known only once the answer has "
+                                     "gone (the usage ledger has it).", "schema": _STRING},
     "x-aspweb-cache": {"description": "hit or miss, when the response cache was asked for.", "schema": _STRING},
 }
 _REQUEST_HEADERS = [

@@ -119,9 +119,6 @@ class Kind:
     prices_model_prefix: str = ""
     # Preset embedding models (POST /v1/embeddings), beside the chat models of `models`.
     embedding_models: tuple[str, ...] = ()
-    # The provider answers `encoding_format: base64` itself; elsewhere floats are asked for and the gateway
-    # encodes them.
-    embedding_base64: bool = False
 
     @property
     def needs_key(self) -> bool:
@@ -164,13 +161,12 @@ KINDS: dict[str, Kind] = _kinds(
         key_env="OPENAI_API_KEY", prices_provider="openai", max_tokens_param="max_completion_tokens",
         models=("gpt-4o", "gpt-4o-mini", "gpt-4-turbo", "o1", "o1-mini"), accepts_metadata=True,
         embedding_models=("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002"),
-        embedding_base64=True,
         help="GPT and o-series models through the official OpenAI SDK.",
     ),
     Kind(
         "azure_openai", "Azure OpenAI", "openai_compat", base_url_need="required",
         key_env="AZURE_OPENAI_API_KEY", extra=("api_version",), prices_provider="azure",
-        max_tokens_param="max_completion_tokens", embedding_base64=True,
+        max_tokens_param="max_completion_tokens",
         base_url_label="Azure endpoint", base_url_help="https://RESOURCE.openai.azure.com",
         help="Each model is a deployment: name models after their Azure deployment names.",
     ),
