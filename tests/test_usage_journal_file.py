@@ -169,3 +169,39 @@ def test_when_the_disk_refuses_the_record_is_committed_before_the_answer(
         answer = gateway_support.live_chat(base, key)
         assert answer.status_code == 200
         assert UsageRecord.objects.get().cost == Decimal(answer.headers["x-aspweb-cost"])
+
+
+def test_a_caller_cancelled_while_its_record_is_journalled_still_has_it_committed(
+        on_disk: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client gone while its call's record is being written (after an embeddings answer's last byte): the
+    record is still journalled, then committed; the caller sees its cancellation after."""
+    from asgiref.sync import async_to_sync
+
+    from aspweb.inline import NeedsThread, running_inline
+    from tests.budgets_support import make_model
+    from tests.usage_support import spec
+
+    model = make_model()
+    monkeypatch.setattr(writer, "serving", lambda: True)  # as in a serving process, whose loop outlives requests
+    original = writer._priced
+    seen: dict[str, Any] = {}
+
+    def cancel_meanwhile(fields: dict[str, Any]) -> Any:
+        if running_inline():
+            raise NeedsThread("priced in a thread, where the caller can be cancelled meanwhile")
+        seen["loop"].call_soon_threadsafe(seen["task"].cancel)
+        threading.Event().wait(0.2)
+        return original(fields)
+
+    monkeypatch.setattr(writer, "_priced", cancel_meanwhile)
+
+    async def go() -> None:
+        seen["loop"] = asyncio.get_running_loop()
+        seen["task"] = asyncio.ensure_future(writer.usage_record_write(**spec(model, input_tokens=11)))
+        with pytest.raises(asyncio.CancelledError):
+            await seen["task"]
+        await writer.writer_drain()
+
+    async_to_sync(go)()
+    assert UsageRecord.objects.get().input_tokens == 11
+    assert journal.pending() == 0

@@ -60,25 +60,39 @@ async def usage_record_write(**fields: Any) -> UsageRecord:
     if writer is None:
         writer = _writers[loop] = _Writer(loop)
     if settings.USAGE_WRITE_BEHIND and serving():
-        # Only where the loop outlives the request: a command's or a task's loop ends with its call.
-        record = await inline_or_hop(_priced, fields)
-        try:
-            entry_id = await journal.append(fields)
-        except (RedisError, OSError) as exc:
-            logger.warning("The ledger's journal is out of reach (%r): the record is written before the answer", exc)
-        else:
-            writer.enqueue(fields, entry_id)
+        # Only where the loop outlives the request: a command's or a task's loop ends with its call. In a task
+        # of its own, so that a caller cancelled meanwhile (a client gone after its answer's last byte, while
+        # the record is being written) leaves the record journalled and queued, not half done.
+        record = await _uncancelled(loop.create_task(_journalled(writer, fields)))
+        if record is not None:
             return record
-    written = writer.enqueue(fields)
+    return await _uncancelled(writer.enqueue(fields))
+
+
+async def _journalled(writer: "_Writer", fields: dict[str, Any]) -> UsageRecord | None:
+    """The record priced, in the journal and queued for its batch; None where the journal is out of reach."""
+    record = await inline_or_hop(_priced, fields)
+    try:
+        entry_id = await journal.append(fields)
+    except (RedisError, OSError) as exc:
+        logger.warning("The ledger's journal is out of reach (%r): the record is written before the answer", exc)
+        return None
+    writer.enqueue(fields, entry_id)
+    return record
+
+
+async def _uncancelled(future: "asyncio.Future[Any]") -> Any:
+    """The future's result, awaited to its end even when the caller is cancelled meanwhile; the cancellation
+    is raised after."""
     cancelled: asyncio.CancelledError | None = None
-    while not written.done():
+    while not future.done():
         try:
-            await asyncio.shield(written)
+            await asyncio.shield(future)
         except asyncio.CancelledError as exc:
             cancelled = exc
     if cancelled is not None:
         raise cancelled
-    return written.result()
+    return future.result()
 
 
 class _Writer:

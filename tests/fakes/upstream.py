@@ -87,7 +87,7 @@ _ERRORS: dict[int, tuple[str, str | None, str, str]] = {
     503: ("server_error", None, "api_error", "The service is temporarily unavailable."),
     529: ("server_error", None, "overloaded_error", "Overloaded"),
 }
-FAULT_KINDS = frozenset({"ok", "cut", "slow", "malformed", "error_event", *(str(status) for status in _ERRORS)})
+FAULT_KINDS = frozenset({"ok", "cut", "slow", "stall", "malformed", "error_event", *(str(status) for status in _ERRORS)})
 # What "error_event" sends: OpenRouter's example of a failure after the stream had started with 200 (its
 # error-handling docs), and Anthropic's error event (its streaming docs).
 OPENAI_ERROR_EVENT = {"code": "server_error", "message": "Provider disconnected unexpectedly"}
@@ -101,7 +101,8 @@ class Fault:
     """How to (mis)behave for one request.
 
     ``kind`` is "ok", "cut" (stream some chunks then drop the connection), "slow"
-    (wait ``delay`` seconds between streamed events, or before a non-streamed answer),
+    (wait ``delay`` seconds between streamed events, or before a non-streamed answer), "stall" (a
+    non-streamed answer's first half, then a wait of ``delay`` seconds, then the rest),
     "malformed" (stream some chunks, then a data line that is not JSON, then end the stream;
     a non-streamed answer is a truncated JSON body), "error_event" (stream some chunks, then an
     error event inside the 200 stream, then end it; OpenAI-format streams open with an SSE comment, as
@@ -913,6 +914,10 @@ class _Handler(TrackedHandler):
                 self.wfile.write(data[: len(data) // 2])
                 self._abort()
                 return
+            if fault is not None and fault.kind == "stall":
+                self.wfile.write(data[: len(data) // 2])
+                self.server.fake._sleep(fault.delay)
+                data = data[len(data) // 2:]
             self.wfile.write(data)
         except ConnectionError as exc:
             raise _ClientGone from exc
