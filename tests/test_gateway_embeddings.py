@@ -431,3 +431,40 @@ def test_over_http_a_body_that_breaks_off_ends_the_connection(upstream: FakeUpst
         assert len(client.embeddings.create(model=EMBED_MODEL, input=TEXTS, encoding_format="float").data) == 2
     first, second = UsageRecord.objects.filter(api_key=api_key).order_by("created_at")
     assert (first.status, first.error_kind, second.status) == ("error", "network", "ok")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_gone_mid_answer_leaves_a_cancelled_record(upstream: FakeUpstream) -> None:
+    import threading
+
+    from aspweb.asgi import application
+    from tests.asgi_support import Received, asgi_request
+
+    cache.clear()
+    models = make_providers(upstream)
+    _embedding_model(models[OPENAI_MODEL].provider)
+    api_key, raw_key = make_key(name="gone")
+    upstream.fail_next("stall", delay=2)  # the answer's first half, then a pause
+    body = json.dumps(embed_body()).encode()
+    headers = [(b"authorization", f"Bearer {raw_key}".encode()), (b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    outcome: list[Any] = []
+
+    def gone_after_the_first_bytes(received: Received, finished: bool) -> bool:
+        return bool(received.body)
+
+    def run() -> None:  # a loop of its own, as uvicorn's
+        try:
+            outcome.append(asyncio.run(asgi_request(application, "POST", "/v1/embeddings", headers=headers,
+                                                    body=body, disconnect_when=gone_after_the_first_bytes)))
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the gateway did not let go of a client that went away"
+    [received] = outcome
+    assert received.status == 200 and 0 < len(received.body) < int(received.headers["content-length"])
+    record = UsageRecord.objects.get(api_key=api_key)
+    assert (record.status, record.usage_estimated) == ("cancelled", True) and record.input_tokens > 0

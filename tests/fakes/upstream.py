@@ -87,7 +87,8 @@ _ERRORS: dict[int, tuple[str, str | None, str, str]] = {
     503: ("server_error", None, "api_error", "The service is temporarily unavailable."),
     529: ("server_error", None, "overloaded_error", "Overloaded"),
 }
-FAULT_KINDS = frozenset({"ok", "cut", "slow", "stall", "malformed", "error_event", *(str(status) for status in _ERRORS)})
+FAULT_KINDS = frozenset({"ok", "cut", "slow", "stall", "malformed", "error_event",
+                         *(str(status) for status in _ERRORS)})
 # What "error_event" sends: OpenRouter's example of a failure after the stream had started with 200 (its
 # error-handling docs), and Anthropic's error event (its streaming docs).
 OPENAI_ERROR_EVENT = {"code": "server_error", "message": "Provider disconnected unexpectedly"}
