@@ -88,6 +88,11 @@ class ThreadPool:
 
 
 class ASGIHandler(DjangoASGIHandler):
+    # A body goes to the server in one message up to this size (Django's default: 64 KB). An embeddings answer
+    # of 130-270 KB was three to five messages, each a write that could wait for the client to read the last
+    # one: one write lets the transport send it all as the client reads (docs/benchmarks.md, Embeddings).
+    chunk_size = 2**20
+
     def __init__(self) -> None:
         super().__init__()
         self.threads = ThreadPool(settings.ASPWEB_IDLE_THREADS)
