@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from providers.adapters.base import (
     ChatRequest,
     Chunk,
@@ -292,7 +294,7 @@ def message_body(completion: Completion, *, message_id: str, model: str) -> dict
 
 
 def _event(name: str, payload: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+    return b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps(payload))
 
 
 class StreamWriter:

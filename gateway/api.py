@@ -457,21 +457,23 @@ async def _events(first: Chunk | None, chunks: AsyncIterator[Chunk], admission: 
                   record: calls.CallRecord, writer: _Writer, flavor: Flavor) -> AsyncIterator[bytes]:
     seen: list[Chunk] = []
     completion = None
+    opening = b""  # the stream's opening events, sent with what follows them: one write to the first token
     try:
-        yield writer.start()
+        opening = writer.start()
         chunk = first
         while chunk is not None:
             seen.append(chunk)
-            if out := writer.delta(chunk):
+            if out := opening + writer.delta(chunk):
                 yield out
+                opening = b""
             chunk = await anext(chunks, None)
         completion = await collect(_replay(seen))
         if not any(chunk.usage is not None for chunk in seen):
             output = completion.text + completion.reasoning + "".join(c.arguments for c in completion.tool_calls)
             completion.usage = estimated_usage(chat, output)
-        yield writer.end(completion.usage, completion.finish_reason)
+        yield opening + writer.end(completion.usage, completion.finish_reason)
     except Exception as exc:  # headers are gone: the stream ends with an error event instead
-        yield writer.error(_error_body(_as_api_error(exc), flavor))
+        yield opening + writer.error(_error_body(_as_api_error(exc), flavor))
     finally:
         await chunks.aclose()
         await _after_call(admission, record, completion)

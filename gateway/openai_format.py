@@ -7,10 +7,11 @@ need an answer aspweb cannot relay (`n` > 1, `logprobs`, audio) are refused with
 any parameter OpenAI does not document.
 """
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from providers.adapters.base import ChatRequest, Chunk, Completion, ImagePart, Message, TextPart, ToolCall, Usage
 from usage import attribution
@@ -322,8 +323,8 @@ def completion_body(completion: Completion, *, completion_id: str, created: int,
 
 
 def _event(payload: dict[str, Any] | str) -> bytes:
-    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-    return f"data: {data}\n\n".encode()
+    data = payload.encode() if isinstance(payload, str) else orjson.dumps(payload)
+    return b"data: %s\n\n" % data
 
 
 class StreamWriter:

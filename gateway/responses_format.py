@@ -13,9 +13,10 @@ provider is asked not to store the response either. Parameters that need an answ
 """
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from providers.adapters.base import (
     ChatRequest,
@@ -438,7 +439,7 @@ class StreamWriter:
     def _event(self, kind: str, **fields: Any) -> bytes:
         payload = {"type": kind, **fields, "sequence_number": self.sequence}
         self.sequence += 1
-        return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+        return b"event: %s\ndata: %s\n\n" % (kind.encode(), orjson.dumps(payload))
 
     def start(self) -> bytes:
         response = self.answer.response("in_progress", [])

@@ -44,6 +44,16 @@ def key(db: None, upstream: FakeUpstream) -> str:
     return make_key()[1]
 
 
+@pytest.fixture
+def live_key(transactional_db: None, upstream: FakeUpstream) -> tuple[Any, str]:
+    """A key and its rows committed, for the gateway answering from threads of its own (a live server, or the
+    ASGI app on a loop of its own)."""
+    cache.clear()
+    models = make_providers(upstream)
+    _embedding_model(models[OPENAI_MODEL].provider)
+    return make_key(name="live")
+
+
 def embed_body(model: str = EMBED_MODEL, **fields: Any) -> dict[str, Any]:
     return {"model": model, "input": TEXTS, **fields}
 
@@ -354,13 +364,10 @@ def test_the_usage_of_a_passed_on_answer_is_read_where_it_can_be(raw: bytes, tok
 # -- the official SDK against the live gateway --------------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("encoding", ["float", "base64", None])
-def test_the_openai_sdk_embeds_through_the_live_gateway(upstream: FakeUpstream, encoding: str | None) -> None:
-    cache.clear()
-    models = make_providers(upstream)
-    _embedding_model(models[OPENAI_MODEL].provider)
-    api_key, raw_key = make_key(name="sdk")
+def test_the_openai_sdk_embeds_through_the_live_gateway(upstream: FakeUpstream, live_key: tuple[Any, str],
+                                                        encoding: str | None) -> None:
+    api_key, raw_key = live_key
     with live_server() as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key=raw_key, max_retries=0)
         extra = {"encoding_format": encoding} if encoding else {}  # None: the SDK's default, base64
@@ -416,12 +423,9 @@ def test_a_vector_that_cannot_be_converted_is_the_providers_error(vector: Any, e
     assert caught.value.kind == "server"
 
 
-@pytest.mark.django_db(transaction=True)
-def test_over_http_a_body_that_breaks_off_ends_the_connection(upstream: FakeUpstream) -> None:
-    cache.clear()
-    models = make_providers(upstream)
-    _embedding_model(models[OPENAI_MODEL].provider)
-    api_key, raw_key = make_key(name="cut")
+def test_over_http_a_body_that_breaks_off_ends_the_connection(upstream: FakeUpstream,
+                                                              live_key: tuple[Any, str]) -> None:
+    api_key, raw_key = live_key
     upstream.fail_next("cut")
     with live_server() as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key=raw_key, max_retries=0)
@@ -433,17 +437,13 @@ def test_over_http_a_body_that_breaks_off_ends_the_connection(upstream: FakeUpst
     assert (first.status, first.error_kind, second.status) == ("error", "network", "ok")
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_client_gone_mid_answer_leaves_a_cancelled_record(upstream: FakeUpstream) -> None:
+def test_a_client_gone_mid_answer_leaves_a_cancelled_record(upstream: FakeUpstream, live_key: tuple[Any, str]) -> None:
     import threading
 
     from aspweb.asgi import application
     from tests.asgi_support import Received, asgi_request
 
-    cache.clear()
-    models = make_providers(upstream)
-    _embedding_model(models[OPENAI_MODEL].provider)
-    api_key, raw_key = make_key(name="gone")
+    api_key, raw_key = live_key
     upstream.fail_next("stall", delay=2)  # the answer's first half, then a pause
     body = json.dumps(embed_body()).encode()
     headers = [(b"authorization", f"Bearer {raw_key}".encode()), (b"content-type", b"application/json"),
