@@ -387,7 +387,9 @@ DESCRIPTION: dict[str, Any] = {
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _ref("EmbeddingsRequest")}}},
             "responses": {
-                "200": {"description": "The vectors, in the order of the inputs.",
+                "200": {"description": "The vectors, in the order of the inputs: the provider's answer as it sent it "
+                                       "where it answered OpenAI's shape in the encoding asked for (its model the "
+                                       "provider's name), else written by aspweb.",
                         "headers": {name: header for name, header in _CALL_HEADERS.items() if name != "x-aspweb-cache"},
                         "content": {"application/json": {"schema": _ref("EmbeddingList")}}},
                 **_errors("Error"),
