@@ -73,8 +73,7 @@ async def embed(conn: Connection, request: EmbeddingRequest, *, sdk: openai.Asyn
             if len(head) > _HEAD_BYTES:
                 break
         if encoding == request.encoding:
-            estimate = Usage(input_tokens=sum(estimate_tokens(text) for text in request.input), estimated=True)
-            result = Embeddings([], estimate, length=length)
+            result = Embeddings([], _estimated(request), length=length)
             result.body = _passed_on(result, conn, head, pieces, map_error)
             return result
         whole = head + b"".join([piece async for piece in pieces])
@@ -139,8 +138,10 @@ async def _passed_on(result: Embeddings, conn: Connection, head: bytes, pieces: 
 def _prompt_tokens(data: bytes) -> int | None:
     """`usage.prompt_tokens` from the last `"usage": {...}` in `data`; None where there is none to read."""
     at = data.rfind(b'"usage"')
+    if at < 0:
+        return None
     start = data.find(b"{", at)
-    if at < 0 or start < 0 or data[at + 7:start].strip() != b":":
+    if start < 0 or data[at + 7:start].strip() != b":":
         return None
     depth = 0
     for end in range(start, len(data)):
@@ -166,11 +167,13 @@ def _read(answer: Any, conn: Connection, request: EmbeddingRequest) -> Embedding
     if len(vectors) != len(request.input) or not all(map(_vector, vectors)):
         raise malformed_error(conn, f"{len(vectors)} embeddings for {len(request.input)} inputs, or a malformed one,")
     prompt_tokens = _whole(as_object(response.get("usage")).get("prompt_tokens"))
-    if prompt_tokens is not None:
-        usage = Usage(input_tokens=max(0, prompt_tokens))
-    else:
-        usage = Usage(input_tokens=sum(estimate_tokens(text) for text in request.input), estimated=True)
+    usage = Usage(input_tokens=max(0, prompt_tokens)) if prompt_tokens is not None else _estimated(request)
     return Embeddings(vectors, usage, as_text(response.get("model")))
+
+
+def _estimated(request: EmbeddingRequest) -> Usage:
+    """The input's tokens, estimated and flagged, for a server that reports none."""
+    return Usage(input_tokens=sum(estimate_tokens(text) for text in request.input), estimated=True)
 
 
 def _vector(value: Any) -> bool:
