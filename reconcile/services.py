@@ -15,7 +15,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum, Window
+from django.db.models.functions import Mod, RowNumber
 from django.utils import timezone
 
 from accounts.audit import audit_log
@@ -86,8 +87,7 @@ def ledger_figures(provider: Provider, day: date, upstream_ids: list[str] | None
     """The ledger's day for one provider, per model key: what reached the provider (answers from aspweb's
     own response cache did not), summed in the database. With `upstream_ids`, only those calls, each one
     request whatever its status (the calls looked up at OpenRouter: each is a generation it may bill)."""
-    start, end = reports.day_bounds(day)
-    records = UsageRecord.objects.filter(provider=provider, created_at__gte=start, created_at__lt=end, cached=False)
+    records = _day_records(provider, day)
     if upstream_ids is None:
         requests = Count("pk", filter=~Q(status=UsageRecord.Status.ERROR))
     else:
@@ -192,17 +192,21 @@ def _openrouter(provider: Provider, credential: ReportingCredential,
     key = crypto.reveal(credential.admin_key) or crypto.reveal(provider.api_key)
     calls: dict[date, list[reports.LedgerCall]] = {}
     notes: dict[date, list[str]] = {}
+    bound = max(settings.RECONCILE_OPENROUTER_LOOKUPS, 1)
     for day in days:
-        start, end = reports.day_bounds(day)
-        records = UsageRecord.objects.filter(provider=provider, created_at__gte=start, created_at__lt=end,
-                                             cached=False)
-        found = list(records.exclude(upstream_id="").order_by("created_at", "pk").values_list(
-            "upstream_id", "model_name", "cache_write_tokens", "cache_write_1h_tokens"))
-        bound = max(settings.RECONCILE_OPENROUTER_LOOKUPS, 1)
+        records = _day_records(provider, day)
+        named = records.exclude(upstream_id="")
+        total = named.count()
         notes[day] = []
-        if len(found) > bound:
-            notes[day].append(f"a sample of {bound} of the day's {len(found)} calls was looked up")
-            found = [found[n * len(found) // bound] for n in range(bound)]
+        if total > bound:
+            # Every step-th call in the day's order, picked in the database: a busy day's ids are not all read.
+            step = -(-total // bound)
+            named = named.alias(n=Window(RowNumber(), order_by=[F("created_at").asc(), F("pk").asc()])).alias(
+                nth=Mod(F("n") - 1, step)).filter(nth=0)
+        found = list(named.order_by("created_at", "pk").values_list(
+            "upstream_id", "model_name", "cache_write_tokens", "cache_write_1h_tokens"))
+        if total > bound:
+            notes[day].append(f"a sample of {len(found)} of the day's {total} calls was looked up")
         calls[day] = [reports.LedgerCall(*row) for row in found]
         # Calls that used tokens without an answer's id (refused or cut before OpenRouter named the
         # generation) cannot be looked up.
@@ -218,6 +222,12 @@ def _openrouter(provider: Provider, credential: ReportingCredential,
         said = [report.note] if report.note else []
         report.note = "; ".join(said + notes[day])
     return fetched, {day: [call.upstream_id for call in day_calls] for day, day_calls in calls.items()}
+
+
+def _day_records(provider: Provider, day: date) -> Any:
+    """The provider's calls of a day that reached it (answers from aspweb's own response cache did not)."""
+    start, end = reports.day_bounds(day)
+    return UsageRecord.objects.filter(provider=provider, created_at__gte=start, created_at__lt=end, cached=False)
 
 
 def _compare(check: DayCheck, report: reports.Report, credential: ReportingCredential, now: datetime,
