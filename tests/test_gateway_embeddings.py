@@ -95,6 +95,22 @@ def test_the_providers_answer_is_passed_on_as_it_came_with_its_record(key: str, 
     assert answer.headers["x-aspweb-model"] == "fake-embed"
 
 
+@pytest.mark.parametrize("kind", ["openai", "openai_compatible"])
+def test_a_compressed_answer_is_passed_on_decompressed_without_a_length(db: None, upstream: FakeUpstream,
+                                                                         kind: str) -> None:
+    cache.clear()
+    upstream.compress_answers = True  # as OpenAI's API answers a client that accepts gzip
+    provider = Provider.objects.create(name="cloud", kind=kind, api_key="sk-upstream-0001", max_retries=0,
+                                       base_url=upstream.openai_base_url)
+    _embedding_model(provider, "fake-embed")
+    answer = call("/v1/embeddings", {"model": "cloud/fake-embed", "input": TEXTS}, key=make_key()[1])
+    assert answer.status == 200, answer.content
+    # Both transports hand the body on decompressed: the provider's length is not its length any more.
+    assert json.loads(answer.content) == _upstream_answer(TEXTS) and "content-length" not in answer.headers
+    record = UsageRecord.objects.get()
+    assert (record.input_tokens, record.usage_estimated) == (sum(embedding_tokens(text) for text in TEXTS), False)
+
+
 def test_usage_written_before_the_vectors_is_read_too(key: str, upstream: FakeUpstream) -> None:
     # Far from the end of a long answer, where a server writes it first.
     upstream.embedding_dimensions = 3000

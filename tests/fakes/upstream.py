@@ -7,8 +7,8 @@ streams sent with chunked transfer encoding, error bodies and status codes.
 
 Behaviour is driven from the tests by plain attribute assignment (``reply``,
 ``chunk_delay``, ``models``, ``usage``, ``raw_usage``, ``usage_style``, ``api_key``, ``mode``,
-``tool_call``, ``reasoning``, ``reasoning_field``, ``embedding_dimensions``, ``embedding_encodings``) and by a
-queue of one-shot faults (``fail_next``).
+``tool_call``, ``reasoning``, ``reasoning_field``, ``embedding_dimensions``, ``embedding_encodings``,
+``compress_answers``) and by a queue of one-shot faults (``fail_next``).
 
 ``POST /v1/embeddings`` (and Azure's ``/openai/deployments/{deployment}/embeddings``) answers as OpenAI's
 API reference documents it: ``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}],
@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import gzip
 import hashlib
 import itertools
 import json
@@ -191,6 +192,8 @@ class FakeUpstream(LoopbackFake):
         self.embedding_dimensions = DEFAULT_EMBEDDING_DIMENSIONS
         # False: the server ignores `encoding_format` and answers floats, as some OpenAI-compatible servers do.
         self.embedding_encodings = True
+        # True: an embeddings answer is gzip-compressed for a client that accepts it, as OpenAI's API does.
+        self.compress_answers = False
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
         self._mode = Fault()
@@ -330,6 +333,7 @@ class FakeUpstream(LoopbackFake):
             self.reasoning_field = "reasoning_content"
             self.embedding_dimensions = DEFAULT_EMBEDDING_DIMENSIONS
             self.embedding_encodings = True
+            self.compress_answers = False
             self._mode = Fault()
             self._faults.clear()
             self._requests.clear()
@@ -679,7 +683,9 @@ class _Handler(TrackedHandler):
         tokens = snapshot.usage.get("input_tokens", sum(embedding_tokens(text) for text in inputs))
         usage = snapshot.raw_usage if snapshot.raw_usage is not None else {"prompt_tokens": tokens,
                                                                              "total_tokens": tokens}
-        self._send_json(200, {"object": "list", "data": data, "model": model, "usage": usage}, fault)
+        compress = self.server.fake.compress_answers and "gzip" in self.headers.get("Accept-Encoding", "")
+        self._send_json(200, {"object": "list", "data": data, "model": model, "usage": usage}, fault,
+                        compress=compress)
 
     def _chat_completions(self, body: dict[str, Any], model: str, snapshot: _Snapshot, fault: Fault) -> None:
         fake = self.server.fake
@@ -895,9 +901,13 @@ class _Handler(TrackedHandler):
         self._send_json(status, body, headers=extra)
 
     def _send_json(
-        self, status: int, payload: Any, fault: Fault | None = None, headers: dict[str, str] | None = None
+        self, status: int, payload: Any, fault: Fault | None = None, headers: dict[str, str] | None = None,
+        compress: bool = False,
     ) -> None:
         data = json.dumps(payload).encode()
+        if compress:
+            data = gzip.compress(data)
+            headers = {**(headers or {}), "Content-Encoding": "gzip"}
         if fault is not None and fault.kind == "slow":
             self.server.fake._sleep(fault.delay)
         if fault is not None and fault.kind == "malformed":
